@@ -1,0 +1,95 @@
+# vlp — see README.md.  `make` builds build/release; `make test` installs what
+# is missing (scripts/deps.sh), builds the release and the ASan+UBSan variants
+# and runs every test in both; `make bench` runs the benchmarks.
+MODE ?= release
+ARCH ?= native
+CC ?= cc
+BUILD := build/$(MODE)
+CONFIG := build/config.mk
+
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c)
+OBJ := $(SRC:%.c=$(BUILD)/%.o)
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+TEST_SUPPORT := $(wildcard tests/support/*.c)
+BENCHES := $(BUILD)/bench/ops
+TOOL_SUPPORT := tools/blas_env.c
+
+ifeq ($(MODE),asan)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else ifeq ($(MODE),release)
+  OPT := -O3 -g -march=$(ARCH)
+else
+  $(error MODE must be release or asan, not '$(MODE)')
+endif
+
+-include $(CONFIG)
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
+LDLIBS_ALL = $(BLAS_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
+
+.PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref
+all: $(CONFIG) lib $(BUILD)/vlp tests benches
+
+$(CONFIG): scripts/probe.sh
+	@mkdir -p build
+	@CC=$(CC) sh scripts/probe.sh $@
+
+lib: $(BUILD)/libvlp.a
+tests: $(TESTS)
+benches: $(BENCHES)
+
+$(BUILD)/%.o: %.c $(CONFIG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libvlp.a: $(OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/vlp: tools/vlp.c $(TOOL_SUPPORT) $(BUILD)/libvlp.a
+	$(CC) $(CFLAGS_ALL) -Itools tools/vlp.c $(TOOL_SUPPORT) $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libvlp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CMOCKA_CFLAGS) -Itests/support $< $(TEST_SUPPORT) $(BUILD)/libvlp.a -o $@ $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c $(TOOL_SUPPORT) $(BUILD)/libvlp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itools $< $(TOOL_SUPPORT) $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
+
+deps:
+	@sh scripts/deps.sh
+
+# The suite twice: optimised, then under AddressSanitizer + UBSan.
+test: deps
+	@$(MAKE) --no-print-directory MODE=release all
+	@$(MAKE) --no-print-directory MODE=asan tests
+	@sh tests/run.sh build/release build/asan
+
+test-release: deps
+	@$(MAKE) --no-print-directory MODE=release tests
+	@sh tests/run.sh build/release
+
+test-asan: deps
+	@$(MAKE) --no-print-directory MODE=asan tests
+	@sh tests/run.sh build/asan
+
+bench: deps
+	@$(MAKE) --no-print-directory MODE=release benches
+	@sh bench/run.sh build/release
+
+# Training arrives with issue 3; until then the demo builds, shows what the
+# machine offers and runs the op benchmark.
+demo: deps
+	@$(MAKE) --no-print-directory MODE=release all
+	build/release/vlp info
+	build/release/bench/ops --quick
+
+# Regenerate the PyTorch reference vectors (needs scripts/deps.sh --ref).
+ref:
+	@sh scripts/deps.sh --ref
+	/usr/bin/python3 tests/ref/make_ops_ref.py tests/ref
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d)

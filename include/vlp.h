@@ -1,0 +1,83 @@
+/*
+ * vlp — vision-language pre-training in C.
+ *
+ * Public API. Conventions:
+ *   - every call that can fail returns a vlp_err (VLP_OK == 0) and, when the
+ *     caller passes a non-NULL vlp_error*, fills it with the code, the source
+ *     location that detected the fault and a message meant for a human;
+ *   - the library never exits, never prints on its own and keeps no global
+ *     mutable state: all state lives in handles or caller-owned buffers;
+ *   - output buffers are owned by the caller.
+ */
+#ifndef VLP_H
+#define VLP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VLP_VERSION_MAJOR 0
+#define VLP_VERSION_MINOR 1
+#define VLP_VERSION_PATCH 0
+#define VLP_VERSION_STRING "0.1.0"
+
+typedef enum vlp_err {
+    VLP_OK = 0,
+    VLP_ERR_NOMEM,   /* an allocation failed */
+    VLP_ERR_SHAPE,   /* dimensions that do not fit together */
+    VLP_ERR_ARG,     /* a bad argument: NULL pointer, value out of range */
+    VLP_ERR_IO,      /* open/read/write/rename failed */
+    VLP_ERR_FORMAT,  /* a file is corrupt, truncated or of another version */
+    VLP_ERR_NUMERIC, /* NaN/Inf where a finite value is required */
+    VLP_ERR_UNSUPPORTED, /* valid request this build or CPU cannot serve */
+    VLP_ERR__COUNT
+} vlp_err;
+
+/* Details of the last failure of one call, written by the library when the
+ * caller passes it. `where` is "file.c:123" of the check that failed. */
+typedef struct vlp_error {
+    vlp_err code;
+    char where[64];
+    char message[448];
+} vlp_error;
+
+/* Short fixed name of a code ("out of memory", "bad shape", ...). */
+const char *vlp_strerror(vlp_err code);
+
+/* A hint for the user on what usually causes this kind of error. */
+const char *vlp_error_hint(vlp_err code);
+
+/* "where: message (hint)" in buf; returns buf. */
+const char *vlp_error_format(const vlp_error *e, char *buf, size_t n);
+
+/* ---- system ------------------------------------------------------------ */
+
+typedef struct vlp_sysinfo {
+    int threads;          /* OpenMP threads the library will use */
+    bool avx2, fma, avx512f, avx512bf16;
+    char blas_name[32];   /* "OpenBLAS 0.3.21", or "cblas" */
+    char blas_kernel[32]; /* OpenBLAS core name, e.g. "Cooperlake" */
+    char blas_threading[16]; /* "openmp", "pthreads", "sequential" */
+    int blas_threads;
+    /* true when the BLAS runs kernels weaker than the CPU allows because
+     * OPENBLAS_CORETYPE in the environment forced them */
+    bool blas_kernel_forced_weaker;
+    char forced_coretype[32];
+} vlp_sysinfo;
+
+void vlp_sysinfo_get(vlp_sysinfo *out);
+
+/* One line, whisper.cpp style: version, threads, SIMD, BLAS kernel. */
+const char *vlp_sysinfo_format(const vlp_sysinfo *s, char *buf, size_t n);
+
+/* Set the thread count of the library's OpenMP loops and of the BLAS.
+ * n <= 0 picks the number of cores. */
+void vlp_set_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VLP_H */

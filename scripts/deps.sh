@@ -1,0 +1,37 @@
+#!/bin/sh
+# Installs the Debian packages vlp needs, when run as root (or with
+# passwordless sudo); otherwise prints the exact apt-get line to run.
+#   scripts/deps.sh          what building and `make test` need
+#   scripts/deps.sh --ref    also PyTorch, to regenerate tests/ref and run the bench peers
+set -eu
+
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev"
+for arg in "$@"; do
+    case "$arg" in
+        --ref) PKGS="$PKGS python3-torch python3-numpy" ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        *) echo "deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+missing=""
+for p in $PKGS; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+[ -z "$missing" ] && exit 0
+
+line="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" = 0 ]; then SUDO=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"
+else
+    echo "deps.sh: missing Debian packages:$missing" >&2
+    echo "deps.sh: run as root:  apt-get update && $line" >&2
+    exit 1
+fi
+echo "deps.sh: installing$missing"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive $line

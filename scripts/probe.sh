@@ -1,0 +1,73 @@
+#!/bin/sh
+# Probes the toolchain and libraries and writes the make fragment $1.
+# Prints what it found; fails with a message when a required part is missing.
+set -eu
+out=$1
+CC=${CC:-cc}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+try_cc() { # try_cc <source> <flags...>
+    src=$1; shift
+    printf '%s\n' "$src" > "$tmp/t.c"
+    $CC "$tmp/t.c" -o "$tmp/t" "$@" >/dev/null 2>&1
+}
+
+# OpenMP
+if try_cc '#include <omp.h>
+int main(void){return omp_get_max_threads()<1;}' -fopenmp; then
+    OMP_FLAGS=-fopenmp; omp_msg="yes (-fopenmp)"
+else
+    OMP_FLAGS=; omp_msg="no: ops run on one thread"
+fi
+
+# BLAS: OpenBLAS's OpenMP build first (one thread pool shared with our loops;
+# inside a parallel region its GEMMs run on the calling thread), then any
+# OpenBLAS pkg-config knows, then a plain cblas.
+ma=$($CC -print-multiarch 2>/dev/null || true)
+blas_src='#include <cblas.h>
+int main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}'
+BLAS_CFLAGS=; BLAS_LIBS=; blas_msg=
+for variant in openmp pthread; do
+    inc=/usr/include/$ma/openblas-$variant
+    lib=/usr/lib/$ma/openblas-$variant
+    if [ -n "$ma" ] && [ -f "$inc/cblas.h" ] && [ -f "$lib/libopenblas.so" ]; then
+        cf="-I$inc -DVLP_HAVE_OPENBLAS"
+        lf="-L$lib -Wl,-rpath,$lib -lopenblas"
+        if try_cc "$blas_src" $cf $lf $OMP_FLAGS; then
+            BLAS_CFLAGS=$cf; BLAS_LIBS=$lf; blas_msg="OpenBLAS ($variant build) in $lib"; break
+        fi
+    fi
+done
+if [ -z "$blas_msg" ] && pkg-config --exists openblas 2>/dev/null; then
+    cf="$(pkg-config --cflags openblas) -DVLP_HAVE_OPENBLAS"; lf=$(pkg-config --libs openblas)
+    if try_cc "$blas_src" $cf $lf; then BLAS_CFLAGS=$cf; BLAS_LIBS=$lf; blas_msg="OpenBLAS (pkg-config)"; fi
+fi
+if [ -z "$blas_msg" ] && try_cc "$blas_src" -lcblas; then
+    BLAS_LIBS=-lcblas; blas_msg="generic cblas (slow: install libopenblas-openmp-dev)"
+fi
+if [ -z "$blas_msg" ]; then
+    echo "probe: no CBLAS found; run scripts/deps.sh (needs libopenblas-openmp-dev)" >&2
+    exit 1
+fi
+
+# cmocka, for the tests
+if pkg-config --exists cmocka 2>/dev/null; then
+    CMOCKA_CFLAGS=$(pkg-config --cflags cmocka); CMOCKA_LIBS=$(pkg-config --libs cmocka)
+    cmocka_msg="yes ($(pkg-config --modversion cmocka))"
+else
+    CMOCKA_CFLAGS=; CMOCKA_LIBS=-lcmocka; cmocka_msg="not found by pkg-config; trying -lcmocka"
+fi
+
+cat > "$out" <<MK
+# written by scripts/probe.sh; delete to probe again
+OMP_FLAGS = $OMP_FLAGS
+BLAS_CFLAGS = $BLAS_CFLAGS
+BLAS_LIBS = $BLAS_LIBS
+CMOCKA_CFLAGS = $CMOCKA_CFLAGS
+CMOCKA_LIBS = $CMOCKA_LIBS
+MK
+echo "probe: compiler  $($CC --version | head -n1)"
+echo "probe: OpenMP    $omp_msg"
+echo "probe: BLAS      $blas_msg"
+echo "probe: cmocka    $cmocka_msg"

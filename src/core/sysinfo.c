@@ -1,0 +1,83 @@
+/* What the machine and the BLAS offer, for the system_info line and for
+ * deciding whether the caller's environment forced slow BLAS kernels. */
+#include "vlp.h"
+#include "core/parallel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef VLP_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+static void cpu_features(vlp_sysinfo *s) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    s->avx2 = __builtin_cpu_supports("avx2");
+    s->fma = __builtin_cpu_supports("fma");
+    s->avx512f = __builtin_cpu_supports("avx512f");
+    s->avx512bf16 = __builtin_cpu_supports("avx512bf16");
+#else
+    (void)s;
+#endif
+}
+
+/* OpenBLAS core names whose sgemm uses AVX-512. */
+static bool kernel_uses_avx512(const char *core) {
+    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids",
+                                               "Zen4", "Zen5"};
+    for (size_t i = 0; i < sizeof avx512_cores / sizeof *avx512_cores; i++)
+        if (strcasecmp(core, avx512_cores[i]) == 0) return true;
+    return false;
+}
+
+void vlp_sysinfo_get(vlp_sysinfo *s) {
+    memset(s, 0, sizeof *s);
+    s->threads = omp_get_max_threads();
+    cpu_features(s);
+#ifdef VLP_HAVE_OPENBLAS
+    /* openblas_get_config(): "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." */
+    const char *cfg = openblas_get_config();
+    int major = 0, minor = 0, patch = 0;
+    if (sscanf(cfg, "OpenBLAS %d.%d.%d", &major, &minor, &patch) == 3)
+        snprintf(s->blas_name, sizeof s->blas_name, "OpenBLAS %d.%d.%d", major, minor, patch);
+    else
+        snprintf(s->blas_name, sizeof s->blas_name, "OpenBLAS");
+    snprintf(s->blas_kernel, sizeof s->blas_kernel, "%s", openblas_get_corename());
+    int par = openblas_get_parallel();
+    snprintf(s->blas_threading, sizeof s->blas_threading, "%s",
+             par == 2 ? "openmp" : par == 1 ? "pthreads" : "sequential");
+    s->blas_threads = openblas_get_num_threads();
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (forced && *forced && s->avx512f && !kernel_uses_avx512(s->blas_kernel)) {
+        s->blas_kernel_forced_weaker = true;
+        snprintf(s->forced_coretype, sizeof s->forced_coretype, "%s", forced);
+    }
+#else
+    snprintf(s->blas_name, sizeof s->blas_name, "cblas");
+    snprintf(s->blas_kernel, sizeof s->blas_kernel, "unknown");
+    snprintf(s->blas_threading, sizeof s->blas_threading, "unknown");
+    s->blas_threads = 1;
+#endif
+}
+
+const char *vlp_sysinfo_format(const vlp_sysinfo *s, char *buf, size_t n) {
+    snprintf(buf, n,
+             "vlp %s | threads = %d | AVX2 = %d | FMA = %d | AVX512F = %d | AVX512_BF16 = %d | "
+             "BLAS = %s (%s, %d threads) kernel = %s%s%s%s",
+             VLP_VERSION_STRING, s->threads, s->avx2, s->fma, s->avx512f, s->avx512bf16,
+             s->blas_name, s->blas_threading, s->blas_threads, s->blas_kernel,
+             s->blas_kernel_forced_weaker ? " (WEAKER than this CPU allows: OPENBLAS_CORETYPE=" : "",
+             s->blas_kernel_forced_weaker ? s->forced_coretype : "",
+             s->blas_kernel_forced_weaker ? ")" : "");
+    return buf;
+}
+
+void vlp_set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#ifdef VLP_HAVE_OPENBLAS
+    openblas_set_num_threads(n);
+#endif
+}

@@ -1,0 +1,108 @@
+#include "model/block.h"
+#include "core/error.h"
+
+#include <string.h>
+
+void block_param_specs(const block_dims *d, block_param_spec s[BLOCK_NPARAMS]) {
+    int C = d->C, H = d->hidden;
+    const block_param_spec specs[BLOCK_NPARAMS] = {
+        {"ln_1.weight", 1, {C, 0}},          {"ln_1.bias", 1, {C, 0}},
+        {"attn.in_proj_weight", 2, {3 * C, C}}, {"attn.in_proj_bias", 1, {3 * C, 0}},
+        {"attn.out_proj.weight", 2, {C, C}}, {"attn.out_proj.bias", 1, {C, 0}},
+        {"ln_2.weight", 1, {C, 0}},          {"ln_2.bias", 1, {C, 0}},
+        {"mlp.c_fc.weight", 2, {H, C}},      {"mlp.c_fc.bias", 1, {H, 0}},
+        {"mlp.c_proj.weight", 2, {C, H}},    {"mlp.c_proj.bias", 1, {C, 0}},
+    };
+    memcpy(s, specs, sizeof specs);
+}
+
+float **block_params_slot(block_params *p, int i) {
+    float **slots[BLOCK_NPARAMS] = {
+        &p->ln_1_w, &p->ln_1_b, &p->in_proj_w, &p->in_proj_b, &p->out_proj_w, &p->out_proj_b,
+        &p->ln_2_w, &p->ln_2_b, &p->c_fc_w,    &p->c_fc_b,    &p->c_proj_w,   &p->c_proj_b,
+    };
+    return slots[i];
+}
+
+size_t block_params_bind(block_params *p, float *base, const block_dims *d) {
+    block_param_spec s[BLOCK_NPARAMS];
+    block_param_specs(d, s);
+    size_t off = 0;
+    for (int i = 0; i < BLOCK_NPARAMS; i++) {
+        *block_params_slot(p, i) = base ? base + off : NULL;
+        off += (size_t)s[i].dims[0] * (s[i].ndim == 2 ? s[i].dims[1] : 1);
+    }
+    return off;
+}
+
+size_t block_acts_bind(block_acts *a, float *base, const block_dims *d) {
+    size_t N = (size_t)d->B * d->T, C = d->C, H = d->hidden;
+    struct { float **slot; size_t n; } parts[] = {
+        {&a->ln1, N * C},   {&a->ln1_mean, N}, {&a->ln1_rstd, N},
+        {&a->qkv, N * 3 * C}, {&a->att, (size_t)d->B * d->NH * d->T * d->T},
+        {&a->heads, N * C}, {&a->x1, N * C},
+        {&a->ln2, N * C},   {&a->ln2_mean, N}, {&a->ln2_rstd, N},
+        {&a->fc, N * H},    {&a->fc_act, N * H},
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        *parts[i].slot = base ? base + off : NULL;
+        off += parts[i].n;
+    }
+    return off;
+}
+
+size_t block_scratch_floats(const block_dims *d) {
+    size_t N = (size_t)d->B * d->T;
+    /* dx1 + dln (N,C each), dfc_act + dfc (N,H each), then the MHA's own */
+    return 2 * N * d->C + 2 * N * d->hidden + mha_scratch_floats(d->B, d->T, d->C, d->NH);
+}
+
+vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_params *w,
+                      const block_dims *d, vlp_error *err) {
+    VLP_CHECK_SHAPE(d->hidden > 0, err, "block MLP width must be positive, got %d", d->hidden);
+    int N = d->B * d->T, C = d->C, H = d->hidden;
+    size_t NC = (size_t)N * C;
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
+    VLP_TRY(mha_forward(a->x1, a->qkv, a->att, a->heads, a->ln1, w->in_proj_w, w->in_proj_b,
+                        w->out_proj_w, w->out_proj_b, d->B, d->T, C, d->NH, d->causal, err));
+    residual_forward(a->x1, inp, a->x1, NC);
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C,
+                      d->eps);
+    linear_forward(a->fc, a->ln2, w->c_fc_w, w->c_fc_b, N, C, H);
+    act_forward(d->act, a->fc_act, a->fc, (size_t)N * H);
+    linear_forward(out, a->fc_act, w->c_proj_w, w->c_proj_b, N, H, C);
+    residual_forward(out, a->x1, out, NC);
+    return VLP_OK;
+}
+
+void block_backward(float *dinp, block_params *dw, const float *dout, const float *inp,
+                    const block_acts *a, const block_params *w, float *scratch,
+                    const block_dims *d) {
+    int N = d->B * d->T, C = d->C, H = d->hidden;
+    size_t NC = (size_t)N * C, NH = (size_t)N * H;
+    float *dx1 = scratch;        // (N, C)
+    float *dln = dx1 + NC;       // (N, C), for ln_2 then ln_1
+    float *dfc_act = dln + NC;   // (N, H)
+    float *dfc = dfc_act + NH;   // (N, H)
+    float *mha_scratch = dfc + NH;
+
+    /* MLP branch; the residual passes dout straight to x1 */
+    memcpy(dx1, dout, sizeof(float) * NC);
+    memset(dfc_act, 0, sizeof(float) * 2 * NH);
+    memset(dln, 0, sizeof(float) * NC);
+    linear_backward(dfc_act, dw->c_proj_w, dw->c_proj_b, dout, a->fc_act, w->c_proj_w, N, H, C);
+    act_backward(d->act, dfc, dfc_act, a->fc, NH);
+    linear_backward(dln, dw->c_fc_w, dw->c_fc_b, dfc, a->ln2, w->c_fc_w, N, C, H);
+    layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
+                       a->ln2_rstd, N, C);
+
+    /* attention branch; the residual passes dx1 straight to the input */
+    if (dinp) residual_backward(dinp, NULL, dx1, NC);
+    memset(dln, 0, sizeof(float) * NC);
+    mha_backward(dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, a->ln1,
+                 a->qkv, a->att, a->heads, w->in_proj_w, w->out_proj_w, mha_scratch, d->B, d->T,
+                 C, d->NH);
+    layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,
+                       a->ln1_rstd, N, C);
+}

@@ -1,0 +1,71 @@
+/* The pre-LN residual attention block of open_clip (ResidualAttentionBlock):
+ *   x1  = x  + out_proj(MHA(ln_1(x)))
+ *   out = x1 + c_proj(act(c_fc(ln_2(x1))))                                  */
+#ifndef VLP_MODEL_BLOCK_H
+#define VLP_MODEL_BLOCK_H
+
+#include "ops/ops.h"
+
+typedef struct block_dims {
+    int B, T, C, NH;
+    int hidden;   // MLP width, mlp_ratio · C
+    bool causal;  // text tower
+    vlp_act act;  // GELU, or QuickGELU for OpenAI weights
+    float eps;    // layernorm eps, 1e-5 in open_clip
+} block_dims;
+
+/* Views of one block's parameters (or of their gradients) inside a larger
+ * buffer; the field order is the layout order. */
+typedef struct block_params {
+    float *ln_1_w, *ln_1_b;         // (C) (C)
+    float *in_proj_w, *in_proj_b;   // (3C, C) (3C)
+    float *out_proj_w, *out_proj_b; // (C, C) (C)
+    float *ln_2_w, *ln_2_b;         // (C) (C)
+    float *c_fc_w, *c_fc_b;         // (H, C) (H)
+    float *c_proj_w, *c_proj_b;     // (C, H) (C)
+} block_params;
+
+#define BLOCK_NPARAMS 12
+
+/* Name (open_clip state-dict suffix after "resblocks.<i>."), and shape. */
+typedef struct block_param_spec {
+    const char *name;
+    int ndim;
+    int dims[2];
+} block_param_spec;
+
+/* Fills specs[BLOCK_NPARAMS] in layout order. */
+void block_param_specs(const block_dims *d, block_param_spec specs[BLOCK_NPARAMS]);
+/* Points the views at consecutive ranges from base; returns the floats used.
+ * base may be NULL to only count. */
+size_t block_params_bind(block_params *p, float *base, const block_dims *d);
+/* The view of parameter i (layout order), for name-driven code. */
+float **block_params_slot(block_params *p, int i);
+
+/* Activations the forward saves for the backward. */
+typedef struct block_acts {
+    float *ln1, *ln1_mean, *ln1_rstd; // (B,T,C) (B·T) (B·T)
+    float *qkv;                       // (B, T, 3C)
+    float *att;                       // (B, NH, T, T)
+    float *heads;                     // (B, T, C)
+    float *x1;                        // (B, T, C) after the attention residual
+    float *ln2, *ln2_mean, *ln2_rstd; // (B,T,C) (B·T) (B·T)
+    float *fc;                        // (B, T, H) before the activation
+    float *fc_act;                    // (B, T, H)
+} block_acts;
+
+size_t block_acts_bind(block_acts *a, float *base, const block_dims *d);
+size_t block_scratch_floats(const block_dims *d);
+
+vlp_err block_forward(float *out,              // (B, T, C)
+                      block_acts *acts,
+                      const float *inp,        // (B, T, C)
+                      const block_params *w, const block_dims *d, vlp_error *err);
+void block_backward(float *dinp,               // (B, T, C) or NULL, accumulated
+                    block_params *dw,          // accumulated
+                    const float *dout,         // (B, T, C)
+                    const float *inp,          // (B, T, C)
+                    const block_acts *acts, const block_params *w,
+                    float *scratch,            // block_scratch_floats()
+                    const block_dims *d);
+#endif

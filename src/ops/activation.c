@@ -1,0 +1,52 @@
+#include "ops/ops.h"
+#include "core/parallel.h"
+
+#include <math.h>
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+#define QUICKGELU_ALPHA 1.702f
+
+void gelu_forward(float *out, const float *inp, size_t N) {
+    VLP_OMP_FOR
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+    }
+}
+
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
+    VLP_OMP_FOR
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+        dinp[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+void quickgelu_forward(float *out, const float *inp, size_t N) {
+    VLP_OMP_FOR
+    for (size_t i = 0; i < N; i++) out[i] = inp[i] * sigmoidf(QUICKGELU_ALPHA * inp[i]);
+}
+
+void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
+    VLP_OMP_FOR
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float s = sigmoidf(QUICKGELU_ALPHA * x);
+        dinp[i] += dout[i] * (s + QUICKGELU_ALPHA * x * s * (1.0f - s));
+    }
+}
+
+void act_forward(vlp_act act, float *out, const float *inp, size_t N) {
+    if (act == VLP_ACT_QUICKGELU) quickgelu_forward(out, inp, N);
+    else gelu_forward(out, inp, N);
+}
+
+void act_backward(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N) {
+    if (act == VLP_ACT_QUICKGELU) quickgelu_backward(dinp, dout, inp, N);
+    else gelu_backward(dinp, dout, inp, N);
+}

@@ -1,0 +1,173 @@
+/*
+ * The op library: fp32, one forward/backward pair per op, llm.c style.
+ *
+ *   foo_forward(out, saved..., inp, weights..., dims)
+ *   foo_backward(dinp, dweights..., dout, saved..., inputs..., dims)
+ *
+ * Rules every op keeps:
+ *   - backward ACCUMULATES (+=) into every gradient it writes, so a tensor
+ *     used twice gets the sum; callers zero gradients once per step;
+ *   - a gradient pointer that is NULL is not computed (e.g. no dinp for the
+ *     first layer, no dimg for the pixels);
+ *   - no allocation: ops that need temporary memory take a `scratch` buffer
+ *     of foo_scratch_floats(dims) floats;
+ *   - an op that has a precondition its dims or data can violate returns
+ *     vlp_err and fills the optional vlp_error; ops that cannot fail are void;
+ *   - reductions over rows (bias, layernorm and embedding gradients) are
+ *     partitioned by output column, so results do not depend on the thread
+ *     count.
+ * Shapes are given in comments as (dim, dim, ...), row-major.
+ */
+#ifndef VLP_OPS_H
+#define VLP_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vlp.h"
+
+/* ---- linear: out = inp · weightᵀ + bias -------------------------------- */
+void linear_forward(float *out,          // (N, OC)
+                    const float *inp,    // (N, C)
+                    const float *weight, // (OC, C)
+                    const float *bias,   // (OC) or NULL
+                    int N, int C, int OC);
+void linear_backward(float *dinp,         // (N, C) or NULL
+                     float *dweight,      // (OC, C) or NULL
+                     float *dbias,        // (OC) or NULL
+                     const float *dout,   // (N, OC)
+                     const float *inp,    // (N, C)
+                     const float *weight, // (OC, C)
+                     int N, int C, int OC);
+
+/* ---- layernorm over the last dim ----------------------------------------- */
+void layernorm_forward(float *out,          // (N, C)
+                       float *mean,         // (N) saved
+                       float *rstd,         // (N) saved
+                       const float *inp,    // (N, C)
+                       const float *weight, // (C)
+                       const float *bias,   // (C)
+                       int N, int C, float eps);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, // (N,C) (C) (C)
+                        const float *dout,                         // (N, C)
+                        const float *inp, const float *weight,     // (N, C) (C)
+                        const float *mean, const float *rstd,      // (N) (N)
+                        int N, int C);
+
+/* ---- activations, elementwise over N values -------------------------------- */
+void gelu_forward(float *out, const float *inp, size_t N); // 0.5x(1+erf(x/√2))
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t N);
+void quickgelu_forward(float *out, const float *inp, size_t N); // x·σ(1.702x)
+void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t N);
+
+typedef enum vlp_act { VLP_ACT_GELU = 0, VLP_ACT_QUICKGELU = 1 } vlp_act;
+void act_forward(vlp_act act, float *out, const float *inp, size_t N);
+void act_backward(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N);
+
+/* ---- softmax over the last dim -------------------------------------------- */
+void softmax_forward(float *out, const float *inp, int N, int C); // (N, C)
+void softmax_backward(float *dinp,       // (N, C)
+                      const float *dout, // (N, C)
+                      const float *out,  // (N, C) the forward output
+                      int N, int C);
+
+/* ---- residual: out = a + b ------------------------------------------------ */
+void residual_forward(float *out, const float *a, const float *b, size_t N);
+void residual_backward(float *da, float *db, const float *dout, size_t N);
+
+/* ---- scaled dot-product attention core over a fused q|k|v tensor ------------
+ * qkv row t of batch b is [q(C) | k(C) | v(C)], each split into NH heads of
+ * C/NH, as the output of open_clip's in_proj. out is the heads concatenated,
+ * before out_proj. With causal, query t sees keys 0..t. */
+vlp_err attention_forward(float *out,       // (B, T, C)
+                          float *att,       // (B, NH, T, T) saved probabilities
+                          const float *qkv, // (B, T, 3C)
+                          int B, int T, int C, int NH, bool causal, vlp_error *err);
+size_t attention_scratch_floats(int B, int T, int NH);
+void attention_backward(float *dqkv,       // (B, T, 3C)
+                        const float *dout, // (B, T, C)
+                        const float *qkv,  // (B, T, 3C)
+                        const float *att,  // (B, NH, T, T)
+                        float *scratch,    // attention_scratch_floats()
+                        int B, int T, int C, int NH);
+
+/* ---- multi-head self-attention: in_proj, attention core, out_proj ----------- */
+vlp_err mha_forward(float *out,            // (B, T, C)
+                    float *qkv,            // (B, T, 3C) saved
+                    float *att,            // (B, NH, T, T) saved
+                    float *heads,          // (B, T, C) saved, input of out_proj
+                    const float *inp,      // (B, T, C)
+                    const float *w_in,     // (3C, C) in_proj_weight, rows q|k|v
+                    const float *b_in,     // (3C) in_proj_bias
+                    const float *w_out,    // (C, C) out_proj.weight
+                    const float *b_out,    // (C) out_proj.bias
+                    int B, int T, int C, int NH, bool causal, vlp_error *err);
+size_t mha_scratch_floats(int B, int T, int C, int NH);
+void mha_backward(float *dinp,                       // (B, T, C) or NULL
+                  float *dw_in, float *db_in,        // (3C, C) (3C)
+                  float *dw_out, float *db_out,      // (C, C) (C)
+                  const float *dout,                 // (B, T, C)
+                  const float *inp, const float *qkv, const float *att, const float *heads,
+                  const float *w_in, const float *w_out,
+                  float *scratch,                    // mha_scratch_floats()
+                  int B, int T, int C, int NH);
+
+/* ---- token embedding (+ optional positional embedding) ---------------------- */
+vlp_err embedding_forward(float *out,         // (B, T, C)
+                          const int32_t *ids, // (B, T), each in [0, V)
+                          const float *wte,   // (V, C)
+                          const float *wpe,   // (T, C) or NULL
+                          int B, int T, int C, int V, vlp_error *err);
+void embedding_backward(float *dwte,        // (V, C) or NULL
+                        float *dwpe,        // (T, C) or NULL
+                        const float *dout,  // (B, T, C)
+                        const int32_t *ids, // (B, T), validated by the forward
+                        int B, int T, int C, int V);
+
+/* ---- patch embedding: conv(stride = kernel = P, no bias) as one GEMM ---------
+ * img is channels-first; a patch is unfolded in (channel, row, col) order, the
+ * layout of conv1.weight (W, Cin, P, P); patches are numbered row-major over
+ * the (H/P, W/P) grid as open_clip's flatten(2). */
+vlp_err patch_embed_forward(float *out,         // (B, NP, W)  NP = (H/P)·(Wd/P)
+                            float *cols,        // (B, NP, Cin·P·P) saved
+                            const float *img,   // (B, Cin, H, Wd)
+                            const float *weight, // (W, Cin·P·P)
+                            int B, int Cin, int H, int Wd, int P, int W, vlp_error *err);
+size_t patch_embed_scratch_floats(int B, int Cin, int H, int Wd, int P);
+void patch_embed_backward(float *dimg,          // (B, Cin, H, Wd) or NULL
+                          float *dweight,       // (W, Cin·P·P) or NULL
+                          const float *dout,    // (B, NP, W)
+                          const float *cols,    // (B, NP, Cin·P·P)
+                          const float *weight,  // (W, Cin·P·P)
+                          float *scratch,       // patch_embed_scratch_floats(), if dimg
+                          int B, int Cin, int H, int Wd, int P, int W);
+
+/* ---- class token prepend + positional embedding add ----------------------- */
+void cls_pos_forward(float *out,       // (B, NP+1, W)
+                     const float *inp, // (B, NP, W)
+                     const float *cls, // (W) class_embedding
+                     const float *pos, // (NP+1, W) positional_embedding
+                     int B, int NP, int W);
+void cls_pos_backward(float *dinp, float *dcls, float *dpos, // (B,NP,W) (W) (NP+1,W)
+                      const float *dout,                     // (B, NP+1, W)
+                      int B, int NP, int W);
+
+/* ---- token pooling: one token per sequence ---------------------------------- */
+void token_pool_forward(float *out,          // (B, C)
+                        const float *inp,    // (B, T, C)
+                        const int32_t *index, // (B) token taken, in [0, T)
+                        int B, int T, int C);
+void token_pool_backward(float *dinp, const float *dout, const int32_t *index, int B, int T,
+                         int C);
+/* index[b] = 0: the class token of a ViT. */
+void pool_index_first(int32_t *index, int B);
+/* index[b] = first position of the largest id: the EOT token of CLIP text. */
+void pool_index_argmax(int32_t *index, const int32_t *ids, int B, int T);
+
+/* ---- L2 normalisation of rows: out = x / max(‖x‖, 1e-12), as F.normalize ---- */
+void l2norm_forward(float *out, float *norm, const float *inp, int N, int C); // norm (N) saved
+void l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm,
+                     int N, int C);
+
+#endif

@@ -1,0 +1,134 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t rng_u64(rng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+float rng_uniform(rng *r) { return (float)((rng_u64(r) >> 40) * (1.0 / 16777216.0)); }
+
+float rng_normal(rng *r) {
+    double u1 = ((rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = (rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+void fill_normal(rng *r, float *x, size_t n, float scale, float shift) {
+    for (size_t i = 0; i < n; i++) x[i] = rng_normal(r) * scale + shift;
+}
+
+float *falloc(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) fail_msg("out of memory allocating %zu floats", n);
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+vlpt_file *ref_open(const char *name) {
+    const char *dir = getenv("VLP_REF_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.vlpt", dir && *dir ? dir : "tests/ref", name);
+    vlpt_file *f = NULL;
+    vlp_error err = {0};
+    if (vlpt_read(path, &f, &err) != VLP_OK) {
+        char buf[600];
+        fail_msg("reference %s: %s", path, vlp_error_format(&err, buf, sizeof buf));
+    }
+    return f;
+}
+
+static const vlpt_tensor *ref_tensor(const vlpt_file *f, const char *name, vlpt_dtype dt,
+                                     size_t numel) {
+    const vlpt_tensor *t = NULL;
+    vlp_error err = {0};
+    if (vlpt_get(f, name, dt, -1, NULL, &t, &err) != VLP_OK) {
+        char buf[600];
+        fail_msg("%s", vlp_error_format(&err, buf, sizeof buf));
+    }
+    if (t->numel != numel) fail_msg("reference tensor '%s' has %zu elements, test expects %zu",
+                                    name, t->numel, numel);
+    return t;
+}
+
+const float *ref_f32(const vlpt_file *f, const char *name, size_t numel) {
+    return ref_tensor(f, name, VLPT_F32, numel)->data;
+}
+
+const int32_t *ref_i32(const vlpt_file *f, const char *name, size_t numel) {
+    return ref_tensor(f, name, VLPT_I32, numel)->data;
+}
+
+float *ref_f32_copy(const vlpt_file *f, const char *name, size_t numel) {
+    float *p = falloc(numel);
+    memcpy(p, ref_f32(f, name, numel), numel * sizeof(float));
+    return p;
+}
+
+void assert_close(const char *what, const float *got, const float *want, size_t n, double atol,
+                  double rtol) {
+    size_t bad = 0, worst = 0;
+    double worst_excess = -1.0;
+    for (size_t i = 0; i < n; i++) {
+        double diff = fabs((double)got[i] - (double)want[i]);
+        double tol = atol + rtol * fabs((double)want[i]);
+        /* NaN fails: !(diff <= tol) */
+        if (!(diff <= tol)) {
+            bad++;
+            double excess = isnan(diff) ? INFINITY : diff / tol;
+            if (excess > worst_excess) worst_excess = excess, worst = i;
+        }
+    }
+    if (bad)
+        fail_msg("%s: %zu of %zu values differ beyond atol %g + rtol %g; worst at [%zu]: got "
+                 "%.9g, want %.9g",
+                 what, bad, n, atol, rtol, worst, got[worst], want[worst]);
+}
+
+static double test_loss(const gc_op *op) {
+    op->forward(op->ctx);
+    double L = 0.0;
+    for (size_t i = 0; i < op->nout; i++) L += (double)op->out[i] * op->dout[i];
+    return L;
+}
+
+#define GC_PREFILL 0.25f
+#define GC_MAX_POINTS 48
+
+void gradcheck(const gc_op *op) {
+    for (int k = 0; k < op->nin; k++)
+        for (size_t i = 0; i < op->in[k].n; i++) op->in[k].grad[i] = GC_PREFILL;
+    op->forward(op->ctx);
+    op->backward(op->ctx);
+    rng r = {0x5eedull};
+    for (int k = 0; k < op->nin; k++) {
+        const gc_input *in = &op->in[k];
+        size_t npts = in->n <= GC_MAX_POINTS ? in->n : GC_MAX_POINTS;
+        for (size_t p = 0; p < npts; p++) {
+            size_t i = in->n <= GC_MAX_POINTS ? p : (size_t)(rng_u64(&r) % in->n);
+            float x0 = in->x[i];
+            in->x[i] = x0 + (float)op->h;
+            double hp = (double)in->x[i] - x0; // the step actually taken in fp32
+            double lp = test_loss(op);
+            in->x[i] = x0 - (float)op->h;
+            double hm = x0 - (double)in->x[i];
+            double lm = test_loss(op);
+            in->x[i] = x0;
+            double num = (lp - lm) / (hp + hm);
+            double ana = (double)in->grad[i] - GC_PREFILL;
+            double tol = op->atol + op->rtol * fabs(num);
+            if (!(fabs(num - ana) <= tol))
+                fail_msg("%s: d/d%s[%zu]: analytic %.7g, finite difference %.7g "
+                         "(|diff| %.3g > atol %g + rtol %g·|fd|)",
+                         op->name, in->name, i, ana, num, fabs(num - ana), op->atol, op->rtol);
+        }
+    }
+    op->forward(op->ctx);
+}

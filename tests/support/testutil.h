@@ -1,0 +1,63 @@
+/* Shared helpers of vlp's C tests (cmocka). */
+#ifndef VLP_TESTUTIL_H
+#define VLP_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "io/tensorfile.h"
+
+/* Deterministic random numbers (splitmix64). */
+typedef struct rng { uint64_t s; } rng;
+uint64_t rng_u64(rng *r);
+float rng_uniform(rng *r);              // [0, 1)
+float rng_normal(rng *r);               // N(0, 1)
+void fill_normal(rng *r, float *x, size_t n, float scale, float shift);
+
+/* 64-byte aligned zeroed floats; freed with free(). Fails the test on OOM. */
+float *falloc(size_t n);
+
+/* Reference files: $VLP_REF_DIR/<name>.vlpt, default tests/ref. */
+vlpt_file *ref_open(const char *name);
+/* A float32 tensor of the reference with exactly numel elements. */
+const float *ref_f32(const vlpt_file *f, const char *name, size_t numel);
+const int32_t *ref_i32(const vlpt_file *f, const char *name, size_t numel);
+/* A float32 copy the test may modify (inputs, gradient accumulators). */
+float *ref_f32_copy(const vlpt_file *f, const char *name, size_t numel);
+
+/* Fails the test unless |got - want| <= atol + rtol·|want| everywhere; the
+ * message names the tensor, the worst index and both values. */
+void assert_close(const char *what, const float *got, const float *want, size_t n, double atol,
+                  double rtol);
+
+/* Finite-difference gradient check. The op computes `out` (nout floats)
+ * from its inputs; the test loss is L = Σ out ⊙ dout. For each input, the
+ * analytic gradient (backward, which must ACCUMULATE: every gradient buffer
+ * is pre-filled with 0.25 and that is subtracted again) is compared with the
+ * central difference (L(x+h) − L(x−h)) / 2h, L summed in double, at every
+ * element (at most 48 chosen at random for big inputs):
+ *     |numeric − analytic| <= atol + rtol·|numeric|                          */
+typedef struct gc_input {
+    const char *name;
+    float *x, *grad;
+    size_t n;
+} gc_input;
+
+typedef struct gc_op {
+    const char *name;
+    void *ctx;
+    void (*forward)(void *ctx);
+    void (*backward)(void *ctx);
+    float *out, *dout;
+    size_t nout;
+    gc_input in[12];
+    int nin;
+    double h, atol, rtol;
+} gc_op;
+
+void gradcheck(const gc_op *op);
+
+#endif

@@ -1,0 +1,13 @@
+#ifndef VLP_TOOLS_BLAS_ENV_H
+#define VLP_TOOLS_BLAS_ENV_H
+/* Call first in main(). OpenBLAS picks its kernels when it is loaded, before
+ * main, honouring OPENBLAS_CORETYPE. When that variable forces kernels weaker
+ * than this CPU supports (the shell here exports Haswell on an AVX-512 CPU,
+ * halving sgemm speed), the program re-executes itself without it.
+ * VLP_KEEP_OPENBLAS_CORETYPE=1 keeps the user's choice. Returns only when no
+ * re-exec is needed or it failed. */
+void tool_fix_blas_env(char **argv);
+
+/* The system_info line, with a note when the environment was corrected. */
+void tool_print_sysinfo(FILE *fp);
+#endif

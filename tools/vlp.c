@@ -1,0 +1,62 @@
+/* vlp — the command-line tool, thin over the library. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vlp.h"
+#include "blas_env.h"
+
+static void usage(FILE *fp) {
+    fprintf(fp,
+            "vlp %s — vision-language pre-training in C\n"
+            "\n"
+            "usage: vlp [-h|--help] [-V|--version] <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  info      print what this machine and build offer (threads, SIMD, BLAS kernel)\n"
+            "\n"
+            "Training, evaluation and embedding commands arrive with the next issues.\n"
+            "Run 'vlp <command> --help' for a command's options.\n",
+            VLP_VERSION_STRING);
+}
+
+static int cmd_info(int argc, char **argv) {
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: vlp info [-t|--threads N]\n"
+                   "  -t, --threads N   threads to use (default: 0 = one per core)\n");
+            return 0;
+        } else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 4096) {
+                fprintf(stderr, "vlp info: --threads wants a whole number 0..4096, got '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            threads = (int)v;
+        } else {
+            fprintf(stderr, "vlp info: unknown option '%s' (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    vlp_set_threads(threads);
+    tool_print_sysinfo(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    tool_fix_blas_env(argv);
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+        printf("vlp %s\n", VLP_VERSION_STRING);
+        return 0;
+    }
+    if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "vlp: unknown command '%s' (try 'vlp --help')\n", argv[1]);
+    return 2;
+}
