@@ -103,11 +103,15 @@ static double test_loss(const gc_op *op) {
 #define GC_MAX_POINTS 48
 
 void gradcheck(const gc_op *op) {
+    if (op->nin < 1 || op->nin > (int)(sizeof op->in / sizeof op->in[0]))
+        fail_msg("%s: %d inputs, gradcheck takes 1..%zu", op->name, op->nin,
+                 sizeof op->in / sizeof op->in[0]);
     for (int k = 0; k < op->nin; k++)
         for (size_t i = 0; i < op->in[k].n; i++) op->in[k].grad[i] = GC_PREFILL;
     op->forward(op->ctx);
     op->backward(op->ctx);
     rng r = {0x5eedull};
+    double worst = 0.0;
     for (int k = 0; k < op->nin; k++) {
         const gc_input *in = &op->in[k];
         size_t npts = in->n <= GC_MAX_POINTS ? in->n : GC_MAX_POINTS;
@@ -124,6 +128,7 @@ void gradcheck(const gc_op *op) {
             double num = (lp - lm) / (hp + hm);
             double ana = (double)in->grad[i] - GC_PREFILL;
             double tol = op->atol + op->rtol * fabs(num);
+            if (fabs(num - ana) / tol > worst) worst = fabs(num - ana) / tol;
             if (!(fabs(num - ana) <= tol))
                 fail_msg("%s: d/d%s[%zu]: analytic %.7g, finite difference %.7g "
                          "(|diff| %.3g > atol %g + rtol %g·|fd|)",
@@ -131,4 +136,5 @@ void gradcheck(const gc_op *op) {
         }
     }
     op->forward(op->ctx);
+    print_message("# %s: worst |fd - analytic| is %.2f of the tolerance\n", op->name, worst);
 }

@@ -53,7 +53,7 @@ typedef struct gc_op {
     void (*backward)(void *ctx);
     float *out, *dout;
     size_t nout;
-    gc_input in[12];
+    gc_input in[16];
     int nin;
     double h, atol, rtol;
 } gc_op;
