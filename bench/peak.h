@@ -1,0 +1,76 @@
+/* Measured fp32 FMA peak of this machine: independent FMA chains on every
+ * thread, enough of them to hide the FMA latency. */
+#ifndef VLP_BENCH_PEAK_H
+#define VLP_BENCH_PEAK_H
+#include <omp.h>
+#include <time.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+static double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* GFLOP/s of a pure FMA loop on `threads` threads; also the SIMD used. */
+static double measure_fma_peak(int threads, const char **simd) {
+    /* ~0.3 s a repetition: short runs measure thread start-up, not the FPU */
+    const long iters = 4000000000L;
+    double best = 0.0;
+#pragma omp parallel num_threads(threads)
+    { (void)0; } /* start the thread pool before timing */
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = bench_now();
+        float sink = 0.0f;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+#if defined(__AVX512F__)
+            __m512 a[12], m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+            for (int k = 0; k < 12; k++) a[k] = _mm512_set1_ps((float)k);
+            for (long i = 0; i < iters / 16; i++)
+                for (int k = 0; k < 12; k++) a[k] = _mm512_fmadd_ps(a[k], m, c);
+            for (int k = 1; k < 12; k++) a[0] = _mm512_add_ps(a[0], a[k]);
+            sink += _mm512_reduce_add_ps(a[0]);
+#elif defined(__AVX2__) && defined(__FMA__)
+            __m256 a[12], m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+            for (int k = 0; k < 12; k++) a[k] = _mm256_set1_ps((float)k);
+            for (long i = 0; i < iters / 8; i++)
+                for (int k = 0; k < 12; k++) a[k] = _mm256_fmadd_ps(a[k], m, c);
+            float out[8];
+            for (int k = 1; k < 12; k++) a[0] = _mm256_add_ps(a[0], a[k]);
+            _mm256_storeu_ps(out, a[0]);
+            for (int k = 0; k < 8; k++) sink += out[k];
+#else
+            float a[12];
+            for (int k = 0; k < 12; k++) a[k] = (float)k;
+            for (long i = 0; i < iters; i++)
+                for (int k = 0; k < 12; k++) a[k] = a[k] * 0.9999999f + 1e-7f;
+            for (int k = 0; k < 12; k++) sink += a[k];
+#endif
+        }
+        double dt = bench_now() - t0;
+        volatile float keep = sink;
+        (void)keep;
+#if defined(__AVX512F__)
+        double lanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+        double lanes = 8;
+#else
+        double lanes = 1;
+#endif
+        /* each thread: (iters/lanes) · 12 FMAs of `lanes` lanes, 2 flops each */
+        double flops = (double)threads * (iters / (long)lanes) * 12 * lanes * 2;
+        if (flops / dt > best) best = flops / dt;
+    }
+#if defined(__AVX512F__)
+    *simd = "AVX-512 FMA";
+#elif defined(__AVX2__) && defined(__FMA__)
+    *simd = "AVX2 FMA";
+#else
+    *simd = "scalar";
+#endif
+    return best * 1e-9;
+}
+#endif

@@ -1,0 +1,9 @@
+#!/bin/sh
+# Runs every benchmark of a build directory (default build/release).
+# Each prints its table and RESULT lines; paste them into bench/RESULTS.md
+# with the command and the date.
+set -eu
+dir=${1:-build/release}
+echo "# $(date -u +%Y-%m-%d) $(uname -m), $(nproc) cores"
+shift || true
+"$dir/bench/ops" "$@"
