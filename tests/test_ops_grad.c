@@ -309,7 +309,7 @@ static void check_block(const char *name, block_dims d) {
     block_param_specs(&d, specs);
     assert_true(1 + BLOCK_NPARAMS <= (int)(sizeof op.in / sizeof op.in[0]));
     for (int i = 0; i < BLOCK_NPARAMS; i++) {
-        size_t n = (size_t)specs[i].dims[0] * (specs[i].ndim == 2 ? specs[i].dims[1] : 1);
+        size_t n = block_param_numel(&specs[i]);
         op.in[op.nin++] = (gc_input){specs[i].name, *block_params_slot(&c.w, i),
                                      *block_params_slot(&c.g, i), n};
     }

@@ -285,7 +285,7 @@ static void check_block(const char *name) {
     block_param_spec specs[BLOCK_NPARAMS];
     block_param_specs(&d, specs);
     for (int i = 0; i < BLOCK_NPARAMS; i++) {
-        size_t n = (size_t)specs[i].dims[0] * (specs[i].ndim == 2 ? specs[i].dims[1] : 1);
+        size_t n = block_param_numel(&specs[i]);
         memcpy(*block_params_slot(&w, i), ref_f32(f, specs[i].name, n), n * sizeof(float));
     }
     block_acts a;
@@ -299,7 +299,7 @@ static void check_block(const char *name) {
     assert_close("block out", out, ref_f32(f, "out", NC), NC, ATOL, RTOL);
     assert_close("block dinp", dinp, ref_f32(f, "dinp", NC), NC, ATOL, RTOL);
     for (int i = 0; i < BLOCK_NPARAMS; i++) {
-        size_t n = (size_t)specs[i].dims[0] * (specs[i].ndim == 2 ? specs[i].dims[1] : 1);
+        size_t n = block_param_numel(&specs[i]);
         char gname[96];
         snprintf(gname, sizeof gname, "grad.%s", specs[i].name);
         assert_close(gname, *block_params_slot(&g, i), ref_f32(f, gname, n), n, ATOL, RTOL);

@@ -30,7 +30,7 @@ size_t block_params_bind(block_params *p, float *base, const block_dims *d) {
     size_t off = 0;
     for (int i = 0; i < BLOCK_NPARAMS; i++) {
         *block_params_slot(p, i) = base ? base + off : NULL;
-        off += (size_t)s[i].dims[0] * (s[i].ndim == 2 ? s[i].dims[1] : 1);
+        off += block_param_numel(&s[i]);
     }
     return off;
 }

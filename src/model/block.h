@@ -34,6 +34,10 @@ typedef struct block_param_spec {
     int dims[2];
 } block_param_spec;
 
+static inline size_t block_param_numel(const block_param_spec *s) {
+    return (size_t)s->dims[0] * (s->ndim == 2 ? (size_t)s->dims[1] : 1);
+}
+
 /* Fills specs[BLOCK_NPARAMS] in layout order. */
 void block_param_specs(const block_dims *d, block_param_spec specs[BLOCK_NPARAMS]);
 /* Points the views at consecutive ranges from base; returns the floats used.

@@ -32,11 +32,10 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
     (void)V;
     if (dwte) {
         /* tokens repeat, so rows of dwte collide: split by column instead */
-        int nblocks = (C + VLP_COL_BLOCK - 1) / VLP_COL_BLOCK;
+        int nblocks = col_blocks(C);
         VLP_OMP_FOR
         for (int blk = 0; blk < nblocks; blk++) {
-            int c0 = blk * VLP_COL_BLOCK;
-            int w = C - c0 < VLP_COL_BLOCK ? C - c0 : VLP_COL_BLOCK;
+            int c0 = blk * VLP_COL_BLOCK, w = col_block_width(blk, C);
             for (int i = 0; i < B * T; i++) {
                 float *d = dwte + (size_t)ids[i] * C + c0;
                 const float *g = dout + (size_t)i * C + c0;

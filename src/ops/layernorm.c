@@ -54,11 +54,10 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     }
     if (dbias) colsum_add(dbias, dout, N, C, C);
     if (dweight) {
-        int nblocks = (C + VLP_COL_BLOCK - 1) / VLP_COL_BLOCK;
+        int nblocks = col_blocks(C);
         VLP_OMP_FOR
         for (int blk = 0; blk < nblocks; blk++) {
-            int c0 = blk * VLP_COL_BLOCK;
-            int w = C - c0 < VLP_COL_BLOCK ? C - c0 : VLP_COL_BLOCK;
+            int c0 = blk * VLP_COL_BLOCK, w = col_block_width(blk, C);
             float acc[VLP_COL_BLOCK] = {0};
             for (int n = 0; n < N; n++) {
                 const float *x = inp + (size_t)n * C + c0;

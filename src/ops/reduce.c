@@ -4,11 +4,10 @@
 #include <stddef.h>
 
 void colsum_add(float *dst, const float *src, int N, int C, int ld) {
-    int nblocks = (C + VLP_COL_BLOCK - 1) / VLP_COL_BLOCK;
+    int nblocks = col_blocks(C);
     VLP_OMP_FOR
     for (int blk = 0; blk < nblocks; blk++) {
-        int c0 = blk * VLP_COL_BLOCK;
-        int w = C - c0 < VLP_COL_BLOCK ? C - c0 : VLP_COL_BLOCK;
+        int c0 = blk * VLP_COL_BLOCK, w = col_block_width(blk, C);
         float acc[VLP_COL_BLOCK] = {0};
         for (int n = 0; n < N; n++) {
             const float *row = src + (size_t)n * ld + c0;
