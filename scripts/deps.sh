@@ -5,7 +5,7 @@
 #   scripts/deps.sh --ref    also PyTorch, to regenerate tests/ref and run the bench peers
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev"
 for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy" ;;

@@ -51,6 +51,15 @@ if [ -z "$blas_msg" ]; then
     exit 1
 fi
 
+# jansson, for JSON configs
+if pkg-config --exists jansson 2>/dev/null; then
+    JSON_CFLAGS=$(pkg-config --cflags jansson); JSON_LIBS=$(pkg-config --libs jansson)
+    json_msg="jansson $(pkg-config --modversion jansson)"
+else
+    echo "probe: jansson not found; run scripts/deps.sh (needs libjansson-dev)" >&2
+    exit 1
+fi
+
 # cmocka, for the tests
 if pkg-config --exists cmocka 2>/dev/null; then
     CMOCKA_CFLAGS=$(pkg-config --cflags cmocka); CMOCKA_LIBS=$(pkg-config --libs cmocka)
@@ -64,10 +73,13 @@ cat > "$out" <<MK
 OMP_FLAGS = $OMP_FLAGS
 BLAS_CFLAGS = $BLAS_CFLAGS
 BLAS_LIBS = $BLAS_LIBS
+JSON_CFLAGS = $JSON_CFLAGS
+JSON_LIBS = $JSON_LIBS
 CMOCKA_CFLAGS = $CMOCKA_CFLAGS
 CMOCKA_LIBS = $CMOCKA_LIBS
 MK
 echo "probe: compiler  $($CC --version | head -n1)"
 echo "probe: OpenMP    $omp_msg"
 echo "probe: BLAS      $blas_msg"
+echo "probe: JSON      $json_msg"
 echo "probe: cmocka    $cmocka_msg"

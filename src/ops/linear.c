@@ -23,3 +23,13 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
     if (dweight) vlp_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) colsum_add(dbias, dout, N, OC, OC);
 }
+
+void proj_forward(float *out, const float *inp, const float *weight, int N, int C, int OC) {
+    vlp_sgemm(false, false, N, OC, C, 1.0f, inp, C, weight, OC, 0.0f, out, OC);
+}
+
+void proj_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                   const float *weight, int N, int C, int OC) {
+    if (dinp) vlp_sgemm(false, true, N, C, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
+    if (dweight) vlp_sgemm(true, false, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
+}

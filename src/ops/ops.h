@@ -41,6 +41,17 @@ void linear_backward(float *dinp,         // (N, C) or NULL
                      const float *weight, // (OC, C)
                      int N, int C, int OC);
 
+/* ---- projection: out = inp · weight, weight stored (C, OC) ------------------
+ * open_clip's visual.proj and text_projection are plain matrices used as
+ * x @ proj, not nn.Linear weights. */
+void proj_forward(float *out, const float *inp, const float *weight, int N, int C, int OC);
+void proj_backward(float *dinp,         // (N, C) or NULL
+                   float *dweight,      // (C, OC) or NULL
+                   const float *dout,   // (N, OC)
+                   const float *inp,    // (N, C)
+                   const float *weight, // (C, OC)
+                   int N, int C, int OC);
+
 /* ---- layernorm over the last dim ----------------------------------------- */
 void layernorm_forward(float *out,          // (N, C)
                        float *mean,         // (N) saved

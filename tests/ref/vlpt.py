@@ -13,7 +13,7 @@ def write(path, tensors):
     with open(path, "wb") as f:
         f.write(MAGIC + struct.pack("<II", VERSION, len(tensors)))
         for name, arr in tensors.items():
-            arr = np.ascontiguousarray(arr)
+            arr = np.require(arr, requirements="C")  # keeps 0-d arrays 0-d
             if arr.dtype not in DTYPES:
                 raise TypeError(f"{name}: dtype {arr.dtype} is not float32/int32")
             raw = name.encode()

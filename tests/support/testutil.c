@@ -5,21 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t rng_u64(rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-float rng_uniform(rng *r) { return (float)((rng_u64(r) >> 40) * (1.0 / 16777216.0)); }
-
-float rng_normal(rng *r) {
-    double u1 = ((rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
-    double u2 = (rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-}
-
 void fill_normal(rng *r, float *x, size_t n, float scale, float shift) {
     for (size_t i = 0; i < n; i++) x[i] = rng_normal(r) * scale + shift;
 }

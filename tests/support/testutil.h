@@ -8,13 +8,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/rng.h"
 #include "io/tensorfile.h"
 
-/* Deterministic random numbers (splitmix64). */
-typedef struct rng { uint64_t s; } rng;
-uint64_t rng_u64(rng *r);
-float rng_uniform(rng *r);              // [0, 1)
-float rng_normal(rng *r);               // N(0, 1)
+/* Deterministic random numbers: the library's own generator. */
+typedef vlp_rng rng;
+#define rng_u64 vlp_rng_u64
+#define rng_uniform vlp_rng_uniform
+#define rng_normal vlp_rng_normal
 void fill_normal(rng *r, float *x, size_t n, float scale, float shift);
 
 /* 64-byte aligned zeroed floats; freed with free(). Fails the test on OOM. */

@@ -1,0 +1,456 @@
+#include "model/clip.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "loss/loss.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN_FLOATS 16 /* 64-byte alignment for every view */
+
+static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+/* ---- parameter table ------------------------------------------------------------- */
+
+/* The layout pass runs twice: to count (m->weights == NULL), then to fill the
+ * table and bind the views. */
+typedef struct layout {
+    clip_model *m;
+    int n;
+    size_t off;
+    bool bind;
+} layout;
+
+/* open_clip's weight-decay exclusion: ndim < 2, norms, biases, logit_scale;
+ * DESIGN.md also excludes the embeddings (token, positional, class). */
+static bool decays(const char *name, int ndim) {
+    return ndim >= 2 && !strstr(name, "ln_") && !strstr(name, "bias") &&
+           !strstr(name, "logit_scale") && !strstr(name, "embedding");
+}
+
+static void reg(layout *L, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                int64_t d3, float **wv, float **gv) {
+    int64_t dims[4] = {d0, d1, d2, d3};
+    size_t numel = 1;
+    for (int k = 0; k < ndim; k++) numel *= (size_t)dims[k];
+    if (L->bind) {
+        vlp_param *p = &L->m->params[L->n];
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->ndim = ndim;
+        memcpy(p->shape, dims, sizeof dims);
+        p->offset = L->off;
+        p->numel = numel;
+        p->decay = decays(name, ndim);
+        *wv = L->m->weights + L->off;
+        *gv = L->m->grads + L->off;
+    }
+    L->n++;
+    L->off += numel; /* packed: the flat buffer is exactly the state dict's floats */
+}
+
+static void reg_blocks(layout *L, const char *prefix, int layers, const block_dims *d,
+                       block_params *w, block_params *g) {
+    block_param_spec specs[BLOCK_NPARAMS];
+    block_param_specs(d, specs);
+    for (int l = 0; l < layers; l++)
+        for (int i = 0; i < BLOCK_NPARAMS; i++) {
+            char name[VLP_PARAM_NAME_MAX];
+            snprintf(name, sizeof name, "%sresblocks.%d.%s", prefix, l, specs[i].name);
+            reg(L, name, specs[i].ndim, specs[i].dims[0], specs[i].dims[1], 0, 0,
+                L->bind ? block_params_slot(&w[l], i) : NULL,
+                L->bind ? block_params_slot(&g[l], i) : NULL);
+        }
+}
+
+static void run_layout(layout *L) {
+    clip_model *m = L->m;
+    const clip_config *c = &m->cfg;
+    const clip_vision_cfg *v = &c->vision;
+    const clip_text_cfg *t = &c->text;
+    int grid = v->image_size / v->patch_size, E = c->embed_dim;
+    vision_views *vw = &m->w.vis, *vg = &m->g.vis;
+    text_views *tw = &m->w.txt, *tg = &m->g.txt;
+    float *unused;
+#define W_G(field) L->bind ? &vw->field : &unused, L->bind ? &vg->field : &unused
+#define T_G(field) L->bind ? &tw->field : &unused, L->bind ? &tg->field : &unused
+    /* the order of open_clip's CLIP.state_dict() */
+    reg(L, "positional_embedding", 2, t->context_length, t->width, 0, 0, T_G(positional_embedding));
+    reg(L, "text_projection", 2, t->width, E, 0, 0, T_G(text_projection));
+    reg(L, "logit_scale", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_scale : &unused,
+        L->bind ? &m->g.logit_scale : &unused);
+    reg(L, "visual.class_embedding", 1, v->width, 0, 0, 0, W_G(class_embedding));
+    reg(L, "visual.positional_embedding", 2, grid * grid + 1, v->width, 0, 0,
+        W_G(positional_embedding));
+    reg(L, "visual.proj", 2, v->width, E, 0, 0, W_G(proj));
+    reg(L, "visual.conv1.weight", 4, v->width, 3, v->patch_size, v->patch_size, W_G(conv1));
+    reg(L, "visual.ln_pre.weight", 1, v->width, 0, 0, 0, W_G(ln_pre_w));
+    reg(L, "visual.ln_pre.bias", 1, v->width, 0, 0, 0, W_G(ln_pre_b));
+    reg_blocks(L, "visual.transformer.", v->layers, &m->vdims, vw->blocks, vg->blocks);
+    reg(L, "visual.ln_post.weight", 1, v->width, 0, 0, 0, W_G(ln_post_w));
+    reg(L, "visual.ln_post.bias", 1, v->width, 0, 0, 0, W_G(ln_post_b));
+    reg(L, "token_embedding.weight", 2, t->vocab_size, t->width, 0, 0, T_G(token_embedding));
+    reg_blocks(L, "transformer.", t->layers, &m->tdims, tw->blocks, tg->blocks);
+    reg(L, "ln_final.weight", 1, t->width, 0, 0, 0, T_G(ln_final_w));
+    reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
+#undef W_G
+#undef T_G
+}
+
+vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err) {
+    memset(m, 0, sizeof *m);
+    VLP_TRY(clip_config_validate(cfg, "config", err));
+    m->cfg = *cfg;
+    const clip_vision_cfg *v = &cfg->vision;
+    const clip_text_cfg *t = &cfg->text;
+    int grid = v->image_size / v->patch_size;
+    m->vdims = (block_dims){.T = grid * grid + 1, .C = v->width, .NH = v->heads,
+                            .hidden = v->mlp_width, .causal = false,
+                            .act = cfg->quick_gelu ? VLP_ACT_QUICKGELU : VLP_ACT_GELU, .eps = 1e-5f};
+    m->tdims = (block_dims){.T = t->context_length, .C = t->width, .NH = t->heads,
+                            .hidden = t->mlp_width, .causal = true, .act = m->vdims.act,
+                            .eps = 1e-5f};
+    layout L = {.m = m};
+    run_layout(&L);
+    m->nparams = L.n;
+    m->nfloats = L.off;
+    size_t bytes = round_up(m->nfloats) * sizeof(float);
+    m->params = calloc((size_t)m->nparams, sizeof *m->params);
+    m->weights = aligned_alloc(64, bytes);
+    m->grads = aligned_alloc(64, bytes);
+    int nblocks = 2 * (v->layers + t->layers);
+    m->block_views = calloc((size_t)nblocks, sizeof *m->block_views);
+    if (!m->params || !m->weights || !m->grads || !m->block_views) {
+        clip_free(m);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate %zu parameters (%.1f MiB, twice)",
+                 m->nfloats, bytes / 1048576.0);
+    }
+    memset(m->weights, 0, bytes);
+    memset(m->grads, 0, bytes);
+    m->w.vis.blocks = m->block_views;
+    m->g.vis.blocks = m->w.vis.blocks + v->layers;
+    m->w.txt.blocks = m->g.vis.blocks + v->layers;
+    m->g.txt.blocks = m->w.txt.blocks + t->layers;
+    layout B = {.m = m, .bind = true};
+    run_layout(&B);
+    return VLP_OK;
+}
+
+void clip_free(clip_model *m) {
+    if (!m) return;
+    free(m->params);
+    free(m->weights);
+    free(m->grads);
+    free(m->block_views);
+    free(m->va.xs);
+    free(m->va.blocks);
+    free(m->ta.xs);
+    free(m->ta.blocks);
+    free(m->arena);
+    memset(m, 0, sizeof *m);
+}
+
+const vlp_param *clip_param_find(const clip_model *m, const char *name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
+    return NULL;
+}
+
+/* ---- initialisation, as open_clip ------------------------------------------------------ */
+
+static void fill_normal(vlp_rng *r, float *x, size_t n, float std) {
+    for (size_t i = 0; i < n; i++) x[i] = std * vlp_rng_normal(r);
+}
+static void fill_uniform(vlp_rng *r, float *x, size_t n, float bound) {
+    for (size_t i = 0; i < n; i++) x[i] = bound * (2.0f * vlp_rng_uniform(r) - 1.0f);
+}
+static void fill_const(float *x, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) x[i] = v;
+}
+
+/* PyTorch's nn.Linear default: kaiming-uniform(a=√5) weight and bias, both U(±1/√fan_in) */
+static void linear_default(vlp_rng *r, float *w, float *b, int out, int in) {
+    float bound = 1.0f / sqrtf((float)in);
+    fill_uniform(r, w, (size_t)out * in, bound);
+    if (b) fill_uniform(r, b, (size_t)out, bound);
+}
+
+static void init_block(vlp_rng *r, block_params *p, const block_dims *d, bool text, int layers) {
+    int C = d->C, H = d->hidden;
+    fill_const(p->ln_1_w, C, 1.0f), fill_const(p->ln_1_b, C, 0.0f);
+    fill_const(p->ln_2_w, C, 1.0f), fill_const(p->ln_2_b, C, 0.0f);
+    /* nn.MultiheadAttention: xavier-uniform in_proj, zero in_proj and out_proj biases */
+    fill_uniform(r, p->in_proj_w, (size_t)3 * C * C, sqrtf(6.0f / (float)(C + 3 * C)));
+    fill_const(p->in_proj_b, 3 * C, 0.0f);
+    linear_default(r, p->out_proj_w, NULL, C, C);
+    fill_const(p->out_proj_b, C, 0.0f);
+    linear_default(r, p->c_fc_w, p->c_fc_b, H, C);
+    linear_default(r, p->c_proj_w, p->c_proj_b, C, H);
+    if (text) { /* CLIP.init_parameters re-draws the text weights */
+        float attn_std = 1.0f / sqrtf((float)C);
+        float proj_std = attn_std / sqrtf(2.0f * layers);
+        float fc_std = 1.0f / sqrtf(2.0f * C);
+        fill_normal(r, p->in_proj_w, (size_t)3 * C * C, attn_std);
+        fill_normal(r, p->out_proj_w, (size_t)C * C, proj_std);
+        fill_normal(r, p->c_fc_w, (size_t)H * C, fc_std);
+        fill_normal(r, p->c_proj_w, (size_t)C * H, proj_std);
+    }
+}
+
+void clip_init_weights(clip_model *m, uint64_t seed) {
+    vlp_rng r = {seed};
+    const clip_vision_cfg *v = &m->cfg.vision;
+    const clip_text_cfg *t = &m->cfg.text;
+    vision_views *vw = &m->w.vis;
+    text_views *tw = &m->w.txt;
+    int E = m->cfg.embed_dim, Tv = m->vdims.T, K = 3 * v->patch_size * v->patch_size;
+    float vscale = 1.0f / sqrtf((float)v->width);
+    fill_uniform(&r, vw->conv1, (size_t)v->width * K, 1.0f / sqrtf((float)K));
+    fill_normal(&r, vw->class_embedding, v->width, vscale);
+    fill_normal(&r, vw->positional_embedding, (size_t)Tv * v->width, vscale);
+    fill_const(vw->ln_pre_w, v->width, 1.0f), fill_const(vw->ln_pre_b, v->width, 0.0f);
+    for (int l = 0; l < v->layers; l++) init_block(&r, &vw->blocks[l], &m->vdims, false, v->layers);
+    fill_const(vw->ln_post_w, v->width, 1.0f), fill_const(vw->ln_post_b, v->width, 0.0f);
+    fill_normal(&r, vw->proj, (size_t)v->width * E, vscale);
+
+    fill_normal(&r, tw->token_embedding, (size_t)t->vocab_size * t->width, 0.02f);
+    fill_normal(&r, tw->positional_embedding, (size_t)t->context_length * t->width, 0.01f);
+    for (int l = 0; l < t->layers; l++) init_block(&r, &tw->blocks[l], &m->tdims, true, t->layers);
+    fill_const(tw->ln_final_w, t->width, 1.0f), fill_const(tw->ln_final_b, t->width, 0.0f);
+    fill_normal(&r, tw->text_projection, (size_t)t->width * E, 1.0f / sqrtf((float)t->width));
+    *m->w.logit_scale = logf(1.0f / 0.07f);
+}
+
+/* ---- activation arena ------------------------------------------------------------------- */
+
+typedef struct arena {
+    float *base;
+    size_t off;
+} arena;
+
+static float *take(arena *a, size_t n) {
+    float *p = a->base ? a->base + a->off : NULL;
+    a->off += round_up(n);
+    return p;
+}
+
+static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
+                       size_t stem_floats, bool vision) {
+    size_t BT = (size_t)B * d->T, W = d->C;
+    t->stem = stem_floats ? take(a, stem_floats) : NULL;
+    t->x0 = vision ? take(a, BT * W) : NULL;
+    t->pre_mean = vision ? take(a, BT) : NULL;
+    t->pre_rstd = vision ? take(a, BT) : NULL;
+    for (int l = 0; l <= layers; l++) {
+        float *x = take(a, BT * W);
+        if (a->base) t->xs[l] = x;
+    }
+    block_dims bd = *d;
+    bd.B = B;
+    for (int l = 0; l < layers; l++) {
+        float *blk = take(a, block_acts_bind(&t->blocks[l], NULL, &bd));
+        if (a->base) block_acts_bind(&t->blocks[l], blk, &bd);
+    }
+    t->pool_index = (int32_t *)take(a, (size_t)B);
+    t->pooled = take(a, (size_t)B * W);
+    t->pooled_ln = take(a, (size_t)B * W);
+    t->fin_mean = take(a, (size_t)B);
+    t->fin_rstd = take(a, (size_t)B);
+    t->feat = take(a, (size_t)B * E);
+    t->feat_norm = take(a, (size_t)B);
+    t->emb = take(a, (size_t)B * E);
+}
+
+static size_t tower_scratch(const block_dims *d, int B, int E) {
+    block_dims bd = *d;
+    bd.B = B;
+    size_t BT = (size_t)B * d->T, W = d->C;
+    /* dfeat, dpooled_ln, dpooled, two (B,T,W) gradient buffers, block scratch */
+    return round_up((size_t)B * E) + 2 * round_up((size_t)B * W) + 2 * round_up(BT * W) +
+           round_up(block_scratch_floats(&bd));
+}
+
+/* The text ids are kept for the embedding backward: int32 in float-sized slots. */
+static int32_t *text_ids(clip_model *m) { return (int32_t *)m->ta.stem; }
+
+static void bind_all(clip_model *m, arena *a, int B) {
+    int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
+    int NP = m->vdims.T - 1;
+    bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true);
+    bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false);
+    m->probs_i2t = take(a, (size_t)B * B);
+    m->probs_t2i = take(a, (size_t)B * B);
+    m->demb_img = take(a, (size_t)B * E);
+    m->demb_txt = take(a, (size_t)B * E);
+    size_t s = tower_scratch(&m->vdims, B, E);
+    size_t st = tower_scratch(&m->tdims, B, E);
+    if (st > s) s = st;
+    size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */
+    size_t loss = clip_loss_scratch_floats(B, E);
+    if (patches > s) s = patches;
+    if (loss > s) s = loss;
+    m->scratch = take(a, s);
+}
+
+vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
+    VLP_CHECK_ARG(B > 0, err, "batch size must be positive, got %d", B);
+    if (B <= m->batch) return VLP_OK;
+    int Lv = m->cfg.vision.layers, Lt = m->cfg.text.layers;
+    free(m->va.xs), free(m->va.blocks), free(m->ta.xs), free(m->ta.blocks), free(m->arena);
+    m->arena = NULL, m->batch = 0;
+    m->va.xs = calloc((size_t)Lv + 1, sizeof(float *));
+    m->va.blocks = calloc((size_t)Lv, sizeof(block_acts));
+    m->ta.xs = calloc((size_t)Lt + 1, sizeof(float *));
+    m->ta.blocks = calloc((size_t)Lt, sizeof(block_acts));
+    VLP_CHECK(m->va.xs && m->va.blocks && m->ta.xs && m->ta.blocks, err, VLP_ERR_NOMEM,
+              "could not allocate the activation tables of %d + %d layers", Lv, Lt);
+    arena count = {0};
+    bind_all(m, &count, B);
+    size_t bytes = count.off * sizeof(float);
+    m->arena = aligned_alloc(64, bytes);
+    VLP_CHECK(m->arena, err, VLP_ERR_NOMEM,
+              "could not allocate %.1f MiB of activations for batch %d", bytes / 1048576.0, B);
+    memset(m->arena, 0, bytes);
+    m->arena_floats = count.off;
+    arena a = {m->arena, 0};
+    bind_all(m, &a, B);
+    m->batch = B;
+    return VLP_OK;
+}
+
+/* ---- towers -------------------------------------------------------------------------------- */
+
+/* The shared tail of both towers: pooled token → final LN → projection → L2. */
+static void head_forward(tower_acts *t, const float *ln_w, const float *ln_b, const float *proj,
+                         int B, int W, int E) {
+    layernorm_forward(t->pooled_ln, t->fin_mean, t->fin_rstd, t->pooled, ln_w, ln_b, B, W, 1e-5f);
+    proj_forward(t->feat, t->pooled_ln, proj, B, W, E);
+    l2norm_forward(t->emb, t->feat_norm, t->feat, B, E);
+}
+
+/* Backward of the tail and of the blocks; returns the gradient of xs[0] (B,T,W). */
+static float *tower_backward(tower_acts *t, const float *demb, float *scratch, const float *ln_w,
+                             const float *proj, float *dln_w, float *dln_b, float *dproj,
+                             block_params *w, block_params *g, const block_dims *d, int layers,
+                             int B, int E) {
+    size_t W = d->C, BT = (size_t)B * d->T;
+    float *dfeat = scratch;
+    float *dpooled_ln = dfeat + round_up((size_t)B * E);
+    float *dpooled = dpooled_ln + round_up((size_t)B * W);
+    float *dx = dpooled + round_up((size_t)B * W);
+    float *dy = dx + round_up(BT * W);
+    float *bscratch = dy + round_up(BT * W);
+    memset(dfeat, 0, sizeof(float) * B * E);
+    memset(dpooled_ln, 0, sizeof(float) * B * W);
+    memset(dpooled, 0, sizeof(float) * B * W);
+    l2norm_backward(dfeat, demb, t->emb, t->feat_norm, B, E);
+    proj_backward(dpooled_ln, dproj, dfeat, t->pooled_ln, proj, B, (int)W, E);
+    layernorm_backward(dpooled, dln_w, dln_b, dpooled_ln, t->pooled, ln_w, t->fin_mean,
+                       t->fin_rstd, B, (int)W);
+    memset(dx, 0, sizeof(float) * BT * W);
+    token_pool_backward(dx, dpooled, t->pool_index, B, d->T, (int)W);
+    block_dims bd = *d;
+    bd.B = B;
+    for (int l = layers - 1; l >= 0; l--) {
+        memset(dy, 0, sizeof(float) * BT * W);
+        block_backward(dy, &g[l], dx, t->xs[l], &t->blocks[l], &w[l], bscratch, &bd);
+        float *tmp = dx;
+        dx = dy, dy = tmp;
+    }
+    return dx;
+}
+
+vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error *err) {
+    VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
+    const clip_vision_cfg *v = &m->cfg.vision;
+    const vision_views *w = &m->w.vis;
+    tower_acts *t = &m->va;
+    block_dims bd = m->vdims;
+    bd.B = B;
+    int W = v->width, NP = bd.T - 1, E = m->cfg.embed_dim;
+    float *patches = m->scratch; // (B, NP, W), not needed by the backward
+    VLP_TRY(patch_embed_forward(patches, t->stem, images, w->conv1, B, 3, v->image_size,
+                                v->image_size, v->patch_size, W, err));
+    cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, B, NP, W);
+    layernorm_forward(t->xs[0], t->pre_mean, t->pre_rstd, t->x0, w->ln_pre_w, w->ln_pre_b,
+                      B * bd.T, W, 1e-5f);
+    for (int l = 0; l < v->layers; l++)
+        VLP_TRY(block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w->blocks[l], &bd, err));
+    pool_index_first(t->pool_index, B);
+    token_pool_forward(t->pooled, t->xs[v->layers], t->pool_index, B, bd.T, W);
+    head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E);
+    return VLP_OK;
+}
+
+void clip_image_backward(clip_model *m, const float *demb, int B) {
+    const clip_vision_cfg *v = &m->cfg.vision;
+    vision_views *w = &m->w.vis, *g = &m->g.vis;
+    tower_acts *t = &m->va;
+    int W = v->width, T = m->vdims.T, NP = T - 1, E = m->cfg.embed_dim;
+    size_t BT = (size_t)B * T;
+    float *dx = tower_backward(t, demb, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
+                               g->ln_post_b, g->proj, w->blocks, g->blocks, &m->vdims, v->layers,
+                               B, E);
+    /* the other (B,T,W) buffer of the ping-pong is free now */
+    float *buf0 = m->scratch + round_up((size_t)B * E) + 2 * round_up((size_t)B * W);
+    float *other = dx == buf0 ? buf0 + round_up(BT * W) : buf0;
+    memset(other, 0, sizeof(float) * BT * W);
+    layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
+                       t->pre_rstd, (int)BT, W);
+    /* d(x0) is in `other`; the patches' gradient only feeds conv1's weight */
+    memset(dx, 0, sizeof(float) * (size_t)B * NP * W);
+    cls_pos_backward(dx, g->class_embedding, g->positional_embedding, other, B, NP, W);
+    patch_embed_backward(NULL, g->conv1, dx, t->stem, w->conv1, NULL, B, 3, v->image_size,
+                         v->image_size, v->patch_size, W);
+}
+
+vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err) {
+    VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
+    const clip_text_cfg *c = &m->cfg.text;
+    const text_views *w = &m->w.txt;
+    tower_acts *t = &m->ta;
+    block_dims bd = m->tdims;
+    bd.B = B;
+    int W = c->width, T = c->context_length, E = m->cfg.embed_dim;
+    VLP_TRY(embedding_forward(t->xs[0], ids, w->token_embedding, w->positional_embedding, B, T, W,
+                              c->vocab_size, err));
+    memcpy(text_ids(m), ids, sizeof(int32_t) * B * T);
+    for (int l = 0; l < c->layers; l++)
+        VLP_TRY(block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w->blocks[l], &bd, err));
+    pool_index_argmax(t->pool_index, ids, B, T);
+    token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
+    head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E);
+    return VLP_OK;
+}
+
+void clip_text_backward(clip_model *m, const float *demb, int B) {
+    const clip_text_cfg *c = &m->cfg.text;
+    text_views *w = &m->w.txt, *g = &m->g.txt;
+    float *dx = tower_backward(&m->ta, demb, m->scratch, w->ln_final_w, w->text_projection,
+                               g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
+                               g->blocks, &m->tdims, c->layers, B, m->cfg.embed_dim);
+    embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
+                       c->context_length, c->width, c->vocab_size);
+}
+
+/* ---- the whole model ------------------------------------------------------------------------- */
+
+vlp_err clip_forward(clip_model *m, const float *images, const int32_t *ids, int B,
+                     vlp_error *err) {
+    VLP_TRY(clip_image_forward(m, images, B, err));
+    VLP_TRY(clip_text_forward(m, ids, B, err));
+    return clip_loss_forward(&m->loss, m->probs_i2t, m->probs_t2i, m->va.emb, m->ta.emb,
+                             *m->w.logit_scale, B, m->cfg.embed_dim, err);
+}
+
+void clip_backward(clip_model *m, int B) {
+    int E = m->cfg.embed_dim;
+    size_t n = (size_t)B * E;
+    memset(m->demb_img, 0, sizeof(float) * n);
+    memset(m->demb_txt, 0, sizeof(float) * n);
+    clip_loss_backward(m->demb_img, m->demb_txt, m->g.logit_scale, 1.0f, m->probs_i2t,
+                       m->probs_t2i, m->va.emb, m->ta.emb, *m->w.logit_scale, m->scratch, B, E);
+    clip_image_backward(m, m->demb_img, B);
+    clip_text_backward(m, m->demb_txt, B);
+}

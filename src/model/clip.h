@@ -1,0 +1,107 @@
+/*
+ * CLIP: ViT image tower, causal text tower, symmetric InfoNCE.
+ *
+ * All parameters live in one float buffer described by a table of named
+ * views (open_clip state-dict names and shapes); gradients use the same
+ * layout, so optimizer, clipping and allreduce are flat loops. Activations
+ * live in one arena sized for a batch at clip_reserve(); no allocation
+ * happens in forward or backward.
+ */
+#ifndef VLP_MODEL_CLIP_H
+#define VLP_MODEL_CLIP_H
+
+#include <stdint.h>
+
+#include "model/block.h"
+#include "model/config.h"
+
+#define VLP_PARAM_NAME_MAX 64
+
+typedef struct vlp_param {
+    char name[VLP_PARAM_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    size_t offset, numel; // in floats, into the parameter buffer
+    bool decay;           // AdamW weight decay applies
+} vlp_param;
+
+/* Views of one tower's parameters, into the weights or the gradients. */
+typedef struct vision_views {
+    float *conv1, *class_embedding, *positional_embedding, *ln_pre_w, *ln_pre_b;
+    block_params *blocks; // [layers]
+    float *ln_post_w, *ln_post_b, *proj;
+} vision_views;
+
+typedef struct text_views {
+    float *token_embedding, *positional_embedding;
+    block_params *blocks; // [layers]
+    float *ln_final_w, *ln_final_b, *text_projection;
+} text_views;
+
+typedef struct clip_views {
+    vision_views vis;
+    text_views txt;
+    float *logit_scale;
+} clip_views;
+
+/* Activations one tower saves for its backward. */
+typedef struct tower_acts {
+    float *stem;              // vision: (B, NP, Cin·P·P) unfolded patches; text: unused
+    float *x0;                // (B, T, W) embeddings, the input of ln_pre (vision)
+    float *pre_mean, *pre_rstd; // (B·T) ln_pre statistics (vision)
+    float **xs;               // [layers + 1] of (B, T, W): block inputs, xs[L] the output
+    block_acts *blocks;       // [layers]
+    int32_t *pool_index;      // (B)
+    float *pooled;            // (B, W) the pooled token before the final LN
+    float *pooled_ln, *fin_mean, *fin_rstd; // (B, W) (B) (B)
+    float *feat;              // (B, E) projected
+    float *feat_norm;         // (B) L2 norms
+    float *emb;               // (B, E) normalised embeddings: the tower's output
+} tower_acts;
+
+typedef struct clip_model {
+    clip_config cfg;
+    vlp_param *params;
+    int nparams;
+    size_t nfloats;
+    float *weights, *grads;     // (nfloats) each
+    clip_views w, g;            // views into weights and grads
+    block_params *block_views;  // storage for the four block arrays
+
+    /* arena for batch `batch`, from clip_reserve() */
+    int batch;
+    float *arena;
+    size_t arena_floats;
+    tower_acts va, ta;
+    block_dims vdims, tdims;
+    float *probs_i2t, *probs_t2i; // (B, B)
+    float *demb_img, *demb_txt;   // (B, E) the loss's gradients for the embeddings
+    float *scratch;               // backward temporaries, shared by both towers
+    float loss;
+} clip_model;
+
+vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
+void clip_free(clip_model *m);
+
+/* open_clip's initialisation, from a seed. */
+void clip_init_weights(clip_model *m, uint64_t seed);
+
+const vlp_param *clip_param_find(const clip_model *m, const char *name);
+
+/* Sizes the activation arena for batches up to B (re-sizes when B grows). */
+vlp_err clip_reserve(clip_model *m, int B, vlp_error *err);
+
+/* Towers: forward to L2-normalised embeddings (B, E) in va.emb / ta.emb;
+ * backward from their gradient, accumulating into m->grads. */
+vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error *err); // (B,3,H,W)
+void clip_image_backward(clip_model *m, const float *demb, int B);                     // (B, E)
+vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err);   // (B, ctx)
+void clip_text_backward(clip_model *m, const float *demb, int B);
+
+/* Whole step: both towers, the loss (m->loss), and with backward the
+ * gradients of everything (accumulated). */
+vlp_err clip_forward(clip_model *m, const float *images, const int32_t *ids, int B,
+                     vlp_error *err);
+void clip_backward(clip_model *m, int B);
+
+#endif

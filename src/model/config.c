@@ -1,0 +1,129 @@
+#include "model/config.h"
+#include "core/error.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+/* Reads an integer field; absent fields take `dflt` (or are an error when
+ * dflt < 0). */
+static vlp_err get_int(json_t *obj, const char *section, const char *key, int dflt, int *out,
+                       const char *what, vlp_error *err) {
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        VLP_CHECK_FORMAT(dflt >= 0, err, "%s: %s%s%s is missing", what, section, *section ? "." : "",
+                         key);
+        *out = dflt;
+        return VLP_OK;
+    }
+    VLP_CHECK_FORMAT(json_is_integer(v) && json_integer_value(v) > 0 &&
+                         json_integer_value(v) <= (1 << 24),
+                     err, "%s: %s%s%s must be a whole number in 1..%d", what, section,
+                     *section ? "." : "", key, 1 << 24);
+    *out = (int)json_integer_value(v);
+    return VLP_OK;
+}
+
+static vlp_err get_ratio(json_t *obj, const char *section, int width, int *mlp_width,
+                         const char *what, vlp_error *err) {
+    json_t *v = json_object_get(obj, "mlp_ratio");
+    double r = 4.0;
+    if (v) {
+        VLP_CHECK_FORMAT(json_is_number(v), err, "%s: %s.mlp_ratio must be a number", what, section);
+        r = json_number_value(v);
+        VLP_CHECK_FORMAT(r > 0 && r <= 64, err, "%s: %s.mlp_ratio %g is outside (0, 64]", what,
+                         section, r);
+    }
+    *mlp_width = (int)(width * r); /* open_clip: int(width * mlp_ratio) */
+    return VLP_OK;
+}
+
+static vlp_err get_section(json_t *root, const char *key, json_t **out, const char *what,
+                           vlp_error *err) {
+    *out = json_object_get(root, key);
+    VLP_CHECK_FORMAT(*out && json_is_object(*out), err, "%s: \"%s\" must be an object", what, key);
+    return VLP_OK;
+}
+
+static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_error *err) {
+    memset(c, 0, sizeof *c);
+    VLP_CHECK_FORMAT(json_is_object(root), err, "%s: the config must be a JSON object", what);
+    VLP_TRY(get_int(root, "", "embed_dim", -1, &c->embed_dim, what, err));
+    json_t *qg = json_object_get(root, "quick_gelu");
+    VLP_CHECK_FORMAT(!qg || json_is_boolean(qg), err, "%s: quick_gelu must be true or false", what);
+    c->quick_gelu = qg && json_is_true(qg);
+
+    json_t *v, *t;
+    VLP_TRY(get_section(root, "vision_cfg", &v, what, err));
+    clip_vision_cfg *vc = &c->vision;
+    VLP_TRY(get_int(v, "vision_cfg", "image_size", -1, &vc->image_size, what, err));
+    VLP_TRY(get_int(v, "vision_cfg", "patch_size", -1, &vc->patch_size, what, err));
+    VLP_TRY(get_int(v, "vision_cfg", "width", -1, &vc->width, what, err));
+    VLP_TRY(get_int(v, "vision_cfg", "layers", -1, &vc->layers, what, err));
+    if (json_object_get(v, "heads")) {
+        VLP_TRY(get_int(v, "vision_cfg", "heads", -1, &vc->heads, what, err));
+    } else {
+        int head_width;
+        VLP_TRY(get_int(v, "vision_cfg", "head_width", 64, &head_width, what, err));
+        VLP_CHECK_FORMAT(vc->width % head_width == 0, err,
+                         "%s: vision_cfg.width %d is not a multiple of head_width %d", what,
+                         vc->width, head_width);
+        vc->heads = vc->width / head_width;
+    }
+    VLP_TRY(get_ratio(v, "vision_cfg", vc->width, &vc->mlp_width, what, err));
+
+    VLP_TRY(get_section(root, "text_cfg", &t, what, err));
+    clip_text_cfg *tc = &c->text;
+    VLP_TRY(get_int(t, "text_cfg", "context_length", 77, &tc->context_length, what, err));
+    VLP_TRY(get_int(t, "text_cfg", "vocab_size", 49408, &tc->vocab_size, what, err));
+    VLP_TRY(get_int(t, "text_cfg", "width", 512, &tc->width, what, err));
+    VLP_TRY(get_int(t, "text_cfg", "heads", 8, &tc->heads, what, err));
+    VLP_TRY(get_int(t, "text_cfg", "layers", 12, &tc->layers, what, err));
+    VLP_TRY(get_ratio(t, "text_cfg", tc->width, &tc->mlp_width, what, err));
+    return clip_config_validate(c, what, err);
+}
+
+vlp_err clip_config_validate(const clip_config *c, const char *what, vlp_error *err) {
+    const clip_vision_cfg *v = &c->vision;
+    const clip_text_cfg *t = &c->text;
+    VLP_CHECK_SHAPE(v->image_size % v->patch_size == 0, err,
+                    "%s: vision_cfg.image_size %d is not a multiple of patch_size %d", what,
+                    v->image_size, v->patch_size);
+    VLP_CHECK_SHAPE(v->heads > 0 && v->width % v->heads == 0, err,
+                    "%s: vision_cfg.width %d is not divisible by %d heads", what, v->width,
+                    v->heads);
+    VLP_CHECK_SHAPE(t->heads > 0 && t->width % t->heads == 0, err,
+                    "%s: text_cfg.width %d is not divisible by %d heads", what, t->width, t->heads);
+    VLP_CHECK_SHAPE(v->mlp_width > 0 && t->mlp_width > 0, err, "%s: mlp_ratio gives no MLP",
+                    what);
+    /* keep every tensor size well inside int and size_t arithmetic */
+    int grid = v->image_size / v->patch_size;
+    VLP_CHECK_SHAPE(v->width <= 16384 && t->width <= 16384 && v->layers <= 1024 &&
+                        t->layers <= 1024 && grid <= 1024 && t->context_length <= 65536 &&
+                        c->embed_dim <= 65536 && v->mlp_width <= 131072 && t->mlp_width <= 131072,
+                    err, "%s: dimensions beyond what vlp supports", what);
+    return VLP_OK;
+}
+
+vlp_err clip_config_parse(const char *text, const char *what, clip_config *out, vlp_error *err) {
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    VLP_CHECK_FORMAT(root, err, "%s:%d:%d: %s", what, je.line, je.column, je.text);
+    vlp_err e = parse_root(root, what, out, err);
+    json_decref(root);
+    return e;
+}
+
+vlp_err clip_config_load(const char *path, clip_config *out, vlp_error *err) {
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) {
+        /* jansson says "unable to open" for I/O problems; anything else is syntax */
+        bool io = strstr(je.text, "unable to open") != NULL;
+        VLP_FAIL(err, io ? VLP_ERR_IO : VLP_ERR_FORMAT, "%s:%d:%d: %s", path, je.line, je.column,
+                 je.text);
+    }
+    vlp_err e = parse_root(root, path, out, err);
+    json_decref(root);
+    return e;
+}

@@ -1,0 +1,35 @@
+/* CLIP model config, with the field names of open_clip's model configs:
+ *   {"embed_dim": 512, "quick_gelu": false,
+ *    "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 768, "layers": 12,
+ *                   "heads": 12 | "head_width": 64, "mlp_ratio": 4.0},
+ *    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8,
+ *                 "layers": 12, "mlp_ratio": 4.0}}
+ * open_clip derives the vision heads from head_width (default 64); "heads"
+ * is accepted too. */
+#ifndef VLP_MODEL_CONFIG_H
+#define VLP_MODEL_CONFIG_H
+#include <stdbool.h>
+
+#include "vlp.h"
+
+typedef struct clip_vision_cfg {
+    int image_size, patch_size, width, layers, heads, mlp_width;
+} clip_vision_cfg;
+
+typedef struct clip_text_cfg {
+    int context_length, vocab_size, width, layers, heads, mlp_width;
+} clip_text_cfg;
+
+typedef struct clip_config {
+    int embed_dim;
+    bool quick_gelu;
+    clip_vision_cfg vision;
+    clip_text_cfg text;
+} clip_config;
+
+/* `what` names the source (a path) in error messages. */
+vlp_err clip_config_parse(const char *json, const char *what, clip_config *out, vlp_error *err);
+vlp_err clip_config_load(const char *path, clip_config *out, vlp_error *err);
+/* Checks ranges and divisibility; called by parse, exposed for built configs. */
+vlp_err clip_config_validate(const clip_config *c, const char *what, vlp_error *err);
+#endif

@@ -1,0 +1,176 @@
+/* A whole CLIP training step (both towers, loss, backward) against the
+ * PyTorch reference of tests/ref/make_clip_ref.py on the same weights and
+ * batch: loss to 1e-5 relative, every gradient to atol 1e-5 + rtol 1e-4.
+ * Also: the parameter table has open_clip's names and shapes, and the
+ * initialisation has the statistics open_clip's has. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "model/clip.h"
+
+static clip_config ref_config(const vlpt_file *f, int *batch) {
+    const int32_t *c = ref_i32(f, "config", 15);
+    clip_config cfg = {
+        .embed_dim = c[0],
+        .vision = {.image_size = c[1], .patch_size = c[2], .width = c[3], .layers = c[4],
+                   .heads = c[5], .mlp_width = c[6]},
+        .text = {.context_length = c[7], .vocab_size = c[8], .width = c[9], .layers = c[10],
+                 .heads = c[11], .mlp_width = c[12]},
+        .quick_gelu = c[13],
+    };
+    *batch = c[14];
+    return cfg;
+}
+
+static void check(vlp_err e, const vlp_error *err) {
+    char buf[600];
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+}
+
+static void test_step_matches_pytorch(void **state) {
+    vlpt_file *f = ref_open("clip_step");
+    int B;
+    clip_config cfg = ref_config(f, &B);
+    clip_model m;
+    vlp_error err = {0};
+    check(clip_init(&m, &cfg, &err), &err);
+    /* every parameter of the model is in the reference with the same shape, and
+     * nothing else is: names and shapes are open_clip's */
+    int nref_params = 0;
+    for (int i = 0; i < vlpt_count(f); i++) {
+        const char *n = vlpt_at(f, i)->name;
+        if (strncmp(n, "grad.", 5) && strcmp(n, "config") && strcmp(n, "images") &&
+            strcmp(n, "ids") && strcmp(n, "loss"))
+            nref_params++;
+    }
+    assert_int_equal(m.nparams, nref_params);
+    for (int i = 0; i < m.nparams; i++) {
+        const vlp_param *p = &m.params[i];
+        const vlpt_tensor *t = NULL;
+        check(vlpt_get(f, p->name, VLPT_F32, p->ndim, p->shape, &t, &err), &err);
+        memcpy(m.weights + p->offset, t->data, p->numel * sizeof(float));
+    }
+    check(clip_reserve(&m, B, &err), &err);
+    int S = cfg.vision.image_size, T = cfg.text.context_length;
+    check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S), ref_i32(f, "ids", (size_t)B * T),
+                       B, &err), &err);
+    assert_close("loss", &m.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
+    clip_backward(&m, B);
+    for (int i = 0; i < m.nparams; i++) {
+        const vlp_param *p = &m.params[i];
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        assert_close(name, m.grads + p->offset, ref_f32(f, name, p->numel), p->numel, 1e-5, 1e-4);
+    }
+    clip_free(&m);
+    vlpt_free(f);
+}
+
+static void test_smaller_batch_after_reserve(void **state) {
+    /* a model reserved for 5 runs batch 3 exactly as one reserved for 3 */
+    vlpt_file *f = ref_open("clip_step");
+    int B;
+    clip_config cfg = ref_config(f, &B);
+    clip_model a, b;
+    vlp_error err = {0};
+    check(clip_init(&a, &cfg, &err), &err);
+    check(clip_init(&b, &cfg, &err), &err);
+    clip_init_weights(&a, 1);
+    clip_init_weights(&b, 1);
+    check(clip_reserve(&a, 5, &err), &err);
+    check(clip_reserve(&b, 3, &err), &err);
+    int S = cfg.vision.image_size, T = cfg.text.context_length;
+    const float *img = ref_f32(f, "images", (size_t)B * 3 * S * S);
+    const int32_t *ids = ref_i32(f, "ids", (size_t)B * T);
+    check(clip_forward(&a, img, ids, 3, &err), &err);
+    check(clip_forward(&b, img, ids, 3, &err), &err);
+    clip_backward(&a, 3);
+    clip_backward(&b, 3);
+    assert_memory_equal(&a.loss, &b.loss, sizeof(float));
+    assert_memory_equal(a.grads, b.grads, a.nfloats * sizeof(float));
+    assert_int_equal(clip_forward(&b, img, ids, 4, &err), VLP_ERR_ARG);
+    clip_free(&a), clip_free(&b);
+    vlpt_free(f);
+}
+
+static double std_of(const float *x, size_t n) {
+    double s = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) s += x[i], ss += (double)x[i] * x[i];
+    return sqrt(ss / n - (s / n) * (s / n));
+}
+
+static void test_init_statistics(void **state) {
+    clip_config cfg;
+    vlp_error err = {0};
+    check(clip_config_load("configs/tiny.json", &cfg, &err), &err);
+    clip_model m;
+    check(clip_init(&m, &cfg, &err), &err);
+    clip_init_weights(&m, 42);
+    struct { const char *name; double std; } expect[] = {
+        {"token_embedding.weight", 0.02},
+        {"positional_embedding", 0.01},
+        {"visual.class_embedding", 1 / 16.0},         /* width^-0.5 */
+        {"visual.proj", 1 / 16.0},
+        {"text_projection", 1 / 16.0},
+        {"transformer.resblocks.0.attn.in_proj_weight", 1 / 16.0},
+        {"transformer.resblocks.0.attn.out_proj.weight", 1 / 16.0 / sqrt(8.0)}, /* (2L)^-0.5 */
+        {"transformer.resblocks.0.mlp.c_fc.weight", 1 / sqrt(512.0)},
+        {"visual.conv1.weight", 1 / sqrt(192.0) / sqrt(3.0)},  /* U(±1/√fan_in) */
+        {"visual.transformer.resblocks.0.mlp.c_fc.weight", 1 / 16.0 / sqrt(3.0)},
+        {"visual.transformer.resblocks.0.attn.in_proj_weight", sqrt(6.0 / 1024) / sqrt(3.0)},
+    };
+    for (size_t i = 0; i < sizeof expect / sizeof *expect; i++) {
+        const vlp_param *p = clip_param_find(&m, expect[i].name);
+        assert_non_null(p);
+        double s = std_of(m.weights + p->offset, p->numel);
+        /* the sample std of n normal draws is off by about 1/√(2n) relative: allow 4× that */
+        double tol = fmax(0.02, 4.0 / sqrt(2.0 * p->numel));
+        if (fabs(s - expect[i].std) > tol * expect[i].std)
+            fail_msg("%s: std %.5f, open_clip's init gives %.5f", expect[i].name, s, expect[i].std);
+    }
+    assert_true(fabsf(*m.w.logit_scale - logf(1 / 0.07f)) < 1e-6f);
+    const vlp_param *lnw = clip_param_find(&m, "visual.ln_pre.weight");
+    assert_true(m.weights[lnw->offset] == 1.0f);
+    assert_false(clip_param_find(&m, "visual.ln_pre.weight")->decay);
+    assert_false(clip_param_find(&m, "logit_scale")->decay);
+    assert_false(clip_param_find(&m, "transformer.resblocks.3.attn.in_proj_bias")->decay);
+    assert_true(clip_param_find(&m, "transformer.resblocks.3.attn.in_proj_weight")->decay);
+    assert_null(clip_param_find(&m, "transformer.resblocks.4.attn.in_proj_weight"));
+    clip_free(&m);
+}
+
+static void test_config_errors(void **state) {
+    clip_config c;
+    vlp_error err = {0};
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8,", "a.json", &c, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "a.json:1:"));
+    assert_int_equal(clip_config_parse("{\"vision_cfg\": {}, \"text_cfg\": {}}", "b.json", &c, &err),
+                     VLP_ERR_FORMAT);
+    assert_string_equal(err.message, "b.json: embed_dim is missing");
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 30, "
+                                       "\"patch_size\": 8, \"width\": 64, \"layers\": 1}, \"text_cfg\": {}}",
+                                       "c.json", &c, &err), VLP_ERR_SHAPE);
+    assert_non_null(strstr(err.message, "image_size 30 is not a multiple of patch_size 8"));
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 32, "
+                                       "\"patch_size\": 8, \"width\": -64, \"layers\": 1}, \"text_cfg\": {}}",
+                                       "d.json", &c, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "vision_cfg.width must be a whole number"));
+    assert_int_equal(clip_config_load("/nonexistent.json", &c, &err), VLP_ERR_IO);
+    check(clip_config_load("configs/ViT-B-32.json", &c, &err), &err);
+    assert_int_equal(c.vision.heads, 12); /* 768 / head_width 64 */
+    assert_int_equal(c.vision.mlp_width, 3072);
+    assert_int_equal(c.text.mlp_width, 2048);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_step_matches_pytorch),
+        cmocka_unit_test(test_smaller_batch_after_reserve),
+        cmocka_unit_test(test_init_statistics),
+        cmocka_unit_test(test_config_errors),
+    };
+    return cmocka_run_group_tests_name("clip", tests, NULL, NULL);
+}
