@@ -10,6 +10,7 @@
 
 #include "testutil.h"
 #include "model/clip.h"
+#include "train/optim.h"
 
 static clip_config ref_config(const vlpt_file *f, int *batch) {
     const int32_t *c = ref_i32(f, "config", 15);
@@ -30,6 +31,8 @@ static void check(vlp_err e, const vlp_error *err) {
     if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
 }
 
+static void load_ref_weights(clip_model *m, const vlpt_file *f);
+
 static void test_step_matches_pytorch(void **state) {
     vlpt_file *f = ref_open("clip_step");
     int B;
@@ -43,16 +46,11 @@ static void test_step_matches_pytorch(void **state) {
     for (int i = 0; i < vlpt_count(f); i++) {
         const char *n = vlpt_at(f, i)->name;
         if (strncmp(n, "grad.", 5) && strcmp(n, "config") && strcmp(n, "images") &&
-            strcmp(n, "ids") && strcmp(n, "loss"))
+            strcmp(n, "ids") && strcmp(n, "loss") && strncmp(n, "adamw_", 6))
             nref_params++;
     }
     assert_int_equal(m.nparams, nref_params);
-    for (int i = 0; i < m.nparams; i++) {
-        const vlp_param *p = &m.params[i];
-        const vlpt_tensor *t = NULL;
-        check(vlpt_get(f, p->name, VLPT_F32, p->ndim, p->shape, &t, &err), &err);
-        memcpy(m.weights + p->offset, t->data, p->numel * sizeof(float));
-    }
+    load_ref_weights(&m, f);
     check(clip_reserve(&m, B, &err), &err);
     int S = cfg.vision.image_size, T = cfg.text.context_length;
     check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S), ref_i32(f, "ids", (size_t)B * T),
@@ -67,6 +65,68 @@ static void test_step_matches_pytorch(void **state) {
     }
     clip_free(&m);
     vlpt_free(f);
+}
+
+static void load_ref_weights(clip_model *m, const vlpt_file *f) {
+    vlp_error err = {0};
+    for (int i = 0; i < m->nparams; i++) {
+        const vlp_param *p = &m->params[i];
+        const vlpt_tensor *t = NULL;
+        check(vlpt_get(f, p->name, VLPT_F32, p->ndim, p->shape, &t, &err), &err);
+        memcpy(m->weights + p->offset, t->data, p->numel * sizeof(float));
+    }
+}
+
+/* 5 steps of forward, backward, clipping, AdamW with warmup + cosine and the
+ * logit_scale clamp, against torch.optim.AdamW on the same batch */
+static void test_adamw_steps_match_pytorch(void **state) {
+    vlpt_file *f = ref_open("clip_step");
+    int B;
+    clip_config cfg = ref_config(f, &B);
+    clip_model m;
+    vlp_error err = {0};
+    check(clip_init(&m, &cfg, &err), &err);
+    load_ref_weights(&m, f);
+    check(clip_reserve(&m, B, &err), &err);
+    float *mom = falloc(m.nfloats), *var = falloc(m.nfloats);
+    int S = cfg.vision.image_size, T = cfg.text.context_length;
+    const float *img = ref_f32(f, "images", (size_t)B * 3 * S * S);
+    const int32_t *ids = ref_i32(f, "ids", (size_t)B * T);
+    adamw_cfg oc = adamw_defaults();
+    float losses[5];
+    for (int step = 0; step < 5; step++) {
+        memset(m.grads, 0, m.nfloats * sizeof(float));
+        check(clip_forward(&m, img, ids, B, &err), &err);
+        clip_backward(&m, B);
+        losses[step] = m.loss;
+        clip_grad_norm(m.grads, m.nfloats, 1.0);
+        adamw_step(&oc, lr_at(1e-3f, step, 2, 5), step + 1, m.params, m.nparams, m.weights,
+                   m.grads, mom, var);
+        clamp_logit_scale(m.w.logit_scale);
+    }
+    assert_close("AdamW losses", losses, ref_f32(f, "adamw_losses", 5), 5, 0.0, 1e-4);
+    const vlp_param *proj = clip_param_find(&m, "visual.proj");
+    assert_close("visual.proj after 5 steps", m.weights + proj->offset,
+                 ref_f32(f, "adamw_final.visual.proj", proj->numel), proj->numel, 1e-5, 1e-4);
+    assert_close("logit_scale after 5 steps", m.w.logit_scale,
+                 ref_f32(f, "adamw_final.logit_scale", 1), 1, 1e-6, 1e-5);
+    free(mom), free(var);
+    clip_free(&m);
+    vlpt_free(f);
+}
+
+static void test_schedule(void **state) {
+    assert_true(fabsf(lr_at(1.0f, 0, 4, 10) - 0.25f) < 1e-7f);
+    assert_true(fabsf(lr_at(1.0f, 3, 4, 10) - 1.0f) < 1e-7f);
+    assert_true(fabsf(lr_at(1.0f, 4, 4, 10) - 1.0f) < 1e-7f);
+    assert_true(fabsf(lr_at(1.0f, 7, 4, 10) - 0.5f) < 1e-6f);
+    assert_true(lr_at(1.0f, 10, 4, 10) < 1e-7f);
+    float g[3] = {3, 4, 0};
+    assert_true(fabs(clip_grad_norm(g, 3, 1.0) - 5.0) < 1e-12);
+    assert_true(fabsf(g[0] - 0.6f) < 1e-6f && fabsf(g[1] - 0.8f) < 1e-6f);
+    float ls = 5.0f;
+    clamp_logit_scale(&ls);
+    assert_true(fabsf(ls - logf(100.0f)) < 1e-6f);
 }
 
 static void test_smaller_batch_after_reserve(void **state) {
@@ -168,6 +228,8 @@ static void test_config_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_matches_pytorch),
+        cmocka_unit_test(test_adamw_steps_match_pytorch),
+        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_smaller_batch_after_reserve),
         cmocka_unit_test(test_init_statistics),
         cmocka_unit_test(test_config_errors),

@@ -138,6 +138,35 @@ def main():
     for k, v in p.items():
         rec[k] = v.detach().float().numpy()
         rec["grad." + k] = v.grad.float().numpy()
+    # 5 AdamW steps from the same weights on the same batch: open_clip's
+    # optimizer (decay groups as vlp: ndim >= 2 and not a norm, bias,
+    # logit_scale or embedding), warmup 2 + cosine over 5, clipping at norm
+    # 1.0, logit_scale clamped to [0, ln 100]
+    q = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
+    decay = [v for k, v in q.items() if v.ndim >= 2 and not any(
+        t in k for t in ("ln_", "bias", "logit_scale", "embedding"))]
+    rest = [v for k, v in q.items() if not any(v is d for d in decay)]
+    base_lr, warmup, steps = 1e-3, 2, 5
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.2},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=base_lr, betas=(0.9, 0.98), eps=1e-6)
+    losses = []
+    for step in range(steps):
+        lr = base_lr * (step + 1) / warmup if step < warmup else \
+            0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup))) * base_lr
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad()
+        l = clip_loss(encode_image(images, q, c), encode_text(ids, q, c), q["logit_scale"])
+        l.backward()
+        torch.nn.utils.clip_grad_norm_(list(q.values()), 1.0)
+        opt.step()
+        with torch.no_grad():
+            q["logit_scale"].clamp_(0, math.log(100))
+        losses.append(l.item())
+    rec["adamw_losses"] = np.array(losses, np.float32)
+    rec["adamw_final.visual.proj"] = q["visual.proj"].detach().float().numpy()
+    rec["adamw_final.logit_scale"] = q["logit_scale"].detach().float().numpy()
     path = os.path.join(OUT, "clip_step.vlpt")
     vlpt.write(path, rec)
     print(f"wrote {path}: loss {loss.item():.6f}, {len(p)} parameters")

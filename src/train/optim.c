@@ -1,0 +1,56 @@
+#include "train/optim.h"
+#include "core/parallel.h"
+
+#include <math.h>
+
+adamw_cfg adamw_defaults(void) {
+    return (adamw_cfg){.lr = 5e-4f, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-6f,
+                       .weight_decay = 0.2f};
+}
+
+void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params, int nparams,
+                float *w, const float *g, float *m, float *v) {
+    /* torch.optim.AdamW: p *= 1 - lr·wd; m, v updated; p -= lr/bc1 · m / (√v/√bc2 + eps) */
+    double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+    float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    for (int k = 0; k < nparams; k++) {
+        const vlp_param *p = &params[k];
+        float shrink = p->decay ? 1.0f - lr * c->weight_decay : 1.0f;
+        float *pw = w + p->offset, *pm = m + p->offset, *pv = v + p->offset;
+        const float *pg = g + p->offset;
+        long n = (long)p->numel;
+        VLP_OMP_FOR
+        for (long i = 0; i < n; i++) {
+            float gi = pg[i];
+            float mi = pm[i] = b1 * pm[i] + (1.0f - b1) * gi;
+            float vi = pv[i] = b2 * pv[i] + (1.0f - b2) * gi * gi;
+            pw[i] = pw[i] * shrink - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        }
+    }
+}
+
+float lr_at(float base_lr, long step, long warmup, long steps) {
+    if (step < warmup) return base_lr * (float)(step + 1) / (float)warmup;
+    long e = step - warmup, es = steps - warmup;
+    if (es <= 0) return base_lr;
+    return (float)(0.5 * (1.0 + cos(M_PI * (double)e / (double)es)) * base_lr);
+}
+
+double clip_grad_norm(float *g, size_t n, double max_norm) {
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i]; /* ordered: same on any thread count */
+    double norm = sqrt(ss);
+    if (max_norm > 0 && norm > max_norm) {
+        float s = (float)(max_norm / (norm + 1e-6));
+        VLP_OMP_FOR
+        for (size_t i = 0; i < n; i++) g[i] *= s;
+    }
+    return norm;
+}
+
+void clamp_logit_scale(float *ls) {
+    const float hi = logf(100.0f);
+    if (*ls < 0.0f) *ls = 0.0f;
+    if (*ls > hi) *ls = hi;
+}
