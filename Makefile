@@ -88,6 +88,7 @@ demo: deps
 ref:
 	@sh scripts/deps.sh --ref
 	/usr/bin/python3 tests/ref/make_ops_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_clip_ref.py tests/ref
 
 clean:
 	rm -rf build
