@@ -329,6 +329,14 @@ static void head_forward(tower_acts *t, const float *ln_w, const float *ln_b, co
     l2norm_forward(t->emb, t->feat_norm, t->feat, B, E);
 }
 
+/* The stack of blocks: xs[0] → xs[layers]. */
+static vlp_err blocks_forward(tower_acts *t, block_params *w, const block_dims *bd, int layers,
+                              vlp_error *err) {
+    for (int l = 0; l < layers; l++)
+        VLP_TRY(block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w[l], bd, err));
+    return VLP_OK;
+}
+
 /* Backward of the tail and of the blocks; returns the gradient of xs[0] (B,T,W). */
 static float *tower_backward(tower_acts *t, const float *demb, float *scratch, const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
@@ -375,8 +383,7 @@ vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error 
     cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, B, NP, W);
     layernorm_forward(t->xs[0], t->pre_mean, t->pre_rstd, t->x0, w->ln_pre_w, w->ln_pre_b,
                       B * bd.T, W, 1e-5f);
-    for (int l = 0; l < v->layers; l++)
-        VLP_TRY(block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w->blocks[l], &bd, err));
+    VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, err));
     pool_index_first(t->pool_index, B);
     token_pool_forward(t->pooled, t->xs[v->layers], t->pool_index, B, bd.T, W);
     head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E);
@@ -416,8 +423,7 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     VLP_TRY(embedding_forward(t->xs[0], ids, w->token_embedding, w->positional_embedding, B, T, W,
                               c->vocab_size, err));
     memcpy(text_ids(m), ids, sizeof(int32_t) * B * T);
-    for (int l = 0; l < c->layers; l++)
-        VLP_TRY(block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w->blocks[l], &bd, err));
+    VLP_TRY(blocks_forward(t, w->blocks, &bd, c->layers, err));
     pool_index_argmax(t->pool_index, ids, B, T);
     token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
     head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E);
