@@ -33,13 +33,23 @@ static void check(vlp_err e, const vlp_error *err) {
 
 static void load_ref_weights(clip_model *m, const vlpt_file *f);
 
-static void test_step_matches_pytorch(void **state) {
+/* The reference's model with its weights, reserved for its batch. */
+static vlpt_file *ref_model(clip_model *m, clip_config *cfg, int *B) {
     vlpt_file *f = ref_open("clip_step");
+    *cfg = ref_config(f, B);
+    vlp_error err = {0};
+    check(clip_init(m, cfg, &err), &err);
+    load_ref_weights(m, f);
+    check(clip_reserve(m, *B, &err), &err);
+    return f;
+}
+
+static void test_step_matches_pytorch(void **state) {
     int B;
-    clip_config cfg = ref_config(f, &B);
+    clip_config cfg;
     clip_model m;
     vlp_error err = {0};
-    check(clip_init(&m, &cfg, &err), &err);
+    vlpt_file *f = ref_model(&m, &cfg, &B);
     /* every parameter of the model is in the reference with the same shape, and
      * nothing else is: names and shapes are open_clip's */
     int nref_params = 0;
@@ -49,9 +59,7 @@ static void test_step_matches_pytorch(void **state) {
             strcmp(n, "ids") && strcmp(n, "loss") && strncmp(n, "adamw_", 6))
             nref_params++;
     }
-    assert_int_equal(m.nparams, nref_params);
-    load_ref_weights(&m, f);
-    check(clip_reserve(&m, B, &err), &err);
+    assert_int_equal(m.nparams, nref_params); /* and ref_model found each one by name and shape */
     int S = cfg.vision.image_size, T = cfg.text.context_length;
     check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S), ref_i32(f, "ids", (size_t)B * T),
                        B, &err), &err);
@@ -80,14 +88,11 @@ static void load_ref_weights(clip_model *m, const vlpt_file *f) {
 /* 5 steps of forward, backward, clipping, AdamW with warmup + cosine and the
  * logit_scale clamp, against torch.optim.AdamW on the same batch */
 static void test_adamw_steps_match_pytorch(void **state) {
-    vlpt_file *f = ref_open("clip_step");
     int B;
-    clip_config cfg = ref_config(f, &B);
+    clip_config cfg;
     clip_model m;
     vlp_error err = {0};
-    check(clip_init(&m, &cfg, &err), &err);
-    load_ref_weights(&m, f);
-    check(clip_reserve(&m, B, &err), &err);
+    vlpt_file *f = ref_model(&m, &cfg, &B);
     float *mom = falloc(m.nfloats), *var = falloc(m.nfloats);
     int S = cfg.vision.image_size, T = cfg.text.context_length;
     const float *img = ref_f32(f, "images", (size_t)B * 3 * S * S);
