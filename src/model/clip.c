@@ -323,8 +323,8 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
 
 /* The shared tail of both towers: pooled token → final LN → projection → L2. */
 static void head_forward(tower_acts *t, const float *ln_w, const float *ln_b, const float *proj,
-                         int B, int W, int E) {
-    layernorm_forward(t->pooled_ln, t->fin_mean, t->fin_rstd, t->pooled, ln_w, ln_b, B, W, 1e-5f);
+                         int B, int W, int E, float eps) {
+    layernorm_forward(t->pooled_ln, t->fin_mean, t->fin_rstd, t->pooled, ln_w, ln_b, B, W, eps);
     proj_forward(t->feat, t->pooled_ln, proj, B, W, E);
     l2norm_forward(t->emb, t->feat_norm, t->feat, B, E);
 }
@@ -337,8 +337,11 @@ static vlp_err blocks_forward(tower_acts *t, block_params *w, const block_dims *
     return VLP_OK;
 }
 
-/* Backward of the tail and of the blocks; returns the gradient of xs[0] (B,T,W). */
-static float *tower_backward(tower_acts *t, const float *demb, float *scratch, const float *ln_w,
+/* Backward of the tail and of the blocks; returns the gradient of xs[0]
+ * (B,T,W) and, in *spare, the other (B,T,W) scratch buffer, free for the
+ * caller's stem. */
+static float *tower_backward(float **spare, tower_acts *t, const float *demb, float *scratch,
+                             const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
                              block_params *w, block_params *g, const block_dims *d, int layers,
                              int B, int E) {
@@ -366,6 +369,7 @@ static float *tower_backward(tower_acts *t, const float *demb, float *scratch, c
         float *tmp = dx;
         dx = dy, dy = tmp;
     }
+    *spare = dy;
     return dx;
 }
 
@@ -382,11 +386,11 @@ vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error 
                                 v->image_size, v->patch_size, W, err));
     cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, B, NP, W);
     layernorm_forward(t->xs[0], t->pre_mean, t->pre_rstd, t->x0, w->ln_pre_w, w->ln_pre_b,
-                      B * bd.T, W, 1e-5f);
+                      B * bd.T, W, bd.eps);
     VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, err));
     pool_index_first(t->pool_index, B);
     token_pool_forward(t->pooled, t->xs[v->layers], t->pool_index, B, bd.T, W);
-    head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E);
+    head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E, bd.eps);
     return VLP_OK;
 }
 
@@ -396,12 +400,10 @@ void clip_image_backward(clip_model *m, const float *demb, int B) {
     tower_acts *t = &m->va;
     int W = v->width, T = m->vdims.T, NP = T - 1, E = m->cfg.embed_dim;
     size_t BT = (size_t)B * T;
-    float *dx = tower_backward(t, demb, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
+    float *other;
+    float *dx = tower_backward(&other, t, demb, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
                                g->ln_post_b, g->proj, w->blocks, g->blocks, &m->vdims, v->layers,
                                B, E);
-    /* the other (B,T,W) buffer of the ping-pong is free now */
-    float *buf0 = m->scratch + round_up((size_t)B * E) + 2 * round_up((size_t)B * W);
-    float *other = dx == buf0 ? buf0 + round_up(BT * W) : buf0;
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
                        t->pre_rstd, (int)BT, W);
@@ -426,14 +428,15 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     VLP_TRY(blocks_forward(t, w->blocks, &bd, c->layers, err));
     pool_index_argmax(t->pool_index, ids, B, T);
     token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
-    head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E);
+    head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E, bd.eps);
     return VLP_OK;
 }
 
 void clip_text_backward(clip_model *m, const float *demb, int B) {
     const clip_text_cfg *c = &m->cfg.text;
     text_views *w = &m->w.txt, *g = &m->g.txt;
-    float *dx = tower_backward(&m->ta, demb, m->scratch, w->ln_final_w, w->text_projection,
+    float *spare;
+    float *dx = tower_backward(&spare, &m->ta, demb, m->scratch, w->ln_final_w, w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
                                g->blocks, &m->tdims, c->layers, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
