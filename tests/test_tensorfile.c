@@ -163,6 +163,10 @@ static void test_io_errors(void **state) {
     vlpt_tensor t = {.name = "a", .dtype = VLPT_F32, .ndim = 1, .dims = {1}, .data = &a};
     assert_int_equal(vlpt_write("/nonexistent/dir/x.vlpt", &t, 1, &err), VLP_ERR_IO);
     assert_non_null(strstr(err.message, "/nonexistent/dir/x.vlpt"));
+    vlpt_tensor unnamed = t;
+    unnamed.name = "";
+    assert_int_equal(vlpt_write("/tmp/never.vlpt", &unnamed, 1, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "tensor 0 has a name of 0 bytes"));
     /* writing over an existing file replaces it and leaves no temp file */
     char path[256];
     snprintf(path, sizeof path, "%s/twice.vlpt", tmpdir);

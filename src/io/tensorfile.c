@@ -195,6 +195,15 @@ static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n,
 
 vlp_err vlpt_write(const char *path, const vlpt_tensor *ts, int count, vlp_error *err) {
     VLP_CHECK_ARG(count >= 0, err, "negative tensor count %d", count);
+    /* check every record before creating anything, so a bad one is named as such */
+    for (int i = 0; i < count; i++) {
+        size_t nl = ts[i].name ? strlen(ts[i].name) : 0;
+        VLP_CHECK_ARG(nl > 0 && nl <= UINT16_MAX, err, "%s: tensor %d has a name of %zu bytes",
+                      path, i, nl);
+        VLP_CHECK_ARG(ts[i].ndim >= 0 && ts[i].ndim <= VLPT_MAX_NDIM, err,
+                      "%s: tensor '%s' has %d dims, at most %d", path, ts[i].name, ts[i].ndim,
+                      VLPT_MAX_NDIM);
+    }
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     VLP_CHECK_ALLOC(tmp, err, plen + 16);
@@ -216,8 +225,7 @@ vlp_err vlpt_write(const char *path, const vlpt_tensor *ts, int count, vlp_error
         uint64_t numel = 1;
         for (int k = 0; k < t->ndim; k++) numel *= (uint64_t)t->dims[k];
         uint64_t nbytes = numel * 4;
-        ok = nl > 0 && nl <= UINT16_MAX && t->ndim >= 0 && t->ndim <= VLPT_MAX_NDIM &&
-             write_all(fp, &name_len, 2) && write_all(fp, t->name, nl) && write_all(fp, &dtype, 1) &&
+        ok = write_all(fp, &name_len, 2) && write_all(fp, t->name, nl) && write_all(fp, &dtype, 1) &&
              write_all(fp, &ndim, 1);
         for (int k = 0; ok && k < t->ndim; k++) {
             uint64_t d = (uint64_t)t->dims[k];
