@@ -7,7 +7,7 @@ CC ?= cc
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
-SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c)
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/data/*.c src/eval/*.c)
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
@@ -24,8 +24,8 @@ endif
 
 -include $(CONFIG)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
-LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(PNG_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
+LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(PNG_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
 .PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref
 all: $(CONFIG) lib $(BUILD)/vlp tests benches
@@ -45,8 +45,9 @@ $(BUILD)/%.o: %.c $(CONFIG)
 $(BUILD)/libvlp.a: $(OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/vlp: tools/vlp.c $(TOOL_SUPPORT) $(BUILD)/libvlp.a
-	$(CC) $(CFLAGS_ALL) -Itools tools/vlp.c $(TOOL_SUPPORT) $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
+CLI_SRC := tools/vlp.c tools/args.c $(wildcard tools/cmd_*.c)
+$(BUILD)/vlp: $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a tools/*.h
+	$(CC) $(CFLAGS_ALL) -Itools $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libvlp.a
 	@mkdir -p $(dir $@)

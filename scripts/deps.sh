@@ -3,13 +3,16 @@
 # passwordless sudo); otherwise prints the exact apt-get line to run.
 #   scripts/deps.sh          what building and `make test` need
 #   scripts/deps.sh --ref    also PyTorch, to regenerate tests/ref and run the bench peers
+#   scripts/deps.sh --data   also npm (when no npm is on PATH), to fetch the demo data
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev"
 for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy" ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        # a nodejs from elsewhere may bring its own npm; Debian's npm would conflict
+        --data) command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm" ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -60,6 +60,15 @@ else
     exit 1
 fi
 
+# libpng, for images
+if pkg-config --exists libpng 2>/dev/null; then
+    PNG_CFLAGS=$(pkg-config --cflags libpng); PNG_LIBS=$(pkg-config --libs libpng)
+    png_msg="libpng $(pkg-config --modversion libpng)"
+else
+    echo "probe: libpng not found; run scripts/deps.sh (needs libpng-dev)" >&2
+    exit 1
+fi
+
 # cmocka, for the tests
 if pkg-config --exists cmocka 2>/dev/null; then
     CMOCKA_CFLAGS=$(pkg-config --cflags cmocka); CMOCKA_LIBS=$(pkg-config --libs cmocka)
@@ -75,6 +84,8 @@ BLAS_CFLAGS = $BLAS_CFLAGS
 BLAS_LIBS = $BLAS_LIBS
 JSON_CFLAGS = $JSON_CFLAGS
 JSON_LIBS = $JSON_LIBS
+PNG_CFLAGS = $PNG_CFLAGS
+PNG_LIBS = $PNG_LIBS
 CMOCKA_CFLAGS = $CMOCKA_CFLAGS
 CMOCKA_LIBS = $CMOCKA_LIBS
 MK
@@ -82,4 +93,5 @@ echo "probe: compiler  $($CC --version | head -n1)"
 echo "probe: OpenMP    $omp_msg"
 echo "probe: BLAS      $blas_msg"
 echo "probe: JSON      $json_msg"
+echo "probe: PNG       $png_msg"
 echo "probe: cmocka    $cmocka_msg"

@@ -5,6 +5,7 @@
 
 #include "vlp.h"
 #include "blas_env.h"
+#include "commands.h"
 
 static void usage(FILE *fp) {
     fprintf(fp,
@@ -14,8 +15,8 @@ static void usage(FILE *fp) {
             "\n"
             "commands:\n"
             "  info      print what this machine and build offer (threads, SIMD, BLAS kernel)\n"
+            "  train     pre-train a CLIP model (checkpoints, resume, in-training eval)\n"
             "\n"
-            "Training, evaluation and embedding commands arrive with the next issues.\n"
             "Run 'vlp <command> --help' for a command's options.\n",
             VLP_VERSION_STRING);
 }
@@ -57,6 +58,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "vlp: unknown command '%s' (try 'vlp --help')\n", argv[1]);
     return 2;
 }

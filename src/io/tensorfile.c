@@ -1,5 +1,6 @@
 #include "io/tensorfile.h"
 #include "core/error.h"
+#include "io/atomic.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -191,8 +192,6 @@ vlp_err vlpt_get(const vlpt_file *f, const char *name, vlpt_dtype dtype, int ndi
     return VLP_OK;
 }
 
-static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n; }
-
 vlp_err vlpt_write(const char *path, const vlpt_tensor *ts, int count, vlp_error *err) {
     VLP_CHECK_ARG(count >= 0, err, "negative tensor count %d", count);
     /* check every record before creating anything, so a bad one is named as such */
@@ -204,20 +203,11 @@ vlp_err vlpt_write(const char *path, const vlpt_tensor *ts, int count, vlp_error
                       "%s: tensor '%s' has %d dims, at most %d", path, ts[i].name, ts[i].ndim,
                       VLPT_MAX_NDIM);
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    VLP_CHECK_ALLOC(tmp, err, plen + 16);
-    snprintf(tmp, plen + 16, "%s.tmp.%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        vlp_err e = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot create %s: %s",
-                                  tmp, strerror(errno));
-        free(tmp);
-        return e;
-    }
+    atomic_file af;
+    VLP_TRY(atomic_open(&af, path, err));
     uint32_t version = VLPT_VERSION, n = (uint32_t)count;
-    int ok = write_all(fp, VLPT_MAGIC, 8) && write_all(fp, &version, 4) && write_all(fp, &n, 4);
-    for (int i = 0; ok && i < count; i++) {
+    atomic_write(&af, VLPT_MAGIC, 8), atomic_write(&af, &version, 4), atomic_write(&af, &n, 4);
+    for (int i = 0; i < count; i++) {
         const vlpt_tensor *t = &ts[i];
         size_t nl = strlen(t->name);
         uint16_t name_len = (uint16_t)nl;
@@ -225,25 +215,13 @@ vlp_err vlpt_write(const char *path, const vlpt_tensor *ts, int count, vlp_error
         uint64_t numel = 1;
         for (int k = 0; k < t->ndim; k++) numel *= (uint64_t)t->dims[k];
         uint64_t nbytes = numel * 4;
-        ok = write_all(fp, &name_len, 2) && write_all(fp, t->name, nl) && write_all(fp, &dtype, 1) &&
-             write_all(fp, &ndim, 1);
-        for (int k = 0; ok && k < t->ndim; k++) {
+        atomic_write(&af, &name_len, 2), atomic_write(&af, t->name, nl);
+        atomic_write(&af, &dtype, 1), atomic_write(&af, &ndim, 1);
+        for (int k = 0; k < t->ndim; k++) {
             uint64_t d = (uint64_t)t->dims[k];
-            ok = write_all(fp, &d, 8);
+            atomic_write(&af, &d, 8);
         }
-        ok = ok && write_all(fp, &nbytes, 8) && write_all(fp, t->data, (size_t)nbytes);
+        atomic_write(&af, &nbytes, 8), atomic_write(&af, t->data, (size_t)nbytes);
     }
-    ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    int saved_errno = errno;
-    ok = (fclose(fp) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) saved_errno = errno;
-        unlink(tmp);
-        vlp_err e = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot write %s: %s",
-                                  path, strerror(saved_errno));
-        free(tmp);
-        return e;
-    }
-    free(tmp);
-    return VLP_OK;
+    return atomic_commit(&af, err);
 }

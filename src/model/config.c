@@ -127,3 +127,19 @@ vlp_err clip_config_load(const char *path, clip_config *out, vlp_error *err) {
     json_decref(root);
     return e;
 }
+
+char *clip_config_to_json(const clip_config *c) {
+    const clip_vision_cfg *v = &c->vision;
+    const clip_text_cfg *t = &c->text;
+    json_t *root = json_pack(
+        "{s:i, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i, s:f}}",
+        "embed_dim", c->embed_dim, "quick_gelu", c->quick_gelu, "vision_cfg", "image_size",
+        v->image_size, "patch_size", v->patch_size, "width", v->width, "layers", v->layers,
+        "heads", v->heads, "mlp_ratio", (double)v->mlp_width / v->width, "text_cfg",
+        "context_length", t->context_length, "vocab_size", t->vocab_size, "width", t->width,
+        "heads", t->heads, "layers", t->layers, "mlp_ratio", (double)t->mlp_width / t->width);
+    if (!root) return NULL;
+    char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(4));
+    json_decref(root);
+    return s;
+}

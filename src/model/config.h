@@ -32,4 +32,7 @@ vlp_err clip_config_parse(const char *json, const char *what, clip_config *out, 
 vlp_err clip_config_load(const char *path, clip_config *out, vlp_error *err);
 /* Checks ranges and divisibility; called by parse, exposed for built configs. */
 vlp_err clip_config_validate(const clip_config *c, const char *what, vlp_error *err);
+
+/* The config as JSON in open_clip's field names (malloc'd; NULL when out of memory). */
+char *clip_config_to_json(const clip_config *c);
 #endif

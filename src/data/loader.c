@@ -1,0 +1,102 @@
+#include "data/loader.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+image_norm image_norm_openai(void) {
+    return (image_norm){{0.48145466f, 0.4578275f, 0.40821073f},
+                        {0.26862954f, 0.26130258f, 0.27577711f}};
+}
+
+void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n) {
+    size_t plane = (size_t)S * S;
+    for (int c = 0; c < 3; c++) {
+        float scale = 1.0f / (255.0f * n->std[c]), shift = n->mean[c] / n->std[c];
+        for (size_t i = 0; i < plane; i++) out[c * plane + i] = rgb[3 * i + c] * scale - shift;
+    }
+}
+
+typedef struct pair_loader {
+    const uint8_t *rgb; // (n, S, S, 3)
+    int32_t *ids;       // (n, ctx)
+    int64_t n;
+    int S, ctx;
+    image_norm norm;
+    uint64_t seed;
+    data_pos pos;
+    int64_t *perm;      // (n) this epoch's order
+} pair_loader;
+
+/* the permutation of an epoch depends on (seed, epoch) only */
+static void make_perm(pair_loader *p) {
+    vlp_rng r = {p->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(p->pos.epoch + 1))};
+    for (int64_t i = 0; i < p->n; i++) p->perm[i] = i;
+    for (int64_t i = p->n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(vlp_rng_u64(&r) % (uint64_t)(i + 1));
+        int64_t t = p->perm[i];
+        p->perm[i] = p->perm[j], p->perm[j] = t;
+    }
+}
+
+static vlp_err pl_next(void *impl, int B, float *images, int32_t *ids, vlp_error *err) {
+    pair_loader *p = impl;
+    VLP_CHECK_ARG(B > 0 && B <= p->n, err, "batch %d but the dataset holds %lld samples", B,
+                  (long long)p->n);
+    if (p->pos.index + B > p->n) { /* drop the partial tail, start the next epoch */
+        p->pos.epoch++, p->pos.index = 0;
+        make_perm(p);
+    }
+    size_t img = (size_t)3 * p->S * p->S;
+    const int64_t *order = p->perm + p->pos.index;
+    VLP_OMP_FOR
+    for (int b = 0; b < B; b++) {
+        int64_t s = order[b];
+        rgb8_to_chw(images + (size_t)b * img, p->rgb + (size_t)s * p->S * p->S * 3, p->S, &p->norm);
+        memcpy(ids + (size_t)b * p->ctx, p->ids + (size_t)s * p->ctx, sizeof(int32_t) * p->ctx);
+    }
+    p->pos.index += B;
+    return VLP_OK;
+}
+
+static data_pos pl_tell(const void *impl) { return ((const pair_loader *)impl)->pos; }
+
+static vlp_err pl_seek(void *impl, data_pos pos, vlp_error *err) {
+    pair_loader *p = impl;
+    VLP_CHECK_ARG(pos.epoch >= 0 && pos.index >= 0 && pos.index <= p->n, err,
+                  "data position epoch %lld sample %lld is outside a dataset of %lld",
+                  (long long)pos.epoch, (long long)pos.index, (long long)p->n);
+    p->pos = pos;
+    make_perm(p);
+    return VLP_OK;
+}
+
+static void pl_free(void *impl) {
+    pair_loader *p = impl;
+    if (!p) return;
+    free(p->ids), free(p->perm), free(p);
+}
+
+vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
+                           int64_t n, int S, const vlp_tokenizer *tok, int ctx,
+                           const image_norm *norm, uint64_t seed, vlp_error *err) {
+    VLP_CHECK_ARG(n > 0 && S > 0 && ctx > 1, err, "empty dataset or bad sizes (n %lld, S %d, ctx %d)",
+                  (long long)n, S, ctx);
+    pair_loader *p = calloc(1, sizeof *p);
+    VLP_CHECK_ALLOC(p, err, sizeof *p);
+    p->ids = malloc(sizeof(int32_t) * (size_t)n * ctx);
+    p->perm = malloc(sizeof(int64_t) * (size_t)n);
+    if (!p->ids || !p->perm) {
+        pl_free(p);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "token ids of %lld captions", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) tok->encode(tok->impl, captions[i], p->ids + i * ctx, ctx);
+    p->rgb = rgb, p->n = n, p->S = S, p->ctx = ctx, p->norm = *norm, p->seed = seed;
+    p->pos = (data_pos){0, 0};
+    make_perm(p);
+    *out = (vlp_loader){.impl = p, .epoch_size = n, .next = pl_next, .tell = pl_tell,
+                        .seek = pl_seek, .free = pl_free};
+    return VLP_OK;
+}

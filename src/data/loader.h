@@ -1,0 +1,52 @@
+/*
+ * The trainer's view of data: a loader hands out batches of normalised
+ * images (B, 3, S, S) and token ids (B, ctx), in an order fixed by a seed, and
+ * can say and restore where it is (epoch, samples consumed) so a resumed run
+ * sees exactly the batches the uninterrupted one would have. Each epoch is a
+ * fresh permutation; a partial last batch is dropped, as open_clip does.
+ *
+ * The in-memory pair loader below serves small corpora (the emoji demo); the
+ * streaming TSV/WebDataset loaders of the data pipeline fill the same
+ * interface.
+ */
+#ifndef VLP_DATA_LOADER_H
+#define VLP_DATA_LOADER_H
+#include <stdint.h>
+
+#include "data/tokenizer.h"
+#include "vlp.h"
+
+typedef struct data_pos {
+    int64_t epoch; // from 0
+    int64_t index; // samples of this epoch already handed out
+} data_pos;
+
+typedef struct vlp_loader {
+    void *impl;
+    int64_t epoch_size; // samples per epoch
+    vlp_err (*next)(void *impl, int B, float *images, int32_t *ids, vlp_error *err);
+    data_pos (*tell)(const void *impl);
+    vlp_err (*seek)(void *impl, data_pos p, vlp_error *err);
+    void (*free)(void *impl);
+} vlp_loader;
+
+static inline void loader_free(vlp_loader *l) {
+    if (l && l->free) l->free(l->impl);
+}
+
+/* Normalisation of 8-bit RGB: (x/255 - mean) / std per channel. */
+typedef struct image_norm {
+    float mean[3], std[3];
+} image_norm;
+
+image_norm image_norm_openai(void);
+
+/* One (S, S, 3) RGB8 image → (3, S, S) normalised floats. */
+void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n);
+
+/* In-memory pairs: rgb (n, S, S, 3) and captions stay owned by the caller and
+ * must outlive the loader; captions are tokenized once here. */
+vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
+                           int64_t n, int S, const vlp_tokenizer *tok, int ctx,
+                           const image_norm *norm, uint64_t seed, vlp_error *err);
+#endif

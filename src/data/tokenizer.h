@@ -1,0 +1,20 @@
+/* What the trainer needs from a tokenizer: text → ids padded to a context
+ * length, open_clip's layout [start, tokens…, end, 0…] with the end token the
+ * largest id (the text tower pools at the argmax id). The word-level
+ * tokenizer stands in until the CLIP BPE arrives (issue 4). */
+#ifndef VLP_DATA_TOKENIZER_H
+#define VLP_DATA_TOKENIZER_H
+#include <stdint.h>
+
+typedef struct vlp_tokenizer {
+    void *impl;
+    int vocab_size;
+    /* Writes exactly ctx ids; over-long text keeps ctx ids, the last one the end token. */
+    void (*encode)(const void *impl, const char *text, int32_t *ids, int ctx);
+    void (*free)(void *impl);
+} vlp_tokenizer;
+
+static inline void tokenizer_free(vlp_tokenizer *t) {
+    if (t && t->free) t->free(t->impl);
+}
+#endif

@@ -1,0 +1,43 @@
+/* Yardsticks on L2-normalised embeddings (rows), and batched encoders that
+ * fill them. Similarities are computed a block of rows at a time, so memory
+ * stays O(block × N) however large the sets. */
+#ifndef VLP_EVAL_EVAL_H
+#define VLP_EVAL_EVAL_H
+#include <stdint.h>
+
+#include "data/loader.h"
+#include "model/clip.h"
+
+typedef struct retrieval_result {
+    int n;                 // queries
+    double r1, r5, r10;    // fraction of queries whose target ranks within 1, 5, 10
+    double mean_rank, median_rank; // ranks from 1
+} retrieval_result;
+
+/* For each query i, the rank of gallery item target[i] among all gallery
+ * items by cosine (1 = best; ties count against the target). */
+vlp_err retrieval_eval(const float *query,   // (nq, E)
+                       const float *gallery, // (ng, E)
+                       const int *target,    // (nq)
+                       int nq, int ng, int E, retrieval_result *out, vlp_error *err);
+
+typedef struct zeroshot_result {
+    int n, classes;
+    double top1;          // plain accuracy
+    double balanced;      // mean over classes present of per-class accuracy
+    double majority;      // accuracy of always answering the most frequent class
+} zeroshot_result;
+
+/* label[i] < 0 skips item i. */
+vlp_err zeroshot_eval(const float *img,     // (n, E)
+                      const float *classes, // (C, E) one normalised embedding per class
+                      const int *label, int n, int C, int E, zeroshot_result *out,
+                      vlp_error *err);
+
+/* Embeddings of n images (n, 3, S, S as RGB8 (n, S, S, 3)) / n texts, through
+ * the model in batches of at most m->batch; out (n, E). */
+vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image_norm *norm,
+                           float *out, vlp_error *err);
+vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const *texts, int n,
+                     float *out, vlp_error *err);
+#endif

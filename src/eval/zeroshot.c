@@ -1,0 +1,42 @@
+#include "core/error.h"
+#include "eval/eval.h"
+#include "ops/gemm.h"
+
+#include <stdlib.h>
+
+vlp_err zeroshot_eval(const float *img, const float *classes, const int *label, int n, int C,
+                      int E, zeroshot_result *out, vlp_error *err) {
+    VLP_CHECK_ARG(n > 0 && C > 0 && E > 0, err, "empty zero-shot eval (%d images, %d classes)", n, C);
+    float *logits = malloc(sizeof(float) * (size_t)n * C);
+    int *count = calloc((size_t)C, sizeof(int)), *hit = calloc((size_t)C, sizeof(int));
+    if (!logits || !count || !hit) {
+        free(logits), free(count), free(hit);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "zero-shot logits of %d × %d", n, C);
+    }
+    vlp_sgemm(false, true, n, C, E, 1.0f, img, E, classes, E, 0.0f, logits, C);
+    int used = 0, correct = 0;
+    for (int i = 0; i < n; i++) {
+        if (label[i] < 0) continue;
+        if (label[i] >= C) {
+            free(logits), free(count), free(hit);
+            VLP_FAIL(err, VLP_ERR_ARG, "image %d: label %d outside 0..%d", i, label[i], C - 1);
+        }
+        const float *l = logits + (size_t)i * C;
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            if (l[c] > l[best]) best = c;
+        used++, count[label[i]]++;
+        if (best == label[i]) correct++, hit[label[i]]++;
+    }
+    double bal = 0;
+    int present = 0, most = 0;
+    for (int c = 0; c < C; c++) {
+        if (count[c]) bal += (double)hit[c] / count[c], present++;
+        if (count[c] > most) most = count[c];
+    }
+    *out = (zeroshot_result){.n = used, .classes = C, .top1 = used ? (double)correct / used : 0,
+                             .balanced = present ? bal / present : 0,
+                             .majority = used ? (double)most / used : 0};
+    free(logits), free(count), free(hit);
+    return VLP_OK;
+}

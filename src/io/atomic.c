@@ -1,0 +1,104 @@
+#include "io/atomic.h"
+#include "core/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *tmp_name(const char *path) {
+    size_t n = strlen(path) + 32;
+    char *t = malloc(n);
+    if (t) snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    return t;
+}
+
+vlp_err atomic_open(atomic_file *af, const char *path, vlp_error *err) {
+    memset(af, 0, sizeof *af);
+    af->path = strdup(path);
+    af->tmp = tmp_name(path);
+    if (!af->path || !af->tmp) {
+        atomic_abort(af);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate a file name");
+    }
+    af->fp = fopen(af->tmp, "wb");
+    if (!af->fp) {
+        int e = errno;
+        vlp_err r = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot create %s: %s",
+                                  af->tmp, strerror(e));
+        atomic_abort(af);
+        return r;
+    }
+    return VLP_OK;
+}
+
+bool atomic_write(atomic_file *af, const void *p, size_t n) {
+    if (af->failed) return false;
+    if (n && fwrite(p, 1, n, af->fp) != n) {
+        af->failed = true;
+        af->saved_errno = errno ? errno : EIO;
+    }
+    return !af->failed;
+}
+
+/* fsync the directory holding `path`, so the rename itself is durable */
+static void sync_dir(const char *path) {
+    char *copy = strdup(path);
+    if (!copy) return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+vlp_err atomic_commit(atomic_file *af, vlp_error *err) {
+    if (!af->failed && (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)) {
+        af->failed = true;
+        af->saved_errno = errno;
+    }
+    if (fclose(af->fp) != 0 && !af->failed) {
+        af->failed = true;
+        af->saved_errno = errno;
+    }
+    af->fp = NULL;
+    if (!af->failed && rename(af->tmp, af->path) != 0) {
+        af->failed = true;
+        af->saved_errno = errno;
+    }
+    if (af->failed) {
+        vlp_err r = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot write %s: %s",
+                                  af->path, strerror(af->saved_errno));
+        atomic_abort(af);
+        return r;
+    }
+    sync_dir(af->path);
+    free(af->tmp), free(af->path);
+    af->tmp = af->path = NULL;
+    return VLP_OK;
+}
+
+void atomic_abort(atomic_file *af) {
+    if (af->fp) fclose(af->fp);
+    if (af->tmp) unlink(af->tmp);
+    free(af->tmp), free(af->path);
+    memset(af, 0, sizeof *af);
+}
+
+vlp_err atomic_symlink(const char *target, const char *link, vlp_error *err) {
+    char *tmp = tmp_name(link);
+    VLP_CHECK_ALLOC(tmp, err, strlen(link) + 32);
+    unlink(tmp);
+    if (symlink(target, tmp) != 0 || rename(tmp, link) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        VLP_FAIL(err, VLP_ERR_IO, "cannot point %s at %s: %s", link, target, strerror(e));
+    }
+    free(tmp);
+    sync_dir(link);
+    return VLP_OK;
+}

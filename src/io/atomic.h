@@ -1,0 +1,31 @@
+/* Crash-safe file replacement: write to a temporary file in the target's
+ * directory, fsync it, rename it over the target, fsync the directory. A
+ * process killed at any point leaves either the old file or the new one,
+ * never a torn one (at worst a stray "<path>.tmp.<pid>"). */
+#ifndef VLP_IO_ATOMIC_H
+#define VLP_IO_ATOMIC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "vlp.h"
+
+typedef struct atomic_file {
+    FILE *fp;       // write through this
+    char *path;     // the target
+    char *tmp;      // the temporary file
+    bool failed;    // a write went wrong; commit will report it
+    int saved_errno;
+} atomic_file;
+
+vlp_err atomic_open(atomic_file *af, const char *path, vlp_error *err);
+/* fwrite that remembers the first failure; returns false once anything failed. */
+bool atomic_write(atomic_file *af, const void *p, size_t n);
+/* Flush, fsync, rename, fsync the directory. On failure the target is untouched. */
+vlp_err atomic_commit(atomic_file *af, vlp_error *err);
+/* Drop the temporary file (after an error elsewhere). */
+void atomic_abort(atomic_file *af);
+
+/* Replace (or create) the symlink `link` to point at `target`, atomically. */
+vlp_err atomic_symlink(const char *target, const char *link, vlp_error *err);
+#endif

@@ -1,0 +1,22 @@
+/* CLIP weights in safetensors with open_clip's state-dict names and shapes,
+ * so a vlp checkpoint loads with open_clip's model.load_state_dict and back.
+ * The model config travels in the metadata ("vlp.config", open_clip field
+ * names), so a checkpoint alone is enough to rebuild the model. */
+#ifndef VLP_MODEL_CLIP_IO_H
+#define VLP_MODEL_CLIP_IO_H
+#include "io/safetensors.h"
+#include "model/clip.h"
+
+#define CLIP_META_CONFIG "vlp.config"
+
+/* Atomic write of every parameter, plus `extra` metadata entries. */
+vlp_err clip_save(const clip_model *m, const char *path, const st_meta *extra, int nextra,
+                  vlp_error *err);
+
+/* Copy the weights of an open file into m: every parameter must be present
+ * with its shape; a tensor the model does not have is an error naming it. */
+vlp_err clip_load_weights(clip_model *m, const st_file *f, vlp_error *err);
+
+/* Open a checkpoint, build the model from its embedded config and load it. */
+vlp_err clip_load(clip_model *m, const char *path, vlp_error *err);
+#endif

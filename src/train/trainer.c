@@ -1,0 +1,398 @@
+#include "train/trainer.h"
+#include "core/error.h"
+#include "io/atomic.h"
+#include "io/safetensors.h"
+#include "loss/loss.h"
+#include "model/clip_io.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STATE_FORMAT "vlp-train-state"
+#define STATE_VERSION "1"
+#define PATH_CAP 4096
+
+struct trainer {
+    clip_model *m;
+    vlp_loader *data;
+    train_opts o;
+    char *dir;
+    long step;
+    float *exp_avg, *exp_avg_sq; // (nfloats) AdamW moments, the parameters' layout
+    float *images;               // (batch, 3, S, S)
+    int32_t *ids;                // (batch, ctx)
+    /* accumulation: the whole batch's embeddings and the loss's buffers */
+    float *emb_img, *emb_txt;    // (batch, E)
+    float *demb_img, *demb_txt;  // (batch, E)
+    float *probs_i2t, *probs_t2i; // (batch, batch)
+    float *loss_scratch;
+    FILE *metrics;
+};
+
+train_opts train_opts_defaults(void) {
+    return (train_opts){.batch = 128, .accum = 1, .steps = 1000, .warmup = 100,
+                        .adam = adamw_defaults(), .grad_clip = 0.0, .seed = 0};
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void trainer_free(trainer *t) {
+    if (!t) return;
+    free(t->dir), free(t->exp_avg), free(t->exp_avg_sq), free(t->images), free(t->ids);
+    free(t->emb_img), free(t->emb_txt), free(t->demb_img), free(t->demb_txt);
+    free(t->probs_i2t), free(t->probs_t2i), free(t->loss_scratch);
+    if (t->metrics) fclose(t->metrics);
+    free(t);
+}
+
+long trainer_step_count(const trainer *t) { return t->step; }
+
+static vlp_err check_opts(const train_opts *o, vlp_error *err) {
+    VLP_CHECK_ARG(o->batch > 0 && o->accum > 0 && o->batch % o->accum == 0, err,
+                  "batch %d must be a positive multiple of accum %d", o->batch, o->accum);
+    VLP_CHECK_ARG(o->steps > 0 && o->warmup >= 0, err, "steps %ld must be > 0 and warmup %ld >= 0",
+                  o->steps, o->warmup);
+    VLP_CHECK_ARG(o->adam.lr > 0 && o->adam.beta1 >= 0 && o->adam.beta1 < 1 && o->adam.beta2 >= 0 &&
+                      o->adam.beta2 < 1 && o->adam.eps > 0 && o->adam.weight_decay >= 0,
+                  err, "AdamW settings out of range (lr %g, betas %g %g, eps %g, wd %g)",
+                  o->adam.lr, o->adam.beta1, o->adam.beta2, o->adam.eps, o->adam.weight_decay);
+    VLP_CHECK_ARG(o->grad_clip >= 0, err, "grad clip %g must be >= 0 (0: off)", o->grad_clip);
+    return VLP_OK;
+}
+
+vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
+                       const char *run_dir, vlp_error *err) {
+    *out = NULL;
+    VLP_TRY(check_opts(o, err));
+    VLP_CHECK_ARG(data->epoch_size >= o->batch, err, "batch %d is larger than the dataset (%lld pairs)",
+                  o->batch, (long long)data->epoch_size);
+    VLP_CHECK_IO(mkdir(run_dir, 0777) == 0 || errno == EEXIST, err, "cannot create %s: %s", run_dir,
+                 strerror(errno));
+    trainer *t = calloc(1, sizeof *t);
+    VLP_CHECK_ALLOC(t, err, sizeof *t);
+    t->m = m, t->data = data, t->o = *o;
+    int B = o->batch, E = m->cfg.embed_dim, S = m->cfg.vision.image_size;
+    int T = m->cfg.text.context_length;
+    size_t nf = m->nfloats, be = (size_t)B * E;
+    t->dir = strdup(run_dir);
+    t->exp_avg = calloc(nf, sizeof(float));
+    t->exp_avg_sq = calloc(nf, sizeof(float));
+    t->images = malloc(sizeof(float) * (size_t)B * 3 * S * S);
+    t->ids = malloc(sizeof(int32_t) * (size_t)B * T);
+    bool ok = t->dir && t->exp_avg && t->exp_avg_sq && t->images && t->ids;
+    if (ok && o->accum > 1) {
+        t->emb_img = malloc(sizeof(float) * be), t->emb_txt = malloc(sizeof(float) * be);
+        t->demb_img = malloc(sizeof(float) * be), t->demb_txt = malloc(sizeof(float) * be);
+        t->probs_i2t = malloc(sizeof(float) * (size_t)B * B);
+        t->probs_t2i = malloc(sizeof(float) * (size_t)B * B);
+        t->loss_scratch = malloc(sizeof(float) * clip_loss_scratch_floats(B, E));
+        ok = t->emb_img && t->emb_txt && t->demb_img && t->demb_txt && t->probs_i2t &&
+             t->probs_t2i && t->loss_scratch;
+    }
+    if (!ok) {
+        trainer_free(t);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "training buffers for batch %d", B);
+    }
+    vlp_err rc = clip_reserve(m, B / o->accum, err);
+    if (rc != VLP_OK) {
+        trainer_free(t);
+        return rc;
+    }
+    *out = t;
+    return VLP_OK;
+}
+
+/* ---- the step ---------------------------------------------------------------------------- */
+
+static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int K = t->o.accum, B = t->o.batch, b = B / K, E = m->cfg.embed_dim;
+    int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
+    size_t img = (size_t)3 * S * S;
+    /* pass 1: every micro-batch's embeddings, no backward */
+    for (int k = 0; k < K; k++) {
+        VLP_TRY(clip_image_forward(m, t->images + k * b * img, b, err));
+        memcpy(t->emb_img + (size_t)k * b * E, m->va.emb, sizeof(float) * b * E);
+        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * b * T, b, err));
+        memcpy(t->emb_txt + (size_t)k * b * E, m->ta.emb, sizeof(float) * b * E);
+    }
+    /* the loss over the whole batch and its gradient w.r.t. every embedding */
+    float scale = *m->w.logit_scale;
+    VLP_TRY(clip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt, scale, B,
+                              E, err));
+    memset(t->demb_img, 0, sizeof(float) * (size_t)B * E);
+    memset(t->demb_txt, 0, sizeof(float) * (size_t)B * E);
+    clip_loss_backward(t->demb_img, t->demb_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
+                       t->probs_t2i, t->emb_img, t->emb_txt, scale, t->loss_scratch, B, E);
+    /* pass 2: re-encode each micro-batch (same weights: same activations) and
+     * back-propagate its slice */
+    for (int k = 0; k < K; k++) {
+        VLP_TRY(clip_image_forward(m, t->images + k * b * img, b, err));
+        clip_image_backward(m, t->demb_img + (size_t)k * b * E, b);
+        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * b * T, b, err));
+        clip_text_backward(m, t->demb_txt + (size_t)k * b * E, b);
+    }
+    return VLP_OK;
+}
+
+vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
+    double t0 = now_s();
+    clip_model *m = t->m;
+    const train_opts *o = &t->o;
+    VLP_TRY(t->data->next(t->data->impl, o->batch, t->images, t->ids, err));
+    memset(m->grads, 0, sizeof(float) * m->nfloats);
+    float loss;
+    if (o->accum == 1) {
+        VLP_TRY(clip_forward(m, t->images, t->ids, o->batch, err));
+        clip_backward(m, o->batch);
+        loss = m->loss;
+    } else {
+        VLP_TRY(accumulated_grads(t, &loss, err));
+    }
+    VLP_CHECK(isfinite(loss), err, VLP_ERR_NUMERIC,
+              "loss is %g at step %ld; lower the learning rate or enable --grad-clip", loss,
+              t->step + 1);
+    double gnorm = clip_grad_norm(m->grads, m->nfloats, o->grad_clip);
+    float lr = lr_at(o->adam.lr, t->step, o->warmup, o->steps);
+    adamw_step(&o->adam, lr, t->step + 1, m->params, m->nparams, m->weights, m->grads, t->exp_avg,
+               t->exp_avg_sq);
+    clamp_logit_scale(m->w.logit_scale);
+    t->step++;
+    if (info)
+        *info = (train_step_info){.step = t->step, .loss = loss, .lr = lr,
+                                  .logit_scale = expf(*m->w.logit_scale), .grad_norm = gnorm,
+                                  .pos = t->data->tell(t->data->impl), .seconds = now_s() - t0};
+    return VLP_OK;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------- */
+
+static char *opts_json(const train_opts *o) {
+    json_t *j = json_pack("{s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "batch", o->batch,
+                          "accum", o->accum, "steps", (json_int_t)o->steps, "warmup",
+                          (json_int_t)o->warmup, "lr", (double)o->adam.lr, "beta1",
+                          (double)o->adam.beta1, "beta2", (double)o->adam.beta2, "eps",
+                          (double)o->adam.eps, "weight_decay", (double)o->adam.weight_decay,
+                          "grad_clip", o->grad_clip, "seed", "");
+    if (!j) return NULL;
+    char seed[32];
+    snprintf(seed, sizeof seed, "%" PRIu64, o->seed); /* a string: JSON numbers lose 64-bit ints */
+    json_object_set_new(j, "seed", json_string(seed));
+    char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp_error *err) {
+    json_error_t je;
+    json_t *j = json_loads(text ? text : "", 0, &je);
+    VLP_CHECK_FORMAT(j, err, "%s: training options: %s", what, text ? je.text : "missing");
+    double lr, b1, b2, eps, wd, clip;
+    json_int_t steps, warmup;
+    const char *seed;
+    int batch, accum;
+    int bad = json_unpack_ex(j, &je, JSON_STRICT, "{s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s}",
+                             "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
+                             "lr", &lr, "beta1", &b1, "beta2", &b2, "eps", &eps, "weight_decay", &wd,
+                             "grad_clip", &clip, "seed", &seed);
+    if (!bad) {
+        *o = (train_opts){.batch = batch, .accum = accum, .steps = (long)steps, .warmup = (long)warmup,
+                          .adam = {(float)lr, (float)b1, (float)b2, (float)eps, (float)wd},
+                          .grad_clip = clip, .seed = strtoull(seed, NULL, 10)};
+    }
+    json_decref(j);
+    VLP_CHECK_FORMAT(!bad, err, "%s: training options: %s", what, je.text);
+    return VLP_OK;
+}
+
+static void run_path(char *out, const trainer *t, const char *name) {
+    snprintf(out, PATH_CAP, "%s/%s", t->dir, name);
+}
+
+/* Removes all but the newest `keep` ckpt-*.safetensors (and their states). */
+static void prune(trainer *t, int keep) {
+    DIR *d = opendir(t->dir);
+    if (!d) return;
+    long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long s;
+        char tail[32];
+        if (sscanf(e->d_name, "ckpt-%ld.%31s", &s, tail) == 2 && !strcmp(tail, "safetensors"))
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer < keep) continue;
+        char p[PATH_CAP], name[64];
+        snprintf(name, sizeof name, "ckpt-%08ld.state", steps[i]);
+        run_path(p, t, name), unlink(p); /* the state first: it names the weights */
+        snprintf(name, sizeof name, "ckpt-%08ld.safetensors", steps[i]);
+        run_path(p, t, name), unlink(p);
+    }
+}
+
+vlp_err trainer_save(trainer *t, int keep, char *written, size_t cap, vlp_error *err) {
+    clip_model *m = t->m;
+    char ckpt_name[64], state_name[64], path[PATH_CAP], step[32], epoch[32], index[32];
+    snprintf(ckpt_name, sizeof ckpt_name, "ckpt-%08ld.safetensors", t->step);
+    snprintf(state_name, sizeof state_name, "ckpt-%08ld.state", t->step);
+    snprintf(step, sizeof step, "%ld", t->step);
+    data_pos pos = t->data->tell(t->data->impl);
+    snprintf(epoch, sizeof epoch, "%" PRId64, pos.epoch);
+    snprintf(index, sizeof index, "%" PRId64, pos.index);
+
+    st_meta cm[] = {{"vlp.step", step}};
+    run_path(path, t, ckpt_name);
+    VLP_TRY(clip_save(m, path, cm, 1, err));
+    if (written) snprintf(written, cap, "%s", path);
+
+    char *opts = opts_json(&t->o);
+    VLP_CHECK_ALLOC(opts, err, 256);
+    st_meta sm[] = {{"format", STATE_FORMAT}, {"version", STATE_VERSION}, {"step", step},
+                    {"epoch", epoch},         {"index", index},           {"checkpoint", ckpt_name},
+                    {"options", opts}};
+    st_tensor ts[2] = {
+        {.name = "exp_avg", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)m->nfloats}, .data = t->exp_avg},
+        {.name = "exp_avg_sq", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)m->nfloats}, .data = t->exp_avg_sq}};
+    run_path(path, t, state_name);
+    vlp_err rc = st_write(path, ts, 2, sm, (int)(sizeof sm / sizeof sm[0]), err);
+    free(opts);
+    VLP_TRY(rc);
+    run_path(path, t, "latest.safetensors");
+    VLP_TRY(atomic_symlink(ckpt_name, path, err));
+    run_path(path, t, "latest.state");
+    VLP_TRY(atomic_symlink(state_name, path, err));
+    prune(t, keep < 1 ? 1 : keep);
+    return VLP_OK;
+}
+
+static vlp_err open_state(const char *dir, st_file **out, vlp_error *err) {
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/latest.state", dir);
+    VLP_TRY(st_open(path, out, err));
+    const char *fmt = st_meta_get(*out, "format"), *ver = st_meta_get(*out, "version");
+    if (!fmt || strcmp(fmt, STATE_FORMAT) || !ver || strcmp(ver, STATE_VERSION)) {
+        st_close(*out);
+        *out = NULL;
+        VLP_FAIL(err, VLP_ERR_FORMAT, "%s: not a vlp training state of version %s", path, STATE_VERSION);
+    }
+    return VLP_OK;
+}
+
+vlp_err trainer_saved_opts(const char *run_dir, train_opts *o, vlp_error *err) {
+    st_file *f;
+    VLP_TRY(open_state(run_dir, &f, err));
+    vlp_err rc = parse_opts(st_meta_get(f, "options"), st_path(f), o, err);
+    st_close(f);
+    return rc;
+}
+
+static vlp_err meta_i64(const st_file *f, const char *key, int64_t *out, vlp_error *err) {
+    const char *v = st_meta_get(f, key);
+    char *end = NULL;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    VLP_CHECK_FORMAT(v && end && !*end && *v && x >= 0, err, "%s: metadata \"%s\" is %s%s%s",
+                     st_path(f), key, v ? "'" : "missing", v ? v : "", v ? "'" : "");
+    *out = x;
+    return VLP_OK;
+}
+
+static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
+    clip_model *m = t->m;
+    train_opts saved;
+    VLP_TRY(parse_opts(st_meta_get(sf, "options"), st_path(sf), &saved, err));
+    const train_opts *o = &t->o;
+    VLP_CHECK_ARG(saved.batch == o->batch && saved.accum == o->accum && saved.seed == o->seed &&
+                      saved.warmup == o->warmup && saved.adam.lr == o->adam.lr &&
+                      saved.adam.weight_decay == o->adam.weight_decay &&
+                      saved.grad_clip == o->grad_clip,
+                  err, "%s: the run was started with other options (batch %d, accum %d, lr %g, "
+                  "warmup %ld, seed %" PRIu64 "); resume with those", st_path(sf), saved.batch,
+                  saved.accum, saved.adam.lr, saved.warmup, saved.seed);
+    int64_t step, epoch, index;
+    VLP_TRY(meta_i64(sf, "step", &step, err));
+    VLP_TRY(meta_i64(sf, "epoch", &epoch, err));
+    VLP_TRY(meta_i64(sf, "index", &index, err));
+    const char *ckpt = st_meta_get(sf, "checkpoint");
+    VLP_CHECK_FORMAT(ckpt && !strchr(ckpt, '/'), err, "%s: metadata \"checkpoint\" is missing or not a file name",
+                     st_path(sf));
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "exp_avg_sq" : "exp_avg";
+        const st_tensor *x = st_find(sf, name);
+        VLP_CHECK_FORMAT(x && x->dtype == ST_F32 && x->ndim == 1 && (size_t)x->shape[0] == m->nfloats,
+                         err, "%s: tensor '%s' missing or not F32 [%zu]", st_path(sf), name, m->nfloats);
+        memcpy(i ? t->exp_avg_sq : t->exp_avg, x->data, sizeof(float) * m->nfloats);
+    }
+    char path[PATH_CAP];
+    run_path(path, t, ckpt);
+    st_file *cf;
+    VLP_TRY(st_open(path, &cf, err));
+    const char *cstep = st_meta_get(cf, "vlp.step");
+    vlp_err rc = VLP_OK;
+    if (!cstep || strtoll(cstep, NULL, 10) != step)
+        rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                           "%s: step %s, but %s says %lld", path, cstep ? cstep : "missing",
+                           st_path(sf), (long long)step);
+    if (rc == VLP_OK) rc = clip_load_weights(m, cf, err);
+    st_close(cf);
+    VLP_TRY(rc);
+    VLP_TRY(t->data->seek(t->data->impl, (data_pos){epoch, index}, err));
+    t->step = (long)step;
+    return VLP_OK;
+}
+
+vlp_err trainer_resume(trainer *t, vlp_error *err) {
+    st_file *sf;
+    VLP_TRY(open_state(t->dir, &sf, err));
+    vlp_err rc = load_state(t, sf, err);
+    st_close(sf);
+    if (rc != VLP_OK) return rc;
+    /* drop metrics lines of steps after the checkpoint: the resumed run redoes them */
+    char path[PATH_CAP];
+    run_path(path, t, "metrics.jsonl");
+    FILE *in = fopen(path, "r");
+    if (!in) return VLP_OK;
+    atomic_file af;
+    rc = atomic_open(&af, path, err);
+    if (rc != VLP_OK) {
+        fclose(in);
+        return rc;
+    }
+    char line[8192];
+    while (fgets(line, sizeof line, in)) {
+        long s;
+        if (sscanf(line, "{\"step\":%ld", &s) == 1 && s > t->step) continue;
+        atomic_write(&af, line, strlen(line));
+    }
+    fclose(in);
+    return atomic_commit(&af, err);
+}
+
+vlp_err trainer_log(trainer *t, const char *json_line, vlp_error *err) {
+    if (!t->metrics) {
+        char path[PATH_CAP];
+        run_path(path, t, "metrics.jsonl");
+        t->metrics = fopen(path, "a");
+        VLP_CHECK_IO(t->metrics, err, "cannot open %s: %s", path, strerror(errno));
+    }
+    VLP_CHECK_IO(fprintf(t->metrics, "%s\n", json_line) > 0 && fflush(t->metrics) == 0, err,
+                 "cannot append to %s/metrics.jsonl: %s", t->dir, strerror(errno));
+    return VLP_OK;
+}

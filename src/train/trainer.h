@@ -1,0 +1,78 @@
+/*
+ * The CLIP training loop, one optimizer step at a time, and the run
+ * directory that makes it resumable:
+ *
+ *   run/config.json                 the model config (open_clip field names)
+ *   run/ckpt-00000100.safetensors   weights: an open_clip state dict
+ *   run/ckpt-00000100.state         training state: AdamW moments, step, data
+ *                                   position, options (safetensors, metadata
+ *                                   "format": "vlp-train-state", "version": "1")
+ *   run/latest.safetensors, run/latest.state   symlinks to the newest pair
+ *   run/metrics.jsonl               one JSON object per step / eval
+ *
+ * Every file is written atomically and the state is written after its
+ * checkpoint; the state names its checkpoint, so a process killed at any
+ * moment leaves the previous pair loadable. Data order is a function of
+ * (seed, epoch), so (epoch, index) is the whole data/RNG state; a resumed run
+ * repeats the uninterrupted run's losses bit for bit on the same thread count.
+ *
+ * Gradient accumulation is the contrastive kind: with accum = K the batch is
+ * split into K micro-batches, all are encoded without keeping activations,
+ * the loss and its gradient w.r.t. the embeddings are computed over the whole
+ * batch, then each micro-batch is re-encoded and back-propagated from its
+ * slice of that gradient. The gradient equals the full batch's; memory for
+ * activations is that of one micro-batch.
+ */
+#ifndef VLP_TRAIN_TRAINER_H
+#define VLP_TRAIN_TRAINER_H
+#include <stdint.h>
+
+#include "data/loader.h"
+#include "model/clip.h"
+#include "train/optim.h"
+
+typedef struct train_opts {
+    int batch;        // samples per step: what the loss sees
+    int accum;        // micro-batches per step (batch % accum == 0)
+    long steps;       // total optimizer steps
+    long warmup;      // linear warmup steps
+    adamw_cfg adam;
+    double grad_clip; // max global gradient norm; 0: off
+    uint64_t seed;    // initialisation and data order
+} train_opts;
+
+train_opts train_opts_defaults(void);
+
+typedef struct train_step_info {
+    long step;          // steps done, after this one
+    float loss, lr, logit_scale; // logit_scale as the multiplier exp(param)
+    double grad_norm;   // before clipping
+    data_pos pos;       // where the data is now
+    double seconds;     // this step's wall time
+} train_step_info;
+
+typedef struct trainer trainer;
+
+/* The model and loader stay owned by the caller and must outlive the trainer.
+ * Reserves the model's activations for one micro-batch. */
+vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
+                       const char *run_dir, vlp_error *err);
+void trainer_free(trainer *t);
+long trainer_step_count(const trainer *t);
+
+/* One optimizer step. */
+vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err);
+
+/* Checkpoint + state into the run directory, keeping the newest `keep` pairs.
+ * *written (may be NULL) receives the checkpoint's path. */
+vlp_err trainer_save(trainer *t, int keep, char *written, size_t cap, vlp_error *err);
+
+/* The options a run was started with, from run_dir/latest.state. */
+vlp_err trainer_saved_opts(const char *run_dir, train_opts *o, vlp_error *err);
+/* Load weights, moments, step and data position from run_dir/latest.state;
+ * the trainer's options must match the saved ones (steps may differ). */
+vlp_err trainer_resume(trainer *t, vlp_error *err);
+
+/* Append one line to run_dir/metrics.jsonl (a JSON object without newline). */
+vlp_err trainer_log(trainer *t, const char *json_line, vlp_error *err);
+#endif

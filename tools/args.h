@@ -1,0 +1,12 @@
+/* Small helpers for the CLI's option parsing: paired short/long flags and
+ * numbers checked against a range, with the option named in every error. */
+#ifndef VLP_TOOLS_ARGS_H
+#define VLP_TOOLS_ARGS_H
+#include <stdbool.h>
+
+/* argv[*i] is `s` or `l`; true when it matches (and a value follows when want_value). */
+bool arg_is(int argc, char **argv, int *i, const char *s, const char *l, bool want_value,
+            const char *cmd, int *bad);
+bool arg_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
+bool arg_double(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out);
+#endif

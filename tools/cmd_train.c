@@ -1,0 +1,384 @@
+/* vlp train: CLIP pre-training on the emoji corpus (the full data pipeline
+ * arrives with issue 4 and plugs into the same loader interface). */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "blas_env.h"
+#include "commands.h"
+#include "core/error.h"
+#include "data/emoji.h"
+#include "data/loader.h"
+#include "data/wordtok.h"
+#include "eval/emoji_eval.h"
+#include "model/clip.h"
+#include "model/config.h"
+#include "train/trainer.h"
+#include "vlp.h"
+
+static volatile sig_atomic_t g_stop; /* the CLI's, not the library's: set by SIGINT/SIGTERM */
+
+static void on_signal(int sig) {
+    g_stop = sig;
+    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+typedef struct train_cli {
+    const char *config, *data, *out, *vendors, *eval_vendor;
+    train_opts o;
+    double epochs;
+    long save_every, eval_every, log_every, keep;
+    int threads;
+    bool resume, steps_given;
+} train_cli;
+
+static void usage(FILE *fp, const train_cli *d) {
+    fprintf(fp,
+            "usage: vlp train [options]\n"
+            "Pre-trains a CLIP model on image-caption pairs (for now: the emoji corpus of\n"
+            "scripts/get-data.sh). Writes checkpoints (open_clip state dicts in safetensors),\n"
+            "training state and metrics.jsonl to the run directory.\n"
+            "\n"
+            "  -c, --config FILE       model config, open_clip fields (default %s)\n"
+            "  -d, --data DIR          emoji corpus (default %s)\n"
+            "      --vendors LIST      training vendors (default %s)\n"
+            "      --eval-vendor V     held-out vendor for the eval, '' for none (default %s)\n"
+            "  -o, --out DIR           run directory (default %s)\n"
+            "  -b, --batch N           samples per step, the loss's batch (default %d)\n"
+            "      --accum K           micro-batches per step, contrastive accumulation (default %d)\n"
+            "  -n, --steps N           optimizer steps (default %ld)\n"
+            "      --epochs E          instead of --steps: passes over the training pairs\n"
+            "      --lr X              peak learning rate (default %g)\n"
+            "      --warmup N          linear warmup steps (default %ld)\n"
+            "      --wd X              AdamW weight decay (default %g)\n"
+            "      --beta1 X, --beta2 X, --eps X   AdamW (default %g, %g, %g)\n"
+            "      --grad-clip X       clip the global gradient norm to X, 0 = off (default %g)\n"
+            "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
+            "  -t, --threads N         threads, 0 = one per core (default %d)\n"
+            "      --eval-every N      steps between evals, 0 = only at the end (default %ld)\n"
+            "      --save-every N      steps between checkpoints, 0 = only at the end (default %ld)\n"
+            "      --keep N            checkpoints kept (default %ld)\n"
+            "      --log-every N       steps between progress lines when not a terminal (default %ld)\n"
+            "  -r, --resume            continue the run in --out from its latest checkpoint;\n"
+            "                          options come from the run, --steps may extend it\n"
+            "  -h, --help              this text\n"
+            "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n",
+            d->config, d->data, d->vendors, d->eval_vendor, d->out, d->o.batch, d->o.accum,
+            d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
+            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, d->eval_every,
+            d->save_every, d->keep, d->log_every);
+}
+
+static train_cli defaults(void) {
+    train_cli c = {.config = "configs/tiny.json", .data = "data/emoji", .out = "runs/emoji",
+                   .vendors = "google,apple,facebook", .eval_vendor = "twitter",
+                   .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
+                   .log_every = 10, .keep = 2, .threads = 0};
+    return c;
+}
+
+/* returns 0 ok, 1 help shown, 2 bad usage */
+static int parse(int argc, char **argv, train_cli *c) {
+    const char *cmd = "train";
+    train_cli d = defaults();
+    *c = d;
+    int bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        long l;
+        double x;
+        const char *a = argv[i];
+#define VAL(s, lo) (arg_is(argc, argv, &i, s, lo, true, cmd, &bad) && (a = argv[++i], 1))
+        if (arg_is(argc, argv, &i, "-h", "--help", false, cmd, &bad)) {
+            usage(stdout, &d);
+            return 1;
+        } else if (VAL("-c", "--config")) c->config = a;
+        else if (VAL("-d", "--data")) c->data = a;
+        else if (VAL(NULL, "--vendors")) c->vendors = a;
+        else if (VAL(NULL, "--eval-vendor")) c->eval_vendor = a;
+        else if (VAL("-o", "--out")) c->out = a;
+        else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l;
+        else if (VAL(NULL, "--accum")) bad = !arg_long(cmd, "--accum", a, 1, 1 << 16, &l), c->o.accum = (int)l;
+        else if (VAL("-n", "--steps")) bad = !arg_long(cmd, "--steps", a, 1, 1L << 40, &c->o.steps), c->steps_given = true;
+        else if (VAL(NULL, "--epochs")) bad = !arg_double(cmd, "--epochs", a, 1e-6, 1e6, &c->epochs);
+        else if (VAL(NULL, "--lr")) bad = !arg_double(cmd, "--lr", a, 1e-12, 10, &x), c->o.adam.lr = (float)x;
+        else if (VAL(NULL, "--warmup")) bad = !arg_long(cmd, "--warmup", a, 0, 1L << 40, &c->o.warmup);
+        else if (VAL(NULL, "--wd")) bad = !arg_double(cmd, "--wd", a, 0, 10, &x), c->o.adam.weight_decay = (float)x;
+        else if (VAL(NULL, "--beta1")) bad = !arg_double(cmd, "--beta1", a, 0, 0.999999, &x), c->o.adam.beta1 = (float)x;
+        else if (VAL(NULL, "--beta2")) bad = !arg_double(cmd, "--beta2", a, 0, 0.999999, &x), c->o.adam.beta2 = (float)x;
+        else if (VAL(NULL, "--eps")) bad = !arg_double(cmd, "--eps", a, 1e-30, 1, &x), c->o.adam.eps = (float)x;
+        else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip);
+        else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
+        else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
+        else if (VAL(NULL, "--eval-every")) bad = !arg_long(cmd, "--eval-every", a, 0, 1L << 40, &c->eval_every);
+        else if (VAL(NULL, "--save-every")) bad = !arg_long(cmd, "--save-every", a, 0, 1L << 40, &c->save_every);
+        else if (VAL(NULL, "--keep")) bad = !arg_long(cmd, "--keep", a, 1, 1000, &c->keep);
+        else if (VAL(NULL, "--log-every")) bad = !arg_long(cmd, "--log-every", a, 1, 1L << 40, &c->log_every);
+        else if (arg_is(argc, argv, &i, "-r", "--resume", false, cmd, &bad)) c->resume = true;
+        else if (!bad) {
+            fprintf(stderr, "vlp train: unknown option '%s' (try --help)\n", a);
+            bad = 1;
+        }
+#undef VAL
+    }
+    return bad ? 2 : 0;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+static int fail(const vlp_error *e) {
+    char buf[1024];
+    fprintf(stderr, "vlp train: %s\n", vlp_error_format(e, buf, sizeof buf));
+    return 1;
+}
+
+static void print_eval(FILE *fp, long step, const emoji_eval_result *r, const char *vendor) {
+    fprintf(fp,
+            "eval @ step %ld on %s (%d images, %d distinct captions):\n"
+            "  image->text retrieval  R@1 %.3f  R@5 %.3f  R@10 %.3f  mean rank %.1f  median %.0f"
+            "   (chance R@1 %.4f, R@5 %.4f)\n"
+            "  zero-shot categories   top-1 %.3f  balanced %.3f   (chance: majority class %.3f, "
+            "balanced %.3f)\n",
+            step, vendor, r->images, r->texts, r->i2t.r1, r->i2t.r5, r->i2t.r10, r->i2t.mean_rank,
+            r->i2t.median_rank, 1.0 / r->texts, 5.0 / r->texts, r->zs.top1, r->zs.balanced,
+            r->zs.majority, 1.0 / r->zs.classes);
+}
+
+static vlp_err log_eval(trainer *t, long step, const emoji_eval_result *r, vlp_error *err) {
+    char line[1024];
+    snprintf(line, sizeof line,
+             "{\"step\":%ld,\"eval\":{\"images\":%d,\"texts\":%d,\"i2t_r1\":%.5f,\"i2t_r5\":%.5f,"
+             "\"i2t_r10\":%.5f,\"i2t_mean_rank\":%.2f,\"i2t_median_rank\":%.1f,\"zeroshot_top1\":%.5f,"
+             "\"zeroshot_balanced\":%.5f,\"chance_r1\":%.6f,\"chance_top1_majority\":%.5f,"
+             "\"chance_balanced\":%.5f}}",
+             step, r->images, r->texts, r->i2t.r1, r->i2t.r5, r->i2t.r10, r->i2t.mean_rank,
+             r->i2t.median_rank, r->zs.top1, r->zs.balanced, 1.0 / r->texts, r->zs.majority,
+             1.0 / r->zs.classes);
+    return trainer_log(t, line, err);
+}
+
+static vlp_err write_text(const char *path, const char *text, vlp_error *err) {
+    FILE *fp = fopen(path, "w");
+    if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0) {
+        vlp_err rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot write %s: %s", path,
+                                   strerror(errno));
+        return rc;
+    }
+    return VLP_OK;
+}
+
+/* Everything a run needs that is not the trainer itself. */
+typedef struct run {
+    clip_config cfg;
+    clip_model m;
+    vlp_tokenizer tok;
+    emoji_set train, held;
+    vlp_loader loader;
+    trainer *t;
+    image_norm norm;
+} run;
+
+static void run_free(run *r) {
+    trainer_free(r->t);
+    loader_free(&r->loader);
+    emoji_free(&r->train), emoji_free(&r->held);
+    tokenizer_free(&r->tok);
+    clip_free(&r->m);
+}
+
+static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
+    char path[4096];
+    r->norm = image_norm_openai();
+    fprintf(stderr, "loading emoji images of %s from %s\n", c->vendors, c->data);
+    VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
+    if (c->eval_vendor && *c->eval_vendor) VLP_TRY(emoji_load(c->data, c->eval_vendor, &r->held, err));
+    if (c->resume) {
+        snprintf(path, sizeof path, "%s/config.json", c->out);
+        VLP_TRY(clip_config_load(path, &r->cfg, err));
+        snprintf(path, sizeof path, "%s/vocab.txt", c->out);
+        VLP_TRY(wordtok_load(path, &r->tok, err));
+    } else {
+        VLP_TRY(clip_config_load(c->config, &r->cfg, err));
+        /* the vocabulary of the training captions and the eval prompts */
+        char prompts[EMOJI_NCATEGORIES][64];
+        emoji_prompts(prompts);
+        const char **texts = malloc(sizeof(char *) * (size_t)(r->train.n + EMOJI_NCATEGORIES));
+        VLP_CHECK_ALLOC(texts, err, sizeof(char *) * (size_t)r->train.n);
+        for (int i = 0; i < r->train.n; i++) texts[i] = r->train.caption[i];
+        for (int k = 0; k < EMOJI_NCATEGORIES; k++) texts[r->train.n + k] = prompts[k];
+        vlp_err rc = wordtok_build(texts, r->train.n + EMOJI_NCATEGORIES, 1, &r->tok, err);
+        free(texts);
+        VLP_TRY(rc);
+        r->cfg.text.vocab_size = r->tok.vocab_size;
+        VLP_CHECK_IO(mkdir(c->out, 0777) == 0 || errno == EEXIST, err, "cannot create %s: %s",
+                     c->out, strerror(errno));
+        snprintf(path, sizeof path, "%s/vocab.txt", c->out);
+        VLP_TRY(wordtok_save(&r->tok, path, err));
+        char *json = clip_config_to_json(&r->cfg);
+        VLP_CHECK_ALLOC(json, err, 1024);
+        snprintf(path, sizeof path, "%s/config.json", c->out);
+        vlp_err wrc = write_text(path, json, err);
+        free(json);
+        VLP_TRY(wrc);
+    }
+    VLP_CHECK_ARG(r->cfg.text.vocab_size == r->tok.vocab_size, err,
+                  "%s/config.json has vocab_size %d, its vocab.txt %d words", c->out,
+                  r->cfg.text.vocab_size, r->tok.vocab_size);
+    VLP_CHECK_ARG(r->cfg.vision.image_size == EMOJI_SIZE, err,
+                  "the emoji corpus is %dx%d; the config's image_size is %d (resizing arrives with "
+                  "the data pipeline)", EMOJI_SIZE, EMOJI_SIZE, r->cfg.vision.image_size);
+    VLP_TRY(clip_init(&r->m, &r->cfg, err));
+    clip_init_weights(&r->m, c->o.seed);
+    VLP_TRY(pair_loader_create(&r->loader, r->train.rgb, (const char *const *)r->train.caption,
+                               r->train.n, EMOJI_SIZE, &r->tok, r->cfg.text.context_length,
+                               &r->norm, c->o.seed, err));
+    if (c->epochs > 0 && !c->resume)
+        c->o.steps = (long)ceil(c->epochs * (double)(r->train.n / c->o.batch));
+    VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, err));
+    if (c->resume) VLP_TRY(trainer_resume(r->t, err));
+    return VLP_OK;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static vlp_err do_eval(train_cli *c, run *r, long step, emoji_eval_result *res, bool tty, vlp_error *err) {
+    if (!r->held.n) return VLP_OK;
+    if (tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "evaluating on %s...\n", c->eval_vendor);
+    VLP_TRY(emoji_eval(&r->m, &r->tok, &r->held, &r->norm, res, err));
+    print_eval(stderr, step, res, c->eval_vendor);
+    return log_eval(r->t, step, res, err);
+}
+
+int cmd_train(int argc, char **argv) {
+    train_cli c;
+    int p = parse(argc, argv, &c);
+    if (p) return p == 1 ? 0 : 2;
+    vlp_error err = {0};
+    if (c.resume) {
+        long steps = c.o.steps;
+        if (trainer_saved_opts(c.out, &c.o, &err) != VLP_OK) return fail(&err);
+        if (c.steps_given) c.o.steps = steps;
+        fprintf(stderr, "resuming %s: batch %d, accum %d, lr %g, warmup %ld, seed %" PRIu64 ", %ld steps\n",
+                c.out, c.o.batch, c.o.accum, c.o.adam.lr, c.o.warmup, c.o.seed, c.o.steps);
+    }
+    vlp_set_threads(c.threads);
+    tool_print_sysinfo(stderr);
+    run r;
+    memset(&r, 0, sizeof r);
+    if (setup(&c, &r, &err) != VLP_OK) {
+        run_free(&r);
+        return fail(&err);
+    }
+    long start = trainer_step_count(r.t);
+    fprintf(stderr,
+            "model: %zu parameters (%.1f MiB); %d training pairs (%s), %d held out (%s); "
+            "vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
+            r.m.nfloats, r.m.nfloats * 4.0 / 1048576, r.train.n, c.vendors, r.held.n,
+            r.held.n ? c.eval_vendor : "none", r.tok.vocab_size, c.o.batch,
+            c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
+            (double)c.o.steps * c.o.batch / r.train.n, c.out);
+    if (start) fprintf(stderr, "resumed at step %ld\n", start);
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    bool tty = isatty(STDERR_FILENO);
+    double t_start = now_s(), ema = 0, train_s = 0;
+    long done = 0;
+    float last_loss = NAN;
+    int rc = 0;
+    emoji_eval_result res = {0};
+    bool have_eval = false;
+    char saved[4096] = "";
+    while (trainer_step_count(r.t) < c.o.steps && !g_stop) {
+        train_step_info info;
+        if (trainer_step(r.t, &info, &err) != VLP_OK) {
+            if (tty) fprintf(stderr, "\n");
+            rc = fail(&err);
+            break;
+        }
+        done++;
+        train_s += info.seconds;
+        last_loss = info.loss;
+        ema = done == 1 ? info.seconds : 0.9 * ema + 0.1 * info.seconds;
+        double sps = c.o.batch / info.seconds, eta = ema * (double)(c.o.steps - info.step);
+        char line[512], eta_s[32];
+        fmt_duration(eta_s, sizeof eta_s, eta);
+        snprintf(line, sizeof line,
+                 "step %ld/%ld  loss %.4f  lr %.2e  scale %.2f  %.1f samples/s  ETA %s",
+                 info.step, c.o.steps, info.loss, info.lr, info.logit_scale, sps, eta_s);
+        if (tty) fprintf(stderr, "\r\033[K%s", line);
+        else if (info.step % c.log_every == 0 || info.step == c.o.steps) fprintf(stderr, "%s\n", line);
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
+                 "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f}",
+                 info.step, info.loss, info.lr, info.logit_scale, info.grad_norm, sps,
+                 info.pos.epoch, info.seconds);
+        if (trainer_log(r.t, json, &err) != VLP_OK) {
+            rc = fail(&err);
+            break;
+        }
+        bool last = info.step == c.o.steps;
+        if (c.save_every && info.step % c.save_every == 0 && !last) {
+            if (trainer_save(r.t, (int)c.keep, saved, sizeof saved, &err) != VLP_OK) {
+                rc = fail(&err);
+                break;
+            }
+        }
+        if (c.eval_every && info.step % c.eval_every == 0 && !last) {
+            if (do_eval(&c, &r, info.step, &res, tty, &err) != VLP_OK) {
+                rc = fail(&err);
+                break;
+            }
+        }
+    }
+    if (tty) fprintf(stderr, "\n");
+    long step = trainer_step_count(r.t);
+    if (rc == 0) {
+        if (trainer_save(r.t, (int)c.keep, saved, sizeof saved, &err) != VLP_OK) rc = fail(&err);
+        else if (g_stop) fprintf(stderr, "interrupted at step %ld: checkpoint %s; continue with "
+                                         "'vlp train -o %s --resume'\n", step, saved, c.out);
+    }
+    if (rc == 0 && !g_stop && step >= c.o.steps) {
+        if (do_eval(&c, &r, step, &res, false, &err) != VLP_OK) rc = fail(&err);
+        else have_eval = r.held.n > 0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double wall = now_s() - t_start;
+    char wall_s[32];
+    fmt_duration(wall_s, sizeof wall_s, wall);
+    fprintf(stderr, "\nsummary: %ld steps this session (%ld..%ld of %ld), %s wall, %.1f samples/s "
+                    "while training, final loss %.4f, peak RSS %.0f MiB\n",
+            done, start, step, c.o.steps, wall_s, train_s > 0 ? done * c.o.batch / train_s : 0.0,
+            last_loss, ru.ru_maxrss / 1024.0);
+    if (saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", saved, c.out);
+    if (have_eval)
+        printf("RESULT emoji heldout=%s i2t_r1=%.4f i2t_r5=%.4f chance_r1=%.4f chance_r5=%.4f "
+               "zeroshot_top1=%.4f zeroshot_balanced=%.4f chance_top1=%.4f chance_balanced=%.4f\n",
+               c.eval_vendor, res.i2t.r1, res.i2t.r5, 1.0 / res.texts, 5.0 / res.texts, res.zs.top1,
+               res.zs.balanced, res.zs.majority, 1.0 / res.zs.classes);
+    run_free(&r);
+    if (rc == 0 && g_stop) return 130;
+    return rc;
+}

@@ -1,0 +1,5 @@
+/* The CLI's commands, one file each; main() in vlp.c dispatches. */
+#ifndef VLP_TOOLS_COMMANDS_H
+#define VLP_TOOLS_COMMANDS_H
+int cmd_train(int argc, char **argv);
+#endif
