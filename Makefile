@@ -27,7 +27,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(PNG_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
 LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(PNG_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
-.PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref
+.PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref check-checkpoint
 all: $(CONFIG) lib $(BUILD)/vlp tests benches
 
 $(CONFIG): scripts/probe.sh
@@ -90,6 +90,13 @@ ref:
 	@sh scripts/deps.sh --ref
 	/usr/bin/python3 tests/ref/make_ops_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_clip_ref.py tests/ref
+	/usr/bin/python3 tests/ref/check_checkpoint.py --keys tests/ref/clip_state_dict_keys.txt
+
+# Load a checkpoint into the open_clip-structured PyTorch module:
+#   make check-checkpoint CKPT=runs/emoji/latest.safetensors
+check-checkpoint:
+	@sh scripts/deps.sh --ref
+	/usr/bin/python3 tests/ref/check_checkpoint.py $(CKPT)
 
 clean:
 	rm -rf build

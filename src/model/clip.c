@@ -90,8 +90,8 @@ static void run_layout(layout *L) {
     reg_blocks(L, "visual.transformer.", v->layers, &m->vdims, vw->blocks, vg->blocks);
     reg(L, "visual.ln_post.weight", 1, v->width, 0, 0, 0, W_G(ln_post_w));
     reg(L, "visual.ln_post.bias", 1, v->width, 0, 0, 0, W_G(ln_post_b));
-    reg(L, "token_embedding.weight", 2, t->vocab_size, t->width, 0, 0, T_G(token_embedding));
     reg_blocks(L, "transformer.", t->layers, &m->tdims, tw->blocks, tg->blocks);
+    reg(L, "token_embedding.weight", 2, t->vocab_size, t->width, 0, 0, T_G(token_embedding));
     reg(L, "ln_final.weight", 1, t->width, 0, 0, 0, T_G(ln_final_w));
     reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
 #undef W_G

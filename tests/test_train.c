@@ -1,0 +1,368 @@
+/* Training end to end on a small CLIP and synthetic pairs: checkpoints are
+ * open_clip state dicts (names and shapes as the PyTorch module of
+ * tests/ref/check_checkpoint.py lists them), a resumed run repeats the
+ * uninterrupted run's losses and weights bit for bit, contrastive gradient
+ * accumulation gives the full batch's gradient, and a process killed with
+ * SIGKILL while writing checkpoints leaves one that resumes exactly. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "data/loader.h"
+#include "data/wordtok.h"
+#include "model/clip_io.h"
+#include "train/trainer.h"
+
+#define NPAIRS 20
+#define S 16
+
+static const char *WORDS[] = {"red", "green", "blue", "circle", "square", "small", "big",
+                              "emoji", "of", "a", "face", "cat"};
+
+typedef struct fixture {
+    clip_config cfg;
+    clip_model m;
+    vlp_tokenizer tok;
+    uint8_t rgb[NPAIRS * S * S * 3];
+    char captions[NPAIRS][64];
+    const char *cap_ptrs[NPAIRS];
+    vlp_loader loader;
+    trainer *t;
+} fixture;
+
+static void check(vlp_err e, const vlp_error *err) {
+    char buf[600];
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+}
+
+static train_opts small_opts(void) {
+    train_opts o = train_opts_defaults();
+    o.batch = 8, o.steps = 12, o.warmup = 2, o.grad_clip = 1.0, o.seed = 11;
+    o.adam.lr = 1e-3f;
+    return o;
+}
+
+/* Pairs, tokenizer, model (initialised from init_seed) and loader; a trainer
+ * on run_dir when given. width: the towers' width (bigger → slower writes). */
+static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, const char *run_dir,
+                         int width) {
+    memset(f, 0, sizeof *f);
+    rng r = {5};
+    for (size_t i = 0; i < sizeof f->rgb; i++) f->rgb[i] = (uint8_t)(rng_u64(&r) >> 56);
+    for (int i = 0; i < NPAIRS; i++) {
+        int n = 2 + (int)(rng_u64(&r) % 4), k = 0;
+        for (int w = 0; w < n; w++)
+            k += snprintf(f->captions[i] + k, sizeof f->captions[i] - (size_t)k, "%s ",
+                          WORDS[rng_u64(&r) % (sizeof WORDS / sizeof *WORDS)]);
+        f->cap_ptrs[i] = f->captions[i];
+    }
+    vlp_error err = {0};
+    check(wordtok_build(f->cap_ptrs, NPAIRS, 1, &f->tok, &err), &err);
+    f->cfg = (clip_config){
+        .embed_dim = 16,
+        .vision = {.image_size = S, .patch_size = 4, .width = width, .layers = 2, .heads = 2, .mlp_width = 4 * width},
+        .text = {.context_length = 8, .vocab_size = f->tok.vocab_size, .width = width, .layers = 2,
+                 .heads = 2, .mlp_width = 4 * width}};
+    check(clip_init(&f->m, &f->cfg, &err), &err);
+    clip_init_weights(&f->m, init_seed);
+    image_norm norm = image_norm_openai();
+    check(pair_loader_create(&f->loader, f->rgb, f->cap_ptrs, NPAIRS, S, &f->tok, 8, &norm, o->seed, &err), &err);
+    if (run_dir) check(trainer_create(&f->t, &f->m, &f->loader, o, run_dir, &err), &err);
+}
+
+static void fixture_free(fixture *f) {
+    trainer_free(f->t);
+    loader_free(&f->loader);
+    tokenizer_free(&f->tok);
+    clip_free(&f->m);
+}
+
+static char *make_dir(void) {
+    char *d = strdup("/tmp/vlp-train-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void remove_dir(char *d) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    assert_int_equal(system(cmd), 0);
+    free(d);
+}
+
+static void run_steps(fixture *f, int n, float *losses) {
+    vlp_error err = {0};
+    for (int i = 0; i < n; i++) {
+        train_step_info info;
+        check(trainer_step(f->t, &info, &err), &err);
+        if (losses) losses[i] = info.loss;
+    }
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+static void test_checkpoint_round_trip(void **state) {
+    char *dir = make_dir();
+    train_opts o = small_opts();
+    fixture f;
+    fixture_init(&f, &o, 3, NULL, 32);
+    char path[256];
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    vlp_error err = {0};
+    st_meta extra[] = {{"vlp.step", "7"}};
+    check(clip_save(&f.m, path, extra, 1, &err), &err);
+
+    clip_model back;
+    check(clip_load(&back, path, &err), &err);
+    assert_memory_equal(&back.cfg, &f.m.cfg, sizeof f.m.cfg);
+    assert_int_equal(back.nfloats, f.m.nfloats);
+    assert_memory_equal(back.weights, f.m.weights, sizeof(float) * f.m.nfloats);
+
+    /* a model of another shape: the first tensor that differs is named */
+    clip_config other = f.cfg;
+    other.embed_dim = 8;
+    clip_model m8;
+    check(clip_init(&m8, &other, &err), &err);
+    st_file *sf;
+    check(st_open(path, &sf, &err), &err);
+    assert_int_equal(clip_load_weights(&m8, sf, &err), VLP_ERR_SHAPE);
+    assert_non_null(strstr(err.message, "'text_projection' has shape [32, 16], the model wants [32, 8]"));
+    st_close(sf);
+    clip_free(&m8);
+
+    /* a file missing a tensor, and one with a tensor the model lacks */
+    st_tensor ts[2] = {{.name = "logit_scale", .dtype = ST_F32, .ndim = 0, .data = f.m.w.logit_scale},
+                       {.name = "visual.extra.bias", .dtype = ST_F32, .ndim = 1, .shape = {1}, .data = f.m.w.logit_scale}};
+    check(st_write(path, ts, 1, NULL, 0, &err), &err);
+    check(st_open(path, &sf, &err), &err);
+    assert_int_equal(clip_load_weights(&back, sf, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "'positional_embedding' is missing"));
+    st_close(sf);
+    check(st_write(path, ts, 2, NULL, 0, &err), &err);
+    check(st_open(path, &sf, &err), &err);
+    assert_int_equal(clip_load_weights(&back, sf, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "'visual.extra.bias' is not a parameter"));
+    st_close(sf);
+    /* no config in the metadata */
+    assert_int_equal(clip_load(&m8, path, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "vlp.config"));
+    clip_free(&back);
+    fixture_free(&f);
+    remove_dir(dir);
+}
+
+/* The names, shapes and order of the state dict equal those of the PyTorch
+ * module with open_clip's structure (tests/ref/check_checkpoint.py --keys). */
+static void test_keys_match_torch_module(void **state) {
+    const char *refdir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
+    char path[512];
+    snprintf(path, sizeof path, "%s/clip_state_dict_keys.txt", refdir);
+    FILE *fp = fopen(path, "r");
+    if (!fp) fail_msg("cannot open %s (make ref regenerates it)", path);
+    clip_config cfg;
+    char line[512];
+    assert_non_null(fgets(line, sizeof line, fp)); /* the config as JSON on the first line */
+    vlp_error err = {0};
+    check(clip_config_parse(line, path, &cfg, &err), &err);
+    clip_model m;
+    check(clip_init(&m, &cfg, &err), &err);
+    int i = 0;
+    while (fgets(line, sizeof line, fp)) {
+        char want[512], got[512];
+        snprintf(want, sizeof want, "%s", line);
+        want[strcspn(want, "\n")] = '\0';
+        if (i >= m.nparams) fail_msg("torch has more tensors than vlp; next: %s", want);
+        const vlp_param *p = &m.params[i++];
+        int k = snprintf(got, sizeof got, "%s", p->name);
+        for (int d = 0; d < p->ndim; d++) k += snprintf(got + k, sizeof got - (size_t)k, " %lld", (long long)p->shape[d]);
+        if (strcmp(got, want)) fail_msg("tensor %d: vlp has '%s', torch '%s'", i - 1, got, want);
+    }
+    fclose(fp);
+    assert_int_equal(i, m.nparams);
+    clip_free(&m);
+}
+
+/* ---- resume --------------------------------------------------------------------------- */
+
+static void test_resume_is_bit_exact(void **state) {
+    enum { N = 12, K = 5 }; /* 20 pairs, batch 8: 2 batches an epoch, so epochs roll over */
+    train_opts o = small_opts();
+    char *d1 = make_dir(), *d2 = make_dir();
+    fixture a, b;
+    float la[N], lb[N];
+    fixture_init(&a, &o, o.seed, d1, 32);
+    run_steps(&a, N, la);
+
+    fixture_init(&b, &o, o.seed, d2, 32);
+    run_steps(&b, K, lb);
+    vlp_error err = {0};
+    check(trainer_save(b.t, 2, NULL, 0, &err), &err);
+    run_steps(&b, 2, NULL); /* work after the checkpoint that the "crash" loses */
+    fixture_free(&b);
+
+    fixture_init(&b, &o, 999 /* overwritten by the checkpoint */, d2, 32);
+    check(trainer_resume(b.t, &err), &err);
+    assert_int_equal(trainer_step_count(b.t), K);
+    run_steps(&b, N - K, lb + K);
+    assert_memory_equal(la + K, lb + K, sizeof(float) * (N - K));
+    assert_memory_equal(a.m.weights, b.m.weights, sizeof(float) * a.m.nfloats);
+    /* and the losses really changed: the test would notice a frozen model */
+    assert_true(fabsf(la[N - 1] - la[0]) > 1e-3f);
+    fixture_free(&a), fixture_free(&b);
+
+    /* other options than the run's are refused, naming what the run used */
+    train_opts o2 = o;
+    o2.batch = 4;
+    fixture_init(&b, &o2, 1, d2, 32);
+    assert_int_equal(trainer_resume(b.t, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "batch 8"));
+    fixture_free(&b);
+    /* a truncated state file is an error, not a crash */
+    char p[256];
+    snprintf(p, sizeof p, "%s/ckpt-%08d.state", d2, K);
+    assert_int_equal(truncate(p, 100), 0);
+    fixture_init(&b, &o, 1, d2, 32);
+    assert_int_not_equal(trainer_resume(b.t, &err), VLP_OK);
+    fixture_free(&b);
+    remove_dir(d1), remove_dir(d2);
+}
+
+static int count_lines(const char *path) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    int n = 0, c;
+    while ((c = fgetc(fp)) != EOF) n += c == '\n';
+    fclose(fp);
+    return n;
+}
+
+static void test_resume_drops_later_metrics(void **state) {
+    train_opts o = small_opts();
+    char *d = make_dir();
+    fixture f;
+    fixture_init(&f, &o, o.seed, d, 32);
+    vlp_error err = {0};
+    char line[64];
+    for (int s = 1; s <= 5; s++) {
+        run_steps(&f, 1, NULL);
+        snprintf(line, sizeof line, "{\"step\":%d,\"loss\":1}", s);
+        check(trainer_log(f.t, line, &err), &err);
+        if (s == 3) check(trainer_save(f.t, 2, NULL, 0, &err), &err);
+    }
+    fixture_free(&f);
+    char path[256];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", d);
+    assert_int_equal(count_lines(path), 5);
+    fixture_init(&f, &o, o.seed, d, 32);
+    check(trainer_resume(f.t, &err), &err);
+    assert_int_equal(count_lines(path), 3);
+    fixture_free(&f);
+    remove_dir(d);
+}
+
+/* ---- accumulation --------------------------------------------------------------------- */
+
+static void test_accumulation_gives_full_batch_gradient(void **state) {
+    train_opts o = small_opts();
+    o.grad_clip = 0;
+    char *d1 = make_dir(), *d2 = make_dir();
+    fixture full, acc;
+    fixture_init(&full, &o, o.seed, d1, 32);
+    o.accum = 4;
+    fixture_init(&acc, &o, o.seed, d2, 32);
+    train_step_info i1, i2;
+    vlp_error err = {0};
+    check(trainer_step(full.t, &i1, &err), &err);
+    check(trainer_step(acc.t, &i2, &err), &err);
+    assert_true(fabsf(i1.loss - i2.loss) <= 1e-6f * fabsf(i1.loss));
+    /* float32 sums in another order: per tensor, errors relative to its largest entry */
+    for (int i = 0; i < full.m.nparams; i++) {
+        const vlp_param *p = &full.m.params[i];
+        float big = 0;
+        for (size_t k = 0; k < p->numel; k++) big = fmaxf(big, fabsf(full.m.grads[p->offset + k]));
+        assert_true(big > 0);
+        assert_close(p->name, acc.m.grads + p->offset, full.m.grads + p->offset, p->numel, 1e-5 * big, 1e-4);
+    }
+    fixture_free(&full), fixture_free(&acc);
+    remove_dir(d1), remove_dir(d2);
+}
+
+/* ---- SIGKILL while writing checkpoints -------------------------------------------------- */
+
+#define WRITER_WIDTH 96 /* ~1 MB checkpoints + 2 MB state: writes take a while */
+
+/* The child: trains and checkpoints every step until killed. */
+static int checkpoint_writer(const char *dir) {
+    vlp_set_threads(1);
+    train_opts o = small_opts();
+    o.steps = 1000000;
+    fixture f;
+    fixture_init(&f, &o, o.seed, dir, WRITER_WIDTH);
+    vlp_error err = {0};
+    for (;;) {
+        train_step_info info;
+        if (trainer_step(f.t, &info, &err) != VLP_OK || trainer_save(f.t, 2, NULL, 0, &err) != VLP_OK) {
+            fprintf(stderr, "writer: %s\n", err.message);
+            return 1;
+        }
+    }
+}
+
+static void test_kill_during_checkpoint_write(void **state) {
+    vlp_set_threads(1);
+    train_opts o = small_opts();
+    o.steps = 1000000;
+    for (int round = 0; round < 4; round++) {
+        char *d = make_dir();
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            execl("/proc/self/exe", "test_train", "--checkpoint-writer", d, (char *)NULL);
+            _exit(127);
+        }
+        /* let it write a few checkpoints, then kill it at an arbitrary moment */
+        struct timespec ts = {0, (300 + 137 * round) * 1000000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+        fixture f;
+        fixture_init(&f, &o, 1, d, WRITER_WIDTH);
+        vlp_error err = {0};
+        check(trainer_resume(f.t, &err), &err);
+        long k = trainer_step_count(f.t);
+        assert_true(k > 0);
+        /* the checkpoint holds exactly the weights of k uninterrupted steps */
+        char ref_dir[] = "/tmp/vlp-train-ref-XXXXXX";
+        assert_non_null(mkdtemp(ref_dir));
+        fixture r;
+        fixture_init(&r, &o, o.seed, ref_dir, WRITER_WIDTH);
+        run_steps(&r, (int)k, NULL);
+        assert_memory_equal(r.m.weights, f.m.weights, sizeof(float) * f.m.nfloats);
+        fixture_free(&r), fixture_free(&f);
+        remove_dir(strdup(ref_dir));
+        remove_dir(d);
+    }
+    vlp_set_threads(0);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--checkpoint-writer")) return checkpoint_writer(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_keys_match_torch_module),
+        cmocka_unit_test(test_resume_is_bit_exact),
+        cmocka_unit_test(test_resume_drops_later_metrics),
+        cmocka_unit_test(test_accumulation_gives_full_batch_gradient),
+        cmocka_unit_test(test_kill_during_checkpoint_write),
+    };
+    return cmocka_run_group_tests_name("train", tests, NULL, NULL);
+}
