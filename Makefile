@@ -78,12 +78,19 @@ bench: deps
 	@$(MAKE) --no-print-directory MODE=release benches
 	@sh bench/run.sh build/release
 
-# Training arrives with issue 3; until then the demo builds, shows what the
-# machine offers and runs the op benchmark.
+# The demo: fetch the emoji corpus (cached, checksummed), train the `tiny`
+# CLIP on google+apple+facebook for a fixed budget of DEMO_STEPS (about 6
+# minutes on 2 cores) and evaluate on the held-out twitter images.
+DEMO_STEPS ?= 240
+DEMO_RUN ?= runs/demo
 demo: deps
-	@$(MAKE) --no-print-directory MODE=release all
+	@sh scripts/deps.sh --data
+	@$(MAKE) --no-print-directory MODE=release lib build/release/vlp
 	build/release/vlp info
-	build/release/bench/ops --quick
+	sh scripts/get-data.sh data/emoji
+	rm -rf $(DEMO_RUN)
+	build/release/vlp train --config configs/tiny.json --data data/emoji --out $(DEMO_RUN) \
+	    --steps $(DEMO_STEPS) --batch 128 --lr 1e-3 --warmup 20 --eval-every 120 --save-every 60
 
 # Regenerate the PyTorch reference vectors (needs scripts/deps.sh --ref).
 ref:

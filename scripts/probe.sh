@@ -51,23 +51,19 @@ if [ -z "$blas_msg" ]; then
     exit 1
 fi
 
-# jansson, for JSON configs
-if pkg-config --exists jansson 2>/dev/null; then
-    JSON_CFLAGS=$(pkg-config --cflags jansson); JSON_LIBS=$(pkg-config --libs jansson)
-    json_msg="jansson $(pkg-config --modversion jansson)"
-else
-    echo "probe: jansson not found; run scripts/deps.sh (needs libjansson-dev)" >&2
-    exit 1
-fi
-
-# libpng, for images
-if pkg-config --exists libpng 2>/dev/null; then
-    PNG_CFLAGS=$(pkg-config --cflags libpng); PNG_LIBS=$(pkg-config --libs libpng)
-    png_msg="libpng $(pkg-config --modversion libpng)"
-else
-    echo "probe: libpng not found; run scripts/deps.sh (needs libpng-dev)" >&2
-    exit 1
-fi
+# need_pkg <pkg-config name> <Debian package> <VAR prefix>: a required library
+need_pkg() {
+    if ! pkg-config --exists "$1" 2>/dev/null; then
+        echo "probe: $1 not found; run scripts/deps.sh (needs $2)" >&2
+        exit 1
+    fi
+    eval "$3_CFLAGS=\$(pkg-config --cflags $1)"
+    eval "$3_LIBS=\$(pkg-config --libs $1)"
+    eval "$3_msg=\"$1 \$(pkg-config --modversion $1)\""
+}
+need_pkg jansson libjansson-dev JSON   # JSON configs and headers
+need_pkg libpng libpng-dev PNG         # images
+json_msg=$JSON_msg; png_msg=$PNG_msg
 
 # cmocka, for the tests
 if pkg-config --exists cmocka 2>/dev/null; then

@@ -211,6 +211,13 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         snprintf(path, sizeof path, "%s/vocab.txt", c->out);
         VLP_TRY(wordtok_load(path, &r->tok, err));
     } else {
+        /* a new run never mixes with an old one's files */
+        snprintf(path, sizeof path, "%s/latest.state", c->out);
+        VLP_CHECK_ARG(access(path, F_OK) != 0, err,
+                      "%s already holds a run; continue it with --resume, or choose another --out",
+                      c->out);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+        unlink(path);
         VLP_TRY(clip_config_load(c->config, &r->cfg, err));
         /* the vocabulary of the training captions and the eval prompts */
         char prompts[EMOJI_NCATEGORIES][64];
