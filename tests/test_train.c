@@ -31,7 +31,7 @@ typedef struct fixture {
     vlp_tokenizer tok;
     uint8_t rgb[NPAIRS * S * S * 3];
     char captions[NPAIRS][64];
-    const char *cap_ptrs[NPAIRS];
+    const char *cap_ptrs[2 * NPAIRS]; // (NPAIRS, 2): two captions per image
     vlp_loader loader;
     trainer *t;
 } fixture;
@@ -60,10 +60,11 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
         for (int w = 0; w < n; w++)
             k += snprintf(f->captions[i] + k, sizeof f->captions[i] - (size_t)k, "%s ",
                           WORDS[rng_u64(&r) % (sizeof WORDS / sizeof *WORDS)]);
-        f->cap_ptrs[i] = f->captions[i];
     }
+    for (int i = 0; i < NPAIRS; i++)
+        f->cap_ptrs[2 * i] = f->captions[i], f->cap_ptrs[2 * i + 1] = f->captions[(i + 7) % NPAIRS];
     vlp_error err = {0};
-    check(wordtok_build(f->cap_ptrs, NPAIRS, 1, &f->tok, &err), &err);
+    check(wordtok_build(f->cap_ptrs, 2 * NPAIRS, 1, &f->tok, &err), &err);
     f->cfg = (clip_config){
         .embed_dim = 16,
         .vision = {.image_size = S, .patch_size = 4, .width = width, .layers = 2, .heads = 2, .mlp_width = 4 * width},
@@ -72,7 +73,7 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
     check(clip_init(&f->m, &f->cfg, &err), &err);
     clip_init_weights(&f->m, init_seed);
     image_norm norm = image_norm_openai();
-    check(pair_loader_create(&f->loader, f->rgb, f->cap_ptrs, NPAIRS, S, &f->tok, 8, &norm, o->seed, &err), &err);
+    check(pair_loader_create(&f->loader, f->rgb, f->cap_ptrs, 2, NPAIRS, S, &f->tok, 8, &norm, o->seed, &err), &err);
     if (run_dir) check(trainer_create(&f->t, &f->m, &f->loader, o, run_dir, &err), &err);
 }
 

@@ -189,11 +189,13 @@ typedef struct run {
     vlp_loader loader;
     trainer *t;
     image_norm norm;
+    const char **captions; // (n, 3) what the loader serves
 } run;
 
 static void run_free(run *r) {
     trainer_free(r->t);
     loader_free(&r->loader);
+    free(r->captions);
     emoji_free(&r->train), emoji_free(&r->held);
     tokenizer_free(&r->tok);
     clip_free(&r->m);
@@ -249,9 +251,16 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
                   "the data pipeline)", EMOJI_SIZE, EMOJI_SIZE, r->cfg.vision.image_size);
     VLP_TRY(clip_init(&r->m, &r->cfg, err));
     clip_init_weights(&r->m, c->o.seed);
-    VLP_TRY(pair_loader_create(&r->loader, r->train.rgb, (const char *const *)r->train.caption,
-                               r->train.n, EMOJI_SIZE, &r->tok, r->cfg.text.context_length,
-                               &r->norm, c->o.seed, err));
+    /* each image is served with its full caption two times in three and with
+     * the coarse one ("a face smiling emoji of smileys & emotion") otherwise */
+    r->captions = malloc(sizeof(char *) * 3 * (size_t)r->train.n);
+    VLP_CHECK_ALLOC(r->captions, err, sizeof(char *) * 3 * (size_t)r->train.n);
+    for (int i = 0; i < r->train.n; i++) {
+        r->captions[3 * i] = r->captions[3 * i + 1] = r->train.caption[i];
+        r->captions[3 * i + 2] = emoji_coarse_caption(r->train.caption[i]);
+    }
+    VLP_TRY(pair_loader_create(&r->loader, r->train.rgb, r->captions, 3, r->train.n, EMOJI_SIZE,
+                               &r->tok, r->cfg.text.context_length, &r->norm, c->o.seed, err));
     if (c->epochs > 0 && !c->resume)
         c->o.steps = (long)ceil(c->epochs * (double)(r->train.n / c->o.batch));
     VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, err));

@@ -169,6 +169,12 @@ static vlp_err add_entry(builder *b, const char *dir, const char *path, size_t i
     return VLP_OK;
 }
 
+const char *emoji_coarse_caption(const char *caption) {
+    const char *last = NULL;
+    for (const char *p = strstr(caption, ", a "); p; p = strstr(p + 1, ", a ")) last = p;
+    return last ? last + 2 : caption;
+}
+
 void emoji_free(emoji_set *s) {
     if (!s) return;
     for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->name[i]);

@@ -27,6 +27,10 @@ typedef struct emoji_set {
     int *vendor;     // (n) index into the vendor list given to emoji_load
 } emoji_set;
 
+/* The coarse caption inside a full one, "a face smiling emoji of smileys &
+ * emotion": a description at the level of the subcategory, no name. */
+const char *emoji_coarse_caption(const char *caption);
+
 /* vendors: comma-separated, e.g. "google,apple,facebook". */
 vlp_err emoji_load(const char *dir, const char *vendors, emoji_set *out, vlp_error *err);
 void emoji_free(emoji_set *s);

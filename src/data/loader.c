@@ -21,9 +21,9 @@ void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n) {
 
 typedef struct pair_loader {
     const uint8_t *rgb; // (n, S, S, 3)
-    int32_t *ids;       // (n, ctx)
+    int32_t *ids;       // (n, ncap, ctx)
     int64_t n;
-    int S, ctx;
+    int S, ctx, ncap;
     image_norm norm;
     uint64_t seed;
     data_pos pos;
@@ -55,7 +55,14 @@ static vlp_err pl_next(void *impl, int B, float *images, int32_t *ids, vlp_error
     for (int b = 0; b < B; b++) {
         int64_t s = order[b];
         rgb8_to_chw(images + (size_t)b * img, p->rgb + (size_t)s * p->S * p->S * 3, p->S, &p->norm);
-        memcpy(ids + (size_t)b * p->ctx, p->ids + (size_t)s * p->ctx, sizeof(int32_t) * p->ctx);
+        int v = 0;
+        if (p->ncap > 1) { /* which caption: a function of (seed, epoch, sample) */
+            vlp_rng r = {p->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(p->pos.epoch + 1)) ^
+                         (0x8CB92BA72F3D8DD7ull * (uint64_t)(s + 1))};
+            v = (int)(vlp_rng_u64(&r) % (uint64_t)p->ncap);
+        }
+        memcpy(ids + (size_t)b * p->ctx, p->ids + ((size_t)s * p->ncap + v) * p->ctx,
+               sizeof(int32_t) * p->ctx);
     }
     p->pos.index += B;
     return VLP_OK;
@@ -80,20 +87,21 @@ static void pl_free(void *impl) {
 }
 
 vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
-                           int64_t n, int S, const vlp_tokenizer *tok, int ctx,
+                           int ncap, int64_t n, int S, const vlp_tokenizer *tok, int ctx,
                            const image_norm *norm, uint64_t seed, vlp_error *err) {
-    VLP_CHECK_ARG(n > 0 && S > 0 && ctx > 1, err, "empty dataset or bad sizes (n %lld, S %d, ctx %d)",
-                  (long long)n, S, ctx);
+    VLP_CHECK_ARG(n > 0 && S > 0 && ctx > 1 && ncap > 0, err,
+                  "empty dataset or bad sizes (n %lld, S %d, ctx %d, captions per image %d)",
+                  (long long)n, S, ctx, ncap);
     pair_loader *p = calloc(1, sizeof *p);
     VLP_CHECK_ALLOC(p, err, sizeof *p);
-    p->ids = malloc(sizeof(int32_t) * (size_t)n * ctx);
+    p->ids = malloc(sizeof(int32_t) * (size_t)n * ncap * ctx);
     p->perm = malloc(sizeof(int64_t) * (size_t)n);
     if (!p->ids || !p->perm) {
         pl_free(p);
         VLP_FAIL(err, VLP_ERR_NOMEM, "token ids of %lld captions", (long long)n);
     }
-    for (int64_t i = 0; i < n; i++) tok->encode(tok->impl, captions[i], p->ids + i * ctx, ctx);
-    p->rgb = rgb, p->n = n, p->S = S, p->ctx = ctx, p->norm = *norm, p->seed = seed;
+    for (int64_t i = 0; i < n * ncap; i++) tok->encode(tok->impl, captions[i], p->ids + i * ctx, ctx);
+    p->rgb = rgb, p->n = n, p->S = S, p->ctx = ctx, p->ncap = ncap, p->norm = *norm, p->seed = seed;
     p->pos = (data_pos){0, 0};
     make_perm(p);
     *out = (vlp_loader){.impl = p, .epoch_size = n, .next = pl_next, .tell = pl_tell,

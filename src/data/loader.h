@@ -44,9 +44,11 @@ image_norm image_norm_openai(void);
 /* One (S, S, 3) RGB8 image → (3, S, S) normalised floats. */
 void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n);
 
-/* In-memory pairs: rgb (n, S, S, 3) and captions stay owned by the caller and
- * must outlive the loader; captions are tokenized once here. */
+/* In-memory pairs: rgb (n, S, S, 3) stays owned by the caller and must
+ * outlive the loader. captions (n, ncap): ncap alternative captions per image,
+ * tokenized once here; each time a sample is served one of them is chosen,
+ * uniformly, as a function of (seed, epoch, sample) — so resumable. */
 vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
-                           int64_t n, int S, const vlp_tokenizer *tok, int ctx,
+                           int ncap, int64_t n, int S, const vlp_tokenizer *tok, int ctx,
                            const image_norm *norm, uint64_t seed, vlp_error *err);
 #endif
