@@ -251,15 +251,17 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
                   "the data pipeline)", EMOJI_SIZE, EMOJI_SIZE, r->cfg.vision.image_size);
     VLP_TRY(clip_init(&r->m, &r->cfg, err));
     clip_init_weights(&r->m, c->o.seed);
-    /* each image is served with its full caption two times in three and with
-     * the coarse one ("a face smiling emoji of smileys & emotion") otherwise */
-    r->captions = malloc(sizeof(char *) * 3 * (size_t)r->train.n);
-    VLP_CHECK_ALLOC(r->captions, err, sizeof(char *) * 3 * (size_t)r->train.n);
-    for (int i = 0; i < r->train.n; i++) {
-        r->captions[3 * i] = r->captions[3 * i + 1] = r->train.caption[i];
-        r->captions[3 * i + 2] = emoji_coarse_caption(r->train.caption[i]);
+    /* each image is served with the coarse caption ("a face smiling emoji of
+     * smileys & emotion") one time in COARSE_EVERY, with its full one otherwise */
+    enum { COARSE_EVERY = 6 };
+    size_t ncap = (size_t)COARSE_EVERY * r->train.n;
+    r->captions = malloc(sizeof(char *) * ncap);
+    VLP_CHECK_ALLOC(r->captions, err, sizeof(char *) * ncap);
+    for (size_t i = 0; i < (size_t)r->train.n; i++) {
+        for (int k = 0; k < COARSE_EVERY - 1; k++) r->captions[COARSE_EVERY * i + k] = r->train.caption[i];
+        r->captions[COARSE_EVERY * i + COARSE_EVERY - 1] = emoji_coarse_caption(r->train.caption[i]);
     }
-    VLP_TRY(pair_loader_create(&r->loader, r->train.rgb, r->captions, 3, r->train.n, EMOJI_SIZE,
+    VLP_TRY(pair_loader_create(&r->loader, r->train.rgb, r->captions, COARSE_EVERY, r->train.n, EMOJI_SIZE,
                                &r->tok, r->cfg.text.context_length, &r->norm, c->o.seed, err));
     if (c->epochs > 0 && !c->resume)
         c->o.steps = (long)ceil(c->epochs * (double)(r->train.n / c->o.batch));

@@ -199,8 +199,9 @@ vlp_err emoji_load(const char *dir, const char *vendor_list, emoji_set *out, vlp
     snprintf(path, sizeof path, "%s/emoji.json", dir);
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
-    VLP_CHECK(root, err, je.line < 0 ? VLP_ERR_IO : VLP_ERR_FORMAT,
-              "%s:%d:%d: %s (get the data with scripts/get-data.sh)", path, je.line, je.column, je.text);
+    VLP_CHECK(root || je.line >= 0, err, VLP_ERR_IO, "%s (get the data with scripts/get-data.sh)",
+              je.text);
+    VLP_CHECK_FORMAT(root, err, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     vlp_err rc = VLP_OK;
     if (!json_is_array(root))
         rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: not a JSON array", path);
