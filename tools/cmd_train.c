@@ -20,6 +20,7 @@
 #include "data/loader.h"
 #include "data/wordtok.h"
 #include "eval/emoji_eval.h"
+#include "io/atomic.h"
 #include "model/clip.h"
 #include "model/config.h"
 #include "train/trainer.h"
@@ -232,8 +233,7 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         free(texts);
         VLP_TRY(rc);
         r->cfg.text.vocab_size = r->tok.vocab_size;
-        VLP_CHECK_IO(mkdir(c->out, 0777) == 0 || errno == EEXIST, err, "cannot create %s: %s",
-                     c->out, strerror(errno));
+        VLP_TRY(make_dirs(c->out, err));
         snprintf(path, sizeof path, "%s/vocab.txt", c->out);
         VLP_TRY(wordtok_save(&r->tok, path, err));
         char *json = clip_config_to_json(&r->cfg);

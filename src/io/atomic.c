@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char *tmp_name(const char *path) {
@@ -100,5 +101,25 @@ vlp_err atomic_symlink(const char *target, const char *link, vlp_error *err) {
     }
     free(tmp);
     sync_dir(link);
+    return VLP_OK;
+}
+
+vlp_err make_dirs(const char *dir, vlp_error *err) {
+    char *p = strdup(dir);
+    VLP_CHECK_ALLOC(p, err, strlen(dir) + 1);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            vlp_err r = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot create %s: %s", p,
+                                      strerror(e));
+            free(p);
+            return r;
+        }
+        if (!(*s = c)) break;
+    }
+    free(p);
     return VLP_OK;
 }

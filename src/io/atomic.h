@@ -26,6 +26,9 @@ vlp_err atomic_commit(atomic_file *af, vlp_error *err);
 /* Drop the temporary file (after an error elsewhere). */
 void atomic_abort(atomic_file *af);
 
+/* mkdir -p: creates `dir` and any missing parents. */
+vlp_err make_dirs(const char *dir, vlp_error *err);
+
 /* Replace (or create) the symlink `link` to point at `target`, atomically. */
 vlp_err atomic_symlink(const char *target, const char *link, vlp_error *err);
 #endif

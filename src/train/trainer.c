@@ -79,8 +79,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_TRY(check_opts(o, err));
     VLP_CHECK_ARG(data->epoch_size >= o->batch, err, "batch %d is larger than the dataset (%lld pairs)",
                   o->batch, (long long)data->epoch_size);
-    VLP_CHECK_IO(mkdir(run_dir, 0777) == 0 || errno == EEXIST, err, "cannot create %s: %s", run_dir,
-                 strerror(errno));
+    VLP_TRY(make_dirs(run_dir, err));
     trainer *t = calloc(1, sizeof *t);
     VLP_CHECK_ALLOC(t, err, sizeof *t);
     t->m = m, t->data = data, t->o = *o;
