@@ -6,10 +6,10 @@
 #   scripts/deps.sh --data   also npm (when no npm is on PATH), to fetch the demo data
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev"
 for arg in "$@"; do
     case "$arg" in
-        --ref) PKGS="$PKGS python3-torch python3-numpy" ;;
+        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex" ;;
         # a nodejs from elsewhere may bring its own npm; Debian's npm would conflict
         --data) command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm" ;;
         -h|--help) sed -n '2,7p' "$0"; exit 0 ;;

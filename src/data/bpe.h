@@ -1,0 +1,23 @@
+/*
+ * The CLIP byte-level BPE tokenizer, id for id as open_clip's
+ * SimpleTokenizer (without ftfy): text → html-unescape twice → whitespace
+ * collapse → lower-case → the pre-tokenizer regex (PCRE2, Unicode classes) →
+ * bytes mapped to printable characters (bytes_to_unicode) → merges by rank.
+ * Vocabulary: 256 byte symbols, the same with "</w>", one per merge, then
+ * <start_of_text> and <end_of_text> (the two largest ids).
+ * The merges file: a header line, then "a b" per line; gzip'd or plain.
+ */
+#ifndef VLP_DATA_BPE_H
+#define VLP_DATA_BPE_H
+#include <stdint.h>
+
+#include "data/tokenizer.h"
+#include "vlp.h"
+
+/* Loads up to max_merges merges (open_clip: 49152 - 256 - 2 = 48894; 0 = all). */
+vlp_err bpe_load(const char *merges_path, int max_merges, vlp_tokenizer *out, vlp_error *err);
+
+/* The ids of text without start/end tokens or padding; returns how many
+ * there are (may exceed cap: only cap are written), or -1 when out of memory. */
+int bpe_encode_ids(const vlp_tokenizer *t, const char *text, int32_t *ids, int cap);
+#endif

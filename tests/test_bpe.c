@@ -1,0 +1,129 @@
+/* The CLIP BPE tokenizer against tests/ref/bpe_ref.tsv: 340 texts (the
+ * DESIGN.md example, punctuation, digits, accents, CJK, emoji, html entities,
+ * odd whitespace, special tokens, long texts, random mixtures) encoded by the
+ * Python reference of tests/ref/make_bpe_ref.py; every id must be equal.
+ * Also: invalid UTF-8 never crashes, and bad merges files are named. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "data/bpe.h"
+
+#define CTX 77
+
+static const char *merges_path(void) {
+    const char *p = getenv("VLP_BPE_MERGES");
+    return p ? p : "../shared/data/bpe_simple_vocab_16e6.txt.gz";
+}
+
+static vlp_tokenizer load(void) {
+    vlp_tokenizer t;
+    vlp_error err = {0};
+    if (bpe_load(merges_path(), 49152 - 256 - 2, &t, &err) != VLP_OK)
+        fail_msg("%s (set VLP_BPE_MERGES to the merges file)", err.message);
+    return t;
+}
+
+static void unescape(char *s) {
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (*r == '\\' && r[1]) {
+            r++;
+            *w++ = *r == 't' ? '\t' : *r == 'n' ? '\n' : *r == 'r' ? '\r' : *r;
+        } else *w++ = *r;
+    }
+    *w = '\0';
+}
+
+static void test_matches_reference(void **state) {
+    vlp_tokenizer t = load();
+    assert_int_equal(t.vocab_size, 49408);
+    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
+    char path[512];
+    snprintf(path, sizeof path, "%s/bpe_ref.tsv", dir);
+    FILE *fp = fopen(path, "r");
+    if (!fp) fail_msg("cannot open %s", path);
+    static char line[1 << 16];
+    int n = 0, bad = 0;
+    while (fgets(line, sizeof line, fp)) {
+        char *tab = strrchr(line, '\t');
+        assert_non_null(tab);
+        *tab = '\0';
+        unescape(line);
+        int32_t want[CTX], got[CTX];
+        char *p = tab + 1;
+        for (int i = 0; i < CTX; i++) want[i] = (int32_t)strtol(p, &p, 10);
+        t.encode(t.impl, line, got, CTX);
+        if (memcmp(got, want, sizeof got)) {
+            int i = 0;
+            while (got[i] == want[i]) i++;
+            if (bad++ < 5)
+                print_error("text %d '%.60s': id %d is %d, reference %d\n", n, line, i, got[i], want[i]);
+        }
+        n++;
+    }
+    fclose(fp);
+    assert_int_equal(n, 340);
+    if (bad) fail_msg("%d of %d texts differ from the reference", bad, n);
+    tokenizer_free(&t);
+}
+
+static void test_invalid_utf8_and_truncation(void **state) {
+    vlp_tokenizer t = load();
+    int32_t ids[CTX];
+    const char bad[] = "ok \xff\xfe \xc3 broken \xe2\x82 end \xed\xa0\x80 surrogate";
+    t.encode(t.impl, bad, ids, CTX);
+    assert_int_equal(ids[0], 49406);
+    int n = 1;
+    while (n < CTX && ids[n] != 49407) n++;
+    assert_true(n > 4 && n < CTX); /* words kept, bad bytes replaced, not dropped silently */
+    /* over-long text: exactly ctx ids, the last the end token */
+    char *longt = malloc(20001);
+    for (int i = 0; i < 20000; i++) longt[i] = "ab c"[i % 4];
+    longt[20000] = '\0';
+    t.encode(t.impl, longt, ids, CTX);
+    assert_int_equal(ids[0], 49406);
+    assert_int_equal(ids[CTX - 1], 49407);
+    for (int i = 1; i < CTX - 1; i++) assert_true(ids[i] > 0 && ids[i] < 49406);
+    free(longt);
+    tokenizer_free(&t);
+}
+
+static void test_bad_merges_files(void **state) {
+    vlp_tokenizer t;
+    vlp_error err = {0};
+    assert_int_equal(bpe_load("/nonexistent/merges.txt", 0, &t, &err), VLP_ERR_IO);
+    char path[] = "/tmp/vlp-bpe-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "w");
+    fputs("#version: 0.2\nt h\nth e\nx y z\n", fp);
+    fclose(fp);
+    assert_int_equal(bpe_load(path, 0, &t, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, ":4:"));
+    fp = fopen(path, "w");
+    fputs("#version: 0.2\nt h\nqq e\n", fp);
+    fclose(fp);
+    assert_int_equal(bpe_load(path, 0, &t, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "merge 2"));
+    fp = fopen(path, "w");
+    fputs("#version: 0.2\nt h\nth e</w>\n", fp);
+    fclose(fp);
+    assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
+    assert_int_equal(t.vocab_size, 512 + 2 + 2);
+    int32_t ids[8];
+    assert_int_equal(bpe_encode_ids(&t, "The", ids, 8), 1);
+    assert_int_equal(ids[0], 513); /* "the</w>" is the second merge */
+    tokenizer_free(&t);
+    remove(path);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_reference),
+        cmocka_unit_test(test_invalid_utf8_and_truncation),
+        cmocka_unit_test(test_bad_merges_files),
+    };
+    return cmocka_run_group_tests_name("bpe", tests, NULL, NULL);
+}
