@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "data/bpe.h"
+#include "data/bpe_train.h"
 
 #define CTX 77
 
@@ -116,6 +118,72 @@ static void test_bad_merges_files(void **state) {
     assert_int_equal(bpe_encode_ids(&t, "The", ids, 8), 1);
     assert_int_equal(ids[0], 513); /* "the</w>" is the second merge */
     tokenizer_free(&t);
+    fp = fopen(path, "wb"); /* a gzip header, then garbage */
+    fputs("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage that does not inflate", fp);
+    fclose(fp);
+    assert_int_not_equal(bpe_load(path, 0, &t, &err), VLP_OK);
+    remove(path);
+}
+
+static char *slurp(const char *path) {
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+/* A hand-worked example: counts a a:3, a a</w>:3 (tie → "a" < "a</w>"),
+ * then aa a</w>:3; a b</w> occurs once, below min_count 2. */
+static void test_trainer_small_example(void **state) {
+    char path[] = "/tmp/vlp-bpe-train-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    const char *texts[] = {"aaa AAA", "aaa", "ab"};
+    vlp_error err = {0};
+    int learnt = -1;
+    assert_int_equal(bpe_train(texts, 3, 100, 2, path, &learnt, &err), VLP_OK);
+    assert_int_equal(learnt, 2);
+    assert_string_equal(strchr(slurp(path), '\n') + 1, "a a\naa a</w>\n");
+    vlp_tokenizer t;
+    assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
+    assert_int_equal(t.vocab_size, 512 + 2 + 2);
+    int32_t ids[4];
+    assert_int_equal(bpe_encode_ids(&t, "AAA", ids, 4), 1);
+    assert_int_equal(ids[0], 513);
+    tokenizer_free(&t);
+    /* nothing frequent enough */
+    const char *once[] = {"xy"};
+    assert_int_equal(bpe_train(once, 1, 10, 2, path, NULL, &err), VLP_ERR_ARG);
+    remove(path);
+}
+
+/* Learnt on real captions, the merges load and shorten the encodings. */
+static void test_trainer_on_captions(void **state) {
+    static const char *caps[] = {
+        "grinning face with big eyes, a face smiling emoji of smileys & emotion",
+        "grinning face with smiling eyes, a face smiling emoji of smileys & emotion",
+        "waving hand: medium skin tone, a hand fingers open emoji of people & body",
+        "red apple, a food fruit emoji of food & drink", "green apple, a food fruit emoji of food & drink",
+        "flag: japan, a country flag emoji of flags", "flag: france, a country flag emoji of flags"};
+    char path[] = "/tmp/vlp-bpe-train-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    vlp_error err = {0};
+    int learnt;
+    assert_int_equal(bpe_train(caps, 7, 300, 2, path, &learnt, &err), VLP_OK);
+    assert_true(learnt > 20 && learnt <= 300);
+    vlp_tokenizer t;
+    assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
+    assert_int_equal(t.vocab_size, 512 + learnt + 2);
+    int32_t ids[128];
+    int n = bpe_encode_ids(&t, caps[0], ids, 128);
+    assert_true(n > 0 && n < (int)strlen(caps[0]) / 3); /* frequent words became single tokens */
+    for (int i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < 512 + learnt);
+    tokenizer_free(&t);
     remove(path);
 }
 
@@ -124,6 +192,8 @@ int main(void) {
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_invalid_utf8_and_truncation),
         cmocka_unit_test(test_bad_merges_files),
+        cmocka_unit_test(test_trainer_small_example),
+        cmocka_unit_test(test_trainer_on_captions),
     };
     return cmocka_run_group_tests_name("bpe", tests, NULL, NULL);
 }

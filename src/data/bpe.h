@@ -9,6 +9,7 @@
  */
 #ifndef VLP_DATA_BPE_H
 #define VLP_DATA_BPE_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "data/tokenizer.h"
@@ -16,6 +17,11 @@
 
 /* Loads up to max_merges merges (open_clip: 49152 - 256 - 2 = 48894; 0 = all). */
 vlp_err bpe_load(const char *merges_path, int max_merges, vlp_tokenizer *out, vlp_error *err);
+
+/* bytes_to_unicode: the code point of each byte symbol id (0..255) and the
+ * id of each byte; and a code point < 0x800 as UTF-8 (returns its length). */
+void bpe_byte_symbols(int32_t cp_of_id[256], int32_t id_of_byte[256]);
+size_t bpe_symbol_utf8(char *out, int32_t cp);
 
 /* The ids of text without start/end tokens or padding; returns how many
  * there are (may exceed cap: only cap are written), or -1 when out of memory. */
