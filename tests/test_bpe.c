@@ -22,7 +22,7 @@ static const char *merges_path(void) {
 static vlp_tokenizer load(void) {
     vlp_tokenizer t;
     vlp_error err = {0};
-    if (bpe_load(merges_path(), 49152 - 256 - 2, &t, &err) != VLP_OK)
+    if (bpe_load(merges_path(), 0, &t, &err) != VLP_OK)
         fail_msg("%s (set VLP_BPE_MERGES to the merges file)", err.message);
     return t;
 }

@@ -15,7 +15,8 @@
 
 #include "testutil.h"
 #include "data/loader.h"
-#include "data/wordtok.h"
+#include "data/bpe.h"
+#include "data/bpe_train.h"
 #include "model/clip_io.h"
 #include "train/trainer.h"
 
@@ -64,7 +65,14 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
     for (int i = 0; i < NPAIRS; i++)
         f->cap_ptrs[2 * i] = f->captions[i], f->cap_ptrs[2 * i + 1] = f->captions[(i + 7) % NPAIRS];
     vlp_error err = {0};
-    check(wordtok_build(f->cap_ptrs, 2 * NPAIRS, 1, &f->tok, &err), &err);
+    /* a BPE learnt on the captions, as vlp train does */
+    char merges[] = "/tmp/vlp-train-merges-XXXXXX";
+    int fd = mkstemp(merges);
+    assert_true(fd >= 0);
+    close(fd);
+    check(bpe_train(f->cap_ptrs, 2 * NPAIRS, 40, 2, merges, NULL, &err), &err);
+    check(bpe_load(merges, 0, &f->tok, &err), &err);
+    remove(merges);
     f->cfg = (clip_config){
         .embed_dim = 16,
         .vision = {.image_size = S, .patch_size = 4, .width = width, .layers = 2, .heads = 2, .mlp_width = 4 * width},

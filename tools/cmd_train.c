@@ -18,7 +18,8 @@
 #include "core/error.h"
 #include "data/emoji.h"
 #include "data/loader.h"
-#include "data/wordtok.h"
+#include "data/bpe.h"
+#include "data/bpe_train.h"
 #include "eval/emoji_eval.h"
 #include "io/atomic.h"
 #include "model/clip.h"
@@ -34,7 +35,8 @@ static void on_signal(int sig) {
 }
 
 typedef struct train_cli {
-    const char *config, *data, *out, *vendors, *eval_vendor;
+    const char *config, *data, *out, *vendors, *eval_vendor, *vocab;
+    long tok_merges;
     train_opts o;
     double epochs;
     long save_every, eval_every, log_every, keep;
@@ -53,6 +55,8 @@ static void usage(FILE *fp, const train_cli *d) {
             "  -d, --data DIR          emoji corpus (default %s)\n"
             "      --vendors LIST      training vendors (default %s)\n"
             "      --eval-vendor V     held-out vendor for the eval, '' for none (default %s)\n"
+            "  -v, --vocab FILE        BPE merges file (e.g. OpenAI's); default: learn one\n"
+            "      --tokenizer-merges N  merges to learn from the training captions (default %ld)\n"
             "  -o, --out DIR           run directory (default %s)\n"
             "  -b, --batch N           samples per step, the loss's batch (default %d)\n"
             "      --accum K           micro-batches per step, contrastive accumulation (default %d)\n"
@@ -73,7 +77,7 @@ static void usage(FILE *fp, const train_cli *d) {
             "                          options come from the run, --steps may extend it\n"
             "  -h, --help              this text\n"
             "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n",
-            d->config, d->data, d->vendors, d->eval_vendor, d->out, d->o.batch, d->o.accum,
+            d->config, d->data, d->vendors, d->eval_vendor, d->tok_merges, d->out, d->o.batch, d->o.accum,
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
             d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, d->eval_every,
             d->save_every, d->keep, d->log_every);
@@ -83,7 +87,7 @@ static train_cli defaults(void) {
     train_cli c = {.config = "configs/tiny.json", .data = "data/emoji", .out = "runs/emoji",
                    .vendors = "google,apple,facebook", .eval_vendor = "twitter",
                    .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
-                   .log_every = 10, .keep = 2, .threads = 0};
+                   .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000};
     return c;
 }
 
@@ -105,6 +109,8 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL("-d", "--data")) c->data = a;
         else if (VAL(NULL, "--vendors")) c->vendors = a;
         else if (VAL(NULL, "--eval-vendor")) c->eval_vendor = a;
+        else if (VAL("-v", "--vocab")) c->vocab = a;
+        else if (VAL(NULL, "--tokenizer-merges")) bad = !arg_long(cmd, "--tokenizer-merges", a, 1, 1 << 22, &c->tok_merges);
         else if (VAL("-o", "--out")) c->out = a;
         else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l;
         else if (VAL(NULL, "--accum")) bad = !arg_long(cmd, "--accum", a, 1, 1 << 16, &l), c->o.accum = (int)l;
@@ -171,6 +177,26 @@ static vlp_err log_eval(trainer *t, long step, const emoji_eval_result *r, vlp_e
     return trainer_log(t, line, err);
 }
 
+#define MERGES_FILE "tokenizer.merges"
+
+static vlp_err copy_file(const char *from, const char *to, vlp_error *err) {
+    FILE *in = fopen(from, "rb");
+    VLP_CHECK_IO(in, err, "cannot open %s: %s", from, strerror(errno));
+    atomic_file af;
+    vlp_err rc = atomic_open(&af, to, err);
+    char buf[1 << 16];
+    size_t n;
+    while (rc == VLP_OK && (n = fread(buf, 1, sizeof buf, in)) > 0) atomic_write(&af, buf, n);
+    bool bad = ferror(in);
+    fclose(in);
+    if (rc != VLP_OK) return rc;
+    if (bad) {
+        atomic_abort(&af);
+        VLP_FAIL(err, VLP_ERR_IO, "cannot read %s", from);
+    }
+    return atomic_commit(&af, err);
+}
+
 static vlp_err write_text(const char *path, const char *text, vlp_error *err) {
     FILE *fp = fopen(path, "w");
     if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0) {
@@ -211,8 +237,8 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     if (c->resume) {
         snprintf(path, sizeof path, "%s/config.json", c->out);
         VLP_TRY(clip_config_load(path, &r->cfg, err));
-        snprintf(path, sizeof path, "%s/vocab.txt", c->out);
-        VLP_TRY(wordtok_load(path, &r->tok, err));
+        snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
+        VLP_TRY(bpe_load(path, 0, &r->tok, err));
     } else {
         /* a new run never mixes with an old one's files */
         snprintf(path, sizeof path, "%s/latest.state", c->out);
@@ -222,20 +248,27 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
         unlink(path);
         VLP_TRY(clip_config_load(c->config, &r->cfg, err));
-        /* the vocabulary of the training captions and the eval prompts */
-        char prompts[EMOJI_NCATEGORIES][64];
-        emoji_prompts(prompts);
-        const char **texts = malloc(sizeof(char *) * (size_t)(r->train.n + EMOJI_NCATEGORIES));
-        VLP_CHECK_ALLOC(texts, err, sizeof(char *) * (size_t)r->train.n);
-        for (int i = 0; i < r->train.n; i++) texts[i] = r->train.caption[i];
-        for (int k = 0; k < EMOJI_NCATEGORIES; k++) texts[r->train.n + k] = prompts[k];
-        vlp_err rc = wordtok_build(texts, r->train.n + EMOJI_NCATEGORIES, 1, &r->tok, err);
-        free(texts);
-        VLP_TRY(rc);
-        r->cfg.text.vocab_size = r->tok.vocab_size;
         VLP_TRY(make_dirs(c->out, err));
-        snprintf(path, sizeof path, "%s/vocab.txt", c->out);
-        VLP_TRY(wordtok_save(&r->tok, path, err));
+        snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
+        if (c->vocab) { /* a given merges file, copied into the run so resume finds it */
+            VLP_TRY(copy_file(c->vocab, path, err));
+        } else { /* BPE learnt on the training captions and the eval prompts */
+            char prompts[EMOJI_NCATEGORIES][64];
+            emoji_prompts(prompts);
+            const char **texts = malloc(sizeof(char *) * (size_t)(r->train.n + EMOJI_NCATEGORIES));
+            VLP_CHECK_ALLOC(texts, err, sizeof(char *) * (size_t)r->train.n);
+            for (int i = 0; i < r->train.n; i++) texts[i] = r->train.caption[i];
+            for (int k = 0; k < EMOJI_NCATEGORIES; k++) texts[r->train.n + k] = prompts[k];
+            int learnt = 0;
+            vlp_err rc = bpe_train(texts, r->train.n + EMOJI_NCATEGORIES, (int)c->tok_merges, 2, path,
+                                   &learnt, err);
+            free(texts);
+            VLP_TRY(rc);
+            fprintf(stderr, "tokenizer: learnt %d BPE merges from the training captions into %s\n",
+                    learnt, path);
+        }
+        VLP_TRY(bpe_load(path, 0, &r->tok, err));
+        r->cfg.text.vocab_size = r->tok.vocab_size;
         char *json = clip_config_to_json(&r->cfg);
         VLP_CHECK_ALLOC(json, err, 1024);
         snprintf(path, sizeof path, "%s/config.json", c->out);
@@ -244,7 +277,7 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         VLP_TRY(wrc);
     }
     VLP_CHECK_ARG(r->cfg.text.vocab_size == r->tok.vocab_size, err,
-                  "%s/config.json has vocab_size %d, its vocab.txt %d words", c->out,
+                  "%s/config.json has vocab_size %d, its tokenizer %d ids", c->out,
                   r->cfg.text.vocab_size, r->tok.vocab_size);
     VLP_CHECK_ARG(r->cfg.vision.image_size == EMOJI_SIZE, err,
                   "the emoji corpus is %dx%d; the config's image_size is %d (resizing arrives with "

@@ -2,4 +2,6 @@
 #ifndef VLP_TOOLS_COMMANDS_H
 #define VLP_TOOLS_COMMANDS_H
 int cmd_train(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 #endif

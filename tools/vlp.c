@@ -16,6 +16,8 @@ static void usage(FILE *fp) {
             "commands:\n"
             "  info      print what this machine and build offer (threads, SIMD, BLAS kernel)\n"
             "  train     pre-train a CLIP model (checkpoints, resume, in-training eval)\n"
+            "  tokenize  print the CLIP BPE token ids of texts\n"
+            "  data      dataset tools: learn a tokenizer\n"
             "\n"
             "Run 'vlp <command> --help' for a command's options.\n",
             VLP_VERSION_STRING);
@@ -59,6 +61,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "data")) return cmd_data(argc - 1, argv + 1);
     fprintf(stderr, "vlp: unknown command '%s' (try 'vlp --help')\n", argv[1]);
     return 2;
 }

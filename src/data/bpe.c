@@ -200,7 +200,7 @@ static vlp_err build_tables(bpe *b, char **lines, int n, const char *path, vlp_e
 vlp_err bpe_load(const char *path, int max_merges, vlp_tokenizer *out, vlp_error *err) {
     char **lines;
     int n;
-    VLP_TRY(read_merges(path, max_merges > 0 ? max_merges : INT32_MAX, &lines, &n, err));
+    VLP_TRY(read_merges(path, max_merges > 0 ? max_merges : BPE_CLIP_MERGES, &lines, &n, err));
     bpe *b = calloc(1, sizeof *b);
     vlp_err rc = b ? build_tables(b, lines, n, path, err)
                    : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "tokenizer");

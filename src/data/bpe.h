@@ -15,7 +15,10 @@
 #include "data/tokenizer.h"
 #include "vlp.h"
 
-/* Loads up to max_merges merges (open_clip: 49152 - 256 - 2 = 48894; 0 = all). */
+/* open_clip reads at most this many merges of any file (49152 - 256 - 2). */
+#define BPE_CLIP_MERGES 48894
+
+/* Loads up to max_merges merges; max_merges <= 0: BPE_CLIP_MERGES, as open_clip. */
 vlp_err bpe_load(const char *merges_path, int max_merges, vlp_tokenizer *out, vlp_error *err);
 
 /* bytes_to_unicode: the code point of each byte symbol id (0..255) and the

@@ -1,7 +1,7 @@
 /* What the trainer needs from a tokenizer: text → ids padded to a context
  * length, open_clip's layout [start, tokens…, end, 0…] with the end token the
- * largest id (the text tower pools at the argmax id). The word-level
- * tokenizer stands in until the CLIP BPE arrives (issue 4). */
+ * largest id (the text tower pools at the argmax id). data/bpe.h implements
+ * it (CLIP's byte-level BPE). */
 #ifndef VLP_DATA_TOKENIZER_H
 #define VLP_DATA_TOKENIZER_H
 #include <stdint.h>
