@@ -24,8 +24,8 @@ endif
 
 -include $(CONFIG)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(PNG_CFLAGS) $(TEXT_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
-LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(PNG_LIBS) $(TEXT_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
+LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
 .PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref check-checkpoint
 all: $(CONFIG) lib $(BUILD)/vlp tests benches

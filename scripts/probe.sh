@@ -63,10 +63,12 @@ need_pkg() {
 }
 need_pkg jansson libjansson-dev JSON   # JSON configs and headers
 need_pkg libpng libpng-dev PNG         # images
+need_pkg libjpeg libjpeg-dev JPEG      # (libjpeg-turbo)
+need_pkg libwebp libwebp-dev WEBP
 need_pkg libpcre2-8 libpcre2-dev PCRE  # the tokenizer's Unicode pre-tokenizer
 need_pkg libutf8proc libutf8proc-dev UTF8PROC # Unicode lower-casing
 need_pkg zlib zlib1g-dev ZLIB          # gzip'd merges files
-json_msg=$JSON_msg; png_msg=$PNG_msg
+json_msg=$JSON_msg; png_msg="$PNG_msg, $JPEG_msg, $WEBP_msg"
 text_msg="$PCRE_msg, $UTF8PROC_msg, $ZLIB_msg"
 
 # cmocka, for the tests
@@ -84,8 +86,8 @@ BLAS_CFLAGS = $BLAS_CFLAGS
 BLAS_LIBS = $BLAS_LIBS
 JSON_CFLAGS = $JSON_CFLAGS
 JSON_LIBS = $JSON_LIBS
-PNG_CFLAGS = $PNG_CFLAGS
-PNG_LIBS = $PNG_LIBS
+IMG_CFLAGS = $PNG_CFLAGS $JPEG_CFLAGS $WEBP_CFLAGS
+IMG_LIBS = $PNG_LIBS $JPEG_LIBS $WEBP_LIBS
 TEXT_CFLAGS = $PCRE_CFLAGS $UTF8PROC_CFLAGS $ZLIB_CFLAGS
 TEXT_LIBS = $PCRE_LIBS $UTF8PROC_LIBS $ZLIB_LIBS
 CMOCKA_CFLAGS = $CMOCKA_CFLAGS
@@ -95,6 +97,6 @@ echo "probe: compiler  $($CC --version | head -n1)"
 echo "probe: OpenMP    $omp_msg"
 echo "probe: BLAS      $blas_msg"
 echo "probe: JSON      $json_msg"
-echo "probe: PNG       $png_msg"
+echo "probe: images    $png_msg"
 echo "probe: text      $text_msg"
 echo "probe: cmocka    $cmocka_msg"

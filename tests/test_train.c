@@ -338,6 +338,12 @@ static void test_kill_during_checkpoint_write(void **state) {
         /* let it write a few checkpoints, then kill it at an arbitrary moment */
         struct timespec ts = {0, (300 + 137 * round) * 1000000L};
         nanosleep(&ts, NULL);
+        if (round == 0) { /* meanwhile the directory is the writer's alone */
+            int fd;
+            vlp_error lerr = {0};
+            assert_int_equal(run_dir_lock(d, &fd, &lerr), VLP_ERR_IO);
+            assert_non_null(strstr(lerr.message, "in use by another process"));
+        }
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);

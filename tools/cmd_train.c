@@ -217,6 +217,7 @@ typedef struct run {
     trainer *t;
     image_norm norm;
     const char **captions; // (n, 3) what the loader serves
+    int lock_fd;           // the run directory's lock
 } run;
 
 static void run_free(run *r) {
@@ -226,6 +227,7 @@ static void run_free(run *r) {
     emoji_free(&r->train), emoji_free(&r->held);
     tokenizer_free(&r->tok);
     clip_free(&r->m);
+    if (r->lock_fd >= 0) close(r->lock_fd);
 }
 
 static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
@@ -239,7 +241,10 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         VLP_TRY(clip_config_load(path, &r->cfg, err));
         snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
         VLP_TRY(bpe_load(path, 0, &r->tok, err));
-    } else {
+    }
+    VLP_TRY(make_dirs(c->out, err));
+    VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
+    if (!c->resume) {
         /* a new run never mixes with an old one's files */
         snprintf(path, sizeof path, "%s/latest.state", c->out);
         VLP_CHECK_ARG(access(path, F_OK) != 0, err,
@@ -248,7 +253,6 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
         unlink(path);
         VLP_TRY(clip_config_load(c->config, &r->cfg, err));
-        VLP_TRY(make_dirs(c->out, err));
         snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
         if (c->vocab) { /* a given merges file, copied into the run so resume finds it */
             VLP_TRY(copy_file(c->vocab, path, err));
@@ -334,6 +338,7 @@ int cmd_train(int argc, char **argv) {
     tool_print_sysinfo(stderr);
     run r;
     memset(&r, 0, sizeof r);
+    r.lock_fd = -1;
     if (setup(&c, &r, &err) != VLP_OK) {
         run_free(&r);
         return fail(&err);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <time.h>
@@ -36,6 +37,7 @@ struct trainer {
     float *probs_i2t, *probs_t2i; // (batch, batch)
     float *loss_scratch;
     FILE *metrics;
+    int lock_fd;                 // run_dir/lock, locked: one process per run directory
 };
 
 train_opts train_opts_defaults(void) {
@@ -55,6 +57,7 @@ void trainer_free(trainer *t) {
     free(t->emb_img), free(t->emb_txt), free(t->demb_img), free(t->demb_txt);
     free(t->probs_i2t), free(t->probs_t2i), free(t->loss_scratch);
     if (t->metrics) fclose(t->metrics);
+    if (t->lock_fd >= 0) close(t->lock_fd); /* releases the lock */
     free(t);
 }
 
@@ -73,6 +76,29 @@ static vlp_err check_opts(const train_opts *o, vlp_error *err) {
     return VLP_OK;
 }
 
+/* Two processes writing one run directory would interleave checkpoints and
+ * metrics: the second one is refused. A POSIX record lock: a process may take
+ * it twice (the CLI locks before it writes the tokenizer, the trainer again),
+ * and it dies with the process. */
+vlp_err run_dir_lock(const char *dir, int *fd_out, vlp_error *err) {
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    VLP_CHECK_IO(fd >= 0, err, "cannot open %s: %s", path, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        long pid = fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : -1;
+        close(fd);
+        VLP_CHECK(e != EACCES && e != EAGAIN, err, VLP_ERR_IO,
+                  "%s is in use by another process (pid %ld): one training run per directory", dir, pid);
+        VLP_FAIL(err, VLP_ERR_IO, "cannot lock %s: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    return VLP_OK;
+}
+
 vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
                        const char *run_dir, vlp_error *err) {
     *out = NULL;
@@ -83,6 +109,12 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     trainer *t = calloc(1, sizeof *t);
     VLP_CHECK_ALLOC(t, err, sizeof *t);
     t->m = m, t->data = data, t->o = *o;
+    t->lock_fd = -1;
+    vlp_err lrc = run_dir_lock(run_dir, &t->lock_fd, err);
+    if (lrc != VLP_OK) {
+        trainer_free(t);
+        return lrc;
+    }
     int B = o->batch, E = m->cfg.embed_dim, S = m->cfg.vision.image_size;
     int T = m->cfg.text.context_length;
     size_t nf = m->nfloats, be = (size_t)B * E;

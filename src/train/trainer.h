@@ -53,6 +53,11 @@ typedef struct train_step_info {
 
 typedef struct trainer trainer;
 
+/* Locks run_dir/lock for this process (taking it again in the same process
+ * succeeds); a directory another live process holds is refused, naming it.
+ * Closing *fd releases it. trainer_create takes it too. */
+vlp_err run_dir_lock(const char *dir, int *fd, vlp_error *err);
+
 /* The model and loader stay owned by the caller and must outlive the trainer.
  * Reserves the model's activations for one micro-batch. */
 vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,

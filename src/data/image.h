@@ -1,0 +1,76 @@
+/*
+ * Images: decoding (JPEG through libjpeg-turbo, PNG through libpng, WebP
+ * through libwebp; the format is sniffed from the bytes) to 8-bit RGB, and
+ * the transforms CLIP training and evaluation use, computed the way
+ * PIL + torchvision compute them:
+ *   - resize: PIL's separable bicubic (a = -0.5) with antialiasing (the
+ *     kernel widens by the downscale factor), fixed-point coefficients and an
+ *     8-bit intermediate — the same integers PIL's ImagingResample produces;
+ *   - eval: Resize(S) on the shortest side (long side truncated as
+ *     torchvision), CenterCrop(S) (offsets rounded);
+ *   - train: RandomResizedCrop(S, scale, ratio) as torchvision samples it,
+ *     optional horizontal flip;
+ *   - to (3, S, S) floats normalised by mean/std.
+ * Grey and palette images are expanded; alpha is dropped (PIL's
+ * convert('RGB'), what open_clip does) or composited on a background.
+ */
+#ifndef VLP_DATA_IMAGE_H
+#define VLP_DATA_IMAGE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "vlp.h"
+
+typedef struct image_u8 {
+    int w, h;
+    uint8_t *px; // (h, w, 3) RGB
+} image_u8;
+
+typedef struct image_decode_opts {
+    bool composite;        // alpha: false drops it, true blends onto background
+    uint8_t background[3];
+    int min_side;          // > 0: JPEG may decode at 1/2, 1/4, 1/8 while both sides stay >= this
+} image_decode_opts;
+
+#define IMAGE_MAX_SIDE 32768
+#define IMAGE_MAX_PIXELS (1u << 28)
+
+/* `what` names the source in errors (a path, or "shard.tar:key.jpg"). */
+vlp_err image_decode(const void *bytes, size_t n, const char *what, const image_decode_opts *o,
+                     image_u8 *out, vlp_error *err);
+vlp_err image_load(const char *path, const image_decode_opts *o, image_u8 *out, vlp_error *err);
+void image_free(image_u8 *im);
+
+/* The crop box (x0, y0, w, h) of `in` resized to (ow, oh), PIL-exact. */
+vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, int oh,
+                     image_u8 *out, vlp_error *err);
+
+typedef struct crop_box {
+    int x, y, w, h;
+} crop_box;
+
+/* torchvision's Resize(S) then CenterCrop(S), as one box on the source and the
+ * intermediate size: resize `in` to (*rw, *rh) then take `box` of that. */
+void eval_geometry(int w, int h, int S, int *rw, int *rh, crop_box *box);
+
+/* torchvision RandomResizedCrop.get_params. */
+crop_box random_resized_crop(int w, int h, float scale_lo, float scale_hi, float ratio_lo,
+                             float ratio_hi, vlp_rng *r);
+
+typedef struct image_transform {
+    int size;                    // S
+    bool train;                  // random resized crop (else resize + center crop)
+    float scale_lo, scale_hi;    // RandomResizedCrop scale (default 0.9, 1.0)
+    float ratio_lo, ratio_hi;    // aspect ratios (3/4, 4/3)
+    bool hflip;                  // random horizontal flip (train only; default off)
+    float mean[3], std[3];
+} image_transform;
+
+image_transform image_transform_default(int size, bool train);
+
+/* in → (3, S, S) floats; r is used by the train transform (may be NULL for eval). */
+vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, vlp_rng *r, float *out,
+                              vlp_error *err);
+#endif
