@@ -9,7 +9,7 @@ set -eu
 PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libjpeg-dev libwebp-dev"
 for arg in "$@"; do
     case "$arg" in
-        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex" ;;
+        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil" ;;
         # a nodejs from elsewhere may bring its own npm; Debian's npm would conflict
         --data) command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm" ;;
         -h|--help) sed -n '2,7p' "$0"; exit 0 ;;

@@ -1,0 +1,167 @@
+/* Images against PIL (tests/ref/make_image_ref.py): PNG and JPEG decode to
+ * the very pixels PIL gives, bicubic resizes (down, up, a crop box, after a
+ * JPEG decode) equal PIL's integers exactly, and the CLIP eval transform
+ * equals PIL + torchvision's to 1e-6. Bad inputs of every kind are errors
+ * naming the source, never crashes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "data/image.h"
+
+static const char *ref_path(const char *name) {
+    static char p[512];
+    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+static void check(vlp_err e, const vlp_error *err) {
+    char buf[600];
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+}
+
+/* pixels equal to the reference (h, w, 3) int32 tensor, exactly */
+static void assert_pixels(const char *what, const image_u8 *im, const vlpt_file *f, const char *name) {
+    const vlpt_tensor *t = vlpt_find(f, name);
+    assert_non_null(t);
+    assert_int_equal(t->ndim, 3);
+    if (t->dims[0] != im->h || t->dims[1] != im->w) fail_msg("%s: %dx%d, PIL %lldx%lld", what, im->w, im->h, (long long)t->dims[1], (long long)t->dims[0]);
+    const int32_t *want = t->data;
+    int bad = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++) {
+        int d = abs((int)im->px[i] - want[i]);
+        if (d) bad++;
+        if (d > worst) worst = d, at = i;
+    }
+    if (bad) fail_msg("%s: %d values differ from PIL, worst by %d at %zu", what, bad, worst, at);
+}
+
+static const image_decode_opts DROP = {0};
+
+static void test_decode_matches_pil(void **state) {
+    vlpt_file *f = ref_open("image");
+    vlp_error err = {0};
+    image_u8 png, jpg;
+    check(image_load(ref_path("img_src.png"), &DROP, &png, &err), &err);
+    assert_pixels("png decode", &png, f, "png_pixels");
+    check(image_load(ref_path("img_src.jpg"), &DROP, &jpg, &err), &err);
+    assert_pixels("jpeg decode", &jpg, f, "jpg_pixels");
+    image_free(&png), image_free(&jpg);
+    vlpt_free(f);
+}
+
+static void test_resize_matches_pil(void **state) {
+    vlpt_file *f = ref_open("image");
+    vlp_error err = {0};
+    image_u8 src, jpg, out;
+    check(image_load(ref_path("img_src.png"), &DROP, &src, &err), &err);
+    check(image_load(ref_path("img_src.jpg"), &DROP, &jpg, &err), &err);
+    check(image_resize(&src, 0, 0, src.w, src.h, 40, 25, &out, &err), &err);
+    assert_pixels("resize down", &out, f, "resize_down");
+    image_free(&out);
+    check(image_resize(&src, 0, 0, src.w, src.h, 150, 90, &out, &err), &err);
+    assert_pixels("resize up", &out, f, "resize_up");
+    image_free(&out);
+    check(image_resize(&src, 13, 7, 50, 40, 31, 17, &out, &err), &err);
+    assert_pixels("resize box", &out, f, "resize_box");
+    image_free(&out);
+    check(image_resize(&jpg, 0, 0, jpg.w, jpg.h, 33, 21, &out, &err), &err);
+    assert_pixels("resize jpeg", &out, f, "resize_jpg");
+    image_free(&out);
+    /* a box outside the image is an argument error */
+    assert_int_equal(image_resize(&src, 90, 0, 20, 10, 5, 5, &out, &err), VLP_ERR_ARG);
+    image_free(&src), image_free(&jpg);
+    vlpt_free(f);
+}
+
+static void test_eval_transform_matches_torchvision(void **state) {
+    vlpt_file *f = ref_open("image");
+    vlp_error err = {0};
+    image_u8 src;
+    check(image_load(ref_path("img_src.png"), &DROP, &src, &err), &err);
+    image_transform t = image_transform_default(32, false);
+    float out[3 * 32 * 32];
+    check(image_transform_apply(&t, &src, NULL, out, &err), &err);
+    assert_close("eval transform", out, ref_f32(f, "eval_32", 3 * 32 * 32), 3 * 32 * 32, 1e-6, 1e-6);
+    image_free(&src);
+    vlpt_free(f);
+}
+
+static void test_train_transform(void **state) {
+    vlp_error err = {0};
+    image_u8 src;
+    check(image_load(ref_path("img_src.png"), &DROP, &src, &err), &err);
+    image_transform t = image_transform_default(24, true);
+    t.scale_lo = 0.5f; /* 97x61 is wider than 4:3: at 0.9 every attempt fails and the crop is central */
+    float a[3 * 24 * 24], b[3 * 24 * 24];
+    vlp_rng r1 = {5}, r2 = {5}, r3 = {6};
+    check(image_transform_apply(&t, &src, &r1, a, &err), &err);
+    check(image_transform_apply(&t, &src, &r2, b, &err), &err);
+    assert_memory_equal(a, b, sizeof a); /* same seed, same crop */
+    check(image_transform_apply(&t, &src, &r3, b, &err), &err);
+    assert_memory_not_equal(a, b, sizeof a);
+    /* crops stay inside, keep 90-100% of the area (a square source), ratios within limits */
+    vlp_rng r = {9};
+    for (int i = 0; i < 1000; i++) {
+        crop_box c = random_resized_crop(80, 80, 0.9f, 1.0f, 0.75f, 4.0f / 3, &r);
+        assert_true(c.x >= 0 && c.y >= 0 && c.x + c.w <= 80 && c.y + c.h <= 80 && c.w > 0 && c.h > 0);
+        double area = (double)c.w * c.h / (80.0 * 80), ratio = (double)c.w / c.h;
+        assert_true(area > 0.87 && area <= 1.0 && ratio > 0.72 && ratio < 1.37);
+    }
+    /* the wide source falls back to the central 4:3 crop, as torchvision */
+    crop_box c = random_resized_crop(97, 61, 0.9f, 1.0f, 0.75f, 4.0f / 3, &r);
+    assert_int_equal(c.h, 61);
+    assert_int_equal(c.w, 81);
+    assert_int_equal(c.x, 8);
+    image_free(&src);
+}
+
+static void test_bad_images(void **state) {
+    vlp_error err = {0};
+    image_u8 im;
+    /* not an image */
+    assert_int_equal(image_decode("hello", 5, "hello.txt", &DROP, &im, &err), VLP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.message, "hello.txt"));
+    assert_int_equal(image_decode("", 0, "empty", &DROP, &im, &err), VLP_ERR_UNSUPPORTED);
+    /* every truncation of real files */
+    const char *files[] = {"img_src.png", "img_src.jpg"};
+    for (int k = 0; k < 2; k++) {
+        FILE *fp = fopen(ref_path(files[k]), "rb");
+        assert_non_null(fp);
+        static uint8_t buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf, fp);
+        fclose(fp);
+        for (size_t cut = 0; cut < n; cut += cut < 64 ? 1 : 97) {
+            vlp_err rc = image_decode(buf, cut, files[k], &DROP, &im, &err);
+            if (rc == VLP_OK) image_free(&im); /* libjpeg pads a truncated scan: allowed */
+            else assert_non_null(strstr(err.message, files[k]));
+        }
+        /* flipped bytes in the middle */
+        for (int trial = 0; trial < 50; trial++) {
+            static uint8_t mut[1 << 16];
+            memcpy(mut, buf, n);
+            rng r = {(uint64_t)trial + 100};
+            for (int j = 0; j < 8; j++) mut[16 + rng_u64(&r) % (n - 16)] ^= (uint8_t)(1 + rng_u64(&r) % 255);
+            if (image_decode(mut, n, files[k], &DROP, &im, &err) == VLP_OK) image_free(&im);
+        }
+    }
+    /* a PNG header claiming 100000 x 100000 pixels */
+    static const uint8_t huge[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                   0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_not_equal(image_decode(huge, sizeof huge, "huge.png", &DROP, &im, &err), VLP_OK);
+    assert_int_equal(image_load("/nonexistent.png", &DROP, &im, &err), VLP_ERR_IO);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_matches_pil),
+        cmocka_unit_test(test_resize_matches_pil),
+        cmocka_unit_test(test_eval_transform_matches_torchvision),
+        cmocka_unit_test(test_train_transform),
+        cmocka_unit_test(test_bad_images),
+    };
+    return cmocka_run_group_tests_name("image", tests, NULL, NULL);
+}
