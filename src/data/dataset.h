@@ -1,0 +1,62 @@
+/*
+ * Streams of image-caption samples from where the field keeps them:
+ *   - a TSV or CSV file with a header; the image path and caption columns are
+ *     chosen by name (open_clip's defaults: filepath, title); paths relative
+ *     to the file; CSV quoting as RFC 4180;
+ *   - WebDataset tar shards: members grouped by key (the name up to the first
+ *     dot of its last path part), the image from jpg/jpeg/png/webp, the caption
+ *     from txt or a field of json; shard lists brace-expanded
+ *     ("train-{00000..00099}.tar", "{a,b}.tar") and joined with '::'.
+ * Every epoch has an order fixed by (seed, epoch): rows permuted, or shards
+ * permuted and samples passed through a shuffle buffer; rank r of w takes
+ * every w-th row or shard. A sample that cannot be used (no caption, no
+ * image, a corrupt shard) is skipped and counted, never fatal.
+ */
+#ifndef VLP_DATA_DATASET_H
+#define VLP_DATA_DATASET_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vlp.h"
+
+typedef struct dataset_opts {
+    const char *image_key;   // TSV/CSV column (default "filepath")
+    const char *caption_key; // TSV/CSV column, or the json field of a shard (default "title")
+    const char *alt_caption_key; // optional second caption column / json field (or NULL)
+    bool shuffle;            // false: file order (evaluation)
+    int shuffle_buffer;      // WebDataset sample buffer (default 1000)
+    uint64_t seed;
+    int rank, world;         // this reader's share
+} dataset_opts;
+
+dataset_opts dataset_opts_default(void);
+
+typedef struct raw_sample {
+    uint8_t *image;     // encoded bytes (malloc'd; the sample owns them)
+    size_t image_len;
+    char *caption, *alt_caption; // malloc'd; alt_caption may be NULL
+    char what[320];     // where it came from, for messages
+} raw_sample;
+
+void raw_sample_free(raw_sample *s);
+
+typedef struct sample_stream sample_stream;
+
+/* spec: a .tsv/.csv file, or tar shard patterns. Counts the samples of this
+ * rank (for tar: reads every header once). */
+vlp_err stream_open(sample_stream **out, const char *spec, const dataset_opts *o, vlp_error *err);
+void stream_free(sample_stream *s);
+int64_t stream_epoch_size(const sample_stream *s);
+/* Start epoch e from its first sample. */
+vlp_err stream_begin(sample_stream *s, int64_t epoch, vlp_error *err);
+/* The next sample of the epoch; *done at its end. Unusable samples are
+ * skipped (see stream_skipped). Errors only for what stops the whole stream. */
+vlp_err stream_next(sample_stream *s, raw_sample *out, bool *done, vlp_error *err);
+/* Samples skipped so far, and the first reason. */
+int64_t stream_skipped(const sample_stream *s, const char **first_reason);
+
+/* Brace expansion of one pattern; returns the count (or -1 on a malformed
+ * pattern / OOM), names in *out (malloc'd array of malloc'd strings). */
+int brace_expand(const char *pattern, char ***out);
+#endif
