@@ -17,7 +17,9 @@
 #include "commands.h"
 #include "core/error.h"
 #include "data/emoji.h"
+#include "data/dataset.h"
 #include "data/loader.h"
+#include "data/stream_loader.h"
 #include "data/bpe.h"
 #include "data/bpe_train.h"
 #include "eval/emoji_eval.h"
@@ -36,6 +38,10 @@ static void on_signal(int sig) {
 
 typedef struct train_cli {
     const char *config, *data, *out, *vendors, *eval_vendor, *vocab;
+    const char *train_data, *caption_key, *alt_caption_key; // the streaming data path
+    double alt_prob;
+    long workers, shuffle_buffer;
+    bool white;                 // composite alpha on white
     long tok_merges;
     train_opts o;
     double epochs;
@@ -52,6 +58,15 @@ static void usage(FILE *fp, const train_cli *d) {
             "training state and metrics.jsonl to the run directory.\n"
             "\n"
             "  -c, --config FILE       model config, open_clip fields (default %s)\n"
+            "      --train-data SPEC   training pairs: a .tsv/.csv (columns filepath + --caption-key)\n"
+            "                          or WebDataset shards ('train-{000..011}.tar'; '::' joins lists);\n"
+            "                          without it: the emoji images of --vendors, held in memory\n"
+            "      --caption-key K     caption column / json field (default title)\n"
+            "      --alt-caption-key K a second caption column / json field, used with\n"
+            "      --alt-caption-prob P  probability P per sample (default 0)\n"
+            "      --workers N         decode threads (default 2)\n"
+            "      --shuffle-buffer N  WebDataset sample shuffle buffer (default 1000)\n"
+            "      --white-background  composite transparent pixels on white (default: drop alpha)\n"
             "  -d, --data DIR          emoji corpus (default %s)\n"
             "      --vendors LIST      training vendors (default %s)\n"
             "      --eval-vendor V     held-out vendor for the eval, '' for none (default %s)\n"
@@ -87,7 +102,8 @@ static train_cli defaults(void) {
     train_cli c = {.config = "configs/tiny.json", .data = "data/emoji", .out = "runs/emoji",
                    .vendors = "google,apple,facebook", .eval_vendor = "twitter",
                    .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
-                   .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000};
+                   .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000,
+                   .caption_key = "title", .workers = 2, .shuffle_buffer = 1000};
     return c;
 }
 
@@ -110,6 +126,13 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--vendors")) c->vendors = a;
         else if (VAL(NULL, "--eval-vendor")) c->eval_vendor = a;
         else if (VAL("-v", "--vocab")) c->vocab = a;
+        else if (VAL(NULL, "--train-data")) c->train_data = a;
+        else if (VAL(NULL, "--caption-key")) c->caption_key = a;
+        else if (VAL(NULL, "--alt-caption-key")) c->alt_caption_key = a;
+        else if (VAL(NULL, "--alt-caption-prob")) bad = !arg_double(cmd, "--alt-caption-prob", a, 0, 1, &c->alt_prob);
+        else if (VAL(NULL, "--workers")) bad = !arg_long(cmd, "--workers", a, 1, 64, &c->workers);
+        else if (VAL(NULL, "--shuffle-buffer")) bad = !arg_long(cmd, "--shuffle-buffer", a, 0, 1 << 24, &c->shuffle_buffer);
+        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, cmd, &bad)) c->white = true;
         else if (VAL(NULL, "--tokenizer-merges")) bad = !arg_long(cmd, "--tokenizer-merges", a, 1, 1 << 22, &c->tok_merges);
         else if (VAL("-o", "--out")) c->out = a;
         else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l;
@@ -230,67 +253,110 @@ static void run_free(run *r) {
     if (r->lock_fd >= 0) close(r->lock_fd);
 }
 
-static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
+/* Every caption of the training stream (one pass, images not decoded). */
+static vlp_err stream_captions(const char *spec, const dataset_opts *o, char ***out, int *n, vlp_error *err) {
+    sample_stream *s;
+    VLP_TRY(stream_open(&s, spec, o, err));
+    vlp_err rc = stream_begin(s, 0, err);
+    char **v = NULL;
+    int cap = 0, k = 0;
+    bool done = false;
+    while (rc == VLP_OK && !done) {
+        raw_sample r;
+        rc = stream_next(s, &r, &done, err);
+        if (rc != VLP_OK || done) break;
+        if (k == cap) {
+            char **g = realloc(v, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 1024));
+            if (!g) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "captions");
+            else v = g;
+        }
+        if (rc == VLP_OK) v[k++] = r.caption, r.caption = NULL;
+        raw_sample_free(&r);
+    }
+    stream_free(s);
+    if (rc != VLP_OK) {
+        for (int i = 0; i < k; i++) free(v[i]);
+        free(v);
+        return rc;
+    }
+    *out = v, *n = k;
+    return VLP_OK;
+}
+
+static dataset_opts train_dataset_opts(const train_cli *c) {
+    dataset_opts o = dataset_opts_default();
+    o.caption_key = c->caption_key;
+    o.alt_caption_key = c->alt_caption_key;
+    o.shuffle_buffer = (int)c->shuffle_buffer;
+    o.seed = c->o.seed;
+    return o;
+}
+
+/* Learns the run's BPE from the training captions and the eval prompts. */
+static vlp_err learn_tokenizer(train_cli *c, run *r, const char *path, vlp_error *err) {
+    char prompts[EMOJI_NCATEGORIES][64];
+    emoji_prompts(prompts);
+    char **streamed = NULL;
+    int n = r->train.n;
+    if (c->train_data) {
+        dataset_opts o = train_dataset_opts(c);
+        o.shuffle = false;
+        fprintf(stderr, "reading the captions of %s to learn a tokenizer\n", c->train_data);
+        VLP_TRY(stream_captions(c->train_data, &o, &streamed, &n, err));
+    }
+    const char **texts = malloc(sizeof(char *) * (size_t)(n + EMOJI_NCATEGORIES));
+    vlp_err rc = texts ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "captions");
+    int learnt = 0;
+    if (rc == VLP_OK) {
+        for (int i = 0; i < n; i++) texts[i] = streamed ? streamed[i] : r->train.caption[i];
+        for (int k = 0; k < EMOJI_NCATEGORIES; k++) texts[n + k] = prompts[k];
+        rc = bpe_train(texts, n + EMOJI_NCATEGORIES, (int)c->tok_merges, 2, path, &learnt, err);
+    }
+    free(texts);
+    for (int i = 0; streamed && i < n; i++) free(streamed[i]);
+    free(streamed);
+    VLP_TRY(rc);
+    fprintf(stderr, "tokenizer: learnt %d BPE merges from %d training captions into %s\n", learnt, n, path);
+    return VLP_OK;
+}
+
+/* The model config and tokenizer: from the run when resuming, else fresh
+ * (the config's vocab_size set from the tokenizer), written into the run. */
+static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
     char path[4096];
-    r->norm = image_norm_openai();
-    fprintf(stderr, "loading emoji images of %s from %s\n", c->vendors, c->data);
-    VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
-    if (c->eval_vendor && *c->eval_vendor) VLP_TRY(emoji_load(c->data, c->eval_vendor, &r->held, err));
     if (c->resume) {
         snprintf(path, sizeof path, "%s/config.json", c->out);
         VLP_TRY(clip_config_load(path, &r->cfg, err));
         snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
-        VLP_TRY(bpe_load(path, 0, &r->tok, err));
+        return bpe_load(path, 0, &r->tok, err);
     }
-    VLP_TRY(make_dirs(c->out, err));
-    VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
-    if (!c->resume) {
-        /* a new run never mixes with an old one's files */
-        snprintf(path, sizeof path, "%s/latest.state", c->out);
-        VLP_CHECK_ARG(access(path, F_OK) != 0, err,
-                      "%s already holds a run; continue it with --resume, or choose another --out",
-                      c->out);
-        snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
-        unlink(path);
-        VLP_TRY(clip_config_load(c->config, &r->cfg, err));
-        snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
-        if (c->vocab) { /* a given merges file, copied into the run so resume finds it */
-            VLP_TRY(copy_file(c->vocab, path, err));
-        } else { /* BPE learnt on the training captions and the eval prompts */
-            char prompts[EMOJI_NCATEGORIES][64];
-            emoji_prompts(prompts);
-            const char **texts = malloc(sizeof(char *) * (size_t)(r->train.n + EMOJI_NCATEGORIES));
-            VLP_CHECK_ALLOC(texts, err, sizeof(char *) * (size_t)r->train.n);
-            for (int i = 0; i < r->train.n; i++) texts[i] = r->train.caption[i];
-            for (int k = 0; k < EMOJI_NCATEGORIES; k++) texts[r->train.n + k] = prompts[k];
-            int learnt = 0;
-            vlp_err rc = bpe_train(texts, r->train.n + EMOJI_NCATEGORIES, (int)c->tok_merges, 2, path,
-                                   &learnt, err);
-            free(texts);
-            VLP_TRY(rc);
-            fprintf(stderr, "tokenizer: learnt %d BPE merges from the training captions into %s\n",
-                    learnt, path);
-        }
-        VLP_TRY(bpe_load(path, 0, &r->tok, err));
-        r->cfg.text.vocab_size = r->tok.vocab_size;
-        char *json = clip_config_to_json(&r->cfg);
-        VLP_CHECK_ALLOC(json, err, 1024);
-        snprintf(path, sizeof path, "%s/config.json", c->out);
-        vlp_err wrc = write_text(path, json, err);
-        free(json);
-        VLP_TRY(wrc);
-    }
-    VLP_CHECK_ARG(r->cfg.text.vocab_size == r->tok.vocab_size, err,
-                  "%s/config.json has vocab_size %d, its tokenizer %d ids", c->out,
-                  r->cfg.text.vocab_size, r->tok.vocab_size);
-    VLP_CHECK_ARG(r->cfg.vision.image_size == EMOJI_SIZE, err,
-                  "the emoji corpus is %dx%d; the config's image_size is %d (resizing arrives with "
-                  "the data pipeline)", EMOJI_SIZE, EMOJI_SIZE, r->cfg.vision.image_size);
-    VLP_TRY(clip_init(&r->m, &r->cfg, err));
-    clip_init_weights(&r->m, c->o.seed);
-    /* each image is served with the coarse caption ("a face smiling emoji of
-     * smileys & emotion") one time in COARSE_EVERY, with its full one otherwise */
+    /* a new run never mixes with an old one's files */
+    snprintf(path, sizeof path, "%s/latest.state", c->out);
+    VLP_CHECK_ARG(access(path, F_OK) != 0, err,
+                  "%s already holds a run; continue it with --resume, or choose another --out", c->out);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    unlink(path);
+    VLP_TRY(clip_config_load(c->config, &r->cfg, err));
+    snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
+    if (c->vocab) VLP_TRY(copy_file(c->vocab, path, err)); /* copied, so resume finds it */
+    else VLP_TRY(learn_tokenizer(c, r, path, err));
+    VLP_TRY(bpe_load(path, 0, &r->tok, err));
+    r->cfg.text.vocab_size = r->tok.vocab_size;
+    char *json = clip_config_to_json(&r->cfg);
+    VLP_CHECK_ALLOC(json, err, 1024);
+    snprintf(path, sizeof path, "%s/config.json", c->out);
+    vlp_err wrc = write_text(path, json, err);
+    free(json);
+    return wrc;
+}
+
+/* The in-memory emoji loader: each image with its coarse caption ("a face
+ * smiling emoji of smileys & emotion") one time in COARSE_EVERY. */
+static vlp_err emoji_loader(train_cli *c, run *r, vlp_error *err) {
     enum { COARSE_EVERY = 6 };
+    VLP_CHECK_ARG(r->cfg.vision.image_size == EMOJI_SIZE, err,
+                  "the in-memory emoji loader serves %dx%d images; the config's image_size is %d "
+                  "(use --train-data, which resizes)", EMOJI_SIZE, EMOJI_SIZE, r->cfg.vision.image_size);
     size_t ncap = (size_t)COARSE_EVERY * r->train.n;
     r->captions = malloc(sizeof(char *) * ncap);
     VLP_CHECK_ALLOC(r->captions, err, sizeof(char *) * ncap);
@@ -298,10 +364,42 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         for (int k = 0; k < COARSE_EVERY - 1; k++) r->captions[COARSE_EVERY * i + k] = r->train.caption[i];
         r->captions[COARSE_EVERY * i + COARSE_EVERY - 1] = emoji_coarse_caption(r->train.caption[i]);
     }
-    VLP_TRY(pair_loader_create(&r->loader, r->train.rgb, r->captions, COARSE_EVERY, r->train.n, EMOJI_SIZE,
-                               &r->tok, r->cfg.text.context_length, &r->norm, c->o.seed, err));
+    return pair_loader_create(&r->loader, r->train.rgb, r->captions, COARSE_EVERY, r->train.n, EMOJI_SIZE,
+                              &r->tok, r->cfg.text.context_length, &r->norm, c->o.seed, err);
+}
+
+static vlp_err streaming_loader(train_cli *c, run *r, vlp_error *err) {
+    dataset_opts o = train_dataset_opts(c);
+    sample_stream *s;
+    VLP_TRY(stream_open(&s, c->train_data, &o, err));
+    stream_loader_opts lo = stream_loader_defaults(r->cfg.vision.image_size, true,
+                                                   r->cfg.text.context_length, &r->tok);
+    lo.workers = (int)c->workers, lo.seed = c->o.seed, lo.alt_prob = (float)c->alt_prob;
+    lo.prefetch = 2 * c->o.batch > 512 ? 2 * c->o.batch : 512;
+    if (c->white) lo.decode = (image_decode_opts){.composite = true, .background = {255, 255, 255}};
+    vlp_err rc = stream_loader_create(&r->loader, s, &lo, err);
+    if (rc != VLP_OK) stream_free(s);
+    return rc;
+}
+
+static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
+    r->norm = image_norm_openai();
+    if (!c->train_data) {
+        fprintf(stderr, "loading emoji images of %s from %s\n", c->vendors, c->data);
+        VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
+    }
+    if (c->eval_vendor && *c->eval_vendor) VLP_TRY(emoji_load(c->data, c->eval_vendor, &r->held, err));
+    VLP_TRY(make_dirs(c->out, err));
+    VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
+    VLP_TRY(model_and_tokenizer(c, r, err));
+    VLP_CHECK_ARG(r->cfg.text.vocab_size == r->tok.vocab_size, err,
+                  "%s/config.json has vocab_size %d, its tokenizer %d ids", c->out,
+                  r->cfg.text.vocab_size, r->tok.vocab_size);
+    VLP_TRY(clip_init(&r->m, &r->cfg, err));
+    clip_init_weights(&r->m, c->o.seed);
+    VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
     if (c->epochs > 0 && !c->resume)
-        c->o.steps = (long)ceil(c->epochs * (double)(r->train.n / c->o.batch));
+        c->o.steps = (long)ceil(c->epochs * (double)(r->loader.epoch_size / c->o.batch));
     VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, err));
     if (c->resume) VLP_TRY(trainer_resume(r->t, err));
     return VLP_OK;
@@ -347,10 +445,10 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr,
             "model: %zu parameters (%.1f MiB); %d training pairs (%s), %d held out (%s); "
             "vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
-            r.m.nfloats, r.m.nfloats * 4.0 / 1048576, r.train.n, c.vendors, r.held.n,
-            r.held.n ? c.eval_vendor : "none", r.tok.vocab_size, c.o.batch,
-            c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
-            (double)c.o.steps * c.o.batch / r.train.n, c.out);
+            r.m.nfloats, r.m.nfloats * 4.0 / 1048576, (int)r.loader.epoch_size,
+            c.train_data ? c.train_data : c.vendors, r.held.n, r.held.n ? c.eval_vendor : "none",
+            r.tok.vocab_size, c.o.batch, c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
+            (double)c.o.steps * c.o.batch / (double)r.loader.epoch_size, c.out);
     if (start) fprintf(stderr, "resumed at step %ld\n", start);
 
     struct sigaction sa = {0};
@@ -358,7 +456,7 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     bool tty = isatty(STDERR_FILENO);
-    double t_start = now_s(), ema = 0, train_s = 0;
+    double t_start = now_s(), ema = 0, train_s = 0, data_s = 0;
     long done = 0;
     float last_loss = NAN;
     int rc = 0;
@@ -373,7 +471,7 @@ int cmd_train(int argc, char **argv) {
             break;
         }
         done++;
-        train_s += info.seconds;
+        train_s += info.seconds, data_s += info.data_seconds;
         last_loss = info.loss;
         ema = done == 1 ? info.seconds : 0.9 * ema + 0.1 * info.seconds;
         double sps = c.o.batch / info.seconds, eta = ema * (double)(c.o.steps - info.step);
@@ -387,9 +485,9 @@ int cmd_train(int argc, char **argv) {
         char json[512];
         snprintf(json, sizeof json,
                  "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
-                 "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f}",
+                 "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f,\"data_seconds\":%.4f}",
                  info.step, info.loss, info.lr, info.logit_scale, info.grad_norm, sps,
-                 info.pos.epoch, info.seconds);
+                 info.pos.epoch, info.seconds, info.data_seconds);
         if (trainer_log(r.t, json, &err) != VLP_OK) {
             rc = fail(&err);
             break;
@@ -425,10 +523,15 @@ int cmd_train(int argc, char **argv) {
     char wall_s[32];
     fmt_duration(wall_s, sizeof wall_s, wall);
     fprintf(stderr, "\nsummary: %ld steps this session (%ld..%ld of %ld), %s wall, %.1f samples/s "
-                    "while training, final loss %.4f, peak RSS %.0f MiB\n",
+                    "while training, %.1f%% of it waiting for data, final loss %.4f, peak RSS %.0f MiB\n",
             done, start, step, c.o.steps, wall_s, train_s > 0 ? done * c.o.batch / train_s : 0.0,
-            last_loss, ru.ru_maxrss / 1024.0);
+            train_s > 0 ? 100 * data_s / train_s : 0.0, last_loss, ru.ru_maxrss / 1024.0);
     if (saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", saved, c.out);
+    if (c.train_data && r.loader.impl) {
+        char why[512];
+        int64_t skipped = stream_loader_skipped(&r.loader, why, sizeof why);
+        if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, why);
+    }
     if (have_eval)
         printf("RESULT emoji heldout=%s i2t_r1=%.4f i2t_r5=%.4f chance_r1=%.4f chance_r5=%.4f "
                "zeroshot_top1=%.4f zeroshot_balanced=%.4f chance_top1=%.4f chance_balanced=%.4f\n",

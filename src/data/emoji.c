@@ -100,7 +100,9 @@ static vlp_err add_item(builder *b, const char *dir, const char *vendor, int vi,
         if (c) s->caption = c;
         char **nm = c ? realloc(s->name, sizeof(char *) * cap) : NULL;
         if (nm) s->name = nm;
-        int *cat = nm ? realloc(s->category, sizeof(int) * cap) : NULL;
+        char **pa = nm ? realloc(s->path, sizeof(char *) * cap) : NULL;
+        if (pa) s->path = pa;
+        int *cat = pa ? realloc(s->category, sizeof(int) * cap) : NULL;
         if (cat) s->category = cat;
         int *ven = cat ? realloc(s->vendor, sizeof(int) * cap) : NULL;
         if (ven) s->vendor = ven;
@@ -121,8 +123,9 @@ static vlp_err add_item(builder *b, const char *dir, const char *vendor, int vi,
     free(rgb);
     s->caption[s->n] = strdup(caption);
     s->name[s->n] = strdup(name);
-    if (!s->caption[s->n] || !s->name[s->n]) {
-        free(s->caption[s->n]), free(s->name[s->n]);
+    s->path[s->n] = strdup(path);
+    if (!s->caption[s->n] || !s->name[s->n] || !s->path[s->n]) {
+        free(s->caption[s->n]), free(s->name[s->n]), free(s->path[s->n]);
         VLP_FAIL(err, VLP_ERR_NOMEM, "caption");
     }
     s->category[s->n] = category;
@@ -177,8 +180,8 @@ const char *emoji_coarse_caption(const char *caption) {
 
 void emoji_free(emoji_set *s) {
     if (!s) return;
-    for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->name[i]);
-    free(s->rgb), free(s->caption), free(s->name), free(s->category), free(s->vendor);
+    for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->name[i]), free(s->path[i]);
+    free(s->rgb), free(s->caption), free(s->name), free(s->path), free(s->category), free(s->vendor);
     memset(s, 0, sizeof *s);
 }
 

@@ -23,6 +23,7 @@ typedef struct emoji_set {
     uint8_t *rgb;    // (n, 64, 64, 3), alpha composited on white
     char **caption;  // (n)
     char **name;     // (n) e.g. "waving hand: medium skin tone"
+    char **path;     // (n) the PNG file
     int *category;   // (n) index into emoji_categories, or -1
     int *vendor;     // (n) index into the vendor list given to emoji_load
 } emoji_set;

@@ -184,6 +184,7 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     clip_model *m = t->m;
     const train_opts *o = &t->o;
     VLP_TRY(t->data->next(t->data->impl, o->batch, t->images, t->ids, err));
+    double t_data = now_s() - t0;
     memset(m->grads, 0, sizeof(float) * m->nfloats);
     float loss;
     if (o->accum == 1) {
@@ -205,7 +206,8 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     if (info)
         *info = (train_step_info){.step = t->step, .loss = loss, .lr = lr,
                                   .logit_scale = expf(*m->w.logit_scale), .grad_norm = gnorm,
-                                  .pos = t->data->tell(t->data->impl), .seconds = now_s() - t0};
+                                  .pos = t->data->tell(t->data->impl), .seconds = now_s() - t0,
+                                  .data_seconds = t_data};
     return VLP_OK;
 }
 

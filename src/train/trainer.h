@@ -49,6 +49,7 @@ typedef struct train_step_info {
     double grad_norm;   // before clipping
     data_pos pos;       // where the data is now
     double seconds;     // this step's wall time
+    double data_seconds; // of which waiting for the loader's batch
 } train_step_info;
 
 typedef struct trainer trainer;
