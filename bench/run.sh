@@ -7,3 +7,4 @@ dir=${1:-build/release}
 echo "# $(date -u +%Y-%m-%d) $(uname -m), $(nproc) cores"
 shift || true
 "$dir/bench/ops" "$@"
+"$dir/bench/data"

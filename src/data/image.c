@@ -283,17 +283,25 @@ vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, i
             }
         }
     }
-    /* vertical pass */
+    /* vertical pass, a whole row at a time (the inner loop vectorises) */
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)ow * 3);
+    if (!acc) {
+        free(bh), free(kh), free(bv), free(kv), free(tmp), free(px);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "resize to %dx%d", ow, oh);
+    }
     for (int yy = 0; yy < oh; yy++) {
         const int32_t *k = kv + (size_t)yy * ksv;
-        int ymin = bv[2 * yy] - first, n = bv[2 * yy + 1];
-        uint8_t *o = px + (size_t)yy * ow * 3;
-        for (int xx = 0; xx < ow * 3; xx++) {
-            int32_t ss = 1 << (PRECISION_BITS - 1);
-            for (int y = 0; y < n; y++) ss += tmp[(size_t)(y + ymin) * ow * 3 + xx] * k[y];
-            o[xx] = clip8(ss);
+        int ymin = bv[2 * yy] - first, n = bv[2 * yy + 1], row = ow * 3;
+        for (int xx = 0; xx < row; xx++) acc[xx] = 1 << (PRECISION_BITS - 1);
+        for (int y = 0; y < n; y++) {
+            const uint8_t *src = tmp + (size_t)(y + ymin) * row;
+            int32_t wy = k[y];
+            for (int xx = 0; xx < row; xx++) acc[xx] += src[xx] * wy;
         }
+        uint8_t *o = px + (size_t)yy * row;
+        for (int xx = 0; xx < row; xx++) o[xx] = clip8(acc[xx]);
     }
+    free(acc);
     free(bh), free(kh), free(bv), free(kv), free(tmp);
     *out = (image_u8){ow, oh, px};
     return VLP_OK;
