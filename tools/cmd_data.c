@@ -145,7 +145,8 @@ static int data_emoji(int argc, char **argv) {
 
 static int data_shards(int argc, char **argv) {
     const char *in = NULL, *prefix = NULL, *caption_key = "title", *alt_key = NULL;
-    long per = 1000;
+    long per = 1000, seed = 0;
+    bool keep_order = false;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "data shards", &bad)) {
@@ -157,7 +158,11 @@ static int data_shards(int argc, char **argv) {
                    "  -n, --samples-per-shard N (default 1000)\n"
                    "      --caption-key K       (default title)\n"
                    "      --alt-caption-key K   a second caption column to keep (default none)\n"
-                   "Samples go in file order; vlp train shuffles shards and samples.\n");
+                   "      --seed N              the order samples are packed in (default 0)\n"
+                   "      --keep-order          pack in file order instead\n"
+                   "Rows are shuffled before packing (by default): the loader's shuffle buffer only\n"
+                   "mixes nearby samples, and files are often sorted (here: the same emoji from\n"
+                   "three vendors side by side, near-duplicates in one batch).\n");
             return 0;
         } else if (arg_is(argc, argv, &i, "-i", "--data", true, "data shards", &bad)) in = argv[++i];
         else if (arg_is(argc, argv, &i, "-o", "--out", true, "data shards", &bad)) prefix = argv[++i];
@@ -165,6 +170,9 @@ static int data_shards(int argc, char **argv) {
             bad = !arg_long("data shards", "--samples-per-shard", argv[++i], 1, 1L << 30, &per);
         else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "data shards", &bad)) caption_key = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--alt-caption-key", true, "data shards", &bad)) alt_key = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--seed", true, "data shards", &bad))
+            bad = !arg_long("data shards", "--seed", argv[++i], 0, (long)(~0UL >> 1), &seed);
+        else if (arg_is(argc, argv, &i, NULL, "--keep-order", false, "data shards", &bad)) keep_order = true;
         else if (!bad) fprintf(stderr, "vlp data shards: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
     }
     if (bad || !in || !prefix) {
@@ -172,7 +180,7 @@ static int data_shards(int argc, char **argv) {
         return 2;
     }
     dataset_opts o = dataset_opts_default();
-    o.shuffle = false, o.caption_key = caption_key, o.alt_caption_key = alt_key;
+    o.shuffle = !keep_order, o.seed = (uint64_t)seed, o.caption_key = caption_key, o.alt_caption_key = alt_key;
     sample_stream *s;
     vlp_error err = {0};
     char *dir = strdup(prefix), *slash = dir ? strrchr(dir, '/') : NULL;

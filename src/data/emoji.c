@@ -1,6 +1,6 @@
 #include "data/emoji.h"
 #include "core/error.h"
-#include "data/png.h"
+#include "data/image.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -111,16 +111,16 @@ static vlp_err add_item(builder *b, const char *dir, const char *vendor, int vi,
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/img/%s/64/%s", dir, vendor, image);
-    png_rgb_opts o = {.composite = true, .background = {255, 255, 255}};
-    uint8_t *rgb;
-    int w, h;
-    VLP_TRY(png_load_rgb(path, &o, &rgb, &w, &h, err));
-    if (w != EMOJI_SIZE || h != EMOJI_SIZE) {
-        free(rgb);
+    image_decode_opts o = {.composite = true, .background = {255, 255, 255}};
+    image_u8 im;
+    VLP_TRY(image_load(path, &o, &im, err));
+    if (im.w != EMOJI_SIZE || im.h != EMOJI_SIZE) {
+        int w = im.w, h = im.h;
+        image_free(&im);
         VLP_FAIL(err, VLP_ERR_FORMAT, "%s: %dx%d, expected %dx%d", path, w, h, EMOJI_SIZE, EMOJI_SIZE);
     }
-    memcpy(s->rgb + (size_t)s->n * EMOJI_SIZE * EMOJI_SIZE * 3, rgb, (size_t)EMOJI_SIZE * EMOJI_SIZE * 3);
-    free(rgb);
+    memcpy(s->rgb + (size_t)s->n * EMOJI_SIZE * EMOJI_SIZE * 3, im.px, (size_t)EMOJI_SIZE * EMOJI_SIZE * 3);
+    image_free(&im);
     s->caption[s->n] = strdup(caption);
     s->name[s->n] = strdup(name);
     s->path[s->n] = strdup(path);
