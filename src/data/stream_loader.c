@@ -14,6 +14,7 @@ typedef struct slot {
     int64_t seq, epoch, index;
     float *image;   // (3, S, S)
     int32_t *ids;   // (ctx)
+    char why[256];  // a failed decode's reason
 } slot;
 
 typedef struct item { /* reader → workers */
@@ -117,10 +118,8 @@ static int decode_item(sl *L, item *it, slot *s) {
         rc = image_transform_apply(&L->o.tf, &im, &r, s->image, &err);
         image_free(&im);
     }
-    if (rc != VLP_OK) {
-        pthread_mutex_lock(&L->mu);
-        if (!L->decode_failed++) snprintf(L->first_fail, sizeof L->first_fail, "%s", err.message);
-        pthread_mutex_unlock(&L->mu);
+    if (rc != VLP_OK) { /* counted when consumed, so the count does not depend on read-ahead */
+        snprintf(s->why, sizeof s->why, "%.255s", err.message);
         return SLOT_FAILED;
     }
     const char *cap = it->raw.caption;
@@ -218,6 +217,8 @@ static vlp_err sl_next(void *impl, int B, float *images, int32_t *ids, vlp_error
             b = 0;
             L->pos = (data_pos){s->epoch + 1, 0};
         } else {
+            if (state == SLOT_FAILED && !L->decode_failed++)
+                snprintf(L->first_fail, sizeof L->first_fail, "%s", s->why);
             if (state == SLOT_READY) {
                 L->epoch_ready++;
                 memcpy(images + (size_t)b * img, s->image, sizeof(float) * img);

@@ -30,6 +30,8 @@ stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, c
 vlp_err stream_loader_create(vlp_loader *out, sample_stream *s, const stream_loader_opts *o,
                              vlp_error *err);
 
-/* Samples skipped (unreadable, undecodable) so far and the first reason. */
+/* Samples skipped and the first reason: images that did not decode among the
+ * samples handed out, plus rows/members the reader could not use so far (the
+ * reader runs ahead of the batches by up to the prefetch depth). */
 int64_t stream_loader_skipped(const vlp_loader *l, char *first_reason, size_t cap);
 #endif
