@@ -77,6 +77,8 @@ static int setup(void **state) {
     }
     fprintf(tsv, "99\tmissing file\tnope.png\n");
     fprintf(tsv, "98\ttoo few fields\n");
+    fprintf(tsv, "97\t \timg00.png\n");                  /* an empty caption */
+    fprintf(tsv, "96\ttoo many\timg00.png\textra\n");   /* the wrong number of fields */
     fclose(tsv), fclose(csv);
     /* shards: 10 + 10 samples, then 4 in a shard cut short */
     vlp_error err = {0};
@@ -102,6 +104,10 @@ static int setup(void **state) {
             }
         }
         tar_add(&w, "999999.txt", "a caption without an image", 26, &err); /* incomplete: skipped */
+        if (s == 0) { /* an image whose caption is empty: skipped */
+            tar_add(&w, "999998.png", png, np, &err);
+            tar_add(&w, "999998.txt", "  ", 2, &err);
+        }
         if (tar_finish(&w, &err) != VLP_OK) return -1;
     }
     assert_int_equal(truncate(tmp("shard-02.tar"), 512 * 6), 0); /* cut inside the third shard */
@@ -151,18 +157,34 @@ static int epoch_captions(sample_stream *s, int64_t epoch, char caps[][64]) {
     return n;
 }
 
+typedef struct warnings {
+    int n;
+    char last[512];
+} warnings;
+
+static void on_warn(void *ctx, const char *msg) {
+    warnings *w = ctx;
+    w->n++;
+    snprintf(w->last, sizeof w->last, "%s", msg);
+}
+
 static void test_tsv_and_csv(void **state) {
     dataset_opts o = dataset_opts_default();
-    o.seed = 3;
+    warnings w = {0};
+    o.seed = 3, o.warn = on_warn, o.warn_ctx = &w;
     sample_stream *s;
     vlp_error err = {0};
     check(stream_open(&s, tmp("pairs.tsv"), &o, &err), &err);
     assert_int_equal(stream_epoch_size(s), N + 1); /* the missing file counts until it is read */
+    assert_int_equal(w.n, 3);
     char a[N + 1][64], b[N + 1][64], c[N + 1][64];
     assert_int_equal(epoch_captions(s, 0, a), N);
     const char *why;
-    assert_int_equal(stream_skipped(s, &why), 2); /* too few fields, missing file */
-    assert_non_null(strstr(why, "pairs.tsv:"));
+    /* too few fields, an empty caption, too many fields (at open), the missing file */
+    assert_int_equal(stream_skipped(s, &why), 4);
+    assert_int_equal(w.n, 4); /* one warning each */
+    assert_non_null(strstr(why, "pairs.tsv:27: 2 fields, the header has 3"));
+    assert_non_null(strstr(w.last, "nope.png"));
     assert_int_equal(epoch_captions(s, 0, b), N);
     assert_memory_equal(a, b, sizeof(a[0]) * N);      /* same epoch, same order */
     assert_int_equal(epoch_captions(s, 1, c), N);
@@ -205,7 +227,8 @@ static void test_webdataset(void **state) {
     assert_string_equal(a[0], "caption number 0"); /* from json */
     assert_string_equal(a[1], "caption number 1"); /* from txt */
     const char *why;
-    assert_true(stream_skipped(s, &why) >= 3);     /* two captions without images, the cut */
+    assert_true(stream_skipped(s, &why) >= 4); /* captions without images, an empty caption, the cut */
+    assert_non_null(strstr(why, "shard-00.tar"));
     stream_free(s);
     /* shuffled: a permutation, fixed by the seed */
     o.shuffle = true, o.shuffle_buffer = 8, o.seed = 5;

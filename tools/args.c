@@ -40,3 +40,11 @@ bool arg_double(const char *cmd, const char *opt, const char *v, double lo, doub
     *out = x;
     return true;
 }
+
+void cli_warn(void *ctx, const char *msg) {
+    static int printed; /* the CLI's own counter, shared by all its threads */
+    int n = __atomic_fetch_add(&printed, 1, __ATOMIC_RELAXED);
+    if (n < 100) fprintf(stderr, "warning: %s\n", msg);
+    else if (n == 100) fprintf(stderr, "warning: more samples skipped; only counted from here on\n");
+    (void)ctx;
+}

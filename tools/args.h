@@ -9,4 +9,7 @@ bool arg_is(int argc, char **argv, int *i, const char *s, const char *l, bool wa
             const char *cmd, int *bad);
 bool arg_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
 bool arg_double(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out);
+/* A dataset warning callback: prints "warning: MSG" to stderr, the first 100
+ * of a process, then one line saying the rest are only counted. Thread-safe. */
+void cli_warn(void *ctx, const char *msg);
 #endif

@@ -181,6 +181,7 @@ static int data_shards(int argc, char **argv) {
     }
     dataset_opts o = dataset_opts_default();
     o.shuffle = !keep_order, o.seed = (uint64_t)seed, o.caption_key = caption_key, o.alt_caption_key = alt_key;
+    o.warn = cli_warn;
     sample_stream *s;
     vlp_error err = {0};
     char *dir = strdup(prefix), *slash = dir ? strrchr(dir, '/') : NULL;
@@ -265,6 +266,7 @@ static int data_stats(int argc, char **argv) {
     if (vocab && bpe_load(vocab, 0, &tok, &err) != VLP_OK) return fail("stats", &err);
     dataset_opts o = dataset_opts_default();
     o.shuffle = false, o.caption_key = caption_key;
+    o.warn = cli_warn;
     sample_stream *s;
     if (stream_open(&s, spec, &o, &err) != VLP_OK || stream_begin(s, 0, &err) != VLP_OK) {
         tokenizer_free(&tok);

@@ -289,6 +289,7 @@ static dataset_opts train_dataset_opts(const train_cli *c) {
     o.alt_caption_key = c->alt_caption_key;
     o.shuffle_buffer = (int)c->shuffle_buffer;
     o.seed = c->o.seed;
+    o.warn = cli_warn;
     return o;
 }
 
@@ -375,6 +376,7 @@ static vlp_err streaming_loader(train_cli *c, run *r, vlp_error *err) {
     stream_loader_opts lo = stream_loader_defaults(r->cfg.vision.image_size, true,
                                                    r->cfg.text.context_length, &r->tok);
     lo.workers = (int)c->workers, lo.seed = c->o.seed, lo.alt_prob = (float)c->alt_prob;
+    lo.warn = cli_warn;
     lo.prefetch = 2 * c->o.batch > 512 ? 2 * c->o.batch : 512;
     if (c->white) lo.decode = (image_decode_opts){.composite = true, .background = {255, 255, 255}};
     vlp_err rc = stream_loader_create(&r->loader, s, &lo, err);

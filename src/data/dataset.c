@@ -137,7 +137,16 @@ struct sample_stream {
 };
 
 static void skip(sample_stream *s, const char *fmt, const char *a, const char *b) {
-    if (!s->skipped++) snprintf(s->first_skip, sizeof s->first_skip, fmt, a, b);
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a, b);
+    if (!s->skipped++) snprintf(s->first_skip, sizeof s->first_skip, "%s", msg);
+    if (s->o.warn) s->o.warn(s->o.warn_ctx, msg);
+}
+
+static bool blank(const char *t) {
+    for (; *t; t++)
+        if (*t != ' ' && *t != '\t' && *t != '\r' && *t != '\n') return false;
+    return true;
 }
 
 int64_t stream_skipped(const sample_stream *s, const char **first) {
@@ -206,7 +215,7 @@ static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
     char *line = NULL, *fields[256];
     size_t cap = 0;
     ssize_t len;
-    int lineno = 0, ci = -1, ii = -1, ai = -1;
+    int lineno = 0, ci = -1, ii = -1, ai = -1, ncols = 0;
     int64_t rcap = 0;
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
@@ -216,6 +225,7 @@ static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         int nf = split_fields(line, sep, csv, fields, 256);
         if (lineno == 1) {
+            ncols = nf;
             for (int k = 0; k < nf; k++) {
                 if (!strcmp(fields[k], s->o.image_key)) ii = k;
                 if (!strcmp(fields[k], s->o.caption_key)) ci = k;
@@ -231,11 +241,16 @@ static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
             continue;
         }
         if (len == 0) continue;
-        int need = (ii > ci ? ii : ci) > ai ? (ii > ci ? ii : ci) : ai;
-        if (nf <= need || !fields[ii][0]) {
-            char where[64];
-            snprintf(where, sizeof where, "%d", lineno);
-            skip(s, "%s:%s: too few fields or an empty path", path, where);
+        char where[64];
+        snprintf(where, sizeof where, "%d", lineno);
+        if (nf != ncols) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "%d: %d fields, the header has %d", lineno, nf, ncols);
+            skip(s, "%s:%s", path, msg);
+            continue;
+        }
+        if (!fields[ii][0] || blank(fields[ci])) {
+            skip(s, "%s:%s: an empty image path or caption", path, where);
             continue;
         }
         if (s->nrows == rcap) {
@@ -372,6 +387,11 @@ static bool finish_pending(sample_stream *s, raw_sample *out) {
     bool ok = p->image && p->caption;
     if (!s->have_pending) return false;
     s->have_pending = false;
+    if (ok && blank(p->caption)) {
+        skip(s, "%.200s: sample '%.200s' has an empty caption", s->tar.path ? s->tar.path : "", s->pending_key);
+        raw_sample_free(p);
+        return false;
+    }
     if (!ok) {
         skip(s, "%.200s: sample '%.200s' lacks an image (jpg/jpeg/png/webp) or a caption", s->tar.path ? s->tar.path : "", s->pending_key);
         raw_sample_free(p);

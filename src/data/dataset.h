@@ -9,8 +9,10 @@
  *     ("train-{00000..00099}.tar", "{a,b}.tar") and joined with '::'.
  * Every epoch has an order fixed by (seed, epoch): rows permuted, or shards
  * permuted and samples passed through a shuffle buffer; rank r of w takes
- * every w-th row or shard. A sample that cannot be used (no caption, no
- * image, a corrupt shard) is skipped and counted, never fatal.
+ * every w-th row or shard. A sample that cannot be used (a row with the wrong
+ * number of fields, a missing file, an empty caption, no image, a corrupt or
+ * truncated shard) is skipped, counted and reported through opts.warn; never
+ * fatal. A dataset with no usable sample is an error.
  */
 #ifndef VLP_DATA_DATASET_H
 #define VLP_DATA_DATASET_H
@@ -28,6 +30,10 @@ typedef struct dataset_opts {
     int shuffle_buffer;      // WebDataset sample buffer (default 1000)
     uint64_t seed;
     int rank, world;         // this reader's share
+    /* called once for every sample skipped, with a message naming the file and
+     * line or shard and key (from the thread that reads the stream); may be NULL */
+    void (*warn)(void *ctx, const char *msg);
+    void *warn_ctx;
 } dataset_opts;
 
 dataset_opts dataset_opts_default(void);

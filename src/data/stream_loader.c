@@ -217,8 +217,10 @@ static vlp_err sl_next(void *impl, int B, float *images, int32_t *ids, vlp_error
             b = 0;
             L->pos = (data_pos){s->epoch + 1, 0};
         } else {
-            if (state == SLOT_FAILED && !L->decode_failed++)
-                snprintf(L->first_fail, sizeof L->first_fail, "%s", s->why);
+            if (state == SLOT_FAILED) {
+                if (!L->decode_failed++) snprintf(L->first_fail, sizeof L->first_fail, "%s", s->why);
+                if (L->o.warn) L->o.warn(L->o.warn_ctx, s->why);
+            }
             if (state == SLOT_READY) {
                 L->epoch_ready++;
                 memcpy(images + (size_t)b * img, s->image, sizeof(float) * img);

@@ -22,6 +22,10 @@ typedef struct stream_loader_opts {
     int ctx;                 // token ids per caption
     const vlp_tokenizer *tok; // must outlive the loader
     uint64_t seed;
+    /* called for every image that does not decode, as the batch that would
+     * have held it is formed (the trainer's thread); may be NULL */
+    void (*warn)(void *ctx, const char *msg);
+    void *warn_ctx;
 } stream_loader_opts;
 
 stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, const vlp_tokenizer *tok);
