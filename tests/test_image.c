@@ -9,6 +9,8 @@
 
 #include "testutil.h"
 #include "data/image.h"
+#include <webp/encode.h>
+#include <webp/types.h>
 
 static const char *ref_path(const char *name) {
     static char p[512];
@@ -119,6 +121,45 @@ static void test_train_transform(void **state) {
     image_free(&src);
 }
 
+/* libjpeg's scaled decode: the smallest 1/2^k scale keeping both sides >= min_side */
+static void test_scaled_jpeg_decode(void **state) {
+    vlp_error err = {0};
+    image_u8 im;
+    image_decode_opts o = {.min_side = 30};
+    check(image_load(ref_path("img_src.jpg"), &o, &im, &err), &err);
+    assert_int_equal(im.w, 49); /* 97x61 at 1/2 */
+    assert_int_equal(im.h, 31);
+    image_free(&im);
+    o.min_side = 40; /* 1/2 would give 31 rows: full size */
+    check(image_load(ref_path("img_src.jpg"), &o, &im, &err), &err);
+    assert_int_equal(im.w, 97);
+    image_free(&im);
+}
+
+/* WebP, lossless: the decode gives back the encoded pixels; alpha dropped or composited */
+static void test_webp(void **state) {
+    uint8_t rgba[8 * 4 * 4];
+    for (int i = 0; i < 8 * 4; i++) rgba[4 * i] = (uint8_t)(i * 7), rgba[4 * i + 1] = 200, rgba[4 * i + 2] = 3, rgba[4 * i + 3] = i < 16 ? 255 : 0;
+    uint8_t *enc = NULL;
+    size_t n = WebPEncodeLosslessRGBA(rgba, 8, 4, 8 * 4, &enc);
+    assert_true(n > 0);
+    vlp_error err = {0};
+    image_u8 im;
+    check(image_decode(enc, n, "t.webp", &DROP, &im, &err), &err);
+    assert_int_equal(im.w, 8);
+    assert_int_equal(im.h, 4);
+    /* opaque pixels exactly (the encoder may rewrite the colour under alpha 0) */
+    for (int i = 0; i < 16; i++) assert_int_equal(im.px[3 * i], rgba[4 * i]);
+    image_free(&im);
+    image_decode_opts white = {.composite = true, .background = {255, 255, 255}};
+    check(image_decode(enc, n, "t.webp", &white, &im, &err), &err);
+    assert_int_equal(im.px[3 * 20 + 1], 255); /* transparent: the background */
+    assert_int_equal(im.px[3 * 2 + 1], 200);  /* opaque: itself */
+    image_free(&im);
+    assert_int_equal(image_decode(enc, n / 2, "half.webp", &DROP, &im, &err), VLP_ERR_FORMAT);
+    WebPFree(enc);
+}
+
 static void test_bad_images(void **state) {
     vlp_error err = {0};
     image_u8 im;
@@ -161,6 +202,8 @@ int main(void) {
         cmocka_unit_test(test_resize_matches_pil),
         cmocka_unit_test(test_eval_transform_matches_torchvision),
         cmocka_unit_test(test_train_transform),
+        cmocka_unit_test(test_scaled_jpeg_decode),
+        cmocka_unit_test(test_webp),
         cmocka_unit_test(test_bad_images),
     };
     return cmocka_run_group_tests_name("image", tests, NULL, NULL);

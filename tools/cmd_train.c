@@ -42,6 +42,8 @@ typedef struct train_cli {
     double alt_prob;
     long workers, shuffle_buffer;
     bool white;                 // composite alpha on white
+    bool hflip;                 // random horizontal flips
+    double crop_scale;          // RandomResizedCrop's smallest area fraction
     long tok_merges;
     train_opts o;
     double epochs;
@@ -67,6 +69,8 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --workers N         decode threads (default 2)\n"
             "      --shuffle-buffer N  WebDataset sample shuffle buffer (default 1000)\n"
             "      --white-background  composite transparent pixels on white (default: drop alpha)\n"
+            "      --crop-scale S      random resized crop keeps S..1 of the area (default 0.9)\n"
+            "      --hflip             random horizontal flips (default off)\n"
             "  -d, --data DIR          emoji corpus (default %s)\n"
             "      --vendors LIST      training vendors (default %s)\n"
             "      --eval-vendor V     held-out vendor for the eval, '' for none (default %s)\n"
@@ -103,7 +107,7 @@ static train_cli defaults(void) {
                    .vendors = "google,apple,facebook", .eval_vendor = "twitter",
                    .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
                    .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000,
-                   .caption_key = "title", .workers = 2, .shuffle_buffer = 1000};
+                   .caption_key = "title", .workers = 2, .shuffle_buffer = 1000, .crop_scale = 0.9};
     return c;
 }
 
@@ -133,6 +137,8 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--workers")) bad = !arg_long(cmd, "--workers", a, 1, 64, &c->workers);
         else if (VAL(NULL, "--shuffle-buffer")) bad = !arg_long(cmd, "--shuffle-buffer", a, 0, 1 << 24, &c->shuffle_buffer);
         else if (arg_is(argc, argv, &i, NULL, "--white-background", false, cmd, &bad)) c->white = true;
+        else if (arg_is(argc, argv, &i, NULL, "--hflip", false, cmd, &bad)) c->hflip = true;
+        else if (VAL(NULL, "--crop-scale")) bad = !arg_double(cmd, "--crop-scale", a, 0.01, 1, &c->crop_scale);
         else if (VAL(NULL, "--tokenizer-merges")) bad = !arg_long(cmd, "--tokenizer-merges", a, 1, 1 << 22, &c->tok_merges);
         else if (VAL("-o", "--out")) c->out = a;
         else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l;
@@ -378,7 +384,8 @@ static vlp_err streaming_loader(train_cli *c, run *r, vlp_error *err) {
     lo.workers = (int)c->workers, lo.seed = c->o.seed, lo.alt_prob = (float)c->alt_prob;
     lo.warn = cli_warn;
     lo.prefetch = 2 * c->o.batch > 512 ? 2 * c->o.batch : 512;
-    if (c->white) lo.decode = (image_decode_opts){.composite = true, .background = {255, 255, 255}};
+    if (c->white) lo.decode.composite = true, memset(lo.decode.background, 255, 3);
+    lo.tf.scale_lo = (float)c->crop_scale, lo.tf.hflip = c->hflip;
     vlp_err rc = stream_loader_create(&r->loader, s, &lo, err);
     if (rc != VLP_OK) stream_free(s);
     return rc;

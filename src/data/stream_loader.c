@@ -52,9 +52,12 @@ typedef struct sl {
 } sl;
 
 stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, const vlp_tokenizer *tok) {
+    /* training may decode big JPEGs at 1/2..1/8 scale (both sides stay >= the
+     * crop size); evaluation decodes in full, as PIL does, for exact pixels */
     return (stream_loader_opts){.workers = 2, .prefetch = 512,
                                 .tf = image_transform_default(image_size, train), .ctx = ctx,
-                                .tok = tok, .alt_prob = 0};
+                                .tok = tok, .alt_prob = 0,
+                                .decode = {.min_side = train ? image_size : 0}};
 }
 
 static vlp_rng sample_rng(const sl *L, int64_t epoch, int64_t index) {
