@@ -107,6 +107,7 @@ ref:
 	/usr/bin/python3 tests/ref/check_checkpoint.py --keys tests/ref/clip_state_dict_keys.txt
 	/usr/bin/python3 tests/ref/make_bpe_ref.py ../shared/data/bpe_simple_vocab_16e6.txt.gz tests/ref/bpe_ref.tsv
 	/usr/bin/python3 tests/ref/make_image_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_pretrained_ref.py tests/ref
 
 # Load a checkpoint into the open_clip-structured PyTorch module:
 #   make check-checkpoint CKPT=runs/emoji/latest.safetensors

@@ -42,6 +42,10 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 vlp_err clip_load_weights(clip_model *m, const st_file *f, vlp_error *err) {
     for (int i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_at(f, i);
+        /* OpenAI's state dicts carry these scalars; open_clip drops them too */
+        if (!strcmp(t->name, "input_resolution") || !strcmp(t->name, "context_length") ||
+            !strcmp(t->name, "vocab_size"))
+            continue;
         VLP_CHECK_FORMAT(clip_param_find(m, t->name), err,
                          "%s: tensor '%s' is not a parameter of this model", st_path(f), t->name);
     }

@@ -1,0 +1,209 @@
+#include "model/clip_pretrained.h"
+#include "core/error.h"
+#include "model/clip_io.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const st_tensor *need(const st_file *f, const char *name, int ndim, vlp_error *err) {
+    const st_tensor *t = st_find(f, name);
+    if (!t || t->ndim != ndim) {
+        vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: tensor '%s' %s", st_path(f), name,
+                      t ? "has the wrong rank" : "is missing");
+        return NULL;
+    }
+    return t;
+}
+
+vlp_err clip_detect_naming(const st_file *f, clip_naming *out, vlp_error *err) {
+    if (st_find(f, "visual.conv1.weight")) *out = CLIP_NAMING_OPENCLIP;
+    else if (st_find(f, "vision_model.embeddings.patch_embedding.weight")) *out = CLIP_NAMING_HF;
+    else VLP_FAIL(err, VLP_ERR_FORMAT, "%s: neither open_clip (visual.conv1.weight) nor HF CLIPModel "
+                  "(vision_model.embeddings.patch_embedding.weight) naming", st_path(f));
+    return VLP_OK;
+}
+
+/* layers: the largest N + 1 of "<prefix>N." among the tensor names */
+static int count_layers(const st_file *f, const char *prefix) {
+    int n = 0;
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < st_count(f); i++) {
+        const char *name = st_at(f, i)->name;
+        if (strncmp(name, prefix, pl)) continue;
+        char *end;
+        long k = strtol(name + pl, &end, 10);
+        if (end != name + pl && *end == '.' && k + 1 > n && k < 100000) n = (int)k + 1;
+    }
+    return n;
+}
+
+vlp_err clip_infer_config(const st_file *f, clip_naming naming, clip_config *cfg, bool *from_metadata,
+                          vlp_error *err) {
+    const char *meta = st_meta_get(f, CLIP_META_CONFIG);
+    *from_metadata = meta != NULL;
+    if (meta) {
+        char what[512];
+        snprintf(what, sizeof what, "%s (metadata %s)", st_path(f), CLIP_META_CONFIG);
+        return clip_config_parse(meta, what, cfg, err);
+    }
+    bool hf = naming == CLIP_NAMING_HF;
+    const st_tensor *conv = need(f, hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight", 4, err);
+    const st_tensor *vpos = need(f, hf ? "vision_model.embeddings.position_embedding.weight" : "visual.positional_embedding", 2, err);
+    const st_tensor *tproj = need(f, hf ? "text_projection.weight" : "text_projection", 2, err);
+    const st_tensor *tpos = need(f, hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding", 2, err);
+    const st_tensor *tok = need(f, hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight", 2, err);
+    const st_tensor *vfc = need(f, hf ? "vision_model.encoder.layers.0.mlp.fc1.weight" : "visual.transformer.resblocks.0.mlp.c_fc.weight", 2, err);
+    const st_tensor *tfc = need(f, hf ? "text_model.encoder.layers.0.mlp.fc1.weight" : "transformer.resblocks.0.mlp.c_fc.weight", 2, err);
+    if (!conv || !vpos || !tproj || !tpos || !tok || !vfc || !tfc) return err ? err->code : VLP_ERR_FORMAT;
+    memset(cfg, 0, sizeof *cfg);
+    clip_vision_cfg *v = &cfg->vision;
+    clip_text_cfg *t = &cfg->text;
+    v->width = (int)conv->shape[0];
+    v->patch_size = (int)conv->shape[3];
+    int grid = (int)lround(sqrt((double)(vpos->shape[0] - 1)));
+    VLP_CHECK_FORMAT(grid * grid + 1 == vpos->shape[0], err, "%s: %lld vision positions is not a square grid + 1",
+                     st_path(f), (long long)vpos->shape[0]);
+    v->image_size = grid * v->patch_size;
+    v->layers = count_layers(f, hf ? "vision_model.encoder.layers." : "visual.transformer.resblocks.");
+    v->heads = v->width / 64; /* open_clip: head_width 64 */
+    v->mlp_width = (int)vfc->shape[0];
+    cfg->embed_dim = (int)(hf ? tproj->shape[0] : tproj->shape[1]);
+    t->width = (int)(hf ? tproj->shape[1] : tproj->shape[0]);
+    t->context_length = (int)tpos->shape[0];
+    t->vocab_size = (int)tok->shape[0];
+    t->layers = count_layers(f, hf ? "text_model.encoder.layers." : "transformer.resblocks.");
+    t->heads = t->width / 64;
+    t->mlp_width = (int)tfc->shape[0];
+    cfg->quick_gelu = true; /* OpenAI's models; the caller may override */
+    VLP_CHECK_FORMAT(v->layers > 0 && t->layers > 0 && v->heads > 0 && t->heads > 0, err,
+                     "%s: cannot infer the architecture (vision %d layers, text %d layers)", st_path(f),
+                     v->layers, t->layers);
+    return clip_config_validate(cfg, st_path(f), err);
+}
+
+/* ---- HF → open_clip ---------------------------------------------------------------------- */
+
+/* copies tensor `name` (shape rows x cols, or a vector) into dst, optionally transposed */
+static vlp_err take(const st_file *f, const char *name, float *dst, size_t numel, bool transpose,
+                    int64_t rows, int64_t cols, vlp_error *err) {
+    const st_tensor *t = st_find(f, name);
+    VLP_CHECK_FORMAT(t, err, "%s: tensor '%s' is missing", st_path(f), name);
+    VLP_CHECK_SHAPE(t->numel == numel, err, "%s: tensor '%s' has %zu values, the model wants %zu",
+                    st_path(f), name, t->numel, numel);
+    if (!transpose) return st_read_f32(f, t, dst, err);
+    float *tmp = malloc(sizeof(float) * numel);
+    VLP_CHECK_ALLOC(tmp, err, sizeof(float) * numel);
+    vlp_err rc = st_read_f32(f, t, tmp, err);
+    if (rc == VLP_OK) /* the file holds (cols, rows); we want (rows, cols) */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = tmp[c * rows + r];
+    free(tmp);
+    return rc;
+}
+
+static vlp_err load_hf_block(clip_model *m, const st_file *f, const char *hp, const char *op, int l,
+                             int W, vlp_error *err) {
+    char hn[256], on[256];
+    const vlp_param *p;
+#define DST(suffix)                                                                     \
+    (snprintf(on, sizeof on, "%sresblocks.%d.%s", op, l, suffix), p = clip_param_find(m, on), \
+     m->weights + p->offset)
+#define SRC(suffix) (snprintf(hn, sizeof hn, "%s%d.%s", hp, l, suffix), hn)
+    static const char *const pairs[][2] = {
+        {"layer_norm1.weight", "ln_1.weight"}, {"layer_norm1.bias", "ln_1.bias"},
+        {"self_attn.out_proj.weight", "attn.out_proj.weight"}, {"self_attn.out_proj.bias", "attn.out_proj.bias"},
+        {"layer_norm2.weight", "ln_2.weight"}, {"layer_norm2.bias", "ln_2.bias"},
+        {"mlp.fc1.weight", "mlp.c_fc.weight"}, {"mlp.fc1.bias", "mlp.c_fc.bias"},
+        {"mlp.fc2.weight", "mlp.c_proj.weight"}, {"mlp.fc2.bias", "mlp.c_proj.bias"}};
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        float *dst = DST(pairs[k][1]);
+        VLP_TRY(take(f, SRC(pairs[k][0]), dst, p->numel, false, 0, 0, err));
+    }
+    /* in_proj = [q; k; v] stacked by rows, as nn.MultiheadAttention */
+    static const char *const qkv[] = {"q", "k", "v"};
+    float *w = DST("attn.in_proj_weight");
+    float *b = DST("attn.in_proj_bias");
+    for (int j = 0; j < 3; j++) {
+        char s[64];
+        snprintf(s, sizeof s, "self_attn.%s_proj.weight", qkv[j]);
+        VLP_TRY(take(f, SRC(s), w + (size_t)j * W * W, (size_t)W * W, false, 0, 0, err));
+        snprintf(s, sizeof s, "self_attn.%s_proj.bias", qkv[j]);
+        VLP_TRY(take(f, SRC(s), b + (size_t)j * W, (size_t)W, false, 0, 0, err));
+    }
+#undef DST
+#undef SRC
+    return VLP_OK;
+}
+
+static vlp_err load_hf(clip_model *m, const st_file *f, vlp_error *err) {
+    const clip_config *c = &m->cfg;
+    int Wv = c->vision.width, Wt = c->text.width, E = c->embed_dim;
+    static const char *const direct[][2] = {
+        {"vision_model.embeddings.class_embedding", "visual.class_embedding"},
+        {"vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight"},
+        {"vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"},
+        {"vision_model.pre_layrnorm.weight", "visual.ln_pre.weight"},
+        {"vision_model.pre_layrnorm.bias", "visual.ln_pre.bias"},
+        {"vision_model.post_layernorm.weight", "visual.ln_post.weight"},
+        {"vision_model.post_layernorm.bias", "visual.ln_post.bias"},
+        {"text_model.embeddings.token_embedding.weight", "token_embedding.weight"},
+        {"text_model.embeddings.position_embedding.weight", "positional_embedding"},
+        {"text_model.final_layer_norm.weight", "ln_final.weight"},
+        {"text_model.final_layer_norm.bias", "ln_final.bias"},
+        {"logit_scale", "logit_scale"}};
+    for (size_t k = 0; k < sizeof direct / sizeof direct[0]; k++) {
+        const vlp_param *p = clip_param_find(m, direct[k][1]);
+        VLP_TRY(take(f, direct[k][0], m->weights + p->offset, p->numel, false, 0, 0, err));
+    }
+    /* projections: HF stores nn.Linear (E, W); open_clip multiplies x @ proj with (W, E) */
+    VLP_TRY(take(f, "visual_projection.weight", m->w.vis.proj, (size_t)Wv * E, true, Wv, E, err));
+    VLP_TRY(take(f, "text_projection.weight", m->w.txt.text_projection, (size_t)Wt * E, true, Wt, E, err));
+    for (int l = 0; l < c->vision.layers; l++)
+        VLP_TRY(load_hf_block(m, f, "vision_model.encoder.layers.", "visual.transformer.", l, Wv, err));
+    for (int l = 0; l < c->text.layers; l++)
+        VLP_TRY(load_hf_block(m, f, "text_model.encoder.layers.", "transformer.", l, Wt, err));
+    /* tensors we did not use: position_ids buffers are fine, anything else is not */
+    for (int i = 0; i < st_count(f); i++) {
+        const char *n = st_at(f, i)->name;
+        if (strstr(n, "position_ids")) continue;
+        bool known = !strncmp(n, "vision_model.", 13) || !strncmp(n, "text_model.", 11) ||
+                     !strcmp(n, "visual_projection.weight") || !strcmp(n, "text_projection.weight") ||
+                     !strcmp(n, "logit_scale");
+        VLP_CHECK_FORMAT(known, err, "%s: tensor '%s' is not part of a CLIP model", st_path(f), n);
+        if (!strncmp(n, "vision_model.encoder.layers.", 28) || !strncmp(n, "text_model.encoder.layers.", 26)) {
+            const char *num = n + (n[0] == 'v' ? 28 : 26);
+            int layer = atoi(num);
+            VLP_CHECK_FORMAT(layer < (n[0] == 'v' ? c->vision.layers : c->text.layers), err,
+                             "%s: tensor '%s' belongs to a layer the config does not have", st_path(f), n);
+        }
+    }
+    return VLP_OK;
+}
+
+vlp_err clip_load_pretrained(clip_model *m, const char *path, const clip_load_opts *o, vlp_error *err) {
+    memset(m, 0, sizeof *m);
+    st_file *f;
+    VLP_TRY(st_open(path, &f, err));
+    clip_naming naming = CLIP_NAMING_OPENCLIP;
+    clip_config cfg;
+    bool from_meta = false;
+    vlp_err rc = clip_detect_naming(f, &naming, err);
+    if (rc == VLP_OK) rc = clip_infer_config(f, naming, &cfg, &from_meta, err);
+    if (rc == VLP_OK && o && o->quick_gelu >= 0) cfg.quick_gelu = o->quick_gelu;
+    if (rc == VLP_OK) rc = clip_init(m, &cfg, err);
+    if (rc == VLP_OK) rc = naming == CLIP_NAMING_HF ? load_hf(m, f, err) : clip_load_weights(m, f, err);
+    for (int i = 0; rc == VLP_OK && i < m->nparams; i++) { /* NaN/Inf weights: name the tensor */
+        const vlp_param *p = &m->params[i];
+        for (size_t k = 0; k < p->numel; k++)
+            if (!isfinite(m->weights[p->offset + k])) {
+                rc = vlp_error_set(err, VLP_ERR_NUMERIC, __FILE__, __LINE__,
+                                   "%s: tensor '%s' holds a non-finite value at index %zu", path, p->name, k);
+                break;
+            }
+    }
+    st_close(f);
+    if (rc != VLP_OK) clip_free(m);
+    return rc;
+}
