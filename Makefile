@@ -7,7 +7,7 @@ CC ?= cc
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
-SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/data/*.c src/eval/*.c)
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/data/*.c src/eval/*.c src/api/*.c)
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
@@ -108,6 +108,7 @@ ref:
 	/usr/bin/python3 tests/ref/make_bpe_ref.py ../shared/data/bpe_simple_vocab_16e6.txt.gz tests/ref/bpe_ref.tsv
 	/usr/bin/python3 tests/ref/make_image_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_pretrained_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_api_ref.py tests/ref
 
 # Load a checkpoint into the open_clip-structured PyTorch module:
 #   make check-checkpoint CKPT=runs/emoji/latest.safetensors

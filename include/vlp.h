@@ -77,6 +77,43 @@ const char *vlp_sysinfo_format(const vlp_sysinfo *s, char *buf, size_t n);
  * n <= 0 picks the number of cores. */
 void vlp_set_threads(int n);
 
+/* ---- models: load pretrained or vlp-trained CLIP weights and embed ------- */
+
+typedef struct vlp_model vlp_model;
+
+typedef struct vlp_model_opts {
+    /* BPE merges file. NULL: "tokenizer.merges" next to the weights (a vlp
+     * run directory), else $VLP_BPE_MERGES, else OpenAI's file at
+     * ../shared/data/bpe_simple_vocab_16e6.txt.gz */
+    const char *vocab;
+    int quick_gelu; /* -1: the file's config, or QuickGELU (OpenAI's) when inferred; 0/1 forced */
+    int batch;      /* encoder batch (default 32) */
+    bool normalize; /* L2-normalise embeddings (default true) */
+} vlp_model_opts;
+
+vlp_model_opts vlp_model_opts_default(void);
+
+/* Weights in safetensors: open_clip / OpenAI naming or HF CLIPModel naming;
+ * the architecture comes from vlp's metadata or is inferred from the shapes. */
+vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, vlp_error *err);
+void vlp_model_free(vlp_model *m);
+
+int vlp_model_embed_dim(const vlp_model *m);
+int vlp_model_image_size(const vlp_model *m);
+int vlp_model_context_length(const vlp_model *m);
+/* A one-line description: widths, layers, patch, context, activation. */
+const char *vlp_model_describe(const vlp_model *m, char *buf, size_t n);
+
+/* n preprocessed images (n, 3, S, S) → out (n, embed_dim). */
+vlp_err vlp_encode_images(vlp_model *m, const float *pixels, int n, float *out, vlp_error *err);
+/* Image files (JPEG/PNG/WebP), CLIP's eval preprocessing (PIL-exact bicubic
+ * resize of the short side, center crop, OpenAI mean/std) → out (n, embed_dim). */
+vlp_err vlp_encode_image_files(vlp_model *m, const char *const *paths, int n, float *out, vlp_error *err);
+/* Texts → out (n, embed_dim). */
+vlp_err vlp_encode_texts(vlp_model *m, const char *const *texts, int n, float *out, vlp_error *err);
+/* The ids the model's tokenizer gives text, padded to ctx as open_clip does. */
+void vlp_tokenize(const vlp_model *m, const char *text, int *ids, int ctx);
+
 #ifdef __cplusplus
 }
 #endif

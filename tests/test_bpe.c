@@ -113,7 +113,8 @@ static void test_bad_merges_files(void **state) {
     fputs("#version: 0.2\nt h\nth e</w>\n", fp);
     fclose(fp);
     assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
-    assert_int_equal(t.vocab_size, 512 + 2 + 2);
+    /* open_clip reads the empty string after the final newline as an entry too */
+    assert_int_equal(t.vocab_size, 512 + 2 + 1 + 2);
     int32_t ids[8];
     assert_int_equal(bpe_encode_ids(&t, "The", ids, 8), 1);
     assert_int_equal(ids[0], 513); /* "the</w>" is the second merge */
@@ -147,7 +148,7 @@ static void test_trainer_small_example(void **state) {
     int learnt = -1;
     assert_int_equal(bpe_train(texts, 3, 100, 2, path, &learnt, &err), VLP_OK);
     assert_int_equal(learnt, 2);
-    assert_string_equal(strchr(slurp(path), '\n') + 1, "a a\naa a</w>\n");
+    assert_string_equal(strchr(slurp(path), '\n') + 1, "a a\naa a</w>"); /* no final newline */
     vlp_tokenizer t;
     assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
     assert_int_equal(t.vocab_size, 512 + 2 + 2);

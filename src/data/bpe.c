@@ -112,29 +112,41 @@ static void bpe_encode_ctx(const void *impl, const char *text, int32_t *ids, int
 }
 
 /* The lines after the header, "a b" each, up to max; *n receives how many. */
+/* The lines after the header, up to max, as open_clip reads them:
+ * content.split('\n')[1:max + 1]. An empty line is an entry too (a merge
+ * of nothing, which takes an id and is never produced), and so is the empty
+ * string after a final newline when fewer than max lines came before it. */
 static vlp_err read_merges(const char *path, int max, char ***lines_out, int *n_out, vlp_error *err) {
     gzFile gz = gzopen(path, "rb");
     VLP_CHECK_IO(gz, err, "cannot open %s", path);
     char line[1024];
     char **lines = NULL;
     size_t cap = 0;
-    int n = 0, lineno = 0;
+    int n = 0, lineno = 0, real = 0;
+    bool ended_nl = false;
     vlp_err rc = VLP_OK;
-    while (n < max && gzgets(gz, line, sizeof line)) {
-        lineno++;
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '\n') line[--l] = '\0';
-        else if (!gzeof(gz)) {
-            rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s:%d: line too long", path, lineno);
-            break;
-        }
-        if (lineno == 1) continue; /* "#version: 0.2" */
-        if (l == 0) break;         /* the end (Python's split('\n') gives a last empty line) */
-        char *sp = strchr(line, ' ');
-        if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ')) {
-            rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
-                               "%s:%d: a merge is two symbols separated by one space", path, lineno);
-            break;
+    for (;;) {
+        bool got = n < max && gzgets(gz, line, sizeof line) != NULL;
+        if (!got) {
+            if (n < max && ended_nl && lineno >= 1) line[0] = '\0'; /* the split's last, empty entry */
+            else break;
+        } else {
+            lineno++;
+            size_t l = strlen(line);
+            ended_nl = l && line[l - 1] == '\n';
+            if (ended_nl) line[--l] = '\0';
+            else if (!gzeof(gz)) {
+                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s:%d: line too long", path, lineno);
+                break;
+            }
+            if (lineno == 1) continue; /* "#version: 0.2" */
+            char *sp = strchr(line, ' ');
+            if (l > 0 && (!sp || sp == line || !sp[1] || strchr(sp + 1, ' '))) {
+                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                                   "%s:%d: a merge is two symbols separated by one space", path, lineno);
+                break;
+            }
+            real += l > 0;
         }
         char **g = (size_t)n < cap ? lines : realloc(lines, sizeof(char *) * (cap = cap ? 2 * cap : 1024));
         if (g) lines = g;
@@ -143,13 +155,14 @@ static vlp_err read_merges(const char *path, int max, char ***lines_out, int *n_
             break;
         }
         n++;
+        if (!got) break;
     }
     int zerr = Z_OK;
     gzerror(gz, &zerr);
     if (rc == VLP_OK && zerr < 0 && zerr != Z_BUF_ERROR)
         rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "%s: read error (corrupt gzip?)", path);
     gzclose(gz);
-    if (rc == VLP_OK && n == 0)
+    if (rc == VLP_OK && real == 0)
         rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: no merges after the header", path);
     if (rc != VLP_OK) {
         for (int i = 0; i < n; i++) free(lines[i]);
@@ -176,6 +189,7 @@ static vlp_err build_tables(bpe *b, char **lines, int n, const char *path, vlp_e
     /* every symbol string first (later ones win, as Python's dict), then the pairs */
     for (int r = 0; ok && r < n; r++) {
         char *sp = strchr(lines[r], ' ');
+        if (!sp) continue; /* an empty entry: an id, no symbol */
         size_t la = (size_t)(sp - lines[r]), lb = strlen(sp + 1);
         memmove(sp, sp + 1, lb + 1); /* "a b" → "ab" */
         ok = str_map_put(&b->strs, lines[r], la + lb, 2 * NBYTES + r);
@@ -184,6 +198,7 @@ static vlp_err build_tables(bpe *b, char **lines, int n, const char *path, vlp_e
     VLP_CHECK(ok, err, VLP_ERR_NOMEM, "tokenizer tables of %d merges", n);
     for (int r = 0; r < n; r++) {
         char *sp = strchr(lines[r], ' ');
+        if (!sp) continue;
         size_t la = (size_t)(sp - lines[r]), lb = strlen(sp + 1);
         int32_t x = str_map_get(&b->strs, lines[r], la), y = str_map_get(&b->strs, sp + 1, lb);
         VLP_CHECK_FORMAT(x >= 0 && y >= 0, err, "%s: merge %d ('%s') uses a symbol that no line makes",

@@ -159,7 +159,7 @@ vlp_err bpe_train(const char *const *texts, int n, int merges, int min_count, co
     atomic_file af = {0};
     if (rc == VLP_OK) rc = atomic_open(&af, out_path, err);
     if (rc == VLP_OK) {
-        const char *hdr = "#version: 0.2 - learnt by vlp data tokenizer\n";
+        const char *hdr = "#version: 0.2 - learnt by vlp data tokenizer";
         atomic_write(&af, hdr, strlen(hdr));
         for (; made < merges; made++) {
             int32_t x = 0, y = 0;
@@ -168,10 +168,12 @@ vlp_err bpe_train(const char *const *texts, int n, int merges, int min_count, co
                 if (e != VLP_OK) rc = vlp_error_set(err, e, __FILE__, __LINE__, "pair counts");
                 break;
             }
+            /* newline before each merge, none after the last: open_clip would read an
+             * empty last line as one more vocabulary entry */
+            atomic_write(&af, "\n", 1);
             atomic_write(&af, t.sym_str[x], strlen(t.sym_str[x]));
             atomic_write(&af, " ", 1);
             atomic_write(&af, t.sym_str[y], strlen(t.sym_str[y]));
-            atomic_write(&af, "\n", 1);
             if (!apply_merge(&t, x, y)) {
                 rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "merge %d", made + 1);
                 break;

@@ -41,7 +41,8 @@ def bytes_to_unicode():
 class Tokenizer:
     def __init__(self, path):
         self.byte_encoder = bytes_to_unicode()
-        merges = gzip.open(path).read().decode("utf-8").split("\n")
+        raw = gzip.open(path).read() if path.endswith(".gz") else open(path, "rb").read()
+        merges = raw.decode("utf-8").split("\n")
         merges = [tuple(m.split()) for m in merges[1:49152 - 256 - 2 + 1]]
         vocab = list(self.byte_encoder.values())
         vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
@@ -83,12 +84,12 @@ class Tokenizer:
             ids.extend(self.encoder[t] for t in self.bpe(tok))
         return ids
 
-    def tokenize(self, text):
+    def tokenize(self, text, ctx=CTX):
         ids = [self.sot] + self.encode(text) + [self.eot]
-        if len(ids) > CTX:
-            ids = ids[:CTX]
+        if len(ids) > ctx:
+            ids = ids[:ctx]
             ids[-1] = self.eot
-        return ids + [0] * (CTX - len(ids))
+        return ids + [0] * (ctx - len(ids))
 
 
 def texts():

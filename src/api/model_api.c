@@ -1,0 +1,143 @@
+/* The public model API of include/vlp.h over the internal CLIP model. */
+#include "core/error.h"
+#include "data/bpe.h"
+#include "data/image.h"
+#include "model/clip_pretrained.h"
+#include "vlp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct vlp_model {
+    clip_model m;
+    vlp_tokenizer tok;
+    vlp_model_opts o;
+    float *pixels;   // (batch, 3, S, S) staging for file encoding
+    int32_t *ids;    // (batch, ctx)
+};
+
+vlp_model_opts vlp_model_opts_default(void) {
+    return (vlp_model_opts){.vocab = NULL, .quick_gelu = -1, .batch = 32, .normalize = true};
+}
+
+void vlp_model_free(vlp_model *v) {
+    if (!v) return;
+    clip_free(&v->m);
+    tokenizer_free(&v->tok);
+    free(v->pixels), free(v->ids);
+    free(v);
+}
+
+/* where the tokenizer comes from when the caller names none */
+static void default_vocab(const char *weights, char *out, size_t n) {
+    const char *slash = strrchr(weights, '/');
+    snprintf(out, n, "%.*stokenizer.merges", slash ? (int)(slash - weights + 1) : 0, weights);
+    if (access(out, R_OK) == 0) return;
+    const char *env = getenv("VLP_BPE_MERGES");
+    snprintf(out, n, "%s", env && *env ? env : "../shared/data/bpe_simple_vocab_16e6.txt.gz");
+}
+
+vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, vlp_error *err) {
+    VLP_CHECK_ARG(out && path, err, "vlp_model_load needs an output handle and a path");
+    *out = NULL;
+    vlp_model *v = calloc(1, sizeof *v);
+    VLP_CHECK_ALLOC(v, err, sizeof *v);
+    v->o = opts ? *opts : vlp_model_opts_default();
+    if (v->o.batch <= 0) v->o.batch = 32;
+    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu};
+    vlp_err rc = clip_load_pretrained(&v->m, path, &lo, err);
+    char vocab[4096];
+    if (rc == VLP_OK) {
+        if (v->o.vocab) snprintf(vocab, sizeof vocab, "%s", v->o.vocab);
+        else default_vocab(path, vocab, sizeof vocab);
+        rc = bpe_load(vocab, 0, &v->tok, err);
+    }
+    if (rc == VLP_OK && v->tok.vocab_size != v->m.cfg.text.vocab_size)
+        rc = vlp_error_set(err, VLP_ERR_SHAPE, __FILE__, __LINE__,
+                           "%s gives %d token ids, the model's vocab_size is %d: give the model's tokenizer",
+                           vocab, v->tok.vocab_size, v->m.cfg.text.vocab_size);
+    if (rc == VLP_OK) rc = clip_reserve(&v->m, v->o.batch, err);
+    if (rc == VLP_OK) {
+        int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
+        v->pixels = malloc(sizeof(float) * (size_t)v->o.batch * 3 * S * S);
+        v->ids = malloc(sizeof(int32_t) * (size_t)v->o.batch * T);
+        if (!v->pixels || !v->ids) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "encoder buffers");
+    }
+    if (rc != VLP_OK) {
+        vlp_model_free(v);
+        return rc;
+    }
+    *out = v;
+    return VLP_OK;
+}
+
+int vlp_model_embed_dim(const vlp_model *v) { return v->m.cfg.embed_dim; }
+int vlp_model_image_size(const vlp_model *v) { return v->m.cfg.vision.image_size; }
+int vlp_model_context_length(const vlp_model *v) { return v->m.cfg.text.context_length; }
+
+const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
+    const clip_config *c = &v->m.cfg;
+    snprintf(buf, n, "CLIP: embed %d; vision %dpx patch %d width %d x %d layers (%d heads); text ctx %d "
+                     "vocab %d width %d x %d layers (%d heads); %s; %zu parameters",
+             c->embed_dim, c->vision.image_size, c->vision.patch_size, c->vision.width, c->vision.layers,
+             c->vision.heads, c->text.context_length, c->text.vocab_size, c->text.width, c->text.layers,
+             c->text.heads, c->quick_gelu ? "QuickGELU" : "GELU", v->m.nfloats);
+    return buf;
+}
+
+/* the tower's output for b rows: normalised (emb) or the raw projection (feat) */
+static void copy_out(const vlp_model *v, const tower_acts *t, int b, float *out) {
+    memcpy(out, v->o.normalize ? t->emb : t->feat, sizeof(float) * (size_t)b * v->m.cfg.embed_dim);
+}
+
+vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(v && (pixels || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_images: bad arguments");
+    int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
+    size_t img = (size_t)3 * S * S;
+    for (int i0 = 0; i0 < n; i0 += v->o.batch) {
+        int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
+        VLP_TRY(clip_image_forward(&v->m, pixels + (size_t)i0 * img, b, err));
+        copy_out(v, &v->m.va, b, out + (size_t)i0 * E);
+    }
+    return VLP_OK;
+}
+
+vlp_err vlp_encode_image_files(vlp_model *v, const char *const *paths, int n, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(v && (paths || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_image_files: bad arguments");
+    int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
+    size_t img = (size_t)3 * S * S;
+    image_transform tf = image_transform_default(S, false);
+    image_decode_opts dec = {0}; /* alpha dropped, full-size decode: PIL's pixels */
+    for (int i0 = 0; i0 < n; i0 += v->o.batch) {
+        int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
+        for (int i = 0; i < b; i++) {
+            image_u8 im;
+            VLP_TRY(image_load(paths[i0 + i], &dec, &im, err));
+            vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * img, err);
+            image_free(&im);
+            VLP_TRY(rc);
+        }
+        VLP_TRY(clip_image_forward(&v->m, v->pixels, b, err));
+        copy_out(v, &v->m.va, b, out + (size_t)i0 * E);
+    }
+    return VLP_OK;
+}
+
+vlp_err vlp_encode_texts(vlp_model *v, const char *const *texts, int n, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(v && (texts || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_texts: bad arguments");
+    int T = v->m.cfg.text.context_length, E = v->m.cfg.embed_dim;
+    for (int i0 = 0; i0 < n; i0 += v->o.batch) {
+        int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
+        for (int i = 0; i < b; i++) v->tok.encode(v->tok.impl, texts[i0 + i], v->ids + (size_t)i * T, T);
+        VLP_TRY(clip_text_forward(&v->m, v->ids, b, err));
+        copy_out(v, &v->m.ta, b, out + (size_t)i0 * E);
+    }
+    return VLP_OK;
+}
+
+void vlp_tokenize(const vlp_model *v, const char *text, int *ids, int ctx) {
+    _Static_assert(sizeof(int) == sizeof(int32_t), "token ids are int32");
+    v->tok.encode(v->tok.impl, text, (int32_t *)ids, ctx);
+}

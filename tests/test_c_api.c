@@ -1,0 +1,122 @@
+/* The public API, compiled against include/vlp.h alone: load a small CLIP
+ * from safetensors (config in the metadata) with its BPE, tokenize, embed
+ * texts and image files (CLIP's eval preprocessing), and compare with the
+ * PyTorch + PIL reference of tests/ref/make_api_ref.py (cosine >= 0.99999,
+ * max abs error <= 1e-4). Errors come back as codes with messages. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "vlp.h"
+
+#define E 16
+
+static const char *ref(const char *name) {
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+typedef struct expected {
+    int ids[3][12];
+    float image[2][E], text[3][E];
+} expected;
+
+static void read_expected(expected *x) {
+    FILE *fp = fopen(ref("api_expected.txt"), "r");
+    assert_non_null(fp);
+    char kind[16];
+    int ni = 0, nm = 0, nt = 0;
+    while (fscanf(fp, "%15s", kind) == 1) {
+        if (!strcmp(kind, "ids")) for (int k = 0; k < 12; k++) assert_int_equal(fscanf(fp, "%d", &x->ids[ni][k]), 1);
+        else if (!strcmp(kind, "image")) for (int k = 0; k < E; k++) assert_int_equal(fscanf(fp, "%f", &x->image[nm][k]), 1);
+        else for (int k = 0; k < E; k++) assert_int_equal(fscanf(fp, "%f", &x->text[nt][k]), 1);
+        ni += !strcmp(kind, "ids"), nm += !strcmp(kind, "image"), nt += !strcmp(kind, "text");
+    }
+    fclose(fp);
+    assert_int_equal(ni, 3), assert_int_equal(nm, 2), assert_int_equal(nt, 3);
+}
+
+static void assert_embedding(const char *what, const float *got, const float *want) {
+    double dot = 0, na = 0, nb = 0, worst = 0;
+    for (int k = 0; k < E; k++) {
+        dot += (double)got[k] * want[k], na += (double)got[k] * got[k], nb += (double)want[k] * want[k];
+        worst = fmax(worst, fabs((double)got[k] - want[k]));
+    }
+    double c = dot / sqrt(na * nb);
+    if (c < 0.99999 || worst > 1e-4) fail_msg("%s: cosine %.7f, max abs error %.2e", what, c, worst);
+}
+
+static vlp_model *load(void) {
+    vlp_model_opts o = vlp_model_opts_default();
+    o.vocab = ref("api_merges.txt");
+    o.batch = 2; /* three texts: two batches */
+    vlp_model *m = NULL;
+    vlp_error err;
+    if (vlp_model_load(&m, ref("api_model.safetensors"), &o, &err) != VLP_OK) {
+        char buf[600];
+        fail_msg("%s", vlp_error_format(&err, buf, sizeof buf));
+    }
+    return m;
+}
+
+static void test_embeddings_match_pytorch(void **state) {
+    expected x;
+    read_expected(&x);
+    vlp_model *m = load();
+    assert_int_equal(vlp_model_embed_dim(m), E);
+    assert_int_equal(vlp_model_image_size(m), 32);
+    assert_int_equal(vlp_model_context_length(m), 12);
+    char desc[256];
+    assert_non_null(strstr(vlp_model_describe(m, desc, sizeof desc), "GELU"));
+    const char *texts[] = {"the cat", "A photo of THE dog, then the end!", ""};
+    for (int i = 0; i < 3; i++) {
+        int ids[12];
+        vlp_tokenize(m, texts[i], ids, 12);
+        assert_memory_equal(ids, x.ids[i], sizeof ids);
+    }
+    float t[3][E], im[2][E];
+    vlp_error err;
+    assert_int_equal(vlp_encode_texts(m, texts, 3, &t[0][0], &err), VLP_OK);
+    const char *files[] = {ref("img_src.png"), ref("img_src.jpg")};
+    assert_int_equal(vlp_encode_image_files(m, files, 2, &im[0][0], &err), VLP_OK);
+    for (int i = 0; i < 3; i++) assert_embedding("text", t[i], x.text[i]);
+    for (int i = 0; i < 2; i++) assert_embedding("image", im[i], x.image[i]);
+    vlp_model_free(m);
+}
+
+static void test_errors(void **state) {
+    vlp_model *m = NULL;
+    vlp_error err;
+    assert_int_equal(vlp_model_load(&m, "/nonexistent.safetensors", NULL, &err), VLP_ERR_IO);
+    assert_null(m);
+    assert_non_null(strstr(err.message, "/nonexistent.safetensors"));
+    /* the model's vocab does not fit OpenAI's tokenizer: said so */
+    vlp_model_opts o = vlp_model_opts_default();
+    o.vocab = ref("bpe_ref.tsv"); /* not a merges file at all */
+    assert_int_not_equal(vlp_model_load(&m, ref("api_model.safetensors"), &o, &err), VLP_OK);
+    m = load();
+    float out[E];
+    const char *missing[] = {"/nonexistent.png"};
+    assert_int_equal(vlp_encode_image_files(m, missing, 1, out, &err), VLP_ERR_IO);
+    assert_non_null(strstr(err.message, "/nonexistent.png"));
+    assert_int_equal(vlp_encode_texts(m, NULL, 1, out, &err), VLP_ERR_ARG);
+    vlp_model_free(m);
+    vlp_model_free(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_embeddings_match_pytorch),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests_name("c_api", tests, NULL, NULL);
+}
