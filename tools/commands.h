@@ -4,4 +4,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 #endif

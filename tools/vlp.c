@@ -17,7 +17,10 @@ static void usage(FILE *fp) {
             "  info      print what this machine and build offer (threads, SIMD, BLAS kernel)\n"
             "  train     pre-train a CLIP model (checkpoints, resume, in-training eval)\n"
             "  tokenize  print the CLIP BPE token ids of texts\n"
-            "  data      dataset tools: learn a tokenizer\n"
+            "  data      dataset tools: tokenizer, emoji, shards, stats\n"
+            "  embed     embed images or texts into a .npy\n"
+            "  search    the rows of an embedding index nearest to a text or an image\n"
+            "  classify  zero-shot labels of an image\n"
             "\n"
             "Run 'vlp <command> --help' for a command's options.\n",
             VLP_VERSION_STRING);
@@ -63,6 +66,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "data")) return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "search")) return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "classify")) return cmd_classify(argc - 1, argv + 1);
     fprintf(stderr, "vlp: unknown command '%s' (try 'vlp --help')\n", argv[1]);
     return 2;
 }

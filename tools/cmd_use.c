@@ -1,0 +1,315 @@
+/* vlp embed / search / classify: using a model (pretrained or vlp-trained). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "args.h"
+#include "blas_env.h"
+#include "commands.h"
+#include "io/npy.h"
+#include "vlp.h"
+
+#define MODEL_HELP                                                                              \
+    "  -m, --model FILE      weights (.safetensors: open_clip/OpenAI or HF CLIPModel naming)\n"  \
+    "  -v, --vocab FILE      BPE merges (default: tokenizer.merges next to the model, else\n"   \
+    "                        $VLP_BPE_MERGES, else OpenAI's in ../shared/data)\n"               \
+    "      --quick-gelu, --gelu   activation when the file has no config (default QuickGELU)\n"  \
+    "  -b, --batch N         encoder batch (default 32)\n"                                       \
+    "  -t, --threads N       threads, 0 = one per core (default 0)\n"
+
+typedef struct model_args {
+    const char *model;
+    vlp_model_opts o;
+    long threads;
+} model_args;
+
+/* the options every command shares; returns true when argv[*i] was one */
+static bool model_arg(int argc, char **argv, int *i, model_args *a, const char *cmd, int *bad) {
+    long l;
+    if (arg_is(argc, argv, i, "-m", "--model", true, cmd, bad)) a->model = argv[++*i];
+    else if (arg_is(argc, argv, i, "-v", "--vocab", true, cmd, bad)) a->o.vocab = argv[++*i];
+    else if (arg_is(argc, argv, i, NULL, "--quick-gelu", false, cmd, bad)) a->o.quick_gelu = 1;
+    else if (arg_is(argc, argv, i, NULL, "--gelu", false, cmd, bad)) a->o.quick_gelu = 0;
+    else if (arg_is(argc, argv, i, "-b", "--batch", true, cmd, bad))
+        *bad = !arg_long(cmd, "--batch", argv[++*i], 1, 4096, &l), a->o.batch = (int)l;
+    else if (arg_is(argc, argv, i, "-t", "--threads", true, cmd, bad))
+        *bad = !arg_long(cmd, "--threads", argv[++*i], 0, 4096, &a->threads);
+    else return false;
+    return true;
+}
+
+static vlp_model *open_model(const model_args *a, const char *cmd) {
+    if (!a->model) {
+        fprintf(stderr, "vlp %s: --model is required (try --help)\n", cmd);
+        return NULL;
+    }
+    vlp_set_threads((int)a->threads);
+    tool_print_sysinfo(stderr);
+    vlp_model *m;
+    vlp_error err = {0};
+    char buf[1024];
+    if (vlp_model_load(&m, a->model, &a->o, &err) != VLP_OK) {
+        fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
+        return NULL;
+    }
+    fprintf(stderr, "%s: %s\n", a->model, vlp_model_describe(m, buf, sizeof buf));
+    return m;
+}
+
+/* lines of a file (one item each; empty lines skipped) */
+static char **read_lines(const char *path, int *n) {
+    FILE *fp = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!fp) {
+        perror(path);
+        return NULL;
+    }
+    char **v = NULL, *line = NULL;
+    size_t lcap = 0;
+    int cap = 0;
+    ssize_t len;
+    *n = 0;
+    while ((len = getline(&line, &lcap, fp)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (!len) continue;
+        if (*n == cap) {
+            char **g = realloc(v, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 256));
+            if (!g) break;
+            v = g;
+        }
+        v[(*n)++] = strdup(line);
+    }
+    free(line);
+    if (fp != stdin) fclose(fp);
+    return v;
+}
+
+static void free_lines(char **v, int n) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* encodes in chunks with a progress line */
+static int encode_all(vlp_model *m, char **items, int n, bool images, float *out, const char *cmd) {
+    int E = vlp_model_embed_dim(m), chunk = 256;
+    double t0 = now_s();
+    vlp_error err = {0};
+    for (int i = 0; i < n; i += chunk) {
+        int k = n - i < chunk ? n - i : chunk;
+        vlp_err rc = images ? vlp_encode_image_files(m, (const char *const *)items + i, k, out + (size_t)i * E, &err)
+                            : vlp_encode_texts(m, (const char *const *)items + i, k, out + (size_t)i * E, &err);
+        if (rc != VLP_OK) {
+            char buf[1024];
+            fprintf(stderr, "\nvlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
+            return 1;
+        }
+        double dt = now_s() - t0;
+        fprintf(stderr, "\r%s %d/%d (%.1f/s)", images ? "images" : "texts", i + k, n, (i + k) / dt);
+    }
+    fprintf(stderr, "\n");
+    return 0;
+}
+
+int cmd_embed(int argc, char **argv) {
+    model_args a = {.o = vlp_model_opts_default()};
+    const char *images = NULL, *texts = NULL, *out = NULL;
+    int bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (arg_is(argc, argv, &i, "-h", "--help", false, "embed", &bad)) {
+            printf("usage: vlp embed --model FILE (--images LIST | --texts FILE) --out OUT.npy [options]\n"
+                   "Embeds images (CLIP's eval preprocessing) or texts into a float32 .npy [N, D],\n"
+                   "rows L2-normalised (numpy: np.load(OUT)).\n"
+                   "  -i, --images LIST     image paths, one a line ('-': stdin)\n"
+                   "  -T, --texts FILE      texts, one a line ('-': stdin)\n"
+                   "  -o, --out FILE        the .npy to write\n"
+                   "      --no-normalize    the projected features before L2 normalisation\n" MODEL_HELP);
+            return 0;
+        } else if (model_arg(argc, argv, &i, &a, "embed", &bad)) continue;
+        else if (arg_is(argc, argv, &i, "-i", "--images", true, "embed", &bad)) images = argv[++i];
+        else if (arg_is(argc, argv, &i, "-T", "--texts", true, "embed", &bad)) texts = argv[++i];
+        else if (arg_is(argc, argv, &i, "-o", "--out", true, "embed", &bad)) out = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--no-normalize", false, "embed", &bad)) a.o.normalize = false;
+        else if (!bad) fprintf(stderr, "vlp embed: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
+    }
+    if (bad || !out || (!images == !texts)) {
+        if (!bad) fprintf(stderr, "vlp embed: give --out and one of --images, --texts (try --help)\n");
+        return 2;
+    }
+    int n = 0;
+    char **items = read_lines(images ? images : texts, &n);
+    if (!items && n == 0) return 1;
+    vlp_model *m = open_model(&a, "embed");
+    if (!m) return free_lines(items, n), 1;
+    int E = vlp_model_embed_dim(m);
+    float *emb = malloc(sizeof(float) * (size_t)(n ? n : 1) * E);
+    int rc = emb ? encode_all(m, items, n, images != NULL, emb, "embed") : 1;
+    vlp_error err = {0};
+    if (!rc && npy_write_f32(out, emb, n, E, &err) != VLP_OK) {
+        char buf[1024];
+        fprintf(stderr, "vlp embed: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        rc = 1;
+    }
+    if (!rc) fprintf(stderr, "wrote %s: %d x %d float32\n", out, n, E);
+    free(emb);
+    free_lines(items, n);
+    vlp_model_free(m);
+    return rc;
+}
+
+typedef struct hit {
+    float score;
+    int index;
+} hit;
+
+static int by_score(const void *a, const void *b) {
+    float x = ((const hit *)a)->score, y = ((const hit *)b)->score;
+    return x < y ? 1 : x > y ? -1 : ((const hit *)a)->index - ((const hit *)b)->index;
+}
+
+int cmd_search(int argc, char **argv) {
+    model_args a = {.o = vlp_model_opts_default()};
+    const char *index = NULL, *text = NULL, *image = NULL, *names = NULL;
+    long k = 5;
+    int bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (arg_is(argc, argv, &i, "-h", "--help", false, "search", &bad)) {
+            printf("usage: vlp search --index EMB.npy (--text Q | --image F) --model FILE [-k N] [--names LIST]\n"
+                   "The k rows of the index most similar (cosine) to the query's embedding.\n"
+                   "  -x, --index FILE      embeddings from vlp embed\n"
+                   "      --text Q, --image F   the query\n"
+                   "  -k N                  results (default 5)\n"
+                   "  -n, --names LIST      what each index row is (the list given to vlp embed)\n" MODEL_HELP);
+            return 0;
+        } else if (model_arg(argc, argv, &i, &a, "search", &bad)) continue;
+        else if (arg_is(argc, argv, &i, "-x", "--index", true, "search", &bad)) index = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--text", true, "search", &bad)) text = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--image", true, "search", &bad)) image = argv[++i];
+        else if (arg_is(argc, argv, &i, "-n", "--names", true, "search", &bad)) names = argv[++i];
+        else if (arg_is(argc, argv, &i, "-k", NULL, true, "search", &bad)) bad = !arg_long("search", "-k", argv[++i], 1, 1 << 20, &k);
+        else if (!bad) fprintf(stderr, "vlp search: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
+    }
+    if (bad || !index || (!text == !image)) {
+        if (!bad) fprintf(stderr, "vlp search: give --index and one of --text, --image (try --help)\n");
+        return 2;
+    }
+    float *idx;
+    int64_t rows, cols;
+    vlp_error err = {0};
+    char buf[1024];
+    if (npy_read_f32(index, &idx, &rows, &cols, &err) != VLP_OK) {
+        fprintf(stderr, "vlp search: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        return 1;
+    }
+    int nn = 0;
+    char **nm = names ? read_lines(names, &nn) : NULL;
+    vlp_model *m = open_model(&a, "search");
+    int rc = m ? 0 : 1;
+    if (!rc && cols != vlp_model_embed_dim(m)) {
+        fprintf(stderr, "vlp search: %s has %lld columns, the model embeds in %d\n", index, (long long)cols, vlp_model_embed_dim(m));
+        rc = 1;
+    }
+    float *q = rc ? NULL : malloc(sizeof(float) * (size_t)cols);
+    if (!rc) {
+        vlp_err e = text ? vlp_encode_texts(m, &text, 1, q, &err) : vlp_encode_image_files(m, &image, 1, q, &err);
+        if (e != VLP_OK) fprintf(stderr, "vlp search: %s\n", vlp_error_format(&err, buf, sizeof buf)), rc = 1;
+    }
+    if (!rc) {
+        hit *h = malloc(sizeof(hit) * (size_t)(rows ? rows : 1));
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0, nr = 0;
+            for (int64_t c = 0; c < cols; c++) s += (double)q[c] * idx[r * cols + c], nr += (double)idx[r * cols + c] * idx[r * cols + c];
+            h[r] = (hit){(float)(s / sqrt(nr > 0 ? nr : 1)), (int)r};
+        }
+        qsort(h, (size_t)rows, sizeof(hit), by_score);
+        for (int64_t r = 0; r < rows && r < k; r++)
+            printf("%lld\t%.4f\t%s\n", (long long)r + 1, h[r].score,
+                   nm && h[r].index < nn ? nm[h[r].index] : (snprintf(buf, sizeof buf, "row %d", h[r].index), buf));
+        free(h);
+    }
+    free(q), free(idx);
+    free_lines(nm, nn);
+    vlp_model_free(m);
+    return rc;
+}
+
+int cmd_classify(int argc, char **argv) {
+    model_args a = {.o = vlp_model_opts_default()};
+    const char *image = NULL, *labels = NULL, *templates = NULL;
+    int bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (arg_is(argc, argv, &i, "-h", "--help", false, "classify", &bad)) {
+            printf("usage: vlp classify --model FILE --image F --labels \"cat,dog,car\" [--templates FILE]\n"
+                   "Zero-shot: the probability of each label, softmax over 100 * cosine between the\n"
+                   "image and each label's text embedding (the normalised mean over the templates,\n"
+                   "renormalised, as CLIP's prompt ensembles).\n"
+                   "  -l, --labels LIST     comma-separated labels\n"
+                   "      --templates FILE  one template a line, {} for the label (default \"a photo of a {}.\")\n" MODEL_HELP);
+            return 0;
+        } else if (model_arg(argc, argv, &i, &a, "classify", &bad)) continue;
+        else if (arg_is(argc, argv, &i, NULL, "--image", true, "classify", &bad)) image = argv[++i];
+        else if (arg_is(argc, argv, &i, "-l", "--labels", true, "classify", &bad)) labels = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "classify", &bad)) templates = argv[++i];
+        else if (!bad) fprintf(stderr, "vlp classify: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
+    }
+    if (bad || !image || !labels) {
+        if (!bad) fprintf(stderr, "vlp classify: --image and --labels are required (try --help)\n");
+        return 2;
+    }
+    int nl = 0, nt = 0;
+    char *copy = strdup(labels), *save;
+    char *lab[1024];
+    for (char *t = strtok_r(copy, ",", &save); t && nl < 1024; t = strtok_r(NULL, ",", &save)) lab[nl++] = t;
+    char **tpl = templates ? read_lines(templates, &nt) : NULL;
+    static char *dflt[] = {"a photo of a {}."};
+    if (!tpl) tpl = dflt, nt = 1;
+    vlp_model *m = open_model(&a, "classify");
+    int rc = m && nl ? 0 : 1, E = m ? vlp_model_embed_dim(m) : 0;
+    float *img = rc ? NULL : malloc(sizeof(float) * (size_t)E), *cls = rc ? NULL : calloc((size_t)nl * E, sizeof(float));
+    char **prompts = rc ? NULL : malloc(sizeof(char *) * (size_t)nt);
+    float *pe = rc ? NULL : malloc(sizeof(float) * (size_t)nt * E);
+    vlp_error err = {0};
+    char buf[1024];
+    if (!rc && vlp_encode_image_files(m, &image, 1, img, &err) != VLP_OK) rc = 1;
+    for (int c = 0; !rc && c < nl; c++) {
+        for (int t = 0; t < nt; t++) {
+            const char *at = strstr(tpl[t], "{}");
+            size_t len = strlen(tpl[t]) + strlen(lab[c]) + 1;
+            prompts[t] = malloc(len);
+            if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - tpl[t]), tpl[t], lab[c], at + 2);
+            else snprintf(prompts[t], len, "%s %s", tpl[t], lab[c]);
+        }
+        if (vlp_encode_texts(m, (const char *const *)prompts, nt, pe, &err) != VLP_OK) rc = 1;
+        for (int t = 0; t < nt; t++) free(prompts[t]);
+        double norm = 0;
+        for (int t = 0; !rc && t < nt; t++)
+            for (int k = 0; k < E; k++) cls[(size_t)c * E + k] += pe[(size_t)t * E + k] / nt;
+        for (int k = 0; k < E; k++) norm += (double)cls[(size_t)c * E + k] * cls[(size_t)c * E + k];
+        for (int k = 0; k < E; k++) cls[(size_t)c * E + k] /= (float)sqrt(norm > 0 ? norm : 1);
+    }
+    if (rc && m) fprintf(stderr, "vlp classify: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    if (!rc) {
+        hit *h = malloc(sizeof(hit) * (size_t)nl);
+        double mx = -1e30, z = 0;
+        for (int c = 0; c < nl; c++) {
+            double s = 0;
+            for (int k = 0; k < E; k++) s += (double)img[k] * cls[(size_t)c * E + k];
+            h[c] = (hit){(float)(100 * s), c};
+            mx = fmax(mx, 100 * s);
+        }
+        for (int c = 0; c < nl; c++) z += exp(h[c].score - mx);
+        qsort(h, (size_t)nl, sizeof(hit), by_score);
+        for (int c = 0; c < nl; c++) printf("%.4f\t%s\n", exp(h[c].score - mx) / z, lab[h[c].index]);
+        free(h);
+    }
+    free(img), free(cls), free(prompts), free(pe), free(copy);
+    if (tpl != dflt) free_lines(tpl, nt);
+    vlp_model_free(m);
+    return rc;
+}
