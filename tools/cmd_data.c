@@ -103,7 +103,8 @@ static int data_emoji(int argc, char **argv) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "data emoji", &bad)) {
             printf("usage: vlp data emoji --out FILE.tsv [--data DIR] [--vendors LIST]\n"
                    "Writes the emoji corpus of scripts/get-data.sh as a TSV: filepath (absolute),\n"
-                   "title (the caption), coarse (the subcategory-level caption), category.\n"
+                   "title (the caption), coarse (the subcategory-level caption), category (one of\n"
+                   "the 9 real categories; empty for the skin-tone swatches of 'Component').\n"
                    "  -d, --data DIR      the corpus (default data/emoji)\n"
                    "      --vendors LIST  comma-separated vendors (default google,apple,facebook)\n"
                    "  -o, --out FILE      the TSV to write\n");
@@ -131,7 +132,7 @@ static int data_emoji(int argc, char **argv) {
         char *abs = realpath(es.path[i], NULL), line[8192];
         int n = snprintf(line, sizeof line, "%s\t%s\t%s\t%s\n", abs ? abs : es.path[i], es.caption[i],
                          emoji_coarse_caption(es.caption[i]),
-                         es.category[i] >= 0 ? emoji_categories[es.category[i]] : "component");
+                         es.category[i] >= 0 ? emoji_categories[es.category[i]] : ""); /* Component: no class */
         free(abs);
         atomic_write(&af, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
     }

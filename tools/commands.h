@@ -7,4 +7,5 @@ int cmd_data(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 #endif

@@ -21,11 +21,19 @@ vlp_err retrieval_eval(const float *query,   // (nq, E)
                        const int *target,    // (nq)
                        int nq, int ng, int E, retrieval_result *out, vlp_error *err);
 
+/* Several positives per query: gallery item g belongs to query owner[g];
+ * the rank of query q is that of its best-scoring own item. */
+vlp_err retrieval_eval_multi(const float *query,   // (nq, E)
+                             const float *gallery, // (ng, E)
+                             const int *owner,     // (ng)
+                             int nq, int ng, int E, retrieval_result *out, vlp_error *err);
+
 typedef struct zeroshot_result {
     int n, classes;
     double top1;          // plain accuracy
     double balanced;      // mean over classes present of per-class accuracy
     double majority;      // accuracy of always answering the most frequent class
+    double top5;          // the label among the 5 best classes
 } zeroshot_result;
 
 /* label[i] < 0 skips item i. */

@@ -3,11 +3,25 @@
 #include "eval/eval.h"
 #include "ops/gemm.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define ROWS 256 /* queries per similarity block */
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+static void summarise(int *rank, int nq, retrieval_result *out) {
+    double sum = 0;
+    int h1 = 0, h5 = 0, h10 = 0;
+    for (int i = 0; i < nq; i++) {
+        sum += rank[i];
+        h1 += rank[i] <= 1, h5 += rank[i] <= 5, h10 += rank[i] <= 10;
+    }
+    qsort(rank, (size_t)nq, sizeof(int), cmp_int);
+    *out = (retrieval_result){.n = nq, .r1 = (double)h1 / nq, .r5 = (double)h5 / nq,
+                              .r10 = (double)h10 / nq, .mean_rank = sum / nq,
+                              .median_rank = nq % 2 ? rank[nq / 2] : 0.5 * (rank[nq / 2 - 1] + rank[nq / 2])};
+}
 
 vlp_err retrieval_eval(const float *q, const float *g, const int *target, int nq, int ng, int E,
                        retrieval_result *out, vlp_error *err) {
@@ -19,7 +33,7 @@ vlp_err retrieval_eval(const float *q, const float *g, const int *target, int nq
     int *rank = malloc(sizeof(int) * (size_t)nq);
     if (!sim || !rank) {
         free(sim), free(rank);
-        VLP_FAIL(err, VLP_ERR_NOMEM, "similarity block of %d × %d", ROWS, ng);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "similarity block of %d x %d", ROWS, ng);
     }
     for (int r0 = 0; r0 < nq; r0 += ROWS) {
         int rows = nq - r0 < ROWS ? nq - r0 : ROWS;
@@ -28,21 +42,42 @@ vlp_err retrieval_eval(const float *q, const float *g, const int *target, int nq
         for (int i = 0; i < rows; i++) {
             const float *s = sim + (size_t)i * ng;
             float t = s[target[r0 + i]];
-            int better = 0;
+            int better = 0; /* ties count against the target */
             for (int j = 0; j < ng; j++) better += (s[j] > t) || (s[j] == t && j != target[r0 + i]);
             rank[r0 + i] = better + 1;
         }
     }
-    double sum = 0;
-    int h1 = 0, h5 = 0, h10 = 0;
-    for (int i = 0; i < nq; i++) {
-        sum += rank[i];
-        h1 += rank[i] <= 1, h5 += rank[i] <= 5, h10 += rank[i] <= 10;
+    summarise(rank, nq, out);
+    free(sim), free(rank);
+    return VLP_OK;
+}
+
+vlp_err retrieval_eval_multi(const float *q, const float *g, const int *owner, int nq, int ng, int E,
+                             retrieval_result *out, vlp_error *err) {
+    VLP_CHECK_ARG(nq > 0 && ng > 0 && E > 0, err, "empty retrieval (%d queries, %d items)", nq, ng);
+    for (int i = 0; i < ng; i++)
+        VLP_CHECK_ARG(owner[i] >= 0 && owner[i] < nq, err, "item %d: owner %d outside 0..%d", i, owner[i], nq - 1);
+    float *sim = malloc(sizeof(float) * ROWS * (size_t)ng);
+    int *rank = malloc(sizeof(int) * (size_t)nq);
+    if (!sim || !rank) {
+        free(sim), free(rank);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "similarity block of %d x %d", ROWS, ng);
     }
-    qsort(rank, (size_t)nq, sizeof(int), cmp_int);
-    *out = (retrieval_result){.n = nq, .r1 = (double)h1 / nq, .r5 = (double)h5 / nq,
-                              .r10 = (double)h10 / nq, .mean_rank = sum / nq,
-                              .median_rank = nq % 2 ? rank[nq / 2] : 0.5 * (rank[nq / 2 - 1] + rank[nq / 2])};
+    for (int r0 = 0; r0 < nq; r0 += ROWS) {
+        int rows = nq - r0 < ROWS ? nq - r0 : ROWS;
+        vlp_sgemm(false, true, rows, ng, E, 1.0f, q + (size_t)r0 * E, E, g, E, 0.0f, sim, ng);
+        VLP_OMP_FOR
+        for (int i = 0; i < rows; i++) {
+            const float *s = sim + (size_t)i * ng;
+            float best = -INFINITY;
+            for (int j = 0; j < ng; j++)
+                if (owner[j] == r0 + i && s[j] > best) best = s[j];
+            int better = 0;
+            for (int j = 0; j < ng; j++) better += owner[j] != r0 + i && s[j] >= best;
+            rank[r0 + i] = best == -INFINITY ? ng : better + 1;
+        }
+    }
+    summarise(rank, nq, out);
     free(sim), free(rank);
     return VLP_OK;
 }

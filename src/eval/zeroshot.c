@@ -14,7 +14,7 @@ vlp_err zeroshot_eval(const float *img, const float *classes, const int *label, 
         VLP_FAIL(err, VLP_ERR_NOMEM, "zero-shot logits of %d × %d", n, C);
     }
     vlp_sgemm(false, true, n, C, E, 1.0f, img, E, classes, E, 0.0f, logits, C);
-    int used = 0, correct = 0;
+    int used = 0, correct = 0, in5 = 0;
     for (int i = 0; i < n; i++) {
         if (label[i] < 0) continue;
         if (label[i] >= C) {
@@ -27,6 +27,9 @@ vlp_err zeroshot_eval(const float *img, const float *classes, const int *label, 
             if (l[c] > l[best]) best = c;
         used++, count[label[i]]++;
         if (best == label[i]) correct++, hit[label[i]]++;
+        int above = 0; /* classes scoring above the label */
+        for (int c = 0; c < C; c++) above += l[c] > l[label[i]];
+        in5 += above < 5;
     }
     double bal = 0;
     int present = 0, most = 0;
@@ -36,7 +39,8 @@ vlp_err zeroshot_eval(const float *img, const float *classes, const int *label, 
     }
     *out = (zeroshot_result){.n = used, .classes = C, .top1 = used ? (double)correct / used : 0,
                              .balanced = present ? bal / present : 0,
-                             .majority = used ? (double)most / used : 0};
+                             .majority = used ? (double)most / used : 0,
+                             .top5 = used ? (double)in5 / used : 0};
     free(logits), free(count), free(hit);
     return VLP_OK;
 }

@@ -1,0 +1,301 @@
+/* vlp eval: zero-shot classification, retrieval both ways and a linear probe
+ * on a labelled image-caption set. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "blas_env.h"
+#include "commands.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "eval/eval.h"
+#include "eval/linear_probe.h"
+#include "vlp.h"
+
+typedef struct eval_set {
+    int n;
+    float *img;      // (n, E)
+    char **caption;  // (n)
+    char **label;    // (n) or NULL
+} eval_set;
+
+static void eval_set_free(eval_set *s) {
+    for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->label ? s->label[i] : NULL);
+    free(s->img), free(s->caption), free(s->label);
+}
+
+/* reads the set in file order, embedding the images in batches */
+static int load_set(vlp_model *m, const char *spec, const char *caption_key, const char *label_key, bool white,
+                    eval_set *s) {
+    dataset_opts o = dataset_opts_default();
+    o.shuffle = false, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
+    sample_stream *st;
+    vlp_error err = {0};
+    char buf[1024];
+    if (stream_open(&st, spec, &o, &err) != VLP_OK || stream_begin(st, 0, &err) != VLP_OK) {
+        fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        return 1;
+    }
+    int S = vlp_model_image_size(m), E = vlp_model_embed_dim(m), B = 32, cap = 0, nb = 0, rc = 0;
+    image_transform tf = image_transform_default(S, false);
+    image_decode_opts dec = {.composite = white, .background = {255, 255, 255}};
+    float *pix = malloc(sizeof(float) * (size_t)B * 3 * S * S);
+    memset(s, 0, sizeof *s);
+    bool done = false;
+    while (!rc && !done) {
+        raw_sample r;
+        if (stream_next(st, &r, &done, &err) != VLP_OK) { rc = 1; break; }
+        if (!done) {
+            image_u8 im;
+            if (image_decode(r.image, r.image_len, r.what, &dec, &im, &err) != VLP_OK) {
+                cli_warn(NULL, err.message);
+                raw_sample_free(&r);
+                continue;
+            }
+            vlp_err e = image_transform_apply(&tf, &im, NULL, pix + (size_t)nb * 3 * S * S, &err);
+            image_free(&im);
+            if (e != VLP_OK) { raw_sample_free(&r); rc = 1; break; }
+            if (s->n + nb + 1 > cap) {
+                cap = cap ? 2 * cap : 1024;
+                s->img = realloc(s->img, sizeof(float) * (size_t)cap * E);
+                s->caption = realloc(s->caption, sizeof(char *) * (size_t)cap);
+                s->label = realloc(s->label, sizeof(char *) * (size_t)cap);
+            }
+            s->caption[s->n + nb] = r.caption, s->label[s->n + nb] = r.alt_caption;
+            r.caption = r.alt_caption = NULL;
+            raw_sample_free(&r);
+            nb++;
+        }
+        if (nb == B || (done && nb)) {
+            if (vlp_encode_images(m, pix, nb, s->img + (size_t)s->n * E, &err) != VLP_OK) { rc = 1; break; }
+            s->n += nb, nb = 0;
+            fprintf(stderr, "\rimages %d", s->n);
+        }
+    }
+    fprintf(stderr, "\n");
+    if (rc) fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    const char *why;
+    int64_t skipped = stream_skipped(st, &why);
+    if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
+    stream_free(st);
+    free(pix);
+    if (!label_key) free(s->label), s->label = NULL;
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* distinct non-empty strings, sorted; idx[i] = position of v[i] among them,
+ * -1 for an empty one */
+static char **distinct(char **v, int n, int *nd, int *idx) {
+    char **d = malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i] && v[i][0]) d[m++] = v[i];
+    qsort(d, (size_t)m, sizeof(char *), cmp_str);
+    int k = 0;
+    for (int i = 0; i < m; i++)
+        if (!k || strcmp(d[k - 1], d[i])) d[k++] = d[i];
+    *nd = k;
+    for (int i = 0; i < n; i++) {
+        char **hit = v[i] && v[i][0] ? bsearch(&v[i], d, (size_t)k, sizeof(char *), cmp_str) : NULL;
+        idx[i] = hit ? (int)(hit - d) : -1;
+    }
+    return d;
+}
+
+static int embed_texts(vlp_model *m, char **t, int n, float *out) {
+    vlp_error err = {0};
+    if (vlp_encode_texts(m, (const char *const *)t, n, out, &err) == VLP_OK) return 0;
+    char buf[1024];
+    fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    return 1;
+}
+
+static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt) {
+    int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
+    char **cls = distinct(s->label, s->n, &C, y);
+    float *W = calloc((size_t)C * E, sizeof(float)), *pe = malloc(sizeof(float) * (size_t)nt * E);
+    char **prompts = malloc(sizeof(char *) * (size_t)nt);
+    int rc = 0;
+    for (int c = 0; !rc && c < C; c++) {
+        for (int t = 0; t < nt; t++) {
+            const char *at = strstr(templates[t], "{}");
+            size_t len = strlen(templates[t]) + strlen(cls[c]) + 2;
+            prompts[t] = malloc(len);
+            if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - templates[t]), templates[t], cls[c], at + 2);
+            else snprintf(prompts[t], len, "%s %s", templates[t], cls[c]);
+        }
+        rc = embed_texts(m, prompts, nt, pe);
+        for (int t = 0; t < nt; t++) free(prompts[t]);
+        double norm = 0; /* the mean of normalised template embeddings, renormalised */
+        for (int t = 0; t < nt; t++)
+            for (int k = 0; k < E; k++) W[(size_t)c * E + k] += pe[(size_t)t * E + k];
+        for (int k = 0; k < E; k++) norm += (double)W[(size_t)c * E + k] * W[(size_t)c * E + k];
+        for (int k = 0; k < E; k++) W[(size_t)c * E + k] /= (float)sqrt(norm > 0 ? norm : 1);
+    }
+    zeroshot_result z;
+    vlp_error err = {0};
+    if (!rc && zeroshot_eval(s->img, W, y, s->n, C, E, &z, &err) == VLP_OK) {
+        printf("zero-shot (%d images, %d classes, %d templates): top-1 %.4f  top-5 %.4f  class-balanced %.4f"
+               "   (chance: top-1 %.4f uniform, %.4f majority class)\n",
+               z.n, C, nt, z.top1, z.top5, z.balanced, 1.0 / C, z.majority);
+        printf("RESULT name=zeroshot top1=%.4f top5=%.4f balanced=%.4f chance=%.4f majority=%.4f\n", z.top1, z.top5,
+               z.balanced, 1.0 / C, z.majority);
+    } else rc = 1;
+    free(y), free(cls), free(W), free(pe), free(prompts);
+    return rc;
+}
+
+static int retrieval(vlp_model *m, eval_set *s) {
+    int E = vlp_model_embed_dim(m), nt, *cap_of = malloc(sizeof(int) * (size_t)s->n);
+    char **caps = distinct(s->caption, s->n, &nt, cap_of);
+    float *T = malloc(sizeof(float) * (size_t)nt * E);
+    int rc = embed_texts(m, caps, nt, T);
+    retrieval_result i2t, t2i;
+    vlp_error err = {0};
+    if (!rc && (retrieval_eval(s->img, T, cap_of, s->n, nt, E, &i2t, &err) != VLP_OK ||
+                retrieval_eval_multi(T, s->img, cap_of, nt, s->n, E, &t2i, &err) != VLP_OK))
+        rc = 1;
+    if (!rc) {
+        printf("retrieval (%d images, %d distinct captions):\n", s->n, nt);
+        printf("  image->text  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f   (chance R@1 %.4f)\n",
+               i2t.r1, i2t.r5, i2t.r10, i2t.mean_rank, i2t.median_rank, 1.0 / nt);
+        printf("  text->image  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f\n", t2i.r1, t2i.r5,
+               t2i.r10, t2i.mean_rank, t2i.median_rank);
+        printf("RESULT name=retrieval i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f\n",
+               i2t.r1, i2t.r5, i2t.r10, t2i.r1, t2i.r5, t2i.r10);
+    } else fprintf(stderr, "vlp eval: %s\n", err.message);
+    free(cap_of), free(caps), free(T);
+    return rc;
+}
+
+static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_t seed) {
+    int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
+    char **cls = distinct(s->label, s->n, &C, y);
+    bool *is_test = malloc(sizeof(bool) * (size_t)s->n);
+    float *x = malloc(sizeof(float) * (size_t)s->n * E);
+    int n = 0;
+    vlp_rng r = {seed ^ 0x5EEDull};
+    for (int i = 0; i < s->n; i++) { /* labelled rows only */
+        if (y[i] < 0) continue;
+        memcpy(x + (size_t)n * E, s->img + (size_t)i * E, sizeof(float) * E);
+        y[n] = y[i], is_test[n] = vlp_rng_uniform(&r) < test_frac;
+        n++;
+    }
+    probe_result pr;
+    vlp_error err = {0};
+    int rc = linear_probe(x, y, is_test, n, E, C, l2, 1000, &pr, &err) != VLP_OK;
+    free(x);
+    if (!rc) {
+        printf("linear probe (L-BFGS logistic regression, l2 %g, %d classes, held-out fraction %.2f): "
+               "test accuracy %.4f  train %.4f  (%d iterations, loss %.4f)\n",
+               l2, C, test_frac, pr.test_acc, pr.train_acc, pr.iterations, pr.final_loss);
+        printf("RESULT name=linear_probe test_acc=%.4f train_acc=%.4f\n", pr.test_acc, pr.train_acc);
+    } else fprintf(stderr, "vlp eval: %s\n", err.message);
+    free(y), free(cls), free(is_test);
+    return rc;
+}
+
+static char **read_templates(const char *path, int *n) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) return perror(path), NULL;
+    char **v = malloc(sizeof(char *) * 1024), line[1024];
+    *n = 0;
+    while (*n < 1024 && fgets(line, sizeof line, fp)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (*line) v[(*n)++] = strdup(line);
+    }
+    fclose(fp);
+    return v;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *caption_key = "title", *label_key = NULL, *templates = NULL;
+    vlp_model_opts o = vlp_model_opts_default();
+    bool zs = false, rt = false, lp = false, white = false;
+    double test_frac = 0.5, l2 = 1e-3;
+    long threads = 0, seed = 0;
+    int bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (arg_is(argc, argv, &i, "-h", "--help", false, "eval", &bad)) {
+            printf("usage: vlp eval --model FILE --data SET [--zeroshot] [--retrieval] [--linear-probe] [options]\n"
+                   "Evaluates on a labelled image-caption set (.tsv/.csv or shards), in file order:\n"
+                   "  zero-shot   classes = the distinct labels; each class embedding is the normalised\n"
+                   "              mean of its template embeddings; top-1, top-5, class-balanced;\n"
+                   "  retrieval   image->text and text->image over the distinct captions: R@1/5/10,\n"
+                   "              mean and median rank (similarities computed 256 rows at a time);\n"
+                   "  linear probe  L-BFGS logistic regression on the frozen image embeddings, a\n"
+                   "              random held-out part as the test set.\n"
+                   "Without a task flag: retrieval, plus zero-shot and the probe when --label-key is given.\n"
+                   "  -m, --model FILE        weights   -v, --vocab FILE   BPE merges (see vlp embed)\n"
+                   "  -d, --data SET          the set\n"
+                   "      --caption-key K     caption column (default title)\n"
+                   "      --label-key K       label column (e.g. category); rows with an empty label are\n"
+                   "                          left out of zero-shot and the probe\n"
+                   "      --white-background  composite transparent pixels on white (as training did)\n"
+                   "      --templates FILE    one template a line, {} for the class (default \"a photo of a {}.\")\n"
+                   "      --probe-test-fraction F  (default 0.5)   --probe-l2 X (default 0.001)\n"
+                   "  -s, --seed N            the probe's split (default 0)\n"
+                   "  -t, --threads N         threads, 0 = one per core\n");
+            return 0;
+        } else if (arg_is(argc, argv, &i, "-m", "--model", true, "eval", &bad)) model = argv[++i];
+        else if (arg_is(argc, argv, &i, "-v", "--vocab", true, "eval", &bad)) o.vocab = argv[++i];
+        else if (arg_is(argc, argv, &i, "-d", "--data", true, "eval", &bad)) data = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "eval", &bad)) caption_key = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--label-key", true, "eval", &bad)) label_key = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--zeroshot", false, "eval", &bad)) zs = true;
+        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "eval", &bad)) white = true;
+        else if (arg_is(argc, argv, &i, NULL, "--retrieval", false, "eval", &bad)) rt = true;
+        else if (arg_is(argc, argv, &i, NULL, "--linear-probe", false, "eval", &bad)) lp = true;
+        else if (arg_is(argc, argv, &i, NULL, "--probe-test-fraction", true, "eval", &bad))
+            bad = !arg_double("eval", "--probe-test-fraction", argv[++i], 0.01, 0.99, &test_frac);
+        else if (arg_is(argc, argv, &i, NULL, "--probe-l2", true, "eval", &bad))
+            bad = !arg_double("eval", "--probe-l2", argv[++i], 0, 1e6, &l2);
+        else if (arg_is(argc, argv, &i, "-s", "--seed", true, "eval", &bad))
+            bad = !arg_long("eval", "--seed", argv[++i], 0, (long)(~0UL >> 1), &seed);
+        else if (arg_is(argc, argv, &i, "-t", "--threads", true, "eval", &bad))
+            bad = !arg_long("eval", "--threads", argv[++i], 0, 4096, &threads);
+        else if (!bad) fprintf(stderr, "vlp eval: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
+    }
+    if (bad || !model || !data) {
+        if (!bad) fprintf(stderr, "vlp eval: --model and --data are required (try --help)\n");
+        return 2;
+    }
+    if (!zs && !rt && !lp) rt = true, zs = lp = label_key != NULL;
+    if ((zs || lp) && !label_key) {
+        fprintf(stderr, "vlp eval: zero-shot and the linear probe need --label-key\n");
+        return 2;
+    }
+    int nt = 1;
+    static char *dflt[] = {"a photo of a {}."};
+    char **tpl = templates ? read_templates(templates, &nt) : dflt;
+    if (!tpl || nt == 0) return 1;
+    vlp_set_threads((int)threads);
+    tool_print_sysinfo(stderr);
+    vlp_model *m;
+    vlp_error err = {0};
+    char buf[1024];
+    if (vlp_model_load(&m, model, &o, &err) != VLP_OK) {
+        fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        return 1;
+    }
+    fprintf(stderr, "%s: %s\n", model, vlp_model_describe(m, buf, sizeof buf));
+    eval_set s = {0};
+    int rc = load_set(m, data, caption_key, label_key, white, &s);
+    if (!rc && s.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
+    if (!rc && zs) rc = zeroshot(m, &s, tpl, nt);
+    if (!rc && rt) rc = retrieval(m, &s);
+    if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
+    if (!rc || s.n) eval_set_free(&s);
+    if (tpl != dflt) {
+        for (int i = 0; i < nt; i++) free(tpl[i]);
+        free(tpl);
+    }
+    vlp_model_free(m);
+    return rc;
+}
