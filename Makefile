@@ -11,7 +11,7 @@ SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
-BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/data
+BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/data $(BUILD)/bench/embed
 TOOL_SUPPORT := tools/blas_env.c
 
 ifeq ($(MODE),asan)
@@ -98,6 +98,10 @@ demo: deps
 	    --train-data 'data/emoji-shards/train-{00000..00011}.tar' --white-background \
 	    --alt-caption-key coarse --alt-caption-prob 0.1667 --data data/emoji --eval-vendor twitter \
 	    --steps $(DEMO_STEPS) --batch 128 --lr 1e-3 --warmup 20 --eval-every 120 --save-every 60
+	build/release/vlp data emoji --data data/emoji --vendors twitter --out data/emoji-twitter.tsv
+	printf 'an emoji of {}\n' > data/emoji-templates.txt
+	build/release/vlp eval --model $(DEMO_RUN)/latest.safetensors --data data/emoji-twitter.tsv \
+	    --label-key category --templates data/emoji-templates.txt --white-background
 
 # Regenerate the PyTorch reference vectors (needs scripts/deps.sh --ref).
 ref:

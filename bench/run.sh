@@ -8,3 +8,4 @@ echo "# $(date -u +%Y-%m-%d) $(uname -m), $(nproc) cores"
 shift || true
 "$dir/bench/ops" "$@"
 "$dir/bench/data"
+"$dir/bench/embed"
