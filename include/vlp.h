@@ -111,6 +111,11 @@ vlp_err vlp_encode_images(vlp_model *m, const float *pixels, int n, float *out, 
 vlp_err vlp_encode_image_files(vlp_model *m, const char *const *paths, int n, float *out, vlp_error *err);
 /* Texts → out (n, embed_dim). */
 vlp_err vlp_encode_texts(vlp_model *m, const char *const *texts, int n, float *out, vlp_error *err);
+/* Zero-shot classifier: for each class, the templates with "{}" replaced by
+ * the class name (or the name appended when a template has no "{}"), embedded,
+ * averaged and renormalised, as CLIP's prompt ensembles → out (C, embed_dim). */
+vlp_err vlp_encode_classes(vlp_model *m, const char *const *classes, int C, const char *const *templates,
+                           int nt, float *out, vlp_error *err);
 /* The ids the model's tokenizer gives text, padded to ctx as open_clip does. */
 void vlp_tokenize(const vlp_model *m, const char *text, int *ids, int ctx);
 

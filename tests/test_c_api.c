@@ -93,6 +93,24 @@ static void test_embeddings_match_pytorch(void **state) {
     vlp_model_free(m);
 }
 
+/* class embeddings: the renormalised mean of the templates' normalised embeddings */
+static void test_encode_classes(void **state) {
+    vlp_model *m = load();
+    const char *classes[] = {"cat", "dog"}, *templates[] = {"a photo of a {}.", "the"};
+    float W[2][E], t[2][E];
+    vlp_error err;
+    assert_int_equal(vlp_encode_classes(m, classes, 2, templates, 2, &W[0][0], &err), VLP_OK);
+    const char *dog[] = {"a photo of a dog.", "the dog"};
+    assert_int_equal(vlp_encode_texts(m, dog, 2, &t[0][0], &err), VLP_OK);
+    float want[E];
+    double norm = 0;
+    for (int k = 0; k < E; k++) want[k] = (t[0][k] + t[1][k]) / 2, norm += (double)want[k] * want[k];
+    for (int k = 0; k < E; k++) want[k] = (float)(want[k] / sqrt(norm));
+    assert_embedding("class dog", W[1], want);
+    assert_int_equal(vlp_encode_classes(m, classes, 0, templates, 2, &W[0][0], &err), VLP_ERR_ARG);
+    vlp_model_free(m);
+}
+
 static void test_errors(void **state) {
     vlp_model *m = NULL;
     vlp_error err;
@@ -116,6 +134,7 @@ static void test_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embeddings_match_pytorch),
+        cmocka_unit_test(test_encode_classes),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("c_api", tests, NULL, NULL);

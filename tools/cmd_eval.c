@@ -118,27 +118,11 @@ static int embed_texts(vlp_model *m, char **t, int n, float *out) {
 static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt) {
     int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
     char **cls = distinct(s->label, s->n, &C, y);
-    float *W = calloc((size_t)C * E, sizeof(float)), *pe = malloc(sizeof(float) * (size_t)nt * E);
-    char **prompts = malloc(sizeof(char *) * (size_t)nt);
-    int rc = 0;
-    for (int c = 0; !rc && c < C; c++) {
-        for (int t = 0; t < nt; t++) {
-            const char *at = strstr(templates[t], "{}");
-            size_t len = strlen(templates[t]) + strlen(cls[c]) + 2;
-            prompts[t] = malloc(len);
-            if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - templates[t]), templates[t], cls[c], at + 2);
-            else snprintf(prompts[t], len, "%s %s", templates[t], cls[c]);
-        }
-        rc = embed_texts(m, prompts, nt, pe);
-        for (int t = 0; t < nt; t++) free(prompts[t]);
-        double norm = 0; /* the mean of normalised template embeddings, renormalised */
-        for (int t = 0; t < nt; t++)
-            for (int k = 0; k < E; k++) W[(size_t)c * E + k] += pe[(size_t)t * E + k];
-        for (int k = 0; k < E; k++) norm += (double)W[(size_t)c * E + k] * W[(size_t)c * E + k];
-        for (int k = 0; k < E; k++) W[(size_t)c * E + k] /= (float)sqrt(norm > 0 ? norm : 1);
-    }
-    zeroshot_result z;
+    float *W = malloc(sizeof(float) * (size_t)C * E);
     vlp_error err = {0};
+    int rc = vlp_encode_classes(m, (const char *const *)cls, C, (const char *const *)templates, nt, W, &err) != VLP_OK;
+    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message);
+    zeroshot_result z;
     if (!rc && zeroshot_eval(s->img, W, y, s->n, C, E, &z, &err) == VLP_OK) {
         printf("zero-shot (%d images, %d classes, %d templates): top-1 %.4f  top-5 %.4f  class-balanced %.4f"
                "   (chance: top-1 %.4f uniform, %.4f majority class)\n",
@@ -146,7 +130,7 @@ static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt) {
         printf("RESULT name=zeroshot top1=%.4f top5=%.4f balanced=%.4f chance=%.4f majority=%.4f\n", z.top1, z.top5,
                z.balanced, 1.0 / C, z.majority);
     } else rc = 1;
-    free(y), free(cls), free(W), free(pe), free(prompts);
+    free(y), free(cls), free(W);
     return rc;
 }
 

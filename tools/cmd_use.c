@@ -271,28 +271,12 @@ int cmd_classify(int argc, char **argv) {
     if (!tpl) tpl = dflt, nt = 1;
     vlp_model *m = open_model(&a, "classify");
     int rc = m && nl ? 0 : 1, E = m ? vlp_model_embed_dim(m) : 0;
-    float *img = rc ? NULL : malloc(sizeof(float) * (size_t)E), *cls = rc ? NULL : calloc((size_t)nl * E, sizeof(float));
-    char **prompts = rc ? NULL : malloc(sizeof(char *) * (size_t)nt);
-    float *pe = rc ? NULL : malloc(sizeof(float) * (size_t)nt * E);
+    float *img = rc ? NULL : malloc(sizeof(float) * (size_t)E), *cls = rc ? NULL : malloc(sizeof(float) * (size_t)nl * E);
     vlp_error err = {0};
     char buf[1024];
-    if (!rc && vlp_encode_image_files(m, &image, 1, img, &err) != VLP_OK) rc = 1;
-    for (int c = 0; !rc && c < nl; c++) {
-        for (int t = 0; t < nt; t++) {
-            const char *at = strstr(tpl[t], "{}");
-            size_t len = strlen(tpl[t]) + strlen(lab[c]) + 1;
-            prompts[t] = malloc(len);
-            if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - tpl[t]), tpl[t], lab[c], at + 2);
-            else snprintf(prompts[t], len, "%s %s", tpl[t], lab[c]);
-        }
-        if (vlp_encode_texts(m, (const char *const *)prompts, nt, pe, &err) != VLP_OK) rc = 1;
-        for (int t = 0; t < nt; t++) free(prompts[t]);
-        double norm = 0;
-        for (int t = 0; !rc && t < nt; t++)
-            for (int k = 0; k < E; k++) cls[(size_t)c * E + k] += pe[(size_t)t * E + k] / nt;
-        for (int k = 0; k < E; k++) norm += (double)cls[(size_t)c * E + k] * cls[(size_t)c * E + k];
-        for (int k = 0; k < E; k++) cls[(size_t)c * E + k] /= (float)sqrt(norm > 0 ? norm : 1);
-    }
+    if (!rc && (vlp_encode_image_files(m, &image, 1, img, &err) != VLP_OK ||
+                vlp_encode_classes(m, (const char *const *)lab, nl, (const char *const *)tpl, nt, cls, &err) != VLP_OK))
+        rc = 1;
     if (rc && m) fprintf(stderr, "vlp classify: %s\n", vlp_error_format(&err, buf, sizeof buf));
     if (!rc) {
         hit *h = malloc(sizeof(hit) * (size_t)nl);
@@ -308,7 +292,7 @@ int cmd_classify(int argc, char **argv) {
         for (int c = 0; c < nl; c++) printf("%.4f\t%s\n", exp(h[c].score - mx) / z, lab[h[c].index]);
         free(h);
     }
-    free(img), free(cls), free(prompts), free(pe), free(copy);
+    free(img), free(cls), free(copy);
     if (tpl != dflt) free_lines(tpl, nt);
     vlp_model_free(m);
     return rc;
