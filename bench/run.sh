@@ -9,3 +9,5 @@ shift || true
 "$dir/bench/ops" "$@"
 "$dir/bench/data"
 "$dir/bench/embed"
+"$dir/bench/train" --config tiny
+"$dir/bench/train" --config vitb32
