@@ -1,5 +1,6 @@
 #include "ops/ops.h"
 #include "core/parallel.h"
+#include "ops/fastmath.h"
 
 #include <math.h>
 
@@ -8,32 +9,32 @@
 #define QUICKGELU_ALPHA 1.702f
 
 void gelu_forward(float *out, const float *inp, size_t N) {
-    VLP_OMP_FOR
+    VLP_OMP_FOR_SIMD
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+        out[i] = 0.5f * x * (1.0f + vlp_erff(x * INV_SQRT2));
     }
 }
 
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
-    VLP_OMP_FOR
+    VLP_OMP_FOR_SIMD
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
-        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+        float cdf = 0.5f * (1.0f + vlp_erff(x * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * vlp_expf(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
 }
 
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + vlp_expf(-z)); }
 
 void quickgelu_forward(float *out, const float *inp, size_t N) {
-    VLP_OMP_FOR
+    VLP_OMP_FOR_SIMD
     for (size_t i = 0; i < N; i++) out[i] = inp[i] * sigmoidf(QUICKGELU_ALPHA * inp[i]);
 }
 
 void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
-    VLP_OMP_FOR
+    VLP_OMP_FOR_SIMD
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
         float s = sigmoidf(QUICKGELU_ALPHA * x);
