@@ -80,7 +80,7 @@ bench: deps
 
 # The demo: fetch the emoji corpus (cached, checksummed), write the training
 # vendors (google, apple, facebook) as a TSV and pack it into WebDataset
-# shards, train the `tiny` CLIP from the shards for DEMO_STEPS steps (about 7
+# shards, train the `tiny` CLIP from the shards for DEMO_STEPS steps (about 6
 # minutes on 2 cores; the tokenizer is a BPE learnt on the captions) and
 # evaluate on the held-out twitter images. 11,214 pairs make 12 shards.
 DEMO_STEPS ?= 240
