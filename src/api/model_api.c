@@ -59,7 +59,10 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
         rc = vlp_error_set(err, VLP_ERR_SHAPE, __FILE__, __LINE__,
                            "%s gives %d token ids, the model's vocab_size is %d: give the model's tokenizer",
                            vocab, v->tok.vocab_size, v->m.cfg.text.vocab_size);
-    if (rc == VLP_OK) rc = clip_reserve(&v->m, v->o.batch, err);
+    if (rc == VLP_OK) {
+        clip_set_inference(&v->m); /* no gradients, one set of block activations */
+        rc = clip_reserve(&v->m, v->o.batch, err);
+    }
     if (rc == VLP_OK) {
         int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
         v->pixels = malloc(sizeof(float) * (size_t)v->o.batch * 3 * S * S);

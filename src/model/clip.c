@@ -236,20 +236,27 @@ static float *take(arena *a, size_t n) {
 }
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
-                       size_t stem_floats, bool vision) {
+                       size_t stem_floats, bool vision, bool inference) {
     size_t BT = (size_t)B * d->T, W = d->C;
     t->stem = stem_floats ? take(a, stem_floats) : NULL;
     t->x0 = vision ? take(a, BT * W) : NULL;
     t->pre_mean = vision ? take(a, BT) : NULL;
     t->pre_rstd = vision ? take(a, BT) : NULL;
+    /* training keeps every block's input and activations for the backward;
+     * inference needs two alternating block inputs and one set of activations */
+    float *shared_x[2] = {NULL, NULL};
     for (int l = 0; l <= layers; l++) {
-        float *x = take(a, BT * W);
+        float *x = inference && l >= 2 ? shared_x[l % 2] : take(a, BT * W);
+        if (l < 2) shared_x[l] = x;
         if (a->base) t->xs[l] = x;
     }
     block_dims bd = *d;
     bd.B = B;
+    float *shared_blk = NULL;
     for (int l = 0; l < layers; l++) {
-        float *blk = take(a, block_acts_bind(&t->blocks[l], NULL, &bd));
+        size_t n = block_acts_bind(&t->blocks[l], NULL, &bd);
+        float *blk = inference && l > 0 ? shared_blk : take(a, n);
+        if (l == 0) shared_blk = blk;
         if (a->base) block_acts_bind(&t->blocks[l], blk, &bd);
     }
     t->pool_index = (int32_t *)take(a, (size_t)B);
@@ -277,8 +284,8 @@ static int32_t *text_ids(clip_model *m) { return (int32_t *)m->ta.stem; }
 static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
     int NP = m->vdims.T - 1;
-    bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true);
-    bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false);
+    bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true, m->inference);
+    bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false, m->inference);
     m->probs_i2t = take(a, (size_t)B * B);
     m->probs_t2i = take(a, (size_t)B * B);
     m->demb_img = take(a, (size_t)B * E);
@@ -291,6 +298,16 @@ static void bind_all(clip_model *m, arena *a, int B) {
     if (patches > s) s = patches;
     if (loss > s) s = loss;
     m->scratch = take(a, s);
+}
+
+void clip_set_inference(clip_model *m) {
+    m->inference = true;
+    free(m->grads);
+    m->grads = NULL;
+    memset(&m->g, 0, sizeof m->g); /* the gradient views pointed into it */
+    m->g.vis.blocks = m->g.txt.blocks = NULL;
+    free(m->arena); /* re-sized at the next clip_reserve */
+    m->arena = NULL, m->batch = 0;
 }
 
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {

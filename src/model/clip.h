@@ -68,6 +68,10 @@ typedef struct clip_model {
     clip_views w, g;            // views into weights and grads
     block_params *block_views;  // storage for the four block arrays
 
+    /* inference only (clip_set_inference): no gradients; every block of a tower
+     * shares one set of activation buffers and the block inputs alternate
+     * between two, so the arena is ~layers times smaller; backward is refused */
+    bool inference;
     /* arena for batch `batch`, from clip_reserve() */
     int batch;
     float *arena;
@@ -88,13 +92,17 @@ void clip_init_weights(clip_model *m, uint64_t seed);
 
 const vlp_param *clip_param_find(const clip_model *m, const char *name);
 
+/* Switches to inference: frees the gradients, and the next clip_reserve
+ * sizes the arena for forward passes only. Call before clip_reserve. */
+void clip_set_inference(clip_model *m);
+
 /* Sizes the activation arena for batches up to B (re-sizes when B grows). */
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err);
 
 /* Towers: forward to L2-normalised embeddings (B, E) in va.emb / ta.emb;
  * backward from their gradient, accumulating into m->grads. */
 vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error *err); // (B,3,H,W)
-void clip_image_backward(clip_model *m, const float *demb, int B);                     // (B, E)
+void clip_image_backward(clip_model *m, const float *demb, int B);                     // (B, E); not in inference
 vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err);   // (B, ctx)
 void clip_text_backward(clip_model *m, const float *demb, int B);
 

@@ -103,6 +103,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
                        const char *run_dir, vlp_error *err) {
     *out = NULL;
     VLP_TRY(check_opts(o, err));
+    VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
     VLP_CHECK_ARG(data->epoch_size >= o->batch, err, "batch %d is larger than the dataset (%lld pairs)",
                   o->batch, (long long)data->epoch_size);
     VLP_TRY(make_dirs(run_dir, err));
