@@ -338,8 +338,15 @@ static void test_kill_during_checkpoint_write(void **state) {
             execl("/proc/self/exe", "test_train", "--checkpoint-writer", d, (char *)NULL);
             _exit(127);
         }
-        /* let it write a few checkpoints, then kill it at an arbitrary moment */
-        struct timespec ts = {0, (300 + 137 * round) * 1000000L};
+        /* wait for its first checkpoint (slow under ASan or a loaded machine), then
+         * let it write more and kill it at an arbitrary moment */
+        char first[128];
+        snprintf(first, sizeof first, "%s/latest.state", d);
+        for (int waited = 0; access(first, F_OK) != 0 && waited < 600; waited++) {
+            struct timespec poll = {0, 50 * 1000000L};
+            nanosleep(&poll, NULL);
+        }
+        struct timespec ts = {0, (100 + 137 * round) * 1000000L};
         nanosleep(&ts, NULL);
         if (round == 0) { /* meanwhile the directory is the writer's alone */
             int fd;
