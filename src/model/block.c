@@ -42,7 +42,7 @@ size_t block_acts_bind(block_acts *a, float *base, const block_dims *d) {
         {&a->qkv, N * 3 * C}, {&a->att, (size_t)d->B * d->NH * d->T * d->T},
         {&a->heads, N * C}, {&a->x1, N * C},
         {&a->ln2, N * C},   {&a->ln2_mean, N}, {&a->ln2_rstd, N},
-        {&a->fc, N * H},    {&a->fc_act, N * H},
+        {&a->fc, N * H},    {&a->fc_act, N * H}, /* fc_act last: see block_acts_bind_shared */
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
@@ -50,6 +50,12 @@ size_t block_acts_bind(block_acts *a, float *base, const block_dims *d) {
         off += parts[i].n;
     }
     return off;
+}
+
+size_t block_acts_bind_shared(block_acts *a, float *base, float *fc_act, const block_dims *d) {
+    size_t all = block_acts_bind(a, base, d), NH = (size_t)d->B * d->T * d->hidden;
+    a->fc_act = fc_act;
+    return all - NH;
 }
 
 size_t block_scratch_floats(const block_dims *d) {
@@ -87,11 +93,15 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     float *dfc = dfc_act + NH;   // (N, H)
     float *mha_scratch = dfc + NH;
 
-    /* MLP branch; the residual passes dout straight to x1 */
+    /* MLP branch; the residual passes dout straight to x1. The activation's
+     * output is recomputed from fc (cheap, elementwise) rather than kept per
+     * block: the forward's fc_act may be shared by all blocks of a tower. */
     memcpy(dx1, dout, sizeof(float) * NC);
-    memset(dfc_act, 0, sizeof(float) * 2 * NH);
+    memset(dfc_act, 0, sizeof(float) * NH);
     memset(dln, 0, sizeof(float) * NC);
-    linear_backward(dfc_act, dw->c_proj_w, dw->c_proj_b, dout, a->fc_act, w->c_proj_w, N, H, C);
+    act_forward(d->act, dfc, a->fc, NH); /* dfc holds fc_act until it is needed as dfc */
+    linear_backward(dfc_act, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
+    memset(dfc, 0, sizeof(float) * NH);
     act_backward(d->act, dfc, dfc_act, a->fc, NH);
     linear_backward(dln, dw->c_fc_w, dw->c_fc_b, dfc, a->ln2, w->c_fc_w, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
