@@ -38,11 +38,13 @@ size_t block_params_bind(block_params *p, float *base, const block_dims *d) {
 size_t block_acts_bind(block_acts *a, float *base, const block_dims *d) {
     size_t N = (size_t)d->B * d->T, C = d->C, H = d->hidden;
     struct { float **slot; size_t n; } parts[] = {
-        {&a->ln1, N * C},   {&a->ln1_mean, N}, {&a->ln1_rstd, N},
+        {&a->ln1_mean, N}, {&a->ln1_rstd, N},
         {&a->qkv, N * 3 * C}, {&a->att, (size_t)d->B * d->NH * d->T * d->T},
         {&a->heads, N * C}, {&a->x1, N * C},
-        {&a->ln2, N * C},   {&a->ln2_mean, N}, {&a->ln2_rstd, N},
-        {&a->fc, N * H},    {&a->fc_act, N * H}, /* fc_act last: see block_acts_bind_shared */
+        {&a->ln2_mean, N}, {&a->ln2_rstd, N},
+        {&a->fc, N * H},
+        /* last, so block_acts_bind_shared can leave them out */
+        {&a->ln1, N * C}, {&a->ln2, N * C}, {&a->fc_act, N * H},
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
@@ -52,16 +54,18 @@ size_t block_acts_bind(block_acts *a, float *base, const block_dims *d) {
     return off;
 }
 
-size_t block_acts_bind_shared(block_acts *a, float *base, float *fc_act, const block_dims *d) {
-    size_t all = block_acts_bind(a, base, d), NH = (size_t)d->B * d->T * d->hidden;
+size_t block_acts_bind_shared(block_acts *a, float *base, float *ln, float *fc_act, const block_dims *d) {
+    size_t all = block_acts_bind(a, base, d), N = (size_t)d->B * d->T;
+    a->ln1 = a->ln2 = ln;
     a->fc_act = fc_act;
-    return all - NH;
+    return all - 2 * N * d->C - N * d->hidden;
 }
 
 size_t block_scratch_floats(const block_dims *d) {
     size_t N = (size_t)d->B * d->T;
-    /* dx1 + dln (N,C each), dfc_act + dfc (N,H each), then the MHA's own */
-    return 2 * N * d->C + 2 * N * d->hidden + mha_scratch_floats(d->B, d->T, d->C, d->NH);
+    /* dx1 + dln + a recomputed LayerNorm output (N,C each), dfc_act + dfc (N,H each),
+     * then the MHA's own */
+    return 3 * N * d->C + 2 * N * d->hidden + mha_scratch_floats(d->B, d->T, d->C, d->NH);
 }
 
 vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_params *w,
@@ -89,7 +93,8 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     size_t NC = (size_t)N * C, NH = (size_t)N * H;
     float *dx1 = scratch;        // (N, C)
     float *dln = dx1 + NC;       // (N, C), for ln_2 then ln_1
-    float *dfc_act = dln + NC;   // (N, H)
+    float *ln = dln + NC;        // (N, C) ln_2's then ln_1's output, recomputed
+    float *dfc_act = ln + NC;    // (N, H)
     float *dfc = dfc_act + NH;   // (N, H)
     float *mha_scratch = dfc + NH;
 
@@ -103,14 +108,18 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     linear_backward(dfc_act, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
     memset(dfc, 0, sizeof(float) * NH);
     act_backward(d->act, dfc, dfc_act, a->fc, NH);
-    linear_backward(dln, dw->c_fc_w, dw->c_fc_b, dfc, a->ln2, w->c_fc_w, N, C, H);
+    /* the LayerNorm outputs are recomputed too (the same sums, so the same
+     * values): the forward's ln1/ln2 may be one buffer for all blocks */
+    layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
+    linear_backward(dln, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
                        a->ln2_rstd, N, C);
 
     /* attention branch; the residual passes dx1 straight to the input */
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
     memset(dln, 0, sizeof(float) * NC);
-    mha_backward(dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, a->ln1,
+    layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
+    mha_backward(dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, ln,
                  a->qkv, a->att, a->heads, w->in_proj_w, w->out_proj_w, mha_scratch, d->B, d->T,
                  C, d->NH);
     layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,

@@ -58,10 +58,11 @@ typedef struct block_acts {
     float *fc_act;                    // (B, T, H)
 } block_acts;
 
-/* The same without fc_act, which points at `fc_act` (one buffer all blocks of
- * a tower share: the backward recomputes the activation); returns the floats
- * taken from base. */
-size_t block_acts_bind_shared(block_acts *a, float *base, float *fc_act, const block_dims *d);
+/* The same without ln1, ln2 and fc_act, which point at `ln` (N, C) and
+ * `fc_act` (N, H): buffers all blocks of a tower share, since the backward
+ * recomputes the LayerNorm and activation outputs; returns the floats taken
+ * from base. */
+size_t block_acts_bind_shared(block_acts *a, float *base, float *ln, float *fc_act, const block_dims *d);
 size_t block_acts_bind(block_acts *a, float *base, const block_dims *d);
 size_t block_scratch_floats(const block_dims *d);
 

@@ -253,12 +253,13 @@ static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers,
     block_dims bd = *d;
     bd.B = B;
     float *shared_blk = NULL;
-    float *fc_act = take(a, (size_t)B * d->T * d->hidden); /* one activation output per tower */
+    /* one LayerNorm output and one MLP activation per tower: the backward recomputes them */
+    float *ln = take(a, BT * W), *fc_act = take(a, BT * (size_t)d->hidden);
     for (int l = 0; l < layers; l++) {
-        size_t n = block_acts_bind_shared(&t->blocks[l], NULL, NULL, &bd);
+        size_t n = block_acts_bind_shared(&t->blocks[l], NULL, NULL, NULL, &bd);
         float *blk = inference && l > 0 ? shared_blk : take(a, n);
         if (l == 0) shared_blk = blk;
-        if (a->base) block_acts_bind_shared(&t->blocks[l], blk, fc_act, &bd);
+        if (a->base) block_acts_bind_shared(&t->blocks[l], blk, ln, fc_act, &bd);
     }
     t->pool_index = (int32_t *)take(a, (size_t)B);
     t->pooled = take(a, (size_t)B * W);
