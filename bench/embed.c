@@ -48,9 +48,8 @@ int main(int argc, char **argv) {
                      .text = {.context_length = 77, .vocab_size = 49408, .width = 512, .layers = 12, .heads = 8, .mlp_width = 2048}};
     clip_model m;
     vlp_error err = {0};
-    vlp_err rc = clip_init(&m, &c, &err);
-    if (rc == VLP_OK) clip_set_inference(&m); /* what vlp embed runs: no gradients, shared activations */
-    if (rc != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK) {
+    /* what vlp embed runs: no gradients, shared activations */
+    if (clip_init_inference(&m, &c, &err) != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK) {
         fprintf(stderr, "bench/embed: %s\n", err.message);
         return 1;
     }

@@ -47,7 +47,7 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
     VLP_CHECK_ALLOC(v, err, sizeof *v);
     v->o = opts ? *opts : vlp_model_opts_default();
     if (v->o.batch <= 0) v->o.batch = 32;
-    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu};
+    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu, .inference = true}; /* no gradients */
     vlp_err rc = clip_load_pretrained(&v->m, path, &lo, err);
     char vocab[4096];
     if (rc == VLP_OK) {
@@ -59,10 +59,7 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
         rc = vlp_error_set(err, VLP_ERR_SHAPE, __FILE__, __LINE__,
                            "%s gives %d token ids, the model's vocab_size is %d: give the model's tokenizer",
                            vocab, v->tok.vocab_size, v->m.cfg.text.vocab_size);
-    if (rc == VLP_OK) {
-        clip_set_inference(&v->m); /* no gradients, one set of block activations */
-        rc = clip_reserve(&v->m, v->o.batch, err);
-    }
+    if (rc == VLP_OK) rc = clip_reserve(&v->m, v->o.batch, err);
     if (rc == VLP_OK) {
         int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
         v->pixels = malloc(sizeof(float) * (size_t)v->o.batch * 3 * S * S);

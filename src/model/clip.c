@@ -44,7 +44,7 @@ static void reg(layout *L, const char *name, int ndim, int64_t d0, int64_t d1, i
         p->numel = numel;
         p->decay = decays(name, ndim);
         *wv = L->m->weights + L->off;
-        *gv = L->m->grads + L->off;
+        if (gv) *gv = L->m->grads ? L->m->grads + L->off : NULL; /* none for inference */
     }
     L->n++;
     L->off += numel; /* packed: the flat buffer is exactly the state dict's floats */
@@ -60,7 +60,7 @@ static void reg_blocks(layout *L, const char *prefix, int layers, const block_di
             snprintf(name, sizeof name, "%sresblocks.%d.%s", prefix, l, specs[i].name);
             reg(L, name, specs[i].ndim, specs[i].dims[0], specs[i].dims[1], 0, 0,
                 L->bind ? block_params_slot(&w[l], i) : NULL,
-                L->bind ? block_params_slot(&g[l], i) : NULL);
+                L->bind && g ? block_params_slot(&g[l], i) : NULL);
         }
 }
 
@@ -98,10 +98,13 @@ static void run_layout(layout *L) {
 #undef T_G
 }
 
-vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err) {
+/* with_grads false: an inference model, no gradient buffer (never touched,
+ * so it costs neither time nor resident memory) */
+static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads, vlp_error *err) {
     memset(m, 0, sizeof *m);
     VLP_TRY(clip_config_validate(cfg, "config", err));
     m->cfg = *cfg;
+    m->inference = !with_grads;
     const clip_vision_cfg *v = &cfg->vision;
     const clip_text_cfg *t = &cfg->text;
     int grid = v->image_size / v->patch_size;
@@ -118,23 +121,33 @@ vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err) {
     size_t bytes = round_up(m->nfloats) * sizeof(float);
     m->params = calloc((size_t)m->nparams, sizeof *m->params);
     m->weights = aligned_alloc(64, bytes);
-    m->grads = aligned_alloc(64, bytes);
+    m->grads = with_grads ? aligned_alloc(64, bytes) : NULL;
     int nblocks = 2 * (v->layers + t->layers);
     m->block_views = calloc((size_t)nblocks, sizeof *m->block_views);
-    if (!m->params || !m->weights || !m->grads || !m->block_views) {
+    if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views) {
         clip_free(m);
-        VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate %zu parameters (%.1f MiB, twice)",
-                 m->nfloats, bytes / 1048576.0);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate %zu parameters (%.1f MiB%s)",
+                 m->nfloats, bytes / 1048576.0, with_grads ? ", twice" : "");
     }
     memset(m->weights, 0, bytes);
-    memset(m->grads, 0, bytes);
+    if (with_grads) memset(m->grads, 0, bytes);
     m->w.vis.blocks = m->block_views;
-    m->g.vis.blocks = m->w.vis.blocks + v->layers;
-    m->w.txt.blocks = m->g.vis.blocks + v->layers;
-    m->g.txt.blocks = m->w.txt.blocks + t->layers;
+    m->w.txt.blocks = m->w.vis.blocks + v->layers;
+    if (with_grads) {
+        m->g.vis.blocks = m->w.txt.blocks + t->layers;
+        m->g.txt.blocks = m->g.vis.blocks + v->layers;
+    }
     layout B = {.m = m, .bind = true};
     run_layout(&B);
     return VLP_OK;
+}
+
+vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err) {
+    return init_model(m, cfg, true, err);
+}
+
+vlp_err clip_init_inference(clip_model *m, const clip_config *cfg, vlp_error *err) {
+    return init_model(m, cfg, false, err);
 }
 
 void clip_free(clip_model *m) {
@@ -300,16 +313,6 @@ static void bind_all(clip_model *m, arena *a, int B) {
     if (patches > s) s = patches;
     if (loss > s) s = loss;
     m->scratch = take(a, s);
-}
-
-void clip_set_inference(clip_model *m) {
-    m->inference = true;
-    free(m->grads);
-    m->grads = NULL;
-    memset(&m->g, 0, sizeof m->g); /* the gradient views pointed into it */
-    m->g.vis.blocks = m->g.txt.blocks = NULL;
-    free(m->arena); /* re-sized at the next clip_reserve */
-    m->arena = NULL, m->batch = 0;
 }
 
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {

@@ -68,7 +68,7 @@ typedef struct clip_model {
     clip_views w, g;            // views into weights and grads
     block_params *block_views;  // storage for the four block arrays
 
-    /* inference only (clip_set_inference): no gradients; every block of a tower
+    /* inference only (clip_init_inference): no gradients; every block of a tower
      * shares one set of activation buffers and the block inputs alternate
      * between two, so the arena is ~layers times smaller; backward is refused */
     bool inference;
@@ -85,16 +85,15 @@ typedef struct clip_model {
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
+/* A model for forward passes only: no gradient buffer, and clip_reserve sizes
+ * the arena for forward passes (one set of block activations per tower). */
+vlp_err clip_init_inference(clip_model *m, const clip_config *cfg, vlp_error *err);
 void clip_free(clip_model *m);
 
 /* open_clip's initialisation, from a seed. */
 void clip_init_weights(clip_model *m, uint64_t seed);
 
 const vlp_param *clip_param_find(const clip_model *m, const char *name);
-
-/* Switches to inference: frees the gradients, and the next clip_reserve
- * sizes the arena for forward passes only. Call before clip_reserve. */
-void clip_set_inference(clip_model *m);
 
 /* Sizes the activation arena for batches up to B (re-sizes when B grows). */
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err);

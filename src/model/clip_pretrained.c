@@ -192,7 +192,7 @@ vlp_err clip_load_pretrained(clip_model *m, const char *path, const clip_load_op
     vlp_err rc = clip_detect_naming(f, &naming, err);
     if (rc == VLP_OK) rc = clip_infer_config(f, naming, &cfg, &from_meta, err);
     if (rc == VLP_OK && o && o->quick_gelu >= 0) cfg.quick_gelu = o->quick_gelu;
-    if (rc == VLP_OK) rc = clip_init(m, &cfg, err);
+    if (rc == VLP_OK) rc = o && o->inference ? clip_init_inference(m, &cfg, err) : clip_init(m, &cfg, err);
     if (rc == VLP_OK) rc = naming == CLIP_NAMING_HF ? load_hf(m, f, err) : clip_load_weights(m, f, err);
     for (int i = 0; rc == VLP_OK && i < m->nparams; i++) { /* NaN/Inf weights: name the tensor */
         const vlp_param *p = &m->params[i];

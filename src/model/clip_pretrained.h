@@ -20,6 +20,7 @@ typedef enum clip_naming { CLIP_NAMING_OPENCLIP, CLIP_NAMING_HF } clip_naming;
 
 typedef struct clip_load_opts {
     int quick_gelu; // -1: the file's metadata, else OpenAI's QuickGELU when the config is inferred; 0/1: forced
+    bool inference; // build the model with clip_init_inference (no gradients)
 } clip_load_opts;
 
 /* Which naming a file uses (error when neither). */
