@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/tar.h"
+#include "io/file.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -293,38 +294,14 @@ static void permute(int64_t *v, int64_t n, vlp_rng *r) {
     }
 }
 
-static vlp_err read_file(const char *path, uint8_t **out, size_t *n, char *why, size_t whylen) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return snprintf(why, whylen, "%s", strerror(errno)), VLP_ERR_IO;
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0, got;
-    do {
-        if (len == cap) {
-            uint8_t *g = cap < ((size_t)1 << 30) ? realloc(buf, cap = cap ? 2 * cap : 1 << 16) : NULL;
-            if (!g) {
-                free(buf), fclose(fp);
-                return snprintf(why, whylen, "too large or out of memory"), VLP_ERR_NOMEM;
-            }
-            buf = g;
-        }
-        got = fread(buf + len, 1, cap - len, fp);
-        len += got;
-    } while (got > 0);
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (bad) return free(buf), snprintf(why, whylen, "read error"), VLP_ERR_IO;
-    *out = buf, *n = len;
-    return VLP_OK;
-}
-
 static vlp_err table_next(sample_stream *s, raw_sample *out, bool *done, vlp_error *err) {
     while (s->pos < s->norder) {
         const row *r = &s->rows[s->order[s->pos++]];
-        char why[128];
+        vlp_error why = {0};
         memset(out, 0, sizeof *out);
         snprintf(out->what, sizeof out->what, "%s:%d (%s)", s->spec, r->line, r->path);
-        if (read_file(r->path, &out->image, &out->image_len, why, sizeof why) != VLP_OK) {
-            skip(s, "%s: %s", out->what, why);
+        if (read_whole_file(r->path, (size_t)1 << 30, &out->image, &out->image_len, &why) != VLP_OK) {
+            skip(s, "%.200s: %.300s", out->what, why.message);
             continue;
         }
         out->caption = strdup(r->caption);

@@ -1,7 +1,7 @@
 #include "data/image.h"
 #include "core/error.h"
+#include "io/file.h"
 
-#include <errno.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <jpeglib.h>
 #include <math.h>
@@ -164,33 +164,10 @@ vlp_err image_decode(const void *data, size_t n, const char *what, const image_d
 }
 
 vlp_err image_load(const char *path, const image_decode_opts *o, image_u8 *out, vlp_error *err) {
-    FILE *fp = fopen(path, "rb");
-    VLP_CHECK_IO(fp, err, "cannot open %s: %s", path, strerror(errno));
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    vlp_err rc = VLP_OK;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= ((size_t)1 << 31)) {
-                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: larger than 2 GiB", path);
-                break;
-            }
-            uint8_t *g = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
-            if (!g) {
-                rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: %zu bytes", path, cap);
-                break;
-            }
-            buf = g;
-        }
-        size_t got = fread(buf + len, 1, cap - len, fp);
-        len += got;
-        if (got == 0) {
-            if (ferror(fp)) rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot read %s", path);
-            break;
-        }
-    }
-    fclose(fp);
-    if (rc == VLP_OK) rc = image_decode(buf, len, path, o, out, err);
+    uint8_t *buf;
+    size_t len;
+    VLP_TRY(read_whole_file(path, (size_t)1 << 31, &buf, &len, err));
+    vlp_err rc = image_decode(buf, len, path, o, out, err);
     free(buf);
     return rc;
 }

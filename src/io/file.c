@@ -1,0 +1,43 @@
+#include "io/file.h"
+#include "core/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+vlp_err read_whole_file(const char *path, size_t max, uint8_t **data, size_t *n, vlp_error *err) {
+    *data = NULL;
+    FILE *fp = fopen(path, "rb");
+    VLP_CHECK_IO(fp, err, "cannot open %s: %s", path, strerror(errno));
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    vlp_err rc = VLP_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= max) {
+                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: larger than %zu bytes", path, max);
+                break;
+            }
+            uint8_t *g = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
+            if (!g) {
+                rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: %zu bytes", path, cap);
+                break;
+            }
+            buf = g;
+        }
+        size_t got = fread(buf + len, 1, cap - len, fp);
+        len += got;
+        if (got == 0) {
+            if (ferror(fp)) rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot read %s", path);
+            break;
+        }
+    }
+    fclose(fp);
+    if (rc != VLP_OK) {
+        free(buf);
+        return rc;
+    }
+    *data = buf, *n = len;
+    return VLP_OK;
+}
