@@ -316,11 +316,17 @@ crop_box random_resized_crop(int w, int h, float scale_lo, float scale_hi, float
     return (crop_box){(w - cw) / 2, (h - ch) / 2, cw, ch};
 }
 
+image_norm image_norm_openai(void) {
+    return (image_norm){{0.48145466f, 0.4578275f, 0.40821073f},
+                        {0.26862954f, 0.26130258f, 0.27577711f}};
+}
+
 image_transform image_transform_default(int size, bool train) {
-    return (image_transform){.size = size, .train = train, .scale_lo = 0.9f, .scale_hi = 1.0f,
-                             .ratio_lo = 3.0f / 4, .ratio_hi = 4.0f / 3, .hflip = false,
-                             .mean = {0.48145466f, 0.4578275f, 0.40821073f},
-                             .std = {0.26862954f, 0.26130258f, 0.27577711f}};
+    image_transform t = {.size = size, .train = train, .scale_lo = 0.9f, .scale_hi = 1.0f,
+                         .ratio_lo = 3.0f / 4, .ratio_hi = 4.0f / 3, .hflip = false};
+    image_norm n = image_norm_openai();
+    memcpy(t.mean, n.mean, sizeof t.mean), memcpy(t.std, n.std, sizeof t.std);
+    return t;
 }
 
 vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, vlp_rng *r, float *out,

@@ -28,6 +28,14 @@ typedef struct image_u8 {
     uint8_t *px; // (h, w, 3) RGB
 } image_u8;
 
+/* Normalisation of 8-bit RGB: (x/255 - mean) / std per channel. */
+typedef struct image_norm {
+    float mean[3], std[3];
+} image_norm;
+
+/* OpenAI CLIP's mean and std, what open_clip uses by default. */
+image_norm image_norm_openai(void);
+
 typedef struct image_decode_opts {
     bool composite;        // alpha: false drops it, true blends onto background
     uint8_t background[3];

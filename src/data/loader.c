@@ -6,11 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-image_norm image_norm_openai(void) {
-    return (image_norm){{0.48145466f, 0.4578275f, 0.40821073f},
-                        {0.26862954f, 0.26130258f, 0.27577711f}};
-}
-
 void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n) {
     size_t plane = (size_t)S * S;
     for (int c = 0; c < 3; c++) {

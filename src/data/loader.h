@@ -13,6 +13,7 @@
 #define VLP_DATA_LOADER_H
 #include <stdint.h>
 
+#include "data/image.h"
 #include "data/tokenizer.h"
 #include "vlp.h"
 
@@ -33,13 +34,6 @@ typedef struct vlp_loader {
 static inline void loader_free(vlp_loader *l) {
     if (l && l->free) l->free(l->impl);
 }
-
-/* Normalisation of 8-bit RGB: (x/255 - mean) / std per channel. */
-typedef struct image_norm {
-    float mean[3], std[3];
-} image_norm;
-
-image_norm image_norm_openai(void);
 
 /* One (S, S, 3) RGB8 image → (3, S, S) normalised floats. */
 void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n);
