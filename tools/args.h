@@ -9,6 +9,12 @@ bool arg_is(int argc, char **argv, int *i, const char *s, const char *l, bool wa
             const char *cmd, int *bad);
 bool arg_long(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
 bool arg_double(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out);
+/* The lines of a file ('-': stdin), newline and carriage return cut, empty
+ * lines dropped unless keep_empty; NULL (and a message naming the file) when
+ * it cannot be read or memory runs out. Free with free_lines. */
+char **read_lines(const char *path, bool keep_empty, int *n);
+void free_lines(char **v, int n);
+
 /* A dataset warning callback: prints "warning: MSG" to stderr, the first 100
  * of a process, then one line saying the rest are only counted. Thread-safe. */
 void cli_warn(void *ctx, const char *msg);

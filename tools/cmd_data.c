@@ -53,28 +53,9 @@ static int data_tokenizer(int argc, char **argv) {
         fprintf(stderr, "vlp data tokenizer: --captions and --out are required (try --help)\n");
         return 2;
     }
-    FILE *fp = fopen(in, "r");
-    if (!fp) {
-        perror(in);
-        return 1;
-    }
-    char **texts = NULL, *line = NULL;
-    size_t cap = 0, lcap = 0;
     int n = 0, rc = 0;
-    ssize_t len;
-    while ((len = getline(&line, &lcap, fp)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if ((size_t)n == cap) {
-            char **g = realloc(texts, sizeof(char *) * (cap = cap ? 2 * cap : 1024));
-            if (!g) { rc = 1; break; }
-            texts = g;
-        }
-        if (!(texts[n] = strdup(line))) { rc = 1; break; }
-        n++;
-    }
-    free(line);
-    fclose(fp);
-    if (rc) fprintf(stderr, "vlp data tokenizer: out of memory reading %s\n", in);
+    char **texts = read_lines(in, true, &n); /* every caption, empty ones too */
+    if (!texts) return 1;
     vlp_error err = {0};
     int learnt = 0;
     if (!rc && bpe_train((const char *const *)texts, n, (int)merges, (int)min_count, out, &learnt, &err) != VLP_OK) {
@@ -83,8 +64,7 @@ static int data_tokenizer(int argc, char **argv) {
         rc = 1;
     }
     if (!rc) fprintf(stderr, "learnt %d merges from %d captions into %s (vocabulary %d)\n", learnt, n, out, 512 + learnt + 2);
-    for (int i = 0; i < n; i++) free(texts[i]);
-    free(texts);
+    free_lines(texts, n);
     return rc;
 }
 

@@ -184,19 +184,6 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
     return rc;
 }
 
-static char **read_templates(const char *path, int *n) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return perror(path), NULL;
-    char **v = malloc(sizeof(char *) * 1024), line[1024];
-    *n = 0;
-    while (*n < 1024 && fgets(line, sizeof line, fp)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (*line) v[(*n)++] = strdup(line);
-    }
-    fclose(fp);
-    return v;
-}
-
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *caption_key = "title", *label_key = NULL, *templates = NULL;
     vlp_model_opts o = vlp_model_opts_default();
@@ -257,7 +244,7 @@ int cmd_eval(int argc, char **argv) {
     }
     int nt = 1;
     static char *dflt[] = {"a photo of a {}."};
-    char **tpl = templates ? read_templates(templates, &nt) : dflt;
+    char **tpl = templates ? read_lines(templates, false, &nt) : dflt;
     if (!tpl || nt == 0) return 1;
     vlp_set_threads((int)threads);
     tool_print_sysinfo(stderr);
@@ -276,10 +263,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
     if (!rc || s.n) eval_set_free(&s);
-    if (tpl != dflt) {
-        for (int i = 0; i < nt; i++) free(tpl[i]);
-        free(tpl);
-    }
+    if (tpl != dflt) free_lines(tpl, nt);
     vlp_model_free(m);
     return rc;
 }

@@ -58,38 +58,6 @@ static vlp_model *open_model(const model_args *a, const char *cmd) {
     return m;
 }
 
-/* lines of a file (one item each; empty lines skipped) */
-static char **read_lines(const char *path, int *n) {
-    FILE *fp = strcmp(path, "-") ? fopen(path, "r") : stdin;
-    if (!fp) {
-        perror(path);
-        return NULL;
-    }
-    char **v = NULL, *line = NULL;
-    size_t lcap = 0;
-    int cap = 0;
-    ssize_t len;
-    *n = 0;
-    while ((len = getline(&line, &lcap, fp)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (!len) continue;
-        if (*n == cap) {
-            char **g = realloc(v, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 256));
-            if (!g) break;
-            v = g;
-        }
-        v[(*n)++] = strdup(line);
-    }
-    free(line);
-    if (fp != stdin) fclose(fp);
-    return v;
-}
-
-static void free_lines(char **v, int n) {
-    for (int i = 0; i < n; i++) free(v[i]);
-    free(v);
-}
-
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -143,8 +111,8 @@ int cmd_embed(int argc, char **argv) {
         return 2;
     }
     int n = 0;
-    char **items = read_lines(images ? images : texts, &n);
-    if (!items && n == 0) return 1;
+    char **items = read_lines(images ? images : texts, false, &n);
+    if (!items) return 1;
     vlp_model *m = open_model(&a, "embed");
     if (!m) return free_lines(items, n), 1;
     int E = vlp_model_embed_dim(m);
@@ -208,7 +176,8 @@ int cmd_search(int argc, char **argv) {
         return 1;
     }
     int nn = 0;
-    char **nm = names ? read_lines(names, &nn) : NULL;
+    char **nm = names ? read_lines(names, false, &nn) : NULL;
+    if (names && !nm) return free(idx), 1;
     vlp_model *m = open_model(&a, "search");
     int rc = m ? 0 : 1;
     if (!rc && cols != vlp_model_embed_dim(m)) {
@@ -266,7 +235,8 @@ int cmd_classify(int argc, char **argv) {
     char *copy = strdup(labels), *save;
     char *lab[1024];
     for (char *t = strtok_r(copy, ",", &save); t && nl < 1024; t = strtok_r(NULL, ",", &save)) lab[nl++] = t;
-    char **tpl = templates ? read_lines(templates, &nt) : NULL;
+    char **tpl = templates ? read_lines(templates, false, &nt) : NULL;
+    if (templates && !tpl) return free(copy), 1;
     static char *dflt[] = {"a photo of a {}."};
     if (!tpl) tpl = dflt, nt = 1;
     vlp_model *m = open_model(&a, "classify");
