@@ -42,6 +42,19 @@ static void test_retrieval_ranks(void **state) {
     assert_int_equal(retrieval_eval(q, g, bad, 3, 4, 2, &r, &err), VLP_ERR_ARG);
 }
 
+static void test_distinct_strings(void **state) {
+    const char *v[] = {"b", "a", "", "b", NULL};
+    int idx[5], nd = -1;
+    const char **d = distinct_strings(v, 5, &nd, idx);
+    assert_non_null(d);
+    assert_int_equal(nd, 2);
+    assert_string_equal(d[0], "a");
+    assert_string_equal(d[1], "b");
+    int want[5] = {1, 0, -1, 1, -1};
+    assert_memory_equal(idx, want, sizeof want);
+    free(d);
+}
+
 static void test_zeroshot(void **state) {
     float cls[3 * 2], img[5 * 2];
     at_angles(cls, (double[]){0, 120, 240}, 3);
@@ -92,6 +105,7 @@ static void test_linear_probe(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retrieval_ranks),
+        cmocka_unit_test(test_distinct_strings),
         cmocka_unit_test(test_zeroshot),
         cmocka_unit_test(test_linear_probe),
     };

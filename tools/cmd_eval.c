@@ -86,30 +86,9 @@ static int load_set(vlp_model *m, const char *spec, const char *caption_key, con
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* distinct non-empty strings, sorted; idx[i] = position of v[i] among them,
- * -1 for an empty one */
-static char **distinct(char **v, int n, int *nd, int *idx) {
-    char **d = malloc(sizeof(char *) * (size_t)(n ? n : 1));
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (v[i] && v[i][0]) d[m++] = v[i];
-    qsort(d, (size_t)m, sizeof(char *), cmp_str);
-    int k = 0;
-    for (int i = 0; i < m; i++)
-        if (!k || strcmp(d[k - 1], d[i])) d[k++] = d[i];
-    *nd = k;
-    for (int i = 0; i < n; i++) {
-        char **hit = v[i] && v[i][0] ? bsearch(&v[i], d, (size_t)k, sizeof(char *), cmp_str) : NULL;
-        idx[i] = hit ? (int)(hit - d) : -1;
-    }
-    return d;
-}
-
-static int embed_texts(vlp_model *m, char **t, int n, float *out) {
+static int embed_texts(vlp_model *m, const char **t, int n, float *out) {
     vlp_error err = {0};
-    if (vlp_encode_texts(m, (const char *const *)t, n, out, &err) == VLP_OK) return 0;
+    if (vlp_encode_texts(m, t, n, out, &err) == VLP_OK) return 0;
     char buf[1024];
     fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
     return 1;
@@ -117,10 +96,10 @@ static int embed_texts(vlp_model *m, char **t, int n, float *out) {
 
 static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt) {
     int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
-    char **cls = distinct(s->label, s->n, &C, y);
+    const char **cls = distinct_strings((const char *const *)s->label, s->n, &C, y);
     float *W = malloc(sizeof(float) * (size_t)C * E);
     vlp_error err = {0};
-    int rc = vlp_encode_classes(m, (const char *const *)cls, C, (const char *const *)templates, nt, W, &err) != VLP_OK;
+    int rc = !cls || vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, W, &err) != VLP_OK;
     if (rc) fprintf(stderr, "vlp eval: %s\n", err.message);
     zeroshot_result z;
     if (!rc && zeroshot_eval(s->img, W, y, s->n, C, E, &z, &err) == VLP_OK) {
@@ -136,9 +115,9 @@ static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt) {
 
 static int retrieval(vlp_model *m, eval_set *s) {
     int E = vlp_model_embed_dim(m), nt, *cap_of = malloc(sizeof(int) * (size_t)s->n);
-    char **caps = distinct(s->caption, s->n, &nt, cap_of);
-    float *T = malloc(sizeof(float) * (size_t)nt * E);
-    int rc = embed_texts(m, caps, nt, T);
+    const char **caps = distinct_strings((const char *const *)s->caption, s->n, &nt, cap_of);
+    float *T = caps ? malloc(sizeof(float) * (size_t)nt * E) : NULL;
+    int rc = !T || embed_texts(m, caps, nt, T);
     retrieval_result i2t, t2i;
     vlp_error err = {0};
     if (!rc && (retrieval_eval(s->img, T, cap_of, s->n, nt, E, &i2t, &err) != VLP_OK ||
@@ -159,7 +138,7 @@ static int retrieval(vlp_model *m, eval_set *s) {
 
 static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_t seed) {
     int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
-    char **cls = distinct(s->label, s->n, &C, y);
+    const char **cls = distinct_strings((const char *const *)s->label, s->n, &C, y);
     bool *is_test = malloc(sizeof(bool) * (size_t)s->n);
     float *x = malloc(sizeof(float) * (size_t)s->n * E);
     int n = 0;

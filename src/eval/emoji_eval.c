@@ -9,38 +9,22 @@ void emoji_prompts(char out[EMOJI_NCATEGORIES][64]) {
     for (int c = 0; c < EMOJI_NCATEGORIES; c++) snprintf(out[c], 64, EMOJI_PROMPT, emoji_categories[c]);
 }
 
-typedef struct keyed {
-    const char *text;
-    int index;
-} keyed;
-
-static int by_text(const void *a, const void *b) {
-    const keyed *x = a, *y = b;
-    int c = strcmp(x->text, y->text);
-    return c ? c : x->index - y->index;
-}
-
 vlp_err emoji_eval(clip_model *m, const vlp_tokenizer *tok, const emoji_set *s,
                    const image_norm *norm, emoji_eval_result *out, vlp_error *err) {
     int n = s->n, E = m->cfg.embed_dim;
-    keyed *k = malloc(sizeof(keyed) * (size_t)n);
-    const char **texts = malloc(sizeof(char *) * (size_t)(n + EMOJI_NCATEGORIES));
+    const char **texts = malloc(sizeof(char *) * (size_t)(n + EMOJI_NCATEGORIES)), **captions = NULL;
     int *target = malloc(sizeof(int) * (size_t)n);
     float *img = malloc(sizeof(float) * (size_t)n * E);
     float *txt = malloc(sizeof(float) * (size_t)(n + EMOJI_NCATEGORIES) * E);
     vlp_err rc = VLP_OK;
-    if (!k || !texts || !target || !img || !txt) {
+    int nt = 0;
+    /* distinct captions: identical captions are one gallery item */
+    if (target) captions = distinct_strings((const char *const *)s->caption, n, &nt, target);
+    if (!captions || !texts || !img || !txt) {
         rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "eval buffers for %d images", n);
         goto done;
     }
-    /* distinct captions: identical captions are one gallery item */
-    for (int i = 0; i < n; i++) k[i] = (keyed){s->caption[i], i};
-    qsort(k, (size_t)n, sizeof(keyed), by_text);
-    int nt = 0;
-    for (int i = 0; i < n; i++) {
-        if (i == 0 || strcmp(k[i].text, k[i - 1].text)) texts[nt++] = k[i].text;
-        target[k[i].index] = nt - 1;
-    }
+    memcpy(texts, captions, sizeof(char *) * (size_t)nt);
     char prompts[EMOJI_NCATEGORIES][64];
     emoji_prompts(prompts);
     for (int c = 0; c < EMOJI_NCATEGORIES; c++) texts[nt + c] = prompts[c];
@@ -51,6 +35,6 @@ vlp_err emoji_eval(clip_model *m, const vlp_tokenizer *tok, const emoji_set *s,
         rc = zeroshot_eval(img, txt + (size_t)nt * E, s->category, n, EMOJI_NCATEGORIES, E, &out->zs, err);
     out->images = n, out->texts = nt;
 done:
-    free(k), free(texts), free(target), free(img), free(txt);
+    free(captions), free(texts), free(target), free(img), free(txt);
     return rc;
 }

@@ -8,6 +8,12 @@
 #include "data/loader.h"
 #include "model/clip.h"
 
+/* The distinct non-empty strings of v, sorted (pointers into v; malloc'd
+ * array, NULL when out of memory); idx[i] is v[i]'s position among them,
+ * -1 for an empty or NULL one. Identical captions become one gallery item,
+ * identical labels one class. */
+const char **distinct_strings(const char *const *v, int n, int *nd, int *idx);
+
 typedef struct retrieval_result {
     int n;                 // queries
     double r1, r5, r10;    // fraction of queries whose target ranks within 1, 5, 10

@@ -5,10 +5,31 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define ROWS 256 /* queries per similarity block */
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+const char **distinct_strings(const char *const *v, int n, int *nd, int *idx) {
+    const char **d = malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    if (!d) return NULL;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i] && v[i][0]) d[m++] = v[i];
+    qsort(d, (size_t)m, sizeof(char *), cmp_str);
+    int k = 0;
+    for (int i = 0; i < m; i++)
+        if (!k || strcmp(d[k - 1], d[i])) d[k++] = d[i];
+    *nd = k;
+    for (int i = 0; i < n; i++) {
+        const char **hit = v[i] && v[i][0] ? bsearch(&v[i], d, (size_t)k, sizeof(char *), cmp_str) : NULL;
+        idx[i] = hit ? (int)(hit - d) : -1;
+    }
+    return d;
+}
 
 static void summarise(int *rank, int nq, retrieval_result *out) {
     double sum = 0;
