@@ -1,8 +1,9 @@
 #ifndef VLP_OPS_GEMM_H
 #define VLP_OPS_GEMM_H
 #include <stdbool.h>
+#include <stddef.h>
 
-/* The one GEMM entry of vlp, row-major:
+/* The one fp32 GEMM entry of vlp, row-major:
  *   C (M,N) = alpha · op(A) · op(B) + beta · C
  * op(A) is (M,K): A itself when !trans_a, else A is stored (K,M).
  * op(B) is (K,N): B itself when !trans_b, else B is stored (N,K).
@@ -11,5 +12,40 @@
  * OpenBLAS (OpenMP build) runs it on the calling thread alone. */
 void vlp_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The arithmetic of a model's matmuls. BF16: inputs rounded to bfloat16,
+ * products accumulated in fp32, fp32 in memory (like torch.autocast). */
+typedef enum vlp_precision { VLP_PRECISION_FP32 = 0, VLP_PRECISION_BF16 = 1 } vlp_precision;
+
+/* How a model multiplies: the precision and, for BF16, the packing
+ * workspace (gemm_bf16_workspace_bytes(threads), one slot per thread that
+ * may call from inside a parallel region). NULL means fp32 BLAS. */
+typedef struct vlp_matmul {
+    vlp_precision precision;
+    void *workspace;
+    int threads;
+} vlp_matmul;
+
+/* vlp_sgemm, or the bf16 kernel when mm asks for it */
+void vlp_gemm(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* bf16 GEMM with fp32 accumulation and fp32 operands (rounded to bf16,
+ * nearest-even, as they are packed). AVX512-BF16 when the CPU has it
+ * (gemm_bf16_hw), else a portable kernel computing the same products.
+ * Outside a parallel region it uses up to ws_threads threads; inside one,
+ * the calling thread's workspace slot. Returns false, having done nothing,
+ * when the calling thread has no slot (thread id ≥ ws_threads). */
+bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc, void *workspace,
+               int ws_threads);
+/* the same with the portable kernel whatever the CPU (tests compare both) */
+bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                        int ldc, void *workspace, int ws_threads);
+size_t gemm_bf16_workspace_bytes(int threads);
+bool gemm_bf16_hw(void);
+/* x rounded to the nearest bfloat16 (ties to even), as the kernel rounds */
+float bf16_round(float x);
 
 #endif

@@ -1,0 +1,388 @@
+/* bf16 GEMM with fp32 accumulation: C = alpha · op(A)·op(B) + beta · C, where
+ * op(A) and op(B) are fp32 in memory and rounded to bf16 (nearest-even) as
+ * they are packed. Debian's OpenBLAS is built without sbgemm, so this is our
+ * own: BLIS-style blocking, packed panels, and an MR×NR register tile that
+ * issues AVX512-BF16 dot products (VDPBF16PS: two bf16 products per fp32
+ * lane). A portable kernel computes the same thing where the CPU lacks them.
+ *
+ * Packed layouts (uint32 = a pair of bf16 along K, the lower at k even):
+ *   A block: MR-row strips, each [kp][MR]   — one broadcast per row and pair
+ *   B block: NR-col panels, each [kp][NR]   — two zmm loads per pair
+ * K is padded to even with zeros; ragged M and N are padded with zeros in
+ * the packs and masked when C is written. */
+#include "ops/gemm.h"
+#include "core/parallel.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define MR 12
+#define NR 32
+#define KC 384 /* K per block (even): a B panel is KC/2 · 128 B = 24 KiB, in L1 */
+#define MC 240 /* rows per A block (multiple of MR): 180 KiB, in L2 */
+#define NC 1536 /* cols per B block (multiple of NR) */
+
+#define A_BLOCK_PAIRS ((size_t)MC * (KC / 2))
+#define B_BLOCK_PAIRS ((size_t)NC * (KC / 2))
+
+size_t gemm_bf16_workspace_bytes(int threads) {
+    if (threads < 1) threads = 1;
+    return (size_t)threads * (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t) + 64;
+}
+
+/* fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN */
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float bf16_round(float f) {
+    uint32_t u = (uint32_t)f32_to_bf16(f) << 16;
+    float r;
+    memcpy(&r, &u, 4);
+    return r;
+}
+
+static inline uint32_t pair_bf16(float lo, float hi) {
+    return (uint32_t)f32_to_bf16(lo) | ((uint32_t)f32_to_bf16(hi) << 16);
+}
+
+/* element (r, k) of op(X), X stored row-major with leading dimension ld; op
+ * transposes when `trans` (X is then stored (K, R)) */
+static inline float op_at(const float *X, int ld, bool trans, int r, int k) {
+    return trans ? X[(size_t)k * ld + r] : X[(size_t)r * ld + k];
+}
+
+/* Packs rows [r0, r0+rn) × k [k0, k0+kn) of op(X) into strips of W rows:
+ * strip s, pair kp, row i at dst[(s·kp2 + kp)·W + i]. Rows past rn and the
+ * odd k pad are zero. Portable: used for every layout the vector packers do
+ * not cover and on CPUs without AVX-512. */
+static void pack_generic(uint32_t *dst, const float *X, int ld, bool trans, int r0, int rn,
+                         int k0, int kn, int W, int strip_lo, int strip_hi) {
+    int kp2 = (kn + 1) / 2;
+    for (int s = strip_lo; s < strip_hi; s++) {
+        uint32_t *d = dst + (size_t)s * kp2 * W;
+        for (int kp = 0; kp < kp2; kp++) {
+            int k = k0 + 2 * kp;
+            bool has_hi = 2 * kp + 1 < kn;
+            for (int i = 0; i < W; i++) {
+                int r = s * W + i;
+                uint32_t v = 0;
+                if (r < rn) {
+                    float lo = op_at(X, ld, trans, r0 + r, k);
+                    float hi = has_hi ? op_at(X, ld, trans, r0 + r, k + 1) : 0.0f;
+                    v = pair_bf16(lo, hi);
+                }
+                d[(size_t)kp * W + i] = v;
+            }
+        }
+    }
+}
+
+/* C tile (mr × nr valid of MR × NR) = alpha · acc + beta · C */
+static inline void store_tile_generic(float *C, int ldc, const float *acc, int mr, int nr,
+                                      float alpha, float beta) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float *c = C + (size_t)i * ldc + j;
+            float v = alpha * acc[i * NR + j];
+            *c = beta == 0.0f ? v : v + beta * *c;
+        }
+}
+
+static float bf16_lo(uint32_t p) {
+    uint32_t u = p << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float bf16_hi(uint32_t p) {
+    uint32_t u = p & 0xffff0000u;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float *C, int ldc,
+                           int mr, int nr, float alpha, float beta) {
+    float acc[MR * NR] = {0};
+    for (int kp = 0; kp < kp2; kp++) {
+        const uint32_t *ak = a + (size_t)kp * MR, *bk = b + (size_t)kp * NR;
+        for (int i = 0; i < MR; i++) {
+            float alo = bf16_lo(ak[i]), ahi = bf16_hi(ak[i]);
+            for (int j = 0; j < NR; j++)
+                acc[i * NR + j] += alo * bf16_lo(bk[j]) + ahi * bf16_hi(bk[j]);
+        }
+    }
+    store_tile_generic(C, ldc, acc, mr, nr, alpha, beta);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define VLP_BF16_X86 1
+#include <immintrin.h>
+#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* (r, k) pairs of 16 consecutive rows where op(X)'s rows are X's columns:
+ * X stored (K, R), rows k and k+1 give 16 pairs at once. */
+TARGET_BF16 static inline __m512i pairs16_cols(const float *X, int ld, int r, int k, bool has_hi,
+                                               __mmask16 m) {
+    __m512 lo = _mm512_maskz_loadu_ps(m, X + (size_t)k * ld + r);
+    __m512 hi = has_hi ? _mm512_maskz_loadu_ps(m, X + (size_t)(k + 1) * ld + r)
+                       : _mm512_setzero_ps();
+    /* cvtne2ps: upper 16 from the first operand; then interleave lo/hi */
+    __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
+                                         1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, both);
+}
+
+/* Strips of W (16 or 32) rows where op(X)'s rows are X's columns (X stored
+ * (K, R)): contiguous loads, no transpose. */
+TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int r0, int rn,
+                                      int k0, int kn, int W, int strip_lo, int strip_hi) {
+    int kp2 = (kn + 1) / 2;
+    for (int s = strip_lo; s < strip_hi; s++) {
+        uint32_t *d = dst + (size_t)s * kp2 * W;
+        for (int kp = 0; kp < kp2; kp++) {
+            bool has_hi = 2 * kp + 1 < kn;
+            for (int v = 0; v < W; v += 16) {
+                /* lanes past the strip (W = 12) are neither loaded nor stored */
+                int r = s * W + v, left = rn - r, width = W - v < 16 ? W - v : 16;
+                __mmask16 wm = (__mmask16)((1u << width) - 1);
+                __mmask16 m = left >= 16 ? wm : left <= 0 ? 0 : (__mmask16)(((1u << left) - 1) & wm);
+                _mm512_mask_storeu_epi32(d + (size_t)kp * W + v, wm,
+                                         pairs16_cols(X, ld, r0 + r, k0 + 2 * kp, has_hi, m));
+            }
+        }
+    }
+}
+
+/* Strips of W rows where op(X)'s rows are X's rows (X stored (R, K)): each
+ * row is converted 32 k at a time (16 pairs in one cvtne2ps after a
+ * deinterleave) and its pairs scattered down the strip. */
+TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int r0, int rn,
+                                      int k0, int kn, int W, int strip_lo, int strip_hi) {
+    int kp2 = (kn + 1) / 2;
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
+                                         1, 16, 0);
+    uint32_t row[KC / 2] __attribute__((aligned(64)));
+    for (int s = strip_lo; s < strip_hi; s++) {
+        uint32_t *d = dst + (size_t)s * kp2 * W;
+        for (int i = 0; i < W; i++) {
+            int r = s * W + i;
+            if (r >= rn) {
+                for (int kp = 0; kp < kp2; kp++) d[(size_t)kp * W + i] = 0;
+                continue;
+            }
+            const float *x = X + (size_t)(r0 + r) * ld + k0;
+            for (int k = 0; k < kn; k += 32) {
+                int left = kn - k;
+                __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+                __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+                __m512 x0 = _mm512_maskz_loadu_ps(m0, x + k);
+                __m512 x1 = _mm512_maskz_loadu_ps(m1, x + k + 16);
+                __m512 lo = _mm512_permutex2var_ps(x0, even, x1); // k even
+                __m512 hi = _mm512_permutex2var_ps(x0, odd, x1);  // k odd
+                __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+                _mm512_store_si512(row + k / 2, _mm512_permutexvar_epi16(idx, both));
+            }
+            for (int kp = 0; kp < kp2; kp++) d[(size_t)kp * W + i] = row[kp];
+        }
+    }
+}
+
+/* The register tile: MR rows × 32 columns, 24 fp32 accumulators. */
+TARGET_BF16 static void kernel_x86(int kp2, const uint32_t *a, const uint32_t *b, float *C,
+                                   int ldc, int mr, int nr, float alpha, float beta) {
+    __m512 c[MR][2];
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int kp = 0; kp < kp2; kp++) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b + (size_t)kp * NR);
+        __m512bh b1 = (__m512bh)_mm512_load_si512(b + (size_t)kp * NR + 16);
+        const uint32_t *ak = a + (size_t)kp * MR;
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ak[i]);
+            c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
+            c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    for (int i = 0; i < mr; i++) {
+        float *ci = C + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, c[i][0]), r1 = _mm512_mul_ps(va, c[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+#endif
+
+bool gemm_bf16_hw(void) {
+#ifdef VLP_BF16_X86
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+typedef struct gemm_plan {
+    bool ta, tb, hw;
+    int M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int lda, ldb, ldc;
+    float *C;
+    uint32_t *apack, *bpack;
+} gemm_plan;
+
+/* op(A) rows are A's columns when trans_a; op(B)ᵀ rows (the N side) are B's
+ * rows when trans_b */
+static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo, int s_hi) {
+#ifdef VLP_BF16_X86
+    if (p->hw) {
+        if (p->ta) pack_cols_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
+        else pack_rows_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
+        return;
+    }
+#endif
+    pack_generic(p->apack, p->A, p->lda, p->ta, i0, mn, k0, kn, MR, s_lo, s_hi);
+}
+
+static void pack_b(const gemm_plan *p, int j0, int nn, int k0, int kn, int s_lo, int s_hi) {
+#ifdef VLP_BF16_X86
+    if (p->hw) {
+        if (p->tb) pack_rows_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+        else pack_cols_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+        return;
+    }
+#endif
+    /* op(B)[k][n]: the n-th "row" of the panel is B's row n when trans_b */
+    pack_generic(p->bpack, p->B, p->ldb, !p->tb, j0, nn, k0, kn, NR, s_lo, s_hi);
+}
+
+static void tile(const gemm_plan *p, int kp2, int sa, int sb, int i0, int mn, int j0, int nn,
+                 float beta) {
+    const uint32_t *a = p->apack + (size_t)sa * kp2 * MR;
+    const uint32_t *b = p->bpack + (size_t)sb * kp2 * NR;
+    int mr = mn - sa * MR < MR ? mn - sa * MR : MR;
+    int nr = nn - sb * NR < NR ? nn - sb * NR : NR;
+    float *C = p->C + (size_t)(i0 + sa * MR) * p->ldc + j0 + sb * NR;
+#ifdef VLP_BF16_X86
+    if (p->hw) {
+        kernel_x86(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
+        return;
+    }
+#endif
+    kernel_generic(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
+}
+
+/* The blocked loops for thread tid of nt. Threads split M (whole MR
+ * strips) and pack their own A blocks; they share the packed B block, so
+ * the only barriers are around packing it. */
+static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
+    int strips = (p->M + MR - 1) / MR;
+    int m_lo = strips * tid / nt * MR, m_hi = strips * (tid + 1) / nt * MR;
+    if (m_hi > p->M) m_hi = p->M;
+    gemm_plan mine = *p;
+    mine.apack = apack;
+    for (int j0 = 0; j0 < p->N; j0 += NC) {
+        int nn = p->N - j0 < NC ? p->N - j0 : NC, sbn = (nn + NR - 1) / NR;
+        for (int k0 = 0; k0 < p->K; k0 += KC) {
+            int kn = p->K - k0 < KC ? p->K - k0 : KC, kp2 = (kn + 1) / 2;
+            float beta = k0 == 0 ? p->beta : 1.0f;
+#ifdef _OPENMP
+            if (nt > 1 && (j0 > 0 || k0 > 0)) {
+#pragma omp barrier /* everyone is done with the previous B block */
+            }
+#endif
+            pack_b(p, j0, nn, k0, kn, sbn * tid / nt, sbn * (tid + 1) / nt);
+#ifdef _OPENMP
+            if (nt > 1) {
+#pragma omp barrier
+            }
+#endif
+            for (int i0 = m_lo; i0 < m_hi; i0 += MC) {
+                int mn = m_hi - i0 < MC ? m_hi - i0 : MC, san = (mn + MR - 1) / MR;
+                pack_a(&mine, i0, mn, k0, kn, 0, san);
+                /* panel-major: a B panel stays in L1 while the A strips
+                 * stream from L2 */
+                for (int sb = 0; sb < sbn; sb++)
+                    for (int sa = 0; sa < san; sa++)
+                        tile(&mine, kp2, sa, sb, i0, mn, j0, nn, beta);
+            }
+        }
+    }
+}
+
+static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc, void *workspace, int ws_threads) {
+    if (M <= 0 || N <= 0) return true;
+    if (K <= 0 || alpha == 0.0f) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *c = C + (size_t)i * ldc + j;
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return true;
+    }
+    uintptr_t base = ((uintptr_t)workspace + 63) & ~(uintptr_t)63;
+    size_t slot = (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t);
+    gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K,
+                   .alpha = alpha, .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .C = C};
+    int nt = 1;
+#ifdef _OPENMP
+    if (omp_in_parallel()) {
+        /* a thread of an enclosing region (per-head attention): its own slot */
+        int tid = omp_get_thread_num();
+        if (tid >= ws_threads) return false; /* no slot of its own */
+        base += (size_t)tid * slot;
+    } else {
+        nt = omp_get_max_threads() < ws_threads ? omp_get_max_threads() : ws_threads;
+        long work = (long)M * N * K;
+        if (work < 64L * 64 * 64) nt = 1; /* not worth waking the pool */
+    }
+#endif
+    p.bpack = (uint32_t *)base + A_BLOCK_PAIRS; /* slot 0's B, or the caller's slot */
+    if (nt == 1) {
+        gemm_loops(&p, (uint32_t *)base, 0, 1);
+        return true;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num();
+        gemm_loops(&p, (uint32_t *)(base + (size_t)tid * slot), tid, omp_get_num_threads());
+    }
+#endif
+    return true;
+}
+
+bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc, void *workspace,
+               int ws_threads) {
+    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                         C, ldc, workspace, ws_threads);
+}
+
+bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                        int ldc, void *workspace, int ws_threads) {
+    return gemm_bf16_run(false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                         workspace, ws_threads);
+}
