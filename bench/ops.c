@@ -65,10 +65,13 @@ static double time_ms(void (*fn)(void *), void *ctx, int reps) {
 
 /* ---- linear ------------------------------------------------------------------ */
 typedef struct lin { int N, C, OC; float *inp, *w, *b, *out, *dout, *dinp, *dw, *db; } lin;
-static void lin_fw(void *p) { lin *l = p; linear_forward(l->out, l->inp, l->w, l->b, l->N, l->C, l->OC); }
+static void lin_fw(void *p) {
+    lin *l = p;
+    linear_forward(NULL, l->out, l->inp, l->w, l->b, l->N, l->C, l->OC);
+}
 static void lin_bw(void *p) {
     lin *l = p;
-    linear_backward(l->dinp, l->dw, l->db, l->dout, l->inp, l->w, l->N, l->C, l->OC);
+    linear_backward(NULL, l->dinp, l->dw, l->db, l->dout, l->inp, l->w, l->N, l->C, l->OC);
 }
 static void lin_sg_fw(void *p) {
     lin *l = p;
@@ -105,11 +108,11 @@ typedef struct att {
 } att;
 static void att_fw(void *p) {
     att *a = p;
-    attention_forward(a->out, a->att, a->qkv, a->B, a->T, a->C, a->NH, a->causal, NULL);
+    attention_forward(NULL, a->out, a->att, a->qkv, a->B, a->T, a->C, a->NH, a->causal, NULL);
 }
 static void att_bw(void *p) {
     att *a = p;
-    attention_backward(a->dqkv, a->dout, a->qkv, a->att, a->scratch, a->B, a->T, a->C, a->NH);
+    attention_backward(NULL, a->dqkv, a->dout, a->qkv, a->att, a->scratch, a->B, a->T, a->C, a->NH);
 }
 /* the same per-head GEMMs, same threading, with nothing around them */
 static void att_sg_fw(void *p) {
@@ -141,13 +144,14 @@ static void att_sg_bw(void *p) {
 }
 static void mha_fw(void *p) {
     att *a = p;
-    mha_forward(a->mha_out, a->qkv, a->att, a->heads, a->inp, a->w_in, a->b_in, a->w_out, a->b_out,
-                a->B, a->T, a->C, a->NH, a->causal, NULL);
+    mha_forward(NULL, a->mha_out, a->qkv, a->att, a->heads, a->inp, a->w_in, a->b_in, a->w_out,
+                a->b_out, a->B, a->T, a->C, a->NH, a->causal, NULL);
 }
 static void mha_bw(void *p) {
     att *a = p;
-    mha_backward(a->dinp, a->dw_in, a->db_in, a->dw_out, a->db_out, a->dout, a->inp, a->qkv, a->att,
-                 a->heads, a->w_in, a->w_out, a->mha_scratch, a->B, a->T, a->C, a->NH);
+    mha_backward(NULL, a->dinp, a->dw_in, a->db_in, a->dw_out, a->db_out, a->dout, a->inp,
+                 a->qkv, a->att, a->heads, a->w_in, a->w_out, a->mha_scratch, a->B, a->T, a->C,
+                 a->NH);
 }
 static void mha_sg_fw(void *p) {
     att *a = p;

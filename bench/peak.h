@@ -73,4 +73,43 @@ static double measure_fma_peak(int threads, const char **simd) {
 #endif
     return best * 1e-9;
 }
+
+/* GFLOP/s of a pure AVX512-BF16 dot-product loop (VDPBF16PS: 32 bf16
+ * products summed into 16 fp32 lanes, 64 flops); 0 without it. 16 chains:
+ * fewer leave it latency-bound on Zen 4. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512bf16"))) static float bf16_chains(long iters) {
+    __m512 a[16];
+    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80); /* 1.0 */
+    for (int k = 0; k < 16; k++) a[k] = _mm512_set1_ps((float)k);
+    for (long i = 0; i < iters; i++)
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++) a[k] = _mm512_dpbf16_ps(a[k], x, x);
+    for (int k = 1; k < 16; k++) a[0] = _mm512_add_ps(a[0], a[k]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+#endif
+
+static inline double measure_bf16_peak(int threads) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!__builtin_cpu_supports("avx512bf16")) return 0.0;
+    const long iters = 20000000L;
+    double best = 0.0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = bench_now();
+        float sink = 0.0f;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        sink += bf16_chains(iters);
+        double dt = bench_now() - t0;
+        volatile float keep = sink;
+        (void)keep;
+        double flops = (double)threads * iters * 16 * 64;
+        if (flops / dt > best) best = flops / dt;
+    }
+    return best * 1e-9;
+#else
+    (void)threads;
+    return 0.0;
+#endif
+}
 #endif

@@ -5,10 +5,13 @@
  *   samples/s (median of the timed steps after warm-up), ms/step broken down
  *   (vlp: vision fwd/bwd, text fwd/bwd, loss fwd+bwd, optimizer), GFLOP/s
  *   counted as 3x the forward matmul FLOPs (attention included), MFU against
- *   the measured FMA peak, peak RSS; then the ratio.
- *   build/release/bench/train [--config tiny|vitb32] [--batch B] [--steps N] [--threads T] [--no-peer]
+ *   the measured FMA peak (bf16: the measured AVX512-BF16 dot-product peak),
+ *   peak RSS; then the ratio. With --precision bf16 vlp runs the blocks'
+ *   matmuls in bf16 and the peer its forward under torch.autocast(bfloat16).
+ *   build/release/bench/train [--config tiny|vitb32] [--precision fp32|bf16] [--batch B]
+ *                             [--steps N] [--threads T] [--no-peer]
  * Each comparison ends with
- *   RESULT name=<config>-fp32-train vlp=<samples/s> peer=<samples/s> ratio=<vlp/peer> mfu=<fraction>
+ *   RESULT name=<config>-<precision>-train vlp=<samples/s> peer=<samples/s> ratio=<vlp/peer> mfu=<fraction>
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,18 +59,25 @@ int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
     const char *name = "tiny";
     int B = 0, steps = 12, threads = 2, peer = 1;
+    const char *prec = "fp32";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) name = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer")) peer = 0;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = argv[++i];
         else {
-            fprintf(stderr, "usage: bench/train [--config tiny|vitb32] [--batch B] [--steps N] [--threads T] [--no-peer]\n");
+            fprintf(stderr, "usage: bench/train [--config tiny|vitb32] [--precision fp32|bf16] [--batch B] "
+                            "[--steps N] [--threads T] [--no-peer]\n");
             return 2;
         }
     }
     if (strcmp(name, "tiny") && strcmp(name, "vitb32")) return fprintf(stderr, "bench/train: config tiny or vitb32\n"), 2;
+    bool bf16 = !strcmp(prec, "bf16");
+    if (!bf16 && strcmp(prec, "fp32")) return fprintf(stderr, "bench/train: precision fp32 or bf16\n"), 2;
+    if (bf16 && !gemm_bf16_hw())
+        return fprintf(stderr, "bench/train: this CPU has no AVX512-BF16, nothing to measure\n"), 1;
     int vocab;
     clip_config c = config(name, &vocab);
     if (B <= 0) B = !strcmp(name, "tiny") ? 128 : 32;
@@ -76,9 +86,14 @@ int main(int argc, char **argv) {
     tool_print_sysinfo(stdout);
     const char *simd;
     double peak = measure_fma_peak(threads, &simd);
+    if (bf16) { /* MFU against the bf16 dot-product peak */
+        peak = measure_bf16_peak(threads);
+        simd = "AVX512-BF16 dot products";
+    }
     clip_model m;
     vlp_error err = {0};
-    if (clip_init(&m, &c, &err) != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK) {
+    if (clip_init(&m, &c, &err) != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK ||
+        clip_set_precision(&m, bf16 ? VLP_PRECISION_BF16 : VLP_PRECISION_FP32, threads, &err) != VLP_OK) {
         fprintf(stderr, "bench/train: %s\n", err.message);
         return 1;
     }
@@ -125,8 +140,8 @@ int main(int argc, char **argv) {
     double gfs = gflop / step_s, mfu = gfs / peak;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%s CLIP training, fp32, batch %d, %d threads, median of %d steps after 2 warm-up; %.2f GFLOP a step "
-           "(3x forward matmuls); peak %.0f GFLOP/s (%s)\n", name, B, threads, steps, gflop, peak, simd);
+    printf("%s CLIP training, %s, batch %d, %d threads, median of %d steps after 2 warm-up; %.2f GFLOP a step "
+           "(3x forward matmuls); peak %.0f GFLOP/s (%s)\n", name, bf16 ? "bf16 matmuls" : "fp32", B, threads, steps, gflop, peak, simd);
     printf("vlp: %.1f samples/s, %.0f ms/step, %.0f GFLOP/s, MFU %.2f, peak RSS %.0f MiB\n", sps, step_s * 1e3, gfs,
            mfu, ru.ru_maxrss / 1024.0);
     printf("| phase | ms |\n|---|--:|\n");
@@ -134,8 +149,8 @@ int main(int argc, char **argv) {
     double psps = 0, pms = 0, prss = 0, pf = 0, pb = 0, po = 0;
     if (peer) {
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "sh bench/peer/run.sh bench/peer/train.py --config %s --batch %d --steps %d --threads %d 2>&1",
-                 name, B, steps, threads);
+        snprintf(cmd, sizeof cmd, "sh bench/peer/run.sh bench/peer/train.py --config %s --precision %s --batch %d --steps %d --threads %d 2>&1",
+                 name, prec, B, steps, threads);
         FILE *p = popen(cmd, "r");
         char line[512];
         while (p && fgets(line, sizeof line, p))
@@ -146,7 +161,7 @@ int main(int argc, char **argv) {
             printf("PyTorch: %.1f samples/s, %.0f ms/step (forward %.0f, backward %.0f, optimizer %.0f), %.0f GFLOP/s, "
                    "MFU %.2f, peak RSS %.0f MiB\n", psps, pms, pf, pb, po, gflop / (pms * 1e-3), gflop / (pms * 1e-3) / peak, prss);
     }
-    printf("RESULT name=%s-fp32-train vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f\n", name, sps, psps,
+    printf("RESULT name=%s-%s-train vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f\n", name, prec, sps, psps,
            psps > 0 ? sps / psps : 0, mfu);
     free(img), free(ids), free(mom), free(vel);
     clip_free(&m);

@@ -75,6 +75,51 @@ static void test_step_matches_pytorch(void **state) {
     vlpt_free(f);
 }
 
+/* The same step with the blocks' matmuls in bf16 (clip_set_precision):
+ * close to the fp32 reference within bf16's precision — loss to 1e-2
+ * relative, each gradient tensor to 5e-2 relative L2 error — and really not
+ * fp32 (some gradient moves by more than 1e-4 relative). */
+static void test_bf16_step_close_to_fp32_reference(void **state) {
+    int B;
+    clip_config cfg;
+    clip_model m;
+    vlp_error err = {0};
+    vlpt_file *f = ref_model(&m, &cfg, &B);
+    check(clip_set_precision(&m, VLP_PRECISION_BF16, 8, &err), &err);
+    int S = cfg.vision.image_size, T = cfg.text.context_length;
+    check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S),
+                       ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
+    assert_close("bf16 loss", &m.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-2);
+    clip_backward(&m, B);
+    double worst = 0.0;
+    for (int i = 0; i < m.nparams; i++) {
+        const vlp_param *p = &m.params[i];
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        const float *want = ref_f32(f, name, p->numel), *got = m.grads + p->offset;
+        double num = 0.0, den = 0.0;
+        for (size_t k = 0; k < p->numel; k++) {
+            num += ((double)got[k] - want[k]) * ((double)got[k] - want[k]);
+            den += (double)want[k] * want[k];
+        }
+        double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+        if (!(rel < 5e-2)) fail_msg("bf16 %s: relative L2 error %.3g", name, rel);
+        if (rel > worst) worst = rel;
+    }
+    printf("# bf16 step: loss %.6f (fp32 reference %.6f), worst gradient relative L2 error %.2e\n",
+           m.loss, *ref_f32(f, "loss", 1), worst);
+    assert_true(worst > 1e-4);
+    /* back to fp32: the reference again, to its tolerances */
+    check(clip_set_precision(&m, VLP_PRECISION_FP32, 1, &err), &err);
+    memset(m.grads, 0, sizeof(float) * m.nfloats);
+    check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S),
+                       ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
+    assert_close("fp32 loss", &m.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
+    assert_int_equal(clip_set_precision(&m, (vlp_precision)7, 1, &err), VLP_ERR_ARG);
+    clip_free(&m);
+    vlpt_free(f);
+}
+
 static void load_ref_weights(clip_model *m, const vlpt_file *f) {
     vlp_error err = {0};
     for (int i = 0; i < m->nparams; i++) {
@@ -233,6 +278,7 @@ static void test_config_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_matches_pytorch),
+        cmocka_unit_test(test_bf16_step_close_to_fp32_reference),
         cmocka_unit_test(test_adamw_steps_match_pytorch),
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_smaller_batch_after_reserve),

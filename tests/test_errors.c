@@ -59,7 +59,7 @@ static void test_alloc_check(void **state) {
 static void test_op_preconditions(void **state) {
     vlp_error err = {0};
     float x[64] = {0};
-    assert_int_equal(attention_forward(x, x, x, 1, 2, 10, 3, false, &err), VLP_ERR_SHAPE);
+    assert_int_equal(attention_forward(NULL, x, x, x, 1, 2, 10, 3, false, &err), VLP_ERR_SHAPE);
     assert_non_null(strstr(err.message, "width 10 is not divisible by 3 heads"));
     assert_non_null(strstr(err.where, "src/ops/attention.c:"));
 

@@ -32,10 +32,13 @@ static void must(vlp_err e) {
 
 /* ---- linear ---------------------------------------------------------------- */
 typedef struct { int N, C, OC; float *inp, *w, *b, *out, *dout, *dinp, *dw, *db; } linear_ctx;
-static void linear_fw(void *p) { linear_ctx *c = p; linear_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC); }
+static void linear_fw(void *p) {
+    linear_ctx *c = p;
+    linear_forward(NULL, c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+}
 static void linear_bw(void *p) {
     linear_ctx *c = p;
-    linear_backward(c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->N, c->C, c->OC);
+    linear_backward(NULL, c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->N, c->C, c->OC);
 }
 static void test_linear(void **state) {
     linear_ctx c = {.N = 5, .C = 13, .OC = 9};
@@ -115,12 +118,12 @@ typedef struct {
 } mha_ctx;
 static void mha_fw(void *p) {
     mha_ctx *c = p;
-    must(mha_forward(c->out, c->qkv, c->att, c->heads, c->inp, c->w_in, c->b_in, c->w_out,
+    must(mha_forward(NULL, c->out, c->qkv, c->att, c->heads, c->inp, c->w_in, c->b_in, c->w_out,
                      c->b_out, c->B, c->T, c->C, c->NH, c->causal, NULL));
 }
 static void mha_bw(void *p) {
     mha_ctx *c = p;
-    mha_backward(c->dinp, c->dw_in, c->db_in, c->dw_out, c->db_out, c->dout, c->inp, c->qkv,
+    mha_backward(NULL, c->dinp, c->dw_in, c->db_in, c->dw_out, c->db_out, c->dout, c->inp, c->qkv,
                  c->att, c->heads, c->w_in, c->w_out, c->scratch, c->B, c->T, c->C, c->NH);
 }
 static void check_mha(const char *name, int B, int T, int C, int NH, bool causal) {

@@ -31,8 +31,8 @@ static void test_linear(void **state) {
     const float *inp = ref_f32(f, "inp", N * C), *w = ref_f32(f, "weight", OC * C),
                 *b = ref_f32(f, "bias", OC), *dout = ref_f32(f, "dout", N * OC);
     float *out = falloc(N * OC), *dinp = falloc(N * C), *dw = falloc(OC * C), *db = falloc(OC);
-    linear_forward(out, inp, w, b, N, C, OC);
-    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    linear_forward(NULL, out, inp, w, b, N, C, OC);
+    linear_backward(NULL, dinp, dw, db, dout, inp, w, N, C, OC);
     assert_close("linear out", out, ref_f32(f, "out", N * OC), N * OC, ATOL, RTOL);
     assert_close("linear dinp", dinp, ref_f32(f, "dinp", N * C), N * C, ATOL, RTOL);
     assert_close("linear dweight", dw, ref_f32(f, "dweight", OC * C), OC * C, ATOL, RTOL);
@@ -124,9 +124,9 @@ static void check_mha(const char *name) {
     float *dinp = falloc(N * C), *dw_in = falloc(3 * C * C), *db_in = falloc(3 * C),
           *dw_out = falloc(C * C), *db_out = falloc(C);
     vlp_error err = {0};
-    ok(mha_forward(out, qkv, att, heads, inp, w_in, b_in, w_out, b_out, B, T, C, NH, causal,
+    ok(mha_forward(NULL, out, qkv, att, heads, inp, w_in, b_in, w_out, b_out, B, T, C, NH, causal,
                    &err), &err);
-    mha_backward(dinp, dw_in, db_in, dw_out, db_out, dout, inp, qkv, att, heads, w_in, w_out,
+    mha_backward(NULL, dinp, dw_in, db_in, dw_out, db_out, dout, inp, qkv, att, heads, w_in, w_out,
                  scratch, B, T, C, NH);
     assert_close("mha out", out, ref_f32(f, "out", N * C), N * C, ATOL, RTOL);
     assert_close("mha attention probabilities", att, ref_f32(f, "att", natt), natt, ATOL, RTOL);

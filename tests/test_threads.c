@@ -41,9 +41,10 @@ static void run_ops(outputs *o, int threads) {
 
     layernorm_forward(o->ln_out, mean, rstd, x, w, b, N, C, 1e-5f);
     layernorm_backward(o->ln_dinp, o->ln_dw, o->ln_db, dy, x, w, mean, rstd, N, C);
-    linear_backward(NULL, NULL, o->lin_db, dy, x, w, N, C, C);
-    assert_int_equal(attention_forward(o->att_out, o->att, x, B, T, C, NH, true, NULL), VLP_OK);
-    attention_backward(o->dqkv, dy, x, o->att, scratch, B, T, C, NH);
+    linear_backward(NULL, NULL, NULL, o->lin_db, dy, x, w, N, C, C);
+    assert_int_equal(attention_forward(NULL, o->att_out, o->att, x, B, T, C, NH, true, NULL),
+                     VLP_OK);
+    attention_backward(NULL, o->dqkv, dy, x, o->att, scratch, B, T, C, NH);
     embedding_backward(o->dwte, o->dwpe, dy, ids, B, T, C, V);
     cls_pos_backward(o->cls_dinp, o->dcls, o->dpos, dy, B, T - 1, C);
     free(x), free(dy), free(w), free(b), free(mean), free(rstd), free(scratch);

@@ -16,6 +16,7 @@
 #include "blas_env.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "data/emoji.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -49,6 +50,7 @@ typedef struct train_cli {
     double epochs;
     long save_every, eval_every, log_every, keep;
     int threads;
+    const char *precision;      // fp32 | bf16: the blocks' matmuls
     bool resume, steps_given;
 } train_cli;
 
@@ -88,6 +90,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --grad-clip X       clip the global gradient norm to X, 0 = off (default %g)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
             "  -t, --threads N         threads, 0 = one per core (default %d)\n"
+            "  -p, --precision P       fp32, or bf16: the transformer matmuls in bfloat16 with fp32\n"
+            "                          accumulation and fp32 weights (AVX512-BF16; without it\n"
+            "                          the run falls back to fp32 and says so) (default %s)\n"
             "      --eval-every N      steps between evals, 0 = only at the end (default %ld)\n"
             "      --save-every N      steps between checkpoints, 0 = only at the end (default %ld)\n"
             "      --keep N            checkpoints kept (default %ld)\n"
@@ -98,7 +103,7 @@ static void usage(FILE *fp, const train_cli *d) {
             "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n",
             d->config, d->data, d->vendors, d->eval_vendor, d->tok_merges, d->out, d->o.batch, d->o.accum,
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
-            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, d->eval_every,
+            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, d->precision, d->eval_every,
             d->save_every, d->keep, d->log_every);
 }
 
@@ -106,7 +111,7 @@ static train_cli defaults(void) {
     train_cli c = {.config = "configs/tiny.json", .data = "data/emoji", .out = "runs/emoji",
                    .vendors = "google,apple,facebook", .eval_vendor = "twitter",
                    .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
-                   .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000,
+                   .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000, .precision = "fp32",
                    .caption_key = "title", .workers = 2, .shuffle_buffer = 1000, .crop_scale = 0.9};
     return c;
 }
@@ -154,7 +159,13 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip);
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
-        else if (VAL(NULL, "--eval-every")) bad = !arg_long(cmd, "--eval-every", a, 0, 1L << 40, &c->eval_every);
+        else if (VAL("-p", "--precision")) {
+            c->precision = a;
+            if (strcmp(a, "fp32") && strcmp(a, "bf16")) {
+                fprintf(stderr, "vlp train: --precision must be fp32 or bf16, not '%s'\n", a);
+                bad = 1;
+            }
+        } else if (VAL(NULL, "--eval-every")) bad = !arg_long(cmd, "--eval-every", a, 0, 1L << 40, &c->eval_every);
         else if (VAL(NULL, "--save-every")) bad = !arg_long(cmd, "--save-every", a, 0, 1L << 40, &c->save_every);
         else if (VAL(NULL, "--keep")) bad = !arg_long(cmd, "--keep", a, 1, 1000, &c->keep);
         else if (VAL(NULL, "--log-every")) bad = !arg_long(cmd, "--log-every", a, 1, 1L << 40, &c->log_every);
@@ -406,6 +417,17 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
                   r->cfg.text.vocab_size, r->tok.vocab_size);
     VLP_TRY(clip_init(&r->m, &r->cfg, err));
     clip_init_weights(&r->m, c->o.seed);
+    vlp_precision prec = VLP_PRECISION_FP32;
+    if (strcmp(c->precision, "bf16") == 0) {
+        if (gemm_bf16_hw())
+            prec = VLP_PRECISION_BF16;
+        else /* the portable bf16 kernel would be slower than fp32 BLAS */
+            fprintf(stderr, "vlp train: this CPU has no AVX512-BF16; --precision bf16 falls back "
+                            "to fp32\n");
+    }
+    VLP_TRY(clip_set_precision(&r->m, prec, omp_get_max_threads(), err));
+    fprintf(stderr, "precision: %s matmuls in the transformer blocks, fp32 weights and the rest\n",
+            prec == VLP_PRECISION_BF16 ? "bf16 (AVX512-BF16, fp32 accumulation)" : "fp32");
     VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
     if (c->epochs > 0 && !c->resume)
         c->o.steps = (long)ceil(c->epochs * (double)(r->loader.epoch_size / c->o.batch));

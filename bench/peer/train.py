@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/train: the open_clip-structured CLIP of
 tests/ref/check_checkpoint.py, ClipLoss (its forward), AdamW(lr 1e-4, betas
-0.9/0.98, eps 1e-6, wd 0.2), random data, fp32; median step time after two
+0.9/0.98, eps 1e-6, wd 0.2), random data, fp32 or bf16 autocast (the
+forward under torch.autocast("cpu", bfloat16): matmuls in bf16, weights fp32); median step time after two
 warm-up steps, with forward/backward/optimizer medians. One line for bench/train."""
 import argparse
 import os
@@ -30,6 +31,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -46,7 +48,8 @@ def main():
     for k in range(a.steps + 2):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss = model(img, ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = model(img, ids)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()

@@ -74,14 +74,14 @@ vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_p
     int N = d->B * d->T, C = d->C, H = d->hidden;
     size_t NC = (size_t)N * C;
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    VLP_TRY(mha_forward(a->x1, a->qkv, a->att, a->heads, a->ln1, w->in_proj_w, w->in_proj_b,
+    VLP_TRY(mha_forward(d->mm, a->x1, a->qkv, a->att, a->heads, a->ln1, w->in_proj_w, w->in_proj_b,
                         w->out_proj_w, w->out_proj_b, d->B, d->T, C, d->NH, d->causal, err));
     residual_forward(a->x1, inp, a->x1, NC);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C,
                       d->eps);
-    linear_forward(a->fc, a->ln2, w->c_fc_w, w->c_fc_b, N, C, H);
+    linear_forward(d->mm, a->fc, a->ln2, w->c_fc_w, w->c_fc_b, N, C, H);
     act_forward(d->act, a->fc_act, a->fc, (size_t)N * H);
-    linear_forward(out, a->fc_act, w->c_proj_w, w->c_proj_b, N, H, C);
+    linear_forward(d->mm, out, a->fc_act, w->c_proj_w, w->c_proj_b, N, H, C);
     residual_forward(out, a->x1, out, NC);
     return VLP_OK;
 }
@@ -105,13 +105,13 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     memset(dfc_act, 0, sizeof(float) * NH);
     memset(dln, 0, sizeof(float) * NC);
     act_forward(d->act, dfc, a->fc, NH); /* dfc holds fc_act until it is needed as dfc */
-    linear_backward(dfc_act, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
+    linear_backward(d->mm, dfc_act, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
     memset(dfc, 0, sizeof(float) * NH);
     act_backward(d->act, dfc, dfc_act, a->fc, NH);
     /* the LayerNorm outputs are recomputed too (the same sums, so the same
      * values): the forward's ln1/ln2 may be one buffer for all blocks */
     layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
-    linear_backward(dln, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
+    linear_backward(d->mm, dln, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
                        a->ln2_rstd, N, C);
 
@@ -119,7 +119,7 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
     memset(dln, 0, sizeof(float) * NC);
     layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    mha_backward(dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, ln,
+    mha_backward(d->mm, dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, ln,
                  a->qkv, a->att, a->heads, w->in_proj_w, w->out_proj_w, mha_scratch, d->B, d->T,
                  C, d->NH);
     layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,

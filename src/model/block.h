@@ -12,6 +12,7 @@ typedef struct block_dims {
     bool causal;  // text tower
     vlp_act act;  // GELU, or QuickGELU for OpenAI weights
     float eps;    // layernorm eps, 1e-5 in open_clip
+    const vlp_matmul *mm; // matmul precision + workspace; NULL: fp32
 } block_dims;
 
 /* Views of one block's parameters (or of their gradients) inside a larger

@@ -161,7 +161,27 @@ void clip_free(clip_model *m) {
     free(m->ta.xs);
     free(m->ta.blocks);
     free(m->arena);
+    free(m->mm.workspace);
     memset(m, 0, sizeof *m);
+}
+
+vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err) {
+    VLP_CHECK_ARG(precision == VLP_PRECISION_FP32 || precision == VLP_PRECISION_BF16, err,
+                  "unknown matmul precision %d", (int)precision);
+    VLP_CHECK_ARG(threads >= 1, err, "threads must be positive, got %d", threads);
+    free(m->mm.workspace);
+    m->mm = (vlp_matmul){.precision = precision};
+    if (precision == VLP_PRECISION_BF16) {
+        size_t bytes = gemm_bf16_workspace_bytes(threads);
+        m->mm.workspace = malloc(bytes);
+        if (!m->mm.workspace) {
+            m->mm.precision = VLP_PRECISION_FP32;
+            VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate the bf16 GEMM workspace (%.1f MiB)",
+                     bytes / 1048576.0);
+        }
+        m->mm.threads = threads;
+    }
+    return VLP_OK;
 }
 
 const vlp_param *clip_param_find(const clip_model *m, const char *name) {
@@ -402,6 +422,7 @@ vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error 
     tower_acts *t = &m->va;
     block_dims bd = m->vdims;
     bd.B = B;
+    bd.mm = &m->mm;
     int W = v->width, NP = bd.T - 1, E = m->cfg.embed_dim;
     float *patches = m->scratch; // (B, NP, W), not needed by the backward
     VLP_TRY(patch_embed_forward(patches, t->stem, images, w->conv1, B, 3, v->image_size,
@@ -423,9 +444,10 @@ void clip_image_backward(clip_model *m, const float *demb, int B) {
     int W = v->width, T = m->vdims.T, NP = T - 1, E = m->cfg.embed_dim;
     size_t BT = (size_t)B * T;
     float *other;
+    block_dims bd = m->vdims;
+    bd.mm = &m->mm;
     float *dx = tower_backward(&other, t, demb, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
-                               g->ln_post_b, g->proj, w->blocks, g->blocks, &m->vdims, v->layers,
-                               B, E);
+                               g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, B, E);
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
                        t->pre_rstd, (int)BT, W);
@@ -443,6 +465,7 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     tower_acts *t = &m->ta;
     block_dims bd = m->tdims;
     bd.B = B;
+    bd.mm = &m->mm;
     int W = c->width, T = c->context_length, E = m->cfg.embed_dim;
     VLP_TRY(embedding_forward(t->xs[0], ids, w->token_embedding, w->positional_embedding, B, T, W,
                               c->vocab_size, err));
@@ -458,9 +481,11 @@ void clip_text_backward(clip_model *m, const float *demb, int B) {
     const clip_text_cfg *c = &m->cfg.text;
     text_views *w = &m->w.txt, *g = &m->g.txt;
     float *spare;
+    block_dims bd = m->tdims;
+    bd.mm = &m->mm;
     float *dx = tower_backward(&spare, &m->ta, demb, m->scratch, w->ln_final_w, w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
-                               g->blocks, &m->tdims, c->layers, B, m->cfg.embed_dim);
+                               g->blocks, &bd, c->layers, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
                        c->context_length, c->width, c->vocab_size);
 }

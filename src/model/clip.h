@@ -82,6 +82,7 @@ typedef struct clip_model {
     float *demb_img, *demb_txt;   // (B, E) the loss's gradients for the embeddings
     float *scratch;               // backward temporaries, shared by both towers
     float loss;
+    vlp_matmul mm;                // the blocks' matmuls: precision, bf16 workspace (owned)
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
@@ -89,6 +90,13 @@ vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
  * the arena for forward passes (one set of block activations per tower). */
 vlp_err clip_init_inference(clip_model *m, const clip_config *cfg, vlp_error *err);
 void clip_free(clip_model *m);
+/* The arithmetic of the transformer blocks' matmuls (fp32 by default). BF16
+ * rounds their inputs to bfloat16 and accumulates in fp32, like
+ * torch.autocast; weights, gradients and everything else stay fp32. The
+ * workspace is sized for `threads` threads (omp_get_max_threads()). On a
+ * CPU without AVX512-BF16 the bf16 results are the same, computed slowly:
+ * callers check gemm_bf16_hw() first. */
+vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 
 /* open_clip's initialisation, from a seed. */
 void clip_init_weights(clip_model *m, uint64_t seed);

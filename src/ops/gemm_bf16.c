@@ -7,6 +7,7 @@
  *
  * Packed layouts (uint32 = a pair of bf16 along K, the lower at k even):
  *   A block: MR-row strips, each [kp][MR]   — one broadcast per row and pair
+ *            (or [MR][kp] when op(A) = A: its rows convert without a transpose)
  *   B block: NR-col panels, each [kp][NR]   — two zmm loads per pair
  * K is padded to even with zeros; ragged M and N are padded with zeros in
  * the packs and masked when C is written. */
@@ -163,9 +164,12 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
 
 /* Strips of W rows where op(X)'s rows are X's rows (X stored (R, K)): each
  * row is converted 32 k at a time (16 pairs in one cvtne2ps after a
- * deinterleave) and its pairs scattered down the strip. */
+ * deinterleave). With `rows_out` the strip is stored row by row ([i][kp],
+ * for kernel_x86_arows: contiguous stores); else its pairs are scattered
+ * down the strip ([kp][i], the B panels' layout). */
 TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int r0, int rn,
-                                      int k0, int kn, int W, int strip_lo, int strip_hi) {
+                                      int k0, int kn, int W, int strip_lo, int strip_hi,
+                                      bool rows_out) {
     int kp2 = (kn + 1) / 2;
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
@@ -178,7 +182,7 @@ TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int
         for (int i = 0; i < W; i++) {
             int r = s * W + i;
             if (r >= rn) {
-                for (int kp = 0; kp < kp2; kp++) d[(size_t)kp * W + i] = 0;
+                for (int kp = 0; kp < kp2; kp++) d[rows_out ? (size_t)i * kp2 + kp : (size_t)kp * W + i] = 0;
                 continue;
             }
             const float *x = X + (size_t)(r0 + r) * ld + k0;
@@ -191,25 +195,36 @@ TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int
                 __m512 lo = _mm512_permutex2var_ps(x0, even, x1); // k even
                 __m512 hi = _mm512_permutex2var_ps(x0, odd, x1);  // k odd
                 __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-                _mm512_store_si512(row + k / 2, _mm512_permutexvar_epi16(idx, both));
+                __m512i pairs = _mm512_permutexvar_epi16(idx, both);
+                if (rows_out) {
+                    int np = kp2 - k / 2;
+                    __mmask16 pm = np >= 16 ? 0xffff : (__mmask16)((1u << np) - 1);
+                    _mm512_mask_storeu_epi32(d + (size_t)i * kp2 + k / 2, pm, pairs);
+                } else {
+                    _mm512_store_si512(row + k / 2, pairs);
+                }
             }
-            for (int kp = 0; kp < kp2; kp++) d[(size_t)kp * W + i] = row[kp];
+            if (!rows_out)
+                for (int kp = 0; kp < kp2; kp++) d[(size_t)kp * W + i] = row[kp];
         }
     }
 }
 
-/* The register tile: MR rows × 32 columns, 24 fp32 accumulators. */
-TARGET_BF16 static void kernel_x86(int kp2, const uint32_t *a, const uint32_t *b, float *C,
-                                   int ldc, int mr, int nr, float alpha, float beta) {
+/* The register tile: MR rows × 32 columns, 24 fp32 accumulators. A's pair
+ * (i, kp) is at a[i·si + kp·sk]: [kp][MR] strips (si 1, sk MR) or rows
+ * (si kp2, sk 1), which spare the pack a transpose. */
+TARGET_BF16 static inline __attribute__((always_inline)) void
+kernel_x86(int kp2, const uint32_t *a, size_t si, size_t sk, const uint32_t *b, float *C,
+           int ldc, int mr, int nr, float alpha, float beta) {
     __m512 c[MR][2];
     for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (int kp = 0; kp < kp2; kp++) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b + (size_t)kp * NR);
         __m512bh b1 = (__m512bh)_mm512_load_si512(b + (size_t)kp * NR + 16);
-        const uint32_t *ak = a + (size_t)kp * MR;
+        const uint32_t *ak = a + (size_t)kp * sk;
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
-            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ak[i]);
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ak[i * si]);
             c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
             c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
         }
@@ -227,6 +242,17 @@ TARGET_BF16 static void kernel_x86(int kp2, const uint32_t *a, const uint32_t *b
         _mm512_mask_storeu_ps(ci, m0, r0);
         _mm512_mask_storeu_ps(ci + 16, m1, r1);
     }
+}
+
+TARGET_BF16 static void kernel_x86_astrips(int kp2, const uint32_t *a, const uint32_t *b,
+                                           float *C, int ldc, int mr, int nr, float alpha,
+                                           float beta) {
+    kernel_x86(kp2, a, 1, MR, b, C, ldc, mr, nr, alpha, beta);
+}
+
+TARGET_BF16 static void kernel_x86_arows(int kp2, const uint32_t *a, const uint32_t *b, float *C,
+                                         int ldc, int mr, int nr, float alpha, float beta) {
+    kernel_x86(kp2, a, (size_t)kp2, 1, b, C, ldc, mr, nr, alpha, beta);
 }
 #endif
 
@@ -255,7 +281,7 @@ static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo,
 #ifdef VLP_BF16_X86
     if (p->hw) {
         if (p->ta) pack_cols_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
-        else pack_rows_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
+        else pack_rows_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, true);
         return;
     }
 #endif
@@ -265,7 +291,7 @@ static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo,
 static void pack_b(const gemm_plan *p, int j0, int nn, int k0, int kn, int s_lo, int s_hi) {
 #ifdef VLP_BF16_X86
     if (p->hw) {
-        if (p->tb) pack_rows_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+        if (p->tb) pack_rows_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi, false);
         else pack_cols_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
         return;
     }
@@ -283,7 +309,8 @@ static void tile(const gemm_plan *p, int kp2, int sa, int sb, int i0, int mn, in
     float *C = p->C + (size_t)(i0 + sa * MR) * p->ldc + j0 + sb * NR;
 #ifdef VLP_BF16_X86
     if (p->hw) {
-        kernel_x86(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
+        if (p->ta) kernel_x86_astrips(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
+        else kernel_x86_arows(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
         return;
     }
 #endif

@@ -5,8 +5,8 @@
 
 #include <string.h>
 
-void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
-                    int C, int OC) {
+void linear_forward(const vlp_matmul *mm, float *out, const float *inp, const float *weight,
+                    const float *bias, int N, int C, int OC) {
     float beta = 0.0f;
     if (bias) {
         /* seed every row with the bias and let the GEMM add on top of it */
@@ -14,13 +14,14 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
         beta = 1.0f;
     }
-    vlp_sgemm(false, true, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+    vlp_gemm(mm, false, true, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
 }
 
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int C, int OC) {
-    if (dinp) vlp_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-    if (dweight) vlp_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight, int N, int C,
+                     int OC) {
+    if (dinp) vlp_gemm(mm, false, false, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight) vlp_gemm(mm, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) colsum_add(dbias, dout, N, OC, OC);
 }
 

@@ -26,14 +26,18 @@
 #include <stdint.h>
 
 #include "vlp.h"
+#include "ops/gemm.h"
+
+/* mm (first argument of the GEMM-backed ops): the precision of their
+ * matmuls and the bf16 packing workspace; NULL is fp32 BLAS. */
 
 /* ---- linear: out = inp · weightᵀ + bias -------------------------------- */
-void linear_forward(float *out,          // (N, OC)
+void linear_forward(const vlp_matmul *mm, float *out,          // (N, OC)
                     const float *inp,    // (N, C)
                     const float *weight, // (OC, C)
                     const float *bias,   // (OC) or NULL
                     int N, int C, int OC);
-void linear_backward(float *dinp,         // (N, C) or NULL
+void linear_backward(const vlp_matmul *mm, float *dinp,         // (N, C) or NULL
                      float *dweight,      // (OC, C) or NULL
                      float *dbias,        // (OC) or NULL
                      const float *dout,   // (N, OC)
@@ -91,12 +95,12 @@ void residual_backward(float *da, float *db, const float *dout, size_t N);
  * qkv row t of batch b is [q(C) | k(C) | v(C)], each split into NH heads of
  * C/NH, as the output of open_clip's in_proj. out is the heads concatenated,
  * before out_proj. With causal, query t sees keys 0..t. */
-vlp_err attention_forward(float *out,       // (B, T, C)
+vlp_err attention_forward(const vlp_matmul *mm, float *out,       // (B, T, C)
                           float *att,       // (B, NH, T, T) saved probabilities
                           const float *qkv, // (B, T, 3C)
                           int B, int T, int C, int NH, bool causal, vlp_error *err);
 size_t attention_scratch_floats(int B, int T, int NH);
-void attention_backward(float *dqkv,       // (B, T, 3C)
+void attention_backward(const vlp_matmul *mm, float *dqkv,       // (B, T, 3C)
                         const float *dout, // (B, T, C)
                         const float *qkv,  // (B, T, 3C)
                         const float *att,  // (B, NH, T, T)
@@ -104,7 +108,7 @@ void attention_backward(float *dqkv,       // (B, T, 3C)
                         int B, int T, int C, int NH);
 
 /* ---- multi-head self-attention: in_proj, attention core, out_proj ----------- */
-vlp_err mha_forward(float *out,            // (B, T, C)
+vlp_err mha_forward(const vlp_matmul *mm, float *out,            // (B, T, C)
                     float *qkv,            // (B, T, 3C) saved
                     float *att,            // (B, NH, T, T) saved
                     float *heads,          // (B, T, C) saved, input of out_proj
@@ -115,7 +119,7 @@ vlp_err mha_forward(float *out,            // (B, T, C)
                     const float *b_out,    // (C) out_proj.bias
                     int B, int T, int C, int NH, bool causal, vlp_error *err);
 size_t mha_scratch_floats(int B, int T, int C, int NH);
-void mha_backward(float *dinp,                       // (B, T, C) or NULL
+void mha_backward(const vlp_matmul *mm, float *dinp,                       // (B, T, C) or NULL
                   float *dw_in, float *db_in,        // (3C, C) (3C)
                   float *dw_out, float *db_out,      // (C, C) (C)
                   const float *dout,                 // (B, T, C)
