@@ -317,40 +317,54 @@ static void tile(const gemm_plan *p, int kp2, int sa, int sb, int i0, int mn, in
     kernel_generic(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
 }
 
-/* The blocked loops for thread tid of nt. Threads split M (whole MR
- * strips) and pack their own A blocks; they share the packed B block, so
- * the only barriers are around packing it. */
+/* One block of rows [i0, i0+mn) against the packed B block: pack its A
+ * (into this thread's buffer), then the tiles panel-major, so a B panel
+ * stays in L1 while the A strips stream from L2. */
+static void row_block(const gemm_plan *p, int i0, int mn, int j0, int nn, int sbn, int k0, int kn,
+                      float beta) {
+    int san = (mn + MR - 1) / MR, kp2 = (kn + 1) / 2;
+    pack_a(p, i0, mn, k0, kn, 0, san);
+    for (int sb = 0; sb < sbn; sb++)
+        for (int sa = 0; sa < san; sa++) tile(p, kp2, sa, sb, i0, mn, j0, nn, beta);
+}
+
+/* The blocked loops for thread tid of nt (nt > 1: inside the parallel
+ * region, every thread calls this). The threads pack the shared B block
+ * together, then take row blocks dynamically (a slow thread on a noisy
+ * machine takes fewer), each packing its own A. Row blocks are at most MC
+ * rows and small enough that every thread gets ~4 of them. */
 static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
-    int strips = (p->M + MR - 1) / MR;
-    int m_lo = strips * tid / nt * MR, m_hi = strips * (tid + 1) / nt * MR;
-    if (m_hi > p->M) m_hi = p->M;
     gemm_plan mine = *p;
     mine.apack = apack;
+    int rows = MC;
+    if (nt > 1) {
+        int want = (p->M + 4 * nt - 1) / (4 * nt);
+        want = (want + MR - 1) / MR * MR;
+        if (want < rows) rows = want;
+    }
+    int nblk = (p->M + rows - 1) / rows;
     for (int j0 = 0; j0 < p->N; j0 += NC) {
         int nn = p->N - j0 < NC ? p->N - j0 : NC, sbn = (nn + NR - 1) / NR;
         for (int k0 = 0; k0 < p->K; k0 += KC) {
-            int kn = p->K - k0 < KC ? p->K - k0 : KC, kp2 = (kn + 1) / 2;
+            int kn = p->K - k0 < KC ? p->K - k0 : KC;
             float beta = k0 == 0 ? p->beta : 1.0f;
-#ifdef _OPENMP
-            if (nt > 1 && (j0 > 0 || k0 > 0)) {
-#pragma omp barrier /* everyone is done with the previous B block */
-            }
-#endif
             pack_b(p, j0, nn, k0, kn, sbn * tid / nt, sbn * (tid + 1) / nt);
+            if (nt == 1) {
+                for (int b = 0; b < nblk; b++) {
+                    int i0 = b * rows, mn = p->M - i0 < rows ? p->M - i0 : rows;
+                    row_block(&mine, i0, mn, j0, nn, sbn, k0, kn, beta);
+                }
+                continue;
+            }
 #ifdef _OPENMP
-            if (nt > 1) {
-#pragma omp barrier
+#pragma omp barrier /* B is packed */
+            /* the loop's closing barrier: everyone is done with this B block */
+#pragma omp for schedule(dynamic, 1)
+            for (int b = 0; b < nblk; b++) {
+                int i0 = b * rows, mn = p->M - i0 < rows ? p->M - i0 : rows;
+                row_block(&mine, i0, mn, j0, nn, sbn, k0, kn, beta);
             }
 #endif
-            for (int i0 = m_lo; i0 < m_hi; i0 += MC) {
-                int mn = m_hi - i0 < MC ? m_hi - i0 : MC, san = (mn + MR - 1) / MR;
-                pack_a(&mine, i0, mn, k0, kn, 0, san);
-                /* panel-major: a B panel stays in L1 while the A strips
-                 * stream from L2 */
-                for (int sb = 0; sb < sbn; sb++)
-                    for (int sa = 0; sa < san; sa++)
-                        tile(&mine, kp2, sa, sb, i0, mn, j0, nn, beta);
-            }
         }
     }
 }
