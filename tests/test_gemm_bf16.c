@@ -5,7 +5,7 @@
  * Rounding the inputs any other way (truncation, no rounding at all) moves
  * results by ~2^-9 of that sum and fails. Every transpose combination, the
  * shapes of the models and ragged ones (M, N, K not multiples of the 12×32
- * tile or the 384 K block, odd K, K = 1), alpha/beta, strided operands, and
+ * tile or the 384 K block, odd K, K = 1, K = 0), alpha/beta, a bias, strided operands, and
  * calls from inside a parallel region (per-thread workspace slots); the
  * AVX512-BF16 kernel (when the CPU has it) and the portable one. */
 #include <math.h>
@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "testutil.h"
 
-typedef bool (*gemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *,
-                        int, float, float *, int, void *, int);
+typedef bool (*gemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *, int,
+                        float, float *, int, const float *, void *, int);
 
 typedef struct shape {
     int M, N, K;
@@ -30,7 +30,7 @@ static float at(const float *X, int ld, bool trans, int r, int k) {
 }
 
 static void check_one(gemm_fn fn, const char *kernel, shape s, bool ta, bool tb, float alpha,
-                      float beta, int pad) {
+                      float beta, int pad, bool with_bias) {
     int M = s.M, N = s.N, K = s.K;
     /* leading dimensions with `pad` extra columns: strided operands */
     int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
@@ -38,16 +38,22 @@ static void check_one(gemm_fn fn, const char *kernel, shape s, bool ta, bool tb,
     size_t nc = (size_t)M * ldc;
     rng r = {(uint64_t)(M * 131 + N * 17 + K + ta * 7 + tb * 3 + pad)};
     float *A = falloc(na), *B = falloc(nb), *C = falloc(nc), *C0 = falloc(nc);
+    float *bias = NULL;
+    if (with_bias) {
+        bias = falloc((size_t)N);
+        fill_normal(&r, bias, (size_t)N, 1.0f, 0.5f);
+    }
     fill_normal(&r, A, na, 1.0f, 0.1f);
     fill_normal(&r, B, nb, 1.0f, -0.1f);
     fill_normal(&r, C, nc, 1.0f, 0.0f);
     if (beta == 0.0f) /* beta = 0 must not read C: NaN there must not leak */
-        for (size_t i = 0; i < nc; i++) C[i] = NAN;
+        for (size_t i = 0; i < nc; i++)
+            C[i] = NAN;
     memcpy(C0, C, nc * sizeof(float));
     int threads = omp_get_max_threads();
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
     assert_non_null(ws);
-    assert_true(fn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws, threads));
+    assert_true(fn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, ws, threads));
 
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
@@ -59,36 +65,41 @@ static void check_one(gemm_fn fn, const char *kernel, shape s, bool ta, bool tb,
                 mag += fabs(p);
             }
             double c0 = beta == 0.0f ? 0.0 : C0[(size_t)i * ldc + j];
-            double want = alpha * ref + beta * c0;
-            double tol = 1e-5 * fabs(alpha) * mag + 1e-6 * fabs(beta * c0) + 1e-30;
+            double bj = bias ? bias[j] : 0.0;
+            double want = alpha * ref + bj + beta * c0;
+            double tol = 1e-5 * fabs(alpha) * mag + 1e-6 * (fabs(beta * c0) + fabs(bj)) + 1e-30;
             double got = C[(size_t)i * ldc + j];
             if (!(fabs(got - want) <= tol))
-                fail_msg("%s gemm %dx%dx%d ta=%d tb=%d alpha=%g beta=%g pad=%d: C[%d][%d] = %.9g, "
-                         "want %.9g (tol %.3g)",
-                         kernel, M, N, K, ta, tb, alpha, beta, pad, i, j, got, want, tol);
+                fail_msg(
+                    "%s gemm %dx%dx%d ta=%d tb=%d alpha=%g beta=%g pad=%d bias=%d: C[%d][%d] = "
+                    "%.9g, want %.9g (tol %.3g)",
+                    kernel, M, N, K, ta, tb, alpha, beta, pad, with_bias, i, j, got, want, tol);
         }
         /* the padding columns of C are untouched */
         for (int j = N; j < ldc; j++)
             if (memcmp(&C[(size_t)i * ldc + j], &C0[(size_t)i * ldc + j], sizeof(float)))
                 fail_msg("%s gemm %dx%dx%d wrote C[%d][%d], past N", kernel, M, N, K, i, j);
     }
-    free(A), free(B), free(C), free(C0), free(ws);
+    free(A), free(B), free(C), free(C0), free(ws), free(bias);
 }
 
 static const shape shapes[] = {
-    {1, 1, 1},    {12, 32, 2},   {13, 33, 3},   {11, 31, 1},  {65, 65, 64},
-    {65, 64, 65}, {50, 96, 385}, {37, 47, 769}, {130, 70, 33}, {251, 1600, 17},
-    {24, 64, 384}, {7, 5, 1000},
+    {1, 1, 1},     {12, 32, 2},   {13, 33, 3},   {11, 31, 1},     {65, 65, 64},  {65, 64, 65},
+    {50, 96, 385}, {37, 47, 769}, {130, 70, 33}, {251, 1600, 17}, {24, 64, 384}, {7, 5, 1000},
 };
 
 static void run_all(gemm_fn fn, const char *kernel) {
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int t = 0; t < 4; t++)
-            check_one(fn, kernel, shapes[s], t & 1, t >> 1, 1.0f, 0.0f, 0);
-    /* alpha, beta and strides */
-    check_one(fn, kernel, (shape){45, 70, 129}, false, true, 0.125f, 1.0f, 3);
-    check_one(fn, kernel, (shape){45, 70, 129}, true, false, -2.0f, 0.5f, 5);
-    check_one(fn, kernel, (shape){29, 33, 64}, true, true, 1.0f, 1.0f, 1);
+            check_one(fn, kernel, shapes[s], t & 1, t >> 1, 1.0f, 0.0f, 0, false);
+    /* alpha, beta, strides and a bias (added once, though K spans 3 blocks) */
+    check_one(fn, kernel, (shape){45, 70, 129}, false, true, 0.125f, 1.0f, 3, false);
+    check_one(fn, kernel, (shape){45, 70, 129}, true, false, -2.0f, 0.5f, 5, false);
+    check_one(fn, kernel, (shape){29, 33, 64}, true, true, 1.0f, 1.0f, 1, false);
+    check_one(fn, kernel, (shape){50, 96, 1000}, false, true, 1.0f, 0.0f, 2, true);
+    check_one(fn, kernel, (shape){13, 33, 3}, true, false, 1.0f, 1.0f, 0, true);
+    check_one(fn, kernel, (shape){5, 7, 0}, false, false, 1.0f, 0.0f, 0,
+              true); /* K = 0: C = bias */
 }
 
 static void test_avx512_bf16_kernel(void **state) {
@@ -113,7 +124,7 @@ static void test_model_shape_close_to_fp32(void **state) {
     int threads = omp_get_max_threads();
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
     vlp_sgemm(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, R, N);
-    assert_true(gemm_bf16(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N, ws, threads));
+    assert_true(gemm_bf16(false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N, NULL, ws, threads));
     /* relative error of bf16 inputs: 2^-9 each; over K random terms ~2^-8.5/sqrt(K) · |sum| */
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < (size_t)M * N; i++) {
@@ -140,12 +151,14 @@ static void test_inside_parallel_region(void **state) {
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
     for (int j = 0; j < J; j++)
         assert_true(gemm_bf16(false, false, M, N, K, 1.0f, A + (size_t)j * M * K, K,
-                              B + (size_t)j * K * N, N, 0.0f, R + (size_t)j * M * N, N, ws, 1));
+                              B + (size_t)j * K * N, N, 0.0f, R + (size_t)j * M * N, N, NULL, ws,
+                              1));
     int refused = 0;
 #pragma omp parallel for num_threads(threads) reduction(+ : refused)
     for (int j = 0; j < J; j++)
-        refused += !gemm_bf16(false, false, M, N, K, 1.0f, A + (size_t)j * M * K, K,
-                              B + (size_t)j * K * N, N, 0.0f, C + (size_t)j * M * N, N, ws, threads);
+        refused +=
+            !gemm_bf16(false, false, M, N, K, 1.0f, A + (size_t)j * M * K, K, B + (size_t)j * K * N,
+                       N, 0.0f, C + (size_t)j * M * N, N, NULL, ws, threads);
     assert_int_equal(refused, 0);
     /* one thread alone and many threads in a region: the same sums */
     assert_memory_equal(C, R, sizeof(float) * J * M * N);
@@ -153,7 +166,7 @@ static void test_inside_parallel_region(void **state) {
     int no_slot = 0;
 #pragma omp parallel num_threads(2) reduction(+ : no_slot)
     if (omp_get_thread_num() == 1)
-        no_slot += !gemm_bf16(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N, ws, 1);
+        no_slot += !gemm_bf16(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N, NULL, ws, 1);
     assert_int_equal(no_slot, 1);
 #endif
     free(A), free(B), free(C), free(R), free(ws);
@@ -162,7 +175,7 @@ static void test_inside_parallel_region(void **state) {
 /* Round to nearest, ties to even, and NaN kept. */
 static void test_bf16_round(void **state) {
     assert_true(bf16_round(1.0f) == 1.0f);
-    assert_true(bf16_round(1.0f + 0x1p-8f) == 1.0f);            /* tie → even (down) */
+    assert_true(bf16_round(1.0f + 0x1p-8f) == 1.0f);               /* tie → even (down) */
     assert_true(bf16_round(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f); /* tie → even (up) */
     assert_true(bf16_round(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f);
     assert_true(bf16_round(-3.0f) == -3.0f);

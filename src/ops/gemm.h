@@ -29,20 +29,26 @@ typedef struct vlp_matmul {
 /* vlp_sgemm, or the bf16 kernel when mm asks for it */
 void vlp_gemm(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* C = op(A)·op(B) + bias (a row vector of N, added to every row; C is not
+ * read): the bf16 kernel adds it in its epilogue, fp32 seeds C with it */
+void vlp_gemm_bias(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K,
+                   const float *A, int lda, const float *B, int ldb, const float *bias, float *C,
+                   int ldc);
 
 /* bf16 GEMM with fp32 accumulation and fp32 operands (rounded to bf16,
- * nearest-even, as they are packed). AVX512-BF16 when the CPU has it
+ * nearest-even, as they are packed): C = alpha·op(A)·op(B) + bias + beta·C,
+ * bias (N) or NULL. AVX512-BF16 when the CPU has it
  * (gemm_bf16_hw), else a portable kernel computing the same products.
  * Outside a parallel region it uses up to ws_threads threads; inside one,
  * the calling thread's workspace slot. Returns false, having done nothing,
  * when the calling thread has no slot (thread id ≥ ws_threads). */
 bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc, void *workspace,
-               int ws_threads);
+               int lda, const float *B, int ldb, float beta, float *C, int ldc,
+               const float *bias, void *workspace, int ws_threads);
 /* the same with the portable kernel whatever the CPU (tests compare both) */
 bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                        int ldc, void *workspace, int ws_threads);
+                        int ldc, const float *bias, void *workspace, int ws_threads);
 size_t gemm_bf16_workspace_bytes(int threads);
 bool gemm_bf16_hw(void);
 /* x rounded to the nearest bfloat16 (ties to even), as the kernel rounds */

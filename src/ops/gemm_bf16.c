@@ -1,4 +1,4 @@
-/* bf16 GEMM with fp32 accumulation: C = alpha · op(A)·op(B) + beta · C, where
+/* bf16 GEMM with fp32 accumulation: C = alpha · op(A)·op(B) + bias + beta · C, where
  * op(A) and op(B) are fp32 in memory and rounded to bf16 (nearest-even) as
  * they are packed. Debian's OpenBLAS is built without sbgemm, so this is our
  * own: BLIS-style blocking, packed panels, and an MR×NR register tile that
@@ -11,23 +11,24 @@
  *   B block: NR-col panels, each [kp][NR]   — two zmm loads per pair
  * K is padded to even with zeros; ragged M and N are padded with zeros in
  * the packs and masked when C is written. */
-#include "ops/gemm.h"
 #include "core/parallel.h"
+#include "ops/gemm.h"
 
 #include <stdint.h>
 #include <string.h>
 
 #define MR 12
 #define NR 32
-#define KC 384 /* K per block (even): a B panel is KC/2 · 128 B = 24 KiB, in L1 */
-#define MC 240 /* rows per A block (multiple of MR): 180 KiB, in L2 */
+#define KC 384  /* K per block (even): a B panel is KC/2 · 128 B = 24 KiB, in L1 */
+#define MC 240  /* rows per A block (multiple of MR): 180 KiB, in L2 */
 #define NC 1536 /* cols per B block (multiple of NR) */
 
 #define A_BLOCK_PAIRS ((size_t)MC * (KC / 2))
 #define B_BLOCK_PAIRS ((size_t)NC * (KC / 2))
 
 size_t gemm_bf16_workspace_bytes(int threads) {
-    if (threads < 1) threads = 1;
+    if (threads < 1)
+        threads = 1;
     return (size_t)threads * (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t) + 64;
 }
 
@@ -35,7 +36,8 @@ size_t gemm_bf16_workspace_bytes(int threads) {
 static inline uint16_t f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
@@ -61,8 +63,8 @@ static inline float op_at(const float *X, int ld, bool trans, int r, int k) {
  * strip s, pair kp, row i at dst[(s·kp2 + kp)·W + i]. Rows past rn and the
  * odd k pad are zero. Portable: used for every layout the vector packers do
  * not cover and on CPUs without AVX-512. */
-static void pack_generic(uint32_t *dst, const float *X, int ld, bool trans, int r0, int rn,
-                         int k0, int kn, int W, int strip_lo, int strip_hi) {
+static void pack_generic(uint32_t *dst, const float *X, int ld, bool trans, int r0, int rn, int k0,
+                         int kn, int W, int strip_lo, int strip_hi) {
     int kp2 = (kn + 1) / 2;
     for (int s = strip_lo; s < strip_hi; s++) {
         uint32_t *d = dst + (size_t)s * kp2 * W;
@@ -83,13 +85,15 @@ static void pack_generic(uint32_t *dst, const float *X, int ld, bool trans, int 
     }
 }
 
-/* C tile (mr × nr valid of MR × NR) = alpha · acc + beta · C */
+/* C tile (mr × nr valid of MR × NR) = alpha · acc (+ bias) + beta · C */
 static inline void store_tile_generic(float *C, int ldc, const float *acc, int mr, int nr,
-                                      float alpha, float beta) {
+                                      float alpha, float beta, const float *bias) {
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             float *c = C + (size_t)i * ldc + j;
             float v = alpha * acc[i * NR + j];
+            if (bias)
+                v += bias[j];
             *c = beta == 0.0f ? v : v + beta * *c;
         }
 }
@@ -107,8 +111,8 @@ static float bf16_hi(uint32_t p) {
     return f;
 }
 
-static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float *C, int ldc,
-                           int mr, int nr, float alpha, float beta) {
+static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float *C, int ldc, int mr,
+                           int nr, float alpha, float beta, const float *bias) {
     float acc[MR * NR] = {0};
     for (int kp = 0; kp < kp2; kp++) {
         const uint32_t *ak = a + (size_t)kp * MR, *bk = b + (size_t)kp * NR;
@@ -118,7 +122,7 @@ static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float 
                 acc[i * NR + j] += alo * bf16_lo(bk[j]) + ahi * bf16_hi(bk[j]);
         }
     }
-    store_tile_generic(C, ldc, acc, mr, nr, alpha, beta);
+    store_tile_generic(C, ldc, acc, mr, nr, alpha, beta, bias);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
@@ -131,20 +135,19 @@ static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float 
 TARGET_BF16 static inline __m512i pairs16_cols(const float *X, int ld, int r, int k, bool has_hi,
                                                __mmask16 m) {
     __m512 lo = _mm512_maskz_loadu_ps(m, X + (size_t)k * ld + r);
-    __m512 hi = has_hi ? _mm512_maskz_loadu_ps(m, X + (size_t)(k + 1) * ld + r)
-                       : _mm512_setzero_ps();
+    __m512 hi =
+        has_hi ? _mm512_maskz_loadu_ps(m, X + (size_t)(k + 1) * ld + r) : _mm512_setzero_ps();
     /* cvtne2ps: upper 16 from the first operand; then interleave lo/hi */
     __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
-                                         1, 16, 0);
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
+                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     return _mm512_permutexvar_epi16(idx, both);
 }
 
 /* Strips of W (16 or 32) rows where op(X)'s rows are X's columns (X stored
  * (K, R)): contiguous loads, no transpose. */
-TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int r0, int rn,
-                                      int k0, int kn, int W, int strip_lo, int strip_hi) {
+TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int r0, int rn, int k0,
+                                      int kn, int W, int strip_lo, int strip_hi) {
     int kp2 = (kn + 1) / 2;
     for (int s = strip_lo; s < strip_hi; s++) {
         uint32_t *d = dst + (size_t)s * kp2 * W;
@@ -154,7 +157,9 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
                 /* lanes past the strip (W = 12) are neither loaded nor stored */
                 int r = s * W + v, left = rn - r, width = W - v < 16 ? W - v : 16;
                 __mmask16 wm = (__mmask16)((1u << width) - 1);
-                __mmask16 m = left >= 16 ? wm : left <= 0 ? 0 : (__mmask16)(((1u << left) - 1) & wm);
+                __mmask16 m = left >= 16  ? wm
+                              : left <= 0 ? 0
+                                          : (__mmask16)(((1u << left) - 1) & wm);
                 _mm512_mask_storeu_epi32(d + (size_t)kp * W + v, wm,
                                          pairs16_cols(X, ld, r0 + r, k0 + 2 * kp, has_hi, m));
             }
@@ -167,29 +172,31 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
  * deinterleave). With `rows_out` the strip is stored row by row ([i][kp],
  * for kernel_x86_arows: contiguous stores); else its pairs are scattered
  * down the strip ([kp][i], the B panels' layout). */
-TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int r0, int rn,
-                                      int k0, int kn, int W, int strip_lo, int strip_hi,
-                                      bool rows_out) {
+TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int r0, int rn, int k0,
+                                      int kn, int W, int strip_lo, int strip_hi, bool rows_out) {
     int kp2 = (kn + 1) / 2;
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
-                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
-                                         1, 16, 0);
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
+                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     uint32_t row[KC / 2] __attribute__((aligned(64)));
     for (int s = strip_lo; s < strip_hi; s++) {
         uint32_t *d = dst + (size_t)s * kp2 * W;
         for (int i = 0; i < W; i++) {
             int r = s * W + i;
             if (r >= rn) {
-                for (int kp = 0; kp < kp2; kp++) d[rows_out ? (size_t)i * kp2 + kp : (size_t)kp * W + i] = 0;
+                for (int kp = 0; kp < kp2; kp++)
+                    d[rows_out ? (size_t)i * kp2 + kp : (size_t)kp * W + i] = 0;
                 continue;
             }
             const float *x = X + (size_t)(r0 + r) * ld + k0;
             for (int k = 0; k < kn; k += 32) {
                 int left = kn - k;
                 __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+                __mmask16 m1 = left >= 32   ? 0xffff
+                               : left <= 16 ? 0
+                                            : (__mmask16)((1u << (left - 16)) - 1);
                 __m512 x0 = _mm512_maskz_loadu_ps(m0, x + k);
                 __m512 x1 = _mm512_maskz_loadu_ps(m1, x + k + 16);
                 __m512 lo = _mm512_permutex2var_ps(x0, even, x1); // k even
@@ -205,7 +212,8 @@ TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int
                 }
             }
             if (!rows_out)
-                for (int kp = 0; kp < kp2; kp++) d[(size_t)kp * W + i] = row[kp];
+                for (int kp = 0; kp < kp2; kp++)
+                    d[(size_t)kp * W + i] = row[kp];
         }
     }
 }
@@ -214,10 +222,19 @@ TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int
  * (i, kp) is at a[i·si + kp·sk]: [kp][MR] strips (si 1, sk MR) or rows
  * (si kp2, sk 1), which spare the pack a transpose. */
 TARGET_BF16 static inline __attribute__((always_inline)) void
-kernel_x86(int kp2, const uint32_t *a, size_t si, size_t sk, const uint32_t *b, float *C,
-           int ldc, int mr, int nr, float alpha, float beta) {
+kernel_x86(int kp2, const uint32_t *a, size_t si, size_t sk, const uint32_t *b, float *C, int ldc,
+           int mr, int nr, float alpha, float beta, const float *bias, bool fetch_c) {
     __m512 c[MR][2];
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++)
+        c[i][0] = c[i][1] = _mm512_setzero_ps();
+    /* on the first K block C is far (a row block of a big activation):
+     * start fetching the tile now, so the misses overlap the dot products
+     * (on later blocks it is in cache, and prefetching measured slower) */
+    if (fetch_c)
+        for (int i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(C + (size_t)i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + (size_t)i * ldc + 16), _MM_HINT_T0);
+        }
     for (int kp = 0; kp < kp2; kp++) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b + (size_t)kp * NR);
         __m512bh b1 = (__m512bh)_mm512_load_si512(b + (size_t)kp * NR + 16);
@@ -235,6 +252,10 @@ kernel_x86(int kp2, const uint32_t *a, size_t si, size_t sk, const uint32_t *b, 
     for (int i = 0; i < mr; i++) {
         float *ci = C + (size_t)i * ldc;
         __m512 r0 = _mm512_mul_ps(va, c[i][0]), r1 = _mm512_mul_ps(va, c[i][1]);
+        if (bias) {
+            r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, bias));
+            r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, bias + 16));
+        }
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
             r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
@@ -244,15 +265,16 @@ kernel_x86(int kp2, const uint32_t *a, size_t si, size_t sk, const uint32_t *b, 
     }
 }
 
-TARGET_BF16 static void kernel_x86_astrips(int kp2, const uint32_t *a, const uint32_t *b,
-                                           float *C, int ldc, int mr, int nr, float alpha,
-                                           float beta) {
-    kernel_x86(kp2, a, 1, MR, b, C, ldc, mr, nr, alpha, beta);
+TARGET_BF16 static void kernel_x86_astrips(int kp2, const uint32_t *a, const uint32_t *b, float *C,
+                                           int ldc, int mr, int nr, float alpha, float beta,
+                                           const float *bias, bool fetch_c) {
+    kernel_x86(kp2, a, 1, MR, b, C, ldc, mr, nr, alpha, beta, bias, fetch_c);
 }
 
 TARGET_BF16 static void kernel_x86_arows(int kp2, const uint32_t *a, const uint32_t *b, float *C,
-                                         int ldc, int mr, int nr, float alpha, float beta) {
-    kernel_x86(kp2, a, (size_t)kp2, 1, b, C, ldc, mr, nr, alpha, beta);
+                                         int ldc, int mr, int nr, float alpha, float beta,
+                                         const float *bias, bool fetch_c) {
+    kernel_x86(kp2, a, (size_t)kp2, 1, b, C, ldc, mr, nr, alpha, beta, bias, fetch_c);
 }
 #endif
 
@@ -269,6 +291,7 @@ typedef struct gemm_plan {
     bool ta, tb, hw;
     int M, N, K;
     float alpha, beta;
+    const float *bias; // (N) added on the first K block, or NULL
     const float *A, *B;
     int lda, ldb, ldc;
     float *C;
@@ -280,8 +303,10 @@ typedef struct gemm_plan {
 static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo, int s_hi) {
 #ifdef VLP_BF16_X86
     if (p->hw) {
-        if (p->ta) pack_cols_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
-        else pack_rows_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, true);
+        if (p->ta)
+            pack_cols_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
+        else
+            pack_rows_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, true);
         return;
     }
 #endif
@@ -291,8 +316,10 @@ static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo,
 static void pack_b(const gemm_plan *p, int j0, int nn, int k0, int kn, int s_lo, int s_hi) {
 #ifdef VLP_BF16_X86
     if (p->hw) {
-        if (p->tb) pack_rows_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi, false);
-        else pack_cols_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+        if (p->tb)
+            pack_rows_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi, false);
+        else
+            pack_cols_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
         return;
     }
 #endif
@@ -301,20 +328,23 @@ static void pack_b(const gemm_plan *p, int j0, int nn, int k0, int kn, int s_lo,
 }
 
 static void tile(const gemm_plan *p, int kp2, int sa, int sb, int i0, int mn, int j0, int nn,
-                 float beta) {
+                 float beta, bool first_k) {
     const uint32_t *a = p->apack + (size_t)sa * kp2 * MR;
     const uint32_t *b = p->bpack + (size_t)sb * kp2 * NR;
     int mr = mn - sa * MR < MR ? mn - sa * MR : MR;
     int nr = nn - sb * NR < NR ? nn - sb * NR : NR;
     float *C = p->C + (size_t)(i0 + sa * MR) * p->ldc + j0 + sb * NR;
+    const float *bias = first_k && p->bias ? p->bias + j0 + sb * NR : NULL;
 #ifdef VLP_BF16_X86
     if (p->hw) {
-        if (p->ta) kernel_x86_astrips(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
-        else kernel_x86_arows(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
+        if (p->ta)
+            kernel_x86_astrips(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta, bias, first_k);
+        else
+            kernel_x86_arows(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta, bias, first_k);
         return;
     }
 #endif
-    kernel_generic(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta);
+    kernel_generic(kp2, a, b, C, p->ldc, mr, nr, p->alpha, beta, bias);
 }
 
 /* One block of rows [i0, i0+mn) against the packed B block: pack its A
@@ -325,7 +355,8 @@ static void row_block(const gemm_plan *p, int i0, int mn, int j0, int nn, int sb
     int san = (mn + MR - 1) / MR, kp2 = (kn + 1) / 2;
     pack_a(p, i0, mn, k0, kn, 0, san);
     for (int sb = 0; sb < sbn; sb++)
-        for (int sa = 0; sa < san; sa++) tile(p, kp2, sa, sb, i0, mn, j0, nn, beta);
+        for (int sa = 0; sa < san; sa++)
+            tile(p, kp2, sa, sb, i0, mn, j0, nn, beta, k0 == 0);
 }
 
 /* The blocked loops for thread tid of nt (nt > 1: inside the parallel
@@ -340,7 +371,8 @@ static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
     if (nt > 1) {
         int want = (p->M + 4 * nt - 1) / (4 * nt);
         want = (want + MR - 1) / MR * MR;
-        if (want < rows) rows = want;
+        if (want < rows)
+            rows = want;
     }
     int nblk = (p->M + rows - 1) / rows;
     for (int j0 = 0; j0 < p->N; j0 += NC) {
@@ -358,7 +390,7 @@ static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
             }
 #ifdef _OPENMP
 #pragma omp barrier /* B is packed */
-            /* the loop's closing barrier: everyone is done with this B block */
+                    /* the loop's closing barrier: everyone is done with this B block */
 #pragma omp for schedule(dynamic, 1)
             for (int b = 0; b < nblk; b++) {
                 int i0 = b * rows, mn = p->M - i0 < rows ? p->M - i0 : rows;
@@ -371,32 +403,47 @@ static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
 
 static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                          int ldc, void *workspace, int ws_threads) {
-    if (M <= 0 || N <= 0) return true;
+                          int ldc, const float *bias, void *workspace, int ws_threads) {
+    if (M <= 0 || N <= 0)
+        return true;
     if (K <= 0 || alpha == 0.0f) {
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) {
                 float *c = C + (size_t)i * ldc + j;
-                *c = beta == 0.0f ? 0.0f : beta * *c;
+                *c = (beta == 0.0f ? 0.0f : beta * *c) + (bias ? bias[j] : 0.0f);
             }
         return true;
     }
     uintptr_t base = ((uintptr_t)workspace + 63) & ~(uintptr_t)63;
     size_t slot = (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t);
-    gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K,
-                   .alpha = alpha, .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb,
-                   .ldc = ldc, .C = C};
+    gemm_plan p = {.ta = trans_a,
+                   .tb = trans_b,
+                   .hw = hw,
+                   .M = M,
+                   .N = N,
+                   .K = K,
+                   .alpha = alpha,
+                   .beta = beta,
+                   .bias = bias,
+                   .A = A,
+                   .B = B,
+                   .lda = lda,
+                   .ldb = ldb,
+                   .ldc = ldc,
+                   .C = C};
     int nt = 1;
 #ifdef _OPENMP
     if (omp_in_parallel()) {
         /* a thread of an enclosing region (per-head attention): its own slot */
         int tid = omp_get_thread_num();
-        if (tid >= ws_threads) return false; /* no slot of its own */
+        if (tid >= ws_threads)
+            return false; /* no slot of its own */
         base += (size_t)tid * slot;
     } else {
         nt = omp_get_max_threads() < ws_threads ? omp_get_max_threads() : ws_threads;
         long work = (long)M * N * K;
-        if (work < 64L * 64 * 64) nt = 1; /* not worth waking the pool */
+        if (work < 64L * 64 * 64)
+            nt = 1; /* not worth waking the pool */
     }
 #endif
     p.bpack = (uint32_t *)base + A_BLOCK_PAIRS; /* slot 0's B, or the caller's slot */
@@ -415,15 +462,15 @@ static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int
 }
 
 bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc, void *workspace,
-               int ws_threads) {
-    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                         C, ldc, workspace, ws_threads);
+               int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
+               void *workspace, int ws_threads) {
+    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                         ldc, bias, workspace, ws_threads);
 }
 
 bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                        int ldc, void *workspace, int ws_threads) {
+                        int ldc, const float *bias, void *workspace, int ws_threads) {
     return gemm_bf16_run(false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                         workspace, ws_threads);
+                         bias, workspace, ws_threads);
 }

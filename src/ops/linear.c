@@ -7,14 +7,8 @@
 
 void linear_forward(const vlp_matmul *mm, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC) {
-    float beta = 0.0f;
-    if (bias) {
-        /* seed every row with the bias and let the GEMM add on top of it */
-        VLP_OMP_FOR
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
-        beta = 1.0f;
-    }
-    vlp_gemm(mm, false, true, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+    if (bias) vlp_gemm_bias(mm, false, true, N, OC, C, inp, C, weight, C, bias, out, OC);
+    else vlp_gemm(mm, false, true, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
 }
 
 void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *dbias,
