@@ -3,8 +3,9 @@
  * next to the PyTorch peer (bench/peer/embed.py: the open_clip-structured
  * module of tests/ref/check_checkpoint.py, fp32, no grad) on the same thread
  * count in the same run. Weights are random (throughput does not depend on
- * them); both sides run the same shapes.
- *   build/release/bench/embed [--threads N] [--batch B] [--reps R] [--no-peer]
+ * them); both sides run the same shapes. With --precision bf16 vlp runs the
+ * blocks' matmuls in bf16 and the peer under torch.autocast(bfloat16).
+ *   build/release/bench/embed [--precision fp32|bf16] [--threads N] [--batch B] [--reps R] [--no-peer]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "blas_env.h"
 #include "core/rng.h"
 #include "model/clip.h"
+#include "ops/gemm.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -30,17 +32,24 @@ static int cmp_d(const void *a, const void *b) {
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
     int threads = 2, B = 32, reps = 10, peer = 1;
+    const char *prec = "fp32";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer")) peer = 0;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = argv[++i];
         else {
-            fprintf(stderr, "usage: bench/embed [--threads N] [--batch B] [--reps R] [--no-peer]\n");
+            fprintf(stderr, "usage: bench/embed [--precision fp32|bf16] [--threads N] [--batch B] [--reps R] "
+                            "[--no-peer]\n");
             return 2;
         }
     }
     if (B < 1 || reps < 1 || reps > 1000) return 2;
+    bool bf16 = !strcmp(prec, "bf16");
+    if (!bf16 && strcmp(prec, "fp32")) return fprintf(stderr, "bench/embed: precision fp32 or bf16\n"), 2;
+    if (bf16 && !gemm_bf16_hw())
+        return fprintf(stderr, "bench/embed: this CPU has no AVX512-BF16, nothing to measure\n"), 1;
     vlp_set_threads(threads);
     tool_print_sysinfo(stdout);
     clip_config c = {.embed_dim = 512, .quick_gelu = true,
@@ -49,7 +58,8 @@ int main(int argc, char **argv) {
     clip_model m;
     vlp_error err = {0};
     /* what vlp embed runs: no gradients, shared activations */
-    if (clip_init_inference(&m, &c, &err) != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK) {
+    if (clip_init_inference(&m, &c, &err) != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK ||
+        clip_set_precision(&m, bf16 ? VLP_PRECISION_BF16 : VLP_PRECISION_FP32, threads, &err) != VLP_OK) {
         fprintf(stderr, "bench/embed: %s\n", err.message);
         return 1;
     }
@@ -81,8 +91,8 @@ int main(int argc, char **argv) {
     double pi = 0, pt = 0, prss = 0;
     if (peer) {
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "sh bench/peer/run.sh bench/peer/embed.py --threads %d --batch %d --reps %d 2>&1",
-                 threads, B, reps);
+        snprintf(cmd, sizeof cmd, "sh bench/peer/run.sh bench/peer/embed.py --precision %s --threads %d --batch %d --reps %d 2>&1",
+                 prec, threads, B, reps);
         FILE *p = popen(cmd, "r");
         char line[512];
         while (p && fgets(line, sizeof line, p)) {
@@ -92,12 +102,14 @@ int main(int argc, char **argv) {
         if (p) pclose(p);
     }
     /* model FLOPs per item: 2 x matmul MACs of the forward, attention included */
-    printf("ViT-B-32 embedding, batch %d, %d threads, median of %d (weights random; fp32)\n", B, threads, reps);
+    printf("ViT-B-32 embedding, batch %d, %d threads, median of %d (weights random; %s)\n", B, threads, reps,
+           bf16 ? "bf16 matmuls; peer under autocast" : "fp32");
     printf("| tower | vlp items/s | PyTorch items/s | ratio | vlp peak RSS MiB | PyTorch peak RSS MiB |\n|---|--:|--:|--:|--:|--:|\n");
     printf("| images 224px | %.1f | %.1f | %.2f | %.0f | %.0f |\n", vi, pi, pi > 0 ? vi / pi : 0, rss, prss);
     printf("| texts (ctx 77) | %.1f | %.1f | %.2f | | |\n", vt, pt, pt > 0 ? vt / pt : 0);
-    printf("RESULT name=vitb32-embed-images vlp=%.2f peer=%.2f ratio=%.2f\n", vi, pi, pi > 0 ? vi / pi : 0);
-    printf("RESULT name=vitb32-embed-texts vlp=%.2f peer=%.2f ratio=%.2f\n", vt, pt, pt > 0 ? vt / pt : 0);
+    const char *sfx = bf16 ? "-bf16" : "";
+    printf("RESULT name=vitb32-embed-images%s vlp=%.2f peer=%.2f ratio=%.2f\n", sfx, vi, pi, pi > 0 ? vi / pi : 0);
+    printf("RESULT name=vitb32-embed-texts%s vlp=%.2f peer=%.2f ratio=%.2f\n", sfx, vt, pt, pt > 0 ? vt / pt : 0);
     free(img), free(ids);
     clip_free(&m);
     return 0;

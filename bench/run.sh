@@ -10,6 +10,7 @@ shift || true
 "$dir/bench/gemm" || true # exits 1 without AVX512-BF16
 "$dir/bench/data"
 "$dir/bench/embed"
+"$dir/bench/embed" --precision bf16 || true
 "$dir/bench/train" --config tiny
 "$dir/bench/train" --config vitb32
 # bf16 (AVX512-BF16) next to the peer under torch.autocast; bench/train says

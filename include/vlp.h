@@ -89,6 +89,12 @@ typedef struct vlp_model_opts {
     int quick_gelu; /* -1: the file's config, or QuickGELU (OpenAI's) when inferred; 0/1 forced */
     int batch;      /* encoder batch (default 32) */
     bool normalize; /* L2-normalise embeddings (default true) */
+    /* the transformer blocks' matmuls with bf16 inputs and fp32 accumulation
+     * (default false: fp32, PyTorch's numbers). Faster where the CPU has
+     * AVX512-BF16; embeddings then differ from fp32 by bf16 rounding (cosine
+     * ~0.999). Without AVX512-BF16 the model stays fp32 (vlp_model_describe
+     * says which). */
+    bool bf16;
 } vlp_model_opts;
 
 vlp_model_opts vlp_model_opts_default(void);

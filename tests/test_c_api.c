@@ -55,8 +55,9 @@ static void assert_embedding(const char *what, const float *got, const float *wa
     if (c < 0.99999 || worst > 1e-4) fail_msg("%s: cosine %.7f, max abs error %.2e", what, c, worst);
 }
 
-static vlp_model *load(void) {
+static vlp_model *load_with(bool bf16) {
     vlp_model_opts o = vlp_model_opts_default();
+    o.bf16 = bf16;
     o.vocab = ref("api_merges.txt");
     o.batch = 2; /* three texts: two batches */
     vlp_model *m = NULL;
@@ -67,6 +68,8 @@ static vlp_model *load(void) {
     }
     return m;
 }
+
+static vlp_model *load(void) { return load_with(false); }
 
 static void test_embeddings_match_pytorch(void **state) {
     expected x;
@@ -90,6 +93,40 @@ static void test_embeddings_match_pytorch(void **state) {
     assert_int_equal(vlp_encode_image_files(m, files, 2, &im[0][0], &err), VLP_OK);
     for (int i = 0; i < 3; i++) assert_embedding("text", t[i], x.text[i]);
     for (int i = 0; i < 2; i++) assert_embedding("image", im[i], x.image[i]);
+    vlp_model_free(m);
+}
+
+/* bf16 matmuls: the same embeddings within bf16 rounding (cosine > 0.999 to
+ * PyTorch's fp32), and really computed differently where the CPU has
+ * AVX512-BF16 (else the model says it stayed fp32). */
+static void test_bf16_embeddings_close(void **state) {
+    expected x;
+    read_expected(&x);
+    vlp_model *m = load_with(true);
+    char desc[256];
+    vlp_model_describe(m, desc, sizeof desc);
+    vlp_sysinfo si;
+    vlp_sysinfo_get(&si);
+    bool hw = si.avx512bf16;
+    assert_non_null(strstr(desc, hw ? "; bf16 matmuls" : "no AVX512-BF16"));
+    const char *texts[] = {"the cat", "A photo of THE dog, then the end!", ""};
+    const char *files[] = {ref("img_src.png"), ref("img_src.jpg")};
+    float t[3][E], im[2][E];
+    vlp_error err;
+    assert_int_equal(vlp_encode_texts(m, texts, 3, &t[0][0], &err), VLP_OK);
+    assert_int_equal(vlp_encode_image_files(m, files, 2, &im[0][0], &err), VLP_OK);
+    double lowest = 1.0;
+    for (int i = 0; i < 5; i++) {
+        const float *got = i < 3 ? t[i] : im[i - 3], *want = i < 3 ? x.text[i] : x.image[i - 3];
+        double dot = 0, na = 0, nb = 0;
+        for (int k = 0; k < E; k++)
+            dot += (double)got[k] * want[k], na += (double)got[k] * got[k],
+                nb += (double)want[k] * want[k];
+        lowest = fmin(lowest, dot / sqrt(na * nb));
+    }
+    printf("# bf16 embeddings: lowest cosine to PyTorch fp32 %.6f\n", lowest);
+    assert_true(lowest > 0.999);
+    if (hw) assert_true(lowest < 0.9999995); /* not the fp32 numbers */
     vlp_model_free(m);
 }
 
@@ -134,6 +171,7 @@ static void test_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embeddings_match_pytorch),
+        cmocka_unit_test(test_bf16_embeddings_close),
         cmocka_unit_test(test_encode_classes),
         cmocka_unit_test(test_errors),
     };

@@ -17,7 +17,9 @@
     "                        $VLP_BPE_MERGES, else OpenAI's in ../shared/data)\n"               \
     "      --quick-gelu, --gelu   activation when the file has no config (default QuickGELU)\n"  \
     "  -b, --batch N         encoder batch (default 32)\n"                                       \
-    "  -t, --threads N       threads, 0 = one per core (default 0)\n"
+    "  -t, --threads N       threads, 0 = one per core (default 0)\n"                           \
+    "  -p, --precision P     fp32, or bf16: matmuls in bfloat16 (AVX512-BF16; faster, embeddings\n" \
+    "                        within bf16 rounding of fp32's) (default fp32)\n"
 
 typedef struct model_args {
     const char *model;
@@ -32,6 +34,14 @@ static bool model_arg(int argc, char **argv, int *i, model_args *a, const char *
     else if (arg_is(argc, argv, i, "-v", "--vocab", true, cmd, bad)) a->o.vocab = argv[++*i];
     else if (arg_is(argc, argv, i, NULL, "--quick-gelu", false, cmd, bad)) a->o.quick_gelu = 1;
     else if (arg_is(argc, argv, i, NULL, "--gelu", false, cmd, bad)) a->o.quick_gelu = 0;
+    else if (arg_is(argc, argv, i, "-p", "--precision", true, cmd, bad)) {
+        const char *p = argv[++*i];
+        a->o.bf16 = strcmp(p, "bf16") == 0;
+        if (!a->o.bf16 && strcmp(p, "fp32")) {
+            fprintf(stderr, "vlp %s: --precision must be fp32 or bf16, not '%s'\n", cmd, p);
+            *bad = 1;
+        }
+    }
     else if (arg_is(argc, argv, i, "-b", "--batch", true, cmd, bad))
         *bad = !arg_long(cmd, "--batch", argv[++*i], 1, 4096, &l), a->o.batch = (int)l;
     else if (arg_is(argc, argv, i, "-t", "--threads", true, cmd, bad))

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/embed: ViT-B-32 (open_clip structure, the module of
-tests/ref/check_checkpoint.py, QuickGELU), fp32, torch.no_grad, batch B,
+tests/ref/check_checkpoint.py, QuickGELU), fp32 or bf16 autocast, torch.no_grad, batch B,
 median over reps after a warm-up; prints one line for bench/embed to read."""
 import argparse
 import os
@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -31,7 +32,7 @@ def main():
     ids = torch.randint(1, 49000, (a.batch, 77))
     ids[:, 0], ids[:, 12], ids[:, 13:] = 49406, 49407, 0
     ti, tt = [], []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
         for k in range(a.reps + 1):
             t0 = time.perf_counter()
             torch.nn.functional.normalize(model.visual(img), dim=-1)

@@ -1,5 +1,6 @@
 /* The public model API of include/vlp.h over the internal CLIP model. */
 #include "core/error.h"
+#include "core/parallel.h"
 #include "data/bpe.h"
 #include "data/image.h"
 #include "model/clip_pretrained.h"
@@ -60,6 +61,8 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
                            "%s gives %d token ids, the model's vocab_size is %d: give the model's tokenizer",
                            vocab, v->tok.vocab_size, v->m.cfg.text.vocab_size);
     if (rc == VLP_OK) rc = clip_reserve(&v->m, v->o.batch, err);
+    if (rc == VLP_OK && v->o.bf16 && gemm_bf16_hw())
+        rc = clip_set_precision(&v->m, VLP_PRECISION_BF16, omp_get_max_threads(), err);
     if (rc == VLP_OK) {
         int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
         v->pixels = malloc(sizeof(float) * (size_t)v->o.batch * 3 * S * S);
@@ -81,10 +84,12 @@ int vlp_model_context_length(const vlp_model *v) { return v->m.cfg.text.context_
 const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     const clip_config *c = &v->m.cfg;
     snprintf(buf, n, "CLIP: embed %d; vision %dpx patch %d width %d x %d layers (%d heads); text ctx %d "
-                     "vocab %d width %d x %d layers (%d heads); %s; %zu parameters",
+                     "vocab %d width %d x %d layers (%d heads); %s; %zu parameters; %s matmuls",
              c->embed_dim, c->vision.image_size, c->vision.patch_size, c->vision.width, c->vision.layers,
              c->vision.heads, c->text.context_length, c->text.vocab_size, c->text.width, c->text.layers,
-             c->text.heads, c->quick_gelu ? "QuickGELU" : "GELU", v->m.nfloats);
+             c->text.heads, c->quick_gelu ? "QuickGELU" : "GELU", v->m.nfloats,
+             v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
+             : v->o.bf16 ? "fp32 (bf16 asked for, but the CPU has no AVX512-BF16)" : "fp32");
     return buf;
 }
 
