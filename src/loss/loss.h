@@ -23,4 +23,30 @@ void clip_loss_backward(float *dimg,             // (B, D) or NULL
                         const float *img, const float *txt, float logit_scale,
                         float *scratch,          // clip_loss_scratch_floats()
                         int B, int D);
+
+/* The same loss for one shard of a global batch of B (open_clip's ClipLoss
+ * with local_loss and gather_with_grad): the shard holds rows
+ * [offset, offset+b) and every rank has gathered the whole batch's features.
+ *   logits_i2t = s · img_l · txt_gᵀ  (b, B),  logits_t2i = s · txt_l · img_gᵀ  (b, B)
+ *   loss = ½ (CE(logits_i2t, offset+i) + CE(logits_t2i, offset+i)), mean over the b rows
+ * With W equal shards, the mean of the W losses is the full batch's loss; with
+ * dloss = 1/W on every shard, summing the shards' parameter gradients and
+ * their dimg_g/dtxt_g (each shard keeping the rows it owns: a reduce-scatter)
+ * gives the full batch's gradient. */
+vlp_err clip_loss_local_forward(float *loss,
+                                float *probs_i2t,  // (b, B)
+                                float *probs_t2i,  // (b, B)
+                                const float *img_l, const float *txt_l, // (b, D) this shard's
+                                const float *img_g, const float *txt_g, // (B, D) everybody's
+                                float logit_scale, int b, int B, int offset, int D,
+                                vlp_error *err);
+/* dimg_l/dtxt_l (b, D) and dlogit_scale accumulate (any may be NULL);
+ * dimg_g/dtxt_g (B, D) are written: this shard's contribution to every
+ * feature's gradient, to be summed over the shards. The probabilities are
+ * overwritten with the logits' gradients. */
+void clip_loss_local_backward(float *dimg_l, float *dtxt_l, float *dimg_g, float *dtxt_g,
+                              float *dlogit_scale, float dloss, float *probs_i2t,
+                              float *probs_t2i, const float *img_l, const float *txt_l,
+                              const float *img_g, const float *txt_g, float logit_scale, int b,
+                              int B, int offset, int D);
 #endif

@@ -1,0 +1,104 @@
+/* The sharded CLIP loss (open_clip local_loss + gather_with_grad), W shards
+ * simulated in one process: the mean of the shards' losses equals the full
+ * batch's loss, and with dloss = 1/W, each shard's local gradient plus the
+ * sum over shards of the gathered-feature gradients (the reduce-scatter MPI
+ * does) equals the full batch's gradient, and so does the summed
+ * logit_scale gradient. Tolerance 1e-6 relative to the largest gradient:
+ * only the summation order differs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "loss/loss.h"
+
+static void normalize_rows(float *x, int n, int d) {
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int k = 0; k < d; k++) s += (double)x[i * d + k] * x[i * d + k];
+        for (int k = 0; k < d; k++) x[i * d + k] /= (float)sqrt(s);
+    }
+}
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static void check_shards(int B, int W, int D, float logit_scale) {
+    int b = B / W;
+    rng r = {(uint64_t)(B * 31 + W)};
+    float *img = falloc((size_t)B * D), *txt = falloc((size_t)B * D);
+    fill_normal(&r, img, (size_t)B * D, 1.0f, 0.0f);
+    fill_normal(&r, txt, (size_t)B * D, 1.0f, 0.0f);
+    /* pairs somewhat aligned, as in training */
+    for (size_t k = 0; k < (size_t)B * D; k++) txt[k] += 0.5f * img[k];
+    normalize_rows(img, B, D);
+    normalize_rows(txt, B, D);
+
+    /* the full batch, one process */
+    float *pi = falloc((size_t)B * B), *pt = falloc((size_t)B * B), *scratch = falloc((size_t)B * D);
+    float *dimg = falloc((size_t)B * D), *dtxt = falloc((size_t)B * D), dls = 0.0f, loss;
+    assert_int_equal(clip_loss_forward(&loss, pi, pt, img, txt, logit_scale, B, D, NULL), VLP_OK);
+    clip_loss_backward(dimg, dtxt, &dls, 1.0f, pi, pt, img, txt, logit_scale, scratch, B, D);
+
+    /* W shards */
+    float *simg = falloc((size_t)B * D), *stxt = falloc((size_t)B * D); // gathered into place
+    float *gimg = falloc((size_t)B * D), *gtxt = falloc((size_t)B * D); // per-shard dimg_g/dtxt_g
+    float *sum_gimg = falloc((size_t)B * D), *sum_gtxt = falloc((size_t)B * D);
+    float *lpi = falloc((size_t)b * B), *lpt = falloc((size_t)b * B);
+    double loss_sum = 0.0;
+    float sdls = 0.0f;
+    for (int w = 0; w < W; w++) {
+        const float *il = img + (size_t)w * b * D, *tl = txt + (size_t)w * b * D;
+        float l;
+        assert_int_equal(clip_loss_local_forward(&l, lpi, lpt, il, tl, img, txt, logit_scale, b, B,
+                                                 w * b, D, NULL),
+                         VLP_OK);
+        loss_sum += l;
+        clip_loss_local_backward(simg + (size_t)w * b * D, stxt + (size_t)w * b * D, gimg, gtxt,
+                                 &sdls, 1.0f / W, lpi, lpt, il, tl, img, txt, logit_scale, b, B,
+                                 w * b, D);
+        for (size_t k = 0; k < (size_t)B * D; k++) sum_gimg[k] += gimg[k], sum_gtxt[k] += gtxt[k];
+    }
+    /* reduce-scatter: each shard adds the summed gradient of the rows it owns */
+    for (size_t k = 0; k < (size_t)B * D; k++) simg[k] += sum_gimg[k], stxt[k] += sum_gtxt[k];
+
+    float mean_loss = (float)(loss_sum / W);
+    assert_close("mean of shard losses", &mean_loss, &loss, 1, 0.0, 1e-6);
+    double gi = max_abs(dimg, (size_t)B * D), gt = max_abs(dtxt, (size_t)B * D);
+    assert_close("dimg", simg, dimg, (size_t)B * D, 1e-6 * gi, 0.0);
+    assert_close("dtxt", stxt, dtxt, (size_t)B * D, 1e-6 * gt, 0.0);
+    assert_close("dlogit_scale", &sdls, &dls, 1, 1e-6, 1e-5);
+    free(img), free(txt), free(pi), free(pt), free(scratch), free(dimg), free(dtxt);
+    free(simg), free(stxt), free(gimg), free(gtxt), free(sum_gimg), free(sum_gtxt), free(lpi),
+        free(lpt);
+}
+
+static void test_shards_equal_full_batch(void **state) {
+    check_shards(8, 1, 16, 2.6592f); /* one shard: the loss itself */
+    check_shards(8, 2, 16, 2.6592f);
+    check_shards(24, 4, 32, 1.0f);
+    check_shards(36, 3, 8, 4.6052f);
+}
+
+static void test_shard_errors(void **state) {
+    float x[64], p[64], loss;
+    vlp_error err = {0};
+    memset(x, 0, sizeof x);
+    assert_int_equal(clip_loss_local_forward(&loss, p, p, x, x, x, x, 1.0f, 4, 8, 6, 2, &err),
+                     VLP_ERR_SHAPE); /* rows 6..9 of 8 */
+    assert_non_null(strstr(err.message, "offset 6"));
+    assert_int_equal(clip_loss_local_forward(&loss, p, p, x, x, x, x, NAN, 2, 4, 0, 2, &err),
+                     VLP_ERR_NUMERIC);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shards_equal_full_batch),
+        cmocka_unit_test(test_shard_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
