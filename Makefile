@@ -7,7 +7,7 @@ CC ?= cc
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
-SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/data/*.c src/eval/*.c src/api/*.c)
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c)
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
@@ -24,8 +24,8 @@ endif
 
 -include $(CONFIG)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
-LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) $(MPI_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
+LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(MPI_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
 .PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref check-checkpoint
 all: $(CONFIG) lib $(BUILD)/vlp tests benches

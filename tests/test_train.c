@@ -82,7 +82,7 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
     clip_init_weights(&f->m, init_seed);
     image_norm norm = image_norm_openai();
     check(pair_loader_create(&f->loader, f->rgb, f->cap_ptrs, 2, NPAIRS, S, &f->tok, 8, &norm, o->seed, &err), &err);
-    if (run_dir) check(trainer_create(&f->t, &f->m, &f->loader, o, run_dir, &err), &err);
+    if (run_dir) check(trainer_create(&f->t, &f->m, &f->loader, o, run_dir, NULL, &err), &err);
 }
 
 static void fixture_free(fixture *f) {

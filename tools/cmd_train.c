@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "data/emoji.h"
+#include "dist/dist.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/stream_loader.h"
@@ -186,8 +187,18 @@ static void fmt_duration(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%.0fs", s);
 }
 
+/* the job's ranks (a tool's state, not the library's): an error on one rank
+ * must stop the others, which would wait for it in a collective forever */
+static vlp_dist *g_dist;
+
 static int fail(const vlp_error *e) {
     char buf[1024];
+    if (dist_world(g_dist) > 1) {
+        fprintf(stderr, "vlp train: rank %d of %d: %s\n", dist_rank(g_dist), dist_world(g_dist),
+                vlp_error_format(e, buf, sizeof buf));
+        fflush(stderr);
+        dist_abort(g_dist, 1);
+    }
     fprintf(stderr, "vlp train: %s\n", vlp_error_format(e, buf, sizeof buf));
     return 1;
 }
@@ -258,6 +269,8 @@ typedef struct run {
     image_norm norm;
     const char **captions; // (n, 3) what the loader serves
     int lock_fd;           // the run directory's lock
+    vlp_dist *dist;        // the mpirun job, or one process
+    int rank, world;
 } run;
 
 static void run_free(run *r) {
@@ -302,6 +315,7 @@ static vlp_err stream_captions(const char *spec, const dataset_opts *o, char ***
 
 static dataset_opts train_dataset_opts(const train_cli *c) {
     dataset_opts o = dataset_opts_default();
+    o.rank = dist_rank(g_dist), o.world = dist_world(g_dist); /* each rank its own shards */
     o.caption_key = c->caption_key;
     o.alt_caption_key = c->alt_caption_key;
     o.shuffle_buffer = (int)c->shuffle_buffer;
@@ -409,9 +423,20 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
     }
     if (c->eval_vendor && *c->eval_vendor) VLP_TRY(emoji_load(c->data, c->eval_vendor, &r->held, err));
-    VLP_TRY(make_dirs(c->out, err));
-    VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
-    VLP_TRY(model_and_tokenizer(c, r, err));
+    if (r->rank == 0) {
+        VLP_TRY(make_dirs(c->out, err));
+        VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
+        VLP_TRY(model_and_tokenizer(c, r, err));
+        VLP_TRY(dist_barrier(r->dist, err)); /* config and tokenizer are on disk */
+    } else {
+        /* rank 0 writes the run's config and tokenizer; the others read them */
+        VLP_TRY(dist_barrier(r->dist, err));
+        bool resume = c->resume;
+        c->resume = true;
+        vlp_err mrc = model_and_tokenizer(c, r, err);
+        c->resume = resume;
+        VLP_TRY(mrc);
+    }
     VLP_CHECK_ARG(r->cfg.text.vocab_size == r->tok.vocab_size, err,
                   "%s/config.json has vocab_size %d, its tokenizer %d ids", c->out,
                   r->cfg.text.vocab_size, r->tok.vocab_size);
@@ -426,12 +451,16 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
                             "to fp32\n");
     }
     VLP_TRY(clip_set_precision(&r->m, prec, omp_get_max_threads(), err));
-    fprintf(stderr, "precision: %s matmuls in the transformer blocks, fp32 weights and the rest\n",
+    if (r->rank == 0)
+        fprintf(stderr, "precision: %s matmuls in the transformer blocks, fp32 weights and the rest\n",
             prec == VLP_PRECISION_BF16 ? "bf16 (AVX512-BF16, fp32 accumulation)" : "fp32");
     VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
+    if (!c->train_data) VLP_TRY(pair_loader_shard(&r->loader, r->rank, r->world, err));
     if (c->epochs > 0 && !c->resume)
         c->o.steps = (long)ceil(c->epochs * (double)(r->loader.epoch_size / c->o.batch));
-    VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, err));
+    /* every rank must run the same number of steps: rank 0's count */
+    VLP_TRY(dist_broadcast(r->dist, &c->o.steps, sizeof c->o.steps, 0, err));
+    VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, r->dist, err));
     if (c->resume) VLP_TRY(trainer_resume(r->t, err));
     return VLP_OK;
 }
@@ -443,7 +472,7 @@ static double now_s(void) {
 }
 
 static vlp_err do_eval(train_cli *c, run *r, long step, emoji_eval_result *res, bool tty, vlp_error *err) {
-    if (!r->held.n) return VLP_OK;
+    if (!r->held.n || r->rank > 0) return VLP_OK; /* rank 0 evaluates; the others go on */
     if (tty) fprintf(stderr, "\r\033[K");
     fprintf(stderr, "evaluating on %s...\n", c->eval_vendor);
     VLP_TRY(emoji_eval(&r->m, &r->tok, &r->held, &r->norm, res, err));
@@ -451,10 +480,8 @@ static vlp_err do_eval(train_cli *c, run *r, long step, emoji_eval_result *res, 
     return log_eval(r->t, step, res, err);
 }
 
-int cmd_train(int argc, char **argv) {
-    train_cli c;
-    int p = parse(argc, argv, &c);
-    if (p) return p == 1 ? 0 : 2;
+static int train_session(train_cli *cp) {
+    train_cli c = *cp;
     vlp_error err = {0};
     if (c.resume) {
         long steps = c.o.steps;
@@ -468,19 +495,24 @@ int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     r.lock_fd = -1;
+    r.dist = g_dist, r.rank = dist_rank(g_dist), r.world = dist_world(g_dist);
+    bool lead = r.rank == 0; /* rank 0 reports; the others only on errors */
+    if (r.world > 1 && lead)
+        fprintf(stderr, "data parallel: %d ranks (MPI), %d samples each per step\n", r.world,
+                c.o.batch / r.world);
     if (setup(&c, &r, &err) != VLP_OK) {
         run_free(&r);
         return fail(&err);
     }
     long start = trainer_step_count(r.t);
-    fprintf(stderr,
+    if (lead) fprintf(stderr,
             "model: %zu parameters (%.1f MiB); %d training pairs (%s), %d held out (%s); "
             "vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
             r.m.nfloats, r.m.nfloats * 4.0 / 1048576, (int)r.loader.epoch_size,
             c.train_data ? c.train_data : c.vendors, r.held.n, r.held.n ? c.eval_vendor : "none",
             r.tok.vocab_size, c.o.batch, c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
             (double)c.o.steps * c.o.batch / (double)r.loader.epoch_size, c.out);
-    if (start) fprintf(stderr, "resumed at step %ld\n", start);
+    if (start && lead) fprintf(stderr, "resumed at step %ld\n", start);
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -494,7 +526,17 @@ int cmd_train(int argc, char **argv) {
     emoji_eval_result res = {0};
     bool have_eval = false;
     char saved[4096] = "";
-    while (trainer_step_count(r.t) < c.o.steps && !g_stop) {
+    while (trainer_step_count(r.t) < c.o.steps) {
+        /* the ranks stop together: a signal may reach them at different steps */
+        double stop = g_stop;
+        if (dist_allreduce_sum_f64(r.dist, &stop, 1, &err) != VLP_OK) {
+            rc = fail(&err);
+            break;
+        }
+        if (stop > 0) {
+            g_stop = 1;
+            break;
+        }
         train_step_info info;
         if (trainer_step(r.t, &info, &err) != VLP_OK) {
             if (tty) fprintf(stderr, "\n");
@@ -511,8 +553,9 @@ int cmd_train(int argc, char **argv) {
         snprintf(line, sizeof line,
                  "step %ld/%ld  loss %.4f  lr %.2e  scale %.2f  %.1f samples/s  ETA %s",
                  info.step, c.o.steps, info.loss, info.lr, info.logit_scale, sps, eta_s);
-        if (tty) fprintf(stderr, "\r\033[K%s", line);
-        else if (info.step % c.log_every == 0 || info.step == c.o.steps) fprintf(stderr, "%s\n", line);
+        if (lead && tty) fprintf(stderr, "\r\033[K%s", line);
+        else if (lead && (info.step % c.log_every == 0 || info.step == c.o.steps))
+            fprintf(stderr, "%s\n", line);
         char json[512];
         snprintf(json, sizeof json,
                  "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
@@ -537,38 +580,52 @@ int cmd_train(int argc, char **argv) {
             }
         }
     }
-    if (tty) fprintf(stderr, "\n");
+    if (tty && lead) fprintf(stderr, "\n");
     long step = trainer_step_count(r.t);
     if (rc == 0) {
         if (trainer_save(r.t, (int)c.keep, saved, sizeof saved, &err) != VLP_OK) rc = fail(&err);
-        else if (g_stop) fprintf(stderr, "interrupted at step %ld: checkpoint %s; continue with "
+        else if (g_stop && lead) fprintf(stderr, "interrupted at step %ld: checkpoint %s; continue with "
                                          "'vlp train -o %s --resume'\n", step, saved, c.out);
     }
     if (rc == 0 && !g_stop && step >= c.o.steps) {
         if (do_eval(&c, &r, step, &res, false, &err) != VLP_OK) rc = fail(&err);
         else have_eval = r.held.n > 0;
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double wall = now_s() - t_start;
-    char wall_s[32];
-    fmt_duration(wall_s, sizeof wall_s, wall);
-    fprintf(stderr, "\nsummary: %ld steps this session (%ld..%ld of %ld), %s wall, %.1f samples/s "
-                    "while training, %.1f%% of it waiting for data, final loss %.4f, peak RSS %.0f MiB\n",
-            done, start, step, c.o.steps, wall_s, train_s > 0 ? done * c.o.batch / train_s : 0.0,
-            train_s > 0 ? 100 * data_s / train_s : 0.0, last_loss, ru.ru_maxrss / 1024.0);
-    if (saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", saved, c.out);
-    if (c.train_data && r.loader.impl) {
-        char why[512];
-        int64_t skipped = stream_loader_skipped(&r.loader, why, sizeof why);
-        if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, why);
+    if (lead) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double wall = now_s() - t_start;
+        char wall_s[32];
+        fmt_duration(wall_s, sizeof wall_s, wall);
+        fprintf(stderr, "\nsummary: %ld steps this session (%ld..%ld of %ld), %s wall, %.1f samples/s "
+                        "while training, %.1f%% of it waiting for data, final loss %.4f, peak RSS %.0f MiB\n",
+                done, start, step, c.o.steps, wall_s, train_s > 0 ? done * c.o.batch / train_s : 0.0,
+                train_s > 0 ? 100 * data_s / train_s : 0.0, last_loss, ru.ru_maxrss / 1024.0);
+        if (saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", saved, c.out);
+        if (c.train_data && r.loader.impl) {
+            char why[512];
+            int64_t skipped = stream_loader_skipped(&r.loader, why, sizeof why);
+            if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, why);
+        }
+        if (have_eval)
+            printf("RESULT emoji heldout=%s i2t_r1=%.4f i2t_r5=%.4f chance_r1=%.4f chance_r5=%.4f "
+                   "zeroshot_top1=%.4f zeroshot_balanced=%.4f chance_top1=%.4f chance_balanced=%.4f\n",
+                   c.eval_vendor, res.i2t.r1, res.i2t.r5, 1.0 / res.texts, 5.0 / res.texts, res.zs.top1,
+                   res.zs.balanced, res.zs.majority, 1.0 / res.zs.classes);
     }
-    if (have_eval)
-        printf("RESULT emoji heldout=%s i2t_r1=%.4f i2t_r5=%.4f chance_r1=%.4f chance_r5=%.4f "
-               "zeroshot_top1=%.4f zeroshot_balanced=%.4f chance_top1=%.4f chance_balanced=%.4f\n",
-               c.eval_vendor, res.i2t.r1, res.i2t.r5, 1.0 / res.texts, 5.0 / res.texts, res.zs.top1,
-               res.zs.balanced, res.zs.majority, 1.0 / res.zs.classes);
     run_free(&r);
     if (rc == 0 && g_stop) return 130;
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_cli c;
+    int p = parse(argc, argv, &c);
+    if (p) return p == 1 ? 0 : 2;
+    vlp_error err = {0};
+    if (dist_init(&g_dist, &err) != VLP_OK) return fail(&err);
+    int rc = train_session(&c);
+    dist_free(g_dist);
+    g_dist = NULL;
     return rc;
 }

@@ -21,8 +21,9 @@ typedef struct pair_loader {
     int S, ctx, ncap;
     image_norm norm;
     uint64_t seed;
-    data_pos pos;
+    data_pos pos;       // index: samples of the epoch handed out to all ranks together
     int64_t *perm;      // (n) this epoch's order
+    int rank, world;    // this process's share of each global batch
 } pair_loader;
 
 /* the permutation of an epoch depends on (seed, epoch) only */
@@ -36,16 +37,19 @@ static void make_perm(pair_loader *p) {
     }
 }
 
+/* B samples for this rank: its slice [rank·B, (rank+1)·B) of the global
+ * batch of world·B, which every rank draws from the same permutation */
 static vlp_err pl_next(void *impl, int B, float *images, int32_t *ids, vlp_error *err) {
     pair_loader *p = impl;
-    VLP_CHECK_ARG(B > 0 && B <= p->n, err, "batch %d but the dataset holds %lld samples", B,
-                  (long long)p->n);
-    if (p->pos.index + B > p->n) { /* drop the partial tail, start the next epoch */
+    int64_t G = (int64_t)B * p->world;
+    VLP_CHECK_ARG(B > 0 && G <= p->n, err, "batch %lld but the dataset holds %lld samples",
+                  (long long)G, (long long)p->n);
+    if (p->pos.index + G > p->n) { /* drop the partial tail, start the next epoch */
         p->pos.epoch++, p->pos.index = 0;
         make_perm(p);
     }
     size_t img = (size_t)3 * p->S * p->S;
-    const int64_t *order = p->perm + p->pos.index;
+    const int64_t *order = p->perm + p->pos.index + (int64_t)p->rank * B;
     VLP_OMP_FOR
     for (int b = 0; b < B; b++) {
         int64_t s = order[b];
@@ -59,7 +63,7 @@ static vlp_err pl_next(void *impl, int B, float *images, int32_t *ids, vlp_error
         memcpy(ids + (size_t)b * p->ctx, p->ids + ((size_t)s * p->ncap + v) * p->ctx,
                sizeof(int32_t) * p->ctx);
     }
-    p->pos.index += B;
+    p->pos.index += G;
     return VLP_OK;
 }
 
@@ -98,8 +102,17 @@ vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *cons
     for (int64_t i = 0; i < n * ncap; i++) tok->encode(tok->impl, captions[i], p->ids + i * ctx, ctx);
     p->rgb = rgb, p->n = n, p->S = S, p->ctx = ctx, p->ncap = ncap, p->norm = *norm, p->seed = seed;
     p->pos = (data_pos){0, 0};
+    p->rank = 0, p->world = 1;
     make_perm(p);
     *out = (vlp_loader){.impl = p, .epoch_size = n, .next = pl_next, .tell = pl_tell,
                         .seek = pl_seek, .free = pl_free};
+    return VLP_OK;
+}
+
+vlp_err pair_loader_shard(vlp_loader *l, int rank, int world, vlp_error *err) {
+    VLP_CHECK_ARG(l && l->next == pl_next, err, "pair_loader_shard needs a pair loader");
+    VLP_CHECK_ARG(world >= 1 && rank >= 0 && rank < world, err, "rank %d of %d", rank, world);
+    pair_loader *p = l->impl;
+    p->rank = rank, p->world = world;
     return VLP_OK;
 }

@@ -45,4 +45,11 @@ void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n);
 vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
                            int ncap, int64_t n, int S, const vlp_tokenizer *tok, int ctx,
                            const image_norm *norm, uint64_t seed, vlp_error *err);
+
+/* Data parallel: rank `rank` of `world` then takes, at each next(B), its
+ * slice of the global batch of world·B the one-process loader would have
+ * handed out, so world ranks see exactly one process's batches. The
+ * position (epoch, samples of the epoch) is the global one, the same on
+ * every rank. */
+vlp_err pair_loader_shard(vlp_loader *l, int rank, int world, vlp_error *err);
 #endif

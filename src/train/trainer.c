@@ -1,4 +1,5 @@
 #include "train/trainer.h"
+#include "dist/dist.h"
 #include "core/error.h"
 #include "io/atomic.h"
 #include "io/safetensors.h"
@@ -38,6 +39,11 @@ struct trainer {
     float *loss_scratch;
     FILE *metrics;
     int lock_fd;                 // run_dir/lock, locked: one process per run directory
+    /* data parallel: this rank's b = batch / world samples of each step */
+    vlp_dist *dist;              // NULL: one process
+    int rank, world;
+    float *emb_img_g, *emb_txt_g;   // (batch, E) the gathered embeddings
+    float *demb_img_g, *demb_txt_g; // (batch, E) this rank's gradient for all of them
 };
 
 train_opts train_opts_defaults(void) {
@@ -56,6 +62,7 @@ void trainer_free(trainer *t) {
     free(t->dir), free(t->exp_avg), free(t->exp_avg_sq), free(t->images), free(t->ids);
     free(t->emb_img), free(t->emb_txt), free(t->demb_img), free(t->demb_txt);
     free(t->probs_i2t), free(t->probs_t2i), free(t->loss_scratch);
+    free(t->emb_img_g), free(t->emb_txt_g), free(t->demb_img_g), free(t->demb_txt_g);
     if (t->metrics) fclose(t->metrics);
     if (t->lock_fd >= 0) close(t->lock_fd); /* releases the lock */
     free(t);
@@ -100,45 +107,58 @@ vlp_err run_dir_lock(const char *dir, int *fd_out, vlp_error *err) {
 }
 
 vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
-                       const char *run_dir, vlp_error *err) {
+                       const char *run_dir, vlp_dist *dist, vlp_error *err) {
     *out = NULL;
     VLP_TRY(check_opts(o, err));
+    int W = dist_world(dist), R = dist_rank(dist);
+    VLP_CHECK_ARG(o->batch % W == 0 && (o->batch / W) % o->accum == 0, err,
+                  "batch %d must split into %d ranks of a multiple of accum %d", o->batch, W,
+                  o->accum);
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
-    VLP_CHECK_ARG(data->epoch_size >= o->batch, err, "batch %d is larger than the dataset (%lld pairs)",
-                  o->batch, (long long)data->epoch_size);
-    VLP_TRY(make_dirs(run_dir, err));
+    VLP_CHECK_ARG(data->epoch_size >= o->batch / W, err,
+                  "batch %d is larger than the dataset (%lld pairs)", o->batch / W,
+                  (long long)data->epoch_size);
+    if (R == 0) VLP_TRY(make_dirs(run_dir, err));
     trainer *t = calloc(1, sizeof *t);
     VLP_CHECK_ALLOC(t, err, sizeof *t);
     t->m = m, t->data = data, t->o = *o;
+    t->dist = W > 1 ? dist : NULL, t->rank = R, t->world = W;
     t->lock_fd = -1;
-    vlp_err lrc = run_dir_lock(run_dir, &t->lock_fd, err);
+    /* rank 0 owns the directory (the others are its processes, not rivals) */
+    vlp_err lrc = R == 0 ? run_dir_lock(run_dir, &t->lock_fd, err) : VLP_OK;
     if (lrc != VLP_OK) {
         trainer_free(t);
         return lrc;
     }
-    int B = o->batch, E = m->cfg.embed_dim, S = m->cfg.vision.image_size;
+    int B = o->batch, b = B / W, E = m->cfg.embed_dim, S = m->cfg.vision.image_size;
     int T = m->cfg.text.context_length;
-    size_t nf = m->nfloats, be = (size_t)B * E;
+    size_t nf = m->nfloats, be = (size_t)b * E, Be = (size_t)B * E;
     t->dir = strdup(run_dir);
     t->exp_avg = calloc(nf, sizeof(float));
     t->exp_avg_sq = calloc(nf, sizeof(float));
-    t->images = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    t->ids = malloc(sizeof(int32_t) * (size_t)B * T);
+    t->images = malloc(sizeof(float) * (size_t)b * 3 * S * S);
+    t->ids = malloc(sizeof(int32_t) * (size_t)b * T);
     bool ok = t->dir && t->exp_avg && t->exp_avg_sq && t->images && t->ids;
-    if (ok && o->accum > 1) {
+    if (ok && (o->accum > 1 || W > 1)) {
         t->emb_img = malloc(sizeof(float) * be), t->emb_txt = malloc(sizeof(float) * be);
         t->demb_img = malloc(sizeof(float) * be), t->demb_txt = malloc(sizeof(float) * be);
-        t->probs_i2t = malloc(sizeof(float) * (size_t)B * B);
-        t->probs_t2i = malloc(sizeof(float) * (size_t)B * B);
+        /* one process: the (B, B) probabilities; a rank: its (b, B) rows */
+        t->probs_i2t = malloc(sizeof(float) * be / E * B);
+        t->probs_t2i = malloc(sizeof(float) * be / E * B);
         t->loss_scratch = malloc(sizeof(float) * clip_loss_scratch_floats(B, E));
         ok = t->emb_img && t->emb_txt && t->demb_img && t->demb_txt && t->probs_i2t &&
              t->probs_t2i && t->loss_scratch;
+    }
+    if (ok && W > 1) {
+        t->emb_img_g = malloc(sizeof(float) * Be), t->emb_txt_g = malloc(sizeof(float) * Be);
+        t->demb_img_g = malloc(sizeof(float) * Be), t->demb_txt_g = malloc(sizeof(float) * Be);
+        ok = t->emb_img_g && t->emb_txt_g && t->demb_img_g && t->demb_txt_g;
     }
     if (!ok) {
         trainer_free(t);
         VLP_FAIL(err, VLP_ERR_NOMEM, "training buffers for batch %d", B);
     }
-    vlp_err rc = clip_reserve(m, B / o->accum, err);
+    vlp_err rc = clip_reserve(m, b / o->accum, err);
     if (rc != VLP_OK) {
         trainer_free(t);
         return rc;
@@ -149,33 +169,68 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
+/* The loss and its gradient w.r.t. this process's embeddings (b rows in
+ * emb_img/emb_txt → demb_img/demb_txt). One process: the whole batch. A
+ * rank: gather everyone's embeddings, the loss rows of its own samples
+ * against all of them (open_clip's local loss), and the gradient of every
+ * gathered embedding summed over the ranks back to the rank that owns it.
+ * With dloss = 1/world the ranks' summed parameter gradients are the whole
+ * batch's. *loss: the batch's loss (the ranks' mean). */
+static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int B = t->o.batch, W = t->world, b = B / W, E = m->cfg.embed_dim;
+    float scale = *m->w.logit_scale;
+    memset(t->demb_img, 0, sizeof(float) * (size_t)b * E);
+    memset(t->demb_txt, 0, sizeof(float) * (size_t)b * E);
+    if (W == 1) {
+        VLP_TRY(clip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt, scale,
+                                  B, E, err));
+        clip_loss_backward(t->demb_img, t->demb_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
+                           t->probs_t2i, t->emb_img, t->emb_txt, scale, t->loss_scratch, B, E);
+        return VLP_OK;
+    }
+    size_t be = (size_t)b * E;
+    VLP_TRY(dist_allgather(t->dist, t->emb_img, t->emb_img_g, be, err));
+    VLP_TRY(dist_allgather(t->dist, t->emb_txt, t->emb_txt_g, be, err));
+    float local;
+    VLP_TRY(clip_loss_local_forward(&local, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt,
+                                    t->emb_img_g, t->emb_txt_g, scale, b, B, t->rank * b, E, err));
+    clip_loss_local_backward(t->demb_img, t->demb_txt, t->demb_img_g, t->demb_txt_g,
+                             m->g.logit_scale, 1.0f / W, t->probs_i2t, t->probs_t2i, t->emb_img,
+                             t->emb_txt, t->emb_img_g, t->emb_txt_g, scale, b, B, t->rank * b, E);
+    /* the sum over ranks of the gradients of this rank's rows; scratch: loss_scratch */
+    float *mine = t->loss_scratch;
+    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->demb_img_g, mine, be, err));
+    for (size_t k = 0; k < be; k++) t->demb_img[k] += mine[k];
+    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->demb_txt_g, mine, be, err));
+    for (size_t k = 0; k < be; k++) t->demb_txt[k] += mine[k];
+    double sum = local;
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
+    *loss = (float)(sum / W);
+    return VLP_OK;
+}
+
+/* This process's b samples in accum micro-batches: encode all of them
+ * (activations of the last micro-batch only), the loss, then re-encode each
+ * micro-batch and back-propagate its slice of the embedding gradient. With
+ * one micro-batch the activations are still there: no re-encoding. */
 static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
     clip_model *m = t->m;
-    int K = t->o.accum, B = t->o.batch, b = B / K, E = m->cfg.embed_dim;
+    int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
     int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
     size_t img = (size_t)3 * S * S;
-    /* pass 1: every micro-batch's embeddings, no backward */
     for (int k = 0; k < K; k++) {
-        VLP_TRY(clip_image_forward(m, t->images + k * b * img, b, err));
-        memcpy(t->emb_img + (size_t)k * b * E, m->va.emb, sizeof(float) * b * E);
-        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * b * T, b, err));
-        memcpy(t->emb_txt + (size_t)k * b * E, m->ta.emb, sizeof(float) * b * E);
+        VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        memcpy(t->emb_img + (size_t)k * mb * E, m->va.emb, sizeof(float) * mb * E);
+        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
+        memcpy(t->emb_txt + (size_t)k * mb * E, m->ta.emb, sizeof(float) * mb * E);
     }
-    /* the loss over the whole batch and its gradient w.r.t. every embedding */
-    float scale = *m->w.logit_scale;
-    VLP_TRY(clip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt, scale, B,
-                              E, err));
-    memset(t->demb_img, 0, sizeof(float) * (size_t)B * E);
-    memset(t->demb_txt, 0, sizeof(float) * (size_t)B * E);
-    clip_loss_backward(t->demb_img, t->demb_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
-                       t->probs_t2i, t->emb_img, t->emb_txt, scale, t->loss_scratch, B, E);
-    /* pass 2: re-encode each micro-batch (same weights: same activations) and
-     * back-propagate its slice */
+    VLP_TRY(embedding_grads(t, loss, err));
     for (int k = 0; k < K; k++) {
-        VLP_TRY(clip_image_forward(m, t->images + k * b * img, b, err));
-        clip_image_backward(m, t->demb_img + (size_t)k * b * E, b);
-        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * b * T, b, err));
-        clip_text_backward(m, t->demb_txt + (size_t)k * b * E, b);
+        if (K > 1) VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        clip_image_backward(m, t->demb_img + (size_t)k * mb * E, mb);
+        if (K > 1) VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
+        clip_text_backward(m, t->demb_txt + (size_t)k * mb * E, mb);
     }
     return VLP_OK;
 }
@@ -184,16 +239,18 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     double t0 = now_s();
     clip_model *m = t->m;
     const train_opts *o = &t->o;
-    VLP_TRY(t->data->next(t->data->impl, o->batch, t->images, t->ids, err));
+    VLP_TRY(t->data->next(t->data->impl, o->batch / t->world, t->images, t->ids, err));
     double t_data = now_s() - t0;
     memset(m->grads, 0, sizeof(float) * m->nfloats);
     float loss;
-    if (o->accum == 1) {
+    if (o->accum == 1 && t->world == 1) {
         VLP_TRY(clip_forward(m, t->images, t->ids, o->batch, err));
         clip_backward(m, o->batch);
         loss = m->loss;
     } else {
         VLP_TRY(accumulated_grads(t, &loss, err));
+        /* every rank's contribution to every parameter: the batch's gradient */
+        VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     }
     VLP_CHECK(isfinite(loss), err, VLP_ERR_NUMERIC,
               "loss is %g at step %ld; lower the learning rate or enable --grad-clip", loss,
@@ -256,6 +313,12 @@ static void run_path(char *out, const trainer *t, const char *name) {
     snprintf(out, PATH_CAP, "%s/%s", t->dir, name);
 }
 
+/* A rank's own data position at a checkpoint (ranks > 0; rank 0's is in
+ * the state): "epoch index\n". */
+static void rank_pos_path(char *out, const trainer *t, long step, int rank) {
+    snprintf(out, PATH_CAP, "%s/ckpt-%08ld.rank%d.pos", t->dir, step, rank);
+}
+
 /* Removes all but the newest `keep` ckpt-*.safetensors (and their states). */
 static void prune(trainer *t, int keep) {
     DIR *d = opendir(t->dir);
@@ -277,17 +340,51 @@ static void prune(trainer *t, int keep) {
         char p[PATH_CAP], name[64];
         snprintf(name, sizeof name, "ckpt-%08ld.state", steps[i]);
         run_path(p, t, name), unlink(p); /* the state first: it names the weights */
+        for (int r = 1; r < t->world; r++) rank_pos_path(p, t, steps[i], r), unlink(p);
         snprintf(name, sizeof name, "ckpt-%08ld.safetensors", steps[i]);
         run_path(p, t, name), unlink(p);
     }
 }
 
+
+static vlp_err save_rank_pos(trainer *t, vlp_error *err) {
+    char path[PATH_CAP], line[64];
+    rank_pos_path(path, t, t->step, t->rank);
+    data_pos pos = t->data->tell(t->data->impl);
+    int n = snprintf(line, sizeof line, "%" PRId64 " %" PRId64 "\n", pos.epoch, pos.index);
+    atomic_file af;
+    VLP_TRY(atomic_open(&af, path, err));
+    atomic_write(&af, line, (size_t)n);
+    return atomic_commit(&af, err);
+}
+
+static vlp_err load_rank_pos(trainer *t, long step, data_pos *pos, vlp_error *err) {
+    char path[PATH_CAP];
+    rank_pos_path(path, t, step, t->rank);
+    FILE *f = fopen(path, "r");
+    VLP_CHECK_IO(f, err, "cannot open %s (rank %d's data position): %s", path, t->rank,
+                 strerror(errno));
+    long long e = -1, i = -1;
+    int got = fscanf(f, "%lld %lld", &e, &i);
+    fclose(f);
+    VLP_CHECK_FORMAT(got == 2 && e >= 0 && i >= 0, err, "%s: not \"epoch index\"", path);
+    *pos = (data_pos){e, i};
+    return VLP_OK;
+}
+
 vlp_err trainer_save(trainer *t, int keep, char *written, size_t cap, vlp_error *err) {
     clip_model *m = t->m;
-    char ckpt_name[64], state_name[64], path[PATH_CAP], step[32], epoch[32], index[32];
+    char ckpt_name[64], state_name[64], path[PATH_CAP], step[32], epoch[32], index[32], world[16];
     snprintf(ckpt_name, sizeof ckpt_name, "ckpt-%08ld.safetensors", t->step);
     snprintf(state_name, sizeof state_name, "ckpt-%08ld.state", t->step);
     snprintf(step, sizeof step, "%ld", t->step);
+    snprintf(world, sizeof world, "%d", t->world);
+    if (written) snprintf(written, cap, "%s/%s", t->dir, ckpt_name);
+    /* every rank's position is on disk before rank 0's state names the step;
+     * the weights and moments are the same on every rank: rank 0 writes them */
+    if (t->rank > 0) VLP_TRY(save_rank_pos(t, err));
+    VLP_TRY(dist_barrier(t->dist, err));
+    if (t->rank > 0) return dist_barrier(t->dist, err); /* wait for rank 0's files */
     data_pos pos = t->data->tell(t->data->impl);
     snprintf(epoch, sizeof epoch, "%" PRId64, pos.epoch);
     snprintf(index, sizeof index, "%" PRId64, pos.index);
@@ -295,13 +392,12 @@ vlp_err trainer_save(trainer *t, int keep, char *written, size_t cap, vlp_error 
     st_meta cm[] = {{"vlp.step", step}};
     run_path(path, t, ckpt_name);
     VLP_TRY(clip_save(m, path, cm, 1, err));
-    if (written) snprintf(written, cap, "%s", path);
 
     char *opts = opts_json(&t->o);
     VLP_CHECK_ALLOC(opts, err, 256);
     st_meta sm[] = {{"format", STATE_FORMAT}, {"version", STATE_VERSION}, {"step", step},
                     {"epoch", epoch},         {"index", index},           {"checkpoint", ckpt_name},
-                    {"options", opts}};
+                    {"options", opts},        {"world", world}};
     st_tensor ts[2] = {
         {.name = "exp_avg", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)m->nfloats}, .data = t->exp_avg},
         {.name = "exp_avg_sq", .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)m->nfloats}, .data = t->exp_avg_sq}};
@@ -314,7 +410,7 @@ vlp_err trainer_save(trainer *t, int keep, char *written, size_t cap, vlp_error 
     run_path(path, t, "latest.state");
     VLP_TRY(atomic_symlink(state_name, path, err));
     prune(t, keep < 1 ? 1 : keep);
-    return VLP_OK;
+    return dist_barrier(t->dist, err);
 }
 
 static vlp_err open_state(const char *dir, st_file **out, vlp_error *err) {
@@ -360,7 +456,11 @@ static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
                   err, "%s: the run was started with other options (batch %d, accum %d, lr %g, "
                   "warmup %ld, seed %" PRIu64 "); resume with those", st_path(sf), saved.batch,
                   saved.accum, saved.adam.lr, saved.warmup, saved.seed);
-    int64_t step, epoch, index;
+    int64_t step, epoch, index, world = 1;
+    if (st_meta_get(sf, "world")) VLP_TRY(meta_i64(sf, "world", &world, err));
+    VLP_CHECK_ARG(world == t->world, err,
+                  "%s: the run was trained on %lld processes; resume it with mpirun -np %lld "
+                  "(not %d)", st_path(sf), (long long)world, (long long)world, t->world);
     VLP_TRY(meta_i64(sf, "step", &step, err));
     VLP_TRY(meta_i64(sf, "epoch", &epoch, err));
     VLP_TRY(meta_i64(sf, "index", &index, err));
@@ -387,7 +487,9 @@ static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
     if (rc == VLP_OK) rc = clip_load_weights(m, cf, err);
     st_close(cf);
     VLP_TRY(rc);
-    VLP_TRY(t->data->seek(t->data->impl, (data_pos){epoch, index}, err));
+    data_pos pos = {epoch, index};
+    if (t->rank > 0) VLP_TRY(load_rank_pos(t, (long)step, &pos, err));
+    VLP_TRY(t->data->seek(t->data->impl, pos, err));
     t->step = (long)step;
     return VLP_OK;
 }
@@ -398,6 +500,7 @@ vlp_err trainer_resume(trainer *t, vlp_error *err) {
     vlp_err rc = load_state(t, sf, err);
     st_close(sf);
     if (rc != VLP_OK) return rc;
+    if (t->rank > 0) return VLP_OK;
     /* drop metrics lines of steps after the checkpoint: the resumed run redoes them */
     char path[PATH_CAP];
     run_path(path, t, "metrics.jsonl");
@@ -420,6 +523,7 @@ vlp_err trainer_resume(trainer *t, vlp_error *err) {
 }
 
 vlp_err trainer_log(trainer *t, const char *json_line, vlp_error *err) {
+    if (t->rank > 0) return VLP_OK; /* rank 0 writes the run's metrics */
     if (!t->metrics) {
         char path[PATH_CAP];
         run_path(path, t, "metrics.jsonl");

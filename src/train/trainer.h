@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "model/clip.h"
 #include "train/optim.h"
 
@@ -60,9 +61,16 @@ typedef struct trainer trainer;
 vlp_err run_dir_lock(const char *dir, int *fd, vlp_error *err);
 
 /* The model and loader stay owned by the caller and must outlive the trainer.
- * Reserves the model's activations for one micro-batch. */
+ * Reserves the model's activations for one micro-batch.
+ * dist (NULL: one process): data-parallel over its ranks. batch is the
+ * global batch; each rank's loader hands out batch/world samples a step
+ * (its share: pair_loader_shard or the shards of its own dataset); the
+ * loss sees the whole batch (open_clip's local loss with gathered
+ * features) and the gradients are summed over the ranks, so the ranks stay
+ * identical and equal one process with the whole batch. Rank 0 owns the
+ * run directory: lock, checkpoints, state, metrics. */
 vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
-                       const char *run_dir, vlp_error *err);
+                       const char *run_dir, vlp_dist *dist, vlp_error *err);
 void trainer_free(trainer *t);
 long trainer_step_count(const trainer *t);
 
