@@ -14,14 +14,9 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "bench_util.h"
 #include "blas_env.h"
 #include "data/image.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* a natural-looking test picture: gradients, noise, edges */
 static void picture(uint8_t *px, int w, int h, int ch) {
@@ -79,7 +74,7 @@ static double run(const void *bytes, size_t n, const image_transform *t, int rep
     vlp_error err = {0};
     double best = 1e30;
     for (int round = 0; round < 3; round++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         for (int i = 0; i < reps; i++) {
             image_u8 im;
             if (image_decode(bytes, n, what, &o, &im, &err) != VLP_OK ||
@@ -89,7 +84,7 @@ static double run(const void *bytes, size_t n, const image_transform *t, int rep
             }
             image_free(&im);
         }
-        double dt = (now_s() - t0) / reps;
+        double dt = (bench_now() - t0) / reps;
         if (dt < best) best = dt;
     }
     free(out);

@@ -17,23 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "blas_env.h"
 #include "core/rng.h"
 #include "data/loader.h"
 #include "dist/dist.h"
 #include "model/config.h"
 #include "train/trainer.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* a tokenizer that maps every caption to the same ids: the bench times the model */
 static void fixed_encode(const void *impl, const char *text, int32_t *ids, int ctx) {
@@ -95,20 +85,20 @@ int main(int argc, char **argv) {
     double times[200];
     for (int s = -2; s < steps; s++) {
         if (dist_barrier(d, &err)) return die(d, &err);
-        double t0 = now_s();
+        double t0 = bench_now();
         train_step_info info;
         if (trainer_step(t, &info, &err) != VLP_OK) return die(d, &err);
-        if (s >= 0) times[s] = now_s() - t0;
+        if (s >= 0) times[s] = bench_now() - t0;
     }
-    qsort(times, (size_t)steps, sizeof(double), cmp_d);
+    qsort(times, (size_t)steps, sizeof(double), bench_cmp_double);
     double step = times[steps / 2];
     /* a lone allreduce of the gradient buffer: the largest transfer */
     double ar = 0;
     for (int k = 0; k < 3; k++) {
         if (dist_barrier(d, &err)) return die(d, &err);
-        double t0 = now_s();
+        double t0 = bench_now();
         if (dist_allreduce_sum(d, m.grads, m.nfloats, &err)) return die(d, &err);
-        double dt = now_s() - t0;
+        double dt = bench_now() - t0;
         ar = k == 0 || dt < ar ? dt : ar;
     }
     /* per rank and step, bytes sent (≈ received): ring all-gather of 2 (b,E)

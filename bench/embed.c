@@ -13,21 +13,11 @@
 #include <time.h>
 #include <sys/resource.h>
 
+#include "bench_util.h"
 #include "blas_env.h"
 #include "core/rng.h"
 #include "model/clip.h"
 #include "ops/gemm.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
@@ -75,15 +65,15 @@ int main(int argc, char **argv) {
     }
     double ti[1000], tt[1000];
     for (int k = -1; k < reps; k++) { /* one warm-up */
-        double t0 = now_s();
+        double t0 = bench_now();
         if (clip_image_forward(&m, img, B, &err) != VLP_OK) return 1;
-        double t1 = now_s();
+        double t1 = bench_now();
         if (clip_text_forward(&m, ids, B, &err) != VLP_OK) return 1;
-        double t2 = now_s();
+        double t2 = bench_now();
         if (k >= 0) ti[k] = t1 - t0, tt[k] = t2 - t1;
     }
-    qsort(ti, (size_t)reps, sizeof(double), cmp_d);
-    qsort(tt, (size_t)reps, sizeof(double), cmp_d);
+    qsort(ti, (size_t)reps, sizeof(double), bench_cmp_double);
+    qsort(tt, (size_t)reps, sizeof(double), bench_cmp_double);
     double vi = B / ti[reps / 2], vt = B / tt[reps / 2];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -44,11 +44,6 @@ static float *buf(size_t n, unsigned seed) {
     return p;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* median wall time in ms of fn(ctx) over reps runs after 2 warm-ups */
 static double time_ms(void (*fn)(void *), void *ctx, int reps) {
     double t[256];
@@ -59,7 +54,7 @@ static double time_ms(void (*fn)(void *), void *ctx, int reps) {
         fn(ctx);
         t[i] = (bench_now() - t0) * 1e3;
     }
-    qsort(t, reps, sizeof *t, cmp_double);
+    qsort(t, reps, sizeof *t, bench_cmp_double);
     return t[reps / 2];
 }
 

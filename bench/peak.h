@@ -4,15 +4,11 @@
 #define VLP_BENCH_PEAK_H
 #include <omp.h>
 #include <time.h>
+
+#include "bench_util.h"
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
-
-static double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* GFLOP/s of a pure FMA loop on `threads` threads; also the SIMD used. */
 static double measure_fma_peak(int threads, const char **simd) {

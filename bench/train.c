@@ -47,11 +47,6 @@ static double forward_flops(const clip_config *c) {
     return f;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 enum { VF, VB, TF, TB, LOSS, OPT, NPHASE };
 static const char *PHASE[NPHASE] = {"vision fwd", "vision bwd", "text fwd", "text bwd", "loss", "optimizer"};
 
@@ -134,8 +129,8 @@ int main(int argc, char **argv) {
         ph[VF][s] = t[1] - t[0], ph[TF][s] = t[2] - t[1], ph[LOSS][s] = t[3] - t[2];
         ph[TB][s] = t[4] - t[3], ph[VB][s] = t[5] - t[4], ph[OPT][s] = t[6] - t[5], tot[s] = t[6] - t[0];
     }
-    for (int p = 0; p < NPHASE; p++) qsort(ph[p], (size_t)steps, sizeof(double), cmp_d);
-    qsort(tot, (size_t)steps, sizeof(double), cmp_d);
+    for (int p = 0; p < NPHASE; p++) qsort(ph[p], (size_t)steps, sizeof(double), bench_cmp_double);
+    qsort(tot, (size_t)steps, sizeof(double), bench_cmp_double);
     double step_s = tot[steps / 2], sps = B / step_s, gflop = 3 * forward_flops(&c) * B * 1e-9;
     double gfs = gflop / step_s, mfu = gfs / peak;
     struct rusage ru;

@@ -30,8 +30,6 @@
 
 static vlp_dist *g_dist;
 
-static const char *WORDS[] = {"red", "green", "blue", "circle", "square", "small", "big",
-                              "emoji", "of", "a", "face", "cat"};
 
 typedef struct fixture {
     clip_model m;
@@ -58,15 +56,8 @@ static train_opts opts(int accum) {
 /* the same pairs, tokenizer and initial weights on every rank */
 static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, vlp_dist *dist) {
     memset(f, 0, sizeof *f);
-    rng r = {9};
-    for (size_t i = 0; i < sizeof f->rgb; i++) f->rgb[i] = (uint8_t)(rng_u64(&r) >> 56);
-    for (int i = 0; i < NPAIRS; i++) {
-        int n = 2 + (int)(rng_u64(&r) % 4), k = 0;
-        for (int w = 0; w < n; w++)
-            k += snprintf(f->captions[i] + k, sizeof f->captions[i] - (size_t)k, "%s ",
-                          WORDS[rng_u64(&r) % (sizeof WORDS / sizeof *WORDS)]);
-        f->cap_ptrs[i] = f->captions[i];
-    }
+    synthetic_pairs(9, f->rgb, sizeof f->rgb, f->captions, NPAIRS);
+    for (int i = 0; i < NPAIRS; i++) f->cap_ptrs[i] = f->captions[i];
     vlp_error err = {0};
     char merges[64];
     snprintf(merges, sizeof merges, "/tmp/vlp-dist-merges-%d-%d", (int)getpid(), dist_rank(g_dist));

@@ -23,8 +23,6 @@
 #define NPAIRS 20
 #define S 16
 
-static const char *WORDS[] = {"red", "green", "blue", "circle", "square", "small", "big",
-                              "emoji", "of", "a", "face", "cat"};
 
 typedef struct fixture {
     clip_config cfg;
@@ -54,14 +52,7 @@ static train_opts small_opts(void) {
 static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, const char *run_dir,
                          int width) {
     memset(f, 0, sizeof *f);
-    rng r = {5};
-    for (size_t i = 0; i < sizeof f->rgb; i++) f->rgb[i] = (uint8_t)(rng_u64(&r) >> 56);
-    for (int i = 0; i < NPAIRS; i++) {
-        int n = 2 + (int)(rng_u64(&r) % 4), k = 0;
-        for (int w = 0; w < n; w++)
-            k += snprintf(f->captions[i] + k, sizeof f->captions[i] - (size_t)k, "%s ",
-                          WORDS[rng_u64(&r) % (sizeof WORDS / sizeof *WORDS)]);
-    }
+    synthetic_pairs(5, f->rgb, sizeof f->rgb, f->captions, NPAIRS);
     for (int i = 0; i < NPAIRS; i++)
         f->cap_ptrs[2 * i] = f->captions[i], f->cap_ptrs[2 * i + 1] = f->captions[(i + 7) % NPAIRS];
     vlp_error err = {0};

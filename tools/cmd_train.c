@@ -101,7 +101,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "  -r, --resume            continue the run in --out from its latest checkpoint;\n"
             "                          options come from the run, --steps may extend it\n"
             "  -h, --help              this text\n"
-            "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n",
+            "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n"
+            "Under 'mpirun -np N' the N ranks train data-parallel: --batch is the global batch,\n"
+            "rank 0 writes the run, --resume needs the same N (docs/scaling.md).\n",
             d->config, d->data, d->vendors, d->eval_vendor, d->tok_merges, d->out, d->o.batch, d->o.accum,
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
             d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, d->precision, d->eval_every,

@@ -123,3 +123,16 @@ void gradcheck(const gc_op *op) {
     op->forward(op->ctx);
     print_message("# %s: worst |fd - analytic| is %.2f of the tolerance\n", op->name, worst);
 }
+
+void synthetic_pairs(uint64_t seed, uint8_t *rgb, size_t rgb_bytes, char (*captions)[64], int n) {
+    static const char *words[] = {"red", "green", "blue", "circle", "square", "small", "big",
+                                  "emoji", "of", "a", "face", "cat"};
+    rng r = {seed};
+    for (size_t i = 0; i < rgb_bytes; i++) rgb[i] = (uint8_t)(rng_u64(&r) >> 56);
+    for (int i = 0; i < n; i++) {
+        int nw = 2 + (int)(rng_u64(&r) % 4), k = 0;
+        for (int w = 0; w < nw; w++)
+            k += snprintf(captions[i] + k, 64 - (size_t)k, "%s ",
+                          words[rng_u64(&r) % (sizeof words / sizeof *words)]);
+    }
+}

@@ -61,4 +61,8 @@ typedef struct gc_op {
 
 void gradcheck(const gc_op *op);
 
+/* Synthetic image-caption pairs for training tests: random RGB bytes and
+ * captions of 2–5 words from a small vocabulary, all from `seed`. */
+void synthetic_pairs(uint64_t seed, uint8_t *rgb, size_t rgb_bytes, char (*captions)[64], int n);
+
 #endif

@@ -1,0 +1,17 @@
+/* What every benchmark needs: a monotonic clock and a comparator for
+ * sorting timings (medians). */
+#ifndef VLP_BENCH_UTIL_H
+#define VLP_BENCH_UTIL_H
+#include <time.h>
+
+static inline double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+#endif
