@@ -418,6 +418,13 @@ static vlp_err streaming_loader(train_cli *c, run *r, vlp_error *err) {
     return rc;
 }
 
+/* samples of the loader's epoch one step consumes: the pair loader's epoch
+ * is the whole set, drawn a global batch at a time; a streaming rank's is
+ * its own shards, drawn batch/world at a time */
+static long per_step(const train_cli *c, const run *r) {
+    return c->train_data ? c->o.batch / r->world : c->o.batch;
+}
+
 static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     r->norm = image_norm_openai();
     if (!c->train_data) {
@@ -459,7 +466,7 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
     if (!c->train_data) VLP_TRY(pair_loader_shard(&r->loader, r->rank, r->world, err));
     if (c->epochs > 0 && !c->resume)
-        c->o.steps = (long)ceil(c->epochs * (double)(r->loader.epoch_size / c->o.batch));
+        c->o.steps = (long)ceil(c->epochs * (double)(r->loader.epoch_size / per_step(c, r)));
     /* every rank must run the same number of steps: rank 0's count */
     VLP_TRY(dist_broadcast(r->dist, &c->o.steps, sizeof c->o.steps, 0, err));
     VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, r->dist, err));
@@ -508,12 +515,13 @@ static int train_session(train_cli *cp) {
     }
     long start = trainer_step_count(r.t);
     if (lead) fprintf(stderr,
-            "model: %zu parameters (%.1f MiB); %d training pairs (%s), %d held out (%s); "
+            "model: %zu parameters (%.1f MiB); %d training pairs (%s%s), %d held out (%s); "
             "vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
             r.m.nfloats, r.m.nfloats * 4.0 / 1048576, (int)r.loader.epoch_size,
-            c.train_data ? c.train_data : c.vendors, r.held.n, r.held.n ? c.eval_vendor : "none",
+            c.train_data ? c.train_data : c.vendors,
+            c.train_data && r.world > 1 ? ": rank 0's shards" : "", r.held.n, r.held.n ? c.eval_vendor : "none",
             r.tok.vocab_size, c.o.batch, c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
-            (double)c.o.steps * c.o.batch / (double)r.loader.epoch_size, c.out);
+            (double)c.o.steps * per_step(&c, &r) / (double)r.loader.epoch_size, c.out);
     if (start && lead) fprintf(stderr, "resumed at step %ld\n", start);
 
     struct sigaction sa = {0};
