@@ -1,4 +1,8 @@
-/* The sharded CLIP loss (open_clip local_loss + gather_with_grad), W shards
+/* SigLIP's loss against open_clip's SigLipLoss (tests/ref/make_objectives_ref.py):
+ * loss and gradients to 1e-5 relative (+1e-6 absolute); and sharded: W
+ * shards with dloss = 1/W sum to the whole batch's gradients.
+ *
+ * The sharded CLIP loss (open_clip local_loss + gather_with_grad), W shards
  * simulated in one process: the mean of the shards' losses equals the full
  * batch's loss, and with dloss = 1/W, each shard's local gradient plus the
  * sum over shards of the gathered-feature gradients (the reduce-scatter MPI
@@ -84,6 +88,67 @@ static void test_shards_equal_full_batch(void **state) {
     check_shards(36, 3, 8, 4.6052f);
 }
 
+static void check_siglip_ref(const char *name, int B, int D) {
+    vlpt_file *f = ref_open(name);
+    const float *img = ref_f32(f, "img", (size_t)B * D), *txt = ref_f32(f, "txt", (size_t)B * D);
+    float ls = *ref_f32(f, "logit_scale", 1), lb = *ref_f32(f, "logit_bias", 1);
+    float dloss = *ref_f32(f, "dloss", 1), loss, dls = 0.25f, dlb = 0.25f;
+    float *z = falloc((size_t)B * B), *scratch = falloc((size_t)B * D);
+    float *dimg = falloc((size_t)B * D), *dtxt = falloc((size_t)B * D);
+    assert_int_equal(siglip_loss_forward(&loss, z, img, txt, ls, lb, B, B, 0, D, NULL), VLP_OK);
+    assert_close("siglip loss", &loss, ref_f32(f, "loss", 1), 1, 1e-6, 1e-5);
+    siglip_loss_backward(dimg, dtxt, &dls, &dlb, dloss, z, img, txt, ls, lb, scratch, B, B, 0, D);
+    dls -= 0.25f, dlb -= 0.25f; /* they accumulate */
+    assert_close("siglip dimg", dimg, ref_f32(f, "dimg", (size_t)B * D), (size_t)B * D, 1e-6, 1e-5);
+    assert_close("siglip dtxt", dtxt, ref_f32(f, "dtxt", (size_t)B * D), (size_t)B * D, 1e-6, 1e-5);
+    assert_close("siglip dlogit_scale", &dls, ref_f32(f, "dlogit_scale", 1), 1, 1e-6, 1e-5);
+    assert_close("siglip dlogit_bias", &dlb, ref_f32(f, "dlogit_bias", 1), 1, 1e-6, 1e-5);
+    free(z), free(scratch), free(dimg), free(dtxt);
+    vlpt_free(f);
+}
+
+static void test_siglip_matches_pytorch(void **state) {
+    check_siglip_ref("siglip_loss", 8, 16);
+    check_siglip_ref("siglip_loss_b13", 13, 7);
+}
+
+static void test_siglip_shards_equal_full_batch(void **state) {
+    int B = 12, W = 3, b = B / W, D = 8;
+    rng r = {77};
+    float *img = falloc((size_t)B * D), *txt = falloc((size_t)B * D);
+    fill_normal(&r, img, (size_t)B * D, 1.0f, 0.0f);
+    fill_normal(&r, txt, (size_t)B * D, 1.0f, 0.0f);
+    for (size_t k = 0; k < (size_t)B * D; k++) txt[k] += img[k];
+    normalize_rows(img, B, D);
+    normalize_rows(txt, B, D);
+    float ls = 2.3f, lb = -4.0f, loss, dls = 0, dlb = 0;
+    float *z = falloc((size_t)B * B), *scratch = falloc((size_t)B * D);
+    float *dimg = falloc((size_t)B * D), *dtxt = falloc((size_t)B * D);
+    assert_int_equal(siglip_loss_forward(&loss, z, img, txt, ls, lb, B, B, 0, D, NULL), VLP_OK);
+    siglip_loss_backward(dimg, dtxt, &dls, &dlb, 1.0f, z, img, txt, ls, lb, scratch, B, B, 0, D);
+    float *simg = falloc((size_t)B * D), *stxt = falloc((size_t)B * D), *g = falloc((size_t)B * D);
+    double sum = 0;
+    float sdls = 0, sdlb = 0;
+    for (int w = 0; w < W; w++) {
+        float l;
+        assert_int_equal(siglip_loss_forward(&l, z, img + (size_t)w * b * D, txt, ls, lb, b, B,
+                                             w * b, D, NULL),
+                         VLP_OK);
+        sum += l;
+        siglip_loss_backward(simg + (size_t)w * b * D, g, &sdls, &sdlb, 1.0f / W, z,
+                             img + (size_t)w * b * D, txt, ls, lb, scratch, b, B, w * b, D);
+        for (size_t k = 0; k < (size_t)B * D; k++) stxt[k] += g[k];
+    }
+    float mean = (float)(sum / W);
+    assert_close("siglip: mean of shard losses", &mean, &loss, 1, 0.0, 1e-6);
+    assert_close("siglip dimg", simg, dimg, (size_t)B * D, 1e-6 * max_abs(dimg, (size_t)B * D), 0);
+    assert_close("siglip dtxt", stxt, dtxt, (size_t)B * D, 1e-6 * max_abs(dtxt, (size_t)B * D), 0);
+    assert_close("siglip dlogit_scale", &sdls, &dls, 1, 1e-6, 1e-5);
+    assert_close("siglip dlogit_bias", &sdlb, &dlb, 1, 1e-6, 1e-5);
+    free(img), free(txt), free(z), free(scratch), free(dimg), free(dtxt), free(simg), free(stxt),
+        free(g);
+}
+
 static void test_shard_errors(void **state) {
     float x[64], p[64], loss;
     vlp_error err = {0};
@@ -99,6 +164,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shards_equal_full_batch),
         cmocka_unit_test(test_shard_errors),
+        cmocka_unit_test(test_siglip_matches_pytorch),
+        cmocka_unit_test(test_siglip_shards_equal_full_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

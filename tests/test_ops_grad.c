@@ -286,6 +286,34 @@ static void test_clip_loss(void **state) {
     free(c.pi), free(c.pt), free(c.scratch), free(c.dimg), free(c.dtxt), free(c.dimg_raw), free(c.dtxt_raw);
 }
 
+/* ---- SigLIP's sigmoid loss (features not normalised: the loss does not need it) ------ */
+typedef struct {
+    int B, D;
+    float *img, *txt, *z, *scratch, *dtxt_w;
+    float ls, lb, loss, dloss, dls, dlb, *dimg, *dtxt;
+} siglip_ctx;
+static void siglip_fw(void *p) {
+    siglip_ctx *c = p;
+    must(siglip_loss_forward(&c->loss, c->z, c->img, c->txt, c->ls, c->lb, c->B, c->B, 0, c->D, NULL));
+}
+static void siglip_bw(void *p) {
+    siglip_ctx *c = p;
+    siglip_loss_backward(c->dimg, c->dtxt_w, &c->dls, &c->dlb, c->dloss, c->z, c->img, c->txt,
+                         c->ls, c->lb, c->scratch, c->B, c->B, 0, c->D);
+    for (int k = 0; k < c->B * c->D; k++) c->dtxt[k] += c->dtxt_w[k]; /* written, not accumulated */
+}
+static void test_siglip_loss(void **state) {
+    siglip_ctx c = {.B = 6, .D = 5, .ls = 0.8f, .lb = -1.5f, .dloss = 1.0f};
+    size_t n = (size_t)c.B * c.D;
+    c.img = rand_buf(n, 1), c.txt = rand_buf(n, 1), c.z = falloc(c.B * c.B);
+    c.scratch = falloc(n), c.dtxt_w = falloc(n), c.dimg = falloc(n), c.dtxt = falloc(n);
+    gc_op op = {"siglip_loss", &c, siglip_fw, siglip_bw, &c.loss, &c.dloss, 1,
+                {{"img", c.img, c.dimg, n}, {"txt", c.txt, c.dtxt, n},
+                 {"logit_scale", &c.ls, &c.dls, 1}, {"logit_bias", &c.lb, &c.dlb, 1}}, 4, 1e-3, ATOL, RTOL};
+    gradcheck(&op);
+    free(c.img), free(c.txt), free(c.z), free(c.scratch), free(c.dtxt_w), free(c.dimg), free(c.dtxt);
+}
+
 /* ---- a whole block ------------------------------------------------------------------ */
 typedef struct {
     block_dims d; block_params w, g; block_acts a;
@@ -339,6 +367,7 @@ int main(void) {
         cmocka_unit_test(test_embedding),   cmocka_unit_test(test_patch_embed),
         cmocka_unit_test(test_cls_pos),     cmocka_unit_test(test_token_pool),
         cmocka_unit_test(test_l2norm),      cmocka_unit_test(test_clip_loss),
+        cmocka_unit_test(test_siglip_loss),
         cmocka_unit_test(test_block),       cmocka_unit_test(test_block_causal),
     };
     return cmocka_run_group_tests_name("ops_grad", tests, NULL, NULL);

@@ -49,4 +49,21 @@ void clip_loss_local_backward(float *dimg_l, float *dtxt_l, float *dimg_g, float
                               float *probs_t2i, const float *img_l, const float *txt_l,
                               const float *img_g, const float *txt_g, float logit_scale, int b,
                               int B, int offset, int D);
+
+/* SigLIP's sigmoid loss (open_clip SigLipLoss) for the b images of a shard
+ * at rows [offset, offset+b) of a batch of B, against all B texts:
+ *   z = exp(logit_scale) · img_l · txt_gᵀ + logit_bias      (b, B), saved in logits
+ *   loss = −Σ log σ(y_ij z_ij) / b,  y = +1 for the pair (i, offset+i), −1 else
+ * One process: b = B, offset 0. With W shards and dloss = 1/W, the summed
+ * gradients (dtxt_g reduce-scattered) are the whole batch's. */
+vlp_err siglip_loss_forward(float *loss, float *logits, const float *img_l, const float *txt_g,
+                            float logit_scale, float logit_bias, int b, int B, int offset, int D,
+                            vlp_error *err);
+/* dimg_l (b, D), dlogit_scale, dlogit_bias accumulate (any may be NULL);
+ * dtxt_g (B, D) is written; scratch holds b·D floats; the logits are
+ * overwritten with their gradients. */
+void siglip_loss_backward(float *dimg_l, float *dtxt_g, float *dlogit_scale, float *dlogit_bias,
+                          float dloss, float *logits, const float *img_l, const float *txt_g,
+                          float logit_scale, float logit_bias, float *scratch, int b, int B,
+                          int offset, int D);
 #endif
