@@ -8,7 +8,7 @@
  * relative, final weights to 1e-5 absolute (they are O(0.01–1); the
  * attention key biases, whose true gradient is 0, carry AdamW-normalised
  * rounding noise of ~1e-6), and the ranks' weights equal to the bit. The
- * same with gradient caching (accum 2) inside each rank. And: resume of the
+ * same with gradient caching (accum 2) inside each rank, and for SigLIP. And: resume of the
  * job from a checkpoint repeats the uninterrupted job bit for bit; a run
  * trained on 2 ranks refuses to resume on 1. */
 #include <math.h>
@@ -48,6 +48,7 @@ static void check(vlp_err e, const vlp_error *err) {
 
 static train_opts opts(int accum) {
     train_opts o = train_opts_defaults();
+    o.objective = VLP_OBJECTIVE_CLIP;
     o.batch = 8, o.accum = accum, o.steps = 2 * STEPS, o.warmup = 2, o.grad_clip = 1.0, o.seed = 3;
     o.adam.lr = 1e-3f;
     return o;
@@ -68,7 +69,9 @@ static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, v
         .embed_dim = 16,
         .vision = {.image_size = S, .patch_size = 4, .width = 32, .layers = 2, .heads = 2, .mlp_width = 128},
         .text = {.context_length = 8, .vocab_size = f->tok.vocab_size, .width = 32, .layers = 2,
-                 .heads = 2, .mlp_width = 128}};
+                 .heads = 2, .mlp_width = 128},
+        .has_logit_bias = o->objective == VLP_OBJECTIVE_SIGLIP, .init_logit_bias = -10.0f,
+        .has_logit_scale_init = o->objective == VLP_OBJECTIVE_SIGLIP, .init_logit_scale = 2.302585f};
     check(clip_init(&f->m, &cfg, &err), &err);
     clip_init_weights(&f->m, 17);
     image_norm norm = image_norm_openai();
@@ -129,8 +132,9 @@ static void assert_ranks_agree(const clip_model *m) {
     free(w0);
 }
 
-static void job_equals_one_process(int accum) {
+static void job_equals_one_process(int accum, vlp_objective objective) {
     train_opts o = opts(accum);
+    o.objective = objective;
     float one[STEPS], job[STEPS];
     /* one process, the whole batch: its own directory on each rank */
     char single[64];
@@ -146,13 +150,13 @@ static void job_equals_one_process(int accum) {
     run_steps(&b, STEPS, job);
     for (int i = 0; i < STEPS; i++)
         if (!(fabsf(job[i] - one[i]) <= 1e-5f * fabsf(one[i])))
-            fail_msg("accum %d, step %d: loss %.8g on 2 ranks, %.8g in one process", accum, i + 1,
-                     job[i], one[i]);
+            fail_msg("%s, accum %d, step %d: loss %.8g on 2 ranks, %.8g in one process",
+                     vlp_objective_name(objective), accum, i + 1, job[i], one[i]);
     assert_close("weights: 2 ranks vs one process", b.m.weights, a.m.weights, a.m.nfloats, 1e-5, 0.0);
     assert_ranks_agree(&b.m);
     if (dist_rank(g_dist) == 0)
-        printf("# accum %d: %d steps, losses %.6f .. %.6f equal one process's\n", accum, STEPS,
-               job[0], job[STEPS - 1]);
+        printf("# %s, accum %d: %d steps, losses %.6f .. %.6f equal one process's\n",
+               vlp_objective_name(objective), accum, STEPS, job[0], job[STEPS - 1]);
     fixture_free(&a), fixture_free(&b);
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf %s", single);
@@ -160,8 +164,16 @@ static void job_equals_one_process(int accum) {
     remove_dir(dir);
 }
 
-static void test_two_ranks_equal_one_process(void **state) { job_equals_one_process(1); }
-static void test_two_ranks_with_gradient_caching(void **state) { job_equals_one_process(2); }
+static void test_two_ranks_equal_one_process(void **state) {
+    job_equals_one_process(1, VLP_OBJECTIVE_CLIP);
+}
+static void test_two_ranks_with_gradient_caching(void **state) {
+    job_equals_one_process(2, VLP_OBJECTIVE_CLIP);
+}
+static void test_siglip_two_ranks_with_caching(void **state) {
+    job_equals_one_process(1, VLP_OBJECTIVE_SIGLIP);
+    job_equals_one_process(2, VLP_OBJECTIVE_SIGLIP);
+}
 
 static void test_resume_same_world(void **state) {
     train_opts o = opts(1);
@@ -244,6 +256,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_ranks_equal_one_process),
         cmocka_unit_test(test_two_ranks_with_gradient_caching),
+        cmocka_unit_test(test_siglip_two_ranks_with_caching),
         cmocka_unit_test(test_resume_same_world),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

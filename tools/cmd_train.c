@@ -91,6 +91,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --grad-clip X       clip the global gradient norm to X, 0 = off (default %g)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
             "  -t, --threads N         threads, 0 = one per core (default %d)\n"
+            "      --objective O       clip (InfoNCE) or siglip (pairwise sigmoid; adds logit_bias,\n"
+            "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
+            "                          config sets init_logit_scale/init_logit_bias) (default %s)\n"
             "  -p, --precision P       fp32, or bf16: the transformer matmuls in bfloat16 with fp32\n"
             "                          accumulation and fp32 weights (AVX512-BF16; without it\n"
             "                          the run falls back to fp32 and says so) (default %s)\n"
@@ -106,7 +109,7 @@ static void usage(FILE *fp, const train_cli *d) {
             "rank 0 writes the run, --resume needs the same N (docs/scaling.md).\n",
             d->config, d->data, d->vendors, d->eval_vendor, d->tok_merges, d->out, d->o.batch, d->o.accum,
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
-            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, d->precision, d->eval_every,
+            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, vlp_objective_name(d->o.objective), d->precision, d->eval_every,
             d->save_every, d->keep, d->log_every);
 }
 
@@ -162,7 +165,12 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip);
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
-        else if (VAL("-p", "--precision")) {
+        else if (VAL(NULL, "--objective")) {
+            if (!vlp_objective_parse(a, &c->o.objective)) {
+                fprintf(stderr, "vlp train: --objective must be clip or siglip, not '%s'\n", a);
+                bad = 1;
+            }
+        } else if (VAL("-p", "--precision")) {
             c->precision = a;
             if (strcmp(a, "fp32") && strcmp(a, "bf16")) {
                 fprintf(stderr, "vlp train: --precision must be fp32 or bf16, not '%s'\n", a);
@@ -371,6 +379,12 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
     unlink(path);
     VLP_TRY(clip_config_load(c->config, &r->cfg, err));
+    if (c->o.objective == VLP_OBJECTIVE_SIGLIP && !r->cfg.has_logit_bias) {
+        /* SigLIP's initialisation (Zhai et al.: t' = ln 10, b = -10) */
+        r->cfg.has_logit_bias = true, r->cfg.init_logit_bias = -10.0f;
+        if (!r->cfg.has_logit_scale_init)
+            r->cfg.has_logit_scale_init = true, r->cfg.init_logit_scale = logf(10.0f);
+    }
     snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
     if (c->vocab) VLP_TRY(copy_file(c->vocab, path, err)); /* copied, so resume finds it */
     else VLP_TRY(learn_tokenizer(c, r, path, err));

@@ -80,6 +80,9 @@ static void run_layout(layout *L) {
     reg(L, "text_projection", 2, t->width, E, 0, 0, T_G(text_projection));
     reg(L, "logit_scale", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_scale : &unused,
         L->bind ? &m->g.logit_scale : &unused);
+    if (c->has_logit_bias)
+        reg(L, "logit_bias", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_bias : &unused,
+            L->bind ? &m->g.logit_bias : &unused);
     reg(L, "visual.class_embedding", 1, v->width, 0, 0, 0, W_G(class_embedding));
     reg(L, "visual.positional_embedding", 2, grid * grid + 1, v->width, 0, 0,
         W_G(positional_embedding));
@@ -252,7 +255,8 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
     for (int l = 0; l < t->layers; l++) init_block(&r, &tw->blocks[l], &m->tdims, true, t->layers);
     fill_const(tw->ln_final_w, t->width, 1.0f), fill_const(tw->ln_final_b, t->width, 0.0f);
     fill_normal(&r, tw->text_projection, (size_t)t->width * E, 1.0f / sqrtf((float)t->width));
-    *m->w.logit_scale = logf(1.0f / 0.07f);
+    *m->w.logit_scale = clip_config_logit_scale_init(&m->cfg);
+    if (m->w.logit_bias) *m->w.logit_bias = m->cfg.init_logit_bias;
 }
 
 /* ---- activation arena ------------------------------------------------------------------- */

@@ -42,6 +42,7 @@ typedef struct clip_views {
     vision_views vis;
     text_views txt;
     float *logit_scale;
+    float *logit_bias; // NULL unless cfg.has_logit_bias (SigLIP)
 } clip_views;
 
 /* Activations one tower saves for its backward. */

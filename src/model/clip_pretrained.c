@@ -77,6 +77,8 @@ vlp_err clip_infer_config(const st_file *f, clip_naming naming, clip_config *cfg
     t->heads = t->width / 64;
     t->mlp_width = (int)tfc->shape[0];
     cfg->quick_gelu = true; /* OpenAI's models; the caller may override */
+    if (!hf && st_find(f, "logit_bias")) /* open_clip SigLIP-style: the value comes from the file */
+        cfg->has_logit_bias = true, cfg->init_logit_bias = -10.0f;
     VLP_CHECK_FORMAT(v->layers > 0 && t->layers > 0 && v->heads > 0 && t->heads > 0, err,
                      "%s: cannot infer the architecture (vision %d layers, text %d layers)", st_path(f),
                      v->layers, t->layers);

@@ -52,6 +52,19 @@ static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_er
     json_t *qg = json_object_get(root, "quick_gelu");
     VLP_CHECK_FORMAT(!qg || json_is_boolean(qg), err, "%s: quick_gelu must be true or false", what);
     c->quick_gelu = qg && json_is_true(qg);
+    json_t *ls = json_object_get(root, "init_logit_scale"), *lb = json_object_get(root, "init_logit_bias");
+    VLP_CHECK_FORMAT(!ls || json_is_null(ls) || json_is_number(ls), err,
+                     "%s: init_logit_scale must be a number", what);
+    VLP_CHECK_FORMAT(!lb || json_is_null(lb) || json_is_number(lb), err,
+                     "%s: init_logit_bias must be a number or null", what);
+    if (ls && json_is_number(ls))
+        c->has_logit_scale_init = true, c->init_logit_scale = (float)json_number_value(ls);
+    if (lb && json_is_number(lb))
+        c->has_logit_bias = true, c->init_logit_bias = (float)json_number_value(lb);
+    VLP_CHECK_FORMAT(isfinite(c->init_logit_scale) && isfinite(c->init_logit_bias) &&
+                         fabsf(c->init_logit_scale) < 50 && fabsf(c->init_logit_bias) < 1e4,
+                     err, "%s: init_logit_scale %g / init_logit_bias %g out of range", what,
+                     c->init_logit_scale, c->init_logit_bias);
 
     json_t *v, *t;
     VLP_TRY(get_section(root, "vision_cfg", &v, what, err));
@@ -139,7 +152,14 @@ char *clip_config_to_json(const clip_config *c) {
         "context_length", t->context_length, "vocab_size", t->vocab_size, "width", t->width,
         "heads", t->heads, "layers", t->layers, "mlp_ratio", (double)t->mlp_width / t->width);
     if (!root) return NULL;
+    if (c->has_logit_scale_init)
+        json_object_set_new(root, "init_logit_scale", json_real(c->init_logit_scale));
+    if (c->has_logit_bias) json_object_set_new(root, "init_logit_bias", json_real(c->init_logit_bias));
     char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(4));
     json_decref(root);
     return s;
+}
+
+float clip_config_logit_scale_init(const clip_config *c) {
+    return c->has_logit_scale_init ? c->init_logit_scale : logf(1.0f / 0.07f);
 }

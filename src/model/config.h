@@ -25,7 +25,17 @@ typedef struct clip_config {
     bool quick_gelu;
     clip_vision_cfg vision;
     clip_text_cfg text;
+    /* open_clip's init_logit_scale (its default, ln(1/0.07), when absent) and
+     * init_logit_bias: present (SigLIP: −10, with init_logit_scale ln 10) the
+     * model has a learnable `logit_bias` after `logit_scale` */
+    bool has_logit_scale_init;
+    float init_logit_scale;
+    bool has_logit_bias;
+    float init_logit_bias;
 } clip_config;
+
+/* the initial logit_scale parameter of a config */
+float clip_config_logit_scale_init(const clip_config *c);
 
 /* `what` names the source (a path) in error messages. */
 vlp_err clip_config_parse(const char *json, const char *what, clip_config *out, vlp_error *err);

@@ -46,6 +46,17 @@ struct trainer {
     float *demb_img_g, *demb_txt_g; // (batch, E) this rank's gradient for all of them
 };
 
+const char *vlp_objective_name(vlp_objective o) {
+    return o == VLP_OBJECTIVE_SIGLIP ? "siglip" : "clip";
+}
+
+bool vlp_objective_parse(const char *name, vlp_objective *out) {
+    if (!strcmp(name, "clip")) *out = VLP_OBJECTIVE_CLIP;
+    else if (!strcmp(name, "siglip")) *out = VLP_OBJECTIVE_SIGLIP;
+    else return false;
+    return true;
+}
+
 train_opts train_opts_defaults(void) {
     return (train_opts){.batch = 128, .accum = 1, .steps = 1000, .warmup = 100,
                         .adam = adamw_defaults(), .grad_clip = 0.0, .seed = 0};
@@ -115,6 +126,8 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
                   "batch %d must split into %d ranks of a multiple of accum %d", o->batch, W,
                   o->accum);
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
+    VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_SIGLIP || m->w.logit_bias, err,
+                  "the siglip objective needs a model with a logit_bias (config init_logit_bias)");
     VLP_CHECK_ARG(data->epoch_size >= o->batch / W, err,
                   "batch %d is larger than the dataset (%lld pairs)", o->batch / W,
                   (long long)data->epoch_size);
@@ -139,7 +152,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     t->images = malloc(sizeof(float) * (size_t)b * 3 * S * S);
     t->ids = malloc(sizeof(int32_t) * (size_t)b * T);
     bool ok = t->dir && t->exp_avg && t->exp_avg_sq && t->images && t->ids;
-    if (ok && (o->accum > 1 || W > 1)) {
+    if (ok && (o->accum > 1 || W > 1 || o->objective != VLP_OBJECTIVE_CLIP)) {
         t->emb_img = malloc(sizeof(float) * be), t->emb_txt = malloc(sizeof(float) * be);
         t->demb_img = malloc(sizeof(float) * be), t->demb_txt = malloc(sizeof(float) * be);
         /* one process: the (B, B) probabilities; a rank: its (b, B) rows */
@@ -169,6 +182,34 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
+/* SigLIP: this process's images against every text of the batch (gathered
+ * across ranks); the texts' gradients summed back to their owners. */
+static vlp_err siglip_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int B = t->o.batch, W = t->world, b = B / W, E = m->cfg.embed_dim;
+    float scale = *m->w.logit_scale, bias = *m->w.logit_bias;
+    size_t be = (size_t)b * E;
+    const float *txt_g = t->emb_txt;
+    float *dtxt_g = t->demb_txt;
+    if (W > 1) {
+        VLP_TRY(dist_allgather(t->dist, t->emb_txt, t->emb_txt_g, be, err));
+        txt_g = t->emb_txt_g, dtxt_g = t->demb_txt_g;
+    }
+    float local;
+    VLP_TRY(siglip_loss_forward(&local, t->probs_i2t, t->emb_img, txt_g, scale, bias, b, B,
+                                t->rank * b, E, err));
+    siglip_loss_backward(t->demb_img, dtxt_g, m->g.logit_scale, m->g.logit_bias, 1.0f / W,
+                         t->probs_i2t, t->emb_img, txt_g, scale, bias, t->loss_scratch, b, B,
+                         t->rank * b, E);
+    *loss = local;
+    if (W == 1) return VLP_OK;
+    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->demb_txt_g, t->demb_txt, be, err));
+    double sum = local;
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
+    *loss = (float)(sum / W);
+    return VLP_OK;
+}
+
 /* The loss and its gradient w.r.t. this process's embeddings (b rows in
  * emb_img/emb_txt → demb_img/demb_txt). One process: the whole batch. A
  * rank: gather everyone's embeddings, the loss rows of its own samples
@@ -182,6 +223,7 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
     float scale = *m->w.logit_scale;
     memset(t->demb_img, 0, sizeof(float) * (size_t)b * E);
     memset(t->demb_txt, 0, sizeof(float) * (size_t)b * E);
+    if (t->o.objective == VLP_OBJECTIVE_SIGLIP) return siglip_grads(t, loss, err);
     if (W == 1) {
         VLP_TRY(clip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt, scale,
                                   B, E, err));
@@ -243,7 +285,7 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     double t_data = now_s() - t0;
     memset(m->grads, 0, sizeof(float) * m->nfloats);
     float loss;
-    if (o->accum == 1 && t->world == 1) {
+    if (o->accum == 1 && t->world == 1 && o->objective == VLP_OBJECTIVE_CLIP) {
         VLP_TRY(clip_forward(m, t->images, t->ids, o->batch, err));
         clip_backward(m, o->batch);
         loss = m->loss;
@@ -272,7 +314,8 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
 static char *opts_json(const train_opts *o) {
-    json_t *j = json_pack("{s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "batch", o->batch,
+    json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
+                          "objective", vlp_objective_name(o->objective), "batch", o->batch,
                           "accum", o->accum, "steps", (json_int_t)o->steps, "warmup",
                           (json_int_t)o->warmup, "lr", (double)o->adam.lr, "beta1",
                           (double)o->adam.beta1, "beta2", (double)o->adam.beta2, "eps",
@@ -295,12 +338,18 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
     json_int_t steps, warmup;
     const char *seed;
     int batch, accum;
-    int bad = json_unpack_ex(j, &je, JSON_STRICT, "{s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s}",
-                             "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
+    const char *objective = "clip"; /* states written before objectives existed */
+    int bad = json_unpack_ex(j, &je, JSON_STRICT, "{s?:s, s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s}",
+                             "objective", &objective, "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
                              "lr", &lr, "beta1", &b1, "beta2", &b2, "eps", &eps, "weight_decay", &wd,
                              "grad_clip", &clip, "seed", &seed);
+    vlp_objective obj = VLP_OBJECTIVE_CLIP;
+    if (!bad && !vlp_objective_parse(objective, &obj)) {
+        json_decref(j);
+        VLP_FAIL(err, VLP_ERR_FORMAT, "%s: unknown objective '%s'", what, objective);
+    }
     if (!bad) {
-        *o = (train_opts){.batch = batch, .accum = accum, .steps = (long)steps, .warmup = (long)warmup,
+        *o = (train_opts){.objective = obj, .batch = batch, .accum = accum, .steps = (long)steps, .warmup = (long)warmup,
                           .adam = {(float)lr, (float)b1, (float)b2, (float)eps, (float)wd},
                           .grad_clip = clip, .seed = strtoull(seed, NULL, 10)};
     }
@@ -449,6 +498,9 @@ static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
     train_opts saved;
     VLP_TRY(parse_opts(st_meta_get(sf, "options"), st_path(sf), &saved, err));
     const train_opts *o = &t->o;
+    VLP_CHECK_ARG(saved.objective == o->objective, err,
+                  "%s: the run trains the %s objective, not %s", st_path(sf),
+                  vlp_objective_name(saved.objective), vlp_objective_name(o->objective));
     VLP_CHECK_ARG(saved.batch == o->batch && saved.accum == o->accum && saved.seed == o->seed &&
                       saved.warmup == o->warmup && saved.adam.lr == o->adam.lr &&
                       saved.adam.weight_decay == o->adam.weight_decay &&

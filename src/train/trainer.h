@@ -25,6 +25,7 @@
  */
 #ifndef VLP_TRAIN_TRAINER_H
 #define VLP_TRAIN_TRAINER_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "data/loader.h"
@@ -32,7 +33,18 @@
 #include "model/clip.h"
 #include "train/optim.h"
 
+/* What the towers are trained for (open_clip's loss names). */
+typedef enum vlp_objective {
+    VLP_OBJECTIVE_CLIP = 0,   // symmetric InfoNCE (ClipLoss)
+    VLP_OBJECTIVE_SIGLIP = 1, // pairwise sigmoid (SigLipLoss); the model needs logit_bias
+} vlp_objective;
+
+const char *vlp_objective_name(vlp_objective o);
+/* "clip" / "siglip" → the objective; false for anything else */
+bool vlp_objective_parse(const char *name, vlp_objective *out);
+
 typedef struct train_opts {
+    vlp_objective objective;
     int batch;        // samples per step: what the loss sees
     int accum;        // micro-batches per step (batch % accum == 0)
     long steps;       // total optimizer steps
