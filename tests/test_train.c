@@ -370,9 +370,60 @@ static void test_kill_during_checkpoint_write(void **state) {
     vlp_set_threads(0);
 }
 
+/* ---- locked-image tuning --------------------------------------------------------------- */
+
+/* LiT: with the whole image tower locked its weights never move and the text
+ * tower still learns; with the top groups unlocked, every trainable
+ * parameter gets exactly the gradient the unlocked model gives it (the
+ * backward just stops early), and the locked ones none. */
+static void test_locked_image_tower(void **state) {
+    train_opts o = small_opts();
+    o.grad_clip = 0.0; /* clipping would couple the locked and unlocked norms */
+    char *d1 = make_dir(), *d2 = make_dir(), *d3 = make_dir();
+    fixture full, top, all;
+    fixture_init(&full, &o, 3, d1, 32);
+    o.lock_image = 2; /* head + the last block */
+    fixture_init(&top, &o, 3, d2, 32);
+    o.lock_image = 0;
+    fixture_init(&all, &o, 3, d3, 32);
+    float *w0 = malloc(sizeof(float) * all.m.nfloats);
+    memcpy(w0, all.m.weights, sizeof(float) * all.m.nfloats);
+    run_steps(&full, 1, NULL);
+    run_steps(&top, 1, NULL);
+    int unlocked = 0, locked = 0;
+    for (int i = 0; i < top.m.nparams; i++) {
+        const vlp_param *p = &top.m.params[i];
+        const float *g = top.m.grads + p->offset, *gf = full.m.grads + p->offset;
+        if (p->frozen) {
+            locked++;
+            for (size_t k = 0; k < p->numel; k++)
+                if (g[k] != 0.0f) fail_msg("locked %s has gradient %g", p->name, g[k]);
+        } else {
+            unlocked += !strncmp(p->name, "visual.", 7);
+            assert_close(p->name, g, gf, p->numel, 1e-7, 1e-6);
+        }
+    }
+    /* head: ln_post w/b + proj; block: 12 tensors */
+    assert_int_equal(unlocked, 3 + 12);
+    assert_true(locked > 0);
+    run_steps(&all, 3, NULL);
+    for (int i = 0; i < all.m.nparams; i++) {
+        const vlp_param *p = &all.m.params[i];
+        bool vis = !strncmp(p->name, "visual.", 7);
+        assert_int_equal(p->frozen, vis);
+        int moved = memcmp(all.m.weights + p->offset, w0 + p->offset, sizeof(float) * p->numel);
+        if (vis && moved) fail_msg("locked %s moved", p->name);
+        if (!vis && !moved) fail_msg("%s did not learn", p->name);
+    }
+    free(w0);
+    fixture_free(&full), fixture_free(&top), fixture_free(&all);
+    remove_dir(d1), remove_dir(d2), remove_dir(d3);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--checkpoint-writer")) return checkpoint_writer(argv[2]);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_locked_image_tower),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_keys_match_torch_module),
         cmocka_unit_test(test_resume_is_bit_exact),

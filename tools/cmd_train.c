@@ -94,6 +94,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --objective O       clip (InfoNCE) or siglip (pairwise sigmoid; adds logit_bias,\n"
             "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
             "                          config sets init_logit_scale/init_logit_bias) (default %s)\n"
+            "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
+            "      --lock-image-unlocked-groups N  but train its last N groups (head = 1, then\n"
+            "                          blocks from the top, the stem last) (default 0)\n"
             "  -p, --precision P       fp32, or bf16: the transformer matmuls in bfloat16 with fp32\n"
             "                          accumulation and fp32 weights (AVX512-BF16; without it\n"
             "                          the run falls back to fp32 and says so) (default %s)\n"
@@ -165,7 +168,12 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip);
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
-        else if (VAL(NULL, "--objective")) {
+        else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
+            if (c->o.lock_image < 0) c->o.lock_image = 0;
+        } else if (VAL(NULL, "--lock-image-unlocked-groups")) {
+            bad = !arg_long(cmd, "--lock-image-unlocked-groups", a, 0, 4096, &l);
+            c->o.lock_image = (int)l;
+        } else if (VAL(NULL, "--objective")) {
             if (!vlp_objective_parse(a, &c->o.objective)) {
                 fprintf(stderr, "vlp train: --objective must be clip or siglip, not '%s'\n", a);
                 bad = 1;

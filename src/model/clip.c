@@ -390,7 +390,7 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, fl
                              const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
                              block_params *w, block_params *g, const block_dims *d, int layers,
-                             int B, int E) {
+                             int stop, int B, int E) {
     size_t W = d->C, BT = (size_t)B * d->T;
     float *dfeat = scratch;
     float *dpooled_ln = dfeat + round_up((size_t)B * E);
@@ -409,7 +409,7 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, fl
     token_pool_backward(dx, dpooled, t->pool_index, B, d->T, (int)W);
     block_dims bd = *d;
     bd.B = B;
-    for (int l = layers - 1; l >= 0; l--) {
+    for (int l = layers - 1; l >= stop; l--) {
         memset(dy, 0, sizeof(float) * BT * W);
         block_backward(dy, &g[l], dx, t->xs[l], &t->blocks[l], &w[l], bscratch, &bd);
         float *tmp = dx;
@@ -450,8 +450,12 @@ void clip_image_backward(clip_model *m, const float *demb, int B) {
     float *other;
     block_dims bd = m->vdims;
     bd.mm = &m->mm;
+    if (m->vision_frozen_below > v->layers) return; /* locked: nothing to learn here */
+    int stop = m->vision_frozen_below;
     float *dx = tower_backward(&other, t, demb, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
-                               g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, B, E);
+                               g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, B,
+                               E);
+    if (stop > 0) return; /* the blocks below and the stem are frozen */
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
                        t->pre_rstd, (int)BT, W);
@@ -489,7 +493,7 @@ void clip_text_backward(clip_model *m, const float *demb, int B) {
     bd.mm = &m->mm;
     float *dx = tower_backward(&spare, &m->ta, demb, m->scratch, w->ln_final_w, w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
-                               g->blocks, &bd, c->layers, B, m->cfg.embed_dim);
+                               g->blocks, &bd, c->layers, 0, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
                        c->context_length, c->width, c->vocab_size);
 }
@@ -514,3 +518,27 @@ void clip_backward(clip_model *m, int B) {
     clip_image_backward(m, m->demb_img, B);
     clip_text_backward(m, m->demb_txt, B);
 }
+
+vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err) {
+    int L = m->cfg.vision.layers, groups = L + 2;
+    VLP_CHECK_ARG(unlocked_groups <= groups, err,
+                  "the image tower has %d groups (stem, %d blocks, head); cannot unlock %d",
+                  groups, L, unlocked_groups);
+    if (unlocked_groups < 0) unlocked_groups = groups;
+    /* group index of each visual parameter: 0 stem, 1..L blocks, L+1 head */
+    int first_unlocked = groups - unlocked_groups;
+    for (int i = 0; i < m->nparams; i++) {
+        vlp_param *p = &m->params[i];
+        if (strncmp(p->name, "visual.", 7)) continue;
+        int group = 0;
+        const char *rb = strstr(p->name, "resblocks.");
+        if (rb) group = 1 + atoi(rb + 10);
+        else if (strstr(p->name, "ln_post") || !strcmp(p->name, "visual.proj")) group = L + 1;
+        p->frozen = group < first_unlocked;
+    }
+    /* the backward runs through the unlocked blocks only */
+    m->vision_frozen_below = unlocked_groups == 0 ? L + 1 : first_unlocked <= 1 ? 0 : first_unlocked - 1;
+    return VLP_OK;
+}
+
+bool clip_image_frozen(const clip_model *m) { return m->vision_frozen_below > m->cfg.vision.layers; }

@@ -23,6 +23,7 @@ typedef struct vlp_param {
     int64_t shape[4];
     size_t offset, numel; // in floats, into the parameter buffer
     bool decay;           // AdamW weight decay applies
+    bool frozen;          // locked (LiT): no gradient, no update
 } vlp_param;
 
 /* Views of one tower's parameters, into the weights or the gradients. */
@@ -84,6 +85,10 @@ typedef struct clip_model {
     float *scratch;               // backward temporaries, shared by both towers
     float loss;
     vlp_matmul mm;                // the blocks' matmuls: precision, bf16 workspace (owned)
+    /* locked-image tuning: image blocks below this index, and the stem, are
+     * frozen, so the image backward stops there; vision.layers + 1: the
+     * whole image tower is frozen (no image backward at all) */
+    int vision_frozen_below;
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
@@ -97,6 +102,14 @@ void clip_free(clip_model *m);
  * workspace is sized for `threads` threads (omp_get_max_threads()). On a
  * CPU without AVX512-BF16 the bf16 results are the same, computed slowly:
  * callers check gemm_bf16_hw() first. */
+/* Locked-image tuning (LiT, open_clip's lock_image_tower): freezes the
+ * image tower but its last `unlocked_groups` groups, the groups being
+ * [conv1, class/positional embedding, ln_pre], each residual block, then
+ * [ln_post, proj]. Frozen parameters get no gradient and no AdamW update.
+ * unlocked_groups < 0 unlocks everything again. */
+vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err);
+bool clip_image_frozen(const clip_model *m); /* the whole image tower */
+
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 
 /* open_clip's initialisation, from a seed. */

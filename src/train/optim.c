@@ -16,6 +16,7 @@ void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     for (int k = 0; k < nparams; k++) {
         const vlp_param *p = &params[k];
+        if (p->frozen) continue; /* locked: weights and moments stay as they are */
         float shrink = p->decay ? 1.0f - lr * c->weight_decay : 1.0f;
         float *pw = w + p->offset, *pm = m + p->offset, *pv = v + p->offset;
         const float *pg = g + p->offset;

@@ -58,7 +58,7 @@ bool vlp_objective_parse(const char *name, vlp_objective *out) {
 }
 
 train_opts train_opts_defaults(void) {
-    return (train_opts){.batch = 128, .accum = 1, .steps = 1000, .warmup = 100,
+    return (train_opts){.batch = 128, .accum = 1, .steps = 1000, .warmup = 100, .lock_image = -1,
                         .adam = adamw_defaults(), .grad_clip = 0.0, .seed = 0};
 }
 
@@ -172,6 +172,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
         VLP_FAIL(err, VLP_ERR_NOMEM, "training buffers for batch %d", B);
     }
     vlp_err rc = clip_reserve(m, b / o->accum, err);
+    if (rc == VLP_OK && o->lock_image >= 0) rc = clip_lock_image(m, o->lock_image, err);
     if (rc != VLP_OK) {
         trainer_free(t);
         return rc;
@@ -269,7 +270,8 @@ static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
     }
     VLP_TRY(embedding_grads(t, loss, err));
     for (int k = 0; k < K; k++) {
-        if (K > 1) VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        if (K > 1 && !clip_image_frozen(m)) /* a locked tower needs no activations */
+            VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
         clip_image_backward(m, t->demb_img + (size_t)k * mb * E, mb);
         if (K > 1) VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
         clip_text_backward(m, t->demb_txt + (size_t)k * mb * E, mb);
@@ -294,6 +296,10 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         /* every rank's contribution to every parameter: the batch's gradient */
         VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     }
+    if (o->lock_image >= 0) /* locked parameters: no gradient (nor in the clipping norm) */
+        for (int i = 0; i < m->nparams; i++)
+            if (m->params[i].frozen)
+                memset(m->grads + m->params[i].offset, 0, sizeof(float) * m->params[i].numel);
     VLP_CHECK(isfinite(loss), err, VLP_ERR_NUMERIC,
               "loss is %g at step %ld; lower the learning rate or enable --grad-clip", loss,
               t->step + 1);
@@ -314,8 +320,9 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
 static char *opts_json(const train_opts *o) {
-    json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
-                          "objective", vlp_objective_name(o->objective), "batch", o->batch,
+    json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
+                          "objective", vlp_objective_name(o->objective), "lock_image",
+                          o->lock_image, "batch", o->batch,
                           "accum", o->accum, "steps", (json_int_t)o->steps, "warmup",
                           (json_int_t)o->warmup, "lr", (double)o->adam.lr, "beta1",
                           (double)o->adam.beta1, "beta2", (double)o->adam.beta2, "eps",
@@ -339,8 +346,10 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
     const char *seed;
     int batch, accum;
     const char *objective = "clip"; /* states written before objectives existed */
-    int bad = json_unpack_ex(j, &je, JSON_STRICT, "{s?:s, s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s}",
-                             "objective", &objective, "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
+    int lock_image = -1;
+    int bad = json_unpack_ex(j, &je, JSON_STRICT,
+                             "{s?:s, s?:i, s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s}",
+                             "objective", &objective, "lock_image", &lock_image, "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
                              "lr", &lr, "beta1", &b1, "beta2", &b2, "eps", &eps, "weight_decay", &wd,
                              "grad_clip", &clip, "seed", &seed);
     vlp_objective obj = VLP_OBJECTIVE_CLIP;
@@ -349,7 +358,7 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
         VLP_FAIL(err, VLP_ERR_FORMAT, "%s: unknown objective '%s'", what, objective);
     }
     if (!bad) {
-        *o = (train_opts){.objective = obj, .batch = batch, .accum = accum, .steps = (long)steps, .warmup = (long)warmup,
+        *o = (train_opts){.objective = obj, .lock_image = lock_image, .batch = batch, .accum = accum, .steps = (long)steps, .warmup = (long)warmup,
                           .adam = {(float)lr, (float)b1, (float)b2, (float)eps, (float)wd},
                           .grad_clip = clip, .seed = strtoull(seed, NULL, 10)};
     }
@@ -498,6 +507,9 @@ static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
     train_opts saved;
     VLP_TRY(parse_opts(st_meta_get(sf, "options"), st_path(sf), &saved, err));
     const train_opts *o = &t->o;
+    VLP_CHECK_ARG(saved.lock_image == o->lock_image, err,
+                  "%s: the run was started with the image tower %s; resume with the same",
+                  st_path(sf), saved.lock_image < 0 ? "unlocked" : "locked (--lock-image)");
     VLP_CHECK_ARG(saved.objective == o->objective, err,
                   "%s: the run trains the %s objective, not %s", st_path(sf),
                   vlp_objective_name(saved.objective), vlp_objective_name(o->objective));

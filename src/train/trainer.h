@@ -52,6 +52,7 @@ typedef struct train_opts {
     adamw_cfg adam;
     double grad_clip; // max global gradient norm; 0: off
     uint64_t seed;    // initialisation and data order
+    int lock_image;   // LiT: -1 off, else the image tower's unlocked groups (0: all locked)
 } train_opts;
 
 train_opts train_opts_defaults(void);
