@@ -127,6 +127,25 @@ static void test_checkpoint_round_trip(void **state) {
     assert_int_equal(back.nfloats, f.m.nfloats);
     assert_memory_equal(back.weights, f.m.weights, sizeof(float) * f.m.nfloats);
 
+    /* only the image tower (LiT's --init-image): visual.* from the file, the rest kept */
+    clip_model part;
+    check(clip_init(&part, &f.cfg, &err), &err);
+    clip_init_weights(&part, 99);
+    float *w99 = malloc(sizeof(float) * part.nfloats);
+    memcpy(w99, part.weights, sizeof(float) * part.nfloats);
+    st_file *pf;
+    check(st_open(path, &pf, &err), &err);
+    check(clip_load_prefix(&part, pf, "visual.", &err), &err);
+    assert_int_equal(clip_load_prefix(&part, pf, "nothing.", &err), VLP_ERR_FORMAT);
+    st_close(pf);
+    for (int i = 0; i < part.nparams; i++) {
+        const vlp_param *p = &part.params[i];
+        const float *want = strncmp(p->name, "visual.", 7) ? w99 : f.m.weights;
+        assert_memory_equal(part.weights + p->offset, want + p->offset, sizeof(float) * p->numel);
+    }
+    free(w99);
+    clip_free(&part);
+
     /* a model of another shape: the first tensor that differs is named */
     clip_config other = f.cfg;
     other.embed_dim = 8;

@@ -27,6 +27,8 @@
 #include "eval/emoji_eval.h"
 #include "io/atomic.h"
 #include "model/clip.h"
+#include "model/clip_io.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "train/trainer.h"
 #include "vlp.h"
@@ -52,6 +54,7 @@ typedef struct train_cli {
     long save_every, eval_every, log_every, keep;
     int threads;
     const char *precision;      // fp32 | bf16: the blocks' matmuls
+    const char *init_image;     // start the image tower from this checkpoint (LiT)
     bool resume, steps_given;
 } train_cli;
 
@@ -94,6 +97,7 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --objective O       clip (InfoNCE) or siglip (pairwise sigmoid; adds logit_bias,\n"
             "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
             "                          config sets init_logit_scale/init_logit_bias) (default %s)\n"
+            "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
             "      --lock-image-unlocked-groups N  but train its last N groups (head = 1, then\n"
             "                          blocks from the top, the stem last) (default 0)\n"
@@ -168,6 +172,7 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip);
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
+        else if (VAL(NULL, "--init-image")) c->init_image = a;
         else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
             if (c->o.lock_image < 0) c->o.lock_image = 0;
         } else if (VAL(NULL, "--lock-image-unlocked-groups")) {
@@ -473,6 +478,14 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
                   r->cfg.text.vocab_size, r->tok.vocab_size);
     VLP_TRY(clip_init(&r->m, &r->cfg, err));
     clip_init_weights(&r->m, c->o.seed);
+    if (c->init_image && !c->resume) { /* a resumed run has its own weights */
+        st_file *f;
+        VLP_TRY(st_open(c->init_image, &f, err));
+        vlp_err lrc = clip_load_prefix(&r->m, f, "visual.", err);
+        st_close(f);
+        VLP_TRY(lrc);
+        if (r->rank == 0) fprintf(stderr, "image tower from %s\n", c->init_image);
+    }
     vlp_precision prec = VLP_PRECISION_FP32;
     if (strcmp(c->precision, "bf16") == 0) {
         if (gemm_bf16_hw())

@@ -39,6 +39,33 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+/* one parameter from the file, its shape checked */
+static vlp_err load_param(clip_model *m, const vlp_param *p, const st_file *f, vlp_error *err) {
+    const st_tensor *t = st_find(f, p->name);
+    VLP_CHECK_FORMAT(t, err, "%s: tensor '%s' is missing", st_path(f), p->name);
+    bool same = t->ndim == p->ndim;
+    for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+    if (!same) {
+        char want[96], got[96];
+        shape_str(want, sizeof want, p->ndim, p->shape);
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        VLP_FAIL(err, VLP_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model wants %s",
+                 st_path(f), p->name, got, want);
+    }
+    return st_read_f32(f, t, m->weights + p->offset, err);
+}
+
+vlp_err clip_load_prefix(clip_model *m, const st_file *f, const char *prefix, vlp_error *err) {
+    int n = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        if (strncmp(m->params[i].name, prefix, strlen(prefix))) continue;
+        VLP_TRY(load_param(m, &m->params[i], f, err));
+        n++;
+    }
+    VLP_CHECK_FORMAT(n > 0, err, "%s: the model has no parameter under '%s'", st_path(f), prefix);
+    return VLP_OK;
+}
+
 vlp_err clip_load_weights(clip_model *m, const st_file *f, vlp_error *err) {
     for (int i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_at(f, i);
@@ -49,21 +76,7 @@ vlp_err clip_load_weights(clip_model *m, const st_file *f, vlp_error *err) {
         VLP_CHECK_FORMAT(clip_param_find(m, t->name), err,
                          "%s: tensor '%s' is not a parameter of this model", st_path(f), t->name);
     }
-    for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
-        const st_tensor *t = st_find(f, p->name);
-        VLP_CHECK_FORMAT(t, err, "%s: tensor '%s' is missing", st_path(f), p->name);
-        bool same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same) {
-            char want[96], got[96];
-            shape_str(want, sizeof want, p->ndim, p->shape);
-            shape_str(got, sizeof got, t->ndim, t->shape);
-            VLP_FAIL(err, VLP_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model wants %s",
-                     st_path(f), p->name, got, want);
-        }
-        VLP_TRY(st_read_f32(f, t, m->weights + p->offset, err));
-    }
+    for (int i = 0; i < m->nparams; i++) VLP_TRY(load_param(m, &m->params[i], f, err));
     return VLP_OK;
 }
 

@@ -16,6 +16,9 @@ vlp_err clip_save(const clip_model *m, const char *path, const st_meta *extra, i
 /* Copy the weights of an open file into m: every parameter must be present
  * with its shape; a tensor the model does not have is an error naming it. */
 vlp_err clip_load_weights(clip_model *m, const st_file *f, vlp_error *err);
+/* Only the parameters whose names start with prefix ("visual." for an image
+ * tower), each required in the file with its shape; the rest stay. */
+vlp_err clip_load_prefix(clip_model *m, const st_file *f, const char *prefix, vlp_error *err);
 
 /* Open a checkpoint, build the model from its embedded config and load it. */
 vlp_err clip_load(clip_model *m, const char *path, vlp_error *err);
