@@ -149,6 +149,43 @@ static void test_siglip_shards_equal_full_batch(void **state) {
         free(g);
 }
 
+/* FILIP against PyTorch (tests/ref/make_objectives_ref.py): loss and
+ * gradients to 1e-5; padded text tokens get no gradient. */
+static void check_filip_ref(const char *name, int B, int Ti, int Tt, int D) {
+    vlpt_file *f = ref_open(name);
+    size_t ni = (size_t)B * Ti * D, nt = (size_t)B * Tt * D;
+    const float *img = ref_f32(f, "img", ni), *txt = ref_f32(f, "txt", nt);
+    const int32_t *lens = ref_i32(f, "lens", (size_t)B);
+    float ls = *ref_f32(f, "logit_scale", 1), dloss = *ref_f32(f, "dloss", 1), loss, dls = 0.0f;
+    float *pi = falloc((size_t)B * B), *pt = falloc((size_t)B * B), *sims = falloc(2 * (size_t)B * B);
+    float *scratch = falloc(filip_scratch_floats(B, Ti, Tt));
+    int32_t *arg = malloc(sizeof(int32_t) * filip_saved_ints(B, Ti, Tt));
+    float *dimg = falloc(ni), *dtxt = falloc(nt);
+    assert_int_equal(filip_loss_forward(&loss, pi, pt, sims, arg, img, txt, lens, ls, scratch, B,
+                                        Ti, Tt, D, NULL),
+                     VLP_OK);
+    assert_close("filip loss", &loss, ref_f32(f, "loss", 1), 1, 1e-6, 1e-5);
+    filip_loss_backward(dimg, dtxt, &dls, dloss, pi, pt, sims, arg, img, txt, lens, ls, B, Ti, Tt, D);
+    assert_close("filip dimg", dimg, ref_f32(f, "dimg", ni), ni, 1e-6, 1e-5);
+    assert_close("filip dtxt", dtxt, ref_f32(f, "dtxt", nt), nt, 1e-6, 1e-5);
+    assert_close("filip dlogit_scale", &dls, ref_f32(f, "dlogit_scale", 1), 1, 1e-6, 1e-5);
+    for (int j = 0; j < B; j++)
+        for (int r = lens[j]; r < Tt; r++)
+            for (int d = 0; d < D; d++) assert_true(dtxt[((size_t)j * Tt + r) * D + d] == 0.0f);
+    int32_t bad[16] = {0};
+    vlp_error err = {0};
+    assert_int_equal(filip_loss_forward(&loss, pi, pt, sims, arg, img, txt, bad, ls, scratch, B,
+                                        Ti, Tt, D, &err),
+                     VLP_ERR_SHAPE); /* a caption of 0 tokens */
+    free(pi), free(pt), free(sims), free(scratch), free(arg), free(dimg), free(dtxt);
+    vlpt_free(f);
+}
+
+static void test_filip_matches_pytorch(void **state) {
+    check_filip_ref("filip_loss", 5, 4, 6, 8);
+    check_filip_ref("filip_loss_b7", 7, 9, 5, 6);
+}
+
 static void test_shard_errors(void **state) {
     float x[64], p[64], loss;
     vlp_error err = {0};
@@ -166,6 +203,7 @@ int main(void) {
         cmocka_unit_test(test_shard_errors),
         cmocka_unit_test(test_siglip_matches_pytorch),
         cmocka_unit_test(test_siglip_shards_equal_full_batch),
+        cmocka_unit_test(test_filip_matches_pytorch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

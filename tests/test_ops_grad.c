@@ -314,6 +314,38 @@ static void test_siglip_loss(void **state) {
     free(c.img), free(c.txt), free(c.z), free(c.scratch), free(c.dtxt_w), free(c.dimg), free(c.dtxt);
 }
 
+/* ---- FILIP's token-wise loss (max over tokens: piecewise linear, h small) ------------- */
+typedef struct {
+    int B, Ti, Tt, D;
+    int32_t lens[4], *arg;
+    float *img, *txt, *pi, *pt, *sims, *scratch;
+    float ls, loss, dloss, dls, *dimg, *dtxt;
+} filip_ctx;
+static void filip_fw(void *p) {
+    filip_ctx *c = p;
+    must(filip_loss_forward(&c->loss, c->pi, c->pt, c->sims, c->arg, c->img, c->txt, c->lens,
+                            c->ls, c->scratch, c->B, c->Ti, c->Tt, c->D, NULL));
+}
+static void filip_bw(void *p) {
+    filip_ctx *c = p;
+    filip_loss_backward(c->dimg, c->dtxt, &c->dls, c->dloss, c->pi, c->pt, c->sims, c->arg,
+                        c->img, c->txt, c->lens, c->ls, c->B, c->Ti, c->Tt, c->D);
+}
+static void test_filip_loss(void **state) {
+    filip_ctx c = {.B = 4, .Ti = 3, .Tt = 5, .D = 4, .lens = {5, 2, 1, 4}, .ls = 0.9f, .dloss = 1.0f};
+    size_t ni = (size_t)c.B * c.Ti * c.D, nt = (size_t)c.B * c.Tt * c.D;
+    c.img = rand_buf(ni, 1), c.txt = rand_buf(nt, 1), c.pi = falloc(16), c.pt = falloc(16);
+    c.sims = falloc(32), c.scratch = falloc(filip_scratch_floats(c.B, c.Ti, c.Tt));
+    c.arg = malloc(sizeof(int32_t) * filip_saved_ints(c.B, c.Ti, c.Tt));
+    c.dimg = falloc(ni), c.dtxt = falloc(nt);
+    gc_op op = {"filip_loss", &c, filip_fw, filip_bw, &c.loss, &c.dloss, 1,
+                {{"img", c.img, c.dimg, ni}, {"txt", c.txt, c.dtxt, nt},
+                 {"logit_scale", &c.ls, &c.dls, 1}}, 3, 1e-3, ATOL, RTOL};
+    gradcheck(&op);
+    free(c.img), free(c.txt), free(c.pi), free(c.pt), free(c.sims), free(c.scratch), free(c.arg);
+    free(c.dimg), free(c.dtxt);
+}
+
 /* ---- a whole block ------------------------------------------------------------------ */
 typedef struct {
     block_dims d; block_params w, g; block_acts a;
@@ -367,7 +399,7 @@ int main(void) {
         cmocka_unit_test(test_embedding),   cmocka_unit_test(test_patch_embed),
         cmocka_unit_test(test_cls_pos),     cmocka_unit_test(test_token_pool),
         cmocka_unit_test(test_l2norm),      cmocka_unit_test(test_clip_loss),
-        cmocka_unit_test(test_siglip_loss),
+        cmocka_unit_test(test_siglip_loss),  cmocka_unit_test(test_filip_loss),
         cmocka_unit_test(test_block),       cmocka_unit_test(test_block_causal),
     };
     return cmocka_run_group_tests_name("ops_grad", tests, NULL, NULL);

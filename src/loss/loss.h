@@ -1,5 +1,8 @@
 #ifndef VLP_LOSS_H
 #define VLP_LOSS_H
+#include <stddef.h>
+#include <stdint.h>
+
 #include "vlp.h"
 
 /* CLIP symmetric InfoNCE with a learnable temperature, as open_clip ClipLoss:
@@ -66,4 +69,24 @@ void siglip_loss_backward(float *dimg_l, float *dtxt_g, float *dlogit_scale, flo
                           float dloss, float *logits, const float *img_l, const float *txt_g,
                           float logit_scale, float logit_bias, float *scratch, int b, int B,
                           int offset, int D);
+
+/* FILIP (Yao et al. 2021): token-wise late interaction. img (B, Ti, D) and
+ * txt (B, Tt, D) are L2-normalised token features; caption j has lens[j]
+ * tokens, the rest of its row is padding and never matched.
+ *   sI[i][j] = mean over image tokens k of max over text tokens r<len_j of ⟨img_ik, txt_jr⟩
+ *   sT[i][j] = mean over text tokens r<len_j of max over image tokens k of ⟨img_ik, txt_jr⟩
+ *   loss = ½ (CE(s·sI, diag) + CE(s·sTᵀ, diag)),  s = exp(logit_scale)
+ * sims (2·B·B) keeps sI then sT, argmax (filip_saved_ints) the matches;
+ * scratch: filip_scratch_floats (one image's token similarities). */
+size_t filip_scratch_floats(int B, int Ti, int Tt);
+size_t filip_saved_ints(int B, int Ti, int Tt);
+vlp_err filip_loss_forward(float *loss, float *probs_i2t, float *probs_t2i, float *sims,
+                           int32_t *argmax, const float *img, const float *txt,
+                           const int32_t *lens, float logit_scale, float *scratch, int B, int Ti,
+                           int Tt, int D, vlp_error *err);
+/* dimg (B, Ti, D), dtxt (B, Tt, D) and dlogit_scale accumulate (any may be NULL) */
+void filip_loss_backward(float *dimg, float *dtxt, float *dlogit_scale, float dloss,
+                         const float *probs_i2t, const float *probs_t2i, const float *sims,
+                         const int32_t *argmax, const float *img, const float *txt,
+                         const int32_t *lens, float logit_scale, int B, int Ti, int Tt, int D);
 #endif

@@ -60,5 +60,41 @@ def main():
                         dlogit_scale=logit_scale.grad, dlogit_bias=logit_bias.grad))
 
 
+
+def filip_ref():
+    """FILIP (Yao et al. 2021) token-wise late interaction on normalised token
+    features; text tokens past each caption's length are padding:
+        sI[i,j] = mean_k  max_{r<len_j} <img[i,k], txt[j,r]>     (image → text)
+        sT[i,j] = mean_{r<len_j} max_k <img[i,k], txt[j,r]>      (text → image)
+        loss = ½ (CE(s·sI, diag) + CE(s·sTᵀ, diag)),  s = exp(logit_scale)"""
+    for name, (B, Ti, Tt, D, ls, lens) in {
+            "filip_loss": (5, 4, 6, 8, math.log(1 / 0.07), [6, 3, 1, 5, 2]),
+            "filip_loss_b7": (7, 9, 5, 6, math.log(20.0), [5, 5, 2, 4, 1, 3, 5])}.items():
+        img = F.normalize(torch.randn(B, Ti, D, generator=GEN, dtype=torch.float64), dim=-1)
+        txt = F.normalize(torch.randn(B, Tt, D, generator=GEN, dtype=torch.float64), dim=-1)
+        txt = F.normalize(txt + 0.8 * img[:, :1, :], dim=-1)  # captions somewhat about their image
+        img = img.float().double().requires_grad_(True)
+        txt = txt.float().double().requires_grad_(True)
+        logit_scale = scalar(ls)
+        mask = torch.zeros(B, Tt, dtype=torch.bool)
+        for j, n in enumerate(lens):
+            mask[j, :n] = True
+        sim = torch.einsum("ikd,jrd->ijkr", img, txt)  # (B, B, Ti, Tt)
+        neg = torch.finfo(torch.float64).min
+        s_i = sim.masked_fill(~mask[None, :, None, :], neg).max(dim=3).values.mean(dim=2)
+        maxk = sim.max(dim=2).values  # (B, B, Tt)
+        s_t = (maxk * mask[None, :, :]).sum(dim=2) / mask.sum(dim=1)[None, :]
+        s = logit_scale.exp()
+        labels = torch.arange(B)
+        loss = 0.5 * (F.cross_entropy(s * s_i, labels) + F.cross_entropy(s * s_t.T, labels))
+        dloss = torch.tensor(0.75, dtype=torch.float64)
+        loss.backward(dloss)
+        save(name, dict(img=img, txt=txt, lens=np.array(lens, dtype=np.int32),
+                        logit_scale=logit_scale, loss=loss.reshape(1), dloss=dloss.reshape(1),
+                        dimg=img.grad, dtxt=txt.grad, dlogit_scale=logit_scale.grad))
+
+
+
 if __name__ == "__main__":
     main()
+    filip_ref()
