@@ -10,6 +10,7 @@
 
 #include "testutil.h"
 #include "model/clip.h"
+#include "loss/loss.h"
 #include "train/optim.h"
 
 static clip_config ref_config(const vlpt_file *f, int *batch) {
@@ -118,6 +119,126 @@ static void test_bf16_step_close_to_fp32_reference(void **state) {
     assert_int_equal(clip_set_precision(&m, (vlp_precision)7, 1, &err), VLP_ERR_ARG);
     clip_free(&m);
     vlpt_free(f);
+}
+
+/* FILIP through the whole model: the token head (every token through
+ * ln_post/ln_final, the projection and the L2 norm) and the towers'
+ * backward from token gradients, checked by finite differences on
+ * parameters of both towers; and the token head's pooled token equals the
+ * pooled embedding. */
+typedef struct filip_model_ctx {
+    clip_model m;
+    const float *images;
+    const int32_t *ids;
+    int B, Tv, Tt, E;
+    float *pi, *pt, *sims, *scratch, *dtok_img, *dtok_txt, *tok_img, *tok_txt;
+    int32_t *arg, lens[8];
+    float loss, dloss;
+} filip_model_ctx;
+
+static void filip_model_fw(void *p) {
+    filip_model_ctx *c = p;
+    vlp_error err = {0};
+    check(clip_image_forward(&c->m, c->images, c->B, &err), &err);
+    memcpy(c->tok_img, c->m.va.tok_emb, sizeof(float) * c->B * c->Tv * c->E);
+    check(clip_text_forward(&c->m, c->ids, c->B, &err), &err);
+    memcpy(c->tok_txt, c->m.ta.tok_emb, sizeof(float) * c->B * c->Tt * c->E);
+    for (int j = 0; j < c->B; j++) c->lens[j] = c->m.ta.pool_index[j] + 1;
+    check(filip_loss_forward(&c->loss, c->pi, c->pt, c->sims, c->arg, c->tok_img, c->tok_txt,
+                             c->lens, *c->m.w.logit_scale, c->scratch, c->B, c->Tv, c->Tt, c->E,
+                             &err),
+          &err);
+}
+
+static void filip_model_bw(void *p) {
+    filip_model_ctx *c = p;
+    vlp_error err = {0};
+    memset(c->dtok_img, 0, sizeof(float) * c->B * c->Tv * c->E);
+    memset(c->dtok_txt, 0, sizeof(float) * c->B * c->Tt * c->E);
+    filip_loss_backward(c->dtok_img, c->dtok_txt, c->m.g.logit_scale, c->dloss, c->pi, c->pt,
+                        c->sims, c->arg, c->tok_img, c->tok_txt, c->lens, *c->m.w.logit_scale,
+                        c->B, c->Tv, c->Tt, c->E);
+    /* the text forward ran last: the image activations are intact, the text ones too */
+    clip_image_backward_tokens(&c->m, c->dtok_img, c->B);
+    clip_text_backward_tokens(&c->m, c->dtok_txt, c->B);
+    (void)err;
+}
+
+static void test_filip_through_the_model(void **state) {
+    clip_config cfg = {.embed_dim = 8,
+                       .vision = {.image_size = 8, .patch_size = 4, .width = 16, .layers = 1,
+                                  .heads = 2, .mlp_width = 32},
+                       .text = {.context_length = 6, .vocab_size = 20, .width = 16, .layers = 1,
+                                .heads = 2, .mlp_width = 32}};
+    filip_model_ctx c = {.B = 4, .Tv = 5, .Tt = 6, .E = 8, .dloss = 1.0f};
+    vlp_error err = {0};
+    check(clip_init(&c.m, &cfg, &err), &err);
+    clip_init_weights(&c.m, 5);
+    clip_enable_token_head(&c.m);
+    check(clip_reserve(&c.m, c.B, &err), &err);
+    rng r = {8};
+    float *img = falloc((size_t)c.B * 3 * 8 * 8);
+    fill_normal(&r, img, (size_t)c.B * 3 * 8 * 8, 1.0f, 0.0f);
+    int32_t ids[4 * 6] = {18, 3, 5, 19, 0, 0, 18, 7, 19, 0, 0, 0, 18, 2, 2, 4, 6, 19, 18, 19, 0, 0, 0, 0};
+    c.images = img, c.ids = ids;
+    c.pi = falloc(16), c.pt = falloc(16), c.sims = falloc(32);
+    c.scratch = falloc(filip_scratch_floats(c.B, c.Tv, c.Tt));
+    c.arg = malloc(sizeof(int32_t) * filip_saved_ints(c.B, c.Tv, c.Tt));
+    c.tok_img = falloc((size_t)c.B * c.Tv * c.E), c.tok_txt = falloc((size_t)c.B * c.Tt * c.E);
+    c.dtok_img = falloc((size_t)c.B * c.Tv * c.E), c.dtok_txt = falloc((size_t)c.B * c.Tt * c.E);
+    filip_model_fw(&c);
+    /* the class token's features are the pooled image embedding; the end token's the text's */
+    for (int b = 0; b < c.B; b++) {
+        assert_close("image cls token", c.tok_img + (size_t)b * c.Tv * c.E, c.m.va.emb + b * c.E,
+                     c.E, 1e-6, 1e-5);
+        assert_close("text end token", c.tok_txt + ((size_t)b * c.Tt + c.lens[b] - 1) * c.E,
+                     c.m.ta.emb + b * c.E, c.E, 1e-6, 1e-5);
+    }
+    const char *names[] = {"visual.proj", "visual.transformer.resblocks.0.mlp.c_fc.weight",
+                           "visual.conv1.weight", "text_projection",
+                           "transformer.resblocks.0.attn.in_proj_weight", "token_embedding.weight",
+                           "logit_scale"};
+    gc_op op = {.name = "filip through the model", .ctx = &c, .forward = filip_model_fw,
+                .backward = filip_model_bw, .out = &c.loss, .dout = &c.dloss, .nout = 1};
+    for (int i = 0; i < 7; i++) {
+        const vlp_param *p = clip_param_find(&c.m, names[i]);
+        assert_non_null(p);
+        op.in[op.nin++] = (gc_input){names[i], c.m.weights + p->offset, c.m.grads + p->offset, p->numel};
+    }
+    /* the maxima make the loss piecewise smooth: steps small enough to rarely
+     * cross a switch of arg-max, tolerances above fp32's noise at that step
+     * (~1e-3) and below a wiring error's (the test below is exact) */
+    op.h = 1e-4, op.atol = 5e-3, op.rtol = 1e-2;
+    gradcheck(&op);
+
+    /* exact: the token head's backward with a gradient on the pooled token
+     * only is the pooled head's backward */
+    float *g_pooled = malloc(sizeof(float) * c.m.nfloats);
+    float *demb = falloc((size_t)c.B * c.E);
+    fill_normal(&r, demb, (size_t)c.B * c.E, 1.0f, 0.0f);
+    filip_model_fw(&c);
+    memset(c.m.grads, 0, sizeof(float) * c.m.nfloats);
+    clip_text_backward(&c.m, demb, c.B);
+    clip_image_backward(&c.m, demb, c.B);
+    memcpy(g_pooled, c.m.grads, sizeof(float) * c.m.nfloats);
+    memset(c.m.grads, 0, sizeof(float) * c.m.nfloats);
+    memset(c.dtok_img, 0, sizeof(float) * c.B * c.Tv * c.E);
+    memset(c.dtok_txt, 0, sizeof(float) * c.B * c.Tt * c.E);
+    for (int b = 0; b < c.B; b++) {
+        memcpy(c.dtok_img + (size_t)b * c.Tv * c.E, demb + b * c.E, sizeof(float) * c.E);
+        memcpy(c.dtok_txt + ((size_t)b * c.Tt + c.lens[b] - 1) * c.E, demb + b * c.E,
+               sizeof(float) * c.E);
+    }
+    clip_text_backward_tokens(&c.m, c.dtok_txt, c.B);
+    clip_image_backward_tokens(&c.m, c.dtok_img, c.B);
+    for (int i = 0; i < c.m.nparams; i++) {
+        const vlp_param *p = &c.m.params[i];
+        assert_close(p->name, c.m.grads + p->offset, g_pooled + p->offset, p->numel, 1e-6, 1e-4);
+    }
+    free(g_pooled), free(demb);
+    free(img), free(c.pi), free(c.pt), free(c.sims), free(c.scratch), free(c.arg);
+    free(c.tok_img), free(c.tok_txt), free(c.dtok_img), free(c.dtok_txt);
+    clip_free(&c.m);
 }
 
 static void load_ref_weights(clip_model *m, const vlpt_file *f) {
@@ -279,6 +400,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_matches_pytorch),
         cmocka_unit_test(test_bf16_step_close_to_fp32_reference),
+        cmocka_unit_test(test_filip_through_the_model),
         cmocka_unit_test(test_adamw_steps_match_pytorch),
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_smaller_batch_after_reserve),

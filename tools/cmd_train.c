@@ -94,9 +94,10 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --grad-clip X       clip the global gradient norm to X, 0 = off (default %g)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
             "  -t, --threads N         threads, 0 = one per core (default %d)\n"
-            "      --objective O       clip (InfoNCE) or siglip (pairwise sigmoid; adds logit_bias,\n"
+            "      --objective O       clip (InfoNCE), siglip (pairwise sigmoid; adds logit_bias,\n"
             "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
-            "                          config sets init_logit_scale/init_logit_bias) (default %s)\n"
+            "                          config sets init_logit_scale/init_logit_bias), or filip\n"
+            "                          (token-wise late interaction; one process) (default %s)\n"
             "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
             "      --lock-image-unlocked-groups N  but train its last N groups (head = 1, then\n"
@@ -180,7 +181,7 @@ static int parse(int argc, char **argv, train_cli *c) {
             c->o.lock_image = (int)l;
         } else if (VAL(NULL, "--objective")) {
             if (!vlp_objective_parse(a, &c->o.objective)) {
-                fprintf(stderr, "vlp train: --objective must be clip or siglip, not '%s'\n", a);
+                fprintf(stderr, "vlp train: --objective must be clip, siglip or filip, not '%s'\n", a);
                 bad = 1;
             }
         } else if (VAL("-p", "--precision")) {

@@ -273,7 +273,7 @@ static float *take(arena *a, size_t n) {
 }
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
-                       size_t stem_floats, bool vision, bool inference) {
+                       size_t stem_floats, bool vision, bool inference, bool tokens) {
     size_t BT = (size_t)B * d->T, W = d->C;
     t->stem = stem_floats ? take(a, stem_floats) : NULL;
     t->x0 = vision ? take(a, BT * W) : NULL;
@@ -306,15 +306,23 @@ static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers,
     t->feat = take(a, (size_t)B * E);
     t->feat_norm = take(a, (size_t)B);
     t->emb = take(a, (size_t)B * E);
+    t->tok_ln = tokens ? take(a, BT * W) : NULL;
+    t->tok_mean = tokens ? take(a, BT) : NULL;
+    t->tok_rstd = tokens ? take(a, BT) : NULL;
+    t->tok_feat = tokens ? take(a, BT * E) : NULL;
+    t->tok_norm = tokens ? take(a, BT) : NULL;
+    t->tok_emb = tokens ? take(a, BT * E) : NULL;
 }
 
-static size_t tower_scratch(const block_dims *d, int B, int E) {
+static size_t tower_scratch(const block_dims *d, int B, int E, bool tokens) {
     block_dims bd = *d;
     bd.B = B;
     size_t BT = (size_t)B * d->T, W = d->C;
-    /* dfeat, dpooled_ln, dpooled, two (B,T,W) gradient buffers, block scratch */
+    /* dfeat, dpooled_ln, dpooled, two (B,T,W) gradient buffers, block scratch;
+     * with the token head also its dfeat (B·T, E) and dln (B·T, W) */
     return round_up((size_t)B * E) + 2 * round_up((size_t)B * W) + 2 * round_up(BT * W) +
-           round_up(block_scratch_floats(&bd));
+           round_up(block_scratch_floats(&bd)) +
+           (tokens ? round_up(BT * E) + round_up(BT * W) : 0);
 }
 
 /* The text ids are kept for the embedding backward: int32 in float-sized slots. */
@@ -323,14 +331,16 @@ static int32_t *text_ids(clip_model *m) { return (int32_t *)m->ta.stem; }
 static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
     int NP = m->vdims.T - 1;
-    bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true, m->inference);
-    bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false, m->inference);
+    bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
+               m->inference, m->token_head);
+    bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
+               m->inference, m->token_head);
     m->probs_i2t = take(a, (size_t)B * B);
     m->probs_t2i = take(a, (size_t)B * B);
     m->demb_img = take(a, (size_t)B * E);
     m->demb_txt = take(a, (size_t)B * E);
-    size_t s = tower_scratch(&m->vdims, B, E);
-    size_t st = tower_scratch(&m->tdims, B, E);
+    size_t s = tower_scratch(&m->vdims, B, E, m->token_head);
+    size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
     if (st > s) s = st;
     size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */
     size_t loss = clip_loss_scratch_floats(B, E);
@@ -375,6 +385,15 @@ static void head_forward(tower_acts *t, const float *ln_w, const float *ln_b, co
     l2norm_forward(t->emb, t->feat_norm, t->feat, B, E);
 }
 
+/* the same head on every token of the last block's output (FILIP) */
+static void token_head_forward(tower_acts *t, const float *x, const float *ln_w, const float *ln_b,
+                               const float *proj, int BT, int W, int E, float eps) {
+    if (!t->tok_emb) return;
+    layernorm_forward(t->tok_ln, t->tok_mean, t->tok_rstd, x, ln_w, ln_b, BT, W, eps);
+    proj_forward(t->tok_feat, t->tok_ln, proj, BT, W, E);
+    l2norm_forward(t->tok_emb, t->tok_norm, t->tok_feat, BT, E);
+}
+
 /* The stack of blocks: xs[0] → xs[layers]. */
 static vlp_err blocks_forward(tower_acts *t, block_params *w, const block_dims *bd, int layers,
                               vlp_error *err) {
@@ -386,8 +405,8 @@ static vlp_err blocks_forward(tower_acts *t, block_params *w, const block_dims *
 /* Backward of the tail and of the blocks; returns the gradient of xs[0]
  * (B,T,W) and, in *spare, the other (B,T,W) scratch buffer, free for the
  * caller's stem. */
-static float *tower_backward(float **spare, tower_acts *t, const float *demb, float *scratch,
-                             const float *ln_w,
+static float *tower_backward(float **spare, tower_acts *t, const float *demb, const float *dtok,
+                             float *scratch, const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
                              block_params *w, block_params *g, const block_dims *d, int layers,
                              int stop, int B, int E) {
@@ -398,15 +417,29 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, fl
     float *dx = dpooled + round_up((size_t)B * W);
     float *dy = dx + round_up(BT * W);
     float *bscratch = dy + round_up(BT * W);
-    memset(dfeat, 0, sizeof(float) * B * E);
-    memset(dpooled_ln, 0, sizeof(float) * B * W);
-    memset(dpooled, 0, sizeof(float) * B * W);
-    l2norm_backward(dfeat, demb, t->emb, t->feat_norm, B, E);
-    proj_backward(dpooled_ln, dproj, dfeat, t->pooled_ln, proj, B, (int)W, E);
-    layernorm_backward(dpooled, dln_w, dln_b, dpooled_ln, t->pooled, ln_w, t->fin_mean,
-                       t->fin_rstd, B, (int)W);
     memset(dx, 0, sizeof(float) * BT * W);
-    token_pool_backward(dx, dpooled, t->pool_index, B, d->T, (int)W);
+    if (demb) { /* the pooled embedding's head */
+        memset(dfeat, 0, sizeof(float) * B * E);
+        memset(dpooled_ln, 0, sizeof(float) * B * W);
+        memset(dpooled, 0, sizeof(float) * B * W);
+        l2norm_backward(dfeat, demb, t->emb, t->feat_norm, B, E);
+        proj_backward(dpooled_ln, dproj, dfeat, t->pooled_ln, proj, B, (int)W, E);
+        layernorm_backward(dpooled, dln_w, dln_b, dpooled_ln, t->pooled, ln_w, t->fin_mean,
+                           t->fin_rstd, B, (int)W);
+        token_pool_backward(dx, dpooled, t->pool_index, B, d->T, (int)W);
+    }
+    if (dtok) { /* every token's head (FILIP); after the block scratch */
+        block_dims sd = *d;
+        sd.B = B;
+        float *dtfeat = bscratch + round_up(block_scratch_floats(&sd));
+        float *dtln = dtfeat + round_up(BT * E);
+        memset(dtfeat, 0, sizeof(float) * BT * E);
+        memset(dtln, 0, sizeof(float) * BT * W);
+        l2norm_backward(dtfeat, dtok, t->tok_emb, t->tok_norm, (int)BT, E);
+        proj_backward(dtln, dproj, dtfeat, t->tok_ln, proj, (int)BT, (int)W, E);
+        layernorm_backward(dx, dln_w, dln_b, dtln, t->xs[layers], ln_w, t->tok_mean, t->tok_rstd,
+                           (int)BT, (int)W);
+    }
     block_dims bd = *d;
     bd.B = B;
     for (int l = layers - 1; l >= stop; l--) {
@@ -438,10 +471,12 @@ vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error 
     pool_index_first(t->pool_index, B);
     token_pool_forward(t->pooled, t->xs[v->layers], t->pool_index, B, bd.T, W);
     head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E, bd.eps);
+    token_head_forward(t, t->xs[v->layers], w->ln_post_w, w->ln_post_b, w->proj, B * bd.T, W, E,
+                       bd.eps);
     return VLP_OK;
 }
 
-void clip_image_backward(clip_model *m, const float *demb, int B) {
+static void image_backward(clip_model *m, const float *demb, const float *dtok, int B) {
     const clip_vision_cfg *v = &m->cfg.vision;
     vision_views *w = &m->w.vis, *g = &m->g.vis;
     tower_acts *t = &m->va;
@@ -452,7 +487,7 @@ void clip_image_backward(clip_model *m, const float *demb, int B) {
     bd.mm = &m->mm;
     if (m->vision_frozen_below > v->layers) return; /* locked: nothing to learn here */
     int stop = m->vision_frozen_below;
-    float *dx = tower_backward(&other, t, demb, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
+    float *dx = tower_backward(&other, t, demb, dtok, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
                                g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, B,
                                E);
     if (stop > 0) return; /* the blocks below and the stem are frozen */
@@ -464,6 +499,11 @@ void clip_image_backward(clip_model *m, const float *demb, int B) {
     cls_pos_backward(dx, g->class_embedding, g->positional_embedding, other, B, NP, W);
     patch_embed_backward(NULL, g->conv1, dx, t->stem, w->conv1, NULL, B, 3, v->image_size,
                          v->image_size, v->patch_size, W);
+}
+
+void clip_image_backward(clip_model *m, const float *demb, int B) { image_backward(m, demb, NULL, B); }
+void clip_image_backward_tokens(clip_model *m, const float *dtok, int B) {
+    image_backward(m, NULL, dtok, B);
 }
 
 vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err) {
@@ -482,20 +522,33 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     pool_index_argmax(t->pool_index, ids, B, T);
     token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
     head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E, bd.eps);
+    token_head_forward(t, t->xs[c->layers], w->ln_final_w, w->ln_final_b, w->text_projection,
+                       B * T, W, E, bd.eps);
     return VLP_OK;
 }
 
-void clip_text_backward(clip_model *m, const float *demb, int B) {
+static void text_backward(clip_model *m, const float *demb, const float *dtok, int B) {
     const clip_text_cfg *c = &m->cfg.text;
     text_views *w = &m->w.txt, *g = &m->g.txt;
     float *spare;
     block_dims bd = m->tdims;
     bd.mm = &m->mm;
-    float *dx = tower_backward(&spare, &m->ta, demb, m->scratch, w->ln_final_w, w->text_projection,
+    float *dx = tower_backward(&spare, &m->ta, demb, dtok, m->scratch, w->ln_final_w, w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
                                g->blocks, &bd, c->layers, 0, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
                        c->context_length, c->width, c->vocab_size);
+}
+
+void clip_text_backward(clip_model *m, const float *demb, int B) { text_backward(m, demb, NULL, B); }
+void clip_text_backward_tokens(clip_model *m, const float *dtok, int B) {
+    text_backward(m, NULL, dtok, B);
+}
+
+void clip_enable_token_head(clip_model *m) {
+    if (m->token_head) return;
+    m->token_head = true;
+    m->batch = 0; /* the next clip_reserve binds the token buffers too */
 }
 
 /* ---- the whole model ------------------------------------------------------------------------- */

@@ -59,6 +59,11 @@ typedef struct tower_acts {
     float *feat;              // (B, E) projected
     float *feat_norm;         // (B) L2 norms
     float *emb;               // (B, E) normalised embeddings: the tower's output
+    /* the head applied to every token (FILIP; NULL unless m->token_head):
+     * ln_post/ln_final, projection, L2 norm of each of the B·T tokens */
+    float *tok_ln, *tok_mean, *tok_rstd; // (B·T, W) (B·T) (B·T)
+    float *tok_feat, *tok_norm;          // (B·T, E) (B·T)
+    float *tok_emb;                      // (B·T, E) normalised token features
 } tower_acts;
 
 typedef struct clip_model {
@@ -89,6 +94,7 @@ typedef struct clip_model {
      * frozen, so the image backward stops there; vision.layers + 1: the
      * whole image tower is frozen (no image backward at all) */
     int vision_frozen_below;
+    bool token_head; // the forward also computes per-token features (FILIP)
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
@@ -109,6 +115,14 @@ void clip_free(clip_model *m);
  * unlocked_groups < 0 unlocks everything again. */
 vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err);
 bool clip_image_frozen(const clip_model *m); /* the whole image tower */
+
+/* FILIP: from now on the forward also writes per-token features
+ * (va.tok_emb (B, Tv, E), ta.tok_emb (B, Tt, E)); the activations are
+ * reserved again at the next clip_reserve. The backward from their
+ * gradients: */
+void clip_enable_token_head(clip_model *m);
+void clip_image_backward_tokens(clip_model *m, const float *dtok, int B); // (B, Tv, E)
+void clip_text_backward_tokens(clip_model *m, const float *dtok, int B);  // (B, Tt, E)
 
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 

@@ -44,15 +44,22 @@ struct trainer {
     int rank, world;
     float *emb_img_g, *emb_txt_g;   // (batch, E) the gathered embeddings
     float *demb_img_g, *demb_txt_g; // (batch, E) this rank's gradient for all of them
+    /* FILIP: every token's features, their gradients, the loss's saved state */
+    float *tok_img, *tok_txt;       // (batch, Tv, E) (batch, Tt, E)
+    float *dtok_img, *dtok_txt;     // the same shapes
+    int32_t *tok_lens;              // (batch) caption lengths in tokens (to the end token)
+    int32_t *filip_arg;             // filip_saved_ints
+    float *filip_sims, *filip_scratch;
 };
 
 const char *vlp_objective_name(vlp_objective o) {
-    return o == VLP_OBJECTIVE_SIGLIP ? "siglip" : "clip";
+    return o == VLP_OBJECTIVE_SIGLIP ? "siglip" : o == VLP_OBJECTIVE_FILIP ? "filip" : "clip";
 }
 
 bool vlp_objective_parse(const char *name, vlp_objective *out) {
     if (!strcmp(name, "clip")) *out = VLP_OBJECTIVE_CLIP;
     else if (!strcmp(name, "siglip")) *out = VLP_OBJECTIVE_SIGLIP;
+    else if (!strcmp(name, "filip")) *out = VLP_OBJECTIVE_FILIP;
     else return false;
     return true;
 }
@@ -74,6 +81,8 @@ void trainer_free(trainer *t) {
     free(t->emb_img), free(t->emb_txt), free(t->demb_img), free(t->demb_txt);
     free(t->probs_i2t), free(t->probs_t2i), free(t->loss_scratch);
     free(t->emb_img_g), free(t->emb_txt_g), free(t->demb_img_g), free(t->demb_txt_g);
+    free(t->tok_img), free(t->tok_txt), free(t->dtok_img), free(t->dtok_txt), free(t->tok_lens);
+    free(t->filip_arg), free(t->filip_sims), free(t->filip_scratch);
     if (t->metrics) fclose(t->metrics);
     if (t->lock_fd >= 0) close(t->lock_fd); /* releases the lock */
     free(t);
@@ -128,6 +137,8 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
     VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_SIGLIP || m->w.logit_bias, err,
                   "the siglip objective needs a model with a logit_bias (config init_logit_bias)");
+    VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_FILIP || W == 1, err,
+                  "the filip objective runs in one process (not over MPI yet)");
     VLP_CHECK_ARG(data->epoch_size >= o->batch / W, err,
                   "batch %d is larger than the dataset (%lld pairs)", o->batch / W,
                   (long long)data->epoch_size);
@@ -166,6 +177,19 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
         t->emb_img_g = malloc(sizeof(float) * Be), t->emb_txt_g = malloc(sizeof(float) * Be);
         t->demb_img_g = malloc(sizeof(float) * Be), t->demb_txt_g = malloc(sizeof(float) * Be);
         ok = t->emb_img_g && t->emb_txt_g && t->demb_img_g && t->demb_txt_g;
+    }
+    if (ok && o->objective == VLP_OBJECTIVE_FILIP) {
+        int Tv = m->vdims.T, Tt = m->tdims.T;
+        size_t ni = (size_t)B * Tv * E, nt = (size_t)B * Tt * E;
+        t->tok_img = malloc(sizeof(float) * ni), t->dtok_img = malloc(sizeof(float) * ni);
+        t->tok_txt = malloc(sizeof(float) * nt), t->dtok_txt = malloc(sizeof(float) * nt);
+        t->tok_lens = malloc(sizeof(int32_t) * B);
+        t->filip_arg = malloc(sizeof(int32_t) * filip_saved_ints(B, Tv, Tt));
+        t->filip_sims = malloc(sizeof(float) * 2 * (size_t)B * B);
+        t->filip_scratch = malloc(sizeof(float) * filip_scratch_floats(B, Tv, Tt));
+        ok = t->tok_img && t->dtok_img && t->tok_txt && t->dtok_txt && t->tok_lens &&
+             t->filip_arg && t->filip_sims && t->filip_scratch;
+        clip_enable_token_head(m);
     }
     if (!ok) {
         trainer_free(t);
@@ -257,6 +281,40 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
  * (activations of the last micro-batch only), the loss, then re-encode each
  * micro-batch and back-propagate its slice of the embedding gradient. With
  * one micro-batch the activations are still there: no re-encoding. */
+/* FILIP, one process: every micro-batch's token features, the token-wise
+ * loss over the whole batch, then each micro-batch back-propagated from its
+ * tokens' gradients (re-encoded when there are several). */
+static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int K = t->o.accum, B = t->o.batch, mb = B / K, E = m->cfg.embed_dim;
+    int S = m->cfg.vision.image_size, Tv = m->vdims.T, Tt = m->tdims.T;
+    size_t img = (size_t)3 * S * S, vi = (size_t)Tv * E, ti = (size_t)Tt * E;
+    for (int k = 0; k < K; k++) {
+        VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        memcpy(t->tok_img + (size_t)k * mb * vi, m->va.tok_emb, sizeof(float) * mb * vi);
+        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * Tt, mb, err));
+        memcpy(t->tok_txt + (size_t)k * mb * ti, m->ta.tok_emb, sizeof(float) * mb * ti);
+        for (int j = 0; j < mb; j++) t->tok_lens[k * mb + j] = m->ta.pool_index[j] + 1;
+    }
+    float scale = *m->w.logit_scale;
+    VLP_TRY(filip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->filip_sims, t->filip_arg,
+                               t->tok_img, t->tok_txt, t->tok_lens, scale, t->filip_scratch, B,
+                               Tv, Tt, E, err));
+    memset(t->dtok_img, 0, sizeof(float) * B * vi);
+    memset(t->dtok_txt, 0, sizeof(float) * B * ti);
+    filip_loss_backward(t->dtok_img, t->dtok_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
+                        t->probs_t2i, t->filip_sims, t->filip_arg, t->tok_img, t->tok_txt,
+                        t->tok_lens, scale, B, Tv, Tt, E);
+    for (int k = 0; k < K; k++) {
+        if (K > 1 && !clip_image_frozen(m))
+            VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        clip_image_backward_tokens(m, t->dtok_img + (size_t)k * mb * vi, mb);
+        if (K > 1) VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * Tt, mb, err));
+        clip_text_backward_tokens(m, t->dtok_txt + (size_t)k * mb * ti, mb);
+    }
+    return VLP_OK;
+}
+
 static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
     clip_model *m = t->m;
     int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
@@ -291,6 +349,8 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         VLP_TRY(clip_forward(m, t->images, t->ids, o->batch, err));
         clip_backward(m, o->batch);
         loss = m->loss;
+    } else if (o->objective == VLP_OBJECTIVE_FILIP) {
+        VLP_TRY(filip_grads(t, &loss, err));
     } else {
         VLP_TRY(accumulated_grads(t, &loss, err));
         /* every rank's contribution to every parameter: the batch's gradient */

@@ -37,6 +37,7 @@
 typedef enum vlp_objective {
     VLP_OBJECTIVE_CLIP = 0,   // symmetric InfoNCE (ClipLoss)
     VLP_OBJECTIVE_SIGLIP = 1, // pairwise sigmoid (SigLipLoss); the model needs logit_bias
+    VLP_OBJECTIVE_FILIP = 2,  // token-wise late interaction (Yao et al. 2021); one process
 } vlp_objective;
 
 const char *vlp_objective_name(vlp_objective o);
