@@ -186,6 +186,58 @@ static void test_filip_matches_pytorch(void **state) {
     check_filip_ref("filip_loss_b7", 7, 9, 5, 6);
 }
 
+/* FILIP in W simulated shards: the mean loss and the summed gradients
+ * (gathered-token gradients reduce-scattered) are the whole batch's. */
+static void test_filip_shards_equal_full_batch(void **state) {
+    enum { B = 6, W = 3, b = B / W, Ti = 4, Tt = 5, D = 8 };
+    int32_t lens[B] = {5, 2, 3, 1, 4, 5};
+    rng r = {31};
+    size_t ni = (size_t)B * Ti * D, nt = (size_t)B * Tt * D;
+    float *img = falloc(ni), *txt = falloc(nt);
+    fill_normal(&r, img, ni, 1.0f, 0.0f);
+    fill_normal(&r, txt, nt, 1.0f, 0.0f);
+    normalize_rows(img, B * Ti, D);
+    normalize_rows(txt, B * Tt, D);
+    float ls = 2.0f, loss, dls = 0.0f;
+    float *pi = falloc(B * B), *pt = falloc(B * B), *sims = falloc(4 * B * B);
+    float *scratch = falloc(filip_scratch_floats(B, Ti, Tt));
+    int32_t *arg = malloc(sizeof(int32_t) * filip_local_saved_ints(B, B, Ti, Tt));
+    float *dimg = falloc(ni), *dtxt = falloc(nt);
+    assert_int_equal(filip_loss_forward(&loss, pi, pt, sims, arg, img, txt, lens, ls, scratch, B,
+                                        Ti, Tt, D, NULL),
+                     VLP_OK);
+    filip_loss_backward(dimg, dtxt, &dls, 1.0f, pi, pt, sims, arg, img, txt, lens, ls, B, Ti, Tt, D);
+
+    float *simg = falloc(ni), *stxt = falloc(nt), *gimg = falloc(ni), *gtxt = falloc(nt);
+    float *sum_gimg = falloc(ni), *sum_gtxt = falloc(nt), *dsT = falloc(B * b);
+    double lsum = 0.0;
+    float sdls = 0.0f;
+    for (int w = 0; w < W; w++) {
+        const float *il = img + (size_t)w * b * Ti * D, *tl = txt + (size_t)w * b * Tt * D;
+        float l;
+        assert_int_equal(filip_loss_local_forward(&l, pi, pt, sims, arg, il, tl, lens + w * b, img,
+                                                  txt, lens, ls, scratch, b, B, w * b, Ti, Tt, D,
+                                                  NULL),
+                         VLP_OK);
+        lsum += l;
+        filip_loss_local_backward(simg + (size_t)w * b * Ti * D, stxt + (size_t)w * b * Tt * D,
+                                  gimg, gtxt, &sdls, 1.0f / W, pi, pt, dsT, sims, arg, il, tl,
+                                  lens + w * b, img, txt, lens, ls, b, B, w * b, Ti, Tt, D);
+        for (size_t k = 0; k < ni; k++) sum_gimg[k] += gimg[k];
+        for (size_t k = 0; k < nt; k++) sum_gtxt[k] += gtxt[k];
+    }
+    for (size_t k = 0; k < ni; k++) simg[k] += sum_gimg[k];
+    for (size_t k = 0; k < nt; k++) stxt[k] += sum_gtxt[k];
+    float mean = (float)(lsum / W);
+    assert_close("filip: mean of shard losses", &mean, &loss, 1, 0.0, 1e-6);
+    assert_close("filip dimg", simg, dimg, ni, 1e-6 * max_abs(dimg, ni), 0.0);
+    assert_close("filip dtxt", stxt, dtxt, nt, 1e-6 * max_abs(dtxt, nt), 0.0);
+    assert_close("filip dlogit_scale", &sdls, &dls, 1, 1e-6, 1e-5);
+    free(img), free(txt), free(pi), free(pt), free(sims), free(scratch), free(arg), free(dimg),
+        free(dtxt), free(simg), free(stxt), free(gimg), free(gtxt), free(sum_gimg), free(sum_gtxt),
+        free(dsT);
+}
+
 static void test_shard_errors(void **state) {
     float x[64], p[64], loss;
     vlp_error err = {0};
@@ -204,6 +256,7 @@ int main(void) {
         cmocka_unit_test(test_siglip_matches_pytorch),
         cmocka_unit_test(test_siglip_shards_equal_full_batch),
         cmocka_unit_test(test_filip_matches_pytorch),
+        cmocka_unit_test(test_filip_shards_equal_full_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,9 +84,32 @@ vlp_err filip_loss_forward(float *loss, float *probs_i2t, float *probs_t2i, floa
                            int32_t *argmax, const float *img, const float *txt,
                            const int32_t *lens, float logit_scale, float *scratch, int B, int Ti,
                            int Tt, int D, vlp_error *err);
-/* dimg (B, Ti, D), dtxt (B, Tt, D) and dlogit_scale accumulate (any may be NULL) */
+/* dimg (B, Ti, D), dtxt (B, Tt, D) and dlogit_scale accumulate (any may be
+ * NULL); the probabilities are overwritten with the similarities' gradients */
 void filip_loss_backward(float *dimg, float *dtxt, float *dlogit_scale, float dloss,
-                         const float *probs_i2t, const float *probs_t2i, const float *sims,
+                         float *probs_i2t, float *probs_t2i, const float *sims,
                          const int32_t *argmax, const float *img, const float *txt,
                          const int32_t *lens, float logit_scale, int B, int Ti, int Tt, int D);
+
+/* FILIP for one shard of a batch of B (as clip_loss_local_*): the shard's
+ * images (rows offset..offset+b) against all gathered texts and all
+ * gathered images against its texts. logits (b, B) each; sims 4·b·B;
+ * argmax filip_local_saved_ints; scratch filip_scratch_floats(B, …); dsT
+ * (B, b) scratch of the backward. dimg_l/dtxt_l and dlogit_scale
+ * accumulate; dimg_g (B, Ti, D) and dtxt_g (B, Tt, D) are written, to be
+ * reduce-scattered. With W shards and dloss = 1/W the sums are the whole
+ * batch's gradients. */
+size_t filip_local_saved_ints(int b, int B, int Ti, int Tt);
+vlp_err filip_loss_local_forward(float *loss, float *logits_i2t, float *logits_t2i, float *sims,
+                                 int32_t *argmax, const float *img_l, const float *txt_l,
+                                 const int32_t *lens_l, const float *img_g, const float *txt_g,
+                                 const int32_t *lens_g, float logit_scale, float *scratch, int b,
+                                 int B, int offset, int Ti, int Tt, int D, vlp_error *err);
+void filip_loss_local_backward(float *dimg_l, float *dtxt_l, float *dimg_g, float *dtxt_g,
+                               float *dlogit_scale, float dloss, float *probs_i2t,
+                               float *probs_t2i, float *dsT, const float *sims,
+                               const int32_t *argmax, const float *img_l, const float *txt_l,
+                               const int32_t *lens_l, const float *img_g, const float *txt_g,
+                               const int32_t *lens_g, float logit_scale, int b, int B, int offset,
+                               int Ti, int Tt, int D);
 #endif
