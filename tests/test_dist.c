@@ -8,7 +8,7 @@
  * relative, final weights to 1e-5 absolute (they are O(0.01–1); the
  * attention key biases, whose true gradient is 0, carry AdamW-normalised
  * rounding noise of ~1e-6), and the ranks' weights equal to the bit. The
- * same with gradient caching (accum 2) inside each rank, and for SigLIP. And: resume of the
+ * same with gradient caching (accum 2) inside each rank, and for SigLIP and FILIP. And: resume of the
  * job from a checkpoint repeats the uninterrupted job bit for bit; a run
  * trained on 2 ranks refuses to resume on 1. */
 #include <math.h>
@@ -174,6 +174,10 @@ static void test_siglip_two_ranks_with_caching(void **state) {
     job_equals_one_process(1, VLP_OBJECTIVE_SIGLIP);
     job_equals_one_process(2, VLP_OBJECTIVE_SIGLIP);
 }
+static void test_filip_two_ranks_with_caching(void **state) {
+    job_equals_one_process(1, VLP_OBJECTIVE_FILIP);
+    job_equals_one_process(2, VLP_OBJECTIVE_FILIP);
+}
 
 static void test_resume_same_world(void **state) {
     train_opts o = opts(1);
@@ -257,6 +261,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_two_ranks_equal_one_process),
         cmocka_unit_test(test_two_ranks_with_gradient_caching),
         cmocka_unit_test(test_siglip_two_ranks_with_caching),
+        cmocka_unit_test(test_filip_two_ranks_with_caching),
         cmocka_unit_test(test_resume_same_world),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,7 +97,7 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --objective O       clip (InfoNCE), siglip (pairwise sigmoid; adds logit_bias,\n"
             "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
             "                          config sets init_logit_scale/init_logit_bias), or filip\n"
-            "                          (token-wise late interaction; one process) (default %s)\n"
+            "                          (token-wise late interaction) (default %s)\n"
             "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
             "      --lock-image-unlocked-groups N  but train its last N groups (head = 1, then\n"

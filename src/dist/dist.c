@@ -121,6 +121,20 @@ vlp_err dist_allgather(vlp_dist *d, const float *local, float *global, size_t n,
     return VLP_OK;
 }
 
+vlp_err dist_allgather_i32(vlp_dist *d, const int32_t *local, int32_t *global, size_t n,
+                           vlp_error *err) {
+    CHECK_COUNT(n * (size_t)dist_world(d), "allgather");
+    if (dist_world(d) == 1) {
+        if (global != local) memmove(global, local, n * sizeof(int32_t));
+        return VLP_OK;
+    }
+#ifdef VLP_HAVE_MPI
+    MPI_TRY(MPI_Allgather(local, (int)n, MPI_INT32_T, global, (int)n, MPI_INT32_T, d->comm),
+            "MPI_Allgather");
+#endif
+    return VLP_OK;
+}
+
 vlp_err dist_reduce_scatter_sum(vlp_dist *d, const float *global, float *local, size_t n,
                                 vlp_error *err) {
     CHECK_COUNT(n * (size_t)dist_world(d), "reduce-scatter");

@@ -9,6 +9,7 @@
 #define VLP_DIST_DIST_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vlp.h"
 
@@ -28,6 +29,8 @@ bool dist_have_mpi(void); /* compiled with MPI */
 
 /* global (world · n) = the ranks' local (n) in rank order */
 vlp_err dist_allgather(vlp_dist *d, const float *local, float *global, size_t n, vlp_error *err);
+vlp_err dist_allgather_i32(vlp_dist *d, const int32_t *local, int32_t *global, size_t n,
+                           vlp_error *err);
 /* local (n) = Σ over ranks of global[rank · n, (rank+1) · n) */
 vlp_err dist_reduce_scatter_sum(vlp_dist *d, const float *global, float *local, size_t n,
                                 vlp_error *err);

@@ -44,12 +44,15 @@ struct trainer {
     int rank, world;
     float *emb_img_g, *emb_txt_g;   // (batch, E) the gathered embeddings
     float *demb_img_g, *demb_txt_g; // (batch, E) this rank's gradient for all of them
-    /* FILIP: every token's features, their gradients, the loss's saved state */
-    float *tok_img, *tok_txt;       // (batch, Tv, E) (batch, Tt, E)
+    /* FILIP: this process's tokens' features, their gradients, the loss's
+     * saved state; over MPI also everybody's (the _g buffers) */
+    float *tok_img, *tok_txt;       // (b, Tv, E) (b, Tt, E)
     float *dtok_img, *dtok_txt;     // the same shapes
-    int32_t *tok_lens;              // (batch) caption lengths in tokens (to the end token)
-    int32_t *filip_arg;             // filip_saved_ints
-    float *filip_sims, *filip_scratch;
+    int32_t *tok_lens;              // (b) caption lengths in tokens (to the end token)
+    float *tok_img_g, *tok_txt_g, *dtok_img_g, *dtok_txt_g; // (batch, T, E)
+    int32_t *tok_lens_g;            // (batch)
+    int32_t *filip_arg;             // filip_saved_ints or filip_local_saved_ints
+    float *filip_sims, *filip_scratch, *filip_dsT;
 };
 
 const char *vlp_objective_name(vlp_objective o) {
@@ -82,7 +85,9 @@ void trainer_free(trainer *t) {
     free(t->probs_i2t), free(t->probs_t2i), free(t->loss_scratch);
     free(t->emb_img_g), free(t->emb_txt_g), free(t->demb_img_g), free(t->demb_txt_g);
     free(t->tok_img), free(t->tok_txt), free(t->dtok_img), free(t->dtok_txt), free(t->tok_lens);
-    free(t->filip_arg), free(t->filip_sims), free(t->filip_scratch);
+    free(t->filip_arg), free(t->filip_sims), free(t->filip_scratch), free(t->filip_dsT);
+    free(t->tok_img_g), free(t->tok_txt_g), free(t->dtok_img_g), free(t->dtok_txt_g);
+    free(t->tok_lens_g);
     if (t->metrics) fclose(t->metrics);
     if (t->lock_fd >= 0) close(t->lock_fd); /* releases the lock */
     free(t);
@@ -137,8 +142,6 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
     VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_SIGLIP || m->w.logit_bias, err,
                   "the siglip objective needs a model with a logit_bias (config init_logit_bias)");
-    VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_FILIP || W == 1, err,
-                  "the filip objective runs in one process (not over MPI yet)");
     VLP_CHECK_ARG(data->epoch_size >= o->batch / W, err,
                   "batch %d is larger than the dataset (%lld pairs)", o->batch / W,
                   (long long)data->epoch_size);
@@ -180,15 +183,25 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     }
     if (ok && o->objective == VLP_OBJECTIVE_FILIP) {
         int Tv = m->vdims.T, Tt = m->tdims.T;
-        size_t ni = (size_t)B * Tv * E, nt = (size_t)B * Tt * E;
+        size_t ni = (size_t)b * Tv * E, nt = (size_t)b * Tt * E;
         t->tok_img = malloc(sizeof(float) * ni), t->dtok_img = malloc(sizeof(float) * ni);
         t->tok_txt = malloc(sizeof(float) * nt), t->dtok_txt = malloc(sizeof(float) * nt);
-        t->tok_lens = malloc(sizeof(int32_t) * B);
-        t->filip_arg = malloc(sizeof(int32_t) * filip_saved_ints(B, Tv, Tt));
-        t->filip_sims = malloc(sizeof(float) * 2 * (size_t)B * B);
+        t->tok_lens = malloc(sizeof(int32_t) * b);
+        size_t nargs = W == 1 ? filip_saved_ints(B, Tv, Tt) : filip_local_saved_ints(b, B, Tv, Tt);
+        t->filip_arg = malloc(sizeof(int32_t) * nargs);
+        t->filip_sims = malloc(sizeof(float) * 4 * (size_t)b * B);
         t->filip_scratch = malloc(sizeof(float) * filip_scratch_floats(B, Tv, Tt));
         ok = t->tok_img && t->dtok_img && t->tok_txt && t->dtok_txt && t->tok_lens &&
              t->filip_arg && t->filip_sims && t->filip_scratch;
+        if (ok && W > 1) {
+            size_t gi = (size_t)B * Tv * E, gt = (size_t)B * Tt * E;
+            t->tok_img_g = malloc(sizeof(float) * gi), t->dtok_img_g = malloc(sizeof(float) * gi);
+            t->tok_txt_g = malloc(sizeof(float) * gt), t->dtok_txt_g = malloc(sizeof(float) * gt);
+            t->tok_lens_g = malloc(sizeof(int32_t) * B);
+            t->filip_dsT = malloc(sizeof(float) * (size_t)B * b);
+            ok = t->tok_img_g && t->dtok_img_g && t->tok_txt_g && t->dtok_txt_g && t->tok_lens_g &&
+                 t->filip_dsT;
+        }
         clip_enable_token_head(m);
     }
     if (!ok) {
@@ -281,12 +294,59 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
  * (activations of the last micro-batch only), the loss, then re-encode each
  * micro-batch and back-propagate its slice of the embedding gradient. With
  * one micro-batch the activations are still there: no re-encoding. */
-/* FILIP, one process: every micro-batch's token features, the token-wise
- * loss over the whole batch, then each micro-batch back-propagated from its
- * tokens' gradients (re-encoded when there are several). */
+/* The FILIP loss and its gradient w.r.t. this process's tokens. Over MPI:
+ * gather everybody's tokens, the loss rows of this rank's images and texts
+ * against all of them, the gathered tokens' gradients summed back to their
+ * owners (as embedding_grads does for CLIP). */
+static vlp_err filip_token_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int B = t->o.batch, W = t->world, b = B / W, E = m->cfg.embed_dim;
+    int Tv = m->vdims.T, Tt = m->tdims.T;
+    size_t vi = (size_t)Tv * E, ti = (size_t)Tt * E;
+    float scale = *m->w.logit_scale;
+    memset(t->dtok_img, 0, sizeof(float) * b * vi);
+    memset(t->dtok_txt, 0, sizeof(float) * b * ti);
+    if (W == 1) {
+        VLP_TRY(filip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->filip_sims, t->filip_arg,
+                                   t->tok_img, t->tok_txt, t->tok_lens, scale, t->filip_scratch,
+                                   B, Tv, Tt, E, err));
+        filip_loss_backward(t->dtok_img, t->dtok_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
+                            t->probs_t2i, t->filip_sims, t->filip_arg, t->tok_img, t->tok_txt,
+                            t->tok_lens, scale, B, Tv, Tt, E);
+        return VLP_OK;
+    }
+    VLP_TRY(dist_allgather(t->dist, t->tok_img, t->tok_img_g, b * vi, err));
+    VLP_TRY(dist_allgather(t->dist, t->tok_txt, t->tok_txt_g, b * ti, err));
+    VLP_TRY(dist_allgather_i32(t->dist, t->tok_lens, t->tok_lens_g, (size_t)b, err));
+    float local;
+    int off = t->rank * b;
+    VLP_TRY(filip_loss_local_forward(&local, t->probs_i2t, t->probs_t2i, t->filip_sims,
+                                     t->filip_arg, t->tok_img, t->tok_txt, t->tok_lens,
+                                     t->tok_img_g, t->tok_txt_g, t->tok_lens_g, scale,
+                                     t->filip_scratch, b, B, off, Tv, Tt, E, err));
+    filip_loss_local_backward(t->dtok_img, t->dtok_txt, t->dtok_img_g, t->dtok_txt_g,
+                              m->g.logit_scale, 1.0f / W, t->probs_i2t, t->probs_t2i,
+                              t->filip_dsT, t->filip_sims, t->filip_arg, t->tok_img, t->tok_txt,
+                              t->tok_lens, t->tok_img_g, t->tok_txt_g, t->tok_lens_g, scale, b,
+                              B, off, Tv, Tt, E);
+    /* the gathered gradients' sum for this rank's tokens, added to its own;
+     * the gathered buffers are free again and serve as the landing place */
+    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->dtok_img_g, t->tok_img_g, b * vi, err));
+    for (size_t k = 0; k < b * vi; k++) t->dtok_img[k] += t->tok_img_g[k];
+    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->dtok_txt_g, t->tok_txt_g, b * ti, err));
+    for (size_t k = 0; k < b * ti; k++) t->dtok_txt[k] += t->tok_txt_g[k];
+    double sum = local;
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
+    *loss = (float)(sum / W);
+    return VLP_OK;
+}
+
+/* FILIP: every micro-batch's token features, the token-wise loss over the
+ * whole batch, then each micro-batch back-propagated from its tokens'
+ * gradients (re-encoded when there are several). */
 static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
     clip_model *m = t->m;
-    int K = t->o.accum, B = t->o.batch, mb = B / K, E = m->cfg.embed_dim;
+    int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
     int S = m->cfg.vision.image_size, Tv = m->vdims.T, Tt = m->tdims.T;
     size_t img = (size_t)3 * S * S, vi = (size_t)Tv * E, ti = (size_t)Tt * E;
     for (int k = 0; k < K; k++) {
@@ -296,15 +356,7 @@ static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
         memcpy(t->tok_txt + (size_t)k * mb * ti, m->ta.tok_emb, sizeof(float) * mb * ti);
         for (int j = 0; j < mb; j++) t->tok_lens[k * mb + j] = m->ta.pool_index[j] + 1;
     }
-    float scale = *m->w.logit_scale;
-    VLP_TRY(filip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->filip_sims, t->filip_arg,
-                               t->tok_img, t->tok_txt, t->tok_lens, scale, t->filip_scratch, B,
-                               Tv, Tt, E, err));
-    memset(t->dtok_img, 0, sizeof(float) * B * vi);
-    memset(t->dtok_txt, 0, sizeof(float) * B * ti);
-    filip_loss_backward(t->dtok_img, t->dtok_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
-                        t->probs_t2i, t->filip_sims, t->filip_arg, t->tok_img, t->tok_txt,
-                        t->tok_lens, scale, B, Tv, Tt, E);
+    VLP_TRY(filip_token_grads(t, loss, err));
     for (int k = 0; k < K; k++) {
         if (K > 1 && !clip_image_frozen(m))
             VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
@@ -351,6 +403,7 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         loss = m->loss;
     } else if (o->objective == VLP_OBJECTIVE_FILIP) {
         VLP_TRY(filip_grads(t, &loss, err));
+        VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     } else {
         VLP_TRY(accumulated_grads(t, &loss, err));
         /* every rank's contribution to every parameter: the batch's gradient */
