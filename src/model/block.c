@@ -102,16 +102,18 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
      * output is recomputed from fc (cheap, elementwise) rather than kept per
      * block: the forward's fc_act may be shared by all blocks of a tower. */
     memcpy(dx1, dout, sizeof(float) * NC);
-    memset(dfc_act, 0, sizeof(float) * NH);
-    memset(dln, 0, sizeof(float) * NC);
     act_forward(d->act, dfc, a->fc, NH); /* dfc holds fc_act until it is needed as dfc */
-    linear_backward(d->mm, dfc_act, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
+    /* the linear layers' input gradients land in scratch nobody else wrote:
+     * a GEMM with beta 0 instead of zeroing it and accumulating */
+    vlp_gemm(d->mm, false, false, N, H, C, 1.0f, dout, C, w->c_proj_w, H, 0.0f, dfc_act, H);
+    linear_backward(d->mm, NULL, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
     memset(dfc, 0, sizeof(float) * NH);
     act_backward(d->act, dfc, dfc_act, a->fc, NH);
     /* the LayerNorm outputs are recomputed too (the same sums, so the same
      * values): the forward's ln1/ln2 may be one buffer for all blocks */
     layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
-    linear_backward(d->mm, dln, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
+    vlp_gemm(d->mm, false, false, N, C, H, 1.0f, dfc, H, w->c_fc_w, C, 0.0f, dln, C);
+    linear_backward(d->mm, NULL, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
                        a->ln2_rstd, N, C);
 

@@ -89,8 +89,10 @@ void mha_backward(const vlp_matmul *mm, float *dinp, float *dw_in, float *db_in,
     float *dqkv = scratch;                  // (B, T, 3C)
     float *dheads = dqkv + (size_t)N * 3 * C; // (B, T, C)
     float *att_scratch = dheads + (size_t)N * C;
-    memset(dqkv, 0, sizeof(float) * (size_t)N * 4 * C);
-    linear_backward(mm, dheads, dw_out, db_out, dout, heads, w_out, N, C, C);
+    memset(dqkv, 0, sizeof(float) * (size_t)N * 3 * C); /* attention_backward accumulates */
+    /* dheads: fresh scratch, written by the GEMM (beta 0) rather than zeroed and accumulated */
+    vlp_gemm(mm, false, false, N, C, C, 1.0f, dout, C, w_out, C, 0.0f, dheads, C);
+    linear_backward(mm, NULL, dw_out, db_out, dout, heads, w_out, N, C, C);
     attention_backward(mm, dqkv, dheads, qkv, att, att_scratch, B, T, C, NH);
     linear_backward(mm, dinp, dw_in, db_in, dqkv, inp, w_in, N, C, 3 * C);
 }
