@@ -76,7 +76,11 @@ int main(int argc, char **argv) {
         pair_loader_shard(&l, R, W, &err))
         return die(d, &err);
     char dir[64] = "/tmp/vlp-bench-dist-XXXXXX";
-    if (R == 0 && !mkdtemp(dir)) return fprintf(stderr, "bench/dist: mkdtemp failed\n"), 1;
+    if (R == 0 && !mkdtemp(dir)) {
+        fprintf(stderr, "bench/dist: mkdtemp failed\n");
+        dist_abort(d, 1); /* the other ranks wait in the broadcast */
+        return 1;
+    }
     if (dist_broadcast(d, dir, sizeof dir, 0, &err)) return die(d, &err);
     train_opts o = train_opts_defaults();
     o.batch = B, o.steps = steps + 2, o.warmup = 1;

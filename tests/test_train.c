@@ -435,6 +435,38 @@ static void test_locked_image_tower(void **state) {
         if (!vis && !moved) fail_msg("%s did not learn", p->name);
     }
     free(w0);
+
+    /* open_clip's groups: 1 unlocks proj alone; layers + 1 everything but the
+     * stem, which the backward then does not reach at all */
+    int L = full.m.cfg.vision.layers;
+    vlp_error err = {0};
+    check(clip_lock_image(&full.m, 1, &err), &err);
+    for (int i = 0; i < full.m.nparams; i++) {
+        const vlp_param *p = &full.m.params[i];
+        bool vis = !strncmp(p->name, "visual.", 7);
+        assert_int_equal(p->frozen, vis && strcmp(p->name, "visual.proj") != 0);
+    }
+    check(clip_lock_image(&full.m, L + 1, &err), &err);
+    int nb = o.batch, side = full.m.cfg.vision.image_size, ctx = full.m.cfg.text.context_length;
+    float *images = malloc(sizeof(float) * (size_t)nb * 3 * side * side);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)nb * ctx);
+    check(full.loader.next(full.loader.impl, nb, images, ids, &err), &err);
+    memset(full.m.grads, 0, sizeof(float) * full.m.nfloats);
+    check(clip_forward(&full.m, images, ids, nb, &err), &err);
+    clip_backward(&full.m, nb);
+    for (int i = 0; i < full.m.nparams; i++) {
+        const vlp_param *p = &full.m.params[i];
+        double g2 = 0;
+        for (size_t k = 0; k < p->numel; k++)
+            g2 += (double)full.m.grads[p->offset + k] * full.m.grads[p->offset + k];
+        if (p->frozen && g2 != 0.0) fail_msg("frozen %s got a gradient", p->name);
+        if (!p->frozen && !strncmp(p->name, "visual.transformer", 18) && g2 == 0.0)
+            fail_msg("unlocked %s got none", p->name);
+    }
+    free(images), free(ids);
+    assert_int_equal(clip_lock_image(&full.m, L + 3, &err), VLP_ERR_ARG);
+    check(clip_lock_image(&full.m, -1, &err), &err); /* unlocks everything */
+    for (int i = 0; i < full.m.nparams; i++) assert_false(full.m.params[i].frozen);
     fixture_free(&full), fixture_free(&top), fixture_free(&all);
     remove_dir(d1), remove_dir(d2), remove_dir(d3);
 }

@@ -100,8 +100,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "                          (token-wise late interaction) (default %s)\n"
             "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
-            "      --lock-image-unlocked-groups N  but train its last N groups (head = 1, then\n"
-            "                          blocks from the top, the stem last) (default 0)\n"
+            "      --lock-image-unlocked-groups N  but train its last N groups (open_clip's:\n"
+            "                          proj, then [last block, ln_post], then the other blocks\n"
+            "                          from the top, the stem last) (default 0)\n"
             "  -p, --precision P       fp32, or bf16: the transformer matmuls in bfloat16 with fp32\n"
             "                          accumulation and fp32 weights (AVX512-BF16; without it\n"
             "                          the run falls back to fp32 and says so) (default %s)\n"
@@ -357,6 +358,7 @@ static vlp_err learn_tokenizer(train_cli *c, run *r, const char *path, vlp_error
     if (c->train_data) {
         dataset_opts o = train_dataset_opts(c);
         o.shuffle = false;
+        o.rank = 0, o.world = 1; /* every caption, whatever the number of ranks */
         fprintf(stderr, "reading the captions of %s to learn a tokenizer\n", c->train_data);
         VLP_TRY(stream_captions(c->train_data, &o, &streamed, &n, err));
     }

@@ -48,16 +48,27 @@ vlp_err dist_init(vlp_dist **out, vlp_error *err) {
                         getenv("PMIX_RANK") || getenv("PMI_RANK");
 #ifdef VLP_HAVE_MPI
     if (under_mpirun) {
-        int inited = 0;
+        int inited = 0, finalized = 0;
         MPI_Initialized(&inited);
+        MPI_Finalized(&finalized);
+        if (finalized) {
+            free(d);
+            VLP_FAIL(err, VLP_ERR_ARG, "MPI was finalized already: one dist_init per process");
+        }
         if (!inited) {
-            if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+            /* only the main thread talks to MPI; OpenMP, BLAS and loader threads do not */
+            int provided = 0;
+            if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
                 free(d);
                 VLP_FAIL(err, VLP_ERR_IO, "MPI_Init failed (launched as one of %d ranks)", launched);
             }
             d->mpi_owned = true;
         }
-        MPI_Comm_dup(MPI_COMM_WORLD, &d->comm);
+        if (MPI_Comm_dup(MPI_COMM_WORLD, &d->comm) != MPI_SUCCESS) {
+            if (d->mpi_owned) MPI_Finalize();
+            free(d);
+            VLP_FAIL(err, VLP_ERR_IO, "MPI_Comm_dup failed");
+        }
         d->has_comm = true;
         MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
         MPI_Comm_rank(d->comm, &d->rank);

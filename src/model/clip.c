@@ -490,7 +490,7 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok, 
     float *dx = tower_backward(&other, t, demb, dtok, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
                                g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, B,
                                E);
-    if (stop > 0) return; /* the blocks below and the stem are frozen */
+    if (stop > 0 || m->vision_stem_frozen) return; /* the blocks below and/or the stem are frozen */
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
                        t->pre_rstd, (int)BT, W);
@@ -574,6 +574,7 @@ void clip_backward(clip_model *m, int B) {
 
 vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err) {
     int L = m->cfg.vision.layers, groups = L + 2;
+    VLP_CHECK_ARG(L >= 1, err, "the image tower has no blocks to lock");
     VLP_CHECK_ARG(unlocked_groups <= groups, err,
                   "the image tower has %d groups (stem, %d blocks, head); cannot unlock %d",
                   groups, L, unlocked_groups);
@@ -583,14 +584,19 @@ vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err) {
     for (int i = 0; i < m->nparams; i++) {
         vlp_param *p = &m->params[i];
         if (strncmp(p->name, "visual.", 7)) continue;
+        /* open_clip's VisionTransformer.lock: [stem], blocks[:-1] one each,
+         * [last block, ln_post], [proj] */
         int group = 0;
         const char *rb = strstr(p->name, "resblocks.");
         if (rb) group = 1 + atoi(rb + 10);
-        else if (strstr(p->name, "ln_post") || !strcmp(p->name, "visual.proj")) group = L + 1;
+        else if (strstr(p->name, "ln_post")) group = L;
+        else if (!strcmp(p->name, "visual.proj")) group = L + 1;
         p->frozen = group < first_unlocked;
     }
-    /* the backward runs through the unlocked blocks only */
+    /* the backward runs through the unlocked blocks only, and into the stem
+     * only when it is unlocked */
     m->vision_frozen_below = unlocked_groups == 0 ? L + 1 : first_unlocked <= 1 ? 0 : first_unlocked - 1;
+    m->vision_stem_frozen = first_unlocked >= 1;
     return VLP_OK;
 }
 

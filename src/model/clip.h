@@ -94,6 +94,7 @@ typedef struct clip_model {
      * frozen, so the image backward stops there; vision.layers + 1: the
      * whole image tower is frozen (no image backward at all) */
     int vision_frozen_below;
+    bool vision_stem_frozen; // conv1, class/positional embedding, ln_pre locked
     bool token_head; // the forward also computes per-token features (FILIP)
 } clip_model;
 
@@ -109,10 +110,11 @@ void clip_free(clip_model *m);
  * CPU without AVX512-BF16 the bf16 results are the same, computed slowly:
  * callers check gemm_bf16_hw() first. */
 /* Locked-image tuning (LiT, open_clip's lock_image_tower): freezes the
- * image tower but its last `unlocked_groups` groups, the groups being
- * [conv1, class/positional embedding, ln_pre], each residual block, then
- * [ln_post, proj]. Frozen parameters get no gradient and no AdamW update.
- * unlocked_groups < 0 unlocks everything again. */
+ * image tower but its last `unlocked_groups` groups, open_clip's groups:
+ * [conv1, class/positional embedding, ln_pre], each residual block but the
+ * last, [last block, ln_post], [proj]. Frozen parameters get no gradient
+ * (the backward stops before them) and no AdamW update. unlocked_groups < 0
+ * unlocks everything again. */
 vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err);
 bool clip_image_frozen(const clip_model *m); /* the whole image tower */
 

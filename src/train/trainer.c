@@ -202,14 +202,14 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
             ok = t->tok_img_g && t->dtok_img_g && t->tok_txt_g && t->dtok_txt_g && t->tok_lens_g &&
                  t->filip_dsT;
         }
-        clip_enable_token_head(m);
     }
     if (!ok) {
         trainer_free(t);
         VLP_FAIL(err, VLP_ERR_NOMEM, "training buffers for batch %d", B);
     }
+    if (o->objective == VLP_OBJECTIVE_FILIP) clip_enable_token_head(m); /* before reserving */
     vlp_err rc = clip_reserve(m, b / o->accum, err);
-    if (rc == VLP_OK && o->lock_image >= 0) rc = clip_lock_image(m, o->lock_image, err);
+    if (rc == VLP_OK) rc = clip_lock_image(m, o->lock_image, err); /* -1: all unlocked */
     if (rc != VLP_OK) {
         trainer_free(t);
         return rc;
@@ -409,10 +409,11 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         /* every rank's contribution to every parameter: the batch's gradient */
         VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     }
-    if (o->lock_image >= 0) /* locked parameters: no gradient (nor in the clipping norm) */
-        for (int i = 0; i < m->nparams; i++)
-            if (m->params[i].frozen)
-                memset(m->grads + m->params[i].offset, 0, sizeof(float) * m->params[i].numel);
+    /* locked parameters: no gradient (nor in the clipping norm); the head's
+     * LayerNorm backward touches ln_post even when only proj is unlocked */
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].frozen)
+            memset(m->grads + m->params[i].offset, 0, sizeof(float) * m->params[i].numel);
     VLP_CHECK(isfinite(loss), err, VLP_ERR_NUMERIC,
               "loss is %g at step %ld; lower the learning rate or enable --grad-clip", loss,
               t->step + 1);

@@ -82,7 +82,10 @@ vlp_err run_dir_lock(const char *dir, int *fd, vlp_error *err);
  * loss sees the whole batch (open_clip's local loss with gathered
  * features) and the gradients are summed over the ranks, so the ranks stay
  * identical and equal one process with the whole batch. Rank 0 owns the
- * run directory: lock, checkpoints, state, metrics. */
+ * run directory: lock, checkpoints, state, metrics. An error on one rank
+ * leaves the others waiting in the next collective: callers must stop the
+ * job (dist_abort) when trainer_step or trainer_save fails, as vlp train
+ * does. */
 vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
                        const char *run_dir, vlp_dist *dist, vlp_error *err);
 void trainer_free(trainer *t);
