@@ -1,4 +1,5 @@
 #include "model/clip.h"
+#include "core/parallel.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "loss/loss.h"
@@ -175,6 +176,9 @@ vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, 
     free(m->mm.workspace);
     m->mm = (vlp_matmul){.precision = precision};
     if (precision == VLP_PRECISION_BF16) {
+        /* a slot for every thread a later vlp_set_threads may start (one per
+         * core): a thread without one would multiply in fp32 */
+        if (threads < omp_get_num_procs()) threads = omp_get_num_procs();
         size_t bytes = gemm_bf16_workspace_bytes(threads);
         m->mm.workspace = malloc(bytes);
         if (!m->mm.workspace) {

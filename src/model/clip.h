@@ -106,7 +106,7 @@ void clip_free(clip_model *m);
 /* The arithmetic of the transformer blocks' matmuls (fp32 by default). BF16
  * rounds their inputs to bfloat16 and accumulates in fp32, like
  * torch.autocast; weights, gradients and everything else stay fp32. The
- * workspace is sized for `threads` threads (omp_get_max_threads()). On a
+ * workspace is sized for max(`threads`, the cores) threads. On a
  * CPU without AVX512-BF16 the bf16 results are the same, computed slowly:
  * callers check gemm_bf16_hw() first. */
 /* Locked-image tuning (LiT, open_clip's lock_image_tower): freezes the
