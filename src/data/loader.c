@@ -114,5 +114,6 @@ vlp_err pair_loader_shard(vlp_loader *l, int rank, int world, vlp_error *err) {
     VLP_CHECK_ARG(world >= 1 && rank >= 0 && rank < world, err, "rank %d of %d", rank, world);
     pair_loader *p = l->impl;
     p->rank = rank, p->world = world;
+    l->epoch_ranks = world;
     return VLP_OK;
 }

@@ -25,6 +25,9 @@ typedef struct data_pos {
 typedef struct vlp_loader {
     void *impl;
     int64_t epoch_size; // samples per epoch
+    /* ranks drawing from this epoch together (a sharded pair loader: the
+     * world; 0 or 1: this process alone, e.g. its own shards) */
+    int epoch_ranks;
     vlp_err (*next)(void *impl, int B, float *images, int32_t *ids, vlp_error *err);
     data_pos (*tell)(const void *impl);
     vlp_err (*seek)(void *impl, data_pos p, vlp_error *err);

@@ -142,8 +142,10 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
     VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_SIGLIP || m->w.logit_bias, err,
                   "the siglip objective needs a model with a logit_bias (config init_logit_bias)");
-    VLP_CHECK_ARG(data->epoch_size >= o->batch / W, err,
-                  "batch %d is larger than the dataset (%lld pairs)", o->batch / W,
+    /* per step the loader's epoch gives batch/W samples to each rank drawing from it */
+    int64_t per_step = (int64_t)(o->batch / W) * (data->epoch_ranks > 1 ? data->epoch_ranks : 1);
+    VLP_CHECK_ARG(data->epoch_size >= per_step, err,
+                  "batch %lld is larger than the dataset (%lld pairs)", (long long)per_step,
                   (long long)data->epoch_size);
     if (R == 0) VLP_TRY(make_dirs(run_dir, err));
     trainer *t = calloc(1, sizeof *t);
