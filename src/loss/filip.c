@@ -6,7 +6,7 @@
  * images against all texts, all images against its texts). */
 #include "loss/loss.h"
 #include "ops/gemm.h"
-#include "ops/softmax_row.h"
+#include "loss/contrastive_rows.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -131,17 +131,12 @@ vlp_err filip_loss_forward(float *loss, float *probs_i2t, float *probs_t2i, floa
     block_sims(sI, sT, argmax, argmax + (size_t)B * B * Ti, img, B, txt, lens, B, scratch, Ti, Tt,
                D);
     /* logits: image i over texts (s·sI), text j over images (s·sTᵀ) */
-    double total = 0.0;
-    for (int i = 0; i < B; i++) {
-        float *r = probs_i2t + (size_t)i * B, *c = probs_t2i + (size_t)i * B;
+    for (int i = 0; i < B; i++)
         for (int j = 0; j < B; j++) {
-            r[j] = s * sI[(size_t)i * B + j];
-            c[j] = s * sT[(size_t)j * B + i];
+            probs_i2t[(size_t)i * B + j] = s * sI[(size_t)i * B + j];
+            probs_t2i[(size_t)i * B + j] = s * sT[(size_t)j * B + i];
         }
-        float tr = r[i], tc = c[i];
-        total += (double)(softmax_row(r, r, B, B) - tr) + (double)(softmax_row(c, c, B, B) - tc);
-    }
-    *loss = (float)(total / (2.0 * B));
+    *loss = (float)symmetric_ce_rows(probs_i2t, probs_t2i, B, B, 0);
     VLP_CHECK(isfinite(*loss), err, VLP_ERR_NUMERIC,
               "filip loss is not finite (logit_scale %g); token features may hold NaN/Inf",
               logit_scale);
@@ -198,17 +193,12 @@ vlp_err filip_loss_local_forward(float *loss, float *logits_i2t, float *logits_t
     int32_t *ara = argmax, *aka = ara + bB * Ti, *arb = aka + bB * Tt, *akb = arb + bB * Ti;
     block_sims(sIa, sTa, ara, aka, img_l, b, txt_g, lens_g, B, scratch, Ti, Tt, D);
     block_sims(sIb, sTb, arb, akb, img_g, B, txt_l, lens_l, b, scratch, Ti, Tt, D);
-    double total = 0.0;
-    for (int i = 0; i < b; i++) {
-        float *r = logits_i2t + (size_t)i * B, *c = logits_t2i + (size_t)i * B;
+    for (int i = 0; i < b; i++)
         for (int j = 0; j < B; j++) {
-            r[j] = s * sIa[(size_t)i * B + j];  // image offset+i over text j
-            c[j] = s * sTb[(size_t)j * b + i];  // text offset+i over image j
+            logits_i2t[(size_t)i * B + j] = s * sIa[(size_t)i * B + j]; // image offset+i, text j
+            logits_t2i[(size_t)i * B + j] = s * sTb[(size_t)j * b + i]; // text offset+i, image j
         }
-        float tr = r[offset + i], tc = c[offset + i];
-        total += (double)(softmax_row(r, r, B, B) - tr) + (double)(softmax_row(c, c, B, B) - tc);
-    }
-    *loss = (float)(total / (2.0 * b));
+    *loss = (float)symmetric_ce_rows(logits_i2t, logits_t2i, b, B, offset);
     VLP_CHECK(isfinite(*loss), err, VLP_ERR_NUMERIC,
               "filip loss is not finite (logit_scale %g); token features may hold NaN/Inf",
               logit_scale);

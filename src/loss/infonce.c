@@ -1,7 +1,7 @@
 /* CLIP's symmetric InfoNCE (open_clip ClipLoss, single process). */
 #include "loss/loss.h"
 #include "ops/gemm.h"
-#include "ops/softmax_row.h"
+#include "loss/contrastive_rows.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -19,15 +19,7 @@ vlp_err clip_loss_forward(float *loss, float *probs_i2t, float *probs_t2i, const
     VLP_OMP_FOR
     for (int j = 0; j < B; j++)
         for (int i = 0; i < B; i++) probs_t2i[(size_t)j * B + i] = probs_i2t[(size_t)i * B + j];
-    double total = 0.0;
-    for (int i = 0; i < B; i++) {
-        float *r = probs_i2t + (size_t)i * B, *c = probs_t2i + (size_t)i * B;
-        float diag = r[i]; /* == c[i] */
-        float lse_r = softmax_row(r, r, B, B);
-        float lse_c = softmax_row(c, c, B, B);
-        total += (double)(lse_r - diag) + (double)(lse_c - diag);
-    }
-    *loss = (float)(total / (2.0 * B));
+    *loss = (float)symmetric_ce_rows(probs_i2t, probs_t2i, B, B, 0);
     VLP_CHECK(isfinite(*loss), err, VLP_ERR_NUMERIC,
               "clip loss is not finite (logit_scale %g); features may hold NaN/Inf",
               logit_scale);

@@ -3,7 +3,7 @@
  * rows against every feature of the batch. See loss.h. */
 #include "loss/loss.h"
 #include "ops/gemm.h"
-#include "ops/softmax_row.h"
+#include "loss/contrastive_rows.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -22,15 +22,7 @@ vlp_err clip_loss_local_forward(float *loss, float *probs_i2t, float *probs_t2i,
     /* row i: image (offset+i) against all texts, and text (offset+i) against all images */
     vlp_sgemm(false, true, b, B, D, s, img_l, D, txt_g, D, 0.0f, probs_i2t, B);
     vlp_sgemm(false, true, b, B, D, s, txt_l, D, img_g, D, 0.0f, probs_t2i, B);
-    double total = 0.0;
-    for (int i = 0; i < b; i++) {
-        float *r = probs_i2t + (size_t)i * B, *c = probs_t2i + (size_t)i * B;
-        float tr = r[offset + i], tc = c[offset + i];
-        float lse_r = softmax_row(r, r, B, B);
-        float lse_c = softmax_row(c, c, B, B);
-        total += (double)(lse_r - tr) + (double)(lse_c - tc);
-    }
-    *loss = (float)(total / (2.0 * b));
+    *loss = (float)symmetric_ce_rows(probs_i2t, probs_t2i, b, B, offset);
     VLP_CHECK(isfinite(*loss), err, VLP_ERR_NUMERIC,
               "clip loss is not finite (logit_scale %g); features may hold NaN/Inf",
               logit_scale);
