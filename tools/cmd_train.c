@@ -448,11 +448,10 @@ static vlp_err streaming_loader(train_cli *c, run *r, vlp_error *err) {
     return rc;
 }
 
-/* samples of the loader's epoch one step consumes: the pair loader's epoch
- * is the whole set, drawn a global batch at a time; a streaming rank's is
- * its own shards, drawn batch/world at a time */
+/* samples of the loader's epoch one step consumes: the sharded pair
+ * loader's epoch is the whole set, a streaming rank's its own shards */
 static long per_step(const train_cli *c, const run *r) {
-    return c->train_data ? c->o.batch / r->world : c->o.batch;
+    return (long)loader_samples_per_step(&r->loader, c->o.batch / r->world);
 }
 
 static vlp_err setup(train_cli *c, run *r, vlp_error *err) {

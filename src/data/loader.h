@@ -34,6 +34,12 @@ typedef struct vlp_loader {
     void (*free)(void *impl);
 } vlp_loader;
 
+/* Samples of the loader's epoch one step uses, when this process takes
+ * per_rank samples a step (every rank drawing from the same epoch counts) */
+static inline int64_t loader_samples_per_step(const vlp_loader *l, int per_rank) {
+    return (int64_t)per_rank * (l->epoch_ranks > 1 ? l->epoch_ranks : 1);
+}
+
 static inline void loader_free(vlp_loader *l) {
     if (l && l->free) l->free(l->impl);
 }

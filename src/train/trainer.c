@@ -142,8 +142,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
     VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_SIGLIP || m->w.logit_bias, err,
                   "the siglip objective needs a model with a logit_bias (config init_logit_bias)");
-    /* per step the loader's epoch gives batch/W samples to each rank drawing from it */
-    int64_t per_step = (int64_t)(o->batch / W) * (data->epoch_ranks > 1 ? data->epoch_ranks : 1);
+    int64_t per_step = loader_samples_per_step(data, o->batch / W);
     VLP_CHECK_ARG(data->epoch_size >= per_step, err,
                   "batch %lld is larger than the dataset (%lld pairs)", (long long)per_step,
                   (long long)data->epoch_size);
@@ -222,6 +221,24 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
+/* Over MPI, the tails every loss shares. local (n) += the sum over ranks
+ * of their gradients for this rank's rows, out of global (world·n); landing
+ * (n) is scratch. */
+static vlp_err add_reduce_scattered(trainer *t, const float *global, float *landing, float *local,
+                                    size_t n, vlp_error *err) {
+    VLP_TRY(dist_reduce_scatter_sum(t->dist, global, landing, n, err));
+    for (size_t k = 0; k < n; k++) local[k] += landing[k];
+    return VLP_OK;
+}
+
+/* *loss = the mean of the ranks' losses: the batch's loss */
+static vlp_err mean_over_ranks(trainer *t, float local, float *loss, vlp_error *err) {
+    double sum = local;
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
+    *loss = (float)(sum / t->world);
+    return VLP_OK;
+}
+
 /* SigLIP: this process's images against every text of the batch (gathered
  * across ranks); the texts' gradients summed back to their owners. */
 static vlp_err siglip_grads(trainer *t, float *loss, vlp_error *err) {
@@ -244,10 +261,7 @@ static vlp_err siglip_grads(trainer *t, float *loss, vlp_error *err) {
     *loss = local;
     if (W == 1) return VLP_OK;
     VLP_TRY(dist_reduce_scatter_sum(t->dist, t->demb_txt_g, t->demb_txt, be, err));
-    double sum = local;
-    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
-    *loss = (float)(sum / W);
-    return VLP_OK;
+    return mean_over_ranks(t, local, loss, err);
 }
 
 /* The loss and its gradient w.r.t. this process's embeddings (b rows in
@@ -281,15 +295,9 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
                              m->g.logit_scale, 1.0f / W, t->probs_i2t, t->probs_t2i, t->emb_img,
                              t->emb_txt, t->emb_img_g, t->emb_txt_g, scale, b, B, t->rank * b, E);
     /* the sum over ranks of the gradients of this rank's rows; scratch: loss_scratch */
-    float *mine = t->loss_scratch;
-    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->demb_img_g, mine, be, err));
-    for (size_t k = 0; k < be; k++) t->demb_img[k] += mine[k];
-    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->demb_txt_g, mine, be, err));
-    for (size_t k = 0; k < be; k++) t->demb_txt[k] += mine[k];
-    double sum = local;
-    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
-    *loss = (float)(sum / W);
-    return VLP_OK;
+    VLP_TRY(add_reduce_scattered(t, t->demb_img_g, t->loss_scratch, t->demb_img, be, err));
+    VLP_TRY(add_reduce_scattered(t, t->demb_txt_g, t->loss_scratch, t->demb_txt, be, err));
+    return mean_over_ranks(t, local, loss, err);
 }
 
 /* This process's b samples in accum micro-batches: encode all of them
@@ -333,14 +341,9 @@ static vlp_err filip_token_grads(trainer *t, float *loss, vlp_error *err) {
                               B, off, Tv, Tt, E);
     /* the gathered gradients' sum for this rank's tokens, added to its own;
      * the gathered buffers are free again and serve as the landing place */
-    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->dtok_img_g, t->tok_img_g, b * vi, err));
-    for (size_t k = 0; k < b * vi; k++) t->dtok_img[k] += t->tok_img_g[k];
-    VLP_TRY(dist_reduce_scatter_sum(t->dist, t->dtok_txt_g, t->tok_txt_g, b * ti, err));
-    for (size_t k = 0; k < b * ti; k++) t->dtok_txt[k] += t->tok_txt_g[k];
-    double sum = local;
-    VLP_TRY(dist_allreduce_sum_f64(t->dist, &sum, 1, err));
-    *loss = (float)(sum / W);
-    return VLP_OK;
+    VLP_TRY(add_reduce_scattered(t, t->dtok_img_g, t->tok_img_g, t->dtok_img, b * vi, err));
+    VLP_TRY(add_reduce_scattered(t, t->dtok_txt_g, t->tok_txt_g, t->dtok_txt, b * ti, err));
+    return mean_over_ranks(t, local, loss, err);
 }
 
 /* FILIP: every micro-batch's token features, the token-wise loss over the
@@ -403,12 +406,11 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         VLP_TRY(clip_forward(m, t->images, t->ids, o->batch, err));
         clip_backward(m, o->batch);
         loss = m->loss;
-    } else if (o->objective == VLP_OBJECTIVE_FILIP) {
-        VLP_TRY(filip_grads(t, &loss, err));
-        VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     } else {
-        VLP_TRY(accumulated_grads(t, &loss, err));
-        /* every rank's contribution to every parameter: the batch's gradient */
+        if (o->objective == VLP_OBJECTIVE_FILIP) VLP_TRY(filip_grads(t, &loss, err));
+        else VLP_TRY(accumulated_grads(t, &loss, err));
+        /* every rank's contribution to every parameter: the batch's gradient
+         * (nothing to do in one process) */
         VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     }
     /* locked parameters: no gradient (nor in the clipping norm); the head's
