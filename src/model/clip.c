@@ -489,7 +489,7 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok, 
     float *other;
     block_dims bd = m->vdims;
     bd.mm = &m->mm;
-    if (m->vision_frozen_below > v->layers) return; /* locked: nothing to learn here */
+    if (clip_image_frozen(m)) return; /* locked: nothing to learn here */
     int stop = m->vision_frozen_below;
     float *dx = tower_backward(&other, t, demb, dtok, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
                                g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, B,
