@@ -32,7 +32,6 @@ static void check(vlp_err e, const vlp_error *err) {
     if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
 }
 
-static void load_ref_weights(clip_model *m, const vlpt_file *f);
 
 /* The reference's model with its weights, reserved for its batch. */
 static vlpt_file *ref_model(clip_model *m, clip_config *cfg, int *B) {
@@ -40,7 +39,7 @@ static vlpt_file *ref_model(clip_model *m, clip_config *cfg, int *B) {
     *cfg = ref_config(f, B);
     vlp_error err = {0};
     check(clip_init(m, cfg, &err), &err);
-    load_ref_weights(m, f);
+    ref_load_weights(m, f);
     check(clip_reserve(m, *B, &err), &err);
     return f;
 }
@@ -239,16 +238,6 @@ static void test_filip_through_the_model(void **state) {
     free(img), free(c.pi), free(c.pt), free(c.sims), free(c.scratch), free(c.arg);
     free(c.tok_img), free(c.tok_txt), free(c.dtok_img), free(c.dtok_txt);
     clip_free(&c.m);
-}
-
-static void load_ref_weights(clip_model *m, const vlpt_file *f) {
-    vlp_error err = {0};
-    for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
-        const vlpt_tensor *t = NULL;
-        check(vlpt_get(f, p->name, VLPT_F32, p->ndim, p->shape, &t, &err), &err);
-        memcpy(m->weights + p->offset, t->data, p->numel * sizeof(float));
-    }
 }
 
 /* 5 steps of forward, backward, clipping, AdamW with warmup + cosine and the

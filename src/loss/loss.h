@@ -112,4 +112,32 @@ void filip_loss_local_backward(float *dimg_l, float *dtxt_l, float *dimg_g, floa
                                const int32_t *lens_l, const float *img_g, const float *txt_g,
                                const int32_t *lens_g, float logit_scale, int b, int B, int offset,
                                int Ti, int Tt, int D);
+/* ---- captioning (CoCa's caption loss, PRIOR's token weights) ---------------------
+ * Next-token targets of tokenised captions: labels[b][t] = ids[b][t+1] for t
+ * before the end token (the largest id, as the text tower pools it), −1
+ * (no target) from there on; padding is never a target. Returns the number
+ * of targets. */
+long caption_targets(int32_t *labels, const int32_t *ids, int B, int T); // (B, T) both
+
+/* loss = Σ_i w_i · CE(logits_i, labels_i) / denom over rows with a target;
+ * w NULL: 1 (open_clip's CoCa caption loss when denom is the number of
+ * targets). denom is the caller's, so micro-batches and ranks that split a
+ * batch divide by the batch's count. probs (N, V) may be logits itself;
+ * row_loss (N) gets each row's unweighted −log p (0 without a target). */
+vlp_err caption_loss_forward(float *loss, float *probs, float *row_loss, const float *logits,
+                             const int32_t *labels, const float *weights, int N, int V,
+                             double denom, vlp_error *err);
+/* dlogits (N, V) is WRITTEN (it may be probs itself): dloss·w_i/denom·(p − onehot) */
+void caption_loss_backward(float *dlogits, const float *probs, const int32_t *labels,
+                           const float *weights, float dloss, int N, int V, double denom);
+/* logp[i] = log softmax(logits_i)[labels_i] (0 without a target), in double */
+void caption_target_logprobs(float *logp, const float *logits, const int32_t *labels, int N,
+                             int V);
+/* PRIOR (Chen et al. 2025, arXiv 2505.08971): w = (1 − p_ref)^α for each
+ * target from the text-only reference LM's log-probability, normalised per
+ * caption to k·w/Σw (k targets, so the weights average 1); 0 where there is
+ * no target. α = 0 is plain next-token prediction. */
+void prior_weights(float *w, const float *ref_logp, const int32_t *labels, int B, int T,
+                   float alpha);
+
 #endif

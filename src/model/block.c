@@ -68,39 +68,27 @@ size_t block_scratch_floats(const block_dims *d) {
     return 3 * N * d->C + 2 * N * d->hidden + mha_scratch_floats(d->B, d->T, d->C, d->NH);
 }
 
-vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_params *w,
-                      const block_dims *d, vlp_error *err) {
-    VLP_CHECK_SHAPE(d->hidden > 0, err, "block MLP width must be positive, got %d", d->hidden);
+/* The second half of both blocks: out = x1 + c_proj(act(c_fc(ln_2(x1)))). */
+static void mlp_half_forward(float *out, block_acts *a, const block_params *w, const block_dims *d) {
     int N = d->B * d->T, C = d->C, H = d->hidden;
-    size_t NC = (size_t)N * C;
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    VLP_TRY(mha_forward(d->mm, a->x1, a->qkv, a->att, a->heads, a->ln1, w->in_proj_w, w->in_proj_b,
-                        w->out_proj_w, w->out_proj_b, d->B, d->T, C, d->NH, d->causal, err));
-    residual_forward(a->x1, inp, a->x1, NC);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C,
                       d->eps);
     linear_forward(d->mm, a->fc, a->ln2, w->c_fc_w, w->c_fc_b, N, C, H);
     act_forward(d->act, a->fc_act, a->fc, (size_t)N * H);
     linear_forward(d->mm, out, a->fc_act, w->c_proj_w, w->c_proj_b, N, H, C);
-    residual_forward(out, a->x1, out, NC);
-    return VLP_OK;
+    residual_forward(out, a->x1, out, (size_t)N * C);
 }
 
-void block_backward(float *dinp, block_params *dw, const float *dout, const float *inp,
-                    const block_acts *a, const block_params *w, float *scratch,
-                    const block_dims *d) {
+/* Its backward: dx1 (N, C) = dout + the MLP branch's gradient. Scratch:
+ * dln, ln (N, C) and dfc_act, dfc (N, H). */
+static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, const block_acts *a,
+                              const block_params *w, float *dln, float *ln, float *dfc_act,
+                              float *dfc, const block_dims *d) {
     int N = d->B * d->T, C = d->C, H = d->hidden;
     size_t NC = (size_t)N * C, NH = (size_t)N * H;
-    float *dx1 = scratch;        // (N, C)
-    float *dln = dx1 + NC;       // (N, C), for ln_2 then ln_1
-    float *ln = dln + NC;        // (N, C) ln_2's then ln_1's output, recomputed
-    float *dfc_act = ln + NC;    // (N, H)
-    float *dfc = dfc_act + NH;   // (N, H)
-    float *mha_scratch = dfc + NH;
-
-    /* MLP branch; the residual passes dout straight to x1. The activation's
-     * output is recomputed from fc (cheap, elementwise) rather than kept per
-     * block: the forward's fc_act may be shared by all blocks of a tower. */
+    /* the residual passes dout straight to x1. The activation's output is
+     * recomputed from fc (cheap, elementwise) rather than kept per block:
+     * the forward's fc_act may be shared by all blocks of a tower. */
     memcpy(dx1, dout, sizeof(float) * NC);
     act_forward(d->act, dfc, a->fc, NH); /* dfc holds fc_act until it is needed as dfc */
     /* the linear layers' input gradients land in scratch nobody else wrote:
@@ -109,13 +97,41 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     linear_backward(d->mm, NULL, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
     memset(dfc, 0, sizeof(float) * NH);
     act_backward(d->act, dfc, dfc_act, a->fc, NH);
-    /* the LayerNorm outputs are recomputed too (the same sums, so the same
-     * values): the forward's ln1/ln2 may be one buffer for all blocks */
+    /* the LayerNorm output is recomputed too (the same sums, so the same
+     * values): the forward's ln2 may be one buffer for all blocks */
     layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
     vlp_gemm(d->mm, false, false, N, C, H, 1.0f, dfc, H, w->c_fc_w, C, 0.0f, dln, C);
     linear_backward(d->mm, NULL, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
                        a->ln2_rstd, N, C);
+}
+
+vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_params *w,
+                      const block_dims *d, vlp_error *err) {
+    VLP_CHECK_SHAPE(d->hidden > 0, err, "block MLP width must be positive, got %d", d->hidden);
+    int N = d->B * d->T, C = d->C;
+    size_t NC = (size_t)N * C;
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
+    VLP_TRY(mha_forward(d->mm, a->x1, a->qkv, a->att, a->heads, a->ln1, w->in_proj_w, w->in_proj_b,
+                        w->out_proj_w, w->out_proj_b, d->B, d->T, C, d->NH, d->causal, err));
+    residual_forward(a->x1, inp, a->x1, NC);
+    mlp_half_forward(out, a, w, d);
+    return VLP_OK;
+}
+
+void block_backward(float *dinp, block_params *dw, const float *dout, const float *inp,
+                    const block_acts *a, const block_params *w, float *scratch,
+                    const block_dims *d) {
+    int N = d->B * d->T, C = d->C;
+    size_t NC = (size_t)N * C, NH = (size_t)N * d->hidden;
+    float *dx1 = scratch;        // (N, C)
+    float *dln = dx1 + NC;       // (N, C), for ln_2 then ln_1
+    float *ln = dln + NC;        // (N, C) ln_2's then ln_1's output, recomputed
+    float *dfc_act = ln + NC;    // (N, H)
+    float *dfc = dfc_act + NH;   // (N, H)
+    float *mha_scratch = dfc + NH;
+
+    mlp_half_backward(dx1, dw, dout, a, w, dln, ln, dfc_act, dfc, d);
 
     /* attention branch; the residual passes dx1 straight to the input */
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
@@ -126,4 +142,90 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
                  C, d->NH);
     layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,
                        a->ln1_rstd, N, C);
+}
+
+/* ---- the cross-attention block (open_clip's ResidualAttentionBlock with
+ * is_cross_attention) -------------------------------------------------------------------- */
+
+size_t cross_acts_bind(cross_acts *a, float *base, const block_dims *d, int Tk) {
+    size_t all = block_acts_bind(&a->base, base, d), Nk = (size_t)d->B * Tk, C = d->C;
+    float *p = base ? base + all : NULL;
+    struct { float **slot; size_t n; } parts[] = {
+        {&a->lnkv, Nk * C}, {&a->lnkv_mean, Nk}, {&a->lnkv_rstd, Nk}, {&a->kv, Nk * 2 * C},
+        /* the attention probabilities are (B, NH, Tq, Tk), not the (B, NH, T, T)
+         * block_acts_bind counted */
+        {&a->base.att, (size_t)d->B * d->NH * d->T * Tk},
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        *parts[i].slot = p ? p + off : NULL;
+        off += parts[i].n;
+    }
+    return all + off;
+}
+
+size_t cross_scratch_floats(const block_dims *d, int Tk) {
+    size_t N = (size_t)d->B * d->T, Nk = (size_t)d->B * Tk;
+    /* dx1, dln, ln (N,C); dfc_act, dfc (N,H); dheads, dq (N,C); dkv (Nk,2C), dlnkv (Nk,C); dA */
+    return 5 * N * d->C + 2 * N * d->hidden + 3 * Nk * d->C +
+           attention_core_scratch_floats(d->B, d->T, Tk, d->NH);
+}
+
+vlp_err cross_block_forward(float *out, cross_acts *a, const float *inp, const float *kv_inp,
+                            int Tk, const cross_params *w, const block_dims *d, vlp_error *err) {
+    VLP_CHECK_SHAPE(d->hidden > 0 && Tk > 0, err, "cross block: MLP width %d and %d keys must be positive",
+                    d->hidden, Tk);
+    const block_params *p = &w->base;
+    block_acts *b = &a->base;
+    int N = d->B * d->T, Nk = d->B * Tk, C = d->C;
+    layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, inp, p->ln_1_w, p->ln_1_b, N, C, d->eps);
+    linear_forward(d->mm, b->qkv, b->ln1, p->in_proj_w, p->in_proj_b, N, C, C); // q (N, C)
+    layernorm_forward(a->lnkv, a->lnkv_mean, a->lnkv_rstd, kv_inp, w->ln_1_kv_w, w->ln_1_kv_b, Nk,
+                      C, d->eps);
+    /* k|v (Nk, 2C) from the last two thirds of in_proj */
+    linear_forward(d->mm, a->kv, a->lnkv, p->in_proj_w + (size_t)C * C, p->in_proj_b + C, Nk, C,
+                   2 * C);
+    VLP_TRY(attention_core_forward(d->mm, b->heads, b->att, b->qkv, C, a->kv, a->kv + C, 2 * C,
+                                   d->B, d->T, Tk, C, d->NH, false, err));
+    linear_forward(d->mm, b->x1, b->heads, p->out_proj_w, p->out_proj_b, N, C, C);
+    residual_forward(b->x1, inp, b->x1, (size_t)N * C);
+    mlp_half_forward(out, b, p, d);
+    return VLP_OK;
+}
+
+void cross_block_backward(float *dinp, float *dkv_inp, cross_params *dw, const float *dout,
+                          const float *inp, const float *kv_inp, int Tk, const cross_acts *a,
+                          const cross_params *w, float *scratch, const block_dims *d) {
+    const block_params *p = &w->base;
+    block_params *dp = &dw->base;
+    const block_acts *b = &a->base;
+    int N = d->B * d->T, Nk = d->B * Tk, C = d->C;
+    size_t NC = (size_t)N * C, NH = (size_t)N * d->hidden, NkC = (size_t)Nk * C;
+    float *dx1 = scratch, *dln = dx1 + NC, *ln = dln + NC;   // (N, C) each
+    float *dfc_act = ln + NC, *dfc = dfc_act + NH;           // (N, H) each
+    float *dheads = dfc + NH, *dq = dheads + NC;             // (N, C) each
+    float *dkv = dq + NC, *dlnkv = dkv + 2 * NkC;            // (Nk, 2C) (Nk, C)
+    float *att_scratch = dlnkv + NkC;
+
+    mlp_half_backward(dx1, dp, dout, b, p, dln, ln, dfc_act, dfc, d);
+    if (dinp) residual_backward(dinp, NULL, dx1, NC);
+    vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dx1, C, p->out_proj_w, C, 0.0f, dheads, C);
+    linear_backward(d->mm, NULL, dp->out_proj_w, dp->out_proj_b, dx1, b->heads, p->out_proj_w, N,
+                    C, C);
+    memset(dq, 0, sizeof(float) * NC);
+    memset(dkv, 0, sizeof(float) * 2 * NkC);
+    attention_core_backward(d->mm, dq, dkv, dkv + C, dheads, b->qkv, C, a->kv, a->kv + C, 2 * C,
+                            b->att, att_scratch, d->B, d->T, Tk, C, d->NH);
+    /* queries: in_proj's first third, then ln_1 */
+    vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dq, C, p->in_proj_w, C, 0.0f, dln, C);
+    linear_backward(d->mm, NULL, dp->in_proj_w, dp->in_proj_b, dq, b->ln1, p->in_proj_w, N, C, C);
+    layernorm_backward(dinp, dp->ln_1_w, dp->ln_1_b, dln, inp, p->ln_1_w, b->ln1_mean,
+                       b->ln1_rstd, N, C);
+    /* keys and values: its last two thirds, then ln_1_kv */
+    vlp_gemm(d->mm, false, false, Nk, C, 2 * C, 1.0f, dkv, 2 * C, p->in_proj_w + (size_t)C * C, C,
+             0.0f, dlnkv, C);
+    linear_backward(d->mm, NULL, dp->in_proj_w + (size_t)C * C, dp->in_proj_b + C, dkv, a->lnkv,
+                    p->in_proj_w + (size_t)C * C, Nk, C, 2 * C);
+    layernorm_backward(dkv_inp, dw->ln_1_kv_w, dw->ln_1_kv_b, dlnkv, kv_inp, w->ln_1_kv_w,
+                       a->lnkv_mean, a->lnkv_rstd, Nk, C);
 }

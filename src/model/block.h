@@ -78,4 +78,39 @@ void block_backward(float *dinp,               // (B, T, C) or NULL, accumulated
                     const block_acts *acts, const block_params *w,
                     float *scratch,            // block_scratch_floats()
                     const block_dims *d);
+/* The cross-attention block of open_clip's multimodal decoder
+ * (ResidualAttentionBlock with is_cross_attention):
+ *   x1  = x  + out_proj(MHA(q = ln_1(x), k = v = ln_1_kv(kv)))
+ *   out = x1 + c_proj(act(c_fc(ln_2(x1))))
+ * in_proj's rows are q|k|v as in self-attention; keys come from Tk tokens of
+ * width C (the image's). Parameters in open_clip's order: ln_1, attn,
+ * ln_1_kv, ln_2, mlp. */
+typedef struct cross_params {
+    block_params base;            // ln_1, attn (in_proj (3C, C), out_proj), ln_2, mlp
+    float *ln_1_kv_w, *ln_1_kv_b; // (C) (C)
+} cross_params;
+
+/* Activations: base.qkv holds q (B, Tq, C), base.att (B, NH, Tq, Tk); every
+ * buffer is the block's own (no sharing). */
+typedef struct cross_acts {
+    block_acts base;
+    float *lnkv, *lnkv_mean, *lnkv_rstd; // (B, Tk, C) (B·Tk) (B·Tk)
+    float *kv;                           // (B, Tk, 2C) k | v
+} cross_acts;
+
+size_t cross_acts_bind(cross_acts *a, float *base, const block_dims *d, int Tk);
+size_t cross_scratch_floats(const block_dims *d, int Tk);
+vlp_err cross_block_forward(float *out,          // (B, T, C)
+                            cross_acts *acts,
+                            const float *inp,    // (B, T, C)
+                            const float *kv_inp, // (B, Tk, C)
+                            int Tk, const cross_params *w, const block_dims *d, vlp_error *err);
+void cross_block_backward(float *dinp,           // (B, T, C) or NULL, accumulated
+                          float *dkv_inp,        // (B, Tk, C) or NULL, accumulated
+                          cross_params *dw,      // accumulated
+                          const float *dout,     // (B, T, C)
+                          const float *inp, const float *kv_inp, int Tk, const cross_acts *acts,
+                          const cross_params *w,
+                          float *scratch,        // cross_scratch_floats()
+                          const block_dims *d);
 #endif

@@ -100,6 +100,39 @@ static void run_layout(layout *L) {
     reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
 #undef W_G
 #undef T_G
+    const clip_multimodal_cfg *mc = &c->multimodal;
+    if (mc->layers == 0) return;
+    /* CoCa's MultimodalTransformer: resblocks, cross_attn, ln_final, text_projection */
+    decoder_views *dw = &m->w.dec, *dg = &m->g.dec;
+    bool g = L->bind && m->grads;
+    reg_blocks(L, "text_decoder.", mc->layers, &m->ddims.self, dw->self, g ? dg->self : NULL);
+    block_param_spec specs[BLOCK_NPARAMS];
+    block_param_specs(&m->ddims.cross, specs);
+    for (int l = 0; l < mc->layers; l++)
+        for (int i = 0; i <= BLOCK_NPARAMS; i++) {
+            /* open_clip's order: ln_1, attn, ln_1_kv, ln_2, mlp */
+            char name[VLP_PARAM_NAME_MAX];
+            if (i == 6) {
+                for (int k = 0; k < 2; k++) {
+                    snprintf(name, sizeof name, "text_decoder.cross_attn.%d.ln_1_kv.%s", l,
+                             k ? "bias" : "weight");
+                    float **wv = L->bind ? (k ? &dw->cross[l].ln_1_kv_b : &dw->cross[l].ln_1_kv_w) : &unused;
+                    float **gv = g ? (k ? &dg->cross[l].ln_1_kv_b : &dg->cross[l].ln_1_kv_w) : NULL;
+                    reg(L, name, 1, mc->width, 0, 0, 0, wv, gv);
+                }
+            }
+            if (i == BLOCK_NPARAMS) break;
+            snprintf(name, sizeof name, "text_decoder.cross_attn.%d.%s", l, specs[i].name);
+            reg(L, name, specs[i].ndim, specs[i].dims[0], specs[i].dims[1], 0, 0,
+                L->bind ? block_params_slot(&dw->cross[l].base, i) : &unused,
+                g ? block_params_slot(&dg->cross[l].base, i) : NULL);
+        }
+    reg(L, "text_decoder.ln_final.weight", 1, mc->width, 0, 0, 0,
+        L->bind ? &dw->ln_final_w : &unused, g ? &dg->ln_final_w : NULL);
+    reg(L, "text_decoder.ln_final.bias", 1, mc->width, 0, 0, 0,
+        L->bind ? &dw->ln_final_b : &unused, g ? &dg->ln_final_b : NULL);
+    reg(L, "text_decoder.text_projection", 2, mc->width, t->vocab_size, 0, 0,
+        L->bind ? &dw->text_projection : &unused, g ? &dg->text_projection : NULL);
 }
 
 /* with_grads false: an inference model, no gradient buffer (never touched,
@@ -118,6 +151,16 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     m->tdims = (block_dims){.T = t->context_length, .C = t->width, .NH = t->heads,
                             .hidden = t->mlp_width, .causal = true, .act = m->vdims.act,
                             .eps = 1e-5f};
+    const clip_multimodal_cfg *mc = &cfg->multimodal;
+    if (mc->layers > 0) {
+        m->caption = true;
+        block_dims sd = {.T = t->context_length, .C = mc->width, .NH = mc->heads,
+                         .hidden = mc->mlp_width, .causal = true, .act = m->vdims.act, .eps = 1e-5f};
+        block_dims cd = sd;
+        cd.causal = false;
+        m->ddims = (decoder_dims){.self = sd, .cross = cd, .Tk = m->vdims.T, .V = t->vocab_size,
+                                  .layers = mc->layers};
+    }
     layout L = {.m = m};
     run_layout(&L);
     m->nparams = L.n;
@@ -126,9 +169,11 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     m->params = calloc((size_t)m->nparams, sizeof *m->params);
     m->weights = aligned_alloc(64, bytes);
     m->grads = with_grads ? aligned_alloc(64, bytes) : NULL;
-    int nblocks = 2 * (v->layers + t->layers);
+    int nblocks = 2 * (v->layers + t->layers + mc->layers);
     m->block_views = calloc((size_t)nblocks, sizeof *m->block_views);
-    if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views) {
+    m->cross_views = mc->layers ? calloc(2 * (size_t)mc->layers, sizeof *m->cross_views) : NULL;
+    if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views ||
+        (mc->layers && !m->cross_views)) {
         clip_free(m);
         VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate %zu parameters (%.1f MiB%s)",
                  m->nfloats, bytes / 1048576.0, with_grads ? ", twice" : "");
@@ -140,6 +185,14 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     if (with_grads) {
         m->g.vis.blocks = m->w.txt.blocks + t->layers;
         m->g.txt.blocks = m->g.vis.blocks + v->layers;
+    }
+    if (mc->layers) {
+        m->w.dec.self = m->block_views + 2 * (v->layers + t->layers);
+        m->w.dec.cross = m->cross_views;
+        if (with_grads) {
+            m->g.dec.self = m->w.dec.self + mc->layers;
+            m->g.dec.cross = m->cross_views + mc->layers;
+        }
     }
     layout B = {.m = m, .bind = true};
     run_layout(&B);
@@ -160,6 +213,8 @@ void clip_free(clip_model *m) {
     free(m->weights);
     free(m->grads);
     free(m->block_views);
+    free(m->cross_views);
+    free(m->da.in), free(m->da.out), free(m->da.self), free(m->da.cross);
     free(m->va.xs);
     free(m->va.blocks);
     free(m->ta.xs);
@@ -261,6 +316,22 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
     fill_normal(&r, tw->text_projection, (size_t)t->width * E, 1.0f / sqrtf((float)t->width));
     *m->w.logit_scale = clip_config_logit_scale_init(&m->cfg);
     if (m->w.logit_bias) *m->w.logit_bias = m->cfg.init_logit_bias;
+
+    /* CoCa's MultimodalTransformer.init_parameters: the text tower's normal
+     * draws for both kinds of block, text_projection N(0, width^-½) */
+    const clip_multimodal_cfg *mc = &m->cfg.multimodal;
+    decoder_views *dw = &m->w.dec;
+    for (int l = 0; l < mc->layers; l++) {
+        init_block(&r, &dw->self[l], &m->ddims.self, true, mc->layers);
+        init_block(&r, &dw->cross[l].base, &m->ddims.cross, true, mc->layers);
+        fill_const(dw->cross[l].ln_1_kv_w, mc->width, 1.0f);
+        fill_const(dw->cross[l].ln_1_kv_b, mc->width, 0.0f);
+    }
+    if (mc->layers) {
+        fill_const(dw->ln_final_w, mc->width, 1.0f), fill_const(dw->ln_final_b, mc->width, 0.0f);
+        fill_normal(&r, dw->text_projection, (size_t)mc->width * t->vocab_size,
+                    1.0f / sqrtf((float)mc->width));
+    }
 }
 
 /* ---- activation arena ------------------------------------------------------------------- */
@@ -336,20 +407,29 @@ static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
     int NP = m->vdims.T - 1;
     bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
-               m->inference, m->token_head);
+               m->inference, m->token_head || m->caption);
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
                m->inference, m->token_head);
     m->probs_i2t = take(a, (size_t)B * B);
     m->probs_t2i = take(a, (size_t)B * B);
     m->demb_img = take(a, (size_t)B * E);
     m->demb_txt = take(a, (size_t)B * E);
-    size_t s = tower_scratch(&m->vdims, B, E, m->token_head);
+    size_t s = tower_scratch(&m->vdims, B, E, m->token_head || m->caption);
     size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
     if (st > s) s = st;
     size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */
     size_t loss = clip_loss_scratch_floats(B, E);
     if (patches > s) s = patches;
     if (loss > s) s = loss;
+    if (m->caption) {
+        size_t n = decoder_acts_bind(&m->da, NULL, &m->ddims, B);
+        float *dec = take(a, n);
+        if (a->base) decoder_acts_bind(&m->da, dec, &m->ddims, B);
+        m->dcap_img = take(a, (size_t)B * m->vdims.T * E);
+        m->dcap_txt = take(a, (size_t)B * m->tdims.T * m->tdims.C);
+        size_t ds = decoder_scratch_floats(&m->ddims, B);
+        if (ds > s) s = ds;
+    }
     m->scratch = take(a, s);
 }
 
@@ -365,6 +445,16 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
     m->ta.blocks = calloc((size_t)Lt, sizeof(block_acts));
     VLP_CHECK(m->va.xs && m->va.blocks && m->ta.xs && m->ta.blocks, err, VLP_ERR_NOMEM,
               "could not allocate the activation tables of %d + %d layers", Lv, Lt);
+    if (m->caption) {
+        int Ld = m->ddims.layers;
+        free(m->da.in), free(m->da.out), free(m->da.self), free(m->da.cross);
+        m->da = (decoder_acts){.in = calloc(2 * (size_t)Ld, sizeof(float *)),
+                               .out = calloc(2 * (size_t)Ld, sizeof(float *)),
+                               .self = calloc((size_t)Ld, sizeof(block_acts)),
+                               .cross = calloc((size_t)Ld, sizeof(cross_acts))};
+        VLP_CHECK(m->da.in && m->da.out && m->da.self && m->da.cross, err, VLP_ERR_NOMEM,
+                  "could not allocate the decoder's activation tables");
+    }
     arena count = {0};
     bind_all(m, &count, B);
     size_t bytes = count.off * sizeof(float);
@@ -410,6 +500,7 @@ static vlp_err blocks_forward(tower_acts *t, block_params *w, const block_dims *
  * (B,T,W) and, in *spare, the other (B,T,W) scratch buffer, free for the
  * caller's stem. */
 static float *tower_backward(float **spare, tower_acts *t, const float *demb, const float *dtok,
+                             const float *dtok_feat, const float *dx_last,
                              float *scratch, const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
                              block_params *w, block_params *g, const block_dims *d, int layers,
@@ -421,7 +512,8 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
     float *dx = dpooled + round_up((size_t)B * W);
     float *dy = dx + round_up(BT * W);
     float *bscratch = dy + round_up(BT * W);
-    memset(dx, 0, sizeof(float) * BT * W);
+    if (dx_last) memcpy(dx, dx_last, sizeof(float) * BT * W); /* the decoder's, CoCa */
+    else memset(dx, 0, sizeof(float) * BT * W);
     if (demb) { /* the pooled embedding's head */
         memset(dfeat, 0, sizeof(float) * B * E);
         memset(dpooled_ln, 0, sizeof(float) * B * W);
@@ -432,14 +524,15 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
                            t->fin_rstd, B, (int)W);
         token_pool_backward(dx, dpooled, t->pool_index, B, d->T, (int)W);
     }
-    if (dtok) { /* every token's head (FILIP); after the block scratch */
+    if (dtok || dtok_feat) { /* every token's head (FILIP, CoCa); after the block scratch */
         block_dims sd = *d;
         sd.B = B;
         float *dtfeat = bscratch + round_up(block_scratch_floats(&sd));
         float *dtln = dtfeat + round_up(BT * E);
-        memset(dtfeat, 0, sizeof(float) * BT * E);
+        if (dtok_feat) memcpy(dtfeat, dtok_feat, sizeof(float) * BT * E);
+        else memset(dtfeat, 0, sizeof(float) * BT * E);
         memset(dtln, 0, sizeof(float) * BT * W);
-        l2norm_backward(dtfeat, dtok, t->tok_emb, t->tok_norm, (int)BT, E);
+        if (dtok) l2norm_backward(dtfeat, dtok, t->tok_emb, t->tok_norm, (int)BT, E);
         proj_backward(dtln, dproj, dtfeat, t->tok_ln, proj, (int)BT, (int)W, E);
         layernorm_backward(dx, dln_w, dln_b, dtln, t->xs[layers], ln_w, t->tok_mean, t->tok_rstd,
                            (int)BT, (int)W);
@@ -480,7 +573,8 @@ vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error 
     return VLP_OK;
 }
 
-static void image_backward(clip_model *m, const float *demb, const float *dtok, int B) {
+static void image_backward(clip_model *m, const float *demb, const float *dtok,
+                           const float *dtok_feat, int B) {
     const clip_vision_cfg *v = &m->cfg.vision;
     vision_views *w = &m->w.vis, *g = &m->g.vis;
     tower_acts *t = &m->va;
@@ -491,7 +585,7 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok, 
     bd.mm = &m->mm;
     if (clip_image_frozen(m)) return; /* locked: nothing to learn here */
     int stop = m->vision_frozen_below;
-    float *dx = tower_backward(&other, t, demb, dtok, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
+    float *dx = tower_backward(&other, t, demb, dtok, dtok_feat, NULL, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
                                g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, B,
                                E);
     if (stop > 0 || m->vision_stem_frozen) return; /* the blocks below and/or the stem are frozen */
@@ -505,9 +599,15 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok, 
                          v->image_size, v->patch_size, W);
 }
 
-void clip_image_backward(clip_model *m, const float *demb, int B) { image_backward(m, demb, NULL, B); }
+void clip_image_backward(clip_model *m, const float *demb, int B) {
+    image_backward(m, demb, NULL, NULL, B);
+}
 void clip_image_backward_tokens(clip_model *m, const float *dtok, int B) {
-    image_backward(m, NULL, dtok, B);
+    image_backward(m, NULL, dtok, NULL, B);
+}
+void clip_image_backward_with_tokens(clip_model *m, const float *demb, const float *dtok_feat,
+                                     int B) {
+    image_backward(m, demb, NULL, dtok_feat, B);
 }
 
 vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err) {
@@ -531,22 +631,49 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     return VLP_OK;
 }
 
-static void text_backward(clip_model *m, const float *demb, const float *dtok, int B) {
+static void text_backward(clip_model *m, const float *demb, const float *dtok,
+                          const float *dx_last, int B) {
     const clip_text_cfg *c = &m->cfg.text;
     text_views *w = &m->w.txt, *g = &m->g.txt;
     float *spare;
     block_dims bd = m->tdims;
     bd.mm = &m->mm;
-    float *dx = tower_backward(&spare, &m->ta, demb, dtok, m->scratch, w->ln_final_w, w->text_projection,
+    float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
+                               w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
                                g->blocks, &bd, c->layers, 0, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
                        c->context_length, c->width, c->vocab_size);
 }
 
-void clip_text_backward(clip_model *m, const float *demb, int B) { text_backward(m, demb, NULL, B); }
+void clip_text_backward(clip_model *m, const float *demb, int B) {
+    text_backward(m, demb, NULL, NULL, B);
+}
 void clip_text_backward_tokens(clip_model *m, const float *dtok, int B) {
-    text_backward(m, NULL, dtok, B);
+    text_backward(m, NULL, dtok, NULL, B);
+}
+void clip_text_backward_with_tokens(clip_model *m, const float *demb, const float *dx_last, int B) {
+    text_backward(m, demb, NULL, dx_last, B);
+}
+
+/* ---- CoCa's decoder -------------------------------------------------------------------------- */
+
+vlp_err clip_caption_forward(clip_model *m, bool with_image, int B, vlp_error *err) {
+    VLP_CHECK_ARG(m->caption, err, "the model has no caption decoder (config multimodal_cfg)");
+    VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
+    decoder_dims d = m->ddims;
+    d.self.mm = d.cross.mm = &m->mm;
+    return decoder_forward(&m->da, m->ta.xs[m->cfg.text.layers], with_image ? m->va.tok_feat : NULL,
+                           &m->w.dec, &d, B, err);
+}
+
+void clip_caption_backward(clip_model *m, const float *dlogits, int B) {
+    decoder_dims d = m->ddims;
+    d.self.mm = d.cross.mm = &m->mm;
+    memset(m->dcap_img, 0, sizeof(float) * (size_t)B * m->vdims.T * m->cfg.embed_dim);
+    memset(m->dcap_txt, 0, sizeof(float) * (size_t)B * m->tdims.T * m->tdims.C);
+    decoder_backward(m->dcap_txt, m->dcap_img, &m->g.dec, dlogits, &m->da, &m->w.dec, &d,
+                     m->scratch, B);
 }
 
 void clip_enable_token_head(clip_model *m) {

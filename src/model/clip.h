@@ -14,6 +14,7 @@
 
 #include "model/block.h"
 #include "model/config.h"
+#include "model/decoder.h"
 
 #define VLP_PARAM_NAME_MAX 64
 
@@ -44,6 +45,7 @@ typedef struct clip_views {
     text_views txt;
     float *logit_scale;
     float *logit_bias; // NULL unless cfg.has_logit_bias (SigLIP)
+    decoder_views dec; // CoCa's text decoder; NULL views unless cfg.multimodal.layers
 } clip_views;
 
 /* Activations one tower saves for its backward. */
@@ -96,6 +98,14 @@ typedef struct clip_model {
     int vision_frozen_below;
     bool vision_stem_frozen; // conv1, class/positional embedding, ln_pre locked
     bool token_head; // the forward also computes per-token features (FILIP)
+    /* CoCa (cfg.multimodal.layers > 0): the image forward also projects every
+     * token (va.tok_feat), the decoder reads them and the text tower's last
+     * block output */
+    bool caption;
+    cross_params *cross_views;   // [2 · multimodal layers] weights, then gradients
+    decoder_dims ddims;
+    decoder_acts da;             // the decoder's activations, in the arena
+    float *dcap_img, *dcap_txt;  // (B, Tv, E) (B, T, W) the caption loss's tower gradients
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
@@ -125,6 +135,19 @@ bool clip_image_frozen(const clip_model *m); /* the whole image tower */
 void clip_enable_token_head(clip_model *m);
 void clip_image_backward_tokens(clip_model *m, const float *dtok, int B); // (B, Tv, E)
 void clip_text_backward_tokens(clip_model *m, const float *dtok, int B);  // (B, Tt, E)
+
+/* CoCa: the decoder on the last forwards' text tokens and, with_image, the
+ * image tokens; next-token logits (B, T, vocab) in da.logits. Without the
+ * image: the text-only language model (PRIOR's reference). */
+vlp_err clip_caption_forward(clip_model *m, bool with_image, int B, vlp_error *err);
+/* From the logits' gradient: the decoder's parameter gradients (accumulated)
+ * and the towers' in dcap_img / dcap_txt (overwritten), for the calls below. */
+void clip_caption_backward(clip_model *m, const float *dlogits, int B);
+/* The towers' backward from any of: the pooled embedding's gradient demb
+ * (B, E), the image's projected tokens' (B, Tv, E) / the text tower's last
+ * block output's (B, T, W) gradient (the decoder's); NULL: none. */
+void clip_image_backward_with_tokens(clip_model *m, const float *demb, const float *dtok_feat, int B);
+void clip_text_backward_with_tokens(clip_model *m, const float *demb, const float *dx_last, int B);
 
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 

@@ -93,6 +93,21 @@ static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_er
     VLP_TRY(get_int(t, "text_cfg", "heads", 8, &tc->heads, what, err));
     VLP_TRY(get_int(t, "text_cfg", "layers", 12, &tc->layers, what, err));
     VLP_TRY(get_ratio(t, "text_cfg", tc->width, &tc->mlp_width, what, err));
+
+    json_t *mm = json_object_get(root, "multimodal_cfg");
+    if (mm && !json_is_null(mm)) {
+        VLP_TRY(get_section(root, "multimodal_cfg", &mm, what, err));
+        clip_multimodal_cfg *mc = &c->multimodal;
+        VLP_TRY(get_int(mm, "multimodal_cfg", "width", tc->width, &mc->width, what, err));
+        VLP_TRY(get_int(mm, "multimodal_cfg", "heads", 8, &mc->heads, what, err));
+        VLP_TRY(get_int(mm, "multimodal_cfg", "layers", 12, &mc->layers, what, err));
+        VLP_TRY(get_ratio(mm, "multimodal_cfg", mc->width, &mc->mlp_width, what, err));
+        int vocab;
+        VLP_TRY(get_int(mm, "multimodal_cfg", "vocab_size", tc->vocab_size, &vocab, what, err));
+        VLP_CHECK_FORMAT(vocab == tc->vocab_size, err,
+                         "%s: multimodal_cfg.vocab_size %d differs from text_cfg.vocab_size %d",
+                         what, vocab, tc->vocab_size);
+    }
     return clip_config_validate(c, what, err);
 }
 
@@ -109,6 +124,17 @@ vlp_err clip_config_validate(const clip_config *c, const char *what, vlp_error *
                     "%s: text_cfg.width %d is not divisible by %d heads", what, t->width, t->heads);
     VLP_CHECK_SHAPE(v->mlp_width > 0 && t->mlp_width > 0, err, "%s: mlp_ratio gives no MLP",
                     what);
+    const clip_multimodal_cfg *mc = &c->multimodal;
+    if (mc->layers > 0) {
+        VLP_CHECK_SHAPE(mc->width == t->width && mc->width == c->embed_dim, err,
+                        "%s: multimodal_cfg.width %d must equal text_cfg.width %d and embed_dim %d "
+                        "(the decoder reads the text tower's tokens and the image's projected tokens)",
+                        what, mc->width, t->width, c->embed_dim);
+        VLP_CHECK_SHAPE(mc->heads > 0 && mc->width % mc->heads == 0 && mc->mlp_width > 0 &&
+                            mc->layers <= 1024,
+                        err, "%s: multimodal_cfg.width %d is not divisible by %d heads", what,
+                        mc->width, mc->heads);
+    }
     /* keep every tensor size well inside int and size_t arithmetic */
     int grid = v->image_size / v->patch_size;
     VLP_CHECK_SHAPE(v->width <= 16384 && t->width <= 16384 && v->layers <= 1024 &&
@@ -155,6 +181,13 @@ char *clip_config_to_json(const clip_config *c) {
     if (c->has_logit_scale_init)
         json_object_set_new(root, "init_logit_scale", json_real(c->init_logit_scale));
     if (c->has_logit_bias) json_object_set_new(root, "init_logit_bias", json_real(c->init_logit_bias));
+    const clip_multimodal_cfg *mc = &c->multimodal;
+    if (mc->layers > 0)
+        json_object_set_new(root, "multimodal_cfg",
+                            json_pack("{s:i, s:i, s:i, s:f, s:i, s:i}", "width", mc->width, "heads",
+                                      mc->heads, "layers", mc->layers, "mlp_ratio",
+                                      (double)mc->mlp_width / mc->width, "context_length",
+                                      t->context_length, "vocab_size", t->vocab_size));
     char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(4));
     json_decref(root);
     return s;

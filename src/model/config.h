@@ -20,11 +20,20 @@ typedef struct clip_text_cfg {
     int context_length, vocab_size, width, layers, heads, mlp_width;
 } clip_text_cfg;
 
+/* CoCa's multimodal decoder (open_clip's "multimodal_cfg"); layers 0: none.
+ * Its vocabulary and context are the text tower's; vlp requires width ==
+ * text_cfg.width == embed_dim (its input is the text tower's tokens, its
+ * keys the image tower's projected tokens). */
+typedef struct clip_multimodal_cfg {
+    int width, heads, layers, mlp_width;
+} clip_multimodal_cfg;
+
 typedef struct clip_config {
     int embed_dim;
     bool quick_gelu;
     clip_vision_cfg vision;
     clip_text_cfg text;
+    clip_multimodal_cfg multimodal;
     /* open_clip's init_logit_scale (its default, ln(1/0.07), when absent) and
      * init_logit_bias: present (SigLIP: −10, with init_logit_scale ln 10) the
      * model has a learnable `logit_bias` after `logit_scale` */

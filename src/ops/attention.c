@@ -10,60 +10,85 @@
 #include <math.h>
 #include <string.h>
 
-vlp_err attention_forward(const vlp_matmul *mm, float *out, float *att, const float *qkv, int B,
-                          int T, int C, int NH, bool causal, vlp_error *err) {
-    VLP_CHECK_SHAPE(B > 0 && T > 0 && C > 0 && NH > 0, err,
-                    "attention dims must be positive: B=%d T=%d C=%d heads=%d", B, T, C, NH);
+/* The core on separate q and k|v operands: query rows t of batch b at
+ * q + (b·Tq + t)·ldq, key rows at k + (b·Tk + j)·ldkv, value rows at
+ * v + (b·Tk + j)·ldkv; out rows (B, Tq, C) dense. Self-attention passes the
+ * three thirds of the fused q|k|v tensor, cross-attention its own. */
+vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+                               int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
+                               int Tk, int C, int NH, bool causal, vlp_error *err) {
+    VLP_CHECK_SHAPE(B > 0 && Tq > 0 && Tk > 0 && C > 0 && NH > 0, err,
+                    "attention dims must be positive: B=%d Tq=%d Tk=%d C=%d heads=%d", B, Tq, Tk,
+                    C, NH);
     VLP_CHECK_SHAPE(C % NH == 0, err, "attention width %d is not divisible by %d heads", C, NH);
-    int hs = C / NH, C3 = 3 * C;
+    VLP_CHECK_SHAPE(!causal || Tq == Tk, err, "causal attention needs as many keys (%d) as queries (%d)",
+                    Tk, Tq);
+    int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * C3 + h * hs; // (T, hs) stride 3C
-        const float *k = q + C;
-        const float *v = q + 2 * C;
-        float *a = att + (size_t)bh * T * T; // (T, T)
-        vlp_gemm(mm, false, true, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T);
-        for (int t = 0; t < T; t++) {
-            float *row = a + (size_t)t * T;
-            softmax_row(row, row, causal ? t + 1 : T, T);
+        const float *qb = q + (size_t)b * Tq * ldq + h * hs;  // (Tq, hs) stride ldq
+        const float *kb = k + (size_t)b * Tk * ldkv + h * hs; // (Tk, hs) stride ldkv
+        const float *vb = v + (size_t)b * Tk * ldkv + h * hs;
+        float *a = att + (size_t)bh * Tq * Tk; // (Tq, Tk)
+        vlp_gemm(mm, false, true, Tq, Tk, hs, scale, qb, ldq, kb, ldkv, 0.0f, a, Tk);
+        for (int t = 0; t < Tq; t++) {
+            float *row = a + (size_t)t * Tk;
+            softmax_row(row, row, causal ? t + 1 : Tk, Tk);
         }
-        vlp_gemm(mm, false, false, T, hs, T, 1.0f, a, T, v, C3, 0.0f,
-                 out + (size_t)b * T * C + h * hs, C);
+        vlp_gemm(mm, false, false, Tq, hs, Tk, 1.0f, a, Tk, vb, ldkv, 0.0f,
+                 out + (size_t)b * Tq * C + h * hs, C);
     }
     return VLP_OK;
 }
 
-size_t attention_scratch_floats(int B, int T, int NH) { return (size_t)B * NH * T * T; }
+vlp_err attention_forward(const vlp_matmul *mm, float *out, float *att, const float *qkv, int B,
+                          int T, int C, int NH, bool causal, vlp_error *err) {
+    return attention_core_forward(mm, out, att, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C, B, T, T,
+                                  C, NH, causal, err);
+}
 
-void attention_backward(const vlp_matmul *mm, float *dqkv, const float *dout, const float *qkv,
-                        const float *att, float *scratch, int B, int T, int C, int NH) {
-    int hs = C / NH, C3 = 3 * C;
+size_t attention_scratch_floats(int B, int T, int NH) { return (size_t)B * NH * T * T; }
+size_t attention_core_scratch_floats(int B, int Tq, int Tk, int NH) {
+    return (size_t)B * NH * Tq * Tk;
+}
+
+void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+                             const float *dout, const float *q, int ldq, const float *k,
+                             const float *v, int ldkv, const float *att, float *scratch, int B,
+                             int Tq, int Tk, int C, int NH) {
+    int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        size_t qoff = (size_t)b * T * C3 + h * hs;
-        const float *q = qkv + qoff, *k = q + C, *v = q + 2 * C;
-        float *dq = dqkv + qoff, *dk = dq + C, *dv = dq + 2 * C;
-        const float *a = att + (size_t)bh * T * T;           // (T, T)
-        const float *dy = dout + (size_t)b * T * C + h * hs; // (T, hs) stride C
-        float *da = scratch + (size_t)bh * T * T;            // (T, T)
+        size_t qoff = (size_t)b * Tq * ldq + h * hs, koff = (size_t)b * Tk * ldkv + h * hs;
+        const float *qb = q + qoff, *kb = k + koff, *vb = v + koff;
+        float *dqb = dq + qoff, *dkb = dk + koff, *dvb = dv + koff;
+        const float *a = att + (size_t)bh * Tq * Tk;          // (Tq, Tk)
+        const float *dy = dout + (size_t)b * Tq * C + h * hs; // (Tq, hs) stride C
+        float *da = scratch + (size_t)bh * Tq * Tk;           // (Tq, Tk)
 
-        vlp_gemm(mm, true, false, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, C3);  // dV += Aᵀ·dY
-        vlp_gemm(mm, false, true, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, da, T);  // dA = dY·Vᵀ
+        vlp_gemm(mm, true, false, Tk, hs, Tq, 1.0f, a, Tk, dy, C, 1.0f, dvb, ldkv); // dV += Aᵀ·dY
+        vlp_gemm(mm, false, true, Tq, Tk, hs, 1.0f, dy, C, vb, ldkv, 0.0f, da, Tk);  // dA = dY·Vᵀ
         /* dS = A ⊙ (dA − rowsum(A ⊙ dA)), in place; masked entries have A = 0 */
-        for (int t = 0; t < T; t++) {
-            float *dr = da + (size_t)t * T;
-            const float *ar = a + (size_t)t * T;
+        for (int t = 0; t < Tq; t++) {
+            float *dr = da + (size_t)t * Tk;
+            const float *ar = a + (size_t)t * Tk;
             float dot = 0.0f;
-            for (int j = 0; j < T; j++) dot += ar[j] * dr[j];
-            for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - dot);
+            for (int j = 0; j < Tk; j++) dot += ar[j] * dr[j];
+            for (int j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
         }
-        vlp_gemm(mm, false, false, T, hs, T, scale, da, T, k, C3, 1.0f, dq, C3); // dQ += s·dS·K
-        vlp_gemm(mm, true, false, T, hs, T, scale, da, T, q, C3, 1.0f, dk, C3); // dK += s·dSᵀ·Q
+        vlp_gemm(mm, false, false, Tq, hs, Tk, scale, da, Tk, kb, ldkv, 1.0f, dqb, ldq); // dQ += s·dS·K
+        vlp_gemm(mm, true, false, Tk, hs, Tq, scale, da, Tk, qb, ldq, 1.0f, dkb, ldkv);  // dK += s·dSᵀ·Q
     }
+}
+
+void attention_backward(const vlp_matmul *mm, float *dqkv, const float *dout, const float *qkv,
+                        const float *att, float *scratch, int B, int T, int C, int NH) {
+    attention_core_backward(mm, dqkv, dqkv + C, dqkv + 2 * C, dout, qkv, 3 * C, qkv + C,
+                            qkv + 2 * C, 3 * C, att, scratch, B, T, T, C, NH);
 }
 
 vlp_err mha_forward(const vlp_matmul *mm, float *out, float *qkv, float *att, float *heads,

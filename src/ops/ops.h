@@ -107,6 +107,19 @@ void attention_backward(const vlp_matmul *mm, float *dqkv,       // (B, T, 3C)
                         float *scratch,    // attention_scratch_floats()
                         int B, int T, int C, int NH);
 
+/* The same core on separate operands (cross-attention: Tq queries against Tk
+ * keys): q rows of stride ldq, k and v rows of stride ldkv (b·Tk + j),
+ * out (B, Tq, C) dense, att (B, NH, Tq, Tk). Causal needs Tq == Tk. */
+vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+                               int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
+                               int Tk, int C, int NH, bool causal, vlp_error *err);
+size_t attention_core_scratch_floats(int B, int Tq, int Tk, int NH);
+/* accumulates into dq, dk, dv (same strides as q, k, v) */
+void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+                             const float *dout, const float *q, int ldq, const float *k,
+                             const float *v, int ldkv, const float *att, float *scratch, int B,
+                             int Tq, int Tk, int C, int NH);
+
 /* ---- multi-head self-attention: in_proj, attention core, out_proj ----------- */
 vlp_err mha_forward(const vlp_matmul *mm, float *out,            // (B, T, C)
                     float *qkv,            // (B, T, 3C) saved

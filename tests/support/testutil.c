@@ -1,4 +1,5 @@
 #include "testutil.h"
+#include "model/clip.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -55,6 +56,19 @@ float *ref_f32_copy(const vlpt_file *f, const char *name, size_t numel) {
     float *p = falloc(numel);
     memcpy(p, ref_f32(f, name, numel), numel * sizeof(float));
     return p;
+}
+
+void ref_load_weights(clip_model *m, const vlpt_file *f) {
+    vlp_error err = {0};
+    for (int i = 0; i < m->nparams; i++) {
+        const vlp_param *p = &m->params[i];
+        const vlpt_tensor *t = NULL;
+        if (vlpt_get(f, p->name, VLPT_F32, p->ndim, p->shape, &t, &err) != VLP_OK) {
+            char buf[600];
+            fail_msg("%s", vlp_error_format(&err, buf, sizeof buf));
+        }
+        memcpy(m->weights + p->offset, t->data, p->numel * sizeof(float));
+    }
 }
 
 void assert_close(const char *what, const float *got, const float *want, size_t n, double atol,

@@ -29,6 +29,11 @@ const int32_t *ref_i32(const vlpt_file *f, const char *name, size_t numel);
 /* A float32 copy the test may modify (inputs, gradient accumulators). */
 float *ref_f32_copy(const vlpt_file *f, const char *name, size_t numel);
 
+/* Copies every parameter of the model from the reference tensor of the same
+ * name, failing the test when one is missing or has another shape. */
+struct clip_model;
+void ref_load_weights(struct clip_model *m, const vlpt_file *f);
+
 /* Fails the test unless |got - want| <= atol + rtol·|want| everywhere; the
  * message names the tensor, the worst index and both values. */
 void assert_close(const char *what, const float *got, const float *want, size_t n, double atol,

@@ -1,0 +1,94 @@
+#include "model/decoder.h"
+#include "core/error.h"
+
+#include <string.h>
+
+#define ALIGN_FLOATS 16
+static size_t up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+static float *take(float *base, size_t *off, size_t n) {
+    float *p = base ? base + *off : NULL;
+    *off += up(n);
+    return p;
+}
+
+size_t decoder_acts_bind(decoder_acts *a, float *base, const decoder_dims *d, int B) {
+    block_dims sd = d->self, cd = d->cross;
+    sd.B = cd.B = B;
+    size_t N = (size_t)B * sd.T, C = sd.C, off = 0;
+    for (int l = 0; l < d->layers; l++) {
+        float *o1 = take(base, &off, N * C), *o2 = take(base, &off, N * C);
+        float *s = take(base, &off, block_acts_bind(&a->self[l], NULL, &sd));
+        float *x = take(base, &off, cross_acts_bind(&a->cross[l], NULL, &cd, d->Tk));
+        if (!base) continue;
+        a->out[2 * l] = o1, a->out[2 * l + 1] = o2;
+        block_acts_bind(&a->self[l], s, &sd);
+        cross_acts_bind(&a->cross[l], x, &cd, d->Tk);
+    }
+    a->lnf = take(base, &off, N * C);
+    a->lnf_mean = take(base, &off, N);
+    a->lnf_rstd = take(base, &off, N);
+    a->logits = take(base, &off, N * (size_t)d->V);
+    return off;
+}
+
+size_t decoder_scratch_floats(const decoder_dims *d, int B) {
+    block_dims sd = d->self, cd = d->cross;
+    sd.B = cd.B = B;
+    size_t N = (size_t)B * sd.T, s = block_scratch_floats(&sd), c = cross_scratch_floats(&cd, d->Tk);
+    /* two (B,T,C) gradients in turn and the final LN's input gradient, then a block's own */
+    return 3 * up(N * sd.C) + up(s > c ? s : c);
+}
+
+vlp_err decoder_forward(decoder_acts *a, const float *txt, const float *img, const decoder_views *w,
+                        const decoder_dims *d, int B, vlp_error *err) {
+    block_dims sd = d->self, cd = d->cross;
+    sd.B = cd.B = B;
+    int N = B * sd.T, C = sd.C;
+    const float *x = txt;
+    a->img = img;
+    for (int l = 0; l < d->layers; l++) {
+        a->in[2 * l] = x;
+        VLP_TRY(block_forward(a->out[2 * l], &a->self[l], x, &w->self[l], &sd, err));
+        x = a->out[2 * l];
+        if (!img) continue;
+        a->in[2 * l + 1] = x;
+        VLP_TRY(cross_block_forward(a->out[2 * l + 1], &a->cross[l], x, img, d->Tk, &w->cross[l],
+                                    &cd, err));
+        x = a->out[2 * l + 1];
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, w->ln_final_w, w->ln_final_b, N, C,
+                      sd.eps);
+    proj_forward(a->logits, a->lnf, w->text_projection, N, C, d->V);
+    return VLP_OK;
+}
+
+void decoder_backward(float *dtxt, float *dimg, decoder_views *g, const float *dlogits,
+                      const decoder_acts *a, const decoder_views *w, const decoder_dims *d,
+                      float *scratch, int B) {
+    block_dims sd = d->self, cd = d->cross;
+    sd.B = cd.B = B;
+    int N = B * sd.T, C = sd.C, L = d->layers;
+    size_t NC = (size_t)N * C;
+    float *dx = scratch, *dy = dx + up(NC), *dln = dy + up(NC), *bscratch = dln + up(NC);
+    const float *last = a->img ? a->out[2 * L - 1] : a->out[2 * L - 2]; /* layers >= 1 */
+    memset(dln, 0, sizeof(float) * NC);
+    proj_backward(dln, g->text_projection, dlogits, a->lnf, w->text_projection, N, C, d->V);
+    memset(dx, 0, sizeof(float) * NC);
+    layernorm_backward(dx, g->ln_final_w, g->ln_final_b, dln, last, w->ln_final_w,
+                       a->lnf_mean, a->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        if (a->img) {
+            memset(dy, 0, sizeof(float) * NC);
+            cross_block_backward(dy, dimg, &g->cross[l], dx, a->in[2 * l + 1], a->img, d->Tk,
+                                 &a->cross[l], &w->cross[l], bscratch, &cd);
+            float *t = dx;
+            dx = dy, dy = t;
+        }
+        memset(dy, 0, sizeof(float) * NC);
+        block_backward(dy, &g->self[l], dx, a->in[2 * l], &a->self[l], &w->self[l], bscratch, &sd);
+        float *t = dx;
+        dx = dy, dy = t;
+    }
+    for (size_t i = 0; i < NC; i++) dtxt[i] += dx[i];
+}
