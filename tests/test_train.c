@@ -69,6 +69,12 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
         .vision = {.image_size = S, .patch_size = 4, .width = width, .layers = 2, .heads = 2, .mlp_width = 4 * width},
         .text = {.context_length = 8, .vocab_size = f->tok.vocab_size, .width = width, .layers = 2,
                  .heads = 2, .mlp_width = 4 * width}};
+    if (o->objective == VLP_OBJECTIVE_COCA || o->objective == VLP_OBJECTIVE_TEXTLM) {
+        /* a one-layer decoder; its width is the text tower's and the embedding's */
+        f->cfg.embed_dim = width;
+        f->cfg.multimodal = (clip_multimodal_cfg){.width = width, .heads = 2, .layers = 1,
+                                                  .mlp_width = 4 * width};
+    }
     check(clip_init(&f->m, &f->cfg, &err), &err);
     clip_init_weights(&f->m, init_seed);
     image_norm norm = image_norm_openai();
@@ -315,6 +321,106 @@ static void test_accumulation_gives_full_batch_gradient(void **state) {
     remove_dir(d1), remove_dir(d2);
 }
 
+/* CoCa (contrastive + captions, with and without PRIOR's weights) and the
+ * text-only LM: 4 micro-batches give the whole batch's loss and gradient */
+static void accumulation_matches(train_opts o, clip_model *ref) {
+    o.grad_clip = 0;
+    char *d1 = make_dir(), *d2 = make_dir();
+    fixture full, acc;
+    fixture_init(&full, &o, o.seed, d1, 32);
+    o.accum = 4;
+    fixture_init(&acc, &o, o.seed, d2, 32);
+    vlp_error err = {0};
+    if (ref) {
+        check(trainer_set_prior_ref(full.t, ref, &err), &err);
+        check(trainer_set_prior_ref(acc.t, ref, &err), &err);
+    }
+    train_step_info i1, i2;
+    check(trainer_step(full.t, &i1, &err), &err);
+    check(trainer_step(acc.t, &i2, &err), &err);
+    assert_true(isfinite(i1.loss) && i1.loss > 0);
+    assert_true(fabsf(i1.loss - i2.loss) <= 1e-5f * fabsf(i1.loss));
+    int with_grad = 0;
+    for (int i = 0; i < full.m.nparams; i++) {
+        const vlp_param *p = &full.m.params[i];
+        float big = 0;
+        for (size_t k = 0; k < p->numel; k++) big = fmaxf(big, fabsf(full.m.grads[p->offset + k]));
+        with_grad += big > 0;
+        assert_close(p->name, acc.m.grads + p->offset, full.m.grads + p->offset, p->numel, 1e-5 * big, 1e-4);
+        /* the text-only LM learns the text tower below its head and the decoder
+         * without its cross-attention; nothing else */
+        if (o.objective == VLP_OBJECTIVE_TEXTLM) {
+            bool unused = !strncmp(p->name, "visual.", 7) || !strcmp(p->name, "logit_scale") ||
+                          !strncmp(p->name, "text_decoder.cross_attn.", 24) ||
+                          !strcmp(p->name, "text_projection") || !strncmp(p->name, "ln_final.", 9);
+            if (unused != (big == 0)) fail_msg("%s: gradient max %g", p->name, big);
+        }
+        if (o.objective == VLP_OBJECTIVE_COCA) assert_true(big > 0); /* every parameter learns */
+    }
+    assert_true(with_grad >= 41); /* 41 of 91 for textlm (above), all for CoCa */
+    fixture_free(&full), fixture_free(&acc);
+    remove_dir(d1), remove_dir(d2);
+}
+
+static void test_coca_accumulation(void **state) {
+    train_opts o = small_opts();
+    o.objective = VLP_OBJECTIVE_COCA;
+    accumulation_matches(o, NULL);
+}
+
+static void test_textlm_accumulation(void **state) {
+    train_opts o = small_opts();
+    o.objective = VLP_OBJECTIVE_TEXTLM;
+    accumulation_matches(o, NULL);
+}
+
+/* PRIOR: a reference LM (another initialisation of the same architecture);
+ * accumulation stays exact, alpha 0 is plain CoCa, alpha 1 is not */
+static void test_coca_prior(void **state) {
+    train_opts o = small_opts();
+    o.objective = VLP_OBJECTIVE_COCA;
+    fixture ref;
+    fixture_init(&ref, &o, 99, NULL, 32);
+    o.prior = true;
+    accumulation_matches(o, &ref.m);
+
+    float loss[3];
+    for (int k = 0; k < 3; k++) {
+        train_opts q = small_opts();
+        q.objective = VLP_OBJECTIVE_COCA;
+        q.prior = k > 0, q.prior_alpha = k == 1 ? 0.0f : 1.0f;
+        char *d = make_dir();
+        fixture f;
+        fixture_init(&f, &q, q.seed, d, 32);
+        vlp_error err = {0};
+        if (q.prior) check(trainer_set_prior_ref(f.t, &ref.m, &err), &err);
+        train_step_info info;
+        check(trainer_step(f.t, &info, &err), &err);
+        loss[k] = info.loss;
+        fixture_free(&f);
+        remove_dir(d);
+    }
+    assert_true(loss[0] == loss[1]);
+    assert_true(fabsf(loss[2] - loss[0]) > 1e-4f);
+    /* PRIOR without its reference, or on another objective, is refused */
+    train_opts q = small_opts();
+    q.objective = VLP_OBJECTIVE_COCA, q.prior = true;
+    char *d = make_dir();
+    fixture f;
+    fixture_init(&f, &q, q.seed, d, 32);
+    vlp_error err = {0};
+    train_step_info info;
+    assert_int_equal(trainer_step(f.t, &info, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "reference"));
+    trainer *t2;
+    q.objective = VLP_OBJECTIVE_CLIP;
+    assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "coca"));
+    fixture_free(&f);
+    remove_dir(d);
+    fixture_free(&ref);
+}
+
 /* ---- SIGKILL while writing checkpoints -------------------------------------------------- */
 
 #define WRITER_WIDTH 96 /* ~1 MB checkpoints + 2 MB state: writes take a while */
@@ -480,6 +586,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_resume_drops_later_metrics),
         cmocka_unit_test(test_accumulation_gives_full_batch_gradient),
+        cmocka_unit_test(test_coca_accumulation),
+        cmocka_unit_test(test_textlm_accumulation),
+        cmocka_unit_test(test_coca_prior),
         cmocka_unit_test(test_kill_during_checkpoint_write),
     };
     return cmocka_run_group_tests_name("train", tests, NULL, NULL);

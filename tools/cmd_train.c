@@ -55,6 +55,7 @@ typedef struct train_cli {
     int threads;
     const char *precision;      // fp32 | bf16: the blocks' matmuls
     const char *init_image;     // start the image tower from this checkpoint (LiT)
+    const char *prior_ref;      // PRIOR's text-only reference LM (a textlm run's checkpoint)
     bool resume, steps_given;
 } train_cli;
 
@@ -97,7 +98,16 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --objective O       clip (InfoNCE), siglip (pairwise sigmoid; adds logit_bias,\n"
             "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
             "                          config sets init_logit_scale/init_logit_bias), or filip\n"
-            "                          (token-wise late interaction) (default %s)\n"
+            "                          (token-wise late interaction), coca (contrastive +\n"
+            "                          captioning; the config needs multimodal_cfg), or textlm\n"
+            "                          (the decoder as a text-only LM on the captions: PRIOR's\n"
+            "                          reference) (default %s)\n"
+            "      --clip-weight X     coca: weight of the contrastive loss (default %g)\n"
+            "      --caption-weight X  coca: weight of the caption loss (default %g)\n"
+            "      --prior-ref CKPT    coca: weight each caption token's loss by PRIOR's\n"
+            "                          (1 - p_ref)^alpha from this textlm checkpoint (its run's\n"
+            "                          tokenizer is used unless --vocab is given)\n"
+            "      --prior-alpha A     PRIOR's exponent alpha (default %g)\n"
             "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
             "      --lock-image-unlocked-groups N  but train its last N groups (open_clip's:\n"
@@ -118,7 +128,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "rank 0 writes the run, --resume needs the same N (docs/scaling.md).\n",
             d->config, d->data, d->vendors, d->eval_vendor, d->tok_merges, d->out, d->o.batch, d->o.accum,
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
-            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads, vlp_objective_name(d->o.objective), d->precision, d->eval_every,
+            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads,
+            vlp_objective_name(d->o.objective), d->o.clip_weight, d->o.caption_weight,
+            d->o.prior_alpha, d->precision, d->eval_every,
             d->save_every, d->keep, d->log_every);
 }
 
@@ -175,6 +187,10 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
         else if (VAL(NULL, "--init-image")) c->init_image = a;
+        else if (VAL(NULL, "--clip-weight")) bad = !arg_double(cmd, "--clip-weight", a, 0, 1e6, &x), c->o.clip_weight = (float)x;
+        else if (VAL(NULL, "--caption-weight")) bad = !arg_double(cmd, "--caption-weight", a, 0, 1e6, &x), c->o.caption_weight = (float)x;
+        else if (VAL(NULL, "--prior-ref")) c->prior_ref = a, c->o.prior = true;
+        else if (VAL(NULL, "--prior-alpha")) bad = !arg_double(cmd, "--prior-alpha", a, 0, 100, &x), c->o.prior_alpha = (float)x;
         else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
             if (c->o.lock_image < 0) c->o.lock_image = 0;
         } else if (VAL(NULL, "--lock-image-unlocked-groups")) {
@@ -182,7 +198,7 @@ static int parse(int argc, char **argv, train_cli *c) {
             c->o.lock_image = (int)l;
         } else if (VAL(NULL, "--objective")) {
             if (!vlp_objective_parse(a, &c->o.objective)) {
-                fprintf(stderr, "vlp train: --objective must be clip, siglip or filip, not '%s'\n", a);
+                fprintf(stderr, "vlp train: --objective must be clip, siglip, filip, coca or textlm, not '%s'\n", a);
                 bad = 1;
             }
         } else if (VAL("-p", "--precision")) {
@@ -294,6 +310,7 @@ typedef struct run {
     image_norm norm;
     const char **captions; // (n, 3) what the loader serves
     int lock_fd;           // the run directory's lock
+    clip_model ref;        // PRIOR's reference LM (--prior-ref)
     vlp_dist *dist;        // the mpirun job, or one process
     int rank, world;
 } run;
@@ -305,6 +322,7 @@ static void run_free(run *r) {
     emoji_free(&r->train), emoji_free(&r->held);
     tokenizer_free(&r->tok);
     clip_free(&r->m);
+    clip_free(&r->ref);
     if (r->lock_fd >= 0) close(r->lock_fd);
 }
 
@@ -402,6 +420,17 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
             r->cfg.has_logit_scale_init = true, r->cfg.init_logit_scale = logf(10.0f);
     }
     snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
+    char ref_merges[4096];
+    if (!c->vocab && c->prior_ref) { /* PRIOR's reference reads the same token ids */
+        const char *slash = strrchr(c->prior_ref, '/');
+        int dir = slash ? (int)(slash - c->prior_ref) : 1;
+        snprintf(ref_merges, sizeof ref_merges, "%.*s/" MERGES_FILE, dir, slash ? c->prior_ref : ".");
+        VLP_CHECK_ARG(access(ref_merges, R_OK) == 0, err,
+                      "%s: no tokenizer next to the --prior-ref checkpoint; give its merges with "
+                      "--vocab", ref_merges);
+        c->vocab = ref_merges;
+        fprintf(stderr, "tokenizer: PRIOR's reference's, %s\n", ref_merges);
+    }
     if (c->vocab) VLP_TRY(copy_file(c->vocab, path, err)); /* copied, so resume finds it */
     else VLP_TRY(learn_tokenizer(c, r, path, err));
     VLP_TRY(bpe_load(path, 0, &r->tok, err));
@@ -507,6 +536,16 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     /* every rank must run the same number of steps: rank 0's count */
     VLP_TRY(dist_broadcast(r->dist, &c->o.steps, sizeof c->o.steps, 0, err));
     VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, r->dist, err));
+    if (c->o.prior) {
+        VLP_CHECK_ARG(c->prior_ref, err,
+                      "the run weights captions with PRIOR: give its reference with --prior-ref");
+        VLP_TRY(clip_load(&r->ref, c->prior_ref, err));
+        VLP_TRY(clip_set_precision(&r->ref, prec, omp_get_max_threads(), err));
+        VLP_TRY(trainer_set_prior_ref(r->t, &r->ref, err));
+        if (r->rank == 0)
+            fprintf(stderr, "PRIOR: caption tokens weighted by (1 - p)^%g of %s\n", c->o.prior_alpha,
+                    c->prior_ref);
+    }
     if (c->resume) VLP_TRY(trainer_resume(r->t, err));
     return VLP_OK;
 }
@@ -531,7 +570,12 @@ static int train_session(train_cli *cp) {
     vlp_error err = {0};
     if (c.resume) {
         long steps = c.o.steps;
+        bool prior = c.o.prior;
         if (trainer_saved_opts(c.out, &c.o, &err) != VLP_OK) return fail(&err);
+        if (prior && !c.o.prior) {
+            fprintf(stderr, "vlp train: %s was started without PRIOR; --prior-ref does not apply\n", c.out);
+            return 2;
+        }
         if (c.steps_given) c.o.steps = steps;
         fprintf(stderr, "resuming %s: batch %d, accum %d, lr %g, warmup %ld, seed %" PRIu64 ", %ld steps\n",
                 c.out, c.o.batch, c.o.accum, c.o.adam.lr, c.o.warmup, c.o.seed, c.o.steps);

@@ -53,23 +53,39 @@ struct trainer {
     int32_t *tok_lens_g;            // (batch)
     int32_t *filip_arg;             // filip_saved_ints or filip_local_saved_ints
     float *filip_sims, *filip_scratch, *filip_dsT;
+    /* captioning (CoCa, textlm): next-token targets and weights of this
+     * process's b captions, each micro-batch's per-row losses; PRIOR's
+     * reference model and its log-probabilities */
+    int32_t *cap_labels;            // (b, T)
+    float *cap_w;                   // (b, T) PRIOR's weights, NULL: plain
+    float *cap_rows, *ref_logp;     // (b/accum · T)
+    clip_model *prior_ref;
 };
 
 const char *vlp_objective_name(vlp_objective o) {
-    return o == VLP_OBJECTIVE_SIGLIP ? "siglip" : o == VLP_OBJECTIVE_FILIP ? "filip" : "clip";
+    switch (o) {
+    case VLP_OBJECTIVE_SIGLIP: return "siglip";
+    case VLP_OBJECTIVE_FILIP: return "filip";
+    case VLP_OBJECTIVE_COCA: return "coca";
+    case VLP_OBJECTIVE_TEXTLM: return "textlm";
+    default: return "clip";
+    }
 }
 
 bool vlp_objective_parse(const char *name, vlp_objective *out) {
     if (!strcmp(name, "clip")) *out = VLP_OBJECTIVE_CLIP;
     else if (!strcmp(name, "siglip")) *out = VLP_OBJECTIVE_SIGLIP;
     else if (!strcmp(name, "filip")) *out = VLP_OBJECTIVE_FILIP;
+    else if (!strcmp(name, "coca")) *out = VLP_OBJECTIVE_COCA;
+    else if (!strcmp(name, "textlm")) *out = VLP_OBJECTIVE_TEXTLM;
     else return false;
     return true;
 }
 
 train_opts train_opts_defaults(void) {
     return (train_opts){.batch = 128, .accum = 1, .steps = 1000, .warmup = 100, .lock_image = -1,
-                        .adam = adamw_defaults(), .grad_clip = 0.0, .seed = 0};
+                        .adam = adamw_defaults(), .grad_clip = 0.0, .seed = 0,
+                        .clip_weight = 1.0f, .caption_weight = 2.0f, .prior_alpha = 1.0f};
 }
 
 static double now_s(void) {
@@ -88,6 +104,7 @@ void trainer_free(trainer *t) {
     free(t->filip_arg), free(t->filip_sims), free(t->filip_scratch), free(t->filip_dsT);
     free(t->tok_img_g), free(t->tok_txt_g), free(t->dtok_img_g), free(t->dtok_txt_g);
     free(t->tok_lens_g);
+    free(t->cap_labels), free(t->cap_w), free(t->cap_rows), free(t->ref_logp);
     if (t->metrics) fclose(t->metrics);
     if (t->lock_fd >= 0) close(t->lock_fd); /* releases the lock */
     free(t);
@@ -105,6 +122,14 @@ static vlp_err check_opts(const train_opts *o, vlp_error *err) {
                   err, "AdamW settings out of range (lr %g, betas %g %g, eps %g, wd %g)",
                   o->adam.lr, o->adam.beta1, o->adam.beta2, o->adam.eps, o->adam.weight_decay);
     VLP_CHECK_ARG(o->grad_clip >= 0, err, "grad clip %g must be >= 0 (0: off)", o->grad_clip);
+    VLP_CHECK_ARG(o->clip_weight >= 0 && o->caption_weight >= 0 && o->prior_alpha >= 0 &&
+                      isfinite(o->clip_weight) && isfinite(o->caption_weight) &&
+                      isfinite(o->prior_alpha),
+                  err, "loss weights (clip %g, caption %g) and PRIOR's alpha %g must be >= 0",
+                  o->clip_weight, o->caption_weight, o->prior_alpha);
+    VLP_CHECK_ARG(!o->prior || o->objective == VLP_OBJECTIVE_COCA, err,
+                  "PRIOR weights the caption loss: it needs the coca objective, not %s",
+                  vlp_objective_name(o->objective));
     return VLP_OK;
 }
 
@@ -142,6 +167,10 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_CHECK_ARG(!m->inference && m->grads, err, "the model was set up for inference only");
     VLP_CHECK_ARG(o->objective != VLP_OBJECTIVE_SIGLIP || m->w.logit_bias, err,
                   "the siglip objective needs a model with a logit_bias (config init_logit_bias)");
+    bool captions = o->objective == VLP_OBJECTIVE_COCA || o->objective == VLP_OBJECTIVE_TEXTLM;
+    VLP_CHECK_ARG(!captions || m->caption, err,
+                  "the %s objective needs a model with a text decoder (config multimodal_cfg)",
+                  vlp_objective_name(o->objective));
     int64_t per_step = loader_samples_per_step(data, o->batch / W);
     VLP_CHECK_ARG(data->epoch_size >= per_step, err,
                   "batch %lld is larger than the dataset (%lld pairs)", (long long)per_step,
@@ -204,13 +233,25 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
                  t->filip_dsT;
         }
     }
+    if (ok && captions) {
+        t->cap_labels = malloc(sizeof(int32_t) * (size_t)b * T);
+        t->cap_rows = malloc(sizeof(float) * (size_t)b * T);
+        ok = t->cap_labels && t->cap_rows;
+        if (ok && o->prior) {
+            t->cap_w = malloc(sizeof(float) * (size_t)b * T);
+            t->ref_logp = malloc(sizeof(float) * (size_t)b * T);
+            ok = t->cap_w && t->ref_logp;
+        }
+    }
     if (!ok) {
         trainer_free(t);
         VLP_FAIL(err, VLP_ERR_NOMEM, "training buffers for batch %d", B);
     }
     if (o->objective == VLP_OBJECTIVE_FILIP) clip_enable_token_head(m); /* before reserving */
     vlp_err rc = clip_reserve(m, b / o->accum, err);
-    if (rc == VLP_OK) rc = clip_lock_image(m, o->lock_image, err); /* -1: all unlocked */
+    /* the text-only LM never looks at images: the image tower stays as it is */
+    int lock = o->objective == VLP_OBJECTIVE_TEXTLM ? 0 : o->lock_image;
+    if (rc == VLP_OK) rc = clip_lock_image(m, lock, err); /* -1: all unlocked */
     if (rc != VLP_OK) {
         trainer_free(t);
         return rc;
@@ -278,10 +319,12 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
     memset(t->demb_img, 0, sizeof(float) * (size_t)b * E);
     memset(t->demb_txt, 0, sizeof(float) * (size_t)b * E);
     if (t->o.objective == VLP_OBJECTIVE_SIGLIP) return siglip_grads(t, loss, err);
+    /* CoCa weighs the contrastive part of its loss */
+    float cw = t->o.objective == VLP_OBJECTIVE_COCA ? t->o.clip_weight : 1.0f;
     if (W == 1) {
         VLP_TRY(clip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt, scale,
                                   B, E, err));
-        clip_loss_backward(t->demb_img, t->demb_txt, m->g.logit_scale, 1.0f, t->probs_i2t,
+        clip_loss_backward(t->demb_img, t->demb_txt, m->g.logit_scale, cw, t->probs_i2t,
                            t->probs_t2i, t->emb_img, t->emb_txt, scale, t->loss_scratch, B, E);
         return VLP_OK;
     }
@@ -292,7 +335,7 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
     VLP_TRY(clip_loss_local_forward(&local, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt,
                                     t->emb_img_g, t->emb_txt_g, scale, b, B, t->rank * b, E, err));
     clip_loss_local_backward(t->demb_img, t->demb_txt, t->demb_img_g, t->demb_txt_g,
-                             m->g.logit_scale, 1.0f / W, t->probs_i2t, t->probs_t2i, t->emb_img,
+                             m->g.logit_scale, cw / W, t->probs_i2t, t->probs_t2i, t->emb_img,
                              t->emb_txt, t->emb_img_g, t->emb_txt_g, scale, b, B, t->rank * b, E);
     /* the sum over ranks of the gradients of this rank's rows; scratch: loss_scratch */
     VLP_TRY(add_reduce_scattered(t, t->demb_img_g, t->loss_scratch, t->demb_img, be, err));
@@ -372,7 +415,9 @@ static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
     return VLP_OK;
 }
 
-static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
+/* Every micro-batch's embeddings into emb_img / emb_txt; the activations of
+ * the last micro-batch stay in the model. */
+static vlp_err encode_all(trainer *t, vlp_error *err) {
     clip_model *m = t->m;
     int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
     int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
@@ -383,6 +428,15 @@ static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
         VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
         memcpy(t->emb_txt + (size_t)k * mb * E, m->ta.emb, sizeof(float) * mb * E);
     }
+    return VLP_OK;
+}
+
+static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
+    int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
+    size_t img = (size_t)3 * S * S;
+    VLP_TRY(encode_all(t, err));
     VLP_TRY(embedding_grads(t, loss, err));
     for (int k = 0; k < K; k++) {
         if (K > 1 && !clip_image_frozen(m)) /* a locked tower needs no activations */
@@ -394,10 +448,113 @@ static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
     return VLP_OK;
 }
 
+/* Captioning: the targets of this process's captions and the number of
+ * targets in the whole batch (all ranks), the caption loss's divisor. */
+static vlp_err caption_denominator(trainer *t, double *denom, vlp_error *err) {
+    int b = t->o.batch / t->world, T = t->m->cfg.text.context_length;
+    double n = (double)caption_targets(t->cap_labels, t->ids, b, T);
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &n, 1, err));
+    VLP_CHECK_ARG(n > 0, err, "no caption of the batch has a token after its start token");
+    *denom = n;
+    return VLP_OK;
+}
+
+/* Micro-batch k's caption loss (added to *loss) after the model's text
+ * (and, with_image, image) forward: PRIOR's weights from the reference, the
+ * decoder, the loss, and the backward into the decoder's parameters; the
+ * towers' gradients are left in m->dcap_txt / m->dcap_img. */
+static vlp_err caption_micro(trainer *t, int k, bool with_image, double denom, float dloss,
+                             float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int mb = t->o.batch / t->world / t->o.accum, T = m->cfg.text.context_length;
+    int V = m->cfg.text.vocab_size, N = mb * T;
+    const int32_t *labels = t->cap_labels + (size_t)k * N;
+    float *w = NULL;
+    if (t->o.prior) {
+        clip_model *r = t->prior_ref;
+        VLP_TRY(clip_text_forward(r, t->ids + (size_t)k * N, mb, err));
+        VLP_TRY(clip_caption_forward(r, false, mb, err));
+        caption_target_logprobs(t->ref_logp, r->da.logits, labels, N, V);
+        w = t->cap_w + (size_t)k * N;
+        prior_weights(w, t->ref_logp, labels, mb, T, t->o.prior_alpha);
+    }
+    VLP_TRY(clip_caption_forward(m, with_image, mb, err));
+    float part;
+    VLP_TRY(caption_loss_forward(&part, m->da.logits, t->cap_rows, m->da.logits, labels, w, N, V,
+                                 denom, err));
+    *loss += part;
+    caption_loss_backward(m->da.logits, m->da.logits, labels, w, dloss, N, V, denom);
+    clip_caption_backward(m, m->da.logits, mb);
+    return VLP_OK;
+}
+
+/* CoCa: the contrastive loss over the whole batch as for CLIP (every
+ * micro-batch encoded first), then each micro-batch's captions through the
+ * decoder, and one backward per tower from both losses' gradients. */
+static vlp_err coca_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int K = t->o.accum, mb = t->o.batch / t->world / K, E = m->cfg.embed_dim;
+    int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
+    size_t img = (size_t)3 * S * S;
+    double denom = 1.0;
+    VLP_TRY(caption_denominator(t, &denom, err));
+    VLP_TRY(encode_all(t, err));
+    float contrastive, caption = 0.0f;
+    VLP_TRY(embedding_grads(t, &contrastive, err));
+    for (int k = 0; k < K; k++) {
+        if (K > 1) { /* the decoder reads the image tokens even of a locked tower */
+            VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+            VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
+        }
+        VLP_TRY(caption_micro(t, k, true, denom, t->o.caption_weight, &caption, err));
+        clip_image_backward_with_tokens(m, t->demb_img + (size_t)k * mb * E, m->dcap_img, mb);
+        clip_text_backward_with_tokens(m, t->demb_txt + (size_t)k * mb * E, m->dcap_txt, mb);
+    }
+    double c = caption; /* each rank's share of the batch's caption loss */
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &c, 1, err));
+    *loss = t->o.clip_weight * contrastive + t->o.caption_weight * (float)c;
+    return VLP_OK;
+}
+
+/* The text-only language model: the text tower and the decoder without
+ * cross-attention on the captions alone. */
+static vlp_err textlm_grads(trainer *t, float *loss, vlp_error *err) {
+    clip_model *m = t->m;
+    int K = t->o.accum, mb = t->o.batch / t->world / K, T = m->cfg.text.context_length;
+    double denom = 1.0;
+    VLP_TRY(caption_denominator(t, &denom, err));
+    float lm = 0.0f;
+    for (int k = 0; k < K; k++) {
+        VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
+        VLP_TRY(caption_micro(t, k, false, denom, 1.0f, &lm, err));
+        clip_text_backward_with_tokens(m, NULL, m->dcap_txt, mb);
+    }
+    double c = lm;
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &c, 1, err));
+    *loss = (float)c;
+    return VLP_OK;
+}
+
+vlp_err trainer_set_prior_ref(trainer *t, clip_model *ref, vlp_error *err) {
+    const clip_config *a = &t->m->cfg, *r = &ref->cfg;
+    VLP_CHECK_ARG(t->o.prior, err, "the run does not use PRIOR weighting");
+    VLP_CHECK_ARG(ref->caption, err, "PRIOR's reference has no text decoder (config multimodal_cfg)");
+    VLP_CHECK_ARG(r->text.vocab_size == a->text.vocab_size &&
+                      r->text.context_length == a->text.context_length,
+                  err, "PRIOR's reference reads %d tokens of a %d-token vocabulary, the model %d of "
+                  "%d: train it on the same tokenizer", r->text.context_length,
+                  r->text.vocab_size, a->text.context_length, a->text.vocab_size);
+    VLP_TRY(clip_reserve(ref, t->o.batch / t->world / t->o.accum, err));
+    t->prior_ref = ref;
+    return VLP_OK;
+}
+
 vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     double t0 = now_s();
     clip_model *m = t->m;
     const train_opts *o = &t->o;
+    VLP_CHECK_ARG(!o->prior || t->prior_ref, err,
+                  "PRIOR weighting needs its reference model (trainer_set_prior_ref)");
     VLP_TRY(t->data->next(t->data->impl, o->batch / t->world, t->images, t->ids, err));
     double t_data = now_s() - t0;
     memset(m->grads, 0, sizeof(float) * m->nfloats);
@@ -408,6 +565,8 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         loss = m->loss;
     } else {
         if (o->objective == VLP_OBJECTIVE_FILIP) VLP_TRY(filip_grads(t, &loss, err));
+        else if (o->objective == VLP_OBJECTIVE_COCA) VLP_TRY(coca_grads(t, &loss, err));
+        else if (o->objective == VLP_OBJECTIVE_TEXTLM) VLP_TRY(textlm_grads(t, &loss, err));
         else VLP_TRY(accumulated_grads(t, &loss, err));
         /* every rank's contribution to every parameter: the batch's gradient
          * (nothing to do in one process) */
@@ -450,6 +609,10 @@ static char *opts_json(const train_opts *o) {
     char seed[32];
     snprintf(seed, sizeof seed, "%" PRIu64, o->seed); /* a string: JSON numbers lose 64-bit ints */
     json_object_set_new(j, "seed", json_string(seed));
+    json_object_set_new(j, "clip_weight", json_real(o->clip_weight));
+    json_object_set_new(j, "caption_weight", json_real(o->caption_weight));
+    json_object_set_new(j, "prior", json_boolean(o->prior));
+    json_object_set_new(j, "prior_alpha", json_real(o->prior_alpha));
     char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(j);
     return s;
@@ -465,11 +628,16 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
     int batch, accum;
     const char *objective = "clip"; /* states written before objectives existed */
     int lock_image = -1;
+    /* absent in states written before captioning: their defaults */
+    double clip_w = 1.0, cap_w = 2.0, alpha = 1.0;
+    int prior = 0;
     int bad = json_unpack_ex(j, &je, JSON_STRICT,
-                             "{s?:s, s?:i, s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s}",
+                             "{s?:s, s?:i, s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s, "
+                             "s?:F, s?:F, s?:b, s?:F}",
                              "objective", &objective, "lock_image", &lock_image, "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
                              "lr", &lr, "beta1", &b1, "beta2", &b2, "eps", &eps, "weight_decay", &wd,
-                             "grad_clip", &clip, "seed", &seed);
+                             "grad_clip", &clip, "seed", &seed, "clip_weight", &clip_w,
+                             "caption_weight", &cap_w, "prior", &prior, "prior_alpha", &alpha);
     vlp_objective obj = VLP_OBJECTIVE_CLIP;
     if (!bad && !vlp_objective_parse(objective, &obj)) {
         json_decref(j);
@@ -478,7 +646,9 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
     if (!bad) {
         *o = (train_opts){.objective = obj, .lock_image = lock_image, .batch = batch, .accum = accum, .steps = (long)steps, .warmup = (long)warmup,
                           .adam = {(float)lr, (float)b1, (float)b2, (float)eps, (float)wd},
-                          .grad_clip = clip, .seed = strtoull(seed, NULL, 10)};
+                          .grad_clip = clip, .seed = strtoull(seed, NULL, 10),
+                          .clip_weight = (float)clip_w, .caption_weight = (float)cap_w,
+                          .prior = prior, .prior_alpha = (float)alpha};
     }
     json_decref(j);
     VLP_CHECK_FORMAT(!bad, err, "%s: training options: %s", what, je.text);
@@ -631,6 +801,13 @@ static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
     VLP_CHECK_ARG(saved.objective == o->objective, err,
                   "%s: the run trains the %s objective, not %s", st_path(sf),
                   vlp_objective_name(saved.objective), vlp_objective_name(o->objective));
+    VLP_CHECK_ARG(saved.prior == o->prior && (!o->prior || saved.prior_alpha == o->prior_alpha) &&
+                      saved.clip_weight == o->clip_weight &&
+                      saved.caption_weight == o->caption_weight,
+                  err, "%s: the run was started %s PRIOR weighting (alpha %g) and loss weights "
+                  "clip %g / caption %g; resume with the same", st_path(sf),
+                  saved.prior ? "with" : "without", saved.prior_alpha, saved.clip_weight,
+                  saved.caption_weight);
     VLP_CHECK_ARG(saved.batch == o->batch && saved.accum == o->accum && saved.seed == o->seed &&
                       saved.warmup == o->warmup && saved.adam.lr == o->adam.lr &&
                       saved.adam.weight_decay == o->adam.weight_decay &&

@@ -37,7 +37,9 @@
 typedef enum vlp_objective {
     VLP_OBJECTIVE_CLIP = 0,   // symmetric InfoNCE (ClipLoss)
     VLP_OBJECTIVE_SIGLIP = 1, // pairwise sigmoid (SigLipLoss); the model needs logit_bias
-    VLP_OBJECTIVE_FILIP = 2,  // token-wise late interaction (Yao et al. 2021); one process
+    VLP_OBJECTIVE_FILIP = 2,  // token-wise late interaction (Yao et al. 2021)
+    VLP_OBJECTIVE_COCA = 3,   // contrastive + captioning (CoCaLoss); the model needs multimodal_cfg
+    VLP_OBJECTIVE_TEXTLM = 4, // the decoder as a text-only LM on the captions (PRIOR's reference)
 } vlp_objective;
 
 const char *vlp_objective_name(vlp_objective o);
@@ -54,6 +56,13 @@ typedef struct train_opts {
     double grad_clip; // max global gradient norm; 0: off
     uint64_t seed;    // initialisation and data order
     int lock_image;   // LiT: -1 off, else the image tower's unlocked groups (0: all locked)
+    /* CoCa: loss = clip_weight · contrastive + caption_weight · caption
+     * (open_clip's defaults 1 and 2) */
+    float clip_weight, caption_weight;
+    /* PRIOR: caption tokens weighted by (1 − p_ref)^prior_alpha from a
+     * text-only reference LM (trainer_set_prior_ref) */
+    bool prior;
+    float prior_alpha;
 } train_opts;
 
 train_opts train_opts_defaults(void);
@@ -90,6 +99,11 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
                        const char *run_dir, vlp_dist *dist, vlp_error *err);
 void trainer_free(trainer *t);
 long trainer_step_count(const trainer *t);
+
+/* PRIOR's reference: a model with a decoder trained as a text-only LM
+ * (objective textlm) on the same tokenizer, owned by the caller; needed
+ * before the first step when opts.prior. Reserves its activations. */
+vlp_err trainer_set_prior_ref(trainer *t, clip_model *ref, vlp_error *err);
 
 /* One optimizer step. */
 vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err);
