@@ -122,6 +122,21 @@ vlp_err vlp_encode_texts(vlp_model *m, const char *const *texts, int n, float *o
  * averaged and renormalised, as CLIP's prompt ensembles → out (C, embed_dim). */
 vlp_err vlp_encode_classes(vlp_model *m, const char *const *classes, int C, const char *const *templates,
                            int nt, float *out, vlp_error *err);
+/* ---- captioning: models with CoCa's text decoder (config multimodal_cfg) ---- */
+bool vlp_model_has_decoder(const vlp_model *m);
+/* Captions of n preprocessed images (n, 3, S, S): texts[i] receives a
+ * malloc'd string (free() it), scores[i] (scores may be NULL) the mean
+ * log-probability of its tokens. beam 1: greedy; else beam search with
+ * length-normalised scores, beam at most the model's batch. */
+vlp_err vlp_caption_images(vlp_model *m, const float *pixels, int n, int beam, char **texts,
+                           float *scores, vlp_error *err);
+/* The captions' negative log-likelihood under the decoder: *nll the sum of
+ * −log p over every token after the start token up to the end token, and
+ * *targets their number (perplexity: exp(nll / targets)). pixels NULL: the
+ * decoder without its image (a text-only LM, PRIOR's reference). */
+vlp_err vlp_caption_nll(vlp_model *m, const float *pixels, const char *const *captions, int n,
+                        double *nll, long *targets, vlp_error *err);
+
 /* The ids the model's tokenizer gives text, padded to ctx as open_clip does. */
 void vlp_tokenize(const vlp_model *m, const char *text, int *ids, int ctx);
 

@@ -71,6 +71,30 @@ static void test_matches_reference(void **state) {
     tokenizer_free(&t);
 }
 
+/* decode(encode(text)) is the cleaned text (lower case, one space between
+ * words), bytes outside ASCII included; start/end/padding decode to nothing */
+static void test_decode_round_trip(void **state) {
+    vlp_tokenizer t = load();
+    const char *cases[][2] = {
+        {"A photo of a CAT", "a photo of a cat"},
+        {"  grinning   face\twith big eyes ", "grinning face with big eyes"},
+        {"caf\xc3\xa9 \xe2\x98\x95 emoji!", "caf\xc3\xa9 \xe2\x98\x95 emoji !"},
+        {"don't stop", "don 't stop"}, /* CLIP's pre-tokenizer splits 't off: open_clip decodes the same */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int32_t ids[32];
+        t.encode(t.impl, cases[i][0], ids, 32);
+        char out[128];
+        size_t n = t.decode(t.impl, ids, 32, out, sizeof out);
+        assert_string_equal(out, cases[i][1]);
+        assert_int_equal(n, strlen(cases[i][1]));
+        char small[5];
+        t.decode(t.impl, ids, 32, small, sizeof small); /* truncated, still terminated */
+        assert_int_equal(strlen(small), 4);
+    }
+    tokenizer_free(&t);
+}
+
 static void test_invalid_utf8_and_truncation(void **state) {
     vlp_tokenizer t = load();
     int32_t ids[CTX];
@@ -192,6 +216,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_invalid_utf8_and_truncation),
+        cmocka_unit_test(test_decode_round_trip),
         cmocka_unit_test(test_bad_merges_files),
         cmocka_unit_test(test_trainer_small_example),
         cmocka_unit_test(test_trainer_on_captions),

@@ -20,7 +20,13 @@ typedef struct eval_set {
     float *img;      // (n, E)
     char **caption;  // (n)
     char **label;    // (n) or NULL
+    /* caption perplexity (models with a decoder): −log p summed over the
+     * captions' tokens, and their count */
+    double nll;
+    long targets;
 } eval_set;
+
+typedef enum caption_mode { CAPTION_OFF, CAPTION_IMAGE, CAPTION_TEXT_ONLY } caption_mode;
 
 static void eval_set_free(eval_set *s) {
     for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->label ? s->label[i] : NULL);
@@ -29,7 +35,7 @@ static void eval_set_free(eval_set *s) {
 
 /* reads the set in file order, embedding the images in batches */
 static int load_set(vlp_model *m, const char *spec, const char *caption_key, const char *label_key, bool white,
-                    eval_set *s) {
+                    caption_mode ppl, eval_set *s) {
     dataset_opts o = dataset_opts_default();
     o.shuffle = false, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
     sample_stream *st;
@@ -71,6 +77,15 @@ static int load_set(vlp_model *m, const char *spec, const char *caption_key, con
         }
         if (nb == B || (done && nb)) {
             if (vlp_encode_images(m, pix, nb, s->img + (size_t)s->n * E, &err) != VLP_OK) { rc = 1; break; }
+            double nll;
+            long nt;
+            if (ppl != CAPTION_OFF &&
+                vlp_caption_nll(m, ppl == CAPTION_IMAGE ? pix : NULL,
+                                (const char *const *)s->caption + s->n, nb, &nll, &nt, &err) != VLP_OK) {
+                rc = 1;
+                break;
+            }
+            if (ppl != CAPTION_OFF) s->nll += nll, s->targets += nt;
             s->n += nb, nb = 0;
             fprintf(stderr, "\rimages %d", s->n);
         }
@@ -166,7 +181,7 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *caption_key = "title", *label_key = NULL, *templates = NULL;
     vlp_model_opts o = vlp_model_opts_default();
-    bool zs = false, rt = false, lp = false, white = false;
+    bool zs = false, rt = false, lp = false, white = false, text_only = false;
     double test_frac = 0.5, l2 = 1e-3;
     long threads = 0, seed = 0;
     int bad = 0;
@@ -180,6 +195,8 @@ int cmd_eval(int argc, char **argv) {
                    "              mean and median rank (similarities computed 256 rows at a time);\n"
                    "  linear probe  L-BFGS logistic regression on the frozen image embeddings, a\n"
                    "              random held-out part as the test set.\n"
+                   "  caption perplexity  models with a text decoder (CoCa): exp of the mean −log p of\n"
+                   "              every caption token given the image, always reported.\n"
                    "Without a task flag: retrieval, plus zero-shot and the probe when --label-key is given.\n"
                    "  -m, --model FILE        weights   -v, --vocab FILE   BPE merges (see vlp embed)\n"
                    "  -d, --data SET          the set\n"
@@ -189,6 +206,8 @@ int cmd_eval(int argc, char **argv) {
                    "      --white-background  composite transparent pixels on white (as training did)\n"
                    "      --templates FILE    one template a line, {} for the class (default \"a photo of a {}.\")\n"
                    "      --probe-test-fraction F  (default 0.5)   --probe-l2 X (default 0.001)\n"
+                   "      --text-only         a model with a decoder: caption perplexity without the\n"
+                   "                          image (a textlm run: PRIOR's reference)\n"
                    "  -s, --seed N            the probe's split (default 0)\n"
                    "  -t, --threads N         threads, 0 = one per core\n");
             return 0;
@@ -200,6 +219,7 @@ int cmd_eval(int argc, char **argv) {
         else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--zeroshot", false, "eval", &bad)) zs = true;
         else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "eval", &bad)) white = true;
+        else if (arg_is(argc, argv, &i, NULL, "--text-only", false, "eval", &bad)) text_only = true;
         else if (arg_is(argc, argv, &i, NULL, "--retrieval", false, "eval", &bad)) rt = true;
         else if (arg_is(argc, argv, &i, NULL, "--linear-probe", false, "eval", &bad)) lp = true;
         else if (arg_is(argc, argv, &i, NULL, "--probe-test-fraction", true, "eval", &bad))
@@ -236,8 +256,16 @@ int cmd_eval(int argc, char **argv) {
     }
     fprintf(stderr, "%s: %s\n", model, vlp_model_describe(m, buf, sizeof buf));
     eval_set s = {0};
-    int rc = load_set(m, data, caption_key, label_key, white, &s);
+    caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
+    int rc = load_set(m, data, caption_key, label_key, white, ppl, &s);
     if (!rc && s.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
+    if (!rc && ppl != CAPTION_OFF && s.targets > 0) {
+        printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.n,
+               s.targets, ppl == CAPTION_IMAGE ? "given the image" : "text only", exp(s.nll / s.targets),
+               s.nll / s.targets);
+        printf("RESULT name=caption ppl=%.4f nll=%.4f tokens=%ld image=%d\n", exp(s.nll / s.targets),
+               s.nll / s.targets, s.targets, ppl == CAPTION_IMAGE);
+    }
     if (!rc && zs) rc = zeroshot(m, &s, tpl, nt);
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);

@@ -8,6 +8,7 @@
 #include "args.h"
 #include "blas_env.h"
 #include "commands.h"
+#include "data/image.h"
 #include "io/npy.h"
 #include "vlp.h"
 
@@ -274,6 +275,73 @@ int cmd_classify(int argc, char **argv) {
     }
     free(img), free(cls), free(copy);
     if (tpl != dflt) free_lines(tpl, nt);
+    vlp_model_free(m);
+    return rc;
+}
+
+int cmd_caption(int argc, char **argv) {
+    model_args a = {.o = vlp_model_opts_default()};
+    long beam = 1;
+    bool white = false;
+    int bad = 0, nimg = 0;
+    char **images = calloc((size_t)argc, sizeof(char *));
+    for (int i = 1; i < argc && !bad; i++) {
+        if (arg_is(argc, argv, &i, "-h", "--help", false, "caption", &bad)) {
+            printf("usage: vlp caption --model FILE [--beam K] [--white-background] IMAGE...\n"
+                   "Captions images with a CoCa model's text decoder (a model trained with\n"
+                   "--objective coca). Prints one line per image: path, mean token log-probability,\n"
+                   "caption (lower case, as the tokenizer saw the training captions).\n"
+                   "  -k, --beam K           beam search with K hypotheses and length-normalised\n"
+                   "                         scores; 1 = greedy (default 1)\n"
+                   "      --white-background composite transparent pixels on white, as training\n"
+                   "                         with --white-background did (default: drop alpha)\n" MODEL_HELP);
+            free(images);
+            return 0;
+        } else if (model_arg(argc, argv, &i, &a, "caption", &bad)) continue;
+        else if (arg_is(argc, argv, &i, "-k", "--beam", true, "caption", &bad))
+            bad = !arg_long("caption", "--beam", argv[++i], 1, 64, &beam);
+        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "caption", &bad)) white = true;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            if (!bad) fprintf(stderr, "vlp caption: unknown option '%s' (try --help)\n", argv[i]);
+            bad = 1;
+        } else images[nimg++] = argv[i];
+    }
+    if (bad || !nimg) {
+        if (!bad) fprintf(stderr, "vlp caption: give at least one image (try --help)\n");
+        free(images);
+        return 2;
+    }
+    if (a.o.batch < beam) a.o.batch = (int)beam; /* the hypotheses run as one batch */
+    vlp_model *m = open_model(&a, "caption");
+    int rc = m ? 0 : 1;
+    vlp_error err = {0};
+    char buf[1024];
+    if (!rc && !vlp_model_has_decoder(m)) {
+        fprintf(stderr, "vlp caption: %s has no text decoder: train one with --objective coca "
+                        "and a config with multimodal_cfg\n", a.model);
+        rc = 1;
+    }
+    int S = m ? vlp_model_image_size(m) : 0;
+    float *pix = rc ? NULL : malloc(sizeof(float) * 3 * (size_t)S * S);
+    image_transform tf = image_transform_default(S, false);
+    image_decode_opts dec = {.composite = white, .background = {255, 255, 255}};
+    for (int i = 0; !rc && i < nimg; i++) {
+        image_u8 im;
+        char *text = NULL;
+        float score = 0;
+        vlp_err e = image_load(images[i], &dec, &im, &err);
+        if (e == VLP_OK) {
+            e = image_transform_apply(&tf, &im, NULL, pix, &err);
+            image_free(&im);
+        }
+        if (e == VLP_OK) e = vlp_caption_images(m, pix, 1, (int)beam, &text, &score, &err);
+        if (e != VLP_OK) {
+            fprintf(stderr, "vlp caption: %s\n", vlp_error_format(&err, buf, sizeof buf));
+            rc = 1;
+        } else printf("%s\t%.3f\t%s\n", images[i], score, text);
+        free(text);
+    }
+    free(pix), free(images);
     vlp_model_free(m);
     return rc;
 }

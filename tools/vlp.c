@@ -21,6 +21,7 @@ static void usage(FILE *fp) {
             "  embed     embed images or texts into a .npy\n"
             "  search    the rows of an embedding index nearest to a text or an image\n"
             "  classify  zero-shot labels of an image\n"
+            "  caption   captions of images (CoCa models: greedy or beam search)\n"
             "  eval      zero-shot, retrieval and linear probe on a labelled set\n"
             "\n"
             "Run 'vlp <command> --help' for a command's options.\n",
@@ -68,6 +69,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(argv[1], "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "caption")) return cmd_caption(argc - 1, argv + 1);
     if (!strcmp(argv[1], "search")) return cmd_search(argc - 1, argv + 1);
     if (!strcmp(argv[1], "classify")) return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 1, argv + 1);

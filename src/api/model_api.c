@@ -3,7 +3,9 @@
 #include "core/parallel.h"
 #include "data/bpe.h"
 #include "data/image.h"
+#include "loss/loss.h"
 #include "model/clip_pretrained.h"
+#include "model/generate.h"
 #include "vlp.h"
 
 #include <math.h>
@@ -181,4 +183,54 @@ vlp_err vlp_encode_classes(vlp_model *v, const char *const *classes, int C, cons
 void vlp_tokenize(const vlp_model *v, const char *text, int *ids, int ctx) {
     _Static_assert(sizeof(int) == sizeof(int32_t), "token ids are int32");
     v->tok.encode(v->tok.impl, text, (int32_t *)ids, ctx);
+}
+
+bool vlp_model_has_decoder(const vlp_model *v) { return v && v->m.caption; }
+
+vlp_err vlp_caption_images(vlp_model *v, const float *pixels, int n, int beam, char **texts,
+                           float *scores, vlp_error *err) {
+    VLP_CHECK_ARG(v && (pixels || n == 0) && (texts || n == 0) && n >= 0, err,
+                  "vlp_caption_images: bad arguments");
+    VLP_CHECK_ARG(v->m.caption, err, "the model has no caption decoder (its config has no multimodal_cfg)");
+    int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
+    int32_t sot = v->m.cfg.text.vocab_size - 2, eot = v->m.cfg.text.vocab_size - 1;
+    size_t img = (size_t)3 * S * S, cap = (size_t)T * 64 + 1;
+    for (int i = 0; i < n; i++) texts[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        float score;
+        VLP_TRY(caption_generate(&v->m, pixels + i * img, beam, sot, eot, v->ids, &score, err));
+        texts[i] = malloc(cap);
+        VLP_CHECK_ALLOC(texts[i], err, cap);
+        v->tok.decode(v->tok.impl, v->ids, T, texts[i], cap);
+        if (scores) scores[i] = score;
+    }
+    return VLP_OK;
+}
+
+vlp_err vlp_caption_nll(vlp_model *v, const float *pixels, const char *const *captions, int n,
+                        double *nll, long *targets, vlp_error *err) {
+    VLP_CHECK_ARG(v && captions && nll && targets && n >= 0, err, "vlp_caption_nll: bad arguments");
+    VLP_CHECK_ARG(v->m.caption, err, "the model has no caption decoder (its config has no multimodal_cfg)");
+    int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
+    int V = v->m.cfg.text.vocab_size, B = v->o.batch;
+    size_t img = (size_t)3 * S * S;
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)B * T);
+    float *rows = malloc(sizeof(float) * (size_t)B * T);
+    vlp_err rc = labels && rows ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "labels");
+    *nll = 0, *targets = 0;
+    for (int i0 = 0; rc == VLP_OK && i0 < n; i0 += B) {
+        int b = n - i0 < B ? n - i0 : B;
+        for (int i = 0; i < b; i++) v->tok.encode(v->tok.impl, captions[i0 + i], v->ids + (size_t)i * T, T);
+        long nt = caption_targets(labels, v->ids, b, T);
+        if (pixels) rc = clip_image_forward(&v->m, pixels + (size_t)i0 * img, b, err);
+        if (rc == VLP_OK) rc = clip_text_forward(&v->m, v->ids, b, err);
+        if (rc == VLP_OK) rc = clip_caption_forward(&v->m, pixels != NULL, b, err);
+        float mean;
+        if (rc == VLP_OK && nt > 0)
+            rc = caption_loss_forward(&mean, v->m.da.logits, rows, v->m.da.logits, labels, NULL, b * T,
+                                      V, (double)nt, err);
+        if (rc == VLP_OK && nt > 0) *nll += (double)mean * nt, *targets += nt;
+    }
+    free(labels), free(rows);
+    return rc;
 }

@@ -16,6 +16,10 @@ typedef struct bpe {
     int32_t sot, eot;
     int32_t byte_id[NBYTES]; // byte → id of its printable symbol
     pretok *pre;
+    /* decoding: id's text at text + text_off[id] .. text_off[id + 1] (bytes,
+     * "</w>" as a space); the start/end tokens decode to nothing */
+    char *text;
+    uint32_t *text_off; // (vocab + 1)
 } bpe;
 
 static uint64_t pair_key(int32_t x, int32_t y) { return (uint64_t)(uint32_t)x << 32 | (uint32_t)y; }
@@ -26,6 +30,7 @@ static void bpe_free(void *impl) {
     str_map_free(&b->strs);
     u64_map_free(&b->pairs);
     pretok_free(b->pre);
+    free(b->text), free(b->text_off);
     free(b);
 }
 
@@ -96,6 +101,65 @@ int bpe_encode_ids(const vlp_tokenizer *t, const char *text, int32_t *ids, int c
     pretok_end(&it);
     free(clean), free(sym);
     return n;
+}
+
+static size_t bpe_decode(const void *impl, const int32_t *ids, int n, char *out, size_t cap) {
+    const bpe *b = impl;
+    size_t len = 0;
+    for (int i = 0; i < n && ids[i] != b->eot; i++) { /* the padding after the end token too */
+        if (ids[i] < 0 || ids[i] >= b->sot) continue;
+        size_t s = b->text_off[ids[i]], e = b->text_off[ids[i] + 1];
+        for (size_t k = s; k < e; k++, len++)
+            if (len + 1 < cap) out[len] = b->text[k];
+    }
+    while (len > 0 && len < cap && out[len - 1] == ' ') len--; /* the last word's </w> */
+    if (cap) out[len < cap ? len : cap - 1] = '\0';
+    return len;
+}
+
+/* A symbol string of the byte alphabet (UTF-8 of bytes_to_unicode's code
+ * points, "</w>" ending a word) as the bytes it stands for; returns the count. */
+static size_t symbol_bytes(const char *sym, size_t n, const uint8_t byte_of_cp[2 * NBYTES], char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 4 && !memcmp(sym + i, "</w>", 4)) {
+            out[k++] = ' ', i += 4;
+            continue;
+        }
+        uint8_t c = (uint8_t)sym[i];
+        int32_t cp = c < 0x80 ? c : c < 0xE0 ? (c & 31) << 6 | (sym[i + 1] & 63) : 0;
+        i += c < 0x80 ? 1 : c < 0xE0 ? 2 : 3;
+        out[k++] = (char)byte_of_cp[cp < 2 * NBYTES ? cp : 0];
+    }
+    return k;
+}
+
+static bool build_decoder(bpe *b, char **lines, int n) {
+    int32_t cp_of_id[NBYTES], id_of_byte[NBYTES];
+    bpe_byte_symbols(cp_of_id, id_of_byte);
+    uint8_t byte_of_cp[2 * NBYTES] = {0};
+    for (int x = 0; x < NBYTES; x++) byte_of_cp[cp_of_id[id_of_byte[x]]] = (uint8_t)x;
+    size_t total = 4 * NBYTES;
+    for (int r = 0; r < n; r++) total += strlen(lines[r]);
+    b->text = malloc(total + 1);
+    int vocab = 2 * NBYTES + n + 2; /* bytes, bytes ending a word, merges, start, end */
+    b->text_off = malloc(sizeof(uint32_t) * ((size_t)vocab + 1));
+    if (!b->text || !b->text_off) return false;
+    size_t k = 0;
+    for (int id = 0; id < 2 * NBYTES; id++) { /* a byte, then the byte ending a word */
+        b->text_off[id] = (uint32_t)k;
+        b->text[k++] = (char)byte_of_cp[cp_of_id[id % NBYTES]];
+        if (id >= NBYTES) b->text[k++] = ' ';
+    }
+    for (int r = 0; r < n; r++) {
+        b->text_off[2 * NBYTES + r] = (uint32_t)k;
+        const char *sp = strchr(lines[r], ' ');
+        if (!sp) continue;
+        k += symbol_bytes(lines[r], (size_t)(sp - lines[r]), byte_of_cp, b->text + k);
+        k += symbol_bytes(sp + 1, strlen(sp + 1), byte_of_cp, b->text + k);
+    }
+    for (int id = 2 * NBYTES + n; id <= vocab; id++) b->text_off[id] = (uint32_t)k;
+    return true;
 }
 
 static void bpe_encode_ctx(const void *impl, const char *text, int32_t *ids, int ctx) {
@@ -217,14 +281,18 @@ vlp_err bpe_load(const char *path, int max_merges, vlp_tokenizer *out, vlp_error
     int n;
     VLP_TRY(read_merges(path, max_merges > 0 ? max_merges : BPE_CLIP_MERGES, &lines, &n, err));
     bpe *b = calloc(1, sizeof *b);
-    vlp_err rc = b ? build_tables(b, lines, n, path, err)
-                   : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "tokenizer");
+    /* the decoder first: build_tables joins the lines' pairs in place */
+    vlp_err rc = !b ? vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "tokenizer")
+                 : !build_decoder(b, lines, n)
+                     ? vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "the tokenizer's decoding table")
+                     : build_tables(b, lines, n, path, err);
     for (int r = 0; r < n; r++) free(lines[r]);
     free(lines);
     if (rc != VLP_OK) {
         bpe_free(b);
         return rc;
     }
-    *out = (vlp_tokenizer){.impl = b, .vocab_size = b->vocab, .encode = bpe_encode_ctx, .free = bpe_free};
+    *out = (vlp_tokenizer){.impl = b, .vocab_size = b->vocab, .encode = bpe_encode_ctx,
+                           .decode = bpe_decode, .free = bpe_free};
     return VLP_OK;
 }

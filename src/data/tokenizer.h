@@ -11,6 +11,10 @@ typedef struct vlp_tokenizer {
     int vocab_size;
     /* Writes exactly ctx ids; over-long text keeps ctx ids, the last one the end token. */
     void (*encode)(const void *impl, const char *text, int32_t *ids, int ctx);
+    /* The text of n ids (start/end tokens and padding skipped), NUL-terminated
+     * in out (cap bytes, truncated); returns the full length. The text is the
+     * cleaned, lower-cased form the encoder saw (open_clip's decode). */
+    size_t (*decode)(const void *impl, const int32_t *ids, int n, char *out, size_t cap);
     void (*free)(void *impl);
 } vlp_tokenizer;
 
