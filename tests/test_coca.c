@@ -12,6 +12,7 @@
 #include "testutil.h"
 #include "model/clip.h"
 #include "loss/loss.h"
+#include "model/generate.h"
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
@@ -171,12 +172,75 @@ static void test_text_lm_matches_pytorch(void **state) {
     close_ref(&r);
 }
 
+/* The generated caption's tokens and score, checked by one forward over the
+ * whole sequence (causal: position t−1's logits see ids[0..t−1] only).
+ * Returns the score recomputed. */
+static double check_caption(coca_ref *r, const float *image, const int32_t *ids, float score,
+                            bool greedy) {
+    clip_model *m = &r->m;
+    vlp_error err = {0};
+    int T = r->T, V = r->V, len = T;
+    for (int t = 1; t < T; t++)
+        if (ids[t] == V - 1) {
+            len = t + 1;
+            break;
+        }
+    assert_int_equal(ids[0], V - 2);
+    for (int t = len; t < T; t++) assert_int_equal(ids[t], 0); /* padding after the end */
+    check(clip_image_forward(m, image, 1, &err), &err);
+    check(clip_text_forward(m, ids, 1, &err), &err);
+    check(clip_caption_forward(m, true, 1, &err), &err);
+    int32_t labels[64];
+    float logp[64];
+    for (int t = 0; t < T; t++) labels[t] = t + 1 < len ? ids[t + 1] : -1;
+    caption_target_logprobs(logp, m->da.logits, labels, T, V);
+    double sum = 0;
+    for (int t = 1; t < len; t++) {
+        sum += logp[t - 1];
+        if (!greedy) continue;
+        const float *x = m->da.logits + (size_t)(t - 1) * V;
+        int arg = -1;
+        for (int j = 0; j < V; j++)
+            if (j != V - 2 && (arg < 0 || x[j] > x[arg])) arg = j;
+        assert_int_equal(ids[t], arg); /* greedy: the most likely token, never the start token */
+    }
+    double mean = sum / (len - 1);
+    assert_true(fabs(mean - score) <= 1e-4 * fabs(mean) + 1e-5);
+    return mean;
+}
+
+static void test_generate(void **state) {
+    coca_ref r;
+    open_ref(&r);
+    vlp_error err = {0};
+    int T = r.T, V = r.V;
+    size_t img = (size_t)3 * r.S * r.S;
+    const float *images = ref_f32(r.f, "images", (size_t)r.B * img);
+    int32_t ids[64];
+    for (int b = 0; b < r.B; b++) {
+        float sg, sb;
+        check(caption_generate(&r.m, images + b * img, 1, V - 2, V - 1, ids, &sg, &err), &err);
+        check_caption(&r, images + b * img, ids, sg, true);
+        check(caption_generate(&r.m, images + b * img, 4, V - 2, V - 1, ids, &sb, &err), &err);
+        check_caption(&r, images + b * img, ids, sb, false);
+        /* on these images beam search finds a caption at least as likely per
+         * token as greedy decoding's (not a theorem: it is here) */
+        assert_true(sb >= sg - 1e-6f);
+    }
+    /* a beam wider than the reserved batch is refused */
+    assert_int_equal(caption_generate(&r.m, images, r.B + 1, V - 2, V - 1, ids, NULL, &err),
+                     VLP_ERR_ARG);
+    (void)T;
+    close_ref(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_caption_targets),
         cmocka_unit_test(test_prior_weights),
         cmocka_unit_test(test_coca_step_matches_pytorch),
         cmocka_unit_test(test_text_lm_matches_pytorch),
+        cmocka_unit_test(test_generate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

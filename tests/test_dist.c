@@ -8,7 +8,8 @@
  * relative, final weights to 1e-5 absolute (they are O(0.01–1); the
  * attention key biases, whose true gradient is 0, carry AdamW-normalised
  * rounding noise of ~1e-6), and the ranks' weights equal to the bit. The
- * same with gradient caching (accum 2) inside each rank, and for SigLIP and FILIP. And: resume of the
+ * same with gradient caching (accum 2) inside each rank, and for SigLIP, FILIP,
+ * CoCa and the text-only LM. And: resume of the
  * job from a checkpoint repeats the uninterrupted job bit for bit; a run
  * trained on 2 ranks refuses to resume on 1. */
 #include <math.h>
@@ -72,6 +73,10 @@ static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, v
                  .heads = 2, .mlp_width = 128},
         .has_logit_bias = o->objective == VLP_OBJECTIVE_SIGLIP, .init_logit_bias = -10.0f,
         .has_logit_scale_init = o->objective == VLP_OBJECTIVE_SIGLIP, .init_logit_scale = 2.302585f};
+    if (o->objective == VLP_OBJECTIVE_COCA || o->objective == VLP_OBJECTIVE_TEXTLM) {
+        cfg.embed_dim = 32; /* the decoder's width: the text tower's and the embedding's */
+        cfg.multimodal = (clip_multimodal_cfg){.width = 32, .heads = 2, .layers = 1, .mlp_width = 128};
+    }
     check(clip_init(&f->m, &cfg, &err), &err);
     clip_init_weights(&f->m, 17);
     image_norm norm = image_norm_openai();
@@ -179,6 +184,14 @@ static void test_filip_two_ranks_with_caching(void **state) {
     job_equals_one_process(2, VLP_OBJECTIVE_FILIP);
 }
 
+/* CoCa: the caption loss's divisor is the whole batch's target count (summed
+ * over the ranks), so ranks equal one process here too; and the text-only LM */
+static void test_coca_two_ranks_with_caching(void **state) {
+    job_equals_one_process(1, VLP_OBJECTIVE_COCA);
+    job_equals_one_process(2, VLP_OBJECTIVE_COCA);
+    job_equals_one_process(2, VLP_OBJECTIVE_TEXTLM);
+}
+
 static void test_resume_same_world(void **state) {
     train_opts o = opts(1);
     float full[2 * STEPS], resumed[STEPS];
@@ -262,6 +275,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_two_ranks_with_gradient_caching),
         cmocka_unit_test(test_siglip_two_ranks_with_caching),
         cmocka_unit_test(test_filip_two_ranks_with_caching),
+        cmocka_unit_test(test_coca_two_ranks_with_caching),
         cmocka_unit_test(test_resume_same_world),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
