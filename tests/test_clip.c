@@ -14,17 +14,7 @@
 #include "train/optim.h"
 
 static clip_config ref_config(const vlpt_file *f, int *batch) {
-    const int32_t *c = ref_i32(f, "config", 15);
-    clip_config cfg = {
-        .embed_dim = c[0],
-        .vision = {.image_size = c[1], .patch_size = c[2], .width = c[3], .layers = c[4],
-                   .heads = c[5], .mlp_width = c[6]},
-        .text = {.context_length = c[7], .vocab_size = c[8], .width = c[9], .layers = c[10],
-                 .heads = c[11], .mlp_width = c[12]},
-        .quick_gelu = c[13],
-    };
-    *batch = c[14];
-    return cfg;
+    return ref_clip_config(f, batch, 0, NULL);
 }
 
 static void check(vlp_err e, const vlp_error *err) {

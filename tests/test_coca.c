@@ -30,17 +30,10 @@ typedef struct coca_ref {
 
 static void open_ref(coca_ref *r) {
     r->f = ref_open("coca_step");
-    const int32_t *c = ref_i32(r->f, "config", 18);
-    clip_config cfg = {
-        .embed_dim = c[0],
-        .vision = {.image_size = c[1], .patch_size = c[2], .width = c[3], .layers = c[4],
-                   .heads = c[5], .mlp_width = c[6]},
-        .text = {.context_length = c[7], .vocab_size = c[8], .width = c[9], .layers = c[10],
-                 .heads = c[11], .mlp_width = c[12]},
-        .quick_gelu = c[13],
-        .multimodal = {.width = c[9], .layers = c[15], .heads = c[16], .mlp_width = c[17]},
-    };
-    r->B = c[14];
+    const int32_t *dec; /* the decoder's layers, heads, MLP width */
+    clip_config cfg = ref_clip_config(r->f, &r->B, 3, &dec);
+    cfg.multimodal = (clip_multimodal_cfg){.width = cfg.text.width, .layers = dec[0],
+                                           .heads = dec[1], .mlp_width = dec[2]};
     vlp_error err = {0};
     check(clip_init(&r->m, &cfg, &err), &err);
     ref_load_weights(&r->m, r->f);

@@ -88,7 +88,8 @@ def resblock(x, p, pre, heads, causal, quick):
     return x + F.linear(h, p[pre + "mlp.c_proj.weight"], p[pre + "mlp.c_proj.bias"])
 
 
-def encode_image(img, p, c):
+def image_tokens(img, p, c):
+    """every token of the image tower after ln_post (B, 1 + patches, width)"""
     x = F.conv2d(img, p["visual.conv1.weight"], stride=c["patch_size"])
     x = x.flatten(2).transpose(1, 2)
     cls = p["visual.class_embedding"].expand(x.shape[0], 1, -1)
@@ -96,16 +97,28 @@ def encode_image(img, p, c):
     x = F.layer_norm(x, (c["v_width"],), p["visual.ln_pre.weight"], p["visual.ln_pre.bias"], 1e-5)
     for i in range(c["v_layers"]):
         x = resblock(x, p, f"visual.transformer.resblocks.{i}.", c["v_heads"], False, c["quick_gelu"])
-    x = F.layer_norm(x, (c["v_width"],), p["visual.ln_post.weight"], p["visual.ln_post.bias"], 1e-5)
-    return x[:, 0] @ p["visual.proj"]
+    return F.layer_norm(x, (c["v_width"],), p["visual.ln_post.weight"], p["visual.ln_post.bias"], 1e-5)
 
 
-def encode_text(ids, p, c):
+def encode_image(img, p, c):
+    return image_tokens(img, p, c)[:, 0] @ p["visual.proj"]
+
+
+def text_blocks(ids, p, c):
+    """the text tower's last block output (B, T, width), before ln_final"""
     x = F.embedding(ids, p["token_embedding.weight"]) + p["positional_embedding"]
     for i in range(c["t_layers"]):
         x = resblock(x, p, f"transformer.resblocks.{i}.", c["t_heads"], True, c["quick_gelu"])
+    return x
+
+
+def pool_text(x, ids, p, c):
     x = F.layer_norm(x, (c["t_width"],), p["ln_final.weight"], p["ln_final.bias"], 1e-5)
     return x[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ p["text_projection"]
+
+
+def encode_text(ids, p, c):
+    return pool_text(text_blocks(ids, p, c), ids, p, c)
 
 
 def clip_loss(img_f, txt_f, logit_scale):

@@ -68,25 +68,14 @@ def cross_block(x, img, p, pre, heads):
 
 def image_tower(img, p, c):
     """pooled features (B, E) and every token projected (B, Tv, E)"""
-    x = F.conv2d(img, p["visual.conv1.weight"], stride=c["patch_size"])
-    x = x.flatten(2).transpose(1, 2)
-    cls = p["visual.class_embedding"].expand(x.shape[0], 1, -1)
-    x = torch.cat([cls, x], dim=1) + p["visual.positional_embedding"]
-    x = F.layer_norm(x, (c["v_width"],), p["visual.ln_pre.weight"], p["visual.ln_pre.bias"], 1e-5)
-    for i in range(c["v_layers"]):
-        x = R.resblock(x, p, f"visual.transformer.resblocks.{i}.", c["v_heads"], False, 0)
-    x = F.layer_norm(x, (c["v_width"],), p["visual.ln_post.weight"], p["visual.ln_post.bias"], 1e-5)
-    toks = x @ p["visual.proj"]
+    toks = R.image_tokens(img, p, c) @ p["visual.proj"]
     return toks[:, 0], toks
 
 
 def text_tower(ids, p, c):
     """pooled features (B, E) and the last block's output (B, T, W), before ln_final"""
-    x = F.embedding(ids, p["token_embedding.weight"]) + p["positional_embedding"]
-    for i in range(c["t_layers"]):
-        x = R.resblock(x, p, f"transformer.resblocks.{i}.", c["t_heads"], True, 0)
-    h = F.layer_norm(x, (c["t_width"],), p["ln_final.weight"], p["ln_final.bias"], 1e-5)
-    return h[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ p["text_projection"], x
+    x = R.text_blocks(ids, p, c)
+    return R.pool_text(x, ids, p, c), x
 
 
 def decoder(x, img, p):

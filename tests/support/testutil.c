@@ -71,6 +71,21 @@ void ref_load_weights(clip_model *m, const vlpt_file *f) {
     }
 }
 
+clip_config ref_clip_config(const vlpt_file *f, int *batch, int extra, const int32_t **extra_out) {
+    const int32_t *c = ref_i32(f, "config", 15 + (size_t)extra);
+    clip_config cfg = {
+        .embed_dim = c[0],
+        .vision = {.image_size = c[1], .patch_size = c[2], .width = c[3], .layers = c[4],
+                   .heads = c[5], .mlp_width = c[6]},
+        .text = {.context_length = c[7], .vocab_size = c[8], .width = c[9], .layers = c[10],
+                 .heads = c[11], .mlp_width = c[12]},
+        .quick_gelu = c[13],
+    };
+    *batch = c[14];
+    if (extra_out) *extra_out = c + 15;
+    return cfg;
+}
+
 void assert_close(const char *what, const float *got, const float *want, size_t n, double atol,
                   double rtol) {
     size_t bad = 0, worst = 0;

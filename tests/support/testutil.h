@@ -33,6 +33,12 @@ float *ref_f32_copy(const vlpt_file *f, const char *name, size_t numel);
  * name, failing the test when one is missing or has another shape. */
 struct clip_model;
 void ref_load_weights(struct clip_model *m, const vlpt_file *f);
+/* The model config the reference scripts store as the int32 tensor
+ * "config": embed_dim, vision (image, patch, width, layers, heads, mlp),
+ * text (context, vocab, width, layers, heads, mlp), quick_gelu, batch (in
+ * *batch), then `extra` more ints (returned in extra_out) */
+#include "model/config.h"
+clip_config ref_clip_config(const vlpt_file *f, int *batch, int extra, const int32_t **extra_out);
 
 /* Fails the test unless |got - want| <= atol + rtol·|want| everywhere; the
  * message names the tensor, the worst index and both values. */
