@@ -227,8 +227,48 @@ static void test_generate(void **state) {
     close_ref(&r);
 }
 
+/* multimodal_cfg: read, checked against the towers, written back */
+static void test_config(void **state) {
+    const char *base = "{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 4, "
+                       "\"width\": 32, \"layers\": 1, \"heads\": 2}, \"text_cfg\": {\"context_length\": 8, "
+                       "\"vocab_size\": 60, \"width\": 32, \"heads\": 2, \"layers\": 1}, "
+                       "\"multimodal_cfg\": {%s}}";
+    char json[1024];
+    clip_config c;
+    vlp_error err = {0};
+    snprintf(json, sizeof json, base, "\"width\": 32, \"heads\": 4, \"layers\": 3, \"mlp_ratio\": 2.0");
+    check(clip_config_parse(json, "t.json", &c, &err), &err);
+    assert_int_equal(c.multimodal.layers, 3);
+    assert_int_equal(c.multimodal.heads, 4);
+    assert_int_equal(c.multimodal.mlp_width, 64);
+    char *back = clip_config_to_json(&c);
+    clip_config c2;
+    check(clip_config_parse(back, "back", &c2, &err), &err);
+    free(back);
+    assert_memory_equal(&c.multimodal, &c2.multimodal, sizeof c.multimodal);
+    snprintf(json, sizeof json, base, "\"width\": 64, \"heads\": 4, \"layers\": 1");
+    assert_int_equal(clip_config_parse(json, "t.json", &c, &err), VLP_ERR_SHAPE);
+    assert_non_null(strstr(err.message, "multimodal_cfg.width 64"));
+    snprintf(json, sizeof json, base, "\"layers\": 1, \"heads\": 2, \"vocab_size\": 61");
+    assert_int_equal(clip_config_parse(json, "t.json", &c, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "vocab_size 61"));
+    snprintf(json, sizeof json, base, "\"layers\": 1, \"heads\": 5");
+    assert_int_equal(clip_config_parse(json, "t.json", &c, &err), VLP_ERR_SHAPE);
+    /* a CLIP config has no decoder; its model refuses the decoder's calls */
+    check(clip_config_load("configs/tiny.json", &c, &err), &err);
+    assert_int_equal(c.multimodal.layers, 0);
+    clip_model m;
+    c.vision.layers = c.text.layers = 1;
+    check(clip_init(&m, &c, &err), &err);
+    check(clip_reserve(&m, 1, &err), &err);
+    assert_int_equal(clip_caption_forward(&m, true, 1, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "multimodal_cfg"));
+    clip_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config),
         cmocka_unit_test(test_caption_targets),
         cmocka_unit_test(test_prior_weights),
         cmocka_unit_test(test_coca_step_matches_pytorch),
