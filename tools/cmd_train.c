@@ -28,6 +28,7 @@
 #include "io/atomic.h"
 #include "model/clip.h"
 #include "model/clip_io.h"
+#include "model/clip_pretrained.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "train/trainer.h"
@@ -539,7 +540,9 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     if (c->o.prior) {
         VLP_CHECK_ARG(c->prior_ref, err,
                       "the run weights captions with PRIOR: give its reference with --prior-ref");
-        VLP_TRY(clip_load(&r->ref, c->prior_ref, err));
+        /* forward passes only: no gradients, one set of block activations */
+        clip_load_opts lo = {.quick_gelu = -1, .inference = true};
+        VLP_TRY(clip_load_pretrained(&r->ref, c->prior_ref, &lo, err));
         VLP_TRY(clip_set_precision(&r->ref, prec, omp_get_max_threads(), err));
         VLP_TRY(trainer_set_prior_ref(r->t, &r->ref, err));
         if (r->rank == 0)

@@ -22,6 +22,7 @@
 #define STATE_FORMAT "vlp-train-state"
 #define STATE_VERSION "1"
 #define PATH_CAP 4096
+#define PRIOR_CHUNK 16 /* captions per forward pass of PRIOR's reference */
 
 struct trainer {
     clip_model *m;
@@ -471,10 +472,16 @@ static vlp_err caption_micro(trainer *t, int k, bool with_image, double denom, f
     const int32_t *labels = t->cap_labels + (size_t)k * N;
     float *w = NULL;
     if (t->o.prior) {
+        /* the reference in chunks of the batch it reserved: its activations
+         * would otherwise cost as much as the model's */
         clip_model *r = t->prior_ref;
-        VLP_TRY(clip_text_forward(r, t->ids + (size_t)k * N, mb, err));
-        VLP_TRY(clip_caption_forward(r, false, mb, err));
-        caption_target_logprobs(t->ref_logp, r->da.logits, labels, N, V);
+        for (int c0 = 0; c0 < mb; c0 += r->batch) {
+            int c = mb - c0 < r->batch ? mb - c0 : r->batch;
+            VLP_TRY(clip_text_forward(r, t->ids + (size_t)k * N + (size_t)c0 * T, c, err));
+            VLP_TRY(clip_caption_forward(r, false, c, err));
+            caption_target_logprobs(t->ref_logp + (size_t)c0 * T, r->da.logits,
+                                    labels + (size_t)c0 * T, c * T, V);
+        }
         w = t->cap_w + (size_t)k * N;
         prior_weights(w, t->ref_logp, labels, mb, T, t->o.prior_alpha);
     }
@@ -544,7 +551,8 @@ vlp_err trainer_set_prior_ref(trainer *t, clip_model *ref, vlp_error *err) {
                   err, "PRIOR's reference reads %d tokens of a %d-token vocabulary, the model %d of "
                   "%d: train it on the same tokenizer", r->text.context_length,
                   r->text.vocab_size, a->text.context_length, a->text.vocab_size);
-    VLP_TRY(clip_reserve(ref, t->o.batch / t->world / t->o.accum, err));
+    int mb = t->o.batch / t->world / t->o.accum;
+    VLP_TRY(clip_reserve(ref, mb < PRIOR_CHUNK ? mb : PRIOR_CHUNK, err));
     t->prior_ref = ref;
     return VLP_OK;
 }
