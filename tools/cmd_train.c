@@ -414,6 +414,12 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
     unlink(path);
     VLP_TRY(clip_config_load(c->config, &r->cfg, err));
+    VLP_CHECK_ARG(r->cfg.multimodal.layers > 0 || (c->o.objective != VLP_OBJECTIVE_COCA &&
+                                                   c->o.objective != VLP_OBJECTIVE_TEXTLM),
+                  err, "%s has no multimodal_cfg: the %s objective trains a text decoder (try "
+                  "configs/tiny-coca.json)", c->config, vlp_objective_name(c->o.objective));
+    VLP_CHECK_ARG(!c->o.prior || c->o.objective == VLP_OBJECTIVE_COCA, err,
+                  "--prior-ref weights CoCa's caption loss: add --objective coca");
     if (c->o.objective == VLP_OBJECTIVE_SIGLIP && !r->cfg.has_logit_bias) {
         /* SigLIP's initialisation (Zhai et al.: t' = ln 10, b = -10) */
         r->cfg.has_logit_bias = true, r->cfg.init_logit_bias = -10.0f;
