@@ -127,7 +127,8 @@ bool vlp_model_has_decoder(const vlp_model *m);
 /* Captions of n preprocessed images (n, 3, S, S): texts[i] receives a
  * malloc'd string (free() it), scores[i] (scores may be NULL) the mean
  * log-probability of its tokens. beam 1: greedy; else beam search with
- * length-normalised scores, beam at most the model's batch. */
+ * length-normalised scores, beam at most the model's batch. On failure
+ * every texts[i] is NULL. */
 vlp_err vlp_caption_images(vlp_model *m, const float *pixels, int n, int beam, char **texts,
                            float *scores, vlp_error *err);
 /* The captions' negative log-likelihood under the decoder: *nll the sum of

@@ -257,6 +257,8 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "%s: %s\n", model, vlp_model_describe(m, buf, sizeof buf));
     eval_set s = {0};
     caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
+    if (text_only && ppl == CAPTION_OFF)
+        fprintf(stderr, "vlp eval: %s has no text decoder; --text-only does not apply\n", model);
     int rc = load_set(m, data, caption_key, label_key, white, ppl, &s);
     if (!rc && s.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
     if (!rc && ppl != CAPTION_OFF && s.targets > 0) {

@@ -57,7 +57,8 @@ typedef struct train_cli {
     const char *precision;      // fp32 | bf16: the blocks' matmuls
     const char *init_image;     // start the image tower from this checkpoint (LiT)
     const char *prior_ref;      // PRIOR's text-only reference LM (a textlm run's checkpoint)
-    bool resume, steps_given;
+    char ref_merges[4096];      // its run's tokenizer, when --vocab is not given
+    bool resume, steps_given, weights_given;
 } train_cli;
 
 static void usage(FILE *fp, const train_cli *d) {
@@ -188,10 +189,10 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
         else if (VAL(NULL, "--init-image")) c->init_image = a;
-        else if (VAL(NULL, "--clip-weight")) bad = !arg_double(cmd, "--clip-weight", a, 0, 1e6, &x), c->o.clip_weight = (float)x;
-        else if (VAL(NULL, "--caption-weight")) bad = !arg_double(cmd, "--caption-weight", a, 0, 1e6, &x), c->o.caption_weight = (float)x;
+        else if (VAL(NULL, "--clip-weight")) bad = !arg_double(cmd, "--clip-weight", a, 0, 1e6, &x), c->o.clip_weight = (float)x, c->weights_given = true;
+        else if (VAL(NULL, "--caption-weight")) bad = !arg_double(cmd, "--caption-weight", a, 0, 1e6, &x), c->o.caption_weight = (float)x, c->weights_given = true;
         else if (VAL(NULL, "--prior-ref")) c->prior_ref = a, c->o.prior = true;
-        else if (VAL(NULL, "--prior-alpha")) bad = !arg_double(cmd, "--prior-alpha", a, 0, 100, &x), c->o.prior_alpha = (float)x;
+        else if (VAL(NULL, "--prior-alpha")) bad = !arg_double(cmd, "--prior-alpha", a, 0, 100, &x), c->o.prior_alpha = (float)x, c->weights_given = true;
         else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
             if (c->o.lock_image < 0) c->o.lock_image = 0;
         } else if (VAL(NULL, "--lock-image-unlocked-groups")) {
@@ -420,6 +421,8 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
                   "configs/tiny-coca.json)", c->config, vlp_objective_name(c->o.objective));
     VLP_CHECK_ARG(!c->o.prior || c->o.objective == VLP_OBJECTIVE_COCA, err,
                   "--prior-ref weights CoCa's caption loss: add --objective coca");
+    VLP_CHECK_ARG(!c->weights_given || c->o.objective == VLP_OBJECTIVE_COCA, err,
+                  "--clip-weight, --caption-weight and --prior-alpha belong to --objective coca");
     if (c->o.objective == VLP_OBJECTIVE_SIGLIP && !r->cfg.has_logit_bias) {
         /* SigLIP's initialisation (Zhai et al.: t' = ln 10, b = -10) */
         r->cfg.has_logit_bias = true, r->cfg.init_logit_bias = -10.0f;
@@ -427,11 +430,11 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
             r->cfg.has_logit_scale_init = true, r->cfg.init_logit_scale = logf(10.0f);
     }
     snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
-    char ref_merges[4096];
     if (!c->vocab && c->prior_ref) { /* PRIOR's reference reads the same token ids */
+        char *ref_merges = c->ref_merges;
         const char *slash = strrchr(c->prior_ref, '/');
         int dir = slash ? (int)(slash - c->prior_ref) : 1;
-        snprintf(ref_merges, sizeof ref_merges, "%.*s/" MERGES_FILE, dir, slash ? c->prior_ref : ".");
+        snprintf(ref_merges, sizeof c->ref_merges, "%.*s/" MERGES_FILE, dir, slash ? c->prior_ref : ".");
         VLP_CHECK_ARG(access(ref_merges, R_OK) == 0, err,
                       "%s: no tokenizer next to the --prior-ref checkpoint; give its merges with "
                       "--vocab", ref_merges);
@@ -579,10 +582,19 @@ static int train_session(train_cli *cp) {
     vlp_error err = {0};
     if (c.resume) {
         long steps = c.o.steps;
-        bool prior = c.o.prior;
+        train_opts given = c.o;
         if (trainer_saved_opts(c.out, &c.o, &err) != VLP_OK) return fail(&err);
-        if (prior && !c.o.prior) {
+        if (given.prior && !c.o.prior) {
             fprintf(stderr, "vlp train: %s was started without PRIOR; --prior-ref does not apply\n", c.out);
+            return 2;
+        }
+        /* the run's options win; a loss weight given again must agree */
+        if (c.weights_given && (given.clip_weight != c.o.clip_weight ||
+                                given.caption_weight != c.o.caption_weight ||
+                                given.prior_alpha != c.o.prior_alpha)) {
+            fprintf(stderr, "vlp train: %s was started with --clip-weight %g --caption-weight %g "
+                            "--prior-alpha %g; a resumed run keeps them\n",
+                    c.out, c.o.clip_weight, c.o.caption_weight, c.o.prior_alpha);
             return 2;
         }
         if (c.steps_given) c.o.steps = steps;

@@ -285,6 +285,7 @@ int cmd_caption(int argc, char **argv) {
     bool white = false;
     int bad = 0, nimg = 0;
     char **images = calloc((size_t)argc, sizeof(char *));
+    if (!images) return 1;
     for (int i = 1; i < argc && !bad; i++) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "caption", &bad)) {
             printf("usage: vlp caption --model FILE [--beam K] [--white-background] IMAGE...\n"
@@ -323,6 +324,7 @@ int cmd_caption(int argc, char **argv) {
     }
     int S = m ? vlp_model_image_size(m) : 0;
     float *pix = rc ? NULL : malloc(sizeof(float) * 3 * (size_t)S * S);
+    if (!rc && !pix) fprintf(stderr, "vlp caption: out of memory\n"), rc = 1;
     image_transform tf = image_transform_default(S, false);
     image_decode_opts dec = {.composite = white, .background = {255, 255, 255}};
     for (int i = 0; !rc && i < nimg; i++) {

@@ -85,13 +85,17 @@ int vlp_model_context_length(const vlp_model *v) { return v->m.cfg.text.context_
 
 const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     const clip_config *c = &v->m.cfg;
-    snprintf(buf, n, "CLIP: embed %d; vision %dpx patch %d width %d x %d layers (%d heads); text ctx %d "
+    int used = snprintf(buf, n, "%s: embed %d; vision %dpx patch %d width %d x %d layers (%d heads); text ctx %d "
                      "vocab %d width %d x %d layers (%d heads); %s; %zu parameters; %s matmuls",
-             c->embed_dim, c->vision.image_size, c->vision.patch_size, c->vision.width, c->vision.layers,
+             c->multimodal.layers ? "CoCa" : "CLIP", c->embed_dim, c->vision.image_size,
+             c->vision.patch_size, c->vision.width, c->vision.layers,
              c->vision.heads, c->text.context_length, c->text.vocab_size, c->text.width, c->text.layers,
              c->text.heads, c->quick_gelu ? "QuickGELU" : "GELU", v->m.nfloats,
              v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
              : v->o.bf16 ? "fp32 (bf16 asked for, but the CPU has no AVX512-BF16)" : "fp32");
+    if (c->multimodal.layers && used > 0 && (size_t)used < n)
+        snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",
+                 c->multimodal.layers, c->multimodal.heads);
     return buf;
 }
 
@@ -196,15 +200,19 @@ vlp_err vlp_caption_images(vlp_model *v, const float *pixels, int n, int beam, c
     int32_t sot = v->m.cfg.text.vocab_size - 2, eot = v->m.cfg.text.vocab_size - 1;
     size_t img = (size_t)3 * S * S, cap = (size_t)T * 64 + 1;
     for (int i = 0; i < n; i++) texts[i] = NULL;
-    for (int i = 0; i < n; i++) {
+    vlp_err rc = VLP_OK;
+    for (int i = 0; rc == VLP_OK && i < n; i++) {
         float score;
-        VLP_TRY(caption_generate(&v->m, pixels + i * img, beam, sot, eot, v->ids, &score, err));
-        texts[i] = malloc(cap);
-        VLP_CHECK_ALLOC(texts[i], err, cap);
+        rc = caption_generate(&v->m, pixels + i * img, beam, sot, eot, v->ids, &score, err);
+        if (rc == VLP_OK && !(texts[i] = malloc(cap)))
+            rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "a caption of %zu bytes", cap);
+        if (rc != VLP_OK) break;
         v->tok.decode(v->tok.impl, v->ids, T, texts[i], cap);
         if (scores) scores[i] = score;
     }
-    return VLP_OK;
+    if (rc != VLP_OK) /* all or nothing: the caller frees nothing on failure */
+        for (int i = 0; i < n; i++) free(texts[i]), texts[i] = NULL;
+    return rc;
 }
 
 vlp_err vlp_caption_nll(vlp_model *v, const float *pixels, const char *const *captions, int n,

@@ -103,17 +103,51 @@ int bpe_encode_ids(const vlp_tokenizer *t, const char *text, int32_t *ids, int c
     return n;
 }
 
+/* The length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid
+ * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
+static int utf8_valid(const uint8_t *s, size_t n) {
+    int len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : s[0] >= 0xE0 && s[0] < 0xF0 ? 3
+            : s[0] >= 0xF0 && s[0] < 0xF5 ? 4 : 0;
+    if (len == 0 || (size_t)len > n) return 0;
+    for (int k = 1; k < len; k++)
+        if ((s[k] & 0xC0) != 0x80) return 0;
+    if (len == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) return 0;
+    if (len == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) return 0;
+    return len;
+}
+
 static size_t bpe_decode(const void *impl, const int32_t *ids, int n, char *out, size_t cap) {
     const bpe *b = impl;
-    size_t len = 0;
+    /* the ids' bytes, then as UTF-8 with each invalid byte replaced by U+FFFD
+     * (open_clip's errors="replace"): byte-level tokens can split a character */
+    size_t raw = 0;
+    for (int i = 0; i < n && ids[i] != b->eot; i++)
+        if (ids[i] >= 0 && ids[i] < b->sot) raw += b->text_off[ids[i] + 1] - b->text_off[ids[i]];
+    uint8_t *bytes = malloc(raw + 1);
+    if (!bytes) {
+        if (cap) out[0] = '\0';
+        return 0;
+    }
+    size_t k = 0;
     for (int i = 0; i < n && ids[i] != b->eot; i++) { /* the padding after the end token too */
         if (ids[i] < 0 || ids[i] >= b->sot) continue;
-        size_t s = b->text_off[ids[i]], e = b->text_off[ids[i] + 1];
-        for (size_t k = s; k < e; k++, len++)
-            if (len + 1 < cap) out[len] = b->text[k];
+        size_t s0 = b->text_off[ids[i]], e = b->text_off[ids[i] + 1];
+        memcpy(bytes + k, b->text + s0, e - s0), k += e - s0;
     }
-    while (len > 0 && len < cap && out[len - 1] == ' ') len--; /* the last word's </w> */
-    if (cap) out[len < cap ? len : cap - 1] = '\0';
+    while (k > 0 && bytes[k - 1] == ' ') k--; /* the last word's </w> */
+    size_t len = 0, written = 0;
+    bool full = false; /* cut at a character boundary; the full length is still counted */
+    for (size_t i = 0; i < k;) {
+        int v = utf8_valid(bytes + i, k - i);
+        const uint8_t *c = v ? bytes + i : (const uint8_t *)"\xEF\xBF\xBD";
+        size_t cl = v ? (size_t)v : 3;
+        if (!full && written + cl < cap) memcpy(out + written, c, cl), written += cl;
+        else full = true;
+        len += cl;
+        i += v ? (size_t)v : 1;
+    }
+    if (cap) out[written] = '\0';
+    free(bytes);
     return len;
 }
 

@@ -38,7 +38,10 @@ vlp_err caption_generate(clip_model *m, const float *image, int beam, int32_t so
         memcpy(m->va.tok_feat + b * tok, m->va.tok_feat, sizeof(float) * tok);
 
     int32_t *ids = calloc((size_t)4 * beam * T, sizeof(int32_t)); // live, next, batch, best
-    cand *cands = malloc(sizeof(cand) * (size_t)beam * beam);
+    /* 2·beam continuations per hypothesis (as HF): finished ones do not
+     * take a live slot, so the live set stays full */
+    int per = 2 * beam;
+    cand *cands = malloc(sizeof(cand) * (size_t)beam * per);
     double *lp = malloc(sizeof(double) * (size_t)V);
     hyp live[beam], next[beam];
     if (!ids || !cands || !lp) {
@@ -68,8 +71,8 @@ vlp_err caption_generate(clip_model *m, const float *image, int beam, int32_t so
             for (int j = 0; j < V; j++) sum += exp((double)(x[j] - mx));
             double lse = mx + log(sum);
             for (int j = 0; j < V; j++) lp[j] = j == sot ? -INFINITY : x[j] - lse;
-            /* this hypothesis's `beam` best continuations */
-            for (int k = 0; k < beam; k++) {
+            /* this hypothesis's best continuations */
+            for (int k = 0; k < per && k < V; k++) {
                 int arg = 0;
                 for (int j = 1; j < V; j++) arg = lp[j] > lp[arg] ? j : arg;
                 cands[nc++] = (cand){live[b].logp + lp[arg], b, arg};
