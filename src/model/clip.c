@@ -1,4 +1,5 @@
 #include "model/clip.h"
+#include "model/arena.h"
 #include "core/parallel.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -9,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALIGN_FLOATS 16 /* 64-byte alignment for every view */
-
-static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
 
 /* ---- parameter table ------------------------------------------------------------- */
 
@@ -165,7 +163,7 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     run_layout(&L);
     m->nparams = L.n;
     m->nfloats = L.off;
-    size_t bytes = round_up(m->nfloats) * sizeof(float);
+    size_t bytes = arena_round_up(m->nfloats) * sizeof(float);
     m->params = calloc((size_t)m->nparams, sizeof *m->params);
     m->weights = aligned_alloc(64, bytes);
     m->grads = with_grads ? aligned_alloc(64, bytes) : NULL;
@@ -336,29 +334,19 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
 
 /* ---- activation arena ------------------------------------------------------------------- */
 
-typedef struct arena {
-    float *base;
-    size_t off;
-} arena;
-
-static float *take(arena *a, size_t n) {
-    float *p = a->base ? a->base + a->off : NULL;
-    a->off += round_up(n);
-    return p;
-}
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
                        size_t stem_floats, bool vision, bool inference, bool tokens) {
     size_t BT = (size_t)B * d->T, W = d->C;
-    t->stem = stem_floats ? take(a, stem_floats) : NULL;
-    t->x0 = vision ? take(a, BT * W) : NULL;
-    t->pre_mean = vision ? take(a, BT) : NULL;
-    t->pre_rstd = vision ? take(a, BT) : NULL;
+    t->stem = stem_floats ? arena_take(a, stem_floats) : NULL;
+    t->x0 = vision ? arena_take(a, BT * W) : NULL;
+    t->pre_mean = vision ? arena_take(a, BT) : NULL;
+    t->pre_rstd = vision ? arena_take(a, BT) : NULL;
     /* training keeps every block's input and activations for the backward;
      * inference needs two alternating block inputs and one set of activations */
     float *shared_x[2] = {NULL, NULL};
     for (int l = 0; l <= layers; l++) {
-        float *x = inference && l >= 2 ? shared_x[l % 2] : take(a, BT * W);
+        float *x = inference && l >= 2 ? shared_x[l % 2] : arena_take(a, BT * W);
         if (l < 2) shared_x[l] = x;
         if (a->base) t->xs[l] = x;
     }
@@ -366,27 +354,27 @@ static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers,
     bd.B = B;
     float *shared_blk = NULL;
     /* one LayerNorm output and one MLP activation per tower: the backward recomputes them */
-    float *ln = take(a, BT * W), *fc_act = take(a, BT * (size_t)d->hidden);
+    float *ln = arena_take(a, BT * W), *fc_act = arena_take(a, BT * (size_t)d->hidden);
     for (int l = 0; l < layers; l++) {
         size_t n = block_acts_bind_shared(&t->blocks[l], NULL, NULL, NULL, &bd);
-        float *blk = inference && l > 0 ? shared_blk : take(a, n);
+        float *blk = inference && l > 0 ? shared_blk : arena_take(a, n);
         if (l == 0) shared_blk = blk;
         if (a->base) block_acts_bind_shared(&t->blocks[l], blk, ln, fc_act, &bd);
     }
-    t->pool_index = (int32_t *)take(a, (size_t)B);
-    t->pooled = take(a, (size_t)B * W);
-    t->pooled_ln = take(a, (size_t)B * W);
-    t->fin_mean = take(a, (size_t)B);
-    t->fin_rstd = take(a, (size_t)B);
-    t->feat = take(a, (size_t)B * E);
-    t->feat_norm = take(a, (size_t)B);
-    t->emb = take(a, (size_t)B * E);
-    t->tok_ln = tokens ? take(a, BT * W) : NULL;
-    t->tok_mean = tokens ? take(a, BT) : NULL;
-    t->tok_rstd = tokens ? take(a, BT) : NULL;
-    t->tok_feat = tokens ? take(a, BT * E) : NULL;
-    t->tok_norm = tokens ? take(a, BT) : NULL;
-    t->tok_emb = tokens ? take(a, BT * E) : NULL;
+    t->pool_index = (int32_t *)arena_take(a, (size_t)B);
+    t->pooled = arena_take(a, (size_t)B * W);
+    t->pooled_ln = arena_take(a, (size_t)B * W);
+    t->fin_mean = arena_take(a, (size_t)B);
+    t->fin_rstd = arena_take(a, (size_t)B);
+    t->feat = arena_take(a, (size_t)B * E);
+    t->feat_norm = arena_take(a, (size_t)B);
+    t->emb = arena_take(a, (size_t)B * E);
+    t->tok_ln = tokens ? arena_take(a, BT * W) : NULL;
+    t->tok_mean = tokens ? arena_take(a, BT) : NULL;
+    t->tok_rstd = tokens ? arena_take(a, BT) : NULL;
+    t->tok_feat = tokens ? arena_take(a, BT * E) : NULL;
+    t->tok_norm = tokens ? arena_take(a, BT) : NULL;
+    t->tok_emb = tokens ? arena_take(a, BT * E) : NULL;
 }
 
 static size_t tower_scratch(const block_dims *d, int B, int E, bool tokens) {
@@ -395,9 +383,9 @@ static size_t tower_scratch(const block_dims *d, int B, int E, bool tokens) {
     size_t BT = (size_t)B * d->T, W = d->C;
     /* dfeat, dpooled_ln, dpooled, two (B,T,W) gradient buffers, block scratch;
      * with the token head also its dfeat (B·T, E) and dln (B·T, W) */
-    return round_up((size_t)B * E) + 2 * round_up((size_t)B * W) + 2 * round_up(BT * W) +
-           round_up(block_scratch_floats(&bd)) +
-           (tokens ? round_up(BT * E) + round_up(BT * W) : 0);
+    return arena_round_up((size_t)B * E) + 2 * arena_round_up((size_t)B * W) + 2 * arena_round_up(BT * W) +
+           arena_round_up(block_scratch_floats(&bd)) +
+           (tokens ? arena_round_up(BT * E) + arena_round_up(BT * W) : 0);
 }
 
 /* The text ids are kept for the embedding backward: int32 in float-sized slots. */
@@ -410,10 +398,10 @@ static void bind_all(clip_model *m, arena *a, int B) {
                m->inference, m->token_head || m->caption);
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
                m->inference, m->token_head);
-    m->probs_i2t = take(a, (size_t)B * B);
-    m->probs_t2i = take(a, (size_t)B * B);
-    m->demb_img = take(a, (size_t)B * E);
-    m->demb_txt = take(a, (size_t)B * E);
+    m->probs_i2t = arena_take(a, (size_t)B * B);
+    m->probs_t2i = arena_take(a, (size_t)B * B);
+    m->demb_img = arena_take(a, (size_t)B * E);
+    m->demb_txt = arena_take(a, (size_t)B * E);
     size_t s = tower_scratch(&m->vdims, B, E, m->token_head || m->caption);
     size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
     if (st > s) s = st;
@@ -423,14 +411,14 @@ static void bind_all(clip_model *m, arena *a, int B) {
     if (loss > s) s = loss;
     if (m->caption) {
         size_t n = decoder_acts_bind(&m->da, NULL, &m->ddims, B);
-        float *dec = take(a, n);
+        float *dec = arena_take(a, n);
         if (a->base) decoder_acts_bind(&m->da, dec, &m->ddims, B);
-        m->dcap_img = take(a, (size_t)B * m->vdims.T * E);
-        m->dcap_txt = take(a, (size_t)B * m->tdims.T * m->tdims.C);
+        m->dcap_img = arena_take(a, (size_t)B * m->vdims.T * E);
+        m->dcap_txt = arena_take(a, (size_t)B * m->tdims.T * m->tdims.C);
         size_t ds = decoder_scratch_floats(&m->ddims, B);
         if (ds > s) s = ds;
     }
-    m->scratch = take(a, s);
+    m->scratch = arena_take(a, s);
 }
 
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
@@ -507,11 +495,11 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
                              int stop, int B, int E) {
     size_t W = d->C, BT = (size_t)B * d->T;
     float *dfeat = scratch;
-    float *dpooled_ln = dfeat + round_up((size_t)B * E);
-    float *dpooled = dpooled_ln + round_up((size_t)B * W);
-    float *dx = dpooled + round_up((size_t)B * W);
-    float *dy = dx + round_up(BT * W);
-    float *bscratch = dy + round_up(BT * W);
+    float *dpooled_ln = dfeat + arena_round_up((size_t)B * E);
+    float *dpooled = dpooled_ln + arena_round_up((size_t)B * W);
+    float *dx = dpooled + arena_round_up((size_t)B * W);
+    float *dy = dx + arena_round_up(BT * W);
+    float *bscratch = dy + arena_round_up(BT * W);
     if (dx_last) memcpy(dx, dx_last, sizeof(float) * BT * W); /* the decoder's, CoCa */
     else memset(dx, 0, sizeof(float) * BT * W);
     if (demb) { /* the pooled embedding's head */
@@ -527,8 +515,8 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
     if (dtok || dtok_feat) { /* every token's head (FILIP, CoCa); after the block scratch */
         block_dims sd = *d;
         sd.B = B;
-        float *dtfeat = bscratch + round_up(block_scratch_floats(&sd));
-        float *dtln = dtfeat + round_up(BT * E);
+        float *dtfeat = bscratch + arena_round_up(block_scratch_floats(&sd));
+        float *dtln = dtfeat + arena_round_up(BT * E);
         if (dtok_feat) memcpy(dtfeat, dtok_feat, sizeof(float) * BT * E);
         else memset(dtfeat, 0, sizeof(float) * BT * E);
         memset(dtln, 0, sizeof(float) * BT * W);

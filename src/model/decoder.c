@@ -1,35 +1,29 @@
 #include "model/decoder.h"
 #include "core/error.h"
+#include "model/arena.h"
 
 #include <string.h>
 
-#define ALIGN_FLOATS 16
-static size_t up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
-
-static float *take(float *base, size_t *off, size_t n) {
-    float *p = base ? base + *off : NULL;
-    *off += up(n);
-    return p;
-}
 
 size_t decoder_acts_bind(decoder_acts *a, float *base, const decoder_dims *d, int B) {
     block_dims sd = d->self, cd = d->cross;
     sd.B = cd.B = B;
-    size_t N = (size_t)B * sd.T, C = sd.C, off = 0;
+    size_t N = (size_t)B * sd.T, C = sd.C;
+    arena ar = {base, 0};
     for (int l = 0; l < d->layers; l++) {
-        float *o1 = take(base, &off, N * C), *o2 = take(base, &off, N * C);
-        float *s = take(base, &off, block_acts_bind(&a->self[l], NULL, &sd));
-        float *x = take(base, &off, cross_acts_bind(&a->cross[l], NULL, &cd, d->Tk));
+        float *o1 = arena_take(&ar, N * C), *o2 = arena_take(&ar, N * C);
+        float *s = arena_take(&ar, block_acts_bind(&a->self[l], NULL, &sd));
+        float *x = arena_take(&ar, cross_acts_bind(&a->cross[l], NULL, &cd, d->Tk));
         if (!base) continue;
         a->out[2 * l] = o1, a->out[2 * l + 1] = o2;
         block_acts_bind(&a->self[l], s, &sd);
         cross_acts_bind(&a->cross[l], x, &cd, d->Tk);
     }
-    a->lnf = take(base, &off, N * C);
-    a->lnf_mean = take(base, &off, N);
-    a->lnf_rstd = take(base, &off, N);
-    a->logits = take(base, &off, N * (size_t)d->V);
-    return off;
+    a->lnf = arena_take(&ar, N * C);
+    a->lnf_mean = arena_take(&ar, N);
+    a->lnf_rstd = arena_take(&ar, N);
+    a->logits = arena_take(&ar, N * (size_t)d->V);
+    return ar.off;
 }
 
 size_t decoder_scratch_floats(const decoder_dims *d, int B) {
@@ -37,7 +31,7 @@ size_t decoder_scratch_floats(const decoder_dims *d, int B) {
     sd.B = cd.B = B;
     size_t N = (size_t)B * sd.T, s = block_scratch_floats(&sd), c = cross_scratch_floats(&cd, d->Tk);
     /* two (B,T,C) gradients in turn and the final LN's input gradient, then a block's own */
-    return 3 * up(N * sd.C) + up(s > c ? s : c);
+    return 3 * arena_round_up(N * sd.C) + arena_round_up(s > c ? s : c);
 }
 
 vlp_err decoder_forward(decoder_acts *a, const float *txt, const float *img, const decoder_views *w,
@@ -70,7 +64,8 @@ void decoder_backward(float *dtxt, float *dimg, decoder_views *g, const float *d
     sd.B = cd.B = B;
     int N = B * sd.T, C = sd.C, L = d->layers;
     size_t NC = (size_t)N * C;
-    float *dx = scratch, *dy = dx + up(NC), *dln = dy + up(NC), *bscratch = dln + up(NC);
+    float *dx = scratch, *dy = dx + arena_round_up(NC);         // (N, C) each, in turn
+    float *dln = dy + arena_round_up(NC), *bscratch = dln + arena_round_up(NC);
     const float *last = a->img ? a->out[2 * L - 1] : a->out[2 * L - 2]; /* layers >= 1 */
     memset(dln, 0, sizeof(float) * NC);
     proj_backward(dln, g->text_projection, dlogits, a->lnf, w->text_projection, N, C, d->V);
