@@ -334,6 +334,8 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
 
 /* ---- activation arena ------------------------------------------------------------------- */
 
+/* Every image token through the head: FILIP's loss and CoCa's decoder read them. */
+static bool image_token_head(const clip_model *m) { return m->token_head || m->caption; }
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
                        size_t stem_floats, bool vision, bool inference, bool tokens) {
@@ -395,14 +397,14 @@ static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
     int NP = m->vdims.T - 1;
     bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
-               m->inference, m->token_head || m->caption);
+               m->inference, image_token_head(m));
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
                m->inference, m->token_head);
     m->probs_i2t = arena_take(a, (size_t)B * B);
     m->probs_t2i = arena_take(a, (size_t)B * B);
     m->demb_img = arena_take(a, (size_t)B * E);
     m->demb_txt = arena_take(a, (size_t)B * E);
-    size_t s = tower_scratch(&m->vdims, B, E, m->token_head || m->caption);
+    size_t s = tower_scratch(&m->vdims, B, E, image_token_head(m));
     size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
     if (st > s) s = st;
     size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */

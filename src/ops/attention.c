@@ -49,9 +49,11 @@ vlp_err attention_forward(const vlp_matmul *mm, float *out, float *att, const fl
                                   C, NH, causal, err);
 }
 
-size_t attention_scratch_floats(int B, int T, int NH) { return (size_t)B * NH * T * T; }
 size_t attention_core_scratch_floats(int B, int Tq, int Tk, int NH) {
     return (size_t)B * NH * Tq * Tk;
+}
+size_t attention_scratch_floats(int B, int T, int NH) {
+    return attention_core_scratch_floats(B, T, T, NH);
 }
 
 void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
