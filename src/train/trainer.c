@@ -58,8 +58,8 @@ struct trainer {
      * process's b captions, each micro-batch's per-row losses; PRIOR's
      * reference model and its log-probabilities */
     int32_t *cap_labels;            // (b, T)
-    float *cap_w;                   // (b, T) PRIOR's weights, NULL: plain
-    float *cap_rows, *ref_logp;     // (b/accum · T)
+    float *cap_w;                   // (b/accum, T) PRIOR's weights, NULL: plain
+    float *cap_rows, *ref_logp;     // (b/accum, T)
     clip_model *prior_ref;
 };
 
@@ -197,7 +197,10 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     t->images = malloc(sizeof(float) * (size_t)b * 3 * S * S);
     t->ids = malloc(sizeof(int32_t) * (size_t)b * T);
     bool ok = t->dir && t->exp_avg && t->exp_avg_sq && t->images && t->ids;
-    if (ok && (o->accum > 1 || W > 1 || o->objective != VLP_OBJECTIVE_CLIP)) {
+    /* the whole batch's embeddings, for a contrastive loss outside clip_forward
+     * (the text-only LM has none) */
+    bool contrastive = o->objective != VLP_OBJECTIVE_TEXTLM;
+    if (ok && contrastive && (o->accum > 1 || W > 1 || o->objective != VLP_OBJECTIVE_CLIP)) {
         t->emb_img = malloc(sizeof(float) * be), t->emb_txt = malloc(sizeof(float) * be);
         t->demb_img = malloc(sizeof(float) * be), t->demb_txt = malloc(sizeof(float) * be);
         /* one process: the (B, B) probabilities; a rank: its (b, B) rows */
@@ -207,7 +210,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
         ok = t->emb_img && t->emb_txt && t->demb_img && t->demb_txt && t->probs_i2t &&
              t->probs_t2i && t->loss_scratch;
     }
-    if (ok && W > 1) {
+    if (ok && contrastive && W > 1) {
         t->emb_img_g = malloc(sizeof(float) * Be), t->emb_txt_g = malloc(sizeof(float) * Be);
         t->demb_img_g = malloc(sizeof(float) * Be), t->demb_txt_g = malloc(sizeof(float) * Be);
         ok = t->emb_img_g && t->emb_txt_g && t->demb_img_g && t->demb_txt_g;
@@ -234,13 +237,14 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
                  t->filip_dsT;
         }
     }
-    if (ok && captions) {
+    if (ok && captions) { /* targets for the whole share, the rest per micro-batch */
+        size_t mbt = (size_t)(b / o->accum) * T;
         t->cap_labels = malloc(sizeof(int32_t) * (size_t)b * T);
-        t->cap_rows = malloc(sizeof(float) * (size_t)b * T);
+        t->cap_rows = malloc(sizeof(float) * mbt);
         ok = t->cap_labels && t->cap_rows;
         if (ok && o->prior) {
-            t->cap_w = malloc(sizeof(float) * (size_t)b * T);
-            t->ref_logp = malloc(sizeof(float) * (size_t)b * T);
+            t->cap_w = malloc(sizeof(float) * mbt);
+            t->ref_logp = malloc(sizeof(float) * mbt);
             ok = t->cap_w && t->ref_logp;
         }
     }
@@ -482,7 +486,7 @@ static vlp_err caption_micro(trainer *t, int k, bool with_image, double denom, f
             caption_target_logprobs(t->ref_logp + (size_t)c0 * T, r->da.logits,
                                     labels + (size_t)c0 * T, c * T, V);
         }
-        w = t->cap_w + (size_t)k * N;
+        w = t->cap_w;
         prior_weights(w, t->ref_logp, labels, mb, T, t->o.prior_alpha);
     }
     VLP_TRY(clip_caption_forward(m, with_image, mb, err));
