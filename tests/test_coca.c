@@ -206,7 +206,7 @@ static void test_generate(void **state) {
     coca_ref r;
     open_ref(&r);
     vlp_error err = {0};
-    int T = r.T, V = r.V;
+    int V = r.V;
     size_t img = (size_t)3 * r.S * r.S;
     const float *images = ref_f32(r.f, "images", (size_t)r.B * img);
     int32_t ids[64];
@@ -223,7 +223,6 @@ static void test_generate(void **state) {
     /* a beam wider than the reserved batch is refused */
     assert_int_equal(caption_generate(&r.m, images, r.B + 1, V - 2, V - 1, ids, NULL, &err),
                      VLP_ERR_ARG);
-    (void)T;
     close_ref(&r);
 }
 

@@ -94,14 +94,6 @@ static void fixture_free(fixture *f) {
     clip_free(&f->m);
 }
 
-static void run_steps(fixture *f, int n, float *losses) {
-    vlp_error err = {0};
-    for (int i = 0; i < n; i++) {
-        train_step_info info;
-        check(trainer_step(f->t, &info, &err), &err);
-        if (losses) losses[i] = info.loss;
-    }
-}
 
 /* a directory every rank of the job uses: rank 0 makes it */
 static char *shared_dir(void) {
@@ -147,12 +139,12 @@ static void job_equals_one_process(int accum, vlp_objective objective) {
     assert_non_null(mkdtemp(single));
     fixture a;
     fixture_init(&a, &o, single, NULL);
-    run_steps(&a, STEPS, one);
+    train_steps(a.t, STEPS, one);
 
     char *dir = shared_dir();
     fixture b;
     fixture_init(&b, &o, dir, g_dist);
-    run_steps(&b, STEPS, job);
+    train_steps(b.t, STEPS, job);
     for (int i = 0; i < STEPS; i++)
         if (!(fabsf(job[i] - one[i]) <= 1e-5f * fabsf(one[i])))
             fail_msg("%s, accum %d, step %d: loss %.8g on 2 ranks, %.8g in one process",
@@ -198,20 +190,20 @@ static void test_resume_same_world(void **state) {
     char *d1 = shared_dir(), *d2 = shared_dir();
     fixture a;
     fixture_init(&a, &o, d1, g_dist);
-    run_steps(&a, 2 * STEPS, full);
+    train_steps(a.t, 2 * STEPS, full);
 
     vlp_error err = {0};
     fixture b;
     fixture_init(&b, &o, d2, g_dist);
-    run_steps(&b, STEPS, NULL);
+    train_steps(b.t, STEPS, NULL);
     check(trainer_save(b.t, 2, NULL, 0, &err), &err);
-    run_steps(&b, 2, NULL); /* lost: the job dies here */
+    train_steps(b.t, 2, NULL); /* lost: the job dies here */
     fixture_free(&b);
     fixture c;
     fixture_init(&c, &o, d2, g_dist);
     check(trainer_resume(c.t, &err), &err);
     assert_int_equal(trainer_step_count(c.t), STEPS);
-    run_steps(&c, STEPS, resumed);
+    train_steps(c.t, STEPS, resumed);
     assert_memory_equal(resumed, full + STEPS, sizeof resumed);
     assert_memory_equal(c.m.weights, a.m.weights, sizeof(float) * a.m.nfloats);
     /* a 2-rank run does not resume in one process */

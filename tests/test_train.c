@@ -102,14 +102,6 @@ static void remove_dir(char *d) {
     free(d);
 }
 
-static void run_steps(fixture *f, int n, float *losses) {
-    vlp_error err = {0};
-    for (int i = 0; i < n; i++) {
-        train_step_info info;
-        check(trainer_step(f->t, &info, &err), &err);
-        if (losses) losses[i] = info.loss;
-    }
-}
 
 /* ---- checkpoints ---------------------------------------------------------------------- */
 
@@ -225,19 +217,19 @@ static void test_resume_is_bit_exact(void **state) {
     fixture a, b;
     float la[N], lb[N];
     fixture_init(&a, &o, o.seed, d1, 32);
-    run_steps(&a, N, la);
+    train_steps(a.t, N, la);
 
     fixture_init(&b, &o, o.seed, d2, 32);
-    run_steps(&b, K, lb);
+    train_steps(b.t, K, lb);
     vlp_error err = {0};
     check(trainer_save(b.t, 2, NULL, 0, &err), &err);
-    run_steps(&b, 2, NULL); /* work after the checkpoint that the "crash" loses */
+    train_steps(b.t, 2, NULL); /* work after the checkpoint that the "crash" loses */
     fixture_free(&b);
 
     fixture_init(&b, &o, 999 /* overwritten by the checkpoint */, d2, 32);
     check(trainer_resume(b.t, &err), &err);
     assert_int_equal(trainer_step_count(b.t), K);
-    run_steps(&b, N - K, lb + K);
+    train_steps(b.t, N - K, lb + K);
     assert_memory_equal(la + K, lb + K, sizeof(float) * (N - K));
     assert_memory_equal(a.m.weights, b.m.weights, sizeof(float) * a.m.nfloats);
     /* and the losses really changed: the test would notice a frozen model */
@@ -278,7 +270,7 @@ static void test_resume_drops_later_metrics(void **state) {
     vlp_error err = {0};
     char line[64];
     for (int s = 1; s <= 5; s++) {
-        run_steps(&f, 1, NULL);
+        train_steps(f.t, 1, NULL);
         snprintf(line, sizeof line, "{\"step\":%d,\"loss\":1}", s);
         check(trainer_log(f.t, line, &err), &err);
         if (s == 3) check(trainer_save(f.t, 2, NULL, 0, &err), &err);
@@ -466,7 +458,7 @@ static void test_kill_during_checkpoint_write(void **state) {
         assert_non_null(mkdtemp(ref_dir));
         fixture r;
         fixture_init(&r, &o, o.seed, ref_dir, WRITER_WIDTH);
-        run_steps(&r, (int)k, NULL);
+        train_steps(r.t, (int)k, NULL);
         assert_memory_equal(r.m.weights, f.m.weights, sizeof(float) * f.m.nfloats);
         fixture_free(&r), fixture_free(&f);
         remove_dir(strdup(ref_dir));
@@ -493,8 +485,8 @@ static void test_locked_image_tower(void **state) {
     fixture_init(&all, &o, 3, d3, 32);
     float *w0 = malloc(sizeof(float) * all.m.nfloats);
     memcpy(w0, all.m.weights, sizeof(float) * all.m.nfloats);
-    run_steps(&full, 1, NULL);
-    run_steps(&top, 1, NULL);
+    train_steps(full.t, 1, NULL);
+    train_steps(top.t, 1, NULL);
     int unlocked = 0, locked = 0;
     for (int i = 0; i < top.m.nparams; i++) {
         const vlp_param *p = &top.m.params[i];
@@ -511,7 +503,7 @@ static void test_locked_image_tower(void **state) {
     /* head: ln_post w/b + proj; block: 12 tensors */
     assert_int_equal(unlocked, 3 + 12);
     assert_true(locked > 0);
-    run_steps(&all, 3, NULL);
+    train_steps(all.t, 3, NULL);
     for (int i = 0; i < all.m.nparams; i++) {
         const vlp_param *p = &all.m.params[i];
         bool vis = !strncmp(p->name, "visual.", 7);

@@ -1,5 +1,6 @@
 #include "testutil.h"
 #include "model/clip.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,6 +69,18 @@ void ref_load_weights(clip_model *m, const vlpt_file *f) {
             fail_msg("%s", vlp_error_format(&err, buf, sizeof buf));
         }
         memcpy(m->weights + p->offset, t->data, p->numel * sizeof(float));
+    }
+}
+
+void train_steps(trainer *t, int n, float *losses) {
+    vlp_error err = {0};
+    for (int i = 0; i < n; i++) {
+        train_step_info info;
+        if (trainer_step(t, &info, &err) != VLP_OK) {
+            char buf[600];
+            fail_msg("step %d: %s", i + 1, vlp_error_format(&err, buf, sizeof buf));
+        }
+        if (losses) losses[i] = info.loss;
     }
 }
 

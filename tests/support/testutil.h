@@ -40,6 +40,10 @@ void ref_load_weights(struct clip_model *m, const vlpt_file *f);
 #include "model/config.h"
 clip_config ref_clip_config(const vlpt_file *f, int *batch, int extra, const int32_t **extra_out);
 
+/* n optimizer steps, failing the test on an error; losses (n) may be NULL. */
+struct trainer;
+void train_steps(struct trainer *t, int n, float *losses);
+
 /* Fails the test unless |got - want| <= atol + rtol·|want| everywhere; the
  * message names the tensor, the worst index and both values. */
 void assert_close(const char *what, const float *got, const float *want, size_t n, double atol,
