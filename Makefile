@@ -115,6 +115,7 @@ ref:
 	/usr/bin/python3 tests/ref/make_api_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_objectives_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_coca_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_mae_ref.py tests/ref
 
 # Load a checkpoint into the open_clip-structured PyTorch module:
 #   make check-checkpoint CKPT=runs/emoji/latest.safetensors

@@ -77,6 +77,8 @@ static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, v
         cfg.embed_dim = 32; /* the decoder's width: the text tower's and the embedding's */
         cfg.multimodal = (clip_multimodal_cfg){.width = 32, .heads = 2, .layers = 1, .mlp_width = 128};
     }
+    if (o->objective == VLP_OBJECTIVE_MAE || o->objective == VLP_OBJECTIVE_CLIP_MAE)
+        cfg.mae = (clip_mae_cfg){.width = 16, .heads = 2, .layers = 1, .mlp_width = 32};
     check(clip_init(&f->m, &cfg, &err), &err);
     clip_init_weights(&f->m, 17);
     image_norm norm = image_norm_openai();
@@ -184,6 +186,14 @@ static void test_coca_two_ranks_with_caching(void **state) {
     job_equals_one_process(2, VLP_OBJECTIVE_TEXTLM);
 }
 
+/* MAE: each sample's mask is a function of its place in the whole batch and
+ * the loss's divisor the whole batch's masked patches */
+static void test_mae_two_ranks_with_caching(void **state) {
+    job_equals_one_process(2, VLP_OBJECTIVE_MAE);
+    job_equals_one_process(1, VLP_OBJECTIVE_CLIP_MAE);
+    job_equals_one_process(2, VLP_OBJECTIVE_CLIP_MAE);
+}
+
 static void test_resume_same_world(void **state) {
     train_opts o = opts(1);
     float full[2 * STEPS], resumed[STEPS];
@@ -268,6 +278,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_siglip_two_ranks_with_caching),
         cmocka_unit_test(test_filip_two_ranks_with_caching),
         cmocka_unit_test(test_coca_two_ranks_with_caching),
+        cmocka_unit_test(test_mae_two_ranks_with_caching),
         cmocka_unit_test(test_resume_same_world),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

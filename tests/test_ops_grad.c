@@ -196,26 +196,38 @@ static void test_patch_embed(void **state) {
     free(c.dimg), free(c.dw);
 }
 
-typedef struct { int B, NP, W; float *inp, *cls, *pos, *out, *dout, *dinp, *dcls, *dpos; } clspos_ctx;
+typedef struct { int B, NP, NK, W; const int32_t *keep; float *inp, *cls, *pos, *out, *dout, *dinp, *dcls, *dpos; } clspos_ctx;
 static void clspos_fw(void *p) {
     clspos_ctx *c = p;
-    cls_pos_forward(c->out, c->inp, c->cls, c->pos, c->B, c->NP, c->W);
+    cls_pos_forward(c->out, c->inp, c->cls, c->pos, c->keep, c->B, c->NP, c->NK, c->W);
 }
 static void clspos_bw(void *p) {
     clspos_ctx *c = p;
-    cls_pos_backward(c->dinp, c->dcls, c->dpos, c->dout, c->B, c->NP, c->W);
+    cls_pos_backward(c->dinp, c->dcls, c->dpos, c->dout, c->keep, c->B, c->NP, c->NK, c->W);
 }
-static void test_cls_pos(void **state) {
-    clspos_ctx c = {.B = 3, .NP = 5, .W = 7};
-    size_t T = c.NP + 1;
+/* keep NULL: every patch; else MAE's visible patches only (masked patches
+ * and their positions get no gradient, checked by the finite differences) */
+static void check_cls_pos(const int32_t *keep, int NK) {
+    clspos_ctx c = {.B = 3, .NP = 5, .NK = keep ? NK : 5, .W = 7, .keep = keep};
+    size_t T = c.NP + 1, To = c.NK + 1;
     c.inp = rand_buf(c.B * c.NP * c.W, 1), c.cls = rand_buf(c.W, 1), c.pos = rand_buf(T * c.W, 1);
-    c.out = falloc(c.B * T * c.W), c.dout = rand_buf(c.B * T * c.W, 1);
+    c.out = falloc(c.B * To * c.W), c.dout = rand_buf(c.B * To * c.W, 1);
     c.dinp = falloc(c.B * c.NP * c.W), c.dcls = falloc(c.W), c.dpos = falloc(T * c.W);
-    gc_op op = {"cls_pos", &c, clspos_fw, clspos_bw, c.out, c.dout, c.B * T * c.W,
+    gc_op op = {"cls_pos", &c, clspos_fw, clspos_bw, c.out, c.dout, c.B * To * c.W,
                 {{"inp", c.inp, c.dinp, c.B * c.NP * c.W}, {"cls", c.cls, c.dcls, c.W},
                  {"pos", c.pos, c.dpos, T * c.W}}, 3, H_STEP, ATOL, RTOL};
     gradcheck(&op);
+    /* the finite differences checked that masked rows get no gradient; the
+     * first kept patch of sample 1 is patch 2: token 1 = its embedding + position 3 */
+    if (keep)
+        assert_float_equal(c.out[(1 * To + 1) * c.W], c.inp[(1 * c.NP + 2) * c.W] + c.pos[3 * c.W], 1e-6);
     free(c.inp), free(c.cls), free(c.pos), free(c.out), free(c.dout), free(c.dinp), free(c.dcls), free(c.dpos);
+}
+static void test_cls_pos(void **state) {
+    (void)state;
+    check_cls_pos(NULL, 0);
+    const int32_t keep[3 * 2] = {0, 3, 2, 4, 1, 2}; /* two of five patches per sample */
+    check_cls_pos(keep, 2);
 }
 
 /* ---- pooling and normalisation ----------------------------------------------------- */

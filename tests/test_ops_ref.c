@@ -194,8 +194,8 @@ static void test_cls_pos(void **state) {
     float *out = falloc(B * T * W), *dinp = falloc(B * NP * W), *dcls = falloc(W),
           *dpos = falloc(T * W);
     cls_pos_forward(out, ref_f32(f, "inp", B * NP * W), ref_f32(f, "cls", W),
-                    ref_f32(f, "pos", T * W), B, NP, W);
-    cls_pos_backward(dinp, dcls, dpos, ref_f32(f, "dout", B * T * W), B, NP, W);
+                    ref_f32(f, "pos", T * W), NULL, B, NP, NP, W);
+    cls_pos_backward(dinp, dcls, dpos, ref_f32(f, "dout", B * T * W), NULL, B, NP, NP, W);
     assert_close("cls_pos out", out, ref_f32(f, "out", B * T * W), B * T * W, ATOL_POINTWISE,
                  RTOL_POINTWISE);
     assert_close("cls_pos dinp", dinp, ref_f32(f, "dinp", B * NP * W), B * NP * W,

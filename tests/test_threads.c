@@ -46,7 +46,7 @@ static void run_ops(outputs *o, int threads) {
                      VLP_OK);
     attention_backward(NULL, o->dqkv, dy, x, o->att, scratch, B, T, C, NH);
     embedding_backward(o->dwte, o->dwpe, dy, ids, B, T, C, V);
-    cls_pos_backward(o->cls_dinp, o->dcls, o->dpos, dy, B, T - 1, C);
+    cls_pos_backward(o->cls_dinp, o->dcls, o->dpos, dy, NULL, B, T - 1, T - 1, C);
     free(x), free(dy), free(w), free(b), free(mean), free(rstd), free(scratch);
 }
 

@@ -75,6 +75,8 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
         f->cfg.multimodal = (clip_multimodal_cfg){.width = width, .heads = 2, .layers = 1,
                                                   .mlp_width = 4 * width};
     }
+    if (o->objective == VLP_OBJECTIVE_MAE || o->objective == VLP_OBJECTIVE_CLIP_MAE)
+        f->cfg.mae = (clip_mae_cfg){.width = 16, .heads = 2, .layers = 1, .mlp_width = 32};
     check(clip_init(&f->m, &f->cfg, &err), &err);
     clip_init_weights(&f->m, init_seed);
     image_norm norm = image_norm_openai();
@@ -323,7 +325,13 @@ static void accumulation_matches(train_opts o, clip_model *ref) {
                           !strcmp(p->name, "text_projection") || !strncmp(p->name, "ln_final.", 9);
             if (unused != (big == 0)) fail_msg("%s: gradient max %g", p->name, big);
         }
-        if (o.objective == VLP_OBJECTIVE_COCA) assert_true(big > 0); /* every parameter learns */
+        /* MAE alone learns the image tower and its decoder, nothing else */
+        if (o.objective == VLP_OBJECTIVE_MAE) {
+            bool used = !strncmp(p->name, "visual.", 7) || !strncmp(p->name, "mae_decoder.", 12);
+            if (used != (big > 0)) fail_msg("%s: gradient max %g", p->name, big);
+        }
+        if (o.objective == VLP_OBJECTIVE_COCA || o.objective == VLP_OBJECTIVE_CLIP_MAE)
+            assert_true(big > 0); /* every parameter learns */
     }
     assert_true(with_grad >= 41); /* 41 of 91 for textlm (above), all for CoCa */
     fixture_free(&full), fixture_free(&acc);
@@ -344,6 +352,68 @@ static void test_textlm_accumulation(void **state) {
     train_opts o = small_opts();
     o.objective = VLP_OBJECTIVE_TEXTLM;
     accumulation_matches(o, NULL);
+}
+
+/* MAE alone and the joint objective: the masks are drawn per sample of the
+ * whole batch, so micro-batches see the same ones */
+static void test_mae_accumulation(void **state) {
+    train_opts o = small_opts();
+    o.objective = VLP_OBJECTIVE_MAE;
+    accumulation_matches(o, NULL);
+    o.objective = VLP_OBJECTIVE_CLIP_MAE, o.mae_weight = 0.5f;
+    accumulation_matches(o, NULL);
+}
+
+/* the joint loss is clip_weight · contrastive + mae_weight · MAE: weight 0
+ * leaves the contrastive loss on the masked images, whose gradient never
+ * reaches the MAE decoder; the masks change from step to step; MAE needs
+ * mae_cfg and refuses a locked tower */
+static void test_mae_weights_and_masks(void **state) {
+    float loss[3];
+    int32_t keep1[4];
+    for (int k = 0; k < 3; k++) {
+        train_opts q = small_opts();
+        q.objective = VLP_OBJECTIVE_CLIP_MAE;
+        q.mae_weight = k == 0 ? 0.0f : k == 1 ? 1.0f : 2.0f;
+        char *d = make_dir();
+        fixture f;
+        fixture_init(&f, &q, q.seed, d, 32);
+        vlp_error err = {0};
+        train_step_info info;
+        check(trainer_step(f.t, &info, &err), &err);
+        loss[k] = info.loss;
+        const vlp_param *p = clip_param_find(&f.m, "mae_decoder.pred.weight");
+        float big = 0;
+        for (size_t i = 0; i < p->numel; i++) big = fmaxf(big, fabsf(f.m.grads[p->offset + i]));
+        assert_true((big > 0) == (k > 0));
+        if (k == 1) { /* the next step draws other masks */
+            memcpy(keep1, f.m.keep, sizeof keep1);
+            check(trainer_step(f.t, &info, &err), &err);
+            assert_true(memcmp(keep1, f.m.keep, sizeof keep1) != 0);
+        }
+        fixture_free(&f);
+        remove_dir(d);
+    }
+    /* loss = contrastive + w · MAE: linear in w */
+    assert_true(fabsf((loss[2] - loss[1]) - (loss[1] - loss[0])) <= 1e-5f * loss[2]);
+    assert_true(loss[1] > loss[0]);
+
+    train_opts q = small_opts();
+    char *d = make_dir();
+    fixture f;
+    fixture_init(&f, &q, q.seed, NULL, 32); /* no mae_cfg */
+    vlp_error err = {0};
+    trainer *t2;
+    q.objective = VLP_OBJECTIVE_MAE;
+    assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "mae_cfg"));
+    q.lock_image = 0;
+    assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "locked"));
+    q.lock_image = -1, q.mask_ratio = 1.0f;
+    assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
+    fixture_free(&f);
+    remove_dir(d);
 }
 
 /* PRIOR: a reference LM (another initialisation of the same architecture);
@@ -560,6 +630,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_accumulation_gives_full_batch_gradient),
         cmocka_unit_test(test_coca_accumulation),
         cmocka_unit_test(test_textlm_accumulation),
+        cmocka_unit_test(test_mae_accumulation),
+        cmocka_unit_test(test_mae_weights_and_masks),
         cmocka_unit_test(test_coca_prior),
         cmocka_unit_test(test_kill_during_checkpoint_write),
     };

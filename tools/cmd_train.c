@@ -58,7 +58,10 @@ typedef struct train_cli {
     const char *init_image;     // start the image tower from this checkpoint (LiT)
     const char *prior_ref;      // PRIOR's text-only reference LM (a textlm run's checkpoint)
     char ref_merges[4096];      // its run's tokenizer, when --vocab is not given
-    bool resume, steps_given, weights_given;
+    bool resume, steps_given;
+    /* loss options given on the command line: the contrastive weight (coca,
+     * clip-mae), the caption's (coca), MAE's (mae, clip-mae) */
+    bool clip_given, caption_given, mae_given;
 } train_cli;
 
 static void usage(FILE *fp, const train_cli *d) {
@@ -103,13 +106,17 @@ static void usage(FILE *fp, const train_cli *d) {
             "                          (token-wise late interaction), coca (contrastive +\n"
             "                          captioning; the config needs multimodal_cfg), or textlm\n"
             "                          (the decoder as a text-only LM on the captions: PRIOR's\n"
-            "                          reference) (default %s)\n"
-            "      --clip-weight X     coca: weight of the contrastive loss (default %g)\n"
+            "                          reference), mae (masked image modeling alone; the config\n"
+            "                          needs mae_cfg), or clip-mae (contrastive on the masked\n"
+            "                          images + MAE) (default %s)\n"
+            "      --clip-weight X     coca, clip-mae: weight of the contrastive loss (default %g)\n"
             "      --caption-weight X  coca: weight of the caption loss (default %g)\n"
             "      --prior-ref CKPT    coca: weight each caption token's loss by PRIOR's\n"
             "                          (1 - p_ref)^alpha from this textlm checkpoint (its run's\n"
             "                          tokenizer is used unless --vocab is given)\n"
             "      --prior-alpha A     PRIOR's exponent alpha (default %g)\n"
+            "      --mask-ratio X      mae, clip-mae: share of patches masked (default %g)\n"
+            "      --mae-weight X      clip-mae: weight of the reconstruction loss (default %g)\n"
             "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
             "      --lock-image-unlocked-groups N  but train its last N groups (open_clip's:\n"
@@ -132,7 +139,7 @@ static void usage(FILE *fp, const train_cli *d) {
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
             d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads,
             vlp_objective_name(d->o.objective), d->o.clip_weight, d->o.caption_weight,
-            d->o.prior_alpha, d->precision, d->eval_every,
+            d->o.prior_alpha, d->o.mask_ratio, d->o.mae_weight, d->precision, d->eval_every,
             d->save_every, d->keep, d->log_every);
 }
 
@@ -189,10 +196,12 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
         else if (VAL(NULL, "--init-image")) c->init_image = a;
-        else if (VAL(NULL, "--clip-weight")) bad = !arg_double(cmd, "--clip-weight", a, 0, 1e6, &x), c->o.clip_weight = (float)x, c->weights_given = true;
-        else if (VAL(NULL, "--caption-weight")) bad = !arg_double(cmd, "--caption-weight", a, 0, 1e6, &x), c->o.caption_weight = (float)x, c->weights_given = true;
+        else if (VAL(NULL, "--clip-weight")) bad = !arg_double(cmd, "--clip-weight", a, 0, 1e6, &x), c->o.clip_weight = (float)x, c->clip_given = true;
+        else if (VAL(NULL, "--caption-weight")) bad = !arg_double(cmd, "--caption-weight", a, 0, 1e6, &x), c->o.caption_weight = (float)x, c->caption_given = true;
         else if (VAL(NULL, "--prior-ref")) c->prior_ref = a, c->o.prior = true;
-        else if (VAL(NULL, "--prior-alpha")) bad = !arg_double(cmd, "--prior-alpha", a, 0, 100, &x), c->o.prior_alpha = (float)x, c->weights_given = true;
+        else if (VAL(NULL, "--prior-alpha")) bad = !arg_double(cmd, "--prior-alpha", a, 0, 100, &x), c->o.prior_alpha = (float)x, c->caption_given = true;
+        else if (VAL(NULL, "--mask-ratio")) bad = !arg_double(cmd, "--mask-ratio", a, 1e-6, 1 - 1e-6, &x), c->o.mask_ratio = (float)x, c->mae_given = true;
+        else if (VAL(NULL, "--mae-weight")) bad = !arg_double(cmd, "--mae-weight", a, 0, 1e6, &x), c->o.mae_weight = (float)x, c->mae_given = true;
         else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
             if (c->o.lock_image < 0) c->o.lock_image = 0;
         } else if (VAL(NULL, "--lock-image-unlocked-groups")) {
@@ -200,7 +209,7 @@ static int parse(int argc, char **argv, train_cli *c) {
             c->o.lock_image = (int)l;
         } else if (VAL(NULL, "--objective")) {
             if (!vlp_objective_parse(a, &c->o.objective)) {
-                fprintf(stderr, "vlp train: --objective must be clip, siglip, filip, coca or textlm, not '%s'\n", a);
+                fprintf(stderr, "vlp train: --objective must be clip, siglip, filip, coca, textlm, mae or clip-mae, not '%s'\n", a);
                 bad = 1;
             }
         } else if (VAL("-p", "--precision")) {
@@ -421,8 +430,20 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
                   "configs/tiny-coca.json)", c->config, vlp_objective_name(c->o.objective));
     VLP_CHECK_ARG(!c->o.prior || c->o.objective == VLP_OBJECTIVE_COCA, err,
                   "--prior-ref weights CoCa's caption loss: add --objective coca");
-    VLP_CHECK_ARG(!c->weights_given || c->o.objective == VLP_OBJECTIVE_COCA, err,
-                  "--clip-weight, --caption-weight and --prior-alpha belong to --objective coca");
+    bool coca = c->o.objective == VLP_OBJECTIVE_COCA, clip_mae = c->o.objective == VLP_OBJECTIVE_CLIP_MAE;
+    bool mae = clip_mae || c->o.objective == VLP_OBJECTIVE_MAE;
+    VLP_CHECK_ARG(!c->caption_given || coca, err,
+                  "--caption-weight and --prior-alpha belong to --objective coca");
+    VLP_CHECK_ARG(!c->clip_given || coca || clip_mae, err,
+                  "--clip-weight belongs to --objective coca or clip-mae");
+    VLP_CHECK_ARG(!c->mae_given || mae, err,
+                  "--mask-ratio and --mae-weight belong to --objective mae or clip-mae");
+    VLP_CHECK_ARG(r->cfg.mae.layers > 0 || !mae, err,
+                  "%s has no mae_cfg: the %s objective trains an MAE decoder (try "
+                  "configs/tiny-mae.json)", c->config, vlp_objective_name(c->o.objective));
+    VLP_CHECK_ARG(c->o.lock_image < 0 || !mae, err,
+                  "--lock-image: the %s objective trains the image tower",
+                  vlp_objective_name(c->o.objective));
     if (c->o.objective == VLP_OBJECTIVE_SIGLIP && !r->cfg.has_logit_bias) {
         /* SigLIP's initialisation (Zhai et al.: t' = ln 10, b = -10) */
         r->cfg.has_logit_bias = true, r->cfg.init_logit_bias = -10.0f;
@@ -589,12 +610,17 @@ static int train_session(train_cli *cp) {
             return 2;
         }
         /* the run's options win; a loss weight given again must agree */
-        if (c.weights_given && (given.clip_weight != c.o.clip_weight ||
-                                given.caption_weight != c.o.caption_weight ||
-                                given.prior_alpha != c.o.prior_alpha)) {
+        if ((c.clip_given && given.clip_weight != c.o.clip_weight) ||
+            (c.caption_given && (given.caption_weight != c.o.caption_weight ||
+                                 given.prior_alpha != c.o.prior_alpha))) {
             fprintf(stderr, "vlp train: %s was started with --clip-weight %g --caption-weight %g "
                             "--prior-alpha %g; a resumed run keeps them\n",
                     c.out, c.o.clip_weight, c.o.caption_weight, c.o.prior_alpha);
+            return 2;
+        }
+        if (c.mae_given && (given.mask_ratio != c.o.mask_ratio || given.mae_weight != c.o.mae_weight)) {
+            fprintf(stderr, "vlp train: %s was started with --mask-ratio %g --mae-weight %g; a "
+                            "resumed run keeps them\n", c.out, c.o.mask_ratio, c.o.mae_weight);
             return 2;
         }
         if (c.steps_given) c.o.steps = steps;

@@ -140,4 +140,20 @@ void caption_target_logprobs(float *logp, const float *logits, const int32_t *la
 void prior_weights(float *w, const float *ref_logp, const int32_t *labels, int B, int T,
                    float alpha);
 
+/* ---- masked image modeling (MAE) ----------------------------------------------------
+ * MAE's loss with norm_pix_loss: each masked patch's target is its pixels
+ * normalised by their own mean and unbiased variance, (x − μ)/√(σ² + 1e-6);
+ * the loss is the per-pixel mean squared error of a masked patch, summed
+ * over the masked patches and divided by denom (the caller's: the number of
+ * masked patches in the whole batch, as MAE's (loss·mask).sum()/mask.sum()).
+ * pred (B, NP+1, K): row 0 of each sample (the class token) is not a
+ * prediction; pixels (B, NP, K) the unfolded patches; keep (B, NK) the
+ * visible patches, ascending: everything else is masked. */
+vlp_err mae_loss_forward(float *loss, const float *pred, const float *pixels, const int32_t *keep,
+                         int B, int NP, int NK, int K, double denom, vlp_error *err);
+/* dpred (B, NP+1, K) is WRITTEN: dloss·2(pred − target)/(K·denom) on masked
+ * patches, 0 elsewhere. */
+void mae_loss_backward(float *dpred, const float *pred, const float *pixels, const int32_t *keep,
+                       float dloss, int B, int NP, int NK, int K, double denom);
+
 #endif

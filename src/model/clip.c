@@ -63,6 +63,28 @@ static void reg_blocks(layout *L, const char *prefix, int layers, const block_di
         }
 }
 
+/* MAE's decoder, after the towers (vlp's names: open_clip has no MAE) */
+static void reg_mae(layout *L) {
+    clip_model *m = L->m;
+    const mae_dims *d = &m->mdims;
+    if (d->layers == 0) return;
+    mae_views *w = &m->w.mae, *gv = &m->g.mae;
+    bool g = L->bind && m->grads;
+    float *unused;
+    int C = d->blk.C;
+#define M_G(field) L->bind ? &w->field : &unused, g ? &gv->field : NULL
+    reg(L, "mae_decoder.embed.weight", 2, C, d->E, 0, 0, M_G(embed_w));
+    reg(L, "mae_decoder.embed.bias", 1, C, 0, 0, 0, M_G(embed_b));
+    reg(L, "mae_decoder.mask_token", 1, C, 0, 0, 0, M_G(mask_token));
+    reg(L, "mae_decoder.positional_embedding", 2, d->blk.T, C, 0, 0, M_G(pos));
+    reg_blocks(L, "mae_decoder.", d->layers, &d->blk, w->blocks, g ? gv->blocks : NULL);
+    reg(L, "mae_decoder.ln.weight", 1, C, 0, 0, 0, M_G(ln_w));
+    reg(L, "mae_decoder.ln.bias", 1, C, 0, 0, 0, M_G(ln_b));
+    reg(L, "mae_decoder.pred.weight", 2, d->K, C, 0, 0, M_G(pred_w));
+    reg(L, "mae_decoder.pred.bias", 1, d->K, 0, 0, 0, M_G(pred_b));
+#undef M_G
+}
+
 static void run_layout(layout *L) {
     clip_model *m = L->m;
     const clip_config *c = &m->cfg;
@@ -98,6 +120,7 @@ static void run_layout(layout *L) {
     reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
 #undef W_G
 #undef T_G
+    reg_mae(L);
     const clip_multimodal_cfg *mc = &c->multimodal;
     if (mc->layers == 0) return;
     /* CoCa's MultimodalTransformer: resblocks, cross_attn, ln_final, text_projection */
@@ -159,6 +182,14 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
         m->ddims = (decoder_dims){.self = sd, .cross = cd, .Tk = m->vdims.T, .V = t->vocab_size,
                                   .layers = mc->layers};
     }
+    const clip_mae_cfg *ac = &cfg->mae;
+    if (ac->layers > 0) {
+        m->mae = true;
+        block_dims bd = {.T = m->vdims.T, .C = ac->width, .NH = ac->heads, .hidden = ac->mlp_width,
+                         .causal = false, .act = m->vdims.act, .eps = 1e-5f};
+        m->mdims = (mae_dims){.blk = bd, .NP = grid * grid, .E = cfg->embed_dim,
+                              .K = 3 * v->patch_size * v->patch_size, .layers = ac->layers};
+    }
     layout L = {.m = m};
     run_layout(&L);
     m->nparams = L.n;
@@ -167,7 +198,7 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     m->params = calloc((size_t)m->nparams, sizeof *m->params);
     m->weights = aligned_alloc(64, bytes);
     m->grads = with_grads ? aligned_alloc(64, bytes) : NULL;
-    int nblocks = 2 * (v->layers + t->layers + mc->layers);
+    int nblocks = 2 * (v->layers + t->layers + mc->layers + ac->layers);
     m->block_views = calloc((size_t)nblocks, sizeof *m->block_views);
     m->cross_views = mc->layers ? calloc(2 * (size_t)mc->layers, sizeof *m->cross_views) : NULL;
     if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views ||
@@ -192,6 +223,10 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
             m->g.dec.cross = m->cross_views + mc->layers;
         }
     }
+    if (ac->layers) {
+        m->w.mae.blocks = m->block_views + 2 * (v->layers + t->layers + mc->layers);
+        if (with_grads) m->g.mae.blocks = m->w.mae.blocks + ac->layers;
+    }
     layout B = {.m = m, .bind = true};
     run_layout(&B);
     return VLP_OK;
@@ -213,6 +248,7 @@ void clip_free(clip_model *m) {
     free(m->block_views);
     free(m->cross_views);
     free(m->da.in), free(m->da.out), free(m->da.self), free(m->da.cross);
+    free(m->ma.xs), free(m->ma.blocks);
     free(m->va.xs);
     free(m->va.blocks);
     free(m->ta.xs);
@@ -330,12 +366,15 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
         fill_normal(&r, dw->text_projection, (size_t)mc->width * t->vocab_size,
                     1.0f / sqrtf((float)mc->width));
     }
+    if (m->mae) mae_init_weights(&m->w.mae, &m->mdims, vlp_rng_u64(&r));
 }
 
 /* ---- activation arena ------------------------------------------------------------------- */
 
 /* Every image token through the head: FILIP's loss and CoCa's decoder read them. */
-static bool image_token_head(const clip_model *m) { return m->token_head || m->caption; }
+static bool image_token_head(const clip_model *m) {
+    return m->token_head || m->caption || (m->mae && !m->inference);
+}
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
                        size_t stem_floats, bool vision, bool inference, bool tokens) {
@@ -405,6 +444,8 @@ static void bind_all(clip_model *m, arena *a, int B) {
     m->demb_img = arena_take(a, (size_t)B * E);
     m->demb_txt = arena_take(a, (size_t)B * E);
     size_t s = tower_scratch(&m->vdims, B, E, image_token_head(m));
+    if (m->mae && !m->inference) /* a masked backward's patch gradient, after the rest */
+        s += arena_round_up((size_t)B * NP * m->vdims.C);
     size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
     if (st > s) s = st;
     size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */
@@ -419,6 +460,15 @@ static void bind_all(clip_model *m, arena *a, int B) {
         m->dcap_txt = arena_take(a, (size_t)B * m->tdims.T * m->tdims.C);
         size_t ds = decoder_scratch_floats(&m->ddims, B);
         if (ds > s) s = ds;
+    }
+    if (m->mae && !m->inference) {
+        size_t n = mae_acts_bind(&m->ma, NULL, &m->mdims, B);
+        float *acts = arena_take(a, n);
+        if (a->base) mae_acts_bind(&m->ma, acts, &m->mdims, B);
+        m->keep = (int32_t *)arena_take(a, (size_t)B * NP);
+        m->dmae_img = arena_take(a, (size_t)B * m->vdims.T * E);
+        size_t ms = mae_scratch_floats(&m->mdims, B);
+        if (ms > s) s = ms;
     }
     m->scratch = arena_take(a, s);
 }
@@ -444,6 +494,14 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
                                .cross = calloc((size_t)Ld, sizeof(cross_acts))};
         VLP_CHECK(m->da.in && m->da.out && m->da.self && m->da.cross, err, VLP_ERR_NOMEM,
                   "could not allocate the decoder's activation tables");
+    }
+    if (m->mae && !m->inference) {
+        int Lm = m->mdims.layers;
+        free(m->ma.xs), free(m->ma.blocks);
+        m->ma = (mae_acts){.xs = calloc((size_t)Lm + 1, sizeof(float *)),
+                           .blocks = calloc((size_t)Lm, sizeof(block_acts))};
+        VLP_CHECK(m->ma.xs && m->ma.blocks, err, VLP_ERR_NOMEM,
+                  "could not allocate MAE's activation tables");
     }
     arena count = {0};
     bind_all(m, &count, B);
@@ -540,18 +598,36 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
 }
 
 vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error *err) {
+    return clip_image_forward_masked(m, images, NULL, m->vdims.T - 1, B, err);
+}
+
+vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int32_t *keep, int NK,
+                                  int B, vlp_error *err) {
     VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
     const clip_vision_cfg *v = &m->cfg.vision;
     const vision_views *w = &m->w.vis;
     tower_acts *t = &m->va;
     block_dims bd = m->vdims;
+    int NP = bd.T - 1;
+    if (NK == NP) keep = NULL; /* every patch, in order */
+    VLP_CHECK_ARG(NK >= 1 && NK <= NP && (keep || NK == NP), err,
+                  "a masked image forward keeps 1..%d patches, not %d", NP, NK);
+    VLP_CHECK_ARG(!keep || !m->caption, err,
+                  "CoCa's decoder reads every image token: no masked image forward");
+    for (int i = 0; keep && i < B * NK; i++)
+        VLP_CHECK_ARG(keep[i] >= 0 && keep[i] < NP && (i % NK == 0 || keep[i] > keep[i - 1]), err,
+                      "keep list of sample %d: patch %d at %d is not ascending in [0, %d)", i / NK,
+                      keep[i], i % NK, NP);
+    if (keep && m->keep) memcpy(m->keep, keep, sizeof(int32_t) * B * NK);
+    m->nkeep = NK;
+    bd.T = 1 + NK;
     bd.B = B;
     bd.mm = &m->mm;
-    int W = v->width, NP = bd.T - 1, E = m->cfg.embed_dim;
+    int W = v->width, E = m->cfg.embed_dim;
     float *patches = m->scratch; // (B, NP, W), not needed by the backward
     VLP_TRY(patch_embed_forward(patches, t->stem, images, w->conv1, B, 3, v->image_size,
                                 v->image_size, v->patch_size, W, err));
-    cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, B, NP, W);
+    cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, keep, B, NP, NK, W);
     layernorm_forward(t->xs[0], t->pre_mean, t->pre_rstd, t->x0, w->ln_pre_w, w->ln_pre_b,
                       B * bd.T, W, bd.eps);
     VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, err));
@@ -568,10 +644,13 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok,
     const clip_vision_cfg *v = &m->cfg.vision;
     vision_views *w = &m->w.vis, *g = &m->g.vis;
     tower_acts *t = &m->va;
-    int W = v->width, T = m->vdims.T, NP = T - 1, E = m->cfg.embed_dim;
+    /* the last forward's tokens: 1 + NK, all patches unless it was masked */
+    int W = v->width, T = 1 + m->nkeep, NP = m->vdims.T - 1, E = m->cfg.embed_dim;
     size_t BT = (size_t)B * T;
+    const int32_t *keep = m->nkeep < NP ? m->keep : NULL;
     float *other;
     block_dims bd = m->vdims;
+    bd.T = T;
     bd.mm = &m->mm;
     if (clip_image_frozen(m)) return; /* locked: nothing to learn here */
     int stop = m->vision_frozen_below;
@@ -582,10 +661,14 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok,
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
                        t->pre_rstd, (int)BT, W);
-    /* d(x0) is in `other`; the patches' gradient only feeds conv1's weight */
-    memset(dx, 0, sizeof(float) * (size_t)B * NP * W);
-    cls_pos_backward(dx, g->class_embedding, g->positional_embedding, other, B, NP, W);
-    patch_embed_backward(NULL, g->conv1, dx, t->stem, w->conv1, NULL, B, 3, v->image_size,
+    /* d(x0) is in `other`; the patches' gradient only feeds conv1's weight.
+     * It has a row for every patch: more than dx holds after a masked
+     * forward, so it then lives past the whole unmasked layout */
+    float *dpatches = keep ? m->scratch + tower_scratch(&m->vdims, B, E, image_token_head(m)) : dx;
+    memset(dpatches, 0, sizeof(float) * (size_t)B * NP * W);
+    cls_pos_backward(dpatches, g->class_embedding, g->positional_embedding, other, keep, B, NP,
+                     m->nkeep, W);
+    patch_embed_backward(NULL, g->conv1, dpatches, t->stem, w->conv1, NULL, B, 3, v->image_size,
                          v->image_size, v->patch_size, W);
 }
 
@@ -664,6 +747,26 @@ void clip_caption_backward(clip_model *m, const float *dlogits, int B) {
     memset(m->dcap_txt, 0, sizeof(float) * (size_t)B * m->tdims.T * m->tdims.C);
     decoder_backward(m->dcap_txt, m->dcap_img, &m->g.dec, dlogits, &m->da, &m->w.dec, &d,
                      m->scratch, B);
+}
+
+/* ---- MAE's decoder -------------------------------------------------------------------------- */
+
+vlp_err clip_mae_step(clip_model *m, int B, double denom, float dloss, float *loss,
+                      vlp_error *err) {
+    VLP_CHECK_ARG(m->mae && !m->inference, err,
+                  "the model has no MAE decoder (config mae_cfg) or is for inference only");
+    int NP = m->mdims.NP, NK = m->nkeep, E = m->cfg.embed_dim;
+    VLP_CHECK_ARG(NK < NP, err, "MAE needs a masked image forward first (it kept all %d patches)", NP);
+    mae_dims d = m->mdims;
+    d.blk.mm = &m->mm;
+    VLP_TRY(mae_forward(&m->ma, m->va.tok_feat, m->keep, NK, &m->w.mae, &d, B, err));
+    VLP_TRY(mae_loss_forward(loss, m->ma.pred, m->va.stem, m->keep, B, NP, NK, d.K, denom, err));
+    if (dloss == 0.0f) return VLP_OK;
+    /* the prediction is not needed once its gradient is known: overwritten */
+    mae_loss_backward(m->ma.pred, m->ma.pred, m->va.stem, m->keep, dloss, B, NP, NK, d.K, denom);
+    memset(m->dmae_img, 0, sizeof(float) * (size_t)B * (1 + NK) * E);
+    mae_backward(m->dmae_img, &m->g.mae, m->ma.pred, &m->ma, &m->w.mae, &d, m->scratch, B);
+    return VLP_OK;
 }
 
 void clip_enable_token_head(clip_model *m) {

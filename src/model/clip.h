@@ -15,6 +15,7 @@
 #include "model/block.h"
 #include "model/config.h"
 #include "model/decoder.h"
+#include "model/mae.h"
 
 #define VLP_PARAM_NAME_MAX 64
 
@@ -46,6 +47,7 @@ typedef struct clip_views {
     float *logit_scale;
     float *logit_bias; // NULL unless cfg.has_logit_bias (SigLIP)
     decoder_views dec; // CoCa's text decoder; NULL views unless cfg.multimodal.layers
+    mae_views mae;     // MAE's pixel decoder; NULL views unless cfg.mae.layers
 } clip_views;
 
 /* Activations one tower saves for its backward. */
@@ -106,6 +108,14 @@ typedef struct clip_model {
     decoder_dims ddims;
     decoder_acts da;             // the decoder's activations, in the arena
     float *dcap_img, *dcap_txt;  // (B, Tv, E) (B, T, W) the caption loss's tower gradients
+    /* MAE (cfg.mae.layers > 0): the image forward may see only some patches
+     * (clip_image_forward_masked); the decoder reads the projected tokens */
+    bool mae;
+    mae_dims mdims;
+    mae_acts ma;
+    int32_t *keep;               // (B, NK) the last image forward's visible patches
+    int nkeep;                   // their number; NP: the last forward saw every patch
+    float *dmae_img;             // (B, 1+NK, E) the MAE loss's gradient for the image tokens
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
@@ -148,6 +158,21 @@ void clip_caption_backward(clip_model *m, const float *dlogits, int B);
  * block output's (B, T, W) gradient (the decoder's); NULL: none. */
 void clip_image_backward_with_tokens(clip_model *m, const float *demb, const float *dtok_feat, int B);
 void clip_text_backward_with_tokens(clip_model *m, const float *demb, const float *dx_last, int B);
+
+/* MAE: the image forward on the visible patches only — keep (B, NK), each
+ * row ascending patch indices — as MAE's encoder: the class token and those
+ * patches, each with its position, through the tower (1 + NK tokens); the
+ * pooled embedding is the class token's (FLIP's masked contrastive). The
+ * backward calls are the usual ones. NK = all patches is the plain forward. */
+vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int32_t *keep, int NK,
+                                  int B, vlp_error *err);
+/* MAE's decoder and loss on the last masked image forward: *loss = the
+ * reconstruction loss of its masked patches divided by denom (see
+ * mae_loss_forward); with dloss != 0 also the backward: the decoder's
+ * gradients (accumulated) and the image tokens' in dmae_img (overwritten),
+ * for clip_image_backward_with_tokens. */
+vlp_err clip_mae_step(clip_model *m, int B, double denom, float dloss, float *loss,
+                      vlp_error *err);
 
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 

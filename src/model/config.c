@@ -108,6 +108,15 @@ static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_er
                          "%s: multimodal_cfg.vocab_size %d differs from text_cfg.vocab_size %d",
                          what, vocab, tc->vocab_size);
     }
+    json_t *mae = json_object_get(root, "mae_cfg");
+    if (mae && !json_is_null(mae)) {
+        VLP_TRY(get_section(root, "mae_cfg", &mae, what, err));
+        clip_mae_cfg *ac = &c->mae;
+        VLP_TRY(get_int(mae, "mae_cfg", "width", 512, &ac->width, what, err));
+        VLP_TRY(get_int(mae, "mae_cfg", "heads", 16, &ac->heads, what, err));
+        VLP_TRY(get_int(mae, "mae_cfg", "layers", 8, &ac->layers, what, err));
+        VLP_TRY(get_ratio(mae, "mae_cfg", ac->width, &ac->mlp_width, what, err));
+    }
     return clip_config_validate(c, what, err);
 }
 
@@ -135,6 +144,12 @@ vlp_err clip_config_validate(const clip_config *c, const char *what, vlp_error *
                         err, "%s: multimodal_cfg.width %d is not divisible by %d heads", what,
                         mc->width, mc->heads);
     }
+    const clip_mae_cfg *ac = &c->mae;
+    if (ac->layers > 0)
+        VLP_CHECK_SHAPE(ac->heads > 0 && ac->width % ac->heads == 0 && ac->mlp_width > 0 &&
+                            ac->width <= 16384 && ac->mlp_width <= 131072 && ac->layers <= 1024,
+                        err, "%s: mae_cfg.width %d is not divisible by %d heads", what, ac->width,
+                        ac->heads);
     /* keep every tensor size well inside int and size_t arithmetic */
     int grid = v->image_size / v->patch_size;
     VLP_CHECK_SHAPE(v->width <= 16384 && t->width <= 16384 && v->layers <= 1024 &&
@@ -188,6 +203,12 @@ char *clip_config_to_json(const clip_config *c) {
                                       mc->heads, "layers", mc->layers, "mlp_ratio",
                                       (double)mc->mlp_width / mc->width, "context_length",
                                       t->context_length, "vocab_size", t->vocab_size));
+    const clip_mae_cfg *ac = &c->mae;
+    if (ac->layers > 0)
+        json_object_set_new(root, "mae_cfg",
+                            json_pack("{s:i, s:i, s:i, s:f}", "width", ac->width, "heads",
+                                      ac->heads, "layers", ac->layers, "mlp_ratio",
+                                      (double)ac->mlp_width / ac->width));
     char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(4));
     json_decref(root);
     return s;

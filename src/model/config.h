@@ -28,12 +28,20 @@ typedef struct clip_multimodal_cfg {
     int width, heads, layers, mlp_width;
 } clip_multimodal_cfg;
 
+/* MAE's light decoder (He et al. 2021), vlp's "mae_cfg"; layers 0: none.
+ * It reads the image tower's projected tokens (embed_dim wide) and predicts
+ * every patch's pixels; MAE's own decoder is 8 blocks of width 512. */
+typedef struct clip_mae_cfg {
+    int width, heads, layers, mlp_width;
+} clip_mae_cfg;
+
 typedef struct clip_config {
     int embed_dim;
     bool quick_gelu;
     clip_vision_cfg vision;
     clip_text_cfg text;
     clip_multimodal_cfg multimodal;
+    clip_mae_cfg mae;
     /* open_clip's init_logit_scale (its default, ln(1/0.07), when absent) and
      * init_logit_bias: present (SigLIP: −10, with init_logit_scale ln 10) the
      * model has a learnable `logit_bias` after `logit_scale` */

@@ -171,15 +171,19 @@ void patch_embed_backward(float *dimg,          // (B, Cin, H, Wd) or NULL
                           float *scratch,       // patch_embed_scratch_floats(), if dimg
                           int B, int Cin, int H, int Wd, int P, int W);
 
-/* ---- class token prepend + positional embedding add ----------------------- */
-void cls_pos_forward(float *out,       // (B, NP+1, W)
-                     const float *inp, // (B, NP, W)
-                     const float *cls, // (W) class_embedding
-                     const float *pos, // (NP+1, W) positional_embedding
-                     int B, int NP, int W);
+/* ---- class token prepend + positional embedding add -----------------------
+ * keep (B, NK), ascending patch indices, or NULL (all NP patches, NK
+ * ignored): only those patches become tokens, each with its own position
+ * (MAE's masked encoder input). */
+void cls_pos_forward(float *out,           // (B, NK+1, W)
+                     const float *inp,     // (B, NP, W)
+                     const float *cls,     // (W) class_embedding
+                     const float *pos,     // (NP+1, W) positional_embedding
+                     const int32_t *keep,  // (B, NK) or NULL
+                     int B, int NP, int NK, int W);
 void cls_pos_backward(float *dinp, float *dcls, float *dpos, // (B,NP,W) (W) (NP+1,W)
-                      const float *dout,                     // (B, NP+1, W)
-                      int B, int NP, int W);
+                      const float *dout,                     // (B, NK+1, W)
+                      const int32_t *keep, int B, int NP, int NK, int W);
 
 /* ---- token pooling: one token per sequence ---------------------------------- */
 void token_pool_forward(float *out,          // (B, C)

@@ -57,39 +57,57 @@ void patch_embed_backward(float *dimg, float *dweight, const float *dout, const 
     }
 }
 
-void cls_pos_forward(float *out, const float *inp, const float *cls, const float *pos, int B,
-                     int NP, int W) {
-    int T = NP + 1;
+/* the token row of patch p in a sample's ascending keep list, −1: masked */
+static int kept_row(const int32_t *keep, int NK, int p) {
+    int lo = 0, hi = NK - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (keep[mid] == p) return mid;
+        if (keep[mid] < p) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+void cls_pos_forward(float *out, const float *inp, const float *cls, const float *pos,
+                     const int32_t *keep, int B, int NP, int NK, int W) {
+    if (!keep) NK = NP;
+    int T = NK + 1;
     VLP_OMP_FOR
     for (int bt = 0; bt < B * T; bt++) {
         int b = bt / T, t = bt % T;
+        int p = t == 0 ? -1 : keep ? keep[(size_t)b * NK + t - 1] : t - 1; /* the patch */
         float *o = out + (size_t)bt * W;
-        const float *src = t == 0 ? cls : inp + ((size_t)b * NP + t - 1) * W;
-        const float *p = pos + (size_t)t * W;
-        for (int c = 0; c < W; c++) o[c] = src[c] + p[c];
+        const float *src = t == 0 ? cls : inp + ((size_t)b * NP + p) * W;
+        const float *ps = pos + (size_t)(p + 1) * W;
+        for (int c = 0; c < W; c++) o[c] = src[c] + ps[c];
     }
 }
 
-void cls_pos_backward(float *dinp, float *dcls, float *dpos, const float *dout, int B, int NP,
-                      int W) {
-    int T = NP + 1;
+void cls_pos_backward(float *dinp, float *dcls, float *dpos, const float *dout,
+                      const int32_t *keep, int B, int NP, int NK, int W) {
+    if (!keep) NK = NP;
+    int T = NK + 1;
     if (dinp) {
         VLP_OMP_FOR
-        for (int bp = 0; bp < B * NP; bp++) {
-            int b = bp / NP, p = bp % NP;
-            float *d = dinp + (size_t)bp * W;
-            const float *g = dout + ((size_t)b * T + p + 1) * W;
+        for (int bj = 0; bj < B * NK; bj++) {
+            int b = bj / NK, j = bj % NK, p = keep ? keep[bj] : j;
+            float *d = dinp + ((size_t)b * NP + p) * W;
+            const float *g = dout + ((size_t)b * T + j + 1) * W;
             for (int c = 0; c < W; c++) d[c] += g[c];
         }
     }
-    /* row t of dpos sums over the batch; row 0 of dout also feeds dcls */
+    /* position row p+1 sums over the samples that kept patch p; row 0 of
+     * dout (the class token) also feeds dcls */
     VLP_OMP_FOR
-    for (int t = 0; t < T; t++) {
+    for (int r = 0; r <= NP; r++) {
         for (int b = 0; b < B; b++) {
+            int t = r == 0 ? 0 : keep ? 1 + kept_row(keep + (size_t)b * NK, NK, r - 1) : r;
+            if (t < 0 || (r > 0 && t == 0)) continue;
             const float *g = dout + ((size_t)b * T + t) * W;
             if (dpos)
-                for (int c = 0; c < W; c++) dpos[(size_t)t * W + c] += g[c];
-            if (dcls && t == 0)
+                for (int c = 0; c < W; c++) dpos[(size_t)r * W + c] += g[c];
+            if (dcls && r == 0)
                 for (int c = 0; c < W; c++) dcls[c] += g[c];
         }
     }

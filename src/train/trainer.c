@@ -5,6 +5,8 @@
 #include "io/safetensors.h"
 #include "loss/loss.h"
 #include "model/clip_io.h"
+#include "model/mae.h"
+#include "core/rng.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -61,6 +63,9 @@ struct trainer {
     float *cap_w;                   // (b/accum, T) PRIOR's weights, NULL: plain
     float *cap_rows, *ref_logp;     // (b/accum, T)
     clip_model *prior_ref;
+    /* MAE: the visible patches of this process's b images, drawn each step */
+    int32_t *keep;                  // (b, nkeep)
+    int nkeep;
 };
 
 const char *vlp_objective_name(vlp_objective o) {
@@ -69,6 +74,8 @@ const char *vlp_objective_name(vlp_objective o) {
     case VLP_OBJECTIVE_FILIP: return "filip";
     case VLP_OBJECTIVE_COCA: return "coca";
     case VLP_OBJECTIVE_TEXTLM: return "textlm";
+    case VLP_OBJECTIVE_MAE: return "mae";
+    case VLP_OBJECTIVE_CLIP_MAE: return "clip-mae";
     default: return "clip";
     }
 }
@@ -79,6 +86,8 @@ bool vlp_objective_parse(const char *name, vlp_objective *out) {
     else if (!strcmp(name, "filip")) *out = VLP_OBJECTIVE_FILIP;
     else if (!strcmp(name, "coca")) *out = VLP_OBJECTIVE_COCA;
     else if (!strcmp(name, "textlm")) *out = VLP_OBJECTIVE_TEXTLM;
+    else if (!strcmp(name, "mae")) *out = VLP_OBJECTIVE_MAE;
+    else if (!strcmp(name, "clip-mae")) *out = VLP_OBJECTIVE_CLIP_MAE;
     else return false;
     return true;
 }
@@ -86,7 +95,8 @@ bool vlp_objective_parse(const char *name, vlp_objective *out) {
 train_opts train_opts_defaults(void) {
     return (train_opts){.batch = 128, .accum = 1, .steps = 1000, .warmup = 100, .lock_image = -1,
                         .adam = adamw_defaults(), .grad_clip = 0.0, .seed = 0,
-                        .clip_weight = 1.0f, .caption_weight = 2.0f, .prior_alpha = 1.0f};
+                        .clip_weight = 1.0f, .caption_weight = 2.0f, .prior_alpha = 1.0f,
+                        .mask_ratio = 0.75f, .mae_weight = 1.0f};
 }
 
 static double now_s(void) {
@@ -106,12 +116,17 @@ void trainer_free(trainer *t) {
     free(t->tok_img_g), free(t->tok_txt_g), free(t->dtok_img_g), free(t->dtok_txt_g);
     free(t->tok_lens_g);
     free(t->cap_labels), free(t->cap_w), free(t->cap_rows), free(t->ref_logp);
+    free(t->keep);
     if (t->metrics) fclose(t->metrics);
     if (t->lock_fd >= 0) close(t->lock_fd); /* releases the lock */
     free(t);
 }
 
 long trainer_step_count(const trainer *t) { return t->step; }
+
+static bool uses_mae(const train_opts *o) {
+    return o->objective == VLP_OBJECTIVE_MAE || o->objective == VLP_OBJECTIVE_CLIP_MAE;
+}
 
 static vlp_err check_opts(const train_opts *o, vlp_error *err) {
     VLP_CHECK_ARG(o->batch > 0 && o->accum > 0 && o->batch % o->accum == 0, err,
@@ -130,6 +145,13 @@ static vlp_err check_opts(const train_opts *o, vlp_error *err) {
                   o->clip_weight, o->caption_weight, o->prior_alpha);
     VLP_CHECK_ARG(!o->prior || o->objective == VLP_OBJECTIVE_COCA, err,
                   "PRIOR weights the caption loss: it needs the coca objective, not %s",
+                  vlp_objective_name(o->objective));
+    VLP_CHECK_ARG(o->mask_ratio > 0 && o->mask_ratio < 1 && o->mae_weight >= 0 &&
+                      isfinite(o->mae_weight),
+                  err, "mask ratio %g must be in (0, 1) and the MAE weight %g >= 0", o->mask_ratio,
+                  o->mae_weight);
+    VLP_CHECK_ARG(o->lock_image < 0 || !uses_mae(o), err,
+                  "the %s objective trains the image tower: it cannot be locked",
                   vlp_objective_name(o->objective));
     return VLP_OK;
 }
@@ -172,6 +194,12 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     VLP_CHECK_ARG(!captions || m->caption, err,
                   "the %s objective needs a model with a text decoder (config multimodal_cfg)",
                   vlp_objective_name(o->objective));
+    VLP_CHECK_ARG(!uses_mae(o) || m->mae, err,
+                  "the %s objective needs a model with an MAE decoder (config mae_cfg)",
+                  vlp_objective_name(o->objective));
+    int nkeep = m->mae ? mae_keep_count(m->mdims.NP, o->mask_ratio) : 0;
+    VLP_CHECK_ARG(!uses_mae(o) || nkeep < m->mdims.NP, err,
+                  "mask ratio %g masks none of the %d patches", o->mask_ratio, m->mdims.NP);
     int64_t per_step = loader_samples_per_step(data, o->batch / W);
     VLP_CHECK_ARG(data->epoch_size >= per_step, err,
                   "batch %lld is larger than the dataset (%lld pairs)", (long long)per_step,
@@ -199,7 +227,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     bool ok = t->dir && t->exp_avg && t->exp_avg_sq && t->images && t->ids;
     /* the whole batch's embeddings, for a contrastive loss outside clip_forward
      * (the text-only LM has none) */
-    bool contrastive = o->objective != VLP_OBJECTIVE_TEXTLM;
+    bool contrastive = o->objective != VLP_OBJECTIVE_TEXTLM && o->objective != VLP_OBJECTIVE_MAE;
     if (ok && contrastive && (o->accum > 1 || W > 1 || o->objective != VLP_OBJECTIVE_CLIP)) {
         t->emb_img = malloc(sizeof(float) * be), t->emb_txt = malloc(sizeof(float) * be);
         t->demb_img = malloc(sizeof(float) * be), t->demb_txt = malloc(sizeof(float) * be);
@@ -248,6 +276,11 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
             ok = t->cap_w && t->ref_logp;
         }
     }
+    if (ok && uses_mae(o)) {
+        t->nkeep = nkeep;
+        t->keep = malloc(sizeof(int32_t) * (size_t)b * nkeep);
+        ok = t->keep;
+    }
     if (!ok) {
         trainer_free(t);
         VLP_FAIL(err, VLP_ERR_NOMEM, "training buffers for batch %d", B);
@@ -260,6 +293,15 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
     if (rc != VLP_OK) {
         trainer_free(t);
         return rc;
+    }
+    /* parts no loss of the objective reaches stay as they are (no weight
+     * decay either): MAE alone trains the image tower and its decoder, the
+     * other objectives leave an MAE decoder alone */
+    for (int i = 0; i < m->nparams; i++) {
+        vlp_param *p = &m->params[i];
+        bool mae_part = !strncmp(p->name, "mae_decoder.", 12);
+        if (o->objective == VLP_OBJECTIVE_MAE) p->frozen = strncmp(p->name, "visual.", 7) && !mae_part;
+        else if (mae_part) p->frozen = o->objective != VLP_OBJECTIVE_CLIP_MAE;
     }
     *out = t;
     return VLP_OK;
@@ -325,7 +367,8 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
     memset(t->demb_txt, 0, sizeof(float) * (size_t)b * E);
     if (t->o.objective == VLP_OBJECTIVE_SIGLIP) return siglip_grads(t, loss, err);
     /* CoCa weighs the contrastive part of its loss */
-    float cw = t->o.objective == VLP_OBJECTIVE_COCA ? t->o.clip_weight : 1.0f;
+    bool weighted = t->o.objective == VLP_OBJECTIVE_COCA || t->o.objective == VLP_OBJECTIVE_CLIP_MAE;
+    float cw = weighted ? t->o.clip_weight : 1.0f;
     if (W == 1) {
         VLP_TRY(clip_loss_forward(loss, t->probs_i2t, t->probs_t2i, t->emb_img, t->emb_txt, scale,
                                   B, E, err));
@@ -420,15 +463,70 @@ static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
     return VLP_OK;
 }
 
+/* MAE's masks of this process's images for this step: each a function of
+ * (seed, step, the sample's place in the whole batch), so micro-batches and
+ * ranks mask exactly as one process would. */
+static void draw_masks(trainer *t) {
+    int b = t->o.batch / t->world, NP = t->m->mdims.NP;
+    vlp_rng r = {t->o.seed ^ 0x6d61736b2d6d6165ull}; /* "mask-mae" */
+    uint64_t run = vlp_rng_u64(&r);
+    vlp_rng rs = {run ^ (uint64_t)t->step};
+    uint64_t step = vlp_rng_u64(&rs);
+    for (int i = 0; i < b; i++) {
+        vlp_rng ri = {step ^ (uint64_t)(t->rank * b + i)};
+        mae_random_keep(t->keep + (size_t)i * t->nkeep, NP, t->nkeep, vlp_rng_u64(&ri));
+    }
+}
+
+/* Micro-batch k's images through the image tower: the visible patches only
+ * for the MAE objectives. */
+static vlp_err image_forward(trainer *t, int k, vlp_error *err) {
+    int mb = t->o.batch / t->world / t->o.accum, S = t->m->cfg.vision.image_size;
+    const float *img = t->images + (size_t)k * mb * 3 * S * S;
+    if (!uses_mae(&t->o)) return clip_image_forward(t->m, img, mb, err);
+    return clip_image_forward_masked(t->m, img, t->keep + (size_t)k * mb * t->nkeep, t->nkeep, mb,
+                                     err);
+}
+
+/* The MAE loss's divisor: the masked patches of the whole batch */
+static double mae_denominator(const trainer *t) {
+    return (double)t->o.batch * (t->m->mdims.NP - t->nkeep);
+}
+
+/* Micro-batch k's MAE loss (added to *sum) after its masked image forward,
+ * and its backward with demb (NULL: none) for the pooled embedding. */
+static vlp_err mae_micro(trainer *t, const float *demb, float dloss, float *sum, vlp_error *err) {
+    clip_model *m = t->m;
+    int mb = t->o.batch / t->world / t->o.accum;
+    float part;
+    VLP_TRY(clip_mae_step(m, mb, mae_denominator(t), dloss, &part, err));
+    *sum += part;
+    clip_image_backward_with_tokens(m, demb, m->dmae_img, mb);
+    return VLP_OK;
+}
+
+/* MAE alone: each micro-batch's masked images through the tower and the
+ * decoder; the loss divided by the whole batch's masked patches. */
+static vlp_err mae_grads(trainer *t, float *loss, vlp_error *err) {
+    float sum = 0.0f;
+    for (int k = 0; k < t->o.accum; k++) {
+        VLP_TRY(image_forward(t, k, err));
+        VLP_TRY(mae_micro(t, NULL, 1.0f, &sum, err));
+    }
+    double c = sum; /* each rank's share of the batch's loss */
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &c, 1, err));
+    *loss = (float)c;
+    return VLP_OK;
+}
+
 /* Every micro-batch's embeddings into emb_img / emb_txt; the activations of
  * the last micro-batch stay in the model. */
 static vlp_err encode_all(trainer *t, vlp_error *err) {
     clip_model *m = t->m;
     int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
-    int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
-    size_t img = (size_t)3 * S * S;
+    int T = m->cfg.text.context_length;
     for (int k = 0; k < K; k++) {
-        VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        VLP_TRY(image_forward(t, k, err));
         memcpy(t->emb_img + (size_t)k * mb * E, m->va.emb, sizeof(float) * mb * E);
         VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
         memcpy(t->emb_txt + (size_t)k * mb * E, m->ta.emb, sizeof(float) * mb * E);
@@ -436,20 +534,29 @@ static vlp_err encode_all(trainer *t, vlp_error *err) {
     return VLP_OK;
 }
 
+/* The contrastive losses (clip, siglip; clip-mae adds MAE on the same
+ * masked forward). */
 static vlp_err accumulated_grads(trainer *t, float *loss, vlp_error *err) {
     clip_model *m = t->m;
     int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
-    int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
-    size_t img = (size_t)3 * S * S;
+    int T = m->cfg.text.context_length;
+    bool mae = t->o.objective == VLP_OBJECTIVE_CLIP_MAE;
     VLP_TRY(encode_all(t, err));
-    VLP_TRY(embedding_grads(t, loss, err));
+    float contrastive, rec = 0.0f;
+    VLP_TRY(embedding_grads(t, &contrastive, err));
     for (int k = 0; k < K; k++) {
         if (K > 1 && !clip_image_frozen(m)) /* a locked tower needs no activations */
-            VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
-        clip_image_backward(m, t->demb_img + (size_t)k * mb * E, mb);
+            VLP_TRY(image_forward(t, k, err));
+        if (mae) VLP_TRY(mae_micro(t, t->demb_img + (size_t)k * mb * E, t->o.mae_weight, &rec, err));
+        else clip_image_backward(m, t->demb_img + (size_t)k * mb * E, mb);
         if (K > 1) VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
         clip_text_backward(m, t->demb_txt + (size_t)k * mb * E, mb);
     }
+    *loss = contrastive;
+    if (!mae) return VLP_OK;
+    double c = rec;
+    VLP_TRY(dist_allreduce_sum_f64(t->dist, &c, 1, err));
+    *loss = t->o.clip_weight * contrastive + t->o.mae_weight * (float)c;
     return VLP_OK;
 }
 
@@ -570,6 +677,7 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     VLP_TRY(t->data->next(t->data->impl, o->batch / t->world, t->images, t->ids, err));
     double t_data = now_s() - t0;
     memset(m->grads, 0, sizeof(float) * m->nfloats);
+    if (uses_mae(o)) draw_masks(t);
     float loss;
     if (o->accum == 1 && t->world == 1 && o->objective == VLP_OBJECTIVE_CLIP) {
         VLP_TRY(clip_forward(m, t->images, t->ids, o->batch, err));
@@ -579,6 +687,7 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
         if (o->objective == VLP_OBJECTIVE_FILIP) VLP_TRY(filip_grads(t, &loss, err));
         else if (o->objective == VLP_OBJECTIVE_COCA) VLP_TRY(coca_grads(t, &loss, err));
         else if (o->objective == VLP_OBJECTIVE_TEXTLM) VLP_TRY(textlm_grads(t, &loss, err));
+        else if (o->objective == VLP_OBJECTIVE_MAE) VLP_TRY(mae_grads(t, &loss, err));
         else VLP_TRY(accumulated_grads(t, &loss, err));
         /* every rank's contribution to every parameter: the batch's gradient
          * (nothing to do in one process) */
@@ -625,6 +734,8 @@ static char *opts_json(const train_opts *o) {
     json_object_set_new(j, "caption_weight", json_real(o->caption_weight));
     json_object_set_new(j, "prior", json_boolean(o->prior));
     json_object_set_new(j, "prior_alpha", json_real(o->prior_alpha));
+    json_object_set_new(j, "mask_ratio", json_real(o->mask_ratio));
+    json_object_set_new(j, "mae_weight", json_real(o->mae_weight));
     char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(j);
     return s;
@@ -641,15 +752,16 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
     const char *objective = "clip"; /* states written before objectives existed */
     int lock_image = -1;
     /* absent in states written before captioning: their defaults */
-    double clip_w = 1.0, cap_w = 2.0, alpha = 1.0;
+    double clip_w = 1.0, cap_w = 2.0, alpha = 1.0, mask_ratio = 0.75, mae_w = 1.0;
     int prior = 0;
     int bad = json_unpack_ex(j, &je, JSON_STRICT,
                              "{s?:s, s?:i, s:i, s:i, s:I, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:s, "
-                             "s?:F, s?:F, s?:b, s?:F}",
+                             "s?:F, s?:F, s?:b, s?:F, s?:F, s?:F}",
                              "objective", &objective, "lock_image", &lock_image, "batch", &batch, "accum", &accum, "steps", &steps, "warmup", &warmup,
                              "lr", &lr, "beta1", &b1, "beta2", &b2, "eps", &eps, "weight_decay", &wd,
                              "grad_clip", &clip, "seed", &seed, "clip_weight", &clip_w,
-                             "caption_weight", &cap_w, "prior", &prior, "prior_alpha", &alpha);
+                             "caption_weight", &cap_w, "prior", &prior, "prior_alpha", &alpha,
+                             "mask_ratio", &mask_ratio, "mae_weight", &mae_w);
     vlp_objective obj = VLP_OBJECTIVE_CLIP;
     if (!bad && !vlp_objective_parse(objective, &obj)) {
         json_decref(j);
@@ -660,7 +772,8 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
                           .adam = {(float)lr, (float)b1, (float)b2, (float)eps, (float)wd},
                           .grad_clip = clip, .seed = strtoull(seed, NULL, 10),
                           .clip_weight = (float)clip_w, .caption_weight = (float)cap_w,
-                          .prior = prior, .prior_alpha = (float)alpha};
+                          .prior = prior, .prior_alpha = (float)alpha,
+                          .mask_ratio = (float)mask_ratio, .mae_weight = (float)mae_w};
     }
     json_decref(j);
     VLP_CHECK_FORMAT(!bad, err, "%s: training options: %s", what, je.text);
@@ -820,6 +933,9 @@ static vlp_err load_state(trainer *t, st_file *sf, vlp_error *err) {
                   "clip %g / caption %g; resume with the same", st_path(sf),
                   saved.prior ? "with" : "without", saved.prior_alpha, saved.clip_weight,
                   saved.caption_weight);
+    VLP_CHECK_ARG(!uses_mae(o) || (saved.mask_ratio == o->mask_ratio && saved.mae_weight == o->mae_weight),
+                  err, "%s: the run was started with mask ratio %g and MAE weight %g; resume with "
+                  "the same", st_path(sf), saved.mask_ratio, saved.mae_weight);
     VLP_CHECK_ARG(saved.batch == o->batch && saved.accum == o->accum && saved.seed == o->seed &&
                       saved.warmup == o->warmup && saved.adam.lr == o->adam.lr &&
                       saved.adam.weight_decay == o->adam.weight_decay &&

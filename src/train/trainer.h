@@ -40,6 +40,8 @@ typedef enum vlp_objective {
     VLP_OBJECTIVE_FILIP = 2,  // token-wise late interaction (Yao et al. 2021)
     VLP_OBJECTIVE_COCA = 3,   // contrastive + captioning (CoCaLoss); the model needs multimodal_cfg
     VLP_OBJECTIVE_TEXTLM = 4, // the decoder as a text-only LM on the captions (PRIOR's reference)
+    VLP_OBJECTIVE_MAE = 5,    // masked image modeling alone; the model needs mae_cfg
+    VLP_OBJECTIVE_CLIP_MAE = 6, // contrastive on the masked images (FLIP) + weighted MAE
 } vlp_objective;
 
 const char *vlp_objective_name(vlp_objective o);
@@ -63,6 +65,9 @@ typedef struct train_opts {
      * text-only reference LM (trainer_set_prior_ref) */
     bool prior;
     float prior_alpha;
+    /* MAE: the share of patches masked (MAE's 0.75); clip-mae's loss is
+     * clip_weight · contrastive + mae_weight · reconstruction */
+    float mask_ratio, mae_weight;
 } train_opts;
 
 train_opts train_opts_defaults(void);
