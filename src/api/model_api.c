@@ -94,8 +94,11 @@ const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
              v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
              : v->o.bf16 ? "fp32 (bf16 asked for, but the CPU has no AVX512-BF16)" : "fp32");
     if (c->multimodal.layers && used > 0 && (size_t)used < n)
-        snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",
-                 c->multimodal.layers, c->multimodal.heads);
+        used += snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",
+                         c->multimodal.layers, c->multimodal.heads);
+    if (c->mae.layers && used > 0 && (size_t)used < n)
+        snprintf(buf + used, n - (size_t)used, "; MAE decoder width %d x %d layers (%d heads)",
+                 c->mae.width, c->mae.layers, c->mae.heads);
     return buf;
 }
 
