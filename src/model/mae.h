@@ -54,7 +54,8 @@ size_t mae_scratch_floats(const mae_dims *d, int B);
 
 vlp_err mae_forward(mae_acts *a,
                     const float *tok,    // (B, 1+NK, E) class token, then the visible patches
-                    const int32_t *keep, // (B, NK) their patch indices, ascending
+                    const int32_t *keep, // (B, NK) their patch indices, ascending in [0, NP):
+                                         // the list clip_image_forward_masked checked
                     int NK, const mae_views *w, const mae_dims *d, int B, vlp_error *err);
 void mae_backward(float *dtok,          // (B, 1+NK, E) accumulated
                   mae_views *g,         // accumulated

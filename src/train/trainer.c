@@ -366,7 +366,7 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
     memset(t->demb_img, 0, sizeof(float) * (size_t)b * E);
     memset(t->demb_txt, 0, sizeof(float) * (size_t)b * E);
     if (t->o.objective == VLP_OBJECTIVE_SIGLIP) return siglip_grads(t, loss, err);
-    /* CoCa weighs the contrastive part of its loss */
+    /* CoCa and clip-mae weigh the contrastive part of their loss */
     bool weighted = t->o.objective == VLP_OBJECTIVE_COCA || t->o.objective == VLP_OBJECTIVE_CLIP_MAE;
     float cw = weighted ? t->o.clip_weight : 1.0f;
     if (W == 1) {
@@ -389,6 +389,16 @@ static vlp_err embedding_grads(trainer *t, float *loss, vlp_error *err) {
     VLP_TRY(add_reduce_scattered(t, t->demb_img_g, t->loss_scratch, t->demb_img, be, err));
     VLP_TRY(add_reduce_scattered(t, t->demb_txt_g, t->loss_scratch, t->demb_txt, be, err));
     return mean_over_ranks(t, local, loss, err);
+}
+
+/* Micro-batch k's images through the image tower: the visible patches only
+ * for the MAE objectives. */
+static vlp_err image_forward(trainer *t, int k, vlp_error *err) {
+    int mb = t->o.batch / t->world / t->o.accum, S = t->m->cfg.vision.image_size;
+    const float *img = t->images + (size_t)k * mb * 3 * S * S;
+    if (!uses_mae(&t->o)) return clip_image_forward(t->m, img, mb, err);
+    return clip_image_forward_masked(t->m, img, t->keep + (size_t)k * mb * t->nkeep, t->nkeep, mb,
+                                     err);
 }
 
 /* This process's b samples in accum micro-batches: encode all of them
@@ -443,10 +453,10 @@ static vlp_err filip_token_grads(trainer *t, float *loss, vlp_error *err) {
 static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
     clip_model *m = t->m;
     int K = t->o.accum, b = t->o.batch / t->world, mb = b / K, E = m->cfg.embed_dim;
-    int S = m->cfg.vision.image_size, Tv = m->vdims.T, Tt = m->tdims.T;
-    size_t img = (size_t)3 * S * S, vi = (size_t)Tv * E, ti = (size_t)Tt * E;
+    int Tv = m->vdims.T, Tt = m->tdims.T;
+    size_t vi = (size_t)Tv * E, ti = (size_t)Tt * E;
     for (int k = 0; k < K; k++) {
-        VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        VLP_TRY(image_forward(t, k, err));
         memcpy(t->tok_img + (size_t)k * mb * vi, m->va.tok_emb, sizeof(float) * mb * vi);
         VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * Tt, mb, err));
         memcpy(t->tok_txt + (size_t)k * mb * ti, m->ta.tok_emb, sizeof(float) * mb * ti);
@@ -454,8 +464,7 @@ static vlp_err filip_grads(trainer *t, float *loss, vlp_error *err) {
     }
     VLP_TRY(filip_token_grads(t, loss, err));
     for (int k = 0; k < K; k++) {
-        if (K > 1 && !clip_image_frozen(m))
-            VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+        if (K > 1 && !clip_image_frozen(m)) VLP_TRY(image_forward(t, k, err));
         clip_image_backward_tokens(m, t->dtok_img + (size_t)k * mb * vi, mb);
         if (K > 1) VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * Tt, mb, err));
         clip_text_backward_tokens(m, t->dtok_txt + (size_t)k * mb * ti, mb);
@@ -476,16 +485,6 @@ static void draw_masks(trainer *t) {
         vlp_rng ri = {step ^ (uint64_t)(t->rank * b + i)};
         mae_random_keep(t->keep + (size_t)i * t->nkeep, NP, t->nkeep, vlp_rng_u64(&ri));
     }
-}
-
-/* Micro-batch k's images through the image tower: the visible patches only
- * for the MAE objectives. */
-static vlp_err image_forward(trainer *t, int k, vlp_error *err) {
-    int mb = t->o.batch / t->world / t->o.accum, S = t->m->cfg.vision.image_size;
-    const float *img = t->images + (size_t)k * mb * 3 * S * S;
-    if (!uses_mae(&t->o)) return clip_image_forward(t->m, img, mb, err);
-    return clip_image_forward_masked(t->m, img, t->keep + (size_t)k * mb * t->nkeep, t->nkeep, mb,
-                                     err);
 }
 
 /* The MAE loss's divisor: the masked patches of the whole batch */
@@ -612,8 +611,7 @@ static vlp_err caption_micro(trainer *t, int k, bool with_image, double denom, f
 static vlp_err coca_grads(trainer *t, float *loss, vlp_error *err) {
     clip_model *m = t->m;
     int K = t->o.accum, mb = t->o.batch / t->world / K, E = m->cfg.embed_dim;
-    int S = m->cfg.vision.image_size, T = m->cfg.text.context_length;
-    size_t img = (size_t)3 * S * S;
+    int T = m->cfg.text.context_length;
     double denom = 1.0;
     VLP_TRY(caption_denominator(t, &denom, err));
     VLP_TRY(encode_all(t, err));
@@ -621,7 +619,7 @@ static vlp_err coca_grads(trainer *t, float *loss, vlp_error *err) {
     VLP_TRY(embedding_grads(t, &contrastive, err));
     for (int k = 0; k < K; k++) {
         if (K > 1) { /* the decoder reads the image tokens even of a locked tower */
-            VLP_TRY(clip_image_forward(m, t->images + k * mb * img, mb, err));
+            VLP_TRY(image_forward(t, k, err));
             VLP_TRY(clip_text_forward(m, t->ids + (size_t)k * mb * T, mb, err));
         }
         VLP_TRY(caption_micro(t, k, true, denom, t->o.caption_weight, &caption, err));
@@ -751,7 +749,7 @@ static vlp_err parse_opts(const char *text, const char *what, train_opts *o, vlp
     int batch, accum;
     const char *objective = "clip"; /* states written before objectives existed */
     int lock_image = -1;
-    /* absent in states written before captioning: their defaults */
+    /* absent in states written before captioning / MAE: their defaults */
     double clip_w = 1.0, cap_w = 2.0, alpha = 1.0, mask_ratio = 0.75, mae_w = 1.0;
     int prior = 0;
     int bad = json_unpack_ex(j, &je, JSON_STRICT,
