@@ -128,6 +128,14 @@ def clip_loss(img_f, txt_f, logit_scale):
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+def record_grads(rec, p, prefix):
+    """rec[prefix + name] = each parameter's gradient (zeros where none reached
+    it), float32; the gradients are cleared for the next backward"""
+    for k, v in p.items():
+        rec[prefix + k] = (v.grad if v.grad is not None else torch.zeros_like(v)).float().numpy()
+        v.grad = None
+
+
 def make_batch(c):
     B, T, V = c["batch"], c["context_length"], c["vocab_size"]
     images = draw(B, 3, c["image_size"], c["image_size"]).detach()
@@ -148,9 +156,8 @@ def main():
     loss.backward()
     rec = {"config": np.array([c[k] for k in CFG], np.int32), "images": images.float().numpy(),
            "ids": ids.int().numpy(), "loss": np.array([loss.item()], np.float32)}
-    for k, v in p.items():
-        rec[k] = v.detach().float().numpy()
-        rec["grad." + k] = v.grad.float().numpy()
+    rec.update({k: v.detach().float().numpy() for k, v in p.items()})
+    record_grads(rec, p, "grad.")
     # 5 AdamW steps from the same weights on the same batch: open_clip's
     # optimizer (decay groups as vlp: ndim >= 2 and not a norm, bias,
     # logit_scale or embedding), warmup 2 + cosine over 5, clipping at norm

@@ -138,17 +138,14 @@ def main():
            "caption_loss": np.array([cap.item()], np.float32),
            "ntp_loss": np.array([ntp.item()], np.float32),
            "weights": np.array([CLIP_W, CAP_W, ALPHA], np.float32)}
-    for k, v in p.items():
-        rec[k] = v.detach().float().numpy()
-        rec["grad." + k] = v.grad.float().numpy()
-        v.grad = None
+    rec.update({k: v.detach().float().numpy() for k, v in p.items()})
+    R.record_grads(rec, p, "grad.")
     # the text-only language model on the same weights (no image, no cross-attention)
     _, txt_x = text_tower(ids, p, c)
     lm = caption_loss(decoder(txt_x, None, p), lab, torch.ones_like(w))
     lm.backward()
     rec["lm_loss"] = np.array([lm.item()], np.float32)
-    for k, v in p.items():
-        rec["lm_grad." + k] = (v.grad if v.grad is not None else torch.zeros_like(v)).float().numpy()
+    R.record_grads(rec, p, "lm_grad.")
     path = os.path.join(OUT, "coca_step.vlpt")
     vlpt.write(path, rec)
     print(f"wrote {path}: loss {loss.item():.6f} (caption {cap.item():.6f}, ntp {ntp.item():.6f}), "

@@ -112,10 +112,8 @@ def main():
     loss = mae_loss(images, decode(tok, keep, p, c), keep, c)
     loss.backward()
     rec["loss"] = np.array([loss.item()], np.float32)
-    for k, v in p.items():
-        rec[k] = v.detach().float().numpy()
-        rec["grad." + k] = (v.grad if v.grad is not None else torch.zeros_like(v)).float().numpy()
-        v.grad = None
+    rec.update({k: v.detach().float().numpy() for k, v in p.items()})
+    R.record_grads(rec, p, "grad.")
 
     tok = masked_tokens(images, keep, p, c)
     m = mae_loss(images, decode(tok, keep, p, c), keep, c)
@@ -123,8 +121,7 @@ def main():
     joint = CLIP_W * cl + MAE_W * m
     joint.backward()
     rec["joint_loss"] = np.array([joint.item()], np.float32)
-    for k, v in p.items():
-        rec["joint_grad." + k] = (v.grad if v.grad is not None else torch.zeros_like(v)).float().numpy()
+    R.record_grads(rec, p, "joint_grad.")
     path = os.path.join(OUT, "mae_step.vlpt")
     vlpt.write(path, rec)
     print(f"wrote {path}: MAE loss {loss.item():.6f}, joint {joint.item():.6f} "
