@@ -1,6 +1,8 @@
 # vlp — see README.md.  `make` builds build/release; `make test` installs what
 # is missing (scripts/deps.sh), builds the release and the ASan+UBSan variants
-# and runs every test in both; `make bench` runs the benchmarks.
+# and runs every test in both; `make bench` runs the benchmarks;
+# `make install PREFIX=... [DESTDIR=...]` installs the tool, the libraries,
+# the header, vlp.pc and the data (share/vlp), `make uninstall` removes them.
 MODE ?= release
 ARCH ?= native
 CC ?= cc
@@ -11,6 +13,7 @@ SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
+TEST_SCRIPTS := $(patsubst tests/%.sh,$(BUILD)/tests/%,$(wildcard tests/test_*.sh))
 BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/bench/data $(BUILD)/bench/embed $(BUILD)/bench/train
 TOOL_SUPPORT := tools/blas_env.c
 
@@ -23,11 +26,28 @@ else
 endif
 
 -include $(CONFIG)
+
+# the version, written once: include/vlp.h
+VERSION := $(shell sed -n 's/^\#define VLP_VERSION_STRING "\(.*\)"/\1/p' include/vlp.h)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+LIBDIR := $(PREFIX)/lib
+INCLUDEDIR := $(PREFIX)/include
+DATADIR := $(PREFIX)/share/vlp
+PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+SONAME := libvlp.so.$(MAJOR)
+# what vlp ships beside the code: model configs, the BPE merges, templates
+DATA := $(wildcard configs/*.json) vocab/bpe_simple_vocab_16e6.txt.gz vocab/README.md \
+        $(wildcard templates/*.txt) templates/README.md
+PIC_OBJ := $(SRC:%.c=$(BUILD)/pic/%.o)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) $(MPI_CFLAGS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) $(MPI_CFLAGS) $(DEFS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
 LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(MPI_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
-.PHONY: all lib tests benches test test-release test-asan bench demo deps clean ref check-checkpoint
+.PHONY: all lib shared tests benches test test-release test-asan bench demo deps clean ref check-checkpoint \
+        install uninstall FORCE
 all: $(CONFIG) lib $(BUILD)/vlp tests benches
 
 $(CONFIG): scripts/probe.sh
@@ -35,19 +55,46 @@ $(CONFIG): scripts/probe.sh
 	@CC=$(CC) sh scripts/probe.sh $@
 
 lib: $(BUILD)/libvlp.a
-tests: $(TESTS)
+shared: $(BUILD)/libvlp.so.$(VERSION)
+tests: $(TESTS) $(TEST_SCRIPTS) $(BUILD)/vlp
 benches: $(BENCHES)
 
 $(BUILD)/%.o: %.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+$(BUILD)/pic/%.o: %.c $(CONFIG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+
+# The data directory of the prefix is compiled in as the last place the
+# library looks (src/core/datadir.h); the stamp rebuilds it when PREFIX changes.
+$(BUILD)/prefix.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' > $@
+$(BUILD)/src/core/datadir.o $(BUILD)/pic/src/core/datadir.o: $(BUILD)/prefix.stamp
+$(BUILD)/src/core/datadir.o $(BUILD)/pic/src/core/datadir.o: DEFS = -DVLP_INSTALL_DATADIR='"$(DATADIR)"'
+
 $(BUILD)/libvlp.a: $(OBJ)
 	ar rcs $@ $^
 
-CLI_SRC := tools/vlp.c tools/args.c $(wildcard tools/cmd_*.c)
+# The shared library exports the vlp_* functions only (tools/vlp.map).
+$(BUILD)/libvlp.so.$(VERSION): $(PIC_OBJ) tools/vlp.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,tools/vlp.map -o $@ $(PIC_OBJ) $(LDLIBS_ALL)
+	ln -sf libvlp.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libvlp.so
+
+$(BUILD)/vlp.pc: tools/vlp.pc.in $(CONFIG) $(BUILD)/prefix.stamp
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS_ALL))|' $< > $@
+
+CLI_SRC := tools/vlp.c tools/args.c tools/model_args.c tools/progress.c $(wildcard tools/cmd_*.c)
 $(BUILD)/vlp: $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a tools/*.h
 	$(CC) $(CFLAGS_ALL) -Itools $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
+
+# shell tests (TAP, like the C ones): copied next to them, run by tests/run.sh
+$(BUILD)/tests/%: tests/%.sh
+	@mkdir -p $(dir $@)
+	cp $< $@ && chmod +x $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libvlp.a
 	@mkdir -p $(dir $@)
@@ -94,7 +141,7 @@ demo: deps
 	build/release/vlp data shards --data data/emoji-train.tsv --out data/emoji-shards/train \
 	    --alt-caption-key coarse --samples-per-shard 1000
 	rm -rf $(DEMO_RUN)
-	build/release/vlp train --config configs/tiny.json --out $(DEMO_RUN) \
+	build/release/vlp train --model-config tiny --out $(DEMO_RUN) \
 	    --train-data 'data/emoji-shards/train-{00000..00011}.tar' --white-background \
 	    --alt-caption-key coarse --alt-caption-prob 0.1667 --data data/emoji --eval-vendor twitter \
 	    --steps $(DEMO_STEPS) --batch 128 --lr 1e-3 --warmup 20 --eval-every 120 --save-every 60
@@ -109,13 +156,14 @@ ref:
 	/usr/bin/python3 tests/ref/make_ops_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_clip_ref.py tests/ref
 	/usr/bin/python3 tests/ref/check_checkpoint.py --keys tests/ref/clip_state_dict_keys.txt
-	/usr/bin/python3 tests/ref/make_bpe_ref.py ../shared/data/bpe_simple_vocab_16e6.txt.gz tests/ref/bpe_ref.tsv
+	/usr/bin/python3 tests/ref/make_bpe_ref.py vocab/bpe_simple_vocab_16e6.txt.gz tests/ref/bpe_ref.tsv
 	/usr/bin/python3 tests/ref/make_image_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_pretrained_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_api_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_objectives_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_coca_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_mae_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_headwidth_ref.py tests/ref
 
 # Load a checkpoint into the open_clip-structured PyTorch module:
 #   make check-checkpoint CKPT=runs/emoji/latest.safetensors
@@ -123,7 +171,27 @@ check-checkpoint:
 	@sh scripts/deps.sh --ref
 	/usr/bin/python3 tests/ref/check_checkpoint.py $(CKPT)
 
+install: deps
+	@$(MAKE) --no-print-directory MODE=release lib shared build/release/vlp build/release/vlp.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(DATADIR)/configs $(DESTDIR)$(DATADIR)/vocab $(DESTDIR)$(DATADIR)/templates
+	install -m 755 build/release/vlp $(DESTDIR)$(BINDIR)/vlp
+	install -m 644 build/release/libvlp.a $(DESTDIR)$(LIBDIR)/libvlp.a
+	install -m 755 build/release/libvlp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libvlp.so.$(VERSION)
+	ln -sf libvlp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvlp.so
+	install -m 644 include/vlp.h $(DESTDIR)$(INCLUDEDIR)/vlp.h
+	install -m 644 build/release/vlp.pc $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
+	for f in $(DATA); do install -m 644 $$f $(DESTDIR)$(DATADIR)/$$f || exit 1; done
+	@echo "installed vlp $(VERSION) into $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vlp $(DESTDIR)$(LIBDIR)/libvlp.a $(DESTDIR)$(LIBDIR)/libvlp.so \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libvlp.so.$(VERSION) \
+	    $(DESTDIR)$(INCLUDEDIR)/vlp.h $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
+	rm -rf $(DESTDIR)$(DATADIR)
+
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(PIC_OBJ:.o=.d)

@@ -77,14 +77,24 @@ const char *vlp_sysinfo_format(const vlp_sysinfo *s, char *buf, size_t n);
  * n <= 0 picks the number of cores. */
 void vlp_set_threads(int n);
 
+/* ---- the data vlp ships -------------------------------------------------- */
+
+/* The path of a file vlp ships, by its name under the data directory:
+ * "configs/ViT-B-16.json", "vocab/bpe_simple_vocab_16e6.txt.gz",
+ * "templates/openai-imagenet.txt". Looked up in $VLP_DATA_DIR when set, else
+ * next to the library as installed (<prefix>/share/vlp), else in the source
+ * tree the library was built in, else in the data directory of the prefix it
+ * was built for; never in the working directory. */
+vlp_err vlp_data_file(const char *name, char *out, size_t n, vlp_error *err);
+
 /* ---- models: load pretrained or vlp-trained CLIP weights and embed ------- */
 
 typedef struct vlp_model vlp_model;
 
 typedef struct vlp_model_opts {
     /* BPE merges file. NULL: "tokenizer.merges" next to the weights (a vlp
-     * run directory), else $VLP_BPE_MERGES, else OpenAI's file at
-     * ../shared/data/bpe_simple_vocab_16e6.txt.gz */
+     * run directory), else $VLP_BPE_MERGES, else OpenAI's merges that vlp
+     * ships (vlp_data_file "vocab/bpe_simple_vocab_16e6.txt.gz") */
     const char *vocab;
     int quick_gelu; /* -1: the file's config, or QuickGELU (OpenAI's) when inferred; 0/1 forced */
     int batch;      /* encoder batch (default 32) */
@@ -95,6 +105,13 @@ typedef struct vlp_model_opts {
      * ~0.999). Without AVX512-BF16 the model stays fp32 (vlp_model_describe
      * says which). */
     bool bf16;
+    /* The architecture: an open_clip model name ("ViT-B-16", "ViT-H-14",
+     * "tiny"; vlp_data_file "configs/NAME.json") or a JSON file in open_clip's
+     * fields (a name has no '/' and does not end in .json). NULL: the config
+     * in the file's metadata, else inferred from the tensor shapes with head
+     * width 64 (vlp_model_warning says so). Tensors that disagree with it are
+     * an error naming the tensor and both shapes. */
+    const char *model_config;
 } vlp_model_opts;
 
 vlp_model_opts vlp_model_opts_default(void);
@@ -107,6 +124,9 @@ void vlp_model_free(vlp_model *m);
 int vlp_model_embed_dim(const vlp_model *m);
 int vlp_model_image_size(const vlp_model *m);
 int vlp_model_context_length(const vlp_model *m);
+/* NULL, or a warning about the load meant for the user: the architecture
+ * was inferred from the shapes (head width 64 assumed). Owned by the model. */
+const char *vlp_model_warning(const vlp_model *m);
 /* A one-line description: widths, layers, patch, context, activation. */
 const char *vlp_model_describe(const vlp_model *m, char *buf, size_t n);
 

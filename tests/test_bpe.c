@@ -1,5 +1,5 @@
 /* The CLIP BPE tokenizer against tests/ref/bpe_ref.tsv: 340 texts (the
- * DESIGN.md example, punctuation, digits, accents, CJK, emoji, html entities,
+ * "a photo of a cat" example, punctuation, digits, accents, CJK, emoji, html entities,
  * odd whitespace, special tokens, long texts, random mixtures) encoded by the
  * Python reference of tests/ref/make_bpe_ref.py; every id must be equal.
  * Also: invalid UTF-8 never crashes, and bad merges files are named. */
@@ -9,21 +9,20 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "core/datadir.h"
 #include "data/bpe.h"
 #include "data/bpe_train.h"
 
 #define CTX 77
 
-static const char *merges_path(void) {
-    const char *p = getenv("VLP_BPE_MERGES");
-    return p ? p : "../shared/data/bpe_simple_vocab_16e6.txt.gz";
-}
-
+/* OpenAI's merges as vlp ships them (vocab/, found as the library finds it) */
 static vlp_tokenizer load(void) {
     vlp_tokenizer t;
     vlp_error err = {0};
-    if (bpe_load(merges_path(), 0, &t, &err) != VLP_OK)
-        fail_msg("%s (set VLP_BPE_MERGES to the merges file)", err.message);
+    char path[4200];
+    if (vlp_data_file(VLP_DEFAULT_VOCAB, path, sizeof path, &err) != VLP_OK ||
+        bpe_load(path, 0, &t, &err) != VLP_OK)
+        fail_msg("%s", err.message);
     return t;
 }
 

@@ -30,8 +30,8 @@ typedef struct expected {
     float image[2][E], text[3][E];
 } expected;
 
-static void read_expected(expected *x) {
-    FILE *fp = fopen(ref("api_expected.txt"), "r");
+static void read_expected_from(expected *x, const char *name) {
+    FILE *fp = fopen(ref(name), "r");
     assert_non_null(fp);
     char kind[16];
     int ni = 0, nm = 0, nt = 0;
@@ -43,6 +43,28 @@ static void read_expected(expected *x) {
     }
     fclose(fp);
     assert_int_equal(ni, 3), assert_int_equal(nm, 2), assert_int_equal(nt, 3);
+}
+
+static void read_expected(expected *x) { read_expected_from(x, "api_expected.txt"); }
+
+/* the lowest cosine over the three texts and two images */
+static double lowest_cosine(vlp_model *m, const expected *x) {
+    const char *texts[] = {"the cat", "A photo of THE dog, then the end!", ""};
+    const char *files[] = {ref("img_src.png"), ref("img_src.jpg")};
+    float t[3][E], im[2][E];
+    vlp_error err;
+    assert_int_equal(vlp_encode_texts(m, texts, 3, &t[0][0], &err), VLP_OK);
+    assert_int_equal(vlp_encode_image_files(m, files, 2, &im[0][0], &err), VLP_OK);
+    double lowest = 1.0;
+    for (int i = 0; i < 5; i++) {
+        const float *got = i < 3 ? t[i] : im[i - 3], *want = i < 3 ? x->text[i] : x->image[i - 3];
+        double dot = 0, na = 0, nb = 0;
+        for (int k = 0; k < E; k++)
+            dot += (double)got[k] * want[k], na += (double)got[k] * got[k],
+                nb += (double)want[k] * want[k];
+        lowest = fmin(lowest, dot / sqrt(na * nb));
+    }
+    return lowest;
 }
 
 static void assert_embedding(const char *what, const float *got, const float *want) {
@@ -109,21 +131,7 @@ static void test_bf16_embeddings_close(void **state) {
     vlp_sysinfo_get(&si);
     bool hw = si.avx512bf16;
     assert_non_null(strstr(desc, hw ? "; bf16 matmuls" : "no AVX512-BF16"));
-    const char *texts[] = {"the cat", "A photo of THE dog, then the end!", ""};
-    const char *files[] = {ref("img_src.png"), ref("img_src.jpg")};
-    float t[3][E], im[2][E];
-    vlp_error err;
-    assert_int_equal(vlp_encode_texts(m, texts, 3, &t[0][0], &err), VLP_OK);
-    assert_int_equal(vlp_encode_image_files(m, files, 2, &im[0][0], &err), VLP_OK);
-    double lowest = 1.0;
-    for (int i = 0; i < 5; i++) {
-        const float *got = i < 3 ? t[i] : im[i - 3], *want = i < 3 ? x.text[i] : x.image[i - 3];
-        double dot = 0, na = 0, nb = 0;
-        for (int k = 0; k < E; k++)
-            dot += (double)got[k] * want[k], na += (double)got[k] * got[k],
-                nb += (double)want[k] * want[k];
-        lowest = fmin(lowest, dot / sqrt(na * nb));
-    }
+    double lowest = lowest_cosine(m, &x);
     printf("# bf16 embeddings: lowest cosine to PyTorch fp32 %.6f\n", lowest);
     assert_true(lowest > 0.999);
     if (hw) assert_true(lowest < 0.9999995); /* not the fp32 numbers */
@@ -146,6 +154,59 @@ static void test_encode_classes(void **state) {
     assert_embedding("class dog", W[1], want);
     assert_int_equal(vlp_encode_classes(m, classes, 0, templates, 2, &W[0][0], &err), VLP_ERR_ARG);
     vlp_model_free(m);
+}
+
+/* A model whose heads are not 64 wide in either tower (4 heads of 16 in each), saved by tests/ref/make_headwidth_ref.py without a config, as
+ * open_clip's state dicts are: with its config (tests/ref/headwidth.json,
+ * open_clip's head_width field) it embeds as PyTorch does; inferred from the
+ * shapes (head width 64: one head per tower) it does not, and the load says
+ * so; a config whose shapes disagree is refused, naming the tensor and both
+ * shapes. */
+static vlp_model *load_headwidth(const char *config, vlp_error *err) {
+    vlp_model_opts o = vlp_model_opts_default();
+    o.vocab = ref("api_merges.txt");
+    o.model_config = config;
+    vlp_model *m = NULL;
+    return vlp_model_load(&m, ref("headwidth_model.safetensors"), &o, err) == VLP_OK ? m : NULL;
+}
+
+static void test_head_width_from_config(void **state) {
+    expected x;
+    read_expected_from(&x, "headwidth_expected.txt");
+    vlp_error err = {0};
+    vlp_model *m = load_headwidth(ref("headwidth.json"), &err);
+    if (!m) fail_msg("%s", err.message);
+    assert_null(vlp_model_warning(m));
+    char desc[256];
+    assert_non_null(strstr(vlp_model_describe(m, desc, sizeof desc), "x 2 layers (4 heads)"));
+    for (int i = 0; i < 3; i++) {
+        int ids[12];
+        vlp_tokenize(m, i == 0 ? "the cat" : i == 1 ? "A photo of THE dog, then the end!" : "", ids, 12);
+        assert_memory_equal(ids, x.ids[i], sizeof ids);
+    }
+    double with_config = lowest_cosine(m, &x);
+    vlp_model_free(m);
+    printf("# head width 16: lowest cosine to PyTorch %.7f with the config\n", with_config);
+    assert_true(with_config >= 0.99999);
+
+    /* no config: inferred with one head per tower, which this model does not have */
+    m = load_headwidth(NULL, &err);
+    if (!m) fail_msg("%s", err.message);
+    assert_non_null(vlp_model_warning(m));
+    assert_non_null(strstr(vlp_model_warning(m), "head width 64"));
+    double inferred = lowest_cosine(m, &x);
+    vlp_model_free(m);
+    printf("# inferred from the shapes (1 head each): lowest cosine %.7f\n", inferred);
+    assert_true(inferred < 0.999);
+
+    /* a config whose tensors do not fit: the tensor and both shapes named */
+    assert_null(load_headwidth("tiny", &err));
+    assert_int_equal(err.code, VLP_ERR_SHAPE);
+    assert_non_null(strstr(err.message, "tensor 'positional_embedding' has shape [12, 64], the model wants [32, 256]"));
+    /* an unknown name lists the known ones */
+    assert_null(load_headwidth("ViT-B-17", &err));
+    assert_int_equal(err.code, VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "ViT-bigG-14"));
 }
 
 static void test_errors(void **state) {
@@ -173,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_embeddings_match_pytorch),
         cmocka_unit_test(test_bf16_embeddings_close),
         cmocka_unit_test(test_encode_classes),
+        cmocka_unit_test(test_head_width_from_config),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("c_api", tests, NULL, NULL);

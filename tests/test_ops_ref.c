@@ -11,7 +11,7 @@
 #include "loss/loss.h"
 #include "model/block.h"
 
-/* fp32 ops: the loosest the issue allows is 1e-5 / 1e-4; the pointwise ops
+/* fp32 ops: the loosest we allow is 1e-5 / 1e-4; the pointwise ops
  * are held tighter. */
 #define ATOL 1e-5
 #define RTOL 1e-4

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "core/datadir.h"
 #include "data/bpe.h"
 #include "model/clip_pretrained.h"
 
@@ -232,7 +233,8 @@ static void test_tokenizer_ids(void **state) {
     vlpt_file *f = ref_open("pretrained");
     vlp_tokenizer t;
     vlp_error err = {0};
-    const char *merges = getenv("VLP_BPE_MERGES") ? getenv("VLP_BPE_MERGES") : "../shared/data/bpe_simple_vocab_16e6.txt.gz";
+    char merges[4200];
+    check(vlp_data_file(VLP_DEFAULT_VOCAB, merges, sizeof merges, &err), &err);
     check(bpe_load(merges, 0, &t, &err), &err);
     int32_t ids[77];
     for (int i = 0; i < 3; i++) {

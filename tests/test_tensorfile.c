@@ -60,7 +60,7 @@ static void test_roundtrip(void **state) {
     /* asking for the wrong shape or dtype names the tensor */
     int64_t wrong[2] = {3, 2};
     assert_int_equal(vlpt_get(f, "alpha", VLPT_F32, 2, wrong, &t, &err), VLP_ERR_SHAPE);
-    assert_non_null(strstr(err.message, "'alpha' has shape (2, 3), expected (3, 2)"));
+    assert_non_null(strstr(err.message, "'alpha' has shape [2, 3], expected [3, 2]"));
     assert_int_equal(vlpt_get(f, "alpha", VLPT_I32, -1, NULL, &t, &err), VLP_ERR_FORMAT);
     assert_non_null(strstr(err.message, "is f32, expected i32"));
     assert_int_equal(vlpt_get(f, "gamma", VLPT_F32, -1, NULL, &t, &err), VLP_ERR_FORMAT);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/datadir.h"
+
 bool arg_is(int argc, char **argv, int *i, const char *s, const char *l, bool want_value,
             const char *cmd, int *bad) {
     const char *a = argv[*i];
@@ -87,4 +89,21 @@ char **read_lines(const char *path, bool keep_empty, int *n) {
         return NULL;
     }
     return v;
+}
+
+char **read_templates(const char *arg, const char *cmd, int *n) {
+    char path[4200];
+    vlp_error err = {0};
+    *n = 0;
+    if (vlp_data_resolve("templates", ".txt", arg, path, sizeof path, &err) != VLP_OK) {
+        fprintf(stderr, "vlp %s: templates '%s': %s\n", cmd, arg, err.message);
+        return NULL;
+    }
+    char **t = read_lines(path, false, n);
+    if (t && !*n) {
+        fprintf(stderr, "vlp %s: %s holds no template\n", cmd, path);
+        free_lines(t, *n);
+        return NULL;
+    }
+    return t;
 }

@@ -14,6 +14,16 @@ bool arg_double(const char *cmd, const char *opt, const char *v, double lo, doub
  * it cannot be read or memory runs out. Free with free_lines. */
 char **read_lines(const char *path, bool keep_empty, int *n);
 void free_lines(char **v, int n);
+/* Zero-shot templates: a name shipped with vlp ("default", "openai-imagenet":
+ * templates/NAME.txt of the data directory) or a file, one template a line;
+ * NULL and a message naming what failed. Free with free_lines. */
+char **read_templates(const char *name_or_file, const char *cmd, int *n);
+#define TEMPLATES_DEFAULT "default"
+#define TEMPLATES_HELP                                                                          \
+    "      --templates T     zero-shot templates: a NAME shipped with vlp (default: \"a photo\n"  \
+    "                        of a {}.\"; openai-imagenet: the CLIP paper's 80) or a FILE, one\n" \
+    "                        template a line, {} for the class (default " TEMPLATES_DEFAULT ")\n"
+
 
 /* A dataset warning callback: prints "warning: MSG" to stderr, the first 100
  * of a process, then one line saying the rest are only counted. Thread-safe. */

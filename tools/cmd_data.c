@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "progress.h"
 #include "data/bpe.h"
 #include "data/bpe_train.h"
 #include "data/dataset.h"
@@ -175,6 +176,8 @@ static int data_shards(int argc, char **argv) {
     long n = 0, shard = 0;
     int rc = 0;
     bool open = false, done = false;
+    progress pr;
+    progress_begin(&pr, stderr, "samples", 0);
     while (!rc) {
         raw_sample r;
         if (stream_next(s, &r, &done, &err) != VLP_OK) { rc = fail("shards", &err); break; }
@@ -200,7 +203,8 @@ static int data_shards(int argc, char **argv) {
         free(text);
         raw_sample_free(&r);
         if (e != VLP_OK) { rc = fail("shards", &err); break; }
-        if (++n % per == 0) {
+        progress_update(&pr, ++n);
+        if (n % per == 0) {
             open = false, shard++;
             if (tar_finish(&w, &err) != VLP_OK) rc = fail("shards", &err);
         }
@@ -210,6 +214,8 @@ static int data_shards(int argc, char **argv) {
         else if (tar_finish(&w, &err) != VLP_OK) rc = fail("shards", &err);
         else shard++;
     }
+    if (rc) progress_break(&pr);
+    else progress_end(&pr, n);
     const char *why;
     int64_t skipped = stream_skipped(s, &why);
     stream_free(s);
@@ -259,6 +265,8 @@ static int data_stats(int argc, char **argv) {
     bool done = false;
     int32_t *ids = malloc(sizeof(int32_t) * 4096);
     int rc = 0;
+    progress pr;
+    progress_begin(&pr, stderr, "samples", 0);
     while (!rc) {
         raw_sample r;
         if (stream_next(s, &r, &done, &err) != VLP_OK) { rc = fail("stats", &err); break; }
@@ -288,7 +296,10 @@ static int data_stats(int argc, char **argv) {
             lens = g;
         }
         lens[n++] = len;
+        progress_update(&pr, n);
     }
+    if (rc) progress_break(&pr);
+    else progress_end(&pr, n);
     if (!rc) {
         const char *why;
         int64_t skipped = stream_skipped(s, &why);

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "args.h"
+#include "model_args.h"
+#include "progress.h"
 #include "blas_env.h"
 #include "commands.h"
 #include "core/rng.h"
@@ -51,6 +53,8 @@ static int load_set(vlp_model *m, const char *spec, const char *caption_key, con
     float *pix = malloc(sizeof(float) * (size_t)B * 3 * S * S);
     memset(s, 0, sizeof *s);
     bool done = false;
+    progress pr;
+    progress_begin(&pr, stderr, "images", 0);
     while (!rc && !done) {
         raw_sample r;
         if (stream_next(st, &r, &done, &err) != VLP_OK) { rc = 1; break; }
@@ -87,10 +91,10 @@ static int load_set(vlp_model *m, const char *spec, const char *caption_key, con
             }
             if (ppl != CAPTION_OFF) s->nll += nll, s->targets += nt;
             s->n += nb, nb = 0;
-            fprintf(stderr, "\rimages %d", s->n);
+            progress_update(&pr, s->n);
         }
     }
-    fprintf(stderr, "\n");
+    progress_end(&pr, s->n);
     if (rc) fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
     const char *why;
     int64_t skipped = stream_skipped(st, &why);
@@ -179,11 +183,11 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *caption_key = "title", *label_key = NULL, *templates = NULL;
-    vlp_model_opts o = vlp_model_opts_default();
+    const char *data = NULL, *caption_key = "title", *label_key = NULL, *templates = TEMPLATES_DEFAULT;
+    model_args a = {.o = vlp_model_opts_default()};
     bool zs = false, rt = false, lp = false, white = false, text_only = false;
     double test_frac = 0.5, l2 = 1e-3;
-    long threads = 0, seed = 0;
+    long seed = 0;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "eval", &bad)) {
@@ -198,21 +202,18 @@ int cmd_eval(int argc, char **argv) {
                    "  caption perplexity  models with a text decoder (CoCa): exp of the mean −log p of\n"
                    "              every caption token given the image, always reported.\n"
                    "Without a task flag: retrieval, plus zero-shot and the probe when --label-key is given.\n"
-                   "  -m, --model FILE        weights   -v, --vocab FILE   BPE merges (see vlp embed)\n"
                    "  -d, --data SET          the set\n"
                    "      --caption-key K     caption column (default title)\n"
                    "      --label-key K       label column (e.g. category); rows with an empty label are\n"
                    "                          left out of zero-shot and the probe\n"
                    "      --white-background  composite transparent pixels on white (as training did)\n"
-                   "      --templates FILE    one template a line, {} for the class (default \"a photo of a {}.\")\n"
+                   TEMPLATES_HELP
                    "      --probe-test-fraction F  (default 0.5)   --probe-l2 X (default 0.001)\n"
                    "      --text-only         a model with a decoder: caption perplexity without the\n"
                    "                          image (a textlm run: PRIOR's reference)\n"
-                   "  -s, --seed N            the probe's split (default 0)\n"
-                   "  -t, --threads N         threads, 0 = one per core\n");
+                   "  -s, --seed N            the probe's split (default 0)\n" MODEL_HELP);
             return 0;
-        } else if (arg_is(argc, argv, &i, "-m", "--model", true, "eval", &bad)) model = argv[++i];
-        else if (arg_is(argc, argv, &i, "-v", "--vocab", true, "eval", &bad)) o.vocab = argv[++i];
+        } else if (model_arg(argc, argv, &i, &a, "eval", &bad)) continue;
         else if (arg_is(argc, argv, &i, "-d", "--data", true, "eval", &bad)) data = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "eval", &bad)) caption_key = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--label-key", true, "eval", &bad)) label_key = argv[++i];
@@ -228,10 +229,9 @@ int cmd_eval(int argc, char **argv) {
             bad = !arg_double("eval", "--probe-l2", argv[++i], 0, 1e6, &l2);
         else if (arg_is(argc, argv, &i, "-s", "--seed", true, "eval", &bad))
             bad = !arg_long("eval", "--seed", argv[++i], 0, (long)(~0UL >> 1), &seed);
-        else if (arg_is(argc, argv, &i, "-t", "--threads", true, "eval", &bad))
-            bad = !arg_long("eval", "--threads", argv[++i], 0, 4096, &threads);
         else if (!bad) fprintf(stderr, "vlp eval: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
     }
+    const char *model = a.model;
     if (bad || !model || !data) {
         if (!bad) fprintf(stderr, "vlp eval: --model and --data are required (try --help)\n");
         return 2;
@@ -241,20 +241,11 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "vlp eval: zero-shot and the linear probe need --label-key\n");
         return 2;
     }
-    int nt = 1;
-    static char *dflt[] = {"a photo of a {}."};
-    char **tpl = templates ? read_lines(templates, false, &nt) : dflt;
-    if (!tpl || nt == 0) return 1;
-    vlp_set_threads((int)threads);
-    tool_print_sysinfo(stderr);
-    vlp_model *m;
-    vlp_error err = {0};
-    char buf[1024];
-    if (vlp_model_load(&m, model, &o, &err) != VLP_OK) {
-        fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
-        return 1;
-    }
-    fprintf(stderr, "%s: %s\n", model, vlp_model_describe(m, buf, sizeof buf));
+    int nt = 0;
+    char **tpl = zs ? read_templates(templates, "eval", &nt) : NULL;
+    if (zs && !tpl) return 1;
+    vlp_model *m = open_model(&a, "eval");
+    if (!m) return free_lines(tpl, nt), 1;
     eval_set s = {0};
     caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
     if (text_only && ppl == CAPTION_OFF)
@@ -272,7 +263,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
     if (!rc || s.n) eval_set_free(&s);
-    if (tpl != dflt) free_lines(tpl, nt);
+    free_lines(tpl, nt);
     vlp_model_free(m);
     return rc;
 }

@@ -5,9 +5,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "core/datadir.h"
 #include "data/bpe.h"
-
-#define DEFAULT_VOCAB "../shared/data/bpe_simple_vocab_16e6.txt.gz"
 
 static void usage(FILE *fp) {
     fprintf(fp,
@@ -17,12 +16,13 @@ static void usage(FILE *fp) {
             "the context length exactly as open_clip.tokenize does ([start, ids..., end, 0...];\n"
             "an over-long text keeps context-length ids, the last one the end token).\n"
             "\n"
-            "  -v, --vocab FILE          BPE merges file, gzip'd or plain (default %s)\n"
+            "  -v, --vocab FILE          BPE merges file, gzip'd or plain (default: OpenAI's,\n"
+            "                            shipped with vlp as %s)\n"
             "  -m, --merges N            merges to use at most (default 0 = 48894, as open_clip)\n"
             "  -c, --context-length N    ids per text (default 77)\n"
             "  -f, --file FILE           read texts from FILE, one a line\n"
             "  -h, --help                this text\n",
-            DEFAULT_VOCAB);
+            VLP_DEFAULT_VOCAB);
 }
 
 static void print_ids(const int32_t *ids, int n) {
@@ -31,7 +31,7 @@ static void print_ids(const int32_t *ids, int n) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *vocab = DEFAULT_VOCAB, *file = NULL;
+    const char *vocab = NULL, *file = NULL;
     long ctx = 77, merges = 0;
     int bad = 0, first_text = argc;
     for (int i = 1; i < argc && !bad; i++) {
@@ -57,8 +57,9 @@ int cmd_tokenize(int argc, char **argv) {
     }
     vlp_tokenizer tok;
     vlp_error err = {0};
-    char msg[1024];
-    if (bpe_load(vocab, (int)merges, &tok, &err) != VLP_OK) {
+    char msg[1024], shipped[4200];
+    if ((!vocab && vlp_data_file(VLP_DEFAULT_VOCAB, shipped, sizeof shipped, &err) != VLP_OK) ||
+        bpe_load(vocab ? vocab : shipped, (int)merges, &tok, &err) != VLP_OK) {
         fprintf(stderr, "vlp tokenize: %s\n", vlp_error_format(&err, msg, sizeof msg));
         return 1;
     }

@@ -1,5 +1,6 @@
-/* vlp train: CLIP pre-training on the emoji corpus (the full data pipeline
- * arrives with issue 4 and plugs into the same loader interface). */
+/* vlp train: pre-training on image-caption pairs (a TSV/CSV or WebDataset
+ * shards through the streaming loader, or the emoji corpus held in memory),
+ * with checkpoints, exact resume and the emoji held-out eval when asked. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include "args.h"
 #include "blas_env.h"
 #include "commands.h"
+#include "progress.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "data/emoji.h"
@@ -31,6 +33,7 @@
 #include "model/clip_pretrained.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/config_registry.h"
 #include "train/trainer.h"
 #include "vlp.h"
 
@@ -67,14 +70,17 @@ typedef struct train_cli {
 static void usage(FILE *fp, const train_cli *d) {
     fprintf(fp,
             "usage: vlp train [options]\n"
-            "Pre-trains a CLIP model on image-caption pairs (for now: the emoji corpus of\n"
-            "scripts/get-data.sh). Writes checkpoints (open_clip state dicts in safetensors),\n"
-            "training state and metrics.jsonl to the run directory.\n"
+            "Pre-trains a CLIP-family model on image-caption pairs. Writes checkpoints\n"
+            "(open_clip state dicts in safetensors), training state and metrics.jsonl to the\n"
+            "run directory.\n"
             "\n"
-            "  -c, --config FILE       model config, open_clip fields (default %s)\n"
+            "  -c, --model-config C    the architecture: an open_clip name (ViT-B-32, ...; 'vlp\n"
+            "                          models' lists them) or a JSON file in open_clip's fields\n"
+            "                          (--config is the same) (default %s)\n"
             "      --train-data SPEC   training pairs: a .tsv/.csv (columns filepath + --caption-key)\n"
             "                          or WebDataset shards ('train-{000..011}.tar'; '::' joins lists);\n"
-            "                          without it: the emoji images of --vendors, held in memory\n"
+            "                          without it: the emoji images of --vendors from --data, held\n"
+            "                          in memory\n"
             "      --caption-key K     caption column / json field (default title)\n"
             "      --alt-caption-key K a second caption column / json field, used with\n"
             "      --alt-caption-prob P  probability P per sample (default 0)\n"
@@ -83,9 +89,12 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --white-background  composite transparent pixels on white (default: drop alpha)\n"
             "      --crop-scale S      random resized crop keeps S..1 of the area (default 0.9)\n"
             "      --hflip             random horizontal flips (default off)\n"
-            "  -d, --data DIR          emoji corpus (default %s)\n"
+            "  -d, --data DIR          the emoji corpus (scripts/get-data.sh), for the in-memory\n"
+            "                          loader and --eval-vendor (default %s)\n"
             "      --vendors LIST      training vendors (default %s)\n"
-            "      --eval-vendor V     held-out vendor for the eval, '' for none (default %s)\n"
+            "      --eval-vendor V     evaluate on this held-out emoji vendor of --data (e.g.\n"
+            "                          twitter) every --eval-every steps and at the end\n"
+            "                          (default %s)\n"
             "  -v, --vocab FILE        BPE merges file (e.g. OpenAI's); default: learn one\n"
             "      --tokenizer-merges N  merges to learn from the training captions (default %ld)\n"
             "  -o, --out DIR           run directory (default %s)\n"
@@ -135,7 +144,7 @@ static void usage(FILE *fp, const train_cli *d) {
             "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n"
             "Under 'mpirun -np N' the N ranks train data-parallel: --batch is the global batch,\n"
             "rank 0 writes the run, --resume needs the same N (docs/scaling.md).\n",
-            d->config, d->data, d->vendors, d->eval_vendor, d->tok_merges, d->out, d->o.batch, d->o.accum,
+            d->config, d->data, d->vendors, *d->eval_vendor ? d->eval_vendor : "none", d->tok_merges, d->out, d->o.batch, d->o.accum,
             d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
             d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads,
             vlp_objective_name(d->o.objective), d->o.clip_weight, d->o.caption_weight,
@@ -144,8 +153,8 @@ static void usage(FILE *fp, const train_cli *d) {
 }
 
 static train_cli defaults(void) {
-    train_cli c = {.config = "configs/tiny.json", .data = "data/emoji", .out = "runs/emoji",
-                   .vendors = "google,apple,facebook", .eval_vendor = "twitter",
+    train_cli c = {.config = "tiny", .data = "data/emoji", .out = "runs/emoji",
+                   .vendors = "google,apple,facebook", .eval_vendor = "",
                    .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
                    .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000, .precision = "fp32",
                    .caption_key = "title", .workers = 2, .shuffle_buffer = 1000, .crop_scale = 0.9};
@@ -166,7 +175,7 @@ static int parse(int argc, char **argv, train_cli *c) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, cmd, &bad)) {
             usage(stdout, &d);
             return 1;
-        } else if (VAL("-c", "--config")) c->config = a;
+        } else if (VAL("-c", "--model-config") || VAL(NULL, "--config")) c->config = a;
         else if (VAL("-d", "--data")) c->data = a;
         else if (VAL(NULL, "--vendors")) c->vendors = a;
         else if (VAL(NULL, "--eval-vendor")) c->eval_vendor = a;
@@ -423,11 +432,13 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
                   "%s already holds a run; continue it with --resume, or choose another --out", c->out);
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
     unlink(path);
-    VLP_TRY(clip_config_load(c->config, &r->cfg, err));
+    char config_path[4200];
+    VLP_TRY(clip_config_resolve(c->config, &r->cfg, config_path, sizeof config_path, err));
+    fprintf(stderr, "model config: %s (%s)\n", c->config, config_path);
     VLP_CHECK_ARG(r->cfg.multimodal.layers > 0 || (c->o.objective != VLP_OBJECTIVE_COCA &&
                                                    c->o.objective != VLP_OBJECTIVE_TEXTLM),
                   err, "%s has no multimodal_cfg: the %s objective trains a text decoder (try "
-                  "configs/tiny-coca.json)", c->config, vlp_objective_name(c->o.objective));
+                  "--model-config tiny-coca)", c->config, vlp_objective_name(c->o.objective));
     VLP_CHECK_ARG(!c->o.prior || c->o.objective == VLP_OBJECTIVE_COCA, err,
                   "--prior-ref weights CoCa's caption loss: add --objective coca");
     bool coca = c->o.objective == VLP_OBJECTIVE_COCA, clip_mae = c->o.objective == VLP_OBJECTIVE_CLIP_MAE;
@@ -440,7 +451,7 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
                   "--mask-ratio and --mae-weight belong to --objective mae or clip-mae");
     VLP_CHECK_ARG(r->cfg.mae.layers > 0 || !mae, err,
                   "%s has no mae_cfg: the %s objective trains an MAE decoder (try "
-                  "configs/tiny-mae.json)", c->config, vlp_objective_name(c->o.objective));
+                  "--model-config tiny-mae)", c->config, vlp_objective_name(c->o.objective));
     VLP_CHECK_ARG(c->o.lock_image < 0 || !mae, err,
                   "--lock-image: the %s objective trains the image tower",
                   vlp_objective_name(c->o.objective));
@@ -517,6 +528,12 @@ static long per_step(const train_cli *c, const run *r) {
 static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     r->norm = image_norm_openai();
     if (!c->train_data) {
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/emoji.json", c->data);
+        VLP_CHECK_ARG(access(probe, R_OK) == 0, err,
+                      "give the training pairs with --train-data (a .tsv/.csv or WebDataset shards); "
+                      "without it vlp trains on the emoji corpus, which is not at %s "
+                      "(scripts/get-data.sh %s fetches it)", c->data, c->data);
         fprintf(stderr, "loading emoji images of %s from %s\n", c->vendors, c->data);
         VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
     }
@@ -589,9 +606,9 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static vlp_err do_eval(train_cli *c, run *r, long step, emoji_eval_result *res, bool tty, vlp_error *err) {
+static vlp_err do_eval(train_cli *c, run *r, long step, emoji_eval_result *res, progress *pr, vlp_error *err) {
     if (!r->held.n || r->rank > 0) return VLP_OK; /* rank 0 evaluates; the others go on */
-    if (tty) fprintf(stderr, "\r\033[K");
+    progress_break(pr);
     fprintf(stderr, "evaluating on %s...\n", c->eval_vendor);
     VLP_TRY(emoji_eval(&r->m, &r->tok, &r->held, &r->norm, res, err));
     print_eval(stderr, step, res, c->eval_vendor);
@@ -656,7 +673,8 @@ static int train_session(train_cli *cp) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    bool tty = isatty(STDERR_FILENO);
+    progress pr;
+    progress_begin(&pr, stderr, "steps", c.o.steps);
     double t_start = now_s(), ema = 0, train_s = 0, data_s = 0;
     long done = 0;
     float last_loss = NAN;
@@ -677,7 +695,7 @@ static int train_session(train_cli *cp) {
         }
         train_step_info info;
         if (trainer_step(r.t, &info, &err) != VLP_OK) {
-            if (tty) fprintf(stderr, "\n");
+            progress_break(&pr);
             rc = fail(&err);
             break;
         }
@@ -691,9 +709,7 @@ static int train_session(train_cli *cp) {
         snprintf(line, sizeof line,
                  "step %ld/%ld  loss %.4f  lr %.2e  scale %.2f  %.1f samples/s  ETA %s",
                  info.step, c.o.steps, info.loss, info.lr, info.logit_scale, sps, eta_s);
-        if (lead && tty) fprintf(stderr, "\r\033[K%s", line);
-        else if (lead && (info.step % c.log_every == 0 || info.step == c.o.steps))
-            fprintf(stderr, "%s\n", line);
+        if (lead) progress_line(&pr, line, info.step % c.log_every == 0 || info.step == c.o.steps);
         char json[512];
         snprintf(json, sizeof json,
                  "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
@@ -712,13 +728,13 @@ static int train_session(train_cli *cp) {
             }
         }
         if (c.eval_every && info.step % c.eval_every == 0 && !last) {
-            if (do_eval(&c, &r, info.step, &res, tty, &err) != VLP_OK) {
+            if (do_eval(&c, &r, info.step, &res, &pr, &err) != VLP_OK) {
                 rc = fail(&err);
                 break;
             }
         }
     }
-    if (tty && lead) fprintf(stderr, "\n");
+    progress_break(&pr);
     long step = trainer_step_count(r.t);
     if (rc == 0) {
         if (trainer_save(r.t, (int)c.keep, saved, sizeof saved, &err) != VLP_OK) rc = fail(&err);
@@ -726,7 +742,7 @@ static int train_session(train_cli *cp) {
                                          "'vlp train -o %s --resume'\n", step, saved, c.out);
     }
     if (rc == 0 && !g_stop && step >= c.o.steps) {
-        if (do_eval(&c, &r, step, &res, false, &err) != VLP_OK) rc = fail(&err);
+        if (do_eval(&c, &r, step, &res, &pr, &err) != VLP_OK) rc = fail(&err);
         else have_eval = r.held.n > 0;
     }
     if (lead) {

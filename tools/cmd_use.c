@@ -6,93 +6,33 @@
 #include <time.h>
 
 #include "args.h"
+#include "model_args.h"
+#include "progress.h"
 #include "blas_env.h"
 #include "commands.h"
 #include "data/image.h"
 #include "io/npy.h"
 #include "vlp.h"
 
-#define MODEL_HELP                                                                              \
-    "  -m, --model FILE      weights (.safetensors: open_clip/OpenAI or HF CLIPModel naming)\n"  \
-    "  -v, --vocab FILE      BPE merges (default: tokenizer.merges next to the model, else\n"   \
-    "                        $VLP_BPE_MERGES, else OpenAI's in ../shared/data)\n"               \
-    "      --quick-gelu, --gelu   activation when the file has no config (default QuickGELU)\n"  \
-    "  -b, --batch N         encoder batch (default 32)\n"                                       \
-    "  -t, --threads N       threads, 0 = one per core (default 0)\n"                           \
-    "  -p, --precision P     fp32, or bf16: matmuls in bfloat16 (AVX512-BF16; faster, embeddings\n" \
-    "                        within bf16 rounding of fp32's) (default fp32)\n"
-
-typedef struct model_args {
-    const char *model;
-    vlp_model_opts o;
-    long threads;
-} model_args;
-
-/* the options every command shares; returns true when argv[*i] was one */
-static bool model_arg(int argc, char **argv, int *i, model_args *a, const char *cmd, int *bad) {
-    long l;
-    if (arg_is(argc, argv, i, "-m", "--model", true, cmd, bad)) a->model = argv[++*i];
-    else if (arg_is(argc, argv, i, "-v", "--vocab", true, cmd, bad)) a->o.vocab = argv[++*i];
-    else if (arg_is(argc, argv, i, NULL, "--quick-gelu", false, cmd, bad)) a->o.quick_gelu = 1;
-    else if (arg_is(argc, argv, i, NULL, "--gelu", false, cmd, bad)) a->o.quick_gelu = 0;
-    else if (arg_is(argc, argv, i, "-p", "--precision", true, cmd, bad)) {
-        const char *p = argv[++*i];
-        a->o.bf16 = strcmp(p, "bf16") == 0;
-        if (!a->o.bf16 && strcmp(p, "fp32")) {
-            fprintf(stderr, "vlp %s: --precision must be fp32 or bf16, not '%s'\n", cmd, p);
-            *bad = 1;
-        }
-    }
-    else if (arg_is(argc, argv, i, "-b", "--batch", true, cmd, bad))
-        *bad = !arg_long(cmd, "--batch", argv[++*i], 1, 4096, &l), a->o.batch = (int)l;
-    else if (arg_is(argc, argv, i, "-t", "--threads", true, cmd, bad))
-        *bad = !arg_long(cmd, "--threads", argv[++*i], 0, 4096, &a->threads);
-    else return false;
-    return true;
-}
-
-static vlp_model *open_model(const model_args *a, const char *cmd) {
-    if (!a->model) {
-        fprintf(stderr, "vlp %s: --model is required (try --help)\n", cmd);
-        return NULL;
-    }
-    vlp_set_threads((int)a->threads);
-    tool_print_sysinfo(stderr);
-    vlp_model *m;
-    vlp_error err = {0};
-    char buf[1024];
-    if (vlp_model_load(&m, a->model, &a->o, &err) != VLP_OK) {
-        fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
-        return NULL;
-    }
-    fprintf(stderr, "%s: %s\n", a->model, vlp_model_describe(m, buf, sizeof buf));
-    return m;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* encodes in chunks with a progress line */
 static int encode_all(vlp_model *m, char **items, int n, bool images, float *out, const char *cmd) {
-    int E = vlp_model_embed_dim(m), chunk = 256;
-    double t0 = now_s();
+    int E = vlp_model_embed_dim(m), chunk = 64;
     vlp_error err = {0};
+    progress pr;
+    progress_begin(&pr, stderr, images ? "images" : "texts", n);
     for (int i = 0; i < n; i += chunk) {
         int k = n - i < chunk ? n - i : chunk;
         vlp_err rc = images ? vlp_encode_image_files(m, (const char *const *)items + i, k, out + (size_t)i * E, &err)
                             : vlp_encode_texts(m, (const char *const *)items + i, k, out + (size_t)i * E, &err);
         if (rc != VLP_OK) {
             char buf[1024];
-            fprintf(stderr, "\nvlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
+            progress_break(&pr);
+            fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
             return 1;
         }
-        double dt = now_s() - t0;
-        fprintf(stderr, "\r%s %d/%d (%.1f/s)", images ? "images" : "texts", i + k, n, (i + k) / dt);
+        progress_update(&pr, i + k);
     }
-    fprintf(stderr, "\n");
+    progress_end(&pr, n);
     return 0;
 }
 
@@ -221,16 +161,15 @@ int cmd_search(int argc, char **argv) {
 
 int cmd_classify(int argc, char **argv) {
     model_args a = {.o = vlp_model_opts_default()};
-    const char *image = NULL, *labels = NULL, *templates = NULL;
+    const char *image = NULL, *labels = NULL, *templates = TEMPLATES_DEFAULT;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "classify", &bad)) {
-            printf("usage: vlp classify --model FILE --image F --labels \"cat,dog,car\" [--templates FILE]\n"
+            printf("usage: vlp classify --model FILE --image F --labels \"cat,dog,car\" [--templates T]\n"
                    "Zero-shot: the probability of each label, softmax over 100 * cosine between the\n"
                    "image and each label's text embedding (the normalised mean over the templates,\n"
                    "renormalised, as CLIP's prompt ensembles).\n"
-                   "  -l, --labels LIST     comma-separated labels\n"
-                   "      --templates FILE  one template a line, {} for the label (default \"a photo of a {}.\")\n" MODEL_HELP);
+                   "  -l, --labels LIST     comma-separated labels\n" TEMPLATES_HELP MODEL_HELP);
             return 0;
         } else if (model_arg(argc, argv, &i, &a, "classify", &bad)) continue;
         else if (arg_is(argc, argv, &i, NULL, "--image", true, "classify", &bad)) image = argv[++i];
@@ -246,10 +185,8 @@ int cmd_classify(int argc, char **argv) {
     char *copy = strdup(labels), *save;
     char *lab[1024];
     for (char *t = strtok_r(copy, ",", &save); t && nl < 1024; t = strtok_r(NULL, ",", &save)) lab[nl++] = t;
-    char **tpl = templates ? read_lines(templates, false, &nt) : NULL;
-    if (templates && !tpl) return free(copy), 1;
-    static char *dflt[] = {"a photo of a {}."};
-    if (!tpl) tpl = dflt, nt = 1;
+    char **tpl = read_templates(templates, "classify", &nt);
+    if (!tpl) return free(copy), 1;
     vlp_model *m = open_model(&a, "classify");
     int rc = m && nl ? 0 : 1, E = m ? vlp_model_embed_dim(m) : 0;
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)E), *cls = rc ? NULL : malloc(sizeof(float) * (size_t)nl * E);
@@ -274,7 +211,7 @@ int cmd_classify(int argc, char **argv) {
         free(h);
     }
     free(img), free(cls), free(copy);
-    if (tpl != dflt) free_lines(tpl, nt);
+    free_lines(tpl, nt);
     vlp_model_free(m);
     return rc;
 }
@@ -327,6 +264,8 @@ int cmd_caption(int argc, char **argv) {
     if (!rc && !pix) fprintf(stderr, "vlp caption: out of memory\n"), rc = 1;
     image_transform tf = image_transform_default(S, false);
     image_decode_opts dec = {.composite = white, .background = {255, 255, 255}};
+    progress pr;
+    progress_begin(&pr, stderr, "captions", nimg);
     for (int i = 0; !rc && i < nimg; i++) {
         image_u8 im;
         char *text = NULL;
@@ -337,12 +276,15 @@ int cmd_caption(int argc, char **argv) {
             image_free(&im);
         }
         if (e == VLP_OK) e = vlp_caption_images(m, pix, 1, (int)beam, &text, &score, &err);
+        progress_break(&pr);
         if (e != VLP_OK) {
             fprintf(stderr, "vlp caption: %s\n", vlp_error_format(&err, buf, sizeof buf));
             rc = 1;
-        } else printf("%s\t%.3f\t%s\n", images[i], score, text);
+        } else printf("%s\t%.3f\t%s\n", images[i], score, text), fflush(stdout);
         free(text);
+        if (!rc) progress_update(&pr, i + 1);
     }
+    if (!rc && nimg) progress_end(&pr, nimg);
     free(pix), free(images);
     vlp_model_free(m);
     return rc;

@@ -9,4 +9,5 @@ int cmd_search(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 #endif

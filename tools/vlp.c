@@ -23,6 +23,7 @@ static void usage(FILE *fp) {
             "  classify  zero-shot labels of an image\n"
             "  caption   captions of images (CoCa models: greedy or beam search)\n"
             "  eval      zero-shot, retrieval and linear probe on a labelled set\n"
+            "  models    the architectures vlp knows by name (ViT-B-32, ViT-H-14, tiny, ...)\n"
             "\n"
             "Run 'vlp <command> --help' for a command's options.\n",
             VLP_VERSION_STRING);
@@ -73,6 +74,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "search")) return cmd_search(argc - 1, argv + 1);
     if (!strcmp(argv[1], "classify")) return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "models")) return cmd_models(argc - 1, argv + 1);
     fprintf(stderr, "vlp: unknown command '%s' (try 'vlp --help')\n", argv[1]);
     return 2;
 }

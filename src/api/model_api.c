@@ -1,10 +1,12 @@
 /* The public model API of include/vlp.h over the internal CLIP model. */
+#include "core/datadir.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "data/bpe.h"
 #include "data/image.h"
 #include "loss/loss.h"
 #include "model/clip_pretrained.h"
+#include "model/config_registry.h"
 #include "model/generate.h"
 #include "vlp.h"
 
@@ -20,6 +22,7 @@ struct vlp_model {
     vlp_model_opts o;
     float *pixels;   // (batch, 3, S, S) staging for file encoding
     int32_t *ids;    // (batch, ctx)
+    char warning[256]; // "" or what the user should know about the load
 };
 
 vlp_model_opts vlp_model_opts_default(void) {
@@ -35,12 +38,13 @@ void vlp_model_free(vlp_model *v) {
 }
 
 /* where the tokenizer comes from when the caller names none */
-static void default_vocab(const char *weights, char *out, size_t n) {
+static vlp_err default_vocab(const char *weights, char *out, size_t n, vlp_error *err) {
     const char *slash = strrchr(weights, '/');
     snprintf(out, n, "%.*stokenizer.merges", slash ? (int)(slash - weights + 1) : 0, weights);
-    if (access(out, R_OK) == 0) return;
+    if (access(out, R_OK) == 0) return VLP_OK;
     const char *env = getenv("VLP_BPE_MERGES");
-    snprintf(out, n, "%s", env && *env ? env : "../shared/data/bpe_simple_vocab_16e6.txt.gz");
+    if (env && *env) return snprintf(out, n, "%s", env), VLP_OK;
+    return vlp_data_file(VLP_DEFAULT_VOCAB, out, n, err);
 }
 
 vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, vlp_error *err) {
@@ -51,13 +55,27 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
     v->o = opts ? *opts : vlp_model_opts_default();
     if (v->o.batch <= 0) v->o.batch = 32;
     clip_load_opts lo = {.quick_gelu = v->o.quick_gelu, .inference = true}; /* no gradients */
-    vlp_err rc = clip_load_pretrained(&v->m, path, &lo, err);
+    clip_config given;
+    vlp_err rc = VLP_OK;
+    if (v->o.model_config) {
+        rc = clip_config_resolve(v->o.model_config, &given, NULL, 0, err);
+        lo.config = &given;
+    }
+    v->o.model_config = NULL; /* the caller's string is not kept */
+    if (rc == VLP_OK) rc = clip_load_pretrained(&v->m, path, &lo, err);
+    if (rc == VLP_OK && lo.source == CLIP_CONFIG_INFERRED)
+        snprintf(v->warning, sizeof v->warning,
+                 "%s has no config: the architecture was inferred from the tensor shapes, with "
+                 "head width 64 (%d vision heads, %d text heads); give the model's config if "
+                 "its heads differ",
+                 path, v->m.cfg.vision.heads, v->m.cfg.text.heads);
     char vocab[4096];
     if (rc == VLP_OK) {
         if (v->o.vocab) snprintf(vocab, sizeof vocab, "%s", v->o.vocab);
-        else default_vocab(path, vocab, sizeof vocab);
-        rc = bpe_load(vocab, 0, &v->tok, err);
+        else rc = default_vocab(path, vocab, sizeof vocab, err);
+        v->o.vocab = NULL;
     }
+    if (rc == VLP_OK) rc = bpe_load(vocab, 0, &v->tok, err);
     if (rc == VLP_OK && v->tok.vocab_size != v->m.cfg.text.vocab_size)
         rc = vlp_error_set(err, VLP_ERR_SHAPE, __FILE__, __LINE__,
                            "%s gives %d token ids, the model's vocab_size is %d: give the model's tokenizer",
@@ -78,6 +96,8 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
     *out = v;
     return VLP_OK;
 }
+
+const char *vlp_model_warning(const vlp_model *v) { return v->warning[0] ? v->warning : NULL; }
 
 int vlp_model_embed_dim(const vlp_model *v) { return v->m.cfg.embed_dim; }
 int vlp_model_image_size(const vlp_model *v) { return v->m.cfg.vision.image_size; }

@@ -41,3 +41,11 @@ vlp_err read_whole_file(const char *path, size_t max, uint8_t **data, size_t *n,
     *data = buf, *n = len;
     return VLP_OK;
 }
+
+const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}

@@ -1,5 +1,5 @@
 /* Reading a whole file into memory, with a size limit (image files, rows of a
- * dataset). */
+ * dataset); a tensor's shape as text for the messages of the file readers. */
 #ifndef VLP_IO_FILE_H
 #define VLP_IO_FILE_H
 #include <stddef.h>
@@ -9,4 +9,7 @@
 
 /* *data is malloc'd; files larger than max bytes are refused (VLP_ERR_FORMAT). */
 vlp_err read_whole_file(const char *path, size_t max, uint8_t **data, size_t *n, vlp_error *err);
+
+/* "[768, 512]" into buf (truncated to n); returns buf. */
+const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 #endif

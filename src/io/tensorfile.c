@@ -1,5 +1,6 @@
 #include "io/tensorfile.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "io/atomic.h"
 
 #include <errno.h>
@@ -162,13 +163,6 @@ const vlpt_tensor *vlpt_find(const vlpt_file *f, const char *name) {
     for (int i = 0; i < f->count; i++)
         if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
     return NULL;
-}
-
-static void shape_str(char *buf, size_t n, int ndim, const int64_t *dims) {
-    size_t used = (size_t)snprintf(buf, n, "(");
-    for (int k = 0; k < ndim && used < n; k++)
-        used += (size_t)snprintf(buf + used, n - used, k ? ", %lld" : "%lld", (long long)dims[k]);
-    if (used < n) snprintf(buf + used, n - used, ")");
 }
 
 vlp_err vlpt_get(const vlpt_file *f, const char *name, vlpt_dtype dtype, int ndim,

@@ -23,7 +23,7 @@ typedef struct layout {
 } layout;
 
 /* open_clip's weight-decay exclusion: ndim < 2, norms, biases, logit_scale;
- * DESIGN.md also excludes the embeddings (token, positional, class). */
+ * vlp also excludes the embeddings (token, positional, class). */
 static bool decays(const char *name, int ndim) {
     return ndim >= 2 && !strstr(name, "ln_") && !strstr(name, "bias") &&
            !strstr(name, "logit_scale") && !strstr(name, "embedding");
@@ -156,13 +156,9 @@ static void run_layout(layout *L) {
         L->bind ? &dw->text_projection : &unused, g ? &dg->text_projection : NULL);
 }
 
-/* with_grads false: an inference model, no gradient buffer (never touched,
- * so it costs neither time nor resident memory) */
-static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads, vlp_error *err) {
-    memset(m, 0, sizeof *m);
-    VLP_TRY(clip_config_validate(cfg, "config", err));
+/* the towers' and heads' dimensions of a config (no allocation) */
+static void set_dims(clip_model *m, const clip_config *cfg) {
     m->cfg = *cfg;
-    m->inference = !with_grads;
     const clip_vision_cfg *v = &cfg->vision;
     const clip_text_cfg *t = &cfg->text;
     int grid = v->image_size / v->patch_size;
@@ -190,6 +186,28 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
         m->mdims = (mae_dims){.blk = bd, .NP = grid * grid, .E = cfg->embed_dim,
                               .K = 3 * v->patch_size * v->patch_size, .layers = ac->layers};
     }
+}
+
+size_t clip_config_param_count(const clip_config *cfg) {
+    clip_model m;
+    memset(&m, 0, sizeof m);
+    set_dims(&m, cfg);
+    layout L = {.m = &m};
+    run_layout(&L);
+    return L.off;
+}
+
+/* with_grads false: an inference model, no gradient buffer (never touched,
+ * so it costs neither time nor resident memory) */
+static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads, vlp_error *err) {
+    memset(m, 0, sizeof *m);
+    VLP_TRY(clip_config_validate(cfg, "config", err));
+    set_dims(m, cfg);
+    m->inference = !with_grads;
+    const clip_vision_cfg *v = &cfg->vision;
+    const clip_text_cfg *t = &cfg->text;
+    const clip_multimodal_cfg *mc = &cfg->multimodal;
+    const clip_mae_cfg *ac = &cfg->mae;
     layout L = {.m = m};
     run_layout(&L);
     m->nparams = L.n;

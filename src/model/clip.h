@@ -122,6 +122,8 @@ vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);
 /* A model for forward passes only: no gradient buffer, and clip_reserve sizes
  * the arena for forward passes (one set of block activations per tower). */
 vlp_err clip_init_inference(clip_model *m, const clip_config *cfg, vlp_error *err);
+/* The parameters (floats) a config has, counted without allocating them. */
+size_t clip_config_param_count(const clip_config *cfg);
 void clip_free(clip_model *m);
 /* The arithmetic of the transformer blocks' matmuls (fp32 by default). BF16
  * rounds their inputs to bfloat16 and accumulates in fp32, like

@@ -1,5 +1,6 @@
 #include "model/clip_io.h"
 #include "core/error.h"
+#include "io/file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +31,6 @@ vlp_err clip_save(const clip_model *m, const char *path, const st_meta *extra, i
 done:
     free(ts), free(meta), free(cfg);
     return rc;
-}
-
-static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int d = 0; d < ndim && k < n; d++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (k < n) snprintf(buf + k, n - k, "]");
 }
 
 /* one parameter from the file, its shape checked */

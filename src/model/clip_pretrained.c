@@ -1,5 +1,6 @@
 #include "model/clip_pretrained.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "model/clip_io.h"
 
 #include <math.h>
@@ -87,22 +88,38 @@ vlp_err clip_infer_config(const st_file *f, clip_naming naming, clip_config *cfg
 
 /* ---- HF → open_clip ---------------------------------------------------------------------- */
 
-/* copies tensor `name` (shape rows x cols, or a vector) into dst, optionally transposed */
-static vlp_err take(const st_file *f, const char *name, float *dst, size_t numel, bool transpose,
-                    int64_t rows, int64_t cols, vlp_error *err) {
+/* copies tensor `name` into dst: the file must hold shape `want` (ndim
+ * dims); transposed: the file's (cols, rows) matrix becomes dst's (rows, cols) */
+static vlp_err take(const st_file *f, const char *name, float *dst, int ndim, const int64_t *want,
+                    bool transpose, vlp_error *err) {
     const st_tensor *t = st_find(f, name);
     VLP_CHECK_FORMAT(t, err, "%s: tensor '%s' is missing", st_path(f), name);
-    VLP_CHECK_SHAPE(t->numel == numel, err, "%s: tensor '%s' has %zu values, the model wants %zu",
-                    st_path(f), name, t->numel, numel);
+    bool same = t->ndim == ndim;
+    size_t numel = 1;
+    for (int d = 0; d < ndim; d++) same = same && t->shape[d] == want[d], numel *= (size_t)want[d];
+    if (!same) {
+        char got[96], wanted[96];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        shape_str(wanted, sizeof wanted, ndim, want);
+        VLP_FAIL(err, VLP_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model wants %s", st_path(f),
+                 name, got, wanted);
+    }
     if (!transpose) return st_read_f32(f, t, dst, err);
+    int64_t cols = want[0], rows = want[1];
     float *tmp = malloc(sizeof(float) * numel);
     VLP_CHECK_ALLOC(tmp, err, sizeof(float) * numel);
     vlp_err rc = st_read_f32(f, t, tmp, err);
-    if (rc == VLP_OK) /* the file holds (cols, rows); we want (rows, cols) */
+    if (rc == VLP_OK)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = tmp[c * rows + r];
     free(tmp);
     return rc;
+}
+
+/* the open_clip parameter's own shape (HF's tensors have the same one) */
+static vlp_err take_param(const st_file *f, const char *name, clip_model *m, const vlp_param *p,
+                          vlp_error *err) {
+    return take(f, name, m->weights + p->offset, p->ndim, p->shape, false, err);
 }
 
 static vlp_err load_hf_block(clip_model *m, const st_file *f, const char *hp, const char *op, int l,
@@ -120,19 +137,20 @@ static vlp_err load_hf_block(clip_model *m, const st_file *f, const char *hp, co
         {"mlp.fc1.weight", "mlp.c_fc.weight"}, {"mlp.fc1.bias", "mlp.c_fc.bias"},
         {"mlp.fc2.weight", "mlp.c_proj.weight"}, {"mlp.fc2.bias", "mlp.c_proj.bias"}};
     for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
-        float *dst = DST(pairs[k][1]);
-        VLP_TRY(take(f, SRC(pairs[k][0]), dst, p->numel, false, 0, 0, err));
+        (void)DST(pairs[k][1]);
+        VLP_TRY(take_param(f, SRC(pairs[k][0]), m, p, err));
     }
     /* in_proj = [q; k; v] stacked by rows, as nn.MultiheadAttention */
     static const char *const qkv[] = {"q", "k", "v"};
     float *w = DST("attn.in_proj_weight");
     float *b = DST("attn.in_proj_bias");
+    const int64_t wshape[2] = {W, W}, bshape[1] = {W};
     for (int j = 0; j < 3; j++) {
         char s[64];
         snprintf(s, sizeof s, "self_attn.%s_proj.weight", qkv[j]);
-        VLP_TRY(take(f, SRC(s), w + (size_t)j * W * W, (size_t)W * W, false, 0, 0, err));
+        VLP_TRY(take(f, SRC(s), w + (size_t)j * W * W, 2, wshape, false, err));
         snprintf(s, sizeof s, "self_attn.%s_proj.bias", qkv[j]);
-        VLP_TRY(take(f, SRC(s), b + (size_t)j * W, (size_t)W, false, 0, 0, err));
+        VLP_TRY(take(f, SRC(s), b + (size_t)j * W, 1, bshape, false, err));
     }
 #undef DST
 #undef SRC
@@ -155,13 +173,12 @@ static vlp_err load_hf(clip_model *m, const st_file *f, vlp_error *err) {
         {"text_model.final_layer_norm.weight", "ln_final.weight"},
         {"text_model.final_layer_norm.bias", "ln_final.bias"},
         {"logit_scale", "logit_scale"}};
-    for (size_t k = 0; k < sizeof direct / sizeof direct[0]; k++) {
-        const vlp_param *p = clip_param_find(m, direct[k][1]);
-        VLP_TRY(take(f, direct[k][0], m->weights + p->offset, p->numel, false, 0, 0, err));
-    }
+    for (size_t k = 0; k < sizeof direct / sizeof direct[0]; k++)
+        VLP_TRY(take_param(f, direct[k][0], m, clip_param_find(m, direct[k][1]), err));
     /* projections: HF stores nn.Linear (E, W); open_clip multiplies x @ proj with (W, E) */
-    VLP_TRY(take(f, "visual_projection.weight", m->w.vis.proj, (size_t)Wv * E, true, Wv, E, err));
-    VLP_TRY(take(f, "text_projection.weight", m->w.txt.text_projection, (size_t)Wt * E, true, Wt, E, err));
+    const int64_t vproj[2] = {E, Wv}, tproj[2] = {E, Wt};
+    VLP_TRY(take(f, "visual_projection.weight", m->w.vis.proj, 2, vproj, true, err));
+    VLP_TRY(take(f, "text_projection.weight", m->w.txt.text_projection, 2, tproj, true, err));
     for (int l = 0; l < c->vision.layers; l++)
         VLP_TRY(load_hf_block(m, f, "vision_model.encoder.layers.", "visual.transformer.", l, Wv, err));
     for (int l = 0; l < c->text.layers; l++)
@@ -184,7 +201,7 @@ static vlp_err load_hf(clip_model *m, const st_file *f, vlp_error *err) {
     return VLP_OK;
 }
 
-vlp_err clip_load_pretrained(clip_model *m, const char *path, const clip_load_opts *o, vlp_error *err) {
+vlp_err clip_load_pretrained(clip_model *m, const char *path, clip_load_opts *o, vlp_error *err) {
     memset(m, 0, sizeof *m);
     st_file *f;
     VLP_TRY(st_open(path, &f, err));
@@ -192,7 +209,13 @@ vlp_err clip_load_pretrained(clip_model *m, const char *path, const clip_load_op
     clip_config cfg;
     bool from_meta = false;
     vlp_err rc = clip_detect_naming(f, &naming, err);
-    if (rc == VLP_OK) rc = clip_infer_config(f, naming, &cfg, &from_meta, err);
+    if (rc == VLP_OK && o && o->config) {
+        cfg = *o->config;
+        o->source = CLIP_CONFIG_GIVEN;
+    } else if (rc == VLP_OK) {
+        rc = clip_infer_config(f, naming, &cfg, &from_meta, err);
+        if (o) o->source = from_meta ? CLIP_CONFIG_METADATA : CLIP_CONFIG_INFERRED;
+    }
     if (rc == VLP_OK && o && o->quick_gelu >= 0) cfg.quick_gelu = o->quick_gelu;
     if (rc == VLP_OK) rc = o && o->inference ? clip_init_inference(m, &cfg, err) : clip_init(m, &cfg, err);
     if (rc == VLP_OK) rc = naming == CLIP_NAMING_HF ? load_hf(m, f, err) : clip_load_weights(m, f, err);

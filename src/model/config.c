@@ -48,6 +48,12 @@ static vlp_err get_section(json_t *root, const char *key, json_t **out, const ch
 static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_error *err) {
     memset(c, 0, sizeof *c);
     VLP_CHECK_FORMAT(json_is_object(root), err, "%s: the config must be a JSON object", what);
+    /* a model hub's open_clip_config.json: {"model_cfg": {...}, "preprocess_cfg": {...}} */
+    json_t *wrapped = json_object_get(root, "model_cfg");
+    if (wrapped && !json_object_get(root, "vision_cfg")) {
+        VLP_CHECK_FORMAT(json_is_object(wrapped), err, "%s: \"model_cfg\" must be an object", what);
+        root = wrapped;
+    }
     VLP_TRY(get_int(root, "", "embed_dim", -1, &c->embed_dim, what, err));
     json_t *qg = json_object_get(root, "quick_gelu");
     VLP_CHECK_FORMAT(!qg || json_is_boolean(qg), err, "%s: quick_gelu must be true or false", what);

@@ -5,7 +5,8 @@
  *    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8,
  *                 "layers": 12, "mlp_ratio": 4.0}}
  * open_clip derives the vision heads from head_width (default 64); "heads"
- * is accepted too. */
+ * is accepted too. A model hub's open_clip_config.json, the same object under
+ * "model_cfg", is read as well. */
 #ifndef VLP_MODEL_CONFIG_H
 #define VLP_MODEL_CONFIG_H
 #include <stdbool.h>

@@ -2,10 +2,11 @@
 """Reference encodings for the CLIP BPE tokenizer (tests/test_bpe.c).
 
 A re-implementation of open_clip's SimpleTokenizer written from its
-description in DESIGN.md (bytes_to_unicode, html-unescape twice, whitespace
+description of CLIP's tokenizer (bytes_to_unicode, html-unescape twice, whitespace
 collapse, lower-case, the pre-tokenizer regex, BPE by merge rank, 77-context
 truncation with the last id the end token) — without ftfy, which vlp does not
-replicate. It first checks itself against DESIGN.md's example, then writes
+replicate. It first checks itself against "a photo of a cat" → 49406 320 1125
+539 320 2368 49407, then writes
 tests/ref/bpe_ref.tsv: one line per text, "<escaped text>\\t<ids>", ids
 padded to 77 as open_clip.tokenize returns them.
 
@@ -21,7 +22,7 @@ import sys
 import regex
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MERGES = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "../../../shared/data/bpe_simple_vocab_16e6.txt.gz")
+MERGES = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "../../vocab/bpe_simple_vocab_16e6.txt.gz")
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "bpe_ref.tsv")
 CTX = 77
 
@@ -122,11 +123,11 @@ def main():
     tok = Tokenizer(MERGES)
     got = [i for i in tok.tokenize("a photo of a cat") if i]
     want = [49406, 320, 1125, 539, 320, 2368, 49407]
-    assert got == want, f"reference tokenizer disagrees with DESIGN.md's example: {got}"
+    assert got == want, f"reference tokenizer disagrees with the known ids of 'a photo of a cat': {got}"
     with open(OUT, "w", encoding="utf-8") as f:
         for t in texts():
             f.write(escape(t) + "\t" + " ".join(map(str, tok.tokenize(t))) + "\n")
-    print(f"wrote {len(texts())} reference encodings to {OUT} (self-check against DESIGN.md's example passed)")
+    print(f"wrote {len(texts())} reference encodings to {OUT} (self-check against 'a photo of a cat' passed)")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def main():
     model.load_state_dict(formula_weights(model), strict=True)
     g = torch.Generator().manual_seed(3)
     images = torch.randn(2, 3, 224, 224, generator=g, dtype=torch.float64).float()
-    tok = Tokenizer(os.path.join(HERE, "../../../shared/data/bpe_simple_vocab_16e6.txt.gz"))
+    tok = Tokenizer(os.path.join(HERE, "../../vocab/bpe_simple_vocab_16e6.txt.gz"))
     ids = torch.tensor([tok.tokenize(t) for t in TEXTS], dtype=torch.long)
     with torch.no_grad():
         fi = torch.nn.functional.normalize(model.visual(images.double()), dim=-1)

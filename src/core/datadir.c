@@ -1,0 +1,116 @@
+#include "core/datadir.h"
+#include "core/error.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef VLP_INSTALL_DATADIR
+#define VLP_INSTALL_DATADIR "/usr/local/share/vlp"
+#endif
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* adds dir (canonicalised) unless it is missing or already listed */
+static void add(char dirs[][4096], int max, int *n, const char *dir) {
+    char real[PATH_MAX];
+    if (*n >= max || !realpath(dir, real) || !is_dir(real)) return;
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(dirs[i], real)) return;
+    snprintf(dirs[(*n)++], 4096, "%s", real);
+}
+
+/* the installed and source-tree places next to the binary at `path` */
+static void add_near(char dirs[][4096], int max, int *n, const char *path) {
+    char dir[4096], probe[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return;
+    *slash = '\0';
+    snprintf(probe, sizeof probe, "%s/../share/vlp", dir);
+    add(dirs, max, n, probe);
+    /* build/release/vlp, build/release/tests/test_x, build/release/bench/x */
+    for (const char *up = "/../.."; up; up = strcmp(up, "/../..") ? NULL : "/../../..") {
+        snprintf(probe, sizeof probe, "%s%s/src/core/datadir.c", dir, up);
+        if (!is_file(probe)) continue;
+        snprintf(probe, sizeof probe, "%s%s", dir, up);
+        add(dirs, max, n, probe);
+    }
+}
+
+int vlp_data_dirs(char dirs[][4096], int max) {
+    int n = 0;
+    const char *env = getenv("VLP_DATA_DIR");
+    if (env && *env) {
+        add(dirs, max, &n, env);
+        return n;
+    }
+    Dl_info info;
+    if (dladdr((void *)vlp_data_dirs, &info) && info.dli_fname && strchr(info.dli_fname, '/'))
+        add_near(dirs, max, &n, info.dli_fname);
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        add_near(dirs, max, &n, exe);
+    }
+    add(dirs, max, &n, VLP_INSTALL_DATADIR);
+    return n;
+}
+
+vlp_err vlp_data_file(const char *rel, char *out, size_t n, vlp_error *err) {
+    VLP_CHECK_ARG(rel && *rel && out && n > 0, err, "vlp_data_file needs a name and a buffer");
+    char dirs[4][4096];
+    int nd = vlp_data_dirs(dirs, 4);
+    for (int i = 0; i < nd; i++) {
+        char path[8300];
+        if (snprintf(path, sizeof path, "%s/%s", dirs[i], rel) >= (int)sizeof path || !is_file(path))
+            continue;
+        VLP_CHECK_ARG(strlen(path) < n, err, "%s: the path is longer than the buffer", path);
+        snprintf(out, n, "%s", path);
+        return VLP_OK;
+    }
+    const char *env = getenv("VLP_DATA_DIR");
+    char tried[1024] = "";
+    size_t k = 0;
+    for (int i = 0; i < nd && k < sizeof tried; i++)
+        k += (size_t)snprintf(tried + k, sizeof tried - k, "%s%s", i ? ", " : "", dirs[i]);
+    if (env && *env)
+        VLP_FAIL(err, VLP_ERR_IO, "%s: not in VLP_DATA_DIR=%s%s", rel, env,
+                 nd ? "" : " (no such directory)");
+    VLP_FAIL(err, VLP_ERR_IO,
+             "%s: not found in vlp's data directories (%s); install vlp (make install) or set "
+             "VLP_DATA_DIR to the folder holding configs/, vocab/ and templates/",
+             rel, nd ? tried : "none found next to the program or in " VLP_INSTALL_DATADIR);
+}
+
+bool vlp_data_is_name(const char *arg, const char *ext) {
+    size_t n = strlen(arg), e = strlen(ext);
+    return n > 0 && !strchr(arg, '/') && !(n >= e && !strcmp(arg + n - e, ext));
+}
+
+vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char *out, size_t n,
+                         vlp_error *err) {
+    VLP_CHECK_ARG(arg && *arg, err, "an empty name");
+    if (!vlp_data_is_name(arg, ext)) {
+        VLP_CHECK_ARG(strlen(arg) < n, err, "%s: the path is too long", arg);
+        snprintf(out, n, "%s", arg);
+        return VLP_OK;
+    }
+    char rel[1024];
+    VLP_CHECK_ARG(snprintf(rel, sizeof rel, "%s/%s%s", dir, arg, ext) < (int)sizeof rel, err,
+                  "%s: the name is too long", arg);
+    return vlp_data_file(rel, out, n, err);
+}

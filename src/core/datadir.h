@@ -1,0 +1,32 @@
+/* Where vlp finds the data it ships (model configs, the BPE merges, zero-shot
+ * templates): never the working directory. The places tried, in order:
+ *   1. $VLP_DATA_DIR when set (and then only it: an override is not a hint);
+ *   2. next to the binary holding the library — the shared library or the
+ *      program it is linked into — as installed: <bin or lib>/../share/vlp;
+ *   3. the source tree the binary was built in (build/<mode>/… two or three
+ *      levels below it), recognised by src/core/datadir.c in it;
+ *   4. the data directory of the prefix the library was built for
+ *      (PREFIX/share/vlp, compiled in).
+ * Relative names look like "configs/tiny.json" or
+ * "vocab/bpe_simple_vocab_16e6.txt.gz". */
+#ifndef VLP_CORE_DATADIR_H
+#define VLP_CORE_DATADIR_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vlp.h"
+
+#define VLP_DEFAULT_VOCAB "vocab/bpe_simple_vocab_16e6.txt.gz"
+
+/* The data directories that exist, canonical, in the order they are tried
+ * (at most `max`); returns how many. vlp_data_file (vlp.h) looks a name up
+ * in them. */
+int vlp_data_dirs(char dirs[][4096], int max);
+/* One rule for every argument that takes a shipped file or a path (configs,
+ * templates): a name has no '/' and does not end in `ext` (".json").
+ * vlp_data_resolve gives `dir`/NAME`ext` from the data directories for a
+ * name, the argument itself for a path. */
+bool vlp_data_is_name(const char *arg, const char *ext);
+vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char *out, size_t n,
+                         vlp_error *err);
+#endif

@@ -1,0 +1,22 @@
+# TAP helpers for the shell tests (sourced): each check prints "ok N - what"
+# or "not ok N - what" with the command's output indented as a comment;
+# tests/run.sh counts those lines as it counts cmocka's.
+tap_n=0
+tap_failed=0
+tap_ok() { tap_n=$((tap_n + 1)); echo "ok $tap_n - $1"; }
+tap_not_ok() {
+    tap_n=$((tap_n + 1)); tap_failed=$((tap_failed + 1))
+    echo "not ok $tap_n - $1"
+    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/#   /' "$2" | tail -40
+    return 0
+}
+# tap_check WHAT LOG CMD...: CMD must succeed; its output goes to LOG
+tap_check() {
+    what=$1; log=$2; shift 2
+    if "$@" >"$log" 2>&1; then tap_ok "$what"; else tap_not_ok "$what (exit $?)" "$log"; fi
+}
+# tap_grep WHAT FILE PATTERN: FILE holds a line matching the fixed string PATTERN
+tap_grep() {
+    if grep -qF -- "$3" "$2"; then tap_ok "$1"; else tap_not_ok "$1: no '$3' in" "$2"; fi
+}
+tap_end() { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }

@@ -1,0 +1,70 @@
+#!/bin/sh
+# The vlp command as a user runs it, from a directory outside the repository:
+# help with defaults, the shipped vocabulary and configs found without the
+# working directory's help, `vlp train --train-data mine.tsv --out run` on its
+# own (default architecture, no emoji corpus needed), errors that name what is
+# wrong, and progress as whole lines when the output is not a terminal.
+# Runs with the build's own vlp (build/<mode>/vlp), so under ASan too.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+. "$root/tests/tap.sh"
+vlp=$here/../vlp
+ref=$root/tests/ref
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+cd "$tmp" || exit 1
+export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
+
+tap_check "vlp --help" help.log "$vlp" --help
+tap_grep "the command list names models" help.log "models    the architectures"
+tap_check "vlp train --help" train-help.log "$vlp" train --help
+tap_grep "train's help gives the default architecture" train-help.log "(default tiny)"
+tap_grep "no emoji eval unless asked" train-help.log "(default none)"
+tap_check "vlp tokenize with the shipped vocabulary" tok.log "$vlp" tokenize "a photo of a cat"
+tap_grep "OpenAI's ids" tok.log "49406 320 1125 539 320 2368 49407 0"
+
+# a labelled set: the two reference images, 70 rows
+{ printf 'filepath\ttitle\tlabel\n'
+  i=0; while [ $i -lt 70 ]; do
+      if [ $((i % 2)) = 0 ]; then printf '%s\ta red square number %d\tred\n' "$ref/img_src.png" $((i % 7));
+      else printf '%s\ta blue photo number %d\tblue\n' "$ref/img_src.jpg" $((i % 5)); fi
+      i=$((i + 1)); done; } > mine.tsv
+
+# progress as whole lines when piped: one per batch of 32 images and the last
+"$vlp" eval --model "$ref/api_model.safetensors" --vocab "$ref/api_merges.txt" --data mine.tsv \
+    --label-key label 2>&1 | cat > eval.log
+tap_grep "eval: a progress line after 32 images" eval.log "images 32 ("
+tap_grep "eval: after 64" eval.log "images 64 ("
+tap_grep "eval: at the end" eval.log "images 70 ("
+if grep -q "$(printf '\r')" eval.log; then tap_not_ok "eval: no carriage return when piped" eval.log; else tap_ok "eval: no carriage return when piped"; fi
+tap_grep "eval: zero-shot with the default templates" eval.log "zero-shot (70 images, 2 classes, 1 templates)"
+tap_check "eval: the CLIP paper's 80 templates by name" eval80.log "$vlp" eval --model "$ref/api_model.safetensors" \
+    --vocab "$ref/api_merges.txt" --data mine.tsv --label-key label --zeroshot --templates openai-imagenet
+tap_grep "eval: 80 templates" eval80.log "2 classes, 80 templates"
+"$vlp" eval --model "$ref/api_model.safetensors" --data mine.tsv --label-key label --templates no-such-set > badtpl.log 2>&1
+tap_grep "an unknown template set is named" badtpl.log "templates/no-such-set.txt: not found"
+
+# training on your own pairs from any directory: tiny by name, no emoji corpus
+tap_check "vlp train --train-data mine.tsv --out run" train.log "$vlp" train --train-data mine.tsv --out run \
+    --batch 8 --steps 2 --warmup 1 --log-every 1 --tokenizer-merges 20 --threads 2
+tap_grep "train: the default architecture by name" train.log "model config: tiny ("
+tap_grep "train: a whole progress line per step" train.log "step 2/2  loss"
+[ -f run/latest.safetensors ] && [ -f run/config.json ] && tap_ok "train: the run holds its checkpoint" ||
+    tap_not_ok "train: the run holds its checkpoint" train.log
+if grep -q "emoji" train.log; then tap_not_ok "train: nothing about the emoji corpus" train.log; else tap_ok "train: nothing about the emoji corpus"; fi
+"$vlp" train --out run2 --steps 1 > noemoji.log 2>&1
+tap_grep "train without --train-data or the emoji corpus says what to give" noemoji.log "give the training pairs with --train-data"
+"$vlp" train --train-data mine.tsv --out run3 --model-config ViT-B-17 --steps 1 > badcfg.log 2>&1
+tap_grep "an unknown architecture lists the known names" badcfg.log "known are ViT-B-16"
+
+# the trained model by its run's config, and another architecture refused with the tensor named
+tap_check "vlp embed the trained model" embed.log "$vlp" embed --model run/latest.safetensors --texts mine.tsv --out e.npy
+"$vlp" embed --model run/latest.safetensors --model-config ViT-B-32 --texts mine.tsv --out e2.npy > mismatch.log 2>&1
+tap_grep "a config that disagrees names the tensor and both shapes" mismatch.log "tensor 'positional_embedding' has shape [32, 256], the model wants [77, 512]"
+
+# vlp data shards: progress lines too
+tap_check "vlp data shards" shards.log sh -c "'$vlp' data shards --data mine.tsv --out shards/s --samples-per-shard 50 2>&1 | cat"
+tap_grep "shards: a progress line per sample count" shards.log "samples 70 ("
+tap_grep "shards: written" shards.log "wrote 70 samples into 2 shards"
+tap_end
