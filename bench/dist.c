@@ -22,6 +22,7 @@
 #include "core/rng.h"
 #include "data/loader.h"
 #include "dist/dist.h"
+#include "model/config_registry.h"
 #include "model/config.h"
 #include "train/trainer.h"
 
@@ -58,7 +59,7 @@ int main(int argc, char **argv) {
     vlp_set_threads(threads);
     if (R == 0) tool_print_sysinfo(stdout);
     clip_config c;
-    if (clip_config_load("configs/tiny.json", &c, &err) != VLP_OK) return die(d, &err);
+    if (clip_config_resolve("tiny", &c, NULL, 0, &err) != VLP_OK) return die(d, &err);
     c.text.vocab_size = 2514;
     clip_model m;
     if (clip_init(&m, &c, &err) != VLP_OK) return die(d, &err);

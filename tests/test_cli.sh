@@ -24,6 +24,14 @@ tap_grep "no emoji eval unless asked" train-help.log "(default none)"
 tap_check "vlp tokenize with the shipped vocabulary" tok.log "$vlp" tokenize "a photo of a cat"
 tap_grep "OpenAI's ids" tok.log "49406 320 1125 539 320 2368 49407 0"
 
+# VLP_DATA_DIR overrides where the data is looked up, and only it is tried
+VLP_DATA_DIR=$tmp/no-such-dir "$vlp" tokenize "a cat" > datadir-bad.log 2>&1
+tap_grep "VLP_DATA_DIR that does not exist is named" datadir-bad.log "not in VLP_DATA_DIR=$tmp/no-such-dir (no such directory)"
+mkdir -p mydata/configs && cp "$ref/headwidth.json" mydata/configs/mine.json
+VLP_DATA_DIR=$tmp/mydata "$vlp" models > datadir-models.log 2>&1
+tap_grep "VLP_DATA_DIR's configs are the names" datadir-models.log "mine "
+if grep -q "ViT-B-32" datadir-models.log; then tap_not_ok "only VLP_DATA_DIR is read" datadir-models.log; else tap_ok "only VLP_DATA_DIR is read"; fi
+
 # a labelled set: the two reference images, 70 rows
 { printf 'filepath\ttitle\tlabel\n'
   i=0; while [ $i -lt 70 ]; do

@@ -44,6 +44,29 @@ def save_safetensors(path, sd, meta):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+def write_expected(model, merges, path):
+    """the ids of TEXTS and the float64 embeddings of TEXTS and the two
+    reference images, one line each ("ids ...", "image ...", "text ...")"""
+    tok = Tokenizer(merges)
+    ctx = model.context_length
+    ids = torch.tensor([tok.tokenize(t, ctx) for t in TEXTS])
+    size = model.visual.positional_embedding.shape[0] - 1
+    size = int(round(size ** 0.5)) * model.visual.conv1.kernel_size[0]
+    imgs = torch.from_numpy(np.stack([eval_transform(Image.open(os.path.join(HERE, n)).convert("RGB"), size)
+                                      for n in ("img_src.png", "img_src.jpg")]))
+    model = model.double()
+    with torch.no_grad():
+        fi = torch.nn.functional.normalize(model.visual(imgs.double()), dim=-1)
+        ft = torch.nn.functional.normalize(model.encode_text(ids), dim=-1)
+    with open(path, "w") as f:
+        for row in ids.tolist():
+            f.write("ids " + " ".join(map(str, row)) + "\n")
+        for row in fi.tolist():
+            f.write("image " + " ".join(f"{x:.9g}" for x in row) + "\n")
+        for row in ft.tolist():
+            f.write("text " + " ".join(f"{x:.9g}" for x in row) + "\n")
+
+
 def main():
     torch.manual_seed(11)
     model = CLIP(CFG)
@@ -59,20 +82,7 @@ def main():
         f.write("#version: 0.2\nt h\nth e</w>")  # no final newline: open_clip would read '' as a merge
     tok = Tokenizer(merges)
     assert len(tok.encoder) == 516
-    ids = torch.tensor([tok.tokenize(t, 12) for t in TEXTS])
-    imgs = torch.from_numpy(np.stack([eval_transform(Image.open(os.path.join(HERE, n)).convert("RGB"), 32)
-                                      for n in ("img_src.png", "img_src.jpg")]))
-    model = model.double()
-    with torch.no_grad():
-        fi = torch.nn.functional.normalize(model.visual(imgs.double()), dim=-1)
-        ft = torch.nn.functional.normalize(model.encode_text(ids), dim=-1)
-    with open(os.path.join(OUT, "api_expected.txt"), "w") as f:
-        for row in ids.tolist():
-            f.write("ids " + " ".join(map(str, row)) + "\n")
-        for row in fi.tolist():
-            f.write("image " + " ".join(f"{x:.9g}" for x in row) + "\n")
-        for row in ft.tolist():
-            f.write("text " + " ".join(f"{x:.9g}" for x in row) + "\n")
+    write_expected(model, merges, os.path.join(OUT, "api_expected.txt"))
     print(f"wrote api_model.safetensors, api_merges.txt, api_expected.txt to {OUT}")
 
 

@@ -20,16 +20,12 @@ import json
 import os
 import sys
 
-import numpy as np
 import torch
-from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from check_checkpoint import CLIP  # noqa: E402
-from make_api_ref import save_safetensors, TEXTS  # noqa: E402
-from make_bpe_ref import Tokenizer  # noqa: E402
-from make_image_ref import eval_transform  # noqa: E402
+from make_api_ref import save_safetensors, write_expected  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else HERE
 CFG = {"embed_dim": 16,
@@ -58,21 +54,7 @@ def main():
     save_safetensors(os.path.join(OUT, "headwidth_model.safetensors"), model.state_dict(), {"format": "pt"})
     with open(os.path.join(OUT, "headwidth.json"), "w") as f:
         f.write(json.dumps(CFG, indent=4) + "\n")
-    tok = Tokenizer(os.path.join(HERE, "api_merges.txt"))
-    ids = torch.tensor([tok.tokenize(t, 12) for t in TEXTS])
-    imgs = torch.from_numpy(np.stack([eval_transform(Image.open(os.path.join(HERE, n)).convert("RGB"), 32)
-                                      for n in ("img_src.png", "img_src.jpg")]))
-    model = model.double()
-    with torch.no_grad():
-        fi = torch.nn.functional.normalize(model.visual(imgs.double()), dim=-1)
-        ft = torch.nn.functional.normalize(model.encode_text(ids), dim=-1)
-    with open(os.path.join(OUT, "headwidth_expected.txt"), "w") as f:
-        for row in ids.tolist():
-            f.write("ids " + " ".join(map(str, row)) + "\n")
-        for row in fi.tolist():
-            f.write("image " + " ".join(f"{x:.9g}" for x in row) + "\n")
-        for row in ft.tolist():
-            f.write("text " + " ".join(f"{x:.9g}" for x in row) + "\n")
+    write_expected(model, os.path.join(HERE, "api_merges.txt"), os.path.join(OUT, "headwidth_expected.txt"))
     print(f"wrote headwidth_model.safetensors, headwidth.json, headwidth_expected.txt to {OUT}")
 
 
