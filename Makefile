@@ -32,11 +32,11 @@ VERSION := $(shell sed -n 's/^\#define VLP_VERSION_STRING "\(.*\)"/\1/p' include
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 PREFIX ?= /usr/local
 DESTDIR ?=
-BINDIR := $(PREFIX)/bin
-LIBDIR := $(PREFIX)/lib
-INCLUDEDIR := $(PREFIX)/include
-DATADIR := $(PREFIX)/share/vlp
-PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share/vlp
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SONAME := libvlp.so.$(MAJOR)
 # what vlp ships beside the code: model configs, the BPE merges, templates
 DATA := $(wildcard configs/*.json) vocab/bpe_simple_vocab_16e6.txt.gz vocab/README.md \
@@ -84,8 +84,9 @@ $(BUILD)/libvlp.so.$(VERSION): $(PIC_OBJ) tools/vlp.map
 	ln -sf libvlp.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libvlp.so
 
-$(BUILD)/vlp.pc: tools/vlp.pc.in $(CONFIG) $(BUILD)/prefix.stamp
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS_ALL))|' $< > $@
+$(BUILD)/vlp.pc: tools/vlp.pc.in $(CONFIG) $(BUILD)/prefix.stamp FORCE
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@DATADIR@|$(DATADIR)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS_ALL))|' $< > $@
 
 CLI_SRC := tools/vlp.c tools/args.c tools/model_args.c tools/progress.c $(wildcard tools/cmd_*.c)
 $(BUILD)/vlp: $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a tools/*.h

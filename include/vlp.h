@@ -96,7 +96,7 @@ typedef struct vlp_model_opts {
      * run directory), else $VLP_BPE_MERGES, else OpenAI's merges that vlp
      * ships (vlp_data_file "vocab/bpe_simple_vocab_16e6.txt.gz") */
     const char *vocab;
-    int quick_gelu; /* -1: the file's config, or QuickGELU (OpenAI's) when inferred; 0/1 forced */
+    int quick_gelu; /* -1: the config's (given or the file's), QuickGELU (OpenAI's) when inferred; 0/1 forced */
     int batch;      /* encoder batch (default 32) */
     bool normalize; /* L2-normalise embeddings (default true) */
     /* the transformer blocks' matmuls with bf16 inputs and fp32 accumulation

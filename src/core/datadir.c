@@ -41,11 +41,12 @@ static void add_near(char dirs[][4096], int max, int *n, const char *path) {
     *slash = '\0';
     snprintf(probe, sizeof probe, "%s/../share/vlp", dir);
     add(dirs, max, n, probe);
-    /* build/release/vlp, build/release/tests/test_x, build/release/bench/x */
-    for (const char *up = "/../.."; up; up = strcmp(up, "/../..") ? NULL : "/../../..") {
-        snprintf(probe, sizeof probe, "%s%s/src/core/datadir.c", dir, up);
+    /* the source tree of build/release/vlp, build/release/tests/test_x, build/release/bench/x */
+    static const char *const up[] = {"/../..", "/../../.."};
+    for (int k = 0; k < 2; k++) {
+        snprintf(probe, sizeof probe, "%s%s/src/core/datadir.c", dir, up[k]);
         if (!is_file(probe)) continue;
-        snprintf(probe, sizeof probe, "%s%s", dir, up);
+        snprintf(probe, sizeof probe, "%s%s", dir, up[k]);
         add(dirs, max, n, probe);
     }
 }
