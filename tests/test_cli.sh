@@ -24,6 +24,12 @@ tap_grep "no emoji eval unless asked" train-help.log "(default none)"
 tap_check "vlp tokenize with the shipped vocabulary" tok.log "$vlp" tokenize "a photo of a cat"
 tap_grep "OpenAI's ids" tok.log "49406 320 1125 539 320 2368 49407 0"
 
+# the shipped merges are the file vocab/README.md describes
+want=$(sed -n 's/^- sha256 `\([0-9a-f]*\)`.*/\1/p' "$root/vocab/README.md")
+got=$(sha256sum "$root/vocab/bpe_simple_vocab_16e6.txt.gz" | cut -d' ' -f1)
+if [ -n "$want" ] && [ "$want" = "$got" ]; then tap_ok "vocab/: the sha256 of vocab/README.md"
+else echo "README $want, file $got" > sha.log; tap_not_ok "vocab/: the sha256 of vocab/README.md" sha.log; fi
+
 # VLP_DATA_DIR overrides where the data is looked up, and only it is tried
 VLP_DATA_DIR=$tmp/no-such-dir "$vlp" tokenize "a cat" > datadir-bad.log 2>&1
 tap_grep "VLP_DATA_DIR that does not exist is named" datadir-bad.log "not in VLP_DATA_DIR=$tmp/no-such-dir (no such directory)"

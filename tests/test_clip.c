@@ -10,6 +10,7 @@
 
 #include "testutil.h"
 #include "model/clip.h"
+#include "model/config_registry.h"
 #include "loss/loss.h"
 #include "train/optim.h"
 
@@ -375,6 +376,56 @@ static void test_config_errors(void **state) {
     assert_int_equal(c.text.mlp_width, 2048);
 }
 
+/* open_clip's architectures by name: the heads from head_width, the MLP from
+ * mlp_ratio (int(width * ratio)), and parameter counts equal to open_clip's
+ * (its model table, in millions to two decimals; ViT-B-32 and ViT-L-14 to the
+ * parameter) */
+static void test_configs_by_name(void **state) {
+    static const struct {
+        const char *name;
+        int vheads, vmlp, theads, tlayers;
+        double mparams;
+        bool quick_gelu;
+    } want[] = {
+        {"ViT-B-32", 12, 3072, 8, 12, 151.28, false},   {"ViT-B-16", 12, 3072, 8, 12, 149.62, false},
+        {"ViT-L-14", 16, 4096, 12, 12, 427.62, false},  {"ViT-L-14-336", 16, 4096, 12, 12, 427.94, false},
+        {"ViT-H-14", 16, 5120, 16, 24, 986.11, false},  {"ViT-g-14", 16, 6144, 16, 24, 1366.68, false},
+        {"ViT-bigG-14", 16, 8192, 20, 32, 2539.57, false}, {"ViT-H-14-quickgelu", 16, 5120, 16, 24, 986.11, true},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        clip_config c;
+        vlp_error err = {0};
+        char src[4200];
+        check(clip_config_resolve(want[i].name, &c, src, sizeof src, &err), &err);
+        if (c.vision.heads != want[i].vheads || c.vision.mlp_width != want[i].vmlp ||
+            c.text.heads != want[i].theads || c.text.layers != want[i].tlayers ||
+            c.quick_gelu != want[i].quick_gelu)
+            fail_msg("%s (%s): vision %d heads, MLP %d; text %d heads, %d layers", want[i].name, src,
+                     c.vision.heads, c.vision.mlp_width, c.text.heads, c.text.layers);
+        double mp = clip_config_param_count(&c) / 1e6;
+        if (fabs(mp - want[i].mparams) > 0.005)
+            fail_msg("%s: %.4fM parameters, open_clip's %.2fM", want[i].name, mp, want[i].mparams);
+    }
+    clip_config c;
+    vlp_error err = {0};
+    check(clip_config_resolve("ViT-B-32", &c, NULL, 0, &err), &err);
+    assert_int_equal(clip_config_param_count(&c), 151277313);
+    check(clip_config_resolve("ViT-L-14", &c, NULL, 0, &err), &err);
+    assert_int_equal(clip_config_param_count(&c), 427616513);
+    /* a model hub's open_clip_config.json: the model under "model_cfg" */
+    check(clip_config_parse("{\"model_cfg\": {\"embed_dim\": 16, \"vision_cfg\": {\"image_size\": 32, "
+                            "\"patch_size\": 8, \"width\": 64, \"layers\": 1, \"head_width\": 16}, "
+                            "\"text_cfg\": {\"width\": 64, \"heads\": 2, \"layers\": 1}}, "
+                            "\"preprocess_cfg\": {\"mean\": [0.5, 0.5, 0.5]}}", "hub.json", &c, &err), &err);
+    assert_int_equal(c.vision.heads, 4);
+    assert_int_equal(c.text.heads, 2);
+    /* a name that is not shipped lists those that are; a path is a path */
+    assert_int_equal(clip_config_resolve("ViT-Q-99", &c, NULL, 0, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "known are ViT-B-16, ViT-B-16-quickgelu, ViT-B-32"));
+    assert_int_equal(clip_config_resolve("./ViT-B-32", &c, NULL, 0, &err), VLP_ERR_IO);
+    assert_non_null(strstr(err.message, "./ViT-B-32"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_matches_pytorch),
@@ -385,6 +436,7 @@ int main(void) {
         cmocka_unit_test(test_smaller_batch_after_reserve),
         cmocka_unit_test(test_init_statistics),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_configs_by_name),
     };
     return cmocka_run_group_tests_name("clip", tests, NULL, NULL);
 }
