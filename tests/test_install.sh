@@ -33,6 +33,8 @@ case "$soname" in libvlp.so.[0-9]*) tap_ok "libvlp.so has the soname $soname" ;;
 # the shipped vocabulary, found relative to the installed binary
 tap_check "vlp tokenize from another directory" "$tmp/tok.log" "$prefix/bin/vlp" tokenize "a photo of a cat"
 tap_grep "tokenize gives OpenAI's ids" "$tmp/tok.log" "49406 320 1125 539 320 2368 49407 0"
+tap_check "vlp info" "$tmp/info.log" "$prefix/bin/vlp" info
+tap_grep "vlp info names the installed data directory" "$tmp/info.log" "data: $prefix/share/vlp"
 tap_check "vlp models" "$tmp/models.log" "$prefix/bin/vlp" models
 tap_grep "vlp models lists ViT-bigG-14 with its size" "$tmp/models.log" "ViT-bigG-14                2539.6M"
 tap_grep "vlp models reads the installed configs" "$tmp/models.log" "(from $prefix/share/vlp/configs)"

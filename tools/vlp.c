@@ -6,6 +6,7 @@
 #include "vlp.h"
 #include "blas_env.h"
 #include "commands.h"
+#include "core/datadir.h"
 
 static void usage(FILE *fp) {
     fprintf(fp,
@@ -34,6 +35,8 @@ static int cmd_info(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: vlp info [-t|--threads N]\n"
+                   "The system line (threads, SIMD, BLAS and its kernel) and the folder vlp reads\n"
+                   "its configs, vocabulary and templates from.\n"
                    "  -t, --threads N   threads to use (default: 0 = one per core)\n");
             return 0;
         } else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
@@ -52,6 +55,10 @@ static int cmd_info(int argc, char **argv) {
     }
     vlp_set_threads(threads);
     tool_print_sysinfo(stdout);
+    char dirs[4][4096];
+    int nd = vlp_data_dirs(dirs, 4);
+    printf("data: %s%s\n", nd ? dirs[0] : "none found (make install, or set VLP_DATA_DIR)",
+           nd && getenv("VLP_DATA_DIR") && *getenv("VLP_DATA_DIR") ? " (VLP_DATA_DIR)" : "");
     return 0;
 }
 
