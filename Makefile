@@ -175,7 +175,7 @@ check-checkpoint:
 install: deps
 	@$(MAKE) --no-print-directory MODE=release lib shared build/release/vlp build/release/vlp.pc
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-	    $(DESTDIR)$(DATADIR)/configs $(DESTDIR)$(DATADIR)/vocab $(DESTDIR)$(DATADIR)/templates
+	    $(addprefix $(DESTDIR)$(DATADIR)/,$(sort $(dir $(DATA))))
 	install -m 755 build/release/vlp $(DESTDIR)$(BINDIR)/vlp
 	install -m 644 build/release/libvlp.a $(DESTDIR)$(LIBDIR)/libvlp.a
 	install -m 755 build/release/libvlp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libvlp.so.$(VERSION)

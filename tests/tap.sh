@@ -19,4 +19,8 @@ tap_check() {
 tap_grep() {
     if grep -qF -- "$3" "$2"; then tap_ok "$1"; else tap_not_ok "$1: no '$3' in" "$2"; fi
 }
+# tap_no_grep WHAT FILE PATTERN: no line of FILE holds the fixed string PATTERN
+tap_no_grep() {
+    if grep -qF -- "$3" "$2"; then tap_not_ok "$1: '$3' in" "$2"; else tap_ok "$1"; fi
+}
 tap_end() { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }

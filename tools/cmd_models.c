@@ -26,11 +26,12 @@ int cmd_models(int argc, char **argv) {
     if (bad) return 2;
     int n;
     char **names = clip_config_names(&n);
+    char dirs[4][4096];
+    int nd = vlp_data_dirs(dirs, 4);
     if (!n) {
-        vlp_error err = {0};
-        char path[4200];
-        vlp_data_file("configs/tiny.json", path, sizeof path, &err);
-        fprintf(stderr, "vlp models: no model configs found: %s\n", err.message);
+        fprintf(stderr, "vlp models: no configs/*.json in vlp's data directories (%s%s); install "
+                        "vlp (make install) or set VLP_DATA_DIR\n",
+                nd ? dirs[0] : "none found", nd > 1 ? ", ..." : "");
         return 1;
     }
     printf("%-24s %9s %6s %6s %6s  %-22s %-22s %s\n", "name", "params", "embed", "image", "patch",
@@ -53,9 +54,7 @@ int cmd_models(int argc, char **argv) {
                clip_config_param_count(&c) / 1e6, c.embed_dim, c.vision.image_size, c.vision.patch_size,
                vis, txt, c.quick_gelu ? "QuickGELU" : "GELU", extra);
     }
-    char dirs[4][4096];
-    int nd = vlp_data_dirs(dirs, 4);
-    printf("(from %s/configs)\n", nd ? dirs[0] : "?");
+    printf("(from %s/configs)\n", dirs[0]);
     clip_config_names_free(names, n);
     return rc;
 }

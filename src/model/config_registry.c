@@ -55,9 +55,10 @@ vlp_err clip_config_resolve(const char *arg, clip_config *out, char *source, siz
     vlp_error lookup = {0};
     if (vlp_data_resolve("configs", ".json", arg, path, sizeof path, &lookup) != VLP_OK) {
         if (err) *err = lookup;
+        if (!vlp_data_is_name(arg, ".json")) return lookup.code; /* a path: its own message */
         int count;
         char **names = clip_config_names(&count);
-        if (!count || !vlp_data_is_name(arg, ".json")) {
+        if (!count) {
             clip_config_names_free(names, count);
             return lookup.code;
         }
