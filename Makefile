@@ -9,11 +9,13 @@ CC ?= cc
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
-SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c)
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c)
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 TEST_SCRIPTS := $(patsubst tests/%.sh,$(BUILD)/tests/%,$(wildcard tests/test_*.sh))
+# helpers the shell tests run (tests/tools/*.c: one program each)
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/bench/data $(BUILD)/bench/embed $(BUILD)/bench/train
 TOOL_SUPPORT := tools/blas_env.c
 
@@ -56,7 +58,7 @@ $(CONFIG): scripts/probe.sh
 
 lib: $(BUILD)/libvlp.a
 shared: $(BUILD)/libvlp.so.$(VERSION)
-tests: $(TESTS) $(TEST_SCRIPTS) $(BUILD)/vlp
+tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(BUILD)/vlp
 benches: $(BENCHES)
 
 $(BUILD)/%.o: %.c $(CONFIG)
@@ -97,6 +99,10 @@ $(BUILD)/tests/%: tests/%.sh
 	@mkdir -p $(dir $@)
 	cp $< $@ && chmod +x $@
 
+$(BUILD)/tests/tools/%: tests/tools/%.c $(CONFIG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDLIBS_ALL)
+
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libvlp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CMOCKA_CFLAGS) -Itests/support $< $(TEST_SUPPORT) $(BUILD)/libvlp.a -o $@ $(CMOCKA_LIBS) $(LDLIBS_ALL)
@@ -130,7 +136,8 @@ bench: deps
 # vendors (google, apple, facebook) as a TSV and pack it into WebDataset
 # shards, train the `tiny` CLIP from the shards for DEMO_STEPS steps (about 6
 # minutes on 2 cores; the tokenizer is a BPE learnt on the captions) and
-# evaluate on the held-out twitter images. 11,214 pairs make 12 shards.
+# evaluate on the held-out twitter images (validation during training:
+# retrieval and zero-shot on them). 11,214 pairs make 12 shards.
 DEMO_STEPS ?= 240
 DEMO_RUN ?= runs/demo
 demo: deps
@@ -141,13 +148,15 @@ demo: deps
 	build/release/vlp data emoji --data data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
 	build/release/vlp data shards --data data/emoji-train.tsv --out data/emoji-shards/train \
 	    --alt-caption-key coarse --samples-per-shard 1000
+	build/release/vlp data emoji --data data/emoji --vendors twitter --out data/emoji-twitter.tsv
+	printf 'an emoji of {}\n' > data/emoji-templates.txt
 	rm -rf $(DEMO_RUN)
 	build/release/vlp train --model-config tiny --out $(DEMO_RUN) \
 	    --train-data 'data/emoji-shards/train-{00000..00011}.tar' --white-background \
-	    --alt-caption-key coarse --alt-caption-prob 0.1667 --data data/emoji --eval-vendor twitter \
+	    --alt-caption-key coarse --alt-caption-prob 0.1667 \
+	    --val-data data/emoji-twitter.tsv --zeroshot-data data/emoji-twitter.tsv \
+	    --label-key category --templates data/emoji-templates.txt \
 	    --steps $(DEMO_STEPS) --batch 128 --lr 1e-3 --warmup 20 --eval-every 120 --save-every 60
-	build/release/vlp data emoji --data data/emoji --vendors twitter --out data/emoji-twitter.tsv
-	printf 'an emoji of {}\n' > data/emoji-templates.txt
 	build/release/vlp eval --model $(DEMO_RUN)/latest.safetensors --data data/emoji-twitter.tsv \
 	    --label-key category --templates data/emoji-templates.txt --white-background
 

@@ -97,6 +97,10 @@ int main(int argc, char **argv) {
     float *img = malloc(sizeof(float) * (size_t)B * 3 * S * S);
     int32_t *ids = calloc((size_t)B * T, sizeof(int32_t));
     float *mom = calloc(m.nfloats, sizeof(float)), *vel = calloc(m.nfloats, sizeof(float));
+    /* the loss's buffers: the clip objective's */
+    float loss, *probs = malloc(sizeof(float) * 2 * (size_t)B * B);
+    float *demb = malloc(sizeof(float) * 2 * (size_t)B * E), *scratch = malloc(sizeof(float) * clip_loss_scratch_floats(B, E));
+    float *probs_t2i = probs + (size_t)B * B, *demb_txt = demb + (size_t)B * E;
     vlp_rng r = {3};
     for (size_t i = 0; i < (size_t)B * 3 * S * S; i++) img[i] = vlp_rng_normal(&r);
     for (int b = 0; b < B; b++) {
@@ -114,14 +118,14 @@ int main(int argc, char **argv) {
         t[1] = bench_now();
         clip_text_forward(&m, ids, B, &err);
         t[2] = bench_now();
-        clip_loss_forward(&m.loss, m.probs_i2t, m.probs_t2i, m.va.emb, m.ta.emb, *m.w.logit_scale, B, E, &err);
-        memset(m.demb_img, 0, sizeof(float) * (size_t)B * E), memset(m.demb_txt, 0, sizeof(float) * (size_t)B * E);
-        clip_loss_backward(m.demb_img, m.demb_txt, m.g.logit_scale, 1.0f, m.probs_i2t, m.probs_t2i, m.va.emb,
-                           m.ta.emb, *m.w.logit_scale, m.scratch, B, E);
+        clip_loss_forward(&loss, probs, probs_t2i, m.va.emb, m.ta.emb, *m.w.logit_scale, B, E, &err);
+        memset(demb, 0, sizeof(float) * 2 * (size_t)B * E);
+        clip_loss_backward(demb, demb_txt, m.g.logit_scale, 1.0f, probs, probs_t2i, m.va.emb,
+                           m.ta.emb, *m.w.logit_scale, scratch, B, E);
         t[3] = bench_now();
-        clip_text_backward(&m, m.demb_txt, B);
+        clip_text_backward(&m, demb_txt, B);
         t[4] = bench_now();
-        clip_image_backward(&m, m.demb_img, B);
+        clip_image_backward(&m, demb, B);
         t[5] = bench_now();
         adamw_step(&ac, 1e-4f, s + 3, m.params, m.nparams, m.weights, m.grads, mom, vel);
         t[6] = bench_now();
@@ -158,7 +162,7 @@ int main(int argc, char **argv) {
     }
     printf("RESULT name=%s-%s-train vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f\n", name, prec, sps, psps,
            psps > 0 ? sps / psps : 0, mfu);
-    free(img), free(ids), free(mom), free(vel);
+    free(img), free(ids), free(mom), free(vel), free(probs), free(demb), free(scratch);
     clip_free(&m);
     return 0;
 }

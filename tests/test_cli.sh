@@ -20,7 +20,8 @@ tap_check "vlp --help" help.log "$vlp" --help
 tap_grep "the command list names models" help.log "models    the architectures"
 tap_check "vlp train --help" train-help.log "$vlp" train --help
 tap_grep "train's help gives the default architecture" train-help.log "(default tiny)"
-tap_grep "no emoji eval unless asked" train-help.log "(default none)"
+tap_grep "train's help: validation on the user's pairs" train-help.log "--val-data SPEC"
+tap_grep "train's help: the objectives from their table, with their options' defaults" train-help.log "--mae-weight X      weight of the reconstruction loss (default: clip-mae 1)"
 tap_check "vlp tokenize with the shipped vocabulary" tok.log "$vlp" tokenize "a photo of a cat"
 tap_grep "OpenAI's ids" tok.log "49406 320 1125 539 320 2368 49407 0"
 

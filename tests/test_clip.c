@@ -40,6 +40,7 @@ static void test_step_matches_pytorch(void **state) {
     clip_config cfg;
     clip_model m;
     vlp_error err = {0};
+    clip_step st = {0};
     vlpt_file *f = ref_model(&m, &cfg, &B);
     /* every parameter of the model is in the reference with the same shape, and
      * nothing else is: names and shapes are open_clip's */
@@ -52,16 +53,17 @@ static void test_step_matches_pytorch(void **state) {
     }
     assert_int_equal(m.nparams, nref_params); /* and ref_model found each one by name and shape */
     int S = cfg.vision.image_size, T = cfg.text.context_length;
-    check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S), ref_i32(f, "ids", (size_t)B * T),
+    check(clip_step_forward(&st, &m, ref_f32(f, "images", (size_t)B * 3 * S * S), ref_i32(f, "ids", (size_t)B * T),
                        B, &err), &err);
-    assert_close("loss", &m.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
-    clip_backward(&m, B);
+    assert_close("loss", &st.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
+    clip_step_backward(&st, &m, B);
     for (int i = 0; i < m.nparams; i++) {
         const vlp_param *p = &m.params[i];
         char name[96];
         snprintf(name, sizeof name, "grad.%s", p->name);
         assert_close(name, m.grads + p->offset, ref_f32(f, name, p->numel), p->numel, 1e-5, 1e-4);
     }
+    clip_step_free(&st);
     clip_free(&m);
     vlpt_free(f);
 }
@@ -75,13 +77,14 @@ static void test_bf16_step_close_to_fp32_reference(void **state) {
     clip_config cfg;
     clip_model m;
     vlp_error err = {0};
+    clip_step st = {0};
     vlpt_file *f = ref_model(&m, &cfg, &B);
     check(clip_set_precision(&m, VLP_PRECISION_BF16, 8, &err), &err);
     int S = cfg.vision.image_size, T = cfg.text.context_length;
-    check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S),
+    check(clip_step_forward(&st, &m, ref_f32(f, "images", (size_t)B * 3 * S * S),
                        ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
-    assert_close("bf16 loss", &m.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-2);
-    clip_backward(&m, B);
+    assert_close("bf16 loss", &st.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-2);
+    clip_step_backward(&st, &m, B);
     double worst = 0.0;
     for (int i = 0; i < m.nparams; i++) {
         const vlp_param *p = &m.params[i];
@@ -98,15 +101,16 @@ static void test_bf16_step_close_to_fp32_reference(void **state) {
         if (rel > worst) worst = rel;
     }
     printf("# bf16 step: loss %.6f (fp32 reference %.6f), worst gradient relative L2 error %.2e\n",
-           m.loss, *ref_f32(f, "loss", 1), worst);
+           st.loss, *ref_f32(f, "loss", 1), worst);
     assert_true(worst > 1e-4);
     /* back to fp32: the reference again, to its tolerances */
     check(clip_set_precision(&m, VLP_PRECISION_FP32, 1, &err), &err);
     memset(m.grads, 0, sizeof(float) * m.nfloats);
-    check(clip_forward(&m, ref_f32(f, "images", (size_t)B * 3 * S * S),
+    check(clip_step_forward(&st, &m, ref_f32(f, "images", (size_t)B * 3 * S * S),
                        ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
-    assert_close("fp32 loss", &m.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
+    assert_close("fp32 loss", &st.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
     assert_int_equal(clip_set_precision(&m, (vlp_precision)7, 1, &err), VLP_ERR_ARG);
+    clip_step_free(&st);
     clip_free(&m);
     vlpt_free(f);
 }
@@ -238,6 +242,7 @@ static void test_adamw_steps_match_pytorch(void **state) {
     clip_config cfg;
     clip_model m;
     vlp_error err = {0};
+    clip_step st = {0};
     vlpt_file *f = ref_model(&m, &cfg, &B);
     float *mom = falloc(m.nfloats), *var = falloc(m.nfloats);
     int S = cfg.vision.image_size, T = cfg.text.context_length;
@@ -247,9 +252,9 @@ static void test_adamw_steps_match_pytorch(void **state) {
     float losses[5];
     for (int step = 0; step < 5; step++) {
         memset(m.grads, 0, m.nfloats * sizeof(float));
-        check(clip_forward(&m, img, ids, B, &err), &err);
-        clip_backward(&m, B);
-        losses[step] = m.loss;
+        check(clip_step_forward(&st, &m, img, ids, B, &err), &err);
+        clip_step_backward(&st, &m, B);
+        losses[step] = st.loss;
         clip_grad_norm(m.grads, m.nfloats, 1.0);
         adamw_step(&oc, lr_at(1e-3f, step, 2, 5), step + 1, m.params, m.nparams, m.weights,
                    m.grads, mom, var);
@@ -262,6 +267,7 @@ static void test_adamw_steps_match_pytorch(void **state) {
     assert_close("logit_scale after 5 steps", m.w.logit_scale,
                  ref_f32(f, "adamw_final.logit_scale", 1), 1, 1e-6, 1e-5);
     free(mom), free(var);
+    clip_step_free(&st);
     clip_free(&m);
     vlpt_free(f);
 }
@@ -287,6 +293,7 @@ static void test_smaller_batch_after_reserve(void **state) {
     clip_config cfg = ref_config(f, &B);
     clip_model a, b;
     vlp_error err = {0};
+    clip_step sa = {0}, sb = {0};
     check(clip_init(&a, &cfg, &err), &err);
     check(clip_init(&b, &cfg, &err), &err);
     clip_init_weights(&a, 1);
@@ -296,13 +303,14 @@ static void test_smaller_batch_after_reserve(void **state) {
     int S = cfg.vision.image_size, T = cfg.text.context_length;
     const float *img = ref_f32(f, "images", (size_t)B * 3 * S * S);
     const int32_t *ids = ref_i32(f, "ids", (size_t)B * T);
-    check(clip_forward(&a, img, ids, 3, &err), &err);
-    check(clip_forward(&b, img, ids, 3, &err), &err);
-    clip_backward(&a, 3);
-    clip_backward(&b, 3);
-    assert_memory_equal(&a.loss, &b.loss, sizeof(float));
+    check(clip_step_forward(&sa, &a, img, ids, 3, &err), &err);
+    check(clip_step_forward(&sb, &b, img, ids, 3, &err), &err);
+    clip_step_backward(&sa, &a, 3);
+    clip_step_backward(&sb, &b, 3);
+    assert_memory_equal(&sa.loss, &sb.loss, sizeof(float));
     assert_memory_equal(a.grads, b.grads, a.nfloats * sizeof(float));
-    assert_int_equal(clip_forward(&b, img, ids, 4, &err), VLP_ERR_ARG);
+    assert_int_equal(clip_step_forward(&sb, &b, img, ids, 4, &err), VLP_ERR_ARG);
+    clip_step_free(&sa), clip_step_free(&sb);
     clip_free(&a), clip_free(&b);
     vlpt_free(f);
 }
@@ -350,6 +358,39 @@ static void test_init_statistics(void **state) {
     assert_false(clip_param_find(&m, "transformer.resblocks.3.attn.in_proj_bias")->decay);
     assert_true(clip_param_find(&m, "transformer.resblocks.3.attn.in_proj_weight")->decay);
     assert_null(clip_param_find(&m, "transformer.resblocks.4.attn.in_proj_weight"));
+    /* open_clip's groups: the ≥2-D embedding tables decay, the 1-D class
+     * embedding does not; all four are declared embeddings */
+    const char *tables[] = {"token_embedding.weight", "positional_embedding",
+                            "visual.positional_embedding", "visual.class_embedding"};
+    for (int i = 0; i < 4; i++) {
+        const vlp_param *p = clip_param_find(&m, tables[i]);
+        assert_true(p->embedding);
+        if (p->decay != (i < 3)) fail_msg("%s: decay %d", tables[i], p->decay);
+    }
+    int decayed = 0, embeddings = 0;
+    for (int i = 0; i < m.nparams; i++) decayed += m.params[i].decay, embeddings += m.params[i].embedding;
+    assert_int_equal(embeddings, 4);
+    /* the 2-D weights of every block (in_proj, out_proj, c_fc, c_proj), conv1,
+     * proj, text_projection and the three ≥2-D embeddings */
+    assert_int_equal(decayed, (cfg.vision.layers + cfg.text.layers) * 4 + 3 + 3);
+    /* AdamW: with decay_embeddings off an embedding table moves by its
+     * gradient alone, with it on also shrinks by lr·wd */
+    const vlp_param *tok = clip_param_find(&m, "token_embedding.weight");
+    float *g = falloc(m.nfloats), *mo = falloc(m.nfloats), *ve = falloc(m.nfloats);
+    float *w0 = falloc(m.nfloats);
+    memcpy(w0, m.weights, sizeof(float) * m.nfloats);
+    float moved[2];
+    for (int k = 0; k < 2; k++) {
+        adamw_cfg c = adamw_defaults();
+        c.decay_embeddings = k == 1;
+        memcpy(m.weights, w0, sizeof(float) * m.nfloats);
+        memset(mo, 0, sizeof(float) * m.nfloats), memset(ve, 0, sizeof(float) * m.nfloats);
+        adamw_step(&c, 0.5f, 1, m.params, m.nparams, m.weights, g, mo, ve); /* zero gradient */
+        moved[k] = m.weights[tok->offset + 1] - w0[tok->offset + 1];
+    }
+    assert_true(moved[0] == 0.0f);
+    assert_true(fabsf(moved[1] - (-0.5f * 0.2f * w0[tok->offset + 1])) <= 1e-6f * fabsf(w0[tok->offset + 1]));
+    free(g), free(mo), free(ve), free(w0);
     clip_free(&m);
 }
 

@@ -49,7 +49,7 @@ static void check(vlp_err e, const vlp_error *err) {
 
 static train_opts opts(int accum) {
     train_opts o = train_opts_defaults();
-    o.objective = VLP_OBJECTIVE_CLIP;
+    train_opts_set_objective(&o, objective_find("clip"));
     o.batch = 8, o.accum = accum, o.steps = 2 * STEPS, o.warmup = 2, o.grad_clip = 1.0, o.seed = 3;
     o.adam.lr = 1e-3f;
     return o;
@@ -71,13 +71,13 @@ static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, v
         .vision = {.image_size = S, .patch_size = 4, .width = 32, .layers = 2, .heads = 2, .mlp_width = 128},
         .text = {.context_length = 8, .vocab_size = f->tok.vocab_size, .width = 32, .layers = 2,
                  .heads = 2, .mlp_width = 128},
-        .has_logit_bias = o->objective == VLP_OBJECTIVE_SIGLIP, .init_logit_bias = -10.0f,
-        .has_logit_scale_init = o->objective == VLP_OBJECTIVE_SIGLIP, .init_logit_scale = 2.302585f};
-    if (o->objective == VLP_OBJECTIVE_COCA || o->objective == VLP_OBJECTIVE_TEXTLM) {
+        .has_logit_bias = !strcmp(o->objective->name, "siglip"), .init_logit_bias = -10.0f,
+        .has_logit_scale_init = !strcmp(o->objective->name, "siglip"), .init_logit_scale = 2.302585f};
+    if (!strcmp(o->objective->name, "coca") || !strcmp(o->objective->name, "textlm")) {
         cfg.embed_dim = 32; /* the decoder's width: the text tower's and the embedding's */
         cfg.multimodal = (clip_multimodal_cfg){.width = 32, .heads = 2, .layers = 1, .mlp_width = 128};
     }
-    if (o->objective == VLP_OBJECTIVE_MAE || o->objective == VLP_OBJECTIVE_CLIP_MAE)
+    if (!strcmp(o->objective->name, "mae") || !strcmp(o->objective->name, "clip-mae"))
         cfg.mae = (clip_mae_cfg){.width = 16, .heads = 2, .layers = 1, .mlp_width = 32};
     check(clip_init(&f->m, &cfg, &err), &err);
     clip_init_weights(&f->m, 17);
@@ -131,9 +131,9 @@ static void assert_ranks_agree(const clip_model *m) {
     free(w0);
 }
 
-static void job_equals_one_process(int accum, vlp_objective objective) {
+static void job_equals_one_process(int accum, const char *name) {
     train_opts o = opts(accum);
-    o.objective = objective;
+    train_opts_set_objective(&o, objective_find(name));
     float one[STEPS], job[STEPS];
     /* one process, the whole batch: its own directory on each rank */
     char single[64];
@@ -150,12 +150,12 @@ static void job_equals_one_process(int accum, vlp_objective objective) {
     for (int i = 0; i < STEPS; i++)
         if (!(fabsf(job[i] - one[i]) <= 1e-5f * fabsf(one[i])))
             fail_msg("%s, accum %d, step %d: loss %.8g on 2 ranks, %.8g in one process",
-                     vlp_objective_name(objective), accum, i + 1, job[i], one[i]);
+                     name, accum, i + 1, job[i], one[i]);
     assert_close("weights: 2 ranks vs one process", b.m.weights, a.m.weights, a.m.nfloats, 1e-5, 0.0);
     assert_ranks_agree(&b.m);
     if (dist_rank(g_dist) == 0)
         printf("# %s, accum %d: %d steps, losses %.6f .. %.6f equal one process's\n",
-               vlp_objective_name(objective), accum, STEPS, job[0], job[STEPS - 1]);
+               name, accum, STEPS, job[0], job[STEPS - 1]);
     fixture_free(&a), fixture_free(&b);
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf %s", single);
@@ -164,34 +164,34 @@ static void job_equals_one_process(int accum, vlp_objective objective) {
 }
 
 static void test_two_ranks_equal_one_process(void **state) {
-    job_equals_one_process(1, VLP_OBJECTIVE_CLIP);
+    job_equals_one_process(1, "clip");
 }
 static void test_two_ranks_with_gradient_caching(void **state) {
-    job_equals_one_process(2, VLP_OBJECTIVE_CLIP);
+    job_equals_one_process(2, "clip");
 }
 static void test_siglip_two_ranks_with_caching(void **state) {
-    job_equals_one_process(1, VLP_OBJECTIVE_SIGLIP);
-    job_equals_one_process(2, VLP_OBJECTIVE_SIGLIP);
+    job_equals_one_process(1, "siglip");
+    job_equals_one_process(2, "siglip");
 }
 static void test_filip_two_ranks_with_caching(void **state) {
-    job_equals_one_process(1, VLP_OBJECTIVE_FILIP);
-    job_equals_one_process(2, VLP_OBJECTIVE_FILIP);
+    job_equals_one_process(1, "filip");
+    job_equals_one_process(2, "filip");
 }
 
 /* CoCa: the caption loss's divisor is the whole batch's target count (summed
  * over the ranks), so ranks equal one process here too; and the text-only LM */
 static void test_coca_two_ranks_with_caching(void **state) {
-    job_equals_one_process(1, VLP_OBJECTIVE_COCA);
-    job_equals_one_process(2, VLP_OBJECTIVE_COCA);
-    job_equals_one_process(2, VLP_OBJECTIVE_TEXTLM);
+    job_equals_one_process(1, "coca");
+    job_equals_one_process(2, "coca");
+    job_equals_one_process(2, "textlm");
 }
 
 /* MAE: each sample's mask is a function of its place in the whole batch and
  * the loss's divisor the whole batch's masked patches */
 static void test_mae_two_ranks_with_caching(void **state) {
-    job_equals_one_process(2, VLP_OBJECTIVE_MAE);
-    job_equals_one_process(1, VLP_OBJECTIVE_CLIP_MAE);
-    job_equals_one_process(2, VLP_OBJECTIVE_CLIP_MAE);
+    job_equals_one_process(2, "mae");
+    job_equals_one_process(1, "clip-mae");
+    job_equals_one_process(2, "clip-mae");
 }
 
 static void test_resume_same_world(void **state) {

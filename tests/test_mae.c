@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "loss/loss.h"
 #include "model/clip.h"
+#include "train/objectives/shared.h"
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];

@@ -18,6 +18,7 @@
 #include "data/bpe.h"
 #include "data/bpe_train.h"
 #include "model/clip_io.h"
+#include "train/objectives/shared.h"
 #include "train/trainer.h"
 
 #define NPAIRS 20
@@ -38,6 +39,12 @@ typedef struct fixture {
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
     if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+}
+
+/* one option of the objective, which must have it */
+static void set_opt(train_opts *o, const char *key, float v) {
+    vlp_error err = {0};
+    check(train_opts_set(o, key, v, &err), &err);
 }
 
 static train_opts small_opts(void) {
@@ -69,13 +76,13 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
         .vision = {.image_size = S, .patch_size = 4, .width = width, .layers = 2, .heads = 2, .mlp_width = 4 * width},
         .text = {.context_length = 8, .vocab_size = f->tok.vocab_size, .width = width, .layers = 2,
                  .heads = 2, .mlp_width = 4 * width}};
-    if (o->objective == VLP_OBJECTIVE_COCA || o->objective == VLP_OBJECTIVE_TEXTLM) {
+    if (!strcmp(o->objective->name, "coca") || !strcmp(o->objective->name, "textlm")) {
         /* a one-layer decoder; its width is the text tower's and the embedding's */
         f->cfg.embed_dim = width;
         f->cfg.multimodal = (clip_multimodal_cfg){.width = width, .heads = 2, .layers = 1,
                                                   .mlp_width = 4 * width};
     }
-    if (o->objective == VLP_OBJECTIVE_MAE || o->objective == VLP_OBJECTIVE_CLIP_MAE)
+    if (!strcmp(o->objective->name, "mae") || !strcmp(o->objective->name, "clip-mae"))
         f->cfg.mae = (clip_mae_cfg){.width = 16, .heads = 2, .layers = 1, .mlp_width = 32};
     check(clip_init(&f->m, &f->cfg, &err), &err);
     clip_init_weights(&f->m, init_seed);
@@ -245,6 +252,26 @@ static void test_resume_is_bit_exact(void **state) {
     assert_int_equal(trainer_resume(b.t, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "batch 8"));
     fixture_free(&b);
+    /* every option of the math is compared, betas and eps too; steps may change */
+    o2 = o, o2.adam.beta2 = 0.95f;
+    fixture_init(&b, &o2, 1, d2, 32);
+    assert_int_equal(trainer_resume(b.t, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "--beta2 0.98, not 0.95"));
+    fixture_free(&b);
+    o2 = o, o2.adam.eps = 1e-8f;
+    fixture_init(&b, &o2, 1, d2, 32);
+    assert_int_equal(trainer_resume(b.t, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "--eps 1e-06, not 1e-08"));
+    fixture_free(&b);
+    o2 = o, o2.adam.decay_embeddings = false;
+    fixture_init(&b, &o2, 1, d2, 32);
+    assert_int_equal(trainer_resume(b.t, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "--wd-embeddings on, not off"));
+    fixture_free(&b);
+    o2 = o, o2.steps = o.steps + 4;
+    fixture_init(&b, &o2, 1, d2, 32);
+    check(trainer_resume(b.t, &err), &err);
+    fixture_free(&b);
     /* a truncated state file is an error, not a crash */
     char p[256];
     snprintf(p, sizeof p, "%s/ckpt-%08d.state", d2, K);
@@ -302,8 +329,8 @@ static void accumulation_matches(train_opts o, clip_model *ref) {
     fixture_init(&acc, &o, o.seed, d2, 32);
     vlp_error err = {0};
     if (ref) {
-        check(trainer_set_prior_ref(full.t, ref, &err), &err);
-        check(trainer_set_prior_ref(acc.t, ref, &err), &err);
+        check(trainer_set_model(full.t, "prior", ref, &err), &err);
+        check(trainer_set_model(acc.t, "prior", ref, &err), &err);
     }
     train_step_info i1, i2;
     check(trainer_step(full.t, &i1, &err), &err);
@@ -319,18 +346,18 @@ static void accumulation_matches(train_opts o, clip_model *ref) {
         assert_close(p->name, acc.m.grads + p->offset, full.m.grads + p->offset, p->numel, 1e-5 * big, 1e-4);
         /* the text-only LM learns the text tower below its head and the decoder
          * without its cross-attention; nothing else */
-        if (o.objective == VLP_OBJECTIVE_TEXTLM) {
+        if (!strcmp(o.objective->name, "textlm")) {
             bool unused = !strncmp(p->name, "visual.", 7) || !strcmp(p->name, "logit_scale") ||
                           !strncmp(p->name, "text_decoder.cross_attn.", 24) ||
                           !strcmp(p->name, "text_projection") || !strncmp(p->name, "ln_final.", 9);
             if (unused != (big == 0)) fail_msg("%s: gradient max %g", p->name, big);
         }
         /* MAE alone learns the image tower and its decoder, nothing else */
-        if (o.objective == VLP_OBJECTIVE_MAE) {
+        if (!strcmp(o.objective->name, "mae")) {
             bool used = !strncmp(p->name, "visual.", 7) || !strncmp(p->name, "mae_decoder.", 12);
             if (used != (big > 0)) fail_msg("%s: gradient max %g", p->name, big);
         }
-        if (o.objective == VLP_OBJECTIVE_COCA || o.objective == VLP_OBJECTIVE_CLIP_MAE)
+        if (!strcmp(o.objective->name, "coca") || !strcmp(o.objective->name, "clip-mae"))
             assert_true(big > 0); /* every parameter learns */
     }
     assert_true(with_grad >= 41); /* 41 of 91 for textlm (above), all for CoCa */
@@ -344,13 +371,13 @@ static void test_accumulation_gives_full_batch_gradient(void **state) {
 
 static void test_coca_accumulation(void **state) {
     train_opts o = small_opts();
-    o.objective = VLP_OBJECTIVE_COCA;
+    train_opts_set_objective(&o, objective_find("coca"));
     accumulation_matches(o, NULL);
 }
 
 static void test_textlm_accumulation(void **state) {
     train_opts o = small_opts();
-    o.objective = VLP_OBJECTIVE_TEXTLM;
+    train_opts_set_objective(&o, objective_find("textlm"));
     accumulation_matches(o, NULL);
 }
 
@@ -358,9 +385,10 @@ static void test_textlm_accumulation(void **state) {
  * whole batch, so micro-batches see the same ones */
 static void test_mae_accumulation(void **state) {
     train_opts o = small_opts();
-    o.objective = VLP_OBJECTIVE_MAE;
+    train_opts_set_objective(&o, objective_find("mae"));
     accumulation_matches(o, NULL);
-    o.objective = VLP_OBJECTIVE_CLIP_MAE, o.mae_weight = 0.5f;
+    train_opts_set_objective(&o, objective_find("clip-mae"));
+    set_opt(&o, "mae_weight", 0.5f);
     accumulation_matches(o, NULL);
 }
 
@@ -373,8 +401,8 @@ static void test_mae_weights_and_masks(void **state) {
     int32_t keep1[4];
     for (int k = 0; k < 3; k++) {
         train_opts q = small_opts();
-        q.objective = VLP_OBJECTIVE_CLIP_MAE;
-        q.mae_weight = k == 0 ? 0.0f : k == 1 ? 1.0f : 2.0f;
+        train_opts_set_objective(&q, objective_find("clip-mae"));
+        set_opt(&q, "mae_weight", k == 0 ? 0.0f : k == 1 ? 1.0f : 2.0f);
         char *d = make_dir();
         fixture f;
         fixture_init(&f, &q, q.seed, d, 32);
@@ -404,13 +432,14 @@ static void test_mae_weights_and_masks(void **state) {
     fixture_init(&f, &q, q.seed, NULL, 32); /* no mae_cfg */
     vlp_error err = {0};
     trainer *t2;
-    q.objective = VLP_OBJECTIVE_MAE;
+    train_opts_set_objective(&q, objective_find("mae"));
     assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "mae_cfg"));
     q.lock_image = 0;
     assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "locked"));
-    q.lock_image = -1, q.mask_ratio = 1.0f;
+    q.lock_image = -1;
+    set_opt(&q, "mask_ratio", 1.0f);
     assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
     fixture_free(&f);
     remove_dir(d);
@@ -420,22 +449,23 @@ static void test_mae_weights_and_masks(void **state) {
  * accumulation stays exact, alpha 0 is plain CoCa, alpha 1 is not */
 static void test_coca_prior(void **state) {
     train_opts o = small_opts();
-    o.objective = VLP_OBJECTIVE_COCA;
+    train_opts_set_objective(&o, objective_find("coca"));
     fixture ref;
     fixture_init(&ref, &o, 99, NULL, 32);
-    o.prior = true;
+    set_opt(&o, "prior", 1);
     accumulation_matches(o, &ref.m);
 
     float loss[3];
     for (int k = 0; k < 3; k++) {
         train_opts q = small_opts();
-        q.objective = VLP_OBJECTIVE_COCA;
-        q.prior = k > 0, q.prior_alpha = k == 1 ? 0.0f : 1.0f;
+        train_opts_set_objective(&q, objective_find("coca"));
+        set_opt(&q, "prior", k > 0);
+        set_opt(&q, "prior_alpha", k == 1 ? 0.0f : 1.0f);
         char *d = make_dir();
         fixture f;
         fixture_init(&f, &q, q.seed, d, 32);
         vlp_error err = {0};
-        if (q.prior) check(trainer_set_prior_ref(f.t, &ref.m, &err), &err);
+        if (k > 0) check(trainer_set_model(f.t, "prior", &ref.m, &err), &err);
         train_step_info info;
         check(trainer_step(f.t, &info, &err), &err);
         loss[k] = info.loss;
@@ -446,7 +476,8 @@ static void test_coca_prior(void **state) {
     assert_true(fabsf(loss[2] - loss[0]) > 1e-4f);
     /* PRIOR without its reference, or on another objective, is refused */
     train_opts q = small_opts();
-    q.objective = VLP_OBJECTIVE_COCA, q.prior = true;
+    train_opts_set_objective(&q, objective_find("coca"));
+    set_opt(&q, "prior", 1);
     char *d = make_dir();
     fixture f;
     fixture_init(&f, &q, q.seed, d, 32);
@@ -454,13 +485,90 @@ static void test_coca_prior(void **state) {
     train_step_info info;
     assert_int_equal(trainer_step(f.t, &info, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "reference"));
-    trainer *t2;
-    q.objective = VLP_OBJECTIVE_CLIP;
-    assert_int_equal(trainer_create(&t2, &f.m, &f.loader, &q, d, NULL, &err), VLP_ERR_ARG);
+    train_opts_set_objective(&q, objective_find("clip"));
+    assert_int_equal(train_opts_set(&q, "prior", 1, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "coca"));
     fixture_free(&f);
     remove_dir(d);
     fixture_free(&ref);
+}
+
+/* ---- an objective from the test file alone ---------------------------------------------------- */
+
+/* CLIP with a fixed temperature (no learnt logit scale): the whole objective
+ * is this block and its table; nothing in the library names it. */
+enum { TEMPERATURE };
+static const objective_option fixed_options[] = {
+    [TEMPERATURE] = {"temperature", "--temperature", "T", "the fixed softmax temperature",
+                     OBJECTIVE_NUMBER, 0.07f, 1e-3f, 10.0f},
+};
+static const char *const fixed_untrained[] = {"logit_scale", "mae_decoder.", NULL};
+
+static vlp_err fixed_create(void **state, const objective_ctx *c, vlp_error *err) {
+    embeddings *e = calloc(1, sizeof *e);
+    VLP_CHECK_ALLOC(e, err, sizeof *e);
+    *state = e;
+    return embeddings_alloc(e, c, err);
+}
+
+static vlp_err fixed_grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {
+    embeddings *e = state;
+    float *scale = c->m->w.logit_scale, learnt = *scale;
+    *scale = logf(1.0f / c->opt[TEMPERATURE]); /* InfoNCE reads the scale from the model */
+    vlp_err rc = embeddings_encode(e, c, image_forward_plain, NULL, err);
+    if (rc == VLP_OK) rc = infonce_grads(e, c, 1.0f, loss, err);
+    if (rc == VLP_OK) rc = embeddings_backward(e, c, image_forward_plain, NULL, err);
+    *scale = learnt;
+    return rc;
+}
+
+static void fixed_free(void *state) {
+    if (state) embeddings_free(state);
+    free(state);
+}
+
+static const objective fixed_temperature = {
+    .name = "clip-fixed-t",
+    .help = "InfoNCE at a fixed temperature",
+    .options = fixed_options,
+    .noptions = 1,
+    .lock = LOCK_OPTIONAL,
+    .untrained = fixed_untrained,
+    .create = fixed_create,
+    .grads = fixed_grads,
+    .free = fixed_free,
+};
+
+/* It trains: at CLIP's initial temperature (0.07 = 1/exp(logit_scale)) its
+ * first loss is the clip objective's, bit for bit; the logit scale never
+ * moves while clip's does; another temperature gives another loss. */
+static void test_objective_from_the_test_file(void **state) {
+    float first[3], second[3], scale_after[3];
+    for (int k = 0; k < 3; k++) {
+        train_opts o = small_opts();
+        if (k > 0) train_opts_set_objective(&o, &fixed_temperature);
+        if (k == 2) set_opt(&o, "temperature", 0.2f);
+        char *d = make_dir();
+        fixture f;
+        fixture_init(&f, &o, o.seed, d, 32);
+        float scale0 = *f.m.w.logit_scale;
+        assert_true(fabsf(expf(scale0) - 1.0f / 0.07f) < 1e-3f);
+        vlp_error err = {0};
+        train_step_info info;
+        check(trainer_step(f.t, &info, &err), &err);
+        first[k] = info.loss;
+        check(trainer_step(f.t, &info, &err), &err);
+        second[k] = info.loss;
+        scale_after[k] = *f.m.w.logit_scale - scale0;
+        assert_true(isfinite(second[k]) && second[k] != first[k]);
+        fixture_free(&f);
+        remove_dir(d);
+    }
+    printf("# clip %.6f %.6f, fixed 0.07 %.6f %.6f, fixed 0.2 %.6f %.6f; logit scale moved %g / %g\n",
+           first[0], second[0], first[1], second[1], first[2], second[2], scale_after[0], scale_after[1]);
+    assert_true(first[1] == first[0]);
+    assert_true(scale_after[0] != 0.0f && scale_after[1] == 0.0f);
+    assert_true(fabsf(first[2] - first[0]) > 1e-3f);
 }
 
 /* ---- SIGKILL while writing checkpoints -------------------------------------------------- */
@@ -600,8 +708,10 @@ static void test_locked_image_tower(void **state) {
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)nb * ctx);
     check(full.loader.next(full.loader.impl, nb, images, ids, &err), &err);
     memset(full.m.grads, 0, sizeof(float) * full.m.nfloats);
-    check(clip_forward(&full.m, images, ids, nb, &err), &err);
-    clip_backward(&full.m, nb);
+    clip_step st = {0};
+    check(clip_step_forward(&st, &full.m, images, ids, nb, &err), &err);
+    clip_step_backward(&st, &full.m, nb);
+    clip_step_free(&st);
     for (int i = 0; i < full.m.nparams; i++) {
         const vlp_param *p = &full.m.params[i];
         double g2 = 0;
@@ -632,6 +742,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_textlm_accumulation),
         cmocka_unit_test(test_mae_accumulation),
         cmocka_unit_test(test_mae_weights_and_masks),
+        cmocka_unit_test(test_objective_from_the_test_file),
         cmocka_unit_test(test_coca_prior),
         cmocka_unit_test(test_kill_during_checkpoint_write),
     };

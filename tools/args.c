@@ -107,3 +107,20 @@ char **read_templates(const char *arg, const char *cmd, int *n) {
     }
     return t;
 }
+
+void help_item(FILE *fp, const char *head, const char *text) {
+    enum { INDENT = 26, WIDTH = 90 };
+    int col = fprintf(fp, "%s", head);
+    if (col >= INDENT) fprintf(fp, "\n"), col = 0;
+    fprintf(fp, "%*s", INDENT - col, "");
+    col = INDENT;
+    while (*text) {
+        size_t w = strcspn(text, " ");
+        if (col > INDENT && col + 1 + (int)w > WIDTH) fprintf(fp, "\n%*s", INDENT, ""), col = INDENT;
+        else if (col > INDENT) fputc(' ', fp), col++;
+        col += fprintf(fp, "%.*s", (int)w, text);
+        text += w;
+        while (*text == ' ') text++;
+    }
+    fputc('\n', fp);
+}

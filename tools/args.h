@@ -3,6 +3,7 @@
 #ifndef VLP_TOOLS_ARGS_H
 #define VLP_TOOLS_ARGS_H
 #include <stdbool.h>
+#include <stdio.h>
 
 /* argv[*i] is `s` or `l`; true when it matches (and a value follows when want_value). */
 bool arg_is(int argc, char **argv, int *i, const char *s, const char *l, bool want_value,
@@ -18,6 +19,9 @@ void free_lines(char **v, int n);
  * templates/NAME.txt of the data directory) or a file, one template a line;
  * NULL and a message naming what failed. Free with free_lines. */
 char **read_templates(const char *name_or_file, const char *cmd, int *n);
+/* One --help entry: head ("      --x N") in a 26-column field, then text
+ * wrapped at 90 columns, continuation lines indented 26. */
+void help_item(FILE *fp, const char *head, const char *text);
 #define TEMPLATES_DEFAULT "default"
 #define TEMPLATES_HELP                                                                          \
     "      --templates T     zero-shot templates: a NAME shipped with vlp (default: \"a photo\n"  \

@@ -2,6 +2,8 @@
  * shards through the streaming loader, or the emoji corpus held in memory),
  * with checkpoints, exact resume and the emoji held-out eval when asked. */
 #include <errno.h>
+#include <jansson.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -26,7 +28,7 @@
 #include "data/stream_loader.h"
 #include "data/bpe.h"
 #include "data/bpe_train.h"
-#include "eval/emoji_eval.h"
+#include "eval/validate.h"
 #include "io/atomic.h"
 #include "model/clip.h"
 #include "model/clip_io.h"
@@ -44,8 +46,10 @@ static void on_signal(int sig) {
     signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
 }
 
+#define MAX_GIVEN 64
+
 typedef struct train_cli {
-    const char *config, *data, *out, *vendors, *eval_vendor, *vocab;
+    const char *config, *data, *out, *vendors, *vocab;
     const char *train_data, *caption_key, *alt_caption_key; // the streaming data path
     double alt_prob;
     long workers, shuffle_buffer;
@@ -59,13 +63,83 @@ typedef struct train_cli {
     int threads;
     const char *precision;      // fp32 | bf16: the blocks' matmuls
     const char *init_image;     // start the image tower from this checkpoint (LiT)
-    const char *prior_ref;      // PRIOR's text-only reference LM (a textlm run's checkpoint)
-    char ref_merges[4096];      // its run's tokenizer, when --vocab is not given
-    bool resume, steps_given;
-    /* loss options given on the command line: the contrastive weight (coca,
-     * clip-mae), the caption's (coca), MAE's (mae, clip-mae) */
-    bool clip_given, caption_given, mae_given;
+    /* validation on the user's pairs, and zero-shot on a labelled set */
+    const char *val_data, *zeroshot_data, *label_key, *templates;
+    /* an objective's options, applied once the objective is known */
+    struct { const char *flag, *value; } obj_args[MAX_GIVEN];
+    int nobj_args;
+    const char *model_path[OBJECTIVE_MAX_OPTIONS]; // OBJECTIVE_MODEL options: the file
+    char ref_merges[4096];      // a reference model's tokenizer, when --vocab is not given
+    bool resume;
+    /* the options given on the command line (train_opts keys): a resumed run
+     * checks them against its own and keeps the others */
+    const char *given[MAX_GIVEN];
+    int ngiven;
+    json_t *record;             // the run's data.json on resume: its strings live here
 } train_cli;
+
+/* The data a run reads, recorded in run/data.json and taken from there on
+ * --resume (given again, it must agree, but for the evaluation sets). */
+#define DATA_FILE "data.json"
+typedef enum data_kind { D_STR, D_DBL, D_BOOL, D_LONG } data_kind;
+typedef struct data_field {
+    const char *key, *flag;
+    data_kind kind;
+    size_t off;
+    bool changeable;
+} data_field;
+#define D(key, flag, kind, member, chg) {key, flag, kind, offsetof(train_cli, member), chg}
+static const data_field data_fields[] = {
+    D("train_data", "--train-data", D_STR, train_data, false),
+    D("data", "--data", D_STR, data, false),
+    D("vendors", "--vendors", D_STR, vendors, false),
+    D("caption_key", "--caption-key", D_STR, caption_key, false),
+    D("alt_caption_key", "--alt-caption-key", D_STR, alt_caption_key, false),
+    D("alt_caption_prob", "--alt-caption-prob", D_DBL, alt_prob, false),
+    D("shuffle_buffer", "--shuffle-buffer", D_LONG, shuffle_buffer, false),
+    D("white_background", "--white-background", D_BOOL, white, false),
+    D("hflip", "--hflip", D_BOOL, hflip, false),
+    D("crop_scale", "--crop-scale", D_DBL, crop_scale, false),
+    D("val_data", "--val-data", D_STR, val_data, true),
+    D("zeroshot_data", "--zeroshot-data", D_STR, zeroshot_data, true),
+    D("label_key", "--label-key", D_STR, label_key, true),
+    D("templates", "--templates", D_STR, templates, true),
+};
+#undef D
+#define NDATA ((int)(sizeof data_fields / sizeof data_fields[0]))
+
+/* The objectives and their options, from the table. */
+static void objectives_help(FILE *fp) {
+    char text[1024], head[64];
+    snprintf(text, sizeof text, "what the towers are trained for (default %s):", vlp_objectives[0]->name);
+    help_item(fp, "      --objective O", text);
+    for (int i = 0; vlp_objectives[i]; i++) {
+        snprintf(head, sizeof head, "            %s", vlp_objectives[i]->name);
+        help_item(fp, head, vlp_objectives[i]->help);
+    }
+    /* each option once, with the objectives that take it and their defaults */
+    for (int i = 0; vlp_objectives[i]; i++) {
+        for (int k = 0; k < vlp_objectives[i]->noptions; k++) {
+            const objective_option *p = &vlp_objectives[i]->options[k];
+            bool seen = false;
+            for (int j = 0; j < i && !seen; j++) seen = objective_option_index(vlp_objectives[j], p->flag) >= 0;
+            if (seen) continue;
+            size_t n = (size_t)snprintf(text, sizeof text, "%s (%s", p->help,
+                                        p->kind == OBJECTIVE_MODEL ? "" : "default: ");
+            for (int j = i, first = 1; vlp_objectives[j] && n < sizeof text; j++) {
+                int q = objective_option_index(vlp_objectives[j], p->flag);
+                if (q < 0) continue;
+                n += (size_t)snprintf(text + n, sizeof text - n, "%s%s", first ? "" : ", ", vlp_objectives[j]->name);
+                if (p->kind != OBJECTIVE_MODEL && n < sizeof text)
+                    n += (size_t)snprintf(text + n, sizeof text - n, " %g", vlp_objectives[j]->options[q].def);
+                first = 0;
+            }
+            if (n < sizeof text) snprintf(text + n, sizeof text - n, ")");
+            snprintf(head, sizeof head, "      %s %s", p->flag, p->arg);
+            help_item(fp, head, text);
+        }
+    }
+}
 
 static void usage(FILE *fp, const train_cli *d) {
     fprintf(fp,
@@ -89,12 +163,17 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --white-background  composite transparent pixels on white (default: drop alpha)\n"
             "      --crop-scale S      random resized crop keeps S..1 of the area (default 0.9)\n"
             "      --hflip             random horizontal flips (default off)\n"
-            "  -d, --data DIR          the emoji corpus (scripts/get-data.sh), for the in-memory\n"
-            "                          loader and --eval-vendor (default %s)\n"
-            "      --vendors LIST      training vendors (default %s)\n"
-            "      --eval-vendor V     evaluate on this held-out emoji vendor of --data (e.g.\n"
-            "                          twitter) every --eval-every steps and at the end\n"
-            "                          (default %s)\n"
+            "  -d, --data DIR          the emoji corpus (scripts/get-data.sh) for the in-memory\n"
+            "                          loader (default %s)\n"
+            "      --vendors LIST      its training vendors (default %s)\n"
+            "      --val-data SPEC     validation pairs (as --train-data, --caption-key): InfoNCE\n"
+            "                          loss over batches of --batch and retrieval R@1/5/10 both\n"
+            "                          ways, every --eval-every steps and at the end\n"
+            "      --zeroshot-data SPEC  a labelled set for zero-shot top-1 and class-balanced\n"
+            "                          accuracy (the classes: the distinct --label-key values)\n"
+            "      --label-key K       its label column / json field (default category)\n"
+            "      --templates T       zero-shot prompts: a name (default, openai-imagenet) or a\n"
+            "                          file, a template a line, {} for the class (default %s)\n"
             "  -v, --vocab FILE        BPE merges file (e.g. OpenAI's); default: learn one\n"
             "      --tokenizer-merges N  merges to learn from the training captions (default %ld)\n"
             "  -o, --out DIR           run directory (default %s)\n"
@@ -105,27 +184,17 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --lr X              peak learning rate (default %g)\n"
             "      --warmup N          linear warmup steps (default %ld)\n"
             "      --wd X              AdamW weight decay (default %g)\n"
+            "      --wd-embeddings on|off  decay the embedding tables too, as open_clip (off: exempt\n"
+            "                          token, positional and class embeddings) (default on)\n"
             "      --beta1 X, --beta2 X, --eps X   AdamW (default %g, %g, %g)\n"
             "      --grad-clip X       clip the global gradient norm to X, 0 = off (default %g)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
-            "  -t, --threads N         threads, 0 = one per core (default %d)\n"
-            "      --objective O       clip (InfoNCE), siglip (pairwise sigmoid; adds logit_bias,\n"
-            "                          initialised as SigLIP: scale ln 10, bias -10, unless the\n"
-            "                          config sets init_logit_scale/init_logit_bias), or filip\n"
-            "                          (token-wise late interaction), coca (contrastive +\n"
-            "                          captioning; the config needs multimodal_cfg), or textlm\n"
-            "                          (the decoder as a text-only LM on the captions: PRIOR's\n"
-            "                          reference), mae (masked image modeling alone; the config\n"
-            "                          needs mae_cfg), or clip-mae (contrastive on the masked\n"
-            "                          images + MAE) (default %s)\n"
-            "      --clip-weight X     coca, clip-mae: weight of the contrastive loss (default %g)\n"
-            "      --caption-weight X  coca: weight of the caption loss (default %g)\n"
-            "      --prior-ref CKPT    coca: weight each caption token's loss by PRIOR's\n"
-            "                          (1 - p_ref)^alpha from this textlm checkpoint (its run's\n"
-            "                          tokenizer is used unless --vocab is given)\n"
-            "      --prior-alpha A     PRIOR's exponent alpha (default %g)\n"
-            "      --mask-ratio X      mae, clip-mae: share of patches masked (default %g)\n"
-            "      --mae-weight X      clip-mae: weight of the reconstruction loss (default %g)\n"
+            "  -t, --threads N         threads, 0 = one per core (default %d)\n",
+            d->config, d->data, d->vendors, d->templates, d->tok_merges, d->out, d->o.batch,
+            d->o.accum, d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay,
+            d->o.adam.beta1, d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads);
+    objectives_help(fp);
+    fprintf(fp,
             "      --init-image FILE   start the image tower from a checkpoint (visual.* tensors)\n"
             "      --lock-image        LiT: freeze the image tower (no gradients, no updates)\n"
             "      --lock-image-unlocked-groups N  but train its last N groups (open_clip's:\n"
@@ -138,27 +207,57 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --save-every N      steps between checkpoints, 0 = only at the end (default %ld)\n"
             "      --keep N            checkpoints kept (default %ld)\n"
             "      --log-every N       steps between progress lines when not a terminal (default %ld)\n"
-            "  -r, --resume            continue the run in --out from its latest checkpoint;\n"
-            "                          options come from the run, --steps may extend it\n"
+            "  -r, --resume            continue the run in --out from its latest checkpoint; the\n"
+            "                          run's options apply, and any given again must agree, except\n"
+            "                          --steps, which may extend it\n"
             "  -h, --help              this text\n"
             "Ctrl-C saves a checkpoint and exits; a second Ctrl-C exits at once.\n"
             "Under 'mpirun -np N' the N ranks train data-parallel: --batch is the global batch,\n"
             "rank 0 writes the run, --resume needs the same N (docs/scaling.md).\n",
-            d->config, d->data, d->vendors, *d->eval_vendor ? d->eval_vendor : "none", d->tok_merges, d->out, d->o.batch, d->o.accum,
-            d->o.steps, d->o.adam.lr, d->o.warmup, d->o.adam.weight_decay, d->o.adam.beta1,
-            d->o.adam.beta2, d->o.adam.eps, d->o.grad_clip, d->o.seed, d->threads,
-            vlp_objective_name(d->o.objective), d->o.clip_weight, d->o.caption_weight,
-            d->o.prior_alpha, d->o.mask_ratio, d->o.mae_weight, d->precision, d->eval_every,
-            d->save_every, d->keep, d->log_every);
+            d->precision, d->eval_every, d->save_every, d->keep, d->log_every);
 }
 
 static train_cli defaults(void) {
     train_cli c = {.config = "tiny", .data = "data/emoji", .out = "runs/emoji",
-                   .vendors = "google,apple,facebook", .eval_vendor = "",
+                   .vendors = "google,apple,facebook", .label_key = "category",
+                   .templates = TEMPLATES_DEFAULT,
                    .o = train_opts_defaults(), .save_every = 100, .eval_every = 0,
                    .log_every = 10, .keep = 2, .threads = 0, .tok_merges = 2000, .precision = "fp32",
                    .caption_key = "title", .workers = 2, .shuffle_buffer = 1000, .crop_scale = 0.9};
     return c;
+}
+
+/* an option of some objective: kept until the objective is known */
+static bool objective_flag(const char *flag) {
+    for (int i = 0; vlp_objectives[i]; i++)
+        if (objective_option_index(vlp_objectives[i], flag) >= 0) return true;
+    return false;
+}
+
+static void mark_given(train_cli *c, const char *key) {
+    if (c->ngiven < MAX_GIVEN) c->given[c->ngiven++] = key;
+}
+
+/* The objective's options given on the command line, now that it is known. */
+static bool apply_objective_args(train_cli *c) {
+    const objective *obj = c->o.objective;
+    for (int k = 0; k < c->nobj_args; k++) {
+        const char *flag = c->obj_args[k].flag, *v = c->obj_args[k].value;
+        int i = objective_option_index(obj, flag);
+        vlp_error err = {0};
+        if (i < 0) {
+            train_opts_set(&c->o, flag, 0, &err); /* the message: whose option it is */
+            fprintf(stderr, "vlp train: %s\n", err.message);
+            return false;
+        }
+        const objective_option *p = &obj->options[i];
+        double x = 1;
+        if (p->kind == OBJECTIVE_MODEL) c->model_path[i] = v;
+        else if (!arg_double("train", flag, v, p->lo, p->hi, &x)) return false;
+        c->o.obj[i] = (float)x;
+        mark_given(c, p->key);
+    }
+    return true;
 }
 
 /* returns 0 ok, 1 help shown, 2 bad usage */
@@ -176,53 +275,60 @@ static int parse(int argc, char **argv, train_cli *c) {
             usage(stdout, &d);
             return 1;
         } else if (VAL("-c", "--model-config") || VAL(NULL, "--config")) c->config = a;
-        else if (VAL("-d", "--data")) c->data = a;
-        else if (VAL(NULL, "--vendors")) c->vendors = a;
-        else if (VAL(NULL, "--eval-vendor")) c->eval_vendor = a;
+        else if (VAL("-d", "--data")) c->data = a, mark_given(c, "data");
+        else if (VAL(NULL, "--vendors")) c->vendors = a, mark_given(c, "vendors");
+        else if (VAL(NULL, "--val-data")) c->val_data = a, mark_given(c, "val_data");
+        else if (VAL(NULL, "--zeroshot-data")) c->zeroshot_data = a, mark_given(c, "zeroshot_data");
+        else if (VAL(NULL, "--label-key")) c->label_key = a, mark_given(c, "label_key");
+        else if (VAL(NULL, "--templates")) c->templates = a, mark_given(c, "templates");
         else if (VAL("-v", "--vocab")) c->vocab = a;
-        else if (VAL(NULL, "--train-data")) c->train_data = a;
-        else if (VAL(NULL, "--caption-key")) c->caption_key = a;
-        else if (VAL(NULL, "--alt-caption-key")) c->alt_caption_key = a;
-        else if (VAL(NULL, "--alt-caption-prob")) bad = !arg_double(cmd, "--alt-caption-prob", a, 0, 1, &c->alt_prob);
+        else if (VAL(NULL, "--train-data")) c->train_data = a, mark_given(c, "train_data");
+        else if (VAL(NULL, "--caption-key")) c->caption_key = a, mark_given(c, "caption_key");
+        else if (VAL(NULL, "--alt-caption-key")) c->alt_caption_key = a, mark_given(c, "alt_caption_key");
+        else if (VAL(NULL, "--alt-caption-prob")) bad = !arg_double(cmd, "--alt-caption-prob", a, 0, 1, &c->alt_prob), mark_given(c, "alt_caption_prob");
         else if (VAL(NULL, "--workers")) bad = !arg_long(cmd, "--workers", a, 1, 64, &c->workers);
-        else if (VAL(NULL, "--shuffle-buffer")) bad = !arg_long(cmd, "--shuffle-buffer", a, 0, 1 << 24, &c->shuffle_buffer);
-        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, cmd, &bad)) c->white = true;
-        else if (arg_is(argc, argv, &i, NULL, "--hflip", false, cmd, &bad)) c->hflip = true;
-        else if (VAL(NULL, "--crop-scale")) bad = !arg_double(cmd, "--crop-scale", a, 0.01, 1, &c->crop_scale);
+        else if (VAL(NULL, "--shuffle-buffer")) bad = !arg_long(cmd, "--shuffle-buffer", a, 0, 1 << 24, &c->shuffle_buffer), mark_given(c, "shuffle_buffer");
+        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, cmd, &bad)) c->white = true, mark_given(c, "white_background");
+        else if (arg_is(argc, argv, &i, NULL, "--hflip", false, cmd, &bad)) c->hflip = true, mark_given(c, "hflip");
+        else if (VAL(NULL, "--crop-scale")) bad = !arg_double(cmd, "--crop-scale", a, 0.01, 1, &c->crop_scale), mark_given(c, "crop_scale");
         else if (VAL(NULL, "--tokenizer-merges")) bad = !arg_long(cmd, "--tokenizer-merges", a, 1, 1 << 22, &c->tok_merges);
         else if (VAL("-o", "--out")) c->out = a;
-        else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l;
-        else if (VAL(NULL, "--accum")) bad = !arg_long(cmd, "--accum", a, 1, 1 << 16, &l), c->o.accum = (int)l;
-        else if (VAL("-n", "--steps")) bad = !arg_long(cmd, "--steps", a, 1, 1L << 40, &c->o.steps), c->steps_given = true;
+        else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l, mark_given(c, "batch");
+        else if (VAL(NULL, "--accum")) bad = !arg_long(cmd, "--accum", a, 1, 1 << 16, &l), c->o.accum = (int)l, mark_given(c, "accum");
+        else if (VAL("-n", "--steps")) bad = !arg_long(cmd, "--steps", a, 1, 1L << 40, &c->o.steps), mark_given(c, "steps");
         else if (VAL(NULL, "--epochs")) bad = !arg_double(cmd, "--epochs", a, 1e-6, 1e6, &c->epochs);
-        else if (VAL(NULL, "--lr")) bad = !arg_double(cmd, "--lr", a, 1e-12, 10, &x), c->o.adam.lr = (float)x;
-        else if (VAL(NULL, "--warmup")) bad = !arg_long(cmd, "--warmup", a, 0, 1L << 40, &c->o.warmup);
-        else if (VAL(NULL, "--wd")) bad = !arg_double(cmd, "--wd", a, 0, 10, &x), c->o.adam.weight_decay = (float)x;
-        else if (VAL(NULL, "--beta1")) bad = !arg_double(cmd, "--beta1", a, 0, 0.999999, &x), c->o.adam.beta1 = (float)x;
-        else if (VAL(NULL, "--beta2")) bad = !arg_double(cmd, "--beta2", a, 0, 0.999999, &x), c->o.adam.beta2 = (float)x;
-        else if (VAL(NULL, "--eps")) bad = !arg_double(cmd, "--eps", a, 1e-30, 1, &x), c->o.adam.eps = (float)x;
-        else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip);
-        else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l;
+        else if (VAL(NULL, "--lr")) bad = !arg_double(cmd, "--lr", a, 1e-12, 10, &x), c->o.adam.lr = (float)x, mark_given(c, "lr");
+        else if (VAL(NULL, "--warmup")) bad = !arg_long(cmd, "--warmup", a, 0, 1L << 40, &c->o.warmup), mark_given(c, "warmup");
+        else if (VAL(NULL, "--wd")) bad = !arg_double(cmd, "--wd", a, 0, 10, &x), c->o.adam.weight_decay = (float)x, mark_given(c, "weight_decay");
+        else if (VAL(NULL, "--beta1")) bad = !arg_double(cmd, "--beta1", a, 0, 0.999999, &x), c->o.adam.beta1 = (float)x, mark_given(c, "beta1");
+        else if (VAL(NULL, "--beta2")) bad = !arg_double(cmd, "--beta2", a, 0, 0.999999, &x), c->o.adam.beta2 = (float)x, mark_given(c, "beta2");
+        else if (VAL(NULL, "--eps")) bad = !arg_double(cmd, "--eps", a, 1e-30, 1, &x), c->o.adam.eps = (float)x, mark_given(c, "eps");
+        else if (VAL(NULL, "--wd-embeddings")) {
+            bool off = !strcmp(a, "off");
+            if (off || !strcmp(a, "on")) c->o.adam.decay_embeddings = !off, mark_given(c, "decay_embeddings");
+            else fprintf(stderr, "vlp train: --wd-embeddings must be on or off, not '%s'\n", a), bad = 1;
+        } else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip), mark_given(c, "grad_clip");
+        else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l, mark_given(c, "seed");
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
         else if (VAL(NULL, "--init-image")) c->init_image = a;
-        else if (VAL(NULL, "--clip-weight")) bad = !arg_double(cmd, "--clip-weight", a, 0, 1e6, &x), c->o.clip_weight = (float)x, c->clip_given = true;
-        else if (VAL(NULL, "--caption-weight")) bad = !arg_double(cmd, "--caption-weight", a, 0, 1e6, &x), c->o.caption_weight = (float)x, c->caption_given = true;
-        else if (VAL(NULL, "--prior-ref")) c->prior_ref = a, c->o.prior = true;
-        else if (VAL(NULL, "--prior-alpha")) bad = !arg_double(cmd, "--prior-alpha", a, 0, 100, &x), c->o.prior_alpha = (float)x, c->caption_given = true;
-        else if (VAL(NULL, "--mask-ratio")) bad = !arg_double(cmd, "--mask-ratio", a, 1e-6, 1 - 1e-6, &x), c->o.mask_ratio = (float)x, c->mae_given = true;
-        else if (VAL(NULL, "--mae-weight")) bad = !arg_double(cmd, "--mae-weight", a, 0, 1e6, &x), c->o.mae_weight = (float)x, c->mae_given = true;
         else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
             if (c->o.lock_image < 0) c->o.lock_image = 0;
+            mark_given(c, "lock_image");
         } else if (VAL(NULL, "--lock-image-unlocked-groups")) {
             bad = !arg_long(cmd, "--lock-image-unlocked-groups", a, 0, 4096, &l);
             c->o.lock_image = (int)l;
+            mark_given(c, "lock_image");
         } else if (VAL(NULL, "--objective")) {
-            if (!vlp_objective_parse(a, &c->o.objective)) {
-                fprintf(stderr, "vlp train: --objective must be clip, siglip, filip, coca, textlm, mae or clip-mae, not '%s'\n", a);
+            const objective *obj = objective_find(a);
+            if (!obj) {
+                char names[256];
+                fprintf(stderr, "vlp train: --objective must be one of %s, not '%s'\n",
+                        objective_names(names, sizeof names), a);
                 bad = 1;
-            }
+            } else train_opts_set_objective(&c->o, obj), mark_given(c, "objective");
         } else if (VAL("-p", "--precision")) {
             c->precision = a;
+            mark_given(c, "precision");
             if (strcmp(a, "fp32") && strcmp(a, "bf16")) {
                 fprintf(stderr, "vlp train: --precision must be fp32 or bf16, not '%s'\n", a);
                 bad = 1;
@@ -232,11 +338,18 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--keep")) bad = !arg_long(cmd, "--keep", a, 1, 1000, &c->keep);
         else if (VAL(NULL, "--log-every")) bad = !arg_long(cmd, "--log-every", a, 1, 1L << 40, &c->log_every);
         else if (arg_is(argc, argv, &i, "-r", "--resume", false, cmd, &bad)) c->resume = true;
-        else if (!bad) {
+        else if (objective_flag(a) && VAL(NULL, a)) {
+            if (c->nobj_args < MAX_GIVEN) c->obj_args[c->nobj_args].flag = argv[i - 1], c->obj_args[c->nobj_args++].value = a;
+        } else if (!bad) {
             fprintf(stderr, "vlp train: unknown option '%s' (try --help)\n", a);
             bad = 1;
         }
 #undef VAL
+    }
+    /* bf16 where the CPU has it: the portable kernel would be slower than fp32 BLAS */
+    if (!bad && !strcmp(c->precision, "bf16")) {
+        if (gemm_bf16_hw()) c->o.precision = VLP_PRECISION_BF16;
+        else fprintf(stderr, "vlp train: this CPU has no AVX512-BF16; --precision bf16 falls back to fp32\n");
     }
     return bad ? 2 : 0;
 }
@@ -264,28 +377,44 @@ static int fail(const vlp_error *e) {
     return 1;
 }
 
-static void print_eval(FILE *fp, long step, const emoji_eval_result *r, const char *vendor) {
-    fprintf(fp,
-            "eval @ step %ld on %s (%d images, %d distinct captions):\n"
-            "  image->text retrieval  R@1 %.3f  R@5 %.3f  R@10 %.3f  mean rank %.1f  median %.0f"
-            "   (chance R@1 %.4f, R@5 %.4f)\n"
-            "  zero-shot categories   top-1 %.3f  balanced %.3f   (chance: majority class %.3f, "
-            "balanced %.3f)\n",
-            step, vendor, r->images, r->texts, r->i2t.r1, r->i2t.r5, r->i2t.r10, r->i2t.mean_rank,
-            r->i2t.median_rank, 1.0 / r->texts, 5.0 / r->texts, r->zs.top1, r->zs.balanced,
-            r->zs.majority, 1.0 / r->zs.classes);
+/* What the run is judged by: validation pairs and a zero-shot set. */
+typedef struct evals {
+    bool val, zs;
+    val_result v, z;
+} evals;
+
+static void print_eval(FILE *fp, long step, const train_cli *c, const evals *e) {
+    if (e->val)
+        fprintf(fp,
+                "eval @ step %ld on %s (%d images, %d distinct captions): loss %.4f\n"
+                "  image->text  R@1 %.4f  R@5 %.4f  R@10 %.4f   (chance R@1 %.4f)\n"
+                "  text->image  R@1 %.4f  R@5 %.4f  R@10 %.4f\n",
+                step, c->val_data, e->v.n, e->v.texts, e->v.loss, e->v.i2t.r1, e->v.i2t.r5,
+                e->v.i2t.r10, 1.0 / e->v.texts, e->v.t2i.r1, e->v.t2i.r5, e->v.t2i.r10);
+    if (e->zs)
+        fprintf(fp,
+                "zero-shot @ step %ld on %s (%d images, %d classes): top-1 %.4f  class-balanced "
+                "%.4f   (chance: majority class %.4f, balanced %.4f)\n",
+                step, c->zeroshot_data, e->z.zs.n, e->z.classes, e->z.zs.top1, e->z.zs.balanced,
+                e->z.zs.majority, 1.0 / e->z.classes);
 }
 
-static vlp_err log_eval(trainer *t, long step, const emoji_eval_result *r, vlp_error *err) {
+static vlp_err log_eval(trainer *t, long step, const evals *e, vlp_error *err) {
     char line[1024];
-    snprintf(line, sizeof line,
-             "{\"step\":%ld,\"eval\":{\"images\":%d,\"texts\":%d,\"i2t_r1\":%.5f,\"i2t_r5\":%.5f,"
-             "\"i2t_r10\":%.5f,\"i2t_mean_rank\":%.2f,\"i2t_median_rank\":%.1f,\"zeroshot_top1\":%.5f,"
-             "\"zeroshot_balanced\":%.5f,\"chance_r1\":%.6f,\"chance_top1_majority\":%.5f,"
-             "\"chance_balanced\":%.5f}}",
-             step, r->images, r->texts, r->i2t.r1, r->i2t.r5, r->i2t.r10, r->i2t.mean_rank,
-             r->i2t.median_rank, r->zs.top1, r->zs.balanced, 1.0 / r->texts, r->zs.majority,
-             1.0 / r->zs.classes);
+    int n = snprintf(line, sizeof line, "{\"step\":%ld", step);
+    if (e->val)
+        n += snprintf(line + n, sizeof line - (size_t)n,
+                      ",\"val\":{\"images\":%d,\"texts\":%d,\"loss\":%.6g,\"i2t_r1\":%.5f,"
+                      "\"i2t_r5\":%.5f,\"i2t_r10\":%.5f,\"t2i_r1\":%.5f,\"t2i_r5\":%.5f,"
+                      "\"t2i_r10\":%.5f,\"chance_r1\":%.6f}",
+                      e->v.n, e->v.texts, e->v.loss, e->v.i2t.r1, e->v.i2t.r5, e->v.i2t.r10,
+                      e->v.t2i.r1, e->v.t2i.r5, e->v.t2i.r10, 1.0 / e->v.texts);
+    if (e->zs)
+        n += snprintf(line + n, sizeof line - (size_t)n,
+                      ",\"zeroshot\":{\"images\":%d,\"classes\":%d,\"top1\":%.5f,\"balanced\":%.5f,"
+                      "\"chance_majority\":%.5f}",
+                      e->z.zs.n, e->z.classes, e->z.zs.top1, e->z.zs.balanced, e->z.zs.majority);
+    snprintf(line + n, sizeof line - (size_t)n, "}");
     return trainer_log(t, line, err);
 }
 
@@ -309,14 +438,88 @@ static vlp_err copy_file(const char *from, const char *to, vlp_error *err) {
     return atomic_commit(&af, err);
 }
 
+/* written atomically: a run killed meanwhile keeps the old file or none */
 static vlp_err write_text(const char *path, const char *text, vlp_error *err) {
-    FILE *fp = fopen(path, "w");
-    if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0) {
-        vlp_err rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot write %s: %s", path,
-                                   strerror(errno));
-        return rc;
+    atomic_file af;
+    VLP_TRY(atomic_open(&af, path, err));
+    atomic_write(&af, text, strlen(text));
+    return atomic_commit(&af, err);
+}
+
+static bool was_given(const train_cli *c, const char *key) {
+    for (int i = 0; i < c->ngiven; i++)
+        if (!strcmp(c->given[i], key)) return true;
+    return false;
+}
+
+static json_t *data_value(const train_cli *c, const data_field *f) {
+    const void *p = (const char *)c + f->off;
+    switch (f->kind) {
+    case D_STR: return *(const char *const *)p ? json_string(*(const char *const *)p) : json_null();
+    case D_DBL: return json_real(*(const double *)p);
+    case D_BOOL: return json_boolean(*(const bool *)p);
+    case D_LONG: return json_integer(*(const long *)p);
     }
-    return VLP_OK;
+    return json_null();
+}
+
+/* run/data.json, atomically */
+static vlp_err write_data_record(const train_cli *c, vlp_error *err) {
+    json_t *j = json_object();
+    for (int i = 0; j && i < NDATA; i++) json_object_set_new(j, data_fields[i].key, data_value(c, &data_fields[i]));
+    char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : NULL;
+    json_decref(j);
+    VLP_CHECK_ALLOC(text, err, 1024);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" DATA_FILE, c->out);
+    vlp_err rc = write_text(path, text, err);
+    free(text);
+    return rc;
+}
+
+/* The run's data options: those given again must agree (but the evaluation
+ * sets), the others are the run's. A run without data.json (older vlp)
+ * takes the command line's. */
+static int resume_data(train_cli *c) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" DATA_FILE, c->out);
+    if (access(path, F_OK) != 0) return 0;
+    json_error_t je;
+    c->record = json_load_file(path, 0, &je);
+    if (!json_is_object(c->record)) {
+        fprintf(stderr, "vlp train: %s: %s\n", path, c->record ? "not a JSON object" : je.text);
+        return 1;
+    }
+    for (int i = 0; i < NDATA; i++) {
+        const data_field *f = &data_fields[i];
+        json_t *v = json_object_get(c->record, f->key);
+        if (!v) continue;
+        json_t *mine = data_value(c, f);
+        bool same = json_equal(mine, v) || (f->kind == D_DBL && json_is_number(v) &&
+                                            json_number_value(v) == json_number_value(mine));
+        json_decref(mine);
+        if (was_given(c, f->key)) {
+            if (same || f->changeable) continue;
+            char *theirs = json_dumps(v, JSON_ENCODE_ANY), *ours = json_dumps(data_value(c, f), JSON_ENCODE_ANY);
+            fprintf(stderr, "vlp train: %s: the run was started with %s %s, not %s; a resumed run "
+                            "reads the same data\n", c->out, f->flag, theirs ? theirs : "?", ours ? ours : "?");
+            free(theirs), free(ours);
+            return 2;
+        }
+        void *p = (char *)c + f->off;
+        bool ok = true;
+        switch (f->kind) {
+        case D_STR: ok = json_is_string(v) || json_is_null(v); if (ok) *(const char **)p = json_string_value(v); break;
+        case D_DBL: ok = json_is_number(v); if (ok) *(double *)p = json_number_value(v); break;
+        case D_BOOL: ok = json_is_boolean(v); if (ok) *(bool *)p = json_is_true(v); break;
+        case D_LONG: ok = json_is_integer(v); if (ok) *(long *)p = (long)json_integer_value(v); break;
+        }
+        if (!ok) {
+            fprintf(stderr, "vlp train: %s: \"%s\" has a value of the wrong type\n", path, f->key);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Everything a run needs that is not the trainer itself. */
@@ -324,13 +527,15 @@ typedef struct run {
     clip_config cfg;
     clip_model m;
     vlp_tokenizer tok;
-    emoji_set train, held;
+    emoji_set train;
     vlp_loader loader;
     trainer *t;
     image_norm norm;
     const char **captions; // (n, 3) what the loader serves
     int lock_fd;           // the run directory's lock
-    clip_model ref;        // PRIOR's reference LM (--prior-ref)
+    clip_model refs[OBJECTIVE_MAX_OPTIONS]; // the objective's reference models (--prior-ref)
+    char **templates;      // zero-shot prompts
+    int ntemplates;
     vlp_dist *dist;        // the mpirun job, or one process
     int rank, world;
 } run;
@@ -339,10 +544,11 @@ static void run_free(run *r) {
     trainer_free(r->t);
     loader_free(&r->loader);
     free(r->captions);
-    emoji_free(&r->train), emoji_free(&r->held);
+    emoji_free(&r->train);
     tokenizer_free(&r->tok);
     clip_free(&r->m);
-    clip_free(&r->ref);
+    for (int i = 0; i < OBJECTIVE_MAX_OPTIONS; i++) clip_free(&r->refs[i]);
+    free_lines(r->templates, r->ntemplates);
     if (r->lock_fd >= 0) close(r->lock_fd);
 }
 
@@ -388,31 +594,66 @@ static dataset_opts train_dataset_opts(const train_cli *c) {
 }
 
 /* Learns the run's BPE from the training captions and the eval prompts. */
+/* The zero-shot prompts of --zeroshot-data's classes, so the tokenizer
+ * learns their words too: (classes × templates) strings, malloc'd. */
+static vlp_err zeroshot_prompts(train_cli *c, run *r, char ***out, int *n, vlp_error *err) {
+    *out = NULL, *n = 0;
+    if (!c->zeroshot_data) return VLP_OK;
+    dataset_opts o = dataset_opts_default();
+    o.shuffle = false, o.caption_key = c->label_key, o.warn = cli_warn;
+    char **labels;
+    int nl, C;
+    VLP_TRY(stream_captions(c->zeroshot_data, &o, &labels, &nl, err));
+    const char **cls = distinct_strings((const char *const *)labels, nl, &C, NULL);
+    size_t np = (size_t)C * r->ntemplates;
+    char **p = cls ? calloc(np ? np : 1, sizeof(char *)) : NULL;
+    vlp_err rc = p ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompts");
+    for (int k = 0; rc == VLP_OK && k < C; k++)
+        for (int t = 0; rc == VLP_OK && t < r->ntemplates; t++) {
+            const char *tpl = r->templates[t], *at = strstr(tpl, "{}");
+            size_t len = strlen(tpl) + strlen(cls[k]) + 2;
+            char *q = p[(size_t)k * r->ntemplates + t] = malloc(len);
+            if (!q) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
+            else if (at) snprintf(q, len, "%.*s%s%s", (int)(at - tpl), tpl, cls[k], at + 2);
+            else snprintf(q, len, "%s %s", tpl, cls[k]);
+        }
+    free(cls);
+    free_lines(labels, nl);
+    if (rc != VLP_OK) {
+        free_lines(p, (int)np);
+        return rc;
+    }
+    *out = p, *n = (int)np;
+    return VLP_OK;
+}
+
+/* Learns the run's BPE from the training captions and the zero-shot prompts. */
 static vlp_err learn_tokenizer(train_cli *c, run *r, const char *path, vlp_error *err) {
-    char prompts[EMOJI_NCATEGORIES][64];
-    emoji_prompts(prompts);
-    char **streamed = NULL;
-    int n = r->train.n;
+    char **prompts = NULL, **streamed = NULL;
+    int np = 0, n = r->train.n;
+    VLP_TRY(zeroshot_prompts(c, r, &prompts, &np, err));
+    vlp_err rc = VLP_OK;
     if (c->train_data) {
         dataset_opts o = train_dataset_opts(c);
         o.shuffle = false;
         o.rank = 0, o.world = 1; /* every caption, whatever the number of ranks */
         fprintf(stderr, "reading the captions of %s to learn a tokenizer\n", c->train_data);
-        VLP_TRY(stream_captions(c->train_data, &o, &streamed, &n, err));
+        rc = stream_captions(c->train_data, &o, &streamed, &n, err);
     }
-    const char **texts = malloc(sizeof(char *) * (size_t)(n + EMOJI_NCATEGORIES));
-    vlp_err rc = texts ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "captions");
+    const char **texts = rc == VLP_OK ? malloc(sizeof(char *) * (size_t)(n + np + 1)) : NULL;
+    if (rc == VLP_OK && !texts) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "captions");
     int learnt = 0;
     if (rc == VLP_OK) {
         for (int i = 0; i < n; i++) texts[i] = streamed ? streamed[i] : r->train.caption[i];
-        for (int k = 0; k < EMOJI_NCATEGORIES; k++) texts[n + k] = prompts[k];
-        rc = bpe_train(texts, n + EMOJI_NCATEGORIES, (int)c->tok_merges, 2, path, &learnt, err);
+        for (int k = 0; k < np; k++) texts[n + k] = prompts[k];
+        rc = bpe_train(texts, n + np, (int)c->tok_merges, 2, path, &learnt, err);
     }
     free(texts);
-    for (int i = 0; streamed && i < n; i++) free(streamed[i]);
-    free(streamed);
+    if (streamed) free_lines(streamed, n);
+    free_lines(prompts, np);
     VLP_TRY(rc);
-    fprintf(stderr, "tokenizer: learnt %d BPE merges from %d training captions into %s\n", learnt, n, path);
+    fprintf(stderr, "tokenizer: learnt %d BPE merges from %d training captions%s into %s\n", learnt,
+            n, np ? " and the zero-shot prompts" : "", path);
     return VLP_OK;
 }
 
@@ -435,43 +676,24 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
     char config_path[4200];
     VLP_TRY(clip_config_resolve(c->config, &r->cfg, config_path, sizeof config_path, err));
     fprintf(stderr, "model config: %s (%s)\n", c->config, config_path);
-    VLP_CHECK_ARG(r->cfg.multimodal.layers > 0 || (c->o.objective != VLP_OBJECTIVE_COCA &&
-                                                   c->o.objective != VLP_OBJECTIVE_TEXTLM),
-                  err, "%s has no multimodal_cfg: the %s objective trains a text decoder (try "
-                  "--model-config tiny-coca)", c->config, vlp_objective_name(c->o.objective));
-    VLP_CHECK_ARG(!c->o.prior || c->o.objective == VLP_OBJECTIVE_COCA, err,
-                  "--prior-ref weights CoCa's caption loss: add --objective coca");
-    bool coca = c->o.objective == VLP_OBJECTIVE_COCA, clip_mae = c->o.objective == VLP_OBJECTIVE_CLIP_MAE;
-    bool mae = clip_mae || c->o.objective == VLP_OBJECTIVE_MAE;
-    VLP_CHECK_ARG(!c->caption_given || coca, err,
-                  "--caption-weight and --prior-alpha belong to --objective coca");
-    VLP_CHECK_ARG(!c->clip_given || coca || clip_mae, err,
-                  "--clip-weight belongs to --objective coca or clip-mae");
-    VLP_CHECK_ARG(!c->mae_given || mae, err,
-                  "--mask-ratio and --mae-weight belong to --objective mae or clip-mae");
-    VLP_CHECK_ARG(r->cfg.mae.layers > 0 || !mae, err,
-                  "%s has no mae_cfg: the %s objective trains an MAE decoder (try "
-                  "--model-config tiny-mae)", c->config, vlp_objective_name(c->o.objective));
-    VLP_CHECK_ARG(c->o.lock_image < 0 || !mae, err,
-                  "--lock-image: the %s objective trains the image tower",
-                  vlp_objective_name(c->o.objective));
-    if (c->o.objective == VLP_OBJECTIVE_SIGLIP && !r->cfg.has_logit_bias) {
-        /* SigLIP's initialisation (Zhai et al.: t' = ln 10, b = -10) */
-        r->cfg.has_logit_bias = true, r->cfg.init_logit_bias = -10.0f;
-        if (!r->cfg.has_logit_scale_init)
-            r->cfg.has_logit_scale_init = true, r->cfg.init_logit_scale = logf(10.0f);
-    }
+    const objective *obj = c->o.objective;
+    if (obj->configure) obj->configure(&r->cfg);
+    char hint[512];
+    snprintf(hint, sizeof hint, "%s has none", c->config);
+    VLP_TRY(objective_check_config(obj, &r->cfg, hint, err));
     snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
-    if (!c->vocab && c->prior_ref) { /* PRIOR's reference reads the same token ids */
+    const char *ref = NULL; /* a reference model reads the same token ids */
+    for (int i = 0; i < obj->noptions && !ref; i++) ref = c->model_path[i];
+    if (!c->vocab && ref) {
         char *ref_merges = c->ref_merges;
-        const char *slash = strrchr(c->prior_ref, '/');
-        int dir = slash ? (int)(slash - c->prior_ref) : 1;
-        snprintf(ref_merges, sizeof c->ref_merges, "%.*s/" MERGES_FILE, dir, slash ? c->prior_ref : ".");
+        const char *slash = strrchr(ref, '/');
+        int dir = slash ? (int)(slash - ref) : 1;
+        snprintf(ref_merges, sizeof c->ref_merges, "%.*s/" MERGES_FILE, dir, slash ? ref : ".");
         VLP_CHECK_ARG(access(ref_merges, R_OK) == 0, err,
-                      "%s: no tokenizer next to the --prior-ref checkpoint; give its merges with "
-                      "--vocab", ref_merges);
+                      "%s: no tokenizer next to the reference checkpoint %s; give its merges with "
+                      "--vocab", ref_merges, ref);
         c->vocab = ref_merges;
-        fprintf(stderr, "tokenizer: PRIOR's reference's, %s\n", ref_merges);
+        fprintf(stderr, "tokenizer: the reference model's, %s\n", ref_merges);
     }
     if (c->vocab) VLP_TRY(copy_file(c->vocab, path, err)); /* copied, so resume finds it */
     else VLP_TRY(learn_tokenizer(c, r, path, err));
@@ -482,7 +704,8 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
     snprintf(path, sizeof path, "%s/config.json", c->out);
     vlp_err wrc = write_text(path, json, err);
     free(json);
-    return wrc;
+    VLP_TRY(wrc);
+    return write_data_record(c, err);
 }
 
 /* The in-memory emoji loader: each image with its coarse caption ("a face
@@ -525,6 +748,24 @@ static long per_step(const train_cli *c, const run *r) {
     return (long)loader_samples_per_step(&r->loader, c->o.batch / r->world);
 }
 
+/* The models the objective's OBJECTIVE_MODEL options name (coca's PRIOR
+ * reference), for forward passes only: no gradients, one set of block
+ * activations. */
+static vlp_err reference_models(train_cli *c, run *r, vlp_error *err) {
+    const objective *obj = c->o.objective;
+    for (int i = 0; i < obj->noptions; i++) {
+        const objective_option *p = &obj->options[i];
+        if (p->kind != OBJECTIVE_MODEL || !c->o.obj[i]) continue;
+        VLP_CHECK_ARG(c->model_path[i], err, "the run was started with %s: give it again", p->flag);
+        clip_load_opts lo = {.quick_gelu = -1, .inference = true};
+        VLP_TRY(clip_load_pretrained(&r->refs[i], c->model_path[i], &lo, err));
+        VLP_TRY(clip_set_precision(&r->refs[i], c->o.precision, omp_get_max_threads(), err));
+        VLP_TRY(trainer_set_model(r->t, p->key, &r->refs[i], err));
+        if (r->rank == 0) fprintf(stderr, "%s %s\n", p->flag, c->model_path[i]);
+    }
+    return VLP_OK;
+}
+
 static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     r->norm = image_norm_openai();
     if (!c->train_data) {
@@ -537,7 +778,10 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         fprintf(stderr, "loading emoji images of %s from %s\n", c->vendors, c->data);
         VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
     }
-    if (c->eval_vendor && *c->eval_vendor) VLP_TRY(emoji_load(c->data, c->eval_vendor, &r->held, err));
+    if (c->zeroshot_data) {
+        r->templates = read_templates(c->templates, "train", &r->ntemplates);
+        VLP_CHECK_ARG(r->templates, err, "no zero-shot templates (--templates %s)", c->templates);
+    }
     if (r->rank == 0) {
         VLP_TRY(make_dirs(c->out, err));
         VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
@@ -565,18 +809,9 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         VLP_TRY(lrc);
         if (r->rank == 0) fprintf(stderr, "image tower from %s\n", c->init_image);
     }
-    vlp_precision prec = VLP_PRECISION_FP32;
-    if (strcmp(c->precision, "bf16") == 0) {
-        if (gemm_bf16_hw())
-            prec = VLP_PRECISION_BF16;
-        else /* the portable bf16 kernel would be slower than fp32 BLAS */
-            fprintf(stderr, "vlp train: this CPU has no AVX512-BF16; --precision bf16 falls back "
-                            "to fp32\n");
-    }
-    VLP_TRY(clip_set_precision(&r->m, prec, omp_get_max_threads(), err));
     if (r->rank == 0)
         fprintf(stderr, "precision: %s matmuls in the transformer blocks, fp32 weights and the rest\n",
-            prec == VLP_PRECISION_BF16 ? "bf16 (AVX512-BF16, fp32 accumulation)" : "fp32");
+                c->o.precision == VLP_PRECISION_BF16 ? "bf16 (AVX512-BF16, fp32 accumulation)" : "fp32");
     VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
     if (!c->train_data) VLP_TRY(pair_loader_shard(&r->loader, r->rank, r->world, err));
     if (c->epochs > 0 && !c->resume)
@@ -584,18 +819,7 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     /* every rank must run the same number of steps: rank 0's count */
     VLP_TRY(dist_broadcast(r->dist, &c->o.steps, sizeof c->o.steps, 0, err));
     VLP_TRY(trainer_create(&r->t, &r->m, &r->loader, &c->o, c->out, r->dist, err));
-    if (c->o.prior) {
-        VLP_CHECK_ARG(c->prior_ref, err,
-                      "the run weights captions with PRIOR: give its reference with --prior-ref");
-        /* forward passes only: no gradients, one set of block activations */
-        clip_load_opts lo = {.quick_gelu = -1, .inference = true};
-        VLP_TRY(clip_load_pretrained(&r->ref, c->prior_ref, &lo, err));
-        VLP_TRY(clip_set_precision(&r->ref, prec, omp_get_max_threads(), err));
-        VLP_TRY(trainer_set_prior_ref(r->t, &r->ref, err));
-        if (r->rank == 0)
-            fprintf(stderr, "PRIOR: caption tokens weighted by (1 - p)^%g of %s\n", c->o.prior_alpha,
-                    c->prior_ref);
-    }
+    VLP_TRY(reference_models(c, r, err));
     if (c->resume) VLP_TRY(trainer_resume(r->t, err));
     return VLP_OK;
 }
@@ -606,44 +830,61 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static vlp_err do_eval(train_cli *c, run *r, long step, emoji_eval_result *res, progress *pr, vlp_error *err) {
-    if (!r->held.n || r->rank > 0) return VLP_OK; /* rank 0 evaluates; the others go on */
+/* Validation and zero-shot on the user's sets; rank 0 evaluates, the others go on. */
+static vlp_err do_eval(train_cli *c, run *r, long step, evals *e, progress *pr, vlp_error *err) {
+    if (r->rank > 0 || (!c->val_data && !c->zeroshot_data)) return VLP_OK;
     progress_break(pr);
-    fprintf(stderr, "evaluating on %s...\n", c->eval_vendor);
-    VLP_TRY(emoji_eval(&r->m, &r->tok, &r->held, &r->norm, res, err));
-    print_eval(stderr, step, res, c->eval_vendor);
-    return log_eval(r->t, step, res, err);
+    val_opts vo = {.caption_key = c->caption_key, .white = c->white, .loss_batch = c->o.batch,
+                   .warn = cli_warn};
+    /* one pass when the zero-shot set is the validation set */
+    bool one = c->val_data && c->zeroshot_data && !strcmp(c->val_data, c->zeroshot_data);
+    if (one) {
+        vo.label_key = c->label_key;
+        vo.templates = (const char *const *)r->templates, vo.ntemplates = r->ntemplates;
+    }
+    if (c->val_data) {
+        fprintf(stderr, "validating on %s...\n", c->val_data);
+        VLP_TRY(validate_pairs(&r->m, &r->tok, c->val_data, &vo, &e->v, err));
+        e->val = true;
+    }
+    if (one) e->z = e->v, e->zs = true;
+    else if (c->zeroshot_data) {
+        vo.label_key = c->label_key;
+        vo.templates = (const char *const *)r->templates, vo.ntemplates = r->ntemplates;
+        fprintf(stderr, "zero-shot on %s...\n", c->zeroshot_data);
+        VLP_TRY(validate_pairs(&r->m, &r->tok, c->zeroshot_data, &vo, &e->z, err));
+        e->zs = true;
+    }
+    print_eval(stderr, step, c, e);
+    return log_eval(r->t, step, e, err);
+}
+
+/* The run's options for a resumed run: those given again must agree (the
+ * library's one resume check), the others are the run's. */
+static int resume_options(train_cli *c) {
+    vlp_error err = {0};
+    train_opts run_o;
+    if (trainer_saved_opts(c->out, &run_o, &err) != VLP_OK) return fail(&err);
+    int drc = resume_data(c);
+    if (drc) return drc;
+    if (!was_given(c, "objective")) train_opts_set_objective(&c->o, run_o.objective);
+    if (!apply_objective_args(c)) return 2;
+    if (train_opts_resume(&run_o, &c->o, c->given, c->ngiven, c->out, &err) != VLP_OK) {
+        fprintf(stderr, "vlp train: %s\n", err.message);
+        return 2;
+    }
+    c->o = run_o;
+    char desc[1024];
+    train_opts_describe(&c->o, desc, sizeof desc);
+    fprintf(stderr, "resuming %s: %s\n", c->out, desc);
+    return 0;
 }
 
 static int train_session(train_cli *cp) {
+    int prc = cp->resume ? resume_options(cp) : apply_objective_args(cp) ? 0 : 2;
+    if (prc) return prc;
     train_cli c = *cp;
     vlp_error err = {0};
-    if (c.resume) {
-        long steps = c.o.steps;
-        train_opts given = c.o;
-        if (trainer_saved_opts(c.out, &c.o, &err) != VLP_OK) return fail(&err);
-        if (given.prior && !c.o.prior) {
-            fprintf(stderr, "vlp train: %s was started without PRIOR; --prior-ref does not apply\n", c.out);
-            return 2;
-        }
-        /* the run's options win; a loss weight given again must agree */
-        if ((c.clip_given && given.clip_weight != c.o.clip_weight) ||
-            (c.caption_given && (given.caption_weight != c.o.caption_weight ||
-                                 given.prior_alpha != c.o.prior_alpha))) {
-            fprintf(stderr, "vlp train: %s was started with --clip-weight %g --caption-weight %g "
-                            "--prior-alpha %g; a resumed run keeps them\n",
-                    c.out, c.o.clip_weight, c.o.caption_weight, c.o.prior_alpha);
-            return 2;
-        }
-        if (c.mae_given && (given.mask_ratio != c.o.mask_ratio || given.mae_weight != c.o.mae_weight)) {
-            fprintf(stderr, "vlp train: %s was started with --mask-ratio %g --mae-weight %g; a "
-                            "resumed run keeps them\n", c.out, c.o.mask_ratio, c.o.mae_weight);
-            return 2;
-        }
-        if (c.steps_given) c.o.steps = steps;
-        fprintf(stderr, "resuming %s: batch %d, accum %d, lr %g, warmup %ld, seed %" PRIu64 ", %ld steps\n",
-                c.out, c.o.batch, c.o.accum, c.o.adam.lr, c.o.warmup, c.o.seed, c.o.steps);
-    }
     vlp_set_threads(c.threads);
     tool_print_sysinfo(stderr);
     run r;
@@ -660,11 +901,11 @@ static int train_session(train_cli *cp) {
     }
     long start = trainer_step_count(r.t);
     if (lead) fprintf(stderr,
-            "model: %zu parameters (%.1f MiB); %d training pairs (%s%s), %d held out (%s); "
-            "vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
-            r.m.nfloats, r.m.nfloats * 4.0 / 1048576, (int)r.loader.epoch_size,
+            "model: %zu parameters (%.1f MiB); objective %s; %d training pairs (%s%s); validation "
+            "%s; vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
+            r.m.nfloats, r.m.nfloats * 4.0 / 1048576, c.o.objective->name, (int)r.loader.epoch_size,
             c.train_data ? c.train_data : c.vendors,
-            c.train_data && r.world > 1 ? ": rank 0's shards" : "", r.held.n, r.held.n ? c.eval_vendor : "none",
+            c.train_data && r.world > 1 ? ": rank 0's shards" : "", c.val_data ? c.val_data : "none",
             r.tok.vocab_size, c.o.batch, c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
             (double)c.o.steps * per_step(&c, &r) / (double)r.loader.epoch_size, c.out);
     if (start && lead) fprintf(stderr, "resumed at step %ld\n", start);
@@ -679,8 +920,7 @@ static int train_session(train_cli *cp) {
     long done = 0;
     float last_loss = NAN;
     int rc = 0;
-    emoji_eval_result res = {0};
-    bool have_eval = false;
+    evals res = {0};
     char saved[4096] = "";
     while (trainer_step_count(r.t) < c.o.steps) {
         /* the ranks stop together: a signal may reach them at different steps */
@@ -743,7 +983,6 @@ static int train_session(train_cli *cp) {
     }
     if (rc == 0 && !g_stop && step >= c.o.steps) {
         if (do_eval(&c, &r, step, &res, &pr, &err) != VLP_OK) rc = fail(&err);
-        else have_eval = r.held.n > 0;
     }
     if (lead) {
         struct rusage ru;
@@ -761,11 +1000,15 @@ static int train_session(train_cli *cp) {
             int64_t skipped = stream_loader_skipped(&r.loader, why, sizeof why);
             if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, why);
         }
-        if (have_eval)
-            printf("RESULT emoji heldout=%s i2t_r1=%.4f i2t_r5=%.4f chance_r1=%.4f chance_r5=%.4f "
-                   "zeroshot_top1=%.4f zeroshot_balanced=%.4f chance_top1=%.4f chance_balanced=%.4f\n",
-                   c.eval_vendor, res.i2t.r1, res.i2t.r5, 1.0 / res.texts, 5.0 / res.texts, res.zs.top1,
-                   res.zs.balanced, res.zs.majority, 1.0 / res.zs.classes);
+        if (res.val)
+            printf("RESULT name=val step=%ld images=%d loss=%.4f i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f "
+                   "t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f chance_r1=%.4f\n",
+                   step, res.v.n, res.v.loss, res.v.i2t.r1, res.v.i2t.r5, res.v.i2t.r10, res.v.t2i.r1,
+                   res.v.t2i.r5, res.v.t2i.r10, 1.0 / res.v.texts);
+        if (res.zs)
+            printf("RESULT name=zeroshot step=%ld images=%d classes=%d top1=%.4f balanced=%.4f "
+                   "majority=%.4f\n", step, res.z.zs.n, res.z.classes, res.z.zs.top1,
+                   res.z.zs.balanced, res.z.zs.majority);
     }
     run_free(&r);
     if (rc == 0 && g_stop) return 130;
@@ -779,6 +1022,7 @@ int cmd_train(int argc, char **argv) {
     vlp_error err = {0};
     if (dist_init(&g_dist, &err) != VLP_OK) return fail(&err);
     int rc = train_session(&c);
+    json_decref(c.record);
     dist_free(g_dist);
     g_dist = NULL;
     return rc;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/train: the open_clip-structured CLIP of
 tests/ref/check_checkpoint.py, ClipLoss (its forward), AdamW(lr 1e-4, betas
-0.9/0.98, eps 1e-6, wd 0.2), random data, fp32 or bf16 autocast (the
+0.9/0.98, eps 1e-6, wd 0.2 on open_clip's groups, as vlp), random data, fp32 or bf16 autocast (the
 forward under torch.autocast("cpu", bfloat16): matmuls in bf16, weights fp32); median step time after two
 warm-up steps, with forward/backward/optimizer medians. One line for bench/train."""
 import argparse
@@ -37,7 +37,12 @@ def main():
     torch.manual_seed(0)
     cfg = CONFIGS[a.config]
     model = CLIP(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
+    # open_clip's main.py: no decay for ndim < 2 or bn/ln/bias/logit_scale names
+    exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
+              {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": 0.2}]
+    opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
     S, T, V = cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"]
     img = torch.randn(a.batch, 3, S, S)
     ids = torch.randint(1, V - 3, (a.batch, T))

@@ -4,6 +4,7 @@
 #include "core/parallel.h"
 #include "data/bpe.h"
 #include "data/image.h"
+#include "eval/eval.h"
 #include "loss/loss.h"
 #include "model/clip_pretrained.h"
 #include "model/config_registry.h"
@@ -176,35 +177,7 @@ vlp_err vlp_encode_classes(vlp_model *v, const char *const *classes, int C, cons
                            int nt, float *out, vlp_error *err) {
     VLP_CHECK_ARG(v && classes && templates && out && C > 0 && nt > 0, err,
                   "vlp_encode_classes: %d classes, %d templates", C, nt);
-    int E = v->m.cfg.embed_dim;
-    char **prompts = calloc((size_t)nt, sizeof(char *));
-    float *pe = malloc(sizeof(float) * (size_t)nt * E);
-    vlp_err rc = prompts && pe ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompts");
-    for (int c = 0; rc == VLP_OK && c < C; c++) {
-        for (int t = 0; rc == VLP_OK && t < nt; t++) {
-            const char *at = strstr(templates[t], "{}");
-            size_t len = strlen(templates[t]) + strlen(classes[c]) + 2;
-            if (!(prompts[t] = malloc(len))) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
-            else if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - templates[t]), templates[t], classes[c], at + 2);
-            else snprintf(prompts[t], len, "%s %s", templates[t], classes[c]);
-        }
-        bool keep = v->o.normalize; /* the mean is over normalised embeddings */
-        v->o.normalize = true;
-        if (rc == VLP_OK) rc = vlp_encode_texts(v, (const char *const *)prompts, nt, pe, err);
-        v->o.normalize = keep;
-        for (int t = 0; t < nt; t++) free(prompts[t]), prompts[t] = NULL;
-        float *w = out + (size_t)c * E;
-        double norm = 0;
-        for (int k = 0; k < E; k++) {
-            double sum = 0;
-            for (int t = 0; t < nt; t++) sum += pe[(size_t)t * E + k];
-            w[k] = (float)(sum / nt);
-            norm += (double)w[k] * w[k];
-        }
-        for (int k = 0; k < E; k++) w[k] = (float)(w[k] / sqrt(norm > 0 ? norm : 1));
-    }
-    free(prompts), free(pe);
-    return rc;
+    return encode_classes(&v->m, &v->tok, classes, C, templates, nt, out, err);
 }
 
 void vlp_tokenize(const vlp_model *v, const char *text, int *ids, int ctx) {

@@ -1,6 +1,8 @@
 #include "core/error.h"
 #include "eval/eval.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,5 +38,37 @@ vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const 
         if (rc == VLP_OK) memcpy(out + (size_t)i0 * E, m->ta.emb, sizeof(float) * b * E);
     }
     free(ids);
+    return rc;
+}
+
+vlp_err encode_classes(clip_model *m, const vlp_tokenizer *tok, const char *const *classes, int C,
+                       const char *const *templates, int nt, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(classes && templates && out && C > 0 && nt > 0, err,
+                  "class embeddings: %d classes, %d templates", C, nt);
+    int E = m->cfg.embed_dim;
+    char **prompts = calloc((size_t)nt, sizeof(char *));
+    float *pe = malloc(sizeof(float) * (size_t)nt * E);
+    vlp_err rc = prompts && pe ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompts");
+    for (int c = 0; rc == VLP_OK && c < C; c++) {
+        for (int t = 0; rc == VLP_OK && t < nt; t++) {
+            const char *at = strstr(templates[t], "{}");
+            size_t len = strlen(templates[t]) + strlen(classes[c]) + 2;
+            if (!(prompts[t] = malloc(len))) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
+            else if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - templates[t]), templates[t], classes[c], at + 2);
+            else snprintf(prompts[t], len, "%s %s", templates[t], classes[c]);
+        }
+        if (rc == VLP_OK) rc = encode_texts(m, tok, (const char *const *)prompts, nt, pe, err);
+        for (int t = 0; t < nt; t++) free(prompts[t]), prompts[t] = NULL;
+        float *w = out + (size_t)c * E;
+        double norm = 0;
+        for (int k = 0; k < E; k++) {
+            double sum = 0;
+            for (int t = 0; t < nt; t++) sum += pe[(size_t)t * E + k];
+            w[k] = (float)(sum / nt);
+            norm += (double)w[k] * w[k];
+        }
+        for (int k = 0; k < E; k++) w[k] = (float)(w[k] / sqrt(norm > 0 ? norm : 1));
+    }
+    free(prompts), free(pe);
     return rc;
 }

@@ -10,7 +10,7 @@
 
 /* The distinct non-empty strings of v, sorted (pointers into v; malloc'd
  * array, NULL when out of memory); idx[i] is v[i]'s position among them,
- * -1 for an empty or NULL one. Identical captions become one gallery item,
+ * -1 for an empty or NULL one (idx may be NULL). Identical captions become one gallery item,
  * identical labels one class. */
 const char **distinct_strings(const char *const *v, int n, int *nd, int *idx);
 
@@ -54,4 +54,9 @@ vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image
                            float *out, vlp_error *err);
 vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const *texts, int n,
                      float *out, vlp_error *err);
+/* One normalised embedding per class: the mean of its prompts' normalised
+ * embeddings, each template with "{}" replaced by the class name (a template
+ * without "{}" gets the name appended); out (C, E). */
+vlp_err encode_classes(clip_model *m, const vlp_tokenizer *tok, const char *const *classes, int C,
+                       const char *const *templates, int nt, float *out, vlp_error *err);
 #endif

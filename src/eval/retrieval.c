@@ -24,7 +24,7 @@ const char **distinct_strings(const char *const *v, int n, int *nd, int *idx) {
     for (int i = 0; i < m; i++)
         if (!k || strcmp(d[k - 1], d[i])) d[k++] = d[i];
     *nd = k;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; idx && i < n; i++) {
         const char **hit = v[i] && v[i][0] ? bsearch(&v[i], d, (size_t)k, sizeof(char *), cmp_str) : NULL;
         idx[i] = hit ? (int)(hit - d) : -1;
     }

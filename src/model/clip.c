@@ -3,7 +3,6 @@
 #include "core/parallel.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "loss/loss.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,11 +21,13 @@ typedef struct layout {
     bool bind;
 } layout;
 
-/* open_clip's weight-decay exclusion: ndim < 2, norms, biases, logit_scale;
- * vlp also excludes the embeddings (token, positional, class). */
+/* open_clip's weight-decay rule (its main.py): every parameter decays but
+ * those with ndim < 2 or a name containing bn, ln, bias or logit_scale, so
+ * token and positional embeddings decay too (adamw_cfg.decay_embeddings
+ * exempts them, as vlp did before). */
 static bool decays(const char *name, int ndim) {
-    return ndim >= 2 && !strstr(name, "ln_") && !strstr(name, "bias") &&
-           !strstr(name, "logit_scale") && !strstr(name, "embedding");
+    return ndim >= 2 && !strstr(name, "bn") && !strstr(name, "ln") && !strstr(name, "bias") &&
+           !strstr(name, "logit_scale");
 }
 
 static void reg(layout *L, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
@@ -47,6 +48,13 @@ static void reg(layout *L, const char *name, int ndim, int64_t d0, int64_t d1, i
     }
     L->n++;
     L->off += numel; /* packed: the flat buffer is exactly the state dict's floats */
+}
+
+/* an embedding table (token, positional, class, mask token): declared as such */
+static void reg_embedding(layout *L, const char *name, int ndim, int64_t d0, int64_t d1,
+                          float **wv, float **gv) {
+    reg(L, name, ndim, d0, d1, 0, 0, wv, gv);
+    if (L->bind) L->m->params[L->n - 1].embedding = true;
 }
 
 static void reg_blocks(layout *L, const char *prefix, int layers, const block_dims *d,
@@ -75,8 +83,8 @@ static void reg_mae(layout *L) {
 #define M_G(field) L->bind ? &w->field : &unused, g ? &gv->field : NULL
     reg(L, "mae_decoder.embed.weight", 2, C, d->E, 0, 0, M_G(embed_w));
     reg(L, "mae_decoder.embed.bias", 1, C, 0, 0, 0, M_G(embed_b));
-    reg(L, "mae_decoder.mask_token", 1, C, 0, 0, 0, M_G(mask_token));
-    reg(L, "mae_decoder.positional_embedding", 2, d->blk.T, C, 0, 0, M_G(pos));
+    reg_embedding(L, "mae_decoder.mask_token", 1, C, 0, M_G(mask_token));
+    reg_embedding(L, "mae_decoder.positional_embedding", 2, d->blk.T, C, M_G(pos));
     reg_blocks(L, "mae_decoder.", d->layers, &d->blk, w->blocks, g ? gv->blocks : NULL);
     reg(L, "mae_decoder.ln.weight", 1, C, 0, 0, 0, M_G(ln_w));
     reg(L, "mae_decoder.ln.bias", 1, C, 0, 0, 0, M_G(ln_b));
@@ -97,16 +105,16 @@ static void run_layout(layout *L) {
 #define W_G(field) L->bind ? &vw->field : &unused, L->bind ? &vg->field : &unused
 #define T_G(field) L->bind ? &tw->field : &unused, L->bind ? &tg->field : &unused
     /* the order of open_clip's CLIP.state_dict() */
-    reg(L, "positional_embedding", 2, t->context_length, t->width, 0, 0, T_G(positional_embedding));
+    reg_embedding(L, "positional_embedding", 2, t->context_length, t->width, T_G(positional_embedding));
     reg(L, "text_projection", 2, t->width, E, 0, 0, T_G(text_projection));
     reg(L, "logit_scale", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_scale : &unused,
         L->bind ? &m->g.logit_scale : &unused);
     if (c->has_logit_bias)
         reg(L, "logit_bias", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_bias : &unused,
             L->bind ? &m->g.logit_bias : &unused);
-    reg(L, "visual.class_embedding", 1, v->width, 0, 0, 0, W_G(class_embedding));
-    reg(L, "visual.positional_embedding", 2, grid * grid + 1, v->width, 0, 0,
-        W_G(positional_embedding));
+    reg_embedding(L, "visual.class_embedding", 1, v->width, 0, W_G(class_embedding));
+    reg_embedding(L, "visual.positional_embedding", 2, grid * grid + 1, v->width,
+                  W_G(positional_embedding));
     reg(L, "visual.proj", 2, v->width, E, 0, 0, W_G(proj));
     reg(L, "visual.conv1.weight", 4, v->width, 3, v->patch_size, v->patch_size, W_G(conv1));
     reg(L, "visual.ln_pre.weight", 1, v->width, 0, 0, 0, W_G(ln_pre_w));
@@ -115,7 +123,7 @@ static void run_layout(layout *L) {
     reg(L, "visual.ln_post.weight", 1, v->width, 0, 0, 0, W_G(ln_post_w));
     reg(L, "visual.ln_post.bias", 1, v->width, 0, 0, 0, W_G(ln_post_b));
     reg_blocks(L, "transformer.", t->layers, &m->tdims, tw->blocks, tg->blocks);
-    reg(L, "token_embedding.weight", 2, t->vocab_size, t->width, 0, 0, T_G(token_embedding));
+    reg_embedding(L, "token_embedding.weight", 2, t->vocab_size, t->width, T_G(token_embedding));
     reg(L, "ln_final.weight", 1, t->width, 0, 0, 0, T_G(ln_final_w));
     reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
 #undef W_G
@@ -457,19 +465,13 @@ static void bind_all(clip_model *m, arena *a, int B) {
                m->inference, image_token_head(m));
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
                m->inference, m->token_head);
-    m->probs_i2t = arena_take(a, (size_t)B * B);
-    m->probs_t2i = arena_take(a, (size_t)B * B);
-    m->demb_img = arena_take(a, (size_t)B * E);
-    m->demb_txt = arena_take(a, (size_t)B * E);
     size_t s = tower_scratch(&m->vdims, B, E, image_token_head(m));
     if (m->mae && !m->inference) /* a masked backward's patch gradient, after the rest */
         s += arena_round_up((size_t)B * NP * m->vdims.C);
     size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
     if (st > s) s = st;
     size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */
-    size_t loss = clip_loss_scratch_floats(B, E);
     if (patches > s) s = patches;
-    if (loss > s) s = loss;
     if (m->caption) {
         size_t n = decoder_acts_bind(&m->da, NULL, &m->ddims, B);
         float *dec = arena_take(a, n);
@@ -769,49 +771,27 @@ void clip_caption_backward(clip_model *m, const float *dlogits, int B) {
 
 /* ---- MAE's decoder -------------------------------------------------------------------------- */
 
-vlp_err clip_mae_step(clip_model *m, int B, double denom, float dloss, float *loss,
-                      vlp_error *err) {
+vlp_err clip_mae_forward(clip_model *m, int B, vlp_error *err) {
     VLP_CHECK_ARG(m->mae && !m->inference, err,
                   "the model has no MAE decoder (config mae_cfg) or is for inference only");
-    int NP = m->mdims.NP, NK = m->nkeep, E = m->cfg.embed_dim;
+    int NP = m->mdims.NP, NK = m->nkeep;
     VLP_CHECK_ARG(NK < NP, err, "MAE needs a masked image forward first (it kept all %d patches)", NP);
     mae_dims d = m->mdims;
     d.blk.mm = &m->mm;
-    VLP_TRY(mae_forward(&m->ma, m->va.tok_feat, m->keep, NK, &m->w.mae, &d, B, err));
-    VLP_TRY(mae_loss_forward(loss, m->ma.pred, m->va.stem, m->keep, B, NP, NK, d.K, denom, err));
-    if (dloss == 0.0f) return VLP_OK;
-    /* the prediction is not needed once its gradient is known: overwritten */
-    mae_loss_backward(m->ma.pred, m->ma.pred, m->va.stem, m->keep, dloss, B, NP, NK, d.K, denom);
-    memset(m->dmae_img, 0, sizeof(float) * (size_t)B * (1 + NK) * E);
-    mae_backward(m->dmae_img, &m->g.mae, m->ma.pred, &m->ma, &m->w.mae, &d, m->scratch, B);
-    return VLP_OK;
+    return mae_forward(&m->ma, m->va.tok_feat, m->keep, NK, &m->w.mae, &d, B, err);
+}
+
+void clip_mae_backward(clip_model *m, const float *dpred, int B) {
+    mae_dims d = m->mdims;
+    d.blk.mm = &m->mm;
+    memset(m->dmae_img, 0, sizeof(float) * (size_t)B * (1 + m->nkeep) * m->cfg.embed_dim);
+    mae_backward(m->dmae_img, &m->g.mae, dpred, &m->ma, &m->w.mae, &d, m->scratch, B);
 }
 
 void clip_enable_token_head(clip_model *m) {
     if (m->token_head) return;
     m->token_head = true;
     m->batch = 0; /* the next clip_reserve binds the token buffers too */
-}
-
-/* ---- the whole model ------------------------------------------------------------------------- */
-
-vlp_err clip_forward(clip_model *m, const float *images, const int32_t *ids, int B,
-                     vlp_error *err) {
-    VLP_TRY(clip_image_forward(m, images, B, err));
-    VLP_TRY(clip_text_forward(m, ids, B, err));
-    return clip_loss_forward(&m->loss, m->probs_i2t, m->probs_t2i, m->va.emb, m->ta.emb,
-                             *m->w.logit_scale, B, m->cfg.embed_dim, err);
-}
-
-void clip_backward(clip_model *m, int B) {
-    int E = m->cfg.embed_dim;
-    size_t n = (size_t)B * E;
-    memset(m->demb_img, 0, sizeof(float) * n);
-    memset(m->demb_txt, 0, sizeof(float) * n);
-    clip_loss_backward(m->demb_img, m->demb_txt, m->g.logit_scale, 1.0f, m->probs_i2t,
-                       m->probs_t2i, m->va.emb, m->ta.emb, *m->w.logit_scale, m->scratch, B, E);
-    clip_image_backward(m, m->demb_img, B);
-    clip_text_backward(m, m->demb_txt, B);
 }
 
 vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err) {

@@ -1,5 +1,7 @@
 /*
- * CLIP: ViT image tower, causal text tower, symmetric InfoNCE.
+ * CLIP's towers: a ViT image tower and a causal text tower, with the heads
+ * some objectives train (a per-token head, CoCa's text decoder, MAE's pixel
+ * decoder). The losses are in src/loss, the objectives in src/train.
  *
  * All parameters live in one float buffer described by a table of named
  * views (open_clip state-dict names and shapes); gradients use the same
@@ -24,7 +26,8 @@ typedef struct vlp_param {
     int ndim;
     int64_t shape[4];
     size_t offset, numel; // in floats, into the parameter buffer
-    bool decay;           // AdamW weight decay applies
+    bool decay;           // AdamW weight decay applies (open_clip's rule)
+    bool embedding;       // an embedding table (adamw_cfg.decay_embeddings may exempt it)
     bool frozen;          // locked (LiT): no gradient, no update
 } vlp_param;
 
@@ -89,10 +92,7 @@ typedef struct clip_model {
     size_t arena_floats;
     tower_acts va, ta;
     block_dims vdims, tdims;
-    float *probs_i2t, *probs_t2i; // (B, B)
-    float *demb_img, *demb_txt;   // (B, E) the loss's gradients for the embeddings
     float *scratch;               // backward temporaries, shared by both towers
-    float loss;
     vlp_matmul mm;                // the blocks' matmuls: precision, bf16 workspace (owned)
     /* locked-image tuning: image blocks below this index, and the stem, are
      * frozen, so the image backward stops there; vision.layers + 1: the
@@ -168,13 +168,12 @@ void clip_text_backward_with_tokens(clip_model *m, const float *demb, const floa
  * backward calls are the usual ones. NK = all patches is the plain forward. */
 vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int32_t *keep, int NK,
                                   int B, vlp_error *err);
-/* MAE's decoder and loss on the last masked image forward: *loss = the
- * reconstruction loss of its masked patches divided by denom (see
- * mae_loss_forward); with dloss != 0 also the backward: the decoder's
- * gradients (accumulated) and the image tokens' in dmae_img (overwritten),
- * for clip_image_backward_with_tokens. */
-vlp_err clip_mae_step(clip_model *m, int B, double denom, float dloss, float *loss,
-                      vlp_error *err);
+/* MAE's decoder on the last masked image forward: its predictions of every
+ * patch's pixels in ma.pred (B, NP+1, K); the backward from their gradient
+ * accumulates the decoder's gradients and writes the image tokens' in
+ * dmae_img, for clip_image_backward_with_tokens. */
+vlp_err clip_mae_forward(clip_model *m, int B, vlp_error *err);
+void clip_mae_backward(clip_model *m, const float *dpred, int B);
 
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 
@@ -192,11 +191,5 @@ vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error 
 void clip_image_backward(clip_model *m, const float *demb, int B);                     // (B, E); not in inference
 vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err);   // (B, ctx)
 void clip_text_backward(clip_model *m, const float *demb, int B);
-
-/* Whole step: both towers, the loss (m->loss), and with backward the
- * gradients of everything (accumulated). */
-vlp_err clip_forward(clip_model *m, const float *images, const int32_t *ids, int B,
-                     vlp_error *err);
-void clip_backward(clip_model *m, int B);
 
 #endif

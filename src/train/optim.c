@@ -5,7 +5,7 @@
 
 adamw_cfg adamw_defaults(void) {
     return (adamw_cfg){.lr = 5e-4f, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-6f,
-                       .weight_decay = 0.2f};
+                       .weight_decay = 0.2f, .decay_embeddings = true};
 }
 
 void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params, int nparams,
@@ -17,7 +17,8 @@ void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params
     for (int k = 0; k < nparams; k++) {
         const vlp_param *p = &params[k];
         if (p->frozen) continue; /* locked: weights and moments stay as they are */
-        float shrink = p->decay ? 1.0f - lr * c->weight_decay : 1.0f;
+        bool decay = p->decay && (c->decay_embeddings || !p->embedding);
+        float shrink = decay ? 1.0f - lr * c->weight_decay : 1.0f;
         float *pw = w + p->offset, *pm = m + p->offset, *pv = v + p->offset;
         const float *pg = g + p->offset;
         long n = (long)p->numel;

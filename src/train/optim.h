@@ -13,6 +13,7 @@ typedef struct adamw_cfg {
     float beta1, beta2; // open_clip ViT defaults: 0.9, 0.98
     float eps;          // 1e-6
     float weight_decay; // 0.2, applied to parameters with vlp_param.decay
+    bool decay_embeddings; // true (open_clip): embedding tables decay too; false exempts them
 } adamw_cfg;
 
 adamw_cfg adamw_defaults(void);

@@ -31,25 +31,15 @@
 #include "data/loader.h"
 #include "dist/dist.h"
 #include "model/clip.h"
+#include "train/objective.h"
 #include "train/optim.h"
 
-/* What the towers are trained for (open_clip's loss names). */
-typedef enum vlp_objective {
-    VLP_OBJECTIVE_CLIP = 0,   // symmetric InfoNCE (ClipLoss)
-    VLP_OBJECTIVE_SIGLIP = 1, // pairwise sigmoid (SigLipLoss); the model needs logit_bias
-    VLP_OBJECTIVE_FILIP = 2,  // token-wise late interaction (Yao et al. 2021)
-    VLP_OBJECTIVE_COCA = 3,   // contrastive + captioning (CoCaLoss); the model needs multimodal_cfg
-    VLP_OBJECTIVE_TEXTLM = 4, // the decoder as a text-only LM on the captions (PRIOR's reference)
-    VLP_OBJECTIVE_MAE = 5,    // masked image modeling alone; the model needs mae_cfg
-    VLP_OBJECTIVE_CLIP_MAE = 6, // contrastive on the masked images (FLIP) + weighted MAE
-} vlp_objective;
-
-const char *vlp_objective_name(vlp_objective o);
-/* "clip" / "siglip" → the objective; false for anything else */
-bool vlp_objective_parse(const char *name, vlp_objective *out);
-
+/* The options of a run. Everything here changes the math and is recorded
+ * in the training state; a resumed run must give the same values, except
+ * `steps` (train_opts_resume). */
 typedef struct train_opts {
-    vlp_objective objective;
+    const objective *objective; // what the towers are trained for (objective.h)
+    float obj[OBJECTIVE_MAX_OPTIONS]; // its options, in its table's order
     int batch;        // samples per step: what the loss sees
     int accum;        // micro-batches per step (batch % accum == 0)
     long steps;       // total optimizer steps
@@ -58,19 +48,34 @@ typedef struct train_opts {
     double grad_clip; // max global gradient norm; 0: off
     uint64_t seed;    // initialisation and data order
     int lock_image;   // LiT: -1 off, else the image tower's unlocked groups (0: all locked)
-    /* CoCa: loss = clip_weight · contrastive + caption_weight · caption
-     * (open_clip's defaults 1 and 2) */
-    float clip_weight, caption_weight;
-    /* PRIOR: caption tokens weighted by (1 − p_ref)^prior_alpha from a
-     * text-only reference LM (trainer_set_prior_ref) */
-    bool prior;
-    float prior_alpha;
-    /* MAE: the share of patches masked (MAE's 0.75); clip-mae's loss is
-     * clip_weight · contrastive + mae_weight · reconstruction */
-    float mask_ratio, mae_weight;
+    vlp_precision precision; // the blocks' matmuls; trainer_create sets the model's
 } train_opts;
 
+/* CLIP, batch 128, 1000 steps, open_clip's AdamW defaults */
 train_opts train_opts_defaults(void);
+/* Switches the objective; its options take their defaults. */
+void train_opts_set_objective(train_opts *o, const objective *obj);
+/* One option of the objective by key or flag ("clip_weight", "--clip-weight");
+ * refused, naming the objectives that have it, when this one has not. */
+vlp_err train_opts_set(train_opts *o, const char *key, float value, vlp_error *err);
+/* Its value; NAN when the objective has no such option. */
+float train_opts_get(const train_opts *o, const char *key);
+/* Checks ranges and combinations; the message names the option. */
+vlp_err train_opts_check(const train_opts *o, vlp_error *err);
+
+/* The one resume check, for the library and the CLI alike. `run` holds the
+ * run's options (from its state); `given` the caller's, of which those whose
+ * keys are in given_keys (NULL: all) were given. A given option that may
+ * change (steps) replaces the run's; any other given option must equal the
+ * run's, else the error names it and both values. `what` names the run. */
+vlp_err train_opts_resume(train_opts *run, const train_opts *given, const char *const *given_keys,
+                          int ngiven, const char *what, vlp_error *err);
+/* The options as one JSON object (malloc'd), as the training state holds
+ * them, and back; parsing names `what` (the file) in its errors. */
+char *train_opts_to_json(const train_opts *o);
+vlp_err train_opts_from_json(const char *text, const char *what, train_opts *o, vlp_error *err);
+/* "--lr 0.001 --batch 128 ..." of every recorded option, for a log line */
+void train_opts_describe(const train_opts *o, char *buf, size_t cap);
 
 typedef struct train_step_info {
     long step;          // steps done, after this one
@@ -105,10 +110,10 @@ vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const tra
 void trainer_free(trainer *t);
 long trainer_step_count(const trainer *t);
 
-/* PRIOR's reference: a model with a decoder trained as a text-only LM
- * (objective textlm) on the same tokenizer, owned by the caller; needed
- * before the first step when opts.prior. Reserves its activations. */
-vlp_err trainer_set_prior_ref(trainer *t, clip_model *ref, vlp_error *err);
+/* The model for an objective's OBJECTIVE_MODEL option (key or flag), e.g.
+ * coca's PRIOR reference; owned by the caller. Needed before the first step
+ * when the option is set. */
+vlp_err trainer_set_model(trainer *t, const char *option, clip_model *ref, vlp_error *err);
 
 /* One optimizer step. */
 vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err);

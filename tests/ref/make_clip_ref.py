@@ -159,12 +159,12 @@ def main():
     rec.update({k: v.detach().float().numpy() for k, v in p.items()})
     record_grads(rec, p, "grad.")
     # 5 AdamW steps from the same weights on the same batch: open_clip's
-    # optimizer (decay groups as vlp: ndim >= 2 and not a norm, bias,
-    # logit_scale or embedding), warmup 2 + cosine over 5, clipping at norm
-    # 1.0, logit_scale clamped to [0, ln 100]
+    # optimizer and its decay groups (main.py: none for ndim < 2 or a name
+    # containing bn, ln, bias or logit_scale; the embeddings decay), warmup 2 +
+    # cosine over 5, clipping at norm 1.0, logit_scale clamped to [0, ln 100]
     q = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
     decay = [v for k, v in q.items() if v.ndim >= 2 and not any(
-        t in k for t in ("ln_", "bias", "logit_scale", "embedding"))]
+        t in k for t in ("bn", "ln", "bias", "logit_scale"))]
     rest = [v for k, v in q.items() if not any(v is d for d in decay)]
     base_lr, warmup, steps = 1e-3, 2, 5
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.2},

@@ -1,4 +1,6 @@
 #include "testutil.h"
+#include "core/error.h"
+#include "loss/loss.h"
 #include "model/clip.h"
 #include "train/trainer.h"
 
@@ -177,4 +179,35 @@ void synthetic_pairs(uint64_t seed, uint8_t *rgb, size_t rgb_bytes, char (*capti
             k += snprintf(captions[i] + k, 64 - (size_t)k, "%s ",
                           words[rng_u64(&r) % (sizeof words / sizeof *words)]);
     }
+}
+
+vlp_err clip_step_forward(clip_step *s, clip_model *m, const float *images, const int32_t *ids,
+                          int B, vlp_error *err) {
+    int E = m->cfg.embed_dim;
+    if (B > s->cap) {
+        clip_step_free(s);
+        s->probs_i2t = falloc((size_t)B * B), s->probs_t2i = falloc((size_t)B * B);
+        s->demb_img = falloc((size_t)B * E), s->demb_txt = falloc((size_t)B * E);
+        s->scratch = falloc(clip_loss_scratch_floats(B, E));
+        s->cap = B;
+    }
+    VLP_TRY(clip_image_forward(m, images, B, err));
+    VLP_TRY(clip_text_forward(m, ids, B, err));
+    return clip_loss_forward(&s->loss, s->probs_i2t, s->probs_t2i, m->va.emb, m->ta.emb,
+                             *m->w.logit_scale, B, E, err);
+}
+
+void clip_step_backward(clip_step *s, clip_model *m, int B) {
+    int E = m->cfg.embed_dim;
+    memset(s->demb_img, 0, sizeof(float) * (size_t)B * E);
+    memset(s->demb_txt, 0, sizeof(float) * (size_t)B * E);
+    clip_loss_backward(s->demb_img, s->demb_txt, m->g.logit_scale, 1.0f, s->probs_i2t,
+                       s->probs_t2i, m->va.emb, m->ta.emb, *m->w.logit_scale, s->scratch, B, E);
+    clip_image_backward(m, s->demb_img, B);
+    clip_text_backward(m, s->demb_txt, B);
+}
+
+void clip_step_free(clip_step *s) {
+    free(s->probs_i2t), free(s->probs_t2i), free(s->demb_img), free(s->demb_txt), free(s->scratch);
+    memset(s, 0, sizeof *s);
 }

@@ -80,4 +80,21 @@ void gradcheck(const gc_op *op);
  * captions of 2–5 words from a small vocabulary, all from `seed`. */
 void synthetic_pairs(uint64_t seed, uint8_t *rgb, size_t rgb_bytes, char (*captions)[64], int n);
 
+
+/* CLIP's whole step on one batch as the clip objective computes it in one
+ * process (the model is the towers; the loss is src/loss's): both towers,
+ * InfoNCE into s->loss, and with clip_step_backward its gradient into
+ * m->grads (accumulated). Buffers grow with B; free with clip_step_free. */
+#include "model/clip.h"
+typedef struct clip_step {
+    float loss;
+    int cap;                           // batch the buffers hold
+    float *probs_i2t, *probs_t2i;      // (B, B)
+    float *demb_img, *demb_txt;        // (B, E)
+    float *scratch;
+} clip_step;
+vlp_err clip_step_forward(clip_step *s, clip_model *m, const float *images, const int32_t *ids,
+                          int B, vlp_error *err);
+void clip_step_backward(clip_step *s, clip_model *m, int B);
+void clip_step_free(clip_step *s);
 #endif

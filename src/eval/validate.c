@@ -1,0 +1,171 @@
+#include "eval/validate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "data/image.h"
+#include "loss/loss.h"
+
+typedef struct val_set {
+    int n, cap;
+    float *img;             // (n, E)
+    char **caption, **label; // (n)
+} val_set;
+
+static void set_free(val_set *s) {
+    for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->label[i]);
+    free(s->img), free(s->caption), free(s->label);
+}
+
+static vlp_err grow(val_set *s, int E, vlp_error *err) {
+    if (s->n < s->cap) return VLP_OK;
+    int cap = s->cap ? 2 * s->cap : 256;
+    float *img = realloc(s->img, sizeof(float) * (size_t)cap * E);
+    if (img) s->img = img;
+    char **c = realloc(s->caption, sizeof(char *) * (size_t)cap);
+    if (c) s->caption = c;
+    char **l = realloc(s->label, sizeof(char *) * (size_t)cap);
+    if (l) s->label = l;
+    VLP_CHECK(img && c && l, err, VLP_ERR_NOMEM, "validation set of %d samples", cap);
+    s->cap = cap;
+    return VLP_OK;
+}
+
+/* the first nb pixels' embeddings, appended */
+static vlp_err encode_batch(clip_model *m, val_set *s, const float *pix, int nb, vlp_error *err) {
+    int E = m->cfg.embed_dim;
+    VLP_TRY(clip_image_forward(m, pix, nb, err));
+    memcpy(s->img + (size_t)(s->n - nb) * E, m->va.emb, sizeof(float) * nb * E);
+    return VLP_OK;
+}
+
+/* one sample's pixels into pix; an image that does not decode is skipped
+ * (*used false, warned), as training skips it */
+static vlp_err decode(const raw_sample *r, const val_opts *o, const image_transform *tf,
+                      float *pix, bool *used, vlp_error *err) {
+    image_decode_opts dec = {.composite = o->white, .background = {255, 255, 255}};
+    image_u8 im;
+    vlp_error e = {0};
+    *used = false;
+    if (image_decode(r->image, r->image_len, r->what, &dec, &im, &e) != VLP_OK) {
+        if (o->warn) o->warn(NULL, e.message);
+        return VLP_OK;
+    }
+    vlp_err rc = image_transform_apply(tf, &im, NULL, pix, err);
+    image_free(&im);
+    *used = rc == VLP_OK;
+    return rc;
+}
+
+static vlp_err load(clip_model *m, const char *spec, const val_opts *o, val_set *s, vlp_error *err) {
+    dataset_opts d = dataset_opts_default();
+    d.shuffle = false, d.caption_key = o->caption_key ? o->caption_key : "title";
+    d.alt_caption_key = o->label_key, d.warn = o->warn;
+    sample_stream *st;
+    VLP_TRY(stream_open(&st, spec, &d, err));
+    int S = m->cfg.vision.image_size, E = m->cfg.embed_dim, B = m->batch, nb = 0;
+    image_transform tf = image_transform_default(S, false);
+    float *pix = malloc(sizeof(float) * (size_t)B * 3 * S * S);
+    vlp_err rc = VLP_OK;
+    if (!pix) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "validation pixels");
+    else rc = stream_begin(st, 0, err);
+    bool done = false;
+    while (rc == VLP_OK && !done) {
+        raw_sample r;
+        rc = stream_next(st, &r, &done, err);
+        if (rc != VLP_OK) break;
+        bool used = false;
+        if (!done && (rc = grow(s, E, err)) == VLP_OK)
+            rc = decode(&r, o, &tf, pix + (size_t)nb * 3 * S * S, &used, err);
+        if (used) {
+            s->caption[s->n] = r.caption, s->label[s->n] = r.alt_caption;
+            r.caption = r.alt_caption = NULL;
+            s->n++, nb++;
+        }
+        if (!done) raw_sample_free(&r);
+        if (rc == VLP_OK && (nb == B || (done && nb))) rc = encode_batch(m, s, pix, nb, err), nb = 0;
+    }
+    free(pix);
+    stream_free(st);
+    return rc;
+}
+
+/* InfoNCE over consecutive batches of `lb`, weighted by their size */
+static vlp_err batched_loss(const clip_model *m, const float *img, const float *txt, int n, int lb,
+                            double *loss, vlp_error *err) {
+    int E = m->cfg.embed_dim;
+    if (lb <= 0 || lb > n) lb = n;
+    float *probs = malloc(sizeof(float) * 2 * (size_t)lb * lb);
+    VLP_CHECK_ALLOC(probs, err, sizeof(float) * 2 * (size_t)lb * lb);
+    double sum = 0;
+    int counted = 0;
+    vlp_err rc = VLP_OK;
+    for (int i0 = 0; rc == VLP_OK && i0 + 1 < n; i0 += lb) {
+        int b = n - i0 < lb ? n - i0 : lb;
+        if (b < 2) break; /* a lone last pair has no negatives */
+        float l;
+        rc = clip_loss_forward(&l, probs, probs + (size_t)b * b, img + (size_t)i0 * E,
+                               txt + (size_t)i0 * E, *m->w.logit_scale, b, E, err);
+        sum += (double)l * b, counted += b;
+    }
+    free(probs);
+    *loss = counted ? sum / counted : NAN;
+    return rc;
+}
+
+/* retrieval over the distinct captions; txt holds every sample's caption embedding */
+static vlp_err retrieval(const val_set *s, const float *txt, int E, val_result *out, vlp_error *err) {
+    int nt, *cap_of = malloc(sizeof(int) * (size_t)s->n);
+    const char **caps = cap_of ? distinct_strings((const char *const *)s->caption, s->n, &nt, cap_of) : NULL;
+    float *g = caps ? malloc(sizeof(float) * (size_t)nt * E) : NULL;
+    vlp_err rc = g ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "retrieval gallery");
+    /* identical captions have identical embeddings: any sample's will do */
+    for (int i = 0; rc == VLP_OK && i < s->n; i++)
+        if (cap_of[i] >= 0) memcpy(g + (size_t)cap_of[i] * E, txt + (size_t)i * E, sizeof(float) * E);
+    if (rc == VLP_OK) rc = retrieval_eval(s->img, g, cap_of, s->n, nt, E, &out->i2t, err);
+    if (rc == VLP_OK) rc = retrieval_eval_multi(g, s->img, cap_of, nt, s->n, E, &out->t2i, err);
+    out->texts = nt;
+    free(cap_of), free(caps), free(g);
+    return rc;
+}
+
+static vlp_err zeroshot(clip_model *m, const vlp_tokenizer *tok, const val_set *s,
+                        const val_opts *o, val_result *out, vlp_error *err) {
+    int E = m->cfg.embed_dim, C = 0, *y = malloc(sizeof(int) * (size_t)s->n);
+    const char **cls = y ? distinct_strings((const char *const *)s->label, s->n, &C, y) : NULL;
+    float *W = cls && C ? malloc(sizeof(float) * (size_t)C * E) : NULL;
+    vlp_err rc = cls ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "labels");
+    if (rc == VLP_OK && !C) rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "no sample has a label");
+    if (rc == VLP_OK && !W) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "class embeddings");
+    static const char *const bare[] = {"{}"};
+    if (rc == VLP_OK)
+        rc = encode_classes(m, tok, cls, C, o->templates ? o->templates : bare,
+                            o->templates ? o->ntemplates : 1, W, err);
+    if (rc == VLP_OK) rc = zeroshot_eval(s->img, W, y, s->n, C, E, &out->zs, err);
+    out->classes = rc == VLP_OK ? C : 0;
+    free(y), free(cls), free(W);
+    return rc;
+}
+
+vlp_err validate_pairs(clip_model *m, const vlp_tokenizer *tok, const char *spec,
+                       const val_opts *o, val_result *out, vlp_error *err) {
+    VLP_CHECK_ARG(m->batch > 0, err, "reserve a batch (clip_reserve) before validating");
+    memset(out, 0, sizeof *out);
+    val_set s = {0};
+    vlp_err rc = load(m, spec, o, &s, err);
+    if (rc == VLP_OK && s.n == 0)
+        rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "%s holds no usable samples", spec);
+    int E = m->cfg.embed_dim;
+    float *txt = rc == VLP_OK ? malloc(sizeof(float) * (size_t)s.n * E) : NULL;
+    if (rc == VLP_OK && !txt) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "caption embeddings");
+    if (rc == VLP_OK) rc = encode_texts(m, tok, (const char *const *)s.caption, s.n, txt, err);
+    if (rc == VLP_OK) rc = batched_loss(m, s.img, txt, s.n, o->loss_batch, &out->loss, err);
+    if (rc == VLP_OK) rc = retrieval(&s, txt, E, out, err);
+    if (rc == VLP_OK && o->label_key) rc = zeroshot(m, tok, &s, o, out, err);
+    out->n = s.n;
+    free(txt);
+    set_free(&s);
+    return rc;
+}

@@ -1,0 +1,103 @@
+/*
+ * An objective: what the towers are trained for, and everything about it the
+ * trainer and the CLI need — its name and help, what the model must have, its
+ * options (parsed, checked, saved in the training state, compared on resume),
+ * its buffers, and the loss with the parameters' gradients for one step.
+ *
+ * One file per objective in src/train/objectives/, one entry in the table
+ * (objectives/table.c). The trainer never asks which objective it runs; a
+ * caller may also pass an objective of its own (train_opts.objective) that is
+ * in no table, as tests/test_train.c does.
+ */
+#ifndef VLP_TRAIN_OBJECTIVE_H
+#define VLP_TRAIN_OBJECTIVE_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "dist/dist.h"
+#include "model/clip.h"
+
+#define OBJECTIVE_MAX_OPTIONS 8
+
+typedef enum objective_option_kind {
+    OBJECTIVE_NUMBER, // a float in [lo, hi]
+    OBJECTIVE_MODEL,  // a reference model the caller passes (trainer_set_model): 1 given, 0 not
+} objective_option_kind;
+
+typedef struct objective_option {
+    const char *key;  // the training state's field ("clip_weight")
+    const char *flag; // the command line's ("--clip-weight")
+    const char *arg;  // the value's name in --help ("X", "CKPT")
+    const char *help; // one line, without the default
+    objective_option_kind kind;
+    float def, lo, hi;
+} objective_option;
+
+/* Whether --lock-image (LiT) applies */
+typedef enum objective_lock {
+    LOCK_OPTIONAL, // the caller's choice
+    LOCK_REFUSED,  // the objective trains the image tower: locking it is an error
+    LOCK_WHOLE,    // the objective never looks at images: the image tower is always frozen
+} objective_lock;
+
+/* What an objective's step sees: the trainer's model, data and process. */
+typedef struct objective_ctx {
+    clip_model *m;
+    const float *opt;      // [noptions] the objective's option values, its table's order
+    vlp_dist *dist;        // NULL: one process
+    int rank, world;
+    int batch;             // the global batch: what the loss sees
+    int b;                 // this process's share: batch / world
+    int accum, mb;         // micro-batches of this share and their size b / accum
+    const float *images;   // (b, 3, S, S) this step's
+    const int32_t *ids;    // (b, T)
+    long step;             // steps done before this one
+    uint64_t seed;
+} objective_ctx;
+
+typedef struct objective {
+    const char *name;
+    const char *help; // a few words for --help
+    const objective_option *options;
+    int noptions;
+    /* a new run's config as the objective wants it (SigLIP's logit bias); NULL: as given */
+    void (*configure)(clip_config *cfg);
+    /* NULL when the config has what the objective needs, else what is
+     * missing, naming the config field ("a text decoder (config multimodal_cfg)") */
+    const char *(*requires)(const clip_config *cfg);
+    objective_lock lock;
+    /* parameters (name prefixes) this objective trains; NULL: all but
+     * `untrained` — parts no loss of it reaches stay as they are, without
+     * weight decay either */
+    const char *const *trains_only;
+    const char *const *untrained;
+    /* checks option values beyond their ranges and against the model; NULL: none */
+    vlp_err (*check)(const float *opt, const clip_model *m, vlp_error *err);
+    /* its buffers for the ctx's shapes (images/ids/step not yet set); may
+     * adjust the model before its activations are reserved (a token head) */
+    vlp_err (*create)(void **state, const objective_ctx *c, vlp_error *err);
+    /* a model for an OBJECTIVE_MODEL option; NULL if it has none */
+    vlp_err (*set_model)(void *state, const objective_ctx *c, int option, clip_model *ref,
+                         vlp_error *err);
+    /* before a step: everything set_model must have given; NULL: nothing */
+    vlp_err (*ready)(void *state, const float *opt, vlp_error *err);
+    /* One step's loss (the whole batch's: the ranks' mean) and the gradients
+     * of this process's samples, accumulated into m->grads (the trainer sums
+     * them over the ranks). */
+    vlp_err (*grads)(void *state, const objective_ctx *c, float *loss, vlp_error *err);
+    void (*free)(void *state);
+} objective;
+
+/* The built-in objectives (objectives/table.c), NULL-terminated. */
+extern const objective *const vlp_objectives[];
+/* NULL when no built-in objective has that name */
+const objective *objective_find(const char *name);
+/* "clip, siglip, ..., clip-mae" into buf */
+const char *objective_names(char *buf, size_t cap);
+/* What the objective needs of a config, as an error naming the field */
+vlp_err objective_check_config(const objective *o, const clip_config *cfg, const char *what,
+                               vlp_error *err);
+/* The option's index in o's table, -1 if o has none by that key or flag */
+int objective_option_index(const objective *o, const char *key_or_flag);
+#endif

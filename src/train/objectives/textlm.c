@@ -1,0 +1,51 @@
+/* textlm: the text tower and the decoder without cross-attention as a
+ * text-only language model on the captions: PRIOR's reference. */
+#include "train/objectives/shared.h"
+
+#include <stdlib.h>
+
+static const char *const no_mae[] = {"mae_decoder.", NULL};
+
+static const char *requires(const clip_config *cfg) {
+    return cfg->multimodal.layers > 0 ? NULL : "a text decoder (config multimodal_cfg)";
+}
+
+static void destroy(void *state) {
+    if (state) captions_free(state);
+    free(state);
+}
+
+static vlp_err create(void **state, const objective_ctx *c, vlp_error *err) {
+    captions *cp = calloc(1, sizeof *cp);
+    VLP_CHECK_ALLOC(cp, err, sizeof *cp);
+    vlp_err rc = captions_alloc(cp, c, false, err);
+    if (rc != VLP_OK) free(cp);
+    else *state = cp;
+    return rc;
+}
+
+static vlp_err grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {
+    captions *cp = state;
+    clip_model *m = c->m;
+    double denom = 1.0;
+    VLP_TRY(captions_targets(cp, c, &denom, err));
+    float lm = 0.0f;
+    for (int k = 0; k < c->accum; k++) {
+        VLP_TRY(text_forward(c, k, err));
+        VLP_TRY(captions_micro(cp, c, k, false, denom, 1.0f, &lm, err));
+        clip_text_backward_with_tokens(m, NULL, m->dcap_txt, c->mb);
+    }
+    return sum_over_ranks(c, lm, loss, err);
+}
+
+const objective objective_textlm = {
+    .name = "textlm",
+    .help = "the decoder as a text-only LM on the captions (PRIOR's reference); the config "
+            "needs multimodal_cfg",
+    .requires = requires,
+    .lock = LOCK_WHOLE, /* it never looks at images: the image tower stays as it is */
+    .untrained = no_mae,
+    .create = create,
+    .grads = grads,
+    .free = destroy,
+};

@@ -1,0 +1,99 @@
+#!/bin/sh
+# vlp train as a user runs it, in a temporary directory: 32 pairs of small
+# PNGs written as a TSV, 4 steps with --val-data and --zeroshot-data (the
+# validation figures on screen and in metrics.jsonl); Ctrl-C in the middle
+# of a run and --resume give the uninterrupted run's losses; every refused
+# combination says why and exits non-zero; eval, embed, search and classify
+# on the result. Runs the build's own vlp (so under ASan too).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+. "$root/tests/tap.sh"
+vlp=$here/../vlp
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-train-cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+cd "$tmp" || exit 1
+export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
+
+mkdir img
+"$here/tools/make_pairs" img 32 > pairs.tsv
+head -n 17 pairs.tsv > val.tsv
+common="--batch 8 --warmup 1 --tokenizer-merges 60 --threads 2 --workers 1 --log-every 1"
+
+# 1. training with validation on the user's own pairs
+tap_check "train with --val-data and --zeroshot-data" train.log "$vlp" train --train-data pairs.tsv \
+    --val-data val.tsv --zeroshot-data val.tsv --label-key colour --templates default \
+    --out r $common --steps 4 --eval-every 2
+tap_grep "validation: retrieval both ways on screen" train.log "image->text  R@1"
+tap_grep "validation: at step 2" train.log "eval @ step 2 on val.tsv (16 images, 16 distinct captions)"
+tap_grep "validation: the final figures as a RESULT line" train.log "RESULT name=val step=4 images=16"
+tap_grep "zero-shot: 8 classes" train.log "zero-shot @ step 4 on val.tsv (16 images, 8 classes)"
+n=$(grep -c '"val":{"images":16,"texts":16,"loss":' r/metrics.jsonl)
+[ "$n" = 2 ] && tap_ok "metrics.jsonl: validation at steps 2 and 4" || tap_not_ok "metrics.jsonl: validation at steps 2 and 4 ($n lines)" r/metrics.jsonl
+tap_grep "metrics.jsonl: R@10 both ways" r/metrics.jsonl '"t2i_r10":'
+tap_grep "metrics.jsonl: zero-shot accuracy" r/metrics.jsonl '"zeroshot":{"images":16,"classes":8,"top1":'
+
+# 2. Ctrl-C mid-run and --resume: the uninterrupted run's losses, step for step
+losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
+"$vlp" train --train-data pairs.tsv --out full $common --steps 12 > full.log 2>&1
+: > cut.log
+"$vlp" train --train-data pairs.tsv --out cut $common --steps 12 > cut.log 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 600 ] && ! grep -q "^step 3/12" cut.log; do sleep 0.05; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc = 130 ] && tap_ok "Ctrl-C: saves and exits 130" || tap_not_ok "Ctrl-C: saves and exits 130 (exit $rc)" cut.log
+tap_grep "Ctrl-C: says how to continue" cut.log "--resume"
+tap_check "--resume continues the run" resume.log "$vlp" train --out cut --resume --threads 2 --workers 1 --log-every 1
+losses full/metrics.jsonl > full.loss
+losses cut/metrics.jsonl > cut.loss
+if [ "$(wc -l < full.loss)" = 12 ] && cmp -s full.loss cut.loss; then tap_ok "interrupted + resumed = uninterrupted: 12 losses bit for bit"
+else paste full.loss cut.loss > loss.diff; tap_not_ok "interrupted + resumed = uninterrupted" loss.diff; fi
+tap_check "--resume --steps extends a run" extend.log "$vlp" train --out cut --resume --steps 14 --threads 2 --workers 1
+tap_grep "the extended run trains on" extend.log "step 14/14"
+
+# 3. refused combinations: each names what is wrong and exits non-zero
+refuse() { # WHAT PATTERN ARGS...
+    what=$1 pattern=$2; shift 2
+    "$vlp" train "$@" > refused.log 2>&1
+    rc=$?
+    if [ $rc != 0 ] && grep -qF -- "$pattern" refused.log; then tap_ok "refused: $what"
+    else echo "exit $rc" >> refused.log; tap_not_ok "refused: $what: want '$pattern'" refused.log; fi
+}
+refuse "another --lr on resume" "--lr 0.0005, not 0.5" --out cut --resume --lr 0.5
+refuse "another --beta2 on resume" "--beta2 0.98, not 0.9" --out cut --resume --beta2 0.9
+refuse "another --eps on resume" "--eps 1e-06, not 1e-08" --out cut --resume --eps 1e-8
+refuse "another --batch on resume" "--batch 8, not 16" --out cut --resume --batch 16
+refuse "another objective on resume" "the run trains the clip objective, not siglip" --out cut --resume --objective siglip
+refuse "an option of another objective" "--caption-weight is an option of coca, not of the clip objective" \
+    --train-data pairs.tsv --out x1 --caption-weight 1
+refuse "coca on a config without a decoder" "the coca objective needs a model with a text decoder (config multimodal_cfg); tiny has none" \
+    --train-data pairs.tsv --out x2 --objective coca
+refuse "an unknown objective, listing the known" "--objective must be one of clip, siglip, filip, coca, textlm, mae, clip-mae, not 'nope'" \
+    --train-data pairs.tsv --out x3 --objective nope
+refuse "an objective option out of range" "--mask-ratio wants a number in" \
+    --train-data pairs.tsv --out x4 --objective mae --model-config tiny-mae --mask-ratio 2
+refuse "locking the tower MAE trains" "the mae objective trains the image tower: it cannot be locked" \
+    --train-data pairs.tsv --out x5 --objective mae --model-config tiny-mae --lock-image
+refuse "a new run in a run's directory" "already holds a run" --train-data pairs.tsv --out r --steps 1
+refuse "other data on resume" "the run was started with --train-data \"pairs.tsv\", not \"val.tsv\"" \
+    --out cut --resume --train-data val.tsv
+refuse "an unknown option" "unknown option '--nope'" --nope 1
+
+# 4. the trained model in the other commands
+m="--model r/latest.safetensors"
+tap_check "eval on the run" eval.log "$vlp" eval $m --data val.tsv --label-key colour
+tap_grep "eval: retrieval" eval.log "RESULT name=retrieval"
+tail -n +2 val.tsv | cut -f1 > images.txt
+tail -n +2 val.tsv | cut -f2 > texts.txt
+tap_check "embed the captions" embed.log "$vlp" embed $m --texts texts.txt --out t.npy
+tap_check "embed the images" embed-img.log "$vlp" embed $m --images images.txt --out i.npy
+[ -s t.npy ] && [ -s i.npy ] && tap_ok "embed: wrote both .npy" || tap_not_ok "embed: wrote both .npy" embed.log
+tap_check "search the images by text" search.log "$vlp" search $m --index i.npy --names images.txt \
+    --text "a red square at the top left" -k 3
+tap_grep "search: names the images" search.log "img/img0"
+tap_check "classify an image" classify.log "$vlp" classify $m --image img/img000.png --labels red,green,blue
+tap_grep "classify: each label" classify.log "green"
+tap_end
