@@ -504,13 +504,6 @@ static const objective_option fixed_options[] = {
 };
 static const char *const fixed_untrained[] = {"logit_scale", "mae_decoder.", NULL};
 
-static vlp_err fixed_create(void **state, const objective_ctx *c, vlp_error *err) {
-    embeddings *e = calloc(1, sizeof *e);
-    VLP_CHECK_ALLOC(e, err, sizeof *e);
-    *state = e;
-    return embeddings_alloc(e, c, err);
-}
-
 static vlp_err fixed_grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {
     embeddings *e = state;
     float *scale = c->m->w.logit_scale, learnt = *scale;
@@ -522,11 +515,6 @@ static vlp_err fixed_grads(void *state, const objective_ctx *c, float *loss, vlp
     return rc;
 }
 
-static void fixed_free(void *state) {
-    if (state) embeddings_free(state);
-    free(state);
-}
-
 static const objective fixed_temperature = {
     .name = "clip-fixed-t",
     .help = "InfoNCE at a fixed temperature",
@@ -534,9 +522,9 @@ static const objective fixed_temperature = {
     .noptions = 1,
     .lock = LOCK_OPTIONAL,
     .untrained = fixed_untrained,
-    .create = fixed_create,
+    .create = embeddings_create,
     .grads = fixed_grads,
-    .free = fixed_free,
+    .free = embeddings_destroy,
 };
 
 /* It trains: at CLIP's initial temperature (0.07 = 1/exp(logit_scale)) its

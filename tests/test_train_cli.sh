@@ -33,6 +33,12 @@ n=$(grep -c '"val":{"images":16,"texts":16,"loss":' r/metrics.jsonl)
 tap_grep "metrics.jsonl: R@10 both ways" r/metrics.jsonl '"t2i_r10":'
 tap_grep "metrics.jsonl: zero-shot accuracy" r/metrics.jsonl '"zeroshot":{"images":16,"classes":8,"top1":'
 
+# a zero-shot set needs no captions: image and label columns alone
+{ printf 'filepath\tcolour\n'; tail -n +2 val.tsv | cut -f1,3; } > labels.tsv
+tap_check "zero-shot on images and labels alone" zs.log "$vlp" train --train-data pairs.tsv \
+    --zeroshot-data labels.tsv --label-key colour --out z $common --steps 2
+tap_grep "zero-shot: 8 classes from the labels" zs.log "zero-shot @ step 2 on labels.tsv (16 images, 8 classes)"
+
 # 2. Ctrl-C mid-run and --resume: the uninterrupted run's losses, step for step
 losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
 "$vlp" train --train-data pairs.tsv --out full $common --steps 12 > full.log 2>&1
@@ -81,6 +87,11 @@ refuse "a new run in a run's directory" "already holds a run" --train-data pairs
 refuse "other data on resume" "the run was started with --train-data \"pairs.tsv\", not \"val.tsv\"" \
     --out cut --resume --train-data val.tsv
 refuse "an unknown option" "unknown option '--nope'" --nope 1
+refuse "a validation set that is not there, before training" "no-such.tsv" \
+    --train-data pairs.tsv --val-data no-such.tsv --out x6 --steps 2
+[ ! -e x6 ] && tap_ok "refused before training: no run directory" || tap_not_ok "refused before training: no run directory" refused.log
+refuse "--model-config on resume" "--model-config applies to a new run" --out cut --resume --model-config ViT-B-32
+refuse "locking the tower on resume" "--lock-image off, not on" --out cut --resume --lock-image
 
 # 4. the trained model in the other commands
 m="--model r/latest.safetensors"

@@ -230,11 +230,15 @@ static train_cli defaults(void) {
 /* an option of some objective: kept until the objective is known */
 static bool objective_flag(const char *flag) {
     for (int i = 0; vlp_objectives[i]; i++)
-        if (objective_option_index(vlp_objectives[i], flag) >= 0) return true;
+        for (int k = 0; k < vlp_objectives[i]->noptions; k++)
+            if (!strcmp(vlp_objectives[i]->options[k].flag, flag)) return true;
     return false;
 }
 
+/* each key once: there are fewer keys than MAX_GIVEN */
 static void mark_given(train_cli *c, const char *key) {
+    for (int i = 0; i < c->ngiven; i++)
+        if (!strcmp(c->given[i], key)) return;
     if (c->ngiven < MAX_GIVEN) c->given[c->ngiven++] = key;
 }
 
@@ -274,14 +278,14 @@ static int parse(int argc, char **argv, train_cli *c) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, cmd, &bad)) {
             usage(stdout, &d);
             return 1;
-        } else if (VAL("-c", "--model-config") || VAL(NULL, "--config")) c->config = a;
+        } else if (VAL("-c", "--model-config") || VAL(NULL, "--config")) c->config = a, mark_given(c, "--model-config");
         else if (VAL("-d", "--data")) c->data = a, mark_given(c, "data");
         else if (VAL(NULL, "--vendors")) c->vendors = a, mark_given(c, "vendors");
         else if (VAL(NULL, "--val-data")) c->val_data = a, mark_given(c, "val_data");
         else if (VAL(NULL, "--zeroshot-data")) c->zeroshot_data = a, mark_given(c, "zeroshot_data");
         else if (VAL(NULL, "--label-key")) c->label_key = a, mark_given(c, "label_key");
         else if (VAL(NULL, "--templates")) c->templates = a, mark_given(c, "templates");
-        else if (VAL("-v", "--vocab")) c->vocab = a;
+        else if (VAL("-v", "--vocab")) c->vocab = a, mark_given(c, "--vocab");
         else if (VAL(NULL, "--train-data")) c->train_data = a, mark_given(c, "train_data");
         else if (VAL(NULL, "--caption-key")) c->caption_key = a, mark_given(c, "caption_key");
         else if (VAL(NULL, "--alt-caption-key")) c->alt_caption_key = a, mark_given(c, "alt_caption_key");
@@ -291,12 +295,12 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (arg_is(argc, argv, &i, NULL, "--white-background", false, cmd, &bad)) c->white = true, mark_given(c, "white_background");
         else if (arg_is(argc, argv, &i, NULL, "--hflip", false, cmd, &bad)) c->hflip = true, mark_given(c, "hflip");
         else if (VAL(NULL, "--crop-scale")) bad = !arg_double(cmd, "--crop-scale", a, 0.01, 1, &c->crop_scale), mark_given(c, "crop_scale");
-        else if (VAL(NULL, "--tokenizer-merges")) bad = !arg_long(cmd, "--tokenizer-merges", a, 1, 1 << 22, &c->tok_merges);
+        else if (VAL(NULL, "--tokenizer-merges")) bad = !arg_long(cmd, "--tokenizer-merges", a, 1, 1 << 22, &c->tok_merges), mark_given(c, "--tokenizer-merges");
         else if (VAL("-o", "--out")) c->out = a;
         else if (VAL("-b", "--batch")) bad = !arg_long(cmd, "--batch", a, 2, 1 << 20, &l), c->o.batch = (int)l, mark_given(c, "batch");
         else if (VAL(NULL, "--accum")) bad = !arg_long(cmd, "--accum", a, 1, 1 << 16, &l), c->o.accum = (int)l, mark_given(c, "accum");
         else if (VAL("-n", "--steps")) bad = !arg_long(cmd, "--steps", a, 1, 1L << 40, &c->o.steps), mark_given(c, "steps");
-        else if (VAL(NULL, "--epochs")) bad = !arg_double(cmd, "--epochs", a, 1e-6, 1e6, &c->epochs);
+        else if (VAL(NULL, "--epochs")) bad = !arg_double(cmd, "--epochs", a, 1e-6, 1e6, &c->epochs), mark_given(c, "--epochs");
         else if (VAL(NULL, "--lr")) bad = !arg_double(cmd, "--lr", a, 1e-12, 10, &x), c->o.adam.lr = (float)x, mark_given(c, "lr");
         else if (VAL(NULL, "--warmup")) bad = !arg_long(cmd, "--warmup", a, 0, 1L << 40, &c->o.warmup), mark_given(c, "warmup");
         else if (VAL(NULL, "--wd")) bad = !arg_double(cmd, "--wd", a, 0, 10, &x), c->o.adam.weight_decay = (float)x, mark_given(c, "weight_decay");
@@ -310,7 +314,7 @@ static int parse(int argc, char **argv, train_cli *c) {
         } else if (VAL(NULL, "--grad-clip")) bad = !arg_double(cmd, "--grad-clip", a, 0, 1e30, &c->o.grad_clip), mark_given(c, "grad_clip");
         else if (VAL("-s", "--seed")) bad = !arg_long(cmd, "--seed", a, 0, (long)(~0UL >> 1), &l), c->o.seed = (uint64_t)l, mark_given(c, "seed");
         else if (VAL("-t", "--threads")) bad = !arg_long(cmd, "--threads", a, 0, 4096, &l), c->threads = (int)l;
-        else if (VAL(NULL, "--init-image")) c->init_image = a;
+        else if (VAL(NULL, "--init-image")) c->init_image = a, mark_given(c, "--init-image");
         else if (arg_is(argc, argv, &i, NULL, "--lock-image", false, cmd, &bad)) {
             if (c->o.lock_image < 0) c->o.lock_image = 0;
             mark_given(c, "lock_image");
@@ -339,18 +343,17 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--log-every")) bad = !arg_long(cmd, "--log-every", a, 1, 1L << 40, &c->log_every);
         else if (arg_is(argc, argv, &i, "-r", "--resume", false, cmd, &bad)) c->resume = true;
         else if (objective_flag(a) && VAL(NULL, a)) {
-            if (c->nobj_args < MAX_GIVEN) c->obj_args[c->nobj_args].flag = argv[i - 1], c->obj_args[c->nobj_args++].value = a;
+            if (c->nobj_args == MAX_GIVEN) {
+                fprintf(stderr, "vlp train: more than %d objective options\n", MAX_GIVEN);
+                bad = 1;
+            } else c->obj_args[c->nobj_args].flag = argv[i - 1], c->obj_args[c->nobj_args++].value = a;
         } else if (!bad) {
             fprintf(stderr, "vlp train: unknown option '%s' (try --help)\n", a);
             bad = 1;
         }
 #undef VAL
     }
-    /* bf16 where the CPU has it: the portable kernel would be slower than fp32 BLAS */
-    if (!bad && !strcmp(c->precision, "bf16")) {
-        if (gemm_bf16_hw()) c->o.precision = VLP_PRECISION_BF16;
-        else fprintf(stderr, "vlp train: this CPU has no AVX512-BF16; --precision bf16 falls back to fp32\n");
-    }
+    if (!strcmp(c->precision, "bf16")) c->o.precision = VLP_PRECISION_BF16;
     return bad ? 2 : 0;
 }
 
@@ -379,6 +382,7 @@ static int fail(const vlp_error *e) {
 
 /* What the run is judged by: validation pairs and a zero-shot set. */
 typedef struct evals {
+    long step;  // when
     bool val, zs;
     val_result v, z;
 } evals;
@@ -400,21 +404,22 @@ static void print_eval(FILE *fp, long step, const train_cli *c, const evals *e) 
 }
 
 static vlp_err log_eval(trainer *t, long step, const evals *e, vlp_error *err) {
-    char line[1024];
+    char line[1024], loss[32] = "null"; /* JSON has no NaN: a set of one pair has no loss */
+    if (isfinite(e->v.loss)) snprintf(loss, sizeof loss, "%.6g", e->v.loss);
     int n = snprintf(line, sizeof line, "{\"step\":%ld", step);
     if (e->val)
         n += snprintf(line + n, sizeof line - (size_t)n,
-                      ",\"val\":{\"images\":%d,\"texts\":%d,\"loss\":%.6g,\"i2t_r1\":%.5f,"
+                      ",\"val\":{\"images\":%d,\"texts\":%d,\"loss\":%s,\"i2t_r1\":%.5f,"
                       "\"i2t_r5\":%.5f,\"i2t_r10\":%.5f,\"t2i_r1\":%.5f,\"t2i_r5\":%.5f,"
                       "\"t2i_r10\":%.5f,\"chance_r1\":%.6f}",
-                      e->v.n, e->v.texts, e->v.loss, e->v.i2t.r1, e->v.i2t.r5, e->v.i2t.r10,
+                      e->v.n, e->v.texts, loss, e->v.i2t.r1, e->v.i2t.r5, e->v.i2t.r10,
                       e->v.t2i.r1, e->v.t2i.r5, e->v.t2i.r10, 1.0 / e->v.texts);
     if (e->zs)
         n += snprintf(line + n, sizeof line - (size_t)n,
                       ",\"zeroshot\":{\"images\":%d,\"classes\":%d,\"top1\":%.5f,\"balanced\":%.5f,"
                       "\"chance_majority\":%.5f}",
                       e->z.zs.n, e->z.classes, e->z.zs.top1, e->z.zs.balanced, e->z.zs.majority);
-    snprintf(line + n, sizeof line - (size_t)n, "}");
+    if (n < (int)sizeof line) snprintf(line + n, sizeof line - (size_t)n, "}");
     return trainer_log(t, line, err);
 }
 
@@ -465,8 +470,14 @@ static json_t *data_value(const train_cli *c, const data_field *f) {
 
 /* run/data.json, atomically */
 static vlp_err write_data_record(const train_cli *c, vlp_error *err) {
-    json_t *j = json_object();
+    json_t *j = json_object(), *models = json_object();
     for (int i = 0; j && i < NDATA; i++) json_object_set_new(j, data_fields[i].key, data_value(c, &data_fields[i]));
+    /* the reference models of the objective's options (coca's --prior-ref) */
+    const objective *obj = c->o.objective;
+    for (int i = 0; models && i < obj->noptions; i++)
+        if (c->model_path[i]) json_object_set_new(models, obj->options[i].key, json_string(c->model_path[i]));
+    if (j) json_object_set_new(j, "models", models);
+    else json_decref(models);
     char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : NULL;
     json_decref(j);
     VLP_CHECK_ALLOC(text, err, 1024);
@@ -497,15 +508,16 @@ static int resume_data(train_cli *c) {
         json_t *mine = data_value(c, f);
         bool same = json_equal(mine, v) || (f->kind == D_DBL && json_is_number(v) &&
                                             json_number_value(v) == json_number_value(mine));
-        json_decref(mine);
-        if (was_given(c, f->key)) {
-            if (same || f->changeable) continue;
-            char *theirs = json_dumps(v, JSON_ENCODE_ANY), *ours = json_dumps(data_value(c, f), JSON_ENCODE_ANY);
+        if (was_given(c, f->key) && !same && !f->changeable) {
+            char *theirs = json_dumps(v, JSON_ENCODE_ANY), *ours = json_dumps(mine, JSON_ENCODE_ANY);
             fprintf(stderr, "vlp train: %s: the run was started with %s %s, not %s; a resumed run "
                             "reads the same data\n", c->out, f->flag, theirs ? theirs : "?", ours ? ours : "?");
             free(theirs), free(ours);
+            json_decref(mine);
             return 2;
         }
+        json_decref(mine);
+        if (was_given(c, f->key)) continue;
         void *p = (char *)c + f->off;
         bool ok = true;
         switch (f->kind) {
@@ -704,8 +716,7 @@ static vlp_err model_and_tokenizer(train_cli *c, run *r, vlp_error *err) {
     snprintf(path, sizeof path, "%s/config.json", c->out);
     vlp_err wrc = write_text(path, json, err);
     free(json);
-    VLP_TRY(wrc);
-    return write_data_record(c, err);
+    return wrc;
 }
 
 /* The in-memory emoji loader: each image with its coarse caption ("a face
@@ -748,6 +759,57 @@ static long per_step(const train_cli *c, const run *r) {
     return (long)loader_samples_per_step(&r->loader, c->o.batch / r->world);
 }
 
+/* How the evaluation sets are read: the validation set as pairs (with its
+ * labels too when it is also the zero-shot set: one pass), the zero-shot set
+ * as labelled images. */
+static bool one_eval_set(const train_cli *c) {
+    return c->val_data && c->zeroshot_data && !strcmp(c->val_data, c->zeroshot_data);
+}
+
+static val_opts eval_opts(const train_cli *c, const run *r, bool zeroshot) {
+    val_opts vo = {.caption_key = c->caption_key, .white = c->white, .loss_batch = c->o.batch,
+                   .warn = cli_warn};
+    if (zeroshot || one_eval_set(c)) {
+        vo.label_key = c->label_key;
+        vo.templates = (const char *const *)r->templates, vo.ntemplates = r->ntemplates;
+        vo.zeroshot_only = zeroshot;
+    }
+    return vo;
+}
+
+/* The sets open as the evaluations will read them: a wrong path or column
+ * stops the run before it trains, not at its first evaluation. */
+static vlp_err check_eval_sets(const train_cli *c, const run *r, vlp_error *err) {
+    val_opts vo = eval_opts(c, r, false);
+    if (c->val_data) VLP_TRY(validate_check(c->val_data, &vo, err));
+    vo = eval_opts(c, r, true);
+    if (c->zeroshot_data && !one_eval_set(c)) VLP_TRY(validate_check(c->zeroshot_data, &vo, err));
+    return VLP_OK;
+}
+
+/* Validation and zero-shot on the user's sets; rank 0 evaluates, the others go on. */
+static vlp_err do_eval(train_cli *c, run *r, long step, evals *e, progress *pr, vlp_error *err) {
+    if (r->rank > 0 || (!c->val_data && !c->zeroshot_data)) return VLP_OK;
+    progress_break(pr);
+    evals got = {.step = step};
+    if (c->val_data) {
+        val_opts vo = eval_opts(c, r, false);
+        fprintf(stderr, "validating on %s...\n", c->val_data);
+        VLP_TRY(validate_pairs(&r->m, &r->tok, c->val_data, &vo, &got.v, err));
+        got.val = true;
+    }
+    if (one_eval_set(c)) got.z = got.v, got.zs = true;
+    else if (c->zeroshot_data) {
+        val_opts vo = eval_opts(c, r, true);
+        fprintf(stderr, "zero-shot on %s...\n", c->zeroshot_data);
+        VLP_TRY(validate_pairs(&r->m, &r->tok, c->zeroshot_data, &vo, &got.z, err));
+        got.zs = true;
+    }
+    *e = got;
+    print_eval(stderr, step, c, e);
+    return log_eval(r->t, step, e, err);
+}
+
 /* The models the objective's OBJECTIVE_MODEL options name (coca's PRIOR
  * reference), for forward passes only: no gradients, one set of block
  * activations. */
@@ -783,9 +845,11 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
         VLP_CHECK_ARG(r->templates, err, "no zero-shot templates (--templates %s)", c->templates);
     }
     if (r->rank == 0) {
+        VLP_TRY(check_eval_sets(c, r, err));
         VLP_TRY(make_dirs(c->out, err));
         VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
         VLP_TRY(model_and_tokenizer(c, r, err));
+        VLP_TRY(write_data_record(c, err)); /* a resumed run's too: its evaluation sets may change */
         VLP_TRY(dist_barrier(r->dist, err)); /* config and tokenizer are on disk */
     } else {
         /* rank 0 writes the run's config and tokenizer; the others read them */
@@ -811,7 +875,7 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     }
     if (r->rank == 0)
         fprintf(stderr, "precision: %s matmuls in the transformer blocks, fp32 weights and the rest\n",
-                c->o.precision == VLP_PRECISION_BF16 ? "bf16 (AVX512-BF16, fp32 accumulation)" : "fp32");
+                c->o.precision == VLP_PRECISION_BF16 ? "bf16 (fp32 accumulation)" : "fp32");
     VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
     if (!c->train_data) VLP_TRY(pair_loader_shard(&r->loader, r->rank, r->world, err));
     if (c->epochs > 0 && !c->resume)
@@ -831,37 +895,19 @@ static double now_s(void) {
 }
 
 /* Validation and zero-shot on the user's sets; rank 0 evaluates, the others go on. */
-static vlp_err do_eval(train_cli *c, run *r, long step, evals *e, progress *pr, vlp_error *err) {
-    if (r->rank > 0 || (!c->val_data && !c->zeroshot_data)) return VLP_OK;
-    progress_break(pr);
-    val_opts vo = {.caption_key = c->caption_key, .white = c->white, .loss_batch = c->o.batch,
-                   .warn = cli_warn};
-    /* one pass when the zero-shot set is the validation set */
-    bool one = c->val_data && c->zeroshot_data && !strcmp(c->val_data, c->zeroshot_data);
-    if (one) {
-        vo.label_key = c->label_key;
-        vo.templates = (const char *const *)r->templates, vo.ntemplates = r->ntemplates;
-    }
-    if (c->val_data) {
-        fprintf(stderr, "validating on %s...\n", c->val_data);
-        VLP_TRY(validate_pairs(&r->m, &r->tok, c->val_data, &vo, &e->v, err));
-        e->val = true;
-    }
-    if (one) e->z = e->v, e->zs = true;
-    else if (c->zeroshot_data) {
-        vo.label_key = c->label_key;
-        vo.templates = (const char *const *)r->templates, vo.ntemplates = r->ntemplates;
-        fprintf(stderr, "zero-shot on %s...\n", c->zeroshot_data);
-        VLP_TRY(validate_pairs(&r->m, &r->tok, c->zeroshot_data, &vo, &e->z, err));
-        e->zs = true;
-    }
-    print_eval(stderr, step, c, e);
-    return log_eval(r->t, step, e, err);
-}
+/* what a new run decides once: given to --resume, refused */
+static const char *const new_run_only[] = {"--model-config", "--vocab", "--tokenizer-merges",
+                                           "--epochs", "--init-image"};
 
 /* The run's options for a resumed run: those given again must agree (the
  * library's one resume check), the others are the run's. */
 static int resume_options(train_cli *c) {
+    for (size_t i = 0; i < sizeof new_run_only / sizeof *new_run_only; i++)
+        if (was_given(c, new_run_only[i])) {
+            fprintf(stderr, "vlp train: %s applies to a new run; %s keeps its own (--steps may "
+                            "extend it)\n", new_run_only[i], c->out);
+            return 2;
+        }
     vlp_error err = {0};
     train_opts run_o;
     if (trainer_saved_opts(c->out, &run_o, &err) != VLP_OK) return fail(&err);
@@ -874,15 +920,139 @@ static int resume_options(train_cli *c) {
         return 2;
     }
     c->o = run_o;
+    /* the reference models: the run's unless given again, and then the same file */
+    json_t *models = json_object_get(c->record, "models");
+    const objective *obj = c->o.objective;
+    for (int i = 0; i < obj->noptions; i++) {
+        const char *saved = json_string_value(json_object_get(models, obj->options[i].key));
+        if (!saved || !c->o.obj[i]) continue;
+        if (!c->model_path[i]) c->model_path[i] = saved;
+        else if (strcmp(saved, c->model_path[i])) {
+            fprintf(stderr, "vlp train: %s: the run was started with %s %s, not %s\n", c->out,
+                    obj->options[i].flag, saved, c->model_path[i]);
+            return 2;
+        }
+    }
     char desc[1024];
     train_opts_describe(&c->o, desc, sizeof desc);
     fprintf(stderr, "resuming %s: %s\n", c->out, desc);
     return 0;
 }
 
+/* What one invocation did, for its progress lines and summary. */
+typedef struct session {
+    long start, done;            // the run's step when it began; steps done since
+    double t_start, ema;         // wall clock; moving average of a step's seconds
+    double train_s, data_s;      // seconds in steps, of which waiting for data
+    float last_loss;
+    char saved[4096];            // the last checkpoint written
+    evals res;                   // the last evaluation
+} session;
+
+/* The step's progress line (rank 0) and its metrics.jsonl line. */
+static vlp_err report_step(const train_cli *c, run *r, session *s, const train_step_info *info,
+                           progress *pr, vlp_error *err) {
+    s->done++;
+    s->train_s += info->seconds, s->data_s += info->data_seconds;
+    s->last_loss = info->loss;
+    s->ema = s->done == 1 ? info->seconds : 0.9 * s->ema + 0.1 * info->seconds;
+    double sps = c->o.batch / info->seconds, eta = s->ema * (double)(c->o.steps - info->step);
+    char line[512], eta_s[32];
+    fmt_duration(eta_s, sizeof eta_s, eta);
+    snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.2e  scale %.2f  %.1f samples/s  ETA %s",
+             info->step, c->o.steps, info->loss, info->lr, info->logit_scale, sps, eta_s);
+    if (r->rank == 0) progress_line(pr, line, info->step % c->log_every == 0 || info->step == c->o.steps);
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
+             "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f,\"data_seconds\":%.4f}",
+             info->step, info->loss, info->lr, info->logit_scale, info->grad_norm, sps,
+             info->pos.epoch, info->seconds, info->data_seconds);
+    return trainer_log(r->t, json, err);
+}
+
+/* Steps until the run's end or a signal; checkpoints and evals on their
+ * schedule (the last step's are the caller's). */
+static vlp_err train_loop(train_cli *c, run *r, session *s, progress *pr, vlp_error *err) {
+    while (trainer_step_count(r->t) < c->o.steps) {
+        /* the ranks stop together: a signal may reach them at different steps */
+        double stop = g_stop;
+        VLP_TRY(dist_allreduce_sum_f64(r->dist, &stop, 1, err));
+        if (stop > 0) {
+            g_stop = 1;
+            return VLP_OK;
+        }
+        train_step_info info;
+        vlp_err rc = trainer_step(r->t, &info, err);
+        if (rc != VLP_OK) progress_break(pr);
+        VLP_TRY(rc);
+        VLP_TRY(report_step(c, r, s, &info, pr, err));
+        bool last = info.step == c->o.steps;
+        if (c->save_every && info.step % c->save_every == 0 && !last)
+            VLP_TRY(trainer_save(r->t, (int)c->keep, s->saved, sizeof s->saved, err));
+        if (c->eval_every && info.step % c->eval_every == 0 && !last &&
+            do_eval(c, r, info.step, &s->res, pr, err) != VLP_OK) {
+            /* the run is worth more than one evaluation: say so and go on */
+            char buf[1024];
+            fprintf(stderr, "vlp train: the evaluation at step %ld failed, training goes on: %s\n",
+                    info.step, vlp_error_format(err, buf, sizeof buf));
+            *err = (vlp_error){0};
+        }
+    }
+    return VLP_OK;
+}
+
+static void print_summary(const train_cli *c, run *r, const session *s, long step) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    char wall_s[32];
+    fmt_duration(wall_s, sizeof wall_s, now_s() - s->t_start);
+    fprintf(stderr, "\nsummary: %ld steps this session (%ld..%ld of %ld), %s wall, %.1f samples/s "
+                    "while training, %.1f%% of it waiting for data, final loss %.4f, peak RSS %.0f MiB\n",
+            s->done, s->start, step, c->o.steps, wall_s,
+            s->train_s > 0 ? s->done * c->o.batch / s->train_s : 0.0,
+            s->train_s > 0 ? 100 * s->data_s / s->train_s : 0.0, s->last_loss, ru.ru_maxrss / 1024.0);
+    if (s->saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", s->saved, c->out);
+    if (c->train_data && r->loader.impl) {
+        char why[512];
+        int64_t skipped = stream_loader_skipped(&r->loader, why, sizeof why);
+        if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, why);
+    }
+    const evals *e = &s->res;
+    if (e->val)
+        printf("RESULT name=val step=%ld images=%d loss=%.4f i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f "
+               "t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f chance_r1=%.4f\n",
+               e->step, e->v.n, e->v.loss, e->v.i2t.r1, e->v.i2t.r5, e->v.i2t.r10, e->v.t2i.r1,
+               e->v.t2i.r5, e->v.t2i.r10, 1.0 / e->v.texts);
+    if (e->zs)
+        printf("RESULT name=zeroshot step=%ld images=%d classes=%d top1=%.4f balanced=%.4f "
+               "majority=%.4f\n", e->step, e->z.zs.n, e->z.classes, e->z.zs.top1, e->z.zs.balanced,
+               e->z.zs.majority);
+}
+
+static void print_header(const train_cli *c, run *r, long start) {
+    fprintf(stderr,
+            "model: %zu parameters (%.1f MiB); objective %s; %d training pairs (%s%s); validation "
+            "%s; vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
+            r->m.nfloats, r->m.nfloats * 4.0 / 1048576, c->o.objective->name, (int)r->loader.epoch_size,
+            c->train_data ? c->train_data : c->vendors,
+            c->train_data && r->world > 1 ? ": rank 0's shards" : "", c->val_data ? c->val_data : "none",
+            r->tok.vocab_size, c->o.batch, c->o.accum > 1 ? " (accumulated)" : "", c->o.steps,
+            (double)c->o.steps * per_step(c, r) / (double)r->loader.epoch_size, c->out);
+    if (start) fprintf(stderr, "resumed at step %ld\n", start);
+}
+
 static int train_session(train_cli *cp) {
     int prc = cp->resume ? resume_options(cp) : apply_objective_args(cp) ? 0 : 2;
     if (prc) return prc;
+    if (cp->o.precision == VLP_PRECISION_BF16 && !gemm_bf16_hw()) {
+        if (!cp->resume) { /* the portable kernel would be slower than fp32 BLAS */
+            fprintf(stderr, "vlp train: this CPU has no AVX512-BF16; --precision bf16 falls back to fp32\n");
+            cp->o.precision = VLP_PRECISION_FP32;
+        } else /* the same results, computed slowly */
+            fprintf(stderr, "vlp train: %s trains in bf16 and this CPU has no AVX512-BF16: its "
+                            "matmuls run on the portable kernel (slow)\n", cp->out);
+    }
     train_cli c = *cp;
     vlp_error err = {0};
     vlp_set_threads(c.threads);
@@ -899,117 +1069,25 @@ static int train_session(train_cli *cp) {
         run_free(&r);
         return fail(&err);
     }
-    long start = trainer_step_count(r.t);
-    if (lead) fprintf(stderr,
-            "model: %zu parameters (%.1f MiB); objective %s; %d training pairs (%s%s); validation "
-            "%s; vocab %d; batch %d%s; steps %ld (%.2f epochs); run dir %s\n",
-            r.m.nfloats, r.m.nfloats * 4.0 / 1048576, c.o.objective->name, (int)r.loader.epoch_size,
-            c.train_data ? c.train_data : c.vendors,
-            c.train_data && r.world > 1 ? ": rank 0's shards" : "", c.val_data ? c.val_data : "none",
-            r.tok.vocab_size, c.o.batch, c.o.accum > 1 ? " (accumulated)" : "", c.o.steps,
-            (double)c.o.steps * per_step(&c, &r) / (double)r.loader.epoch_size, c.out);
-    if (start && lead) fprintf(stderr, "resumed at step %ld\n", start);
-
+    session s = {.start = trainer_step_count(r.t), .t_start = now_s(), .last_loss = NAN};
+    if (lead) print_header(&c, &r, s.start);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     progress pr;
     progress_begin(&pr, stderr, "steps", c.o.steps);
-    double t_start = now_s(), ema = 0, train_s = 0, data_s = 0;
-    long done = 0;
-    float last_loss = NAN;
-    int rc = 0;
-    evals res = {0};
-    char saved[4096] = "";
-    while (trainer_step_count(r.t) < c.o.steps) {
-        /* the ranks stop together: a signal may reach them at different steps */
-        double stop = g_stop;
-        if (dist_allreduce_sum_f64(r.dist, &stop, 1, &err) != VLP_OK) {
-            rc = fail(&err);
-            break;
-        }
-        if (stop > 0) {
-            g_stop = 1;
-            break;
-        }
-        train_step_info info;
-        if (trainer_step(r.t, &info, &err) != VLP_OK) {
-            progress_break(&pr);
-            rc = fail(&err);
-            break;
-        }
-        done++;
-        train_s += info.seconds, data_s += info.data_seconds;
-        last_loss = info.loss;
-        ema = done == 1 ? info.seconds : 0.9 * ema + 0.1 * info.seconds;
-        double sps = c.o.batch / info.seconds, eta = ema * (double)(c.o.steps - info.step);
-        char line[512], eta_s[32];
-        fmt_duration(eta_s, sizeof eta_s, eta);
-        snprintf(line, sizeof line,
-                 "step %ld/%ld  loss %.4f  lr %.2e  scale %.2f  %.1f samples/s  ETA %s",
-                 info.step, c.o.steps, info.loss, info.lr, info.logit_scale, sps, eta_s);
-        if (lead) progress_line(&pr, line, info.step % c.log_every == 0 || info.step == c.o.steps);
-        char json[512];
-        snprintf(json, sizeof json,
-                 "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
-                 "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f,\"data_seconds\":%.4f}",
-                 info.step, info.loss, info.lr, info.logit_scale, info.grad_norm, sps,
-                 info.pos.epoch, info.seconds, info.data_seconds);
-        if (trainer_log(r.t, json, &err) != VLP_OK) {
-            rc = fail(&err);
-            break;
-        }
-        bool last = info.step == c.o.steps;
-        if (c.save_every && info.step % c.save_every == 0 && !last) {
-            if (trainer_save(r.t, (int)c.keep, saved, sizeof saved, &err) != VLP_OK) {
-                rc = fail(&err);
-                break;
-            }
-        }
-        if (c.eval_every && info.step % c.eval_every == 0 && !last) {
-            if (do_eval(&c, &r, info.step, &res, &pr, &err) != VLP_OK) {
-                rc = fail(&err);
-                break;
-            }
-        }
-    }
+    int rc = train_loop(&c, &r, &s, &pr, &err) == VLP_OK ? 0 : fail(&err);
     progress_break(&pr);
     long step = trainer_step_count(r.t);
-    if (rc == 0) {
-        if (trainer_save(r.t, (int)c.keep, saved, sizeof saved, &err) != VLP_OK) rc = fail(&err);
+    if (rc == 0) { /* the last checkpoint: at the end or where a signal stopped */
+        if (trainer_save(r.t, (int)c.keep, s.saved, sizeof s.saved, &err) != VLP_OK) rc = fail(&err);
         else if (g_stop && lead) fprintf(stderr, "interrupted at step %ld: checkpoint %s; continue with "
-                                         "'vlp train -o %s --resume'\n", step, saved, c.out);
+                                         "'vlp train -o %s --resume'\n", step, s.saved, c.out);
     }
-    if (rc == 0 && !g_stop && step >= c.o.steps) {
-        if (do_eval(&c, &r, step, &res, &pr, &err) != VLP_OK) rc = fail(&err);
-    }
-    if (lead) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double wall = now_s() - t_start;
-        char wall_s[32];
-        fmt_duration(wall_s, sizeof wall_s, wall);
-        fprintf(stderr, "\nsummary: %ld steps this session (%ld..%ld of %ld), %s wall, %.1f samples/s "
-                        "while training, %.1f%% of it waiting for data, final loss %.4f, peak RSS %.0f MiB\n",
-                done, start, step, c.o.steps, wall_s, train_s > 0 ? done * c.o.batch / train_s : 0.0,
-                train_s > 0 ? 100 * data_s / train_s : 0.0, last_loss, ru.ru_maxrss / 1024.0);
-        if (saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", saved, c.out);
-        if (c.train_data && r.loader.impl) {
-            char why[512];
-            int64_t skipped = stream_loader_skipped(&r.loader, why, sizeof why);
-            if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, why);
-        }
-        if (res.val)
-            printf("RESULT name=val step=%ld images=%d loss=%.4f i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f "
-                   "t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f chance_r1=%.4f\n",
-                   step, res.v.n, res.v.loss, res.v.i2t.r1, res.v.i2t.r5, res.v.i2t.r10, res.v.t2i.r1,
-                   res.v.t2i.r5, res.v.t2i.r10, 1.0 / res.v.texts);
-        if (res.zs)
-            printf("RESULT name=zeroshot step=%ld images=%d classes=%d top1=%.4f balanced=%.4f "
-                   "majority=%.4f\n", step, res.z.zs.n, res.z.classes, res.z.zs.top1,
-                   res.z.zs.balanced, res.z.zs.majority);
-    }
+    if (rc == 0 && !g_stop && step >= c.o.steps && do_eval(&c, &r, step, &s.res, &pr, &err) != VLP_OK)
+        rc = fail(&err);
+    if (lead) print_summary(&c, &r, &s, step);
     run_free(&r);
     if (rc == 0 && g_stop) return 130;
     return rc;

@@ -28,7 +28,7 @@ static vlp_err grow(val_set *s, int E, vlp_error *err) {
     if (c) s->caption = c;
     char **l = realloc(s->label, sizeof(char *) * (size_t)cap);
     if (l) s->label = l;
-    VLP_CHECK(img && c && l, err, VLP_ERR_NOMEM, "validation set of %d samples", cap);
+    VLP_CHECK(img && c && l, err, VLP_ERR_NOMEM, "an evaluation set of %d samples", cap);
     s->cap = cap;
     return VLP_OK;
 }
@@ -59,10 +59,26 @@ static vlp_err decode(const raw_sample *r, const val_opts *o, const image_transf
     return rc;
 }
 
-static vlp_err load(clip_model *m, const char *spec, const val_opts *o, val_set *s, vlp_error *err) {
+/* file order; a zero-shot set needs no captions: its labels serve */
+static dataset_opts set_opts(const val_opts *o) {
     dataset_opts d = dataset_opts_default();
     d.shuffle = false, d.caption_key = o->caption_key ? o->caption_key : "title";
+    if (o->zeroshot_only) d.caption_key = o->label_key;
     d.alt_caption_key = o->label_key, d.warn = o->warn;
+    return d;
+}
+
+vlp_err validate_check(const char *spec, const val_opts *o, vlp_error *err) {
+    VLP_CHECK_ARG(!o->zeroshot_only || o->label_key, err, "%s: zero-shot needs a label column", spec);
+    dataset_opts d = set_opts(o);
+    sample_stream *st;
+    VLP_TRY(stream_open(&st, spec, &d, err));
+    stream_free(st);
+    return VLP_OK;
+}
+
+static vlp_err load(clip_model *m, const char *spec, const val_opts *o, val_set *s, vlp_error *err) {
+    dataset_opts d = set_opts(o);
     sample_stream *st;
     VLP_TRY(stream_open(&st, spec, &d, err));
     int S = m->cfg.vision.image_size, E = m->cfg.embed_dim, B = m->batch, nb = 0;
@@ -117,7 +133,7 @@ static vlp_err batched_loss(const clip_model *m, const float *img, const float *
 
 /* retrieval over the distinct captions; txt holds every sample's caption embedding */
 static vlp_err retrieval(const val_set *s, const float *txt, int E, val_result *out, vlp_error *err) {
-    int nt, *cap_of = malloc(sizeof(int) * (size_t)s->n);
+    int nt = 0, *cap_of = malloc(sizeof(int) * (size_t)s->n);
     const char **caps = cap_of ? distinct_strings((const char *const *)s->caption, s->n, &nt, cap_of) : NULL;
     float *g = caps ? malloc(sizeof(float) * (size_t)nt * E) : NULL;
     vlp_err rc = g ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "retrieval gallery");
@@ -131,13 +147,15 @@ static vlp_err retrieval(const val_set *s, const float *txt, int E, val_result *
     return rc;
 }
 
-static vlp_err zeroshot(clip_model *m, const vlp_tokenizer *tok, const val_set *s,
-                        const val_opts *o, val_result *out, vlp_error *err) {
+static vlp_err zeroshot(clip_model *m, const vlp_tokenizer *tok, const char *spec,
+                        const val_set *s, const val_opts *o, val_result *out, vlp_error *err) {
     int E = m->cfg.embed_dim, C = 0, *y = malloc(sizeof(int) * (size_t)s->n);
     const char **cls = y ? distinct_strings((const char *const *)s->label, s->n, &C, y) : NULL;
     float *W = cls && C ? malloc(sizeof(float) * (size_t)C * E) : NULL;
     vlp_err rc = cls ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "labels");
-    if (rc == VLP_OK && !C) rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "no sample has a label");
+    if (rc == VLP_OK && !C)
+        rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "%s: no sample has a label in '%s'",
+                           spec, o->label_key);
     if (rc == VLP_OK && !W) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "class embeddings");
     static const char *const bare[] = {"{}"};
     if (rc == VLP_OK)
@@ -158,12 +176,14 @@ vlp_err validate_pairs(clip_model *m, const vlp_tokenizer *tok, const char *spec
     if (rc == VLP_OK && s.n == 0)
         rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "%s holds no usable samples", spec);
     int E = m->cfg.embed_dim;
-    float *txt = rc == VLP_OK ? malloc(sizeof(float) * (size_t)s.n * E) : NULL;
-    if (rc == VLP_OK && !txt) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "caption embeddings");
-    if (rc == VLP_OK) rc = encode_texts(m, tok, (const char *const *)s.caption, s.n, txt, err);
-    if (rc == VLP_OK) rc = batched_loss(m, s.img, txt, s.n, o->loss_batch, &out->loss, err);
-    if (rc == VLP_OK) rc = retrieval(&s, txt, E, out, err);
-    if (rc == VLP_OK && o->label_key) rc = zeroshot(m, tok, &s, o, out, err);
+    bool pairs = !o->zeroshot_only;
+    float *txt = rc == VLP_OK && pairs ? malloc(sizeof(float) * (size_t)s.n * E) : NULL;
+    if (rc == VLP_OK && pairs && !txt)
+        rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "caption embeddings");
+    if (rc == VLP_OK && pairs) rc = encode_texts(m, tok, (const char *const *)s.caption, s.n, txt, err);
+    if (rc == VLP_OK && pairs) rc = batched_loss(m, s.img, txt, s.n, o->loss_batch, &out->loss, err);
+    if (rc == VLP_OK && pairs) rc = retrieval(&s, txt, E, out, err);
+    if (rc == VLP_OK && o->label_key) rc = zeroshot(m, tok, spec, &s, o, out, err);
     out->n = s.n;
     free(txt);
     set_free(&s);

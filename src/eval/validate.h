@@ -20,6 +20,7 @@ typedef struct val_opts {
     int ntemplates;
     bool white;                // composite transparent pixels on white (else drop alpha)
     int loss_batch;            // the loss's batch (the training batch); 0: the whole set
+    bool zeroshot_only;        // zero-shot alone: no captions needed (the labels serve), no loss or retrieval
     void (*warn)(void *ctx, const char *msg); // a skipped sample; may be NULL
 } val_opts;
 
@@ -31,6 +32,10 @@ typedef struct val_result {
     int classes;               // 0: no zero-shot
     zeroshot_result zs;
 } val_result;
+
+/* Opens the set as validate_pairs will (a table's header, the shards'
+ * headers): a wrong path or column is an error before training starts. */
+vlp_err validate_check(const char *spec, const val_opts *o, vlp_error *err);
 
 vlp_err validate_pairs(clip_model *m, const vlp_tokenizer *tok, const char *spec,
                        const val_opts *o, val_result *out, vlp_error *err);

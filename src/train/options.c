@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum field_kind { F_INT, F_LONG, F_FLOAT, F_DOUBLE, F_U64, F_PRECISION, F_BOOL } field_kind;
+typedef enum field_kind { F_INT, F_LONG, F_FLOAT, F_DOUBLE, F_U64, F_PRECISION, F_BOOL, F_LOCK } field_kind;
 
 typedef struct train_field {
     const char *key, *flag;
@@ -27,7 +27,7 @@ typedef struct train_field {
 
 #define F(key, flag, kind, member, req, chg) {key, flag, kind, offsetof(train_opts, member), req, chg, NULL}
 static const train_field fields[] = {
-    F("lock_image", "--lock-image", F_INT, lock_image, false, false),
+    F("lock_image", "--lock-image", F_LOCK, lock_image, false, false),
     F("batch", "--batch", F_INT, batch, true, false),
     F("accum", "--accum", F_INT, accum, true, false),
     F("steps", "--steps", F_LONG, steps, true, true),
@@ -131,7 +131,7 @@ static void *field_at(const train_opts *o, const train_field *f) {
 
 static size_t field_size(field_kind k) {
     switch (k) {
-    case F_INT: return sizeof(int);
+    case F_INT: case F_LOCK: return sizeof(int);
     case F_LONG: return sizeof(long);
     case F_FLOAT: return sizeof(float);
     case F_DOUBLE: return sizeof(double);
@@ -149,6 +149,13 @@ static void field_text(const train_opts *o, const train_field *f, char *buf, siz
     const void *p = field_at(o, f);
     switch (f->kind) {
     case F_INT: snprintf(buf, cap, "%d", *(const int *)p); break;
+    case F_LOCK: { /* -1 off, 0 all locked, N: the top N groups train */
+        int g = *(const int *)p;
+        if (g < 0) snprintf(buf, cap, "off");
+        else if (g == 0) snprintf(buf, cap, "on");
+        else snprintf(buf, cap, "on with --lock-image-unlocked-groups %d", g);
+        break;
+    }
     case F_LONG: snprintf(buf, cap, "%ld", *(const long *)p); break;
     case F_FLOAT: case F_DOUBLE: break; /* below */
     case F_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)p); break;
@@ -182,7 +189,7 @@ static void option_text(const objective *obj, int i, float v, char *buf, size_t 
 static json_t *field_json(const train_opts *o, const train_field *f) {
     const void *p = field_at(o, f);
     switch (f->kind) {
-    case F_INT: return json_integer(*(const int *)p);
+    case F_INT: case F_LOCK: return json_integer(*(const int *)p);
     case F_LONG: return json_integer(*(const long *)p);
     case F_FLOAT: return json_real(*(const float *)p);
     case F_DOUBLE: return json_real(*(const double *)p);
@@ -200,7 +207,7 @@ static json_t *field_json(const train_opts *o, const train_field *f) {
 static bool field_from_json(train_opts *o, const train_field *f, json_t *v) {
     void *p = field_at(o, f);
     switch (f->kind) {
-    case F_INT:
+    case F_INT: case F_LOCK:
         if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) > (1 << 30)) return false;
         *(int *)p = (int)json_integer_value(v);
         return true;

@@ -105,6 +105,7 @@ vlp_err run_dir_lock(const char *dir, int *fd, vlp_error *err);
  * leaves the others waiting in the next collective: callers must stop the
  * job (dist_abort) when trainer_step or trainer_save fails, as vlp train
  * does. */
+/* The model's matmuls are set to o->precision here (clip_set_precision). */
 vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
                        const char *run_dir, vlp_dist *dist, vlp_error *err);
 void trainer_free(trainer *t);

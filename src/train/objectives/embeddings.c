@@ -56,6 +56,20 @@ void embeddings_free(embeddings *e) {
     memset(e, 0, sizeof *e);
 }
 
+vlp_err embeddings_create(void **state, const objective_ctx *c, vlp_error *err) {
+    embeddings *e = calloc(1, sizeof *e);
+    VLP_CHECK_ALLOC(e, err, sizeof *e);
+    vlp_err rc = embeddings_alloc(e, c, err);
+    if (rc != VLP_OK) free(e);
+    else *state = e;
+    return rc;
+}
+
+void embeddings_destroy(void *state) {
+    if (state) embeddings_free(state);
+    free(state);
+}
+
 vlp_err image_forward_plain(void *state, const objective_ctx *c, int k, vlp_error *err) {
     int S = c->m->cfg.vision.image_size;
     return clip_image_forward(c->m, c->images + (size_t)k * c->mb * 3 * S * S, c->mb, err);

@@ -11,7 +11,7 @@
 
 vlp_err masks_check(const clip_model *m, float mask_ratio, vlp_error *err) {
     int nkeep = mae_keep_count(m->mdims.NP, mask_ratio);
-    VLP_CHECK_ARG(nkeep < m->mdims.NP, err, "mask ratio %g masks none of the %d patches",
+    VLP_CHECK_ARG(nkeep < m->mdims.NP, err, "--mask-ratio %g masks none of the %d patches",
                   mask_ratio, m->mdims.NP);
     return VLP_OK;
 }

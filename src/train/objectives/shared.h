@@ -26,6 +26,9 @@ typedef struct embeddings {
 
 vlp_err embeddings_alloc(embeddings *e, const objective_ctx *c, vlp_error *err);
 void embeddings_free(embeddings *e);
+/* An objective whose whole state is the embeddings: its create and free */
+vlp_err embeddings_create(void **state, const objective_ctx *c, vlp_error *err);
+void embeddings_destroy(void *state);
 
 /* Micro-batch k's images through the image tower (an objective may mask them) */
 typedef vlp_err (*image_forward_fn)(void *state, const objective_ctx *c, int k, vlp_error *err);

@@ -22,15 +22,6 @@ static void configure(clip_config *cfg) {
     if (!cfg->has_logit_scale_init) cfg->has_logit_scale_init = true, cfg->init_logit_scale = logf(10.0f);
 }
 
-static vlp_err create(void **state, const objective_ctx *c, vlp_error *err) {
-    embeddings *e = calloc(1, sizeof *e);
-    VLP_CHECK_ALLOC(e, err, sizeof *e);
-    vlp_err rc = embeddings_alloc(e, c, err);
-    if (rc != VLP_OK) free(e);
-    else *state = e;
-    return rc;
-}
-
 /* the loss and the gradients of this process's embeddings; the texts'
  * gradients summed back to their owners */
 static vlp_err sigmoid_grads(embeddings *e, const objective_ctx *c, float *loss, vlp_error *err) {
@@ -64,11 +55,6 @@ static vlp_err grads(void *state, const objective_ctx *c, float *loss, vlp_error
     return embeddings_backward(e, c, image_forward_plain, NULL, err);
 }
 
-static void destroy(void *state) {
-    if (state) embeddings_free(state);
-    free(state);
-}
-
 const objective objective_siglip = {
     .name = "siglip",
     .help = "pairwise sigmoid loss (open_clip's SigLipLoss); a config without "
@@ -77,7 +63,7 @@ const objective objective_siglip = {
     .requires = requires,
     .lock = LOCK_OPTIONAL,
     .untrained = no_mae,
-    .create = create,
+    .create = embeddings_create,
     .grads = grads,
-    .free = destroy,
+    .free = embeddings_destroy,
 };
