@@ -82,4 +82,12 @@ tap_grep "a config that disagrees names the tensor and both shapes" mismatch.log
 tap_check "vlp data shards" shards.log sh -c "'$vlp' data shards --data mine.tsv --out shards/s --samples-per-shard 50 2>&1 | cat"
 tap_grep "shards: a progress line per sample count" shards.log "samples 70 ("
 tap_grep "shards: written" shards.log "wrote 70 samples into 2 shards"
+# an empty file and a GIF among the images: named, skipped, counted (not written as .webp)
+: > empty.png
+printf 'GIF89a\001\000\001\000' > tiny.gif
+{ cat mine.tsv; printf '%s\tan empty file\tred\n%s\ta gif\tblue\n' "$tmp/empty.png" "$tmp/tiny.gif"; } > odd.tsv
+tap_check "vlp data shards with files that are not images" odd.log "$vlp" data shards --data odd.tsv --out odd/s --samples-per-shard 50
+tap_grep "shards: the odd files counted" odd.log "skipped 2 samples that are not images; the first: "
+tap_grep "shards: the empty file named" odd.log "empty.png): not a JPEG, PNG or WebP image (0 bytes)"
+tap_grep "shards: the images written" odd.log "wrote 70 samples into 2 shards"
 tap_end

@@ -116,8 +116,15 @@ static void test_hostile_files(void **state) {
     expect_reject(hostile("mismatch", 0, "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", 16),
                   VLP_ERR_FORMAT, "shape and dtype say");
     expect_reject(hostile("overflow", 0,
-                          "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}", 0),
+                          "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,16],\"data_offsets\":[0,0]}}", 0),
                   VLP_ERR_FORMAT, "does not fit");
+    /* every dim is bounded on its own, after a zero dim too */
+    expect_reject(hostile("wide", 0,
+                          "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}", 0),
+                  VLP_ERR_FORMAT, "dim 0 is 4294967296, above 2^31 - 1");
+    expect_reject(hostile("zero-then-wide", 0,
+                          "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,3,9223372036854775807],\"data_offsets\":[0,0]}}", 0),
+                  VLP_ERR_FORMAT, "dim 2 is 9223372036854775807");
     expect_reject(hostile("negative", 0, "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4),
                   VLP_ERR_FORMAT, "dim 0");
     expect_reject(hostile("overlap", 0,

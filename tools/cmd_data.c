@@ -173,7 +173,8 @@ static int data_shards(int argc, char **argv) {
     if (mk != VLP_OK) return fail("shards", &err);
     if (stream_open(&s, in, &o, &err) != VLP_OK || stream_begin(s, 0, &err) != VLP_OK) return fail("shards", &err);
     tar_writer w;
-    long n = 0, shard = 0;
+    long n = 0, shard = 0, not_images = 0;
+    char first_not_image[512] = "";
     int rc = 0;
     bool open = false, done = false;
     progress pr;
@@ -188,8 +189,15 @@ static int data_shards(int argc, char **argv) {
             if (tar_create(&w, path, &err) != VLP_OK) { raw_sample_free(&r); rc = fail("shards", &err); break; }
             open = true;
         }
-        const uint8_t *b = r.image;
-        const char *ext = b[0] == 0xFF ? "jpg" : b[0] == 0x89 ? "png" : "webp";
+        const char *ext = image_format_ext(r.image, r.image_len);
+        if (!ext) { /* a shard's reader would not know it: not written */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s: not a JPEG, PNG or WebP image (%zu bytes)", r.what, r.image_len);
+            if (!not_images++) snprintf(first_not_image, sizeof first_not_image, "%s", msg);
+            cli_warn(NULL, msg);
+            raw_sample_free(&r);
+            continue;
+        }
         json_t *j = json_object();
         json_object_set_new(j, caption_key, json_string(r.caption));
         if (alt_key && r.alt_caption) json_object_set_new(j, alt_key, json_string(r.alt_caption));
@@ -222,6 +230,8 @@ static int data_shards(int argc, char **argv) {
     if (!rc) {
         fprintf(stderr, "wrote %ld samples into %ld shards: %s-{00000..%05ld}.tar\n", n, shard, prefix, shard - 1);
         if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
+        if (not_images) fprintf(stderr, "skipped %ld samples that are not images; the first: %s\n",
+                                not_images, first_not_image);
     }
     return rc;
 }

@@ -209,34 +209,65 @@ static void bpe_encode_ctx(const void *impl, const char *text, int32_t *ids, int
     }
 }
 
-/* The lines after the header, "a b" each, up to max; *n receives how many. */
 /* The lines after the header, up to max, as open_clip reads them:
  * content.split('\n')[1:max + 1]. An empty line is an entry too (a merge
  * of nothing, which takes an id and is never produced), and so is the empty
  * string after a final newline when fewer than max lines came before it. */
+#define MERGE_LINE_MAX (1 << 20) /* a merge of two symbols of a word: any learnt one fits */
+
+/* One line of any length up to MERGE_LINE_MAX into *buf (grown): false at
+ * the end of the file, or with *too_long when a line exceeds the bound. */
+static bool gz_line(gzFile gz, char **buf, size_t *cap, bool *too_long) {
+    size_t len = 0;
+    *too_long = false;
+    for (;;) {
+        if (*cap - len < 2) {
+            size_t ncap = *cap ? 2 * *cap : 256;
+            char *g = ncap <= MERGE_LINE_MAX + 2 ? realloc(*buf, ncap) : NULL;
+            if (!g) {
+                *too_long = true;
+                return false;
+            }
+            *buf = g, *cap = ncap;
+        }
+        if (!gzgets(gz, *buf + len, (int)(*cap - len))) return len > 0;
+        len += strlen(*buf + len);
+        if (len && (*buf)[len - 1] == '\n') return true;
+        if (gzeof(gz)) return true;
+    }
+}
+
 static vlp_err read_merges(const char *path, int max, char ***lines_out, int *n_out, vlp_error *err) {
     gzFile gz = gzopen(path, "rb");
     VLP_CHECK_IO(gz, err, "cannot open %s", path);
-    char line[1024];
+    char *line = NULL;
+    size_t line_cap = 0;
     char **lines = NULL;
     size_t cap = 0;
     int n = 0, lineno = 0, real = 0;
     bool ended_nl = false;
     vlp_err rc = VLP_OK;
     for (;;) {
-        bool got = n < max && gzgets(gz, line, sizeof line) != NULL;
+        bool too_long = false;
+        bool got = n < max && gz_line(gz, &line, &line_cap, &too_long);
+        if (too_long) {
+            rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                               "%s:%d: a line longer than %d bytes", path, lineno + 1, MERGE_LINE_MAX);
+            break;
+        }
         if (!got) {
-            if (n < max && ended_nl && lineno >= 1) line[0] = '\0'; /* the split's last, empty entry */
-            else break;
+            if (n < max && ended_nl && lineno >= 1) { /* the split's last, empty entry */
+                if (!line && !(line = malloc(line_cap = 1))) {
+                    rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: a line", path);
+                    break;
+                }
+                line[0] = '\0';
+            } else break;
         } else {
             lineno++;
             size_t l = strlen(line);
             ended_nl = l && line[l - 1] == '\n';
             if (ended_nl) line[--l] = '\0';
-            else if (!gzeof(gz)) {
-                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s:%d: line too long", path, lineno);
-                break;
-            }
             if (lineno == 1) continue; /* "#version: 0.2" */
             char *sp = strchr(line, ' ');
             if (l > 0 && (!sp || sp == line || !sp[1] || strchr(sp + 1, ' '))) {
@@ -260,6 +291,7 @@ static vlp_err read_merges(const char *path, int max, char ***lines_out, int *n_
     if (rc == VLP_OK && zerr < 0 && zerr != Z_BUF_ERROR)
         rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "%s: read error (corrupt gzip?)", path);
     gzclose(gz);
+    free(line);
     if (rc == VLP_OK && real == 0)
         rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: no merges after the header", path);
     if (rc != VLP_OK) {
@@ -311,8 +343,8 @@ static vlp_err build_tables(bpe *b, char **lines, int n, const char *path, vlp_e
 }
 
 vlp_err bpe_load(const char *path, int max_merges, vlp_tokenizer *out, vlp_error *err) {
-    char **lines;
-    int n;
+    char **lines = NULL;
+    int n = 0;
     VLP_TRY(read_merges(path, max_merges > 0 ? max_merges : BPE_CLIP_MERGES, &lines, &n, err));
     bpe *b = calloc(1, sizeof *b);
     /* the decoder first: build_tables joins the lines' pairs in place */

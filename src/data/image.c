@@ -18,11 +18,19 @@ void image_free(image_u8 *im) {
     memset(im, 0, sizeof *im);
 }
 
-static vlp_err check_size(const char *what, long w, long h, vlp_error *err) {
+/* The size to decode to, before anything is allocated for it: within the
+ * limits, and — for a large image — plausible for the n bytes that encode
+ * it (a 687-byte truncated JPEG may declare 16384×16384: an 805 MB buffer). */
+static vlp_err check_size(const char *what, long w, long h, size_t n, vlp_error *err) {
     VLP_CHECK_FORMAT(w > 0 && h > 0 && w <= IMAGE_MAX_SIDE && h <= IMAGE_MAX_SIDE &&
                          (unsigned long)w * (unsigned long)h <= IMAGE_MAX_PIXELS,
                      err, "%s: %ldx%ld pixels is outside 1..%d a side, %u in all", what, w, h,
                      IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
+    unsigned long px = (unsigned long)w * (unsigned long)h;
+    VLP_CHECK_FORMAT(px <= IMAGE_BOMB_PIXELS || px / (n ? n : 1) <= IMAGE_MAX_PIXELS_PER_BYTE, err,
+                     "%s: %ldx%ld pixels declared in %zu bytes (more than %d pixels a byte above "
+                     "%d pixels): a truncated or crafted image, refused", what, w, h, n,
+                     IMAGE_MAX_PIXELS_PER_BYTE, IMAGE_BOMB_PIXELS);
     return VLP_OK;
 }
 
@@ -81,7 +89,7 @@ static vlp_err decode_jpeg(const uint8_t *bytes, size_t n, const char *what, con
         ci.scale_num = 1, ci.scale_denom = denom;
     }
     jpeg_calc_output_dimensions(&ci);
-    vlp_err rc = check_size(what, (long)ci.output_width, (long)ci.output_height, err);
+    vlp_err rc = check_size(what, (long)ci.output_width, (long)ci.output_height, n, err);
     if (rc != VLP_OK) {
         jpeg_destroy_decompress(&ci);
         return rc;
@@ -112,7 +120,7 @@ static vlp_err decode_png(const uint8_t *bytes, size_t n, const char *what, cons
     img.version = PNG_IMAGE_VERSION;
     VLP_CHECK_FORMAT(png_image_begin_read_from_memory(&img, bytes, n), err, "%s: PNG: %s", what,
                      img.message);
-    vlp_err rc = check_size(what, (long)img.width, (long)img.height, err);
+    vlp_err rc = check_size(what, (long)img.width, (long)img.height, n, err);
     if (rc != VLP_OK) {
         png_image_free(&img);
         return rc;
@@ -139,7 +147,7 @@ static vlp_err decode_webp(const uint8_t *bytes, size_t n, const char *what, con
                            image_u8 *out, vlp_error *err) {
     int w, h;
     VLP_CHECK_FORMAT(WebPGetInfo(bytes, n, &w, &h), err, "%s: not a valid WebP image", what);
-    VLP_TRY(check_size(what, w, h, err));
+    VLP_TRY(check_size(what, w, h, n, err));
     uint8_t *rgba = WebPDecodeRGBA(bytes, n, &w, &h);
     VLP_CHECK_FORMAT(rgba, err, "%s: WebP data is corrupt", what);
     uint8_t *rgb = malloc((size_t)w * h * 3);
@@ -153,14 +161,44 @@ static vlp_err decode_webp(const uint8_t *bytes, size_t n, const char *what, con
     return VLP_OK;
 }
 
+/* The formats by their signatures: the one place that tells them apart. */
+typedef vlp_err (*decode_fn)(const uint8_t *, size_t, const char *, const image_decode_opts *,
+                             image_u8 *, vlp_error *);
+static const struct image_format {
+    const char *ext;
+    size_t need;             // bytes the signature spans
+    size_t at, len;          // where its magic is, and how long
+    const char *magic;
+    decode_fn decode;
+    size_t at2;              // a second magic (WebP's "WEBP" after the RIFF size)
+    const char *magic2;
+} formats[] = {
+    {"jpg", 3, 0, 3, "\xFF\xD8\xFF", decode_jpeg, 0, NULL},
+    {"png", 8, 0, 8, "\x89PNG\r\n\x1a\n", decode_png, 0, NULL},
+    {"webp", 12, 0, 4, "RIFF", decode_webp, 8, "WEBP"},
+};
+
+static const struct image_format *format_of(const uint8_t *b, size_t n) {
+    for (size_t i = 0; b && i < sizeof formats / sizeof formats[0]; i++) {
+        const struct image_format *f = &formats[i];
+        if (n >= f->need && !memcmp(b + f->at, f->magic, f->len) &&
+            (!f->magic2 || !memcmp(b + f->at2, f->magic2, strlen(f->magic2))))
+            return f;
+    }
+    return NULL;
+}
+
+const char *image_format_ext(const void *data, size_t n) {
+    const struct image_format *f = format_of(data, n);
+    return f ? f->ext : NULL;
+}
+
 vlp_err image_decode(const void *data, size_t n, const char *what, const image_decode_opts *o,
                      image_u8 *out, vlp_error *err) {
-    const uint8_t *b = data;
     memset(out, 0, sizeof *out);
-    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(b, n, what, o, out, err);
-    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return decode_png(b, n, what, o, out, err);
-    if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return decode_webp(b, n, what, o, out, err);
-    VLP_FAIL(err, VLP_ERR_UNSUPPORTED, "%s: not a JPEG, PNG or WebP image (%zu bytes)", what, n);
+    const struct image_format *f = format_of(data, n);
+    VLP_CHECK(f, err, VLP_ERR_UNSUPPORTED, "%s: not a JPEG, PNG or WebP image (%zu bytes)", what, n);
+    return f->decode(data, n, what, o, out, err);
 }
 
 vlp_err image_load(const char *path, const image_decode_opts *o, image_u8 *out, vlp_error *err) {

@@ -44,6 +44,16 @@ typedef struct image_decode_opts {
 
 #define IMAGE_MAX_SIDE 32768
 #define IMAGE_MAX_PIXELS (1u << 28)
+/* Above IMAGE_BOMB_PIXELS an image must come with at least one byte of its
+ * file per IMAGE_MAX_PIXELS_PER_BYTE pixels (a solid 16384² PNG takes ~800 KB,
+ * 340 pixels a byte): tiny files that declare huge images are refused before
+ * their buffer is allocated. */
+#define IMAGE_BOMB_PIXELS (1 << 24)
+#define IMAGE_MAX_PIXELS_PER_BYTE 1024
+
+/* "jpg", "png" or "webp" by the bytes' signature (the one image_decode
+ * goes by), NULL for anything else, an empty or short buffer included */
+const char *image_format_ext(const void *data, size_t n);
 
 /* `what` names the source in errors (a path, or "shard.tar:key.jpg"). */
 vlp_err image_decode(const void *bytes, size_t n, const char *what, const image_decode_opts *o,

@@ -50,6 +50,16 @@ vlp_err npy_read_f32(const char *path, float **data, int64_t *rows, int64_t *col
         VLP_FAIL(err, VLP_ERR_FORMAT, "%s: expected a C-order float32 matrix, header %s", path, hdr);
     }
     size_t n = (size_t)(r * c);
+    /* the file must hold what the header claims before anything is allocated
+     * for it: a 128-byte file may claim billions of rows */
+    long at = ftell(fp);
+    long long have = -1;
+    if (at >= 0 && fseek(fp, 0, SEEK_END) == 0) have = (long long)ftell(fp) - at;
+    if (have != (long long)(sizeof(float) * n) || fseek(fp, at, SEEK_SET) != 0) {
+        fclose(fp);
+        VLP_FAIL(err, VLP_ERR_FORMAT, "%s: the header claims %lld x %lld floats (%lld bytes), the "
+                 "file holds %lld bytes of data", path, r, c, (long long)(sizeof(float) * n), have);
+    }
     float *d = malloc(sizeof(float) * (n ? n : 1));
     if (!d) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: %lld x %lld floats", path, r, c);
     else if (fread(d, sizeof(float), n, fp) != n || fgetc(fp) != EOF)

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -152,6 +153,10 @@ static vlp_err parse_entry(st_file *f, int i, const char *name, json_t *e, uint6
         VLP_CHECK_FORMAT(json_is_integer(v) && json_integer_value(v) >= 0, err,
                          "%s: tensor '%s': dim %zu is not a non-negative integer", f->path, name, k);
         uint64_t dim = (uint64_t)json_integer_value(v);
+        /* every dim on its own: after a zero dim the product bounds nothing,
+         * and readers multiply dims in int */
+        VLP_CHECK_FORMAT(dim <= INT32_MAX, err, "%s: tensor '%s': dim %zu is %llu, above 2^31 - 1",
+                         f->path, name, k, (unsigned long long)dim);
         /* bounded by the data section, so the products cannot overflow */
         VLP_CHECK_FORMAT(dim == 0 || numel <= data_len / esz / dim, err,
                          "%s: tensor '%s': shape does not fit in the file's %llu data bytes",

@@ -63,6 +63,13 @@ vlp_err clip_infer_config(const st_file *f, clip_naming naming, clip_config *cfg
     clip_text_cfg *t = &cfg->text;
     v->width = (int)conv->shape[0];
     v->patch_size = (int)conv->shape[3];
+    /* before any product of them: a file may claim any shape */
+    VLP_CHECK_FORMAT(v->width > 0 && v->patch_size > 0 && v->patch_size <= 4096 &&
+                         vpos->shape[0] >= 2 && vpos->shape[0] <= (1 << 24),
+                     err, "%s: '%s' [%lld, %lld, %lld, %lld] and %lld vision positions are not a ViT's",
+                     st_path(f), hf ? "vision_model.embeddings.patch_embedding.weight" : "visual.conv1.weight",
+                     (long long)conv->shape[0], (long long)conv->shape[1], (long long)conv->shape[2],
+                     (long long)conv->shape[3], (long long)vpos->shape[0]);
     int grid = (int)lround(sqrt((double)(vpos->shape[0] - 1)));
     VLP_CHECK_FORMAT(grid * grid + 1 == vpos->shape[0], err, "%s: %lld vision positions is not a square grid + 1",
                      st_path(f), (long long)vpos->shape[0]);
