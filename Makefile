@@ -14,6 +14,11 @@ OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 TEST_SCRIPTS := $(patsubst tests/%.sh,$(BUILD)/tests/%,$(wildcard tests/test_*.sh))
+# fuzz targets (tests/fuzz/fuzz_NAME.c): with replay.c in every build (the
+# corpora replayed by tests/test_fuzz_replay.sh), with libFuzzer by `make fuzz`
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_support.c,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
+FUZZ_SECONDS ?= 60
 # helpers the shell tests run (tests/tools/*.c: one program each)
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/bench/data $(BUILD)/bench/embed $(BUILD)/bench/train
@@ -21,6 +26,10 @@ TOOL_SUPPORT := tools/blas_env.c
 
 ifeq ($(MODE),asan)
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else ifeq ($(MODE),fuzz)
+  # the fuzz targets' library: clang, coverage for libFuzzer, sanitizers
+  CC := clang
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all
 else ifeq ($(MODE),release)
   OPT := -O3 -g -march=$(ARCH)
 else
@@ -28,6 +37,9 @@ else
 endif
 
 -include $(CONFIG)
+ifeq ($(MODE),fuzz)
+  OMP_FLAGS := # the parsers are single-threaded; clang's OpenMP runtime is not needed
+endif
 
 # the version, written once: include/vlp.h
 VERSION := $(shell sed -n 's/^\#define VLP_VERSION_STRING "\(.*\)"/\1/p' include/vlp.h)
@@ -49,7 +61,7 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $
 LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(MPI_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
 .PHONY: all lib shared tests benches test test-release test-asan bench demo deps clean ref check-checkpoint \
-        install uninstall FORCE
+        install uninstall fuzz fuzz-long fuzz-build FORCE
 all: $(CONFIG) lib $(BUILD)/vlp tests benches
 
 $(CONFIG): scripts/probe.sh
@@ -58,7 +70,7 @@ $(CONFIG): scripts/probe.sh
 
 lib: $(BUILD)/libvlp.a
 shared: $(BUILD)/libvlp.so.$(VERSION)
-tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(BUILD)/vlp
+tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(FUZZ_REPLAY) $(BUILD)/vlp
 benches: $(BENCHES)
 
 $(BUILD)/%.o: %.c $(CONFIG)
@@ -98,6 +110,25 @@ $(BUILD)/vlp: $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a tools/*.h
 $(BUILD)/tests/%: tests/%.sh
 	@mkdir -p $(dir $@)
 	cp $< $@ && chmod +x $@
+
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz_support.c tests/fuzz/fuzz.h $(BUILD)/libvlp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz $< tests/fuzz/replay.c tests/fuzz/fuzz_support.c $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_support.c tests/fuzz/fuzz.h $(BUILD)/libvlp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -Itests/fuzz $< tests/fuzz/fuzz_support.c $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+# every target for FUZZ_SECONDS (default 60) from its committed corpus;
+# new inputs go to build/fuzz/work, crashes to build/fuzz/crash-*
+fuzz:
+	@sh scripts/deps.sh --fuzz
+	@$(MAKE) --no-print-directory MODE=fuzz fuzz-build
+	sh tests/fuzz/run.sh build/fuzz/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3600
 
 $(BUILD)/tests/tools/%: tests/tools/%.c $(CONFIG)
 	@mkdir -p $(dir $@)

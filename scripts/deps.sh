@@ -4,15 +4,17 @@
 #   scripts/deps.sh          what building and `make test` need
 #   scripts/deps.sh --ref    also PyTorch, to regenerate tests/ref and run the bench peers
 #   scripts/deps.sh --data   also npm (when no npm is on PATH), to fetch the demo data
+#   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime, for make fuzz
 set -eu
 
 PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libjpeg-dev libwebp-dev libopenmpi-dev openmpi-bin"
 for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil" ;;
+        --fuzz) PKGS="$PKGS clang libclang-rt-dev" ;;
         # a nodejs from elsewhere may bring its own npm; Debian's npm would conflict
         --data) command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm" ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test binary of the given build directories and ends with the
-# line "N passed, N failed". A binary that crashes or exits non-zero without
+# line "N passed, N failed"; a passing test's "# summary: ..." lines are
+# shown under it. A binary that crashes or exits non-zero without
 # naming a failed test counts as one failure. Exit status: 0 iff none failed.
 #   tests/run.sh build/release build/asan
 set -u
@@ -29,6 +30,7 @@ for dir in "$@"; do
             sed 's/^/    /' "$log"
         else
             echo "ok   $t ($p passed)"
+            grep '^# summary: ' "$log" | sed 's/^# summary: /     /' # what a test wants seen
         fi
     done
 done

@@ -415,7 +415,9 @@ static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int
         return true;
     }
     uintptr_t base = ((uintptr_t)workspace + 63) & ~(uintptr_t)63;
-    size_t slot = (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t);
+#ifdef _OPENMP
+    size_t slot = (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t); /* a thread's packing */
+#endif
     gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K,
                    .alpha = alpha, .beta = beta, .bias = bias, .A = A, .B = B, .lda = lda,
                    .ldb = ldb, .ldc = ldc, .C = C};
