@@ -20,7 +20,8 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_su
 FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 # helpers the shell tests run (tests/tools/*.c: one program each)
-TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(filter-out tests/tools/faultshim.c,$(wildcard tests/tools/*.c))) \
+              $(BUILD)/tests/tools/libfaultshim.so
 BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/bench/data $(BUILD)/bench/embed $(BUILD)/bench/train
 TOOL_SUPPORT := tools/blas_env.c
 
@@ -129,6 +130,11 @@ fuzz:
 	sh tests/fuzz/run.sh build/fuzz/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 fuzz-long:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3600
+
+# the fault tests' write-failure shim (LD_PRELOAD): no sanitizer of its own
+$(BUILD)/tests/tools/libfaultshim.so: tests/tools/faultshim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -fPIC -shared $< -o $@ -ldl
 
 $(BUILD)/tests/tools/%: tests/tools/%.c $(CONFIG)
 	@mkdir -p $(dir $@)

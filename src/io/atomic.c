@@ -44,16 +44,19 @@ bool atomic_write(atomic_file *af, const void *p, size_t n) {
     return !af->failed;
 }
 
-/* fsync the directory holding `path`, so the rename itself is durable */
-static void sync_dir(const char *path) {
+/* fsync the directory holding `path`, so the rename itself is durable; 0 or
+ * the errno. A directory that cannot be opened for it (some filesystems)
+ * is not an error; an fsync that fails is: the file may not survive a crash. */
+static int sync_dir(const char *path) {
     char *copy = strdup(path);
-    if (!copy) return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (!copy) return ENOMEM;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY), e = 0;
     if (fd >= 0) {
-        fsync(fd);
+        if (fsync(fd) != 0 && errno != EINVAL) e = errno; /* EINVAL: no fsync on this kind */
         close(fd);
     }
     free(copy);
+    return e;
 }
 
 vlp_err atomic_commit(atomic_file *af, vlp_error *err) {
@@ -76,10 +79,14 @@ vlp_err atomic_commit(atomic_file *af, vlp_error *err) {
         atomic_abort(af);
         return r;
     }
-    sync_dir(af->path);
+    int e = sync_dir(af->path);
+    vlp_err r = e ? vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__,
+                                  "cannot write %s: its directory did not sync: %s", af->path,
+                                  strerror(e))
+                  : VLP_OK;
     free(af->tmp), free(af->path);
     af->tmp = af->path = NULL;
-    return VLP_OK;
+    return r;
 }
 
 void atomic_abort(atomic_file *af) {
@@ -100,7 +107,9 @@ vlp_err atomic_symlink(const char *target, const char *link, vlp_error *err) {
         VLP_FAIL(err, VLP_ERR_IO, "cannot point %s at %s: %s", link, target, strerror(e));
     }
     free(tmp);
-    sync_dir(link);
+    int e = sync_dir(link);
+    VLP_CHECK_IO(!e, err, "cannot point %s at %s: its directory did not sync: %s", link, target,
+                 strerror(e));
     return VLP_OK;
 }
 
