@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "testutil.h"
 #include "data/bpe.h"
 #include "data/bpe_train.h"
+#include "data/dataset.h"
 #include "data/image.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -172,6 +174,46 @@ static void test_tiny_file_declaring_a_huge_image(void **state) {
     assert_string_equal(image_format_ext("RIFF\0\0\0\0WEBP", 12), "webp");
 }
 
+
+/* A caption of 1 MB is a skipped row, counted and named; a 512 MB line (a
+ * sparse file: a caption file gone wrong) is read through without holding it */
+static void test_table_rows_too_long(void **state) {
+    char *path = tmp_path(".tsv");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "filepath\ttitle\na.png\ta cat\nb.png\t");
+    for (int i = 0; i < (1 << 20); i++) fputc('x', f);
+    fprintf(f, "\nc.png\ta dog\n");
+    fclose(f);
+    vlp_error err = {0};
+    dataset_opts o = dataset_opts_default();
+    sample_stream *s;
+    check(stream_open(&s, path, &o, &err), &err);
+    assert_int_equal(stream_epoch_size(s), 2);
+    const char *why;
+    assert_int_equal(stream_skipped(s, &why), 1);
+    if (!strstr(why, ":3: a row longer than 262144 bytes")) fail_msg("%s", why);
+    stream_free(s);
+    /* a header, a row, then 512 MB without a newline */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "filepath\ttitle\na.png\ta cat\n");
+    long at = ftell(f);
+    fclose(f);
+    assert_int_equal(truncate(path, at + (512L << 20)), 0);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    check(stream_open(&s, path, &o, &err), &err);
+    getrusage(RUSAGE_SELF, &after);
+    assert_int_equal(stream_epoch_size(s), 1);
+    assert_int_equal(stream_skipped(s, &why), 1);
+    /* the peak grew by far less than the line */
+    if (after.ru_maxrss - before.ru_maxrss > 64 * 1024) fail_msg("peak RSS grew by %ld KiB", after.ru_maxrss - before.ru_maxrss);
+    stream_free(s);
+    unlink(path);
+    free(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_with_unknown_objective),
@@ -179,6 +221,7 @@ int main(void) {
         cmocka_unit_test(test_learnt_long_merges_load_back),
         cmocka_unit_test(test_zero_dim_then_huge_dims),
         cmocka_unit_test(test_tiny_file_declaring_a_huge_image),
+        cmocka_unit_test(test_table_rows_too_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -559,6 +559,67 @@ static void test_objective_from_the_test_file(void **state) {
     assert_true(fabsf(first[2] - first[0]) > 1e-3f);
 }
 
+/* ---- a step that is not finite ------------------------------------------------------------- */
+
+/* the fixture's loader, with NaN in one image of the nan_at-th batch */
+typedef struct nan_loader {
+    vlp_loader *inner;
+    int calls, nan_at;
+} nan_loader;
+
+static vlp_err nan_next(void *impl, int B, float *images, int32_t *ids, vlp_error *err) {
+    nan_loader *l = impl;
+    VLP_TRY(l->inner->next(l->inner->impl, B, images, ids, err));
+    if (++l->calls == l->nan_at) images[5] = NAN;
+    return VLP_OK;
+}
+static data_pos nan_tell(const void *impl) {
+    const nan_loader *l = impl;
+    return l->inner->tell(l->inner->impl);
+}
+static vlp_err nan_seek(void *impl, data_pos p, vlp_error *err) {
+    nan_loader *l = impl;
+    return l->inner->seek(l->inner->impl, p, err);
+}
+
+/* NaN in step 2's batch: the step is named and nothing is updated (the
+ * weights stay step 1's: its checkpoint is good), or with skip_nonfinite the
+ * step is skipped, counted, and step 3 trains on */
+static void test_nonfinite_step(void **state) {
+    for (int skip = 0; skip < 2; skip++) {
+        train_opts o = small_opts();
+        o.skip_nonfinite = skip;
+        fixture f;
+        fixture_init(&f, &o, o.seed, NULL, 32);
+        nan_loader nl = {.inner = &f.loader, .nan_at = 2};
+        vlp_loader l = f.loader;
+        l.impl = &nl, l.next = nan_next, l.tell = nan_tell, l.seek = nan_seek, l.free = NULL;
+        char *d = make_dir();
+        vlp_error err = {0};
+        check(trainer_create(&f.t, &f.m, &l, &o, d, NULL, &err), &err);
+        train_step_info info;
+        check(trainer_step(f.t, &info, &err), &err);
+        float *after1 = malloc(sizeof(float) * f.m.nfloats);
+        memcpy(after1, f.m.weights, sizeof(float) * f.m.nfloats);
+        vlp_err rc = trainer_step(f.t, &info, &err);
+        assert_memory_equal(after1, f.m.weights, sizeof(float) * f.m.nfloats);
+        if (!skip) {
+            assert_int_equal(rc, VLP_ERR_NUMERIC);
+            assert_non_null(strstr(err.message, "step 2: the loss is nan"));
+            assert_int_equal(trainer_step_count(f.t), 1);
+        } else {
+            check(rc, &err);
+            assert_true(info.skipped && info.step == 2);
+            check(trainer_step(f.t, &info, &err), &err);
+            assert_true(!info.skipped && isfinite(info.loss) && info.step == 3);
+            assert_true(memcmp(after1, f.m.weights, sizeof(float) * f.m.nfloats) != 0);
+        }
+        free(after1);
+        fixture_free(&f);
+        remove_dir(d);
+    }
+}
+
 /* ---- SIGKILL while writing checkpoints -------------------------------------------------- */
 
 #define WRITER_WIDTH 96 /* ~1 MB checkpoints + 2 MB state: writes take a while */
@@ -731,6 +792,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_mae_accumulation),
         cmocka_unit_test(test_mae_weights_and_masks),
         cmocka_unit_test(test_objective_from_the_test_file),
+        cmocka_unit_test(test_nonfinite_step),
         cmocka_unit_test(test_coca_prior),
         cmocka_unit_test(test_kill_during_checkpoint_write),
     };

@@ -188,6 +188,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "                          token, positional and class embeddings) (default on)\n"
             "      --beta1 X, --beta2 X, --eps X   AdamW (default %g, %g, %g)\n"
             "      --grad-clip X       clip the global gradient norm to X, 0 = off (default %g)\n"
+            "      --skip-nonfinite    a step whose loss or gradient is NaN/Inf updates nothing and\n"
+            "                          the run goes on, counting it (default: the run stops at it,\n"
+            "                          its last checkpoint intact)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
             "  -t, --threads N         threads, 0 = one per core (default %d)\n",
             d->config, d->data, d->vendors, d->templates, d->tok_merges, d->out, d->o.batch,
@@ -307,6 +310,8 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--beta1")) bad = !arg_double(cmd, "--beta1", a, 0, 0.999999, &x), c->o.adam.beta1 = (float)x, mark_given(c, "beta1");
         else if (VAL(NULL, "--beta2")) bad = !arg_double(cmd, "--beta2", a, 0, 0.999999, &x), c->o.adam.beta2 = (float)x, mark_given(c, "beta2");
         else if (VAL(NULL, "--eps")) bad = !arg_double(cmd, "--eps", a, 1e-30, 1, &x), c->o.adam.eps = (float)x, mark_given(c, "eps");
+        else if (arg_is(argc, argv, &i, NULL, "--skip-nonfinite", false, cmd, &bad))
+            c->o.skip_nonfinite = true, mark_given(c, "skip_nonfinite");
         else if (VAL(NULL, "--wd-embeddings")) {
             bool off = !strcmp(a, "off");
             if (off || !strcmp(a, "on")) c->o.adam.decay_embeddings = !off, mark_given(c, "decay_embeddings");
@@ -942,6 +947,7 @@ static int resume_options(train_cli *c) {
 /* What one invocation did, for its progress lines and summary. */
 typedef struct session {
     long start, done;            // the run's step when it began; steps done since
+    long skipped;                // steps not finite, skipped (--skip-nonfinite)
     double t_start, ema;         // wall clock; moving average of a step's seconds
     double train_s, data_s;      // seconds in steps, of which waiting for data
     float last_loss;
@@ -953,6 +959,12 @@ typedef struct session {
 static vlp_err report_step(const train_cli *c, run *r, session *s, const train_step_info *info,
                            progress *pr, vlp_error *err) {
     s->done++;
+    s->skipped += info->skipped;
+    if (info->skipped) {
+        progress_break(pr);
+        fprintf(stderr, "vlp train: step %ld: the loss or the gradient is not finite; skipped (%ld so far)\n",
+                info->step, s->skipped);
+    }
     s->train_s += info->seconds, s->data_s += info->data_seconds;
     s->last_loss = info->loss;
     s->ema = s->done == 1 ? info->seconds : 0.9 * s->ema + 0.1 * info->seconds;
@@ -965,9 +977,10 @@ static vlp_err report_step(const train_cli *c, run *r, session *s, const train_s
     char json[512];
     snprintf(json, sizeof json,
              "{\"step\":%ld,\"loss\":%.7g,\"lr\":%.6g,\"logit_scale\":%.6g,\"grad_norm\":%.6g,"
-             "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f,\"data_seconds\":%.4f}",
-             info->step, info->loss, info->lr, info->logit_scale, info->grad_norm, sps,
-             info->pos.epoch, info->seconds, info->data_seconds);
+             "\"samples_per_s\":%.2f,\"epoch\":%" PRId64 ",\"seconds\":%.4f,\"data_seconds\":%.4f%s}",
+             info->step, isfinite(info->loss) ? info->loss : 0.0f, info->lr, info->logit_scale,
+             isfinite(info->grad_norm) ? info->grad_norm : 0.0, sps, info->pos.epoch, info->seconds,
+             info->data_seconds, info->skipped ? ",\"skipped\":true" : "");
     return trainer_log(r->t, json, err);
 }
 
@@ -1013,6 +1026,7 @@ static void print_summary(const train_cli *c, run *r, const session *s, long ste
             s->train_s > 0 ? s->done * c->o.batch / s->train_s : 0.0,
             s->train_s > 0 ? 100 * s->data_s / s->train_s : 0.0, s->last_loss, ru.ru_maxrss / 1024.0);
     if (s->saved[0]) fprintf(stderr, "checkpoint: %s (also %s/latest.safetensors)\n", s->saved, c->out);
+    if (s->skipped) fprintf(stderr, "skipped %ld steps whose loss or gradient was not finite\n", s->skipped);
     if (c->train_data && r->loader.impl) {
         char why[512];
         int64_t skipped = stream_loader_skipped(&r->loader, why, sizeof why);

@@ -208,6 +208,34 @@ static int split_fields(char *line, char sep, bool csv, char **f, int max) {
     }
 }
 
+/* A row longer than this is skipped, never held: real captions are a few
+ * KB, and a table may hold a 2 GiB line (a caption file gone wrong). */
+#define TABLE_MAX_LINE (256 * 1024)
+
+/* The next line into *buf (grown up to TABLE_MAX_LINE, NUL bytes and all):
+ * its length, -1 at the end; a longer line is read through and dropped
+ * (*too_long). */
+static ssize_t table_line(FILE *fp, char **buf, size_t *cap, bool *too_long) {
+    size_t len = 0;
+    int c = EOF;
+    *too_long = false;
+    while ((c = getc_unlocked(fp)) != EOF) {
+        if (len + 2 > *cap && !*too_long) {
+            size_t ncap = *cap ? 2 * *cap : 8192;
+            char *g = ncap <= TABLE_MAX_LINE + 8192 ? realloc(*buf, ncap) : NULL;
+            if (g) *buf = g, *cap = ncap;
+            else *too_long = true; /* keep reading, keep nothing */
+        }
+        if (!*too_long) (*buf)[len] = (char)c;
+        len++;
+        if (c == '\n') break;
+    }
+    if (c == EOF && len == 0) return -1;
+    if (*too_long) return 0;
+    (*buf)[len] = '\0';
+    return (ssize_t)len;
+}
+
 static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
     bool csv = ends_with(path, ".csv");
     char sep = csv ? ',' : '\t';
@@ -221,8 +249,20 @@ static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
     vlp_err rc = VLP_OK;
-    while ((len = getline(&line, &cap, fp)) >= 0) {
+    bool too_long;
+    while ((len = table_line(fp, &line, &cap, &too_long)) >= 0) {
         lineno++;
+        if (too_long) {
+            if (lineno == 1) {
+                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                                   "%s:1: the header is longer than %d bytes", path, TABLE_MAX_LINE);
+                break;
+            }
+            char where[96];
+            snprintf(where, sizeof where, "%d: a row longer than %d bytes", lineno, TABLE_MAX_LINE);
+            skip(s, "%s:%s", path, where);
+            continue;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         int nf = split_fields(line, sep, csv, fields, 256);
         if (lineno == 1) {

@@ -42,6 +42,7 @@ static const train_field fields[] = {
     F("precision", "--precision", F_PRECISION, precision, false, false),
     {"decay_embeddings", "--wd-embeddings", F_BOOL, offsetof(train_opts, adam.decay_embeddings),
      false, false, "false"},
+    F("skip_nonfinite", "--skip-nonfinite", F_BOOL, skip_nonfinite, false, false),
 };
 #undef F
 #define NFIELDS ((int)(sizeof fields / sizeof fields[0]))

@@ -120,18 +120,23 @@ vlp_err trainer_set_model(trainer *t, const char *option, clip_model *ref, vlp_e
 
 /* The optimizer's part: locked parameters lose their gradient (the head's
  * LayerNorm backward touches ln_post even when only proj is unlocked), the
- * norm is clipped, AdamW steps, the logit scale is clamped. */
-static vlp_err update(trainer *t, float loss, double *gnorm, float *lr, vlp_error *err) {
+ * norm is clipped, AdamW steps, the logit scale is clamped. A loss or
+ * gradient that is not finite updates nothing: an error, or *skipped. */
+static vlp_err update(trainer *t, float loss, double *gnorm, float *lr, bool *skipped,
+                      vlp_error *err) {
     clip_model *m = t->m;
     const train_opts *o = &t->o;
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i].frozen)
             memset(m->grads + m->params[i].offset, 0, sizeof(float) * m->params[i].numel);
-    VLP_CHECK(isfinite(loss), err, VLP_ERR_NUMERIC,
-              "loss is %g at step %ld; lower the learning rate or enable --grad-clip", loss,
-              t->step + 1);
-    *gnorm = clip_grad_norm(m->grads, m->nfloats, o->grad_clip);
     *lr = lr_at(o->adam.lr, t->step, o->warmup, o->steps);
+    *gnorm = isfinite(loss) ? clip_grad_norm(m->grads, m->nfloats, o->grad_clip) : NAN;
+    *skipped = !isfinite(loss) || !isfinite(*gnorm);
+    if (*skipped && o->skip_nonfinite) return VLP_OK;
+    VLP_CHECK(!*skipped, err, VLP_ERR_NUMERIC,
+              "step %ld: the loss is %g and the gradient norm %g; nothing was updated (lower the "
+              "learning rate, clip gradients with --grad-clip, or skip such steps with "
+              "--skip-nonfinite)", t->step + 1, loss, *gnorm);
     adamw_step(&o->adam, *lr, t->step + 1, m->params, m->nparams, m->weights, m->grads, t->exp_avg,
                t->exp_avg_sq);
     clamp_logit_scale(m->w.logit_scale);
@@ -148,17 +153,23 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     memset(m->grads, 0, sizeof(float) * m->nfloats);
     t->ctx.step = t->step;
     float loss;
-    VLP_TRY(obj->grads(t->obj_state, &t->ctx, &loss, err));
+    vlp_err grc = obj->grads(t->obj_state, &t->ctx, &loss, err);
+    /* a loss that is not finite is the step's to report or skip (below); over
+     * MPI the ranks would part ways in their collectives, so it stops the job */
+    if (grc == VLP_ERR_NUMERIC && t->world == 1) loss = NAN;
+    else VLP_TRY(grc);
     /* every rank's contribution to every parameter: the batch's gradient
      * (nothing to do in one process) */
     VLP_TRY(dist_allreduce_sum(t->dist, m->grads, m->nfloats, err));
     double gnorm = 0;
     float lr = 0;
-    VLP_TRY(update(t, loss, &gnorm, &lr, err));
+    bool skipped = false;
+    VLP_TRY(update(t, loss, &gnorm, &lr, &skipped, err));
     t->step++;
     if (info)
         *info = (train_step_info){.step = t->step, .loss = loss, .lr = lr,
                                   .logit_scale = expf(*m->w.logit_scale), .grad_norm = gnorm,
+                                  .skipped = skipped,
                                   .pos = t->data->tell(t->data->impl), .seconds = now_s() - t0,
                                   .data_seconds = t_data};
     return VLP_OK;

@@ -49,6 +49,10 @@ typedef struct train_opts {
     uint64_t seed;    // initialisation and data order
     int lock_image;   // LiT: -1 off, else the image tower's unlocked groups (0: all locked)
     vlp_precision precision; // the blocks' matmuls; trainer_create sets the model's
+    /* a step whose loss or gradient norm is not finite: false stops with an
+     * error naming it (nothing updated: the last checkpoint stays good);
+     * true skips its update and goes on (train_step_info.skipped) */
+    bool skip_nonfinite;
 } train_opts;
 
 /* CLIP, batch 128, 1000 steps, open_clip's AdamW defaults */
@@ -82,6 +86,7 @@ typedef struct train_step_info {
     float loss, lr, logit_scale; // logit_scale as the multiplier exp(param)
     double grad_norm;   // before clipping
     data_pos pos;       // where the data is now
+    bool skipped;       // not finite and skipped (train_opts.skip_nonfinite): no update
     double seconds;     // this step's wall time
     double data_seconds; // of which waiting for the loader's batch
 } train_step_info;
