@@ -98,4 +98,19 @@ while [ "$k" -le "$n" ]; do
 done
 [ "$n" -ge 1 ] && [ $embed_ok = 0 ] && tap_ok "embed: each of its $n writes failing is reported; no partial .npy" ||
     tap_not_ok "embed with a full disk" embed.log
+# damaged data while training: a shard cut in half, an image whose bytes are
+# garbage after its signature, a row with a 1 MB caption: skipped, counted,
+# named, and the run trains on
+"$vlp" data shards --data pairs.tsv --out dmg/s --samples-per-shard 8 > dmg.log 2>&1
+size=$(wc -c < dmg/s-00001.tar)
+truncate -s $((size / 2)) dmg/s-00001.tar
+dd if=/dev/zero of=dmg/s-00000.tar bs=1 seek=$((512 + 16)) count=64 conv=notrunc 2> /dev/null
+{ cat pairs.tsv; printf '%s\t' "$tmp/img/img000.png"; head -c 1048576 /dev/zero | tr '\0' x; printf '\n'; } > long.tsv
+tap_check "train on a cut shard and a garbage image" dmg-train.log "$vlp" train \
+    --train-data 'dmg/s-{00000..00001}.tar' --model-config small.json --batch 4 --steps 3 --warmup 1 \
+    --tokenizer-merges 40 --out dmg-run $run
+tap_grep "the damaged samples are counted and the first named" dmg-train.log "unusable samples; the first: dmg/s-0000"
+tap_check "train on a table with a 1 MB caption" long-train.log "$vlp" train --train-data long.tsv \
+    --model-config small.json --batch 4 --steps 2 --warmup 1 --tokenizer-merges 40 --out long-run $run
+tap_grep "the 1 MB row is skipped, named" long-train.log "long.tsv:18: a row longer than 262144 bytes"
 tap_end
