@@ -24,3 +24,13 @@ tap_no_grep() {
     if grep -qF -- "$3" "$2"; then tap_not_ok "$1: '$3' in" "$2"; else tap_ok "$1"; fi
 }
 tap_end() { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }
+# tap_release_only WHY: a test that runs once, on the release build ($here
+# is the test's build directory)
+tap_release_only() {
+    if [ "$(basename "$(dirname "$here")")" != release ]; then echo "1..0 # SKIP $1"; exit 0; fi
+}
+# tap_tmpdir NAME: $tmp, a fresh temporary directory removed at exit
+tap_tmpdir() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-$1.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT INT TERM
+}

@@ -11,8 +11,7 @@ root=$(cd "$here/../../.." && pwd)
 . "$root/tests/tap.sh"
 vlp=$here/../vlp
 ref=$root/tests/ref
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-cli.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tap_tmpdir cli
 cd "$tmp" || exit 1
 export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
 

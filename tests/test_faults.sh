@@ -11,14 +11,10 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$root/tests/tap.sh"
-if [ "$(basename "$(dirname "$here")")" != release ]; then
-    echo "1..0 # SKIP the fault tests run once, on the release build"
-    exit 0
-fi
+tap_release_only "the fault tests run once, on the release build"
 vlp=$here/../vlp
 shim=$here/tools/libfaultshim.so
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-faults.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tap_tmpdir faults
 cd "$tmp" || exit 1
 export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
 

@@ -9,8 +9,7 @@ root=$(cd "$here/../../.." && pwd)
 cd "$root" || exit 1
 export VLP_FUZZ_VOCAB="$root/vocab/bpe_simple_vocab_16e6.txt.gz"
 total=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-replay.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tap_tmpdir replay
 for bin in "$here"/fuzz/replay_*; do
     case $bin in *.d) continue ;; esac # the compiler's dependency files
     name=${bin##*/replay_}

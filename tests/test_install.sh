@@ -9,12 +9,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$root/tests/tap.sh"
-if [ "$(basename "$(dirname "$here")")" != release ]; then
-    echo "1..0 # SKIP make install is tested once, on the release build"
-    exit 0
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-install.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tap_release_only "make install is tested once, on the release build"
+tap_tmpdir install
 prefix=$tmp/prefix
 mkdir "$tmp/elsewhere"
 cd "$tmp/elsewhere" || exit 1

@@ -7,13 +7,10 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$root/tests/tap.sh"
-if [ "$(basename "$(dirname "$here")")" != release ]; then
-    echo "1..0 # SKIP the MPI fault test runs once, on the release build"; exit 0
-fi
+tap_release_only "the MPI fault test runs once, on the release build"
 if ! command -v mpirun > /dev/null 2>&1; then echo "1..0 # SKIP no mpirun"; exit 0; fi
 vlp=$here/../vlp
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-mpi-kill.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tap_tmpdir mpi-kill
 cd "$tmp" || exit 1
 export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpi="mpirun -np 2 --bind-to none"

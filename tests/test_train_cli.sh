@@ -10,8 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$root/tests/tap.sh"
 vlp=$here/../vlp
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-train-cli.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+tap_tmpdir train-cli
 cd "$tmp" || exit 1
 export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
 

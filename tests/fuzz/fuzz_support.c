@@ -5,9 +5,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* a test tool's own scratch name, not library state */
+static char path[256];
+
+static void remove_scratch(void) {
+    if (path[0]) unlink(path);
+}
+
 const char *fuzz_file(const uint8_t *data, size_t size, const char *suffix) {
-    /* a test tool's own scratch name, not library state */
-    static char path[256];
+    if (!path[0]) atexit(remove_scratch);
+    if (path[0] && !strstr(path, suffix)) unlink(path); /* another suffix: another name */
     const char *dir = getenv("TMPDIR");
     snprintf(path, sizeof path, "%s/vlp-fuzz-%d%s", dir && *dir ? dir : "/tmp", (int)getpid(), suffix);
     FILE *f = fopen(path, "wb");
