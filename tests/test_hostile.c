@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "testutil.h"
 #include "data/bpe.h"
@@ -214,6 +215,53 @@ static void test_table_rows_too_long(void **state) {
     free(path);
 }
 
+/* Resource bombs refused before allocation: a PNG header claiming
+ * 65535×65535 (with a valid CRC, so it is vlp's limit that speaks) and a
+ * tar member claiming 8 GiB */
+static void test_headers_claiming_too_much(void **state) {
+    FILE *f = fopen("tests/ref/img_src.png", "rb");
+    assert_non_null(f);
+    uint8_t png[1 << 15];
+    size_t n = fread(png, 1, sizeof png, f);
+    fclose(f);
+    assert_true(n > 33 && !memcmp(png + 12, "IHDR", 4));
+    png[16] = 0, png[17] = 0, png[18] = 0xFF, png[19] = 0xFF; /* width 65535 */
+    png[20] = 0, png[21] = 0, png[22] = 0xFF, png[23] = 0xFF; /* height 65535 */
+    uLong crc = crc32(crc32(0L, Z_NULL, 0), png + 12, 17);     /* "IHDR" + 13 bytes */
+    png[29] = (uint8_t)(crc >> 24), png[30] = (uint8_t)(crc >> 16), png[31] = (uint8_t)(crc >> 8), png[32] = (uint8_t)crc;
+    vlp_error err = {0};
+    image_decode_opts o = {0};
+    image_u8 im;
+    assert_int_equal(image_decode(png, n, "huge.png", &o, &im, &err), VLP_ERR_FORMAT);
+    if (!strstr(err.message, "huge.png: 65535x65535 pixels is outside 1..32768 a side")) fail_msg("%s", err.message);
+
+    /* a ustar header: 000.jpg, size 8 GiB (octal 100000000000), then 1 KiB */
+    uint8_t tar[2048] = {0};
+    memcpy(tar, "000.jpg", 7);
+    memcpy(tar + 100, "0000644", 7);
+    memcpy(tar + 124, "100000000000", 12);
+    tar[156] = '0';
+    memcpy(tar + 257, "ustar", 6), memcpy(tar + 263, "00", 2);
+    memset(tar + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++) sum += tar[i];
+    snprintf((char *)tar + 148, 8, "%06o", sum);
+    char *path = tmp_path(".tar");
+    write_bytes(path, tar, sizeof tar);
+    dataset_opts d = dataset_opts_default();
+    sample_stream *s = NULL;
+    vlp_err rc = stream_open(&s, path, &d, &err);
+    const char *why = err.message;
+    if (rc == VLP_OK) { /* counted as a damaged shard: nothing to read */
+        assert_int_equal(stream_epoch_size(s), 0);
+        assert_true(stream_skipped(s, &why) >= 1);
+    }
+    if (!strstr(why, "000.jpg")) fail_msg("%s", why);
+    stream_free(s);
+    unlink(path);
+    free(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_with_unknown_objective),
@@ -222,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_zero_dim_then_huge_dims),
         cmocka_unit_test(test_tiny_file_declaring_a_huge_image),
         cmocka_unit_test(test_table_rows_too_long),
+        cmocka_unit_test(test_headers_claiming_too_much),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -517,6 +517,7 @@ static vlp_err open_shards(sample_stream *s, const char *spec, vlp_error *err) {
     VLP_CHECK(s->shard_order && s->buf, err, VLP_ERR_NOMEM, "shard tables");
     /* count this rank's samples: every header once (bodies skipped by seek) */
     int64_t count = 0;
+    char first_problem[600] = ""; /* why a shard stopped early, for the message below */
     for (int i = s->o.rank; i < s->shards.n; i += s->o.world) {
         tar_reader t;
         vlp_error e2 = {0};
@@ -526,15 +527,18 @@ static vlp_err open_shards(sample_stream *s, const char *spec, vlp_error *err) {
         }
         char last[4096] = "";
         bool end = false;
-        while (!end && tar_next(&t, &end, &e2) == VLP_OK && !end) {
+        vlp_err trc = VLP_OK;
+        while (!end && (trc = tar_next(&t, &end, &e2)) == VLP_OK && !end) {
             char key[4096];
             const char *ext;
             split_key(t.name, key, sizeof key, &ext);
             if (strcmp(key, last)) count++, snprintf(last, sizeof last, "%s", key);
         }
+        if (trc != VLP_OK && !first_problem[0]) snprintf(first_problem, sizeof first_problem, "%s", e2.message);
         tar_close(&t);
     }
-    VLP_CHECK_FORMAT(count > 0, err, "'%s': no samples in this reader's shards", spec);
+    VLP_CHECK_FORMAT(count > 0, err, "'%s': no samples in this reader's shards%s%s%s", spec,
+                     first_problem[0] ? " (" : "", first_problem, first_problem[0] ? ")" : "");
     s->epoch_size = count;
     return VLP_OK;
 }
