@@ -34,3 +34,5 @@ tap_tmpdir() {
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/vlp-$1.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT INT TERM
 }
+# metrics_losses FILE: "step loss" of each training step of a metrics.jsonl
+metrics_losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }

@@ -30,8 +30,7 @@ run="--threads 2 --workers 1 --log-every 1"
 new="--train-data pairs.tsv --model-config small.json --batch 8 --warmup 1 --tokenizer-merges 40 --save-every 2"
 "$vlp" train $new $run --out ref --steps 4 > ref.log 2>&1 || tap_not_ok "the reference run" ref.log
 "$vlp" train $new $run --out base --steps 2 > base.log 2>&1 || tap_not_ok "the run to resume" base.log
-losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
-losses ref/metrics.jsonl > ref.loss
+metrics_losses ref/metrics.jsonl > ref.loss
 
 # count_writes OUT CMD...: how many writes CMD makes (none failed)
 count_writes() {
@@ -53,7 +52,7 @@ while [ "$k" -le "$n" ]; do
     if [ $rc = 0 ] || ! grep -q "f/.*No space left on device" fault.log; then
         echo "write $k of $n: exit $rc" >> faults.log; cat fault.log >> faults.log; failed=$((failed + 1))
     elif ! "$vlp" train --out f --resume --steps 4 $run > again.log 2>&1 ||
-         ! losses f/metrics.jsonl | cmp -s - ref.loss; then
+         ! metrics_losses f/metrics.jsonl | cmp -s - ref.loss; then
         echo "write $k of $n: the run did not resume to the reference losses" >> faults.log
         cat again.log >> faults.log; failed=$((failed + 1))
     fi

@@ -21,7 +21,6 @@ cat > small.json <<'JSON'
  "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 32, "layers": 1, "heads": 2}}
 JSON
 args="--train-data pairs.tsv --model-config small.json --batch 8 --warmup 1 --tokenizer-merges 40 --threads 1 --workers 1 --log-every 1 --steps 40 --save-every 4"
-losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
 
 tap_check "the uninterrupted 2-rank run" ref.log $mpi "$vlp" train $args --out ref
 $mpi "$vlp" train $args --out cut > cut.log 2>&1 &
@@ -47,8 +46,8 @@ else
     wait $job
 fi
 tap_check "--resume from the last checkpoint" resume.log $mpi "$vlp" train --out cut --resume --threads 1 --workers 1
-losses ref/metrics.jsonl > ref.loss
-losses cut/metrics.jsonl > cut.loss
+metrics_losses ref/metrics.jsonl > ref.loss
+metrics_losses cut/metrics.jsonl > cut.loss
 if [ "$(wc -l < ref.loss)" = 40 ] && cmp -s ref.loss cut.loss; then tap_ok "killed + resumed = uninterrupted: 40 losses bit for bit"
 else paste ref.loss cut.loss > diff.log; tap_not_ok "killed + resumed = uninterrupted" diff.log; fi
 tap_end

@@ -39,7 +39,6 @@ tap_check "zero-shot on images and labels alone" zs.log "$vlp" train --train-dat
 tap_grep "zero-shot: 8 classes from the labels" zs.log "zero-shot @ step 2 on labels.tsv (16 images, 8 classes)"
 
 # 2. Ctrl-C mid-run and --resume: the uninterrupted run's losses, step for step
-losses() { sed -n 's/^{"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
 "$vlp" train --train-data pairs.tsv --out full $common --steps 12 > full.log 2>&1
 : > cut.log
 "$vlp" train --train-data pairs.tsv --out cut $common --steps 12 > cut.log 2>&1 &
@@ -52,8 +51,8 @@ rc=$?
 [ $rc = 130 ] && tap_ok "Ctrl-C: saves and exits 130" || tap_not_ok "Ctrl-C: saves and exits 130 (exit $rc)" cut.log
 tap_grep "Ctrl-C: says how to continue" cut.log "--resume"
 tap_check "--resume continues the run" resume.log "$vlp" train --out cut --resume --threads 2 --workers 1 --log-every 1
-losses full/metrics.jsonl > full.loss
-losses cut/metrics.jsonl > cut.loss
+metrics_losses full/metrics.jsonl > full.loss
+metrics_losses cut/metrics.jsonl > cut.loss
 if [ "$(wc -l < full.loss)" = 12 ] && cmp -s full.loss cut.loss; then tap_ok "interrupted + resumed = uninterrupted: 12 losses bit for bit"
 else paste full.loss cut.loss > loss.diff; tap_not_ok "interrupted + resumed = uninterrupted" loss.diff; fi
 tap_check "--resume --steps extends a run" extend.log "$vlp" train --out cut --resume --steps 14 --threads 2 --workers 1

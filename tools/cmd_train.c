@@ -626,14 +626,9 @@ static vlp_err zeroshot_prompts(train_cli *c, run *r, char ***out, int *n, vlp_e
     char **p = cls ? calloc(np ? np : 1, sizeof(char *)) : NULL;
     vlp_err rc = p ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompts");
     for (int k = 0; rc == VLP_OK && k < C; k++)
-        for (int t = 0; rc == VLP_OK && t < r->ntemplates; t++) {
-            const char *tpl = r->templates[t], *at = strstr(tpl, "{}");
-            size_t len = strlen(tpl) + strlen(cls[k]) + 2;
-            char *q = p[(size_t)k * r->ntemplates + t] = malloc(len);
-            if (!q) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
-            else if (at) snprintf(q, len, "%.*s%s%s", (int)(at - tpl), tpl, cls[k], at + 2);
-            else snprintf(q, len, "%s %s", tpl, cls[k]);
-        }
+        for (int t = 0; rc == VLP_OK && t < r->ntemplates; t++)
+            if (!(p[(size_t)k * r->ntemplates + t] = class_prompt(r->templates[t], cls[k])))
+                rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
     free(cls);
     free_lines(labels, nl);
     if (rc != VLP_OK) {

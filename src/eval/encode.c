@@ -41,6 +41,16 @@ vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const 
     return rc;
 }
 
+char *class_prompt(const char *tpl, const char *cls) {
+    const char *at = strstr(tpl, "{}");
+    size_t len = strlen(tpl) + strlen(cls) + 2;
+    char *p = malloc(len);
+    if (!p) return NULL;
+    if (at) snprintf(p, len, "%.*s%s%s", (int)(at - tpl), tpl, cls, at + 2);
+    else snprintf(p, len, "%s %s", tpl, cls);
+    return p;
+}
+
 vlp_err encode_classes(clip_model *m, const vlp_tokenizer *tok, const char *const *classes, int C,
                        const char *const *templates, int nt, float *out, vlp_error *err) {
     VLP_CHECK_ARG(classes && templates && out && C > 0 && nt > 0, err,
@@ -50,13 +60,9 @@ vlp_err encode_classes(clip_model *m, const vlp_tokenizer *tok, const char *cons
     float *pe = malloc(sizeof(float) * (size_t)nt * E);
     vlp_err rc = prompts && pe ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompts");
     for (int c = 0; rc == VLP_OK && c < C; c++) {
-        for (int t = 0; rc == VLP_OK && t < nt; t++) {
-            const char *at = strstr(templates[t], "{}");
-            size_t len = strlen(templates[t]) + strlen(classes[c]) + 2;
-            if (!(prompts[t] = malloc(len))) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
-            else if (at) snprintf(prompts[t], len, "%.*s%s%s", (int)(at - templates[t]), templates[t], classes[c], at + 2);
-            else snprintf(prompts[t], len, "%s %s", templates[t], classes[c]);
-        }
+        for (int t = 0; rc == VLP_OK && t < nt; t++)
+            if (!(prompts[t] = class_prompt(templates[t], classes[c])))
+                rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prompt");
         if (rc == VLP_OK) rc = encode_texts(m, tok, (const char *const *)prompts, nt, pe, err);
         for (int t = 0; t < nt; t++) free(prompts[t]), prompts[t] = NULL;
         float *w = out + (size_t)c * E;

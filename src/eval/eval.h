@@ -54,6 +54,9 @@ vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image
                            float *out, vlp_error *err);
 vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const *texts, int n,
                      float *out, vlp_error *err);
+/* A template with "{}" replaced by the class name (without "{}": the name
+ * appended after a space); malloc'd, NULL when out of memory. */
+char *class_prompt(const char *tpl, const char *cls);
 /* One normalised embedding per class: the mean of its prompts' normalised
  * embeddings, each template with "{}" replaced by the class name (a template
  * without "{}" gets the name appended); out (C, E). */

@@ -145,7 +145,15 @@ static size_t field_size(field_kind k) {
 
 static const char *precision_name(vlp_precision p) { return p == VLP_PRECISION_BF16 ? "bf16" : "fp32"; }
 
-/* the value as the command line writes it; floats to their shortest exact form */
+/* v as the shortest text that reads back the same (as a float when f32) */
+static void shortest(double v, bool f32, char *buf, size_t cap) {
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, v);
+        if (f32 ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v) return;
+    }
+}
+
+/* the value as the command line writes it */
 static void field_text(const train_opts *o, const train_field *f, char *buf, size_t cap) {
     const void *p = field_at(o, f);
     switch (f->kind) {
@@ -158,33 +166,17 @@ static void field_text(const train_opts *o, const train_field *f, char *buf, siz
         break;
     }
     case F_LONG: snprintf(buf, cap, "%ld", *(const long *)p); break;
-    case F_FLOAT: case F_DOUBLE: break; /* below */
+    case F_FLOAT: shortest(*(const float *)p, true, buf, cap); break;
+    case F_DOUBLE: shortest(*(const double *)p, false, buf, cap); break;
     case F_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)p); break;
     case F_PRECISION: snprintf(buf, cap, "%s", precision_name(*(const vlp_precision *)p)); break;
     case F_BOOL: snprintf(buf, cap, "%s", *(const bool *)p ? "on" : "off"); break;
     }
-    if (f->kind == F_FLOAT || f->kind == F_DOUBLE) { /* shortest text that reads back the same */
-        for (int digits = 1; digits <= 17; digits++) {
-            char t[64];
-            double v = f->kind == F_FLOAT ? *(const float *)p : *(const double *)p;
-            snprintf(t, sizeof t, "%.*g", digits, v);
-            if (f->kind == F_FLOAT ? (float)strtod(t, NULL) == (float)v : strtod(t, NULL) == v) {
-                snprintf(buf, cap, "%s", t);
-                break;
-            }
-        }
-    }
 }
 
 static void option_text(const objective *obj, int i, float v, char *buf, size_t cap) {
-    if (obj->options[i].kind == OBJECTIVE_MODEL) {
-        snprintf(buf, cap, "%s", v ? "given" : "not given");
-        return;
-    }
-    for (int digits = 1; digits <= 9; digits++) {
-        snprintf(buf, cap, "%.*g", digits, v);
-        if ((float)strtod(buf, NULL) == v) return;
-    }
+    if (obj->options[i].kind == OBJECTIVE_MODEL) snprintf(buf, cap, "%s", v ? "given" : "not given");
+    else shortest(v, true, buf, cap);
 }
 
 static json_t *field_json(const train_opts *o, const train_field *f) {

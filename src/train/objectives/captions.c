@@ -8,6 +8,10 @@
 
 #define PRIOR_CHUNK 16 /* captions per forward pass of PRIOR's reference */
 
+const char *requires_text_decoder(const clip_config *cfg) {
+    return cfg->multimodal.layers > 0 ? NULL : "a text decoder (config multimodal_cfg)";
+}
+
 vlp_err captions_alloc(captions *cp, const objective_ctx *c, bool prior, vlp_error *err) {
     memset(cp, 0, sizeof *cp);
     int T = c->m->cfg.text.context_length;

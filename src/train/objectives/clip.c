@@ -3,8 +3,6 @@
 
 #include <stdlib.h>
 
-static const char *const no_mae[] = {"mae_decoder.", NULL};
-
 static vlp_err grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {
     embeddings *e = state;
     VLP_TRY(embeddings_encode(e, c, image_forward_plain, NULL, err));
@@ -16,7 +14,7 @@ const objective objective_clip = {
     .name = "clip",
     .help = "symmetric InfoNCE on the pooled embeddings (open_clip's ClipLoss)",
     .lock = LOCK_OPTIONAL,
-    .untrained = no_mae,
+    .untrained = untrained_mae_decoder,
     .create = embeddings_create,
     .grads = grads,
     .free = embeddings_destroy,

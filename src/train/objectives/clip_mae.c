@@ -19,10 +19,6 @@ typedef struct clip_mae {
     masks k;
 } clip_mae;
 
-static const char *requires(const clip_config *cfg) {
-    return cfg->mae.layers > 0 ? NULL : "an MAE decoder (config mae_cfg)";
-}
-
 static vlp_err check(const float *opt, const clip_model *m, vlp_error *err) {
     return masks_check(m, opt[MASK_RATIO], err);
 }
@@ -77,7 +73,7 @@ const objective objective_clip_mae = {
     .help = "contrastive on the masked images (FLIP) + MAE; the config needs mae_cfg",
     .options = options,
     .noptions = (int)(sizeof options / sizeof options[0]),
-    .requires = requires,
+    .requires = requires_mae_decoder,
     .lock = LOCK_REFUSED,
     .check = check,
     .create = create,

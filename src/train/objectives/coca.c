@@ -4,8 +4,6 @@
 
 #include <stdlib.h>
 
-static const char *const no_mae[] = {"mae_decoder.", NULL};
-
 enum { CLIP_WEIGHT, CAPTION_WEIGHT, PRIOR, PRIOR_ALPHA };
 static const objective_option options[] = {
     [CLIP_WEIGHT] = {"clip_weight", "--clip-weight", "X", "weight of the contrastive loss",
@@ -24,10 +22,6 @@ typedef struct coca {
     embeddings e;
     captions cap;
 } coca;
-
-static const char *requires(const clip_config *cfg) {
-    return cfg->multimodal.layers > 0 ? NULL : "a text decoder (config multimodal_cfg)";
-}
 
 static void destroy(void *state) {
     coca *s = state;
@@ -96,9 +90,9 @@ const objective objective_coca = {
     .help = "contrastive + captioning (open_clip's CoCaLoss); the config needs multimodal_cfg",
     .options = options,
     .noptions = (int)(sizeof options / sizeof options[0]),
-    .requires = requires,
+    .requires = requires_text_decoder,
     .lock = LOCK_OPTIONAL,
-    .untrained = no_mae,
+    .untrained = untrained_mae_decoder,
     .create = create,
     .set_model = set_model,
     .ready = ready,

@@ -9,8 +9,6 @@
 
 #include "loss/loss.h"
 
-static const char *const no_mae[] = {"mae_decoder.", NULL};
-
 typedef struct filip {
     float *img, *txt;            // (b, Tv, E) (b, Tt, E) this process's tokens' features
     float *dimg, *dtxt;          // the same shapes: their gradients
@@ -129,7 +127,7 @@ const objective objective_filip = {
     .name = "filip",
     .help = "token-wise late interaction (FILIP, Yao et al. 2021)",
     .lock = LOCK_OPTIONAL,
-    .untrained = no_mae,
+    .untrained = untrained_mae_decoder,
     .create = create,
     .grads = grads,
     .free = destroy,

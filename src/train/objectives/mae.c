@@ -13,10 +13,6 @@ static const objective_option options[] = {
 /* the image tower and its decoder, nothing else */
 static const char *const trains[] = {"visual.", "mae_decoder.", NULL};
 
-static const char *requires(const clip_config *cfg) {
-    return cfg->mae.layers > 0 ? NULL : "an MAE decoder (config mae_cfg)";
-}
-
 static vlp_err check(const float *opt, const clip_model *m, vlp_error *err) {
     return masks_check(m, opt[MASK_RATIO], err);
 }
@@ -54,7 +50,7 @@ const objective objective_mae = {
     .help = "masked image modeling alone; the config needs mae_cfg",
     .options = options,
     .noptions = (int)(sizeof options / sizeof options[0]),
-    .requires = requires,
+    .requires = requires_mae_decoder,
     .lock = LOCK_REFUSED,
     .trains_only = trains,
     .check = check,

@@ -9,6 +9,12 @@
 #include "loss/loss.h"
 #include "model/mae.h"
 
+const char *const untrained_mae_decoder[] = {"mae_decoder.", NULL};
+
+const char *requires_mae_decoder(const clip_config *cfg) {
+    return cfg->mae.layers > 0 ? NULL : "an MAE decoder (config mae_cfg)";
+}
+
 vlp_err masks_check(const clip_model *m, float mask_ratio, vlp_error *err) {
     int nkeep = mae_keep_count(m->mdims.NP, mask_ratio);
     VLP_CHECK_ARG(nkeep < m->mdims.NP, err, "--mask-ratio %g masks none of the %d patches",

@@ -5,6 +5,13 @@
 #define VLP_TRAIN_OBJECTIVES_SHARED_H
 #include "train/objective.h"
 
+/* ---- what objectives declare alike -------------------------------------------------------- */
+/* the MAE decoder: left alone by every objective but the MAE ones */
+extern const char *const untrained_mae_decoder[];
+/* `requires` of the objectives with a text decoder / an MAE decoder */
+const char *requires_text_decoder(const clip_config *cfg);
+const char *requires_mae_decoder(const clip_config *cfg);
+
 /* ---- across ranks -------------------------------------------------------------------------- */
 /* *loss = the mean of the ranks' losses: the batch's loss */
 vlp_err mean_over_ranks(const objective_ctx *c, float local, float *loss, vlp_error *err);

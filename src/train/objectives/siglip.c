@@ -8,8 +8,6 @@
 
 #include "loss/loss.h"
 
-static const char *const no_mae[] = {"mae_decoder.", NULL};
-
 static const char *requires(const clip_config *cfg) {
     return cfg->has_logit_bias ? NULL : "a logit_bias (config init_logit_bias)";
 }
@@ -62,7 +60,7 @@ const objective objective_siglip = {
     .configure = configure,
     .requires = requires,
     .lock = LOCK_OPTIONAL,
-    .untrained = no_mae,
+    .untrained = untrained_mae_decoder,
     .create = embeddings_create,
     .grads = grads,
     .free = embeddings_destroy,

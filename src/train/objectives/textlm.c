@@ -4,12 +4,6 @@
 
 #include <stdlib.h>
 
-static const char *const no_mae[] = {"mae_decoder.", NULL};
-
-static const char *requires(const clip_config *cfg) {
-    return cfg->multimodal.layers > 0 ? NULL : "a text decoder (config multimodal_cfg)";
-}
-
 static void destroy(void *state) {
     if (state) captions_free(state);
     free(state);
@@ -42,9 +36,9 @@ const objective objective_textlm = {
     .name = "textlm",
     .help = "the decoder as a text-only LM on the captions (PRIOR's reference); the config "
             "needs multimodal_cfg",
-    .requires = requires,
+    .requires = requires_text_decoder,
     .lock = LOCK_WHOLE, /* it never looks at images: the image tower stays as it is */
-    .untrained = no_mae,
+    .untrained = untrained_mae_decoder,
     .create = create,
     .grads = grads,
     .free = destroy,
