@@ -9,7 +9,7 @@ CC ?= cc
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
-SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c)
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c src/curate/*.c)
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
@@ -20,8 +20,9 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_su
 FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 # helpers the shell tests run (tests/tools/*.c: one program each)
-TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(filter-out tests/tools/faultshim.c,$(wildcard tests/tools/*.c))) \
-              $(BUILD)/tests/tools/libfaultshim.so
+SHIMS := faultshim swapshim
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(filter-out $(SHIMS:%=tests/tools/%.c),$(wildcard tests/tools/*.c))) \
+              $(SHIMS:%=$(BUILD)/tests/tools/lib%.so)
 BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/bench/data $(BUILD)/bench/embed $(BUILD)/bench/train
 TOOL_SUPPORT := tools/blas_env.c
 
@@ -131,8 +132,9 @@ fuzz:
 fuzz-long:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3600
 
-# the fault tests' write-failure shim (LD_PRELOAD): no sanitizer of its own
-$(BUILD)/tests/tools/libfaultshim.so: tests/tools/faultshim.c
+# the fault tests' shims (LD_PRELOAD: a write that fails, a file changed while
+# read): no sanitizer of their own
+$(BUILD)/tests/tools/lib%.so: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -fPIC -shared $< -o $@ -ldl
 

@@ -23,6 +23,11 @@ tap_grep() {
 tap_no_grep() {
     if grep -qF -- "$3" "$2"; then tap_not_ok "$1: '$3' in" "$2"; else tap_ok "$1"; fi
 }
+# tap_if WHAT LOG CMD...: CMD (a test, quiet) must succeed; LOG is shown if not
+tap_if() {
+    what=$1; log=$2; shift 2
+    if "$@" > /dev/null 2>&1; then tap_ok "$what"; else tap_not_ok "$what" "$log"; fi
+}
 tap_end() { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }
 # tap_release_only WHY: a test that runs once, on the release build ($here
 # is the test's build directory)

@@ -323,8 +323,10 @@ static void test_loader_skips_bad_images(void **state) {
     char why[256];
     assert_int_equal(stream_loader_skipped(&l, why, sizeof why), 1);
     assert_non_null(strstr(why, "bad.png"));
-    /* a batch larger than what an epoch can give is an error, not a hang */
-    assert_int_equal(l.next(l.impl, 7, img, ids, &err), VLP_ERR_ARG);
+    /* a batch larger than what an epoch can give is an error, not a hang;
+     * the data's fault (a bad file) when samples were skipped, so named */
+    assert_int_equal(l.next(l.impl, 7, img, ids, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "6 usable samples, fewer than the batch of 7 (1 unusable so far; the first: "));
     loader_free(&l);
     tokenizer_free(&tok);
 }

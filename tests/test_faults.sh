@@ -108,4 +108,42 @@ tap_grep "the damaged samples are counted and the first named" dmg-train.log "un
 tap_check "train on a table with a 1 MB caption" long-train.log "$vlp" train --train-data long.tsv \
     --model-config small.json --batch 4 --steps 2 --warmup 1 --tokenizer-merges 40 --out long-run $run
 tap_grep "the 1 MB row is skipped, named" long-train.log "long.tsv:18: a row longer than 262144 bytes"
+
+# a shard changed while the run reads it (tests/tools/swapshim.c): on the 4th
+# opening of sw/s-00001.tar (the tokenizer's two passes and the training
+# stream's count come first: the 4th is epoch 0's read), after its 5th read
+# (a sample and a half), the file is cut, replaced or removed. The open
+# stream reads what is left of it; later epochs open what is there now.
+# Skips are counted as the run consumes them, not as the reader runs ahead.
+"$vlp" data shards --data pairs.tsv --out sw/s --samples-per-shard 8 > sw.log 2>&1
+head -n 6 pairs.tsv > five.tsv
+"$vlp" data shards --data five.tsv --out swnew/n --samples-per-shard 8 > sw.log 2>&1
+swap_run() { # NAME ACTION SHARDS: train 8 steps of 4 over a fresh copy of sw/
+    rm -rf w && mkdir w && cp sw/s-*.tar w/ && cp swnew/n-00000.tar w/new.tar
+    VLP_SWAP_PATH=w/s-00001.tar VLP_SWAP_AT=4:5 VLP_SWAP_DO=$2 LD_PRELOAD=$here/tools/libswapshim.so \
+        timeout 120 "$vlp" train --train-data "$3" --model-config small.json --batch 4 --steps 8 --warmup 1 \
+        --tokenizer-merges 40 --out "swap-$1" $run > "swap-$1.log" 2>&1
+}
+sw2='w/s-{00000..00001}.tar'
+swap_done() { grep -q "swapshim: $1 w/s-00001.tar after read 5 of open 4: done" "$2" && [ -f "$3/ckpt-00000008.safetensors" ]; }
+swap_run cut truncate:3000 "$sw2"
+tap_if "a shard cut while read: the run trains its 8 steps" swap-cut.log swap_done truncate:3000 swap-cut.log swap-cut
+# epoch 0 reads the shard as it is cut (sample 10 lost), epochs 1 to 3 the cut
+# file (sample 9 lost): 8 steps of 4 consume 4 epochs of 9 or 10 samples, so
+# 4 skips, not the dozens the reader has run ahead through
+tap_if "the cut is named, and counted once an epoch as consumed" swap-cut.log \
+    grep -q "skipped 4 unusable samples; the first: w/s-00001.tar: sample '0000000" swap-cut.log
+swap_run replaced replace:w/new.tar "$sw2"
+tap_if "a shard replaced while read: the run trains its 8 steps" swap-replaced.log \
+    swap_done replace:w/new.tar swap-replaced.log swap-replaced
+tap_no_grep "the open shard is read to its end, the new one after it: nothing skipped" swap-replaced.log unusable
+swap_run removed remove "$sw2"
+tap_if "a shard removed while read: the run trains its 8 steps" swap-removed.log \
+    swap_done remove swap-removed.log swap-removed
+tap_if "the later epochs' missing shard is named and counted" swap-removed.log \
+    grep -q "skipped [1-2] unusable samples; the first: cannot open w/s-00001.tar: No such file" swap-removed.log
+swap_run last remove w/s-00001.tar
+rc=$?
+tap_if "the only shard removed while read: exit 1 with a message naming it (no hang)" swap-last.log \
+    [ $rc = 1 -a "$(grep -c 'epoch 1 has 0 usable samples, fewer than the batch of 4 (1 unusable so far; the first: cannot open w/s-00001.tar' swap-last.log)" = 1 ]
 tap_end

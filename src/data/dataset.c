@@ -157,6 +157,10 @@ int64_t stream_skipped(const sample_stream *s, const char **first) {
 
 int64_t stream_epoch_size(const sample_stream *s) { return s->epoch_size; }
 
+void stream_set_warn(sample_stream *s, void (*warn)(void *ctx, const char *msg), void *ctx) {
+    s->o.warn = warn, s->o.warn_ctx = ctx;
+}
+
 void stream_free(sample_stream *s) {
     if (!s) return;
     for (int64_t i = 0; i < s->nrows; i++) free(s->rows[i].path), free(s->rows[i].caption), free(s->rows[i].alt);
@@ -433,7 +437,7 @@ static vlp_err shard_sample(sample_stream *s, raw_sample *out, bool *got, vlp_er
             const char *path = s->shards.v[s->shard_order[s->shard_pos++]];
             vlp_error e2 = {0};
             if (tar_open(&s->tar, path, &e2) != VLP_OK) {
-                skip(s, "%s: %s", path, e2.message);
+                skip(s, "%s%s", e2.message, ""); /* it names the path */
                 continue;
             }
             s->tar_open = true;

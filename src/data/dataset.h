@@ -61,6 +61,9 @@ vlp_err stream_begin(sample_stream *s, int64_t epoch, vlp_error *err);
 vlp_err stream_next(sample_stream *s, raw_sample *out, bool *done, vlp_error *err);
 /* Samples skipped so far, and the first reason. */
 int64_t stream_skipped(const sample_stream *s, const char **first_reason);
+/* Where the skips are reported from now on (in place of opts.warn): a reader
+ * that runs ahead of its consumer reports them when they are consumed. */
+void stream_set_warn(sample_stream *s, void (*warn)(void *ctx, const char *msg), void *ctx);
 
 /* Brace expansion of one pattern; returns the count (or -1 on a malformed
  * pattern / OOM), names in *out (malloc'd array of malloc'd strings). */

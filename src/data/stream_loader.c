@@ -15,12 +15,16 @@ typedef struct slot {
     float *image;   // (3, S, S)
     int32_t *ids;   // (ctx)
     char why[256];  // a failed decode's reason
+    int64_t skips;  // samples the stream skipped just before this one
+    char skip_why[256]; // the first of them
 } slot;
 
 typedef struct item { /* reader → workers */
     raw_sample raw;
     int64_t seq, epoch, index;
     bool epoch_end;
+    int64_t skips;      // samples the stream skipped just before this one
+    char skip_why[256]; // the first of them
 } item;
 
 typedef struct sl {
@@ -44,6 +48,11 @@ typedef struct sl {
     int64_t cons_seq;    // next seq the consumer takes
     data_pos pos;        // consumed: epoch, index within it
     int64_t epoch_ready; // usable samples the consumer saw in this epoch
+    /* the stream's skips since the last item (the reader thread's alone):
+     * they travel with the next item, so they are counted and reported when
+     * consumed, not when read ahead (as decode failures) */
+    int64_t pend_skips;
+    char pend_why[256];
     /* errors and counts */
     vlp_err fatal;
     vlp_error fatal_err;
@@ -67,6 +76,12 @@ static vlp_rng sample_rng(const sl *L, int64_t epoch, int64_t index) {
     return r;
 }
 
+/* the stream's warn, in the reader thread */
+static void reader_saw_skip(void *ctx, const char *msg) {
+    sl *L = ctx;
+    if (!L->pend_skips++) snprintf(L->pend_why, sizeof L->pend_why, "%.255s", msg);
+}
+
 static void *reader_main(void *arg) {
     sl *L = arg;
     vlp_error err = {0};
@@ -82,13 +97,13 @@ static void *reader_main(void *arg) {
             else it.index = index++;
             if (!done && epoch == L->start.epoch && it.index < L->start.index) { /* resuming: skip */
                 raw_sample_free(&it.raw);
+                L->pend_skips = 0; /* counted by the run that consumed them */
                 continue;
             }
+            it.skips = L->pend_skips;
+            memcpy(it.skip_why, L->pend_why, sizeof it.skip_why);
+            L->pend_skips = 0;
             pthread_mutex_lock(&L->mu);
-            const char *why;
-            int64_t skips = stream_skipped(L->stream, &why); /* the stream is the reader's alone */
-            if (skips && !L->stream_skips) snprintf(L->first_skip, sizeof L->first_skip, "%s", why);
-            L->stream_skips = skips;
             while (L->qlen == L->qcap && !L->stop) pthread_cond_wait(&L->cv, &L->mu);
             if (L->stop) {
                 pthread_mutex_unlock(&L->mu);
@@ -155,6 +170,8 @@ static void *worker_main(void *arg) {
         raw_sample_free(&it.raw);
         pthread_mutex_lock(&L->mu); /* publish: the consumer reads only under the lock */
         s->seq = it.seq, s->epoch = it.epoch, s->index = it.index, s->state = state;
+        s->skips = it.skips;
+        memcpy(s->skip_why, it.skip_why, sizeof s->skip_why);
         pthread_cond_broadcast(&L->cv);
         pthread_mutex_unlock(&L->mu);
     }
@@ -180,6 +197,7 @@ static vlp_err start_threads(sl *L, data_pos at, vlp_error *err) {
     L->start = at, L->pos = at;
     L->epoch_ready = at.index; /* an approximation after a seek: only used for the too-small check */
     L->fatal = VLP_OK;
+    L->pend_skips = 0;
     VLP_CHECK(pthread_create(&L->reader, NULL, reader_main, L) == 0, err, VLP_ERR_NOMEM, "cannot start the reader thread");
     for (int i = 0; i < L->o.workers; i++)
         if (pthread_create(&L->workers[i], NULL, worker_main, L) != 0) {
@@ -209,12 +227,30 @@ static vlp_err sl_next(void *impl, int B, float *images, int32_t *ids, vlp_error
             return rc;
         }
         int state = s->state;
+        if (s->skips) { /* what the stream skipped before this slot */
+            if (!L->stream_skips) snprintf(L->first_skip, sizeof L->first_skip, "%s", s->skip_why);
+            L->stream_skips += s->skips;
+            if (L->o.warn && s->skips == 1) L->o.warn(L->o.warn_ctx, s->skip_why);
+            else if (L->o.warn) {
+                char msg[400];
+                snprintf(msg, sizeof msg, "%s (and %lld more samples skipped after it)", s->skip_why,
+                         (long long)(s->skips - 1));
+                L->o.warn(L->o.warn_ctx, msg);
+            }
+            s->skips = 0; /* counted once, even if this slot is retried below */
+        }
         if (state == SLOT_EPOCH_END) { /* drop the partial batch, as open_clip (drop_last) */
             if (L->epoch_ready < B) { /* no batch can ever be formed: say so rather than spin */
-                int64_t got = L->epoch_ready;
+                int64_t got = L->epoch_ready, bad = L->stream_skips + L->decode_failed;
+                char first[512];
+                snprintf(first, sizeof first, "%s", L->stream_skips ? L->first_skip : L->first_fail);
                 pthread_mutex_unlock(&L->mu);
-                VLP_FAIL(err, VLP_ERR_ARG, "epoch %lld has %lld usable samples, fewer than the batch of %d",
-                         (long long)s->epoch, (long long)got, B);
+                if (!bad) /* the data is whole: the batch is too big for it */
+                    VLP_FAIL(err, VLP_ERR_ARG, "epoch %lld has %lld samples, fewer than the batch of %d",
+                             (long long)s->epoch, (long long)got, B);
+                VLP_FAIL(err, VLP_ERR_FORMAT, "epoch %lld has %lld usable samples, fewer than the batch of %d "
+                         "(%lld unusable so far; the first: %.300s)", (long long)s->epoch, (long long)got, B,
+                         (long long)bad, first);
             }
             L->epoch_ready = 0;
             b = 0;
@@ -280,6 +316,7 @@ vlp_err stream_loader_create(vlp_loader *out, sample_stream *s, const stream_loa
     sl *L = calloc(1, sizeof *L);
     VLP_CHECK_ALLOC(L, err, sizeof *L);
     L->o = *o, L->stream = s, L->S = o->tf.size;
+    stream_set_warn(s, reader_saw_skip, L);
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv, NULL);
     L->D = o->prefetch;
@@ -296,7 +333,8 @@ vlp_err stream_loader_create(vlp_loader *out, sample_stream *s, const stream_loa
     vlp_err rc = ok ? start_threads(L, (data_pos){0, 0}, err)
                     : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "loader ring of %d samples", L->D);
     if (rc != VLP_OK) {
-        L->stream = NULL; /* the caller keeps the stream on failure */
+        L->stream = NULL; /* the caller keeps the stream on failure, */
+        stream_set_warn(s, NULL, NULL); /* without a report to a loader that is gone */
         sl_free(L);
         return rc;
     }
