@@ -340,20 +340,28 @@ static int data_stats(int argc, char **argv) {
     return rc;
 }
 
+/* the tools of vlp data: a name, what it does, its entry point */
+static const struct data_tool {
+    const char *name, *help;
+    int (*run)(int argc, char **argv);
+} tools[] = {
+    {"tokenizer", "learn BPE merges from captions", data_tokenizer},
+    {"emoji", "write the emoji corpus as a TSV", data_emoji},
+    {"shards", "pack a TSV/CSV into WebDataset tar shards", data_shards},
+    {"stats", "count samples, caption lengths, image sizes", data_stats},
+    {"balance", "balance a pool over metadata entries (MetaCLIP)", data_balance},
+};
+#define NTOOLS ((int)(sizeof tools / sizeof tools[0]))
+
 int cmd_data(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "tokenizer")) return data_tokenizer(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "emoji")) return data_emoji(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "shards")) return data_shards(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "stats")) return data_stats(argc - 1, argv + 1);
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: vlp data <tool> [options]\n"
-               "  tokenizer   learn BPE merges from captions\n"
-               "  emoji       write the emoji corpus as a TSV\n"
-               "  shards      pack a TSV/CSV into WebDataset tar shards\n"
-               "  stats       count samples, caption lengths, image sizes\n"
-               "Run 'vlp data <tool> --help' for a tool's options.\n");
-        return 0;
-    }
-    fprintf(stderr, "vlp data: give a tool: tokenizer, emoji, shards or stats (try 'vlp data --help')\n");
-    return 2;
+    for (int k = 0; argc >= 2 && k < NTOOLS; k++)
+        if (!strcmp(argv[1], tools[k].name)) return tools[k].run(argc - 1, argv + 1);
+    bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+    FILE *fp = help ? stdout : stderr;
+    if (help) fprintf(fp, "usage: vlp data <tool> [options]\n");
+    else if (argc >= 2) fprintf(fp, "vlp data: unknown tool '%s'; the tools:\n", argv[1]);
+    else fprintf(fp, "vlp data: give a tool:\n");
+    for (int k = 0; k < NTOOLS; k++) fprintf(fp, "  %-11s %s\n", tools[k].name, tools[k].help);
+    fprintf(fp, "Run 'vlp data <tool> --help' for a tool's options.\n");
+    return help ? 0 : 2;
 }

@@ -1,6 +1,7 @@
 #include "data/dataset.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "data/table.h"
 #include "data/tar.h"
 #include "io/file.h"
 
@@ -181,65 +182,6 @@ static bool ends_with(const char *s, const char *suf) {
 
 /* ---- TSV / CSV ------------------------------------------------------------------------------ */
 
-/* Splits one record into fields in place. CSV: RFC 4180 quotes (a quoted
- * field may hold the separator, "" for a quote; newlines inside quotes are
- * not supported: one record per line). Returns the field count. */
-static int split_fields(char *line, char sep, bool csv, char **f, int max) {
-    int n = 0;
-    char *p = line;
-    for (;;) {
-        if (n == max) return n;
-        if (csv && *p == '"') {
-            char *w = ++p;
-            f[n++] = w;
-            for (;;) {
-                if (!*p) break;
-                if (*p == '"' && p[1] == '"') *w++ = '"', p += 2;
-                else if (*p == '"') { p++; break; }
-                else *w++ = *p++;
-            }
-            char *rest = strchr(p, sep);
-            *w = '\0';
-            if (!rest) return n;
-            p = rest + 1;
-        } else {
-            f[n++] = p;
-            char *e = strchr(p, sep);
-            if (!e) return n;
-            *e = '\0';
-            p = e + 1;
-        }
-    }
-}
-
-/* A row longer than this is skipped, never held: real captions are a few
- * KB, and a table may hold a 2 GiB line (a caption file gone wrong). */
-#define TABLE_MAX_LINE (256 * 1024)
-
-/* The next line into *buf (grown up to TABLE_MAX_LINE, NUL bytes and all):
- * its length, -1 at the end; a longer line is read through and dropped
- * (*too_long). */
-static ssize_t table_line(FILE *fp, char **buf, size_t *cap, bool *too_long) {
-    size_t len = 0;
-    int c = EOF;
-    *too_long = false;
-    while ((c = getc_unlocked(fp)) != EOF) {
-        if (len + 2 > *cap && !*too_long) {
-            size_t ncap = *cap ? 2 * *cap : 8192;
-            char *g = ncap <= TABLE_MAX_LINE + 8192 ? realloc(*buf, ncap) : NULL;
-            if (g) *buf = g, *cap = ncap;
-            else *too_long = true; /* keep reading, keep nothing */
-        }
-        if (!*too_long) (*buf)[len] = (char)c;
-        len++;
-        if (c == '\n') break;
-    }
-    if (c == EOF && len == 0) return -1;
-    if (*too_long) return 0;
-    (*buf)[len] = '\0';
-    return (ssize_t)len;
-}
-
 static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
     bool csv = ends_with(path, ".csv");
     char sep = csv ? ',' : '\t';
@@ -268,7 +210,7 @@ static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
             continue;
         }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        int nf = split_fields(line, sep, csv, fields, 256);
+        int nf = table_split(line, sep, csv, fields, 256);
         if (lineno == 1) {
             ncols = nf;
             for (int k = 0; k < nf; k++) {
@@ -359,22 +301,8 @@ static vlp_err table_next(sample_stream *s, raw_sample *out, bool *done, vlp_err
 
 /* ---- WebDataset ---------------------------------------------------------------------------- */
 
-static void split_key(const char *name, char *key, size_t kcap, const char **ext) {
-    const char *base = strrchr(name, '/');
-    base = base ? base + 1 : name;
-    const char *dot = strchr(base, '.');
-    size_t kl = dot ? (size_t)(dot - name) : strlen(name);
-    if (kl >= kcap) kl = kcap - 1;
-    memcpy(key, name, kl), key[kl] = '\0';
-    *ext = dot ? dot + 1 : "";
-}
-
-static bool is_image_ext(const char *e) {
-    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp");
-}
-
 /* json caption field → malloc'd string or NULL */
-static char *json_field(const uint8_t *d, size_t n, const char *key) {
+char *wds_json_field(const uint8_t *d, size_t n, const char *key) {
     json_t *j = json_loadb((const char *)d, n, 0, NULL);
     json_t *v = j ? json_object_get(j, key) : NULL;
     char *r = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
@@ -386,7 +314,7 @@ static char *json_field(const uint8_t *d, size_t n, const char *key) {
 static bool take_member(sample_stream *s, const char *ext) {
     tar_reader *t = &s->tar;
     raw_sample *p = &s->pending;
-    if (is_image_ext(ext) && !p->image) {
+    if (wds_is_image_ext(ext) && !p->image) {
         p->image = malloc(t->size ? t->size : 1);
         if (!p->image) return false;
         memcpy(p->image, t->data, t->size);
@@ -394,8 +322,8 @@ static bool take_member(sample_stream *s, const char *ext) {
     } else if (!strcmp(ext, "txt") && !p->caption) {
         if (!(p->caption = strdup((const char *)t->data))) return false;
     } else if (!strcmp(ext, "json")) {
-        if (!p->caption && s->o.caption_key) p->caption = json_field(t->data, t->size, s->o.caption_key);
-        if (!p->alt_caption && s->o.alt_caption_key) p->alt_caption = json_field(t->data, t->size, s->o.alt_caption_key);
+        if (!p->caption && s->o.caption_key) p->caption = wds_json_field(t->data, t->size, s->o.caption_key);
+        if (!p->alt_caption && s->o.alt_caption_key) p->alt_caption = wds_json_field(t->data, t->size, s->o.alt_caption_key);
     } else if (s->o.alt_caption_key && !strcmp(ext, s->o.alt_caption_key) && !p->alt_caption) {
         if (!(p->alt_caption = strdup((const char *)t->data))) return false;
     }
@@ -457,7 +385,7 @@ static vlp_err shard_sample(sample_stream *s, raw_sample *out, bool *got, vlp_er
         }
         char key[4096];
         const char *ext;
-        split_key(s->tar.name, key, sizeof key, &ext);
+        wds_split_key(s->tar.name, key, sizeof key, &ext);
         bool g = false;
         if (s->have_pending && strcmp(key, s->pending_key)) g = finish_pending(s, out);
         if (!s->have_pending) {
@@ -495,7 +423,9 @@ static vlp_err tar_stream_next(sample_stream *s, raw_sample *out, bool *done, vl
     return VLP_OK;
 }
 
-static vlp_err open_shards(sample_stream *s, const char *spec, vlp_error *err) {
+vlp_err shard_list(const char *spec, char ***out, int *count, vlp_error *err) {
+    *out = NULL, *count = 0;
+    strvec v = {0};
     char *copy = strdup(spec);
     VLP_CHECK_ALLOC(copy, err, strlen(spec) + 1);
     bool ok = true;
@@ -506,14 +436,25 @@ static vlp_err open_shards(sample_stream *s, const char *spec, vlp_error *err) {
         char **names;
         int n = brace_expand(p, &names);
         if (n < 0) {
+            vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
+                          "'%s': malformed shard pattern (use name-{000..123}.tar or {a,b})", p);
             free(copy);
-            VLP_FAIL(err, VLP_ERR_ARG, "'%s': malformed shard pattern (use name-{000..123}.tar or {a,b})", p);
+            strvec_free(&v);
+            return VLP_ERR_ARG;
         }
-        for (int i = 0; i < n; i++) ok = ok && push(&s->shards, names[i]);
+        for (int i = 0; i < n; i++) ok = ok && push(&v, names[i]);
         free(names);
     }
     free(copy);
+    if (!ok) strvec_free(&v);
     VLP_CHECK(ok, err, VLP_ERR_NOMEM, "shard list");
+    *out = v.v, *count = v.n;
+    return VLP_OK;
+}
+
+static vlp_err open_shards(sample_stream *s, const char *spec, vlp_error *err) {
+    VLP_TRY(shard_list(spec, &s->shards.v, &s->shards.n, err));
+    s->shards.cap = s->shards.n;
     VLP_CHECK_ARG(s->shards.n >= s->o.world, err, "%d shards for %d readers: every reader needs one",
                   s->shards.n, s->o.world);
     s->shard_order = malloc(sizeof(int) * (size_t)s->shards.n);
@@ -535,7 +476,7 @@ static vlp_err open_shards(sample_stream *s, const char *spec, vlp_error *err) {
         while (!end && (trc = tar_next(&t, &end, &e2)) == VLP_OK && !end) {
             char key[4096];
             const char *ext;
-            split_key(t.name, key, sizeof key, &ext);
+            wds_split_key(t.name, key, sizeof key, &ext);
             if (strcmp(key, last)) count++, snprintf(last, sizeof last, "%s", key);
         }
         if (trc != VLP_OK && !first_problem[0]) snprintf(first_problem, sizeof first_problem, "%s", e2.message);

@@ -68,4 +68,9 @@ void stream_set_warn(sample_stream *s, void (*warn)(void *ctx, const char *msg),
 /* Brace expansion of one pattern; returns the count (or -1 on a malformed
  * pattern / OOM), names in *out (malloc'd array of malloc'd strings). */
 int brace_expand(const char *pattern, char ***out);
+/* The shards of a spec: brace patterns joined with '::', expanded in order;
+ * *out a malloc'd array of malloc'd names. */
+vlp_err shard_list(const char *spec, char ***out, int *n, vlp_error *err);
+/* A string field of a json member (malloc'd), or NULL. */
+char *wds_json_field(const uint8_t *data, size_t n, const char *key);
 #endif

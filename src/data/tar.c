@@ -173,3 +173,20 @@ vlp_err tar_finish(tar_writer *w, vlp_error *err) {
 }
 
 void tar_abort(tar_writer *w) { atomic_abort(&w->af); }
+
+/* ---- WebDataset naming ---- */
+
+void wds_split_key(const char *name, char *key, size_t kcap, const char **ext) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    const char *dot = strchr(base, '.');
+    size_t kl = dot ? (size_t)(dot - name) : strlen(name);
+    if (kl >= kcap) kl = kcap - 1;
+    memcpy(key, name, kl), key[kl] = '\0';
+    *ext = dot ? dot + 1 : "";
+}
+
+bool wds_is_image_ext(const char *e) {
+    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp");
+}
+

@@ -37,4 +37,10 @@ vlp_err tar_create(tar_writer *w, const char *path, vlp_error *err);
 vlp_err tar_add(tar_writer *w, const char *name, const void *data, size_t n, vlp_error *err);
 vlp_err tar_finish(tar_writer *w, vlp_error *err);
 void tar_abort(tar_writer *w);
+/* WebDataset: a member's key (its name up to the first dot of its last path
+ * part, at most kcap - 1 bytes) and extension (after that dot, "" if none);
+ * a sample is the run of members with one key. */
+void wds_split_key(const char *name, char *key, size_t kcap, const char **ext);
+/* the extensions WebDataset readers take an image from: jpg jpeg png webp */
+bool wds_is_image_ext(const char *ext);
 #endif

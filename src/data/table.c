@@ -1,0 +1,68 @@
+#include "data/table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int table_split(char *line, char sep, bool csv, char **f, int max) {
+    int n = 0;
+    char *p = line;
+    for (;;) {
+        if (n == max) return n;
+        if (csv && *p == '"') {
+            char *w = ++p;
+            f[n++] = w;
+            for (;;) {
+                if (!*p) break;
+                if (*p == '"' && p[1] == '"') *w++ = '"', p += 2;
+                else if (*p == '"') { p++; break; }
+                else *w++ = *p++;
+            }
+            char *rest = strchr(p, sep);
+            *w = '\0';
+            if (!rest) return n;
+            p = rest + 1;
+        } else {
+            f[n++] = p;
+            char *e = strchr(p, sep);
+            if (!e) return n;
+            *e = '\0';
+            p = e + 1;
+        }
+    }
+}
+
+
+ssize_t table_line(FILE *fp, char **buf, size_t *cap, bool *too_long) {
+    size_t len = 0;
+    int c = EOF;
+    *too_long = false;
+    while ((c = getc_unlocked(fp)) != EOF) {
+        if (len + 2 > *cap && !*too_long) {
+            size_t ncap = *cap ? 2 * *cap : 8192;
+            char *g = ncap <= TABLE_MAX_LINE + 8192 ? realloc(*buf, ncap) : NULL;
+            if (g) *buf = g, *cap = ncap;
+            else *too_long = true; /* keep reading, keep nothing */
+        }
+        if (!*too_long) (*buf)[len] = (char)c;
+        len++;
+        if (c == '\n') break;
+    }
+    if (c == EOF && len == 0) return -1;
+    if (*too_long) return 0;
+    (*buf)[len] = '\0';
+    return (ssize_t)len;
+}
+
+
+void table_write_csv_field(FILE *fp, const char *field) {
+    if (!strpbrk(field, ",\"\r\n")) {
+        fputs(field, fp);
+        return;
+    }
+    putc('"', fp);
+    for (const char *c = field; *c; c++) {
+        if (*c == '"') putc('"', fp);
+        putc(*c, fp);
+    }
+    putc('"', fp);
+}

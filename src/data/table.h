@@ -1,0 +1,26 @@
+/* Lines and fields of TSV/CSV tables, as the readers of pools see them:
+ * one record a line (no newline inside quotes), CSV quoting as RFC 4180,
+ * and a bound on a line's length so a 2 GiB line is never held. */
+#ifndef VLP_DATA_TABLE_H
+#define VLP_DATA_TABLE_H
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+/* A row longer than this is skipped, never held: real captions are a few
+ * KB, and a table may hold a 2 GiB line (a caption file gone wrong). */
+#define TABLE_MAX_LINE (256 * 1024)
+
+/* The next line into *buf (grown up to TABLE_MAX_LINE, NUL bytes and all):
+ * its length, -1 at the end; a longer line is read through and dropped
+ * (*too_long, length 0). */
+ssize_t table_line(FILE *fp, char **buf, size_t *cap, bool *too_long);
+
+/* Splits one record into at most max fields in place. CSV: RFC 4180 quotes
+ * (a quoted field may hold the separator, "" for a quote). Returns the count. */
+int table_split(char *line, char sep, bool csv, char **f, int max);
+
+/* A CSV field as RFC 4180 writes it: quoted when it holds a comma, a quote
+ * or a line break (quotes doubled), else as is. */
+void table_write_csv_field(FILE *fp, const char *field);
+#endif

@@ -1,0 +1,160 @@
+/* vlp data balance: MetaCLIP's balancing of a pool over metadata entries
+ * (src/curate/balance.h): pass 1 counts each entry's matching samples, pass
+ * 2 keeps a sample with probability min(1, t/c) per matched entry. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "data_curate.h"
+#include "curate/balance.h"
+#include "io/atomic.h"
+
+typedef struct balance_run {
+    balance *b;
+    double t;
+    bool keep_unmatched;
+    uint64_t seed;
+    int64_t samples, unmatched, kept;
+} balance_run;
+
+static bool count_visit(void *ctx, const pool_sample *s, bool *keep) {
+    balance_run *r = ctx;
+    if (balance_count(r->b, s->caption) == 0) r->unmatched++;
+    r->samples++;
+    (void)keep;
+    return true;
+}
+
+static bool keep_visit(void *ctx, const pool_sample *s, bool *keep) {
+    balance_run *r = ctx;
+    *keep = balance_keep(r->b, s->caption, s->index, r->t, r->seed, r->keep_unmatched, NULL);
+    r->kept += *keep;
+    return true;
+}
+
+typedef struct by_count {
+    int64_t c;
+    int e;
+} by_count;
+
+static int cmp_count_desc(const void *a, const void *b) {
+    const by_count *x = a, *y = b;
+    return x->c != y->c ? (x->c < y->c) - (x->c > y->c) : x->e - y->e;
+}
+
+static json_t *entry_row(const balance_run *r, char **entries, int e) {
+    json_t *j = json_object();
+    json_object_set_new(j, "entry", json_string(entries[e]));
+    json_object_set_new(j, "before", json_integer(balance_count_of(r->b, e)));
+    json_object_set_new(j, "after", json_integer(balance_kept_of(r->b, e)));
+    return j;
+}
+
+/* per entry: before, after (all of them), for --counts */
+static int write_counts(const char *path, const balance_run *r, char **entries, int n) {
+    atomic_file af;
+    vlp_error err = {0};
+    if (atomic_open(&af, path, &err) != VLP_OK) return curate_fail("balance", &err);
+    fprintf(af.fp, "entry\tbefore\tafter\n");
+    for (int e = 0; e < n; e++)
+        fprintf(af.fp, "%s\t%lld\t%lld\n", entries[e], (long long)balance_count_of(r->b, e),
+                (long long)balance_kept_of(r->b, e));
+    return atomic_commit(&af, &err) == VLP_OK ? 0 : curate_fail("balance", &err);
+}
+
+int data_balance(int argc, char **argv) {
+    curate_io io = curate_io_default();
+    const char *metadata = NULL, *counts = NULL;
+    double t = 20000;
+    bool keep_unmatched = false;
+    long head = 10;
+    const cli_opt opts[] = {
+        CURATE_IO_OPTS(io),
+        {"-m", "--metadata", "FILE", OPT_STR, &metadata, 0, 0, true,
+         "the metadata: one entry a line (MetaCLIP's 500,000: WordNet synsets, Wikipedia titles and n-grams; "
+         "or your classes)"},
+        {"-t", "--t", "T", OPT_DBL, &t, 1, 1e15, false,
+         "an entry matched by c samples keeps each with probability min(1, t/c) (MetaCLIP: 20,000 at 400M "
+         "pairs; scale it with the pool)"},
+        {NULL, "--keep-unmatched", NULL, OPT_FLAG, &keep_unmatched, 0, 0, false,
+         "keep samples matching no entry (MetaCLIP drops them)"},
+        {NULL, "--counts", "FILE", OPT_STR, &counts, 0, 0, false, "every entry's counts before and after, a TSV"},
+        {NULL, "--report-entries", "N", OPT_LONG, &head, 0, 100000, false,
+         "entries of the head and of the tail in the report"},
+    };
+    int rc = opts_parse("data balance", "vlp data balance --data SPEC --metadata FILE --out OUT [options]",
+                        "Balances a pool over metadata entries as MetaCLIP does: an entry matches a caption when\n"
+                        "it occurs in it as whole words (after MetaCLIP's spacing of , . ; : ? ! `; case\n"
+                        "kept); pass 1 counts each entry's samples, pass 2 keeps a sample when one of its\n"
+                        "entries passes a draw of min(1, t/count). Each draw is a hash of (seed, sample,\n"
+                        "entry): the same seed keeps the same samples. Memory: the entries' automaton and\n"
+                        "counts, one sample at a time.",
+                        opts, (int)(sizeof opts / sizeof opts[0]), NULL, NULL, NULL, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    int n;
+    char **entries = read_lines(metadata, false, &n);
+    if (!entries) return 1;
+    balance_run r = {.t = t, .keep_unmatched = keep_unmatched, .seed = (uint64_t)io.seed};
+    vlp_error err = {0};
+    if (balance_create(&r.b, (const char *const *)entries, n, NULL, &err) != VLP_OK) {
+        free_lines(entries, n);
+        return curate_fail("balance", &err);
+    }
+    fprintf(stderr, "metadata: %d entries from %s\n", n, metadata);
+    pool *p = curate_open("balance", &io, false);
+    pool_writer *w = NULL;
+    int64_t skipped = 0, written = 0;
+    long shards = 0;
+    const char *why = "";
+    rc = p ? curate_pass("balance", p, &io, "samples counted", 0, count_visit, NULL, &r, NULL) : 1;
+    if (!rc) {
+        skipped = pool_skipped(p, &why);
+        fprintf(stderr, "pass 1: %lld samples, %lld (%.1f%%) match no entry\n", (long long)r.samples,
+                (long long)r.unmatched, r.samples ? 100.0 * (double)r.unmatched / (double)r.samples : 0.0);
+        pool_free(p);
+        /* the images are read only when a table's samples go into shards */
+        p = curate_open("balance", &io, !curate_out_is_table(&io));
+        w = p ? curate_writer("balance", &io, p) : NULL;
+        rc = w ? curate_pass("balance", p, &io, "samples balanced", (long)r.samples, keep_visit, NULL, &r, w) : 1;
+    }
+    if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("balance", &err);
+    if (!rc && counts) rc = write_counts(counts, &r, entries, n);
+    if (!rc) {
+        json_t *rep = json_object();
+        json_object_set_new(rep, "metadata", json_string(metadata));
+        json_object_set_new(rep, "entries", json_integer(n));
+        json_object_set_new(rep, "t", json_real(t));
+        json_object_set_new(rep, "keep_unmatched", json_boolean(keep_unmatched));
+        json_object_set_new(rep, "unmatched", json_integer(r.unmatched));
+        json_object_set_new(rep, "unmatched_share", json_real(r.samples ? (double)r.unmatched / (double)r.samples : 0));
+        by_count *order = malloc(sizeof(by_count) * (size_t)n);
+        int matched = 0, over = 0;
+        for (int e = 0; order && e < n; e++) {
+            int64_t c = balance_count_of(r.b, e);
+            order[e] = (by_count){c, e};
+            matched += c > 0, over += c > t;
+        }
+        json_object_set_new(rep, "entries_matched", json_integer(matched));
+        json_object_set_new(rep, "entries_over_t", json_integer(over));
+        json_t *jh = json_array(), *jt = json_array();
+        if (order) {
+            qsort(order, (size_t)n, sizeof *order, cmp_count_desc);
+            for (int k = 0; k < n && k < head && order[k].c > 0; k++)
+                json_array_append_new(jh, entry_row(&r, entries, order[k].e));
+            for (int k = matched - 1, m = 0; k >= 0 && m < head; k--, m++) /* the rarest matched entries */
+                json_array_append_new(jt, entry_row(&r, entries, order[k].e));
+        }
+        free(order);
+        json_object_set_new(rep, "head", jh);
+        json_object_set_new(rep, "tail", jt);
+        rc = curate_report("balance", &io, rep, r.samples, skipped, why, written, shards);
+        json_decref(rep);
+    }
+    pool_writer_free(w);
+    pool_free(p);
+    balance_free(r.b);
+    free_lines(entries, n);
+    return rc;
+}

@@ -1,0 +1,99 @@
+#include "data_curate.h"
+#include "args.h"
+#include "progress.h"
+#include "io/atomic.h"
+
+#include <stdio.h>
+#include <string.h>
+
+curate_io curate_io_default(void) {
+    return (curate_io){.image_key = "filepath", .caption_key = "title", .per_shard = 1000, .seed = 0};
+}
+
+bool curate_out_is_table(const curate_io *io) {
+    size_t n = strlen(io->out);
+    return n >= 4 && (!strcmp(io->out + n - 4, ".tsv") || !strcmp(io->out + n - 4, ".csv"));
+}
+
+int curate_fail(const char *cmd, const vlp_error *err) {
+    char buf[800];
+    fprintf(stderr, "vlp data %s: %s\n", cmd, vlp_error_format(err, buf, sizeof buf));
+    return 1;
+}
+
+pool *curate_open(const char *cmd, const curate_io *io, bool read_images) {
+    pool_opts o = pool_opts_default();
+    o.image_key = io->image_key, o.caption_key = io->caption_key, o.read_images = read_images;
+    o.warn = cli_warn;
+    pool *p;
+    vlp_error err = {0};
+    if (pool_open(&p, io->data, &o, &err) != VLP_OK) return curate_fail(cmd, &err), NULL;
+    return p;
+}
+
+pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p) {
+    pool_writer *w;
+    vlp_error err = {0};
+    if (pool_writer_open(&w, io->out, p, io->per_shard, &err) != VLP_OK) return curate_fail(cmd, &err), NULL;
+    return w;
+}
+
+int curate_pass(const char *cmd, pool *p, const curate_io *io, const char *what, long total, curate_visit visit,
+                curate_done done, void *ctx, pool_writer *out) {
+    vlp_error err = {0};
+    if (pool_rewind(p, &err) != VLP_OK) return curate_fail(cmd, &err);
+    progress pr;
+    progress_begin(&pr, stderr, what, total);
+    pool_sample s = {0};
+    long n = 0;
+    int rc = 0;
+    for (;;) {
+        bool end, keep = false;
+        if (pool_next(p, &s, &end, &err) != VLP_OK) { rc = curate_fail(cmd, &err); break; }
+        if (end) break;
+        if (!visit(ctx, &s, &keep)) { rc = 1; break; }
+        if (keep && out && pool_writer_add(out, &s, &err) != VLP_OK) { rc = curate_fail(cmd, &err); break; }
+        progress_update(&pr, ++n);
+    }
+    pool_sample_free(&s);
+    if (!rc && done && !done(ctx)) rc = 1;
+    if (rc) progress_break(&pr);
+    else progress_end(&pr, n);
+    (void)io;
+    return rc;
+}
+
+int curate_report(const char *cmd, const curate_io *io, json_t *report, int64_t samples, int64_t skipped,
+                  const char *first_skip, int64_t kept, long shards) {
+    json_object_set_new(report, "command", json_string(cmd));
+    json_object_set_new(report, "data", json_string(io->data));
+    json_object_set_new(report, "out", json_string(io->out));
+    json_object_set_new(report, "seed", json_integer(io->seed));
+    json_object_set_new(report, "samples", json_integer(samples));
+    json_object_set_new(report, "skipped", json_integer(skipped));
+    if (skipped) json_object_set_new(report, "first_skipped", json_string(first_skip));
+    json_object_set_new(report, "kept", json_integer(kept));
+    json_object_set_new(report, "removed", json_integer(samples - kept));
+    if (shards) json_object_set_new(report, "shards", json_integer(shards));
+    char path[4200];
+    if (io->report) snprintf(path, sizeof path, "%s", io->report);
+    else snprintf(path, sizeof path, "%s.report.json", io->out);
+    char *text = json_dumps(report, JSON_PRESERVE_ORDER | JSON_INDENT(2));
+    atomic_file af;
+    vlp_error err = {0};
+    vlp_err e = text ? atomic_open(&af, path, &err) : VLP_ERR_NOMEM;
+    if (!text) return fprintf(stderr, "vlp data %s: out of memory writing the report\n", cmd), 1;
+    if (e == VLP_OK) {
+        atomic_write(&af, text, strlen(text));
+        atomic_write(&af, "\n", 1);
+        e = atomic_commit(&af, &err);
+    }
+    free(text);
+    if (e != VLP_OK) {
+        return curate_fail(cmd, &err);
+    }
+    fprintf(stderr, "kept %lld of %lld samples (%.2f%%) into %s; report %s\n", (long long)kept, (long long)samples,
+            samples ? 100.0 * (double)kept / (double)samples : 0.0, io->out, path);
+    if (skipped) fprintf(stderr, "skipped %lld unusable samples; the first: %s\n", (long long)skipped, first_skip);
+    return 0;
+}

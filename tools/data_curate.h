@@ -1,0 +1,58 @@
+/* What vlp data filter, balance and dedup share: the pool's and the
+ * output's options (one table), a pass over the pool with progress lines,
+ * the pass that writes what is kept, and the JSON report. */
+#ifndef VLP_TOOLS_DATA_CURATE_H
+#define VLP_TOOLS_DATA_CURATE_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "curate/pool.h"
+#include "opts.h"
+
+typedef struct curate_io {
+    const char *data, *out, *report, *image_key, *caption_key;
+    long per_shard, seed;
+    char report_path[4096]; // the report's path: --report, else OUT.report.json
+} curate_io;
+
+curate_io curate_io_default(void);
+
+#define CURATE_IO_OPTS(io)                                                                                    \
+    {"-i", "--data", "SPEC", OPT_STR, &(io).data, 0, 0, true,                                                 \
+     "the pool: a .tsv/.csv (image paths relative to it) or WebDataset shards (a-{00000..00009}.tar, "       \
+     "patterns joined with ::)"},                                                                             \
+    {"-o", "--out", "OUT", OPT_STR, &(io).out, 0, 0, true,                                                    \
+     "what is kept: FILE.tsv or FILE.csv (a table pool: its columns) or a shard PREFIX (PREFIX-00000.tar, "  \
+     "...: a shard pool's members as they were)"},                                                           \
+    {NULL, "--report", "FILE", OPT_STR, &(io).report, 0, 0, false, "the JSON report (default OUT.report.json)"}, \
+    {NULL, "--samples-per-shard", "N", OPT_LONG, &(io).per_shard, 1, 1 << 30, false, "samples a shard out"},  \
+    {NULL, "--image-key", "K", OPT_STR, &(io).image_key, 0, 0, false, "a table's image column"},              \
+    {NULL, "--caption-key", "K", OPT_STR, &(io).caption_key, 0, 0, false,                                     \
+     "a table's caption column, or a shard's json field (a txt member first)"},                              \
+    {NULL, "--seed", "N", OPT_LONG, &(io).seed, 0, 2147483647, false, "the seed of every random draw"}
+
+/* --out is a table (FILE.tsv/.csv), not shards */
+bool curate_out_is_table(const curate_io *io);
+
+/* opens the pool (images read or not); NULL after a message */
+pool *curate_open(const char *cmd, const curate_io *io, bool read_images);
+
+/* One pass over the pool: visit(ctx, sample) for each usable sample (false
+ * stops the pass: it has printed why); then done(ctx) (may be NULL). With
+ * out != NULL the samples visit keeps (*keep) are written there. Progress
+ * lines name `what`. Returns 0, or 1 after a message. */
+typedef bool (*curate_visit)(void *ctx, const pool_sample *s, bool *keep);
+typedef bool (*curate_done)(void *ctx);
+int curate_pass(const char *cmd, pool *p, const curate_io *io, const char *what, long total, curate_visit visit,
+                curate_done done, void *ctx, pool_writer *out);
+
+/* the writer of --out; NULL after a message */
+pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p);
+
+/* adds the pool's counts, the output's and the options to the report and
+ * writes it atomically; prints where. Returns 0 or 1. */
+int curate_report(const char *cmd, const curate_io *io, json_t *report, int64_t samples, int64_t skipped,
+                  const char *first_skip, int64_t kept, long shards);
+int curate_fail(const char *cmd, const vlp_error *err);
+#endif
