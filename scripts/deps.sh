@@ -7,7 +7,7 @@
 #   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime, for make fuzz
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libjpeg-dev libwebp-dev libopenmpi-dev openmpi-bin"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libxxhash-dev libjpeg-dev libwebp-dev libopenmpi-dev openmpi-bin"
 for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil" ;;

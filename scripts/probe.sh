@@ -68,8 +68,9 @@ need_pkg libwebp libwebp-dev WEBP
 need_pkg libpcre2-8 libpcre2-dev PCRE  # the tokenizer's Unicode pre-tokenizer
 need_pkg libutf8proc libutf8proc-dev UTF8PROC # Unicode lower-casing
 need_pkg zlib zlib1g-dev ZLIB          # gzip'd merges files
+need_pkg libxxhash libxxhash-dev XXHASH # image content hashes (vlp data dedup)
 json_msg=$JSON_msg; png_msg="$PNG_msg, $JPEG_msg, $WEBP_msg"
-text_msg="$PCRE_msg, $UTF8PROC_msg, $ZLIB_msg"
+text_msg="$PCRE_msg, $UTF8PROC_msg, $ZLIB_msg, $XXHASH_msg"
 
 # MPI (optional): data-parallel training with mpirun
 if pkg-config --exists ompi-c 2>/dev/null; then
@@ -101,8 +102,8 @@ JSON_CFLAGS = $JSON_CFLAGS
 JSON_LIBS = $JSON_LIBS
 IMG_CFLAGS = $PNG_CFLAGS $JPEG_CFLAGS $WEBP_CFLAGS
 IMG_LIBS = $PNG_LIBS $JPEG_LIBS $WEBP_LIBS
-TEXT_CFLAGS = $PCRE_CFLAGS $UTF8PROC_CFLAGS $ZLIB_CFLAGS
-TEXT_LIBS = $PCRE_LIBS $UTF8PROC_LIBS $ZLIB_LIBS
+TEXT_CFLAGS = $PCRE_CFLAGS $UTF8PROC_CFLAGS $ZLIB_CFLAGS $XXHASH_CFLAGS
+TEXT_LIBS = $PCRE_LIBS $UTF8PROC_LIBS $ZLIB_LIBS $XXHASH_LIBS
 MPI_CFLAGS = $MPI_CFLAGS
 MPI_LIBS = $MPI_LIBS
 CMOCKA_CFLAGS = $CMOCKA_CFLAGS

@@ -9,6 +9,8 @@
 #include "core/rng.h"
 #include "curate/balance.h"
 #include "curate/matcher.h"
+#include "curate/select.h"
+#include "curate/semdedup.h"
 #include <math.h>
 
 static void check(vlp_err e, const vlp_error *err) {
@@ -190,6 +192,122 @@ static void test_balance_draw_uniform(void **state) {
     assert_true(fabs((double)below / n - 0.1) < 0.005);
 }
 
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* the k-th largest from the file equals a sort's, for every k, with ties,
+ * negatives, zeros of both signs and a NaN (ranked lowest); keeping "above,
+ * then the first `ties` equal ones" keeps exactly k */
+static void test_select_top_k_exact(void **state) {
+    (void)state;
+    enum { N = 301 };
+    float v[N], sorted[N];
+    vlp_rng r = {99};
+    for (int i = 0; i < N; i++) v[i] = (float)((int)(vlp_rng_u64(&r) % 41) - 20) / 20.0f; /* many ties */
+    v[5] = -0.0f, v[6] = 0.0f, v[7] = NAN, v[8] = 1e-30f, v[9] = -1e-30f;
+    FILE *fp = tmpfile();
+    assert_int_equal(fwrite(v, sizeof(float), N, fp), N);
+    fflush(fp);
+    int m = 0;
+    for (int i = 0; i < N; i++)
+        if (!isnan(v[i])) sorted[m++] = v[i];
+    qsort(sorted, (size_t)m, sizeof(float), cmp_desc);
+    for (int64_t k = 1; k <= N; k++) {
+        float thr;
+        int64_t ties;
+        vlp_error err = {0};
+        check(select_top_k(fp, N, k, &thr, &ties, &err), &err);
+        if (k <= m) assert_true(thr == sorted[k - 1]); /* -0 == 0 as floats: one key each, compared as values */
+        else assert_true(isnan(thr));
+        int64_t kept = 0, left = ties;
+        for (int i = 0; i < N; i++) {
+            bool above = select_key(v[i]) > select_key(thr), equal = select_key(v[i]) == select_key(thr);
+            if (above || (equal && left > 0)) kept++, left -= equal;
+        }
+        if (kept != k) fail_msg("k %lld: kept %lld (threshold %g, ties %lld)", (long long)k, (long long)kept, thr, (long long)ties);
+    }
+    float thr;
+    int64_t ties;
+    vlp_error err = {0};
+    assert_int_equal(select_top_k(fp, N, 0, &thr, &ties, &err), VLP_ERR_ARG);
+    fclose(fp);
+}
+
+static void unit(float *v, int d) {
+    double n = 0;
+    for (int t = 0; t < d; t++) n += (double)v[t] * v[t];
+    for (int t = 0; t < d; t++) v[t] = (float)(v[t] / sqrt(n));
+}
+
+/* 4 well-separated groups of 30 points in 32-d (each a direction plus noise),
+ * and 12 planted near-duplicates (a point plus noise of 1e-3): k-means finds
+ * the groups; SemDeDup at eps 1e-3 removes exactly the 12 planted copies or
+ * their originals (one of each pair, the one nearer the centroid), nothing
+ * else; at eps 0.5 it removes most of each group */
+static void test_semdedup_planted(void **state) {
+    (void)state;
+    enum { D = 32, G = 4, PER = 30, DUPS = 12, N = G * PER + DUPS };
+    float *x = malloc(sizeof(float) * N * D), dir[G][D];
+    vlp_rng r = {2024};
+    for (int g = 0; g < G; g++) {
+        for (int t = 0; t < D; t++) dir[g][t] = vlp_rng_normal(&r);
+        unit(dir[g], D);
+    }
+    for (int i = 0; i < G * PER; i++) {
+        for (int t = 0; t < D; t++) x[i * D + t] = dir[i / PER][t] + 0.1f * vlp_rng_normal(&r);
+        unit(x + i * D, D);
+    }
+    int original[DUPS];
+    for (int j = 0; j < DUPS; j++) {
+        int o = original[j] = 7 * j + 3, i = G * PER + j;
+        for (int t = 0; t < D; t++) x[i * D + t] = x[o * D + t] + 1e-3f * vlp_rng_normal(&r);
+        unit(x + i * D, D);
+    }
+    float cent[G * D];
+    int32_t assign[N];
+    int iters;
+    vlp_error err = {0};
+    check(kmeans_spherical(x, N, D, G, 50, 1, cent, assign, &iters, &err), &err);
+    for (int i = 0; i < N; i++) { /* each group one cluster, a copy with its original */
+        int g = i < G * PER ? i / PER : original[i - G * PER] / PER;
+        assert_int_equal(assign[i], assign[g * PER]);
+    }
+    for (int g = 1; g < G; g++) assert_true(assign[g * PER] != assign[0]);
+    int removed_total = 0, removed_loose = 0;
+    for (int c = 0; c < G; c++) {
+        int64_t rows[N];
+        int m = 0;
+        for (int i = 0; i < N; i++)
+            if (assign[i] == c) rows[m++] = i;
+        const double eps[] = {1e-3, 0.5};
+        uint8_t rm[2 * N];
+        check(semdedup_cluster(x, D, rows, m, cent + c * D, eps, 2, rm, &err), &err);
+        for (int k = 0; k < m; k++) {
+            removed_total += rm[k], removed_loose += rm[m + k];
+            if (!rm[k]) continue;
+            int i = (int)rows[k], twin = -1; /* the removed one must be one of a planted pair */
+            for (int j = 0; j < DUPS; j++) {
+                if (i == G * PER + j) twin = original[j];
+                if (i == original[j]) twin = G * PER + j;
+            }
+            if (twin < 0) fail_msg("row %d removed, not a planted duplicate", i);
+            /* the survivor is the twin, the one less similar to the centroid */
+            double di = 0, dt = 0;
+            for (int t = 0; t < D; t++) di += x[i * D + t] * cent[c * D + t], dt += x[twin * D + t] * cent[c * D + t];
+            assert_true(dt <= di);
+            int kt = -1;
+            for (int q = 0; q < m; q++)
+                if (rows[q] == twin) kt = q;
+            assert_true(kt >= 0 && !rm[kt]);
+        }
+    }
+    assert_int_equal(removed_total, DUPS);
+    assert_true(removed_loose > N / 2);
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matcher_equals_brute_force),
@@ -197,6 +315,8 @@ int main(void) {
         cmocka_unit_test(test_metaclip_spacing),
         cmocka_unit_test(test_balance_keeps_min_c_t),
         cmocka_unit_test(test_balance_draw_uniform),
+        cmocka_unit_test(test_select_top_k_exact),
+        cmocka_unit_test(test_semdedup_planted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -349,7 +349,10 @@ static const struct data_tool {
     {"emoji", "write the emoji corpus as a TSV", data_emoji},
     {"shards", "pack a TSV/CSV into WebDataset tar shards", data_shards},
     {"stats", "count samples, caption lengths, image sizes", data_stats},
+    {"filter", "remove samples by rules and by CLIP score (DataComp)", data_filter},
     {"balance", "balance a pool over metadata entries (MetaCLIP)", data_balance},
+    {"dedup", "remove exact and semantic near-duplicates (SemDeDup)", data_dedup},
+    {"concepts", "concept frequencies in captions, against zero-shot accuracy", data_concepts},
 };
 #define NTOOLS ((int)(sizeof tools / sizeof tools[0]))
 

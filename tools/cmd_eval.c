@@ -15,6 +15,8 @@
 #include "data/image.h"
 #include "eval/eval.h"
 #include "eval/linear_probe.h"
+#include "io/atomic.h"
+#include <jansson.h>
 #include "vlp.h"
 
 typedef struct eval_set {
@@ -113,22 +115,61 @@ static int embed_texts(vlp_model *m, const char **t, int n, float *out) {
     return 1;
 }
 
-static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt) {
+/* per class: images, correct, accuracy, as a JSON file written atomically
+ * (what vlp data concepts joins with the captions' concept frequencies) */
+static int write_per_class(const char *path, const char **cls, int C, const int *images, const int *correct,
+                           const zeroshot_result *z, const char *model, const char *data) {
+    json_t *j = json_object(), *arr = json_array();
+    json_object_set_new(j, "model", json_string(model));
+    json_object_set_new(j, "data", json_string(data));
+    json_object_set_new(j, "top1", json_real(z->top1));
+    json_object_set_new(j, "balanced", json_real(z->balanced));
+    for (int c = 0; c < C; c++) {
+        json_t *row = json_object();
+        json_object_set_new(row, "class", json_string(cls[c]));
+        json_object_set_new(row, "images", json_integer(images[c]));
+        json_object_set_new(row, "correct", json_integer(correct[c]));
+        json_object_set_new(row, "accuracy", json_real(images[c] ? (double)correct[c] / images[c] : 0));
+        json_array_append_new(arr, row);
+    }
+    json_object_set_new(j, "classes", arr);
+    char *text = json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(1));
+    json_decref(j);
+    atomic_file af;
+    vlp_error err = {0};
+    int rc = !text;
+    if (!rc && atomic_open(&af, path, &err) == VLP_OK) {
+        atomic_write(&af, text, strlen(text));
+        atomic_write(&af, "\n", 1);
+        rc = atomic_commit(&af, &err) != VLP_OK;
+    } else rc = 1;
+    free(text);
+    char buf[800];
+    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? vlp_error_format(&err, buf, sizeof buf) : "out of memory");
+    else fprintf(stderr, "per-class accuracy: %s (%d classes)\n", path, C);
+    return rc;
+}
+
+static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt, const char *per_class_json,
+                    const char *model, const char *data) {
     int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
     const char **cls = distinct_strings((const char *const *)s->label, s->n, &C, y);
     float *W = malloc(sizeof(float) * (size_t)C * E);
+    int *images = calloc((size_t)C + 1, sizeof(int)), *correct = calloc((size_t)C + 1, sizeof(int));
     vlp_error err = {0};
-    int rc = !cls || vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, W, &err) != VLP_OK;
-    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message);
+    int rc = !cls || !images || !correct ||
+             vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, W, &err) != VLP_OK;
+    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? err.message : "out of memory");
     zeroshot_result z;
-    if (!rc && zeroshot_eval(s->img, W, y, s->n, C, E, &z, &err) == VLP_OK) {
+    if (!rc && zeroshot_eval_per_class(s->img, W, y, s->n, C, E, &z, images, correct, &err) == VLP_OK) {
         printf("zero-shot (%d images, %d classes, %d templates): top-1 %.4f  top-5 %.4f  class-balanced %.4f"
                "   (chance: top-1 %.4f uniform, %.4f majority class)\n",
                z.n, C, nt, z.top1, z.top5, z.balanced, 1.0 / C, z.majority);
         printf("RESULT name=zeroshot top1=%.4f top5=%.4f balanced=%.4f chance=%.4f majority=%.4f\n", z.top1, z.top5,
                z.balanced, 1.0 / C, z.majority);
+        if (per_class_json) rc = write_per_class(per_class_json, cls, C, images, correct, &z, model, data);
     } else rc = 1;
-    free(y), free(cls), free(W);
+    free(y), free(cls), free(W), free(images), free(correct);
     return rc;
 }
 
@@ -184,6 +225,7 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *caption_key = "title", *label_key = NULL, *templates = TEMPLATES_DEFAULT;
+    const char *per_class_json = NULL;
     model_args a = {.o = vlp_model_opts_default()};
     bool zs = false, rt = false, lp = false, white = false, text_only = false;
     double test_frac = 0.5, l2 = 1e-3;
@@ -208,6 +250,8 @@ int cmd_eval(int argc, char **argv) {
                    "                          left out of zero-shot and the probe\n"
                    "      --white-background  composite transparent pixels on white (as training did)\n"
                    TEMPLATES_HELP
+                   "      --per-class-json F  zero-shot: write each class's images, correct and accuracy to F\n"
+                   "                          (vlp data concepts joins it with concept frequencies)\n"
                    "      --probe-test-fraction F  (default 0.5)   --probe-l2 X (default 0.001)\n"
                    "      --text-only         a model with a decoder: caption perplexity without the\n"
                    "                          image (a textlm run: PRIOR's reference)\n"
@@ -219,6 +263,7 @@ int cmd_eval(int argc, char **argv) {
         else if (arg_is(argc, argv, &i, NULL, "--label-key", true, "eval", &bad)) label_key = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--zeroshot", false, "eval", &bad)) zs = true;
+        else if (arg_is(argc, argv, &i, NULL, "--per-class-json", true, "eval", &bad)) per_class_json = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "eval", &bad)) white = true;
         else if (arg_is(argc, argv, &i, NULL, "--text-only", false, "eval", &bad)) text_only = true;
         else if (arg_is(argc, argv, &i, NULL, "--retrieval", false, "eval", &bad)) rt = true;
@@ -237,6 +282,10 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     if (!zs && !rt && !lp) rt = true, zs = lp = label_key != NULL;
+    if (per_class_json && !zs) {
+        fprintf(stderr, "vlp eval: --per-class-json is zero-shot's: give --zeroshot (and --label-key)\n");
+        return 2;
+    }
     if ((zs || lp) && !label_key) {
         fprintf(stderr, "vlp eval: zero-shot and the linear probe need --label-key\n");
         return 2;
@@ -259,7 +308,7 @@ int cmd_eval(int argc, char **argv) {
         printf("RESULT name=caption ppl=%.4f nll=%.4f tokens=%ld image=%d\n", exp(s.nll / s.targets),
                s.nll / s.targets, s.targets, ppl == CAPTION_IMAGE);
     }
-    if (!rc && zs) rc = zeroshot(m, &s, tpl, nt);
+    if (!rc && zs) rc = zeroshot(m, &s, tpl, nt, per_class_json, model, data);
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
     if (!rc || s.n) eval_set_free(&s);

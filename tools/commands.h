@@ -6,6 +6,9 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 /* vlp data's curation tools (tools/data_*.c) */
 int data_balance(int argc, char **argv);
+int data_filter(int argc, char **argv);
+int data_dedup(int argc, char **argv);
+int data_concepts(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_classify(int argc, char **argv);

@@ -107,10 +107,12 @@ int data_balance(int argc, char **argv) {
     pool_writer *w = NULL;
     int64_t skipped = 0, written = 0;
     long shards = 0;
-    const char *why = "";
+    char why[512] = ""; /* pass 1's first skip, kept past the pool */
     rc = p ? curate_pass("balance", p, &io, "samples counted", 0, count_visit, NULL, &r, NULL) : 1;
     if (!rc) {
-        skipped = pool_skipped(p, &why);
+        const char *first;
+        skipped = pool_skipped(p, &first);
+        snprintf(why, sizeof why, "%s", first);
         fprintf(stderr, "pass 1: %lld samples, %lld (%.1f%%) match no entry\n", (long long)r.samples,
                 (long long)r.unmatched, r.samples ? 100.0 * (double)r.unmatched / (double)r.samples : 0.0);
         pool_free(p);

@@ -47,6 +47,10 @@ vlp_err zeroshot_eval(const float *img,     // (n, E)
                       const float *classes, // (C, E) one normalised embedding per class
                       const int *label, int n, int C, int E, zeroshot_result *out,
                       vlp_error *err);
+/* the same, and per class c: images[c] of it, correct_of[c] classified right
+ * (both (C), caller-owned; may be NULL) */
+vlp_err zeroshot_eval_per_class(const float *img, const float *classes, const int *label, int n, int C, int E,
+                                zeroshot_result *out, int *images, int *correct_of, vlp_error *err);
 
 /* Embeddings of n images (n, 3, S, S as RGB8 (n, S, S, 3)) / n texts, through
  * the model in batches of at most m->batch; out (n, E). */

@@ -6,6 +6,11 @@
 
 vlp_err zeroshot_eval(const float *img, const float *classes, const int *label, int n, int C,
                       int E, zeroshot_result *out, vlp_error *err) {
+    return zeroshot_eval_per_class(img, classes, label, n, C, E, out, NULL, NULL, err);
+}
+
+vlp_err zeroshot_eval_per_class(const float *img, const float *classes, const int *label, int n, int C, int E,
+                                zeroshot_result *out, int *images, int *correct_of, vlp_error *err) {
     VLP_CHECK_ARG(n > 0 && C > 0 && E > 0, err, "empty zero-shot eval (%d images, %d classes)", n, C);
     float *logits = malloc(sizeof(float) * (size_t)n * C);
     int *count = calloc((size_t)C, sizeof(int)), *hit = calloc((size_t)C, sizeof(int));
@@ -41,6 +46,7 @@ vlp_err zeroshot_eval(const float *img, const float *classes, const int *label, 
                              .balanced = present ? bal / present : 0,
                              .majority = used ? (double)most / used : 0,
                              .top5 = used ? (double)in5 / used : 0};
+    for (int c = 0; images && c < C; c++) images[c] = count[c], correct_of[c] = hit[c];
     free(logits), free(count), free(hit);
     return VLP_OK;
 }

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-vlp_err npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols, vlp_error *err) {
-    VLP_CHECK_ARG(rows >= 0 && cols >= 0, err, "npy: shape (%lld, %lld)", (long long)rows, (long long)cols);
+/* the header of a (rows, cols) float32 matrix, data 64-byte aligned */
+static void write_header(atomic_file *af, int64_t rows, int64_t cols) {
     char hdr[128];
     int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
                      (long long)rows, (long long)cols);
@@ -16,12 +16,38 @@ vlp_err npy_write_f32(const char *path, const float *data, int64_t rows, int64_t
     memset(hdr + n, ' ', (size_t)pad);
     hdr[n + pad] = '\n';
     uint16_t hlen = (uint16_t)(n + pad + 1);
+    atomic_write(af, "\x93NUMPY\x01\x00", 8);
+    atomic_write(af, &hlen, 2);
+    atomic_write(af, hdr, hlen);
+}
+
+vlp_err npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols, vlp_error *err) {
+    VLP_CHECK_ARG(rows >= 0 && cols >= 0, err, "npy: shape (%lld, %lld)", (long long)rows, (long long)cols);
     atomic_file af;
     VLP_TRY(atomic_open(&af, path, err));
-    atomic_write(&af, "\x93NUMPY\x01\x00", 8);
-    atomic_write(&af, &hlen, 2);
-    atomic_write(&af, hdr, hlen);
+    write_header(&af, rows, cols);
     atomic_write(&af, data, sizeof(float) * (size_t)rows * (size_t)cols);
+    return atomic_commit(&af, err);
+}
+
+vlp_err npy_write_f32_stream(const char *path, FILE *raw, int64_t rows, int64_t cols, vlp_error *err) {
+    VLP_CHECK_ARG(rows >= 0 && cols >= 0, err, "npy: shape (%lld, %lld)", (long long)rows, (long long)cols);
+    VLP_CHECK_IO(fseeko(raw, 0, SEEK_SET) == 0, err, "%s: cannot read back its values: %s", path, strerror(errno));
+    atomic_file af;
+    VLP_TRY(atomic_open(&af, path, err));
+    write_header(&af, rows, cols);
+    char buf[65536];
+    uint64_t left = sizeof(float) * (uint64_t)rows * (uint64_t)cols;
+    while (left) {
+        size_t want = left < sizeof buf ? (size_t)left : sizeof buf;
+        if (fread(buf, 1, want, raw) != want) {
+            atomic_abort(&af);
+            VLP_FAIL(err, VLP_ERR_IO, "%s: its values could not be read back (%llu bytes short)", path,
+                     (unsigned long long)left);
+        }
+        atomic_write(&af, buf, want);
+        left -= want;
+    }
     return atomic_commit(&af, err);
 }
 

@@ -1,0 +1,292 @@
+/* vlp data dedup: exact duplicates by the image's content hash (XXH3, 128
+ * bits, of the encoded bytes: the first occurrence is kept), then, with
+ * --model, SemDeDup (src/curate/semdedup.h) over the image embeddings of the
+ * rest. Pass 1 hashes, embeds (batched) and writes one status byte a sample
+ * and the embeddings to files beside the output; the embeddings are then
+ * mapped, clustered and deduplicated cluster by cluster; pass 2 writes what
+ * is kept. Memory: 24 bytes a sample (hash set, cluster, order) and the
+ * largest cluster's embeddings; the embeddings themselves stay on disk. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "args.h"
+#include "commands.h"
+#include "data_curate.h"
+#include "model_args.h"
+#include "core/hashmap.h"
+#include "core/rng.h"
+#include "curate/semdedup.h"
+#include "data/image.h"
+
+enum { UNIQUE = 0, EXACT_DUP = 1, UNDECODABLE = 2 };
+#define MAX_EPS 16
+
+typedef struct dedup_run {
+    image_decode_opts decode; // alpha: dropped, or composited on white (--white-background)
+    vlp_model *model;
+    int S, E, B;
+    image_transform tf;
+    float *pixels, *emb; // (B, 3, S, S), (B, E)
+    int nb;
+    u64_map seen;        // hash low 64 bits -> high 64 bits (as two halves)
+    FILE *status, *embeddings;
+    char status_path[4200], emb_path[4200];
+    int64_t samples, rows, exact, undecodable, collisions, kept;
+    char first_undecodable[512];
+    /* after clustering */
+    uint8_t *removed;    // (rows) at the eps used
+    int64_t next_row;
+} dedup_run;
+
+static bool flush(dedup_run *r) {
+    if (!r->nb) return true;
+    vlp_error err = {0};
+    if (vlp_encode_images(r->model, r->pixels, r->nb, r->emb, &err) != VLP_OK) return curate_fail("dedup", &err), false;
+    if (fwrite(r->emb, sizeof(float) * (size_t)r->E, (size_t)r->nb, r->embeddings) != (size_t)r->nb) {
+        fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->emb_path, strerror(errno));
+        return false;
+    }
+    r->rows += r->nb;
+    r->nb = 0;
+    return true;
+}
+
+static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
+    dedup_run *r = ctx;
+    (void)keep;
+    XXH128_hash_t h = XXH3_128bits(s->image, s->image_len);
+    int32_t a, b;
+    uint8_t status = UNIQUE;
+    if (u64_map_get(&r->seen, h.low64, &a, &b)) {
+        if ((uint32_t)a == (uint32_t)h.high64 && (uint32_t)b == (uint32_t)(h.high64 >> 32)) status = EXACT_DUP;
+        else r->collisions++; /* same low half, another image: kept (2^-64 a pair) */
+    } else if (!u64_map_put(&r->seen, h.low64, (int32_t)(uint32_t)h.high64, (int32_t)(uint32_t)(h.high64 >> 32))) {
+        return fprintf(stderr, "vlp data dedup: out of memory (hash set of %lld)\n", (long long)r->samples), false;
+    }
+    if (status == UNIQUE && r->model) {
+        image_u8 im = {0};
+        vlp_error err = {0};
+        vlp_rng rng = {0};
+        if (image_decode(s->image, s->image_len, s->what, &r->decode, &im, &err) != VLP_OK ||
+            image_transform_apply(&r->tf, &im, &rng, r->pixels + (size_t)r->nb * 3 * r->S * r->S, &err) != VLP_OK) {
+            status = UNDECODABLE;
+            if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", err.message);
+        } else r->nb++;
+        image_free(&im);
+    }
+    r->exact += status == EXACT_DUP, r->undecodable += status == UNDECODABLE;
+    r->samples++;
+    if (fwrite(&status, 1, 1, r->status) != 1) {
+        fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->status_path, strerror(errno));
+        return false;
+    }
+    return r->nb < r->B || flush(r);
+}
+
+static bool hash_done(void *ctx) { return flush(ctx); }
+
+static bool keep_visit(void *ctx, const pool_sample *s, bool *keep) {
+    dedup_run *r = ctx;
+    uint8_t status;
+    if (fread(&status, 1, 1, r->status) != 1) {
+        fprintf(stderr, "vlp data dedup: %s: the pool has more samples than pass 1 saw (did it change?)\n", s->what);
+        return false;
+    }
+    *keep = status == UNIQUE;
+    if (*keep && r->model) *keep = !r->removed[r->next_row++];
+    r->kept += *keep;
+    return true;
+}
+
+static bool model_extra(void *ctx, int argc, char **argv, int *i, int *bad) {
+    return model_arg(argc, argv, i, ctx, "data dedup", bad);
+}
+
+/* "0.01,0.05" -> eps[], sorted as given; false after a message */
+static bool parse_eps(const char *list, double *eps, int *n) {
+    *n = 0;
+    for (const char *p = list; *p;) {
+        char *end;
+        double e = strtod(p, &end);
+        if (end == p || !(e >= 0 && e < 2) || *n == MAX_EPS) {
+            fprintf(stderr, "vlp data dedup: --report-eps wants up to %d numbers in [0, 2) joined by commas, got '%s'\n",
+                    MAX_EPS, list);
+            return false;
+        }
+        eps[(*n)++] = e;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return fprintf(stderr, "vlp data dedup: --report-eps: '%s'\n", list), false;
+    }
+    return true;
+}
+
+/* k-means and SemDeDup over the mapped embeddings: r->removed at eps[0],
+ * removed counts per eps into by_eps */
+static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, const double *eps, int neps,
+                    int64_t *by_eps, int *k_used, int *iters_run, int64_t *largest) {
+    int64_t n = r->rows;
+    if (n == 0) return 0;
+    const float *x = mmap(NULL, sizeof(float) * (size_t)n * r->E, PROT_READ, MAP_SHARED, fileno(r->embeddings), 0);
+    if (x == MAP_FAILED) return fprintf(stderr, "vlp data dedup: cannot map %s: %s\n", r->emb_path, strerror(errno)), 1;
+    int k = clusters ? (int)(clusters < n ? clusters : n) : (int)((n + 999) / 1000);
+    *k_used = k;
+    float *centroids = malloc(sizeof(float) * (size_t)k * r->E);
+    int32_t *assign = malloc(sizeof(int32_t) * (size_t)n);
+    int64_t *start = calloc((size_t)k + 1, sizeof(int64_t)), *members = malloc(sizeof(int64_t) * (size_t)n);
+    r->removed = calloc((size_t)n, 1);
+    uint8_t *rm = NULL;
+    int rc = 0;
+    vlp_error err = {0};
+    if (!centroids || !assign || !start || !members || !r->removed)
+        rc = 1, fprintf(stderr, "vlp data dedup: out of memory (%lld embeddings)\n", (long long)n);
+    if (!rc && kmeans_spherical(x, n, r->E, k, (int)iters, seed, centroids, assign, iters_run, &err) != VLP_OK)
+        rc = curate_fail("dedup", &err);
+    if (!rc) { /* members grouped by cluster, in pool order within each */
+        for (int64_t i = 0; i < n; i++) start[assign[i] + 1]++;
+        for (int c = 0; c < k; c++) start[c + 1] += start[c];
+        int64_t *fill = malloc(sizeof(int64_t) * (size_t)k);
+        if (!fill) rc = 1, fprintf(stderr, "vlp data dedup: out of memory\n");
+        for (int c = 0; fill && c < k; c++) fill[c] = start[c];
+        for (int64_t i = 0; fill && i < n; i++) members[fill[assign[i]]++] = i;
+        free(fill);
+        *largest = 0;
+        for (int c = 0; c < k; c++) *largest = start[c + 1] - start[c] > *largest ? start[c + 1] - start[c] : *largest;
+        rm = malloc((size_t)neps * (size_t)(*largest ? *largest : 1));
+        if (!rm) rc = 1, fprintf(stderr, "vlp data dedup: out of memory (a cluster of %lld)\n", (long long)*largest);
+    }
+    for (int c = 0; !rc && c < k; c++) {
+        int m = (int)(start[c + 1] - start[c]);
+        if (semdedup_cluster(x, r->E, members + start[c], m, centroids + (size_t)c * r->E, eps, neps, rm, &err) != VLP_OK) {
+            rc = curate_fail("dedup", &err);
+            break;
+        }
+        for (int e = 0; e < neps; e++)
+            for (int i = 0; i < m; i++) by_eps[e] += rm[(size_t)e * m + i];
+        for (int i = 0; i < m; i++) r->removed[members[start[c] + i]] = rm[i];
+    }
+    free(rm), free(centroids), free(assign), free(start), free(members);
+    munmap((void *)x, sizeof(float) * (size_t)n * r->E);
+    return rc;
+}
+
+int data_dedup(int argc, char **argv) {
+    curate_io io = curate_io_default();
+    model_args a = {.o = vlp_model_opts_default()};
+    long clusters = 0, iters = 20;
+    double eps_used = 0.01;
+    bool white = false;
+    const char *report_eps = "0.001,0.005,0.01,0.02,0.05,0.1";
+    const cli_opt opts[] = {
+        CURATE_IO_OPTS(io),
+        {NULL, "--eps", "E", OPT_DBL, &eps_used, 0, 1.999, false,
+         "SemDeDup: a sample whose cosine to one kept before it in its cluster exceeds 1 - E is removed"},
+        {NULL, "--clusters", "K", OPT_LONG, &clusters, 0, 1 << 24, false,
+         "k-means clusters (0: one per 1,000 embedded samples)"},
+        {NULL, "--iters", "N", OPT_LONG, &iters, 1, 10000, false, "k-means iterations at most"},
+        {NULL, "--white-background", NULL, OPT_FLAG, &white, 0, 0, false,
+         "composite transparent pixels on white before embedding (as the training did)"},
+        {NULL, "--report-eps", "LIST", OPT_STR, &report_eps, 0, 0, false,
+         "other eps values whose removals the report counts (the output uses --eps)"},
+    };
+    int rc = opts_parse("data dedup", "vlp data dedup --data SPEC --out OUT [--model M [options]]",
+                        "Removes exact duplicates (the same image bytes: the first is kept), and with --model\n"
+                        "semantic near-duplicates as SemDeDup does: image embeddings clustered by spherical\n"
+                        "k-means; within a cluster, from the member least similar to the centroid to the most,\n"
+                        "a member is removed when its cosine to a kept one exceeds 1 - eps, so of a group of\n"
+                        "near-duplicates the one least like the centroid survives.",
+                        opts, (int)(sizeof opts / sizeof opts[0]), model_extra, &a,
+                        "The embedding model's options (as vlp embed's):\n" MODEL_HELP, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    double eps[MAX_EPS + 1];
+    int neps;
+    eps[0] = eps_used;
+    if (!parse_eps(report_eps, eps + 1, &neps)) return 2;
+    neps++;
+    dedup_run r = {0};
+    if (!u64_map_init(&r.seen, 1024)) return fprintf(stderr, "vlp data dedup: out of memory\n"), 1;
+    if (white) r.decode.composite = true, memset(r.decode.background, 255, 3);
+    if (a.model && !(r.model = open_model(&a, "data dedup"))) rc = 1;
+    if (r.model) {
+        r.S = vlp_model_image_size(r.model), r.E = vlp_model_embed_dim(r.model), r.B = a.o.batch;
+        r.tf = image_transform_default(r.S, false);
+        r.pixels = malloc(sizeof(float) * (size_t)r.B * 3 * r.S * r.S);
+        r.emb = malloc(sizeof(float) * (size_t)r.B * r.E);
+        if (!r.pixels || !r.emb) rc = 1, fprintf(stderr, "vlp data dedup: out of memory\n");
+    }
+    snprintf(r.status_path, sizeof r.status_path, "%s.dedup-status.%d", io.out, (int)getpid());
+    snprintf(r.emb_path, sizeof r.emb_path, "%s.dedup-embeddings.%d", io.out, (int)getpid());
+    pool *p = rc ? NULL : curate_open("dedup", &io, true);
+    pool_writer *w = p ? curate_writer("dedup", &io, p) : NULL;
+    if (w) {
+        r.status = fopen(r.status_path, "w+b");
+        r.embeddings = fopen(r.emb_path, "w+b");
+        if (!r.status || !r.embeddings) rc = 1, fprintf(stderr, "vlp data dedup: cannot create %s\n", r.status_path);
+    } else rc = 1;
+    int64_t skipped = 0, written = 0, by_eps[MAX_EPS + 1] = {0}, largest = 0;
+    int k_used = 0, iters_run = 0;
+    long shards = 0;
+    char why[512] = ""; /* pass 1's first skip, kept past the pool */
+    if (!rc) rc = curate_pass("dedup", p, &io, "samples hashed", 0, hash_visit, hash_done, &r, NULL);
+    if (!rc) {
+        const char *first;
+        skipped = pool_skipped(p, &first);
+        snprintf(why, sizeof why, "%s", first);
+        fprintf(stderr, "pass 1: %lld samples, %lld exact duplicates%s\n", (long long)r.samples, (long long)r.exact,
+                r.model ? ", the rest embedded" : "");
+        if (r.model) {
+            if (fflush(r.embeddings) != 0) rc = 1, fprintf(stderr, "vlp data dedup: %s: write failed\n", r.emb_path);
+            if (!rc) rc = semantic(&r, clusters, iters, (uint64_t)io.seed, eps, neps, by_eps, &k_used, &iters_run, &largest);
+            if (!rc) fprintf(stderr, "SemDeDup: %lld embeddings in %d clusters (%d k-means iterations, the largest %lld), "
+                             "%lld near-duplicates at eps %g\n", (long long)r.rows, k_used, iters_run, (long long)largest,
+                             (long long)by_eps[0], eps_used);
+        }
+    }
+    if (!rc) {
+        rewind(r.status);
+        rc = curate_pass("dedup", p, &io, "samples written", (long)r.samples, keep_visit, NULL, &r, w);
+    }
+    vlp_error err = {0};
+    if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("dedup", &err);
+    if (!rc) {
+        json_t *rep = json_object();
+        json_object_set_new(rep, "exact_duplicates", json_integer(r.exact));
+        json_object_set_new(rep, "hash", json_string("XXH3-128 of the encoded image"));
+        if (r.collisions) json_object_set_new(rep, "hash_low_half_collisions", json_integer(r.collisions));
+        if (r.model) {
+            json_t *sd = json_object(), *per = json_array();
+            json_object_set_new(sd, "model", json_string(a.model));
+            json_object_set_new(sd, "undecodable", json_integer(r.undecodable));
+            if (r.first_undecodable[0]) json_object_set_new(sd, "first_undecodable", json_string(r.first_undecodable));
+            json_object_set_new(sd, "embedded", json_integer(r.rows));
+            json_object_set_new(sd, "clusters", json_integer(k_used));
+            json_object_set_new(sd, "kmeans_iterations", json_integer(iters_run));
+            json_object_set_new(sd, "largest_cluster", json_integer(largest));
+            json_object_set_new(sd, "eps", json_real(eps_used));
+            json_object_set_new(sd, "removed", json_integer(by_eps[0]));
+            for (int e = 1; e < neps; e++) {
+                json_t *row = json_object();
+                json_object_set_new(row, "eps", json_real(eps[e]));
+                json_object_set_new(row, "removed", json_integer(by_eps[e]));
+                json_array_append_new(per, row);
+            }
+            json_object_set_new(sd, "removed_per_eps", per);
+            json_object_set_new(rep, "semdedup", sd);
+        }
+        rc = curate_report("dedup", &io, rep, r.samples, skipped, why, written, shards);
+        json_decref(rep);
+    }
+    if (r.status) fclose(r.status), remove(r.status_path);
+    if (r.embeddings) fclose(r.embeddings), remove(r.emb_path);
+    free(r.pixels), free(r.emb), free(r.removed);
+    u64_map_free(&r.seen);
+    pool_writer_free(w);
+    pool_free(p);
+    vlp_model_free(r.model);
+    return rc;
+}
