@@ -158,6 +158,14 @@ tap_check "dedup a broken pool" broken-dd.log "$vlp" data dedup --data broken.ts
     --model run/latest.safetensors
 tap_if "dedup counts the two undecodable images and drops them" broken-dd.log \
     grep -q '"undecodable": 2' broken-dd.tsv.report.json
+tap_check "concepts over a broken pool" broken-conc.log "$vlp" data concepts --data broken.tsv --concepts meta.txt \
+    --out broken-conc.tsv
+tap_grep "the unusable rows are counted (images are not read: the missing one is no fault)" broken-conc.log \
+    "skipped 2 unusable samples; the first: broken.tsv:35: an empty image path or caption"
+cp sh/s-00001.tar cut.tar && truncate -s 3000 cut.tar
+tap_check "filter a shard cut short" cut.log "$vlp" data filter --data cut.tar --out cutout/c --min-words 1
+tap_if "the samples before the cut are kept, the cut named" cut.log \
+    [ "$(tar tf cutout/c-00000.tar | grep -c json)" -ge 1 ] && grep -q "cut.tar" cut.log
 { echo 'filepath,title'; echo 'img/img000.png,"a red square, quoted ""here"""'; } > q.csv
 tap_check "a CSV with quotes round-trips" csv.log "$vlp" data filter --data q.csv --out csv/q.csv
 tap_if "its quoted field written back quoted" csv.log grep -q '"a red square, quoted ""here"""' csv/q.csv

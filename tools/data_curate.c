@@ -2,12 +2,54 @@
 #include "args.h"
 #include "progress.h"
 #include "io/atomic.h"
+#include "core/rng.h"
+
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
 
 curate_io curate_io_default(void) {
     return (curate_io){.image_key = "filepath", .caption_key = "title", .per_shard = 1000, .seed = 0};
+}
+
+bool curate_model_open(curate_model *m, const model_args *a, bool white, const char *cmd) {
+    memset(m, 0, sizeof *m);
+    if (white) m->decode.composite = true, memset(m->decode.background, 255, 3);
+    if (!a->model) return true;
+    char name[64];
+    snprintf(name, sizeof name, "data %s", cmd);
+    if (!(m->model = open_model(a, name))) return false;
+    m->S = vlp_model_image_size(m->model), m->E = vlp_model_embed_dim(m->model), m->B = a->o.batch;
+    m->tf = image_transform_default(m->S, false);
+    m->pixels = malloc(sizeof(float) * (size_t)m->B * 3 * m->S * m->S);
+    if (!m->pixels) return fprintf(stderr, "vlp data %s: out of memory (a batch of %d images)\n", cmd, m->B), false;
+    return true;
+}
+
+void curate_model_free(curate_model *m) {
+    free(m->pixels);
+    vlp_model_free(m->model);
+    memset(m, 0, sizeof *m);
+}
+
+bool curate_decode(const curate_model *m, const pool_sample *s, image_u8 *im, char *why, size_t n) {
+    vlp_error err = {0};
+    memset(im, 0, sizeof *im);
+    if (image_decode(s->image, s->image_len, s->what, &m->decode, im, &err) == VLP_OK) return true;
+    snprintf(why, n, "%s", err.message);
+    return false;
+}
+
+bool curate_batch_add(curate_model *m, const image_u8 *im, char *why, size_t n) {
+    vlp_error err = {0};
+    vlp_rng rng = {0}; /* the eval transform draws nothing */
+    if (image_transform_apply(&m->tf, im, &rng, m->pixels + (size_t)m->nb * 3 * m->S * m->S, &err) != VLP_OK) {
+        snprintf(why, n, "%s", err.message);
+        return false;
+    }
+    m->nb++;
+    return true;
 }
 
 bool curate_out_is_table(const curate_io *io) {

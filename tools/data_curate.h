@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "curate/pool.h"
+#include "data/image.h"
+#include "model_args.h"
 #include "opts.h"
 
 typedef struct curate_io {
@@ -31,6 +33,29 @@ curate_io curate_io_default(void);
     {NULL, "--caption-key", "K", OPT_STR, &(io).caption_key, 0, 0, false,                                     \
      "a table's caption column, or a shard's json field (a txt member first)"},                              \
     {NULL, "--seed", "N", OPT_LONG, &(io).seed, 0, 2147483647, false, "the seed of every random draw"}
+
+/* The model filter and dedup embed with, and its batch of images: decoded
+ * (alpha dropped, or composited on white), CLIP's eval transform. */
+typedef struct curate_model {
+    vlp_model *model;         // NULL: none given
+    int S, E, B;              // image size, embedding width, batch
+    image_transform tf;
+    image_decode_opts decode;
+    float *pixels;            // (B, 3, S, S) the batch
+    int nb;                   // images in it
+} curate_model;
+
+#define CURATE_WHITE_OPT(flag, what)                                                                          \
+    {NULL, "--white-background", NULL, OPT_FLAG, &(flag), 0, 0, false,                                       \
+     "composite transparent pixels on white before " what " (as the training did)"}
+
+/* opens a->model when given, and the batch; false after a message */
+bool curate_model_open(curate_model *m, const model_args *a, bool white, const char *cmd);
+void curate_model_free(curate_model *m);
+/* the sample's image decoded into *im (freed by the caller); false with why */
+bool curate_decode(const curate_model *m, const pool_sample *s, image_u8 *im, char *why, size_t n);
+/* a decoded image into the batch; false with why */
+bool curate_batch_add(curate_model *m, const image_u8 *im, char *why, size_t n);
 
 /* --out is a table (FILE.tsv/.csv), not shards */
 bool curate_out_is_table(const curate_io *io);

@@ -20,7 +20,6 @@
 #include "data_curate.h"
 #include "model_args.h"
 #include "core/hashmap.h"
-#include "core/rng.h"
 #include "curate/semdedup.h"
 #include "data/image.h"
 
@@ -28,12 +27,8 @@ enum { UNIQUE = 0, EXACT_DUP = 1, UNDECODABLE = 2 };
 #define MAX_EPS 16
 
 typedef struct dedup_run {
-    image_decode_opts decode; // alpha: dropped, or composited on white (--white-background)
-    vlp_model *model;
-    int S, E, B;
-    image_transform tf;
-    float *pixels, *emb; // (B, 3, S, S), (B, E)
-    int nb;
+    curate_model m;      // the embedding model and its batch of images
+    float *emb;          // (B, E)
     u64_map seen;        // hash low 64 bits -> high 64 bits (as two halves)
     FILE *status, *embeddings;
     char status_path[4200], emb_path[4200];
@@ -45,15 +40,16 @@ typedef struct dedup_run {
 } dedup_run;
 
 static bool flush(dedup_run *r) {
-    if (!r->nb) return true;
+    curate_model *m = &r->m;
+    if (!m->nb) return true;
     vlp_error err = {0};
-    if (vlp_encode_images(r->model, r->pixels, r->nb, r->emb, &err) != VLP_OK) return curate_fail("dedup", &err), false;
-    if (fwrite(r->emb, sizeof(float) * (size_t)r->E, (size_t)r->nb, r->embeddings) != (size_t)r->nb) {
+    if (vlp_encode_images(m->model, m->pixels, m->nb, r->emb, &err) != VLP_OK) return curate_fail("dedup", &err), false;
+    if (fwrite(r->emb, sizeof(float) * (size_t)m->E, (size_t)m->nb, r->embeddings) != (size_t)m->nb) {
         fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->emb_path, strerror(errno));
         return false;
     }
-    r->rows += r->nb;
-    r->nb = 0;
+    r->rows += m->nb;
+    m->nb = 0;
     return true;
 }
 
@@ -69,15 +65,13 @@ static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
     } else if (!u64_map_put(&r->seen, h.low64, (int32_t)(uint32_t)h.high64, (int32_t)(uint32_t)(h.high64 >> 32))) {
         return fprintf(stderr, "vlp data dedup: out of memory (hash set of %lld)\n", (long long)r->samples), false;
     }
-    if (status == UNIQUE && r->model) {
-        image_u8 im = {0};
-        vlp_error err = {0};
-        vlp_rng rng = {0};
-        if (image_decode(s->image, s->image_len, s->what, &r->decode, &im, &err) != VLP_OK ||
-            image_transform_apply(&r->tf, &im, &rng, r->pixels + (size_t)r->nb * 3 * r->S * r->S, &err) != VLP_OK) {
+    if (status == UNIQUE && r->m.model) {
+        image_u8 im;
+        char why[512];
+        if (!curate_decode(&r->m, s, &im, why, sizeof why) || !curate_batch_add(&r->m, &im, why, sizeof why)) {
             status = UNDECODABLE;
-            if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", err.message);
-        } else r->nb++;
+            if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
+        }
         image_free(&im);
     }
     r->exact += status == EXACT_DUP, r->undecodable += status == UNDECODABLE;
@@ -86,7 +80,7 @@ static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
         fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->status_path, strerror(errno));
         return false;
     }
-    return r->nb < r->B || flush(r);
+    return r->m.nb < r->m.B || flush(r);
 }
 
 static bool hash_done(void *ctx) { return flush(ctx); }
@@ -99,7 +93,7 @@ static bool keep_visit(void *ctx, const pool_sample *s, bool *keep) {
         return false;
     }
     *keep = status == UNIQUE;
-    if (*keep && r->model) *keep = !r->removed[r->next_row++];
+    if (*keep && r->m.model) *keep = !r->removed[r->next_row++];
     r->kept += *keep;
     return true;
 }
@@ -132,11 +126,12 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
                     int64_t *by_eps, int *k_used, int *iters_run, int64_t *largest) {
     int64_t n = r->rows;
     if (n == 0) return 0;
-    const float *x = mmap(NULL, sizeof(float) * (size_t)n * r->E, PROT_READ, MAP_SHARED, fileno(r->embeddings), 0);
+    const int E = r->m.E;
+    const float *x = mmap(NULL, sizeof(float) * (size_t)n * E, PROT_READ, MAP_SHARED, fileno(r->embeddings), 0);
     if (x == MAP_FAILED) return fprintf(stderr, "vlp data dedup: cannot map %s: %s\n", r->emb_path, strerror(errno)), 1;
     int k = clusters ? (int)(clusters < n ? clusters : n) : (int)((n + 999) / 1000);
     *k_used = k;
-    float *centroids = malloc(sizeof(float) * (size_t)k * r->E);
+    float *centroids = malloc(sizeof(float) * (size_t)k * E);
     int32_t *assign = malloc(sizeof(int32_t) * (size_t)n);
     int64_t *start = calloc((size_t)k + 1, sizeof(int64_t)), *members = malloc(sizeof(int64_t) * (size_t)n);
     r->removed = calloc((size_t)n, 1);
@@ -145,7 +140,7 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
     vlp_error err = {0};
     if (!centroids || !assign || !start || !members || !r->removed)
         rc = 1, fprintf(stderr, "vlp data dedup: out of memory (%lld embeddings)\n", (long long)n);
-    if (!rc && kmeans_spherical(x, n, r->E, k, (int)iters, seed, centroids, assign, iters_run, &err) != VLP_OK)
+    if (!rc && kmeans_spherical(x, n, E, k, (int)iters, seed, centroids, assign, iters_run, &err) != VLP_OK)
         rc = curate_fail("dedup", &err);
     if (!rc) { /* members grouped by cluster, in pool order within each */
         for (int64_t i = 0; i < n; i++) start[assign[i] + 1]++;
@@ -162,7 +157,7 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
     }
     for (int c = 0; !rc && c < k; c++) {
         int m = (int)(start[c + 1] - start[c]);
-        if (semdedup_cluster(x, r->E, members + start[c], m, centroids + (size_t)c * r->E, eps, neps, rm, &err) != VLP_OK) {
+        if (semdedup_cluster(x, E, members + start[c], m, centroids + (size_t)c * E, eps, neps, rm, &err) != VLP_OK) {
             rc = curate_fail("dedup", &err);
             break;
         }
@@ -171,7 +166,7 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
         for (int i = 0; i < m; i++) r->removed[members[start[c] + i]] = rm[i];
     }
     free(rm), free(centroids), free(assign), free(start), free(members);
-    munmap((void *)x, sizeof(float) * (size_t)n * r->E);
+    munmap((void *)x, sizeof(float) * (size_t)n * E);
     return rc;
 }
 
@@ -189,8 +184,7 @@ int data_dedup(int argc, char **argv) {
         {NULL, "--clusters", "K", OPT_LONG, &clusters, 0, 1 << 24, false,
          "k-means clusters (0: one per 1,000 embedded samples)"},
         {NULL, "--iters", "N", OPT_LONG, &iters, 1, 10000, false, "k-means iterations at most"},
-        {NULL, "--white-background", NULL, OPT_FLAG, &white, 0, 0, false,
-         "composite transparent pixels on white before embedding (as the training did)"},
+        CURATE_WHITE_OPT(white, "embedding"),
         {NULL, "--report-eps", "LIST", OPT_STR, &report_eps, 0, 0, false,
          "other eps values whose removals the report counts (the output uses --eps)"},
     };
@@ -210,15 +204,9 @@ int data_dedup(int argc, char **argv) {
     neps++;
     dedup_run r = {0};
     if (!u64_map_init(&r.seen, 1024)) return fprintf(stderr, "vlp data dedup: out of memory\n"), 1;
-    if (white) r.decode.composite = true, memset(r.decode.background, 255, 3);
-    if (a.model && !(r.model = open_model(&a, "data dedup"))) rc = 1;
-    if (r.model) {
-        r.S = vlp_model_image_size(r.model), r.E = vlp_model_embed_dim(r.model), r.B = a.o.batch;
-        r.tf = image_transform_default(r.S, false);
-        r.pixels = malloc(sizeof(float) * (size_t)r.B * 3 * r.S * r.S);
-        r.emb = malloc(sizeof(float) * (size_t)r.B * r.E);
-        if (!r.pixels || !r.emb) rc = 1, fprintf(stderr, "vlp data dedup: out of memory\n");
-    }
+    if (!curate_model_open(&r.m, &a, white, "dedup")) rc = 1;
+    if (!rc && r.m.model && !(r.emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E)))
+        rc = 1, fprintf(stderr, "vlp data dedup: out of memory\n");
     snprintf(r.status_path, sizeof r.status_path, "%s.dedup-status.%d", io.out, (int)getpid());
     snprintf(r.emb_path, sizeof r.emb_path, "%s.dedup-embeddings.%d", io.out, (int)getpid());
     pool *p = rc ? NULL : curate_open("dedup", &io, true);
@@ -238,8 +226,8 @@ int data_dedup(int argc, char **argv) {
         skipped = pool_skipped(p, &first);
         snprintf(why, sizeof why, "%s", first);
         fprintf(stderr, "pass 1: %lld samples, %lld exact duplicates%s\n", (long long)r.samples, (long long)r.exact,
-                r.model ? ", the rest embedded" : "");
-        if (r.model) {
+                r.m.model ? ", the rest embedded" : "");
+        if (r.m.model) {
             if (fflush(r.embeddings) != 0) rc = 1, fprintf(stderr, "vlp data dedup: %s: write failed\n", r.emb_path);
             if (!rc) rc = semantic(&r, clusters, iters, (uint64_t)io.seed, eps, neps, by_eps, &k_used, &iters_run, &largest);
             if (!rc) fprintf(stderr, "SemDeDup: %lld embeddings in %d clusters (%d k-means iterations, the largest %lld), "
@@ -258,7 +246,7 @@ int data_dedup(int argc, char **argv) {
         json_object_set_new(rep, "exact_duplicates", json_integer(r.exact));
         json_object_set_new(rep, "hash", json_string("XXH3-128 of the encoded image"));
         if (r.collisions) json_object_set_new(rep, "hash_low_half_collisions", json_integer(r.collisions));
-        if (r.model) {
+        if (r.m.model) {
             json_t *sd = json_object(), *per = json_array();
             json_object_set_new(sd, "model", json_string(a.model));
             json_object_set_new(sd, "undecodable", json_integer(r.undecodable));
@@ -283,10 +271,10 @@ int data_dedup(int argc, char **argv) {
     }
     if (r.status) fclose(r.status), remove(r.status_path);
     if (r.embeddings) fclose(r.embeddings), remove(r.emb_path);
-    free(r.pixels), free(r.emb), free(r.removed);
+    free(r.emb), free(r.removed);
     u64_map_free(&r.seen);
     pool_writer_free(w);
     pool_free(p);
-    vlp_model_free(r.model);
+    curate_model_free(&r.m);
     return rc;
 }

@@ -16,7 +16,6 @@
 #include "commands.h"
 #include "data_curate.h"
 #include "model_args.h"
-#include "core/rng.h"
 #include "curate/select.h"
 #include "data/image.h"
 #include "io/npy.h"
@@ -85,15 +84,10 @@ static const filter_rule rules[] = {
 #define HIST_BINS 40 /* over [-1, 1]: 0.05 a bin */
 
 typedef struct filter_run {
-    image_decode_opts decode; // alpha: dropped, or composited on white (--white-background)
     filter_opts o;
-    vlp_model *model;
-    int S, E, B;
-    image_transform tf;
-    /* the batch being scored */
-    float *pixels, *img_emb, *txt_emb; // (B, 3, S, S), (B, E), (B, E)
-    char **captions;                   // (B) copies
-    int nb;
+    curate_model m;                    // the score model and its batch of images
+    float *img_emb, *txt_emb;          // (B, E), (B, E)
+    char **captions;                   // (B) the batch's captions, copies
     /* the files of pass 1 */
     FILE *reasons, *scores;
     char reasons_path[4200], scores_path[4200];
@@ -108,18 +102,19 @@ typedef struct filter_run {
     char first_undecodable[512];
 } filter_run;
 
-static bool scoring(const filter_run *r) { return r->model != NULL; }
+static bool scoring(const filter_run *r) { return r->m.model != NULL; }
 
 /* the batch through the model: cosine of each image with its caption */
 static bool flush(filter_run *r) {
-    if (!r->nb) return true;
+    curate_model *m = &r->m;
+    if (!m->nb) return true;
     vlp_error err = {0};
-    if (vlp_encode_images(r->model, r->pixels, r->nb, r->img_emb, &err) != VLP_OK ||
-        vlp_encode_texts(r->model, (const char *const *)r->captions, r->nb, r->txt_emb, &err) != VLP_OK)
+    if (vlp_encode_images(m->model, m->pixels, m->nb, r->img_emb, &err) != VLP_OK ||
+        vlp_encode_texts(m->model, (const char *const *)r->captions, m->nb, r->txt_emb, &err) != VLP_OK)
         return curate_fail("filter", &err), false;
-    for (int i = 0; i < r->nb; i++) {
+    for (int i = 0; i < m->nb; i++) {
         double d = 0;
-        for (int k = 0; k < r->E; k++) d += (double)r->img_emb[(size_t)i * r->E + k] * r->txt_emb[(size_t)i * r->E + k];
+        for (int k = 0; k < m->E; k++) d += (double)r->img_emb[(size_t)i * m->E + k] * r->txt_emb[(size_t)i * m->E + k];
         float s = (float)d;
         if (fwrite(&s, sizeof s, 1, r->scores) != 1) {
             fprintf(stderr, "vlp data filter: %s: write failed\n", r->scores_path);
@@ -131,30 +126,29 @@ static bool flush(filter_run *r) {
         r->scored++;
         free(r->captions[i]), r->captions[i] = NULL;
     }
-    r->nb = 0;
+    m->nb = 0;
     return true;
 }
 
 static bool rules_visit(void *ctx, const pool_sample *s, bool *keep) {
     filter_run *r = ctx;
     (void)keep;
-    image_u8 im = {0};
-    vlp_error err = {0};
+    image_u8 im;
+    char why[512];
     uint8_t reason = KEPT;
-    if (image_decode(s->image, s->image_len, s->what, &r->decode, &im, &err) != VLP_OK) {
+    if (!curate_decode(&r->m, s, &im, why, sizeof why)) {
         reason = UNDECODABLE;
-        if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", err.message);
+        if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
     } else {
         sample_facts f = {s->caption, im.w, im.h};
         for (int k = 0; k < NRULES && reason == KEPT; k++)
             if (rules[k].on(&r->o) && rules[k].removes(&r->o, &f)) reason = (uint8_t)(FIRST_RULE + k);
     }
     if (reason == KEPT && scoring(r)) {
-        vlp_rng rng = {0};
-        if (image_transform_apply(&r->tf, &im, &rng, r->pixels + (size_t)r->nb * 3 * r->S * r->S, &err) != VLP_OK) {
-            reason = UNDECODABLE; /* a decoded image the transform refuses: say it with the others */
-            if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", err.message);
-        } else if (!(r->captions[r->nb++] = strdup(s->caption))) {
+        if (!curate_batch_add(&r->m, &im, why, sizeof why)) {
+            reason = UNDECODABLE; /* a decoded image the transform refuses: said with the others */
+            if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
+        } else if (!(r->captions[r->m.nb - 1] = strdup(s->caption))) {
             image_free(&im);
             return fprintf(stderr, "vlp data filter: out of memory\n"), false;
         }
@@ -166,7 +160,7 @@ static bool rules_visit(void *ctx, const pool_sample *s, bool *keep) {
         fprintf(stderr, "vlp data filter: %s: write failed\n", r->reasons_path);
         return false;
     }
-    return r->nb < r->B || flush(r);
+    return r->m.nb < r->m.B || flush(r);
 }
 
 static bool rules_done(void *ctx) { return flush(ctx); }
@@ -264,8 +258,7 @@ int data_filter(int argc, char **argv) {
          "keep samples scoring at least S (DataComp, OpenAI ViT-B/32: 0.28; -2: off)"},
         {NULL, "--keep-fraction", "F", OPT_DBL, &r.o.keep_fraction, 0, 1, false,
          "keep the top fraction F of the scored samples, exactly (DataComp: 0.3; 0: off)"},
-        {NULL, "--white-background", NULL, OPT_FLAG, &white, 0, 0, false,
-         "composite transparent pixels on white before scoring (as the training did)"},
+        CURATE_WHITE_OPT(white, "decoding"),
         {NULL, "--scores", "FILE.npy", OPT_STR, &scores_out, 0, 0, false,
          "write every sample's score (NaN where a rule removed it) and FILE.npy.keys.txt, one sample a line"},
     };
@@ -283,16 +276,12 @@ int data_filter(int argc, char **argv) {
     if (r.o.min_score > -2 && r.o.keep_fraction > 0)
         return fprintf(stderr, "vlp data filter: give --min-score or --keep-fraction, not both\n"), 2;
     if (scores_out && !a.model) return fprintf(stderr, "vlp data filter: --scores needs --score-model\n"), 2;
-    if (white) r.decode.composite = true, memset(r.decode.background, 255, 3);
-    if (a.model && !(r.model = open_model(&a, "data filter"))) return 1;
-    if (r.model) {
-        r.S = vlp_model_image_size(r.model), r.E = vlp_model_embed_dim(r.model), r.B = a.o.batch;
-        r.tf = image_transform_default(r.S, false);
-        r.pixels = malloc(sizeof(float) * (size_t)r.B * 3 * r.S * r.S);
-        r.img_emb = malloc(sizeof(float) * (size_t)r.B * r.E);
-        r.txt_emb = malloc(sizeof(float) * (size_t)r.B * r.E);
-        r.captions = calloc((size_t)r.B, sizeof(char *));
-        if (!r.pixels || !r.img_emb || !r.txt_emb || !r.captions) rc = 1, fprintf(stderr, "vlp data filter: out of memory\n");
+    if (!curate_model_open(&r.m, &a, white, "filter")) return curate_model_free(&r.m), 1;
+    if (r.m.model) {
+        r.img_emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E);
+        r.txt_emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E);
+        r.captions = calloc((size_t)r.m.B, sizeof(char *));
+        if (!r.img_emb || !r.txt_emb || !r.captions) rc = 1, fprintf(stderr, "vlp data filter: out of memory\n");
     }
     snprintf(r.reasons_path, sizeof r.reasons_path, "%s.reasons.tmp.%d", io.out, (int)getpid());
     snprintf(r.scores_path, sizeof r.scores_path, "%s.scores.tmp.%d", io.out, (int)getpid());
@@ -382,10 +371,10 @@ int data_filter(int argc, char **argv) {
     }
     if (r.reasons) fclose(r.reasons), remove(r.reasons_path);
     if (r.scores) fclose(r.scores), remove(r.scores_path);
-    for (int i = 0; r.captions && i < r.B; i++) free(r.captions[i]);
-    free(r.captions), free(r.pixels), free(r.img_emb), free(r.txt_emb);
+    for (int i = 0; r.captions && i < r.m.B; i++) free(r.captions[i]);
+    free(r.captions), free(r.img_emb), free(r.txt_emb);
     pool_writer_free(w);
     pool_free(p);
-    vlp_model_free(r.model);
+    curate_model_free(&r.m);
     return rc;
 }
