@@ -171,4 +171,7 @@ tap_check "a CSV with quotes round-trips" csv.log "$vlp" data filter --data q.cs
 tap_if "its quoted field written back quoted" csv.log grep -q '"a red square, quoted ""here"""' csv/q.csv
 "$vlp" data filter --data pairs.tsv --out x.tsv --keep-fraction 0.5 > refuse.log 2>&1
 tap_if "a score rule without a score model is refused" refuse.log [ $? = 2 ] && grep -q "need --score-model" refuse.log
+printf '\n\n' > empty.txt
+"$vlp" data balance --data pairs.tsv --metadata empty.txt --out x.tsv > empty.log 2>&1
+tap_if "metadata without an entry is refused, the file named" empty.log [ $? = 1 ] && grep -q "empty.txt: no entries" empty.log
 tap_end

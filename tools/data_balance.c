@@ -96,6 +96,7 @@ int data_balance(int argc, char **argv) {
     int n;
     char **entries = read_lines(metadata, false, &n);
     if (!entries) return 1;
+    if (n == 0) return free_lines(entries, n), fprintf(stderr, "vlp data balance: %s: no entries\n", metadata), 1;
     balance_run r = {.t = t, .keep_unmatched = keep_unmatched, .seed = (uint64_t)io.seed};
     vlp_error err = {0};
     if (balance_create(&r.b, (const char *const *)entries, n, NULL, &err) != VLP_OK) {

@@ -124,6 +124,10 @@ int data_concepts(int argc, char **argv) {
     if (concepts) {
         char **lines = read_lines(concepts, false, &n);
         if (!lines) return free(acc), 1;
+        if (n == 0) {
+            for (int k = 0; k < nacc; k++) free(acc[k].name);
+            return free(acc), free_lines(lines, n), fprintf(stderr, "vlp data concepts: %s: no concepts\n", concepts), 1;
+        }
         rows = calloc((size_t)n + 1, sizeof *rows);
         for (int i = 0; rows && i < n; i++) rows[i] = (concept_row){lines[i], 0, -1, 0};
         free(lines); /* the strings now belong to rows */
@@ -133,6 +137,7 @@ int data_concepts(int argc, char **argv) {
         for (int k = 0; k < nacc; k++) free(acc[k].name);
         free(acc);
     } else rows = acc, n = nacc;
+    if (n == 0) return free(rows), fprintf(stderr, "vlp data concepts: %s: no classes\n", per_class), 1;
     if (!rows) return fprintf(stderr, "vlp data concepts: out of memory\n"), 1;
     char **names = malloc(sizeof(char *) * (size_t)(n ? n : 1));
     for (int i = 0; names && i < n; i++) {

@@ -83,6 +83,10 @@ def main():
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     put("tar", "three_samples.tar", t.getvalue())
+    put("pool", "three_samples.tar", t.getvalue())  # every member kept and written back
+    put("pool", "table.tsv", b"filepath\ttitle\tlabel\nimg/a.png\ta red square\tred\nb.png\t\t\nc.png\tshort\n")
+    put("matcher", "metaclip", b"red\ntop left\nsquare\nleft\n\0A red square, at the top left.")
+    put("matcher", "overlaps", b"a\naa\naaa\na a\n\0aaaa a a aaa:a")
     put("table", "tsv", b"\0filepath\ttitle\nimg/a.png\ta red square\nimg/b.png\ta blue one\n")
     put("table", "csv_quoted", b'\x01filepath,title\n"img/a,1.png","a ""quoted"" caption, with a comma"\nb.png,plain\n')
     put("table", "tsv_label", b"\x02filepath\ttitle\tlabel\na.png\tone\tcat\nb.png\ttwo\t\n")
