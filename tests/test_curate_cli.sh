@@ -160,8 +160,19 @@ tap_if "dedup counts the two undecodable images and drops them" broken-dd.log \
     grep -q '"undecodable": 2' broken-dd.tsv.report.json
 tap_check "concepts over a broken pool" broken-conc.log "$vlp" data concepts --data broken.tsv --concepts meta.txt \
     --out broken-conc.tsv
-tap_grep "the unusable rows are counted (images are not read: the missing one is no fault)" broken-conc.log \
-    "skipped 2 unusable samples; the first: broken.tsv:35: an empty image path or caption"
+tap_grep "the unusable rows are counted (a missing image too, though images are not read)" broken-conc.log \
+    "skipped 3 unusable samples; the first: broken.tsv:34 (img/missing.png): cannot open"
+# a shard whose captions are txt members, one empty, one with a key of 120 bytes
+mkdir txt && long=$(printf 'k%.0s' $(seq 1 120))
+cp img/img000.png txt/a.png && printf 'a red square' > txt/a.txt
+cp img/img001.png txt/b.png && : > txt/b.txt
+cp img/img002.png "txt/$long.png" && printf 'a blue square' > "txt/$long.txt"
+(cd txt && tar --format=gnu -cf ../txt.tar a.png a.txt b.png b.txt "$long.png" "$long.txt")
+tap_check "filter a shard of txt captions and a long key" txt.log "$vlp" data filter --data txt.tar --out txtout/t \
+    --min-words 1
+tap_if "two samples kept (the empty caption skipped), the long key renamed so its members stay one sample" txt.log \
+    [ "$(tar tf txtout/t-00000.tar | tr '\n' ' ')" = "a.png a.txt 000000001.png 000000001.txt " ]
+tap_if "the txt caption written back as it was" txt.log [ "$(tar xOf txtout/t-00000.tar a.txt)" = "a red square" ]
 cp sh/s-00001.tar cut.tar && truncate -s 3000 cut.tar
 tap_check "filter a shard cut short" cut.log "$vlp" data filter --data cut.tar --out cutout/c --min-words 1
 tap_if "the samples before the cut are kept, the cut named" cut.log \

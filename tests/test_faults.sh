@@ -146,4 +146,15 @@ swap_run last remove w/s-00001.tar
 rc=$?
 tap_if "the only shard removed while read: exit 1 with a message naming it (no hang)" swap-last.log \
     [ $rc = 1 -a "$(grep -c 'epoch 1 has 0 usable samples, fewer than the batch of 4 (1 unusable so far; the first: cannot open w/s-00001.tar' swap-last.log)" = 1 ]
+# a pool that changes between the two passes of vlp data filter: s-00001.tar
+# is replaced while pass 1 reads it (its 30th read), so pass 2 opens another
+# shard; the passes' fingerprints differ, the command says so, exits 1 and
+# leaves no output (the 3 shards of 4 it completed are removed)
+rm -rf w && mkdir w && cp sw/s-*.tar w/ && cp swnew/n-00000.tar w/new.tar
+VLP_SWAP_PATH=w/s-00001.tar VLP_SWAP_AT=1:30 VLP_SWAP_DO=replace:w/new.tar LD_PRELOAD=$here/tools/libswapshim.so \
+    "$vlp" data filter --data "$sw2" --out changed/c --samples-per-shard 4 > changed.log 2>&1
+rc=$?
+tap_if "a pool changed between filter's passes: exit 1, said, nothing left" changed.log \
+    [ $rc = 1 -a "$(grep -c 'the pool changed between the two passes' changed.log)" = 1 -a \
+      "$(ls changed 2>/dev/null | grep -c tar)" = 0 ]
 tap_end

@@ -107,9 +107,10 @@ int data_balance(int argc, char **argv) {
     pool *p = curate_open("balance", &io, false);
     pool_writer *w = NULL;
     int64_t skipped = 0, written = 0;
+    uint64_t pass1 = 0, pass2 = 1;
     long shards = 0;
     char why[512] = ""; /* pass 1's first skip, kept past the pool */
-    rc = p ? curate_pass("balance", p, &io, "samples counted", 0, count_visit, NULL, &r, NULL) : 1;
+    rc = p ? curate_pass("balance", p, "samples counted", 0, count_visit, NULL, &r, NULL, &pass1) : 1;
     if (!rc) {
         const char *first;
         skipped = pool_skipped(p, &first);
@@ -120,8 +121,9 @@ int data_balance(int argc, char **argv) {
         /* the images are read only when a table's samples go into shards */
         p = curate_open("balance", &io, !curate_out_is_table(&io));
         w = p ? curate_writer("balance", &io, p) : NULL;
-        rc = w ? curate_pass("balance", p, &io, "samples balanced", (long)r.samples, keep_visit, NULL, &r, w) : 1;
+        rc = w ? curate_pass("balance", p, "samples balanced", (long)r.samples, keep_visit, NULL, &r, w, &pass2) : 1;
     }
+    if (!rc) rc = curate_same_pool("balance", pass1, pass2);
     if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("balance", &err);
     if (!rc && counts) rc = write_counts(counts, &r, entries, n);
     if (!rc) {

@@ -129,29 +129,36 @@ int data_concepts(int argc, char **argv) {
             return free(acc), free_lines(lines, n), fprintf(stderr, "vlp data concepts: %s: no concepts\n", concepts), 1;
         }
         rows = calloc((size_t)n + 1, sizeof *rows);
-        for (int i = 0; rows && i < n; i++) rows[i] = (concept_row){lines[i], 0, -1, 0};
+        if (!rows) {
+            for (int k = 0; k < nacc; k++) free(acc[k].name);
+            return free(acc), free_lines(lines, n), fprintf(stderr, "vlp data concepts: out of memory\n"), 1;
+        }
+        for (int i = 0; i < n; i++) rows[i] = (concept_row){lines[i], 0, -1, 0};
         free(lines); /* the strings now belong to rows */
-        for (int i = 0; rows && i < n; i++) /* the accuracy of the class of the same name */
+        for (int i = 0; i < n; i++) /* the accuracy of the class of the same name */
             for (int k = 0; k < nacc; k++)
                 if (!strcmp(acc[k].name, rows[i].name)) rows[i].images = acc[k].images, rows[i].correct = acc[k].correct;
         for (int k = 0; k < nacc; k++) free(acc[k].name);
         free(acc);
-    } else rows = acc, n = nacc;
-    if (n == 0) return free(rows), fprintf(stderr, "vlp data concepts: %s: no classes\n", per_class), 1;
-    if (!rows) return fprintf(stderr, "vlp data concepts: out of memory\n"), 1;
-    char **names = malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    } else {
+        if (nacc == 0) return free(acc), fprintf(stderr, "vlp data concepts: %s: no classes\n", per_class), 1;
+        rows = acc, n = nacc;
+    }
+    char **names = calloc((size_t)n, sizeof(char *));
+    bool named = names != NULL;
     for (int i = 0; names && i < n; i++) {
         names[i] = strdup(rows[i].name);
+        named = named && names[i];
         if (names[i] && !case_sensitive) ascii_lower(names[i]);
     }
     concepts_run r = {.case_sensitive = case_sensitive};
     vlp_error err = {0};
     curate_io io = curate_io_default();
     io.data = data, io.image_key = image_key, io.caption_key = caption_key;
-    rc = names && balance_create(&r.b, (const char *const *)names, n, NULL, &err) != VLP_OK ? curate_fail("concepts", &err)
-         : names ? 0 : 1;
+    if (!named) rc = 1, fprintf(stderr, "vlp data concepts: out of memory\n");
+    else if (balance_create(&r.b, (const char *const *)names, n, NULL, &err) != VLP_OK) rc = curate_fail("concepts", &err);
     pool *p = rc ? NULL : curate_open("concepts", &io, false);
-    if (!rc) rc = p ? curate_pass("concepts", p, &io, "captions", 0, count_visit, NULL, &r, NULL) : 1;
+    if (!rc) rc = p ? curate_pass("concepts", p, "captions", 0, count_visit, NULL, &r, NULL, NULL) : 1;
     const char *why = "";
     int64_t skipped = p ? pool_skipped(p, &why) : 0;
     if (!rc) {

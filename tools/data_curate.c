@@ -5,6 +5,7 @@
 #include "core/rng.h"
 
 #include <stdlib.h>
+#include <xxhash.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -80,8 +81,9 @@ pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p) 
     return w;
 }
 
-int curate_pass(const char *cmd, pool *p, const curate_io *io, const char *what, long total, curate_visit visit,
-                curate_done done, void *ctx, pool_writer *out) {
+int curate_pass(const char *cmd, pool *p, const char *what, long total, curate_visit visit, curate_done done,
+                void *ctx, pool_writer *out, uint64_t *digest) {
+    uint64_t d = 0x5EEDull;
     vlp_error err = {0};
     if (pool_rewind(p, &err) != VLP_OK) return curate_fail(cmd, &err);
     progress pr;
@@ -93,6 +95,8 @@ int curate_pass(const char *cmd, pool *p, const curate_io *io, const char *what,
         bool end, keep = false;
         if (pool_next(p, &s, &end, &err) != VLP_OK) { rc = curate_fail(cmd, &err); break; }
         if (end) break;
+        d = XXH3_64bits_withSeed(s.what, strlen(s.what), d);
+        d = XXH3_64bits_withSeed(s.caption, strlen(s.caption), d);
         if (!visit(ctx, &s, &keep)) { rc = 1; break; }
         if (keep && out && pool_writer_add(out, &s, &err) != VLP_OK) { rc = curate_fail(cmd, &err); break; }
         progress_update(&pr, ++n);
@@ -101,8 +105,15 @@ int curate_pass(const char *cmd, pool *p, const curate_io *io, const char *what,
     if (!rc && done && !done(ctx)) rc = 1;
     if (rc) progress_break(&pr);
     else progress_end(&pr, n);
-    (void)io;
+    if (digest) *digest = d;
     return rc;
+}
+
+int curate_same_pool(const char *cmd, uint64_t pass1, uint64_t pass2) {
+    if (pass1 == pass2) return 0;
+    fprintf(stderr, "vlp data %s: the pool changed between the two passes (samples or captions differ); "
+                    "nothing written\n", cmd);
+    return 1;
 }
 
 int curate_report(const char *cmd, const curate_io *io, json_t *report, int64_t samples, int64_t skipped,

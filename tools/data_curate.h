@@ -66,11 +66,16 @@ pool *curate_open(const char *cmd, const curate_io *io, bool read_images);
 /* One pass over the pool: visit(ctx, sample) for each usable sample (false
  * stops the pass: it has printed why); then done(ctx) (may be NULL). With
  * out != NULL the samples visit keeps (*keep) are written there. Progress
- * lines name `what`. Returns 0, or 1 after a message. */
+ * lines name `what`. *digest (may be NULL) receives a fingerprint of the
+ * samples seen, in order (where each came from and its caption): two passes
+ * over an unchanged pool give the same. Returns 0, or 1 after a message. */
 typedef bool (*curate_visit)(void *ctx, const pool_sample *s, bool *keep);
 typedef bool (*curate_done)(void *ctx);
-int curate_pass(const char *cmd, pool *p, const curate_io *io, const char *what, long total, curate_visit visit,
-                curate_done done, void *ctx, pool_writer *out);
+int curate_pass(const char *cmd, pool *p, const char *what, long total, curate_visit visit, curate_done done,
+                void *ctx, pool_writer *out, uint64_t *digest);
+/* 0 when the two passes' fingerprints agree, else 1 after a message (the
+ * pool changed between them: what pass 2 would write is not trusted) */
+int curate_same_pool(const char *cmd, uint64_t pass1, uint64_t pass2);
 
 /* the writer of --out; NULL after a message */
 pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p);

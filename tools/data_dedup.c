@@ -216,11 +216,12 @@ int data_dedup(int argc, char **argv) {
         r.embeddings = fopen(r.emb_path, "w+b");
         if (!r.status || !r.embeddings) rc = 1, fprintf(stderr, "vlp data dedup: cannot create %s\n", r.status_path);
     } else rc = 1;
+    uint64_t pass1 = 0, pass2 = 1;
     int64_t skipped = 0, written = 0, by_eps[MAX_EPS + 1] = {0}, largest = 0;
     int k_used = 0, iters_run = 0;
     long shards = 0;
     char why[512] = ""; /* pass 1's first skip, kept past the pool */
-    if (!rc) rc = curate_pass("dedup", p, &io, "samples hashed", 0, hash_visit, hash_done, &r, NULL);
+    if (!rc) rc = curate_pass("dedup", p, "samples hashed", 0, hash_visit, hash_done, &r, NULL, &pass1);
     if (!rc) {
         const char *first;
         skipped = pool_skipped(p, &first);
@@ -237,8 +238,9 @@ int data_dedup(int argc, char **argv) {
     }
     if (!rc) {
         rewind(r.status);
-        rc = curate_pass("dedup", p, &io, "samples written", (long)r.samples, keep_visit, NULL, &r, w);
+        rc = curate_pass("dedup", p, "samples written", (long)r.samples, keep_visit, NULL, &r, w, &pass2);
     }
+    if (!rc) rc = curate_same_pool("dedup", pass1, pass2);
     vlp_error err = {0};
     if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("dedup", &err);
     if (!rc) {

@@ -292,10 +292,11 @@ int data_filter(int argc, char **argv) {
         r.scores = fopen(r.scores_path, "w+b");
         if (!r.reasons || !r.scores) rc = 1, fprintf(stderr, "vlp data filter: cannot create %s\n", r.reasons_path);
     } else rc = 1;
+    uint64_t pass1 = 0, pass2 = 1;
     int64_t skipped = 0, written = 0;
     long shards = 0;
     char why[512] = ""; /* pass 1's first skip, kept past the pool */
-    if (!rc) rc = curate_pass("filter", p, &io, "samples checked", 0, rules_visit, rules_done, &r, NULL);
+    if (!rc) rc = curate_pass("filter", p, "samples checked", 0, rules_visit, rules_done, &r, NULL, &pass1);
     if (!rc) {
         const char *first;
         skipped = pool_skipped(p, &first);
@@ -321,8 +322,9 @@ int data_filter(int argc, char **argv) {
     if (!rc) {
         fflush(r.reasons), fflush(r.scores);
         rewind(r.reasons), rewind(r.scores);
-        rc = curate_pass("filter", p, &io, "samples written", (long)r.samples, keep_visit, NULL, &r, w);
+        rc = curate_pass("filter", p, "samples written", (long)r.samples, keep_visit, NULL, &r, w, &pass2);
     }
+    if (!rc) rc = curate_same_pool("filter", pass1, pass2);
     vlp_error err = {0};
     if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("filter", &err);
     if (!rc) {

@@ -28,9 +28,9 @@ vlp_err balance_create(balance **out, const char *const *entries, int n, const i
                      ? VLP_OK
                      : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "balance of %d entries", n);
     for (int i = 0; rc == VLP_OK && i < n; i++) {
-        if (!entries[i][0] || !strcmp(entries[i], " ")) {
-            rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "metadata line %d: an empty entry",
-                               entry_lines ? entry_lines[i] : i + 1);
+        if (!entries[i][0] || !entries[i][strspn(entries[i], " \t\r\n")]) { /* blank: it would match any run of spaces */
+            rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "metadata %s %d: a blank entry",
+                               entry_lines ? "line" : "entry", entry_lines ? entry_lines[i] : i + 1);
             break;
         }
         if (!(spaced[i] = metaclip_entry(entries[i])))

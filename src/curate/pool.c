@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_COLUMNS 256
 #define MAX_MEMBERS 64 /* a sample with more members is cut there, and said so */
+#define MAX_KEY 4096   /* as the trainer's reader (src/data/dataset.c): the same grouping */
 
 struct pool {
     pool_opts o;
@@ -180,6 +182,11 @@ static vlp_err table_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
         memcpy(s->image_path, p->dir, dl), memcpy(s->image_path + dl, path, pl + 1);
         snprintf(s->what, sizeof s->what, "%.200s:%ld (%.250s)", p->spec, p->lineno, path);
         s->caption = s->fields[p->caption_col];
+        if (!p->o.read_images && access(s->image_path, R_OK) != 0) { /* as a pass that reads it would skip it */
+            skip(p, "%.200s: cannot open %.250s: %s", s->what, s->image_path, strerror(errno));
+            free(s->image_path), s->image_path = NULL;
+            continue;
+        }
         if (p->o.read_images) {
             vlp_error why = {0};
             if (read_whole_file(s->image_path, (size_t)1 << 30, &s->image_owned, &s->image_len, &why) != VLP_OK) {
@@ -203,12 +210,13 @@ static vlp_err take(pool *p, pool_sample *s, vlp_error *err) {
     }
     pool_member *m = &s->members[s->nmembers];
     m->name = strdup(p->tar.name);
-    m->data = malloc(p->tar.size ? p->tar.size : 1);
+    m->data = malloc(p->tar.size + 1); /* NUL-terminated: a txt member is the caption string */
     if (!m->name || !m->data) {
         free(m->name), free(m->data);
         VLP_FAIL(err, VLP_ERR_NOMEM, "%s: member %s", p->tar.path, p->tar.name);
     }
     memcpy(m->data, p->tar.data, p->tar.size);
+    m->data[p->tar.size] = '\0';
     m->len = p->tar.size;
     s->nmembers++;
     return VLP_OK;
@@ -218,7 +226,7 @@ static vlp_err take(pool *p, pool_sample *s, vlp_error *err) {
 static bool find_fields(pool *p, pool_sample *s) {
     const char *json_caption = NULL;
     for (int i = 0; i < s->nmembers; i++) {
-        char key[256];
+        char key[MAX_KEY];
         const char *ext;
         wds_split_key(s->members[i].name, key, sizeof key, &ext);
         if (wds_is_image_ext(ext) && !s->image) s->image = s->members[i].data, s->image_len = s->members[i].len;
@@ -245,7 +253,8 @@ static vlp_err shards_next(pool *p, pool_sample *s, bool *done, vlp_error *err) 
             p->tar_open = true, p->have_next = false;
         }
         /* the members of one key: the first may have been read by the last call */
-        char key[256] = "";
+        char key[MAX_KEY] = "";
+        bool cut_members = false;
         bool end = false;
         for (;;) {
             if (!p->have_next) {
@@ -257,7 +266,7 @@ static vlp_err shards_next(pool *p, pool_sample *s, bool *done, vlp_error *err) 
                 if (end) break;
             }
             p->have_next = false;
-            char k[256];
+            char k[MAX_KEY];
             const char *ext;
             wds_split_key(p->tar.name, k, sizeof k, &ext);
             if (s->nmembers && strcmp(k, key)) {
@@ -266,10 +275,16 @@ static vlp_err shards_next(pool *p, pool_sample *s, bool *done, vlp_error *err) 
             }
             if (!s->nmembers) snprintf(key, sizeof key, "%s", k);
             if (s->nmembers < MAX_MEMBERS) VLP_TRY(take(p, s, err));
+            else cut_members = true;
         }
         if (end) tar_close(&p->tar), p->tar_open = false;
         if (!s->nmembers) continue;
         snprintf(s->what, sizeof s->what, "%.250s: %.250s", p->shards[p->shard - 1], key);
+        if (cut_members && p->o.warn) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s: more than %d members; the rest are left out", s->what, MAX_MEMBERS);
+            p->o.warn(p->o.warn_ctx, msg);
+        }
         if (find_fields(p, s)) return VLP_OK; /* a cut shard's last whole members still make a sample */
         skip(p, "%s: no image (jpg/jpeg/png/webp) or no caption", s->what);
         clear(s);
@@ -320,7 +335,7 @@ struct pool_writer {
     char *prefix;
     long per_shard, shard;
     tar_writer tar;
-    bool tar_open;
+    bool tar_open, finished;
     int64_t written, in_shard;
 };
 
@@ -371,6 +386,29 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
     return VLP_OK;
 }
 
+/* a json string must be UTF-8: each byte that does not start a valid
+ * sequence becomes U+FFFD, as the tokenizer reads it (malloc'd, or NULL) */
+static char *valid_utf8(const char *s) {
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        int len = u[i] < 0x80 ? 1 : (u[i] >> 5) == 6 ? 2 : (u[i] >> 4) == 14 ? 3 : (u[i] >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0 && i + (size_t)len <= n;
+        for (int k = 1; ok && k < len; k++) ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len > 1) { /* overlong forms, surrogates and values above U+10FFFF are not UTF-8 */
+            uint32_t c = u[i] & (0x7F >> len);
+            for (int k = 1; k < len; k++) c = c << 6 | (u[i + k] & 0x3F);
+            ok = c >= (len == 2 ? 0x80u : len == 3 ? 0x800u : 0x10000u) && c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF);
+        }
+        if (ok) memcpy(o, u + i, (size_t)len), o += len, i += (size_t)len;
+        else memcpy(o, "\xEF\xBF\xBD", 3), o += 3, i++;
+    }
+    *o = '\0';
+    return out;
+}
+
 /* a TSV field cannot hold a tab or a line break: they become spaces */
 static void write_tsv_field(FILE *fp, const char *f) {
     for (; *f; f++) putc(*f == '\t' || *f == '\n' || *f == '\r' ? ' ' : *f, fp);
@@ -406,8 +444,13 @@ static vlp_err add_members(pool_writer *w, const pool_sample *s, vlp_error *err)
         snprintf(name, sizeof name, "%09lld.%s", (long long)w->written, ext);
         VLP_TRY(tar_add(&w->tar, name, s->image, s->image_len, err));
         json_t *j = json_object();
-        for (int k = 0; j && k < w->in->ncols; k++)
-            if (k != w->in->image_col) json_object_set_new(j, w->in->columns[k], json_string(s->fields[k]));
+        for (int k = 0; j && k < w->in->ncols; k++) {
+            if (k == w->in->image_col) continue;
+            char *key = valid_utf8(w->in->columns[k]), *val = valid_utf8(s->fields[k]);
+            if (key && val) json_object_set_new(j, key, json_string(val));
+            else json_decref(j), j = NULL;
+            free(key), free(val);
+        }
         char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         VLP_CHECK(text, err, VLP_ERR_NOMEM, "%s: json", s->what);
@@ -416,8 +459,20 @@ static vlp_err add_members(pool_writer *w, const pool_sample *s, vlp_error *err)
         free(text);
         VLP_TRY(rc);
     } else {
-        for (int i = 0; i < s->nmembers; i++)
-            VLP_TRY(tar_add(&w->tar, s->members[i].name, s->members[i].data, s->members[i].len, err));
+        /* the members as they were; a name ustar cannot hold (100 bytes and
+         * more: a key from a long path) renames the sample's members to its
+         * index, so they stay one sample */
+        bool rename = false;
+        for (int i = 0; i < s->nmembers; i++) rename = rename || strlen(s->members[i].name) >= TAR_NAME_MAX;
+        for (int i = 0; i < s->nmembers; i++) {
+            char name[64], key[MAX_KEY];
+            const char *ext;
+            if (rename) {
+                wds_split_key(s->members[i].name, key, sizeof key, &ext);
+                snprintf(name, sizeof name, "%09lld.%.40s", (long long)w->written, ext);
+            }
+            VLP_TRY(tar_add(&w->tar, rename ? name : s->members[i].name, s->members[i].data, s->members[i].len, err));
+        }
     }
     if (++w->in_shard == w->per_shard) {
         w->tar_open = false, w->shard++;
@@ -448,6 +503,7 @@ vlp_err pool_writer_finish(pool_writer *w, int64_t *written, long *shards, vlp_e
     }
     if (written) *written = w->written;
     if (shards) *shards = w->is_table ? 0 : w->shard;
+    w->finished = true;
     return VLP_OK;
 }
 
@@ -455,6 +511,11 @@ void pool_writer_free(pool_writer *w) {
     if (!w) return;
     if (w->table_open) atomic_abort(&w->table);
     if (w->tar_open) tar_abort(&w->tar);
+    for (long k = 0; !w->finished && !w->is_table && k < w->shard; k++) { /* a failed run leaves no part of its output */
+        char path[4096];
+        snprintf(path, sizeof path, "%s-%05ld.tar", w->prefix, k);
+        unlink(path);
+    }
     free(w->prefix);
     free(w);
 }

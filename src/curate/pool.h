@@ -82,6 +82,7 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
 vlp_err pool_writer_add(pool_writer *w, const pool_sample *s, vlp_error *err);
 /* the last shard or the table committed; *written the samples written */
 vlp_err pool_writer_finish(pool_writer *w, int64_t *written, long *shards, vlp_error *err);
-/* after an error: the unfinished file removed; shards already whole stay */
+/* after an error (not finished): the unfinished file removed, and the shards
+ * this writer completed too, so a failed run leaves no part of its output */
 void pool_writer_free(pool_writer *w);
 #endif

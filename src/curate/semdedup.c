@@ -43,6 +43,7 @@ static void kmeans_pp(const float *x, int64_t n, int d, int k, vlp_rng *draw, in
             if (d2 < dist[i]) dist[i] = d2 > 0 ? d2 : 0;
             total += dist[i];
         }
+        if (total <= 0) break; /* every candidate is a centroid already: the rest stay random rows */
         double u = ((double)(vlp_rng_u64(draw) >> 11) * 0x1.0p-53) * total;
         int64_t i = 0;
         for (; i < m - 1 && (u -= dist[i]) > 0; i++) {}

@@ -142,7 +142,8 @@ vlp_err tar_create(tar_writer *w, const char *path, vlp_error *err) {
 }
 
 vlp_err tar_add(tar_writer *w, const char *name, const void *data, size_t n, vlp_error *err) {
-    VLP_CHECK_ARG(strlen(name) > 0 && strlen(name) < 100, err, "tar member name '%s' must be 1..99 bytes", name);
+    VLP_CHECK_ARG(strlen(name) > 0 && strlen(name) < TAR_NAME_MAX, err, "tar member name '%s' must be 1..%d bytes",
+                  name, TAR_NAME_MAX - 1);
     VLP_CHECK_ARG(n < ((size_t)1 << 33), err, "tar member '%s' of %zu bytes exceeds 8 GiB", name, n);
     uint8_t h[BLOCK] = {0};
     memcpy(h, name, strlen(name));

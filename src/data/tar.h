@@ -33,6 +33,8 @@ typedef struct tar_writer {
 } tar_writer;
 
 /* Written to a temporary name and renamed on close (atomic). */
+/* a member name the writer takes is shorter than this (ustar's name field) */
+#define TAR_NAME_MAX 100
 vlp_err tar_create(tar_writer *w, const char *path, vlp_error *err);
 vlp_err tar_add(tar_writer *w, const char *name, const void *data, size_t n, vlp_error *err);
 vlp_err tar_finish(tar_writer *w, vlp_error *err);

@@ -60,6 +60,13 @@ static int sync_dir(const char *path) {
 }
 
 vlp_err atomic_commit(atomic_file *af, vlp_error *err) {
+    /* a caller may write through af->fp with fprintf: a failure it did not
+     * check stays in the stream's error flag, which a later successful flush
+     * does not clear */
+    if (!af->failed && ferror(af->fp)) {
+        af->failed = true;
+        af->saved_errno = errno ? errno : EIO;
+    }
     if (!af->failed && (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)) {
         af->failed = true;
         af->saved_errno = errno;
