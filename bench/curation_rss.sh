@@ -11,11 +11,13 @@ OUT=${2:-runs/curation-rss}
 BUILD=${BUILD:-build/release}
 VLP=${VLP:-$BUILD/vlp}
 mkdir -p "$OUT/img"
-"$BUILD/tests/tools/make_pairs" "$OUT/img" 32 16 > "$OUT/base.tsv"
+make_pairs=$(cd "$BUILD/tests/tools" && pwd)/make_pairs
+(cd "$OUT" && "$make_pairs" img 32 16 > base.tsv) # paths relative to the table
 cat > "$OUT/small.json" <<'JSON'
 {"embed_dim": 16, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
  "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 32, "layers": 1, "heads": 2}}
 JSON
+rm -rf "$OUT/model"
 "$VLP" train --train-data "$OUT/base.tsv" --model-config "$OUT/small.json" --batch 8 --steps 2 --warmup 1 \
     --tokenizer-merges 40 --out "$OUT/model" --threads 2 > "$OUT/model.log" 2>&1
 printf 'red\ngreen\nblue\nyellow\npurple\ncyan\nwhite\nblack\ntop left\nbottom right\n' > "$OUT/metadata.txt"
@@ -32,7 +34,6 @@ for n in $SIZES; do
     awk -F'\t' -v n="$n" -v OFS='\t' 'NR == 1 { print; next } { r[NR - 1] = $0; m = NR - 1 }
         END { for (i = 0; i < n; i++) { split(r[i % m + 1], f, "\t"); print f[1], f[2] ", sample " i, f[3] } }' \
         "$OUT/base.tsv" > "$pool"
-    sed -i "s|^$OUT/img/|img/|" "$pool"
     for cmd in rules score balance; do
         case $cmd in
             rules) set -- "$VLP" data filter --data "$pool" --out "$OUT/rules-$n.tsv" --min-words 4 --min-side 8 ;;
