@@ -105,4 +105,9 @@ tap_check "search the images by text" search.log "$vlp" search $m --index i.npy 
 tap_grep "search: names the images" search.log "img/img0"
 tap_check "classify an image" classify.log "$vlp" classify $m --image img/img000.png --labels red,green,blue
 tap_grep "classify: each label" classify.log "green"
+# a table whose every image is missing: said so, with the first skipped row
+printf 'filepath\ttitle\nnone1.png\ta cat\nnone2.png\ta dog\n' > missing.tsv
+"$vlp" train --train-data missing.tsv --model-config tiny --out missing-run --steps 2 > missing.log 2>&1
+tap_if "training data without a usable sample: exit 1, the first skipped row named" missing.log \
+    [ $? = 1 -a "$(grep -c 'missing.tsv: no usable sample (2 skipped; the first: missing.tsv:2' missing.log)" = 1 ]
 tap_end

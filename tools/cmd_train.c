@@ -589,6 +589,12 @@ static vlp_err stream_captions(const char *spec, const dataset_opts *o, char ***
         if (rc == VLP_OK) v[k++] = r.caption, r.caption = NULL;
         raw_sample_free(&r);
     }
+    if (rc == VLP_OK && k == 0) { /* every sample skipped: say why, not "no texts" further on */
+        const char *why;
+        int64_t skipped = stream_skipped(s, &why);
+        rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%.300s: no usable sample (%lld skipped; the first: %.300s)",
+                           spec, (long long)skipped, skipped ? why : "none");
+    }
     stream_free(s);
     if (rc != VLP_OK) {
         for (int i = 0; i < k; i++) free(v[i]);
