@@ -1,6 +1,7 @@
 #include "data_curate.h"
 #include "args.h"
 #include "progress.h"
+#include "data/table.h"
 #include "io/atomic.h"
 #include "core/rng.h"
 
@@ -53,10 +54,7 @@ bool curate_batch_add(curate_model *m, const image_u8 *im, char *why, size_t n) 
     return true;
 }
 
-bool curate_out_is_table(const curate_io *io) {
-    size_t n = strlen(io->out);
-    return n >= 4 && (!strcmp(io->out + n - 4, ".tsv") || !strcmp(io->out + n - 4, ".csv"));
-}
+bool curate_out_is_table(const curate_io *io) { return table_spec(io->out, NULL); }
 
 int curate_fail(const char *cmd, const vlp_error *err) {
     char buf[800];

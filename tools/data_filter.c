@@ -18,6 +18,7 @@
 #include "model_args.h"
 #include "curate/select.h"
 #include "data/image.h"
+#include "io/atomic.h"
 #include "io/npy.h"
 
 typedef struct filter_opts {
@@ -90,6 +91,9 @@ typedef struct filter_run {
     char **captions;                   // (B) the batch's captions, copies
     /* the files of pass 1 */
     FILE *reasons, *scores;
+    atomic_file keys;           // --scores: FILE.npy.keys.txt, a line a sample, written by pass 1
+    bool keys_open;
+    char keys_path[4200];
     char reasons_path[4200], scores_path[4200];
     int64_t samples, scored, removed[SCORE_BELOW + 1];
     int64_t hist[HIST_BINS];
@@ -156,6 +160,7 @@ static bool rules_visit(void *ctx, const pool_sample *s, bool *keep) {
     image_free(&im);
     r->removed[reason]++;
     r->samples++;
+    if (r->keys_open) fprintf(r->keys.fp, "%s\n", s->what); /* a write error fails the commit */
     if (fwrite(&reason, 1, 1, r->reasons) != 1) {
         fprintf(stderr, "vlp data filter: %s: write failed\n", r->reasons_path);
         return false;
@@ -197,41 +202,32 @@ static bool model_extra(void *ctx, int argc, char **argv, int *i, int *bad) {
     return model_arg(argc, argv, i, ctx, "data filter", bad);
 }
 
-/* every sample's score in pool order (NaN where a rule removed it) */
-static int write_scores(filter_run *r, const char *path, pool *p, const curate_io *io) {
-    char raw_path[4200], keys_path[4200];
+/* every sample's score in pool order (NaN where a rule removed it), from
+ * pass 1's files; its keys were written by pass 1 as it went */
+static int write_scores(filter_run *r, const char *path) {
+    char raw_path[4200];
     snprintf(raw_path, sizeof raw_path, "%s.values.%d", path, (int)getpid()); /* not atomic_open's name */
-    snprintf(keys_path, sizeof keys_path, "%s.keys.txt", path);
-    FILE *raw = fopen(raw_path, "w+b"), *keys = fopen(keys_path, "w");
-    int rc = 0;
-    if (!raw || !keys) {
-        fprintf(stderr, "vlp data filter: cannot write %s\n", raw ? keys_path : raw_path);
-        rc = 1;
-    }
+    FILE *raw = fopen(raw_path, "w+b");
+    int rc = raw ? 0 : (fprintf(stderr, "vlp data filter: cannot write %s\n", raw_path), 1);
     rewind(r->reasons), rewind(r->scores);
-    pool_sample s = {0};
-    vlp_error err = {0};
     for (int64_t i = 0; !rc && i < r->samples; i++) {
-        bool end;
         uint8_t reason;
         float x = NAN;
-        if (pool_next(p, &s, &end, &err) != VLP_OK || end || fread(&reason, 1, 1, r->reasons) != 1 ||
-            (reason == KEPT && fread(&x, sizeof x, 1, r->scores) != 1)) {
-            fprintf(stderr, "vlp data filter: the pool changed while it was filtered\n");
+        if (fread(&reason, 1, 1, r->reasons) != 1 || (reason == KEPT && fread(&x, sizeof x, 1, r->scores) != 1) ||
+            fwrite(&x, sizeof x, 1, raw) != 1) {
+            fprintf(stderr, "vlp data filter: %s: pass 1's files are short or cannot be copied\n", raw_path);
             rc = 1;
-            break;
         }
-        fwrite(&x, sizeof x, 1, raw);
-        fprintf(keys, "%s\n", s.what);
     }
-    pool_sample_free(&s);
-    if (keys && fclose(keys) != 0 && !rc) rc = 1, fprintf(stderr, "vlp data filter: %s: write failed\n", keys_path);
+    vlp_error err = {0};
     if (!rc && (fflush(raw) != 0 || npy_write_f32_stream(path, raw, r->samples, 1, &err) != VLP_OK))
         rc = curate_fail("filter", &err);
     if (raw) fclose(raw), remove(raw_path);
-    (void)io;
+    r->keys_open = false;
+    if (rc) atomic_abort(&r->keys);
+    else if (atomic_commit(&r->keys, &err) != VLP_OK) rc = curate_fail("filter", &err);
     if (!rc) fprintf(stderr, "scores: %s (%lld x 1, NaN where a rule removed the sample), keys %s\n", path,
-                     (long long)r->samples, keys_path);
+                     (long long)r->samples, r->keys_path);
     return rc;
 }
 
@@ -292,6 +288,12 @@ int data_filter(int argc, char **argv) {
         r.scores = fopen(r.scores_path, "w+b");
         if (!r.reasons || !r.scores) rc = 1, fprintf(stderr, "vlp data filter: cannot create %s\n", r.reasons_path);
     } else rc = 1;
+    if (!rc && scores_out) {
+        vlp_error err = {0};
+        snprintf(r.keys_path, sizeof r.keys_path, "%s.keys.txt", scores_out);
+        if (atomic_open(&r.keys, r.keys_path, &err) != VLP_OK) rc = curate_fail("filter", &err);
+        else r.keys_open = true;
+    }
     uint64_t pass1 = 0, pass2 = 1;
     int64_t skipped = 0, written = 0;
     long shards = 0;
@@ -317,7 +319,7 @@ int data_filter(int argc, char **argv) {
                         r.o.keep_fraction, (long long)k, (long long)r.scored, r.threshold);
             }
         }
-        if (scores_out && !rc) rc = pool_rewind(p, &err) == VLP_OK ? write_scores(&r, scores_out, p, &io) : curate_fail("filter", &err);
+        if (scores_out && !rc) rc = write_scores(&r, scores_out);
     }
     if (!rc) {
         fflush(r.reasons), fflush(r.scores);
@@ -371,6 +373,7 @@ int data_filter(int argc, char **argv) {
                                             (long long)r.removed[UNDECODABLE], r.first_undecodable);
         if (by_score) fprintf(stderr, "  score       removed %lld\n", (long long)r.removed[SCORE_BELOW]);
     }
+    if (r.keys_open) atomic_abort(&r.keys);
     if (r.reasons) fclose(r.reasons), remove(r.reasons_path);
     if (r.scores) fclose(r.scores), remove(r.scores_path);
     for (int i = 0; r.captions && i < r.m.B; i++) free(r.captions[i]);

@@ -57,17 +57,6 @@ static void skip(pool *p, const char *fmt, ...) {
     if (p->o.warn) p->o.warn(p->o.warn_ctx, msg);
 }
 
-static bool ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-static bool blank(const char *t) {
-    for (; *t; t++)
-        if (*t != ' ' && *t != '\t' && *t != '\r' && *t != '\n') return false;
-    return true;
-}
-
 static vlp_err open_header(pool *p, vlp_error *err) {
     bool too_long;
     ssize_t len = table_line(p->fp, &p->line, &p->cap, &too_long);
@@ -97,8 +86,8 @@ vlp_err pool_open(pool **out, const char *spec, const pool_opts *o, vlp_error *e
     p->o = *o;
     p->spec = strdup(spec);
     vlp_err rc = p->spec ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "pool spec");
-    if (rc == VLP_OK && (ends_with(spec, ".tsv") || ends_with(spec, ".csv"))) {
-        p->csv = ends_with(spec, ".csv"), p->sep = p->csv ? ',' : '\t';
+    if (rc == VLP_OK && table_spec(spec, &p->csv)) {
+        p->sep = p->csv ? ',' : '\t';
         const char *slash = strrchr(spec, '/');
         p->dir = strndup(spec, slash ? (size_t)(slash - spec + 1) : 0);
         p->fp = fopen(spec, "r");
@@ -173,7 +162,7 @@ static vlp_err table_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
             continue;
         }
         const char *path = s->fields[p->image_col];
-        if (!path[0] || blank(s->fields[p->caption_col])) {
+        if (!path[0] || table_blank(s->fields[p->caption_col])) {
             skip(p, "%s:%ld: an empty image path or caption", p->spec, p->lineno);
             continue;
         }
@@ -235,7 +224,7 @@ static bool find_fields(pool *p, pool_sample *s) {
             json_caption = s->caption_owned = wds_json_field(s->members[i].data, s->members[i].len, p->o.caption_key);
     }
     if (!s->caption) s->caption = s->caption_owned;
-    return s->image && s->caption && !blank(s->caption);
+    return s->image && s->caption && !table_blank(s->caption);
 }
 
 static vlp_err shards_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
@@ -346,7 +335,7 @@ static char *dir_of(const char *path) {
 
 vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, long per_shard, vlp_error *err) {
     *out = NULL;
-    bool table = ends_with(path, ".tsv") || ends_with(path, ".csv");
+    bool csv, table = table_spec(path, &csv);
     VLP_CHECK_ARG(!table || in->fp, err,
                   "--out %s: a table can be written from a table only (the images of shards have no path); "
                   "give a shard prefix", path);
@@ -354,7 +343,7 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
     pool_writer *w = calloc(1, sizeof *w);
     VLP_CHECK_ALLOC(w, err, sizeof *w);
     w->in = in, w->is_table = table, w->per_shard = per_shard;
-    w->csv = ends_with(path, ".csv");
+    w->csv = csv;
     vlp_err rc = VLP_OK;
     char *dir = dir_of(path);
     if (!dir) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "path");

@@ -145,12 +145,6 @@ static void skip(sample_stream *s, const char *fmt, const char *a, const char *b
     if (s->o.warn) s->o.warn(s->o.warn_ctx, msg);
 }
 
-static bool blank(const char *t) {
-    for (; *t; t++)
-        if (*t != ' ' && *t != '\t' && *t != '\r' && *t != '\n') return false;
-    return true;
-}
-
 int64_t stream_skipped(const sample_stream *s, const char **first) {
     if (first) *first = s->first_skip;
     return s->skipped;
@@ -175,15 +169,11 @@ void stream_free(sample_stream *s) {
     free(s);
 }
 
-static bool ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 /* ---- TSV / CSV ------------------------------------------------------------------------------ */
 
 static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
-    bool csv = ends_with(path, ".csv");
+    bool csv;
+    table_spec(path, &csv);
     char sep = csv ? ',' : '\t';
     FILE *fp = fopen(path, "r");
     VLP_CHECK_IO(fp, err, "cannot open %s: %s", path, strerror(errno));
@@ -236,7 +226,7 @@ static vlp_err open_table(sample_stream *s, const char *path, vlp_error *err) {
             skip(s, "%s:%s", path, msg);
             continue;
         }
-        if (!fields[ii][0] || blank(fields[ci])) {
+        if (!fields[ii][0] || table_blank(fields[ci])) {
             skip(s, "%s:%s: an empty image path or caption", path, where);
             continue;
         }
@@ -336,7 +326,7 @@ static bool finish_pending(sample_stream *s, raw_sample *out) {
     bool ok = p->image && p->caption;
     if (!s->have_pending) return false;
     s->have_pending = false;
-    if (ok && blank(p->caption)) {
+    if (ok && table_blank(p->caption)) {
         skip(s, "%.200s: sample '%.200s' has an empty caption", s->tar.path ? s->tar.path : "", s->pending_key);
         raw_sample_free(p);
         return false;
@@ -497,7 +487,7 @@ vlp_err stream_open(sample_stream **out, const char *spec, const dataset_opts *o
     s->o = *o;
     s->spec = strdup(spec);
     vlp_err rc = !s->spec ? vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "spec")
-                 : (ends_with(spec, ".tsv") || ends_with(spec, ".csv")) ? open_table(s, spec, err)
+                 : table_spec(spec, NULL) ? open_table(s, spec, err)
                                                                           : open_shards(s, spec, err);
     if (rc != VLP_OK) {
         stream_free(s);

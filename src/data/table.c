@@ -66,3 +66,20 @@ void table_write_csv_field(FILE *fp, const char *field) {
     }
     putc('"', fp);
 }
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+bool table_spec(const char *spec, bool *csv) {
+    bool c = ends_with(spec, ".csv");
+    if (csv) *csv = c;
+    return c || ends_with(spec, ".tsv");
+}
+
+bool table_blank(const char *t) {
+    for (; *t; t++)
+        if (*t != ' ' && *t != '\t' && *t != '\r' && *t != '\n') return false;
+    return true;
+}

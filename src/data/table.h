@@ -20,6 +20,13 @@ ssize_t table_line(FILE *fp, char **buf, size_t *cap, bool *too_long);
  * (a quoted field may hold the separator, "" for a quote). Returns the count. */
 int table_split(char *line, char sep, bool csv, char **f, int max);
 
+/* The one rule for what a data spec is: a table when it ends in .tsv or
+ * .csv (then *csv says which; csv may be NULL), else shard patterns. */
+bool table_spec(const char *spec, bool *csv);
+/* true when text holds nothing but spaces, tabs and line ends (an empty
+ * caption, for every reader) */
+bool table_blank(const char *text);
+
 /* A CSV field as RFC 4180 writes it: quoted when it holds a comma, a quote
  * or a line break (quotes doubled), else as is. */
 void table_write_csv_field(FILE *fp, const char *field);
