@@ -9,7 +9,7 @@ CC ?= cc
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
-SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c src/curate/*.c)
+SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c src/curate/*.c src/adapt/*.c)
 OBJ := $(SRC:%.c=$(BUILD)/%.o)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
@@ -208,6 +208,7 @@ ref:
 	/usr/bin/python3 tests/ref/make_bpe_ref.py vocab/bpe_simple_vocab_16e6.txt.gz tests/ref/bpe_ref.tsv
 	/usr/bin/python3 tests/ref/make_image_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_pretrained_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_adapt_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_api_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_objectives_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_coca_ref.py tests/ref

@@ -158,6 +158,35 @@ vlp_err vlp_caption_images(vlp_model *m, const float *pixels, int n, int beam, c
 vlp_err vlp_caption_nll(vlp_model *m, const float *pixels, const char *const *captions, int n,
                         double *nll, long *targets, vlp_error *err);
 
+/* ---- learnt prompts: classifiers adapted by `vlp adapt` ----------------------
+ * CoOp, CoCoOp and MaPLe prompts (or a linear probe) learnt on a model from
+ * a few labelled images. A prompt file belongs to the model it was learnt on
+ * (its weights' hash is checked). The model keeps encoding as before between
+ * these calls. */
+typedef struct vlp_prompts vlp_prompts;
+
+vlp_err vlp_prompts_load(vlp_prompts **out, vlp_model *m, const char *path, vlp_error *err);
+void vlp_prompts_free(vlp_prompts *p);
+/* "coop: 16 context tokens, 9 classes" */
+const char *vlp_prompts_describe(const vlp_prompts *p, char *buf, size_t n);
+int vlp_prompts_class_count(const vlp_prompts *p);
+const char *vlp_prompts_class_name(const vlp_prompts *p, int c);
+/* Classify into other classes: a shared context takes any names (CoOp's
+ * base-to-new); a class-specific context or a probe only its own, in any
+ * order. */
+vlp_err vlp_prompts_set_classes(vlp_prompts *p, const char *const *classes, int C, vlp_error *err);
+/* n preprocessed images (n, 3, S, S) → their features under the prompts
+ * (n, embed_dim), normalised (MaPLe's image prompts; the plain embedding for
+ * the others). */
+vlp_err vlp_prompts_encode_images(vlp_prompts *p, const float *pixels, int n, float *out, vlp_error *err);
+/* The same from image files (JPEG/PNG/WebP), CLIP's eval preprocessing. */
+vlp_err vlp_prompts_encode_image_files(vlp_prompts *p, const char *const *paths, int n, float *out, vlp_error *err);
+/* Those features → logits (n, C): the model's logit scale times the cosine
+ * with each class's prompt (CoCoOp's conditioned on the image), or the
+ * probe's; their softmax is the classes' probabilities, the arg-max the
+ * class. */
+vlp_err vlp_prompts_scores(vlp_prompts *p, const float *features, int n, float *scores, vlp_error *err);
+
 /* The ids the model's tokenizer gives text, padded to ctx as open_clip does. */
 void vlp_tokenize(const vlp_model *m, const char *text, int *ids, int ctx);
 

@@ -38,8 +38,8 @@ static void eval_set_free(eval_set *s) {
 }
 
 /* reads the set in file order, embedding the images in batches */
-static int load_set(vlp_model *m, const char *spec, const char *caption_key, const char *label_key, bool white,
-                    caption_mode ppl, eval_set *s) {
+static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const char *caption_key,
+                    const char *label_key, bool white, caption_mode ppl, eval_set *s) {
     dataset_opts o = dataset_opts_default();
     o.shuffle = false, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
     sample_stream *st;
@@ -82,7 +82,9 @@ static int load_set(vlp_model *m, const char *spec, const char *caption_key, con
             nb++;
         }
         if (nb == B || (done && nb)) {
-            if (vlp_encode_images(m, pix, nb, s->img + (size_t)s->n * E, &err) != VLP_OK) { rc = 1; break; }
+            float *dst = s->img + (size_t)s->n * E;
+            if ((prompts ? vlp_prompts_encode_images(prompts, pix, nb, dst, &err)
+                         : vlp_encode_images(m, pix, nb, dst, &err)) != VLP_OK) { rc = 1; break; }
             double nll;
             long nt;
             if (ppl != CAPTION_OFF &&
@@ -150,26 +152,65 @@ static int write_per_class(const char *path, const char **cls, int C, const int 
     return rc;
 }
 
-static int zeroshot(vlp_model *m, eval_set *s, char **templates, int nt, const char *per_class_json,
-                    const char *model, const char *data) {
-    int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
-    const char **cls = distinct_strings((const char *const *)s->label, s->n, &C, y);
-    float *W = malloc(sizeof(float) * (size_t)C * E);
+/* each label's index in the given classes (-1: not one of them) */
+static int classes_of_labels(eval_set *s, char **given, int C, int *y) {
+    int *order = malloc(sizeof(int) * (size_t)C);
+    if (!order) return 1;
+    for (int c = 0; c < C; c++) order[c] = c;
+    for (int i = 1; i < C; i++) /* insertion sort of the names' indices: C is small */
+        for (int j = i; j > 0 && strcmp(given[order[j - 1]], given[order[j]]) > 0; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    int used = 0;
+    for (int i = 0; i < s->n; i++) {
+        int lo = 0, hi = C - 1;
+        y[i] = -1;
+        while (s->label[i] && lo <= hi) {
+            int mid = (lo + hi) / 2, c = strcmp(s->label[i], given[order[mid]]);
+            if (!c) { y[i] = order[mid]; break; }
+            if (c < 0) hi = mid - 1;
+            else lo = mid + 1;
+        }
+        used += y[i] >= 0;
+    }
+    free(order);
+    return used == 0;
+}
+
+static int zeroshot(vlp_model *m, vlp_prompts *prompts, eval_set *s, char **templates, int nt, char **given, int ng,
+                    const char *per_class_json, const char *model, const char *data) {
+    int E = vlp_model_embed_dim(m), C = ng, *y = malloc(sizeof(int) * (size_t)s->n);
+    const char **cls = given ? (const char **)given : distinct_strings((const char *const *)s->label, s->n, &C, y);
+    if (given && y && classes_of_labels(s, given, ng, y)) {
+        fprintf(stderr, "vlp eval: no image of the set has one of the %d classes given\n", ng);
+        free(y);
+        return 1;
+    }
+    float *scores = malloc(sizeof(float) * (size_t)(prompts ? s->n : C) * (prompts ? C : E));
     int *images = calloc((size_t)C + 1, sizeof(int)), *correct = calloc((size_t)C + 1, sizeof(int));
     vlp_error err = {0};
-    int rc = !cls || !images || !correct ||
-             vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, W, &err) != VLP_OK;
+    int rc = !y || !cls || !scores || !images || !correct;
+    if (!rc && prompts)
+        rc = vlp_prompts_set_classes(prompts, cls, C, &err) != VLP_OK ||
+             vlp_prompts_scores(prompts, s->img, s->n, scores, &err) != VLP_OK;
+    else if (!rc) rc = vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, scores, &err) != VLP_OK;
     if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? err.message : "out of memory");
     zeroshot_result z;
-    if (!rc && zeroshot_eval_per_class(s->img, W, y, s->n, C, E, &z, images, correct, &err) == VLP_OK) {
-        printf("zero-shot (%d images, %d classes, %d templates): top-1 %.4f  top-5 %.4f  class-balanced %.4f"
+    if (!rc && (prompts ? zeroshot_eval_scores(scores, y, s->n, C, &z, images, correct, &err)
+                        : zeroshot_eval_per_class(s->img, scores, y, s->n, C, E, &z, images, correct, &err)) == VLP_OK) {
+        char how[300];
+        if (prompts) vlp_prompts_describe(prompts, how, sizeof how);
+        else snprintf(how, sizeof how, "%d templates", nt);
+        printf("zero-shot (%d images, %d classes, %s): top-1 %.4f  top-5 %.4f  class-balanced %.4f"
                "   (chance: top-1 %.4f uniform, %.4f majority class)\n",
-               z.n, C, nt, z.top1, z.top5, z.balanced, 1.0 / C, z.majority);
-        printf("RESULT name=zeroshot top1=%.4f top5=%.4f balanced=%.4f chance=%.4f majority=%.4f\n", z.top1, z.top5,
-               z.balanced, 1.0 / C, z.majority);
+               z.n, C, how, z.top1, z.top5, z.balanced, 1.0 / C, z.majority);
+        printf("RESULT name=zeroshot top1=%.4f top5=%.4f balanced=%.4f chance=%.4f majority=%.4f images=%d classes=%d\n",
+               z.top1, z.top5, z.balanced, 1.0 / C, z.majority, z.n, C);
         if (per_class_json) rc = write_per_class(per_class_json, cls, C, images, correct, &z, model, data);
     } else rc = 1;
-    free(y), free(cls), free(W), free(images), free(correct);
+    free(y), free(images), free(correct), free(scores);
+    if (!given) free(cls);
     return rc;
 }
 
@@ -225,7 +266,7 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *caption_key = "title", *label_key = NULL, *templates = TEMPLATES_DEFAULT;
-    const char *per_class_json = NULL;
+    const char *per_class_json = NULL, *prompts_file = NULL, *classes_file = NULL;
     model_args a = {.o = vlp_model_opts_default()};
     bool zs = false, rt = false, lp = false, white = false, text_only = false;
     double test_frac = 0.5, l2 = 1e-3;
@@ -250,6 +291,10 @@ int cmd_eval(int argc, char **argv) {
                    "                          left out of zero-shot and the probe\n"
                    "      --white-background  composite transparent pixels on white (as training did)\n"
                    TEMPLATES_HELP
+                   "      --prompts FILE      zero-shot with prompts learnt by 'vlp adapt' (CoOp, CoCoOp, MaPLe\n"
+                   "                          or a linear probe) in place of the templates; zero-shot only\n"
+                   "      --classes FILE      zero-shot over these classes (one a line), leaving out images\n"
+                   "                          of others (default: every label of the set)\n"
                    "      --per-class-json F  zero-shot: write each class's images, correct and accuracy to F\n"
                    "                          (vlp data concepts joins it with concept frequencies)\n"
                    "      --probe-test-fraction F  (default 0.5)   --probe-l2 X (default 0.001)\n"
@@ -263,6 +308,8 @@ int cmd_eval(int argc, char **argv) {
         else if (arg_is(argc, argv, &i, NULL, "--label-key", true, "eval", &bad)) label_key = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--zeroshot", false, "eval", &bad)) zs = true;
+        else if (arg_is(argc, argv, &i, NULL, "--prompts", true, "eval", &bad)) prompts_file = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--classes", true, "eval", &bad)) classes_file = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--per-class-json", true, "eval", &bad)) per_class_json = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "eval", &bad)) white = true;
         else if (arg_is(argc, argv, &i, NULL, "--text-only", false, "eval", &bad)) text_only = true;
@@ -281,7 +328,17 @@ int cmd_eval(int argc, char **argv) {
         if (!bad) fprintf(stderr, "vlp eval: --model and --data are required (try --help)\n");
         return 2;
     }
+    if (prompts_file && (rt || lp)) {
+        fprintf(stderr, "vlp eval: --prompts evaluates the learnt classifier (zero-shot); run retrieval and the probe "
+                        "without it\n");
+        return 2;
+    }
+    if (prompts_file) zs = true;
     if (!zs && !rt && !lp) rt = true, zs = lp = label_key != NULL;
+    if (classes_file && !zs) {
+        fprintf(stderr, "vlp eval: --classes is zero-shot's: give --zeroshot (and --label-key)\n");
+        return 2;
+    }
     if (per_class_json && !zs) {
         fprintf(stderr, "vlp eval: --per-class-json is zero-shot's: give --zeroshot (and --label-key)\n");
         return 2;
@@ -291,15 +348,32 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     int nt = 0;
-    char **tpl = zs ? read_templates(templates, "eval", &nt) : NULL;
-    if (zs && !tpl) return 1;
+    char **tpl = zs && !prompts_file ? read_templates(templates, "eval", &nt) : NULL;
+    if (zs && !prompts_file && !tpl) return 1;
+    int ng = 0;
+    char **given = classes_file ? read_lines(classes_file, false, &ng) : NULL;
+    if (classes_file && (!given || ng == 0)) {
+        if (given) fprintf(stderr, "vlp eval: %s: no classes\n", classes_file);
+        return free_lines(given, ng), free_lines(tpl, nt), 1;
+    }
     vlp_model *m = open_model(&a, "eval");
-    if (!m) return free_lines(tpl, nt), 1;
+    if (!m) return free_lines(tpl, nt), free_lines(given, ng), 1;
+    vlp_prompts *prompts = NULL;
+    if (prompts_file) {
+        vlp_error perr = {0};
+        char buf[1024];
+        if (vlp_prompts_load(&prompts, m, prompts_file, &perr) != VLP_OK) {
+            fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&perr, buf, sizeof buf));
+            vlp_model_free(m);
+            return free_lines(given, ng), 1;
+        }
+        fprintf(stderr, "%s: %s\n", prompts_file, vlp_prompts_describe(prompts, buf, sizeof buf));
+    }
     eval_set s = {0};
     caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
     if (text_only && ppl == CAPTION_OFF)
         fprintf(stderr, "vlp eval: %s has no text decoder; --text-only does not apply\n", model);
-    int rc = load_set(m, data, caption_key, label_key, white, ppl, &s);
+    int rc = load_set(m, prompts, data, caption_key, label_key, white, ppl, &s);
     if (!rc && s.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
     if (!rc && ppl != CAPTION_OFF && s.targets > 0) {
         printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.n,
@@ -308,11 +382,12 @@ int cmd_eval(int argc, char **argv) {
         printf("RESULT name=caption ppl=%.4f nll=%.4f tokens=%ld image=%d\n", exp(s.nll / s.targets),
                s.nll / s.targets, s.targets, ppl == CAPTION_IMAGE);
     }
-    if (!rc && zs) rc = zeroshot(m, &s, tpl, nt, per_class_json, model, data);
+    if (!rc && zs) rc = zeroshot(m, prompts, &s, tpl, nt, given, ng, per_class_json, model, data);
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
     if (!rc || s.n) eval_set_free(&s);
-    free_lines(tpl, nt);
+    free_lines(tpl, nt), free_lines(given, ng);
+    vlp_prompts_free(prompts);
     vlp_model_free(m);
     return rc;
 }

@@ -159,28 +159,67 @@ int cmd_search(int argc, char **argv) {
     return rc;
 }
 
+/* the softmax of a learnt classifier's logits */
+static int classify_prompts(const model_args *a, const char *image, const char *labels, const char *file) {
+    vlp_model *m = open_model(a, "classify");
+    if (!m) return 1;
+    vlp_prompts *p = NULL;
+    vlp_error err = {0};
+    char buf[1024], *copy = labels ? strdup(labels) : NULL, *save, *lab[1024];
+    int nl = 0, rc = vlp_prompts_load(&p, m, file, &err) != VLP_OK;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && nl < 1024; t = strtok_r(NULL, ",", &save))
+        lab[nl++] = t;
+    if (!rc && labels && vlp_prompts_set_classes(p, (const char *const *)lab, nl, &err) != VLP_OK) rc = 1;
+    int C = rc ? 0 : vlp_prompts_class_count(p), E = vlp_model_embed_dim(m);
+    float *img = malloc(sizeof(float) * (size_t)E), *logit = malloc(sizeof(float) * (size_t)(C ? C : 1));
+    if (!rc && (!img || !logit)) rc = 1, snprintf(err.message, sizeof err.message, "out of memory");
+    if (!rc && (vlp_prompts_encode_image_files(p, &image, 1, img, &err) != VLP_OK ||
+                vlp_prompts_scores(p, img, 1, logit, &err) != VLP_OK))
+        rc = 1;
+    if (rc) fprintf(stderr, "vlp classify: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    else {
+        fprintf(stderr, "%s: %s\n", file, vlp_prompts_describe(p, buf, sizeof buf));
+        hit *h = malloc(sizeof(hit) * (size_t)C);
+        double mx = -1e30, z = 0;
+        for (int c = 0; h && c < C; c++) h[c] = (hit){logit[c], c}, mx = fmax(mx, logit[c]);
+        for (int c = 0; h && c < C; c++) z += exp(h[c].score - mx);
+        if (h) qsort(h, (size_t)C, sizeof(hit), by_score);
+        for (int c = 0; h && c < C; c++) printf("%.4f\t%s\n", exp(h[c].score - mx) / z, vlp_prompts_class_name(p, h[c].index));
+        free(h);
+    }
+    free(img), free(logit), free(copy);
+    vlp_prompts_free(p);
+    vlp_model_free(m);
+    return rc;
+}
+
 int cmd_classify(int argc, char **argv) {
     model_args a = {.o = vlp_model_opts_default()};
-    const char *image = NULL, *labels = NULL, *templates = TEMPLATES_DEFAULT;
+    const char *image = NULL, *labels = NULL, *templates = TEMPLATES_DEFAULT, *prompts_file = NULL;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "classify", &bad)) {
-            printf("usage: vlp classify --model FILE --image F --labels \"cat,dog,car\" [--templates T]\n"
+            printf("usage: vlp classify --model FILE --image F (--labels \"cat,dog,car\" [--templates T] | --prompts P)\n"
                    "Zero-shot: the probability of each label, softmax over 100 * cosine between the\n"
                    "image and each label's text embedding (the normalised mean over the templates,\n"
-                   "renormalised, as CLIP's prompt ensembles).\n"
-                   "  -l, --labels LIST     comma-separated labels\n" TEMPLATES_HELP MODEL_HELP);
+                   "renormalised, as CLIP's prompt ensembles). With --prompts: the softmax of the\n"
+                   "learnt classifier's logits (prompts from 'vlp adapt', the model's logit scale).\n"
+                   "  -l, --labels LIST     comma-separated labels (with --prompts: default the file's\n"
+                   "                        classes)\n" TEMPLATES_HELP
+                   "      --prompts FILE    prompts learnt by 'vlp adapt' in place of the templates\n" MODEL_HELP);
             return 0;
         } else if (model_arg(argc, argv, &i, &a, "classify", &bad)) continue;
         else if (arg_is(argc, argv, &i, NULL, "--image", true, "classify", &bad)) image = argv[++i];
         else if (arg_is(argc, argv, &i, "-l", "--labels", true, "classify", &bad)) labels = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--templates", true, "classify", &bad)) templates = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--prompts", true, "classify", &bad)) prompts_file = argv[++i];
         else if (!bad) fprintf(stderr, "vlp classify: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
     }
-    if (bad || !image || !labels) {
-        if (!bad) fprintf(stderr, "vlp classify: --image and --labels are required (try --help)\n");
+    if (bad || !image || (!labels && !prompts_file)) {
+        if (!bad) fprintf(stderr, "vlp classify: --image and --labels (or --prompts) are required (try --help)\n");
         return 2;
     }
+    if (prompts_file) return classify_prompts(&a, image, labels, prompts_file);
     int nl = 0, nt = 0;
     char *copy = strdup(labels), *save;
     char *lab[1024];

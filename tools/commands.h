@@ -15,4 +15,5 @@ int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_adapt(int argc, char **argv);
 #endif

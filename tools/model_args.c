@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "blas_env.h"
+#include "api/model_internal.h"
 
 /* the options every command shares; returns true when argv[*i] was one */
 bool model_arg(int argc, char **argv, int *i, model_args *a, const char *cmd, int *bad) {
@@ -40,7 +41,7 @@ vlp_model *open_model(const model_args *a, const char *cmd) {
     vlp_model *m;
     vlp_error err = {0};
     char buf[1024];
-    if (vlp_model_load(&m, a->model, &a->o, &err) != VLP_OK) {
+    if (model_load(&m, a->model, &a->o, a->trainable, &err) != VLP_OK) {
         fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
         return NULL;
     }

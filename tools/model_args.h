@@ -25,6 +25,7 @@ typedef struct model_args {
     const char *model;
     vlp_model_opts o;
     long threads;
+    bool trainable; // the towers can run their backward (vlp adapt)
 } model_args;
 
 /* true when argv[*i] was one of the shared options (consumed, *bad set on a bad value) */

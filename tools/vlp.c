@@ -8,26 +8,33 @@
 #include "commands.h"
 #include "core/datadir.h"
 
+static int cmd_info(int argc, char **argv);
+
+/* the commands: each one file (tools/cmd_*.c), its line in the help */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} COMMANDS[] = {
+    {"info", cmd_info, "print what this machine and build offer (threads, SIMD, BLAS kernel)"},
+    {"train", cmd_train, "pre-train a CLIP model (checkpoints, resume, in-training eval)"},
+    {"tokenize", cmd_tokenize, "print the CLIP BPE token ids of texts"},
+    {"data", cmd_data, "dataset tools: tokenizer, emoji, shards, stats, curation"},
+    {"embed", cmd_embed, "embed images or texts into a .npy"},
+    {"search", cmd_search, "the rows of an embedding index nearest to a text or an image"},
+    {"classify", cmd_classify, "zero-shot labels of an image (templates or learnt prompts)"},
+    {"caption", cmd_caption, "captions of images (CoCa models: greedy or beam search)"},
+    {"eval", cmd_eval, "zero-shot, retrieval and linear probe on a labelled set"},
+    {"adapt", cmd_adapt, "learn prompts (CoOp, CoCoOp, MaPLe) or a probe from a few labelled images"},
+    {"models", cmd_models, "the architectures vlp knows by name (ViT-B-32, ViT-H-14, tiny, ...)"},
+};
+
 static void usage(FILE *fp) {
-    fprintf(fp,
-            "vlp %s — vision-language pre-training in C\n"
-            "\n"
-            "usage: vlp [-h|--help] [-V|--version] <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  info      print what this machine and build offer (threads, SIMD, BLAS kernel)\n"
-            "  train     pre-train a CLIP model (checkpoints, resume, in-training eval)\n"
-            "  tokenize  print the CLIP BPE token ids of texts\n"
-            "  data      dataset tools: tokenizer, emoji, shards, stats\n"
-            "  embed     embed images or texts into a .npy\n"
-            "  search    the rows of an embedding index nearest to a text or an image\n"
-            "  classify  zero-shot labels of an image\n"
-            "  caption   captions of images (CoCa models: greedy or beam search)\n"
-            "  eval      zero-shot, retrieval and linear probe on a labelled set\n"
-            "  models    the architectures vlp knows by name (ViT-B-32, ViT-H-14, tiny, ...)\n"
-            "\n"
-            "Run 'vlp <command> --help' for a command's options.\n",
+    fprintf(fp, "vlp %s — vision-language pre-training in C\n\nusage: vlp [-h|--help] [-V|--version] <command> [options]\n\ncommands:\n",
             VLP_VERSION_STRING);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        fprintf(fp, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(fp, "\nRun 'vlp <command> --help' for a command's options.\n");
 }
 
 static int cmd_info(int argc, char **argv) {
@@ -72,16 +79,8 @@ int main(int argc, char **argv) {
         printf("vlp %s\n", VLP_VERSION_STRING);
         return 0;
     }
-    if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "data")) return cmd_data(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "embed")) return cmd_embed(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "caption")) return cmd_caption(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "search")) return cmd_search(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "classify")) return cmd_classify(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "models")) return cmd_models(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
     fprintf(stderr, "vlp: unknown command '%s' (try 'vlp --help')\n", argv[1]);
     return 2;
 }

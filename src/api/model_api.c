@@ -1,4 +1,5 @@
 /* The public model API of include/vlp.h over the internal CLIP model. */
+#include "api/model_internal.h"
 #include "core/datadir.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -17,14 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-struct vlp_model {
-    clip_model m;
-    vlp_tokenizer tok;
-    vlp_model_opts o;
-    float *pixels;   // (batch, 3, S, S) staging for file encoding
-    int32_t *ids;    // (batch, ctx)
-    char warning[256]; // "" or what the user should know about the load
-};
 
 vlp_model_opts vlp_model_opts_default(void) {
     return (vlp_model_opts){.vocab = NULL, .quick_gelu = -1, .batch = 32, .normalize = true};
@@ -49,13 +42,17 @@ static vlp_err default_vocab(const char *weights, char *out, size_t n, vlp_error
 }
 
 vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, vlp_error *err) {
+    return model_load(out, path, opts, false, err);
+}
+
+vlp_err model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, bool trainable, vlp_error *err) {
     VLP_CHECK_ARG(out && path, err, "vlp_model_load needs an output handle and a path");
     *out = NULL;
     vlp_model *v = calloc(1, sizeof *v);
     VLP_CHECK_ALLOC(v, err, sizeof *v);
     v->o = opts ? *opts : vlp_model_opts_default();
     if (v->o.batch <= 0) v->o.batch = 32;
-    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu, .inference = true}; /* no gradients */
+    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu, .inference = !trainable}; /* no gradients */
     clip_config given;
     vlp_err rc = VLP_OK;
     if (v->o.model_config) {

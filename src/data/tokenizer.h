@@ -4,6 +4,7 @@
  * it (CLIP's byte-level BPE). */
 #ifndef VLP_DATA_TOKENIZER_H
 #define VLP_DATA_TOKENIZER_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct vlp_tokenizer {

@@ -52,6 +52,9 @@ vlp_err zeroshot_eval(const float *img,     // (n, E)
 vlp_err zeroshot_eval_per_class(const float *img, const float *classes, const int *label, int n, int C, int E,
                                 zeroshot_result *out, int *images, int *correct_of, vlp_error *err);
 
+/* the same from the scores (n, C) of any classifier (the arg-max is the class) */
+vlp_err zeroshot_eval_scores(const float *scores, const int *label, int n, int C, zeroshot_result *out, int *images,
+                             int *correct_of, vlp_error *err);
 /* Embeddings of n images (n, 3, S, S as RGB8 (n, S, S, 3)) / n texts, through
  * the model in batches of at most m->batch; out (n, E). */
 vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image_norm *norm,

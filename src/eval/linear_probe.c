@@ -74,6 +74,11 @@ static double accuracy(const float *x, const int *y, const double *w, const int 
 
 vlp_err linear_probe(const float *x, const int *y, const bool *is_test, int n, int D, int C, double l2,
                      int max_iter, probe_result *out, vlp_error *err) {
+    return linear_probe_fit(x, y, is_test, n, D, C, l2, max_iter, NULL, out, err);
+}
+
+vlp_err linear_probe_fit(const float *x, const int *y, const bool *is_test, int n, int D, int C, double l2,
+                         int max_iter, float *wb, probe_result *out, vlp_error *err) {
     VLP_CHECK_ARG(n > 0 && D > 0 && C > 1 && l2 >= 0 && max_iter > 0, err,
                   "linear probe: %d rows, %d features, %d classes, l2 %g", n, D, C, l2);
     for (int i = 0; i < n; i++) VLP_CHECK_ARG(y[i] >= 0 && y[i] < C, err, "row %d: label %d outside 0..%d", i, y[i], C - 1);
@@ -143,6 +148,7 @@ vlp_err linear_probe(const float *x, const int *y, const bool *is_test, int n, i
     if (rc == VLP_OK)
         *out = (probe_result){.train_acc = accuracy(x, y, w, train, ntr, D, C),
                               .test_acc = accuracy(x, y, w, test, nte, D, C), .iterations = it, .final_loss = f};
+    for (size_t i = 0; rc == VLP_OK && wb && i < nw; i++) wb[i] = (float)w[i];
     free(train), free(test), free(mem);
     return rc;
 }

@@ -15,4 +15,8 @@ typedef struct probe_result {
 /* x (n, D) features, y (n) labels in 0..C-1; rows with is_test[i] are held out. */
 vlp_err linear_probe(const float *x, const int *y, const bool *is_test, int n, int D, int C, double l2,
                      int max_iter, probe_result *out, vlp_error *err);
+/* The same, and the fitted classifier in wb (C·(D+1): W (C, D), then b (C))
+ * when not NULL. */
+vlp_err linear_probe_fit(const float *x, const int *y, const bool *is_test, int n, int D, int C, double l2,
+                         int max_iter, float *wb, probe_result *out, vlp_error *err);
 #endif

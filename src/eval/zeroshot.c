@@ -13,17 +13,26 @@ vlp_err zeroshot_eval_per_class(const float *img, const float *classes, const in
                                 zeroshot_result *out, int *images, int *correct_of, vlp_error *err) {
     VLP_CHECK_ARG(n > 0 && C > 0 && E > 0, err, "empty zero-shot eval (%d images, %d classes)", n, C);
     float *logits = malloc(sizeof(float) * (size_t)n * C);
-    int *count = calloc((size_t)C, sizeof(int)), *hit = calloc((size_t)C, sizeof(int));
-    if (!logits || !count || !hit) {
-        free(logits), free(count), free(hit);
-        VLP_FAIL(err, VLP_ERR_NOMEM, "zero-shot logits of %d × %d", n, C);
-    }
+    VLP_CHECK_ALLOC(logits, err, sizeof(float) * (size_t)n * C);
     vlp_sgemm(false, true, n, C, E, 1.0f, img, E, classes, E, 0.0f, logits, C);
+    vlp_err rc = zeroshot_eval_scores(logits, label, n, C, out, images, correct_of, err);
+    free(logits);
+    return rc;
+}
+
+vlp_err zeroshot_eval_scores(const float *logits, const int *label, int n, int C, zeroshot_result *out, int *images,
+                             int *correct_of, vlp_error *err) {
+    VLP_CHECK_ARG(n > 0 && C > 0, err, "empty zero-shot eval (%d images, %d classes)", n, C);
+    int *count = calloc((size_t)C, sizeof(int)), *hit = calloc((size_t)C, sizeof(int));
+    if (!count || !hit) {
+        free(count), free(hit);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "zero-shot counts of %d classes", C);
+    }
     int used = 0, correct = 0, in5 = 0;
     for (int i = 0; i < n; i++) {
         if (label[i] < 0) continue;
         if (label[i] >= C) {
-            free(logits), free(count), free(hit);
+            free(count), free(hit);
             VLP_FAIL(err, VLP_ERR_ARG, "image %d: label %d outside 0..%d", i, label[i], C - 1);
         }
         const float *l = logits + (size_t)i * C;
@@ -47,6 +56,6 @@ vlp_err zeroshot_eval_per_class(const float *img, const float *classes, const in
                              .majority = used ? (double)most / used : 0,
                              .top5 = used ? (double)in5 / used : 0};
     for (int c = 0; images && c < C; c++) images[c] = count[c], correct_of[c] = hit[c];
-    free(logits), free(count), free(hit);
+    free(count), free(hit);
     return VLP_OK;
 }

@@ -458,14 +458,22 @@ static size_t tower_scratch(const block_dims *d, int B, int E, bool tokens) {
 /* The text ids are kept for the embedding backward: int32 in float-sized slots. */
 static int32_t *text_ids(clip_model *m) { return (int32_t *)m->ta.stem; }
 
+/* The image tower's blocks: the class token, the patches and the prompts. */
+static block_dims vision_dims(const clip_model *m) {
+    block_dims d = m->vdims;
+    d.T += m->vp_room;
+    return d;
+}
+
 static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
     int NP = m->vdims.T - 1;
-    bind_tower(a, &m->va, &m->vdims, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
+    block_dims vd = vision_dims(m);
+    bind_tower(a, &m->va, &vd, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
                m->inference, image_token_head(m));
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
                m->inference, m->token_head);
-    size_t s = tower_scratch(&m->vdims, B, E, image_token_head(m));
+    size_t s = tower_scratch(&vd, B, E, image_token_head(m));
     if (m->mae && !m->inference) /* a masked backward's patch gradient, after the rest */
         s += arena_round_up((size_t)B * NP * m->vdims.C);
     size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
@@ -556,23 +564,49 @@ static void token_head_forward(tower_acts *t, const float *x, const float *ln_w,
     l2norm_forward(t->tok_emb, t->tok_norm, t->tok_feat, BT, E);
 }
 
+/* Deep prompts (MaPLe): layer l's input holds prompt set l-1 at tokens
+ * first..first+n-1 of every sequence, in place of what the block below wrote. */
+static bool deep_prompted(const tower_prompts *p, int l) { return p && p->n && l >= 1 && l < p->depth; }
+
+static void deep_prompts_place(float *x, const tower_prompts *p, int l, int first, const block_dims *d) {
+    size_t nW = (size_t)p->n * d->C;
+    const float *src = p->deep + (size_t)(l - 1) * nW;
+    for (int b = 0; b < d->B; b++) memcpy(x + ((size_t)b * d->T + first) * d->C, src, sizeof(float) * nW);
+}
+
+/* their gradient: summed over the sequences into ddeep, and cut from dx (the
+ * block below never saw those tokens) */
+static void deep_prompts_take(float *dx, const tower_prompts *p, int l, int first, const block_dims *d) {
+    size_t nW = (size_t)p->n * d->C;
+    float *g = p->ddeep ? p->ddeep + (size_t)(l - 1) * nW : NULL;
+    for (int b = 0; b < d->B; b++) {
+        float *row = dx + ((size_t)b * d->T + first) * d->C;
+        for (size_t i = 0; g && i < nW; i++) g[i] += row[i];
+        memset(row, 0, sizeof(float) * nW);
+    }
+}
+
 /* The stack of blocks: xs[0] → xs[layers]. */
 static vlp_err blocks_forward(tower_acts *t, block_params *w, const block_dims *bd, int layers,
-                              vlp_error *err) {
-    for (int l = 0; l < layers; l++)
+                              const tower_prompts *pr, int first, vlp_error *err) {
+    for (int l = 0; l < layers; l++) {
+        if (deep_prompted(pr, l)) deep_prompts_place(t->xs[l], pr, l, first, bd);
         VLP_TRY(block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w[l], bd, err));
+    }
     return VLP_OK;
 }
 
 /* Backward of the tail and of the blocks; returns the gradient of xs[0]
  * (B,T,W) and, in *spare, the other (B,T,W) scratch buffer, free for the
- * caller's stem. */
+ * caller's stem. g NULL: input gradients only (frozen weights; dln_w, dln_b
+ * and dproj NULL too). Deep prompts at tokens `first`.. get theirs. */
 static float *tower_backward(float **spare, tower_acts *t, const float *demb, const float *dtok,
                              const float *dtok_feat, const float *dx_last,
                              float *scratch, const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
                              block_params *w, block_params *g, const block_dims *d, int layers,
-                             int stop, int B, int E) {
+                             int stop, const tower_prompts *pr, int first, int B, int E) {
+    block_params no_grads = {0};
     size_t W = d->C, BT = (size_t)B * d->T;
     float *dfeat = scratch;
     float *dpooled_ln = dfeat + arena_round_up((size_t)B * E);
@@ -609,9 +643,10 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
     bd.B = B;
     for (int l = layers - 1; l >= stop; l--) {
         memset(dy, 0, sizeof(float) * BT * W);
-        block_backward(dy, &g[l], dx, t->xs[l], &t->blocks[l], &w[l], bscratch, &bd);
+        block_backward(dy, g ? &g[l] : &no_grads, dx, t->xs[l], &t->blocks[l], &w[l], bscratch, &bd);
         float *tmp = dx;
         dx = dy, dy = tmp;
+        if (deep_prompted(pr, l)) deep_prompts_take(dx, pr, l, first, &bd);
     }
     *spare = dy;
     return dx;
@@ -638,19 +673,31 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
         VLP_CHECK_ARG(keep[i] >= 0 && keep[i] < NP && (i % NK == 0 || keep[i] > keep[i - 1]), err,
                       "keep list of sample %d: patch %d at %d is not ascending in [0, %d)", i / NK,
                       keep[i], i % NK, NP);
+    VLP_CHECK_ARG(!keep || !m->vp.n, err, "image prompts and a masked image forward do not go together");
     if (keep && m->keep) memcpy(m->keep, keep, sizeof(int32_t) * B * NK);
     m->nkeep = NK;
-    bd.T = 1 + NK;
+    int nvp = m->vp.n;
+    bd.T = 1 + NK + nvp;
     bd.B = B;
     bd.mm = &m->mm;
     int W = v->width, E = m->cfg.embed_dim;
     float *patches = m->scratch; // (B, NP, W), not needed by the backward
     VLP_TRY(patch_embed_forward(patches, t->stem, images, w->conv1, B, 3, v->image_size,
                                 v->image_size, v->patch_size, W, err));
-    cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, keep, B, NP, NK, W);
+    if (!nvp) {
+        cls_pos_forward(t->x0, patches, w->class_embedding, w->positional_embedding, keep, B, NP, NK, W);
+    } else { /* each image's tokens, then its prompts (no position), at a stride of 1+NK+n */
+        cls_pos_forward(t->xs[0], patches, w->class_embedding, w->positional_embedding, keep, B, NP, NK, W);
+        size_t own = (size_t)(1 + NK) * W, pn = (size_t)nvp * W;
+        for (int b = 0; b < B; b++) {
+            float *dst = t->x0 + (size_t)b * bd.T * W;
+            memcpy(dst, t->xs[0] + b * own, sizeof(float) * own);
+            memcpy(dst + own, m->vp.in + b * pn, sizeof(float) * pn);
+        }
+    }
     layernorm_forward(t->xs[0], t->pre_mean, t->pre_rstd, t->x0, w->ln_pre_w, w->ln_pre_b,
                       B * bd.T, W, bd.eps);
-    VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, err));
+    VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, &m->vp, 1 + NK, err));
     pool_index_first(t->pool_index, B);
     token_pool_forward(t->pooled, t->xs[v->layers], t->pool_index, B, bd.T, W);
     head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E, bd.eps);
@@ -665,18 +712,30 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok,
     vision_views *w = &m->w.vis, *g = &m->g.vis;
     tower_acts *t = &m->va;
     /* the last forward's tokens: 1 + NK, all patches unless it was masked */
-    int W = v->width, T = 1 + m->nkeep, NP = m->vdims.T - 1, E = m->cfg.embed_dim;
+    int nvp = m->vp.n, W = v->width, T = 1 + m->nkeep + nvp, NP = m->vdims.T - 1, E = m->cfg.embed_dim;
     size_t BT = (size_t)B * T;
     const int32_t *keep = m->nkeep < NP ? m->keep : NULL;
     float *other;
     block_dims bd = m->vdims;
     bd.T = T;
     bd.mm = &m->mm;
+    if (m->frozen) { /* prompt learning: down to the image's prompts, no weight gradients */
+        if (!nvp) return;
+        float *dx = tower_backward(&other, t, demb, dtok, dtok_feat, NULL, m->scratch, w->ln_post_w, w->proj,
+                                   NULL, NULL, NULL, w->blocks, NULL, &bd, v->layers, 0, &m->vp,
+                                   1 + m->nkeep, B, E);
+        memset(other, 0, sizeof(float) * BT * W);
+        layernorm_backward(other, NULL, NULL, dx, t->x0, w->ln_pre_w, t->pre_mean, t->pre_rstd, (int)BT, W);
+        size_t pn = (size_t)nvp * W;
+        for (int b = 0; m->vp.din && b < B; b++)
+            memcpy(m->vp.din + b * pn, other + ((size_t)b * T + 1 + m->nkeep) * W, sizeof(float) * pn);
+        return;
+    }
     if (clip_image_frozen(m)) return; /* locked: nothing to learn here */
     int stop = m->vision_frozen_below;
     float *dx = tower_backward(&other, t, demb, dtok, dtok_feat, NULL, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
-                               g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, B,
-                               E);
+                               g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, NULL, 0,
+                               B, E);
     if (stop > 0 || m->vision_stem_frozen) return; /* the blocks below and/or the stem are frozen */
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
@@ -715,7 +774,14 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     VLP_TRY(embedding_forward(t->xs[0], ids, w->token_embedding, w->positional_embedding, B, T, W,
                               c->vocab_size, err));
     memcpy(text_ids(m), ids, sizeof(int32_t) * B * T);
-    VLP_TRY(blocks_forward(t, w->blocks, &bd, c->layers, err));
+    const tower_prompts *pr = &m->tp;
+    for (int b = 0; pr->n && b < B; b++) /* prompts in place of tokens 1..n, positions added */
+        for (int k = 0; k < pr->n; k++) {
+            float *x = t->xs[0] + ((size_t)b * T + 1 + k) * W;
+            const float *p = pr->in + ((size_t)b * pr->n + k) * W, *pos = w->positional_embedding + (size_t)(1 + k) * W;
+            for (int i = 0; i < W; i++) x[i] = p[i] + pos[i];
+        }
+    VLP_TRY(blocks_forward(t, w->blocks, &bd, c->layers, pr, 1, err));
     pool_index_argmax(t->pool_index, ids, B, T);
     token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
     head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E, bd.eps);
@@ -731,10 +797,20 @@ static void text_backward(clip_model *m, const float *demb, const float *dtok,
     float *spare;
     block_dims bd = m->tdims;
     bd.mm = &m->mm;
+    if (m->frozen) { /* prompt learning: down to the text's prompts, no weight gradients */
+        const tower_prompts *pr = &m->tp;
+        if (!pr->n) return;
+        float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
+                                   w->text_projection, NULL, NULL, NULL, w->blocks, NULL, &bd, c->layers, 0,
+                                   pr, 1, B, m->cfg.embed_dim);
+        size_t T = (size_t)c->context_length, W = c->width, pn = (size_t)pr->n * W;
+        for (int b = 0; pr->din && b < B; b++) memcpy(pr->din + b * pn, dx + (b * T + 1) * W, sizeof(float) * pn);
+        return;
+    }
     float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
                                w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
-                               g->blocks, &bd, c->layers, 0, B, m->cfg.embed_dim);
+                               g->blocks, &bd, c->layers, 0, NULL, 0, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
                        c->context_length, c->width, c->vocab_size);
 }
@@ -753,6 +829,7 @@ void clip_text_backward_with_tokens(clip_model *m, const float *demb, const floa
 
 vlp_err clip_caption_forward(clip_model *m, bool with_image, int B, vlp_error *err) {
     VLP_CHECK_ARG(m->caption, err, "the model has no caption decoder (config multimodal_cfg)");
+    VLP_CHECK_ARG(!m->vp.n && !m->tp.n, err, "the caption decoder does not read prompted towers");
     VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
     decoder_dims d = m->ddims;
     d.self.mm = d.cross.mm = &m->mm;
@@ -823,3 +900,27 @@ vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err) {
 }
 
 bool clip_image_frozen(const clip_model *m) { return m->vision_frozen_below > m->cfg.vision.layers; }
+
+static vlp_err check_prompts(const tower_prompts *p, int layers, int tokens, const char *tower, vlp_error *err) {
+    if (!p || !p->n) return VLP_OK;
+    VLP_CHECK_ARG(p->n > 0 && p->n <= tokens, err, "%s prompts: %d tokens, the tower takes 1..%d", tower, p->n,
+                  tokens);
+    VLP_CHECK_ARG(p->depth >= 1 && p->depth <= layers, err, "%s prompts: depth %d outside 1..%d layers", tower,
+                  p->depth, layers);
+    VLP_CHECK_ARG(p->in && (p->depth == 1 || p->deep), err, "%s prompts: no vectors given", tower);
+    return VLP_OK;
+}
+
+vlp_err clip_set_prompts(clip_model *m, const tower_prompts *vis, const tower_prompts *txt, vlp_error *err) {
+    /* text: the start token, the prompts, then at least the end token */
+    VLP_TRY(check_prompts(txt, m->cfg.text.layers, m->cfg.text.context_length - 2, "text", err));
+    VLP_TRY(check_prompts(vis, m->cfg.vision.layers, 1 << 16, "image", err));
+    int nv = vis ? vis->n : 0;
+    VLP_CHECK_ARG(!nv || !(m->caption || m->mae || m->token_head), err,
+                  "a model with a caption or MAE decoder or a token head takes no image prompts");
+    if (nv > m->vp_room) m->vp_room = nv, m->batch = 0; /* the next clip_reserve sizes the longer sequence */
+    m->vp = nv ? *vis : (tower_prompts){0};
+    m->tp = txt && txt->n ? *txt : (tower_prompts){0};
+    m->frozen = m->vp.n || m->tp.n;
+    return VLP_OK;
+}

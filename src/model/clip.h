@@ -73,6 +73,22 @@ typedef struct tower_acts {
     float *tok_emb;                      // (B·T, E) normalised token features
 } tower_acts;
 
+/* Prompt tokens in one tower (prompt learning: CoOp, CoCoOp, MaPLe). Text:
+ * the n prompts replace the token embeddings at positions 1..n, after the
+ * start token (the positional embedding is still added to them). Image: the
+ * n prompts are appended after the patches, without a position, before
+ * ln_pre. Layers 1..depth-1 (MaPLe's deep prompts) replace those same n
+ * tokens of the block's input. The pointers are the caller's and are read
+ * at every forward and backward. */
+typedef struct tower_prompts {
+    int n;              // prompt tokens; 0: none
+    int depth;          // layers whose input holds them (1: the input only), at most layers
+    const float *in;    // (S, n, W) the input's, one set per sequence of the forward's batch S
+    const float *deep;  // (depth-1, n, W) layers 1..depth-1's, shared by every sequence
+    float *din;         // (S, n, W) d loss / d in, overwritten by the backward; NULL: not wanted
+    float *ddeep;       // (depth-1, n, W) d loss / d deep, accumulated; NULL: not wanted
+} tower_prompts;
+
 typedef struct clip_model {
     clip_config cfg;
     vlp_param *params;
@@ -100,6 +116,12 @@ typedef struct clip_model {
     int vision_frozen_below;
     bool vision_stem_frozen; // conv1, class/positional embedding, ln_pre locked
     bool token_head; // the forward also computes per-token features (FILIP)
+    /* prompt learning (clip_set_prompts): the towers' prompt tokens; while
+     * any are set the weights are frozen: the backward computes only what
+     * reaches the prompts, no parameter gets a gradient */
+    tower_prompts vp, tp;
+    bool frozen;
+    int vp_room; // image prompt tokens the arena has room for (clip_reserve sizes it)
     /* CoCa (cfg.multimodal.layers > 0): the image forward also projects every
      * token (va.tok_feat), the decoder reads them and the text tower's last
      * block output */
@@ -174,6 +196,12 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
  * dmae_img, for clip_image_backward_with_tokens. */
 vlp_err clip_mae_forward(clip_model *m, int B, vlp_error *err);
 void clip_mae_backward(clip_model *m, const float *dpred, int B);
+
+/* Prompt tokens for both towers (either may be NULL or have n 0: none);
+ * copies the structs (the buffers stay the caller's). Changing the image's
+ * prompt count needs the next clip_reserve; a model with CoCa's or MAE's
+ * decoder takes no image prompts. */
+vlp_err clip_set_prompts(clip_model *m, const tower_prompts *vis, const tower_prompts *txt, vlp_error *err);
 
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 

@@ -1,0 +1,102 @@
+#!/bin/sh
+# vlp adapt as a user runs it, in a temporary directory: 64 labelled PNGs (8
+# colours) as a TSV and as a folder tree; CoOp, CoCoOp, MaPLe and the linear
+# probe learnt on the small reference model, then used by vlp eval and vlp
+# classify --prompts; the shots drawn the same for the same seed; --classes;
+# refusals that name what is wrong. Runs the build's own vlp (so under ASan).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+. "$root/tests/tap.sh"
+vlp=$here/../vlp
+ref=$root/tests/ref
+tap_tmpdir adapt-cli
+cd "$tmp" || exit 1
+export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
+
+mkdir img
+"$here/tools/make_pairs" img 64 > pairs.tsv
+model="--model $ref/api_model.safetensors --vocab $ref/api_merges.txt --threads 2"
+
+# 1. each method learns, writes its file, and vlp eval / classify use it
+for m in coop cocoop maple linear-probe; do
+    # the reference model has 12 text tokens: CoOp's default of 16 context tokens would not fit
+    case $m in coop) opt="--epochs 2 --n-ctx 4" ;; linear-probe) opt="" ;; *) opt="--epochs 2" ;; esac
+    tap_check "adapt --method $m" $m.log "$vlp" adapt --method $m $model --data pairs.tsv --label-key colour \
+        --shots 2 $opt --out $m.safetensors
+    tap_grep "$m: 2 shots of 8 classes" $m.log "shots: 16 images of 8 classes (2 a class, seed 1)"
+    tap_grep "$m: the file is written" $m.log "wrote $m.safetensors ($m, 8 classes)"
+    tap_check "eval --prompts $m" $m.eval "$vlp" eval $model --data pairs.tsv --label-key colour --prompts $m.safetensors
+    tap_grep "eval --prompts $m: every labelled image, 8 classes" $m.eval "images=64 classes=8"
+    tap_check "classify --prompts $m" $m.cls "$vlp" classify $model --image img/img000.png --prompts $m.safetensors
+    n=$(grep -c "	" $m.cls)
+    sum=$(awk -F'\t' 'NF == 2 { s += $1 } END { printf "%.2f", s }' $m.cls)
+    [ "$n" = 8 ] && [ "$sum" = 1.00 ] && tap_ok "classify --prompts $m: 8 probabilities summing to 1" ||
+        tap_not_ok "classify --prompts $m: 8 probabilities summing to 1 ($n lines, sum $sum)" $m.cls
+done
+tap_grep "coop: the paper's settings said" coop.log "4 context tokens; 128 parameters; 2 epochs of batch 32, lr 0.002"
+tap_grep "cocoop: starts from 'a photo of a'" cocoop.log "context tokens from \"a photo of a\""
+tap_grep "maple: the prompt depth" maple.log ", depth 2;"
+tap_grep "progress as whole lines, the last epoch" coop.log "epoch 2/2  step 1/1  loss"
+tap_grep "linear probe: fitted on the shots" linear-probe.log "linear probe: 16 shots, l2 0.001, train accuracy"
+
+# 2. the same seed draws the same shots and learns the same prompts; another seed does not
+"$vlp" adapt --method coop $model --data pairs.tsv --label-key colour --shots 2 --epochs 2 --n-ctx 4 --out again.safetensors > again.log 2>&1
+tap_if "the same seed: the same prompt file, byte for byte" again.log cmp -s coop.safetensors again.safetensors
+"$vlp" adapt --method coop $model --data pairs.tsv --label-key colour --shots 2 --epochs 2 --n-ctx 4 --seed 2 --out s2.safetensors > s2.log 2>&1
+tap_if "another seed: another file" s2.log sh -c '! cmp -s coop.safetensors s2.safetensors'
+
+# 3. a folder of class folders; --classes picks and orders the classes
+mkdir -p tree/light_red tree/deep_blue tree/.hidden
+for i in 000 008 016; do cp img/img$i.png tree/light_red/; done
+for i in 002 010 018; do cp img/img$i.png tree/deep_blue/; done
+tap_check "adapt from a folder tree" tree.log "$vlp" adapt --method coop $model --data tree --shots 2 --epochs 1 \
+    --n-ctx 4 --out tree.safetensors
+tap_grep "folder names are the classes ('_' a space)" tree.log "shots: 4 images of 2 classes"
+tap_check "classify --prompts: the folder's classes" tree.cls "$vlp" classify $model --image img/img000.png --prompts tree.safetensors
+tap_grep "classify names the class 'light red'" tree.cls "light red"
+printf 'blue\nred\ngreen\n' > three.txt
+tap_check "adapt --classes: three of the eight" three.log "$vlp" adapt --method coop $model --data pairs.tsv \
+    --label-key colour --classes three.txt --shots 3 --epochs 1 --n-ctx 4 --out three.safetensors
+tap_grep "--classes: 3 classes, 3 shots each" three.log "shots: 9 images of 3 classes"
+tap_grep "--classes: the others are counted" three.log "left out: 40 images of labels not in three.txt"
+tap_check "eval --classes: the zero-shot over three classes" three.eval "$vlp" eval $model --data pairs.tsv \
+    --label-key colour --prompts three.safetensors --classes three.txt
+tap_grep "eval --classes: 24 images of 3 classes" three.eval "images=24 classes=3"
+printf 'red\nblue\n' > two.txt
+tap_check "eval: a shared context takes other classes" two.eval "$vlp" eval $model --data pairs.tsv \
+    --label-key colour --prompts three.safetensors --classes two.txt
+tap_grep "eval: 2 classes" two.eval "images=16 classes=2"
+tap_check "eval --classes with templates" tpl.eval "$vlp" eval $model --data pairs.tsv --label-key colour \
+    --zeroshot --classes two.txt
+tap_grep "eval --classes with templates: 2 classes" tpl.eval "images=16 classes=2"
+tap_check "more shots than a class has: all of them, with a warning" many.log "$vlp" adapt --method linear-probe \
+    $model --data pairs.tsv --label-key colour --shots 20 --out many.safetensors
+tap_grep "the warning names the class" many.log "warning: class \"black\" has 8 images, fewer than 20 shots"
+
+# 4. refusals
+"$vlp" adapt --method coop $model --data pairs.tsv --label-key colour --out x.safetensors > bad0.log 2>&1
+tap_grep "a context longer than the model's text is refused" bad0.log "16 context tokens: the model's 12 text tokens take at most 9"
+
+"$vlp" adapt --method coopp $model --data pairs.tsv --label-key colour --out x.safetensors > bad1.log 2>&1
+[ $? = 2 ] && tap_grep "an unknown method is named, with the known ones" bad1.log "--method coopp is not one of coop, cocoop, maple, linear-probe" ||
+    tap_not_ok "an unknown method exits 2" bad1.log
+"$vlp" adapt --method maple --csc $model --data pairs.tsv --label-key colour --out x.safetensors > bad2.log 2>&1
+tap_grep "--csc is CoOp's" bad2.log "--csc is CoOp's"
+"$vlp" adapt --method coop --depth 2 $model --data pairs.tsv --label-key colour --out x.safetensors > bad3.log 2>&1
+tap_grep "--depth is MaPLe's" bad3.log "--depth is MaPLe's"
+"$vlp" adapt --method coop $model --data pairs.tsv --label-key nosuch --out x.safetensors > bad4.log 2>&1
+tap_if "a missing label column fails" bad4.log sh -c '! test -e x.safetensors'
+"$vlp" eval --model "$ref/headwidth_model.safetensors" --model-config "$ref/headwidth.json" --vocab "$ref/api_merges.txt" \
+    --data pairs.tsv --label-key colour --prompts coop.safetensors > bad5.log 2>&1
+tap_grep "prompts on another model: the hashes named" bad5.log "was learnt on the model with weights hash"
+"$vlp" eval $model --data pairs.tsv --label-key colour --prompts coop.safetensors --retrieval > bad6.log 2>&1
+tap_grep "--prompts is zero-shot's" bad6.log "--prompts evaluates the learnt classifier"
+"$vlp" classify $model --image img/img000.png --prompts linear-probe.safetensors --labels "red,blue" > bad7.log 2>&1
+tap_grep "a probe keeps its classes" bad7.log "the classifier was learnt for 8 classes, not 2"
+head -c 100 coop.safetensors > cut.safetensors
+"$vlp" eval $model --data pairs.tsv --label-key colour --prompts cut.safetensors > bad8.log 2>&1
+tap_if "a truncated prompt file fails" bad8.log sh -c '! grep -q RESULT bad8.log'
+"$vlp" eval $model --data pairs.tsv --label-key colour --prompts "$ref/api_model.safetensors" > bad9.log 2>&1
+tap_grep "a model file is not a prompt file" bad9.log "not a prompt file"
+tap_end

@@ -1,0 +1,448 @@
+/* vlp adapt: prompt learning (CoOp, CoCoOp, MaPLe) or a linear probe on a
+ * frozen model, from a few labelled images a class. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "adapt/prompt.h"
+#include "api/model_internal.h"
+#include "args.h"
+#include "commands.h"
+#include "core/hashmap.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "data/tar.h"
+#include "io/file.h"
+#include "model_args.h"
+#include "opts.h"
+#include "progress.h"
+
+/* one labelled image kept for training: its encoded bytes */
+typedef struct shot {
+    uint8_t *bytes;
+    size_t len;
+    char what[320];
+} shot;
+
+/* K images a class, each class's a uniform sample of its images (a
+ * reservoir per class, seeded): the whole set is read once, only K·C images
+ * are held */
+typedef struct shot_set {
+    int K, C, cap;
+    char **classes;   // (C) in the order met, sorted at the end
+    shot *slots;      // (cap, K)
+    int64_t *seen;    // (cap) images of each class met
+    int64_t other;    // images whose label is not one of --classes
+    bool fixed;       // the classes were given (--classes): others are left out
+    str_map index;    // class name → its index
+    vlp_rng r;
+} shot_set;
+
+static void shot_set_free(shot_set *s) {
+    for (int c = 0; c < s->C; c++) {
+        free(s->classes[c]);
+        for (int k = 0; k < s->K; k++) free(s->slots[(size_t)c * s->K + k].bytes);
+    }
+    free(s->classes), free(s->slots), free(s->seen);
+    str_map_free(&s->index);
+}
+
+static int add_class(shot_set *s, const char *name) {
+    if (s->C == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        char **c = realloc(s->classes, sizeof(char *) * cap);
+        if (c) s->classes = c;
+        shot *sl = c ? realloc(s->slots, sizeof(shot) * (size_t)cap * s->K) : NULL;
+        if (sl) s->slots = sl;
+        int64_t *seen = sl ? realloc(s->seen, sizeof(int64_t) * cap) : NULL;
+        if (!seen) return -1;
+        s->seen = seen;
+        memset(s->slots + (size_t)s->cap * s->K, 0, sizeof(shot) * (size_t)(cap - s->cap) * s->K);
+        s->cap = cap;
+    }
+    s->classes[s->C] = strdup(name);
+    if (!s->classes[s->C] || !str_map_put(&s->index, name, strlen(name), s->C)) return -1;
+    s->seen[s->C] = 0;
+    return s->C++;
+}
+
+/* offers one image of `label`; takes its bytes when the reservoir keeps it.
+ * 0 ok, 1 out of memory */
+static int offer(shot_set *s, const char *label, uint8_t **bytes, size_t len, const char *what) {
+    int c = str_map_get(&s->index, label, strlen(label));
+    if (c < 0 && s->fixed) return s->other++, 0;
+    if (c < 0 && (c = add_class(s, label)) < 0) return 1;
+    int64_t n = s->seen[c]++;
+    int64_t slot = n < s->K ? n : (int64_t)(vlp_rng_u64(&s->r) % (uint64_t)(n + 1));
+    if (slot >= s->K) return 0;
+    shot *sh = &s->slots[(size_t)c * s->K + slot];
+    free(sh->bytes);
+    sh->bytes = *bytes, sh->len = len, *bytes = NULL;
+    snprintf(sh->what, sizeof sh->what, "%s", what);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* classes met in the data: sorted by name (as vlp eval orders them) */
+static int sort_classes(shot_set *s) {
+    if (s->fixed) return 0;
+    int *order = malloc(sizeof(int) * (size_t)s->C);
+    char **names = malloc(sizeof(char *) * (size_t)s->C);
+    shot *slots = malloc(sizeof(shot) * (size_t)s->C * s->K);
+    int64_t *seen = malloc(sizeof(int64_t) * (size_t)s->C);
+    if (!order || !names || !slots || !seen) return free(order), free(names), free(slots), free(seen), 1;
+    memcpy(names, s->classes, sizeof(char *) * s->C);
+    qsort(names, (size_t)s->C, sizeof(char *), cmp_str);
+    for (int i = 0; i < s->C; i++) order[i] = str_map_get(&s->index, names[i], strlen(names[i]));
+    for (int i = 0; i < s->C; i++) {
+        memcpy(slots + (size_t)i * s->K, s->slots + (size_t)order[i] * s->K, sizeof(shot) * s->K);
+        seen[i] = s->seen[order[i]];
+    }
+    memcpy(s->classes, names, sizeof(char *) * s->C);
+    memcpy(s->slots, slots, sizeof(shot) * (size_t)s->C * s->K);
+    memcpy(s->seen, seen, sizeof(int64_t) * s->C);
+    free(order), free(names), free(slots), free(seen);
+    return 0;
+}
+
+/* a labelled set: rows or shards, the label in its own column / json field */
+static int read_stream(shot_set *s, const char *spec, const char *image_key, const char *label_key) {
+    dataset_opts o = dataset_opts_default();
+    o.shuffle = false, o.image_key = image_key, o.caption_key = label_key, o.warn = cli_warn;
+    sample_stream *st;
+    vlp_error err = {0};
+    char buf[1024];
+    if (stream_open(&st, spec, &o, &err) != VLP_OK || stream_begin(st, 0, &err) != VLP_OK) {
+        fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        return 1;
+    }
+    bool done = false;
+    int rc = 0;
+    while (!rc) {
+        raw_sample r;
+        if (stream_next(st, &r, &done, &err) != VLP_OK) {
+            fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+            rc = 1;
+            break;
+        }
+        if (done) break;
+        rc = offer(s, r.caption, &r.image, r.image_len, r.what);
+        raw_sample_free(&r);
+    }
+    stream_free(st);
+    return rc;
+}
+
+/* an image folder tree: one folder a class (its name, '_' read as a space) */
+static int read_folders(shot_set *s, const char *root) {
+    struct dirent **cls;
+    int nc = scandir(root, &cls, NULL, alphasort), rc = 0;
+    if (nc < 0) return fprintf(stderr, "vlp adapt: cannot list %s: %s\n", root, strerror(errno)), 1;
+    for (int i = 0; i < nc; i++) {
+        char dir[4096];
+        struct stat st;
+        snprintf(dir, sizeof dir, "%s/%s", root, cls[i]->d_name);
+        if (rc || cls[i]->d_name[0] == '.' || stat(dir, &st) || !S_ISDIR(st.st_mode)) continue;
+        char label[256];
+        snprintf(label, sizeof label, "%s", cls[i]->d_name);
+        for (char *p = label; *p; p++)
+            if (*p == '_') *p = ' ';
+        struct dirent **files;
+        int nf = scandir(dir, &files, NULL, alphasort);
+        if (nf < 0) {
+            fprintf(stderr, "vlp adapt: cannot list %s: %s\n", dir, strerror(errno));
+            rc = 1;
+            continue;
+        }
+        for (int f = 0; f < nf; f++) {
+            const char *dot = strrchr(files[f]->d_name, '.');
+            char path[8192];
+            snprintf(path, sizeof path, "%s/%s", dir, files[f]->d_name);
+            if (!rc && dot && wds_is_image_ext(dot + 1)) {
+                size_t len;
+                vlp_error err = {0};
+                uint8_t *bytes;
+                if (read_whole_file(path, (size_t)1 << 30, &bytes, &len, &err) != VLP_OK) cli_warn(NULL, err.message);
+                else rc = offer(s, label, &bytes, len, path), free(bytes);
+            }
+            free(files[f]);
+        }
+        free(files);
+    }
+    for (int i = 0; i < nc; i++) free(cls[i]);
+    free(cls);
+    return rc;
+}
+
+typedef struct adapt_args {
+    const char *method, *data, *label_key, *image_key, *classes, *out, *init;
+    long shots, seed, n_ctx, depth, epochs, batch;
+    double lr, wd, l2;
+    bool csc, white, no_augment;
+    model_args model;
+} adapt_args;
+
+static bool model_extra(void *ctx, int argc, char **argv, int *i, int *bad) {
+    return model_arg(argc, argv, i, &((adapt_args *)ctx)->model, "adapt", bad);
+}
+
+/* the shots' pixels, the train or the eval transform */
+static int shot_pixels(const shot *sh, const image_transform *tf, const image_decode_opts *dec, vlp_rng *r,
+                       float *out) {
+    image_u8 im;
+    vlp_error err = {0};
+    char buf[800];
+    if (image_decode(sh->bytes, sh->len, sh->what, dec, &im, &err) != VLP_OK) {
+        fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        return 1;
+    }
+    vlp_err e = image_transform_apply(tf, &im, r, out, &err);
+    image_free(&im);
+    if (e != VLP_OK) fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    return e != VLP_OK;
+}
+
+static int fail(const char *what, const vlp_error *err) {
+    char buf[1024];
+    fprintf(stderr, "vlp adapt: %s%s%s\n", what ? what : "", what ? ": " : "", vlp_error_format(err, buf, sizeof buf));
+    return 1;
+}
+
+/* the linear probe: every shot's feature, one fit */
+static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, const image_decode_opts *dec, double l2,
+                     float *pix) {
+    int n = 0, S = pl->m->cfg.vision.image_size;
+    for (int c = 0; c < s->C; c++) n += (int)(s->seen[c] < s->K ? s->seen[c] : s->K);
+    float *img = malloc(sizeof(float) * (size_t)n * pl->E);
+    int *labels = malloc(sizeof(int) * (size_t)n);
+    if (!img || !labels) return free(img), free(labels), fprintf(stderr, "vlp adapt: out of memory\n"), 1;
+    image_transform tf = image_transform_default(S, false);
+    vlp_error err = {0};
+    int rc = 0;
+    for (int i0 = 0; !rc && i0 < n; i0 += pl->batch) {
+        int b = n - i0 < pl->batch ? n - i0 : pl->batch;
+        for (int i = 0; !rc && i < b; i++) {
+            rc = shot_pixels(&s->slots[owner[i0 + i]], &tf, dec, NULL, pix + (size_t)i * 3 * S * S);
+            labels[i0 + i] = owner[i0 + i] / s->K;
+        }
+        if (!rc && pl->method->embed_images(pl, pix, b, img + (size_t)i0 * pl->E, &err) != VLP_OK)
+            rc = fail(NULL, &err);
+    }
+    if (!rc && pl->method->fit(pl, img, labels, n, l2, &err) != VLP_OK) rc = fail("the fit", &err);
+    if (!rc) {
+        float *scores = malloc(sizeof(float) * (size_t)n * pl->C);
+        int hits = 0;
+        if (scores && pl->method->scores(pl, img, n, scores, &err) == VLP_OK)
+            for (int i = 0; i < n; i++) {
+                int best = 0;
+                for (int c = 1; c < pl->C; c++)
+                    if (scores[(size_t)i * pl->C + c] > scores[(size_t)i * pl->C + best]) best = c;
+                hits += best == labels[i];
+            }
+        fprintf(stderr, "linear probe: %d shots, l2 %g, train accuracy %.4f\n", n, l2, (double)hits / n);
+        free(scores);
+    }
+    free(img), free(labels);
+    return rc;
+}
+
+/* SGD over the shots: epochs of shuffled batches, Dassl's schedule */
+static int train(prompt_learner *pl, const shot_set *s, int *owner, int n, const adapt_args *a, int epochs,
+                 double lr, int batch, const image_decode_opts *dec, float *pix) {
+    int S = pl->m->cfg.vision.image_size, steps_per_epoch = (n + batch - 1) / batch;
+    image_transform tf = image_transform_default(S, !a->no_augment);
+    if (!a->no_augment) tf.scale_lo = 0.08f, tf.scale_hi = 1.0f, tf.hflip = true; /* Dassl's CoOp inputs */
+    int *labels = malloc(sizeof(int) * (size_t)batch);
+    if (!labels) return fprintf(stderr, "vlp adapt: out of memory\n"), 1;
+    vlp_rng aug = {(uint64_t)a->seed ^ 0xA116ull};
+    progress pr;
+    progress_begin(&pr, stderr, "steps", (long)epochs * steps_per_epoch);
+    vlp_error err = {0};
+    int rc = 0;
+    for (int e = 0; !rc && e < epochs; e++) {
+        vlp_rng order = {((uint64_t)a->seed << 20) ^ (uint64_t)e ^ 0x5EEDull};
+        for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+            int j = (int)(vlp_rng_u64(&order) % (uint64_t)(i + 1)), t = owner[i];
+            owner[i] = owner[j], owner[j] = t;
+        }
+        float elr = prompt_lr(lr, e, epochs);
+        double sum = 0;
+        int hits = 0;
+        for (int i0 = 0; !rc && i0 < n; i0 += batch) {
+            int b = n - i0 < batch ? n - i0 : batch, correct;
+            for (int i = 0; !rc && i < b; i++) {
+                rc = shot_pixels(&s->slots[owner[i0 + i]], &tf, dec, &aug, pix + (size_t)i * 3 * S * S);
+                labels[i] = owner[i0 + i] / s->K;
+            }
+            float loss;
+            if (!rc && prompt_train_step(pl, pix, labels, b, elr, (float)a->wd, &loss, &correct, &err) != VLP_OK)
+                rc = fail("training", &err);
+            if (rc) break;
+            sum += loss * b, hits += correct;
+            char line[200];
+            bool end = i0 + b >= n;
+            snprintf(line, sizeof line, "epoch %d/%d  step %d/%d  loss %.4f  train accuracy %.4f  lr %.3g", e + 1,
+                     epochs, i0 / batch + 1, steps_per_epoch, sum / (i0 + b), (double)hits / (i0 + b), elr);
+            progress_line(&pr, line, end && (e + 1 == epochs || e % 10 == 0));
+        }
+    }
+    progress_break(&pr);
+    free(labels);
+    return rc;
+}
+
+int cmd_adapt(int argc, char **argv) {
+    adapt_args a = {.label_key = "label", .image_key = "filepath", .shots = 16, .seed = 1, .n_ctx = -1,
+                    .depth = 0, .epochs = 0, .batch = 0, .lr = 0, .wd = 5e-4, .l2 = 1e-3,
+                    .model = {.o = vlp_model_opts_default(), .trainable = true}};
+    const cli_opt opts[] = {
+        {NULL, "--method", "M", OPT_STR, &a.method, 0, 0, true, "coop, cocoop, maple or linear-probe"},
+        {"-d", "--data", "SPEC", OPT_STR, &a.data, 0, 0, true,
+         "the labelled images: a .tsv/.csv, WebDataset shards, or a folder with one folder of images a class"},
+        {NULL, "--label-key", "K", OPT_STR, &a.label_key, 0, 0, false, "the label column or json field"},
+        {NULL, "--image-key", "K", OPT_STR, &a.image_key, 0, 0, false, "the image column of a table"},
+        {NULL, "--classes", "FILE", OPT_STR, &a.classes, 0, 0, false,
+         "the classes, one a line, in this order; images of other labels are left out (default: every label, "
+         "sorted)"},
+        {"-k", "--shots", "K", OPT_LONG, &a.shots, 1, 1e6, false, "images a class, drawn with --seed"},
+        {"-s", "--seed", "N", OPT_LONG, &a.seed, 0, 2147483647.0, false, "the shots, the initialisation, the order"},
+        {"-o", "--out", "FILE", OPT_STR, &a.out, 0, 0, true, "the learnt prompts (.safetensors)"},
+        {NULL, "--n-ctx", "M", OPT_LONG, &a.n_ctx, -1, 64, false,
+         "context tokens (-1: the method's: CoOp 16, CoCoOp 4, MaPLe 2; with --init the phrase's)"},
+        {NULL, "--init", "PHRASE", OPT_STR, &a.init, 0, 0, false,
+         "start the context from these words' embeddings (\"\" : N(0, 0.02); default: CoOp random, "
+         "CoCoOp and MaPLe \"a photo of a\")"},
+        {NULL, "--csc", NULL, OPT_FLAG, &a.csc, 0, 0, false, "CoOp: a context for each class"},
+        {NULL, "--depth", "J", OPT_LONG, &a.depth, 0, 48, false,
+         "MaPLe: layers with prompts (0: min(9, the towers' layers))"},
+        {NULL, "--epochs", "N", OPT_LONG, &a.epochs, 0, 1e6, false,
+         "0: the paper's (CoOp 50/100/100/200/200 for 1/2/4/8/16 shots; CoCoOp 10; MaPLe 5)"},
+        {NULL, "--batch", "N", OPT_LONG, &a.batch, 0, 4096, false, "0: the paper's (CoOp 32, CoCoOp 1, MaPLe 4)"},
+        {NULL, "--lr", "X", OPT_DBL, &a.lr, 0, 100, false, "SGD learning rate, 0: the paper's (0.002; MaPLe 0.0035)"},
+        {NULL, "--wd", "X", OPT_DBL, &a.wd, 0, 1, false, "weight decay"},
+        {NULL, "--l2", "X", OPT_DBL, &a.l2, 0, 1e6, false, "the linear probe's L2 penalty"},
+        {NULL, "--no-augment", NULL, OPT_FLAG, &a.no_augment, 0, 0, false,
+         "train on the center crops (default: random resized crops of scale 0.08-1 and flips, as CoOp)"},
+        {NULL, "--white-background", NULL, OPT_FLAG, &a.white, 0, 0, false,
+         "composite transparent pixels on white (as the model was trained)"},
+    };
+    int rc = opts_parse("adapt", "vlp adapt --method coop|cocoop|maple|linear-probe --model M --data SET --out P "
+                        "[options]",
+                        "Adapts a frozen model to a classification task from a few labelled images a class:\n"
+                        "  coop          M context vectors learnt in place of the words before the class name\n"
+                        "                (Zhou et al. 2022); --csc learns one context a class;\n"
+                        "  cocoop        CoOp's context shifted for each image by a small meta-net of its\n"
+                        "                feature (conditional prompts; Zhou et al. 2022);\n"
+                        "  maple         prompts in both towers, the image's coupled to the text's, in the\n"
+                        "                first J layers (Khattak et al. 2023);\n"
+                        "  linear-probe  logistic regression on the image features (the usual baseline).\n"
+                        "Loss: cross-entropy of the model's logit scale times the cosines; SGD (momentum 0.9)\n"
+                        "with a cosine schedule after a warm-up epoch. The towers do not change. The file holds\n"
+                        "the parameters, the method, the classes and the model's hash; use it with\n"
+                        "'vlp eval --prompts' and 'vlp classify --prompts'.",
+                        opts, (int)(sizeof opts / sizeof opts[0]), model_extra, &a, MODEL_HELP, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    const prompt_method *me = prompt_method_find(a.method);
+    if (!me) return fprintf(stderr, "vlp adapt: --method %s is not one of %s\n", a.method, prompt_method_names()), 2;
+    if (me->fit && (a.n_ctx > 0 || a.csc || a.init || a.depth || a.epochs || a.lr)) {
+        fprintf(stderr, "vlp adapt: the linear probe has no context, depth, epochs or learning rate (only --l2)\n");
+        return 2;
+    }
+    if (!me->deep && a.depth) return fprintf(stderr, "vlp adapt: --depth is MaPLe's\n"), 2;
+    a.model.o.batch = 32;
+    struct stat st;
+    bool folders = stat(a.data, &st) == 0 && S_ISDIR(st.st_mode);
+    shot_set s = {.K = (int)a.shots, .r = {(uint64_t)a.seed * 0x9E3779B97F4A7C15ull + 1}};
+    if (!str_map_init(&s.index, 64)) return fprintf(stderr, "vlp adapt: out of memory\n"), 1;
+    if (a.classes) {
+        int n;
+        char **given = read_lines(a.classes, false, &n);
+        if (!given) return shot_set_free(&s), 1;
+        for (int c = 0; c < n && !rc; c++) {
+            if (str_map_get(&s.index, given[c], strlen(given[c])) >= 0) {
+                fprintf(stderr, "vlp adapt: %s: class \"%s\" appears twice\n", a.classes, given[c]);
+                rc = 2;
+            } else if (add_class(&s, given[c]) < 0) rc = 1;
+        }
+        free_lines(given, n);
+        if (!rc && n < 2) fprintf(stderr, "vlp adapt: %s: %d classes; give at least 2\n", a.classes, n), rc = 2;
+        if (rc) return shot_set_free(&s), rc;
+        s.fixed = true;
+    }
+    rc = folders ? read_folders(&s, a.data) : read_stream(&s, a.data, a.image_key, a.label_key);
+    if (!rc && sort_classes(&s)) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
+    int n = 0;
+    for (int c = 0; !rc && c < s.C; c++) {
+        int have = (int)(s.seen[c] < s.K ? s.seen[c] : s.K);
+        if (have < s.K)
+            fprintf(stderr, "warning: class \"%s\" has %d image%s, fewer than %d shots: all of them are used\n",
+                    s.classes[c], have, have == 1 ? "" : "s", s.K);
+        n += have;
+    }
+    if (!rc && s.C < 2) fprintf(stderr, "vlp adapt: %s has %d class%s; adapting needs 2 or more\n", a.data, s.C,
+                                s.C == 1 ? "" : "es"), rc = 1;
+    for (int c = 0; !rc && c < s.C; c++)
+        if (!s.seen[c]) fprintf(stderr, "vlp adapt: class \"%s\" has no image in %s\n", s.classes[c], a.data), rc = 1;
+    if (rc) return shot_set_free(&s), rc;
+    fprintf(stderr, "shots: %d images of %d classes (%d a class, seed %ld) from %s%s\n", n, s.C, s.K, a.seed, a.data,
+            s.other ? "" : "");
+    if (s.other) fprintf(stderr, "left out: %lld images of labels not in %s\n", (long long)s.other, a.classes);
+    vlp_model *vm = open_model(&a.model, "adapt");
+    if (!vm) return shot_set_free(&s), 1;
+    int batch = a.batch ? (int)a.batch : me->batch ? me->batch : 32;
+    int epochs = a.epochs ? (int)a.epochs : me->fit ? 0 : prompt_default_epochs(me, s.K);
+    double lr = a.lr ? a.lr : me->lr;
+    prompt_cfg cfg = {.n_ctx = (int)a.n_ctx, .csc = a.csc, .depth = (int)a.depth, .init = a.init, .batch = batch,
+                      .seed = (uint64_t)a.seed};
+    prompt_learner *pl = NULL;
+    vlp_error err = {0};
+    int S = vlp_model_image_size(vm);
+    float *pix = malloc(sizeof(float) * (size_t)batch * 3 * S * S);
+    int *owner = malloc(sizeof(int) * (size_t)n); /* the shots' slots, class-major */
+    if (!pix || !owner) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
+    for (int c = 0, k = 0; !rc && c < s.C; c++)
+        for (int j = 0; j < s.K && j < s.seen[c]; j++) owner[k++] = c * s.K + j;
+    if (!rc && prompt_create(&pl, me, &cfg, &vm->m, &vm->tok, (const char *const *)s.classes, s.C, &err) != VLP_OK)
+        rc = fail(NULL, &err);
+    image_decode_opts dec = {.composite = a.white, .background = {255, 255, 255}};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!rc) {
+        char buf[300];
+        if (me->fit) fprintf(stderr, "method: %s\n", me->summary);
+        else
+            fprintf(stderr, "method: %s; %d context tokens%s%s%s%s%s; %zu parameters; %d epochs of batch %d, lr %g, "
+                            "wd %g%s\n", me->name, pl->n, pl->csc ? " per class" : "", pl->init[0] ? " from \"" : "",
+                    pl->init, pl->init[0] ? "\"" : "", me->deep ? (snprintf(buf, sizeof buf, ", depth %d", pl->depth), buf) : "",
+                    pl->nfloats, epochs, batch, lr, a.wd, a.no_augment ? "" : "; random crops and flips");
+        rc = me->fit ? fit_probe(pl, &s, owner, &dec, a.l2, pix)
+                     : train(pl, &s, owner, n, &a, epochs, lr, batch, &dec, pix);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc) {
+        char shots[16], seed[24], ep[16], lrs[32], bs[16], aug[8];
+        snprintf(shots, sizeof shots, "%d", s.K), snprintf(seed, sizeof seed, "%ld", a.seed);
+        snprintf(ep, sizeof ep, "%d", epochs), snprintf(lrs, sizeof lrs, "%g", lr), snprintf(bs, sizeof bs, "%d", batch);
+        snprintf(aug, sizeof aug, "%s", a.no_augment ? "off" : "on");
+        st_meta extra[] = {{"shots", shots}, {"seed", seed}, {"epochs", ep}, {"lr", lrs}, {"batch", bs},
+                           {"augment", aug}, {"data", a.data}, {"model", a.model.model},
+                           {"white_background", a.white ? "true" : "false"}};
+        if (prompt_save(pl, a.out, extra, (int)(sizeof extra / sizeof extra[0]), &err) != VLP_OK)
+            rc = fail(NULL, &err);
+        else
+            fprintf(stderr, "wrote %s (%s, %d classes) in %.1f s\n", a.out, me->name, pl->C,
+                    (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    }
+    prompt_free(pl);
+    free(pix), free(owner);
+    vlp_model_free(vm);
+    shot_set_free(&s);
+    return rc;
+}
