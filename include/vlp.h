@@ -162,7 +162,7 @@ vlp_err vlp_caption_nll(vlp_model *m, const float *pixels, const char *const *ca
  * CoOp, CoCoOp and MaPLe prompts (or a linear probe) learnt on a model from
  * a few labelled images. A prompt file belongs to the model it was learnt on
  * (its weights' hash is checked). The model keeps encoding as before between
- * these calls. */
+ * these calls; free the prompts before their model. */
 typedef struct vlp_prompts vlp_prompts;
 
 vlp_err vlp_prompts_load(vlp_prompts **out, vlp_model *m, const char *path, vlp_error *err);

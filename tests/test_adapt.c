@@ -23,15 +23,17 @@ static void check(vlp_err e, const vlp_error *err) {
     if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
 }
 
-/* A tokenizer for the reference's 50-id vocabulary: every text is the start
- * token, T-2 copies of id 1 and the end token; the test puts the reference's
- * ids in place of what it gives. */
+/* A tokenizer for the reference's 50-id vocabulary: a token (id 1) a word,
+ * between the start and the end token, cut as open_clip cuts (the end token
+ * last); the test puts the reference's ids in place of what it gives. */
 static void stub_encode(const void *impl, const char *text, int32_t *ids, int ctx) {
-    int V = *(const int *)impl;
-    (void)text;
+    int V = *(const int *)impl, words = 0;
+    for (const char *p = text; *p; p++) words += *p != ' ' && (p == text || p[-1] == ' ');
+    int n = words < ctx - 2 ? words : ctx - 2;
+    memset(ids, 0, sizeof(int32_t) * ctx);
     ids[0] = V - 2;
-    for (int i = 1; i < ctx - 1; i++) ids[i] = 1;
-    ids[ctx - 1] = V - 1;
+    for (int i = 1; i <= n; i++) ids[i] = 1;
+    ids[n + 1] = V - 1;
 }
 
 typedef struct adapt_ref {
@@ -165,6 +167,37 @@ static void test_towers_do_not_move(void **state) {
     }
 }
 
+/* A model loaded for inference shares its layers' activations: it scores,
+ * but training on it is refused (its backward would read overwritten inputs). */
+static void test_inference_model_scores_but_does_not_train(void **state) {
+    adapt_ref r;
+    open_ref(&r);
+    clip_model inf;
+    vlp_error err = {0};
+    check(clip_init_inference(&inf, &r.m.cfg, &err), &err);
+    memcpy(inf.weights, r.m.weights, sizeof(float) * r.m.nfloats);
+    prompt_cfg cfg = {.n_ctx = 2, .depth = r.depth, .init = "", .batch = r.B, .seed = 1};
+    prompt_learner *a, *b;
+    check(prompt_create(&a, prompt_method_find("maple"), &cfg, &r.m, &r.tok, NAMES, r.C, &err), &err);
+    check(prompt_create(&b, prompt_method_find("maple"), &cfg, &inf, &r.tok, NAMES, r.C, &err), &err);
+    memcpy(b->weights, a->weights, sizeof(float) * a->nfloats);
+    float *fa = falloc((size_t)r.B * r.E), *fb = falloc((size_t)r.B * r.E);
+    float *sa = falloc((size_t)r.B * r.C), *sb = falloc((size_t)r.B * r.C);
+    check(a->method->embed_images(a, r.images, r.B, fa, &err), &err);
+    check(a->method->scores(a, fa, r.B, sa, &err), &err);
+    check(b->method->embed_images(b, r.images, r.B, fb, &err), &err);
+    check(b->method->scores(b, fb, r.B, sb, &err), &err);
+    assert_close("inference-mode MaPLe scores", sb, sa, (size_t)r.B * r.C, 1e-6, 1e-5);
+    float loss;
+    int correct;
+    assert_int_equal(prompt_train_step(b, r.images, r.labels, r.B, 0.01f, 0, &loss, &correct, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "inference"));
+    prompt_free(a), prompt_free(b);
+    free(fa), free(fb), free(sa), free(sb);
+    clip_free(&inf);
+    close_ref(&r);
+}
+
 static char *ref_path(const char *name) {
     const char *dir = getenv("VLP_REF_DIR");
     static char buf[4][512]; /* a few at a time, test only */
@@ -215,20 +248,29 @@ static void test_coop_without_context_is_zeroshot(void **state) {
     assert_int_equal(prompt_train_step(pl, images, labels, B, 0.1f, 0, &loss, &correct, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "nothing to learn"));
     prompt_free(pl);
-    /* a phrase-initialised context starts from the phrase's token embeddings */
-    cfg = (prompt_cfg){.n_ctx = -1, .init = "a photo of a", .batch = B};
+    /* a phrase-initialised context starts from the phrase's token embeddings
+     * (this small vocabulary spells most words letter by letter: "of a" is
+     * 3 tokens, and the model has 12) */
+    cfg = (prompt_cfg){.n_ctx = -1, .init = "of a", .batch = B};
     check(prompt_create(&pl, prompt_method_find("coop"), &cfg, &m, &tok, classes, C, &err), &err);
+    assert_int_equal(pl->n, 3);
     int32_t ids[64];
-    tok.encode(tok.impl, "a photo of a cat.", ids, m.cfg.text.context_length);
+    tok.encode(tok.impl, "of a cat.", ids, m.cfg.text.context_length);
     assert_memory_equal(pl->ids, ids, sizeof(int32_t) * m.cfg.text.context_length);
     for (int k = 0; k < pl->n; k++)
         assert_memory_equal(pl->ctx + (size_t)k * pl->W, m.weights + clip_param_find(&m, "token_embedding.weight")->offset +
                                                             (size_t)ids[1 + k] * pl->W, sizeof(float) * pl->W);
     prompt_free(pl);
     /* more context tokens than the phrase has are refused, naming both */
-    cfg.n_ctx = 11; /* the phrase has at most 10 tokens in a context of 12 */
+    cfg.n_ctx = 4;
     assert_int_equal(prompt_create(&pl, prompt_method_find("coop"), &cfg, &m, &tok, classes, C, &err), VLP_ERR_ARG);
-    assert_non_null(strstr(err.message, "a photo of a"));
+    assert_non_null(strstr(err.message, "\"of a\" has 3 tokens"));
+    /* a prompt the model's 12 tokens cannot hold is refused, naming the class
+     * (the tokenizer would have cut the name off) */
+    cfg = (prompt_cfg){.n_ctx = -1, .init = "a photo of a", .batch = B};
+    assert_int_equal(prompt_create(&pl, prompt_method_find("coop"), &cfg, &m, &tok, classes, C, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "class 0 (\"cat\"): its prompt (9 context tokens"));
+    assert_non_null(strstr(err.message, "does not fit the model's 12 text tokens"));
     cfg = (prompt_cfg){.n_ctx = 2, .csc = true, .init = "", .batch = B};
     assert_int_equal(prompt_create(&pl, prompt_method_find("maple"), &cfg, &m, &tok, classes, C, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "--csc"));
@@ -293,10 +335,24 @@ static void test_new_classes(void **state) {
     const char *other[] = {"dog", "cat", "bee", "emu"};
     assert_int_equal(prompt_set_classes(pl, other, 4, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "emu"));
+    /* a name twice is refused before anything moves: the learner is as it was */
+    const char *twice[] = {"dog", "cat", "dog", "apple"};
+    assert_int_equal(prompt_set_classes(pl, twice, 4, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "given twice"));
+    assert_int_equal(pl->C, 4);
+    for (int c = 0; c < 4; c++) assert_string_equal(pl->classes[c], swapped[c]);
+    assert_memory_equal(pl->ctx, ctx + 3 * nW, sizeof(float) * nW);
     prompt_free(pl);
     pl = learner(&r, "coop", "coop", 3, false);
     const char *more[] = {"a", "b", "c", "d", "e", "f"};
     check(prompt_set_classes(pl, more, 6, &err), &err);
+    assert_int_equal(pl->C, 6);
+    /* a prompt longer than the model's 9 tokens is named, not cut, and the
+     * learner keeps its classes */
+    const char *long_names[] = {"apple", "a b c d e f"};
+    assert_int_equal(prompt_set_classes(pl, long_names, 2, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "\"a b c d e f\"): its prompt"));
+    assert_non_null(strstr(err.message, "does not fit"));
     assert_int_equal(pl->C, 6);
     float *img = falloc((size_t)r.B * r.E), *scores = falloc((size_t)r.B * 6);
     check(pl->method->embed_images(pl, r.images, r.B, img, &err), &err);
@@ -317,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_maple_matches_pytorch),
         cmocka_unit_test(test_maple_in_chunks),
         cmocka_unit_test(test_towers_do_not_move),
+        cmocka_unit_test(test_inference_model_scores_but_does_not_train),
         cmocka_unit_test(test_coop_without_context_is_zeroshot),
         cmocka_unit_test(test_prompt_file),
         cmocka_unit_test(test_new_classes),

@@ -27,7 +27,7 @@
 typedef struct shot {
     uint8_t *bytes;
     size_t len;
-    char what[320];
+    char *what; // where it came from, for messages
 } shot;
 
 /* K images a class, each class's a uniform sample of its images (a
@@ -47,7 +47,7 @@ typedef struct shot_set {
 static void shot_set_free(shot_set *s) {
     for (int c = 0; c < s->C; c++) {
         free(s->classes[c]);
-        for (int k = 0; k < s->K; k++) free(s->slots[(size_t)c * s->K + k].bytes);
+        for (int k = 0; k < s->K; k++) free(s->slots[(size_t)c * s->K + k].bytes), free(s->slots[(size_t)c * s->K + k].what);
     }
     free(s->classes), free(s->slots), free(s->seen);
     str_map_free(&s->index);
@@ -82,9 +82,10 @@ static int offer(shot_set *s, const char *label, uint8_t **bytes, size_t len, co
     int64_t slot = n < s->K ? n : (int64_t)(vlp_rng_u64(&s->r) % (uint64_t)(n + 1));
     if (slot >= s->K) return 0;
     shot *sh = &s->slots[(size_t)c * s->K + slot];
-    free(sh->bytes);
-    sh->bytes = *bytes, sh->len = len, *bytes = NULL;
-    snprintf(sh->what, sizeof sh->what, "%s", what);
+    char *w = strdup(what);
+    if (!w) return 1;
+    free(sh->bytes), free(sh->what);
+    sh->bytes = *bytes, sh->len = len, sh->what = w, *bytes = NULL;
     return 0;
 }
 
@@ -311,7 +312,7 @@ int cmd_adapt(int argc, char **argv) {
         {NULL, "--classes", "FILE", OPT_STR, &a.classes, 0, 0, false,
          "the classes, one a line, in this order; images of other labels are left out (default: every label, "
          "sorted)"},
-        {"-k", "--shots", "K", OPT_LONG, &a.shots, 1, 1e6, false, "images a class, drawn with --seed"},
+        {"-k", "--shots", "K", OPT_LONG, &a.shots, 1, 100000, false, "images a class, drawn with --seed"},
         {"-s", "--seed", "N", OPT_LONG, &a.seed, 0, 2147483647.0, false, "the shots, the initialisation, the order"},
         {"-o", "--out", "FILE", OPT_STR, &a.out, 0, 0, true, "the learnt prompts (.safetensors)"},
         {NULL, "--n-ctx", "M", OPT_LONG, &a.n_ctx, -1, 64, false,
@@ -324,7 +325,8 @@ int cmd_adapt(int argc, char **argv) {
          "MaPLe: layers with prompts (0: min(9, the towers' layers))"},
         {NULL, "--epochs", "N", OPT_LONG, &a.epochs, 0, 1e6, false,
          "0: the paper's (CoOp 50/100/100/200/200 for 1/2/4/8/16 shots; CoCoOp 10; MaPLe 5)"},
-        {NULL, "--batch", "N", OPT_LONG, &a.batch, 0, 4096, false, "0: the paper's (CoOp 32, CoCoOp 1, MaPLe 4)"},
+        {"-b", "--batch", "N", OPT_LONG, &a.batch, 0, 4096, false,
+         "images a step, 0: the paper's (CoOp 32, CoCoOp 1, MaPLe 4; the probe embeds 32 at a time)"},
         {NULL, "--lr", "X", OPT_DBL, &a.lr, 0, 100, false, "SGD learning rate, 0: the paper's (0.002; MaPLe 0.0035)"},
         {NULL, "--wd", "X", OPT_DBL, &a.wd, 0, 1, false, "weight decay"},
         {NULL, "--l2", "X", OPT_DBL, &a.l2, 0, 1e6, false, "the linear probe's L2 penalty"},
@@ -351,12 +353,17 @@ int cmd_adapt(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : 2;
     const prompt_method *me = prompt_method_find(a.method);
     if (!me) return fprintf(stderr, "vlp adapt: --method %s is not one of %s\n", a.method, prompt_method_names()), 2;
-    if (me->fit && (a.n_ctx > 0 || a.csc || a.init || a.depth || a.epochs || a.lr)) {
-        fprintf(stderr, "vlp adapt: the linear probe has no context, depth, epochs or learning rate (only --l2)\n");
+    if (me->fit && (a.n_ctx > 0 || a.csc || a.init || a.depth || a.epochs || a.lr || a.wd != 5e-4 || a.no_augment)) {
+        fprintf(stderr, "vlp adapt: the linear probe has no context, depth, epochs, learning rate, weight decay or "
+                        "augmentation (only --l2)\n");
+        return 2;
+    }
+    if (!me->fit && a.n_ctx == 0) {
+        fprintf(stderr, "vlp adapt: with no context tokens %s has nothing to learn (it is zero-shot with \"{}.\")\n",
+                me->name);
         return 2;
     }
     if (!me->deep && a.depth) return fprintf(stderr, "vlp adapt: --depth is MaPLe's\n"), 2;
-    a.model.o.batch = 32;
     struct stat st;
     bool folders = stat(a.data, &st) == 0 && S_ISDIR(st.st_mode);
     shot_set s = {.K = (int)a.shots, .r = {(uint64_t)a.seed * 0x9E3779B97F4A7C15ull + 1}};
@@ -379,6 +386,8 @@ int cmd_adapt(int argc, char **argv) {
     rc = folders ? read_folders(&s, a.data) : read_stream(&s, a.data, a.image_key, a.label_key);
     if (!rc && sort_classes(&s)) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
     int n = 0;
+    if (!rc && (int64_t)s.C * s.K > 1 << 30)
+        fprintf(stderr, "vlp adapt: %d classes of %d shots are more than vlp adapt holds\n", s.C, s.K), rc = 1;
     for (int c = 0; !rc && c < s.C; c++) {
         int have = (int)(s.seen[c] < s.K ? s.seen[c] : s.K);
         if (have < s.K)
@@ -391,8 +400,7 @@ int cmd_adapt(int argc, char **argv) {
     for (int c = 0; !rc && c < s.C; c++)
         if (!s.seen[c]) fprintf(stderr, "vlp adapt: class \"%s\" has no image in %s\n", s.classes[c], a.data), rc = 1;
     if (rc) return shot_set_free(&s), rc;
-    fprintf(stderr, "shots: %d images of %d classes (%d a class, seed %ld) from %s%s\n", n, s.C, s.K, a.seed, a.data,
-            s.other ? "" : "");
+    fprintf(stderr, "shots: %d images of %d classes (%d a class, seed %ld) from %s\n", n, s.C, s.K, a.seed, a.data);
     if (s.other) fprintf(stderr, "left out: %lld images of labels not in %s\n", (long long)s.other, a.classes);
     vlp_model *vm = open_model(&a.model, "adapt");
     if (!vm) return shot_set_free(&s), 1;

@@ -152,10 +152,11 @@ static int write_per_class(const char *path, const char **cls, int C, const int 
     return rc;
 }
 
-/* each label's index in the given classes (-1: not one of them) */
+/* each label's index in the given classes (-1: not one of them); 0 when
+ * some image has one, 1 when none, -1 out of memory */
 static int classes_of_labels(eval_set *s, char **given, int C, int *y) {
     int *order = malloc(sizeof(int) * (size_t)C);
-    if (!order) return 1;
+    if (!order) return -1;
     for (int c = 0; c < C; c++) order[c] = c;
     for (int i = 1; i < C; i++) /* insertion sort of the names' indices: C is small */
         for (int j = i; j > 0 && strcmp(given[order[j - 1]], given[order[j]]) > 0; j--) {
@@ -182,8 +183,10 @@ static int zeroshot(vlp_model *m, vlp_prompts *prompts, eval_set *s, char **temp
                     const char *per_class_json, const char *model, const char *data) {
     int E = vlp_model_embed_dim(m), C = ng, *y = malloc(sizeof(int) * (size_t)s->n);
     const char **cls = given ? (const char **)given : distinct_strings((const char *const *)s->label, s->n, &C, y);
-    if (given && y && classes_of_labels(s, given, ng, y)) {
-        fprintf(stderr, "vlp eval: no image of the set has one of the %d classes given\n", ng);
+    int none = given && y ? classes_of_labels(s, given, ng, y) : 0;
+    if (none) {
+        if (none > 0) fprintf(stderr, "vlp eval: no image of the set has one of the %d classes given\n", ng);
+        else fprintf(stderr, "vlp eval: out of memory\n");
         free(y);
         return 1;
     }
@@ -268,7 +271,7 @@ int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *caption_key = "title", *label_key = NULL, *templates = TEMPLATES_DEFAULT;
     const char *per_class_json = NULL, *prompts_file = NULL, *classes_file = NULL;
     model_args a = {.o = vlp_model_opts_default()};
-    bool zs = false, rt = false, lp = false, white = false, text_only = false;
+    bool zs = false, rt = false, lp = false, white = false, text_only = false, tpl_given = false;
     double test_frac = 0.5, l2 = 1e-3;
     long seed = 0;
     int bad = 0;
@@ -306,7 +309,7 @@ int cmd_eval(int argc, char **argv) {
         else if (arg_is(argc, argv, &i, "-d", "--data", true, "eval", &bad)) data = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "eval", &bad)) caption_key = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--label-key", true, "eval", &bad)) label_key = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i], tpl_given = true;
         else if (arg_is(argc, argv, &i, NULL, "--zeroshot", false, "eval", &bad)) zs = true;
         else if (arg_is(argc, argv, &i, NULL, "--prompts", true, "eval", &bad)) prompts_file = argv[++i];
         else if (arg_is(argc, argv, &i, NULL, "--classes", true, "eval", &bad)) classes_file = argv[++i];
@@ -331,6 +334,10 @@ int cmd_eval(int argc, char **argv) {
     if (prompts_file && (rt || lp)) {
         fprintf(stderr, "vlp eval: --prompts evaluates the learnt classifier (zero-shot); run retrieval and the probe "
                         "without it\n");
+        return 2;
+    }
+    if (prompts_file && tpl_given) {
+        fprintf(stderr, "vlp eval: --prompts takes the place of --templates: give one of them\n");
         return 2;
     }
     if (prompts_file) zs = true;

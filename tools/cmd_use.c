@@ -197,6 +197,7 @@ int cmd_classify(int argc, char **argv) {
     model_args a = {.o = vlp_model_opts_default()};
     const char *image = NULL, *labels = NULL, *templates = TEMPLATES_DEFAULT, *prompts_file = NULL;
     int bad = 0;
+    bool tpl_given = false;
     for (int i = 1; i < argc && !bad; i++) {
         if (arg_is(argc, argv, &i, "-h", "--help", false, "classify", &bad)) {
             printf("usage: vlp classify --model FILE --image F (--labels \"cat,dog,car\" [--templates T] | --prompts P)\n"
@@ -211,12 +212,16 @@ int cmd_classify(int argc, char **argv) {
         } else if (model_arg(argc, argv, &i, &a, "classify", &bad)) continue;
         else if (arg_is(argc, argv, &i, NULL, "--image", true, "classify", &bad)) image = argv[++i];
         else if (arg_is(argc, argv, &i, "-l", "--labels", true, "classify", &bad)) labels = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "classify", &bad)) templates = argv[++i];
+        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "classify", &bad)) templates = argv[++i], tpl_given = true;
         else if (arg_is(argc, argv, &i, NULL, "--prompts", true, "classify", &bad)) prompts_file = argv[++i];
         else if (!bad) fprintf(stderr, "vlp classify: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
     }
     if (bad || !image || (!labels && !prompts_file)) {
         if (!bad) fprintf(stderr, "vlp classify: --image and --labels (or --prompts) are required (try --help)\n");
+        return 2;
+    }
+    if (prompts_file && tpl_given) {
+        fprintf(stderr, "vlp classify: --prompts takes the place of --templates: give one of them\n");
         return 2;
     }
     if (prompts_file) return classify_prompts(&a, image, labels, prompts_file);

@@ -87,7 +87,8 @@ static vlp_err cocoop_step(prompt_learner *pl, const float *images, const int *l
         VLP_TRY(pl_text_backward(pl, bias, pl->dtfeat, dbias, err));
         meta_backward(pl, x, hid, dbias);
     }
-    *loss = total, *correct = hits;
+    *loss = total;
+    if (correct) *correct = hits;
     return VLP_OK;
 }
 

@@ -66,53 +66,83 @@ static float *grad_of(const prompt_learner *pl, const float *w) {
 
 /* ---- the classes' prompts ----------------------------------------------------------------- */
 
-/* tokens of a phrase between the start and the end token */
+/* The ids of a text in the model's T tokens (ids: T) and its tokens between
+ * the start and the end token; -1 when it does not fit in T (the tokenizer
+ * would cut it), -2 out of memory. */
 static int phrase_tokens(const prompt_learner *pl, const char *phrase, int32_t *ids) {
-    pl->tok->encode(pl->tok->impl, phrase, ids, pl->T);
+    int32_t *wide = malloc(sizeof(int32_t) * ((size_t)pl->T + 1));
+    if (!wide) return -2;
+    pl->tok->encode(pl->tok->impl, phrase, wide, pl->T + 1); /* one more: a cut shows as no end in T */
     int eot = pl->m->cfg.text.vocab_size - 1, k = 1;
-    while (k < pl->T && ids[k] != eot) k++;
-    return k - 1;
+    while (k < pl->T && wide[k] != eot) k++;
+    memcpy(ids, wide, sizeof(int32_t) * pl->T);
+    free(wide);
+    return k < pl->T ? k - 1 : -1;
 }
 
-/* "<init> <name>." or "X X .. X <name>.", the context at tokens 1..n */
-static vlp_err build_ids(prompt_learner *pl, vlp_error *err) {
+static void free_names(char **names, int C) {
+    for (int c = 0; names && c < C; c++) free(names[c]);
+    free(names);
+}
+
+/* The classes' names (copied) and prompts, "<init> <name>." or
+ * "X X .. X <name>." with the context at tokens 1..n; names must be
+ * non-empty and distinct, and each prompt must fit the model's tokens. */
+static vlp_err class_prompts(const prompt_learner *pl, const char *const *classes, int C, char ***names_out,
+                             int32_t **ids_out, vlp_error *err) {
+    VLP_CHECK_ARG(classes && C > 0, err, "prompt learning needs classes (got %d)", C);
+    for (int c = 0; c < C; c++) {
+        VLP_CHECK_ARG(classes[c] && classes[c][0], err, "class %d has no name", c);
+        for (int d = 0; d < c; d++)
+            VLP_CHECK_ARG(strcmp(classes[c], classes[d]), err, "class \"%s\" is given twice (%d and %d)", classes[c],
+                          d, c);
+    }
+    char **names = calloc((size_t)C, sizeof(char *));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)C * pl->T);
     size_t cap = strlen(pl->init) + 2 * (size_t)pl->n + 8;
-    for (int c = 0; c < pl->C; c++) {
-        char *text = malloc(cap + strlen(pl->classes[c]));
-        VLP_CHECK_ALLOC(text, err, cap);
+    vlp_err rc = names && ids ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "the prompts of %d "
+                                                       "classes", C);
+    for (int c = 0; rc == VLP_OK && c < C; c++) {
+        names[c] = strdup(classes[c]);
+        char *text = malloc(cap + strlen(classes[c]));
+        if (!names[c] || !text) {
+            free(text);
+            rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "the prompt of class %d", c);
+            break;
+        }
         text[0] = 0;
         if (pl->init[0]) strcat(text, pl->init), strcat(text, " ");
         else
             for (int k = 0; k < pl->n; k++) strcat(text, "X ");
-        strcat(text, pl->classes[c]);
+        strcat(text, classes[c]);
         strcat(text, ".");
-        int32_t *ids = pl->ids + (size_t)c * pl->T;
-        int k = phrase_tokens(pl, text, ids);
+        int k = phrase_tokens(pl, text, ids + (size_t)c * pl->T);
         free(text);
-        VLP_CHECK_ARG(k > pl->n, err, "class %d (\"%s\"): its prompt does not fit %d context tokens and the name "
-                      "in the model's %d tokens", c, pl->classes[c], pl->n, pl->T);
+        if (k == -2) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "tokenizing class %d", c);
+        else if (k < 0 || k <= pl->n)
+            rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "class %d (\"%s\"): its prompt (%d context "
+                               "tokens, the name and \".\") does not fit the model's %d text tokens", c, classes[c],
+                               pl->n, pl->T);
     }
+    if (rc != VLP_OK) {
+        free_names(names, C);
+        free(ids);
+        return rc;
+    }
+    *names_out = names, *ids_out = ids;
     return VLP_OK;
 }
 
 static void free_classes(prompt_learner *pl) {
-    for (int c = 0; pl->classes && c < pl->C; c++) free(pl->classes[c]);
-    free(pl->classes), free(pl->ids);
+    free_names(pl->classes, pl->C);
+    free(pl->ids);
     pl->classes = NULL, pl->ids = NULL;
 }
 
 static vlp_err take_classes(prompt_learner *pl, const char *const *classes, int C, vlp_error *err) {
-    VLP_CHECK_ARG(classes && C > 0, err, "prompt learning needs classes (got %d)", C);
-    pl->classes = calloc((size_t)C, sizeof(char *));
-    pl->ids = malloc(sizeof(int32_t) * (size_t)C * pl->T);
-    VLP_CHECK_ALL_ALLOC(pl->classes && pl->ids, err, sizeof(int32_t) * (size_t)C * pl->T);
+    VLP_TRY(class_prompts(pl, classes, C, &pl->classes, &pl->ids, err));
     pl->C = C;
-    for (int c = 0; c < C; c++) {
-        VLP_CHECK_ARG(classes[c] && classes[c][0], err, "class %d has no name", c);
-        pl->classes[c] = strdup(classes[c]);
-        VLP_CHECK_ALLOC(pl->classes[c], err, strlen(classes[c]));
-    }
-    return build_ids(pl, err);
+    return VLP_OK;
 }
 
 /* ---- creation ---------------------------------------------------------------------------- */
@@ -130,9 +160,10 @@ void prompt_free(prompt_learner *pl) {
 
 vlp_err prompt_attach(prompt_learner *pl, vlp_error *err) {
     int d = pl->method->deep ? pl->depth : 1;
-    tower_prompts tp = {.n = pl->n, .depth = d, .in = pl->tin, .deep = pl->deep, .din = pl->dtin,
-                        .ddeep = grad_of(pl, pl->deep)};
-    tower_prompts vp = {.n = pl->method->deep ? pl->n : 0, .depth = d, .in = pl->vin, .deep = pl->vdeep,
+    tower_prompts tp = {.n = pl->n, .count = pl->chunk, .depth = d, .in = pl->tin, .deep = pl->deep,
+                        .din = pl->dtin, .ddeep = grad_of(pl, pl->deep)};
+    tower_prompts vp = {.n = pl->method->deep ? pl->n : 0, .count = pl->batch, .depth = d, .in = pl->vin,
+                        .deep = pl->vdeep,
                         .din = pl->dvin, .ddeep = pl->dvdeep};
     VLP_TRY(clip_set_prompts(pl->m, &vp, &tp, err));
     pl->text_c0 = -1;
@@ -154,7 +185,9 @@ static vlp_err context_shape(prompt_learner *pl, const prompt_cfg *cfg, vlp_erro
     VLP_CHECK_ALLOC(ids, err, sizeof(int32_t) * pl->T);
     int k = init[0] ? phrase_tokens(pl, init, ids) : 0;
     free(ids);
+    VLP_CHECK(k != -2, err, VLP_ERR_NOMEM, "tokenizing the context's phrase");
     if (init[0]) {
+        VLP_CHECK_ARG(k != -1, err, "the context's phrase \"%s\" does not fit the model's %d text tokens", init, pl->T);
         VLP_CHECK_ARG(k > 0, err, "the context's phrase \"%s\" has no tokens", init);
         /* MaPLe learns the phrase's first n tokens and keeps the rest as words */
         pl->n = cfg->n_ctx < 0 ? (me->n_ctx < k && me->deep ? me->n_ctx : k) : cfg->n_ctx;
@@ -223,6 +256,8 @@ static vlp_err create(prompt_learner **out, const prompt_method *me, const promp
     VLP_CHECK_ARG(me && cfg && m && tok, err, "prompt learning: no method, model or tokenizer");
     VLP_CHECK_ARG(!cfg->csc || me->csc, err, "%s has no class-specific context (--csc is CoOp's)", me->name);
     VLP_CHECK_ARG(cfg->batch >= 1, err, "prompt learning: batch %d", cfg->batch);
+    VLP_CHECK_ARG(tok->vocab_size == m->cfg.text.vocab_size, err, "the tokenizer gives %d ids, the model's vocab_size "
+                  "is %d", tok->vocab_size, m->cfg.text.vocab_size);
     prompt_learner *pl = calloc(1, sizeof *pl);
     VLP_CHECK_ALLOC(pl, err, sizeof *pl);
     *out = pl;
@@ -236,7 +271,10 @@ static vlp_err create(prompt_learner **out, const prompt_method *me, const promp
                   "prompt depth %d: the towers have %d and %d layers (at most %d)", pl->depth,
                   m->cfg.vision.layers, m->cfg.text.layers, layers < PROMPT_MAX_DEPTH ? layers : PROMPT_MAX_DEPTH);
     VLP_TRY(context_shape(pl, cfg, err));
-    pl->chunk = C < 128 ? C : 128;
+    /* a trained learner forwards up to 128 prompts at once (more are recomputed
+     * in the backward); one that only scores needs no more than its batch */
+    int most = m->inference ? cfg->batch : 128;
+    pl->chunk = C < most ? C : most;
     if (pl->chunk < cfg->batch) pl->chunk = cfg->batch;
     VLP_TRY(take_classes(pl, classes, C, err));
     VLP_TRY(allocate(pl, cfg->batch, err));
@@ -258,70 +296,83 @@ vlp_err prompt_create(prompt_learner **out, const prompt_method *me, const promp
     return VLP_OK;
 }
 
-/* parameters with a row a class follow their class names into the new order */
-static vlp_err reorder_rows(prompt_learner *pl, const char *const *classes, int C, vlp_error *err) {
-    int *from = malloc(sizeof(int) * (size_t)C);
-    VLP_CHECK_ALLOC(from, err, sizeof(int) * (size_t)C);
+/* where each new class's row comes from in the old order; every name must be
+ * one the rows were learnt for */
+static vlp_err rows_from(const prompt_learner *pl, const char *const *classes, int C, int *from, vlp_error *err) {
+    VLP_CHECK_ARG(C == pl->C, err, "the %s was learnt for %d classes, not %d",
+                  pl->csc ? "class-specific context" : "classifier", pl->C, C);
     for (int c = 0; c < C; c++) {
         int k = 0;
         while (k < pl->C && strcmp(pl->classes[k], classes[c])) k++;
-        if (k == pl->C) {
-            free(from);
-            VLP_FAIL(err, VLP_ERR_ARG, "class \"%s\": the %s was learnt for other classes (%d: \"%s\", ...)",
-                     classes[c], pl->csc ? "class-specific context" : "classifier", pl->C, pl->classes[0]);
-        }
+        VLP_CHECK_ARG(k < pl->C, err, "class \"%s\": the %s was learnt for other classes (%d: \"%s\", ...)",
+                      classes[c], pl->csc ? "class-specific context" : "classifier", pl->C, pl->classes[0]);
         from[c] = k;
     }
+    return VLP_OK;
+}
+
+/* the rows of every per-class parameter (and their momentum) into the new order */
+static vlp_err reorder_rows(prompt_learner *pl, const int *from, int C, vlp_error *err) {
     for (int i = 0; i < pl->nparams; i++) {
         if (!pl->per_class[i]) continue;
         const vlp_param *p = &pl->params[i];
-        size_t row = p->numel / (size_t)pl->C;
-        float *old = malloc(sizeof(float) * p->numel), *w = pl->weights + p->offset;
-        if (!old) {
-            free(from);
-            VLP_FAIL(err, VLP_ERR_NOMEM, "reordering %s", p->name);
+        size_t row = p->numel / (size_t)C;
+        float *old = malloc(sizeof(float) * p->numel);
+        VLP_CHECK_ALLOC(old, err, sizeof(float) * p->numel);
+        float *bufs[2] = {pl->weights + p->offset, pl->momentum + p->offset};
+        for (int b = 0; b < 2; b++) {
+            memcpy(old, bufs[b], sizeof(float) * p->numel);
+            for (int c = 0; c < C; c++) memcpy(bufs[b] + c * row, old + from[c] * row, sizeof(float) * row);
         }
-        memcpy(old, w, sizeof(float) * p->numel);
-        for (int c = 0; c < C; c++) memcpy(w + c * row, old + from[c] * row, sizeof(float) * row);
         free(old);
     }
+    return VLP_OK;
+}
+
+/* buf grown to n floats (kept as it is when it already holds them) */
+static vlp_err grow(float **buf, size_t have, size_t n, vlp_error *err) {
+    if (n <= have) return VLP_OK;
+    float *b = realloc(*buf, sizeof(float) * n);
+    VLP_CHECK_ALLOC(b, err, sizeof(float) * n);
+    *buf = b;
+    return VLP_OK;
+}
+
+static vlp_err set_classes(prompt_learner *pl, const char *const *classes, int C, vlp_error *err) {
+    bool rows = false;
+    for (int i = 0; i < pl->nparams; i++) rows |= pl->per_class[i];
+    char **names;
+    int32_t *ids;
+    VLP_TRY(class_prompts(pl, classes, C, &names, &ids, err)); /* checks every name first */
+    int *from = rows ? malloc(sizeof(int) * (size_t)C) : NULL;
+    vlp_err rc = rows && !from ? vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "class order") : VLP_OK;
+    if (rc == VLP_OK && rows) rc = rows_from(pl, classes, C, from, err);
+    /* the buffers for more classes; a failure leaves them larger, and the learner as it was */
+    int chunk = C < 128 ? C : 128, old = pl->C > 0 ? pl->C : 0;
+    size_t nW = (size_t)pl->n * pl->W;
+    if (rc == VLP_OK) rc = grow(&pl->tfeat, (size_t)old * pl->E, (size_t)C * pl->E, err);
+    if (rc == VLP_OK) rc = grow(&pl->dtfeat, (size_t)old * pl->E, (size_t)C * pl->E, err);
+    if (rc == VLP_OK) rc = grow(&pl->logits, (size_t)pl->batch * old, (size_t)pl->batch * C, err);
+    if (rc == VLP_OK && chunk > pl->chunk) rc = grow(&pl->tin, (size_t)pl->chunk * nW + 1, (size_t)chunk * nW + 1, err);
+    if (rc == VLP_OK && chunk > pl->chunk) rc = grow(&pl->dtin, (size_t)pl->chunk * nW + 1, (size_t)chunk * nW + 1, err);
+    if (rc == VLP_OK && rows) rc = reorder_rows(pl, from, C, err);
     free(from);
+    if (rc != VLP_OK) {
+        free_names(names, C);
+        free(ids);
+        return rc;
+    }
+    free_classes(pl);
+    pl->classes = names, pl->ids = ids, pl->C = C;
+    if (chunk > pl->chunk) pl->chunk = chunk;
+    pl->tfeat_fresh = false;
     return VLP_OK;
 }
 
 vlp_err prompt_set_classes(prompt_learner *pl, const char *const *classes, int C, vlp_error *err) {
-    VLP_CHECK_ARG(classes && C > 0, err, "prompt learning needs classes (got %d)", C);
-    bool rows = false;
-    for (int i = 0; i < pl->nparams; i++) rows |= pl->per_class[i];
-    if (rows) {
-        VLP_CHECK_ARG(C == pl->C, err, "the %s was learnt for %d classes, not %d",
-                      pl->csc ? "class-specific context" : "classifier", pl->C, C);
-        VLP_TRY(reorder_rows(pl, classes, C, err));
-    }
-    size_t need = (size_t)C * pl->E;
-    if (C > pl->C) {
-        float *t = realloc(pl->tfeat, sizeof(float) * need), *d = t ? realloc(pl->dtfeat, sizeof(float) * need) : NULL;
-        if (t) pl->tfeat = t;
-        if (d) pl->dtfeat = d;
-        VLP_CHECK_ALL_ALLOC(t && d, err, sizeof(float) * need);
-        float *l = realloc(pl->logits, sizeof(float) * (size_t)pl->batch * C);
-        VLP_CHECK_ALLOC(l, err, sizeof(float) * (size_t)pl->batch * C);
-        pl->logits = l;
-    }
-    free_classes(pl);
-    pl->C = 0;
-    pl->tfeat_fresh = false;
-    VLP_TRY(take_classes(pl, classes, C, err));
-    if (pl->chunk < (C < 128 ? C : 128)) {
-        int want = C < 128 ? C : 128;
-        float *t = realloc(pl->tin, sizeof(float) * want * pl->n * pl->W + sizeof(float));
-        if (t) pl->tin = t;
-        float *d = t ? realloc(pl->dtin, sizeof(float) * want * pl->n * pl->W + sizeof(float)) : NULL;
-        if (d) pl->dtin = d;
-        VLP_CHECK_ALL_ALLOC(t && d, err, sizeof(float) * want * pl->n * pl->W);
-        pl->chunk = want;
-    }
-    return prompt_attach(pl, err);
+    vlp_err rc = set_classes(pl, classes, C, err);
+    vlp_err at = prompt_attach(pl, rc == VLP_OK ? err : NULL); /* the model points at the buffers as they are now */
+    return rc != VLP_OK ? rc : at;
 }
 
 /* ---- the text tower in chunks ------------------------------------------------------------- */
@@ -372,10 +423,7 @@ vlp_err pl_text_backward(prompt_learner *pl, const float *bias, const float *dfe
 
 /* ---- the loss and the pieces of the methods ---------------------------------------------- */
 
-float pl_logit_scale(const prompt_learner *pl) {
-    float s = expf(*pl->m->w.logit_scale);
-    return s < 100.0f ? s : 100.0f;
-}
+float pl_logit_scale(const prompt_learner *pl) { return expf(*pl->m->w.logit_scale); }
 
 float pl_cross_entropy(const float *scores, const int *labels, int B, int C, float scale, float *dscores,
                        int *correct) {
@@ -426,6 +474,8 @@ vlp_err prompt_train_step(prompt_learner *pl, const float *images, const int *la
                           float *loss, int *correct, vlp_error *err) {
     VLP_CHECK_ARG(B >= 1 && B <= pl->batch, err, "batch %d: the learner holds 1..%d", B, pl->batch);
     VLP_CHECK_ARG(pl->method->step, err, "%s is fitted at once, not stepped", pl->method->name);
+    VLP_CHECK_ARG(!pl->m->inference, err, "the model was loaded for inference only: its backward needs every "
+                  "layer's activations (load it trainable)");
     VLP_CHECK_ARG(pl->nfloats > 0, err, "%s with %d context tokens has nothing to learn", pl->method->name, pl->n);
     for (int b = 0; b < B; b++)
         VLP_CHECK_ARG(labels[b] >= 0 && labels[b] < pl->C, err, "image %d: label %d outside 0..%d", b, labels[b],

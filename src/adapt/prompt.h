@@ -184,7 +184,7 @@ vlp_err pl_text_backward(prompt_learner *pl, const float *bias, const float *dfe
  * gradient of the scores into dscores (B, C) when not NULL; arg-max hits. */
 float pl_cross_entropy(const float *scores, const int *labels, int B, int C, float scale, float *dscores,
                        int *correct);
-/* exp(logit_scale), clamped at 100 as CLIP */
+/* exp(logit_scale), as the methods' code (CLIP training keeps it at most 100) */
 float pl_logit_scale(const prompt_learner *pl);
 /* B plain image features (the image tower without prompts) → out (B, E) */
 vlp_err pl_plain_images(prompt_learner *pl, const float *images, int B, float *out, vlp_error *err);

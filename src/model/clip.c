@@ -677,6 +677,7 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
     if (keep && m->keep) memcpy(m->keep, keep, sizeof(int32_t) * B * NK);
     m->nkeep = NK;
     int nvp = m->vp.n;
+    VLP_CHECK_ARG(!nvp || B <= m->vp.count, err, "batch %d: the image prompts are set for %d images", B, m->vp.count);
     bd.T = 1 + NK + nvp;
     bd.B = B;
     bd.mm = &m->mm;
@@ -775,6 +776,7 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
                               c->vocab_size, err));
     memcpy(text_ids(m), ids, sizeof(int32_t) * B * T);
     const tower_prompts *pr = &m->tp;
+    VLP_CHECK_ARG(!pr->n || B <= pr->count, err, "batch %d: the text prompts are set for %d texts", B, pr->count);
     for (int b = 0; pr->n && b < B; b++) /* prompts in place of tokens 1..n, positions added */
         for (int k = 0; k < pr->n; k++) {
             float *x = t->xs[0] + ((size_t)b * T + 1 + k) * W;
@@ -907,7 +909,7 @@ static vlp_err check_prompts(const tower_prompts *p, int layers, int tokens, con
                   tokens);
     VLP_CHECK_ARG(p->depth >= 1 && p->depth <= layers, err, "%s prompts: depth %d outside 1..%d layers", tower,
                   p->depth, layers);
-    VLP_CHECK_ARG(p->in && (p->depth == 1 || p->deep), err, "%s prompts: no vectors given", tower);
+    VLP_CHECK_ARG(p->in && p->count >= 1 && (p->depth == 1 || p->deep), err, "%s prompts: no vectors given", tower);
     return VLP_OK;
 }
 
@@ -916,7 +918,7 @@ vlp_err clip_set_prompts(clip_model *m, const tower_prompts *vis, const tower_pr
     VLP_TRY(check_prompts(txt, m->cfg.text.layers, m->cfg.text.context_length - 2, "text", err));
     VLP_TRY(check_prompts(vis, m->cfg.vision.layers, 1 << 16, "image", err));
     int nv = vis ? vis->n : 0;
-    VLP_CHECK_ARG(!nv || !(m->caption || m->mae || m->token_head), err,
+    VLP_CHECK_ARG(!nv || !(m->caption || (m->mae && !m->inference) || m->token_head), err,
                   "a model with a caption or MAE decoder or a token head takes no image prompts");
     if (nv > m->vp_room) m->vp_room = nv, m->batch = 0; /* the next clip_reserve sizes the longer sequence */
     m->vp = nv ? *vis : (tower_prompts){0};

@@ -82,6 +82,7 @@ typedef struct tower_acts {
  * at every forward and backward. */
 typedef struct tower_prompts {
     int n;              // prompt tokens; 0: none
+    int count;          // the sequences `in` holds: a forward takes at most this batch
     int depth;          // layers whose input holds them (1: the input only), at most layers
     const float *in;    // (S, n, W) the input's, one set per sequence of the forward's batch S
     const float *deep;  // (depth-1, n, W) layers 1..depth-1's, shared by every sequence
