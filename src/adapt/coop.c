@@ -6,13 +6,6 @@
 
 #include <string.h>
 
-static vlp_err coop_scores(prompt_learner *pl, const float *img, int B, float *out, vlp_error *err) {
-    if (!pl->tfeat_fresh) VLP_TRY(pl_text_features(pl, NULL, err));
-    pl->tfeat_fresh = true;
-    pl_scores_from_features(pl, img, B, out);
-    return VLP_OK;
-}
-
 static vlp_err coop_step(prompt_learner *pl, const float *images, const int *labels, int B, float *loss,
                          int *correct, vlp_error *err) {
     VLP_TRY(pl_plain_images(pl, images, B, pl->img, err));
@@ -35,6 +28,6 @@ const prompt_method prompt_coop = {
     .epochs = {50, 100, 100, 200, 200},
     .csc = true,
     .embed_images = pl_plain_images,
-    .scores = coop_scores,
+    .scores = pl_scores_cached,
     .step = coop_step,
 };

@@ -80,13 +80,6 @@ static vlp_err maple_images(prompt_learner *pl, const float *images, int B, floa
     return VLP_OK;
 }
 
-static vlp_err maple_scores(prompt_learner *pl, const float *img, int B, float *out, vlp_error *err) {
-    if (!pl->tfeat_fresh) VLP_TRY(pl_text_features(pl, NULL, err));
-    pl->tfeat_fresh = true;
-    pl_scores_from_features(pl, img, B, out);
-    return VLP_OK;
-}
-
 static vlp_err maple_step(prompt_learner *pl, const float *images, const int *labels, int B, float *loss,
                           int *correct, vlp_error *err) {
     VLP_TRY(pl_text_features(pl, NULL, err));
@@ -116,6 +109,6 @@ const prompt_method prompt_maple = {
     .layout = maple_layout,
     .init_params = maple_init,
     .embed_images = maple_images,
-    .scores = maple_scores,
+    .scores = pl_scores_cached,
     .step = maple_step,
 };

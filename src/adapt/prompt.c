@@ -458,6 +458,13 @@ void pl_scores_from_features(const prompt_learner *pl, const float *img, int B, 
     vlp_sgemm(false, true, B, pl->C, pl->E, 1.0f, img, pl->E, pl->tfeat, pl->E, 0.0f, out, pl->C);
 }
 
+vlp_err pl_scores_cached(prompt_learner *pl, const float *img, int B, float *out, vlp_error *err) {
+    if (!pl->tfeat_fresh) VLP_TRY(pl_text_features(pl, NULL, err));
+    pl->tfeat_fresh = true;
+    pl_scores_from_features(pl, img, B, out);
+    return VLP_OK;
+}
+
 /* ---- training ----------------------------------------------------------------------------- */
 
 float prompt_lr(double lr, int epoch, int epochs) {
@@ -586,7 +593,15 @@ static vlp_err load(prompt_learner **out, st_file *f, clip_model *m, const vlp_t
     VLP_CHECK_FORMAT(cfg.init, err, "%s: no metadata \"init\"", path);
     VLP_TRY(meta_int(f, "n_ctx", 0, m->cfg.text.context_length, &cfg.n_ctx, err));
     VLP_TRY(meta_int(f, "depth", 1, PROMPT_MAX_DEPTH, &cfg.depth, err));
-    VLP_TRY(prompt_create(out, me, &cfg, m, tok, (const char *const *)classes, C, err));
+    vlp_err rc = prompt_create(out, me, &cfg, m, tok, (const char *const *)classes, C, err);
+    if (rc != VLP_OK && err) { /* the settings are the file's: name it */
+        char msg[sizeof err->message + 4096];
+        int n = snprintf(msg, sizeof msg, "%s: %s", path, err->message);
+        size_t keep = n < 0 ? 0 : (size_t)n < sizeof err->message ? (size_t)n : sizeof err->message - 1;
+        memcpy(err->message, msg, keep);
+        err->message[keep] = 0;
+    }
+    VLP_TRY(rc);
     prompt_learner *pl = *out;
     VLP_CHECK_FORMAT(st_count(f) == pl->nparams, err, "%s holds %d tensors; %s with these settings has %d", path,
                      st_count(f), me->name, pl->nparams);

@@ -190,4 +190,7 @@ float pl_logit_scale(const prompt_learner *pl);
 vlp_err pl_plain_images(prompt_learner *pl, const float *images, int B, float *out, vlp_error *err);
 /* out (B, C) = img (B, E) · tfeatᵀ */
 void pl_scores_from_features(const prompt_learner *pl, const float *img, int B, float *out);
+/* The same with the class features of the current weights, computed once
+ * until the next step (prompts that do not depend on the image: CoOp, MaPLe) */
+vlp_err pl_scores_cached(prompt_learner *pl, const float *img, int B, float *out, vlp_error *err);
 #endif

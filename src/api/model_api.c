@@ -137,21 +137,27 @@ vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, 
     return VLP_OK;
 }
 
-vlp_err vlp_encode_image_files(vlp_model *v, const char *const *paths, int n, float *out, vlp_error *err) {
-    VLP_CHECK_ARG(v && (paths || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_image_files: bad arguments");
-    int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
+vlp_err model_file_pixels(vlp_model *v, const char *const *paths, int b, vlp_error *err) {
+    int S = v->m.cfg.vision.image_size;
     size_t img = (size_t)3 * S * S;
     image_transform tf = image_transform_default(S, false);
     image_decode_opts dec = {0}; /* alpha dropped, full-size decode: PIL's pixels */
+    for (int i = 0; i < b; i++) {
+        image_u8 im;
+        VLP_TRY(image_load(paths[i], &dec, &im, err));
+        vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * img, err);
+        image_free(&im);
+        VLP_TRY(rc);
+    }
+    return VLP_OK;
+}
+
+vlp_err vlp_encode_image_files(vlp_model *v, const char *const *paths, int n, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(v && (paths || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_image_files: bad arguments");
+    int E = v->m.cfg.embed_dim;
     for (int i0 = 0; i0 < n; i0 += v->o.batch) {
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
-        for (int i = 0; i < b; i++) {
-            image_u8 im;
-            VLP_TRY(image_load(paths[i0 + i], &dec, &im, err));
-            vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * img, err);
-            image_free(&im);
-            VLP_TRY(rc);
-        }
+        VLP_TRY(model_file_pixels(v, paths + i0, b, err));
         VLP_TRY(clip_image_forward(&v->m, v->pixels, b, err));
         copy_out(v, &v->m.va, b, out + (size_t)i0 * E);
     }

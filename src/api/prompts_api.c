@@ -3,7 +3,6 @@
 #include "adapt/prompt.h"
 #include "api/model_internal.h"
 #include "core/error.h"
-#include "data/image.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,19 +91,10 @@ vlp_err vlp_prompts_scores(vlp_prompts *p, const float *features, int n, float *
 vlp_err vlp_prompts_encode_image_files(vlp_prompts *p, const char *const *paths, int n, float *out, vlp_error *err) {
     VLP_CHECK_ARG(p && (paths || !n) && (out || !n) && n >= 0, err, "vlp_prompts_encode_image_files: bad arguments");
     vlp_model *v = p->model;
-    int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
-    size_t img = (size_t)3 * S * S;
-    image_transform tf = image_transform_default(S, false);
-    image_decode_opts dec = {0}; /* alpha dropped, as vlp_encode_image_files */
+    int E = v->m.cfg.embed_dim;
     for (int i0 = 0; i0 < n; i0 += v->o.batch) {
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
-        for (int i = 0; i < b; i++) {
-            image_u8 im;
-            VLP_TRY(image_load(paths[i0 + i], &dec, &im, err));
-            vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * img, err);
-            image_free(&im);
-            VLP_TRY(rc);
-        }
+        VLP_TRY(model_file_pixels(v, paths + i0, b, err)); /* as vlp_encode_image_files */
         VLP_TRY(vlp_prompts_encode_images(p, v->pixels, b, out + (size_t)i0 * E, err));
     }
     return VLP_OK;
