@@ -53,7 +53,7 @@ static const char *PHASE[NPHASE] = {"vision fwd", "vision bwd", "text fwd", "tex
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
     const char *name = "tiny";
-    int B = 0, steps = 12, threads = 2, peer = 1;
+    int B = 0, steps = 12, threads = 2, peer = 1, ckpt = 0;
     const char *prec = "fp32";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) name = argv[++i];
@@ -61,10 +61,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer")) peer = 0;
+        else if (!strcmp(argv[i], "--grad-checkpointing")) ckpt = 1;
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = argv[++i];
         else {
             fprintf(stderr, "usage: bench/train [--config tiny|vitb32] [--precision fp32|bf16] [--batch B] "
-                            "[--steps N] [--threads T] [--no-peer]\n");
+                            "[--steps N] [--threads T] [--no-peer] [--grad-checkpointing]\n");
             return 2;
         }
     }
@@ -87,7 +88,8 @@ int main(int argc, char **argv) {
     }
     clip_model m;
     vlp_error err = {0};
-    if (clip_init(&m, &c, &err) != VLP_OK || clip_reserve(&m, B, &err) != VLP_OK ||
+    if (clip_init(&m, &c, &err) == VLP_OK) clip_set_checkpointing(&m, ckpt); /* before the activations exist */
+    if (err.code || clip_reserve(&m, B, &err) != VLP_OK ||
         clip_set_precision(&m, bf16 ? VLP_PRECISION_BF16 : VLP_PRECISION_FP32, threads, &err) != VLP_OK) {
         fprintf(stderr, "bench/train: %s\n", err.message);
         return 1;
@@ -139,8 +141,9 @@ int main(int argc, char **argv) {
     double gfs = gflop / step_s, mfu = gfs / peak;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%s CLIP training, %s, batch %d, %d threads, median of %d steps after 2 warm-up; %.2f GFLOP a step "
-           "(3x forward matmuls); peak %.0f GFLOP/s (%s)\n", name, bf16 ? "bf16 matmuls" : "fp32", B, threads, steps, gflop, peak, simd);
+    printf("%s CLIP training, %s%s, batch %d, %d threads, median of %d steps after 2 warm-up; %.2f GFLOP a step "
+           "(3x forward matmuls); peak %.0f GFLOP/s (%s)\n", name, bf16 ? "bf16 matmuls" : "fp32",
+           ckpt ? ", gradient checkpointing" : "", B, threads, steps, gflop, peak, simd);
     printf("vlp: %.1f samples/s, %.0f ms/step, %.0f GFLOP/s, MFU %.2f, peak RSS %.0f MiB\n", sps, step_s * 1e3, gfs,
            mfu, ru.ru_maxrss / 1024.0);
     printf("| phase | ms |\n|---|--:|\n");
@@ -148,8 +151,8 @@ int main(int argc, char **argv) {
     double psps = 0, pms = 0, prss = 0, pf = 0, pb = 0, po = 0;
     if (peer) {
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "sh bench/peer/run.sh bench/peer/train.py --config %s --precision %s --batch %d --steps %d --threads %d 2>&1",
-                 name, prec, B, steps, threads);
+        snprintf(cmd, sizeof cmd, "sh bench/peer/run.sh bench/peer/train.py --config %s --precision %s --batch %d --steps %d --threads %d%s 2>&1",
+                 name, prec, B, steps, threads, ckpt ? " --grad-checkpointing" : "");
         FILE *p = popen(cmd, "r");
         char line[512];
         while (p && fgets(line, sizeof line, p))
@@ -160,8 +163,8 @@ int main(int argc, char **argv) {
             printf("PyTorch: %.1f samples/s, %.0f ms/step (forward %.0f, backward %.0f, optimizer %.0f), %.0f GFLOP/s, "
                    "MFU %.2f, peak RSS %.0f MiB\n", psps, pms, pf, pb, po, gflop / (pms * 1e-3), gflop / (pms * 1e-3) / peak, prss);
     }
-    printf("RESULT name=%s-%s-train vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f\n", name, prec, sps, psps,
-           psps > 0 ? sps / psps : 0, mfu);
+    printf("RESULT name=%s-%s%s-train vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f vlp_rss_mib=%.0f peer_rss_mib=%.0f\n", name,
+           prec, ckpt ? "-ckpt" : "", sps, psps, psps > 0 ? sps / psps : 0, mfu, ru.ru_maxrss / 1024.0, prss);
     free(img), free(ids), free(mom), free(vel), free(probs), free(demb), free(scratch);
     clip_free(&m);
     return 0;

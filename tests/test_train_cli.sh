@@ -55,6 +55,12 @@ metrics_losses full/metrics.jsonl > full.loss
 metrics_losses cut/metrics.jsonl > cut.loss
 if [ "$(wc -l < full.loss)" = 12 ] && cmp -s full.loss cut.loss; then tap_ok "interrupted + resumed = uninterrupted: 12 losses bit for bit"
 else paste full.loss cut.loss > loss.diff; tap_not_ok "interrupted + resumed = uninterrupted" loss.diff; fi
+# gradient checkpointing recomputes the same activations: the same 12 losses, bit for bit
+"$vlp" train --train-data pairs.tsv --out ckpt $common --steps 12 --grad-checkpointing > ckpt.log 2>&1
+metrics_losses ckpt/metrics.jsonl > ckpt.loss
+if [ "$(wc -l < ckpt.loss)" = 12 ] && cmp -s full.loss ckpt.loss; then tap_ok "--grad-checkpointing: the same 12 losses bit for bit"
+else paste full.loss ckpt.loss > ckpt.diff; tap_not_ok "--grad-checkpointing: the same losses" ckpt.diff; fi
+tap_grep "--grad-checkpointing is said" ckpt.log "activations: gradient checkpointing"
 tap_check "--resume --steps extends a run" extend.log "$vlp" train --out cut --resume --steps 14 --threads 2 --workers 1
 tap_grep "the extended run trains on" extend.log "step 14/14"
 

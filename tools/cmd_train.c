@@ -191,6 +191,9 @@ static void usage(FILE *fp, const train_cli *d) {
             "      --skip-nonfinite    a step whose loss or gradient is NaN/Inf updates nothing and\n"
             "                          the run goes on, counting it (default: the run stops at it,\n"
             "                          its last checkpoint intact)\n"
+            "      --grad-checkpointing  recompute each block's activations in the backward: the same\n"
+            "                          gradients in a fraction of the activation memory, for about one\n"
+            "                          more forward of the blocks (default off; a resumed run may change it)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
             "  -t, --threads N         threads, 0 = one per core (default %d)\n",
             d->config, d->data, d->vendors, d->templates, d->tok_merges, d->out, d->o.batch,
@@ -312,6 +315,8 @@ static int parse(int argc, char **argv, train_cli *c) {
         else if (VAL(NULL, "--eps")) bad = !arg_double(cmd, "--eps", a, 1e-30, 1, &x), c->o.adam.eps = (float)x, mark_given(c, "eps");
         else if (arg_is(argc, argv, &i, NULL, "--skip-nonfinite", false, cmd, &bad))
             c->o.skip_nonfinite = true, mark_given(c, "skip_nonfinite");
+        else if (arg_is(argc, argv, &i, NULL, "--grad-checkpointing", false, cmd, &bad))
+            c->o.grad_checkpointing = true, mark_given(c, "grad_checkpointing");
         else if (VAL(NULL, "--wd-embeddings")) {
             bool off = !strcmp(a, "off");
             if (off || !strcmp(a, "on")) c->o.adam.decay_embeddings = !off, mark_given(c, "decay_embeddings");
@@ -882,6 +887,8 @@ static vlp_err setup(train_cli *c, run *r, vlp_error *err) {
     if (r->rank == 0)
         fprintf(stderr, "precision: %s matmuls in the transformer blocks, fp32 weights and the rest\n",
                 c->o.precision == VLP_PRECISION_BF16 ? "bf16 (fp32 accumulation)" : "fp32");
+    if (r->rank == 0 && c->o.grad_checkpointing)
+        fprintf(stderr, "activations: gradient checkpointing (each block's recomputed in the backward)\n");
     VLP_TRY(c->train_data ? streaming_loader(c, r, err) : emoji_loader(c, r, err));
     if (!c->train_data) VLP_TRY(pair_loader_shard(&r->loader, r->rank, r->world, err));
     if (c->epochs > 0 && !c->resume)

@@ -32,7 +32,20 @@ def main():
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--grad-checkpointing", action="store_true",
+                    help="each residual block recomputed in the backward (open_clip's set_grad_checkpointing)")
     a = ap.parse_args()
+    if a.grad_checkpointing:
+        from torch.utils.checkpoint import checkpoint
+        import check_checkpoint
+
+        REENTRANT = os.environ.get("PEER_REENTRANT", "1") == "1"  # open_clip: checkpoint(r, x, ...), reentrant
+
+        def forward(self, x, mask=None):  # open_clip's Transformer.forward with grad_checkpointing
+            for b in self.resblocks:
+                x = checkpoint(b, x, mask, use_reentrant=REENTRANT)
+            return x
+        check_checkpoint.Transformer.forward = forward
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = CONFIGS[a.config]

@@ -403,7 +403,7 @@ static bool image_token_head(const clip_model *m) {
 }
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
-                       size_t stem_floats, bool vision, bool inference, bool tokens) {
+                       size_t stem_floats, bool vision, bool inference, bool checkpoint, bool tokens) {
     size_t BT = (size_t)B * d->T, W = d->C;
     t->stem = stem_floats ? arena_take(a, stem_floats) : NULL;
     t->x0 = vision ? arena_take(a, BT * W) : NULL;
@@ -424,7 +424,8 @@ static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers,
     float *ln = arena_take(a, BT * W), *fc_act = arena_take(a, BT * (size_t)d->hidden);
     for (int l = 0; l < layers; l++) {
         size_t n = block_acts_bind_shared(&t->blocks[l], NULL, NULL, NULL, &bd);
-        float *blk = inference && l > 0 ? shared_blk : arena_take(a, n);
+        /* inference, and checkpointing (which recomputes them), keep one block's activations */
+        float *blk = (inference || checkpoint) && l > 0 ? shared_blk : arena_take(a, n);
         if (l == 0) shared_blk = blk;
         if (a->base) block_acts_bind_shared(&t->blocks[l], blk, ln, fc_act, &bd);
     }
@@ -470,9 +471,9 @@ static void bind_all(clip_model *m, arena *a, int B) {
     int NP = m->vdims.T - 1;
     block_dims vd = vision_dims(m);
     bind_tower(a, &m->va, &vd, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
-               m->inference, image_token_head(m));
+               m->inference, m->checkpoint, image_token_head(m));
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
-               m->inference, m->token_head);
+               m->inference, m->checkpoint, m->token_head);
     size_t s = tower_scratch(&vd, B, E, image_token_head(m));
     if (m->mae && !m->inference) /* a masked backward's patch gradient, after the rest */
         s += arena_round_up((size_t)B * NP * m->vdims.C);
@@ -605,7 +606,7 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
                              float *scratch, const float *ln_w,
                              const float *proj, float *dln_w, float *dln_b, float *dproj,
                              block_params *w, block_params *g, const block_dims *d, int layers,
-                             int stop, const tower_prompts *pr, int first, int B, int E) {
+                             int stop, const tower_prompts *pr, int first, bool recompute, int B, int E) {
     block_params no_grads = {0};
     size_t W = d->C, BT = (size_t)B * d->T;
     float *dfeat = scratch;
@@ -643,6 +644,9 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
     bd.B = B;
     for (int l = layers - 1; l >= stop; l--) {
         memset(dy, 0, sizeof(float) * BT * W);
+        /* checkpointing: the block's activations again, from its kept input (its
+         * output, rewritten with the same values, is no longer needed above) */
+        if (recompute) block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w[l], &bd, NULL);
         block_backward(dy, g ? &g[l] : &no_grads, dx, t->xs[l], &t->blocks[l], &w[l], bscratch, &bd);
         float *tmp = dx;
         dx = dy, dy = tmp;
@@ -724,7 +728,7 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok,
         if (!nvp) return;
         float *dx = tower_backward(&other, t, demb, dtok, dtok_feat, NULL, m->scratch, w->ln_post_w, w->proj,
                                    NULL, NULL, NULL, w->blocks, NULL, &bd, v->layers, 0, &m->vp,
-                                   1 + m->nkeep, B, E);
+                                   1 + m->nkeep, m->checkpoint, B, E);
         memset(other, 0, sizeof(float) * BT * W);
         layernorm_backward(other, NULL, NULL, dx, t->x0, w->ln_pre_w, t->pre_mean, t->pre_rstd, (int)BT, W);
         size_t pn = (size_t)nvp * W;
@@ -736,7 +740,7 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok,
     int stop = m->vision_frozen_below;
     float *dx = tower_backward(&other, t, demb, dtok, dtok_feat, NULL, m->scratch, w->ln_post_w, w->proj, g->ln_post_w,
                                g->ln_post_b, g->proj, w->blocks, g->blocks, &bd, v->layers, stop, NULL, 0,
-                               B, E);
+                               m->checkpoint, B, E);
     if (stop > 0 || m->vision_stem_frozen) return; /* the blocks below and/or the stem are frozen */
     memset(other, 0, sizeof(float) * BT * W);
     layernorm_backward(other, g->ln_pre_w, g->ln_pre_b, dx, t->x0, w->ln_pre_w, t->pre_mean,
@@ -804,7 +808,7 @@ static void text_backward(clip_model *m, const float *demb, const float *dtok,
         if (!pr->n) return;
         float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
                                    w->text_projection, NULL, NULL, NULL, w->blocks, NULL, &bd, c->layers, 0,
-                                   pr, 1, B, m->cfg.embed_dim);
+                                   pr, 1, m->checkpoint, B, m->cfg.embed_dim);
         size_t T = (size_t)c->context_length, W = c->width, pn = (size_t)pr->n * W;
         for (int b = 0; pr->din && b < B; b++) memcpy(pr->din + b * pn, dx + (b * T + 1) * W, sizeof(float) * pn);
         return;
@@ -812,7 +816,7 @@ static void text_backward(clip_model *m, const float *demb, const float *dtok,
     float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
                                w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
-                               g->blocks, &bd, c->layers, 0, NULL, 0, B, m->cfg.embed_dim);
+                               g->blocks, &bd, c->layers, 0, NULL, 0, m->checkpoint, B, m->cfg.embed_dim);
     embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
                        c->context_length, c->width, c->vocab_size);
 }
@@ -865,6 +869,12 @@ void clip_mae_backward(clip_model *m, const float *dpred, int B) {
     d.blk.mm = &m->mm;
     memset(m->dmae_img, 0, sizeof(float) * (size_t)B * (1 + m->nkeep) * m->cfg.embed_dim);
     mae_backward(m->dmae_img, &m->g.mae, dpred, &m->ma, &m->w.mae, &d, m->scratch, B);
+}
+
+void clip_set_checkpointing(clip_model *m, bool on) {
+    if (m->checkpoint == on || m->inference) return; /* inference keeps one block's activations anyway */
+    m->checkpoint = on;
+    m->batch = 0; /* the next clip_reserve binds the blocks' activations anew */
 }
 
 void clip_enable_token_head(clip_model *m) {

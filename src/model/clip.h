@@ -123,6 +123,10 @@ typedef struct clip_model {
     tower_prompts vp, tp;
     bool frozen;
     int vp_room; // image prompt tokens the arena has room for (clip_reserve sizes it)
+    /* gradient checkpointing (clip_set_checkpointing): every block of a tower
+     * shares one set of activations, and the backward recomputes each block's
+     * from its saved input before going through it */
+    bool checkpoint;
     /* CoCa (cfg.multimodal.layers > 0): the image forward also projects every
      * token (va.tok_feat), the decoder reads them and the text tower's last
      * block output */
@@ -197,6 +201,12 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
  * dmae_img, for clip_image_backward_with_tokens. */
 vlp_err clip_mae_forward(clip_model *m, int B, vlp_error *err);
 void clip_mae_backward(clip_model *m, const float *dpred, int B);
+
+/* Gradient checkpointing on or off: the activation memory of a tower's
+ * blocks becomes one block's (the block inputs are still kept), for one more
+ * forward of the blocks in the backward; the gradients are the same, bit for
+ * bit. Takes effect at the next clip_reserve. */
+void clip_set_checkpointing(clip_model *m, bool on);
 
 /* Prompt tokens for both towers (either may be NULL or have n 0: none);
  * copies the structs (the buffers stay the caller's). Changing the image's

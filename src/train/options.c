@@ -43,6 +43,8 @@ static const train_field fields[] = {
     {"decay_embeddings", "--wd-embeddings", F_BOOL, offsetof(train_opts, adam.decay_embeddings),
      false, false, "false"},
     F("skip_nonfinite", "--skip-nonfinite", F_BOOL, skip_nonfinite, false, false),
+    {"grad_checkpointing", "--grad-checkpointing", F_BOOL, offsetof(train_opts, grad_checkpointing), false, true,
+     "false"},
 };
 #undef F
 #define NFIELDS ((int)(sizeof fields / sizeof fields[0]))

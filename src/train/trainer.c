@@ -81,6 +81,7 @@ static vlp_err setup(trainer *t, vlp_error *err) {
                              .seed = o->seed};
     VLP_TRY(o->objective->create(&t->obj_state, &t->ctx, err));
     VLP_TRY(clip_set_precision(m, o->precision, omp_get_max_threads(), err));
+    clip_set_checkpointing(m, o->grad_checkpointing);
     VLP_TRY(clip_reserve(m, t->ctx.mb, err)); /* after the objective adds what it needs */
     return freeze(t, err);
 }

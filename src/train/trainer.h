@@ -53,6 +53,9 @@ typedef struct train_opts {
      * error naming it (nothing updated: the last checkpoint stays good);
      * true skips its update and goes on (train_step_info.skipped) */
     bool skip_nonfinite;
+    /* recompute each block's activations in the backward (clip_set_checkpointing):
+     * the same gradients in less memory; a resumed run may change it */
+    bool grad_checkpointing;
 } train_opts;
 
 /* CLIP, batch 128, 1000 steps, open_clip's AdamW defaults */
