@@ -61,6 +61,9 @@ metrics_losses ckpt/metrics.jsonl > ckpt.loss
 if [ "$(wc -l < ckpt.loss)" = 12 ] && cmp -s full.loss ckpt.loss; then tap_ok "--grad-checkpointing: the same 12 losses bit for bit"
 else paste full.loss ckpt.loss > ckpt.diff; tap_not_ok "--grad-checkpointing: the same losses" ckpt.diff; fi
 tap_grep "--grad-checkpointing is said" ckpt.log "activations: gradient checkpointing"
+tap_check "a resumed run turns it off" ckoff.log "$vlp" train --out ckpt --resume --steps 13 --no-grad-checkpointing \
+    --threads 2 --workers 1
+tap_no_grep "--no-grad-checkpointing: off after the resume" ckoff.log "activations: gradient checkpointing"
 tap_check "--resume --steps extends a run" extend.log "$vlp" train --out cut --resume --steps 14 --threads 2 --workers 1
 tap_grep "the extended run trains on" extend.log "step 14/14"
 

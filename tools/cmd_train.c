@@ -193,7 +193,8 @@ static void usage(FILE *fp, const train_cli *d) {
             "                          its last checkpoint intact)\n"
             "      --grad-checkpointing  recompute each block's activations in the backward: the same\n"
             "                          gradients in a fraction of the activation memory, for about one\n"
-            "                          more forward of the blocks (default off; a resumed run may change it)\n"
+            "                          more forward of the blocks (default off; a resumed run may turn it\n"
+            "                          on, or off with --no-grad-checkpointing)\n"
             "  -s, --seed N            initialisation and data order (default %" PRIu64 ")\n"
             "  -t, --threads N         threads, 0 = one per core (default %d)\n",
             d->config, d->data, d->vendors, d->templates, d->tok_merges, d->out, d->o.batch,
@@ -317,6 +318,8 @@ static int parse(int argc, char **argv, train_cli *c) {
             c->o.skip_nonfinite = true, mark_given(c, "skip_nonfinite");
         else if (arg_is(argc, argv, &i, NULL, "--grad-checkpointing", false, cmd, &bad))
             c->o.grad_checkpointing = true, mark_given(c, "grad_checkpointing");
+        else if (arg_is(argc, argv, &i, NULL, "--no-grad-checkpointing", false, cmd, &bad))
+            c->o.grad_checkpointing = false, mark_given(c, "grad_checkpointing");
         else if (VAL(NULL, "--wd-embeddings")) {
             bool off = !strcmp(a, "off");
             if (off || !strcmp(a, "on")) c->o.adam.decay_embeddings = !off, mark_given(c, "decay_embeddings");

@@ -39,7 +39,9 @@ def main():
         from torch.utils.checkpoint import checkpoint
         import check_checkpoint
 
-        REENTRANT = os.environ.get("PEER_REENTRANT", "1") == "1"  # open_clip: checkpoint(r, x, ...), reentrant
+        # open_clip up to 2.31 checkpointed reentrant (the default here); 2.32 on passes use_reentrant=False
+        # (PEER_REENTRANT=0), which on this torch 1.13 holds far more memory
+        REENTRANT = os.environ.get("PEER_REENTRANT", "1") == "1"
 
         def forward(self, x, mask=None):  # open_clip's Transformer.forward with grad_checkpointing
             for b in self.resblocks:

@@ -644,9 +644,11 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
     bd.B = B;
     for (int l = layers - 1; l >= stop; l--) {
         memset(dy, 0, sizeof(float) * BT * W);
-        /* checkpointing: the block's activations again, from its kept input (its
-         * output, rewritten with the same values, is no longer needed above) */
-        if (recompute) block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w[l], &bd, NULL);
+        /* checkpointing: the block's activations again, from its kept input. Its
+         * output xs[l+1] is rewritten (at deep prompts' tokens with the block's
+         * output, not the prompts): the backward above is done with it. The
+         * forward did the same call, so it cannot fail here. */
+        if (recompute) (void)block_forward(t->xs[l + 1], &t->blocks[l], t->xs[l], &w[l], &bd, NULL);
         block_backward(dy, g ? &g[l] : &no_grads, dx, t->xs[l], &t->blocks[l], &w[l], bscratch, &bd);
         float *tmp = dx;
         dx = dy, dy = tmp;
