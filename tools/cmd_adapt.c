@@ -18,6 +18,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/tar.h"
+#include "eval/eval.h"
 #include "io/file.h"
 #include "model_args.h"
 #include "opts.h"
@@ -239,15 +240,10 @@ static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, const im
     if (!rc && pl->method->fit(pl, img, labels, n, l2, &err) != VLP_OK) rc = fail("the fit", &err);
     if (!rc) {
         float *scores = malloc(sizeof(float) * (size_t)n * pl->C);
-        int hits = 0;
+        zeroshot_result z = {0};
         if (scores && pl->method->scores(pl, img, n, scores, &err) == VLP_OK)
-            for (int i = 0; i < n; i++) {
-                int best = 0;
-                for (int c = 1; c < pl->C; c++)
-                    if (scores[(size_t)i * pl->C + c] > scores[(size_t)i * pl->C + best]) best = c;
-                hits += best == labels[i];
-            }
-        fprintf(stderr, "linear probe: %d shots, l2 %g, train accuracy %.4f\n", n, l2, (double)hits / n);
+            zeroshot_eval_scores(scores, labels, n, pl->C, &z, NULL, NULL, &err);
+        fprintf(stderr, "linear probe: %d shots, l2 %g, train accuracy %.4f\n", n, l2, z.top1);
         free(scores);
     }
     free(img), free(labels);

@@ -10,6 +10,7 @@
 #include "progress.h"
 #include "blas_env.h"
 #include "commands.h"
+#include "core/hashmap.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/image.h"
@@ -155,27 +156,17 @@ static int write_per_class(const char *path, const char **cls, int C, const int 
 /* each label's index in the given classes (-1: not one of them); 0 when
  * some image has one, 1 when none, -1 out of memory */
 static int classes_of_labels(eval_set *s, char **given, int C, int *y) {
-    int *order = malloc(sizeof(int) * (size_t)C);
-    if (!order) return -1;
-    for (int c = 0; c < C; c++) order[c] = c;
-    for (int i = 1; i < C; i++) /* insertion sort of the names' indices: C is small */
-        for (int j = i; j > 0 && strcmp(given[order[j - 1]], given[order[j]]) > 0; j--) {
-            int t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
-        }
+    str_map index;
+    if (!str_map_init(&index, (size_t)C)) return -1;
+    for (int c = 0; c < C; c++) /* a name given twice: its first line */
+        if (str_map_get(&index, given[c], strlen(given[c])) < 0 && !str_map_put(&index, given[c], strlen(given[c]), c))
+            return str_map_free(&index), -1;
     int used = 0;
     for (int i = 0; i < s->n; i++) {
-        int lo = 0, hi = C - 1;
-        y[i] = -1;
-        while (s->label[i] && lo <= hi) {
-            int mid = (lo + hi) / 2, c = strcmp(s->label[i], given[order[mid]]);
-            if (!c) { y[i] = order[mid]; break; }
-            if (c < 0) hi = mid - 1;
-            else lo = mid + 1;
-        }
+        y[i] = s->label[i] ? str_map_get(&index, s->label[i], strlen(s->label[i])) : -1;
         used += y[i] >= 0;
     }
-    free(order);
+    str_map_free(&index);
     return used == 0;
 }
 

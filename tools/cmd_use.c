@@ -159,16 +159,31 @@ int cmd_search(int argc, char **argv) {
     return rc;
 }
 
+/* classes from the most likely down, with their softmax probability: h the
+ * classes' logits (sorted here), mx the largest */
+static void print_softmax(hit *h, int C, double mx, const char *const *names) {
+    double z = 0;
+    for (int c = 0; c < C; c++) z += exp(h[c].score - mx);
+    qsort(h, (size_t)C, sizeof(hit), by_score);
+    for (int c = 0; c < C; c++) printf("%.4f\t%s\n", exp(h[c].score - mx) / z, names[h[c].index]);
+}
+
+/* comma-separated labels, cut in place: their count (at most cap) */
+static int split_labels(char *list, char **lab, int cap) {
+    int n = 0;
+    char *save;
+    for (char *t = list ? strtok_r(list, ",", &save) : NULL; t && n < cap; t = strtok_r(NULL, ",", &save)) lab[n++] = t;
+    return n;
+}
+
 /* the softmax of a learnt classifier's logits */
 static int classify_prompts(const model_args *a, const char *image, const char *labels, const char *file) {
     vlp_model *m = open_model(a, "classify");
     if (!m) return 1;
     vlp_prompts *p = NULL;
     vlp_error err = {0};
-    char buf[1024], *copy = labels ? strdup(labels) : NULL, *save, *lab[1024];
-    int nl = 0, rc = vlp_prompts_load(&p, m, file, &err) != VLP_OK;
-    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && nl < 1024; t = strtok_r(NULL, ",", &save))
-        lab[nl++] = t;
+    char buf[1024], *copy = labels ? strdup(labels) : NULL, *lab[1024];
+    int nl = split_labels(copy, lab, 1024), rc = vlp_prompts_load(&p, m, file, &err) != VLP_OK;
     if (!rc && labels && vlp_prompts_set_classes(p, (const char *const *)lab, nl, &err) != VLP_OK) rc = 1;
     int C = rc ? 0 : vlp_prompts_class_count(p), E = vlp_model_embed_dim(m);
     float *img = malloc(sizeof(float) * (size_t)E), *logit = malloc(sizeof(float) * (size_t)(C ? C : 1));
@@ -180,12 +195,12 @@ static int classify_prompts(const model_args *a, const char *image, const char *
     else {
         fprintf(stderr, "%s: %s\n", file, vlp_prompts_describe(p, buf, sizeof buf));
         hit *h = malloc(sizeof(hit) * (size_t)C);
-        double mx = -1e30, z = 0;
-        for (int c = 0; h && c < C; c++) h[c] = (hit){logit[c], c}, mx = fmax(mx, logit[c]);
-        for (int c = 0; h && c < C; c++) z += exp(h[c].score - mx);
-        if (h) qsort(h, (size_t)C, sizeof(hit), by_score);
-        for (int c = 0; h && c < C; c++) printf("%.4f\t%s\n", exp(h[c].score - mx) / z, vlp_prompts_class_name(p, h[c].index));
-        free(h);
+        const char **names = malloc(sizeof(char *) * (size_t)C);
+        double mx = -1e30;
+        for (int c = 0; h && names && c < C; c++)
+            h[c] = (hit){logit[c], c}, mx = fmax(mx, logit[c]), names[c] = vlp_prompts_class_name(p, c);
+        if (h && names) print_softmax(h, C, mx, names);
+        free(h), free(names);
     }
     free(img), free(logit), free(copy);
     vlp_prompts_free(p);
@@ -225,10 +240,9 @@ int cmd_classify(int argc, char **argv) {
         return 2;
     }
     if (prompts_file) return classify_prompts(&a, image, labels, prompts_file);
-    int nl = 0, nt = 0;
-    char *copy = strdup(labels), *save;
-    char *lab[1024];
-    for (char *t = strtok_r(copy, ",", &save); t && nl < 1024; t = strtok_r(NULL, ",", &save)) lab[nl++] = t;
+    int nt = 0;
+    char *copy = strdup(labels), *lab[1024];
+    int nl = split_labels(copy, lab, 1024);
     char **tpl = read_templates(templates, "classify", &nt);
     if (!tpl) return free(copy), 1;
     vlp_model *m = open_model(&a, "classify");
@@ -242,16 +256,14 @@ int cmd_classify(int argc, char **argv) {
     if (rc && m) fprintf(stderr, "vlp classify: %s\n", vlp_error_format(&err, buf, sizeof buf));
     if (!rc) {
         hit *h = malloc(sizeof(hit) * (size_t)nl);
-        double mx = -1e30, z = 0;
-        for (int c = 0; c < nl; c++) {
+        double mx = -1e30;
+        for (int c = 0; h && c < nl; c++) {
             double s = 0;
             for (int k = 0; k < E; k++) s += (double)img[k] * cls[(size_t)c * E + k];
             h[c] = (hit){(float)(100 * s), c};
             mx = fmax(mx, 100 * s);
         }
-        for (int c = 0; c < nl; c++) z += exp(h[c].score - mx);
-        qsort(h, (size_t)nl, sizeof(hit), by_score);
-        for (int c = 0; c < nl; c++) printf("%.4f\t%s\n", exp(h[c].score - mx) / z, lab[h[c].index]);
+        if (h) print_softmax(h, nl, mx, (const char *const *)lab);
         free(h);
     }
     free(img), free(cls), free(copy);

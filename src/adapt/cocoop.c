@@ -4,6 +4,7 @@
  * tower runs once per image. */
 #include "adapt/prompt.h"
 #include "core/error.h"
+#include "model/init.h"
 
 #include <string.h>
 
@@ -16,8 +17,8 @@ static void cocoop_layout(prompt_learner *pl) {
 }
 
 static void cocoop_init(prompt_learner *pl, vlp_rng *r) {
-    pl_linear_init(r, pl->meta_w1, pl->meta_b1, pl->hidden, pl->E);
-    pl_linear_init(r, pl->meta_w2, pl->meta_b2, pl->W, pl->hidden);
+    init_linear(r, pl->meta_w1, pl->meta_b1, pl->hidden, pl->E);
+    init_linear(r, pl->meta_w2, pl->meta_b2, pl->W, pl->hidden);
 }
 
 /* bias (W) = w2 · relu(w1 · x + b1) + b2; hid (H) keeps the ReLU's output */

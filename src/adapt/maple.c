@@ -4,6 +4,7 @@
  * prompts the same way (the text's learnt, the image's coupled from them). */
 #include "adapt/prompt.h"
 #include "core/error.h"
+#include "model/init.h"
 #include "ops/gemm.h"
 
 #include <stdio.h>
@@ -27,12 +28,12 @@ static void maple_layout(prompt_learner *pl) {
 }
 
 static void maple_init(prompt_learner *pl, vlp_rng *r) {
-    pl_linear_init(r, pl->couple_w[0], pl->couple_b[0], pl->Wv, pl->W);
+    init_linear(r, pl->couple_w[0], pl->couple_b[0], pl->Wv, pl->W);
     size_t nW = (size_t)pl->n * pl->W;
-    pl_fill_normal(r, pl->deep, nW * (pl->depth - 1), 0.02f);
+    init_normal(r, pl->deep, nW * (pl->depth - 1), 0.02f);
     /* the reference clones one initialised layer for every deep coupling */
     for (int l = 1; l < pl->depth; l++) {
-        if (l == 1) pl_linear_init(r, pl->couple_w[1], pl->couple_b[1], pl->Wv, pl->W);
+        if (l == 1) init_linear(r, pl->couple_w[1], pl->couple_b[1], pl->Wv, pl->W);
         else {
             memcpy(pl->couple_w[l], pl->couple_w[1], sizeof(float) * pl->Wv * pl->W);
             memcpy(pl->couple_b[l], pl->couple_b[1], sizeof(float) * pl->Wv);

@@ -3,6 +3,7 @@
  * maple.c; their table is here. */
 #include "adapt/prompt.h"
 #include "core/error.h"
+#include "model/init.h"
 #include "ops/gemm.h"
 
 #include <jansson.h>
@@ -48,16 +49,6 @@ void pl_reg(prompt_learner *pl, const char *name, float **slot, int ndim, int64_
 void pl_reg_per_class(prompt_learner *pl, const char *name, float **slot, int ndim, int64_t d1, int64_t d2) {
     pl_reg(pl, name, slot, ndim, pl->C, d1, d2);
     if (pl->nparams) pl->per_class[pl->nparams - 1] = true;
-}
-
-void pl_fill_normal(vlp_rng *r, float *x, size_t n, float std) {
-    for (size_t i = 0; i < n; i++) x[i] = std * vlp_rng_normal(r);
-}
-
-void pl_linear_init(vlp_rng *r, float *w, float *b, int out, int in) {
-    float bound = 1.0f / sqrtf((float)in);
-    for (size_t i = 0; i < (size_t)out * in; i++) w[i] = bound * (2.0f * vlp_rng_uniform(r) - 1.0f);
-    for (int i = 0; i < out; i++) b[i] = bound * (2.0f * vlp_rng_uniform(r) - 1.0f);
 }
 
 static float *grad_of(const prompt_learner *pl, const float *w) {
@@ -206,7 +197,7 @@ static void init_context(prompt_learner *pl, vlp_rng *r) {
     size_t nW = (size_t)pl->n * pl->W;
     int sets = pl->csc ? pl->C : 1;
     if (!pl->init[0]) {
-        pl_fill_normal(r, pl->ctx, nW * sets, 0.02f);
+        init_normal(r, pl->ctx, nW * sets, 0.02f);
         return;
     }
     const int32_t *ids = pl->ids; /* class 0's prompt starts with the phrase */

@@ -168,11 +168,6 @@ void pl_reg(prompt_learner *pl, const char *name, float **slot, int ndim, int64_
 void pl_reg_per_class(prompt_learner *pl, const char *name, float **slot, int ndim, int64_t d1, int64_t d2);
 
 /* The pieces the methods share (prompt.c). */
-/* Normal(0, std) draws into x. */
-void pl_fill_normal(vlp_rng *r, float *x, size_t n, float std);
-/* PyTorch's nn.Linear initialisation (kaiming-uniform weights, uniform
- * bias, both ±1/sqrt(in)) of (out, in) and (out). */
-void pl_linear_init(vlp_rng *r, float *w, float *b, int out, int in);
 /* Class features (C, E) of the text prompts: context (+ bias (W), CoCoOp's
  * shift; NULL none) in chunks → pl->tfeat. */
 vlp_err pl_text_features(prompt_learner *pl, const float *bias, vlp_error *err);

@@ -3,6 +3,7 @@
 #include "core/parallel.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/init.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -314,42 +315,25 @@ const vlp_param *clip_param_find(const clip_model *m, const char *name) {
 
 /* ---- initialisation, as open_clip ------------------------------------------------------ */
 
-static void fill_normal(vlp_rng *r, float *x, size_t n, float std) {
-    for (size_t i = 0; i < n; i++) x[i] = std * vlp_rng_normal(r);
-}
-static void fill_uniform(vlp_rng *r, float *x, size_t n, float bound) {
-    for (size_t i = 0; i < n; i++) x[i] = bound * (2.0f * vlp_rng_uniform(r) - 1.0f);
-}
-static void fill_const(float *x, size_t n, float v) {
-    for (size_t i = 0; i < n; i++) x[i] = v;
-}
-
-/* PyTorch's nn.Linear default: kaiming-uniform(a=√5) weight and bias, both U(±1/√fan_in) */
-static void linear_default(vlp_rng *r, float *w, float *b, int out, int in) {
-    float bound = 1.0f / sqrtf((float)in);
-    fill_uniform(r, w, (size_t)out * in, bound);
-    if (b) fill_uniform(r, b, (size_t)out, bound);
-}
-
 static void init_block(vlp_rng *r, block_params *p, const block_dims *d, bool text, int layers) {
     int C = d->C, H = d->hidden;
-    fill_const(p->ln_1_w, C, 1.0f), fill_const(p->ln_1_b, C, 0.0f);
-    fill_const(p->ln_2_w, C, 1.0f), fill_const(p->ln_2_b, C, 0.0f);
+    init_const(p->ln_1_w, C, 1.0f), init_const(p->ln_1_b, C, 0.0f);
+    init_const(p->ln_2_w, C, 1.0f), init_const(p->ln_2_b, C, 0.0f);
     /* nn.MultiheadAttention: xavier-uniform in_proj, zero in_proj and out_proj biases */
-    fill_uniform(r, p->in_proj_w, (size_t)3 * C * C, sqrtf(6.0f / (float)(C + 3 * C)));
-    fill_const(p->in_proj_b, 3 * C, 0.0f);
-    linear_default(r, p->out_proj_w, NULL, C, C);
-    fill_const(p->out_proj_b, C, 0.0f);
-    linear_default(r, p->c_fc_w, p->c_fc_b, H, C);
-    linear_default(r, p->c_proj_w, p->c_proj_b, C, H);
+    init_uniform(r, p->in_proj_w, (size_t)3 * C * C, sqrtf(6.0f / (float)(C + 3 * C)));
+    init_const(p->in_proj_b, 3 * C, 0.0f);
+    init_linear(r, p->out_proj_w, NULL, C, C);
+    init_const(p->out_proj_b, C, 0.0f);
+    init_linear(r, p->c_fc_w, p->c_fc_b, H, C);
+    init_linear(r, p->c_proj_w, p->c_proj_b, C, H);
     if (text) { /* CLIP.init_parameters re-draws the text weights */
         float attn_std = 1.0f / sqrtf((float)C);
         float proj_std = attn_std / sqrtf(2.0f * layers);
         float fc_std = 1.0f / sqrtf(2.0f * C);
-        fill_normal(r, p->in_proj_w, (size_t)3 * C * C, attn_std);
-        fill_normal(r, p->out_proj_w, (size_t)C * C, proj_std);
-        fill_normal(r, p->c_fc_w, (size_t)H * C, fc_std);
-        fill_normal(r, p->c_proj_w, (size_t)C * H, proj_std);
+        init_normal(r, p->in_proj_w, (size_t)3 * C * C, attn_std);
+        init_normal(r, p->out_proj_w, (size_t)C * C, proj_std);
+        init_normal(r, p->c_fc_w, (size_t)H * C, fc_std);
+        init_normal(r, p->c_proj_w, (size_t)C * H, proj_std);
     }
 }
 
@@ -361,19 +345,19 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
     text_views *tw = &m->w.txt;
     int E = m->cfg.embed_dim, Tv = m->vdims.T, K = 3 * v->patch_size * v->patch_size;
     float vscale = 1.0f / sqrtf((float)v->width);
-    fill_uniform(&r, vw->conv1, (size_t)v->width * K, 1.0f / sqrtf((float)K));
-    fill_normal(&r, vw->class_embedding, v->width, vscale);
-    fill_normal(&r, vw->positional_embedding, (size_t)Tv * v->width, vscale);
-    fill_const(vw->ln_pre_w, v->width, 1.0f), fill_const(vw->ln_pre_b, v->width, 0.0f);
+    init_uniform(&r, vw->conv1, (size_t)v->width * K, 1.0f / sqrtf((float)K));
+    init_normal(&r, vw->class_embedding, v->width, vscale);
+    init_normal(&r, vw->positional_embedding, (size_t)Tv * v->width, vscale);
+    init_const(vw->ln_pre_w, v->width, 1.0f), init_const(vw->ln_pre_b, v->width, 0.0f);
     for (int l = 0; l < v->layers; l++) init_block(&r, &vw->blocks[l], &m->vdims, false, v->layers);
-    fill_const(vw->ln_post_w, v->width, 1.0f), fill_const(vw->ln_post_b, v->width, 0.0f);
-    fill_normal(&r, vw->proj, (size_t)v->width * E, vscale);
+    init_const(vw->ln_post_w, v->width, 1.0f), init_const(vw->ln_post_b, v->width, 0.0f);
+    init_normal(&r, vw->proj, (size_t)v->width * E, vscale);
 
-    fill_normal(&r, tw->token_embedding, (size_t)t->vocab_size * t->width, 0.02f);
-    fill_normal(&r, tw->positional_embedding, (size_t)t->context_length * t->width, 0.01f);
+    init_normal(&r, tw->token_embedding, (size_t)t->vocab_size * t->width, 0.02f);
+    init_normal(&r, tw->positional_embedding, (size_t)t->context_length * t->width, 0.01f);
     for (int l = 0; l < t->layers; l++) init_block(&r, &tw->blocks[l], &m->tdims, true, t->layers);
-    fill_const(tw->ln_final_w, t->width, 1.0f), fill_const(tw->ln_final_b, t->width, 0.0f);
-    fill_normal(&r, tw->text_projection, (size_t)t->width * E, 1.0f / sqrtf((float)t->width));
+    init_const(tw->ln_final_w, t->width, 1.0f), init_const(tw->ln_final_b, t->width, 0.0f);
+    init_normal(&r, tw->text_projection, (size_t)t->width * E, 1.0f / sqrtf((float)t->width));
     *m->w.logit_scale = clip_config_logit_scale_init(&m->cfg);
     if (m->w.logit_bias) *m->w.logit_bias = m->cfg.init_logit_bias;
 
@@ -384,12 +368,12 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
     for (int l = 0; l < mc->layers; l++) {
         init_block(&r, &dw->self[l], &m->ddims.self, true, mc->layers);
         init_block(&r, &dw->cross[l].base, &m->ddims.cross, true, mc->layers);
-        fill_const(dw->cross[l].ln_1_kv_w, mc->width, 1.0f);
-        fill_const(dw->cross[l].ln_1_kv_b, mc->width, 0.0f);
+        init_const(dw->cross[l].ln_1_kv_w, mc->width, 1.0f);
+        init_const(dw->cross[l].ln_1_kv_b, mc->width, 0.0f);
     }
     if (mc->layers) {
-        fill_const(dw->ln_final_w, mc->width, 1.0f), fill_const(dw->ln_final_b, mc->width, 0.0f);
-        fill_normal(&r, dw->text_projection, (size_t)mc->width * t->vocab_size,
+        init_const(dw->ln_final_w, mc->width, 1.0f), init_const(dw->ln_final_b, mc->width, 0.0f);
+        init_normal(&r, dw->text_projection, (size_t)mc->width * t->vocab_size,
                     1.0f / sqrtf((float)mc->width));
     }
     if (m->mae) mae_init_weights(&m->w.mae, &m->mdims, vlp_rng_u64(&r));

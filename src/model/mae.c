@@ -3,6 +3,7 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "model/arena.h"
+#include "model/init.h"
 
 #include <math.h>
 #include <string.h>
@@ -120,12 +121,7 @@ void mae_backward(float *dtok, mae_views *g, const float *dpred, const mae_acts 
 /* ---- initialisation ------------------------------------------------------------------------ */
 
 static void xavier(vlp_rng *r, float *w, int out, int in) {
-    float bound = sqrtf(6.0f / (float)(in + out));
-    for (size_t i = 0; i < (size_t)out * in; i++) w[i] = bound * (2.0f * vlp_rng_uniform(r) - 1.0f);
-}
-
-static void fill(float *x, size_t n, float v) {
-    for (size_t i = 0; i < n; i++) x[i] = v;
+    init_uniform(r, w, (size_t)out * in, sqrtf(6.0f / (float)(in + out)));
 }
 
 /* MAE's get_2d_sincos_pos_embed: half the channels encode the column, half
@@ -133,10 +129,10 @@ static void fill(float *x, size_t n, float v) {
  * the class token's row is zero. */
 static void sincos_2d(float *pos, int grid, int D) {
     int q = D / 4;
-    fill(pos, (size_t)D, 0.0f);
+    init_const(pos, (size_t)D, 0.0f);
     for (int p = 0; p < grid * grid; p++) {
         float *o = pos + (size_t)(1 + p) * D;
-        fill(o, (size_t)D, 0.0f); /* D not a multiple of 4: the last channels stay 0 */
+        init_const(o, (size_t)D, 0.0f); /* D not a multiple of 4: the last channels stay 0 */
         int coord[2] = {p % grid, p / grid};
         for (int h = 0; h < 2; h++)
             for (int k = 0; k < q; k++) {
@@ -150,21 +146,21 @@ static void sincos_2d(float *pos, int grid, int D) {
 void mae_init_weights(mae_views *w, const mae_dims *d, uint64_t seed) {
     vlp_rng r = {seed};
     int C = d->blk.C, H = d->blk.hidden;
-    xavier(&r, w->embed_w, C, d->E), fill(w->embed_b, (size_t)C, 0.0f);
-    for (int c = 0; c < C; c++) w->mask_token[c] = 0.02f * vlp_rng_normal(&r);
+    xavier(&r, w->embed_w, C, d->E), init_const(w->embed_b, (size_t)C, 0.0f);
+    init_normal(&r, w->mask_token, (size_t)C, 0.02f);
     int grid = (int)lround(sqrt((double)d->NP));
     sincos_2d(w->pos, grid, C);
     for (int l = 0; l < d->layers; l++) {
         block_params *p = &w->blocks[l];
-        fill(p->ln_1_w, (size_t)C, 1.0f), fill(p->ln_1_b, (size_t)C, 0.0f);
-        fill(p->ln_2_w, (size_t)C, 1.0f), fill(p->ln_2_b, (size_t)C, 0.0f);
-        xavier(&r, p->in_proj_w, 3 * C, C), fill(p->in_proj_b, 3 * (size_t)C, 0.0f);
-        xavier(&r, p->out_proj_w, C, C), fill(p->out_proj_b, (size_t)C, 0.0f);
-        xavier(&r, p->c_fc_w, H, C), fill(p->c_fc_b, (size_t)H, 0.0f);
-        xavier(&r, p->c_proj_w, C, H), fill(p->c_proj_b, (size_t)C, 0.0f);
+        init_const(p->ln_1_w, (size_t)C, 1.0f), init_const(p->ln_1_b, (size_t)C, 0.0f);
+        init_const(p->ln_2_w, (size_t)C, 1.0f), init_const(p->ln_2_b, (size_t)C, 0.0f);
+        xavier(&r, p->in_proj_w, 3 * C, C), init_const(p->in_proj_b, 3 * (size_t)C, 0.0f);
+        xavier(&r, p->out_proj_w, C, C), init_const(p->out_proj_b, (size_t)C, 0.0f);
+        xavier(&r, p->c_fc_w, H, C), init_const(p->c_fc_b, (size_t)H, 0.0f);
+        xavier(&r, p->c_proj_w, C, H), init_const(p->c_proj_b, (size_t)C, 0.0f);
     }
-    fill(w->ln_w, (size_t)C, 1.0f), fill(w->ln_b, (size_t)C, 0.0f);
-    xavier(&r, w->pred_w, d->K, C), fill(w->pred_b, (size_t)d->K, 0.0f);
+    init_const(w->ln_w, (size_t)C, 1.0f), init_const(w->ln_b, (size_t)C, 0.0f);
+    xavier(&r, w->pred_w, d->K, C), init_const(w->pred_b, (size_t)d->K, 0.0f);
 }
 
 /* ---- masking ------------------------------------------------------------------------------- */
