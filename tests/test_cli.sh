@@ -77,6 +77,20 @@ tap_check "vlp embed the trained model" embed.log "$vlp" embed --model run/lates
 "$vlp" embed --model run/latest.safetensors --model-config ViT-B-32 --texts mine.tsv --out e2.npy > mismatch.log 2>&1
 tap_grep "a config that disagrees names the tensor and both shapes" mismatch.log "tensor 'positional_embedding' has shape [32, 256], the model wants [77, 512]"
 
+# int8: vlp quantize the trained model; the int8 model embeds, and training refuses it
+mkdir -p q
+tap_check "vlp quantize the trained model" quant.log "$vlp" quantize --model run/latest.safetensors --out q/m.int8.safetensors --check 3
+tap_grep "quantize: the model's tokenizer goes with it" quant.log "copied the model's tokenizer to q/tokenizer.merges"
+cos=$(sed -n 's/^int8 vs fp32 embedding cosine, 8 captions: mean [0-9.]*, min \([0-9.]*\)$/\1/p' quant.log)
+if [ -n "$cos" ] && awk "BEGIN { exit !($cos >= 0.99) }"; then tap_ok "quantize: captions' int8 embeddings within cosine 0.99 of fp32 ($cos)"
+else tap_not_ok "quantize: captions' int8 embeddings within cosine 0.99 of fp32" quant.log; fi
+tap_check "vlp embed the int8 model" embed8.log "$vlp" embed --model q/m.int8.safetensors --texts mine.tsv --out e8.npy
+tap_grep "embed says the matmuls are int8" embed8.log "; int8 ("
+"$vlp" quantize --model q/m.int8.safetensors --out q/again.safetensors > requant.log 2>&1
+tap_grep "quantize refuses an int8 model" requant.log "is an int8 model already"
+"$vlp" train --train-data mine.tsv --out run5 --steps 1 --init-image q/m.int8.safetensors > initq.log 2>&1
+tap_grep "train refuses to start from an int8 model" initq.log "is an int8 model (vlp quantize), for inference only"
+
 # vlp data shards: progress lines too
 tap_check "vlp data shards" shards.log sh -c "'$vlp' data shards --data mine.tsv --out shards/s --samples-per-shard 50 2>&1 | cat"
 tap_grep "shards: a progress line per sample count" shards.log "samples 70 ("

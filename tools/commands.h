@@ -16,4 +16,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_adapt(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 #endif

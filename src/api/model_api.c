@@ -8,6 +8,8 @@
 #include "eval/eval.h"
 #include "loss/loss.h"
 #include "model/clip_pretrained.h"
+#include "model/clip_q8.h"
+#include "ops/gemm_int8.h"
 #include "model/config_registry.h"
 #include "model/generate.h"
 #include "vlp.h"
@@ -109,7 +111,8 @@ const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
              c->vision.patch_size, c->vision.width, c->vision.layers,
              c->vision.heads, c->text.context_length, c->text.vocab_size, c->text.width, c->text.layers,
              c->text.heads, c->quick_gelu ? "QuickGELU" : "GELU", v->m.nfloats,
-             v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
+             v->m.q8 ? (q8_hw() ? "int8 (AVX512-VNNI)" : "int8 (portable kernel: this CPU has no AVX512-VNNI)")
+             : v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
              : v->o.bf16 ? "fp32 (bf16 asked for, but the CPU has no AVX512-BF16)" : "fp32");
     if (c->multimodal.layers && used > 0 && (size_t)used < n)
         used += snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",
@@ -119,6 +122,19 @@ const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
                  c->mae.width, c->mae.layers, c->mae.heads);
     return buf;
 }
+
+vlp_err vlp_model_quantize(vlp_model *v, vlp_error *err) {
+    VLP_CHECK_ARG(v, err, "vlp_model_quantize needs a model");
+    return clip_quantize(&v->m, err);
+}
+
+vlp_err vlp_model_save_int8(vlp_model *v, const char *path, vlp_error *err) {
+    VLP_CHECK_ARG(v && path, err, "vlp_model_save_int8 needs a model and a path");
+    VLP_TRY(clip_quantize(&v->m, err));
+    return clip_save_int8(&v->m, path, err);
+}
+
+bool vlp_model_is_int8(const vlp_model *v) { return v && v->m.q8; }
 
 /* the tower's output for b rows: normalised (emb) or the raw projection (feat) */
 static void copy_out(const vlp_model *v, const tower_acts *t, int b, float *out) {

@@ -17,7 +17,8 @@ static const struct {
     const char *name;
     size_t size;
 } DTYPES[] = {[ST_F32] = {"F32", 4}, [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2},
-              [ST_I64] = {"I64", 8}, [ST_U64] = {"U64", 8}, [ST_I32] = {"I32", 4}};
+              [ST_I64] = {"I64", 8}, [ST_U64] = {"U64", 8}, [ST_I32] = {"I32", 4},
+              [ST_I8] = {"I8", 1}};
 #define NDTYPES (int)(sizeof DTYPES / sizeof DTYPES[0])
 
 size_t st_dtype_size(st_dtype t) { return DTYPES[t].size; }

@@ -19,7 +19,7 @@
 #define ST_MAX_NDIM 8
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */
 
-typedef enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_I64, ST_U64, ST_I32 } st_dtype;
+typedef enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_I64, ST_U64, ST_I32, ST_I8 } st_dtype;
 
 typedef struct st_tensor {
     const char *name;

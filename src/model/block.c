@@ -28,6 +28,7 @@ size_t block_params_bind(block_params *p, float *base, const block_dims *d) {
     block_param_spec s[BLOCK_NPARAMS];
     block_param_specs(d, s);
     size_t off = 0;
+    p->q8 = NULL; /* fp32 views; clip_q8.c attaches int8 twins */
     for (int i = 0; i < BLOCK_NPARAMS; i++) {
         *block_params_slot(p, i) = base ? base + off : NULL;
         off += block_param_numel(&s[i]);
@@ -69,13 +70,22 @@ size_t block_scratch_floats(const block_dims *d) {
 }
 
 /* The second half of both blocks: out = x1 + c_proj(act(c_fc(ln_2(x1)))). */
+/* A linear layer of the block: int8 when the block has int8 weights for
+ * it (an inference model), else linear_forward in the dims' precision. */
+static void block_linear(const block_dims *d, float *out, const float *inp, const float *w,
+                         const q8_matrix *q, const float *b, int N, int C, int OC) {
+    if (q && q->packed) q8_linear_forward(out, inp, q, b, N, d->q8_ws);
+    else linear_forward(d->mm, out, inp, w, b, N, C, OC);
+}
+
 static void mlp_half_forward(float *out, block_acts *a, const block_params *w, const block_dims *d) {
     int N = d->B * d->T, C = d->C, H = d->hidden;
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C,
                       d->eps);
-    linear_forward(d->mm, a->fc, a->ln2, w->c_fc_w, w->c_fc_b, N, C, H);
+    block_linear(d, a->fc, a->ln2, w->c_fc_w, w->q8 ? &w->q8->c_fc : NULL, w->c_fc_b, N, C, H);
     act_forward(d->act, a->fc_act, a->fc, (size_t)N * H);
-    linear_forward(d->mm, out, a->fc_act, w->c_proj_w, w->c_proj_b, N, H, C);
+    block_linear(d, out, a->fc_act, w->c_proj_w, w->q8 ? &w->q8->c_proj : NULL, w->c_proj_b, N,
+                 H, C);
     residual_forward(out, a->x1, out, (size_t)N * C);
 }
 
@@ -111,9 +121,14 @@ vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_p
     VLP_CHECK_SHAPE(d->hidden > 0, err, "block MLP width must be positive, got %d", d->hidden);
     int N = d->B * d->T, C = d->C;
     size_t NC = (size_t)N * C;
+    const block_q8 *q = w->q8;
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    VLP_TRY(mha_forward(d->mm, a->x1, a->qkv, a->att, a->heads, a->ln1, w->in_proj_w, w->in_proj_b,
-                        w->out_proj_w, w->out_proj_b, d->B, d->T, C, d->NH, d->causal, err));
+    /* mha_forward's steps, each linear layer maybe int8 */
+    block_linear(d, a->qkv, a->ln1, w->in_proj_w, q ? &q->in_proj : NULL, w->in_proj_b, N, C,
+                 3 * C);
+    VLP_TRY(attention_forward(d->mm, a->heads, a->att, a->qkv, d->B, d->T, C, d->NH, d->causal, err));
+    block_linear(d, a->x1, a->heads, w->out_proj_w, q ? &q->out_proj : NULL, w->out_proj_b, N, C,
+                 C);
     residual_forward(a->x1, inp, a->x1, NC);
     mlp_half_forward(out, a, w, d);
     return VLP_OK;

@@ -4,6 +4,7 @@
 #ifndef VLP_MODEL_BLOCK_H
 #define VLP_MODEL_BLOCK_H
 
+#include "ops/gemm_int8.h"
 #include "ops/ops.h"
 
 typedef struct block_dims {
@@ -13,7 +14,15 @@ typedef struct block_dims {
     vlp_act act;  // GELU, or QuickGELU for OpenAI weights
     float eps;    // layernorm eps, 1e-5 in open_clip
     const vlp_matmul *mm; // matmul precision + workspace; NULL: fp32
+    void *q8_ws;          // int8 layers' workspace (q8_workspace_bytes for B·T rows), when
+                          // the blocks have int8 weights
 } block_dims;
+
+/* A block's four matrices in int8 (an inference model from vlp quantize);
+ * one whose `packed` is NULL stays fp32. */
+typedef struct block_q8 {
+    q8_matrix in_proj, out_proj, c_fc, c_proj;
+} block_q8;
 
 /* Views of one block's parameters (or of their gradients) inside a larger
  * buffer; the field order is the layout order. */
@@ -24,6 +33,9 @@ typedef struct block_params {
     float *ln_2_w, *ln_2_b;         // (C) (C)
     float *c_fc_w, *c_fc_b;         // (H, C) (H)
     float *c_proj_w, *c_proj_b;     // (C, H) (C)
+    /* not a view: the int8 weights the forward uses instead of the fp32
+     * matrices (inference only), or NULL */
+    const block_q8 *q8;
 } block_params;
 
 #define BLOCK_NPARAMS 12

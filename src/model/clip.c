@@ -3,6 +3,7 @@
 #include "core/parallel.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/clip_q8.h"
 #include "model/init.h"
 
 #include <math.h>
@@ -269,6 +270,7 @@ vlp_err clip_init_inference(clip_model *m, const clip_config *cfg, vlp_error *er
 
 void clip_free(clip_model *m) {
     if (!m) return;
+    clip_q8_free(m); /* first: it clears the block views' pointers at it */
     free(m->params);
     free(m->weights);
     free(m->grads);
@@ -527,7 +529,7 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
     arena a = {m->arena, 0};
     bind_all(m, &a, B);
     m->batch = B;
-    return VLP_OK;
+    return clip_q8_reserve(m, B, err);
 }
 
 /* ---- towers -------------------------------------------------------------------------------- */

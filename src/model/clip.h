@@ -143,6 +143,9 @@ typedef struct clip_model {
     int32_t *keep;               // (B, NK) the last image forward's visible patches
     int nkeep;                   // their number; NP: the last forward saw every patch
     float *dmae_img;             // (B, 1+NK, E) the MAE loss's gradient for the image tokens
+    /* int8 weights of the towers' blocks (model/clip_q8.h: vlp quantize), or
+     * NULL; inference models only */
+    struct clip_q8 *q8;
 } clip_model;
 
 vlp_err clip_init(clip_model *m, const clip_config *cfg, vlp_error *err);

@@ -13,6 +13,15 @@
 vlp_err clip_save(const clip_model *m, const char *path, const st_meta *extra, int nextra,
                   vlp_error *err);
 
+/* The parts of clip_save, for writers of other layouts (clip_q8.c): every
+ * parameter as an F32 tensor (ts[nparams]), and the atomic write of any
+ * tensors with the format and config metadata plus `extra`. */
+void clip_param_tensors(const clip_model *m, st_tensor *ts);
+vlp_err clip_write(const clip_model *m, const char *path, const st_tensor *ts, int count,
+                   const st_meta *extra, int nextra, vlp_error *err);
+/* One parameter from the file, its presence and shape checked. */
+vlp_err clip_load_param(clip_model *m, const vlp_param *p, const st_file *f, vlp_error *err);
+
 /* Copy the weights of an open file into m: every parameter must be present
  * with its shape; a tensor the model does not have is an error naming it. */
 vlp_err clip_load_weights(clip_model *m, const st_file *f, vlp_error *err);

@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "model/clip_io.h"
+#include "model/clip_q8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -225,7 +226,10 @@ vlp_err clip_load_pretrained(clip_model *m, const char *path, clip_load_opts *o,
     }
     if (rc == VLP_OK && o && o->quick_gelu >= 0) cfg.quick_gelu = o->quick_gelu;
     if (rc == VLP_OK) rc = o && o->inference ? clip_init_inference(m, &cfg, err) : clip_init(m, &cfg, err);
-    if (rc == VLP_OK) rc = naming == CLIP_NAMING_HF ? load_hf(m, f, err) : clip_load_weights(m, f, err);
+    if (rc == VLP_OK && clip_file_is_int8(f))
+        rc = clip_load_int8(m, f, err); /* refuses a model that would train */
+    else if (rc == VLP_OK)
+        rc = naming == CLIP_NAMING_HF ? load_hf(m, f, err) : clip_load_weights(m, f, err);
     for (int i = 0; rc == VLP_OK && i < m->nparams; i++) { /* NaN/Inf weights: name the tensor */
         const vlp_param *p = &m->params[i];
         for (size_t k = 0; k < p->numel; k++)
