@@ -11,6 +11,9 @@ shift || true
 "$dir/bench/data"
 "$dir/bench/embed"
 "$dir/bench/embed" --precision bf16 || true
+"$dir/bench/embed" --precision int8
+# int8 against fp32 on the emoji eval, with make demo's model when there is one
+if [ -f runs/demo/latest.safetensors ]; then VLP="$dir/vlp" sh bench/int8.sh; fi
 "$dir/bench/train" --config tiny
 "$dir/bench/train" --config vitb32
 # bf16 (AVX512-BF16) next to the peer under torch.autocast; bench/train says
