@@ -105,6 +105,7 @@ static void test_quantized_embeddings(void **state) {
     assert_memory_equal(back, q8, sizeof q8);
     /* its fp32 weights are the dequantized ones: the same as the quantized model's */
     assert_memory_equal(r.weights, m.weights, sizeof(float) * m.nfloats);
+    clip_free(&r);
 
     /* the file's int8 tensors: I8 with F32 scales */
     st_file *f;

@@ -1,6 +1,7 @@
-/* Multi-head self-attention. The per-head products are strided GEMMs over the
- * fused q|k|v tensor (no copies); heads run in parallel, each GEMM on one
- * thread. A fused kernel for short sequences belongs to the speed work. */
+/* Multi-head self-attention. Short sequences (up to ATTENTION_FUSED_MAX, all
+ * of CLIP's towers up to ViT-B-32's 50 and the text's 77) run the fused
+ * kernel of attention_fused.c; longer ones per-head strided GEMMs over the
+ * fused q|k|v tensor (no copies), heads in parallel, each GEMM on one thread. */
 #include "ops/ops.h"
 #include "ops/gemm.h"
 #include "ops/softmax_row.h"
@@ -14,7 +15,7 @@
  * q + (b·Tq + t)·ldq, key rows at k + (b·Tk + j)·ldkv, value rows at
  * v + (b·Tk + j)·ldkv; out rows (B, Tq, C) dense. Self-attention passes the
  * three thirds of the fused q|k|v tensor, cross-attention its own. */
-vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err) {
     VLP_CHECK_SHAPE(B > 0 && Tq > 0 && Tk > 0 && C > 0 && NH > 0, err,
@@ -43,6 +44,28 @@ vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, con
     return VLP_OK;
 }
 
+static bool use_fused(int Tq, int Tk, int C, int NH) {
+    return NH > 0 && C % NH == 0 && attention_fused_fits(Tq, Tk, C / NH) && attention_fused_hw();
+}
+
+vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+                               int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
+                               int Tk, int C, int NH, bool causal, vlp_error *err) {
+    if (use_fused(Tq, Tk, C, NH))
+        return attention_fused_forward(mm, out, att, q, ldq, k, v, ldkv, B, Tq, Tk, C, NH, causal, err);
+    return attention_gemm_forward(mm, out, att, q, ldq, k, v, ldkv, B, Tq, Tk, C, NH, causal, err);
+}
+
+void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+                             const float *dout, const float *q, int ldq, const float *k,
+                             const float *v, int ldkv, const float *att, float *scratch, int B,
+                             int Tq, int Tk, int C, int NH) {
+    if (use_fused(Tq, Tk, C, NH))
+        attention_fused_backward(mm, dq, dk, dv, dout, q, ldq, k, v, ldkv, att, scratch, B, Tq, Tk, C, NH);
+    else
+        attention_gemm_backward(mm, dq, dk, dv, dout, q, ldq, k, v, ldkv, att, scratch, B, Tq, Tk, C, NH);
+}
+
 vlp_err attention_forward(const vlp_matmul *mm, float *out, float *att, const float *qkv, int B,
                           int T, int C, int NH, bool causal, vlp_error *err) {
     return attention_core_forward(mm, out, att, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C, B, T, T,
@@ -56,7 +79,7 @@ size_t attention_scratch_floats(int B, int T, int NH) {
     return attention_core_scratch_floats(B, T, T, NH);
 }
 
-void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
                              int Tq, int Tk, int C, int NH) {

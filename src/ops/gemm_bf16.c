@@ -12,6 +12,7 @@
  * K is padded to even with zeros; ragged M and N are padded with zeros in
  * the packs and masked when C is written. */
 #include "core/parallel.h"
+#include "ops/bf16.h"
 #include "ops/gemm.h"
 
 #include <stdint.h>
@@ -32,22 +33,9 @@ size_t gemm_bf16_workspace_bytes(int threads) {
     return (size_t)threads * (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t) + 64;
 }
 
-/* fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN */
-static inline uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
+static inline uint16_t f32_to_bf16(float f) { return bf16_bits(f); }
 
-float bf16_round(float f) {
-    uint32_t u = (uint32_t)f32_to_bf16(f) << 16;
-    float r;
-    memcpy(&r, &u, 4);
-    return r;
-}
+float bf16_round(float f) { return bf16_rounded(f); }
 
 static inline uint32_t pair_bf16(float lo, float hi) {
     return (uint32_t)f32_to_bf16(lo) | ((uint32_t)f32_to_bf16(hi) << 16);

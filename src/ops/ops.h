@@ -120,6 +120,30 @@ void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *
                              const float *v, int ldkv, const float *att, float *scratch, int B,
                              int Tq, int Tk, int C, int NH);
 
+/* The core's two implementations, which the two calls above choose between:
+ * the fused kernel for short sequences (attention_fused.c: one (batch, head)
+ * in cache, QKᵀ, masked softmax and PV by one small kernel; Tq, Tk and the
+ * head width at most ATTENTION_FUSED_MAX), and per-head GEMMs (BLAS or the
+ * bf16 kernel) for any length. Same arguments, same results up to the
+ * order of the sums. */
+#define ATTENTION_FUSED_MAX 128
+bool attention_fused_fits(int Tq, int Tk, int head_width);
+bool attention_fused_hw(void); /* AVX-512F: the fused kernel's only implementation */
+vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
+                                int Tk, int C, int NH, bool causal, vlp_error *err);
+void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+                              const float *dout, const float *q, int ldq, const float *k,
+                              const float *v, int ldkv, const float *att, float *scratch, int B,
+                              int Tq, int Tk, int C, int NH);
+vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+                               int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
+                               int Tk, int C, int NH, bool causal, vlp_error *err);
+void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+                             const float *dout, const float *q, int ldq, const float *k,
+                             const float *v, int ldkv, const float *att, float *scratch, int B,
+                             int Tq, int Tk, int C, int NH);
+
 /* ---- multi-head self-attention: in_proj, attention core, out_proj ----------- */
 vlp_err mha_forward(const vlp_matmul *mm, float *out,            // (B, T, C)
                     float *qkv,            // (B, T, 3C) saved
