@@ -107,7 +107,7 @@ static void att_fw(void *p) {
 }
 static void att_bw(void *p) {
     att *a = p;
-    attention_backward(NULL, a->dqkv, a->dout, a->qkv, a->att, a->scratch, a->B, a->T, a->C, a->NH);
+    attention_backward(NULL, a->dqkv, a->dout, a->qkv, a->att, a->scratch, a->B, a->T, a->C, a->NH, true);
 }
 /* the same per-head GEMMs, same threading, with nothing around them */
 static void att_sg_fw(void *p) {

@@ -44,7 +44,7 @@ static void run_ops(outputs *o, int threads) {
     linear_backward(NULL, NULL, NULL, o->lin_db, dy, x, w, N, C, C);
     assert_int_equal(attention_forward(NULL, o->att_out, o->att, x, B, T, C, NH, true, NULL),
                      VLP_OK);
-    attention_backward(NULL, o->dqkv, dy, x, o->att, scratch, B, T, C, NH);
+    attention_backward(NULL, o->dqkv, dy, x, o->att, scratch, B, T, C, NH, true);
     embedding_backward(o->dwte, o->dwpe, dy, ids, B, T, C, V);
     cls_pos_backward(o->cls_dinp, o->dcls, o->dpos, dy, NULL, B, T - 1, T - 1, C);
     free(x), free(dy), free(w), free(b), free(mean), free(rstd), free(scratch);

@@ -105,8 +105,7 @@ static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, c
      * a GEMM with beta 0 instead of zeroing it and accumulating */
     vlp_gemm(d->mm, false, false, N, H, C, 1.0f, dout, C, w->c_proj_w, H, 0.0f, dfc_act, H);
     linear_backward(d->mm, NULL, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
-    memset(dfc, 0, sizeof(float) * NH);
-    act_backward(d->act, dfc, dfc_act, a->fc, NH);
+    act_backward_write(d->act, dfc, dfc_act, a->fc, NH); /* overwrites fc_act with dfc */
     /* the LayerNorm output is recomputed too (the same sums, so the same
      * values): the forward's ln2 may be one buffer for all blocks */
     layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
@@ -150,11 +149,17 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
 
     /* attention branch; the residual passes dx1 straight to the input */
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
-    memset(dln, 0, sizeof(float) * NC);
     layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    mha_backward(d->mm, dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, ln,
-                 a->qkv, a->att, a->heads, w->in_proj_w, w->out_proj_w, mha_scratch, d->B, d->T,
-                 C, d->NH);
+    /* mha_backward's steps, each writing its fresh scratch (beta 0, attention
+     * not accumulating) instead of zeroing it and adding to it */
+    float *dqkv = mha_scratch;                  // (N, 3C)
+    float *dheads = dqkv + 3 * NC;              // (N, C)
+    float *att_scratch = dheads + NC;
+    vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dx1, C, w->out_proj_w, C, 0.0f, dheads, C);
+    linear_backward(d->mm, NULL, dw->out_proj_w, dw->out_proj_b, dx1, a->heads, w->out_proj_w, N, C, C);
+    attention_backward(d->mm, dqkv, dheads, a->qkv, a->att, att_scratch, d->B, d->T, C, d->NH, false);
+    vlp_gemm(d->mm, false, false, N, C, 3 * C, 1.0f, dqkv, 3 * C, w->in_proj_w, C, 0.0f, dln, C);
+    linear_backward(d->mm, NULL, dw->in_proj_w, dw->in_proj_b, dqkv, ln, w->in_proj_w, N, C, 3 * C);
     layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,
                        a->ln1_rstd, N, C);
 }
@@ -227,10 +232,8 @@ void cross_block_backward(float *dinp, float *dkv_inp, cross_params *dw, const f
     vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dx1, C, p->out_proj_w, C, 0.0f, dheads, C);
     linear_backward(d->mm, NULL, dp->out_proj_w, dp->out_proj_b, dx1, b->heads, p->out_proj_w, N,
                     C, C);
-    memset(dq, 0, sizeof(float) * NC);
-    memset(dkv, 0, sizeof(float) * 2 * NkC);
     attention_core_backward(d->mm, dq, dkv, dkv + C, dheads, b->qkv, C, a->kv, a->kv + C, 2 * C,
-                            b->att, att_scratch, d->B, d->T, Tk, C, d->NH);
+                            b->att, att_scratch, d->B, d->T, Tk, C, d->NH, false); /* writes dq, dkv */
     /* queries: in_proj's first third, then ln_1 */
     vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dq, C, p->in_proj_w, C, 0.0f, dln, C);
     linear_backward(d->mm, NULL, dp->in_proj_w, dp->in_proj_b, dq, b->ln1, p->in_proj_w, N, C, C);

@@ -16,17 +16,24 @@ void gelu_forward(float *out, const float *inp, size_t N) {
     }
 }
 
-void gelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
-    VLP_OMP_FOR_SIMD
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        float cdf = 0.5f * (1.0f + vlp_erff(x * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * vlp_expf(-0.5f * x * x);
-        dinp[i] += dout[i] * (cdf + x * pdf);
-    }
+/* d act(x) / dx */
+static inline float gelu_grad(float x) {
+    float cdf = 0.5f * (1.0f + vlp_erff(x * INV_SQRT2));
+    float pdf = INV_SQRT_2PI * vlp_expf(-0.5f * x * x);
+    return cdf + x * pdf;
 }
 
 static inline float sigmoidf(float z) { return 1.0f / (1.0f + vlp_expf(-z)); }
+
+static inline float quickgelu_grad(float x) {
+    float s = sigmoidf(QUICKGELU_ALPHA * x);
+    return s + QUICKGELU_ALPHA * x * s * (1.0f - s);
+}
+
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
+    VLP_OMP_FOR_SIMD
+    for (size_t i = 0; i < N; i++) dinp[i] += dout[i] * gelu_grad(inp[i]);
+}
 
 void quickgelu_forward(float *out, const float *inp, size_t N) {
     VLP_OMP_FOR_SIMD
@@ -35,11 +42,7 @@ void quickgelu_forward(float *out, const float *inp, size_t N) {
 
 void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
     VLP_OMP_FOR_SIMD
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        float s = sigmoidf(QUICKGELU_ALPHA * x);
-        dinp[i] += dout[i] * (s + QUICKGELU_ALPHA * x * s * (1.0f - s));
-    }
+    for (size_t i = 0; i < N; i++) dinp[i] += dout[i] * quickgelu_grad(inp[i]);
 }
 
 void act_forward(vlp_act act, float *out, const float *inp, size_t N) {
@@ -50,4 +53,14 @@ void act_forward(vlp_act act, float *out, const float *inp, size_t N) {
 void act_backward(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N) {
     if (act == VLP_ACT_QUICKGELU) quickgelu_backward(dinp, dout, inp, N);
     else gelu_backward(dinp, dout, inp, N);
+}
+
+void act_backward_write(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N) {
+    if (act == VLP_ACT_QUICKGELU) {
+        VLP_OMP_FOR_SIMD
+        for (size_t i = 0; i < N; i++) dinp[i] = dout[i] * quickgelu_grad(inp[i]);
+    } else {
+        VLP_OMP_FOR_SIMD
+        for (size_t i = 0; i < N; i++) dinp[i] = dout[i] * gelu_grad(inp[i]);
+    }
 }

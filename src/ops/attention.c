@@ -59,11 +59,13 @@ vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, con
 void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
-                             int Tq, int Tk, int C, int NH) {
+                             int Tq, int Tk, int C, int NH, bool accumulate) {
     if (use_fused(Tq, Tk, C, NH))
-        attention_fused_backward(mm, dq, dk, dv, dout, q, ldq, k, v, ldkv, att, scratch, B, Tq, Tk, C, NH);
+        attention_fused_backward(mm, dq, dk, dv, dout, q, ldq, k, v, ldkv, att, scratch, B, Tq, Tk, C,
+                                 NH, accumulate);
     else
-        attention_gemm_backward(mm, dq, dk, dv, dout, q, ldq, k, v, ldkv, att, scratch, B, Tq, Tk, C, NH);
+        attention_gemm_backward(mm, dq, dk, dv, dout, q, ldq, k, v, ldkv, att, scratch, B, Tq, Tk, C,
+                                NH, accumulate);
 }
 
 vlp_err attention_forward(const vlp_matmul *mm, float *out, float *att, const float *qkv, int B,
@@ -82,8 +84,9 @@ size_t attention_scratch_floats(int B, int T, int NH) {
 void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
-                             int Tq, int Tk, int C, int NH) {
+                             int Tq, int Tk, int C, int NH, bool accumulate) {
     int hs = C / NH;
+    float beta = accumulate ? 1.0f : 0.0f; /* each (b, h) slice of dq, dk, dv is written once */
     float scale = 1.0f / sqrtf((float)hs);
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
@@ -95,7 +98,7 @@ void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *
         const float *dy = dout + (size_t)b * Tq * C + h * hs; // (Tq, hs) stride C
         float *da = scratch + (size_t)bh * Tq * Tk;           // (Tq, Tk)
 
-        vlp_gemm(mm, true, false, Tk, hs, Tq, 1.0f, a, Tk, dy, C, 1.0f, dvb, ldkv); // dV += Aᵀ·dY
+        vlp_gemm(mm, true, false, Tk, hs, Tq, 1.0f, a, Tk, dy, C, beta, dvb, ldkv); // dV += Aᵀ·dY
         vlp_gemm(mm, false, true, Tq, Tk, hs, 1.0f, dy, C, vb, ldkv, 0.0f, da, Tk);  // dA = dY·Vᵀ
         /* dS = A ⊙ (dA − rowsum(A ⊙ dA)), in place; masked entries have A = 0 */
         for (int t = 0; t < Tq; t++) {
@@ -105,15 +108,16 @@ void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *
             for (int j = 0; j < Tk; j++) dot += ar[j] * dr[j];
             for (int j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
         }
-        vlp_gemm(mm, false, false, Tq, hs, Tk, scale, da, Tk, kb, ldkv, 1.0f, dqb, ldq); // dQ += s·dS·K
-        vlp_gemm(mm, true, false, Tk, hs, Tq, scale, da, Tk, qb, ldq, 1.0f, dkb, ldkv);  // dK += s·dSᵀ·Q
+        vlp_gemm(mm, false, false, Tq, hs, Tk, scale, da, Tk, kb, ldkv, beta, dqb, ldq); // dQ += s·dS·K
+        vlp_gemm(mm, true, false, Tk, hs, Tq, scale, da, Tk, qb, ldq, beta, dkb, ldkv);  // dK += s·dSᵀ·Q
     }
 }
 
 void attention_backward(const vlp_matmul *mm, float *dqkv, const float *dout, const float *qkv,
-                        const float *att, float *scratch, int B, int T, int C, int NH) {
+                        const float *att, float *scratch, int B, int T, int C, int NH,
+                        bool accumulate) {
     attention_core_backward(mm, dqkv, dqkv + C, dqkv + 2 * C, dout, qkv, 3 * C, qkv + C,
-                            qkv + 2 * C, 3 * C, att, scratch, B, T, T, C, NH);
+                            qkv + 2 * C, 3 * C, att, scratch, B, T, T, C, NH, accumulate);
 }
 
 vlp_err mha_forward(const vlp_matmul *mm, float *out, float *qkv, float *att, float *heads,
@@ -139,10 +143,9 @@ void mha_backward(const vlp_matmul *mm, float *dinp, float *dw_in, float *db_in,
     float *dqkv = scratch;                  // (B, T, 3C)
     float *dheads = dqkv + (size_t)N * 3 * C; // (B, T, C)
     float *att_scratch = dheads + (size_t)N * C;
-    memset(dqkv, 0, sizeof(float) * (size_t)N * 3 * C); /* attention_backward accumulates */
     /* dheads: fresh scratch, written by the GEMM (beta 0) rather than zeroed and accumulated */
     vlp_gemm(mm, false, false, N, C, C, 1.0f, dout, C, w_out, C, 0.0f, dheads, C);
     linear_backward(mm, NULL, dw_out, db_out, dout, heads, w_out, N, C, C);
-    attention_backward(mm, dqkv, dheads, qkv, att, att_scratch, B, T, C, NH);
+    attention_backward(mm, dqkv, dheads, qkv, att, att_scratch, B, T, C, NH, false); /* writes dqkv */
     linear_backward(mm, dinp, dw_in, db_in, dqkv, inp, w_in, N, C, 3 * C);
 }

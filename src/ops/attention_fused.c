@@ -7,10 +7,11 @@
  * strides (so Pᵀ and dSᵀ need no copy), B rows contiguous; 4 rows of C by 16
  * columns in registers. The two operands whose layout does not fit — Kᵀ
  * and Vᵀ — are transposed into a buffer on the stack, which bounds the
- * sequence and head width (ATTENTION_FUSED_MAX). In bf16 mode every operand
- * is rounded to bfloat16 as it is read, as the bf16 GEMMs round theirs:
- * products exact in fp32, sums fp32. AVX-512 only: elsewhere the core takes
- * the GEMMs (attention_fused_hw). */
+ * sequence and head width (ATTENTION_FUSED_MAX). fp32 in both precisions:
+ * in bf16 mode too the scores and products are fp32 (mm is not read) —
+ * rounding every operand as read, as the bf16 GEMMs do, cost more than the
+ * whole kernel, and fp32 is the more accurate. AVX-512 only: elsewhere the
+ * core takes the GEMMs (attention_fused_hw). */
 #include "ops/gemm.h"
 #include "ops/ops.h"
 #include "ops/fastmath.h"
@@ -20,48 +21,42 @@
 #include <math.h>
 #include <string.h>
 
-#define TM 4 /* rows of C a tile holds, by two zmm of columns: 8 accumulators */
+#define TM 6 /* rows of C a tile holds, by two zmm of columns: 12 accumulators */
 
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
 #define VLP_ATTN_X86 1
 #include <immintrin.h>
 #define TARGET_AVX512 __attribute__((target("avx512f")))
 
-/* the 16 lanes rounded to bfloat16 as bf16_rounded does (nearest even, NaN kept) */
-TARGET_AVX512 static inline __m512 round_bf16(__m512 x) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                            _mm512_set1_epi32(0x7f800000));
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
-    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
-}
-
 /* One tile: rows [0, mr) of C (mr ≤ TM), columns [0, w) (w ≤ 32), over k in
  * [0, K): C (+)= alpha · A·B; rows past mr read row 0 (their sums are dropped). */
 TARGET_AVX512 static inline __attribute__((always_inline)) void
 tile(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb, int K, int mr, int w,
-     float alpha, bool accumulate, bool bf16, bool two /* w > 16: the second zmm of columns */) {
+     float alpha, bool accumulate, bool two /* w > 16: the second zmm of columns */) {
     __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
     __mmask16 m1 = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    /* every loop over the TM rows unrolled, so that c stays in registers
+     * (a runtime index into it spills it to the stack at every k) */
     const float *a[TM];
+#pragma GCC unroll 6
     for (int i = 0; i < TM; i++) a[i] = A + (size_t)(i < mr ? i : 0) * am;
     __m512 c[TM][2];
+#pragma GCC unroll 6
     for (int i = 0; i < TM; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
         __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = two ? _mm512_maskz_loadu_ps(m1, b + 16) : b0;
-        if (bf16) b0 = round_bf16(b0), b1 = two ? round_bf16(b1) : b0;
+#pragma GCC unroll 6
         for (int i = 0; i < TM; i++) {
             __m512 x = _mm512_set1_ps(a[i][(size_t)k * ak]);
-            if (bf16) x = round_bf16(x);
             c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
             if (two) c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
         }
     }
     __m512 al = _mm512_set1_ps(alpha);
-    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 6
+    for (int i = 0; i < TM; i++) {
+        if (i >= mr) break;
         float *o = C + (size_t)i * ldc;
         __m512 r0 = _mm512_mul_ps(al, c[i][0]);
         if (accumulate) r0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), r0);
@@ -92,7 +87,7 @@ bool attention_fused_fits(int Tq, int Tk, int hs) {
 typedef enum { DENSE, CAUSAL_SCORES, CAUSAL_P_TIMES } tri;
 
 static void small_gemm(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
-                       int M, int N, int K, float alpha, bool accumulate, bool bf16, tri shape) {
+                       int M, int N, int K, float alpha, bool accumulate, tri shape) {
 #ifdef VLP_ATTN_X86
     for (int m0 = 0; m0 < M; m0 += TM) {
         int mr = M - m0 < TM ? M - m0 : TM, last = m0 + mr - 1;
@@ -102,16 +97,14 @@ static void small_gemm(float *C, int ldc, const float *A, int am, int ak, const 
             int w = N - n0 < 32 ? N - n0 : 32;
             float *c = C + (size_t)m0 * ldc + n0;
             const float *a = A + (size_t)m0 * am;
-            /* each case its own inlined copy, the flags folded in */
-            if (w > 16 && bf16) tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, true, true);
-            else if (w > 16) tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, false, true);
-            else if (bf16) tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, true, false);
-            else tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, false, false);
+            /* each case its own inlined copy, the flag folded in */
+            if (w > 16) tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, true);
+            else tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, false);
         }
     }
 #else
     (void)C, (void)ldc, (void)A, (void)am, (void)ak, (void)B, (void)ldb, (void)M, (void)N, (void)K;
-    (void)alpha, (void)accumulate, (void)bf16, (void)shape; /* attention_fused_hw() is false */
+    (void)alpha, (void)accumulate, (void)shape; /* attention_fused_hw() is false */
 #endif
 }
 
@@ -146,7 +139,6 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
     VLP_CHECK_SHAPE(attention_fused_fits(Tq, Tk, hs), err,
                     "fused attention takes sequences and heads up to %d wide, not Tq=%d Tk=%d head %d",
                     ATTENTION_FUSED_MAX, Tq, Tk, hs);
-    bool bf16 = mm && mm->precision == VLP_PRECISION_BF16;
     float scale = 1.0f / sqrtf((float)hs);
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
@@ -157,11 +149,11 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
         float *a = att + (size_t)bh * Tq * Tk;                // (Tq, Tk)
         float kt[ATTENTION_FUSED_MAX * ATTENTION_FUSED_MAX];  // (hs, Tk)
         transpose(kt, kb, ldkv, Tk, hs);
-        small_gemm(a, Tk, qb, ldq, 1, kt, Tk, Tq, Tk, hs, scale, false, bf16,
+        small_gemm(a, Tk, qb, ldq, 1, kt, Tk, Tq, Tk, hs, scale, false,
                    causal ? CAUSAL_SCORES : DENSE);
         for (int t = 0; t < Tq; t++) softmax_masked(a + (size_t)t * Tk, causal ? t + 1 : Tk, Tk);
         small_gemm(out + (size_t)b * Tq * C + h * hs, C, a, Tk, 1, vb, ldkv, Tq, hs, Tk, 1.0f, false,
-                   bf16, causal ? CAUSAL_P_TIMES : DENSE);
+                   causal ? CAUSAL_P_TIMES : DENSE);
     }
     return VLP_OK;
 }
@@ -169,9 +161,8 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
 void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                               const float *dout, const float *q, int ldq, const float *k,
                               const float *v, int ldkv, const float *att, float *scratch, int B,
-                              int Tq, int Tk, int C, int NH) {
+                              int Tq, int Tk, int C, int NH, bool accumulate) {
     int hs = C / NH;
-    bool bf16 = mm && mm->precision == VLP_PRECISION_BF16;
     float scale = 1.0f / sqrtf((float)hs);
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
@@ -183,18 +174,22 @@ void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float 
         float vt[ATTENTION_FUSED_MAX * ATTENTION_FUSED_MAX];  // (hs, Tk)
         transpose(vt, v + koff, ldkv, Tk, hs);
         /* dV += Pᵀ·dY: A = P read down its columns */
-        small_gemm(dv + koff, ldkv, a, 1, Tk, dy, C, Tk, hs, Tq, 1.0f, true, bf16, DENSE);
+        small_gemm(dv + koff, ldkv, a, 1, Tk, dy, C, Tk, hs, Tq, 1.0f, accumulate, DENSE);
         /* dP = dY·Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place (masked: P = 0) */
-        small_gemm(da, Tk, dy, C, 1, vt, Tk, Tq, Tk, hs, 1.0f, false, bf16, DENSE);
+        small_gemm(da, Tk, dy, C, 1, vt, Tk, Tq, Tk, hs, 1.0f, false, DENSE);
         for (int t = 0; t < Tq; t++) {
             float *dr = da + (size_t)t * Tk;
             const float *ar = a + (size_t)t * Tk;
-            float dot = 0.0f;
-            for (int j = 0; j < Tk; j++) dot += ar[j] * dr[j];
-            for (int j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
+            float part[16] = {0}, dot = 0.0f; /* 16 partial sums: the loop vectorises */
+            int j = 0;
+            for (; j + 16 <= Tk; j += 16)
+                for (int x = 0; x < 16; x++) part[x] += ar[j + x] * dr[j + x];
+            for (; j < Tk; j++) dot += ar[j] * dr[j];
+            for (int x = 0; x < 16; x++) dot += part[x];
+            for (j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
         }
         /* dQ += s·dS·K; dK += s·dSᵀ·Q */
-        small_gemm(dq + qoff, ldq, da, Tk, 1, k + koff, ldkv, Tq, hs, Tk, scale, true, bf16, DENSE);
-        small_gemm(dk + koff, ldkv, da, 1, Tk, q + qoff, ldq, Tk, hs, Tq, scale, true, bf16, DENSE);
+        small_gemm(dq + qoff, ldq, da, Tk, 1, k + koff, ldkv, Tq, hs, Tk, scale, accumulate, DENSE);
+        small_gemm(dk + koff, ldkv, da, 1, Tk, q + qoff, ldq, Tk, hs, Tq, scale, accumulate, DENSE);
     }
 }

@@ -79,6 +79,9 @@ void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t
 typedef enum vlp_act { VLP_ACT_GELU = 0, VLP_ACT_QUICKGELU = 1 } vlp_act;
 void act_forward(vlp_act act, float *out, const float *inp, size_t N);
 void act_backward(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N);
+/* the same, written rather than accumulated (dinp = dout ⊙ act'(inp)): a
+ * fresh buffer needs no zeroing pass first */
+void act_backward_write(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N);
 
 /* ---- softmax over the last dim -------------------------------------------- */
 void softmax_forward(float *out, const float *inp, int N, int C); // (N, C)
@@ -105,7 +108,9 @@ void attention_backward(const vlp_matmul *mm, float *dqkv,       // (B, T, 3C)
                         const float *qkv,  // (B, T, 3C)
                         const float *att,  // (B, NH, T, T)
                         float *scratch,    // attention_scratch_floats()
-                        int B, int T, int C, int NH);
+                        int B, int T, int C, int NH,
+                        bool accumulate);  // false: dqkv is written, not added to
+
 
 /* The same core on separate operands (cross-attention: Tq queries against Tk
  * keys): q rows of stride ldq, k and v rows of stride ldkv (b·Tk + j),
@@ -114,11 +119,12 @@ vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, con
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err);
 size_t attention_core_scratch_floats(int B, int Tq, int Tk, int NH);
-/* accumulates into dq, dk, dv (same strides as q, k, v) */
+/* accumulates into dq, dk, dv (same strides as q, k, v), or with !accumulate
+ * writes them (no need to zero them first) */
 void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
-                             int Tq, int Tk, int C, int NH);
+                             int Tq, int Tk, int C, int NH, bool accumulate);
 
 /* The core's two implementations, which the two calls above choose between:
  * the fused kernel for short sequences (attention_fused.c: one (batch, head)
@@ -135,14 +141,14 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
 void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                               const float *dout, const float *q, int ldq, const float *k,
                               const float *v, int ldkv, const float *att, float *scratch, int B,
-                              int Tq, int Tk, int C, int NH);
+                              int Tq, int Tk, int C, int NH, bool accumulate);
 vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err);
 void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
-                             int Tq, int Tk, int C, int NH);
+                             int Tq, int Tk, int C, int NH, bool accumulate);
 
 /* ---- multi-head self-attention: in_proj, attention core, out_proj ----------- */
 vlp_err mha_forward(const vlp_matmul *mm, float *out,            // (B, T, C)
