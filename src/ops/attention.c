@@ -15,15 +15,20 @@
  * q + (b·Tq + t)·ldq, key rows at k + (b·Tk + j)·ldkv, value rows at
  * v + (b·Tk + j)·ldkv; out rows (B, Tq, C) dense. Self-attention passes the
  * three thirds of the fused q|k|v tensor, cross-attention its own. */
-vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
-                               int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
-                               int Tk, int C, int NH, bool causal, vlp_error *err) {
+vlp_err attention_check_dims(int B, int Tq, int Tk, int C, int NH, bool causal, vlp_error *err) {
     VLP_CHECK_SHAPE(B > 0 && Tq > 0 && Tk > 0 && C > 0 && NH > 0, err,
                     "attention dims must be positive: B=%d Tq=%d Tk=%d C=%d heads=%d", B, Tq, Tk,
                     C, NH);
     VLP_CHECK_SHAPE(C % NH == 0, err, "attention width %d is not divisible by %d heads", C, NH);
     VLP_CHECK_SHAPE(!causal || Tq == Tk, err, "causal attention needs as many keys (%d) as queries (%d)",
                     Tk, Tq);
+    return VLP_OK;
+}
+
+vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+                               int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
+                               int Tk, int C, int NH, bool causal, vlp_error *err) {
+    VLP_TRY(attention_check_dims(B, Tq, Tk, C, NH, causal, err));
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     VLP_OMP_FOR

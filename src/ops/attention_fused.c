@@ -86,6 +86,9 @@ bool attention_fused_fits(int Tq, int Tk, int hs) {
  * product P·X whose A = P is zero right of the diagonal (K cut there). */
 typedef enum { DENSE, CAUSAL_SCORES, CAUSAL_P_TIMES } tri;
 
+#ifdef VLP_ATTN_X86
+TARGET_AVX512 /* called only where attention_fused_hw() */
+#endif
 static void small_gemm(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
                        int M, int N, int K, float alpha, bool accumulate, tri shape) {
 #ifdef VLP_ATTN_X86
@@ -129,10 +132,7 @@ static void transpose(float *xt, const float *X, int ld, int T, int hs) {
 vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
                                 int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                 int Tk, int C, int NH, bool causal, vlp_error *err) {
-    VLP_CHECK_SHAPE(B > 0 && Tq > 0 && Tk > 0 && C > 0 && NH > 0 && C % NH == 0, err,
-                    "attention dims: B=%d Tq=%d Tk=%d C=%d heads=%d", B, Tq, Tk, C, NH);
-    VLP_CHECK_SHAPE(!causal || Tq == Tk, err, "causal attention needs as many keys (%d) as queries (%d)",
-                    Tk, Tq);
+    VLP_TRY(attention_check_dims(B, Tq, Tk, C, NH, causal, err));
     int hs = C / NH;
     VLP_CHECK(attention_fused_hw(), err, VLP_ERR_UNSUPPORTED,
               "fused attention needs AVX-512 (attention_core_forward takes the GEMMs without it)");

@@ -133,6 +133,8 @@ void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *
  * bf16 kernel) for any length. Same arguments, same results up to the
  * order of the sums. */
 #define ATTENTION_FUSED_MAX 128
+/* the dims both check: positive, C divisible by NH, causal only when Tq == Tk */
+vlp_err attention_check_dims(int B, int Tq, int Tk, int C, int NH, bool causal, vlp_error *err);
 bool attention_fused_fits(int Tq, int Tk, int head_width);
 bool attention_fused_hw(void); /* AVX-512F: the fused kernel's only implementation */
 vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
