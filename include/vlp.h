@@ -139,7 +139,8 @@ const char *vlp_model_describe(const vlp_model *m, char *buf, size_t n);
  * ≥ 0.99 on the models we measured). */
 vlp_err vlp_model_quantize(vlp_model *m, vlp_error *err);
 /* Writes an int8 model (quantizing it first when it is not): a safetensors
- * file vlp_model_load reads back. */
+ * file vlp_model_load reads back. The model stays int8 afterwards, also when
+ * the write fails. */
 vlp_err vlp_model_save_int8(vlp_model *m, const char *path, vlp_error *err);
 /* Whether the model runs int8 layers. */
 bool vlp_model_is_int8(const vlp_model *m);

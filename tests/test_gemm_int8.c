@@ -99,15 +99,22 @@ static void test_quantize_rows(void **state) {
     for (int i = 4; i < 8; i++) assert_int_equal(q[i], 0);
     const float bad[2] = {1.0f, INFINITY};
     assert_false(q8_quantize_rows(q, s, bad, 1, 2));
+    /* a row too small to scale (127 / max would overflow): zeros, no NaN */
+    const float tiny[4] = {1e-35f, 0.0f, -1e-36f, 0.0f};
+    assert_true(q8_quantize_rows(q, s, tiny, 1, 4));
+    assert_true(s[0] == 0.0f);
+    for (int i = 0; i < 4; i++) assert_int_equal(q[i], 0);
 }
 
-/* A row holding NaN gives NaN outputs for that row alone. */
+/* A row holding NaN gives NaN outputs for that row alone; a row of values
+ * too small to scale gives zeros. */
 static void test_nonfinite_row(void **state) {
     int N = 3, C = 8, OC = 5;
     float x[24], w[40], out[15];
     for (int i = 0; i < 24; i++) x[i] = (float)(i % 7) - 3.0f;
     for (int i = 0; i < 40; i++) w[i] = (float)(i % 5) - 2.0f;
     x[C + 2] = NAN;
+    for (int c = 0; c < C; c++) x[2 * C + c] = c % 2 ? 1e-38f : 0.0f; /* tiny: a zero row */
     int8_t qw[40];
     float sw[5];
     q8_matrix m;
@@ -117,7 +124,7 @@ static void test_nonfinite_row(void **state) {
     void *ws = malloc(q8_workspace_bytes(N, C));
     q8_linear_forward(out, x, &m, NULL, N, ws);
     for (int o = 0; o < OC; o++) {
-        assert_true(isfinite(out[o]) && isfinite(out[2 * OC + o]));
+        assert_true(isfinite(out[o]) && out[2 * OC + o] == 0.0f);
         assert_true(isnan(out[OC + o]));
     }
     q8_matrix_free(&m);

@@ -136,7 +136,8 @@ static void test_quantized_embeddings(void **state) {
     clip_free(&m);
 }
 
-/* an int8 file with one tensor changed: scales dropped, a wrong shape */
+/* an int8 file with one thing changed: scales dropped, a wrong shape, an
+ * unknown quantization, stray scales */
 static void test_bad_files(void **state) {
     clip_model m;
     new_model(&m);
@@ -151,21 +152,30 @@ static void test_bad_files(void **state) {
     st_meta meta[2] = {{CLIP_META_CONFIG, st_meta_get(f, CLIP_META_CONFIG)}, {CLIP_META_QUANT, CLIP_QUANT_INT8}};
     const char *scale = "transformer.resblocks.0.attn.out_proj.weight.scale";
     const char *mat = "transformer.resblocks.1.mlp.c_proj.weight";
-    for (int mode = 0; mode < 2; mode++) {
+    /* 0: scales dropped; 1: an int8 matrix of another shape; 2: a
+     * quantization vlp does not read; 3: scales beside an fp32 tensor */
+    const char *names[4] = {"transformer.resblocks.0.attn.out_proj.weight", mat, "int4", "visual.ln_pre.weight.scale"};
+    float ln_scales[64] = {0};
+    st_tensor extra = {.name = "visual.ln_pre.weight.scale", .dtype = ST_F32, .ndim = 1, .shape = {64}, .numel = 64,
+                       .data = ln_scales};
+    ts = realloc(ts, sizeof *ts * ((size_t)n + 1));
+    for (int mode = 0; mode < 4; mode++) {
         int k = 0;
         for (int i = 0; i < n; i++) {
             const st_tensor *t = st_at(f, i);
-            if (mode == 0 && !strcmp(t->name, scale)) continue; /* scales dropped */
+            if (mode == 0 && !strcmp(t->name, scale)) continue;
             ts[k] = *t;
             if (mode == 1 && !strcmp(t->name, mat)) ts[k].shape[1] = 128, ts[k].numel /= 2; /* (64, 128) */
             k++;
         }
+        if (mode == 3) ts[k++] = extra;
+        meta[1].value = mode == 2 ? "int4" : CLIP_QUANT_INT8;
         assert_int_equal(st_write(bad, ts, k, meta, 2, &err), VLP_OK);
         clip_model r;
         clip_load_opts o = {.quick_gelu = -1, .inference = true};
         vlp_err rc = clip_load_pretrained(&r, bad, &o, &err);
-        assert_int_equal(rc, mode == 0 ? VLP_ERR_FORMAT : VLP_ERR_SHAPE);
-        assert_non_null(strstr(err.message, mode == 0 ? "transformer.resblocks.0.attn.out_proj.weight" : mat));
+        assert_int_equal(rc, mode == 1 ? VLP_ERR_SHAPE : VLP_ERR_FORMAT);
+        if (!strstr(err.message, names[mode])) fail_msg("mode %d: '%s' does not name '%s'", mode, err.message, names[mode]);
     }
     st_close(f);
     free(ts);

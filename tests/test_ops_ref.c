@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "ops/fastmath.h"
 #include "ops/ops.h"
 #include "loss/loss.h"
 #include "model/block.h"
@@ -311,8 +312,21 @@ static void check_block(const char *name) {
 static void test_block(void **state) { check_block("block"); }
 static void test_block_causal_quickgelu(void **state) { check_block("block_causal_quickgelu"); }
 
+/* The vectorised exp at its edges: NaN in, NaN out (a fuzzed model's
+ * overflowing activations once reached its int conversion with NaN, which
+ * is undefined); ±inf saturate; a finite value within 2 ulp of libm. */
+static void test_fastmath_edges(void **state) {
+    assert_true(isnan(vlp_expf(NAN)));
+    assert_true(vlp_expf(-INFINITY) >= 0.0f && vlp_expf(-INFINITY) < 1e-37f);
+    assert_true(isfinite(vlp_expf(INFINITY)) && vlp_expf(INFINITY) > 1e38f);
+    for (float x = -20.0f; x <= 20.0f; x += 0.37f)
+        assert_true(fabsf(vlp_expf(x) - expf(x)) <= 2.5e-7f * expf(x));
+    assert_true(isnan(vlp_erff(NAN)));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fastmath_edges),
         cmocka_unit_test(test_linear),       cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_quickgelu),
         cmocka_unit_test(test_softmax),      cmocka_unit_test(test_residual),

@@ -579,7 +579,8 @@ static vlp_err load(prompt_learner **out, st_file *f, clip_model *m, const vlp_t
     char mine[17];
     prompt_model_hash(m, mine);
     VLP_CHECK_ARG(hash && !strcmp(hash, mine), err, "%s was learnt on the model with weights hash %s; this model's is "
-                  "%s: prompts belong to the model they were learnt on", path, hash ? hash : "(none)", mine);
+                  "%s: prompts belong to the model they were learnt on%s", path, hash ? hash : "(none)", mine,
+                  m->q8 ? " (this is an int8 model: use the fp32 model the prompts were learnt on)" : "");
     prompt_cfg cfg = {.csc = csc && !strcmp(csc, "true"), .init = st_meta_get(f, "init"), .batch = batch};
     VLP_CHECK_FORMAT(cfg.init, err, "%s: no metadata \"init\"", path);
     VLP_TRY(meta_int(f, "n_ctx", 0, m->cfg.text.context_length, &cfg.n_ctx, err));

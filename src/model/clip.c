@@ -528,8 +528,9 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
     m->arena_floats = count.off;
     arena a = {m->arena, 0};
     bind_all(m, &a, B);
+    VLP_TRY(clip_q8_reserve(m, B, err)); /* before batch is set: a failure leaves the model unreserved */
     m->batch = B;
-    return clip_q8_reserve(m, B, err);
+    return VLP_OK;
 }
 
 /* ---- towers -------------------------------------------------------------------------------- */

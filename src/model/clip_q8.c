@@ -71,13 +71,13 @@ static void dequantize(float *w, const int8_t *q, const float *scale, int OC, in
         for (int c = 0; c < C; c++) w[(size_t)o * C + c] = (float)q[(size_t)o * C + c] * scale[o];
 }
 
-/* int8 values and scales (OC, C) (OC) into target t: packed, and the fp32
- * view set to what they stand for */
+/* int8 values and scales (OC, C) (OC) into target t, packed; with
+ * dequantize, the fp32 view set to what they stand for */
 static vlp_err set_target(clip_model *m, const q8_target *t, const int8_t *q, const float *scale,
-                          vlp_error *err) {
+                          bool dequant, vlp_error *err) {
     int OC = (int)t->p->shape[0], C = (int)t->p->shape[1];
     VLP_TRY(q8_matrix_init(t->q, q, scale, OC, C, err));
-    dequantize(m->weights + t->p->offset, q, scale, OC, C);
+    if (dequant) dequantize(m->weights + t->p->offset, q, scale, OC, C);
     m->q8->matrices++;
     return VLP_OK;
 }
@@ -113,8 +113,21 @@ vlp_err clip_quantize(clip_model *m, vlp_error *err) {
             rc = vlp_error_set(err, VLP_ERR_NUMERIC, __FILE__, __LINE__,
                                "tensor '%s' holds a non-finite value: it cannot be quantized", ts[i].p->name);
         else
-            rc = set_target(m, &ts[i], q, scale, err);
+            rc = set_target(m, &ts[i], q, scale, false, err);
         free(q), free(scale);
+    }
+    /* the fp32 weights change only once every matrix is quantized: an error
+     * above leaves the model as it was */
+    for (int i = 0; rc == VLP_OK && i < n; i++) {
+        const q8_matrix *q = ts[i].q;
+        int8_t *v = malloc((size_t)q->OC * q->C);
+        if (!v) {
+            rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "dequantizing '%s'", ts[i].p->name);
+            break;
+        }
+        q8_matrix_unpack(q, v);
+        dequantize(m->weights + ts[i].p->offset, v, q->scale, q->OC, q->C);
+        free(v);
     }
     free(ts);
     if (rc == VLP_OK && m->batch > 0) rc = clip_q8_reserve(m, m->batch, err);
@@ -175,7 +188,7 @@ static vlp_err load_target(clip_model *m, const st_file *f, const q8_target *t, 
     float *scale = malloc(sizeof(float) * (size_t)p->shape[0]);
     VLP_CHECK_ALLOC(scale, err, sizeof(float) * (size_t)p->shape[0]);
     vlp_err rc = st_read_f32(f, s, scale, err);
-    if (rc == VLP_OK) rc = set_target(m, t, q->data, scale, err);
+    if (rc == VLP_OK) rc = set_target(m, t, q->data, scale, true, err);
     free(scale);
     return rc;
 }
@@ -184,6 +197,10 @@ vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err) {
     VLP_CHECK_ARG(m->inference, err,
                   "%s is an int8 model, for inference (embed, search, classify, eval, caption); "
                   "training or adapting needs the fp32 model", st_path(f));
+    const char *kind = st_meta_get(f, CLIP_META_QUANT);
+    VLP_CHECK_FORMAT(kind && !strcmp(kind, CLIP_QUANT_INT8), err,
+                     "%s: quantization \"%s\" is not one this vlp reads (\"%s\")", st_path(f),
+                     kind ? kind : "", CLIP_QUANT_INT8);
     /* every tensor of the file is a parameter or the scales of one */
     for (int i = 0; i < st_count(f); i++) {
         const char *name = st_at(f, i)->name;
@@ -209,6 +226,18 @@ vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err) {
     }
     for (int i = 0; rc == VLP_OK && i < m->nparams; i++)
         if (!done[i]) rc = clip_load_param(m, &m->params[i], f, err);
+    /* scales belong to an I8 matrix: one beside an F32 tensor would be ignored */
+    for (int i = 0; rc == VLP_OK && i < st_count(f); i++) {
+        const char *name = st_at(f, i)->name;
+        size_t len = strlen(name);
+        if (clip_param_find(m, name) || len <= 6) continue;
+        char base[VLP_PARAM_NAME_MAX + 8] = "";
+        if (len - 6 < sizeof base) memcpy(base, name, len - 6);
+        const vlp_param *p = clip_param_find(m, base);
+        if (p && !done[p - m->params])
+            rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                               "%s: tensor '%s' scales '%s', which is not an int8 matrix", st_path(f), name, base);
+    }
     free(ts), free(done);
     if (rc != VLP_OK) clip_q8_free(m);
     return rc;

@@ -6,8 +6,9 @@
  * The kernel: C (M, N) (+)= alpha · Σ_k A(m, k) · B(k, n), A read through
  * strides (so Pᵀ and dSᵀ need no copy), B rows contiguous; 4 rows of C by 16
  * columns in registers. The two operands whose layout does not fit — Kᵀ
- * and Vᵀ — are transposed into a buffer on the stack, which bounds the
- * sequence and head width (ATTENTION_FUSED_MAX). fp32 in both precisions:
+ * and Vᵀ — are transposed into a buffer on the stack, hs·Tk floats (20 KiB
+ * for a 64-wide head and 77 tokens), which bounds the sequence and head
+ * width (ATTENTION_FUSED_MAX: 64 KiB at most). fp32 in both precisions:
  * in bf16 mode too the scores and products are fp32 (mm is not read) —
  * rounding every operand as read, as the bf16 GEMMs do, cost more than the
  * whole kernel, and fp32 is the more accurate. AVX-512 only: elsewhere the
@@ -147,7 +148,7 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
         const float *kb = k + (size_t)b * Tk * ldkv + h * hs; // (Tk, hs) stride ldkv
         const float *vb = v + (size_t)b * Tk * ldkv + h * hs;
         float *a = att + (size_t)bh * Tq * Tk;                // (Tq, Tk)
-        float kt[ATTENTION_FUSED_MAX * ATTENTION_FUSED_MAX];  // (hs, Tk)
+        float kt[hs * Tk];                                    // (hs, Tk): ≤ 64 KiB, 20 KiB at hs 64, T 77
         transpose(kt, kb, ldkv, Tk, hs);
         small_gemm(a, Tk, qb, ldq, 1, kt, Tk, Tq, Tk, hs, scale, false,
                    causal ? CAUSAL_SCORES : DENSE);
@@ -171,7 +172,7 @@ void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float 
         const float *a = att + (size_t)bh * Tq * Tk;          // (Tq, Tk)
         const float *dy = dout + (size_t)b * Tq * C + h * hs; // (Tq, hs) stride C
         float *da = scratch + (size_t)bh * Tq * Tk;           // (Tq, Tk)
-        float vt[ATTENTION_FUSED_MAX * ATTENTION_FUSED_MAX];  // (hs, Tk)
+        float vt[hs * Tk];                                    // (hs, Tk)
         transpose(vt, v + koff, ldkv, Tk, hs);
         /* dV += Pᵀ·dY: A = P read down its columns */
         small_gemm(dv + koff, ldkv, a, 1, Tk, dy, C, Tk, hs, Tq, 1.0f, accumulate, DENSE);

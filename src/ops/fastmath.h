@@ -7,12 +7,15 @@
  * [-4, 4] (erf is ±1 to float precision outside); a few ulp. */
 #ifndef VLP_OPS_FASTMATH_H
 #define VLP_OPS_FASTMATH_H
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-static inline float vlp_expf(float x) {
-    /* keeps 2^n a normal float: e^x saturates at 2.4e38 above 88.376 (glibc: inf above 88.72) */
-    x = x < -87.33654f ? -87.33654f : x > 88.37626f ? 88.37626f : x;
+static inline float vlp_expf(float in) {
+    /* keeps 2^n a normal float: e^x saturates at 2.4e38 above 88.376 (glibc: inf above 88.72);
+     * fmaxf/fminf take NaN to the bound, so the int conversion below is always defined, and
+     * NaN is given back at the end */
+    float x = fminf(fmaxf(in, -87.33654f), 88.37626f);
     /* round to nearest by adding and removing 1.5 * 2^23 (|x log2 e| < 2^22): no libm call */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
@@ -26,7 +29,7 @@ static inline float vlp_expf(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
-    return p * scale;
+    return in == in ? p * scale : in;
 }
 
 static inline float vlp_erff(float x) {

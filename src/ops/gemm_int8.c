@@ -22,6 +22,10 @@
 #define NR 32 /* output channels per panel: two zmm of int32 */
 #define ROW_BLOCK (4 * MR)
 #define PANEL_GROUP 4
+/* rows whose largest |value| is below this quantize to zeros: 127 / amax
+ * would overflow to inf and 0 · inf is NaN (1e-30 is far below any weight
+ * or activation that matters next to the others) */
+#define Q8_TINY 1e-30f
 
 bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
     bool finite = true;
@@ -33,6 +37,7 @@ bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
             finite = finite && a <= FLT_MAX;
             amax = a > amax ? a : amax;
         }
+        if (amax < Q8_TINY) amax = 0.0f; /* 127 / amax would overflow: a zero row */
         scale[o] = amax / 127.0f;
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         for (int c = 0; c < C; c++) {
@@ -102,7 +107,7 @@ static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int 
         finite = finite && a <= FLT_MAX;
         amax = a > amax ? a : amax;
     }
-    if (!finite || amax == 0.0f) {
+    if (!finite || amax < Q8_TINY) { /* non-finite: NaN outputs; tiny or zero: a zero row */
         *scale = finite ? 0.0f : NAN;
         memset(dst, 128, (size_t)ldq);
         return;
