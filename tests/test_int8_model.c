@@ -1,8 +1,9 @@
 /* int8 models (model/clip_q8.c): a small CLIP quantized in memory embeds
  * within quantization error of its fp32 self (cosine ≥ 0.99, and not equal:
  * the int8 layers really ran); written and loaded back it embeds the same
- * bit for bit; a training model refuses it; a file with a missing scale or a
- * wrong int8 shape is an error naming the tensor. */
+ * bit for bit, with the fp32 copies of its int8 matrices released; a
+ * training model refuses it; a file with a missing, stray or infinite scale,
+ * a wrong int8 shape or an unknown quantization is an error naming it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,8 +104,12 @@ static void test_quantized_embeddings(void **state) {
     assert_int_equal(clip_reserve(&r, B, &err), VLP_OK);
     embed(&r, &in, back);
     assert_memory_equal(back, q8, sizeof q8);
-    /* its fp32 weights are the dequantized ones: the same as the quantized model's */
-    assert_memory_equal(r.weights, m.weights, sizeof(float) * m.nfloats);
+    /* the fp32 copies of the int8 matrices are released (zeros), the rest is the model's */
+    const vlp_param *fc = clip_param_find(&r, "visual.transformer.resblocks.1.mlp.c_fc.weight");
+    const vlp_param *ln = clip_param_find(&r, "visual.transformer.resblocks.1.ln_2.weight");
+    for (size_t i = 0; i < fc->numel; i++) assert_true(r.weights[fc->offset + i] == 0.0f);
+    for (size_t i = 0; i < fc->numel; i++) assert_true(m.weights[fc->offset + i] == 0.0f);
+    assert_memory_equal(r.weights + ln->offset, m.weights + ln->offset, sizeof(float) * ln->numel);
     clip_free(&r);
 
     /* the file's int8 tensors: I8 with F32 scales */
@@ -153,19 +158,24 @@ static void test_bad_files(void **state) {
     const char *scale = "transformer.resblocks.0.attn.out_proj.weight.scale";
     const char *mat = "transformer.resblocks.1.mlp.c_proj.weight";
     /* 0: scales dropped; 1: an int8 matrix of another shape; 2: a
-     * quantization vlp does not read; 3: scales beside an fp32 tensor */
-    const char *names[4] = {"transformer.resblocks.0.attn.out_proj.weight", mat, "int4", "visual.ln_pre.weight.scale"};
+     * quantization vlp does not read; 3: scales beside an fp32 tensor; 4: an
+     * infinite scale */
+    const char *names[5] = {"transformer.resblocks.0.attn.out_proj.weight", mat, "int4", "visual.ln_pre.weight.scale",
+                            "transformer.resblocks.0.mlp.c_fc.weight.scale"};
+    float inf_scales[256];
+    for (int i = 0; i < 256; i++) inf_scales[i] = i == 7 ? INFINITY : 0.01f;
     float ln_scales[64] = {0};
     st_tensor extra = {.name = "visual.ln_pre.weight.scale", .dtype = ST_F32, .ndim = 1, .shape = {64}, .numel = 64,
                        .data = ln_scales};
     ts = realloc(ts, sizeof *ts * ((size_t)n + 1));
-    for (int mode = 0; mode < 4; mode++) {
+    for (int mode = 0; mode < 5; mode++) {
         int k = 0;
         for (int i = 0; i < n; i++) {
             const st_tensor *t = st_at(f, i);
             if (mode == 0 && !strcmp(t->name, scale)) continue;
             ts[k] = *t;
             if (mode == 1 && !strcmp(t->name, mat)) ts[k].shape[1] = 128, ts[k].numel /= 2; /* (64, 128) */
+            if (mode == 4 && !strcmp(t->name, names[4])) ts[k].data = inf_scales;
             k++;
         }
         if (mode == 3) ts[k++] = extra;
@@ -174,7 +184,7 @@ static void test_bad_files(void **state) {
         clip_model r;
         clip_load_opts o = {.quick_gelu = -1, .inference = true};
         vlp_err rc = clip_load_pretrained(&r, bad, &o, &err);
-        assert_int_equal(rc, mode == 1 ? VLP_ERR_SHAPE : VLP_ERR_FORMAT);
+        assert_int_equal(rc, mode == 1 ? VLP_ERR_SHAPE : mode == 4 ? VLP_ERR_NUMERIC : VLP_ERR_FORMAT);
         if (!strstr(err.message, names[mode])) fail_msg("mode %d: '%s' does not name '%s'", mode, err.message, names[mode]);
     }
     st_close(f);

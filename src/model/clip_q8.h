@@ -9,9 +9,9 @@
  * File: a safetensors checkpoint like clip_save's, with those matrices as I8
  * tensors of the same names and shapes, each with an F32 "<name>.scale" (OC),
  * and the metadata "vlp.quantization": "int8-per-channel". Any of the
- * matrices may be left F32 (it then runs in fp32). The model keeps the
- * dequantized values (q · scale) in its fp32 weights too, so everything that
- * reads them (the decoder's inputs aside) sees what the int8 layers compute.
+ * matrices may be left F32 (it then runs in fp32). The fp32 copies of the
+ * int8 matrices are released (zeros; their pages given back to the OS): an
+ * int8 model holds the int8 weights and the fp32 rest, not both.
  */
 #ifndef VLP_MODEL_CLIP_Q8_H
 #define VLP_MODEL_CLIP_Q8_H
@@ -28,8 +28,9 @@ typedef struct clip_q8 {
     int matrices;          // how many are int8
 } clip_q8;
 
-/* Quantizes the towers' block matrices of an inference model in memory (its
- * weights become the dequantized values). An error names a non-finite tensor. */
+/* Quantizes the towers' block matrices of an inference model in memory (their
+ * fp32 copies are released). An error names a non-finite tensor and leaves
+ * the model as it was. */
 vlp_err clip_quantize(clip_model *m, vlp_error *err);
 /* Writes an int8 model (clip_quantize'd or loaded from an int8 file). */
 vlp_err clip_save_int8(const clip_model *m, const char *path, vlp_error *err);
