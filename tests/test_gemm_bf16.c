@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "core/parallel.h"
+#include "ops/bf16.h"
 #include "ops/gemm.h"
+#include "ops/ops.h"
 #include "testutil.h"
 
 typedef bool (*gemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *, int,
@@ -183,6 +185,70 @@ static void test_bf16_round(void **state) {
     assert_true(isinf(bf16_round(INFINITY)));
 }
 
+/* op(A) given as bf16 (gemm_bf16_a16): the same products as gemm_bf16 on
+ * the same values in fp32, bit for bit (both round the fp32 form to the
+ * same bf16), with odd K, ragged M and N, strided rows and a bias. */
+typedef bool (*a16_fn)(bool, int, int, int, float, const uint16_t *, int, const float *, int, float,
+                       float *, int, const float *, void *, int);
+
+static void check_a16(a16_fn fn, gemm_fn ref, const char *kernel) {
+    static const shape sh[] = {{1, 1, 1}, {13, 33, 3}, {65, 64, 65}, {50, 96, 385}, {37, 47, 769}, {24, 64, 384}};
+    int threads = omp_get_max_threads();
+    void *ws = malloc(gemm_bf16_workspace_bytes(threads));
+    for (size_t t = 0; t < sizeof sh / sizeof *sh; t++)
+        for (int tb = 0; tb < 2; tb++) {
+            int M = sh[t].M, N = sh[t].N, K = sh[t].K, lda = K + 3, ldb = (tb ? K : N) + 1;
+            rng r = {(uint64_t)(M * 7 + N * 3 + K + tb)};
+            float *A = falloc((size_t)M * lda), *B = falloc((size_t)(tb ? N : K) * ldb),
+                  *bias = falloc((size_t)N), *C1 = falloc((size_t)M * N), *C2 = falloc((size_t)M * N);
+            uint16_t *A16 = malloc(sizeof(uint16_t) * (size_t)M * lda);
+            fill_normal(&r, A, (size_t)M * lda, 1.0f, 0.0f);
+            fill_normal(&r, B, (size_t)(tb ? N : K) * ldb, 1.0f, 0.0f);
+            fill_normal(&r, bias, (size_t)N, 1.0f, 0.0f);
+            for (size_t i = 0; i < (size_t)M * lda; i++) {
+                A[i] = bf16_round(A[i]); /* the fp32 form holds the bf16 value exactly */
+                uint32_t u;
+                memcpy(&u, &A[i], 4);
+                A16[i] = (uint16_t)(u >> 16);
+            }
+            assert_true(ref(false, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C1, N, bias, ws, threads));
+            assert_true(fn(tb, M, N, K, 1.0f, A16, lda, B, ldb, 0.0f, C2, N, bias, ws, threads));
+            if (memcmp(C1, C2, sizeof(float) * (size_t)M * N))
+                fail_msg("%s bf16-A gemm %dx%dx%d tb=%d differs from the fp32-A one", kernel, M, N, K, tb);
+            free(A), free(B), free(bias), free(C1), free(C2), free(A16);
+        }
+    free(ws);
+}
+
+static void test_bf16_a_operand(void **state) {
+    check_a16(gemm_bf16_a16_portable, gemm_bf16_portable, "portable");
+    if (gemm_bf16_hw()) check_a16(gemm_bf16_a16, gemm_bf16, "avx512-bf16");
+}
+
+/* The ops that write bf16 for those GEMMs write the fp32 op's values rounded. */
+static void test_bf16_writers(void **state) {
+    int N = 7, C = 45;
+    rng r = {9};
+    float *x = falloc((size_t)N * C), *w = falloc((size_t)C), *b = falloc((size_t)C), *y = falloc((size_t)N * C);
+    float m1[7], s1[7], m2[7], s2[7];
+    uint16_t *y16 = malloc(sizeof(uint16_t) * (size_t)N * C);
+    fill_normal(&r, x, (size_t)N * C, 2.0f, 0.5f);
+    fill_normal(&r, w, (size_t)C, 1.0f, 1.0f);
+    fill_normal(&r, b, (size_t)C, 0.5f, 0.0f);
+    layernorm_forward(y, m1, s1, x, w, b, N, C, 1e-5f);
+    layernorm_forward_bf16(y16, m2, s2, x, w, b, N, C, 1e-5f);
+    assert_memory_equal(m1, m2, sizeof m1);
+    assert_memory_equal(s1, s2, sizeof s1);
+    for (int i = 0; i < N * C; i++) assert_int_equal(y16[i], bf16_bits(y[i]));
+    for (int a = 0; a < 2; a++) {
+        vlp_act act = a ? VLP_ACT_QUICKGELU : VLP_ACT_GELU;
+        act_forward(act, y, x, (size_t)N * C);
+        act_forward_bf16(act, y16, x, (size_t)N * C);
+        for (int i = 0; i < N * C; i++) assert_int_equal(y16[i], bf16_bits(y[i]));
+    }
+    free(x), free(w), free(b), free(y), free(y16);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_round),
@@ -190,6 +256,8 @@ int main(void) {
         cmocka_unit_test(test_portable_kernel),
         cmocka_unit_test(test_model_shape_close_to_fp32),
         cmocka_unit_test(test_inside_parallel_region),
+        cmocka_unit_test(test_bf16_a_operand),
+        cmocka_unit_test(test_bf16_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,14 +78,53 @@ static void block_linear(const block_dims *d, float *out, const float *inp, cons
     else linear_forward(d->mm, out, inp, w, b, N, C, OC);
 }
 
+/* bf16 mode (without int8 weights for the layer): the LayerNorm and
+ * activation outputs that feed a GEMM are written once in bf16, into the
+ * first half of their fp32 buffers, and the GEMM's packing copies them
+ * instead of converting fp32 (the same bits: both round to nearest even).
+ * Only the next GEMM reads them: the backward recomputes them in fp32. */
+static bool bf16_input(const block_dims *d, const q8_matrix *q) {
+    return d->mm && d->mm->precision == VLP_PRECISION_BF16 && !(q && q->packed);
+}
+
+static void bf16_linear(const block_dims *d, float *out, const uint16_t *inp, const float *w,
+                        const float *b, int N, int C, int OC) {
+    /* outside any parallel region the workspace always has a slot: never refused */
+    (void)gemm_bf16_a16(true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC, b, d->mm->workspace,
+                        d->mm->threads);
+}
+
+/* out (N, OC) = linear(LayerNorm(x)); ln (N, C) holds the LayerNorm output */
+static void ln_linear(const block_dims *d, float *out, float *ln, float *mean, float *rstd,
+                      const float *x, const float *ln_w, const float *ln_b, const float *w,
+                      const q8_matrix *q, const float *b, int N, int C, int OC) {
+    if (bf16_input(d, q)) {
+        layernorm_forward_bf16((uint16_t *)ln, mean, rstd, x, ln_w, ln_b, N, C, d->eps);
+        bf16_linear(d, out, (const uint16_t *)ln, w, b, N, C, OC);
+        return;
+    }
+    layernorm_forward(ln, mean, rstd, x, ln_w, ln_b, N, C, d->eps);
+    block_linear(d, out, ln, w, q, b, N, C, OC);
+}
+
+/* out (N, OC) = linear(act(x)); act_out (N, H) holds the activation */
+static void act_linear(const block_dims *d, float *out, float *act_out, const float *x,
+                       const float *w, const q8_matrix *q, const float *b, int N, int H, int OC) {
+    if (bf16_input(d, q)) {
+        act_forward_bf16(d->act, (uint16_t *)act_out, x, (size_t)N * H);
+        bf16_linear(d, out, (const uint16_t *)act_out, w, b, N, H, OC);
+        return;
+    }
+    act_forward(d->act, act_out, x, (size_t)N * H);
+    block_linear(d, out, act_out, w, q, b, N, H, OC);
+}
+
 static void mlp_half_forward(float *out, block_acts *a, const block_params *w, const block_dims *d) {
     int N = d->B * d->T, C = d->C, H = d->hidden;
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C,
-                      d->eps);
-    block_linear(d, a->fc, a->ln2, w->c_fc_w, w->q8 ? &w->q8->c_fc : NULL, w->c_fc_b, N, C, H);
-    act_forward(d->act, a->fc_act, a->fc, (size_t)N * H);
-    block_linear(d, out, a->fc_act, w->c_proj_w, w->q8 ? &w->q8->c_proj : NULL, w->c_proj_b, N,
-                 H, C);
+    ln_linear(d, a->fc, a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, w->c_fc_w,
+              w->q8 ? &w->q8->c_fc : NULL, w->c_fc_b, N, C, H);
+    act_linear(d, out, a->fc_act, a->fc, w->c_proj_w, w->q8 ? &w->q8->c_proj : NULL, w->c_proj_b,
+               N, H, C);
     residual_forward(out, a->x1, out, (size_t)N * C);
 }
 
@@ -121,10 +160,9 @@ vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_p
     int N = d->B * d->T, C = d->C;
     size_t NC = (size_t)N * C;
     const block_q8 *q = w->q8;
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    /* mha_forward's steps, each linear layer maybe int8 */
-    block_linear(d, a->qkv, a->ln1, w->in_proj_w, q ? &q->in_proj : NULL, w->in_proj_b, N, C,
-                 3 * C);
+    /* mha_forward's steps, each linear layer maybe int8, its input maybe bf16 */
+    ln_linear(d, a->qkv, a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, w->in_proj_w,
+              q ? &q->in_proj : NULL, w->in_proj_b, N, C, 3 * C);
     VLP_TRY(attention_forward(d->mm, a->heads, a->att, a->qkv, d->B, d->T, C, d->NH, d->causal, err));
     block_linear(d, a->x1, a->heads, w->out_proj_w, q ? &q->out_proj : NULL, w->out_proj_b, N, C,
                  C);

@@ -1,5 +1,6 @@
 #include "ops/ops.h"
 #include "core/parallel.h"
+#include "ops/bf16.h"
 #include "ops/fastmath.h"
 
 #include <math.h>
@@ -48,6 +49,19 @@ void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t
 void act_forward(vlp_act act, float *out, const float *inp, size_t N) {
     if (act == VLP_ACT_QUICKGELU) quickgelu_forward(out, inp, N);
     else gelu_forward(out, inp, N);
+}
+
+void act_forward_bf16(vlp_act act, uint16_t *out, const float *inp, size_t N) {
+    if (act == VLP_ACT_QUICKGELU) {
+        VLP_OMP_FOR_SIMD
+        for (size_t i = 0; i < N; i++) out[i] = bf16_bits(inp[i] * sigmoidf(QUICKGELU_ALPHA * inp[i]));
+    } else {
+        VLP_OMP_FOR_SIMD
+        for (size_t i = 0; i < N; i++) {
+            float x = inp[i];
+            out[i] = bf16_bits(0.5f * x * (1.0f + vlp_erff(x * INV_SQRT2)));
+        }
+    }
 }
 
 void act_backward(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N) {

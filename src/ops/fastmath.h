@@ -7,15 +7,16 @@
  * [-4, 4] (erf is ±1 to float precision outside); a few ulp. */
 #ifndef VLP_OPS_FASTMATH_H
 #define VLP_OPS_FASTMATH_H
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 static inline float vlp_expf(float in) {
-    /* keeps 2^n a normal float: e^x saturates at 2.4e38 above 88.376 (glibc: inf above 88.72);
-     * fmaxf/fminf take NaN to the bound, so the int conversion below is always defined, and
-     * NaN is given back at the end */
-    float x = fminf(fmaxf(in, -87.33654f), 88.37626f);
+    /* keeps 2^n a normal float: e^x saturates at 2.4e38 above 88.376 (glibc: inf above 88.72).
+     * NaN is computed as 0 (so the int conversion below is always defined) and given back
+     * at the end; selects, not fminf/fmaxf, which are library calls the loop would not
+     * vectorise around */
+    float x = in == in ? in : 0.0f;
+    x = x < -87.33654f ? -87.33654f : x > 88.37626f ? 88.37626f : x;
     /* round to nearest by adding and removing 1.5 * 2^23 (|x log2 e| < 2^22): no libm call */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;

@@ -2,6 +2,7 @@
 #define VLP_OPS_GEMM_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The one fp32 GEMM entry of vlp, row-major:
  *   C (M,N) = alpha · op(A) · op(B) + beta · C
@@ -49,6 +50,16 @@ bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
                         int ldc, const float *bias, void *workspace, int ws_threads);
+/* The same with op(A) = A given as bfloat16 (uint16 bits, rows lda apart):
+ * activations an op wrote in bf16 once (layernorm_forward_bf16,
+ * act_forward_bf16) are copied into the packs, not converted; the products
+ * are those of gemm_bf16 on the same values in fp32, bit for bit. */
+bool gemm_bf16_a16(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
+                   void *workspace, int ws_threads);
+bool gemm_bf16_a16_portable(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                            int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                            const float *bias, void *workspace, int ws_threads);
 size_t gemm_bf16_workspace_bytes(int threads);
 bool gemm_bf16_hw(void);
 /* x rounded to the nearest bfloat16 (ties to even), as the kernel rounds */

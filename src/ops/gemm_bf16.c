@@ -278,6 +278,7 @@ bool gemm_bf16_hw(void) {
 typedef struct gemm_plan {
     bool ta, tb, hw;
     int M, N, K;
+    const uint16_t *A16; // op(A) = A given as bfloat16 rows (lda apart), instead of A; or NULL
     float alpha, beta;
     const float *bias; // (N) added on the first K block, or NULL
     const float *A, *B;
@@ -288,7 +289,38 @@ typedef struct gemm_plan {
 
 /* op(A) rows are A's columns when trans_a; op(B)ᵀ rows (the N side) are B's
  * rows when trans_b */
+/* Strips of W rows of X16 (bf16 rows, ld apart), already rounded: their
+ * pairs are copied, no conversion. rows_out: [i][kp] (kernel_x86_arows),
+ * else [kp][i] (the portable kernel's strips). The odd k pad and the rows
+ * past rn are zero. */
+static void pack_rows_bf16(uint32_t *dst, const uint16_t *X16, int ld, int r0, int rn, int k0, int kn,
+                           int W, int strip_lo, int strip_hi, bool rows_out) {
+    int kp2 = (kn + 1) / 2;
+    for (int s = strip_lo; s < strip_hi; s++) {
+        uint32_t *d = dst + (size_t)s * kp2 * W;
+        for (int i = 0; i < W; i++) {
+            int r = s * W + i;
+            const uint16_t *x = r < rn ? X16 + (size_t)(r0 + r) * ld + k0 : NULL;
+            if (rows_out && x) {
+                uint32_t *row = d + (size_t)i * kp2;
+                memcpy(row, x, sizeof(uint16_t) * (size_t)(kn & ~1));
+                if (kn & 1) row[kp2 - 1] = x[kn - 1]; /* the low half; the pad high half zero */
+                continue;
+            }
+            for (int kp = 0; kp < kp2; kp++) {
+                uint32_t v = 0;
+                if (x) v = (uint32_t)x[2 * kp] | (2 * kp + 1 < kn ? (uint32_t)x[2 * kp + 1] << 16 : 0u);
+                d[rows_out ? (size_t)i * kp2 + kp : (size_t)kp * W + i] = v;
+            }
+        }
+    }
+}
+
 static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo, int s_hi) {
+    if (p->A16) {
+        pack_rows_bf16(p->apack, p->A16, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, p->hw);
+        return;
+    }
 #ifdef VLP_BF16_X86
     if (p->hw) {
         if (p->ta)
@@ -390,8 +422,9 @@ static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
 }
 
 static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                          int ldc, const float *bias, void *workspace, int ws_threads) {
+                          const float *A, const uint16_t *A16, int lda, const float *B, int ldb,
+                          float beta, float *C, int ldc, const float *bias, void *workspace,
+                          int ws_threads) {
     if (M <= 0 || N <= 0)
         return true;
     if (K <= 0 || alpha == 0.0f) {
@@ -406,7 +439,7 @@ static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int
 #ifdef _OPENMP
     size_t slot = (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t); /* a thread's packing */
 #endif
-    gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K,
+    gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K, .A16 = A16,
                    .alpha = alpha, .beta = beta, .bias = bias, .A = A, .B = B, .lda = lda,
                    .ldb = ldb, .ldc = ldc, .C = C};
     int nt = 1;
@@ -442,13 +475,27 @@ static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int
 bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
                void *workspace, int ws_threads) {
-    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                         ldc, bias, workspace, ws_threads);
+    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, NULL, lda, B, ldb, beta,
+                         C, ldc, bias, workspace, ws_threads);
+}
+
+bool gemm_bf16_a16(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
+                   void *workspace, int ws_threads) {
+    return gemm_bf16_run(gemm_bf16_hw(), false, trans_b, M, N, K, alpha, NULL, A, lda, B, ldb, beta,
+                         C, ldc, bias, workspace, ws_threads);
+}
+
+bool gemm_bf16_a16_portable(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                            int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                            const float *bias, void *workspace, int ws_threads) {
+    return gemm_bf16_run(false, false, trans_b, M, N, K, alpha, NULL, A, lda, B, ldb, beta, C, ldc,
+                         bias, workspace, ws_threads);
 }
 
 bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
                         int ldc, const float *bias, void *workspace, int ws_threads) {
-    return gemm_bf16_run(false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+    return gemm_bf16_run(false, trans_a, trans_b, M, N, K, alpha, A, NULL, lda, B, ldb, beta, C, ldc,
                          bias, workspace, ws_threads);
 }

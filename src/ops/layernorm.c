@@ -1,8 +1,25 @@
+#include "ops/bf16.h"
 #include "ops/ops.h"
 #include "ops/reduce.h"
 #include "core/parallel.h"
 
 #include <math.h>
+
+/* one row's mean and 1/std: two passes, a one-pass E[x²]-E[x]² loses
+ * digits when |mean| ≫ std */
+static inline float row_stats(const float *x, int C, float eps, float *mean) {
+    float m = 0.0f;
+    for (int c = 0; c < C; c++) m += x[c];
+    m /= (float)C;
+    float v = 0.0f;
+    for (int c = 0; c < C; c++) {
+        float d = x[c] - m;
+        v += d * d;
+    }
+    v /= (float)C;
+    *mean = m;
+    return 1.0f / sqrtf(v + eps);
+}
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int C, float eps) {
@@ -10,18 +27,21 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        /* two passes: a one-pass E[x²]-E[x]² loses digits when |mean| ≫ std */
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float d = x[c] - m;
-            v += d * d;
-        }
-        v /= (float)C;
-        float s = 1.0f / sqrtf(v + eps);
+        float m, s = row_stats(x, C, eps, &m);
         for (int c = 0; c < C; c++) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_forward_bf16(uint16_t *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int C, float eps) {
+    VLP_OMP_FOR
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        uint16_t *y = out + (size_t)n * C;
+        float m, s = row_stats(x, C, eps, &m);
+        for (int c = 0; c < C; c++) y[c] = bf16_bits((x[c] - m) * s * weight[c] + bias[c]);
         mean[n] = m;
         rstd[n] = s;
     }

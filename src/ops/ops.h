@@ -64,6 +64,10 @@ void layernorm_forward(float *out,          // (N, C)
                        const float *weight, // (C)
                        const float *bias,   // (C)
                        int N, int C, float eps);
+/* the same with the output rounded to bfloat16 (uint16 bits) as it is
+ * written: the input of a bf16 GEMM (gemm_bf16_a16), produced once */
+void layernorm_forward_bf16(uint16_t *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int C, float eps);
 void layernorm_backward(float *dinp, float *dweight, float *dbias, // (N,C) (C) (C)
                         const float *dout,                         // (N, C)
                         const float *inp, const float *weight,     // (N, C) (C)
@@ -78,6 +82,8 @@ void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t
 
 typedef enum vlp_act { VLP_ACT_GELU = 0, VLP_ACT_QUICKGELU = 1 } vlp_act;
 void act_forward(vlp_act act, float *out, const float *inp, size_t N);
+/* the forward with its output rounded to bfloat16 as it is written */
+void act_forward_bf16(vlp_act act, uint16_t *out, const float *inp, size_t N);
 void act_backward(vlp_act act, float *dinp, const float *dout, const float *inp, size_t N);
 /* the same, written rather than accumulated (dinp = dout ⊙ act'(inp)): a
  * fresh buffer needs no zeroing pass first */
