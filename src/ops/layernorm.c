@@ -21,30 +21,30 @@ static inline float row_stats(const float *x, int C, float eps, float *mean) {
     return 1.0f / sqrtf(v + eps);
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                       const float *weight, const float *bias, int N, int C, float eps) {
+/* the rows normalised into out (fp32) or out16 (rounded to bf16 as written) */
+static void layernorm_rows(float *out, uint16_t *out16, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias, int N, int C, float eps) {
     VLP_OMP_FOR
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
-        float *y = out + (size_t)n * C;
         float m, s = row_stats(x, C, eps, &m);
-        for (int c = 0; c < C; c++) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+        if (out16)
+            for (int c = 0; c < C; c++) out16[(size_t)n * C + c] = bf16_bits((x[c] - m) * s * weight[c] + bias[c]);
+        else
+            for (int c = 0; c < C; c++) out[(size_t)n * C + c] = (x[c] - m) * s * weight[c] + bias[c];
         mean[n] = m;
         rstd[n] = s;
     }
 }
 
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C, float eps) {
+    layernorm_rows(out, NULL, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
 void layernorm_forward_bf16(uint16_t *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, int N, int C, float eps) {
-    VLP_OMP_FOR
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        uint16_t *y = out + (size_t)n * C;
-        float m, s = row_stats(x, C, eps, &m);
-        for (int c = 0; c < C; c++) y[c] = bf16_bits((x[c] - m) * s * weight[c] + bias[c]);
-        mean[n] = m;
-        rstd[n] = s;
-    }
+    layernorm_rows(NULL, out, mean, rstd, inp, weight, bias, N, C, eps);
 }
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
