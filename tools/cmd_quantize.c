@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/model_internal.h"
 #include "args.h"
 #include "commands.h"
 #include "core/rng.h"
@@ -36,20 +37,14 @@ static vlp_err encode_check(vlp_model *m, const float *pixels, int n_img, float 
     return vlp_encode_texts(m, CHECK_TEXTS, NCHECK_TEXTS, emb + (size_t)n_img * E, err);
 }
 
-/* dir/tokenizer.merges for a file path */
-static void sibling_merges(const char *path, char *out, size_t n) {
-    const char *slash = strrchr(path, '/');
-    snprintf(out, n, "%.*stokenizer.merges", slash ? (int)(slash - path + 1) : 0, path);
-}
-
 /* The model's own tokenizer (--vocab, or tokenizer.merges beside it) goes
  * beside the int8 model too, where the loaders look for it: copied when
  * there is none, a warning when there is another. */
 static void keep_tokenizer(const char *model, const char *vocab, const char *out) {
     char src[4096], dst[4096];
     if (vocab) snprintf(src, sizeof src, "%s", vocab);
-    else sibling_merges(model, src, sizeof src);
-    sibling_merges(out, dst, sizeof dst);
+    else model_vocab_beside(model, src, sizeof src);
+    model_vocab_beside(out, dst, sizeof dst);
     if (access(src, R_OK) != 0) return; /* OpenAI's, shipped with vlp: nothing to carry */
     uint8_t *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;

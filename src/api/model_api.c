@@ -33,10 +33,14 @@ void vlp_model_free(vlp_model *v) {
     free(v);
 }
 
-/* where the tokenizer comes from when the caller names none */
-static vlp_err default_vocab(const char *weights, char *out, size_t n, vlp_error *err) {
+void model_vocab_beside(const char *weights, char *out, size_t n) {
     const char *slash = strrchr(weights, '/');
     snprintf(out, n, "%.*stokenizer.merges", slash ? (int)(slash - weights + 1) : 0, weights);
+}
+
+/* where the tokenizer comes from when the caller names none */
+static vlp_err default_vocab(const char *weights, char *out, size_t n, vlp_error *err) {
+    model_vocab_beside(weights, out, n);
     if (access(out, R_OK) == 0) return VLP_OK;
     const char *env = getenv("VLP_BPE_MERGES");
     if (env && *env) return snprintf(out, n, "%s", env), VLP_OK;

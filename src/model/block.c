@@ -69,7 +69,6 @@ size_t block_scratch_floats(const block_dims *d) {
     return 3 * N * d->C + 2 * N * d->hidden + mha_scratch_floats(d->B, d->T, d->C, d->NH);
 }
 
-/* The second half of both blocks: out = x1 + c_proj(act(c_fc(ln_2(x1)))). */
 /* A linear layer of the block: int8 when the block has int8 weights for
  * it (an inference model), else linear_forward in the dims' precision. */
 static void block_linear(const block_dims *d, float *out, const float *inp, const float *w,
@@ -119,6 +118,7 @@ static void act_linear(const block_dims *d, float *out, float *act_out, const fl
     block_linear(d, out, act_out, w, q, b, N, H, OC);
 }
 
+/* The second half of both blocks: out = x1 + c_proj(act(c_fc(ln_2(x1)))). */
 static void mlp_half_forward(float *out, block_acts *a, const block_params *w, const block_dims *d) {
     int N = d->B * d->T, C = d->C, H = d->hidden;
     ln_linear(d, a->fc, a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, w->c_fc_w,
@@ -188,16 +188,10 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     /* attention branch; the residual passes dx1 straight to the input */
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
     layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
-    /* mha_backward's steps, each writing its fresh scratch (beta 0, attention
-     * not accumulating) instead of zeroing it and adding to it */
-    float *dqkv = mha_scratch;                  // (N, 3C)
-    float *dheads = dqkv + 3 * NC;              // (N, C)
-    float *att_scratch = dheads + NC;
-    vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dx1, C, w->out_proj_w, C, 0.0f, dheads, C);
-    linear_backward(d->mm, NULL, dw->out_proj_w, dw->out_proj_b, dx1, a->heads, w->out_proj_w, N, C, C);
-    attention_backward(d->mm, dqkv, dheads, a->qkv, a->att, att_scratch, d->B, d->T, C, d->NH, false);
-    vlp_gemm(d->mm, false, false, N, C, 3 * C, 1.0f, dqkv, 3 * C, w->in_proj_w, C, 0.0f, dln, C);
-    linear_backward(d->mm, NULL, dw->in_proj_w, dw->in_proj_b, dqkv, ln, w->in_proj_w, N, C, 3 * C);
+    /* dln is fresh scratch: written (beta 0), not zeroed and added to */
+    mha_backward(d->mm, dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, ln,
+                 a->qkv, a->att, a->heads, w->in_proj_w, w->out_proj_w, mha_scratch, d->B, d->T,
+                 C, d->NH, false);
     layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,
                        a->ln1_rstd, N, C);
 }

@@ -63,9 +63,7 @@ vlp_err clip_load_param(clip_model *m, const vlp_param *p, const st_file *f, vlp
 }
 
 vlp_err clip_load_prefix(clip_model *m, const st_file *f, const char *prefix, vlp_error *err) {
-    VLP_CHECK_ARG(!clip_file_is_int8(f), err,
-                  "%s is an int8 model (vlp quantize), for inference only: training needs the fp32 model",
-                  st_path(f));
+    VLP_TRY(clip_int8_refuse_training(f, err));
     int n = 0;
     for (int i = 0; i < m->nparams; i++) {
         if (strncmp(m->params[i].name, prefix, strlen(prefix))) continue;
@@ -106,10 +104,7 @@ vlp_err clip_load(clip_model *m, const char *path, vlp_error *err) {
     char what[512];
     snprintf(what, sizeof what, "%s (metadata %s)", path, CLIP_META_CONFIG);
     rc = clip_config_parse(cfg_text, what, &cfg, err);
-    if (rc == VLP_OK && clip_file_is_int8(f))
-        rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
-                           "%s is an int8 model (vlp quantize), for inference only: training needs "
-                           "the fp32 model", path);
+    if (rc == VLP_OK) rc = clip_int8_refuse_training(f, err);
     if (rc == VLP_OK) rc = clip_init(m, &cfg, err);
     if (rc == VLP_OK) rc = clip_load_weights(m, f, err);
     if (rc != VLP_OK) clip_free(m);

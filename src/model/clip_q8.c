@@ -12,18 +12,30 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* The quantized matrices of a block: the parameter name's suffix, where its
- * fp32 view is in block_params and its int8 twin in block_q8. */
+/* The quantized matrices of a block: the parameter name's suffix and where
+ * its int8 twin is in block_q8. */
 static const struct {
     const char *suffix;
-    size_t view, q8;
+    size_t q8;
 } MATRICES[] = {
-    {"attn.in_proj_weight", offsetof(block_params, in_proj_w), offsetof(block_q8, in_proj)},
-    {"attn.out_proj.weight", offsetof(block_params, out_proj_w), offsetof(block_q8, out_proj)},
-    {"mlp.c_fc.weight", offsetof(block_params, c_fc_w), offsetof(block_q8, c_fc)},
-    {"mlp.c_proj.weight", offsetof(block_params, c_proj_w), offsetof(block_q8, c_proj)},
+    {"attn.in_proj_weight", offsetof(block_q8, in_proj)},
+    {"attn.out_proj.weight", offsetof(block_q8, out_proj)},
+    {"mlp.c_fc.weight", offsetof(block_q8, c_fc)},
+    {"mlp.c_proj.weight", offsetof(block_q8, c_proj)},
 };
 #define NMATRICES (int)(sizeof MATRICES / sizeof *MATRICES)
+/* an int8 matrix's scales are the tensor of its name plus this */
+#define SCALE_SUFFIX ".scale"
+
+/* the parameter whose scales tensor `name` is ("<param>.scale"), or NULL */
+static const vlp_param *scaled_param(const clip_model *m, const char *name) {
+    size_t len = strlen(name), sl = strlen(SCALE_SUFFIX);
+    char base[VLP_PARAM_NAME_MAX + 8];
+    if (len <= sl || len - sl >= sizeof base || strcmp(name + len - sl, SCALE_SUFFIX)) return NULL;
+    memcpy(base, name, len - sl);
+    base[len - sl] = '\0';
+    return clip_param_find(m, base);
+}
 
 /* One quantizable matrix of the model. */
 typedef struct q8_target {
@@ -167,7 +179,7 @@ vlp_err clip_save_int8(const clip_model *m, const char *path, vlp_error *err) {
         q8_matrix_unpack(q, qs[i]);
         st_tensor *t = &ts[targets[i].p - m->params];
         t->dtype = ST_I8, t->data = qs[i];
-        snprintf(names[i], sizeof names[i], "%s.scale", targets[i].p->name);
+        snprintf(names[i], sizeof names[i], "%s" SCALE_SUFFIX, targets[i].p->name);
         ts[k++] = (st_tensor){.name = names[i], .dtype = ST_F32, .ndim = 1, .shape = {q->OC},
                               .numel = (size_t)q->OC, .data = q->scale};
     }
@@ -188,7 +200,7 @@ static vlp_err load_target(clip_model *m, const st_file *f, const q8_target *t, 
               VLP_ERR_SHAPE, "%s: int8 tensor '%s' is not (%lld, %lld)", st_path(f), p->name,
               (long long)p->shape[0], (long long)p->shape[1]);
     char name[VLP_PARAM_NAME_MAX + 8];
-    snprintf(name, sizeof name, "%s.scale", p->name);
+    snprintf(name, sizeof name, "%s" SCALE_SUFFIX, p->name);
     const st_tensor *s = st_find(f, name);
     VLP_CHECK_FORMAT(s, err, "%s: int8 tensor '%s' has no scales ('%s')", st_path(f), p->name, name);
     VLP_CHECK(s->ndim == 1 && s->shape[0] == p->shape[0], err, VLP_ERR_SHAPE,
@@ -208,10 +220,15 @@ static vlp_err load_target(clip_model *m, const st_file *f, const q8_target *t, 
     return rc;
 }
 
+vlp_err clip_int8_refuse_training(const st_file *f, vlp_error *err) {
+    VLP_CHECK_ARG(!clip_file_is_int8(f), err,
+                  "%s is an int8 model (vlp quantize), for inference only (embed, search, classify, "
+                  "eval, caption): training or adapting needs the fp32 model", st_path(f));
+    return VLP_OK;
+}
+
 vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err) {
-    VLP_CHECK_ARG(m->inference, err,
-                  "%s is an int8 model, for inference (embed, search, classify, eval, caption); "
-                  "training or adapting needs the fp32 model", st_path(f));
+    if (!m->inference) return clip_int8_refuse_training(f, err);
     const char *kind = st_meta_get(f, CLIP_META_QUANT);
     VLP_CHECK_FORMAT(kind && !strcmp(kind, CLIP_QUANT_INT8), err,
                      "%s: quantization \"%s\" is not one this vlp reads (\"%s\")", st_path(f),
@@ -219,11 +236,7 @@ vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err) {
     /* every tensor of the file is a parameter or the scales of one */
     for (int i = 0; i < st_count(f); i++) {
         const char *name = st_at(f, i)->name;
-        size_t len = strlen(name);
-        char base[VLP_PARAM_NAME_MAX + 8] = "";
-        if (len > 6 && len - 6 < sizeof base && !strcmp(name + len - 6, ".scale"))
-            memcpy(base, name, len - 6);
-        VLP_CHECK_FORMAT(clip_param_find(m, name) || (base[0] && clip_param_find(m, base)), err,
+        VLP_CHECK_FORMAT(clip_param_find(m, name) || scaled_param(m, name), err,
                          "%s: tensor '%s' is not a parameter of this model", st_path(f), name);
     }
     VLP_TRY(attach(m, err));
@@ -244,14 +257,11 @@ vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err) {
     /* scales belong to an I8 matrix: one beside an F32 tensor would be ignored */
     for (int i = 0; rc == VLP_OK && i < st_count(f); i++) {
         const char *name = st_at(f, i)->name;
-        size_t len = strlen(name);
-        if (clip_param_find(m, name) || len <= 6) continue;
-        char base[VLP_PARAM_NAME_MAX + 8] = "";
-        if (len - 6 < sizeof base) memcpy(base, name, len - 6);
-        const vlp_param *p = clip_param_find(m, base);
+        const vlp_param *p = clip_param_find(m, name) ? NULL : scaled_param(m, name);
         if (p && !done[p - m->params])
             rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
-                               "%s: tensor '%s' scales '%s', which is not an int8 matrix", st_path(f), name, base);
+                               "%s: tensor '%s' scales '%s', which is not an int8 matrix", st_path(f), name,
+                               p->name);
     }
     free(ts), free(done);
     if (rc != VLP_OK) clip_q8_free(m);

@@ -36,6 +36,9 @@ vlp_err clip_quantize(clip_model *m, vlp_error *err);
 vlp_err clip_save_int8(const clip_model *m, const char *path, vlp_error *err);
 /* Whether an open file is an int8 model (its metadata says so). */
 bool clip_file_is_int8(const st_file *f);
+/* An error naming the file when it is an int8 model: the loaders of models
+ * that train (resume, --init-image, adapt) refuse them. */
+vlp_err clip_int8_refuse_training(const st_file *f, vlp_error *err);
 /* Loads an int8 file's weights into an inference model built from its config. */
 vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err);
 /* Sizes the int8 workspace for batches up to B (clip_reserve calls it). */

@@ -9,12 +9,11 @@
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define QUICKGELU_ALPHA 1.702f
 
+static inline float gelu_value(float x) { return 0.5f * x * (1.0f + vlp_erff(x * INV_SQRT2)); }
+
 void gelu_forward(float *out, const float *inp, size_t N) {
     VLP_OMP_FOR_SIMD
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + vlp_erff(x * INV_SQRT2));
-    }
+    for (size_t i = 0; i < N; i++) out[i] = gelu_value(inp[i]);
 }
 
 /* d act(x) / dx */
@@ -25,6 +24,8 @@ static inline float gelu_grad(float x) {
 }
 
 static inline float sigmoidf(float z) { return 1.0f / (1.0f + vlp_expf(-z)); }
+
+static inline float quickgelu_value(float x) { return x * sigmoidf(QUICKGELU_ALPHA * x); }
 
 static inline float quickgelu_grad(float x) {
     float s = sigmoidf(QUICKGELU_ALPHA * x);
@@ -38,7 +39,7 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
 
 void quickgelu_forward(float *out, const float *inp, size_t N) {
     VLP_OMP_FOR_SIMD
-    for (size_t i = 0; i < N; i++) out[i] = inp[i] * sigmoidf(QUICKGELU_ALPHA * inp[i]);
+    for (size_t i = 0; i < N; i++) out[i] = quickgelu_value(inp[i]);
 }
 
 void quickgelu_backward(float *dinp, const float *dout, const float *inp, size_t N) {
@@ -54,13 +55,10 @@ void act_forward(vlp_act act, float *out, const float *inp, size_t N) {
 void act_forward_bf16(vlp_act act, uint16_t *out, const float *inp, size_t N) {
     if (act == VLP_ACT_QUICKGELU) {
         VLP_OMP_FOR_SIMD
-        for (size_t i = 0; i < N; i++) out[i] = bf16_bits(inp[i] * sigmoidf(QUICKGELU_ALPHA * inp[i]));
+        for (size_t i = 0; i < N; i++) out[i] = bf16_bits(quickgelu_value(inp[i]));
     } else {
         VLP_OMP_FOR_SIMD
-        for (size_t i = 0; i < N; i++) {
-            float x = inp[i];
-            out[i] = bf16_bits(0.5f * x * (1.0f + vlp_erff(x * INV_SQRT2)));
-        }
+        for (size_t i = 0; i < N; i++) out[i] = bf16_bits(gelu_value(inp[i]));
     }
 }
 

@@ -33,12 +33,10 @@ size_t gemm_bf16_workspace_bytes(int threads) {
     return (size_t)threads * (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t) + 64;
 }
 
-static inline uint16_t f32_to_bf16(float f) { return bf16_bits(f); }
-
 float bf16_round(float f) { return bf16_rounded(f); }
 
 static inline uint32_t pair_bf16(float lo, float hi) {
-    return (uint32_t)f32_to_bf16(lo) | ((uint32_t)f32_to_bf16(hi) << 16);
+    return (uint32_t)bf16_bits(lo) | ((uint32_t)bf16_bits(hi) << 16);
 }
 
 /* element (r, k) of op(X), X stored row-major with leading dimension ld; op
@@ -287,8 +285,6 @@ typedef struct gemm_plan {
     uint32_t *apack, *bpack;
 } gemm_plan;
 
-/* op(A) rows are A's columns when trans_a; op(B)ᵀ rows (the N side) are B's
- * rows when trans_b */
 /* Strips of W rows of X16 (bf16 rows, ld apart), already rounded: their
  * pairs are copied, no conversion. rows_out: [i][kp] (kernel_x86_arows),
  * else [kp][i] (the portable kernel's strips). The odd k pad and the rows
@@ -316,6 +312,8 @@ static void pack_rows_bf16(uint32_t *dst, const uint16_t *X16, int ld, int r0, i
     }
 }
 
+/* op(A) rows are A's columns when trans_a; op(B)ᵀ rows (the N side) are B's
+ * rows when trans_b */
 static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo, int s_hi) {
     if (p->A16) {
         pack_rows_bf16(p->apack, p->A16, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, p->hw);

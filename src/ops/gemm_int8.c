@@ -27,24 +27,35 @@
  * or activation that matters next to the others) */
 #define Q8_TINY 1e-30f
 
+/* The row's largest |value| (0 when below Q8_TINY), or -1 when it holds a
+ * non-finite value: the scale of both weights and activations. */
+static float row_absmax(const float *x, int C) {
+    float amax = 0.0f;
+    bool finite = true;
+    for (int c = 0; c < C; c++) {
+        float a = fabsf(x[c]);
+        finite = finite && a <= FLT_MAX;
+        amax = a > amax ? a : amax;
+    }
+    return !finite ? -1.0f : amax < Q8_TINY ? 0.0f : amax;
+}
+
+/* x · inv (inv = 127 / max) to the nearest integer, ties to even, in [-127, 127] */
+static inline float quantized(float x, float inv) {
+    float v = nearbyintf(x * inv);
+    return v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+}
+
 bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
     bool finite = true;
     for (int o = 0; o < OC; o++) {
         const float *r = w + (size_t)o * C;
-        float amax = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float a = fabsf(r[c]);
-            finite = finite && a <= FLT_MAX;
-            amax = a > amax ? a : amax;
-        }
-        if (amax < Q8_TINY) amax = 0.0f; /* 127 / amax would overflow: a zero row */
+        float amax = row_absmax(r, C);
+        finite = finite && amax >= 0.0f;
+        amax = amax > 0.0f ? amax : 0.0f;
         scale[o] = amax / 127.0f;
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        for (int c = 0; c < C; c++) {
-            float v = nearbyintf(r[c] * inv);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[(size_t)o * C + c] = finite ? (int8_t)v : 0;
-        }
+        for (int c = 0; c < C; c++) q[(size_t)o * C + c] = finite ? (int8_t)quantized(r[c], inv) : 0;
     }
     return finite;
 }
@@ -100,25 +111,15 @@ size_t q8_workspace_bytes(int N, int C) {
  * non-finite value gets scale NaN, so its outputs are NaN (no UB casting
  * NaN to int) */
 static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq) {
-    float amax = 0.0f;
-    bool finite = true;
-    for (int c = 0; c < C; c++) {
-        float a = fabsf(x[c]);
-        finite = finite && a <= FLT_MAX;
-        amax = a > amax ? a : amax;
-    }
-    if (!finite || amax < Q8_TINY) { /* non-finite: NaN outputs; tiny or zero: a zero row */
-        *scale = finite ? 0.0f : NAN;
+    float amax = row_absmax(x, C);
+    if (amax <= 0.0f) { /* non-finite: NaN outputs; tiny or zero: a zero row */
+        *scale = amax < 0.0f ? NAN : 0.0f;
         memset(dst, 128, (size_t)ldq);
         return;
     }
     *scale = amax / 127.0f;
     float inv = 127.0f / amax;
-    for (int c = 0; c < C; c++) {
-        float v = nearbyintf(x[c] * inv);
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        dst[c] = (uint8_t)((int)v + 128);
-    }
+    for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv) + 128);
     memset(dst + C, 128, (size_t)(ldq - C));
 }
 

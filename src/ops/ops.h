@@ -177,7 +177,8 @@ void mha_backward(const vlp_matmul *mm, float *dinp,                       // (B
                   const float *inp, const float *qkv, const float *att, const float *heads,
                   const float *w_in, const float *w_out,
                   float *scratch,                    // mha_scratch_floats()
-                  int B, int T, int C, int NH);
+                  int B, int T, int C, int NH,
+                  bool accumulate);                  // false: dinp written, not added to
 
 /* ---- token embedding (+ optional positional embedding) ---------------------- */
 vlp_err embedding_forward(float *out,         // (B, T, C)
