@@ -185,44 +185,103 @@ static void test_bf16_round(void **state) {
     assert_true(isinf(bf16_round(INFINITY)));
 }
 
-/* op(A) given as bf16 (gemm_bf16_a16): the same products as gemm_bf16 on
- * the same values in fp32, bit for bit (both round the fp32 form to the
- * same bf16), with odd K, ragged M and N, strided rows and a bias. */
-typedef bool (*a16_fn)(bool, int, int, int, float, const uint16_t *, int, const float *, int, float,
-                       float *, int, const float *, void *, int);
+static uint16_t bits_of(float f) { /* f holds a bf16 value exactly */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
 
-static void check_a16(a16_fn fn, gemm_fn ref, const char *kernel) {
+/* An operand given as bf16 (gemm_bf16_ex's A16, B16): the same products as
+ * gemm_bf16 on the same values in fp32, bit for bit (both round the fp32
+ * form to the same bf16), with odd K, ragged M and N, strided rows, a bias,
+ * K over several blocks. */
+static void check_bf16_operands(bool portable, const char *kernel) {
     static const shape sh[] = {{1, 1, 1}, {13, 33, 3}, {65, 64, 65}, {50, 96, 385}, {37, 47, 769}, {24, 64, 384}};
     int threads = omp_get_max_threads();
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
+    gemm_fn ref = portable ? gemm_bf16_portable : gemm_bf16;
     for (size_t t = 0; t < sizeof sh / sizeof *sh; t++)
-        for (int tb = 0; tb < 2; tb++) {
+        for (int v = 0; v < 3; v++) { /* A16 with op(B) = B, A16 with op(B) = Bᵀ, B16 */
+            bool tb = v == 1, b16 = v == 2;
             int M = sh[t].M, N = sh[t].N, K = sh[t].K, lda = K + 3, ldb = (tb ? K : N) + 1;
-            rng r = {(uint64_t)(M * 7 + N * 3 + K + tb)};
-            float *A = falloc((size_t)M * lda), *B = falloc((size_t)(tb ? N : K) * ldb),
-                  *bias = falloc((size_t)N), *C1 = falloc((size_t)M * N), *C2 = falloc((size_t)M * N);
-            uint16_t *A16 = malloc(sizeof(uint16_t) * (size_t)M * lda);
-            fill_normal(&r, A, (size_t)M * lda, 1.0f, 0.0f);
-            fill_normal(&r, B, (size_t)(tb ? N : K) * ldb, 1.0f, 0.0f);
+            rng r = {(uint64_t)(M * 7 + N * 3 + K + v)};
+            size_t na = (size_t)M * lda, nb = (size_t)(tb ? N : K) * ldb;
+            float *A = falloc(na), *B = falloc(nb), *bias = falloc((size_t)N),
+                  *C1 = falloc((size_t)M * N), *C2 = falloc((size_t)M * N);
+            uint16_t *A16 = malloc(sizeof(uint16_t) * na), *B16 = malloc(sizeof(uint16_t) * nb);
+            fill_normal(&r, A, na, 1.0f, 0.0f);
+            fill_normal(&r, B, nb, 1.0f, 0.0f);
             fill_normal(&r, bias, (size_t)N, 1.0f, 0.0f);
-            for (size_t i = 0; i < (size_t)M * lda; i++) {
-                A[i] = bf16_round(A[i]); /* the fp32 form holds the bf16 value exactly */
-                uint32_t u;
-                memcpy(&u, &A[i], 4);
-                A16[i] = (uint16_t)(u >> 16);
-            }
+            for (size_t i = 0; i < na; i++) A16[i] = bits_of(A[i] = bf16_round(A[i]));
+            for (size_t i = 0; i < nb; i++) B16[i] = bits_of(B[i] = bf16_round(B[i]));
+            gemm_bf16_extra x = {.portable = portable};
+            if (b16) x.B16 = B16;
+            else x.A16 = A16;
             assert_true(ref(false, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C1, N, bias, ws, threads));
-            assert_true(fn(tb, M, N, K, 1.0f, A16, lda, B, ldb, 0.0f, C2, N, bias, ws, threads));
+            assert_true(gemm_bf16_ex(false, tb, M, N, K, 1.0f, b16 ? A : NULL, lda, b16 ? NULL : B,
+                                     ldb, 0.0f, C2, N, bias, &x, ws, threads));
             if (memcmp(C1, C2, sizeof(float) * (size_t)M * N))
-                fail_msg("%s bf16-A gemm %dx%dx%d tb=%d differs from the fp32-A one", kernel, M, N, K, tb);
-            free(A), free(B), free(bias), free(C1), free(C2), free(A16);
+                fail_msg("%s gemm %dx%dx%d tb=%d with bf16 %s differs from fp32 operands", kernel, M,
+                         N, K, tb, b16 ? "B" : "A");
+            free(A), free(B), free(bias), free(C1), free(C2), free(A16), free(B16);
         }
+    /* the layouts the bf16 packers do not read are refused, nothing done */
+    uint16_t one = 0x3f80;
+    float c = 7.0f, f = 1.0f;
+    gemm_bf16_extra a16 = {.A16 = &one, .portable = portable}, b16 = {.B16 = &one, .portable = portable};
+    assert_false(gemm_bf16_ex(true, false, 1, 1, 1, 1.0f, NULL, 1, &f, 1, 0.0f, &c, 1, NULL, &a16, ws, threads));
+    assert_false(gemm_bf16_ex(false, true, 1, 1, 1, 1.0f, &f, 1, NULL, 1, 0.0f, &c, 1, NULL, &b16, ws, threads));
+    assert_true(c == 7.0f);
     free(ws);
 }
 
-static void test_bf16_a_operand(void **state) {
-    check_a16(gemm_bf16_a16_portable, gemm_bf16_portable, "portable");
-    if (gemm_bf16_hw()) check_a16(gemm_bf16_a16, gemm_bf16, "avx512-bf16");
+static void test_bf16_operands(void **state) {
+    check_bf16_operands(true, "portable");
+    if (gemm_bf16_hw()) check_bf16_operands(false, "avx512-bf16");
+}
+
+/* a_rowsum: op(A)'s rows summed in fp32 while packed (the bias gradient of
+ * a weight-gradient GEMM), added to what is there; within 1e-6 of a double
+ * sum, the same bits from both kernels, once per row although N spans two
+ * column blocks (N > 1536) and K three row blocks, and the GEMM itself
+ * unchanged. */
+static void test_row_sums(void **state) {
+    static const shape sh[] = {{1, 1, 1}, {13, 33, 7}, {37, 1601, 769}, {130, 40, 1000}};
+    int threads = omp_get_max_threads();
+    void *ws = malloc(gemm_bf16_workspace_bytes(threads));
+    for (size_t t = 0; t < sizeof sh / sizeof *sh; t++)
+        for (int ta = 0; ta < 2; ta++) {
+            int M = sh[t].M, N = sh[t].N, K = sh[t].K, lda = (ta ? M : K) + 2;
+            size_t na = (size_t)(ta ? K : M) * lda;
+            rng r = {(uint64_t)(M + N + K + ta)};
+            float *A = falloc(na), *B = falloc((size_t)K * N), *C1 = falloc((size_t)M * N),
+                  *C2 = falloc((size_t)M * N), *sums[2] = {falloc((size_t)M), falloc((size_t)M)};
+            fill_normal(&r, A, na, 1.0f, 0.3f);
+            fill_normal(&r, B, (size_t)K * N, 1.0f, 0.0f);
+            assert_true(gemm_bf16(ta, false, M, N, K, 1.0f, A, lda, B, N, 0.0f, C1, N, NULL, ws, threads));
+            for (int p = 0; p < 2; p++) {
+                for (int i = 0; i < M; i++) sums[p][i] = 0.5f; /* added to */
+                gemm_bf16_extra x = {.a_rowsum = sums[p], .portable = p == 0};
+                assert_true(gemm_bf16_ex(ta, false, M, N, K, 1.0f, A, lda, B, N, 0.0f, C2, N, NULL,
+                                         &x, ws, threads));
+                if (p == 1 || !gemm_bf16_hw())
+                    assert_memory_equal(C1, C2, sizeof(float) * (size_t)M * N);
+            }
+            for (int i = 0; i < M; i++) {
+                double want = 0.5, mag = 0.5;
+                for (int k = 0; k < K; k++) {
+                    double a = at(A, lda, ta, i, k);
+                    want += a, mag += fabs(a);
+                }
+                if (!(fabs(sums[0][i] - want) <= 1e-6 * mag))
+                    fail_msg("row sum %d of a %dx%d op(A) (ta=%d, N=%d): %.9g, want %.9g", i, M, K,
+                             ta, N, sums[0][i], want);
+                if (memcmp(&sums[0][i], &sums[1][i], sizeof(float)))
+                    fail_msg("row sum %d (ta=%d): portable %.9g, avx512 %.9g", i, ta, sums[0][i], sums[1][i]);
+            }
+            free(A), free(B), free(C1), free(C2), free(sums[0]), free(sums[1]);
+        }
+    free(ws);
 }
 
 /* The ops that write bf16 for those GEMMs write the fp32 op's values rounded. */
@@ -256,7 +315,8 @@ int main(void) {
         cmocka_unit_test(test_portable_kernel),
         cmocka_unit_test(test_model_shape_close_to_fp32),
         cmocka_unit_test(test_inside_parallel_region),
-        cmocka_unit_test(test_bf16_a_operand),
+        cmocka_unit_test(test_bf16_operands),
+        cmocka_unit_test(test_row_sums),
         cmocka_unit_test(test_bf16_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

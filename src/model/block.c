@@ -64,7 +64,7 @@ size_t block_acts_bind_shared(block_acts *a, float *base, float *ln, float *fc_a
 
 size_t block_scratch_floats(const block_dims *d) {
     size_t N = (size_t)d->B * d->T;
-    /* dx1 + dln + a recomputed LayerNorm output (N,C each), dfc_act + dfc (N,H each),
+    /* dx1 + dln + a recomputed LayerNorm output (N,C each), the activation + dfc (N,H each),
      * then the MHA's own */
     return 3 * N * d->C + 2 * N * d->hidden + mha_scratch_floats(d->B, d->T, d->C, d->NH);
 }
@@ -89,8 +89,25 @@ static bool bf16_input(const block_dims *d, const q8_matrix *q) {
 static void bf16_linear(const block_dims *d, float *out, const uint16_t *inp, const float *w,
                         const float *b, int N, int C, int OC) {
     /* outside any parallel region the workspace always has a slot: never refused */
-    (void)gemm_bf16_a16(true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC, b, d->mm->workspace,
-                        d->mm->threads);
+    gemm_bf16_extra x = {.A16 = inp};
+    (void)gemm_bf16_ex(false, true, N, OC, C, 1.0f, NULL, C, w, C, 0.0f, out, OC, b, &x,
+                       d->mm->workspace, d->mm->threads);
+}
+
+/* dw (OC, C) += dyᵀ·x and db (OC) += Σ dy. x (N, C) is fp32, or in bf16
+ * mode bf16 bits in the buffer's first half (the recomputed activations):
+ * the GEMM's packing copies them, and the packing of dyᵀ adds up the bias
+ * gradient on the way (as linear_backward does in bf16) */
+static void weight_grads(const block_dims *d, float *dw, float *db, const float *dy,
+                         const float *x, int N, int C, int OC) {
+    if (!bf16_input(d, NULL)) {
+        linear_backward(d->mm, NULL, dw, db, dy, x, NULL, N, C, OC);
+        return;
+    }
+    gemm_bf16_extra sums = {.B16 = (const uint16_t *)x, .a_rowsum = db};
+    /* outside any parallel region the workspace always has a slot: never refused */
+    (void)gemm_bf16_ex(true, false, OC, C, N, 1.0f, dy, OC, NULL, C, 1.0f, dw, C, NULL, &sums,
+                       d->mm->workspace, d->mm->threads);
 }
 
 /* out (N, OC) = linear(LayerNorm(x)); ln (N, C) holds the LayerNorm output */
@@ -129,27 +146,33 @@ static void mlp_half_forward(float *out, block_acts *a, const block_params *w, c
 }
 
 /* Its backward: dx1 (N, C) = dout + the MLP branch's gradient. Scratch:
- * dln, ln (N, C) and dfc_act, dfc (N, H). */
+ * dln, ln (N, C) and fc_act, dfc (N, H). */
 static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, const block_acts *a,
-                              const block_params *w, float *dln, float *ln, float *dfc_act,
+                              const block_params *w, float *dln, float *ln, float *fc_act,
                               float *dfc, const block_dims *d) {
     int N = d->B * d->T, C = d->C, H = d->hidden;
     size_t NC = (size_t)N * C, NH = (size_t)N * H;
-    /* the residual passes dout straight to x1. The activation's output is
-     * recomputed from fc (cheap, elementwise) rather than kept per block:
-     * the forward's fc_act may be shared by all blocks of a tower. */
+    /* the residual passes dout straight to x1. The activation's output and
+     * the LayerNorm's are recomputed (elementwise, the same values) rather
+     * than kept per block: the forward may share one buffer for them across
+     * a tower's blocks. In bf16 mode they are recomputed in bf16, as the
+     * forward writes them: only the weight gradients' GEMMs read them, and
+     * those round to bf16 (the same bits, half the bytes). */
+    bool bf16 = bf16_input(d, NULL);
     memcpy(dx1, dout, sizeof(float) * NC);
-    act_forward(d->act, dfc, a->fc, NH); /* dfc holds fc_act until it is needed as dfc */
+    if (bf16) act_forward_bf16(d->act, (uint16_t *)fc_act, a->fc, NH);
+    else act_forward(d->act, fc_act, a->fc, NH);
     /* the linear layers' input gradients land in scratch nobody else wrote:
      * a GEMM with beta 0 instead of zeroing it and accumulating */
-    vlp_gemm(d->mm, false, false, N, H, C, 1.0f, dout, C, w->c_proj_w, H, 0.0f, dfc_act, H);
-    linear_backward(d->mm, NULL, dw->c_proj_w, dw->c_proj_b, dout, dfc, w->c_proj_w, N, H, C);
-    act_backward_write(d->act, dfc, dfc_act, a->fc, NH); /* overwrites fc_act with dfc */
-    /* the LayerNorm output is recomputed too (the same sums, so the same
-     * values): the forward's ln2 may be one buffer for all blocks */
-    layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
+    vlp_gemm(d->mm, false, false, N, H, C, 1.0f, dout, C, w->c_proj_w, H, 0.0f, dfc, H);
+    weight_grads(d, dw->c_proj_w, dw->c_proj_b, dout, fc_act, N, H, C);
+    act_backward_write(d->act, dfc, dfc, a->fc, NH); /* in place: dfc_act becomes dfc */
+    if (bf16)
+        layernorm_forward_bf16((uint16_t *)ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w,
+                               w->ln_2_b, N, C, d->eps);
+    else layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
     vlp_gemm(d->mm, false, false, N, C, H, 1.0f, dfc, H, w->c_fc_w, C, 0.0f, dln, C);
-    linear_backward(d->mm, NULL, dw->c_fc_w, dw->c_fc_b, dfc, ln, w->c_fc_w, N, C, H);
+    weight_grads(d, dw->c_fc_w, dw->c_fc_b, dfc, ln, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,
                        a->ln2_rstd, N, C);
 }
@@ -179,11 +202,11 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
     float *dx1 = scratch;        // (N, C)
     float *dln = dx1 + NC;       // (N, C), for ln_2 then ln_1
     float *ln = dln + NC;        // (N, C) ln_2's then ln_1's output, recomputed
-    float *dfc_act = ln + NC;    // (N, H)
-    float *dfc = dfc_act + NH;   // (N, H)
+    float *fc_act = ln + NC;     // (N, H) the activation, recomputed
+    float *dfc = fc_act + NH;    // (N, H)
     float *mha_scratch = dfc + NH;
 
-    mlp_half_backward(dx1, dw, dout, a, w, dln, ln, dfc_act, dfc, d);
+    mlp_half_backward(dx1, dw, dout, a, w, dln, ln, fc_act, dfc, d);
 
     /* attention branch; the residual passes dx1 straight to the input */
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
@@ -218,7 +241,7 @@ size_t cross_acts_bind(cross_acts *a, float *base, const block_dims *d, int Tk) 
 
 size_t cross_scratch_floats(const block_dims *d, int Tk) {
     size_t N = (size_t)d->B * d->T, Nk = (size_t)d->B * Tk;
-    /* dx1, dln, ln (N,C); dfc_act, dfc (N,H); dheads, dq (N,C); dkv (Nk,2C), dlnkv (Nk,C); dA */
+    /* dx1, dln, ln (N,C); fc_act, dfc (N,H); dheads, dq (N,C); dkv (Nk,2C), dlnkv (Nk,C); dA */
     return 5 * N * d->C + 2 * N * d->hidden + 3 * Nk * d->C +
            attention_core_scratch_floats(d->B, d->T, Tk, d->NH);
 }
@@ -254,12 +277,12 @@ void cross_block_backward(float *dinp, float *dkv_inp, cross_params *dw, const f
     int N = d->B * d->T, Nk = d->B * Tk, C = d->C;
     size_t NC = (size_t)N * C, NH = (size_t)N * d->hidden, NkC = (size_t)Nk * C;
     float *dx1 = scratch, *dln = dx1 + NC, *ln = dln + NC;   // (N, C) each
-    float *dfc_act = ln + NC, *dfc = dfc_act + NH;           // (N, H) each
+    float *fc_act = ln + NC, *dfc = fc_act + NH;             // (N, H) each
     float *dheads = dfc + NH, *dq = dheads + NC;             // (N, C) each
     float *dkv = dq + NC, *dlnkv = dkv + 2 * NkC;            // (Nk, 2C) (Nk, C)
     float *att_scratch = dlnkv + NkC;
 
-    mlp_half_backward(dx1, dp, dout, b, p, dln, ln, dfc_act, dfc, d);
+    mlp_half_backward(dx1, dp, dout, b, p, dln, ln, fc_act, dfc, d);
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
     vlp_gemm(d->mm, false, false, N, C, C, 1.0f, dx1, C, p->out_proj_w, C, 0.0f, dheads, C);
     linear_backward(d->mm, NULL, dp->out_proj_w, dp->out_proj_b, dx1, b->heads, p->out_proj_w, N,

@@ -50,16 +50,27 @@ bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
                         int ldc, const float *bias, void *workspace, int ws_threads);
-/* The same with op(A) = A given as bfloat16 (uint16 bits, rows lda apart):
- * activations an op wrote in bf16 once (layernorm_forward_bf16,
- * act_forward_bf16) are copied into the packs, not converted; the products
- * are those of gemm_bf16 on the same values in fp32, bit for bit. */
-bool gemm_bf16_a16(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-                   const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
-                   void *workspace, int ws_threads);
-bool gemm_bf16_a16_portable(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A,
-                            int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                            const float *bias, void *workspace, int ws_threads);
+/* What gemm_bf16_ex does on the way, where the data already passes. Zero
+ * fields are off. */
+typedef struct gemm_bf16_extra {
+    /* op(A) = A16, bfloat16 bits (lda apart), instead of A (not with
+     * trans_a): activations an op wrote in bf16 once (layernorm_forward_bf16,
+     * act_forward_bf16) are copied into the packs, not converted */
+    const uint16_t *A16;
+    /* op(B) = B16, bf16 (K, N) rows ldb apart, instead of B (not with trans_b) */
+    const uint16_t *B16;
+    /* (M) += the rows of op(A) summed over K in fp32, added by the packer
+     * that reads them anyway (not with A16): with op(A) = dYᵀ, the bias
+     * gradient of a linear layer's weight-gradient GEMM */
+    float *a_rowsum;
+    bool portable; /* the portable kernel whatever the CPU (tests compare both) */
+} gemm_bf16_extra;
+/* gemm_bf16 with those. The results of a bf16 operand are those of its
+ * values in fp32, bit for bit (both round to the same bf16). Also false
+ * for a layout the extras do not take (see each field). */
+bool gemm_bf16_ex(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                  const float *bias, const gemm_bf16_extra *x, void *workspace, int ws_threads);
 size_t gemm_bf16_workspace_bytes(int threads);
 bool gemm_bf16_hw(void);
 /* x rounded to the nearest bfloat16 (ties to even), as the kernel rounds */

@@ -50,10 +50,11 @@ static inline float op_at(const float *X, int ld, bool trans, int r, int k) {
  * odd k pad are zero. Portable: used for every layout the vector packers do
  * not cover and on CPUs without AVX-512. */
 static void pack_generic(uint32_t *dst, const float *X, int ld, bool trans, int r0, int rn, int k0,
-                         int kn, int W, int strip_lo, int strip_hi) {
+                         int kn, int W, int strip_lo, int strip_hi, float *rowsum) {
     int kp2 = (kn + 1) / 2;
     for (int s = strip_lo; s < strip_hi; s++) {
         uint32_t *d = dst + (size_t)s * kp2 * W;
+        float sum[32] = {0}; /* W ≤ 32 */
         for (int kp = 0; kp < kp2; kp++) {
             int k = k0 + 2 * kp;
             bool has_hi = 2 * kp + 1 < kn;
@@ -64,10 +65,14 @@ static void pack_generic(uint32_t *dst, const float *X, int ld, bool trans, int 
                     float lo = op_at(X, ld, trans, r0 + r, k);
                     float hi = has_hi ? op_at(X, ld, trans, r0 + r, k + 1) : 0.0f;
                     v = pair_bf16(lo, hi);
+                    sum[i] = sum[i] + lo + hi; /* k, then k + 1: the order of the vector packer */
                 }
                 d[(size_t)kp * W + i] = v;
             }
         }
+        if (rowsum)
+            for (int i = 0; i < W && s * W + i < rn; i++)
+                rowsum[r0 + s * W + i] += sum[i];
     }
 }
 
@@ -119,10 +124,12 @@ static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float 
 /* (r, k) pairs of 16 consecutive rows where op(X)'s rows are X's columns:
  * X stored (K, R), rows k and k+1 give 16 pairs at once. */
 TARGET_BF16 static inline __m512i pairs16_cols(const float *X, int ld, int r, int k, bool has_hi,
-                                               __mmask16 m) {
+                                               __mmask16 m, __m512 *sum) {
     __m512 lo = _mm512_maskz_loadu_ps(m, X + (size_t)k * ld + r);
     __m512 hi =
         has_hi ? _mm512_maskz_loadu_ps(m, X + (size_t)(k + 1) * ld + r) : _mm512_setzero_ps();
+    if (sum) /* (sum + lo) + hi, as the portable packer adds */
+        *sum = _mm512_add_ps(_mm512_add_ps(*sum, lo), hi);
     /* cvtne2ps: upper 16 from the first operand; then interleave lo/hi */
     __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
@@ -133,10 +140,11 @@ TARGET_BF16 static inline __m512i pairs16_cols(const float *X, int ld, int r, in
 /* Strips of W (16 or 32) rows where op(X)'s rows are X's columns (X stored
  * (K, R)): contiguous loads, no transpose. */
 TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int r0, int rn, int k0,
-                                      int kn, int W, int strip_lo, int strip_hi) {
+                                      int kn, int W, int strip_lo, int strip_hi, float *rowsum) {
     int kp2 = (kn + 1) / 2;
     for (int s = strip_lo; s < strip_hi; s++) {
         uint32_t *d = dst + (size_t)s * kp2 * W;
+        __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}; /* W ≤ 32 */
         for (int kp = 0; kp < kp2; kp++) {
             bool has_hi = 2 * kp + 1 < kn;
             for (int v = 0; v < W; v += 16) {
@@ -147,7 +155,43 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
                               : left <= 0 ? 0
                                           : (__mmask16)(((1u << left) - 1) & wm);
                 _mm512_mask_storeu_epi32(d + (size_t)kp * W + v, wm,
-                                         pairs16_cols(X, ld, r0 + r, k0 + 2 * kp, has_hi, m));
+                                         pairs16_cols(X, ld, r0 + r, k0 + 2 * kp, has_hi, m,
+                                                      rowsum ? &sum[v / 16] : NULL));
+            }
+        }
+        if (rowsum)
+            for (int v = 0; v < W; v += 16) {
+                int r = s * W + v, left = rn - r;
+                if (left <= 0) break;
+                __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+                if (W - v < 16) m &= (__mmask16)((1u << (W - v)) - 1);
+                float *out = rowsum + r0 + r;
+                _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), sum[v / 16]));
+            }
+    }
+}
+
+/* Panels of W columns of a bf16 X stored (K, R) (op(X)'s rows are X's
+ * columns): rows k and k+1 interleaved into pairs, bits copied. */
+TARGET_BF16 static void pack_cols16_x86(uint32_t *dst, const uint16_t *X, int ld, int r0, int rn,
+                                        int k0, int kn, int W, int strip_lo, int strip_hi) {
+    int kp2 = (kn + 1) / 2;
+    for (int s = strip_lo; s < strip_hi; s++) {
+        uint32_t *d = dst + (size_t)s * kp2 * W;
+        for (int kp = 0; kp < kp2; kp++) {
+            bool has_hi = 2 * kp + 1 < kn;
+            const uint16_t *xlo = X + (size_t)(k0 + 2 * kp) * ld + r0;
+            for (int v = 0; v < W; v += 16) {
+                int r = s * W + v, left = rn - r, width = W - v < 16 ? W - v : 16;
+                __mmask16 wm = (__mmask16)((1u << width) - 1);
+                __mmask16 m = left >= 16  ? wm
+                              : left <= 0 ? 0
+                                          : (__mmask16)(((1u << left) - 1) & wm);
+                __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, xlo + r));
+                __m512i hi = has_hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, xlo + ld + r))
+                                    : _mm512_setzero_si512();
+                _mm512_mask_storeu_epi32(d + (size_t)kp * W + v, wm,
+                                         _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
             }
         }
     }
@@ -277,6 +321,8 @@ typedef struct gemm_plan {
     bool ta, tb, hw;
     int M, N, K;
     const uint16_t *A16; // op(A) = A given as bfloat16 rows (lda apart), instead of A; or NULL
+    const uint16_t *B16; // op(B) = B given as bfloat16 (K, N) rows (ldb apart), instead of B; or NULL
+    float *a_rowsum;     // (M) += op(A)'s row sums, added by the A packer on the first N block
     float alpha, beta;
     const float *bias; // (N) added on the first K block, or NULL
     const float *A, *B;
@@ -312,37 +358,80 @@ static void pack_rows_bf16(uint32_t *dst, const uint16_t *X16, int ld, int r0, i
     }
 }
 
+/* Panels of W columns of a bf16 X stored (K, R), portable: pairs of rows
+ * k and k+1, bits copied; the odd k pad and the columns past rn zero. */
+static void pack_cols_bf16(uint32_t *dst, const uint16_t *X, int ld, int r0, int rn, int k0, int kn,
+                           int W, int strip_lo, int strip_hi) {
+    int kp2 = (kn + 1) / 2;
+    for (int s = strip_lo; s < strip_hi; s++) {
+        uint32_t *d = dst + (size_t)s * kp2 * W;
+        for (int kp = 0; kp < kp2; kp++) {
+            const uint16_t *xlo = X + (size_t)(k0 + 2 * kp) * ld + r0;
+            bool has_hi = 2 * kp + 1 < kn;
+            for (int i = 0; i < W; i++) {
+                int r = s * W + i;
+                uint32_t v = 0;
+                if (r < rn) v = (uint32_t)xlo[r] | (has_hi ? (uint32_t)xlo[ld + r] << 16 : 0u);
+                d[(size_t)kp * W + i] = v;
+            }
+        }
+    }
+}
+
+/* rows [r0, r0+rn) of an untransposed X summed over k [k0, k0+kn) into
+ * rowsum, k in order (the packers' order for the transposed one) */
+static void add_row_sums(float *rowsum, const float *X, int ld, int r0, int rn, int k0, int kn) {
+    for (int r = r0; r < r0 + rn; r++) {
+        const float *x = X + (size_t)r * ld + k0;
+        float sum = 0.0f;
+        for (int k = 0; k < kn; k++) sum += x[k];
+        rowsum[r] += sum;
+    }
+}
+
 /* op(A) rows are A's columns when trans_a; op(B)ᵀ rows (the N side) are B's
- * rows when trans_b */
-static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo, int s_hi) {
-    if (p->A16) {
+ * rows when trans_b. `rowsum`: op(A)'s row sums over this K block, added
+ * (strips [s_lo, s_hi) are the whole block here). */
+static void pack_a(const gemm_plan *p, int i0, int mn, int k0, int kn, int s_lo, int s_hi,
+                   float *rowsum) {
+    if (p->A16) { /* (no row sums of a bf16 A: the API refuses them) */
         pack_rows_bf16(p->apack, p->A16, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, p->hw);
         return;
+    }
+    if (rowsum && !p->ta) {
+        add_row_sums(rowsum, p->A, p->lda, i0, mn, k0, kn);
+        rowsum = NULL;
     }
 #ifdef VLP_BF16_X86
     if (p->hw) {
         if (p->ta)
-            pack_cols_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi);
+            pack_cols_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, rowsum);
         else
             pack_rows_x86(p->apack, p->A, p->lda, i0, mn, k0, kn, MR, s_lo, s_hi, true);
         return;
     }
 #endif
-    pack_generic(p->apack, p->A, p->lda, p->ta, i0, mn, k0, kn, MR, s_lo, s_hi);
+    pack_generic(p->apack, p->A, p->lda, p->ta, i0, mn, k0, kn, MR, s_lo, s_hi, rowsum);
 }
 
 static void pack_b(const gemm_plan *p, int j0, int nn, int k0, int kn, int s_lo, int s_hi) {
 #ifdef VLP_BF16_X86
     if (p->hw) {
-        if (p->tb)
+        if (p->B16)
+            pack_cols16_x86(p->bpack, p->B16, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+        else if (p->tb)
             pack_rows_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi, false);
         else
-            pack_cols_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+            pack_cols_x86(p->bpack, p->B, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi, NULL);
         return;
     }
 #endif
+    if (p->B16) {
+        pack_cols_bf16(p->bpack, p->B16, p->ldb, j0, nn, k0, kn, NR, s_lo, s_hi);
+        return;
+    }
     /* op(B)[k][n]: the n-th "row" of the panel is B's row n when trans_b */
-    pack_generic(p->bpack, p->B, p->ldb, !p->tb, j0, nn, k0, kn, NR, s_lo, s_hi);
+    pack_generic(p->bpack, p->B, p->ldb, !p->tb, j0, nn, k0, kn, NR, s_lo, s_hi, NULL);
 }
 
 static void tile(const gemm_plan *p, int kp2, int sa, int sb, int i0, int mn, int j0, int nn,
@@ -371,7 +460,9 @@ static void tile(const gemm_plan *p, int kp2, int sa, int sb, int i0, int mn, in
 static void row_block(const gemm_plan *p, int i0, int mn, int j0, int nn, int sbn, int k0, int kn,
                       float beta) {
     int san = (mn + MR - 1) / MR, kp2 = (kn + 1) / 2;
-    pack_a(p, i0, mn, k0, kn, 0, san);
+    /* each (row block, K block) is packed once per N block, by one thread:
+     * the first N block's packing adds the row sums, race-free */
+    pack_a(p, i0, mn, k0, kn, 0, san, j0 == 0 ? p->a_rowsum : NULL);
     for (int sb = 0; sb < sbn; sb++)
         for (int sa = 0; sa < san; sa++)
             tile(p, kp2, sa, sb, i0, mn, j0, nn, beta, k0 == 0);
@@ -420,9 +511,12 @@ static void gemm_loops(const gemm_plan *p, uint32_t *apack, int tid, int nt) {
 }
 
 static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                          const float *A, const uint16_t *A16, int lda, const float *B, int ldb,
-                          float beta, float *C, int ldc, const float *bias, void *workspace,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc, const float *bias, const gemm_bf16_extra *x, void *workspace,
                           int ws_threads) {
+    static const gemm_bf16_extra none = {0};
+    if (!x)
+        x = &none;
     if (M <= 0 || N <= 0)
         return true;
     if (K <= 0 || alpha == 0.0f) {
@@ -431,15 +525,21 @@ static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int
                 float *c = C + (size_t)i * ldc + j;
                 *c = (beta == 0.0f ? 0.0f : beta * *c) + (bias ? bias[j] : 0.0f);
             }
+        if (x->a_rowsum && K > 0) /* alpha 0: the GEMM skips A, its sums do not */
+            for (int i = 0; i < M; i++)
+                for (int k = 0; k < K; k++)
+                    x->a_rowsum[i] += op_at(A, lda, trans_a, i, k);
         return true;
     }
     uintptr_t base = ((uintptr_t)workspace + 63) & ~(uintptr_t)63;
 #ifdef _OPENMP
     size_t slot = (A_BLOCK_PAIRS + B_BLOCK_PAIRS) * sizeof(uint32_t); /* a thread's packing */
 #endif
-    gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K, .A16 = A16,
-                   .alpha = alpha, .beta = beta, .bias = bias, .A = A, .B = B, .lda = lda,
-                   .ldb = ldb, .ldc = ldc, .C = C};
+    gemm_plan p = {.ta = trans_a, .tb = trans_b, .hw = hw, .M = M, .N = N, .K = K,
+                   .A16 = x->A16, .B16 = x->B16, .a_rowsum = x->a_rowsum,
+                   .alpha = alpha,
+                   .beta = beta, .bias = bias, .A = A, .B = B, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .C = C};
     int nt = 1;
 #ifdef _OPENMP
     if (omp_in_parallel()) {
@@ -473,27 +573,23 @@ static bool gemm_bf16_run(bool hw, bool trans_a, bool trans_b, int M, int N, int
 bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
                void *workspace, int ws_threads) {
-    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, NULL, lda, B, ldb, beta,
-                         C, ldc, bias, workspace, ws_threads);
-}
-
-bool gemm_bf16_a16(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-                   const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
-                   void *workspace, int ws_threads) {
-    return gemm_bf16_run(gemm_bf16_hw(), false, trans_b, M, N, K, alpha, NULL, A, lda, B, ldb, beta,
-                         C, ldc, bias, workspace, ws_threads);
-}
-
-bool gemm_bf16_a16_portable(bool trans_b, int M, int N, int K, float alpha, const uint16_t *A,
-                            int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                            const float *bias, void *workspace, int ws_threads) {
-    return gemm_bf16_run(false, false, trans_b, M, N, K, alpha, NULL, A, lda, B, ldb, beta, C, ldc,
-                         bias, workspace, ws_threads);
+    return gemm_bf16_run(gemm_bf16_hw(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                         ldc, bias, NULL, workspace, ws_threads);
 }
 
 bool gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
                         int ldc, const float *bias, void *workspace, int ws_threads) {
-    return gemm_bf16_run(false, trans_a, trans_b, M, N, K, alpha, A, NULL, lda, B, ldb, beta, C, ldc,
-                         bias, workspace, ws_threads);
+    return gemm_bf16_run(false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                         bias, NULL, workspace, ws_threads);
+}
+
+bool gemm_bf16_ex(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                  const float *bias, const gemm_bf16_extra *x, void *workspace, int ws_threads) {
+    /* the layouts the bf16 packers read, and row sums only of fp32 values */
+    if (x && ((x->A16 && (trans_a || x->a_rowsum)) || (x->B16 && trans_b)))
+        return false;
+    return gemm_bf16_run(gemm_bf16_hw() && !(x && x->portable), trans_a, trans_b, M, N, K, alpha,
+                         A, lda, B, ldb, beta, C, ldc, bias, x, workspace, ws_threads);
 }

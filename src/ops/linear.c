@@ -15,6 +15,14 @@ void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *d
                      const float *dout, const float *inp, const float *weight, int N, int C,
                      int OC) {
     if (dinp) vlp_gemm(mm, false, false, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight && dbias && mm && mm->precision == VLP_PRECISION_BF16) {
+        /* the bf16 GEMM's packing of doutᵀ reads every value of dout anyway:
+         * it adds up the bias gradient on the way, instead of a pass of its own */
+        gemm_bf16_extra sums = {.a_rowsum = dbias};
+        if (gemm_bf16_ex(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL,
+                         &sums, mm->workspace, mm->threads))
+            return;
+    }
     if (dweight) vlp_gemm(mm, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) colsum_add(dbias, dout, N, OC, OC);
 }

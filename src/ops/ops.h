@@ -65,7 +65,7 @@ void layernorm_forward(float *out,          // (N, C)
                        const float *bias,   // (C)
                        int N, int C, float eps);
 /* the same with the output rounded to bfloat16 (uint16 bits) as it is
- * written: the input of a bf16 GEMM (gemm_bf16_a16), produced once */
+ * written: the input of a bf16 GEMM (gemm_bf16_ex's A16), produced once */
 void layernorm_forward_bf16(uint16_t *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, int N, int C, float eps);
 void layernorm_backward(float *dinp, float *dweight, float *dbias, // (N,C) (C) (C)
