@@ -32,10 +32,10 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
     (void)V;
     if (dwte) {
         /* tokens repeat, so rows of dwte collide: split by column instead */
-        int nblocks = col_blocks(C);
+        int width = col_width(C, omp_get_max_threads()), nblocks = col_blocks(C, width);
         VLP_OMP_FOR
         for (int blk = 0; blk < nblocks; blk++) {
-            int c0 = blk * VLP_COL_BLOCK, w = col_block_width(blk, C);
+            int c0 = blk * width, w = col_block_width(blk, C, width);
             for (int i = 0; i < B * T; i++) {
                 float *d = dwte + (size_t)ids[i] * C + c0;
                 const float *g = dout + (size_t)i * C + c0;

@@ -74,11 +74,11 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     }
     if (dbias) colsum_add(dbias, dout, N, C, C);
     if (dweight) {
-        int nblocks = col_blocks(C);
+        int width = col_width(C, omp_get_max_threads()), nblocks = col_blocks(C, width);
         VLP_OMP_FOR
         for (int blk = 0; blk < nblocks; blk++) {
-            int c0 = blk * VLP_COL_BLOCK, w = col_block_width(blk, C);
-            float acc[VLP_COL_BLOCK] = {0};
+            int c0 = blk * width, w = col_block_width(blk, C, width);
+            float acc[VLP_COL_BLOCK_MAX] = {0};
             for (int n = 0; n < N; n++) {
                 const float *x = inp + (size_t)n * C + c0;
                 const float *dy = dout + (size_t)n * C + c0;

@@ -4,11 +4,11 @@
 #include <stddef.h>
 
 void colsum_add(float *dst, const float *src, int N, int C, int ld) {
-    int nblocks = col_blocks(C);
+    int width = col_width(C, omp_get_max_threads()), nblocks = col_blocks(C, width);
     VLP_OMP_FOR
     for (int blk = 0; blk < nblocks; blk++) {
-        int c0 = blk * VLP_COL_BLOCK, w = col_block_width(blk, C);
-        float acc[VLP_COL_BLOCK] = {0};
+        int c0 = blk * width, w = col_block_width(blk, C, width);
+        float acc[VLP_COL_BLOCK_MAX] = {0};
         for (int n = 0; n < N; n++) {
             const float *row = src + (size_t)n * ld + c0;
             for (int c = 0; c < w; c++) acc[c] += row[c];

@@ -4,13 +4,23 @@
  * sums its rows in order: the result does not depend on the thread count. */
 void colsum_add(float *dst, const float *src, int N, int C, int ld);
 
-/* Column-partitioned reductions work on blocks of VLP_COL_BLOCK columns:
- * col_blocks(C) of them; block blk starts at blk·VLP_COL_BLOCK and is
- * col_block_width(blk, C) wide. */
-#define VLP_COL_BLOCK 32
-static inline int col_blocks(int C) { return (C + VLP_COL_BLOCK - 1) / VLP_COL_BLOCK; }
-static inline int col_block_width(int blk, int C) {
-    int left = C - blk * VLP_COL_BLOCK;
-    return left < VLP_COL_BLOCK ? left : VLP_COL_BLOCK;
+/* Column-partitioned reductions split C into blocks of col_width(C)
+ * columns: the columns shared evenly among the threads, so each walks its
+ * rows in long contiguous runs the hardware prefetcher follows (blocks of
+ * 32 columns were two cache lines a row, a row apart: misses), a multiple
+ * of 16, at most VLP_COL_BLOCK_MAX (a block's sums live on the stack).
+ * Each column is still summed alone, in row order: the same bits whatever
+ * the width. Block blk starts at blk·width and is col_block_width(blk, C,
+ * width) wide; there are col_blocks(C, width). */
+#define VLP_COL_BLOCK_MAX 1024
+static inline int col_width(int C, int threads) {
+    int w = (C + threads - 1) / (threads > 0 ? threads : 1);
+    w = (w + 15) / 16 * 16;
+    return w < 16 ? 16 : w > VLP_COL_BLOCK_MAX ? VLP_COL_BLOCK_MAX : w;
+}
+static inline int col_blocks(int C, int width) { return (C + width - 1) / width; }
+static inline int col_block_width(int blk, int C, int width) {
+    int left = C - blk * width;
+    return left < width ? left : width;
 }
 #endif
