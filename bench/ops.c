@@ -145,7 +145,7 @@ static void mha_fw(void *p) {
 static void mha_bw(void *p) {
     att *a = p;
     mha_backward(NULL, a->dinp, a->dw_in, a->db_in, a->dw_out, a->db_out, a->dout, a->inp,
-                 a->qkv, a->att, a->heads, a->w_in, a->w_out, a->mha_scratch, a->B, a->T, a->C,
+                 a->qkv, a->att, a->heads, NULL, a->w_in, a->w_out, a->mha_scratch, a->B, a->T, a->C,
                  a->NH, true);
 }
 static void mha_sg_fw(void *p) {

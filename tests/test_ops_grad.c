@@ -124,7 +124,7 @@ static void mha_fw(void *p) {
 static void mha_bw(void *p) {
     mha_ctx *c = p;
     mha_backward(NULL, c->dinp, c->dw_in, c->db_in, c->dw_out, c->db_out, c->dout, c->inp, c->qkv,
-                 c->att, c->heads, c->w_in, c->w_out, c->scratch, c->B, c->T, c->C, c->NH, true);
+                 c->att, c->heads, NULL, c->w_in, c->w_out, c->scratch, c->B, c->T, c->C, c->NH, true);
 }
 static void check_mha(const char *name, int B, int T, int C, int NH, bool causal) {
     mha_ctx c = {.B = B, .T = T, .C = C, .NH = NH, .causal = causal};

@@ -127,7 +127,7 @@ static void check_mha(const char *name) {
     vlp_error err = {0};
     ok(mha_forward(NULL, out, qkv, att, heads, inp, w_in, b_in, w_out, b_out, B, T, C, NH, causal,
                    &err), &err);
-    mha_backward(NULL, dinp, dw_in, db_in, dw_out, db_out, dout, inp, qkv, att, heads, w_in, w_out,
+    mha_backward(NULL, dinp, dw_in, db_in, dw_out, db_out, dout, inp, qkv, att, heads, NULL, w_in, w_out,
                  scratch, B, T, C, NH, true);
     assert_close("mha out", out, ref_f32(f, "out", N * C), N * C, ATOL, RTOL);
     assert_close("mha attention probabilities", att, ref_f32(f, "att", natt), natt, ATOL, RTOL);

@@ -52,6 +52,7 @@ size_t block_acts_bind(block_acts *a, float *base, const block_dims *d) {
         *parts[i].slot = base ? base + off : NULL;
         off += parts[i].n;
     }
+    a->kept16 = false; /* recomputed unless the binder says otherwise */
     return off;
 }
 
@@ -95,19 +96,13 @@ static void bf16_linear(const block_dims *d, float *out, const uint16_t *inp, co
 }
 
 /* dw (OC, C) += dyᵀ·x and db (OC) += Σ dy. x (N, C) is fp32, or in bf16
- * mode bf16 bits in the buffer's first half (the recomputed activations):
- * the GEMM's packing copies them, and the packing of dyᵀ adds up the bias
- * gradient on the way (as linear_backward does in bf16) */
+ * mode bf16 bits in the buffer's first half (the activations as the
+ * forward's GEMMs read them, kept or recomputed) */
 static void weight_grads(const block_dims *d, float *dw, float *db, const float *dy,
                          const float *x, int N, int C, int OC) {
-    if (!bf16_input(d, NULL)) {
-        linear_backward(d->mm, NULL, dw, db, dy, x, NULL, N, C, OC);
-        return;
-    }
-    gemm_bf16_extra sums = {.B16 = (const uint16_t *)x, .a_rowsum = db};
-    /* outside any parallel region the workspace always has a slot: never refused */
-    (void)gemm_bf16_ex(true, false, OC, C, N, 1.0f, dy, OC, NULL, C, 1.0f, dw, C, NULL, &sums,
-                       d->mm->workspace, d->mm->threads);
+    /* outside any parallel region the bf16 workspace always has a slot: never refused */
+    if (bf16_input(d, NULL)) (void)linear_backward_bf16_input(d->mm, dw, db, dy, (const uint16_t *)x, N, C, OC);
+    else linear_backward(d->mm, NULL, dw, db, dy, x, NULL, N, C, OC);
 }
 
 /* out (N, OC) = linear(LayerNorm(x)); ln (N, C) holds the LayerNorm output */
@@ -146,7 +141,8 @@ static void mlp_half_forward(float *out, block_acts *a, const block_params *w, c
 }
 
 /* Its backward: dx1 (N, C) = dout + the MLP branch's gradient. Scratch:
- * dln, ln (N, C) and fc_act, dfc (N, H). */
+ * dln, ln (N, C) and fc_act, dfc (N, H), of which ln and fc_act go unused
+ * when the block kept its activations (a->kept16). */
 static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, const block_acts *a,
                               const block_params *w, float *dln, float *ln, float *fc_act,
                               float *dfc, const block_dims *d) {
@@ -160,14 +156,17 @@ static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, c
      * those round to bf16 (the same bits, half the bytes). */
     bool bf16 = bf16_input(d, NULL);
     memcpy(dx1, dout, sizeof(float) * NC);
-    if (bf16) act_forward_bf16(d->act, (uint16_t *)fc_act, a->fc, NH);
+    if (a->kept16) fc_act = a->fc_act, ln = a->ln2;
+    else if (bf16) act_forward_bf16(d->act, (uint16_t *)fc_act, a->fc, NH);
     else act_forward(d->act, fc_act, a->fc, NH);
     /* the linear layers' input gradients land in scratch nobody else wrote:
      * a GEMM with beta 0 instead of zeroing it and accumulating */
     vlp_gemm(d->mm, false, false, N, H, C, 1.0f, dout, C, w->c_proj_w, H, 0.0f, dfc, H);
     weight_grads(d, dw->c_proj_w, dw->c_proj_b, dout, fc_act, N, H, C);
     act_backward_write(d->act, dfc, dfc, a->fc, NH); /* in place: dfc_act becomes dfc */
-    if (bf16)
+    if (a->kept16) {
+        /* kept: ln points at the forward's ln2 */
+    } else if (bf16)
         layernorm_forward_bf16((uint16_t *)ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w,
                                w->ln_2_b, N, C, d->eps);
     else layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
@@ -210,11 +209,13 @@ void block_backward(float *dinp, block_params *dw, const float *dout, const floa
 
     /* attention branch; the residual passes dx1 straight to the input */
     if (dinp) residual_backward(dinp, NULL, dx1, NC);
-    layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
+    /* ln_1's output: kept in bf16, or recomputed in fp32 */
+    const uint16_t *ln16 = a->kept16 ? (const uint16_t *)a->ln1 : NULL;
+    if (!ln16) layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, w->ln_1_w, w->ln_1_b, N, C, d->eps);
     /* dln is fresh scratch: written (beta 0), not zeroed and added to */
     mha_backward(d->mm, dln, dw->in_proj_w, dw->in_proj_b, dw->out_proj_w, dw->out_proj_b, dx1, ln,
-                 a->qkv, a->att, a->heads, w->in_proj_w, w->out_proj_w, mha_scratch, d->B, d->T,
-                 C, d->NH, false);
+                 a->qkv, a->att, a->heads, ln16, w->in_proj_w, w->out_proj_w, mha_scratch, d->B,
+                 d->T, C, d->NH, false);
     layernorm_backward(dinp, dw->ln_1_w, dw->ln_1_b, dln, inp, w->ln_1_w, a->ln1_mean,
                        a->ln1_rstd, N, C);
 }

@@ -69,6 +69,11 @@ typedef struct block_acts {
     float *ln2, *ln2_mean, *ln2_rstd; // (B,T,C) (B·T) (B·T)
     float *fc;                        // (B, T, H) before the activation
     float *fc_act;                    // (B, T, H)
+    /* bf16 training: ln1, ln2 and fc_act are this block's own, holding the
+     * bf16 values the forward's GEMMs read (half the bytes), and the
+     * backward reads them instead of recomputing them (clip.c binds them
+     * so when it has the memory to keep them: not when checkpointing) */
+    bool kept16;
 } block_acts;
 
 /* The same without ln1, ln2 and fc_act, which point at `ln` (N, C) and

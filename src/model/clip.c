@@ -291,6 +291,9 @@ vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, 
     VLP_CHECK_ARG(precision == VLP_PRECISION_FP32 || precision == VLP_PRECISION_BF16, err,
                   "unknown matmul precision %d", (int)precision);
     VLP_CHECK_ARG(threads >= 1, err, "threads must be positive, got %d", threads);
+    /* bf16 training keeps its blocks' GEMM inputs (bind_all): a reserved
+     * training model binds its activations anew, for the same batch */
+    int rebind = !m->inference && m->mm.precision != precision ? m->batch : 0;
     free(m->mm.workspace);
     m->mm = (vlp_matmul){.precision = precision};
     if (precision == VLP_PRECISION_BF16) {
@@ -305,6 +308,10 @@ vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, 
                      bytes / 1048576.0);
         }
         m->mm.threads = threads;
+    }
+    if (rebind) {
+        m->batch = 0;
+        VLP_TRY(clip_reserve(m, rebind, err));
     }
     return VLP_OK;
 }
@@ -389,7 +396,8 @@ static bool image_token_head(const clip_model *m) {
 }
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
-                       size_t stem_floats, bool vision, bool inference, bool checkpoint, bool tokens) {
+                       size_t stem_floats, bool vision, bool inference, bool checkpoint, bool tokens,
+                       bool keep16) {
     size_t BT = (size_t)B * d->T, W = d->C;
     t->stem = stem_floats ? arena_take(a, stem_floats) : NULL;
     t->x0 = vision ? arena_take(a, BT * W) : NULL;
@@ -406,14 +414,23 @@ static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers,
     block_dims bd = *d;
     bd.B = B;
     float *shared_blk = NULL;
-    /* one LayerNorm output and one MLP activation per tower: the backward recomputes them */
-    float *ln = arena_take(a, BT * W), *fc_act = arena_take(a, BT * (size_t)d->hidden);
+    /* one LayerNorm output and one MLP activation per tower: the backward
+     * recomputes them; or (keep16: bf16 training) every block's own, in bf16
+     * (half as many floats), kept for the backward like autocast keeps them */
+    float *ln = keep16 ? NULL : arena_take(a, BT * W);
+    float *fc_act = keep16 ? NULL : arena_take(a, BT * (size_t)d->hidden);
+    size_t ln16 = (BT * W + 1) / 2, act16 = (BT * (size_t)d->hidden + 1) / 2; /* in floats */
     for (int l = 0; l < layers; l++) {
         size_t n = block_acts_bind_shared(&t->blocks[l], NULL, NULL, NULL, &bd);
         /* inference, and checkpointing (which recomputes them), keep one block's activations */
         float *blk = (inference || checkpoint) && l > 0 ? shared_blk : arena_take(a, n);
         if (l == 0) shared_blk = blk;
-        if (a->base) block_acts_bind_shared(&t->blocks[l], blk, ln, fc_act, &bd);
+        float *ln1 = keep16 ? arena_take(a, ln16) : ln, *ln2 = keep16 ? arena_take(a, ln16) : ln;
+        float *act = keep16 ? arena_take(a, act16) : fc_act;
+        if (!a->base) continue;
+        block_acts_bind_shared(&t->blocks[l], blk, ln1, act, &bd);
+        t->blocks[l].ln2 = ln2;
+        t->blocks[l].kept16 = keep16;
     }
     t->pool_index = (int32_t *)arena_take(a, (size_t)B);
     t->pooled = arena_take(a, (size_t)B * W);
@@ -456,10 +473,12 @@ static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
     int NP = m->vdims.T - 1;
     block_dims vd = vision_dims(m);
+    /* bf16 training keeps each block's GEMM inputs in bf16 rather than recomputing them */
+    bool keep16 = !m->inference && !m->checkpoint && m->mm.precision == VLP_PRECISION_BF16;
     bind_tower(a, &m->va, &vd, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
-               m->inference, m->checkpoint, image_token_head(m));
+               m->inference, m->checkpoint, image_token_head(m), keep16);
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
-               m->inference, m->checkpoint, m->token_head);
+               m->inference, m->checkpoint, m->token_head, keep16);
     size_t s = tower_scratch(&vd, B, E, image_token_head(m));
     if (m->mae && !m->inference) /* a masked backward's patch gradient, after the rest */
         s += arena_round_up((size_t)B * NP * m->vdims.C);

@@ -142,8 +142,9 @@ size_t mha_scratch_floats(int B, int T, int C, int NH) {
 
 void mha_backward(const vlp_matmul *mm, float *dinp, float *dw_in, float *db_in, float *dw_out,
                   float *db_out, const float *dout, const float *inp, const float *qkv,
-                  const float *att, const float *heads, const float *w_in, const float *w_out,
-                  float *scratch, int B, int T, int C, int NH, bool accumulate) {
+                  const float *att, const float *heads, const uint16_t *inp16, const float *w_in,
+                  const float *w_out, float *scratch, int B, int T, int C, int NH,
+                  bool accumulate) {
     int N = B * T;
     float *dqkv = scratch;                  // (B, T, 3C)
     float *dheads = dqkv + (size_t)N * 3 * C; // (B, T, C)
@@ -155,5 +156,6 @@ void mha_backward(const vlp_matmul *mm, float *dinp, float *dw_in, float *db_in,
     if (dinp) /* linear_backward's input gradient, with beta 0 when dinp is to be written */
         vlp_gemm(mm, false, false, N, C, 3 * C, 1.0f, dqkv, 3 * C, w_in, C, accumulate ? 1.0f : 0.0f,
                  dinp, C);
-    linear_backward(mm, NULL, dw_in, db_in, dqkv, inp, w_in, N, C, 3 * C);
+    if (!inp16 || !linear_backward_bf16_input(mm, dw_in, db_in, dqkv, inp16, N, C, 3 * C))
+        linear_backward(mm, NULL, dw_in, db_in, dqkv, inp, w_in, N, C, 3 * C);
 }

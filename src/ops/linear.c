@@ -27,6 +27,18 @@ void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *d
     if (dbias) colsum_add(dbias, dout, N, OC, OC);
 }
 
+bool linear_backward_bf16_input(const vlp_matmul *mm, float *dweight, float *dbias,
+                                const float *dout, const uint16_t *inp16, int N, int C, int OC) {
+    if (!mm || mm->precision != VLP_PRECISION_BF16) return false;
+    if (!dweight) { /* frozen weights (prompt learning): the bias alone, if asked */
+        if (dbias) colsum_add(dbias, dout, N, OC, OC);
+        return true;
+    }
+    gemm_bf16_extra x = {.B16 = inp16, .a_rowsum = dbias};
+    return gemm_bf16_ex(true, false, OC, C, N, 1.0f, dout, OC, NULL, C, 1.0f, dweight, C, NULL, &x,
+                        mm->workspace, mm->threads);
+}
+
 void proj_forward(float *out, const float *inp, const float *weight, int N, int C, int OC) {
     vlp_sgemm(false, false, N, OC, C, 1.0f, inp, C, weight, OC, 0.0f, out, OC);
 }

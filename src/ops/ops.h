@@ -44,6 +44,14 @@ void linear_backward(const vlp_matmul *mm, float *dinp,         // (N, C) or NUL
                      const float *inp,    // (N, C)
                      const float *weight, // (OC, C)
                      int N, int C, int OC);
+/* Its weight and bias gradients in bf16 mode with the input given in bf16
+ * (inp16 (N, C): an activation a bf16 model wrote once): the GEMM copies
+ * it into its packs, and its packing of doutᵀ sums the bias gradient on
+ * the way. The same bits as linear_backward on its fp32 values. Returns
+ * false, having done nothing, when mm is not bf16 or the calling thread
+ * has no workspace slot (never outside a parallel region). */
+bool linear_backward_bf16_input(const vlp_matmul *mm, float *dweight, float *dbias,
+                                const float *dout, const uint16_t *inp16, int N, int C, int OC);
 
 /* ---- projection: out = inp · weight, weight stored (C, OC) ------------------
  * open_clip's visual.proj and text_projection are plain matrices used as
@@ -175,6 +183,7 @@ void mha_backward(const vlp_matmul *mm, float *dinp,                       // (B
                   float *dw_out, float *db_out,      // (C, C) (C)
                   const float *dout,                 // (B, T, C)
                   const float *inp, const float *qkv, const float *att, const float *heads,
+                  const uint16_t *inp16, // inp in bf16 (bf16 mode) instead of inp, or NULL
                   const float *w_in, const float *w_out,
                   float *scratch,                    // mha_scratch_floats()
                   int B, int T, int C, int NH,
