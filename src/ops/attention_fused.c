@@ -8,11 +8,11 @@
  * columns in registers. The two operands whose layout does not fit — Kᵀ
  * and Vᵀ — are transposed into a buffer on the stack, hs·Tk floats (20 KiB
  * for a 64-wide head and 77 tokens), which bounds the sequence and head
- * width (ATTENTION_FUSED_MAX: 64 KiB at most). fp32 in both precisions:
- * in bf16 mode too the scores and products are fp32 (mm is not read) —
- * rounding every operand as read, as the bf16 GEMMs do, cost more than the
- * whole kernel, and fp32 is the more accurate. AVX-512 only: elsewhere the
- * core takes the GEMMs (attention_fused_hw). */
+ * width (ATTENTION_FUSED_MAX: 64 KiB at most). In bf16 mode (mm) on a CPU
+ * with AVX512-BF16 each (batch, head) runs attention_fused_bf16.c's kernel
+ * instead: the products in bf16 from operands packed once per head.
+ * AVX-512 only: elsewhere the core takes the GEMMs (attention_fused_hw). */
+#include "ops/attention_fused.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 #include "ops/fastmath.h"
@@ -82,16 +82,13 @@ bool attention_fused_fits(int Tq, int Tk, int hs) {
     return Tq <= ATTENTION_FUSED_MAX && Tk <= ATTENTION_FUSED_MAX && hs <= ATTENTION_FUSED_MAX;
 }
 
-/* C (M, N) (+)= alpha · A·B. causal: C is the (T, T) score matrix of a causal
- * product whose tiles right of the diagonal are not needed (skipped), or the
- * product P·X whose A = P is zero right of the diagonal (K cut there). */
-typedef enum { DENSE, CAUSAL_SCORES, CAUSAL_P_TIMES } tri;
+/* C (M, N) (+)= alpha · A·B, of the shape attention_tri says */
 
 #ifdef VLP_ATTN_X86
 TARGET_AVX512 /* called only where attention_fused_hw() */
 #endif
 static void small_gemm(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
-                       int M, int N, int K, float alpha, bool accumulate, tri shape) {
+                       int M, int N, int K, float alpha, bool accumulate, attention_tri shape) {
 #ifdef VLP_ATTN_X86
     for (int m0 = 0; m0 < M; m0 += TM) {
         int mr = M - m0 < TM ? M - m0 : TM, last = m0 + mr - 1;
@@ -124,6 +121,24 @@ static void softmax_masked(float *row, int n, int T) {
     for (int j = n; j < T; j++) row[j] = 0.0f;
 }
 
+void attention_softmax_rows(float *a, int Tq, int Tk, bool causal) {
+    for (int t = 0; t < Tq; t++) softmax_masked(a + (size_t)t * Tk, causal ? t + 1 : Tk, Tk);
+}
+
+void attention_ds_rows(float *da, const float *a, int Tq, int Tk) {
+    for (int t = 0; t < Tq; t++) {
+        float *dr = da + (size_t)t * Tk;
+        const float *ar = a + (size_t)t * Tk;
+        float part[16] = {0}, dot = 0.0f; /* 16 partial sums: the loop vectorises */
+        int j = 0;
+        for (; j + 16 <= Tk; j += 16)
+            for (int x = 0; x < 16; x++) part[x] += ar[j + x] * dr[j + x];
+        for (; j < Tk; j++) dot += ar[j] * dr[j];
+        for (int x = 0; x < 16; x++) dot += part[x];
+        for (j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
+    }
+}
+
 /* X (T, hs) with row stride ld → xt (hs, T) */
 static void transpose(float *xt, const float *X, int ld, int T, int hs) {
     for (int j = 0; j < T; j++)
@@ -141,6 +156,7 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
                     "fused attention takes sequences and heads up to %d wide, not Tq=%d Tk=%d head %d",
                     ATTENTION_FUSED_MAX, Tq, Tk, hs);
     float scale = 1.0f / sqrtf((float)hs);
+    bool bf16 = mm && mm->precision == VLP_PRECISION_BF16 && attention_fused_bf16_hw();
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
@@ -148,12 +164,17 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
         const float *kb = k + (size_t)b * Tk * ldkv + h * hs; // (Tk, hs) stride ldkv
         const float *vb = v + (size_t)b * Tk * ldkv + h * hs;
         float *a = att + (size_t)bh * Tq * Tk;                // (Tq, Tk)
+        float *ob = out + (size_t)b * Tq * C + h * hs;        // (Tq, hs) stride C
+        if (bf16) {
+            attention_head_forward_bf16(ob, C, a, qb, ldq, kb, vb, ldkv, Tq, Tk, hs, scale, causal);
+            continue;
+        }
         float kt[hs * Tk];                                    // (hs, Tk): ≤ 64 KiB, 20 KiB at hs 64, T 77
         transpose(kt, kb, ldkv, Tk, hs);
         small_gemm(a, Tk, qb, ldq, 1, kt, Tk, Tq, Tk, hs, scale, false,
                    causal ? CAUSAL_SCORES : DENSE);
-        for (int t = 0; t < Tq; t++) softmax_masked(a + (size_t)t * Tk, causal ? t + 1 : Tk, Tk);
-        small_gemm(out + (size_t)b * Tq * C + h * hs, C, a, Tk, 1, vb, ldkv, Tq, hs, Tk, 1.0f, false,
+        attention_softmax_rows(a, Tq, Tk, causal);
+        small_gemm(ob, C, a, Tk, 1, vb, ldkv, Tq, hs, Tk, 1.0f, false,
                    causal ? CAUSAL_P_TIMES : DENSE);
     }
     return VLP_OK;
@@ -165,6 +186,7 @@ void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float 
                               int Tq, int Tk, int C, int NH, bool accumulate) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
+    bool bf16 = mm && mm->precision == VLP_PRECISION_BF16 && attention_fused_bf16_hw();
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
@@ -172,23 +194,18 @@ void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float 
         const float *a = att + (size_t)bh * Tq * Tk;          // (Tq, Tk)
         const float *dy = dout + (size_t)b * Tq * C + h * hs; // (Tq, hs) stride C
         float *da = scratch + (size_t)bh * Tq * Tk;           // (Tq, Tk)
+        if (bf16) {
+            attention_head_backward_bf16(dq + qoff, ldq, dk + koff, dv + koff, ldkv, dy, C, q + qoff,
+                                         k + koff, v + koff, a, da, Tq, Tk, hs, scale, accumulate);
+            continue;
+        }
         float vt[hs * Tk];                                    // (hs, Tk)
         transpose(vt, v + koff, ldkv, Tk, hs);
         /* dV += Pᵀ·dY: A = P read down its columns */
         small_gemm(dv + koff, ldkv, a, 1, Tk, dy, C, Tk, hs, Tq, 1.0f, accumulate, DENSE);
         /* dP = dY·Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place (masked: P = 0) */
         small_gemm(da, Tk, dy, C, 1, vt, Tk, Tq, Tk, hs, 1.0f, false, DENSE);
-        for (int t = 0; t < Tq; t++) {
-            float *dr = da + (size_t)t * Tk;
-            const float *ar = a + (size_t)t * Tk;
-            float part[16] = {0}, dot = 0.0f; /* 16 partial sums: the loop vectorises */
-            int j = 0;
-            for (; j + 16 <= Tk; j += 16)
-                for (int x = 0; x < 16; x++) part[x] += ar[j + x] * dr[j + x];
-            for (; j < Tk; j++) dot += ar[j] * dr[j];
-            for (int x = 0; x < 16; x++) dot += part[x];
-            for (j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
-        }
+        attention_ds_rows(da, a, Tq, Tk);
         /* dQ += s·dS·K; dK += s·dSᵀ·Q */
         small_gemm(dq + qoff, ldq, da, Tk, 1, k + koff, ldkv, Tq, hs, Tk, scale, accumulate, DENSE);
         small_gemm(dk + koff, ldkv, da, 1, Tk, q + qoff, ldq, Tk, hs, Tq, scale, accumulate, DENSE);
