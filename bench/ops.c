@@ -21,6 +21,7 @@ typedef struct cfg {
     int threads, batch, reps;
     int peer;
     const char *python, *peer_script;
+    vlp_matmul mm; /* the ops' precision: fp32, or bf16 (--precision bf16; the peer autocasts) */
 } cfg;
 
 typedef struct row {
@@ -59,14 +60,18 @@ static double time_ms(void (*fn)(void *), void *ctx, int reps) {
 }
 
 /* ---- linear ------------------------------------------------------------------ */
-typedef struct lin { int N, C, OC; float *inp, *w, *b, *out, *dout, *dinp, *dw, *db; } lin;
+typedef struct lin {
+    const vlp_matmul *mm;
+    int N, C, OC;
+    float *inp, *w, *b, *out, *dout, *dinp, *dw, *db;
+} lin;
 static void lin_fw(void *p) {
     lin *l = p;
-    linear_forward(NULL, l->out, l->inp, l->w, l->b, l->N, l->C, l->OC);
+    linear_forward(l->mm, l->out, l->inp, l->w, l->b, l->N, l->C, l->OC);
 }
 static void lin_bw(void *p) {
     lin *l = p;
-    linear_backward(NULL, l->dinp, l->dw, l->db, l->dout, l->inp, l->w, l->N, l->C, l->OC);
+    linear_backward(l->mm, l->dinp, l->dw, l->db, l->dout, l->inp, l->w, l->N, l->C, l->OC);
 }
 static void lin_sg_fw(void *p) {
     lin *l = p;
@@ -78,8 +83,9 @@ static void lin_sg_bw(void *p) {
     vlp_sgemm(true, false, l->OC, l->C, l->N, 1.0f, l->dout, l->OC, l->inp, l->C, 1.0f, l->dw, l->C);
 }
 
-static void bench_linear(row *r, const char *name, int N, int C, int OC, int reps) {
-    lin l = {N, C, OC, buf((size_t)N * C, 1), buf((size_t)OC * C, 2), buf(OC, 3),
+static void bench_linear(row *r, const vlp_matmul *mm, const char *name, int N, int C, int OC,
+                         int reps) {
+    lin l = {mm, N, C, OC, buf((size_t)N * C, 1), buf((size_t)OC * C, 2), buf(OC, 3),
              buf((size_t)N * OC, 4), buf((size_t)N * OC, 5), buf((size_t)N * C, 6),
              buf((size_t)OC * C, 7), buf(OC, 8)};
     snprintf(r->name, sizeof r->name, "%s", name);
@@ -95,6 +101,7 @@ static void bench_linear(row *r, const char *name, int N, int C, int OC, int rep
 
 /* ---- attention core and full MHA ------------------------------------------------ */
 typedef struct att {
+    const vlp_matmul *mm;
     int B, T, C, NH;
     bool causal;
     float *qkv, *out, *att, *dout, *dqkv, *scratch;
@@ -103,11 +110,11 @@ typedef struct att {
 } att;
 static void att_fw(void *p) {
     att *a = p;
-    attention_forward(NULL, a->out, a->att, a->qkv, a->B, a->T, a->C, a->NH, a->causal, NULL);
+    attention_forward(a->mm, a->out, a->att, a->qkv, a->B, a->T, a->C, a->NH, a->causal, NULL);
 }
 static void att_bw(void *p) {
     att *a = p;
-    attention_backward(NULL, a->dqkv, a->dout, a->qkv, a->att, a->scratch, a->B, a->T, a->C, a->NH, true);
+    attention_backward(a->mm, a->dqkv, a->dout, a->qkv, a->att, a->scratch, a->B, a->T, a->C, a->NH, true);
 }
 /* the same per-head GEMMs, same threading, with nothing around them */
 static void att_sg_fw(void *p) {
@@ -139,12 +146,12 @@ static void att_sg_bw(void *p) {
 }
 static void mha_fw(void *p) {
     att *a = p;
-    mha_forward(NULL, a->mha_out, a->qkv, a->att, a->heads, a->inp, a->w_in, a->b_in, a->w_out,
+    mha_forward(a->mm, a->mha_out, a->qkv, a->att, a->heads, a->inp, a->w_in, a->b_in, a->w_out,
                 a->b_out, a->B, a->T, a->C, a->NH, a->causal, NULL);
 }
 static void mha_bw(void *p) {
     att *a = p;
-    mha_backward(NULL, a->dinp, a->dw_in, a->db_in, a->dw_out, a->db_out, a->dout, a->inp,
+    mha_backward(a->mm, a->dinp, a->dw_in, a->db_in, a->dw_out, a->db_out, a->dout, a->inp,
                  a->qkv, a->att, a->heads, NULL, a->w_in, a->w_out, a->mha_scratch, a->B, a->T, a->C,
                  a->NH, true);
 }
@@ -165,10 +172,10 @@ static void mha_sg_bw(void *p) {
     vlp_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, a->inp, C, 1.0f, a->dw_in, C);
 }
 
-static void bench_attention(row *core, row *full, const char *tag, int B, int T, int C, int NH,
-                            bool causal, int reps) {
+static void bench_attention(row *core, row *full, const vlp_matmul *mm, const char *tag, int B,
+                            int T, int C, int NH, bool causal, int reps) {
     size_t N = (size_t)B * T, natt = (size_t)B * NH * T * T;
-    att a = {.B = B, .T = T, .C = C, .NH = NH, .causal = causal};
+    att a = {.mm = mm, .B = B, .T = T, .C = C, .NH = NH, .causal = causal};
     a.qkv = buf(N * 3 * C, 11), a.out = buf(N * C, 12), a.att = buf(natt, 13);
     a.dout = buf(N * C, 14), a.dqkv = buf(N * 3 * C, 15), a.scratch = buf(natt, 16);
     a.inp = buf(N * C, 17), a.w_in = buf((size_t)3 * C * C, 18), a.b_in = buf(3 * C, 19);
@@ -204,8 +211,10 @@ static void bench_attention(row *core, row *full, const char *tag, int B, int T,
 /* ---- the PyTorch peer ---------------------------------------------------------------- */
 static void run_peer(const cfg *c, row *rows, int nrows) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "PYTHON='%s' sh bench/peer/run.sh %s --threads %d --batch %d --reps %d 2>&1",
-             c->python, c->peer_script, c->threads, c->batch, c->reps);
+    snprintf(cmd, sizeof cmd,
+             "PYTHON='%s' sh bench/peer/run.sh %s --threads %d --batch %d --reps %d --precision %s 2>&1",
+             c->python, c->peer_script, c->threads, c->batch, c->reps,
+             c->mm.precision == VLP_PRECISION_BF16 ? "bf16" : "fp32");
     FILE *fp = popen(cmd, "r");
     if (!fp) {
         printf("peer: could not run '%s'\n", cmd);
@@ -236,13 +245,15 @@ static void usage(void) {
            "  -b, --batch B     batch size; tokens per image 65, per text 32 (default 128)\n"
            "  -r, --reps R      timed repetitions, median reported (default 20)\n"
            "  -q, --quick       5 repetitions, batch 32\n"
+           "      --precision P fp32 or bf16: the ops' matmuls (the peer under autocast; the\n"
+           "                    sgemm columns stay fp32) (default fp32)\n"
            "      --no-peer     skip the PyTorch peer\n"
            "      --python P    interpreter for the peer (default /usr/bin/python3)\n");
 }
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
-    cfg c = {0, 128, 20, 1, "/usr/bin/python3", "bench/peer/ops.py"};
+    cfg c = {0, 128, 20, 1, "/usr/bin/python3", "bench/peer/ops.py", {VLP_PRECISION_FP32, NULL, 0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -251,6 +262,9 @@ int main(int argc, char **argv) {
         else if ((!strcmp(a, "-r") || !strcmp(a, "--reps")) && has) c.reps = atoi(argv[++i]);
         else if (!strcmp(a, "-q") || !strcmp(a, "--quick")) c.reps = 5, c.batch = 32;
         else if (!strcmp(a, "--no-peer")) c.peer = 0;
+        else if (!strcmp(a, "--precision") && has && !strcmp(argv[i + 1], "fp32")) i++;
+        else if (!strcmp(a, "--precision") && has && !strcmp(argv[i + 1], "bf16"))
+            c.mm.precision = VLP_PRECISION_BF16, i++;
         else if (!strcmp(a, "--python") && has) c.python = argv[++i];
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else {
@@ -264,21 +278,32 @@ int main(int argc, char **argv) {
     }
     vlp_set_threads(c.threads);
     c.threads = omp_get_max_threads();
+    if (c.mm.precision == VLP_PRECISION_BF16) {
+        if (!gemm_bf16_hw()) {
+            fprintf(stderr, "bench/ops: this CPU has no AVX512-BF16; --precision bf16 would time the portable kernel\n");
+            return 2;
+        }
+        c.mm.threads = c.threads;
+        c.mm.workspace = malloc(gemm_bf16_workspace_bytes(c.threads));
+        if (!c.mm.workspace) return fprintf(stderr, "bench/ops: out of memory\n"), 1;
+    }
+    const vlp_matmul *mm = c.mm.precision == VLP_PRECISION_BF16 ? &c.mm : NULL;
     tool_print_sysinfo(stdout);
     const char *simd;
     double peak = measure_fma_peak(c.threads, &simd);
     printf("peak: %.0f GFLOP/s fp32 measured (%s, %d threads)\n", peak, simd, c.threads);
-    printf("shapes: tiny config (width 256, 4 heads, MLP 1024), batch %d: 65 image tokens, 32 text tokens\n\n",
+    printf("shapes: tiny config (width 256, 4 heads, MLP 1024), batch %d: 65 image tokens, 32 text tokens\n",
            c.batch);
+    printf("precision: %s\n\n", mm ? "bf16 (vlp's bf16 kernels; the peer under torch.autocast)" : "fp32");
 
     row rows[8] = {0};
     int n = 0, Nv = c.batch * 65;
-    bench_linear(&rows[n++], "linear qkv", Nv, 256, 768, c.reps);
-    bench_linear(&rows[n++], "linear c_fc", Nv, 256, 1024, c.reps);
-    bench_linear(&rows[n++], "linear c_proj", Nv, 1024, 256, c.reps);
-    bench_attention(&rows[n], &rows[n + 1], "image", c.batch, 65, 256, 4, false, c.reps);
+    bench_linear(&rows[n++], mm, "linear qkv", Nv, 256, 768, c.reps);
+    bench_linear(&rows[n++], mm, "linear c_fc", Nv, 256, 1024, c.reps);
+    bench_linear(&rows[n++], mm, "linear c_proj", Nv, 1024, 256, c.reps);
+    bench_attention(&rows[n], &rows[n + 1], mm, "image", c.batch, 65, 256, 4, false, c.reps);
     n += 2;
-    bench_attention(&rows[n], &rows[n + 1], "text causal", c.batch, 32, 256, 4, true, c.reps);
+    bench_attention(&rows[n], &rows[n + 1], mm, "text causal", c.batch, 32, 256, 4, true, c.reps);
     n += 2;
     if (c.peer) run_peer(&c, rows, n);
 

@@ -26,11 +26,17 @@ def leaf(*shape):
     return (torch.randn(*shape) * 0.1).requires_grad_(True)
 
 
+AUTOCAST = False  # --precision bf16: every forward under torch.autocast("cpu", bfloat16)
+
+
 def fwd_bwd(make, reps):
     """make() runs the forward and returns the output; time it, then time the
     backward of a kept forward output (retain_graph so it can be replayed)."""
-    fwd = median_ms(make, reps)
-    out = make()
+    def forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTOCAST):
+            return make()
+    fwd = median_ms(forward, reps)
+    out = forward()
     dout = torch.randn_like(out)
     bwd = median_ms(lambda: out.backward(dout, retain_graph=True), reps)
     return fwd, bwd
@@ -73,10 +79,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
+    global AUTOCAST
+    AUTOCAST = a.precision == "bf16"
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(f"peer: PyTorch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(f"peer: PyTorch {torch.__version__}, {torch.get_num_threads()} threads, {a.precision}", flush=True)
     Nv = a.batch * 65
     rows = [
         ("linear qkv", lambda: linear(Nv, 256, 768, a.reps)),
