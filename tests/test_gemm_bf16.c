@@ -5,7 +5,7 @@
  * Rounding the inputs any other way (truncation, no rounding at all) moves
  * results by ~2^-9 of that sum and fails. Every transpose combination, the
  * shapes of the models and ragged ones (M, N, K not multiples of the 12×32
- * tile or the 384 K block, odd K, K = 1, K = 0), alpha/beta, a bias, strided operands, and
+ * tile or the 1024 K block, odd K, K = 1, K = 0), alpha/beta, a bias, strided operands, and
  * calls from inside a parallel region (per-thread workspace slots); the
  * AVX512-BF16 kernel (when the CPU has it) and the portable one. */
 #include <math.h>
@@ -95,6 +95,8 @@ static void run_all(gemm_fn fn, const char *kernel) {
         for (int t = 0; t < 4; t++)
             check_one(fn, kernel, shapes[s], t & 1, t >> 1, 1.0f, 0.0f, 0, false);
     /* alpha, beta, strides and a bias (added once, though K spans 3 blocks) */
+    check_one(fn, kernel, (shape){13, 40, 2100}, false, true, 1.0f, 0.0f, 1, true);
+    check_one(fn, kernel, (shape){13, 40, 2100}, true, false, 0.5f, 1.0f, 2, true);
     check_one(fn, kernel, (shape){45, 70, 129}, false, true, 0.125f, 1.0f, 3, false);
     check_one(fn, kernel, (shape){45, 70, 129}, true, false, -2.0f, 0.5f, 5, false);
     check_one(fn, kernel, (shape){29, 33, 64}, true, true, 1.0f, 1.0f, 1, false);
@@ -196,7 +198,7 @@ static uint16_t bits_of(float f) { /* f holds a bf16 value exactly */
  * form to the same bf16), with odd K, ragged M and N, strided rows, a bias,
  * K over several blocks. */
 static void check_bf16_operands(bool portable, const char *kernel) {
-    static const shape sh[] = {{1, 1, 1}, {13, 33, 3}, {65, 64, 65}, {50, 96, 385}, {37, 47, 769}, {24, 64, 384}};
+    static const shape sh[] = {{1, 1, 1}, {13, 33, 3}, {65, 64, 65}, {50, 96, 385}, {37, 47, 769}, {24, 64, 384}, {9, 40, 2100}};
     int threads = omp_get_max_threads();
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
     gemm_fn ref = portable ? gemm_bf16_portable : gemm_bf16;
@@ -246,7 +248,7 @@ static void test_bf16_operands(void **state) {
  * column blocks (N > 1536) and K three row blocks, and the GEMM itself
  * unchanged. */
 static void test_row_sums(void **state) {
-    static const shape sh[] = {{1, 1, 1}, {13, 33, 7}, {37, 1601, 769}, {130, 40, 1000}};
+    static const shape sh[] = {{1, 1, 1}, {13, 33, 7}, {37, 1601, 769}, {130, 40, 2100}};
     int threads = omp_get_max_threads();
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
     for (size_t t = 0; t < sizeof sh / sizeof *sh; t++)

@@ -20,8 +20,8 @@
 
 #define MR 12
 #define NR 32
-#define KC 384  /* K per block (even): a B panel is KC/2 · 128 B = 24 KiB, in L1 */
-#define MC 240  /* rows per A block (multiple of MR): 180 KiB, in L2 */
+#define KC 1024 /* K per block (even): a B panel is KC/2 · 128 B = 64 KiB, streamed from L2 */
+#define MC 240  /* rows per A block (multiple of MR): 480 KiB, in L2 */
 #define NC 1536 /* cols per B block (multiple of NR) */
 
 #define A_BLOCK_PAIRS ((size_t)MC * (KC / 2))
