@@ -22,11 +22,9 @@
 #include <math.h>
 #include <string.h>
 
-#define TM 6 /* rows of C a tile holds, by two zmm of columns: 12 accumulators */
+#define TM ATTENTION_TM
 
-#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
-#define VLP_ATTN_X86 1
-#include <immintrin.h>
+#ifdef VLP_ATTN_X86 /* (attention_fused.h) */
 #define TARGET_AVX512 __attribute__((target("avx512f")))
 
 /* One tile: rows [0, mr) of C (mr ≤ TM), columns [0, w) (w ≤ 32), over k in
@@ -54,19 +52,7 @@ tile(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
             if (two) c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
         }
     }
-    __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 6
-    for (int i = 0; i < TM; i++) {
-        if (i >= mr) break;
-        float *o = C + (size_t)i * ldc;
-        __m512 r0 = _mm512_mul_ps(al, c[i][0]);
-        if (accumulate) r0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), r0);
-        _mm512_mask_storeu_ps(o, m0, r0);
-        if (!two) continue;
-        __m512 r1 = _mm512_mul_ps(al, c[i][1]);
-        if (accumulate) r1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), r1);
-        _mm512_mask_storeu_ps(o + 16, m1, r1);
-    }
+    attention_tile_store(C, ldc, c, mr, w, alpha, accumulate, two);
 }
 #endif
 

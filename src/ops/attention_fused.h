@@ -30,4 +30,32 @@ void attention_head_backward_bf16(float *dq, int ldq, float *dk, float *dv, int 
                                   const float *dy, int ldy, const float *q, const float *k,
                                   const float *v, const float *a, float *da, int Tq, int Tk, int hs,
                                   float scale, bool accumulate);
+#define ATTENTION_TM 6 /* rows of C a tile holds, by two zmm of columns: 12 accumulators */
+
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define VLP_ATTN_X86 1
+#include <immintrin.h>
+/* The end of both kernels' tiles: rows [0, mr) of C = alpha · c (+ C when
+ * accumulating), columns [0, w); the second zmm of columns only when two.
+ * Inlined, unrolled: c stays in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+attention_tile_store(float *C, int ldc, __m512 c[ATTENTION_TM][2], int mr, int w, float alpha,
+                     bool accumulate, bool two) {
+    __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+    __mmask16 m1 = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    __m512 al = _mm512_set1_ps(alpha);
+#pragma GCC unroll 6
+    for (int i = 0; i < ATTENTION_TM; i++) {
+        if (i >= mr) break;
+        float *o = C + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(al, c[i][0]);
+        if (accumulate) r0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), r0);
+        _mm512_mask_storeu_ps(o, m0, r0);
+        if (!two) continue;
+        __m512 r1 = _mm512_mul_ps(al, c[i][1]);
+        if (accumulate) r1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), r1);
+        _mm512_mask_storeu_ps(o + 16, m1, r1);
+    }
+}
+#endif
 #endif

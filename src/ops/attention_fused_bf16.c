@@ -19,10 +19,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define TM 6 /* rows of C a tile holds, by two zmm of columns: 12 accumulators */
+#define TM ATTENTION_TM
 
-#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
-#include <immintrin.h>
+#ifdef VLP_ATTN_X86 /* (attention_fused.h) */
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 /* One tile: rows [0, mr) of C (mr ≤ TM), columns [0, w) (w ≤ 32), over KP
@@ -50,19 +49,7 @@ tile16(float *C, int ldc, const uint32_t *A, size_t si, size_t sk, const uint32_
             if (two) c[i][1] = _mm512_dpbf16_ps(c[i][1], x, b1);
         }
     }
-    __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 6
-    for (int i = 0; i < TM; i++) {
-        if (i >= mr) break;
-        float *o = C + (size_t)i * ldc;
-        __m512 r0 = _mm512_mul_ps(al, c[i][0]);
-        if (accumulate) r0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), r0);
-        _mm512_mask_storeu_ps(o, m0, r0);
-        if (!two) continue;
-        __m512 r1 = _mm512_mul_ps(al, c[i][1]);
-        if (accumulate) r1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), r1);
-        _mm512_mask_storeu_ps(o + 16, m1, r1);
-    }
+    attention_tile_store(C, ldc, c, mr, w, alpha, accumulate, two);
 }
 
 /* C (M, N) (+)= alpha · A·B over KP pairs; CAUSAL_SCORES skips the tiles

@@ -137,6 +137,15 @@ TARGET_BF16 static inline __m512i pairs16_cols(const float *X, int ld, int r, in
     return _mm512_permutexvar_epi16(idx, both);
 }
 
+/* The lanes of the 16 rows from v on in a strip of W rows: *in_strip those
+ * inside the strip (W = 12 leaves 4 out, neither loaded nor stored), the
+ * result those of them below rn (left = rn − the first row's index). */
+TARGET_BF16 static inline __mmask16 strip_lanes(int W, int v, int left, __mmask16 *in_strip) {
+    int width = W - v < 16 ? W - v : 16;
+    *in_strip = (__mmask16)((1u << width) - 1);
+    return left >= 16 ? *in_strip : left <= 0 ? 0 : (__mmask16)(((1u << left) - 1) & *in_strip);
+}
+
 /* Strips of W (16 or 32) rows where op(X)'s rows are X's columns (X stored
  * (K, R)): contiguous loads, no transpose. */
 TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int r0, int rn, int k0,
@@ -148,12 +157,8 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
         for (int kp = 0; kp < kp2; kp++) {
             bool has_hi = 2 * kp + 1 < kn;
             for (int v = 0; v < W; v += 16) {
-                /* lanes past the strip (W = 12) are neither loaded nor stored */
-                int r = s * W + v, left = rn - r, width = W - v < 16 ? W - v : 16;
-                __mmask16 wm = (__mmask16)((1u << width) - 1);
-                __mmask16 m = left >= 16  ? wm
-                              : left <= 0 ? 0
-                                          : (__mmask16)(((1u << left) - 1) & wm);
+                int r = s * W + v;
+                __mmask16 wm, m = strip_lanes(W, v, rn - r, &wm);
                 _mm512_mask_storeu_epi32(d + (size_t)kp * W + v, wm,
                                          pairs16_cols(X, ld, r0 + r, k0 + 2 * kp, has_hi, m,
                                                       rowsum ? &sum[v / 16] : NULL));
@@ -161,10 +166,8 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
         }
         if (rowsum)
             for (int v = 0; v < W; v += 16) {
-                int r = s * W + v, left = rn - r;
-                if (left <= 0) break;
-                __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                if (W - v < 16) m &= (__mmask16)((1u << (W - v)) - 1);
+                int r = s * W + v;
+                __mmask16 wm, m = strip_lanes(W, v, rn - r, &wm);
                 float *out = rowsum + r0 + r;
                 _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), sum[v / 16]));
             }
@@ -182,11 +185,8 @@ TARGET_BF16 static void pack_cols16_x86(uint32_t *dst, const uint16_t *X, int ld
             bool has_hi = 2 * kp + 1 < kn;
             const uint16_t *xlo = X + (size_t)(k0 + 2 * kp) * ld + r0;
             for (int v = 0; v < W; v += 16) {
-                int r = s * W + v, left = rn - r, width = W - v < 16 ? W - v : 16;
-                __mmask16 wm = (__mmask16)((1u << width) - 1);
-                __mmask16 m = left >= 16  ? wm
-                              : left <= 0 ? 0
-                                          : (__mmask16)(((1u << left) - 1) & wm);
+                int r = s * W + v;
+                __mmask16 wm, m = strip_lanes(W, v, rn - r, &wm);
                 __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, xlo + r));
                 __m512i hi = has_hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, xlo + ld + r))
                                     : _mm512_setzero_si512();
