@@ -80,9 +80,11 @@ static void block_linear(const block_dims *d, float *out, const float *inp, cons
 
 /* bf16 mode (without int8 weights for the layer): the LayerNorm and
  * activation outputs that feed a GEMM are written once in bf16, into the
- * first half of their fp32 buffers, and the GEMM's packing copies them
- * instead of converting fp32 (the same bits: both round to nearest even).
- * Only the next GEMM reads them: the backward recomputes them in fp32. */
+ * first half of their fp32 buffers (or the block's own half-size ones when
+ * it keeps them, a->kept16), and the GEMM's packing copies them instead of
+ * converting fp32 (the same bits: both round to nearest even). The
+ * backward reads the kept ones, or recomputes ln_2's and the activation's
+ * in bf16 and ln_1's in fp32 (the same bits once its GEMM rounds them). */
 static bool bf16_input(const block_dims *d, const q8_matrix *q) {
     return d->mm && d->mm->precision == VLP_PRECISION_BF16 && !(q && q->packed);
 }
@@ -179,6 +181,10 @@ static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, c
 vlp_err block_forward(float *out, block_acts *a, const float *inp, const block_params *w,
                       const block_dims *d, vlp_error *err) {
     VLP_CHECK_SHAPE(d->hidden > 0, err, "block MLP width must be positive, got %d", d->hidden);
+    /* kept activations are bound half-size, for bf16 values (clip.c keeps
+     * the binding and the precision together) */
+    VLP_CHECK(!a->kept16 || bf16_input(d, NULL), err, VLP_ERR_ARG,
+              "block bound for bf16 activations run in fp32");
     int N = d->B * d->T, C = d->C;
     size_t NC = (size_t)N * C;
     const block_q8 *q = w->q8;

@@ -287,32 +287,40 @@ void clip_free(clip_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* bf16 training keeps each block's GEMM inputs in bf16 for the backward
+ * (bind_tower's keep16): not inference, not checkpointing (one set of
+ * activations, recomputed) */
+static bool keeps16(const clip_model *m) {
+    return !m->inference && !m->checkpoint && m->mm.precision == VLP_PRECISION_BF16;
+}
+
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err) {
     VLP_CHECK_ARG(precision == VLP_PRECISION_FP32 || precision == VLP_PRECISION_BF16, err,
                   "unknown matmul precision %d", (int)precision);
     VLP_CHECK_ARG(threads >= 1, err, "threads must be positive, got %d", threads);
-    /* bf16 training keeps its blocks' GEMM inputs (bind_all): a reserved
-     * training model binds its activations anew, for the same batch */
-    int rebind = !m->inference && m->mm.precision != precision ? m->batch : 0;
     free(m->mm.workspace);
-    m->mm = (vlp_matmul){.precision = precision};
+    m->mm = (vlp_matmul){.precision = VLP_PRECISION_FP32};
+    size_t bytes = 0;
     if (precision == VLP_PRECISION_BF16) {
         /* a slot for every thread a later vlp_set_threads may start (one per
          * core): a thread without one would multiply in fp32 */
         if (threads < omp_get_num_procs()) threads = omp_get_num_procs();
-        size_t bytes = gemm_bf16_workspace_bytes(threads);
-        m->mm.workspace = malloc(bytes);
-        if (!m->mm.workspace) {
-            m->mm.precision = VLP_PRECISION_FP32;
-            VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate the bf16 GEMM workspace (%.1f MiB)",
-                     bytes / 1048576.0);
-        }
-        m->mm.threads = threads;
+        bytes = gemm_bf16_workspace_bytes(threads);
+        void *ws = malloc(bytes);
+        if (ws) m->mm = (vlp_matmul){.precision = precision, .workspace = ws, .threads = threads};
     }
-    if (rebind) {
+    /* the blocks of a reserved model hold what its precision needs (bind_all:
+     * kept bf16 activations or not), also when the workspace could not be
+     * had and it stays fp32: bound anew, for the same batch, when that
+     * changes. The activations are lost: set the precision before a forward. */
+    if (m->batch && m->kept16 != keeps16(m)) {
+        int B = m->batch;
         m->batch = 0;
-        VLP_TRY(clip_reserve(m, rebind, err));
+        VLP_TRY(clip_reserve(m, B, err));
     }
+    VLP_CHECK(m->mm.precision == precision, err, VLP_ERR_NOMEM,
+              "could not allocate the bf16 GEMM workspace (%.1f MiB): the model stays fp32",
+              bytes / 1048576.0);
     return VLP_OK;
 }
 
@@ -474,7 +482,8 @@ static void bind_all(clip_model *m, arena *a, int B) {
     int NP = m->vdims.T - 1;
     block_dims vd = vision_dims(m);
     /* bf16 training keeps each block's GEMM inputs in bf16 rather than recomputing them */
-    bool keep16 = !m->inference && !m->checkpoint && m->mm.precision == VLP_PRECISION_BF16;
+    bool keep16 = keeps16(m);
+    m->kept16 = keep16;
     bind_tower(a, &m->va, &vd, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
                m->inference, m->checkpoint, image_token_head(m), keep16);
     bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,

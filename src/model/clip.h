@@ -127,6 +127,7 @@ typedef struct clip_model {
      * shares one set of activations, and the backward recomputes each block's
      * from its saved input before going through it */
     bool checkpoint;
+    bool kept16; // the bound blocks keep bf16 activations (bind_all: bf16 training)
     /* CoCa (cfg.multimodal.layers > 0): the image forward also projects every
      * token (va.tok_feat), the decoder reads them and the text tower's last
      * block output */
@@ -217,6 +218,12 @@ void clip_set_checkpointing(clip_model *m, bool on);
  * decoder takes no image prompts. */
 vlp_err clip_set_prompts(clip_model *m, const tower_prompts *vis, const tower_prompts *txt, vlp_error *err);
 
+/* The blocks' matmuls in fp32 or bf16 (threads: the bf16 workspace's
+ * slots, at least one per core). A reserved training model is bound anew
+ * when its blocks' activations change form (bf16 training keeps them in
+ * bf16): its activations are lost, so set it before a forward, not between
+ * a forward and its backward. Without the workspace's memory the model
+ * stays fp32 and the call fails. */
 vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
 
 /* open_clip's initialisation, from a seed. */

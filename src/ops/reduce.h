@@ -5,7 +5,8 @@
 void colsum_add(float *dst, const float *src, int N, int C, int ld);
 
 /* Column-partitioned reductions split C into blocks of col_width(C)
- * columns: the columns shared evenly among the threads, so each walks its
+ * columns: about C / threads each (up to VLP_COL_BLOCK_MAX: then some
+ * threads take two), so each walks its
  * rows in long contiguous runs the hardware prefetcher follows (blocks of
  * 32 columns were two cache lines a row, a row apart: misses), a multiple
  * of 16, at most VLP_COL_BLOCK_MAX (a block's sums live on the stack).
