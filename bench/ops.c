@@ -292,6 +292,10 @@ int main(int argc, char **argv) {
     const char *simd;
     double peak = measure_fma_peak(c.threads, &simd);
     printf("peak: %.0f GFLOP/s fp32 measured (%s, %d threads)\n", peak, simd, c.threads);
+    if (c.mm.precision == VLP_PRECISION_BF16) { /* the RESULT lines' MFU against the bf16 dot products */
+        peak = measure_bf16_peak(c.threads);
+        printf("peak: %.0f GFLOP/s bf16 measured (AVX512-BF16 dot products): the MFU below\n", peak);
+    }
     printf("shapes: tiny config (width 256, 4 heads, MLP 1024), batch %d: 65 image tokens, 32 text tokens\n",
            c.batch);
     printf("precision: %s\n\n", mm ? "bf16 (vlp's bf16 kernels; the peer under torch.autocast)" : "fp32");
