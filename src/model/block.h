@@ -78,7 +78,8 @@ typedef struct block_acts {
 
 /* The same without ln1, ln2 and fc_act, which point at `ln` (N, C) and
  * `fc_act` (N, H): buffers all blocks of a tower share, since the backward
- * recomputes the LayerNorm and activation outputs; returns the floats taken
+ * recomputes the LayerNorm and activation outputs (or, kept16, the caller
+ * points them at the block's own bf16 ones); returns the floats taken
  * from base. */
 size_t block_acts_bind_shared(block_acts *a, float *base, float *ln, float *fc_act, const block_dims *d);
 size_t block_acts_bind(block_acts *a, float *base, const block_dims *d);
