@@ -107,29 +107,42 @@ static void weight_grads(const block_dims *d, float *dw, float *db, const float 
     else linear_backward(d->mm, NULL, dw, db, dy, x, NULL, N, C, OC);
 }
 
+/* A LayerNorm output (N, C) and an activation output (n values) for a
+ * GEMM: in bf16 (the buffer's first half) when the GEMM takes bf16 */
+static void ln_for_gemm(const block_dims *d, bool bf16, float *ln, float *mean, float *rstd,
+                        const float *x, const float *ln_w, const float *ln_b, int N, int C) {
+    if (bf16) layernorm_forward_bf16((uint16_t *)ln, mean, rstd, x, ln_w, ln_b, N, C, d->eps);
+    else layernorm_forward(ln, mean, rstd, x, ln_w, ln_b, N, C, d->eps);
+}
+
+static void act_for_gemm(const block_dims *d, bool bf16, float *out, const float *x, size_t n) {
+    if (bf16) act_forward_bf16(d->act, (uint16_t *)out, x, n);
+    else act_forward(d->act, out, x, n);
+}
+
+/* out (N, OC) = linear(inp), inp written by ln_for_gemm or act_for_gemm */
+static void gemm_input_linear(const block_dims *d, bool bf16, float *out, const float *inp,
+                              const float *w, const q8_matrix *q, const float *b, int N, int C,
+                              int OC) {
+    if (bf16) bf16_linear(d, out, (const uint16_t *)inp, w, b, N, C, OC);
+    else block_linear(d, out, inp, w, q, b, N, C, OC);
+}
+
 /* out (N, OC) = linear(LayerNorm(x)); ln (N, C) holds the LayerNorm output */
 static void ln_linear(const block_dims *d, float *out, float *ln, float *mean, float *rstd,
                       const float *x, const float *ln_w, const float *ln_b, const float *w,
                       const q8_matrix *q, const float *b, int N, int C, int OC) {
-    if (bf16_input(d, q)) {
-        layernorm_forward_bf16((uint16_t *)ln, mean, rstd, x, ln_w, ln_b, N, C, d->eps);
-        bf16_linear(d, out, (const uint16_t *)ln, w, b, N, C, OC);
-        return;
-    }
-    layernorm_forward(ln, mean, rstd, x, ln_w, ln_b, N, C, d->eps);
-    block_linear(d, out, ln, w, q, b, N, C, OC);
+    bool bf16 = bf16_input(d, q);
+    ln_for_gemm(d, bf16, ln, mean, rstd, x, ln_w, ln_b, N, C);
+    gemm_input_linear(d, bf16, out, ln, w, q, b, N, C, OC);
 }
 
 /* out (N, OC) = linear(act(x)); act_out (N, H) holds the activation */
 static void act_linear(const block_dims *d, float *out, float *act_out, const float *x,
                        const float *w, const q8_matrix *q, const float *b, int N, int H, int OC) {
-    if (bf16_input(d, q)) {
-        act_forward_bf16(d->act, (uint16_t *)act_out, x, (size_t)N * H);
-        bf16_linear(d, out, (const uint16_t *)act_out, w, b, N, H, OC);
-        return;
-    }
-    act_forward(d->act, act_out, x, (size_t)N * H);
-    block_linear(d, out, act_out, w, q, b, N, H, OC);
+    bool bf16 = bf16_input(d, q);
+    act_for_gemm(d, bf16, act_out, x, (size_t)N * H);
+    gemm_input_linear(d, bf16, out, act_out, w, q, b, N, H, OC);
 }
 
 /* The second half of both blocks: out = x1 + c_proj(act(c_fc(ln_2(x1)))). */
@@ -158,20 +171,17 @@ static void mlp_half_backward(float *dx1, block_params *dw, const float *dout, c
      * those round to bf16 (the same bits, half the bytes). */
     bool bf16 = bf16_input(d, NULL);
     memcpy(dx1, dout, sizeof(float) * NC);
-    if (a->kept16) fc_act = a->fc_act, ln = a->ln2;
-    else if (bf16) act_forward_bf16(d->act, (uint16_t *)fc_act, a->fc, NH);
-    else act_forward(d->act, fc_act, a->fc, NH);
+    if (a->kept16) {
+        fc_act = a->fc_act, ln = a->ln2;
+    } else { /* recomputed, in the form the forward wrote them */
+        act_for_gemm(d, bf16, fc_act, a->fc, NH);
+        ln_for_gemm(d, bf16, ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C);
+    }
     /* the linear layers' input gradients land in scratch nobody else wrote:
      * a GEMM with beta 0 instead of zeroing it and accumulating */
     vlp_gemm(d->mm, false, false, N, H, C, 1.0f, dout, C, w->c_proj_w, H, 0.0f, dfc, H);
     weight_grads(d, dw->c_proj_w, dw->c_proj_b, dout, fc_act, N, H, C);
     act_backward_write(d->act, dfc, dfc, a->fc, NH); /* in place: dfc_act becomes dfc */
-    if (a->kept16) {
-        /* kept: ln points at the forward's ln2 */
-    } else if (bf16)
-        layernorm_forward_bf16((uint16_t *)ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w,
-                               w->ln_2_b, N, C, d->eps);
-    else layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->x1, w->ln_2_w, w->ln_2_b, N, C, d->eps);
     vlp_gemm(d->mm, false, false, N, C, H, 1.0f, dfc, H, w->c_fc_w, C, 0.0f, dln, C);
     weight_grads(d, dw->c_fc_w, dw->c_fc_b, dfc, ln, N, C, H);
     layernorm_backward(dx1, dw->ln_2_w, dw->ln_2_b, dln, a->x1, w->ln_2_w, a->ln2_mean,

@@ -32,8 +32,8 @@
 TARGET_AVX512 static inline __attribute__((always_inline)) void
 tile(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb, int K, int mr, int w,
      float alpha, bool accumulate, bool two /* w > 16: the second zmm of columns */) {
-    __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
-    __mmask16 m1 = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    __mmask16 m[2];
+    attention_tile_masks(w, m);
     /* every loop over the TM rows unrolled, so that c stays in registers
      * (a runtime index into it spills it to the stack at every k) */
     const float *a[TM];
@@ -44,7 +44,7 @@ tile(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
     for (int i = 0; i < TM; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = two ? _mm512_maskz_loadu_ps(m1, b + 16) : b0;
+        __m512 b0 = _mm512_maskz_loadu_ps(m[0], b), b1 = two ? _mm512_maskz_loadu_ps(m[1], b + 16) : b0;
 #pragma GCC unroll 6
         for (int i = 0; i < TM; i++) {
             __m512 x = _mm512_set1_ps(a[i][(size_t)k * ak]);
@@ -52,7 +52,7 @@ tile(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
             if (two) c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
         }
     }
-    attention_tile_store(C, ldc, c, mr, w, alpha, accumulate, two);
+    attention_tile_store(C, ldc, c, mr, m, alpha, accumulate, two);
 }
 #endif
 

@@ -35,14 +35,20 @@ void attention_head_backward_bf16(float *dq, int ldq, float *dk, float *dv, int 
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
 #define VLP_ATTN_X86 1
 #include <immintrin.h>
-/* The end of both kernels' tiles: rows [0, mr) of C = alpha · c (+ C when
- * accumulating), columns [0, w); the second zmm of columns only when two.
- * Inlined, unrolled: c stays in registers. */
+/* The lanes of a tile's w ≤ 32 columns in its two zmm: m[0] the first 16, m[1] the rest */
 __attribute__((target("avx512f"), always_inline)) static inline void
-attention_tile_store(float *C, int ldc, __m512 c[ATTENTION_TM][2], int mr, int w, float alpha,
-                     bool accumulate, bool two) {
-    __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
-    __mmask16 m1 = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+attention_tile_masks(int w, __mmask16 m[2]) {
+    m[0] = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+    m[1] = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+}
+
+/* The end of both kernels' tiles: rows [0, mr) of C = alpha · c (+ C when
+ * accumulating), the columns of the masks m; the second zmm of columns only
+ * when two. Inlined, unrolled: c stays in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+attention_tile_store(float *C, int ldc, __m512 c[ATTENTION_TM][2], int mr, const __mmask16 m[2],
+                     float alpha, bool accumulate, bool two) {
+    __mmask16 m0 = m[0], m1 = m[1];
     __m512 al = _mm512_set1_ps(alpha);
 #pragma GCC unroll 6
     for (int i = 0; i < ATTENTION_TM; i++) {

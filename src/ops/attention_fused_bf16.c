@@ -14,6 +14,7 @@
  * the `pairs` packs of P and dS read down their columns. An odd K is padded
  * with a zero. */
 #include "ops/attention_fused.h"
+#include "ops/bf16_x86.h"
 #include "ops/gemm.h"
 
 #include <stdint.h>
@@ -21,16 +22,15 @@
 
 #define TM ATTENTION_TM
 
-#ifdef VLP_ATTN_X86 /* (attention_fused.h) */
-#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#if defined(VLP_ATTN_X86) && defined(VLP_BF16_X86) /* (attention_fused.h, bf16_x86.h) */
 
 /* One tile: rows [0, mr) of C (mr ≤ TM), columns [0, w) (w ≤ 32), over KP
  * pairs: C (+)= alpha · A·B; rows past mr read row 0 (their sums dropped). */
 TARGET_BF16 static inline __attribute__((always_inline)) void
 tile16(float *C, int ldc, const uint32_t *A, size_t si, size_t sk, const uint32_t *B, int ldb, int KP,
        int mr, int w, float alpha, bool accumulate, bool two /* w > 16 */) {
-    __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
-    __mmask16 m1 = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    __mmask16 m[2];
+    attention_tile_masks(w, m);
     /* every loop over the TM rows unrolled: c stays in registers */
     const uint32_t *a[TM];
 #pragma GCC unroll 6
@@ -40,8 +40,8 @@ tile16(float *C, int ldc, const uint32_t *A, size_t si, size_t sk, const uint32_
     for (int i = 0; i < TM; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (int kp = 0; kp < KP; kp++) {
         const uint32_t *b = B + (size_t)kp * ldb;
-        __m512bh b0 = (__m512bh)_mm512_maskz_loadu_epi32(m0, b);
-        __m512bh b1 = two ? (__m512bh)_mm512_maskz_loadu_epi32(m1, b + 16) : b0;
+        __m512bh b0 = (__m512bh)_mm512_maskz_loadu_epi32(m[0], b);
+        __m512bh b1 = two ? (__m512bh)_mm512_maskz_loadu_epi32(m[1], b + 16) : b0;
 #pragma GCC unroll 6
         for (int i = 0; i < TM; i++) {
             __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[i][(size_t)kp * sk]);
@@ -49,7 +49,7 @@ tile16(float *C, int ldc, const uint32_t *A, size_t si, size_t sk, const uint32_
             if (two) c[i][1] = _mm512_dpbf16_ps(c[i][1], x, b1);
         }
     }
-    attention_tile_store(C, ldc, c, mr, w, alpha, accumulate, two);
+    attention_tile_store(C, ldc, c, mr, m, alpha, accumulate, two);
 }
 
 /* C (M, N) (+)= alpha · A·B over KP pairs; CAUSAL_SCORES skips the tiles
@@ -74,33 +74,17 @@ TARGET_BF16 static void gemm16(float *C, int ldc, const uint32_t *A, size_t si, 
 /* rows: X (R, K), rows ld apart → dst [r][K2] */
 TARGET_BF16 static void pack_rows(uint32_t *dst, const float *X, int ld, int R, int K) {
     int K2 = (K + 1) / 2;
-    for (int r = 0; r < R; r++) {
-        const float *x = X + (size_t)r * ld;
-        uint16_t *d = (uint16_t *)(dst + (size_t)r * K2);
-        for (int k = 0; k < K; k += 16) {
-            __mmask16 m = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
-            __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + k));
-            _mm256_mask_storeu_epi16(d + k, m, (__m256i)h);
-        }
-        if (K & 1) d[K] = 0;
-    }
+    for (int r = 0; r < R; r++) bf16_convert_row((uint16_t *)(dst + (size_t)r * K2), X + (size_t)r * ld, K);
 }
 
 /* pairs: X (K, N), rows ld apart → dst [kp][ldd], rows 2kp and 2kp+1 interleaved */
 TARGET_BF16 static void pack_pairs(uint32_t *dst, int ldd, const float *X, int ld, int K, int N) {
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
-                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    for (int kp = 0; kp < (K + 1) / 2; kp++) {
-        const float *lo = X + (size_t)2 * kp * ld, *hi = 2 * kp + 1 < K ? lo + ld : NULL;
+    for (int kp = 0; kp < (K + 1) / 2; kp++)
         for (int n = 0; n < N; n += 16) {
             __mmask16 m = N - n >= 16 ? 0xffff : (__mmask16)((1u << (N - n)) - 1);
-            __m512 l = _mm512_maskz_loadu_ps(m, lo + n);
-            __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi + n) : _mm512_setzero_ps();
-            /* cvtne2ps: the first operand's 16 in the upper half; then lo/hi interleaved */
-            __m512i both = (__m512i)_mm512_cvtne2ps_pbh(h, l);
-            _mm512_mask_storeu_epi32(dst + (size_t)kp * ldd + n, m, _mm512_permutexvar_epi16(idx, both));
+            _mm512_mask_storeu_epi32(dst + (size_t)kp * ldd + n, m,
+                                     bf16_pairs_of_rows(X, ld, n, 2 * kp, 2 * kp + 1 < K, m, NULL));
         }
-    }
 }
 
 /* cols: X (N, K), rows ld apart → dst [kp][N]; tmp holds N × K2 pairs */

@@ -13,6 +13,7 @@
  * the packs and masked when C is written. */
 #include "core/parallel.h"
 #include "ops/bf16.h"
+#include "ops/bf16_x86.h"
 #include "ops/gemm.h"
 
 #include <stdint.h>
@@ -116,26 +117,7 @@ static void kernel_generic(int kp2, const uint32_t *a, const uint32_t *b, float 
     store_tile_generic(C, ldc, acc, mr, nr, alpha, beta, bias);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
-#define VLP_BF16_X86 1
-#include <immintrin.h>
-#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-
-/* (r, k) pairs of 16 consecutive rows where op(X)'s rows are X's columns:
- * X stored (K, R), rows k and k+1 give 16 pairs at once. */
-TARGET_BF16 static inline __m512i pairs16_cols(const float *X, int ld, int r, int k, bool has_hi,
-                                               __mmask16 m, __m512 *sum) {
-    __m512 lo = _mm512_maskz_loadu_ps(m, X + (size_t)k * ld + r);
-    __m512 hi =
-        has_hi ? _mm512_maskz_loadu_ps(m, X + (size_t)(k + 1) * ld + r) : _mm512_setzero_ps();
-    if (sum) /* (sum + lo) + hi, as the portable packer adds */
-        *sum = _mm512_add_ps(_mm512_add_ps(*sum, lo), hi);
-    /* cvtne2ps: upper 16 from the first operand; then interleave lo/hi */
-    __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
-                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    return _mm512_permutexvar_epi16(idx, both);
-}
+#ifdef VLP_BF16_X86 /* (bf16_x86.h) */
 
 /* The lanes of the 16 rows from v on in a strip of W rows: *in_strip those
  * inside the strip (W = 12 leaves 4 out, neither loaded nor stored), the
@@ -160,7 +142,7 @@ TARGET_BF16 static void pack_cols_x86(uint32_t *dst, const float *X, int ld, int
                 int r = s * W + v;
                 __mmask16 wm, m = strip_lanes(W, v, rn - r, &wm);
                 _mm512_mask_storeu_epi32(d + (size_t)kp * W + v, wm,
-                                         pairs16_cols(X, ld, r0 + r, k0 + 2 * kp, has_hi, m,
+                                         bf16_pairs_of_rows(X, ld, r0 + r, k0 + 2 * kp, has_hi, m,
                                                       rowsum ? &sum[v / 16] : NULL));
             }
         }
@@ -198,18 +180,13 @@ TARGET_BF16 static void pack_cols16_x86(uint32_t *dst, const uint16_t *X, int ld
 }
 
 /* Strips of W rows where op(X)'s rows are X's rows (X stored (R, K)): each
- * row is converted 32 k at a time (16 pairs in one cvtne2ps after a
- * deinterleave). With `rows_out` the strip is stored row by row ([i][kp],
- * for kernel_x86_arows: contiguous stores); else its pairs are scattered
- * down the strip ([kp][i], the B panels' layout). */
+ * row converted in order (its pairs are adjacent k). With `rows_out` the
+ * strip is stored row by row ([i][kp], for kernel_x86_arows: contiguous
+ * stores); else its pairs are scattered down the strip ([kp][i], the B
+ * panels' layout). */
 TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int r0, int rn, int k0,
                                       int kn, int W, int strip_lo, int strip_hi, bool rows_out) {
     int kp2 = (kn + 1) / 2;
-    const __m512i even =
-        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
-                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     uint32_t row[KC / 2] __attribute__((aligned(64)));
     for (int s = strip_lo; s < strip_hi; s++) {
         uint32_t *d = dst + (size_t)s * kp2 * W;
@@ -221,26 +198,7 @@ TARGET_BF16 static void pack_rows_x86(uint32_t *dst, const float *X, int ld, int
                 continue;
             }
             const float *x = X + (size_t)(r0 + r) * ld + k0;
-            for (int k = 0; k < kn; k += 32) {
-                int left = kn - k;
-                __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                __mmask16 m1 = left >= 32   ? 0xffff
-                               : left <= 16 ? 0
-                                            : (__mmask16)((1u << (left - 16)) - 1);
-                __m512 x0 = _mm512_maskz_loadu_ps(m0, x + k);
-                __m512 x1 = _mm512_maskz_loadu_ps(m1, x + k + 16);
-                __m512 lo = _mm512_permutex2var_ps(x0, even, x1); // k even
-                __m512 hi = _mm512_permutex2var_ps(x0, odd, x1);  // k odd
-                __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-                __m512i pairs = _mm512_permutexvar_epi16(idx, both);
-                if (rows_out) {
-                    int np = kp2 - k / 2;
-                    __mmask16 pm = np >= 16 ? 0xffff : (__mmask16)((1u << np) - 1);
-                    _mm512_mask_storeu_epi32(d + (size_t)i * kp2 + k / 2, pm, pairs);
-                } else {
-                    _mm512_store_si512(row + k / 2, pairs);
-                }
-            }
+            bf16_convert_row((uint16_t *)(rows_out ? d + (size_t)i * kp2 : row), x, kn);
             if (!rows_out)
                 for (int kp = 0; kp < kp2; kp++)
                     d[(size_t)kp * W + i] = row[kp];

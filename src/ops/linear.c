@@ -11,32 +11,35 @@ void linear_forward(const vlp_matmul *mm, float *out, const float *inp, const fl
     else vlp_gemm(mm, false, true, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
 }
 
+/* bf16 mode: dweight (OC, C) += doutᵀ·inp, inp fp32 or (inp16) bf16, and
+ * dbias (or NULL) += Σ dout: the GEMM's packing of doutᵀ reads every value
+ * of dout anyway, so it adds up the bias gradient on the way instead of a
+ * pass of its own. False, having done nothing, when mm is not bf16 or the
+ * GEMM has no workspace slot for the thread. */
+static bool bf16_weight_grads(const vlp_matmul *mm, float *dweight, float *dbias,
+                              const float *dout, const float *inp, const uint16_t *inp16, int N,
+                              int C, int OC) {
+    if (!mm || mm->precision != VLP_PRECISION_BF16) return false;
+    gemm_bf16_extra sums = {.B16 = inp16, .a_rowsum = dbias};
+    return gemm_bf16_ex(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL,
+                        &sums, mm->workspace, mm->threads);
+}
+
 void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight, int N, int C,
                      int OC) {
     if (dinp) vlp_gemm(mm, false, false, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-    if (dweight && dbias && mm && mm->precision == VLP_PRECISION_BF16) {
-        /* the bf16 GEMM's packing of doutᵀ reads every value of dout anyway:
-         * it adds up the bias gradient on the way, instead of a pass of its own */
-        gemm_bf16_extra sums = {.a_rowsum = dbias};
-        if (gemm_bf16_ex(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL,
-                         &sums, mm->workspace, mm->threads))
-            return;
-    }
+    if (dweight && bf16_weight_grads(mm, dweight, dbias, dout, inp, NULL, N, C, OC)) return;
     if (dweight) vlp_gemm(mm, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) colsum_add(dbias, dout, N, OC, OC);
 }
 
 bool linear_backward_bf16_input(const vlp_matmul *mm, float *dweight, float *dbias,
                                 const float *dout, const uint16_t *inp16, int N, int C, int OC) {
+    if (dweight) return bf16_weight_grads(mm, dweight, dbias, dout, NULL, inp16, N, C, OC);
     if (!mm || mm->precision != VLP_PRECISION_BF16) return false;
-    if (!dweight) { /* frozen weights (prompt learning): the bias alone, if asked */
-        if (dbias) colsum_add(dbias, dout, N, OC, OC);
-        return true;
-    }
-    gemm_bf16_extra x = {.B16 = inp16, .a_rowsum = dbias};
-    return gemm_bf16_ex(true, false, OC, C, N, 1.0f, dout, OC, NULL, C, 1.0f, dweight, C, NULL, &x,
-                        mm->workspace, mm->threads);
+    if (dbias) colsum_add(dbias, dout, N, OC, OC); /* frozen weights (prompt learning) */
+    return true;
 }
 
 void proj_forward(float *out, const float *inp, const float *weight, int N, int C, int OC) {
