@@ -32,7 +32,7 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
     (void)V;
     if (dwte) {
         /* tokens repeat, so rows of dwte collide: split by column instead */
-        int width = col_width(C, omp_get_max_threads()), nblocks = col_blocks(C, width);
+        int width = col_width(C), nblocks = col_blocks(C, width);
         VLP_OMP_FOR
         for (int blk = 0; blk < nblocks; blk++) {
             int c0 = blk * width, w = col_block_width(blk, C, width);

@@ -74,7 +74,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     }
     if (dbias) colsum_add(dbias, dout, N, C, C);
     if (dweight) {
-        int width = col_width(C, omp_get_max_threads()), nblocks = col_blocks(C, width);
+        int width = col_width(C), nblocks = col_blocks(C, width);
         VLP_OMP_FOR
         for (int blk = 0; blk < nblocks; blk++) {
             int c0 = blk * width, w = col_block_width(blk, C, width);

@@ -4,7 +4,7 @@
 #include <stddef.h>
 
 void colsum_add(float *dst, const float *src, int N, int C, int ld) {
-    int width = col_width(C, omp_get_max_threads()), nblocks = col_blocks(C, width);
+    int width = col_width(C), nblocks = col_blocks(C, width);
     VLP_OMP_FOR
     for (int blk = 0; blk < nblocks; blk++) {
         int c0 = blk * width, w = col_block_width(blk, C, width);

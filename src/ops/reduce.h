@@ -1,5 +1,7 @@
 #ifndef VLP_OPS_REDUCE_H
 #define VLP_OPS_REDUCE_H
+#include "core/parallel.h"
+
 /* dst[c] += Σ_n src[n·ld + c] for c < C. Threads split the columns, each
  * sums its rows in order: the result does not depend on the thread count. */
 void colsum_add(float *dst, const float *src, int N, int C, int ld);
@@ -14,7 +16,8 @@ void colsum_add(float *dst, const float *src, int N, int C, int ld);
  * the width. Block blk starts at blk·width and is col_block_width(blk, C,
  * width) wide; there are col_blocks(C, width). */
 #define VLP_COL_BLOCK_MAX 1024
-static inline int col_width(int C, int threads) {
+static inline int col_width(int C) {
+    int threads = omp_get_max_threads();
     int w = (C + threads - 1) / (threads > 0 ? threads : 1);
     w = (w + 15) / 16 * 16;
     return w < 16 ? 16 : w > VLP_COL_BLOCK_MAX ? VLP_COL_BLOCK_MAX : w;
