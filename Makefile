@@ -4,13 +4,34 @@
 # `make install PREFIX=... [DESTDIR=...]` installs the tool, the libraries,
 # the header, vlp.pc and the data (share/vlp), `make uninstall` removes them.
 MODE ?= release
-ARCH ?= native
 CC ?= cc
+# One build for every CPU of the architecture: the library and the tool are
+# compiled for its baseline (ARCH; ARCH=native builds for this machine
+# alone), and the kernels of src/ops/levels once per instruction-set level
+# of LEVELS, each copy with that level's -march and its own names
+# (eltwise_avx2, ...); src/core/cpu.c picks one at run time, VLP_CPU lowers it.
+MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(filter x86_64%,$(MACHINE)),)
+  BASE_ARCH := x86-64
+  LEVELS := portable avx2 avx512
+  LEVEL_MARCH_avx2 := x86-64-v3
+  LEVEL_MARCH_avx512 := x86-64-v4
+else ifneq ($(filter aarch64%,$(MACHINE)),)
+  BASE_ARCH := armv8-a
+  LEVELS := portable
+else
+  BASE_ARCH :=
+  LEVELS := portable
+endif
+LEVEL_MARCH_portable := $(BASE_ARCH)
+ARCH ?= $(BASE_ARCH)
 BUILD := build/$(MODE)
 CONFIG := build/config.mk
 
 SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c src/curate/*.c src/adapt/*.c)
-OBJ := $(SRC:%.c=$(BUILD)/%.o)
+LEVEL_SRC := $(wildcard src/ops/levels/*.c)
+LEVEL_OBJ := $(foreach l,$(LEVELS),$(LEVEL_SRC:%.c=%.$(l).o))
+OBJ := $(SRC:%.c=$(BUILD)/%.o) $(LEVEL_OBJ:%=$(BUILD)/%)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 TEST_SCRIPTS := $(patsubst tests/%.sh,$(BUILD)/tests/%,$(wildcard tests/test_*.sh))
@@ -33,7 +54,7 @@ else ifeq ($(MODE),fuzz)
   CC := clang
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all
 else ifeq ($(MODE),release)
-  OPT := -O3 -g -march=$(ARCH)
+  OPT := -O3 -g $(if $(ARCH),-march=$(ARCH))
 else
   $(error MODE must be release or asan, not '$(MODE)')
 endif
@@ -57,7 +78,7 @@ SONAME := libvlp.so.$(MAJOR)
 # what vlp ships beside the code: model configs, the BPE merges, templates
 DATA := $(wildcard configs/*.json) vocab/bpe_simple_vocab_16e6.txt.gz vocab/README.md \
         $(wildcard templates/*.txt) templates/README.md
-PIC_OBJ := $(SRC:%.c=$(BUILD)/pic/%.o)
+PIC_OBJ := $(SRC:%.c=$(BUILD)/pic/%.o) $(LEVEL_OBJ:%=$(BUILD)/pic/%)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) $(MPI_CFLAGS) $(DEFS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
 LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(MPI_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
@@ -82,6 +103,17 @@ $(BUILD)/%.o: %.c $(CONFIG)
 $(BUILD)/pic/%.o: %.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+
+# a level's copy of a kernel file: its -march after the build's, so it wins
+define level_rule
+$(BUILD)/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_ALL) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1) -c $$< -o $$@
+$(BUILD)/pic/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_ALL) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1) -fPIC -c $$< -o $$@
+endef
+$(foreach l,$(LEVELS),$(eval $(call level_rule,$(l))))
 
 # The data directory of the prefix is compiled in as the last place the
 # library looks (src/core/datadir.h); the stamp rebuilds it when PREFIX changes.

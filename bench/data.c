@@ -93,6 +93,7 @@ static double run(const void *bytes, size_t n, const image_transform *t, int rep
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("bench/data")) return 2;
     int reps = 300, peer = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);

@@ -41,6 +41,7 @@ static int die(vlp_dist *d, const vlp_error *e) {
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("bench/dist")) return 2;
     int b = 64, threads = 1, steps = 8;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch-per-rank") && i + 1 < argc) b = atoi(argv[++i]);

@@ -63,6 +63,7 @@ static vlp_err time_model(clip_model *m, const float *img, const int32_t *ids, i
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("bench/embed")) return 2;
     int threads = 2, B = 32, reps = 10, peer = 1;
     const char *prec = "fp32";
     for (int i = 1; i < argc; i++) {

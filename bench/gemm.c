@@ -40,6 +40,7 @@ static const shape shapes[] = {
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("bench/gemm")) return 2;
     int threads = 2, reps = 10;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);

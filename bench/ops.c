@@ -253,6 +253,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("bench/ops")) return 2;
     cfg c = {0, 128, 20, 1, "/usr/bin/python3", "bench/peer/ops.py", {VLP_PRECISION_FP32, NULL, 0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

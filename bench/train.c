@@ -52,6 +52,7 @@ static const char *PHASE[NPHASE] = {"vision fwd", "vision bwd", "text fwd", "tex
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("bench/train")) return 2;
     const char *name = "tiny";
     int B = 0, steps = 12, threads = 2, peer = 1, ckpt = 0;
     const char *prec = "fp32";

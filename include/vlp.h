@@ -57,7 +57,10 @@ const char *vlp_error_format(const vlp_error *e, char *buf, size_t n);
 
 typedef struct vlp_sysinfo {
     int threads;          /* OpenMP threads the library will use */
-    bool avx2, fma, avx512f, avx512bf16;
+    bool avx2, fma, avx512f, avx512bf16; /* what the kernels may use (VLP_CPU can lower it) */
+    char isa[24];         /* the level the kernels run at: "avx2", "avx512-bf16", "neon", ... */
+    char cpu_isa[24];     /* the CPU's own level (differs when VLP_CPU lowered it) */
+    char kernels[192];    /* each kernel family's level: "gelu=avx512 attention=avx2 ..." */
     char blas_name[32];   /* "OpenBLAS 0.3.21", or "cblas" */
     char blas_kernel[32]; /* OpenBLAS core name, e.g. "Cooperlake" */
     char blas_threading[16]; /* "openmp", "pthreads", "sequential" */
@@ -72,6 +75,14 @@ void vlp_sysinfo_get(vlp_sysinfo *out);
 
 /* One line, whisper.cpp style: version, threads, SIMD, BLAS kernel. */
 const char *vlp_sysinfo_format(const vlp_sysinfo *s, char *buf, size_t n);
+
+/* The kernels run at the CPU's instruction-set level, or the lower one the
+ * environment variable VLP_CPU names (portable, avx2, avx2-vnni, avx512,
+ * avx512-vnni, avx512-bf16; on arm64 portable, neon, dotprod, i8mm), read
+ * once per process. VLP_ERR_ARG for a name that is no level,
+ * VLP_ERR_UNSUPPORTED for a level above the CPU's: the kernels then run
+ * their portable paths, and a program should stop with the message. */
+vlp_err vlp_cpu_check(vlp_error *err);
 
 /* Set the thread count of the library's OpenMP loops and of the BLAS.
  * n <= 0 picks the number of cores. */

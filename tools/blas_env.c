@@ -8,9 +8,43 @@
 
 #define DROPPED_VAR "VLP_DROPPED_OPENBLAS_CORETYPE"
 
+/* OpenBLAS's core for a level VLP_CPU lowered to, so that its sgemm is
+ * that level's too (it reads OPENBLAS_CORETYPE when it is loaded) */
+static const struct {
+    const char *level, *core;
+} LEVEL_CORES[] = {
+    {"portable", "Nehalem"}, {"avx2", "Haswell"}, {"avx2-vnni", "Haswell"},
+    {"avx512", "SkylakeX"},  {"avx512-vnni", "SkylakeX"}, {"avx512-bf16", "Cooperlake"},
+};
+
+/* VLP_CPU lowered the level and OPENBLAS_CORETYPE is not set: re-exec with
+ * the level's core (VLP_BLAS_CORE_SET marks the second run) */
+static void blas_core_for_level(char **argv) {
+    vlp_sysinfo s;
+    vlp_sysinfo_get(&s);
+    const char *core_env = getenv("OPENBLAS_CORETYPE");
+    if (!strcmp(s.isa, s.cpu_isa) || (core_env && *core_env) || getenv("VLP_BLAS_CORE_SET")) return;
+    for (size_t i = 0; i < sizeof LEVEL_CORES / sizeof *LEVEL_CORES; i++)
+        if (!strcmp(s.isa, LEVEL_CORES[i].level)) {
+            setenv("OPENBLAS_CORETYPE", LEVEL_CORES[i].core, 1);
+            setenv("VLP_BLAS_CORE_SET", LEVEL_CORES[i].core, 1);
+            execv("/proc/self/exe", argv);
+            unsetenv("OPENBLAS_CORETYPE"); /* exec failed: the CPU's own sgemm */
+            return;
+        }
+}
+
+int tool_check_cpu(const char *prog) {
+    vlp_error e = {0};
+    if (vlp_cpu_check(&e) == VLP_OK) return 0;
+    fprintf(stderr, "%s: %s\n", prog, e.message);
+    return 2;
+}
+
 void tool_fix_blas_env(char **argv) {
     const char *keep = getenv("VLP_KEEP_OPENBLAS_CORETYPE");
     if ((keep && *keep && strcmp(keep, "0") != 0) || getenv(DROPPED_VAR)) return;
+    blas_core_for_level(argv);
     vlp_sysinfo s;
     vlp_sysinfo_get(&s);
     if (!s.blas_kernel_forced_weaker) return;

@@ -4,9 +4,14 @@
  * main, honouring OPENBLAS_CORETYPE. When that variable forces kernels weaker
  * than this CPU supports (the shell here exports Haswell on an AVX-512 CPU,
  * halving sgemm speed), the program re-executes itself without it.
- * VLP_KEEP_OPENBLAS_CORETYPE=1 keeps the user's choice. Returns only when no
- * re-exec is needed or it failed. */
+ * VLP_KEEP_OPENBLAS_CORETYPE=1 keeps the user's choice. When VLP_CPU lowers
+ * the kernels' level and OPENBLAS_CORETYPE is unset, it re-executes with
+ * the level's OpenBLAS core (avx2: Haswell), so the sgemm is that level's
+ * too. Returns only when no re-exec is needed or it failed. */
 void tool_fix_blas_env(char **argv);
+
+/* 0, or 2 having printed why VLP_CPU is refused ("prog: ..."). */
+int tool_check_cpu(const char *prog);
 
 /* The system_info line, with a note when the environment was corrected. */
 void tool_print_sysinfo(FILE *fp);

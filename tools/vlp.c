@@ -6,6 +6,7 @@
 #include "vlp.h"
 #include "blas_env.h"
 #include "commands.h"
+#include "core/cpu.h"
 #include "core/datadir.h"
 
 static int cmd_info(int argc, char **argv);
@@ -42,10 +43,21 @@ static int cmd_info(int argc, char **argv) {
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: vlp info [-t|--threads N]\n"
-                   "The system line (threads, SIMD, BLAS and its kernel) and the folder vlp reads\n"
-                   "its configs, vocabulary and templates from.\n"
-                   "  -t, --threads N   threads to use (default: 0 = one per core)\n");
+            printf("usage: vlp info [-t|--threads N] [--levels]\n"
+                   "The system line (threads, instruction-set level and each kernel family's,\n"
+                   "BLAS and its kernel) and the folder vlp reads its configs, vocabulary and\n"
+                   "templates from.\n"
+                   "  -t, --threads N   threads to use (default: 0 = one per core)\n"
+                   "  --levels          the levels VLP_CPU takes, one a line: name, whether this\n"
+                   "                    CPU runs it (yes/no), the CPUs at that level\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--levels")) {
+            size_t n;
+            const vlp_cpu_level *levels = vlp_cpu_levels(&n);
+            unsigned cpu = vlp_cpu()->cpu;
+            for (size_t l = 0; l < n; l++)
+                printf("%s\t%s\t%s\n", levels[l].name,
+                       (levels[l].features & cpu) == levels[l].features ? "yes" : "no", levels[l].cpus);
             return 0;
         } else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
             char *end;
@@ -72,6 +84,7 @@ static int cmd_info(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     tool_fix_blas_env(argv);
+    if (tool_check_cpu("vlp")) return 2;
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

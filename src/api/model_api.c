@@ -54,6 +54,7 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
 vlp_err model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, bool trainable, vlp_error *err) {
     VLP_CHECK_ARG(out && path, err, "vlp_model_load needs an output handle and a path");
     *out = NULL;
+    VLP_TRY(vlp_cpu_check(err)); /* a VLP_CPU the CPU cannot honour */
     vlp_model *v = calloc(1, sizeof *v);
     VLP_CHECK_ALLOC(v, err, sizeof *v);
     v->o = opts ? *opts : vlp_model_opts_default();
@@ -107,6 +108,21 @@ int vlp_model_embed_dim(const vlp_model *v) { return v->m.cfg.embed_dim; }
 int vlp_model_image_size(const vlp_model *v) { return v->m.cfg.vision.image_size; }
 int vlp_model_context_length(const vlp_model *v) { return v->m.cfg.text.context_length; }
 
+/* which int8 kernel runs, in words */
+static const char *q8_describe(void) {
+    static const struct {
+        const char *level, *words;
+    } WORDS[] = {
+        {"avx512-vnni", "int8 (AVX512-VNNI)"},
+        {"avx2-vnni", "int8 (AVX-VNNI)"},
+        {"avx2", "int8 (AVX2, 7-bit activations)"},
+    };
+    const char *level = q8_level();
+    for (size_t i = 0; i < sizeof WORDS / sizeof *WORDS; i++)
+        if (!strcmp(level, WORDS[i].level)) return WORDS[i].words;
+    return "int8 (portable kernel: this CPU has no AVX2)";
+}
+
 const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     const clip_config *c = &v->m.cfg;
     int used = snprintf(buf, n, "%s: embed %d; vision %dpx patch %d width %d x %d layers (%d heads); text ctx %d "
@@ -115,8 +131,7 @@ const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
              c->vision.patch_size, c->vision.width, c->vision.layers,
              c->vision.heads, c->text.context_length, c->text.vocab_size, c->text.width, c->text.layers,
              c->text.heads, c->quick_gelu ? "QuickGELU" : "GELU", v->m.nfloats,
-             v->m.q8 ? (q8_hw() ? "int8 (AVX512-VNNI)" : "int8 (portable kernel: this CPU has no AVX512-VNNI)")
-             : v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
+             v->m.q8 ? q8_describe() : v->m.mm.precision == VLP_PRECISION_BF16 ? "bf16"
              : v->o.bf16 ? "fp32 (bf16 asked for, but the CPU has no AVX512-BF16)" : "fp32");
     if (c->multimodal.layers && used > 0 && (size_t)used < n)
         used += snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",

@@ -1,7 +1,9 @@
 /* What the machine and the BLAS offer, for the system_info line and for
  * deciding whether the caller's environment forced slow BLAS kernels. */
 #include "vlp.h"
+#include "core/cpu.h"
 #include "core/parallel.h"
+#include "ops/ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,16 +13,20 @@
 #include <cblas.h>
 #endif
 
+/* the active level (VLP_CPU can lower the CPU's) and each kernel family's */
 static void cpu_features(vlp_sysinfo *s) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    s->avx2 = __builtin_cpu_supports("avx2");
-    s->fma = __builtin_cpu_supports("fma");
-    s->avx512f = __builtin_cpu_supports("avx512f");
-    s->avx512bf16 = __builtin_cpu_supports("avx512bf16");
-#else
-    (void)s;
-#endif
+    const vlp_cpu_state *c = vlp_cpu();
+    s->avx2 = s->fma = (c->active & VLP_FEAT_AVX2) != 0;
+    s->avx512f = (c->active & VLP_FEAT_AVX512) != 0;
+    s->avx512bf16 = (c->active & VLP_FEAT_AVX512_BF16) != 0;
+    snprintf(s->isa, sizeof s->isa, "%s", c->level);
+    size_t n;
+    const vlp_cpu_level *levels = vlp_cpu_levels(&n);
+    snprintf(s->cpu_isa, sizeof s->cpu_isa, "%s", levels[0].name);
+    for (size_t i = 0; i < n; i++)
+        if ((levels[i].features & c->cpu) == levels[i].features)
+            snprintf(s->cpu_isa, sizeof s->cpu_isa, "%s", levels[i].name);
+    ops_kernel_levels(s->kernels, sizeof s->kernels);
 }
 
 /* OpenBLAS core names whose sgemm uses AVX-512. */
@@ -63,10 +69,12 @@ void vlp_sysinfo_get(vlp_sysinfo *s) {
 }
 
 const char *vlp_sysinfo_format(const vlp_sysinfo *s, char *buf, size_t n) {
+    bool lowered = strcmp(s->isa, s->cpu_isa) != 0;
     snprintf(buf, n,
-             "vlp %s | threads = %d | AVX2 = %d | FMA = %d | AVX512F = %d | AVX512_BF16 = %d | "
+             "vlp %s | threads = %d | isa = %s%s%s%s | kernels: %s | "
              "BLAS = %s (%s, %d threads) kernel = %s%s%s%s",
-             VLP_VERSION_STRING, s->threads, s->avx2, s->fma, s->avx512f, s->avx512bf16,
+             VLP_VERSION_STRING, s->threads, s->isa, lowered ? " (VLP_CPU; the CPU has " : "",
+             lowered ? s->cpu_isa : "", lowered ? ")" : "", s->kernels,
              s->blas_name, s->blas_threading, s->blas_threads, s->blas_kernel,
              s->blas_kernel_forced_weaker ? " (WEAKER than this CPU allows: OPENBLAS_CORETYPE=" : "",
              s->blas_kernel_forced_weaker ? s->forced_coretype : "",

@@ -11,11 +11,13 @@
  * width (ATTENTION_FUSED_MAX: 64 KiB at most). In bf16 mode (mm) on a CPU
  * with AVX512-BF16 each (batch, head) runs attention_fused_bf16.c's kernel
  * instead: the products in bf16 from operands packed once per head.
- * AVX-512 only: elsewhere the core takes the GEMMs (attention_fused_hw). */
+ * AVX-512 (two zmm of columns a tile) or AVX2 (two ymm), the same sums in
+ * the same order; without AVX2 the core takes the GEMMs (attention_fused_hw). */
 #include "ops/attention_fused.h"
+#include "ops/eltwise.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
-#include "ops/fastmath.h"
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -24,8 +26,14 @@
 
 #define TM ATTENTION_TM
 
+/* C (M, N) (+)= alpha · A·B, of the shape attention_tri says */
+typedef void (*small_gemm_fn)(float *C, int ldc, const float *A, int am, int ak, const float *B,
+                              int ldb, int M, int N, int K, float alpha, bool accumulate,
+                              attention_tri shape);
+
 #ifdef VLP_ATTN_X86 /* (attention_fused.h) */
 #define TARGET_AVX512 __attribute__((target("avx512f")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
 
 /* One tile: rows [0, mr) of C (mr ≤ TM), columns [0, w) (w ≤ 32), over k in
  * [0, K): C (+)= alpha · A·B; rows past mr read row 0 (their sums are dropped). */
@@ -54,76 +62,124 @@ tile(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
     }
     attention_tile_store(C, ldc, c, mr, m, alpha, accumulate, two);
 }
+
+/* ymm lanes [0, w) of 8 set */
+TARGET_AVX2 static inline __attribute__((always_inline)) __m256i lanes8(int w) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* The AVX2 tile: as tile, columns [0, w) with w ≤ 16 in two ymm; `full`
+ * (w = 16) loads and stores without masks. Each C element is the same
+ * chain of FMAs over k as in the AVX-512 tile: the same bits. */
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+tile8(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb, int K, int mr, int w,
+      float alpha, bool accumulate, bool two /* w > 8 */, bool full /* w = 16 */) {
+    __m256i m0 = lanes8(w), m1 = lanes8(w - 8);
+    const float *a[TM];
+#pragma GCC unroll 6
+    for (int i = 0; i < TM; i++) a[i] = A + (size_t)(i < mr ? i : 0) * am;
+    __m256 c[TM][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < TM; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        __m256 b0 = full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
+        __m256 b1 = !two ? b0 : full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
+#pragma GCC unroll 6
+        for (int i = 0; i < TM; i++) {
+            __m256 x = _mm256_broadcast_ss(&a[i][(size_t)k * ak]);
+            c[i][0] = _mm256_fmadd_ps(x, b0, c[i][0]);
+            if (two) c[i][1] = _mm256_fmadd_ps(x, b1, c[i][1]);
+        }
+    }
+    __m256 al = _mm256_set1_ps(alpha);
+#pragma GCC unroll 6
+    for (int i = 0; i < TM; i++) {
+        if (i >= mr) break;
+        float *o = C + (size_t)i * ldc;
+        __m256 r0 = _mm256_mul_ps(al, c[i][0]), r1 = _mm256_mul_ps(al, c[i][1]);
+        if (full) {
+            if (accumulate) r0 = _mm256_add_ps(_mm256_loadu_ps(o), r0), r1 = _mm256_add_ps(_mm256_loadu_ps(o + 8), r1);
+            _mm256_storeu_ps(o, r0), _mm256_storeu_ps(o + 8, r1);
+            continue;
+        }
+        if (accumulate) r0 = _mm256_add_ps(_mm256_maskload_ps(o, m0), r0);
+        _mm256_maskstore_ps(o, m0, r0);
+        if (!two) continue;
+        if (accumulate) r1 = _mm256_add_ps(_mm256_maskload_ps(o + 8, m1), r1);
+        _mm256_maskstore_ps(o + 8, m1, r1);
+    }
+}
+
+/* The loop over a product's tiles, WIDTH columns a tile, each tile call
+ * TILE(c, a, b, kn, mr, w): one copy per kernel, the shape's cuts the same. */
+#define SMALL_GEMM_TILES(WIDTH, TILE)                                                        \
+    for (int m0 = 0; m0 < M; m0 += TM) {                                                     \
+        int mr = M - m0 < TM ? M - m0 : TM, last = m0 + mr - 1;                              \
+        int kn = shape == CAUSAL_P_TIMES && last + 1 < K ? last + 1 : K;                     \
+        for (int n0 = 0; n0 < N; n0 += WIDTH) {                                              \
+            if (shape == CAUSAL_SCORES && n0 > last) break;                                  \
+            int w = N - n0 < WIDTH ? N - n0 : WIDTH;                                         \
+            float *c = C + (size_t)m0 * ldc + n0;                                            \
+            const float *a = A + (size_t)m0 * am;                                            \
+            TILE(c, a, B + n0, kn, mr, w);                                                   \
+        }                                                                                    \
+    }
+
+/* each case its own inlined copy, the flags folded in */
+#define TILE512(c, a, b, kn, mr, w)                                                          \
+    do {                                                                                     \
+        if (w > 16) tile(c, ldc, a, am, ak, b, ldb, kn, mr, w, alpha, accumulate, true);     \
+        else tile(c, ldc, a, am, ak, b, ldb, kn, mr, w, alpha, accumulate, false);           \
+    } while (0)
+#define TILE256(c, a, b, kn, mr, w)                                                          \
+    do {                                                                                     \
+        if (w == 16) tile8(c, ldc, a, am, ak, b, ldb, kn, mr, w, alpha, accumulate, true, true); \
+        else if (w > 8) tile8(c, ldc, a, am, ak, b, ldb, kn, mr, w, alpha, accumulate, true, false); \
+        else tile8(c, ldc, a, am, ak, b, ldb, kn, mr, w, alpha, accumulate, false, false);  \
+    } while (0)
+
+TARGET_AVX512 static void small_gemm_avx512(float *C, int ldc, const float *A, int am, int ak,
+                                            const float *B, int ldb, int M, int N, int K, float alpha,
+                                            bool accumulate, attention_tri shape) {
+    SMALL_GEMM_TILES(32, TILE512)
+}
+
+TARGET_AVX2 static void small_gemm_avx2(float *C, int ldc, const float *A, int am, int ak,
+                                        const float *B, int ldb, int M, int N, int K, float alpha,
+                                        bool accumulate, attention_tri shape) {
+    SMALL_GEMM_TILES(16, TILE256)
+}
+
+/* best first; without either the core takes the GEMMs (attention.c) */
+static const struct {
+    vlp_impl_tag tag;
+    small_gemm_fn gemm;
+} SMALL_GEMMS[] = {
+    {{"avx512", VLP_FEAT_AVX512}, small_gemm_avx512},
+    {{"avx2", VLP_FEAT_AVX2}, small_gemm_avx2},
+    {{"gemm", 0}, NULL},
+};
+#else
+static const struct {
+    vlp_impl_tag tag;
+    small_gemm_fn gemm;
+} SMALL_GEMMS[] = {{{"gemm", 0}, NULL}};
 #endif
 
-bool attention_fused_hw(void) {
-#ifdef VLP_ATTN_X86
-    return __builtin_cpu_supports("avx512f");
-#else
-    return false;
-#endif
-}
+const char *attention_fused_level(void) { return VLP_CPU_PICK(SMALL_GEMMS)->tag.level; }
+
+bool attention_fused_hw(void) { return VLP_CPU_PICK(SMALL_GEMMS)->gemm != NULL; }
 
 bool attention_fused_fits(int Tq, int Tk, int hs) {
     return Tq <= ATTENTION_FUSED_MAX && Tk <= ATTENTION_FUSED_MAX && hs <= ATTENTION_FUSED_MAX;
 }
 
-/* C (M, N) (+)= alpha · A·B, of the shape attention_tri says */
-
-#ifdef VLP_ATTN_X86
-TARGET_AVX512 /* called only where attention_fused_hw() */
-#endif
-static void small_gemm(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
-                       int M, int N, int K, float alpha, bool accumulate, attention_tri shape) {
-#ifdef VLP_ATTN_X86
-    for (int m0 = 0; m0 < M; m0 += TM) {
-        int mr = M - m0 < TM ? M - m0 : TM, last = m0 + mr - 1;
-        int kn = shape == CAUSAL_P_TIMES && last + 1 < K ? last + 1 : K;
-        for (int n0 = 0; n0 < N; n0 += 32) {
-            if (shape == CAUSAL_SCORES && n0 > last) break;
-            int w = N - n0 < 32 ? N - n0 : 32;
-            float *c = C + (size_t)m0 * ldc + n0;
-            const float *a = A + (size_t)m0 * am;
-            /* each case its own inlined copy, the flag folded in */
-            if (w > 16) tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, true);
-            else tile(c, ldc, a, am, ak, B + n0, ldb, kn, mr, w, alpha, accumulate, false);
-        }
-    }
-#else
-    (void)C, (void)ldc, (void)A, (void)am, (void)ak, (void)B, (void)ldb, (void)M, (void)N, (void)K;
-    (void)alpha, (void)accumulate, (void)shape; /* attention_fused_hw() is false */
-#endif
-}
-
-/* softmax_row with the vectorised exp of fastmath.h (glibc's expf is a
- * scalar call per score): row[0..n) normalised, row[n..T) zero */
-static void softmax_masked(float *row, int n, int T) {
-    float mx = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-    for (int j = 0; j < n; j++) row[j] = vlp_expf(row[j] - mx);
-    for (int j = 0; j < n; j++) sum += row[j];
-    float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) row[j] *= inv;
-    for (int j = n; j < T; j++) row[j] = 0.0f;
-}
-
 void attention_softmax_rows(float *a, int Tq, int Tk, bool causal) {
-    for (int t = 0; t < Tq; t++) softmax_masked(a + (size_t)t * Tk, causal ? t + 1 : Tk, Tk);
+    eltwise()->attention_softmax_rows(a, Tq, Tk, causal);
 }
 
-void attention_ds_rows(float *da, const float *a, int Tq, int Tk) {
-    for (int t = 0; t < Tq; t++) {
-        float *dr = da + (size_t)t * Tk;
-        const float *ar = a + (size_t)t * Tk;
-        float part[16] = {0}, dot = 0.0f; /* 16 partial sums: the loop vectorises */
-        int j = 0;
-        for (; j + 16 <= Tk; j += 16)
-            for (int x = 0; x < 16; x++) part[x] += ar[j + x] * dr[j + x];
-        for (; j < Tk; j++) dot += ar[j] * dr[j];
-        for (int x = 0; x < 16; x++) dot += part[x];
-        for (j = 0; j < Tk; j++) dr[j] = ar[j] * (dr[j] - dot);
-    }
-}
+void attention_ds_rows(float *da, const float *a, int Tq, int Tk) { eltwise()->attention_ds_rows(da, a, Tq, Tk); }
 
 /* X (T, hs) with row stride ld → xt (hs, T) */
 static void transpose(float *xt, const float *X, int ld, int T, int hs) {
@@ -137,12 +193,13 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
     VLP_TRY(attention_check_dims(B, Tq, Tk, C, NH, causal, err));
     int hs = C / NH;
     VLP_CHECK(attention_fused_hw(), err, VLP_ERR_UNSUPPORTED,
-              "fused attention needs AVX-512 (attention_core_forward takes the GEMMs without it)");
+              "fused attention needs AVX2 or AVX-512 (attention_core_forward takes the GEMMs without)");
     VLP_CHECK_SHAPE(attention_fused_fits(Tq, Tk, hs), err,
                     "fused attention takes sequences and heads up to %d wide, not Tq=%d Tk=%d head %d",
                     ATTENTION_FUSED_MAX, Tq, Tk, hs);
     float scale = 1.0f / sqrtf((float)hs);
     bool bf16 = mm && mm->precision == VLP_PRECISION_BF16 && attention_fused_bf16_hw();
+    small_gemm_fn small_gemm = VLP_CPU_PICK(SMALL_GEMMS)->gemm;
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
@@ -173,6 +230,7 @@ void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float 
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     bool bf16 = mm && mm->precision == VLP_PRECISION_BF16 && attention_fused_bf16_hw();
+    small_gemm_fn small_gemm = VLP_CPU_PICK(SMALL_GEMMS)->gemm; /* callers check attention_fused_hw() */
     VLP_OMP_FOR
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;

@@ -11,6 +11,7 @@
  *   B block: NR-col panels, each [kp][NR]   — two zmm loads per pair
  * K is padded to even with zeros; ragged M and N are padded with zeros in
  * the packs and masked when C is written. */
+#include "core/cpu.h"
 #include "core/parallel.h"
 #include "ops/bf16.h"
 #include "ops/bf16_x86.h"
@@ -268,8 +269,7 @@ TARGET_BF16 static void kernel_x86_arows(int kp2, const uint32_t *a, const uint3
 
 bool gemm_bf16_hw(void) {
 #ifdef VLP_BF16_X86
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    return vlp_cpu_has(VLP_FEAT_AVX512 | VLP_FEAT_AVX512_BF16);
 #else
     return false;
 #endif

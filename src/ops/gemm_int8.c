@@ -8,8 +8,18 @@
  *                so a panel row is two zmm of VPDPBUSD's signed operand
  * The kernels compute an MR×NR tile of int32 sums over all of K (K ≤ a
  * few thousand here: 255·127·K stays far below 2³¹), then the shared
- * epilogue rescales it. Threads take (row block, panel group) pairs. */
+ * epilogue rescales it. Threads take (row block, panel group) pairs.
+ *
+ * The kernels, best first (KERNELS): AVX512-VNNI and AVX-VNNI (VPDPBUSD on
+ * zmm / ymm), plain AVX2 (VPMADDUBSW then VPMADDWD, as fbgemm does), the
+ * portable C. VPMADDUBSW adds two u8·s8 products in int16 with saturation:
+ * 255·127·2 would saturate, so the AVX2 kernel quantizes the activations to
+ * 7 bits (±63, stored + 64: 127·127·2 < 2¹⁵), as PyTorch's fbgemm backend
+ * does (reduce_range). Its outputs differ from the VNNI kernels' by that
+ * coarser rounding (tests: cosine to fp32); each kernel equals the
+ * portable arithmetic at its own activation range bit for bit. */
 #include "ops/gemm_int8.h"
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -40,10 +50,12 @@ static float row_absmax(const float *x, int C) {
     return !finite ? -1.0f : amax < Q8_TINY ? 0.0f : amax;
 }
 
-/* x · inv (inv = 127 / max) to the nearest integer, ties to even, in [-127, 127] */
-static inline float quantized(float x, float inv) {
-    float v = nearbyintf(x * inv);
-    return v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+/* x · inv (inv = qmax / max) to the nearest integer, ties to even (as
+ * nearbyintf: adding and removing 1.5·2²³ rounds |v| < 2²² in the default
+ * mode, and vectorises where nearbyintf is a library call), in [-qmax, qmax] */
+static inline float quantized(float x, float inv, float qmax) {
+    float v = (x * inv + 12582912.0f) - 12582912.0f;
+    return v > qmax ? qmax : v < -qmax ? -qmax : v;
 }
 
 bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
@@ -55,7 +67,7 @@ bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
         amax = amax > 0.0f ? amax : 0.0f;
         scale[o] = amax / 127.0f;
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        for (int c = 0; c < C; c++) q[(size_t)o * C + c] = finite ? (int8_t)quantized(r[c], inv) : 0;
+        for (int c = 0; c < C; c++) q[(size_t)o * C + c] = finite ? (int8_t)quantized(r[c], inv, 127.0f) : 0;
     }
     return finite;
 }
@@ -73,8 +85,8 @@ vlp_err q8_matrix_init(q8_matrix *m, const int8_t *q, const float *scale, int OC
     size_t bytes = (size_t)panels * kq * NR * 4;
     m->packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
     m->scale = malloc(sizeof(float) * (size_t)OC);
-    m->offset = malloc(sizeof(int32_t) * (size_t)OC);
-    if (!m->packed || !m->scale || !m->offset) {
+    m->wsum = malloc(sizeof(int32_t) * (size_t)OC);
+    if (!m->packed || !m->scale || !m->wsum) {
         q8_matrix_free(m);
         VLP_FAIL(err, VLP_ERR_NOMEM, "int8 weight (%d, %d): %zu bytes", OC, C, bytes);
     }
@@ -87,7 +99,7 @@ vlp_err q8_matrix_init(q8_matrix *m, const int8_t *q, const float *scale, int OC
             m->packed[packed_index(kq, o, c)] = v;
             sum += v;
         }
-        m->offset[o] = 128 * sum;
+        m->wsum[o] = sum;
         m->scale[o] = scale[o];
     }
     return VLP_OK;
@@ -99,7 +111,7 @@ void q8_matrix_unpack(const q8_matrix *m, int8_t *q) {
 }
 
 void q8_matrix_free(q8_matrix *m) {
-    free(m->packed), free(m->scale), free(m->offset);
+    free(m->packed), free(m->scale), free(m->wsum);
     memset(m, 0, sizeof *m);
 }
 
@@ -107,34 +119,35 @@ size_t q8_workspace_bytes(int N, int C) {
     return (size_t)N * 4 * (size_t)((C + 3) / 4) + sizeof(float) * (size_t)N + 64;
 }
 
-/* row n of inp → qa + 128 (and the pad) and its scale; a row with a
- * non-finite value gets scale NaN, so its outputs are NaN (no UB casting
- * NaN to int) */
-static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq) {
+/* row n of inp → qa + zero (and the pad, zero) and its scale, qa in
+ * [-qmax, qmax] and zero = qmax + 1; a row with a non-finite value gets
+ * scale NaN, so its outputs are NaN (no UB casting NaN to int) */
+static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq, int qmax) {
     float amax = row_absmax(x, C);
+    uint8_t zero = (uint8_t)(qmax + 1);
     if (amax <= 0.0f) { /* non-finite: NaN outputs; tiny or zero: a zero row */
         *scale = amax < 0.0f ? NAN : 0.0f;
-        memset(dst, 128, (size_t)ldq);
+        memset(dst, zero, (size_t)ldq);
         return;
     }
-    *scale = amax / 127.0f;
-    float inv = 127.0f / amax;
-    for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv) + 128);
-    memset(dst + C, 128, (size_t)(ldq - C));
+    *scale = amax / (float)qmax;
+    float inv = (float)qmax / amax, fq = (float)qmax;
+    for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv, fq) + zero);
+    memset(dst + C, zero, (size_t)(ldq - C));
 }
 
-/* out[i][j] = (acc − offset) · sa[i] · sw[j] + bias[j], for the tile's
- * mr × nr; one function for both kernels, so they agree bit for bit */
+/* out[i][j] = (acc − zero·Σw) · sa[i] · sw[j] + bias[j], for the tile's
+ * mr × nr; one function for every kernel, so they agree bit for bit */
 static void store_tile(float *out, int ldo, const int32_t *acc, int mr, int nr, const float *sa,
-                       const float *sw, const int32_t *off, const float *bias) {
+                       const float *sw, const int32_t *wsum, int zero, const float *bias) {
     for (int i = 0; i < mr; i++) {
         float *o = out + (size_t)i * ldo;
         const int32_t *a = acc + i * NR;
         float s = sa[i];
         if (bias)
-            for (int j = 0; j < nr; j++) o[j] = (float)(a[j] - off[j]) * s * sw[j] + bias[j];
+            for (int j = 0; j < nr; j++) o[j] = (float)(a[j] - zero * wsum[j]) * s * sw[j] + bias[j];
         else
-            for (int j = 0; j < nr; j++) o[j] = (float)(a[j] - off[j]) * s * sw[j];
+            for (int j = 0; j < nr; j++) o[j] = (float)(a[j] - zero * wsum[j]) * s * sw[j];
     }
 }
 
@@ -153,10 +166,12 @@ static void tile_portable(const uint8_t *const *rows, const int8_t *panel, int k
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 11 || defined(__clang__))
 #define VLP_VNNI_X86 1
 #include <immintrin.h>
 #define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define TARGET_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
 
 TARGET_VNNI static void tile_vnni(const uint8_t *const *rows, const int8_t *panel, int kq,
                                   int32_t *acc /* [MR][NR] */) {
@@ -181,27 +196,83 @@ TARGET_VNNI static void tile_vnni(const uint8_t *const *rows, const int8_t *pane
         _mm512_storeu_si512(acc + i * NR + 16, c[i][1]);
     }
 }
-#endif
 
-bool q8_hw(void) {
-#ifdef VLP_VNNI_X86
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-#else
-    return false;
-#endif
+/* The ymm kernels: rows [r0, r0 + ROWS) by channels [16h, 16h + 16) of the
+ * panel (two ymm of int32 a row) at a time, the panel (kq · 128 bytes) read
+ * from L1 once per row group and half. STEP is VPDPBUSD, or VPMADDUBSW
+ * (u8·s8 pairs in int16: the 7-bit activations keep it from saturating),
+ * VPMADDWD by ones (pairs of pairs in int32) and VPADDD. */
+#define YMM_TILE(ROWS, STEP)                                                                 \
+    for (int h = 0; h < 2; h++)                                                              \
+        for (int r0 = 0; r0 < MR; r0 += ROWS) {                                              \
+            __m256i c[ROWS][2];                                                              \
+            _Pragma("GCC unroll 6") for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] =       \
+                _mm256_setzero_si256();                                                      \
+            for (int k = 0; k < kq; k++) {                                                   \
+                const int8_t *b = panel + (size_t)k * NR * 4 + 64 * h;                       \
+                __m256i b0 = _mm256_load_si256((const __m256i *)b);                          \
+                __m256i b1 = _mm256_load_si256((const __m256i *)(b + 32));                   \
+                _Pragma("GCC unroll 6") for (int i = 0; i < ROWS; i++) {                     \
+                    int32_t g;                                                               \
+                    memcpy(&g, rows[r0 + i] + 4 * k, 4);                                     \
+                    __m256i a = _mm256_set1_epi32(g);                                        \
+                    c[i][0] = STEP(c[i][0], a, b0);                                          \
+                    c[i][1] = STEP(c[i][1], a, b1);                                          \
+                }                                                                            \
+            }                                                                                \
+            _Pragma("GCC unroll 6") for (int i = 0; i < ROWS; i++) {                         \
+                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h), c[i][0]);     \
+                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h + 8), c[i][1]); \
+            }                                                                                \
+        }
+
+#define STEP_AVXVNNI(c, a, b) _mm256_dpbusd_avx_epi32(c, a, b)
+TARGET_AVXVNNI static void tile_avxvnni(const uint8_t *const *rows, const int8_t *panel, int kq,
+                                        int32_t *acc /* [MR][NR] */) {
+    YMM_TILE(6, STEP_AVXVNNI)
 }
+
+#define STEP_MADDUBS(c, a, b) \
+    _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)))
+TARGET_AVX2 static void tile_avx2(const uint8_t *const *rows, const int8_t *panel, int kq,
+                                  int32_t *acc /* [MR][NR] */) {
+    YMM_TILE(4, STEP_MADDUBS)
+}
+#endif
 
 typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
 
-static void q8_run(tile_fn tile, float *out, const float *inp, const q8_matrix *w,
+/* best first: the first whose needs the active level meets runs */
+typedef struct q8_kernel {
+    vlp_impl_tag tag;
+    tile_fn tile;
+    int qmax; /* activations in [-qmax, qmax] */
+} q8_kernel;
+static const q8_kernel KERNELS[] = {
+#ifdef VLP_VNNI_X86
+    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, 127},
+    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, 127},
+    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, 63},
+#endif
+    {{"portable", 0}, tile_portable, 127},
+};
+
+const char *q8_level(void) { return VLP_CPU_PICK(KERNELS)->tag.level; }
+int q8_activation_max(void) { return VLP_CPU_PICK(KERNELS)->qmax; }
+
+typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
+
+static void q8_run(const q8_kernel *kern, float *out, const float *inp, const q8_matrix *w,
                    const float *bias, int N, void *workspace) {
     if (N <= 0) return;
     int C = w->C, OC = w->OC, kq = w->kq, ldq = 4 * kq;
+    tile_fn tile = kern->tile;
+    int qmax = kern->qmax;
     uint8_t *qa = (uint8_t *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
     float *sa = (float *)(qa + (size_t)N * ldq); /* ldq is a multiple of 4 */
     VLP_OMP_FOR
     for (int n = 0; n < N; n++)
-        quantize_row(qa + (size_t)n * ldq, sa + n, inp + (size_t)n * C, C, ldq);
+        quantize_row(qa + (size_t)n * ldq, sa + n, inp + (size_t)n * C, C, ldq, qmax);
     int row_blocks = (N + ROW_BLOCK - 1) / ROW_BLOCK, panels = (OC + NR - 1) / NR;
     int groups = (panels + PANEL_GROUP - 1) / PANEL_GROUP;
 #ifdef _OPENMP
@@ -222,7 +293,7 @@ static void q8_run(tile_fn tile, float *out, const float *inp, const q8_matrix *
                     for (int i = 0; i < MR; i++) rows[i] = qa + (size_t)(i0 + (i < mr ? i : 0)) * ldq;
                     tile(rows, panel, kq, acc);
                     store_tile(out + (size_t)i0 * OC + j0, OC, acc, mr, nr, sa + i0, w->scale + j0,
-                               w->offset + j0, bias ? bias + j0 : NULL);
+                               w->wsum + j0, qmax + 1, bias ? bias + j0 : NULL);
                 }
             }
         }
@@ -230,16 +301,10 @@ static void q8_run(tile_fn tile, float *out, const float *inp, const q8_matrix *
 
 void q8_linear_forward(float *out, const float *inp, const q8_matrix *w, const float *bias, int N,
                        void *workspace) {
-#ifdef VLP_VNNI_X86
-    if (q8_hw()) {
-        q8_run(tile_vnni, out, inp, w, bias, N, workspace);
-        return;
-    }
-#endif
-    q8_run(tile_portable, out, inp, w, bias, N, workspace);
+    q8_run(VLP_CPU_PICK(KERNELS), out, inp, w, bias, N, workspace);
 }
 
 void q8_linear_forward_portable(float *out, const float *inp, const q8_matrix *w,
                                 const float *bias, int N, void *workspace) {
-    q8_run(tile_portable, out, inp, w, bias, N, workspace);
+    q8_run(&KERNELS[sizeof KERNELS / sizeof *KERNELS - 1], out, inp, w, bias, N, workspace);
 }

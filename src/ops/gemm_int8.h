@@ -4,10 +4,12 @@
  *
  *   out[n][o] = Σ_c qa[n][c]·qw[o][c] · sa[n] · sw[o] + bias[o]
  *
- * The AVX512-VNNI kernel (VPDPBUSD) multiplies unsigned by signed bytes, so
- * the activations are stored as qa + 128 and 128·Σ_c qw[o][c] is taken off
- * again; the portable kernel computes the same integers, and both share
- * the fp32 epilogue, so their outputs are equal bit for bit. */
+ * The VNNI kernels (VPDPBUSD) multiply unsigned by signed bytes, so the
+ * activations are stored as qa + 128 and 128·Σ_c qw[o][c] is taken off
+ * again; the portable kernel computes the same integers, and all share the
+ * fp32 epilogue, so their outputs are equal bit for bit. The plain AVX2
+ * kernel quantizes the activations to ±63 (+ 64) instead (gemm_int8.c
+ * says why): q8_activation_max() is the range of the kernel that runs. */
 #ifndef VLP_OPS_GEMM_INT8_H
 #define VLP_OPS_GEMM_INT8_H
 #include <stdbool.h>
@@ -22,7 +24,7 @@ typedef struct q8_matrix {
     int kq;          // ceil(C / 4): the kernels take 4 consecutive c at a time
     int8_t *packed;  // (ceil(OC / 32), kq, 32, 4) panels of 32 output channels, zero padded
     float *scale;    // (OC)
-    int32_t *offset; // (OC) 128 · Σ_c q[o][c]: what the activations' +128 added
+    int32_t *wsum;   // (OC) Σ_c q[o][c]: zero · wsum is what the activations' + zero added
 } q8_matrix;
 
 /* Per-output-channel symmetric quantization of w (OC, C): scale[o] =
@@ -40,13 +42,14 @@ void q8_matrix_unpack(const q8_matrix *m, int8_t *q);
 /* Bytes of workspace q8_linear_forward needs for N rows of width C. */
 size_t q8_workspace_bytes(int N, int C);
 /* out (N, OC) = inp (N, C) · Wᵀ + bias (OC, or NULL), W = w (C = w->C);
- * uses the VNNI kernel when the CPU has it (q8_hw). Threads: the OpenMP
+ * the best kernel the active level allows (q8_level). Threads: the OpenMP
  * pool when called outside a parallel region. */
 void q8_linear_forward(float *out, const float *inp, const q8_matrix *w, const float *bias, int N,
                        void *workspace);
-/* the same with the portable kernel whatever the CPU (tests compare both) */
+/* the same with the portable kernel (8-bit activations) whatever the CPU */
 void q8_linear_forward_portable(float *out, const float *inp, const q8_matrix *w,
                                 const float *bias, int N, void *workspace);
-bool q8_hw(void);
+const char *q8_level(void);   /* "avx512-vnni", "avx2-vnni", "avx2" or "portable" */
+int q8_activation_max(void);  /* 127, or 63 on the plain AVX2 kernel */
 
 #endif

@@ -150,7 +150,10 @@ void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *
 /* the dims both check: positive, C divisible by NH, causal only when Tq == Tk */
 vlp_err attention_check_dims(int B, int Tq, int Tk, int C, int NH, bool causal, vlp_error *err);
 bool attention_fused_fits(int Tq, int Tk, int head_width);
-bool attention_fused_hw(void); /* AVX-512F: the fused kernel's only implementation */
+bool attention_fused_hw(void); /* AVX2 or AVX-512 (the level picks the kernel) */
+const char *attention_fused_level(void); /* "avx512", "avx2" or "gemm" (none) */
+/* "eltwise=avx512 attention=avx512 ...": the level each kernel family runs at */
+void ops_kernel_levels(char *buf, size_t n);
 vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
                                 int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                 int Tk, int C, int NH, bool causal, vlp_error *err);

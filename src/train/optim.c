@@ -1,5 +1,6 @@
 #include "train/optim.h"
 #include "core/parallel.h"
+#include "ops/eltwise.h"
 
 #include <math.h>
 
@@ -19,16 +20,8 @@ void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params
         if (p->frozen) continue; /* locked: weights and moments stay as they are */
         bool decay = p->decay && (c->decay_embeddings || !p->embedding);
         float shrink = decay ? 1.0f - lr * c->weight_decay : 1.0f;
-        float *pw = w + p->offset, *pm = m + p->offset, *pv = v + p->offset;
-        const float *pg = g + p->offset;
-        long n = (long)p->numel;
-        VLP_OMP_FOR
-        for (long i = 0; i < n; i++) {
-            float gi = pg[i];
-            float mi = pm[i] = b1 * pm[i] + (1.0f - b1) * gi;
-            float vi = pv[i] = b2 * pv[i] + (1.0f - b2) * gi * gi;
-            pw[i] = pw[i] * shrink - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
-        }
+        eltwise()->adamw(w + p->offset, g + p->offset, m + p->offset, v + p->offset, (long)p->numel, b1,
+                         b2, eps, shrink, step_size, inv_sqrt_bc2);
     }
 }
 
