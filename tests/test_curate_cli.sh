@@ -111,6 +111,8 @@ tap_check "dedup: SemDeDup with a model" sem.log "$vlp" data dedup --data dups.t
     --model run/latest.safetensors --eps 0.00001 --clusters 2
 tap_if "the 3 pixel-identical copies go too (nothing else): 32 kept, the originals" sem.log \
     [ "$(rows d/sem.tsv)" = 32 -a "$(grep -c near d/sem.tsv)" = 0 ]
+tap_if "they go as pixel duplicates (the decoded pixels' hash, whatever the CPU), before SemDeDup" sem.log \
+    grep -q '"pixel_duplicates": 3' d/sem.tsv.report.json
 tap_if "the report gives the clusters and the removals per eps" sem.log \
     grep -q '"clusters": 2' d/sem.tsv.report.json
 # the "removed" lines: at --eps, then at each of the 6 --report-eps, then the total

@@ -1,7 +1,12 @@
 /* vlp data dedup: exact duplicates by the image's content hash (XXH3, 128
  * bits, of the encoded bytes: the first occurrence is kept), then, with
- * --model, SemDeDup (src/curate/semdedup.h) over the image embeddings of the
- * rest. Pass 1 hashes, embeds (batched) and writes one status byte a sample
+ * --model, pixel-identical images (the same hash of the decoded pixels,
+ * which the model decodes anyway: the first kept) and SemDeDup
+ * (src/curate/semdedup.h) over the image embeddings of the rest. Pixel
+ * duplicates are settled by the hash, not by SemDeDup: identical images at
+ * two places of a batch can embed a few ulp apart (the BLAS's edge tiles
+ * sum in another order on some CPUs), which would make the one SemDeDup
+ * keeps depend on the CPU. Pass 1 hashes, embeds (batched) and writes one status byte a sample
  * and the embeddings to files beside the output; the embeddings are then
  * mapped, clustered and deduplicated cluster by cluster; pass 2 writes what
  * is kept. Memory: 24 bytes a sample (hash set, cluster, order) and the
@@ -23,16 +28,17 @@
 #include "curate/semdedup.h"
 #include "data/image.h"
 
-enum { UNIQUE = 0, EXACT_DUP = 1, UNDECODABLE = 2 };
+enum { UNIQUE = 0, EXACT_DUP = 1, UNDECODABLE = 2, PIXEL_DUP = 3 };
 #define MAX_EPS 16
 
 typedef struct dedup_run {
     curate_model m;      // the embedding model and its batch of images
     float *emb;          // (B, E)
     u64_map seen;        // hash low 64 bits -> high 64 bits (as two halves)
+    u64_map seen_pixels; // the same for the decoded pixels (with --model)
     FILE *status, *embeddings;
     char status_path[4200], emb_path[4200];
-    int64_t samples, rows, exact, undecodable, collisions, kept;
+    int64_t samples, rows, exact, pixel_dups, undecodable, collisions, kept;
     char first_undecodable[512];
     /* after clustering */
     uint8_t *removed;    // (rows) at the eps used
@@ -53,28 +59,50 @@ static bool flush(dedup_run *r) {
     return true;
 }
 
+/* 1 when h is in the set, 0 when it was not (now it is), -1 out of memory */
+static int seen_before(dedup_run *r, u64_map *set, XXH128_hash_t h) {
+    int32_t a, b;
+    if (u64_map_get(set, h.low64, &a, &b)) {
+        if ((uint32_t)a == (uint32_t)h.high64 && (uint32_t)b == (uint32_t)(h.high64 >> 32)) return 1;
+        r->collisions++; /* same low half, another image: kept (2^-64 a pair) */
+        return 0;
+    }
+    if (!u64_map_put(set, h.low64, (int32_t)(uint32_t)h.high64, (int32_t)(uint32_t)(h.high64 >> 32))) {
+        fprintf(stderr, "vlp data dedup: out of memory (hash set of %lld)\n", (long long)r->samples);
+        return -1;
+    }
+    return 0;
+}
+
+/* XXH3-128 of the decoded image's RGB bytes, seeded with its size */
+static XXH128_hash_t pixel_hash(const image_u8 *im) {
+    return XXH3_128bits_withSeed(im->px, (size_t)im->w * im->h * 3,
+                                 (uint64_t)(uint32_t)im->w << 32 | (uint32_t)im->h);
+}
+
 static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
     dedup_run *r = ctx;
     (void)keep;
-    XXH128_hash_t h = XXH3_128bits(s->image, s->image_len);
-    int32_t a, b;
     uint8_t status = UNIQUE;
-    if (u64_map_get(&r->seen, h.low64, &a, &b)) {
-        if ((uint32_t)a == (uint32_t)h.high64 && (uint32_t)b == (uint32_t)(h.high64 >> 32)) status = EXACT_DUP;
-        else r->collisions++; /* same low half, another image: kept (2^-64 a pair) */
-    } else if (!u64_map_put(&r->seen, h.low64, (int32_t)(uint32_t)h.high64, (int32_t)(uint32_t)(h.high64 >> 32))) {
-        return fprintf(stderr, "vlp data dedup: out of memory (hash set of %lld)\n", (long long)r->samples), false;
-    }
+    int seen = seen_before(r, &r->seen, XXH3_128bits(s->image, s->image_len));
+    if (seen < 0) return false;
+    if (seen) status = EXACT_DUP;
     if (status == UNIQUE && r->m.model) {
         image_u8 im;
         char why[512];
-        if (!curate_decode(&r->m, s, &im, why, sizeof why) || !curate_batch_add(&r->m, &im, why, sizeof why)) {
+        if (!curate_decode(&r->m, s, &im, why, sizeof why)) {
             status = UNDECODABLE;
-            if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
+        } else if ((seen = seen_before(r, &r->seen_pixels, pixel_hash(&im))) != 0) {
+            if (seen < 0) return image_free(&im), false;
+            status = PIXEL_DUP;
+        } else if (!curate_batch_add(&r->m, &im, why, sizeof why)) {
+            status = UNDECODABLE;
         }
+        if (status == UNDECODABLE && !r->first_undecodable[0])
+            snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
         image_free(&im);
     }
-    r->exact += status == EXACT_DUP, r->undecodable += status == UNDECODABLE;
+    r->exact += status == EXACT_DUP, r->pixel_dups += status == PIXEL_DUP, r->undecodable += status == UNDECODABLE;
     r->samples++;
     if (fwrite(&status, 1, 1, r->status) != 1) {
         fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->status_path, strerror(errno));
@@ -203,7 +231,11 @@ int data_dedup(int argc, char **argv) {
     if (!parse_eps(report_eps, eps + 1, &neps)) return 2;
     neps++;
     dedup_run r = {0};
-    if (!u64_map_init(&r.seen, 1024)) return fprintf(stderr, "vlp data dedup: out of memory\n"), 1;
+    if (!u64_map_init(&r.seen, 1024) || !u64_map_init(&r.seen_pixels, 1024)) {
+        u64_map_free(&r.seen);
+    u64_map_free(&r.seen_pixels);
+        return fprintf(stderr, "vlp data dedup: out of memory\n"), 1;
+    }
     if (!curate_model_open(&r.m, &a, white, "dedup")) rc = 1;
     if (!rc && r.m.model && !(r.emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E)))
         rc = 1, fprintf(stderr, "vlp data dedup: out of memory\n");
@@ -251,6 +283,8 @@ int data_dedup(int argc, char **argv) {
         if (r.m.model) {
             json_t *sd = json_object(), *per = json_array();
             json_object_set_new(sd, "model", json_string(a.model));
+            json_object_set_new(sd, "pixel_duplicates", json_integer(r.pixel_dups));
+            json_object_set_new(sd, "pixel_hash", json_string("XXH3-128 of the decoded RGB pixels, seeded with the size"));
             json_object_set_new(sd, "undecodable", json_integer(r.undecodable));
             if (r.first_undecodable[0]) json_object_set_new(sd, "first_undecodable", json_string(r.first_undecodable));
             json_object_set_new(sd, "embedded", json_integer(r.rows));
@@ -275,6 +309,7 @@ int data_dedup(int argc, char **argv) {
     if (r.embeddings) fclose(r.embeddings), remove(r.emb_path);
     free(r.emb), free(r.removed);
     u64_map_free(&r.seen);
+    u64_map_free(&r.seen_pixels);
     pool_writer_free(w);
     pool_free(p);
     curate_model_free(&r.m);
