@@ -25,8 +25,10 @@ else
 endif
 LEVEL_MARCH_portable := $(BASE_ARCH)
 ARCH ?= $(BASE_ARCH)
-BUILD := build/$(MODE)
-CONFIG := build/config.mk
+# BUILDROOT: where builds go (build/arm64 for the cross build of test-arm64)
+BUILDROOT ?= build
+BUILD := $(BUILDROOT)/$(MODE)
+CONFIG := $(BUILDROOT)/config.mk
 
 SRC := $(wildcard src/core/*.c src/ops/*.c src/loss/*.c src/model/*.c src/io/*.c src/train/*.c src/train/objectives/*.c src/data/*.c src/eval/*.c src/api/*.c src/dist/*.c src/curate/*.c src/adapt/*.c)
 LEVEL_SRC := $(wildcard src/ops/levels/*.c)
@@ -88,7 +90,7 @@ LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(MPI_LIBS) $(OM
 all: $(CONFIG) lib $(BUILD)/vlp tests benches
 
 $(CONFIG): scripts/probe.sh
-	@mkdir -p build
+	@mkdir -p $(BUILDROOT)
 	@CC=$(CC) sh scripts/probe.sh $@
 
 lib: $(BUILD)/libvlp.a

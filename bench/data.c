@@ -126,8 +126,8 @@ int main(int argc, char **argv) {
     printf("| pipeline (1 thread) | vlp images/s | PIL+numpy images/s | ratio |\n|---|--:|--:|--:|\n");
     printf("| JPEG 256x256 -> eval 224 | %.0f | %.0f | %.2f |\n", vj, pj, pj > 0 ? vj / pj : 0);
     printf("| PNG 64x64 RGBA -> train 64 | %.0f | %.0f | %.2f |\n", vp, pp, pp > 0 ? vp / pp : 0);
-    printf("RESULT name=data-jpeg256-eval224 vlp=%.0f peer=%.0f ratio=%.2f\n", vj, pj, pj > 0 ? vj / pj : 0);
-    printf("RESULT name=data-png64-train64 vlp=%.0f peer=%.0f ratio=%.2f\n", vp, pp, pp > 0 ? vp / pp : 0);
+    printf("RESULT name=data-jpeg256-eval224 isa=%s vlp=%.0f peer=%.0f ratio=%.2f\n", tool_isa(), vj, pj, pj > 0 ? vj / pj : 0);
+    printf("RESULT name=data-png64-train64 isa=%s vlp=%.0f peer=%.0f ratio=%.2f\n", tool_isa(), vp, pp, pp > 0 ? vp / pp : 0);
     free(jpg), free(png);
     return 0;
 }

@@ -122,8 +122,8 @@ int main(int argc, char **argv) {
         printf("%.1f samples/s, %.0f ms/step; per rank and step %.1f MiB sent/received "
                "(gradients %.1f MiB = %zu parameters); lone gradient allreduce %.1f ms\n",
                B / step, step * 1e3, bytes / 1048576.0, 4.0 * P / 1048576.0, m.nfloats, ar * 1e3);
-        printf("RESULT name=dist-tiny ranks=%d batch=%d samples_per_s=%.2f comm_mib_per_step=%.1f\n", W,
-               B, B / step, bytes / 1048576.0);
+        printf("RESULT name=dist-tiny isa=%s ranks=%d batch=%d samples_per_s=%.2f comm_mib_per_step=%.1f\n",
+               tool_isa(), W, B, B / step, bytes / 1048576.0);
         char cmd[96];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         if (system(cmd) != 0) fprintf(stderr, "bench/dist: could not remove %s\n", dir);

@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
     }
     for (int k = 0; k < 2; k++) {
         double v = k ? vt : vi, p = k ? fp.texts : fp.images, pq = k ? q.texts : q.images;
-        printf("RESULT name=vitb32-embed-%s%s vlp=%.2f peer=%.2f ratio=%.2f", k ? "texts" : "images", sfx, v, p,
+        printf("RESULT name=vitb32-embed-%s%s isa=%s vlp=%.2f peer=%.2f ratio=%.2f", k ? "texts" : "images", sfx, tool_isa(), v, p,
                p > 0 ? v / p : 0);
         if (int8) printf(" peer_int8=%.2f ratio_int8=%.2f vlp_fp32=%.2f ratio_fp32=%.2f", pq, pq > 0 ? v / pq : 0,
                          k ? ft : fi, (k ? ft : fi) > 0 ? v / (k ? ft : fi) : 0);

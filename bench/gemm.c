@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
         lo = ratio < lo ? ratio : lo, hi = ratio > hi ? ratio : hi;
         free(A), free(B), free(C);
     }
-    printf("RESULT name=gemm-bf16 mean_ratio=%.2f min=%.2f max=%.2f\n", exp(log_sum / n), lo, hi);
+    printf("RESULT name=gemm-bf16 isa=%s mean_ratio=%.2f min=%.2f max=%.2f\n", tool_isa(), exp(log_sum / n), lo, hi);
     free(ws);
     return 0;
 }

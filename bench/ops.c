@@ -340,10 +340,10 @@ int main(int argc, char **argv) {
         double vlp_gf = (r->flops_fwd + r->flops_bwd) / (r->fwd_ms + r->bwd_ms) * 1e-6;
         if (r->peer_fwd_ms > 0) {
             double peer_gf = (r->flops_fwd + r->flops_bwd) / (r->peer_fwd_ms + r->peer_bwd_ms) * 1e-6;
-            printf("RESULT name=ops-%s-fwdbwd vlp=%.1f peer=%.1f ratio=%.2f mfu=%.3f\n", name, vlp_gf,
+            printf("RESULT name=ops-%s-fwdbwd isa=%s vlp=%.1f peer=%.1f ratio=%.2f mfu=%.3f\n", name, tool_isa(), vlp_gf,
                    peer_gf, vlp_gf / peer_gf, vlp_gf / peak);
         } else {
-            printf("RESULT name=ops-%s-fwdbwd vlp=%.1f peer=- ratio=- mfu=%.3f\n", name, vlp_gf,
+            printf("RESULT name=ops-%s-fwdbwd isa=%s vlp=%.1f peer=- ratio=- mfu=%.3f\n", name, tool_isa(), vlp_gf,
                    vlp_gf / peak);
         }
     }

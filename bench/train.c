@@ -164,8 +164,8 @@ int main(int argc, char **argv) {
             printf("PyTorch: %.1f samples/s, %.0f ms/step (forward %.0f, backward %.0f, optimizer %.0f), %.0f GFLOP/s, "
                    "MFU %.2f, peak RSS %.0f MiB\n", psps, pms, pf, pb, po, gflop / (pms * 1e-3), gflop / (pms * 1e-3) / peak, prss);
     }
-    printf("RESULT name=%s-%s%s-train vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f vlp_rss_mib=%.0f peer_rss_mib=%.0f\n", name,
-           prec, ckpt ? "-ckpt" : "", sps, psps, psps > 0 ? sps / psps : 0, mfu, ru.ru_maxrss / 1024.0, prss);
+    printf("RESULT name=%s-%s%s-train isa=%s vlp=%.2f peer=%.2f ratio=%.2f mfu=%.3f vlp_rss_mib=%.0f peer_rss_mib=%.0f\n", name,
+           prec, ckpt ? "-ckpt" : "", tool_isa(), sps, psps, psps > 0 ? sps / psps : 0, mfu, ru.ru_maxrss / 1024.0, prss);
     free(img), free(ids), free(mom), free(vel), free(probs), free(demb), free(scratch);
     clip_free(&m);
     return 0;

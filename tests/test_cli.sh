@@ -21,6 +21,25 @@ tap_check "vlp train --help" train-help.log "$vlp" train --help
 tap_grep "train's help gives the default architecture" train-help.log "(default tiny)"
 tap_grep "train's help: validation on the user's pairs" train-help.log "--val-data SPEC"
 tap_grep "train's help: the objectives from their table, with their options' defaults" train-help.log "--mae-weight X      weight of the reconstruction loss (default: clip-mae 1)"
+# the instruction-set level: VLP_CPU lowers it, never raises it, and says why
+tap_check "vlp info --levels" levels.log "$vlp" info --levels
+tap_if "the levels start with portable, each marked yes or no" levels.log \
+    awk -F'\t' 'NR == 1 && $1 != "portable" { exit 1 } $2 != "yes" && $2 != "no" { exit 1 }' levels.log
+tap_check "VLP_CPU=portable vlp info" port.log env VLP_CPU=portable "$vlp" info
+tap_grep "the system line names the level it was lowered to" port.log "isa = portable"
+tap_grep "and the kernels' levels" port.log "kernels: eltwise=portable attention=gemm int8=portable"
+VLP_CPU=pentium4 "$vlp" info > bad-level.log 2>&1
+tap_if "a level that does not exist: exit 2" bad-level.log [ $? -eq 2 ]
+tap_grep "and the message lists the levels" bad-level.log "VLP_CPU=pentium4 is no level of this build; the levels: portable"
+above=$(awk -F'\t' '$2 == "no" { print $1; exit }' levels.log)
+if [ -n "$above" ]; then
+    VLP_CPU=$above "$vlp" info > above.log 2>&1
+    tap_if "a level above this CPU ($above): exit 2" above.log [ $? -eq 2 ]
+    tap_grep "and it says what the CPU lacks" above.log "is above this CPU"
+else
+    echo "ok $((tap_n + 1)) # SKIP this CPU runs every level: none to refuse"; tap_n=$((tap_n + 1))
+fi
+
 tap_check "vlp tokenize with the shipped vocabulary" tok.log "$vlp" tokenize "a photo of a cat"
 tap_grep "OpenAI's ids" tok.log "49406 320 1125 539 320 2368 49407 0"
 

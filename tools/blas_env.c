@@ -5,6 +5,7 @@
 
 #include "vlp.h"
 #include "blas_env.h"
+#include "core/cpu.h"
 
 #define DROPPED_VAR "VLP_DROPPED_OPENBLAS_CORETYPE"
 
@@ -33,6 +34,8 @@ static void blas_core_for_level(char **argv) {
             return;
         }
 }
+
+const char *tool_isa(void) { return vlp_cpu()->level; }
 
 int tool_check_cpu(const char *prog) {
     vlp_error e = {0};

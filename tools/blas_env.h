@@ -10,6 +10,9 @@
  * too. Returns only when no re-exec is needed or it failed. */
 void tool_fix_blas_env(char **argv);
 
+/* the level the kernels run at ("avx2", ...), for the benches' RESULT lines */
+const char *tool_isa(void);
+
 /* 0, or 2 having printed why VLP_CPU is refused ("prog: ..."). */
 int tool_check_cpu(const char *prog);
 
