@@ -18,7 +18,7 @@ unset OPENBLAS_CORETYPE VLP_CPU VLP_KEEP_OPENBLAS_CORETYPE
 # the tests of the kernels that exist at several instruction-set levels:
 # run again at every level below the CPU's own (VLP_CPU), so that one
 # machine tests each path it can run
-LEVEL_TESTS="test_attention test_gemm_int8 test_gemm_bf16 test_ops_ref test_ops_grad test_clip test_int8_model test_coca test_mae"
+LEVEL_TESTS="test_levels test_attention test_gemm_int8 test_gemm_bf16 test_ops_ref test_ops_grad test_clip test_int8_model test_coca test_mae"
 
 passed=0; failed=0; skipped=0
 log=$(mktemp)

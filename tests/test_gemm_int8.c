@@ -18,19 +18,19 @@
 
 typedef void (*q8_fn)(float *, const float *, const q8_matrix *, const float *, int, void *);
 
-/* the reference's own quantization of one row to [-qmax, qmax] */
-static float ref_quantize(int8_t *q, const float *x, int C, int qmax) {
+/* the reference's own quantization of one row to [-127, 127] */
+static float ref_quantize(int8_t *q, const float *x, int C) {
     float amax = 0.0f;
     for (int c = 0; c < C; c++) amax = fmaxf(amax, fabsf(x[c]));
     if (amax == 0.0f) {
         memset(q, 0, (size_t)C);
         return 0.0f;
     }
-    for (int c = 0; c < C; c++) q[c] = (int8_t)nearbyintf(x[c] * ((float)qmax / amax));
-    return amax / (float)qmax;
+    for (int c = 0; c < C; c++) q[c] = (int8_t)nearbyintf(x[c] * (127.0f / amax));
+    return amax / 127.0f;
 }
 
-static void check_shape(q8_fn fn, const char *kernel, int qmax, int N, int C, int OC, bool with_bias) {
+static void check_shape(q8_fn fn, const char *kernel, int N, int C, int OC, bool with_bias) {
     rng r = {(uint64_t)(N * 1009 + C * 31 + OC)};
     float *x = falloc((size_t)N * C), *w = falloc((size_t)OC * C), *out = falloc((size_t)N * OC);
     float *bias = with_bias ? falloc((size_t)OC) : NULL;
@@ -48,7 +48,7 @@ static void check_shape(q8_fn fn, const char *kernel, int qmax, int N, int C, in
     for (size_t i = 0; i < (size_t)N * OC; i++) out[i] = NAN; /* every output written */
     fn(out, x, &m, bias, N, ws);
     for (int n = 0; n < N; n++) {
-        float sa = ref_quantize(qa, x + (size_t)n * C, C, qmax);
+        float sa = ref_quantize(qa, x + (size_t)n * C, C);
         for (int o = 0; o < OC; o++) {
             int64_t s = 0;
             for (int c = 0; c < C; c++) s += (int64_t)qa[c] * qw[(size_t)o * C + c];
@@ -69,25 +69,26 @@ static const int shapes[][3] = {
     {65, 64, 65}, {50, 768, 96}, {49, 770, 33}, {97, 3072, 40}, {130, 255, 129},
 };
 
-static void run_all(q8_fn fn, const char *kernel, int qmax) {
+static void run_all(q8_fn fn, const char *kernel) {
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-        check_shape(fn, kernel, qmax, shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 1);
+        check_shape(fn, kernel, shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 1);
 }
 
-static void test_portable_kernel(void **state) { run_all(q8_linear_forward_portable, "portable", 127); }
+static void test_portable_kernel(void **state) { run_all(q8_linear_forward_portable, "portable"); }
 
 /* the kernel of the active level (tests/run.sh runs this test at every level
- * the CPU has): AVX512-VNNI, AVX-VNNI, AVX2 (7-bit activations) or portable */
+ * the CPU has): AVX512-VNNI, AVX-VNNI, AVX2 or portable, each equal to the
+ * reference bit for bit */
 static void test_level_kernel(void **state) {
-    printf("# level %s: activations in [-%d, %d]\n", q8_level(), q8_activation_max(), q8_activation_max());
-    run_all(q8_linear_forward, q8_level(), q8_activation_max());
+    printf("# level %s\n", q8_level());
+    run_all(q8_linear_forward, q8_level());
 }
 
-/* The 7-bit activations of the AVX2 kernel near the saturation bound of
- * VPMADDUBSW: every activation at ±63 (stored 127 or 1), every weight at
- * ±127, so a pair is 2·127·127 = 32258 (below 32767); with 8-bit
- * activations it would be 2·255·127 and saturate. Checked against the
- * exact integers whatever kernel runs. */
+/* The AVX2 kernel near the saturation bound of VPMADDUBSW: every
+ * activation and weight at ±127 with the same sign along each pair, so a
+ * pair is 2·127·127 = 32258 (just below 32767); fed q + 128 it would be
+ * 2·255·127 and saturate. Checked against the exact integers whatever
+ * kernel runs. */
 static void test_extreme_values(void **state) {
     int N = 13, C = 64, OC = 33;
     float *x = falloc((size_t)N * C), *w = falloc((size_t)OC * C), *out = falloc((size_t)N * OC);
@@ -105,7 +106,7 @@ static void test_extreme_values(void **state) {
     q8_linear_forward(out, x, &m, NULL, N, ws);
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
-            float want = (n + o) % 2 ? -64.0f : 64.0f; /* ±1 · ±1, the same sign on every c, or not */
+            float want = (n + o) % 2 ? -64.0f : 64.0f; /* ±1 · ±1: the same sign on every c, or the other */
             float got = out[(size_t)n * OC + o];
             if (fabsf(got - want) > 1e-4f) fail_msg("out[%d][%d] = %.6g, want %.6g", n, o, got, want);
         }

@@ -115,7 +115,7 @@ static const char *q8_describe(void) {
     } WORDS[] = {
         {"avx512-vnni", "int8 (AVX512-VNNI)"},
         {"avx2-vnni", "int8 (AVX-VNNI)"},
-        {"avx2", "int8 (AVX2, 7-bit activations)"},
+        {"avx2", "int8 (AVX2)"},
     };
     const char *level = q8_level();
     for (size_t i = 0; i < sizeof WORDS / sizeof *WORDS; i++)

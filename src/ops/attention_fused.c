@@ -167,6 +167,17 @@ static const struct {
 } SMALL_GEMMS[] = {{{"gemm", 0}, NULL}};
 #endif
 
+bool attention_small_gemm_at(const char *level, float *C, int ldc, const float *A, int am, int ak,
+                             const float *B, int ldb, int M, int N, int K, float alpha, bool accumulate) {
+    for (size_t i = 0; i < sizeof SMALL_GEMMS / sizeof *SMALL_GEMMS; i++)
+        if (SMALL_GEMMS[i].gemm && !strcmp(SMALL_GEMMS[i].tag.level, level) &&
+            (vlp_cpu()->cpu & SMALL_GEMMS[i].tag.needs) == SMALL_GEMMS[i].tag.needs) {
+            SMALL_GEMMS[i].gemm(C, ldc, A, am, ak, B, ldb, M, N, K, alpha, accumulate, DENSE);
+            return true;
+        }
+    return false;
+}
+
 const char *attention_fused_level(void) { return VLP_CPU_PICK(SMALL_GEMMS)->tag.level; }
 
 bool attention_fused_hw(void) { return VLP_CPU_PICK(SMALL_GEMMS)->gemm != NULL; }

@@ -30,6 +30,11 @@ void attention_head_backward_bf16(float *dq, int ldq, float *dk, float *dv, int 
                                   const float *dy, int ldy, const float *q, const float *k,
                                   const float *v, const float *a, float *da, int Tq, int Tk, int hs,
                                   float scale, bool accumulate);
+/* C (M, N) (+)= alpha · A·B (dense; A read through strides am, ak) by the
+ * tile of `level` ("avx512", "avx2"), whatever level is active; false when
+ * this CPU cannot run it or there is none. Tests compare the levels. */
+bool attention_small_gemm_at(const char *level, float *C, int ldc, const float *A, int am, int ak,
+                             const float *B, int ldb, int M, int N, int K, float alpha, bool accumulate);
 #define ATTENTION_TM 6 /* rows of C a tile holds, by two zmm of columns: 12 accumulators */
 
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))

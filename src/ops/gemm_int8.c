@@ -11,13 +11,9 @@
  * epilogue rescales it. Threads take (row block, panel group) pairs.
  *
  * The kernels, best first (KERNELS): AVX512-VNNI and AVX-VNNI (VPDPBUSD on
- * zmm / ymm), plain AVX2 (VPMADDUBSW then VPMADDWD, as fbgemm does), the
- * portable C. VPMADDUBSW adds two u8·s8 products in int16 with saturation:
- * 255·127·2 would saturate, so the AVX2 kernel quantizes the activations to
- * 7 bits (±63, stored + 64: 127·127·2 < 2¹⁵), as PyTorch's fbgemm backend
- * does (reduce_range). Its outputs differ from the VNNI kernels' by that
- * coarser rounding (tests: cosine to fp32); each kernel equals the
- * portable arithmetic at its own activation range bit for bit. */
+ * zmm / ymm), plain AVX2 (VPMADDUBSW on |q| and sign-carrying weights, then
+ * VPMADDWD: tile_avx2 says why), the portable C. All compute the same
+ * integers, so their outputs are equal bit for bit on every CPU. */
 #include "ops/gemm_int8.h"
 #include "core/cpu.h"
 #include "core/error.h"
@@ -50,12 +46,12 @@ static float row_absmax(const float *x, int C) {
     return !finite ? -1.0f : amax < Q8_TINY ? 0.0f : amax;
 }
 
-/* x · inv (inv = qmax / max) to the nearest integer, ties to even (as
+/* x · inv (inv = 127 / max) to the nearest integer, ties to even (as
  * nearbyintf: adding and removing 1.5·2²³ rounds |v| < 2²² in the default
- * mode, and vectorises where nearbyintf is a library call), in [-qmax, qmax] */
-static inline float quantized(float x, float inv, float qmax) {
+ * mode, and vectorises where nearbyintf is a library call), in [-127, 127] */
+static inline float quantized(float x, float inv) {
     float v = (x * inv + 12582912.0f) - 12582912.0f;
-    return v > qmax ? qmax : v < -qmax ? -qmax : v;
+    return v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
 }
 
 bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
@@ -67,7 +63,7 @@ bool q8_quantize_rows(int8_t *q, float *scale, const float *w, int OC, int C) {
         amax = amax > 0.0f ? amax : 0.0f;
         scale[o] = amax / 127.0f;
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        for (int c = 0; c < C; c++) q[(size_t)o * C + c] = finite ? (int8_t)quantized(r[c], inv, 127.0f) : 0;
+        for (int c = 0; c < C; c++) q[(size_t)o * C + c] = finite ? (int8_t)quantized(r[c], inv) : 0;
     }
     return finite;
 }
@@ -115,25 +111,36 @@ void q8_matrix_free(q8_matrix *m) {
     memset(m, 0, sizeof *m);
 }
 
-size_t q8_workspace_bytes(int N, int C) {
-    return (size_t)N * 4 * (size_t)((C + 3) / 4) + sizeof(float) * (size_t)N + 64;
+size_t q8_workspace_bytes(int N, int C) { /* room for two planes a row (the AVX2 kernel's) */
+    return (size_t)N * 8 * (size_t)((C + 3) / 4) + sizeof(float) * (size_t)N + 64;
 }
 
-/* row n of inp → qa + zero (and the pad, zero) and its scale, qa in
- * [-qmax, qmax] and zero = qmax + 1; a row with a non-finite value gets
- * scale NaN, so its outputs are NaN (no UB casting NaN to int) */
-static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq, int qmax) {
+/* row n of inp → its scale and q in [-127, 127]: stored q + 128 (the pad
+ * 128, i.e. 0), or with `planes` as |q| then q (two rows of ldq bytes, the
+ * pads 0); a row with a non-finite value gets scale NaN, so its outputs
+ * are NaN (no UB casting NaN to int) */
+static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq, bool planes) {
     float amax = row_absmax(x, C);
-    uint8_t zero = (uint8_t)(qmax + 1);
     if (amax <= 0.0f) { /* non-finite: NaN outputs; tiny or zero: a zero row */
         *scale = amax < 0.0f ? NAN : 0.0f;
-        memset(dst, zero, (size_t)ldq);
+        memset(dst, planes ? 0 : 128, (size_t)ldq * (planes ? 2 : 1));
         return;
     }
-    *scale = amax / (float)qmax;
-    float inv = (float)qmax / amax, fq = (float)qmax;
-    for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv, fq) + zero);
-    memset(dst + C, zero, (size_t)(ldq - C));
+    *scale = amax / 127.0f;
+    float inv = 127.0f / amax;
+    if (planes) {
+        int8_t *sgn = (int8_t *)dst + ldq;
+        for (int c = 0; c < C; c++) {
+            int q = (int)quantized(x[c], inv);
+            dst[c] = (uint8_t)(q < 0 ? -q : q);
+            sgn[c] = (int8_t)q;
+        }
+        memset(dst + C, 0, (size_t)(ldq - C));
+        memset(sgn + C, 0, (size_t)(ldq - C));
+        return;
+    }
+    for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv) + 128);
+    memset(dst + C, 128, (size_t)(ldq - C));
 }
 
 /* out[i][j] = (acc − zero·Σw) · sa[i] · sw[j] + bias[j], for the tile's
@@ -199,44 +206,76 @@ TARGET_VNNI static void tile_vnni(const uint8_t *const *rows, const int8_t *pane
 
 /* The ymm kernels: rows [r0, r0 + ROWS) by channels [16h, 16h + 16) of the
  * panel (two ymm of int32 a row) at a time, the panel (kq · 128 bytes) read
- * from L1 once per row group and half. STEP is VPDPBUSD, or VPMADDUBSW
- * (u8·s8 pairs in int16: the 7-bit activations keep it from saturating),
- * VPMADDWD by ones (pairs of pairs in int32) and VPADDD. */
-#define YMM_TILE(ROWS, STEP)                                                                 \
-    for (int h = 0; h < 2; h++)                                                              \
-        for (int r0 = 0; r0 < MR; r0 += ROWS) {                                              \
-            __m256i c[ROWS][2];                                                              \
-            _Pragma("GCC unroll 6") for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] =       \
-                _mm256_setzero_si256();                                                      \
-            for (int k = 0; k < kq; k++) {                                                   \
-                const int8_t *b = panel + (size_t)k * NR * 4 + 64 * h;                       \
-                __m256i b0 = _mm256_load_si256((const __m256i *)b);                          \
-                __m256i b1 = _mm256_load_si256((const __m256i *)(b + 32));                   \
-                _Pragma("GCC unroll 6") for (int i = 0; i < ROWS; i++) {                     \
-                    int32_t g;                                                               \
-                    memcpy(&g, rows[r0 + i] + 4 * k, 4);                                     \
-                    __m256i a = _mm256_set1_epi32(g);                                        \
-                    c[i][0] = STEP(c[i][0], a, b0);                                          \
-                    c[i][1] = STEP(c[i][1], a, b1);                                          \
-                }                                                                            \
-            }                                                                                \
-            _Pragma("GCC unroll 6") for (int i = 0; i < ROWS; i++) {                         \
-                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h), c[i][0]);     \
-                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h + 8), c[i][1]); \
-            }                                                                                \
-        }
-
-#define STEP_AVXVNNI(c, a, b) _mm256_dpbusd_avx_epi32(c, a, b)
+ * from L1 once per row group and half. AVX-VNNI: VPDPBUSD on q + 128, as
+ * the zmm kernel. */
 TARGET_AVXVNNI static void tile_avxvnni(const uint8_t *const *rows, const int8_t *panel, int kq,
                                         int32_t *acc /* [MR][NR] */) {
-    YMM_TILE(6, STEP_AVXVNNI)
+    enum { ROWS = 6 };
+    for (int h = 0; h < 2; h++)
+        for (int r0 = 0; r0 < MR; r0 += ROWS) {
+            __m256i c[ROWS][2];
+#pragma GCC unroll 6
+            for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] = _mm256_setzero_si256();
+            for (int k = 0; k < kq; k++) {
+                const int8_t *b = panel + (size_t)k * NR * 4 + 64 * h;
+                __m256i b0 = _mm256_load_si256((const __m256i *)b);
+                __m256i b1 = _mm256_load_si256((const __m256i *)(b + 32));
+#pragma GCC unroll 6
+                for (int i = 0; i < ROWS; i++) {
+                    int32_t g;
+                    memcpy(&g, rows[r0 + i] + 4 * k, 4);
+                    __m256i a = _mm256_set1_epi32(g);
+                    c[i][0] = _mm256_dpbusd_avx_epi32(c[i][0], a, b0);
+                    c[i][1] = _mm256_dpbusd_avx_epi32(c[i][1], a, b1);
+                }
+            }
+#pragma GCC unroll 6
+            for (int i = 0; i < ROWS; i++) {
+                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h), c[i][0]);
+                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h + 8), c[i][1]);
+            }
+        }
 }
 
-#define STEP_MADDUBS(c, a, b) \
-    _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)))
+/* 8-bit activations on plain AVX2, which has no u8·s8 dot product into
+ * int32: VPMADDUBSW adds two u8·s8 products in int16 with saturation, so it
+ * is fed |q| (u8, ≤ 127) and w with q's sign (VPSIGNB): a pair is at most
+ * 127·127·2 < 2¹⁵, and VPMADDWD by ones then adds pairs of pairs in int32.
+ * The sums are Σ q·w exactly (the epilogue's zero is 0), the integers of the
+ * other kernels. Each row is stored twice (quantize_row's `planes`): |q|,
+ * then q, so the kernel broadcasts both instead of computing them. */
+#define STEP_SIGNED(c, a_abs, a_sgn, b) \
+    _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(a_abs, _mm256_sign_epi8(b, a_sgn)), ones))
 TARGET_AVX2 static void tile_avx2(const uint8_t *const *rows, const int8_t *panel, int kq,
                                   int32_t *acc /* [MR][NR] */) {
-    YMM_TILE(4, STEP_MADDUBS)
+    enum { ROWS = 4 };
+    const size_t plane = (size_t)4 * kq; /* the q plane follows the |q| one */
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++)
+        for (int r0 = 0; r0 < MR; r0 += ROWS) {
+            __m256i c[ROWS][2];
+#pragma GCC unroll 4
+            for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] = _mm256_setzero_si256();
+            for (int k = 0; k < kq; k++) {
+                const int8_t *b = panel + (size_t)k * NR * 4 + 64 * h;
+                __m256i b0 = _mm256_load_si256((const __m256i *)b);
+                __m256i b1 = _mm256_load_si256((const __m256i *)(b + 32));
+#pragma GCC unroll 4
+                for (int i = 0; i < ROWS; i++) {
+                    int32_t ga, gs;
+                    memcpy(&ga, rows[r0 + i] + 4 * k, 4);
+                    memcpy(&gs, rows[r0 + i] + plane + 4 * k, 4);
+                    __m256i a_abs = _mm256_set1_epi32(ga), a_sgn = _mm256_set1_epi32(gs);
+                    c[i][0] = STEP_SIGNED(c[i][0], a_abs, a_sgn, b0);
+                    c[i][1] = STEP_SIGNED(c[i][1], a_abs, a_sgn, b1);
+                }
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < ROWS; i++) {
+                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h), c[i][0]);
+                _mm256_storeu_si256((__m256i *)(acc + (r0 + i) * NR + 16 * h + 8), c[i][1]);
+            }
+        }
 }
 #endif
 
@@ -246,19 +285,18 @@ typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
 typedef struct q8_kernel {
     vlp_impl_tag tag;
     tile_fn tile;
-    int qmax; /* activations in [-qmax, qmax] */
+    bool planes; /* each row stored as |q| then q (signed), the sums Σ q·w; else q + 128, Σ (q + 128)·w */
 } q8_kernel;
 static const q8_kernel KERNELS[] = {
 #ifdef VLP_VNNI_X86
-    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, 127},
-    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, 127},
-    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, 63},
+    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, false},
+    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, false},
+    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, true},
 #endif
-    {{"portable", 0}, tile_portable, 127},
+    {{"portable", 0}, tile_portable, false},
 };
 
 const char *q8_level(void) { return VLP_CPU_PICK(KERNELS)->tag.level; }
-int q8_activation_max(void) { return VLP_CPU_PICK(KERNELS)->qmax; }
 
 typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
 
@@ -267,12 +305,13 @@ static void q8_run(const q8_kernel *kern, float *out, const float *inp, const q8
     if (N <= 0) return;
     int C = w->C, OC = w->OC, kq = w->kq, ldq = 4 * kq;
     tile_fn tile = kern->tile;
-    int qmax = kern->qmax;
+    size_t row_bytes = (size_t)ldq * (kern->planes ? 2 : 1);
+    int zero = kern->planes ? 0 : 128; /* what the sums hold beyond Σ q·w: zero · Σw */
     uint8_t *qa = (uint8_t *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
-    float *sa = (float *)(qa + (size_t)N * ldq); /* ldq is a multiple of 4 */
+    float *sa = (float *)(qa + (size_t)N * row_bytes); /* ldq is a multiple of 4 */
     VLP_OMP_FOR
     for (int n = 0; n < N; n++)
-        quantize_row(qa + (size_t)n * ldq, sa + n, inp + (size_t)n * C, C, ldq, qmax);
+        quantize_row(qa + (size_t)n * row_bytes, sa + n, inp + (size_t)n * C, C, ldq, kern->planes);
     int row_blocks = (N + ROW_BLOCK - 1) / ROW_BLOCK, panels = (OC + NR - 1) / NR;
     int groups = (panels + PANEL_GROUP - 1) / PANEL_GROUP;
 #ifdef _OPENMP
@@ -290,10 +329,10 @@ static void q8_run(const q8_kernel *kern, float *out, const float *inp, const q8
                     int mr = r_end - i0 < MR ? r_end - i0 : MR;
                     const uint8_t *rows[MR];
                     /* rows past the end read row i0 again; their sums are not stored */
-                    for (int i = 0; i < MR; i++) rows[i] = qa + (size_t)(i0 + (i < mr ? i : 0)) * ldq;
+                    for (int i = 0; i < MR; i++) rows[i] = qa + (size_t)(i0 + (i < mr ? i : 0)) * row_bytes;
                     tile(rows, panel, kq, acc);
                     store_tile(out + (size_t)i0 * OC + j0, OC, acc, mr, nr, sa + i0, w->scale + j0,
-                               w->wsum + j0, qmax + 1, bias ? bias + j0 : NULL);
+                               w->wsum + j0, zero, bias ? bias + j0 : NULL);
                 }
             }
         }

@@ -8,8 +8,8 @@
  * activations are stored as qa + 128 and 128·Σ_c qw[o][c] is taken off
  * again; the portable kernel computes the same integers, and all share the
  * fp32 epilogue, so their outputs are equal bit for bit. The plain AVX2
- * kernel quantizes the activations to ±63 (+ 64) instead (gemm_int8.c
- * says why): q8_activation_max() is the range of the kernel that runs. */
+ * kernel stores q and |q| instead and sums Σ q·w directly (gemm_int8.c),
+ * the same integers again. */
 #ifndef VLP_OPS_GEMM_INT8_H
 #define VLP_OPS_GEMM_INT8_H
 #include <stdbool.h>
@@ -49,7 +49,6 @@ void q8_linear_forward(float *out, const float *inp, const q8_matrix *w, const f
 /* the same with the portable kernel (8-bit activations) whatever the CPU */
 void q8_linear_forward_portable(float *out, const float *inp, const q8_matrix *w,
                                 const float *bias, int N, void *workspace);
-const char *q8_level(void);   /* "avx512-vnni", "avx2-vnni", "avx2" or "portable" */
-int q8_activation_max(void);  /* 127, or 63 on the plain AVX2 kernel */
+const char *q8_level(void); /* "avx512-vnni", "avx2-vnni", "avx2" or "portable" */
 
 #endif
