@@ -116,6 +116,7 @@ static const char *q8_describe(void) {
         {"avx512-vnni", "int8 (AVX512-VNNI)"},
         {"avx2-vnni", "int8 (AVX-VNNI)"},
         {"avx2", "int8 (AVX2)"},
+        {"dotprod", "int8 (arm64 SDOT)"},
     };
     const char *level = q8_level();
     for (size_t i = 0; i < sizeof WORDS / sizeof *WORDS; i++)

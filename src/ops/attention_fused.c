@@ -31,6 +31,21 @@ typedef void (*small_gemm_fn)(float *C, int ldc, const float *A, int am, int ak,
                               int ldb, int M, int N, int K, float alpha, bool accumulate,
                               attention_tri shape);
 
+/* The loop over a product's tiles, WIDTH columns a tile, each tile call
+ * TILE(c, a, b, kn, mr, w): one copy per kernel, the shape's cuts the same. */
+#define SMALL_GEMM_TILES(WIDTH, TILE)                                                        \
+    for (int m0 = 0; m0 < M; m0 += TM) {                                                     \
+        int mr = M - m0 < TM ? M - m0 : TM, last = m0 + mr - 1;                              \
+        int kn = shape == CAUSAL_P_TIMES && last + 1 < K ? last + 1 : K;                     \
+        for (int n0 = 0; n0 < N; n0 += WIDTH) {                                              \
+            if (shape == CAUSAL_SCORES && n0 > last) break;                                  \
+            int w = N - n0 < WIDTH ? N - n0 : WIDTH;                                         \
+            float *c = C + (size_t)m0 * ldc + n0;                                            \
+            const float *a = A + (size_t)m0 * am;                                            \
+            TILE(c, a, B + n0, kn, mr, w);                                                   \
+        }                                                                                    \
+    }
+
 #ifdef VLP_ATTN_X86 /* (attention_fused.h) */
 #define TARGET_AVX512 __attribute__((target("avx512f")))
 #define TARGET_AVX2 __attribute__((target("avx2,fma")))
@@ -111,21 +126,6 @@ tile8(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb
     }
 }
 
-/* The loop over a product's tiles, WIDTH columns a tile, each tile call
- * TILE(c, a, b, kn, mr, w): one copy per kernel, the shape's cuts the same. */
-#define SMALL_GEMM_TILES(WIDTH, TILE)                                                        \
-    for (int m0 = 0; m0 < M; m0 += TM) {                                                     \
-        int mr = M - m0 < TM ? M - m0 : TM, last = m0 + mr - 1;                              \
-        int kn = shape == CAUSAL_P_TIMES && last + 1 < K ? last + 1 : K;                     \
-        for (int n0 = 0; n0 < N; n0 += WIDTH) {                                              \
-            if (shape == CAUSAL_SCORES && n0 > last) break;                                  \
-            int w = N - n0 < WIDTH ? N - n0 : WIDTH;                                         \
-            float *c = C + (size_t)m0 * ldc + n0;                                            \
-            const float *a = A + (size_t)m0 * am;                                            \
-            TILE(c, a, B + n0, kn, mr, w);                                                   \
-        }                                                                                    \
-    }
-
 /* each case its own inlined copy, the flags folded in */
 #define TILE512(c, a, b, kn, mr, w)                                                          \
     do {                                                                                     \
@@ -158,6 +158,71 @@ static const struct {
 } SMALL_GEMMS[] = {
     {{"avx512", VLP_FEAT_AVX512}, small_gemm_avx512},
     {{"avx2", VLP_FEAT_AVX2}, small_gemm_avx2},
+    {{"gemm", 0}, NULL},
+};
+#elif defined(__aarch64__) && defined(__GNUC__)
+#include <arm_neon.h>
+#include <math.h>
+
+/* The NEON tile: 6 rows by 16 columns in four q registers a row (24
+ * accumulators of the 32); each output the same FMA chain over k as the
+ * x86 tiles (FMLA by element). Ragged tiles (w < 16) take fmaf, the same
+ * fused operation one element at a time. */
+static inline __attribute__((always_inline)) void
+tile_neon(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb, int K, int mr, int w,
+          float alpha, bool accumulate) {
+    const float *a[TM];
+    for (int i = 0; i < TM; i++) a[i] = A + (size_t)(i < mr ? i : 0) * am;
+    if (w < 16) {
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < w; j++) {
+                float c = 0.0f;
+                for (int k = 0; k < K; k++) c = fmaf(a[i][(size_t)k * ak], B[(size_t)k * ldb + j], c);
+                float r = alpha * c;
+                C[(size_t)i * ldc + j] = accumulate ? C[(size_t)i * ldc + j] + r : r;
+            }
+        return;
+    }
+    float32x4_t c[TM][4];
+#pragma GCC unroll 6
+    for (int i = 0; i < TM; i++)
+        for (int j = 0; j < 4; j++) c[i][j] = vdupq_n_f32(0.0f);
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
+#pragma GCC unroll 6
+        for (int i = 0; i < TM; i++) {
+            float x = a[i][(size_t)k * ak];
+            c[i][0] = vfmaq_n_f32(c[i][0], b0, x);
+            c[i][1] = vfmaq_n_f32(c[i][1], b1, x);
+            c[i][2] = vfmaq_n_f32(c[i][2], b2, x);
+            c[i][3] = vfmaq_n_f32(c[i][3], b3, x);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < TM; i++) {
+        if (i >= mr) break;
+        float *o = C + (size_t)i * ldc;
+        for (int j = 0; j < 4; j++) {
+            float32x4_t r = vmulq_n_f32(c[i][j], alpha);
+            if (accumulate) r = vaddq_f32(vld1q_f32(o + 4 * j), r);
+            vst1q_f32(o + 4 * j, r);
+        }
+    }
+}
+
+#define TILE_NEON(c, a, b, kn, mr, w) tile_neon(c, ldc, a, am, ak, b, ldb, kn, mr, w, alpha, accumulate)
+
+static void small_gemm_neon(float *C, int ldc, const float *A, int am, int ak, const float *B, int ldb,
+                            int M, int N, int K, float alpha, bool accumulate, attention_tri shape) {
+    SMALL_GEMM_TILES(16, TILE_NEON)
+}
+
+static const struct {
+    vlp_impl_tag tag;
+    small_gemm_fn gemm;
+} SMALL_GEMMS[] = {
+    {{"neon", VLP_FEAT_NEON}, small_gemm_neon},
     {{"gemm", 0}, NULL},
 };
 #else

@@ -12,7 +12,7 @@
  *
  * The kernels, best first (KERNELS): AVX512-VNNI and AVX-VNNI (VPDPBUSD on
  * zmm / ymm), plain AVX2 (VPMADDUBSW on |q| and sign-carrying weights, then
- * VPMADDWD: tile_avx2 says why), the portable C. All compute the same
+ * VPMADDWD: tile_avx2 says why), arm64 SDOT, the portable C. All compute the same
  * integers, so their outputs are equal bit for bit on every CPU. */
 #include "ops/gemm_int8.h"
 #include "core/cpu.h"
@@ -115,32 +115,36 @@ size_t q8_workspace_bytes(int N, int C) { /* room for two planes a row (the AVX2
     return (size_t)N * 8 * (size_t)((C + 3) / 4) + sizeof(float) * (size_t)N + 64;
 }
 
-/* row n of inp → its scale and q in [-127, 127]: stored q + 128 (the pad
- * 128, i.e. 0), or with `planes` as |q| then q (two rows of ldq bytes, the
- * pads 0); a row with a non-finite value gets scale NaN, so its outputs
- * are NaN (no UB casting NaN to int) */
-static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq, bool planes) {
+/* How a kernel reads a quantized row of ldq bytes (q in [-127, 127]):
+ * BIASED q + 128 (u8; the pad 128, i.e. 0), PLANES |q| then q (two rows,
+ * the pads 0), SIGNED q (s8, the pad 0). The sums of BIASED hold
+ * 128·Σw more than Σ q·w, the others none. */
+typedef enum { BIASED, PLANES, SIGNED } q8_layout;
+
+/* row n of inp → its scale and q in the layout; a row with a non-finite
+ * value gets scale NaN, so its outputs are NaN (no UB casting NaN to int) */
+static void quantize_row(uint8_t *dst, float *scale, const float *x, int C, int ldq, q8_layout layout) {
     float amax = row_absmax(x, C);
+    int8_t *sgn = (int8_t *)dst + (layout == PLANES ? ldq : 0); /* where q goes (PLANES, SIGNED) */
     if (amax <= 0.0f) { /* non-finite: NaN outputs; tiny or zero: a zero row */
         *scale = amax < 0.0f ? NAN : 0.0f;
-        memset(dst, planes ? 0 : 128, (size_t)ldq * (planes ? 2 : 1));
+        memset(dst, layout == BIASED ? 128 : 0, (size_t)ldq * (layout == PLANES ? 2 : 1));
         return;
     }
     *scale = amax / 127.0f;
     float inv = 127.0f / amax;
-    if (planes) {
-        int8_t *sgn = (int8_t *)dst + ldq;
-        for (int c = 0; c < C; c++) {
-            int q = (int)quantized(x[c], inv);
-            dst[c] = (uint8_t)(q < 0 ? -q : q);
-            sgn[c] = (int8_t)q;
-        }
-        memset(dst + C, 0, (size_t)(ldq - C));
-        memset(sgn + C, 0, (size_t)(ldq - C));
+    if (layout == BIASED) {
+        for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv) + 128);
+        memset(dst + C, 128, (size_t)(ldq - C));
         return;
     }
-    for (int c = 0; c < C; c++) dst[c] = (uint8_t)((int)quantized(x[c], inv) + 128);
-    memset(dst + C, 128, (size_t)(ldq - C));
+    for (int c = 0; c < C; c++) {
+        int q = (int)quantized(x[c], inv);
+        if (layout == PLANES) dst[c] = (uint8_t)(q < 0 ? -q : q);
+        sgn[c] = (int8_t)q;
+    }
+    if (layout == PLANES) memset(dst + C, 0, (size_t)(ldq - C));
+    memset(sgn + C, 0, (size_t)(ldq - C));
 }
 
 /* out[i][j] = (acc − zero·Σw) · sa[i] · sw[j] + bias[j], for the tile's
@@ -279,39 +283,77 @@ TARGET_AVX2 static void tile_avx2(const uint8_t *const *rows, const int8_t *pane
 }
 #endif
 
+#if defined(__aarch64__) && defined(__GNUC__)
+#define VLP_SDOT_ARM 1
+#include <arm_neon.h>
+
+/* arm64 with the dot-product extension (armv8.2 DotProd: Cortex-A76,
+ * Neoverse N1, Apple M1 and later): SDOT multiplies signed bytes, so the
+ * rows are stored as q (SIGNED) and the sums are Σ q·w. Rows [r0, r0 + 4)
+ * by channels [16h, 16h + 16) in 16 accumulators (four q registers a row,
+ * four channels each), the panel's 4-byte groups as they are for VNNI. */
+__attribute__((target("arch=armv8.2-a+dotprod"))) static void tile_sdot(const uint8_t *const *rows, const int8_t *panel,
+                                                         int kq, int32_t *acc /* [MR][NR] */) {
+    enum { ROWS = 4 };
+    for (int h = 0; h < 2; h++)
+        for (int r0 = 0; r0 < MR; r0 += ROWS) {
+            int32x4_t c[ROWS][4];
+            for (int i = 0; i < ROWS; i++)
+                for (int j = 0; j < 4; j++) c[i][j] = vdupq_n_s32(0);
+            for (int k = 0; k < kq; k++) {
+                const int8_t *b = panel + (size_t)k * NR * 4 + 64 * h;
+                int8x16_t b0 = vld1q_s8(b), b1 = vld1q_s8(b + 16), b2 = vld1q_s8(b + 32), b3 = vld1q_s8(b + 48);
+#pragma GCC unroll 4
+                for (int i = 0; i < ROWS; i++) {
+                    int32_t g;
+                    memcpy(&g, rows[r0 + i] + 4 * k, 4);
+                    int8x16_t a = vreinterpretq_s8_s32(vdupq_n_s32(g));
+                    c[i][0] = vdotq_s32(c[i][0], a, b0);
+                    c[i][1] = vdotq_s32(c[i][1], a, b1);
+                    c[i][2] = vdotq_s32(c[i][2], a, b2);
+                    c[i][3] = vdotq_s32(c[i][3], a, b3);
+                }
+            }
+            for (int i = 0; i < ROWS; i++)
+                for (int j = 0; j < 4; j++) vst1q_s32(acc + (r0 + i) * NR + 16 * h + 4 * j, c[i][j]);
+        }
+}
+#endif
+
 typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
 
 /* best first: the first whose needs the active level meets runs */
 typedef struct q8_kernel {
     vlp_impl_tag tag;
     tile_fn tile;
-    bool planes; /* each row stored as |q| then q (signed), the sums Σ q·w; else q + 128, Σ (q + 128)·w */
+    q8_layout layout; /* how quantize_row stores a row for it */
 } q8_kernel;
 static const q8_kernel KERNELS[] = {
 #ifdef VLP_VNNI_X86
-    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, false},
-    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, false},
-    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, true},
+    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, BIASED},
+    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, BIASED},
+    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, PLANES},
 #endif
-    {{"portable", 0}, tile_portable, false},
+#ifdef VLP_SDOT_ARM
+    {{"dotprod", VLP_FEAT_NEON | VLP_FEAT_DOTPROD}, tile_sdot, SIGNED},
+#endif
+    {{"portable", 0}, tile_portable, BIASED},
 };
 
 const char *q8_level(void) { return VLP_CPU_PICK(KERNELS)->tag.level; }
-
-typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
 
 static void q8_run(const q8_kernel *kern, float *out, const float *inp, const q8_matrix *w,
                    const float *bias, int N, void *workspace) {
     if (N <= 0) return;
     int C = w->C, OC = w->OC, kq = w->kq, ldq = 4 * kq;
     tile_fn tile = kern->tile;
-    size_t row_bytes = (size_t)ldq * (kern->planes ? 2 : 1);
-    int zero = kern->planes ? 0 : 128; /* what the sums hold beyond Σ q·w: zero · Σw */
+    size_t row_bytes = (size_t)ldq * (kern->layout == PLANES ? 2 : 1);
+    int zero = kern->layout == BIASED ? 128 : 0; /* what the sums hold beyond Σ q·w: zero · Σw */
     uint8_t *qa = (uint8_t *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
     float *sa = (float *)(qa + (size_t)N * row_bytes); /* ldq is a multiple of 4 */
     VLP_OMP_FOR
     for (int n = 0; n < N; n++)
-        quantize_row(qa + (size_t)n * row_bytes, sa + n, inp + (size_t)n * C, C, ldq, kern->planes);
+        quantize_row(qa + (size_t)n * row_bytes, sa + n, inp + (size_t)n * C, C, ldq, kern->layout);
     int row_blocks = (N + ROW_BLOCK - 1) / ROW_BLOCK, panels = (OC + NR - 1) / NR;
     int groups = (panels + PANEL_GROUP - 1) / PANEL_GROUP;
 #ifdef _OPENMP
