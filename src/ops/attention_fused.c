@@ -30,6 +30,12 @@
 typedef void (*small_gemm_fn)(float *C, int ldc, const float *A, int am, int ak, const float *B,
                               int ldb, int M, int N, int K, float alpha, bool accumulate,
                               attention_tri shape);
+/* a kernel family's entry: the level and its small GEMM (NULL: none, the
+ * core takes the BLAS GEMMs) */
+typedef struct small_gemm_impl {
+    vlp_impl_tag tag;
+    small_gemm_fn gemm;
+} small_gemm_impl;
 
 /* The loop over a product's tiles, WIDTH columns a tile, each tile call
  * TILE(c, a, b, kn, mr, w): one copy per kernel, the shape's cuts the same. */
@@ -152,10 +158,7 @@ TARGET_AVX2 static void small_gemm_avx2(float *C, int ldc, const float *A, int a
 }
 
 /* best first; without either the core takes the GEMMs (attention.c) */
-static const struct {
-    vlp_impl_tag tag;
-    small_gemm_fn gemm;
-} SMALL_GEMMS[] = {
+static const small_gemm_impl SMALL_GEMMS[] = {
     {{"avx512", VLP_FEAT_AVX512}, small_gemm_avx512},
     {{"avx2", VLP_FEAT_AVX2}, small_gemm_avx2},
     {{"gemm", 0}, NULL},
@@ -218,18 +221,12 @@ static void small_gemm_neon(float *C, int ldc, const float *A, int am, int ak, c
     SMALL_GEMM_TILES(16, TILE_NEON)
 }
 
-static const struct {
-    vlp_impl_tag tag;
-    small_gemm_fn gemm;
-} SMALL_GEMMS[] = {
+static const small_gemm_impl SMALL_GEMMS[] = {
     {{"neon", VLP_FEAT_NEON}, small_gemm_neon},
     {{"gemm", 0}, NULL},
 };
 #else
-static const struct {
-    vlp_impl_tag tag;
-    small_gemm_fn gemm;
-} SMALL_GEMMS[] = {{{"gemm", 0}, NULL}};
+static const small_gemm_impl SMALL_GEMMS[] = {{{"gemm", 0}, NULL}};
 #endif
 
 bool attention_small_gemm_at(const char *level, float *C, int ldc, const float *A, int am, int ak,
