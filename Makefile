@@ -88,7 +88,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) $(MPI_CFLAGS) $(DEFS) -Iinclude -Isrc -MMD -MP $(CFLAGS)
 LDLIBS_ALL = $(BLAS_LIBS) $(JSON_LIBS) $(IMG_LIBS) $(TEXT_LIBS) $(MPI_LIBS) $(OMP_FLAGS) -lm $(LDFLAGS)
 
-.PHONY: all lib shared tests benches test test-release test-asan test-arm64 bench demo deps clean ref check-checkpoint \
+.PHONY: all lib shared tests benches test test-release test-asan test-arm64 test-cpus bench demo deps clean ref check-checkpoint \
         install uninstall fuzz fuzz-long fuzz-build FORCE
 all: $(CONFIG) lib $(BUILD)/vlp tests benches
 
@@ -101,11 +101,17 @@ shared: $(BUILD)/libvlp.so.$(VERSION)
 tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(FUZZ_REPLAY) $(BUILD)/vlp
 benches: $(BENCHES)
 
-$(BUILD)/%.o: %.c $(CONFIG)
+# the flags the objects were compiled with: a change (ARCH, CFLAGS, CC)
+# rebuilds them, rather than linking objects built for another CPU
+$(BUILD)/flags.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(CFLAGS_ALL) $(LEVEL_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL) $(LEVEL_CFLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/pic/%.o: %.c $(CONFIG)
+$(BUILD)/pic/%.o: %.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
 
@@ -116,10 +122,10 @@ $(BUILD)/pic/%.o: %.c $(CONFIG)
 # exception flags and no errno from libm)
 LEVEL_CFLAGS := -fno-trapping-math -fno-math-errno
 define level_rule
-$(BUILD)/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG)
+$(BUILD)/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS_ALL) $$(LEVEL_CFLAGS) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1) -c $$< -o $$@
-$(BUILD)/pic/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG)
+$(BUILD)/pic/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS_ALL) $$(LEVEL_CFLAGS) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1) -fPIC -c $$< -o $$@
 endef
@@ -180,7 +186,7 @@ $(BUILD)/tests/tools/lib%.so: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -fPIC -shared $< -o $@ -ldl
 
-$(BUILD)/tests/tools/%: tests/tools/%.c $(CONFIG)
+$(BUILD)/tests/tools/%: tests/tools/%.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDLIBS_ALL)
 
@@ -220,6 +226,16 @@ test-arm64:
 	@PKG_CONFIG_LIBDIR=$(ARM64_PKG_CONFIG) $(MAKE) --no-print-directory CC=aarch64-linux-gnu-gcc \
 	    BUILDROOT=build/arm64 MODE=release tests
 	@VLP_TEST_RUNNER="$(ARM64_QEMU)" sh tests/run.sh build/arm64/release
+
+# the release build on CPUs with fewer features than this one, their CPUID
+# emulated by qemu-user (x86-64 without AVX, then AVX2 without AVX-512):
+# the build runs on them and its tests pass at their levels
+MASKED_CPUS ?= Nehalem Haswell
+test-cpus:
+	@sh scripts/deps.sh --qemu
+	@$(MAKE) --no-print-directory MODE=release tests
+	@for cpu in $(MASKED_CPUS); do echo "== qemu-x86_64 -cpu $$cpu"; \
+	    VLP_TEST_RUNNER="qemu-x86_64 -cpu $$cpu" sh tests/run.sh build/release || exit 1; done
 
 bench: deps
 	@$(MAKE) --no-print-directory MODE=release benches

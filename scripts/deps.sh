@@ -6,6 +6,7 @@
 #   scripts/deps.sh --data   also npm (when no npm is on PATH), to fetch the demo data
 #   scripts/deps.sh --fuzz   also clang and its libFuzzer runtime, for make fuzz
 #   scripts/deps.sh --arm64  also the arm64 cross compiler, arm64 libraries and qemu-user, for make test-arm64
+#   scripts/deps.sh --qemu   also qemu-user, for make test-cpus
 set -eu
 ARM64=
 
@@ -14,6 +15,7 @@ for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-dev" ;;
+        --qemu) PKGS="$PKGS qemu-user" ;;
         # Debian's multiarch: the same libraries for arm64 beside the host's
         --arm64) ARM64=1
                  PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libgomp1:arm64 libopenblas-openmp-dev:arm64 libcmocka-dev:arm64 libjansson-dev:arm64 libpng-dev:arm64 libjpeg-dev:arm64 libwebp-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64 zlib1g-dev:arm64 libxxhash-dev:arm64" ;;

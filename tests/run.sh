@@ -88,7 +88,7 @@ for dir in "$@"; do
         run_one "$t" ""
     done
     # the levels below this CPU's own (vlp info --levels: those it runs, lowest first)
-    levels=$("$dir/vlp" info --levels 2>/dev/null | awk -F'\t' '$2 == "yes" { print $1 }' | sed '$d')
+    levels=$($runner "$dir/vlp" info --levels 2>/dev/null | awk -F'\t' '$2 == "yes" { print $1 }' | sed '$d')
     for level in $levels; do
         for name in $LEVEL_TESTS; do
             [ -x "$dir/tests/$name" ] || continue
