@@ -21,12 +21,11 @@ static const struct {
 /* VLP_CPU lowered the level and OPENBLAS_CORETYPE is not set: re-exec with
  * the level's core (VLP_BLAS_CORE_SET marks the second run) */
 static void blas_core_for_level(char **argv) {
-    vlp_sysinfo s;
-    vlp_sysinfo_get(&s);
+    const vlp_cpu_state *c = vlp_cpu();
     const char *core_env = getenv("OPENBLAS_CORETYPE");
-    if (!strcmp(s.isa, s.cpu_isa) || (core_env && *core_env) || getenv("VLP_BLAS_CORE_SET")) return;
+    if (!c->forced || (core_env && *core_env) || getenv("VLP_BLAS_CORE_SET")) return;
     for (size_t i = 0; i < sizeof LEVEL_CORES / sizeof *LEVEL_CORES; i++)
-        if (!strcmp(s.isa, LEVEL_CORES[i].level)) {
+        if (!strcmp(c->level, LEVEL_CORES[i].level)) {
             setenv("OPENBLAS_CORETYPE", LEVEL_CORES[i].core, 1);
             setenv("VLP_BLAS_CORE_SET", LEVEL_CORES[i].core, 1);
             execv("/proc/self/exe", argv);

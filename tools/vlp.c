@@ -27,7 +27,7 @@ static const struct {
     {"caption", cmd_caption, "captions of images (CoCa models: greedy or beam search)"},
     {"eval", cmd_eval, "zero-shot, retrieval and linear probe on a labelled set"},
     {"adapt", cmd_adapt, "learn prompts (CoOp, CoCoOp, MaPLe) or a probe from a few labelled images"},
-    {"quantize", cmd_quantize, "write an int8 model for embedding (per-channel weights, VNNI kernels)"},
+    {"quantize", cmd_quantize, "write an int8 model for embedding (per-channel weights, int8 kernels)"},
     {"models", cmd_models, "the architectures vlp knows by name (ViT-B-32, ViT-H-14, tiny, ...)"},
 };
 

@@ -131,7 +131,7 @@ static void resolve(void) {
     } else {
         s->active = l->features;
         s->level = l->name;
-        s->forced = want;
+        s->forced = s->active != s->cpu ? want : NULL; /* the CPU's own level is no lowering */
         return;
     }
     s->active = 0;

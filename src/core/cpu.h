@@ -43,7 +43,7 @@ typedef struct vlp_cpu_state {
     unsigned cpu;        /* the CPU's features */
     unsigned active;     /* those the kernels may use */
     const char *level;   /* the highest level within active */
-    const char *forced;  /* VLP_CPU's value when it lowered the level, else NULL */
+    const char *forced;  /* VLP_CPU's value when it took features away, else NULL */
     vlp_err status;      /* VLP_OK, or why VLP_CPU was refused */
     char message[256];
 } vlp_cpu_state;
