@@ -135,7 +135,7 @@ static vlp_err add_item(builder *b, const char *dir, const char *vendor, int vi,
 }
 
 static bool has_img(json_t *e, const char *vendor) {
-    char key[64];
+    char key[300]; /* "has_img_" and a vendor name (the callers pass up to 255 bytes) */
     snprintf(key, sizeof key, "has_img_%s", vendor);
     return json_is_true(json_object_get(e, key));
 }
