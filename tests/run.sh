@@ -19,8 +19,9 @@ unset OPENBLAS_CORETYPE VLP_CPU VLP_KEEP_OPENBLAS_CORETYPE
 # run again at every level below the CPU's own (VLP_CPU), so that one
 # machine tests each path it can run
 # the tests that start threads of their own (data loaders' workers, the
-# thread-count checks), skipped under an emulator that cannot
-THREADED_TESTS="test_threads test_dataset test_train test_dist"
+# thread-count checks, a GEMM inside a 2-thread region), skipped under an
+# emulator that cannot
+THREADED_TESTS="test_threads test_dataset test_train test_dist test_gemm_bf16"
 LEVEL_TESTS="test_levels test_attention test_gemm_int8 test_gemm_bf16 test_ops_ref test_ops_grad test_clip test_int8_model test_coca test_mae"
 
 # VLP_TEST_RUNNER (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu", make
@@ -87,10 +88,14 @@ for dir in "$@"; do
         esac
         run_one "$t" ""
     done
+    # under an emulator, only the tests of the kernels that have levels on
+    # every architecture (emulated, the others take minutes a level)
+    level_tests=$LEVEL_TESTS
+    [ -n "$runner" ] && level_tests="test_levels test_attention test_gemm_int8 test_int8_model"
     # the levels below this CPU's own (vlp info --levels: those it runs, lowest first)
     levels=$($runner "$dir/vlp" info --levels 2>/dev/null | awk -F'\t' '$2 == "yes" { print $1 }' | sed '$d')
     for level in $levels; do
-        for name in $LEVEL_TESTS; do
+        for name in $level_tests; do
             [ -x "$dir/tests/$name" ] || continue
             VLP_CPU=$level run_one "$dir/tests/$name" " [VLP_CPU=$level]"
         done
