@@ -122,12 +122,13 @@ $(BUILD)/pic/%.o: %.c $(CONFIG) $(BUILD)/flags.stamp
 # exception flags and no errno from libm)
 LEVEL_CFLAGS := -fno-trapping-math -fno-math-errno
 define level_rule
+LEVEL_CC_$(1) = $$(CC) $$(CFLAGS_ALL) $$(LEVEL_CFLAGS) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1)
 $(BUILD)/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS_ALL) $$(LEVEL_CFLAGS) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1) -c $$< -o $$@
+	$$(LEVEL_CC_$(1)) -c $$< -o $$@
 $(BUILD)/pic/src/ops/levels/%.$(1).o: src/ops/levels/%.c $(CONFIG) $(BUILD)/flags.stamp
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS_ALL) $$(LEVEL_CFLAGS) $$(if $$(LEVEL_MARCH_$(1)),-march=$$(LEVEL_MARCH_$(1))) -DVLP_LEVEL=$(1) -fPIC -c $$< -o $$@
+	$$(LEVEL_CC_$(1)) -fPIC -c $$< -o $$@
 endef
 $(foreach l,$(LEVELS),$(eval $(call level_rule,$(l))))
 

@@ -15,13 +15,13 @@ export CMOCKA_MESSAGE_OUTPUT=TAP
 # tests pick their thread count; keep the user's environment from changing kernels
 unset OPENBLAS_CORETYPE VLP_CPU VLP_KEEP_OPENBLAS_CORETYPE
 
-# the tests of the kernels that exist at several instruction-set levels:
-# run again at every level below the CPU's own (VLP_CPU), so that one
-# machine tests each path it can run
 # the tests that start threads of their own (data loaders' workers, the
 # thread-count checks, a GEMM inside a 2-thread region), skipped under an
 # emulator that cannot
 THREADED_TESTS="test_threads test_dataset test_train test_dist test_gemm_bf16"
+# the tests of the kernels that exist at several instruction-set levels:
+# run again at every level below the CPU's own (VLP_CPU), so that one
+# machine tests each path it can run
 LEVEL_TESTS="test_levels test_attention test_gemm_int8 test_gemm_bf16 test_ops_ref test_ops_grad test_clip test_int8_model test_coca test_mae"
 
 # VLP_TEST_RUNNER (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu", make
@@ -39,18 +39,21 @@ TEST_TIMEOUT=${VLP_TEST_TIMEOUT:-900} # seconds a test may take under a runner b
 passed=0; failed=0; skipped=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# listed NAME LIST: NAME is one of the words of LIST
+listed() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
 # run_one TEST LABEL: runs it (VLP_CPU as exported), counts its TAP lines
 run_one() {
     t=$1; label=$2
-    if [ -z "$runner" ]; then
+    if [ -n "$no_threads" ] && listed "$(basename "$t")" "$THREADED_TESTS"; then
+        echo "1..0 # SKIP it starts threads, which $runner cannot start here" >"$log"
+    elif [ -z "$runner" ]; then
         "$t" >"$log" 2>&1
     elif [ "$(head -c 2 "$t")" != "#!" ]; then
         timeout "$TEST_TIMEOUT" $runner "$t" >"$log" 2>&1
     else
-        case " $RUNNER_SCRIPTS " in
-            *" $(basename "$t") "*) "$t" >"$log" 2>&1 ;;
-            *) echo "1..0 # SKIP a script that execs the build's vlp itself, which $runner runs only through VLP_TEST_RUNNER" >"$log" ;;
-        esac
+        if listed "$(basename "$t")" "$RUNNER_SCRIPTS"; then "$t" >"$log" 2>&1
+        else echo "1..0 # SKIP a script that execs the build's vlp itself, which $runner runs only through VLP_TEST_RUNNER" >"$log"
+        fi
     fi
     rc=$?
     # "ok N # SKIP", "not ok N # SKIP" (cmocka) and "1..0 # SKIP" (a whole script) are skips
@@ -80,12 +83,6 @@ for dir in "$@"; do
     fi
     for t in "$dir"/tests/test_*; do
         [ -x "$t" ] || continue
-        case " $THREADED_TESTS " in
-            *" $(basename "$t") "*) if [ -n "$no_threads" ]; then
-                echo "ok   $t (0 passed, 1 skipped)"; echo "     skipped: it starts threads"
-                skipped=$((skipped + 1)); continue
-            fi ;;
-        esac
         run_one "$t" ""
     done
     # under an emulator, only the tests of the kernels that have levels on

@@ -30,6 +30,20 @@ static float ref_quantize(int8_t *q, const float *x, int C) {
     return amax / 127.0f;
 }
 
+/* w (OC, C) quantized per channel into qw (OC·C) and sw (OC), packed, then
+ * out (N, OC) = fn on x (N, C) and bias; the packed matrix freed again */
+static void quantize_and_run(q8_fn fn, float *out, const float *x, const float *w, int8_t *qw, float *sw,
+                             const float *bias, int N, int C, int OC) {
+    q8_matrix m;
+    vlp_error err = {0};
+    assert_true(q8_quantize_rows(qw, sw, w, OC, C));
+    assert_int_equal(q8_matrix_init(&m, qw, sw, OC, C, &err), VLP_OK);
+    void *ws = malloc(q8_workspace_bytes(N, C));
+    fn(out, x, &m, bias, N, ws);
+    q8_matrix_free(&m);
+    free(ws);
+}
+
 static void check_shape(q8_fn fn, const char *kernel, int N, int C, int OC, bool with_bias) {
     rng r = {(uint64_t)(N * 1009 + C * 31 + OC)};
     float *x = falloc((size_t)N * C), *w = falloc((size_t)OC * C), *out = falloc((size_t)N * OC);
@@ -40,13 +54,8 @@ static void check_shape(q8_fn fn, const char *kernel, int N, int C, int OC, bool
     if (N > 2) memset(x + (size_t)C, 0, sizeof(float) * C); /* a zero row: scale 0 */
     int8_t *qw = malloc((size_t)OC * C), *qa = malloc((size_t)C);
     float *sw = falloc((size_t)OC);
-    assert_true(q8_quantize_rows(qw, sw, w, OC, C));
-    q8_matrix m;
-    vlp_error err = {0};
-    assert_int_equal(q8_matrix_init(&m, qw, sw, OC, C, &err), VLP_OK);
-    void *ws = malloc(q8_workspace_bytes(N, C));
     for (size_t i = 0; i < (size_t)N * OC; i++) out[i] = NAN; /* every output written */
-    fn(out, x, &m, bias, N, ws);
+    quantize_and_run(fn, out, x, w, qw, sw, bias, N, C, OC);
     for (int n = 0; n < N; n++) {
         float sa = ref_quantize(qa, x + (size_t)n * C, C);
         for (int o = 0; o < OC; o++) {
@@ -60,8 +69,7 @@ static void check_shape(q8_fn fn, const char *kernel, int N, int C, int OC, bool
                          kernel, N, C, OC, with_bias, n, o, got, want);
         }
     }
-    q8_matrix_free(&m);
-    free(x), free(w), free(out), free(bias), free(qw), free(qa), free(sw), free(ws);
+    free(x), free(w), free(out), free(bias), free(qw), free(qa), free(sw);
 }
 
 static const int shapes[][3] = {
@@ -98,20 +106,14 @@ static void test_extreme_values(void **state) {
         for (int c = 0; c < C; c++) w[(size_t)o * C + c] = ((o + c / 2) % 2) ? 1.0f : -1.0f;
     int8_t qw[33 * 64];
     float sw[33];
-    q8_matrix m;
-    vlp_error err = {0};
-    assert_true(q8_quantize_rows(qw, sw, w, OC, C));
-    assert_int_equal(q8_matrix_init(&m, qw, sw, OC, C, &err), VLP_OK);
-    void *ws = malloc(q8_workspace_bytes(N, C));
-    q8_linear_forward(out, x, &m, NULL, N, ws);
+    quantize_and_run(q8_linear_forward, out, x, w, qw, sw, NULL, N, C, OC);
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             float want = (n + o) % 2 ? -64.0f : 64.0f; /* ±1 · ±1: the same sign on every c, or the other */
             float got = out[(size_t)n * OC + o];
             if (fabsf(got - want) > 1e-4f) fail_msg("out[%d][%d] = %.6g, want %.6g", n, o, got, want);
         }
-    q8_matrix_free(&m);
-    free(x), free(w), free(out), free(ws);
+    free(x), free(w), free(out);
 }
 
 /* Per-channel symmetric quantization, on values whose results are known. */
@@ -147,18 +149,11 @@ static void test_nonfinite_row(void **state) {
     for (int c = 0; c < C; c++) x[2 * C + c] = c % 2 ? 1e-38f : 0.0f; /* tiny: a zero row */
     int8_t qw[40];
     float sw[5];
-    q8_matrix m;
-    vlp_error err = {0};
-    assert_true(q8_quantize_rows(qw, sw, w, OC, C));
-    assert_int_equal(q8_matrix_init(&m, qw, sw, OC, C, &err), VLP_OK);
-    void *ws = malloc(q8_workspace_bytes(N, C));
-    q8_linear_forward(out, x, &m, NULL, N, ws);
+    quantize_and_run(q8_linear_forward, out, x, w, qw, sw, NULL, N, C, OC);
     for (int o = 0; o < OC; o++) {
         assert_true(isfinite(out[o]) && out[2 * OC + o] == 0.0f);
         assert_true(isnan(out[OC + o]));
     }
-    q8_matrix_free(&m);
-    free(ws);
 }
 
 /* On a layer of the model's size the int8 result is within quantization
@@ -171,12 +166,7 @@ static void test_close_to_fp32(void **state) {
     fill_normal(&r, x, (size_t)N * C, 1.0f, 0.0f);
     fill_normal(&r, w, (size_t)OC * C, 0.03f, 0.0f);
     int8_t *qw = malloc((size_t)OC * C);
-    assert_true(q8_quantize_rows(qw, sw, w, OC, C));
-    q8_matrix m;
-    vlp_error err = {0};
-    assert_int_equal(q8_matrix_init(&m, qw, sw, OC, C, &err), VLP_OK);
-    void *ws = malloc(q8_workspace_bytes(N, C));
-    q8_linear_forward(out, x, &m, NULL, N, ws);
+    quantize_and_run(q8_linear_forward, out, x, w, qw, sw, NULL, N, C, OC);
     vlp_sgemm(false, true, N, OC, C, 1.0f, x, C, w, C, 0.0f, ref, OC);
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < (size_t)N * OC; i++) {
@@ -187,8 +177,7 @@ static void test_close_to_fp32(void **state) {
     printf("# int8 vs fp32 relative RMS error %.2e (200x768x512, normal data)\n", rel);
     assert_true(rel < 2e-2);
     assert_true(rel > 1e-4);
-    q8_matrix_free(&m);
-    free(x), free(w), free(out), free(ref), free(sw), free(qw), free(ws);
+    free(x), free(w), free(out), free(ref), free(sw), free(qw);
 }
 
 int main(void) {

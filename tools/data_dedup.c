@@ -6,8 +6,8 @@
  * duplicates are settled by the hash, not by SemDeDup: identical images at
  * two places of a batch can embed a few ulp apart (the BLAS's edge tiles
  * sum in another order on some CPUs), which would make the one SemDeDup
- * keeps depend on the CPU. Pass 1 hashes, embeds (batched) and writes one status byte a sample
- * and the embeddings to files beside the output; the embeddings are then
+ * keeps depend on the CPU. Pass 1 hashes, embeds (batched) and writes one
+ * status byte a sample and the embeddings to files beside the output; the embeddings are then
  * mapped, clustered and deduplicated cluster by cluster; pass 2 writes what
  * is kept. Memory: 24 bytes a sample (hash set, cluster, order) and the
  * largest cluster's embeddings; the embeddings themselves stay on disk. */

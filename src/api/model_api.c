@@ -108,22 +108,6 @@ int vlp_model_embed_dim(const vlp_model *v) { return v->m.cfg.embed_dim; }
 int vlp_model_image_size(const vlp_model *v) { return v->m.cfg.vision.image_size; }
 int vlp_model_context_length(const vlp_model *v) { return v->m.cfg.text.context_length; }
 
-/* which int8 kernel runs, in words */
-static const char *q8_describe(void) {
-    static const struct {
-        const char *level, *words;
-    } WORDS[] = {
-        {"avx512-vnni", "int8 (AVX512-VNNI)"},
-        {"avx2-vnni", "int8 (AVX-VNNI)"},
-        {"avx2", "int8 (AVX2)"},
-        {"dotprod", "int8 (arm64 SDOT)"},
-    };
-    const char *level = q8_level();
-    for (size_t i = 0; i < sizeof WORDS / sizeof *WORDS; i++)
-        if (!strcmp(level, WORDS[i].level)) return WORDS[i].words;
-    return "int8 (portable kernel: this CPU has no AVX2)";
-}
-
 const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     const clip_config *c = &v->m.cfg;
     int used = snprintf(buf, n, "%s: embed %d; vision %dpx patch %d width %d x %d layers (%d heads); text ctx %d "

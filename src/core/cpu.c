@@ -107,17 +107,17 @@ static pthread_once_t ONCE = PTHREAD_ONCE_INIT;
 static void resolve(void) {
     vlp_cpu_state *s = &STATE;
     s->cpu = s->active = detect();
-    s->level = level_of(s->active);
+    s->level = s->cpu_level = level_of(s->cpu);
     const char *want = getenv("VLP_CPU");
     if (!want || !*want || !strcasecmp(want, "native")) return;
     const vlp_cpu_level *l = NULL;
     for (size_t i = 0; i < NLEVELS; i++)
         if (!strcasecmp(want, LEVELS[i].name)) l = &LEVELS[i];
-    char names[160] = "";
-    for (size_t i = 0, u = 0; i < NLEVELS; i++)
-        u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "", LEVELS[i].name);
     /* refused: the kernels run their portable paths (nothing the user did not ask for) */
     if (!l) {
+        char names[160] = "";
+        for (size_t i = 0, u = 0; i < NLEVELS; i++)
+            u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "", LEVELS[i].name);
         s->status = VLP_ERR_ARG;
         snprintf(s->message, sizeof s->message, "VLP_CPU=%s is no level of this build; the levels: %s, or native",
                  want, names);
@@ -127,7 +127,7 @@ static void resolve(void) {
         s->status = VLP_ERR_UNSUPPORTED;
         snprintf(s->message, sizeof s->message,
                  "VLP_CPU=%s is above this CPU (%s): it lacks %s; VLP_CPU can only lower the level", want,
-                 level_of(s->cpu), lacks);
+                 s->cpu_level, lacks);
     } else {
         s->active = l->features;
         s->level = l->name;

@@ -43,6 +43,7 @@ typedef struct vlp_cpu_state {
     unsigned cpu;        /* the CPU's features */
     unsigned active;     /* those the kernels may use */
     const char *level;   /* the highest level within active */
+    const char *cpu_level; /* the highest level within cpu (differs when VLP_CPU lowered it) */
     const char *forced;  /* VLP_CPU's value when it took features away, else NULL */
     vlp_err status;      /* VLP_OK, or why VLP_CPU was refused */
     char message[256];

@@ -20,12 +20,7 @@ static void cpu_features(vlp_sysinfo *s) {
     s->avx512f = (c->active & VLP_FEAT_AVX512) != 0;
     s->avx512bf16 = (c->active & VLP_FEAT_AVX512_BF16) != 0;
     snprintf(s->isa, sizeof s->isa, "%s", c->level);
-    size_t n;
-    const vlp_cpu_level *levels = vlp_cpu_levels(&n);
-    snprintf(s->cpu_isa, sizeof s->cpu_isa, "%s", levels[0].name);
-    for (size_t i = 0; i < n; i++)
-        if ((levels[i].features & c->cpu) == levels[i].features)
-            snprintf(s->cpu_isa, sizeof s->cpu_isa, "%s", levels[i].name);
+    snprintf(s->cpu_isa, sizeof s->cpu_isa, "%s", c->cpu_level);
     ops_kernel_levels(s->kernels, sizeof s->kernels);
 }
 

@@ -326,21 +326,23 @@ typedef void (*tile_fn)(const uint8_t *const *, const int8_t *, int, int32_t *);
 typedef struct q8_kernel {
     vlp_impl_tag tag;
     tile_fn tile;
-    q8_layout layout; /* how quantize_row stores a row for it */
+    q8_layout layout;  /* how quantize_row stores a row for it */
+    const char *words; /* for vlp_model_describe */
 } q8_kernel;
 static const q8_kernel KERNELS[] = {
 #ifdef VLP_VNNI_X86
-    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, BIASED},
-    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, BIASED},
-    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, PLANES},
+    {{"avx512-vnni", VLP_FEAT_AVX512 | VLP_FEAT_AVX512_VNNI}, tile_vnni, BIASED, "int8 (AVX512-VNNI)"},
+    {{"avx2-vnni", VLP_FEAT_AVX2 | VLP_FEAT_AVX_VNNI}, tile_avxvnni, BIASED, "int8 (AVX-VNNI)"},
+    {{"avx2", VLP_FEAT_AVX2}, tile_avx2, PLANES, "int8 (AVX2)"},
 #endif
 #ifdef VLP_SDOT_ARM
-    {{"dotprod", VLP_FEAT_NEON | VLP_FEAT_DOTPROD}, tile_sdot, SIGNED},
+    {{"dotprod", VLP_FEAT_NEON | VLP_FEAT_DOTPROD}, tile_sdot, SIGNED, "int8 (arm64 SDOT)"},
 #endif
-    {{"portable", 0}, tile_portable, BIASED},
+    {{"portable", 0}, tile_portable, BIASED, "int8 (portable kernel: no int8 instructions at this level)"},
 };
 
 const char *q8_level(void) { return VLP_CPU_PICK(KERNELS)->tag.level; }
+const char *q8_describe(void) { return VLP_CPU_PICK(KERNELS)->words; }
 
 static void q8_run(const q8_kernel *kern, float *out, const float *inp, const q8_matrix *w,
                    const float *bias, int N, void *workspace) {

@@ -49,6 +49,7 @@ void q8_linear_forward(float *out, const float *inp, const q8_matrix *w, const f
 /* the same with the portable kernel (8-bit activations) whatever the CPU */
 void q8_linear_forward_portable(float *out, const float *inp, const q8_matrix *w,
                                 const float *bias, int N, void *workspace);
-const char *q8_level(void); /* "avx512-vnni", "avx2-vnni", "avx2" or "portable" */
+const char *q8_level(void); /* "avx512-vnni", "avx2-vnni", "avx2", "dotprod" or "portable" */
+const char *q8_describe(void); /* the kernel in words: "int8 (AVX512-VNNI)", ... */
 
 #endif
