@@ -56,8 +56,8 @@ static train_opts small_opts(void) {
 
 /* Pairs, tokenizer, model (initialised from init_seed) and loader; a trainer
  * on run_dir when given. width: the towers' width (bigger → slower writes). */
-static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, const char *run_dir,
-                         int width) {
+static void fixture_init_heads(fixture *f, const train_opts *o, uint64_t init_seed,
+                               const char *run_dir, int width, bool every_head) {
     memset(f, 0, sizeof *f);
     synthetic_pairs(5, f->rgb, sizeof f->rgb, f->captions, NPAIRS);
     for (int i = 0; i < NPAIRS; i++)
@@ -76,19 +76,27 @@ static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, co
         .vision = {.image_size = S, .patch_size = 4, .width = width, .layers = 2, .heads = 2, .mlp_width = 4 * width},
         .text = {.context_length = 8, .vocab_size = f->tok.vocab_size, .width = width, .layers = 2,
                  .heads = 2, .mlp_width = 4 * width}};
-    if (!strcmp(o->objective->name, "coca") || !strcmp(o->objective->name, "textlm")) {
+    bool coca = !strcmp(o->objective->name, "coca") || !strcmp(o->objective->name, "textlm");
+    bool mae = !strcmp(o->objective->name, "mae") || !strcmp(o->objective->name, "clip-mae");
+    if (coca || every_head) {
         /* a one-layer decoder; its width is the text tower's and the embedding's */
         f->cfg.embed_dim = width;
         f->cfg.multimodal = (clip_multimodal_cfg){.width = width, .heads = 2, .layers = 1,
                                                   .mlp_width = 4 * width};
     }
-    if (!strcmp(o->objective->name, "mae") || !strcmp(o->objective->name, "clip-mae"))
+    if (every_head) f->cfg.has_logit_bias = true;
+    if (mae || every_head)
         f->cfg.mae = (clip_mae_cfg){.width = 16, .heads = 2, .layers = 1, .mlp_width = 32};
     check(clip_init(&f->m, &f->cfg, &err), &err);
     clip_init_weights(&f->m, init_seed);
     image_norm norm = image_norm_openai();
     check(pair_loader_create(&f->loader, f->rgb, f->cap_ptrs, 2, NPAIRS, S, &f->tok, 8, &norm, o->seed, &err), &err);
     if (run_dir) check(trainer_create(&f->t, &f->m, &f->loader, o, run_dir, NULL, &err), &err);
+}
+
+static void fixture_init(fixture *f, const train_opts *o, uint64_t init_seed, const char *run_dir,
+                         int width) {
+    fixture_init_heads(f, o, init_seed, run_dir, width, false);
 }
 
 static void fixture_free(fixture *f) {
@@ -502,7 +510,6 @@ static const objective_option fixed_options[] = {
     [TEMPERATURE] = {"temperature", "--temperature", "T", "the fixed softmax temperature",
                      OBJECTIVE_NUMBER, 0.07f, 1e-3f, 10.0f},
 };
-static const char *const fixed_untrained[] = {"logit_scale", "mae_decoder.", NULL};
 
 static vlp_err fixed_grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {
     embeddings *e = state;
@@ -521,7 +528,7 @@ static const objective fixed_temperature = {
     .options = fixed_options,
     .noptions = 1,
     .lock = LOCK_OPTIONAL,
-    .untrained = fixed_untrained,
+    .trains = TRAINS_TOWERS, /* not the logit scale */
     .create = embeddings_create,
     .grads = fixed_grads,
     .free = embeddings_destroy,
@@ -778,9 +785,100 @@ static void test_locked_image_tower(void **state) {
     remove_dir(d1), remove_dir(d2), remove_dir(d3);
 }
 
+
+/* ---- what an objective does not train stays as it is --------------------------------- */
+
+/* Each built-in objective and the parameters it trains (name prefixes),
+ * written down here rather than read from the objective: on a model that
+ * carries every head (CoCa's text decoder, MAE's decoder, SigLIP's logit
+ * bias), a step with weight decay must leave everything else bit for bit
+ * as it was, and move something in each part it trains. The case that
+ * started it: `clip` on a CoCa model decayed text_decoder.* every step. */
+static const struct {
+    const char *objective;
+    const char *trains[8];
+} trained_parts[] = {
+    {"clip", {"visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+              "text_projection", "logit_scale"}},
+    {"siglip", {"visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+                "text_projection", "logit_scale", "logit_bias"}},
+    {"filip", {"visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+               "text_projection", "logit_scale"}},
+    {"coca", {"visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+              "text_projection", "logit_scale", "text_decoder."}},
+    {"textlm", {"transformer.", "token_embedding.", "positional_embedding", "text_decoder."}},
+    {"mae", {"visual.", "mae_decoder."}},
+    {"clip-mae", {"visual.", "transformer.", "token_embedding.", "positional_embedding",
+                  "ln_final.", "text_projection", "logit_scale", "mae_decoder."}},
+};
+
+static int trained_prefix(const char *const *prefixes, const char *name) {
+    for (int k = 0; k < 8 && prefixes[k]; k++)
+        if (!strncmp(name, prefixes[k], strlen(prefixes[k]))) return k;
+    return -1;
+}
+
+static void test_untrained_parts_stay(void **state) {
+    int objectives = 0;
+    for (int i = 0; vlp_objectives[i]; i++) {
+        const objective *obj = vlp_objectives[i];
+        int row = -1;
+        for (size_t r = 0; r < sizeof trained_parts / sizeof *trained_parts; r++)
+            if (!strcmp(trained_parts[r].objective, obj->name)) row = (int)r;
+        if (row < 0) fail_msg("objective %s: add what it trains to trained_parts", obj->name);
+        const char *const *trains = trained_parts[row].trains;
+        train_opts o = small_opts();
+        train_opts_set_objective(&o, obj);
+        o.adam.weight_decay = 0.5f; /* decay alone moves any 2-D tensor it reaches */
+        char *d = make_dir();
+        fixture f;
+        /* nothing frozen: the loss's gradient reaches the parts the table
+         * names and no other (what the objective declares is what it uses) */
+        fixture_init_heads(&f, &o, 3, d, 16, true);
+        for (int k = 0; k < f.m.nparams; k++) f.m.params[k].frozen = false;
+        train_steps(f.t, 1, NULL);
+        for (int k = 0; k < f.m.nparams; k++) {
+            const vlp_param *p = &f.m.params[k];
+            bool reached = false;
+            for (size_t j = 0; j < p->numel && !reached; j++) reached = f.m.grads[p->offset + j] != 0;
+            bool declared = (obj->trains & p->part) != 0;
+            if (reached && trained_prefix(trains, p->name) < 0)
+                fail_msg("%s's loss reaches %s, which it does not train", obj->name, p->name);
+            if (reached && !declared)
+                fail_msg("%s's loss reaches %s (%s), which it does not declare", obj->name, p->name,
+                         clip_part_name(p->part));
+        }
+        fixture_free(&f);
+        fixture_init_heads(&f, &o, 3, d, 16, true);
+        float *w0 = malloc(sizeof(float) * f.m.nfloats);
+        memcpy(w0, f.m.weights, sizeof(float) * f.m.nfloats);
+        train_steps(f.t, 2, NULL);
+        bool moved_part[8] = {false};
+        int kept = 0;
+        for (int k = 0; k < f.m.nparams; k++) {
+            const vlp_param *p = &f.m.params[k];
+            bool moved = memcmp(f.m.weights + p->offset, w0 + p->offset, sizeof(float) * p->numel);
+            int part = trained_prefix(trains, p->name);
+            if (part < 0 && moved) fail_msg("%s changed %s, which it does not train", obj->name, p->name);
+            if (part >= 0) moved_part[part] |= moved;
+            kept += part < 0;
+        }
+        for (int k = 0; k < 8 && trains[k]; k++)
+            if (!moved_part[k]) fail_msg("%s trained nothing of %s*", obj->name, trains[k]);
+        printf("# %s: %d of %d tensors left as they were\n", obj->name, kept, f.m.nparams);
+        assert_true(kept > 0);
+        free(w0);
+        fixture_free(&f);
+        remove_dir(d);
+        objectives++;
+    }
+    assert_int_equal(objectives, (int)(sizeof trained_parts / sizeof *trained_parts));
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--checkpoint-writer")) return checkpoint_writer(argv[2]);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_untrained_parts_stay),
         cmocka_unit_test(test_locked_image_tower),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_keys_match_torch_module),

@@ -21,6 +21,7 @@ typedef struct layout {
     int n;
     size_t off;
     bool bind;
+    unsigned part; // the clip_part of what is registered now
 } layout;
 
 /* open_clip's weight-decay rule (its main.py): every parameter decays but
@@ -45,6 +46,7 @@ static void reg(layout *L, const char *name, int ndim, int64_t d0, int64_t d1, i
         p->offset = L->off;
         p->numel = numel;
         p->decay = decays(name, ndim);
+        p->part = L->part;
         *wv = L->m->weights + L->off;
         if (gv) *gv = L->m->grads ? L->m->grads + L->off : NULL; /* none for inference */
     }
@@ -78,6 +80,7 @@ static void reg_mae(layout *L) {
     clip_model *m = L->m;
     const mae_dims *d = &m->mdims;
     if (d->layers == 0) return;
+    L->part = CLIP_PART_MAE_DECODER;
     mae_views *w = &m->w.mae, *gv = &m->g.mae;
     bool g = L->bind && m->grads;
     float *unused;
@@ -107,13 +110,18 @@ static void run_layout(layout *L) {
 #define W_G(field) L->bind ? &vw->field : &unused, L->bind ? &vg->field : &unused
 #define T_G(field) L->bind ? &tw->field : &unused, L->bind ? &tg->field : &unused
     /* the order of open_clip's CLIP.state_dict() */
+    L->part = CLIP_PART_TEXT;
     reg_embedding(L, "positional_embedding", 2, t->context_length, t->width, T_G(positional_embedding));
+    L->part = CLIP_PART_TEXT_POOL;
     reg(L, "text_projection", 2, t->width, E, 0, 0, T_G(text_projection));
+    L->part = CLIP_PART_LOGIT_SCALE;
     reg(L, "logit_scale", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_scale : &unused,
         L->bind ? &m->g.logit_scale : &unused);
+    L->part = CLIP_PART_LOGIT_BIAS;
     if (c->has_logit_bias)
         reg(L, "logit_bias", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_bias : &unused,
             L->bind ? &m->g.logit_bias : &unused);
+    L->part = CLIP_PART_IMAGE;
     reg_embedding(L, "visual.class_embedding", 1, v->width, 0, W_G(class_embedding));
     reg_embedding(L, "visual.positional_embedding", 2, grid * grid + 1, v->width,
                   W_G(positional_embedding));
@@ -124,8 +132,10 @@ static void run_layout(layout *L) {
     reg_blocks(L, "visual.transformer.", v->layers, &m->vdims, vw->blocks, vg->blocks);
     reg(L, "visual.ln_post.weight", 1, v->width, 0, 0, 0, W_G(ln_post_w));
     reg(L, "visual.ln_post.bias", 1, v->width, 0, 0, 0, W_G(ln_post_b));
+    L->part = CLIP_PART_TEXT;
     reg_blocks(L, "transformer.", t->layers, &m->tdims, tw->blocks, tg->blocks);
     reg_embedding(L, "token_embedding.weight", 2, t->vocab_size, t->width, T_G(token_embedding));
+    L->part = CLIP_PART_TEXT_POOL;
     reg(L, "ln_final.weight", 1, t->width, 0, 0, 0, T_G(ln_final_w));
     reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
 #undef W_G
@@ -134,6 +144,7 @@ static void run_layout(layout *L) {
     const clip_multimodal_cfg *mc = &c->multimodal;
     if (mc->layers == 0) return;
     /* CoCa's MultimodalTransformer: resblocks, cross_attn, ln_final, text_projection */
+    L->part = CLIP_PART_TEXT_DECODER;
     decoder_views *dw = &m->w.dec, *dg = &m->g.dec;
     bool g = L->bind && m->grads;
     reg_blocks(L, "text_decoder.", mc->layers, &m->ddims.self, dw->self, g ? dg->self : NULL);
@@ -164,6 +175,15 @@ static void run_layout(layout *L) {
         L->bind ? &dw->ln_final_b : &unused, g ? &dg->ln_final_b : NULL);
     reg(L, "text_decoder.text_projection", 2, mc->width, t->vocab_size, 0, 0,
         L->bind ? &dw->text_projection : &unused, g ? &dg->text_projection : NULL);
+}
+
+const char *clip_part_name(unsigned part) {
+    static const char *const names[CLIP_PARTS_COUNT] = {
+        "the image tower", "the text tower", "the text tower's final LN and projection",
+        "the logit scale", "the logit bias", "the text decoder (CoCa)", "the MAE decoder"};
+    for (int i = 0; i < CLIP_PARTS_COUNT; i++)
+        if (part == 1u << i) return names[i];
+    return "?";
 }
 
 /* the towers' and heads' dimensions of a config (no allocation) */
@@ -688,8 +708,6 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
     if (NK == NP) keep = NULL; /* every patch, in order */
     VLP_CHECK_ARG(NK >= 1 && NK <= NP && (keep || NK == NP), err,
                   "a masked image forward keeps 1..%d patches, not %d", NP, NK);
-    VLP_CHECK_ARG(!keep || !m->caption, err,
-                  "CoCa's decoder reads every image token: no masked image forward");
     for (int i = 0; keep && i < B * NK; i++)
         VLP_CHECK_ARG(keep[i] >= 0 && keep[i] < NP && (i % NK == 0 || keep[i] > keep[i - 1]), err,
                       "keep list of sample %d: patch %d at %d is not ascending in [0, %d)", i / NK,
@@ -854,6 +872,8 @@ vlp_err clip_caption_forward(clip_model *m, bool with_image, int B, vlp_error *e
     VLP_CHECK_ARG(m->caption, err, "the model has no caption decoder (config multimodal_cfg)");
     VLP_CHECK_ARG(!m->vp.n && !m->tp.n, err, "the caption decoder does not read prompted towers");
     VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
+    VLP_CHECK_ARG(!with_image || m->nkeep == m->vdims.T - 1, err,
+                  "CoCa's decoder reads every image token: the last image forward was masked");
     decoder_dims d = m->ddims;
     d.self.mm = d.cross.mm = &m->mm;
     return decoder_forward(&m->da, m->ta.xs[m->cfg.text.layers], with_image ? m->va.tok_feat : NULL,

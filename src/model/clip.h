@@ -21,6 +21,23 @@
 
 #define VLP_PARAM_NAME_MAX 64
 
+/* The parts of a model: every parameter belongs to one. An objective names
+ * the parts it trains (objective.trains, an allow-list) and the trainer
+ * freezes the rest, so a head no loss reaches is never touched (weight decay
+ * included), whatever heads the model carries. */
+typedef enum clip_part {
+    CLIP_PART_IMAGE = 1u << 0,        // visual.*: the image tower, its LN and projection
+    CLIP_PART_TEXT = 1u << 1,         // token/positional embeddings, transformer.*
+    CLIP_PART_TEXT_POOL = 1u << 2,    // ln_final, text_projection: the pooled text embedding
+    CLIP_PART_LOGIT_SCALE = 1u << 3,  // logit_scale
+    CLIP_PART_LOGIT_BIAS = 1u << 4,   // logit_bias (SigLIP)
+    CLIP_PART_TEXT_DECODER = 1u << 5, // text_decoder.*: CoCa's captioning head
+    CLIP_PART_MAE_DECODER = 1u << 6,  // mae_decoder.*: MAE's pixel decoder
+} clip_part;
+#define CLIP_PARTS_COUNT 7
+/* "the image tower", ... for one part bit; "?" for anything else */
+const char *clip_part_name(unsigned part);
+
 typedef struct vlp_param {
     char name[VLP_PARAM_NAME_MAX];
     int ndim;
@@ -28,7 +45,8 @@ typedef struct vlp_param {
     size_t offset, numel; // in floats, into the parameter buffer
     bool decay;           // AdamW weight decay applies (open_clip's rule)
     bool embedding;       // an embedding table (adamw_cfg.decay_embeddings may exempt it)
-    bool frozen;          // locked (LiT): no gradient, no update
+    bool frozen;          // locked (LiT) or not trained: no gradient, no update
+    unsigned part;        // the clip_part it belongs to
 } vlp_param;
 
 /* Views of one tower's parameters, into the weights or the gradients. */

@@ -34,12 +34,16 @@ typedef struct objective_option {
     float def, lo, hi;
 } objective_option;
 
-/* Whether --lock-image (LiT) applies */
+/* Whether --lock-image (LiT) applies. An objective that does not train
+ * the image tower (no CLIP_PART_IMAGE in `trains`) has it frozen whole. */
 typedef enum objective_lock {
     LOCK_OPTIONAL, // the caller's choice
     LOCK_REFUSED,  // the objective trains the image tower: locking it is an error
-    LOCK_WHOLE,    // the objective never looks at images: the image tower is always frozen
 } objective_lock;
+
+/* the parts of the model the contrastive objectives train */
+#define TRAINS_TOWERS (CLIP_PART_IMAGE | CLIP_PART_TEXT | CLIP_PART_TEXT_POOL)
+#define TRAINS_CONTRASTIVE (TRAINS_TOWERS | CLIP_PART_LOGIT_SCALE)
 
 /* What an objective's step sees: the trainer's model, data and process. */
 typedef struct objective_ctx {
@@ -67,11 +71,10 @@ typedef struct objective {
      * missing, naming the config field ("a text decoder (config multimodal_cfg)") */
     const char *(*requires)(const clip_config *cfg);
     objective_lock lock;
-    /* parameters (name prefixes) this objective trains; NULL: all but
-     * `untrained` — parts no loss of it reaches stay as they are, without
-     * weight decay either */
-    const char *const *trains_only;
-    const char *const *untrained;
+    /* the parts of the model it trains (clip_part bits): an allow-list;
+     * every other parameter is frozen, without weight decay either, so the
+     * heads a model carries for other objectives stay as they are */
+    unsigned trains;
     /* checks option values beyond their ranges and against the model; NULL: none */
     vlp_err (*check)(const float *opt, const clip_model *m, vlp_error *err);
     /* its buffers for the ctx's shapes (images/ids/step not yet set); may

@@ -121,6 +121,8 @@ vlp_err train_opts_check(const train_opts *o, vlp_error *err) {
                           "%s %g is out of range for the %s objective: [%g, %g]", p->flag, v,
                           obj->name, p->lo, p->hi);
     }
+    VLP_CHECK_ARG(obj->trains, err, "the %s objective names no part of the model it trains",
+                  obj->name);
     VLP_CHECK_ARG(o->lock_image < 0 || obj->lock != LOCK_REFUSED, err,
                   "the %s objective trains the image tower: it cannot be locked", obj->name);
     return VLP_OK;

@@ -27,23 +27,18 @@ void trainer_free(trainer *t) {
 
 long trainer_step_count(const trainer *t) { return t->step; }
 
-static bool has_prefix(const char *name, const char *const *prefixes) {
-    for (int i = 0; prefixes && prefixes[i]; i++)
-        if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) return true;
-    return false;
-}
-
-/* The objective's parts of the model train; the rest stays as it is (no
- * gradient, no weight decay). The image tower's lock first (LiT). */
+/* The parts of the model the objective trains; the rest stays as it is (no
+ * gradient, no weight decay). The image tower's lock first (LiT): an
+ * objective that does not train it has it locked whole, so its backward
+ * stops before it. */
 static vlp_err freeze(trainer *t, vlp_error *err) {
     clip_model *m = t->m;
-    const objective *obj = t->o.objective;
-    int lock = obj->lock == LOCK_WHOLE ? 0 : t->o.lock_image;
+    unsigned trains = t->o.objective->trains;
+    int lock = trains & CLIP_PART_IMAGE ? t->o.lock_image : 0;
     VLP_TRY(clip_lock_image(m, lock, err)); /* -1: all unlocked */
     for (int i = 0; i < m->nparams; i++) {
         vlp_param *p = &m->params[i];
-        if (obj->trains_only) p->frozen = !has_prefix(p->name, obj->trains_only);
-        else if (strncmp(p->name, "visual.", 7)) p->frozen = has_prefix(p->name, obj->untrained);
+        if (p->part != CLIP_PART_IMAGE) p->frozen = !(trains & p->part);
     }
     return VLP_OK;
 }

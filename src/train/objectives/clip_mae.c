@@ -75,6 +75,7 @@ const objective objective_clip_mae = {
     .noptions = (int)(sizeof options / sizeof options[0]),
     .requires = requires_mae_decoder,
     .lock = LOCK_REFUSED,
+    .trains = TRAINS_CONTRASTIVE | CLIP_PART_MAE_DECODER,
     .check = check,
     .create = create,
     .grads = grads,

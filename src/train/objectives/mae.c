@@ -11,8 +11,6 @@ static const objective_option options[] = {
 };
 
 /* the image tower and its decoder, nothing else */
-static const char *const trains[] = {"visual.", "mae_decoder.", NULL};
-
 static vlp_err check(const float *opt, const clip_model *m, vlp_error *err) {
     return masks_check(m, opt[MASK_RATIO], err);
 }
@@ -52,7 +50,7 @@ const objective objective_mae = {
     .noptions = (int)(sizeof options / sizeof options[0]),
     .requires = requires_mae_decoder,
     .lock = LOCK_REFUSED,
-    .trains_only = trains,
+    .trains = CLIP_PART_IMAGE | CLIP_PART_MAE_DECODER,
     .check = check,
     .create = create,
     .grads = grads,

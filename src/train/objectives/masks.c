@@ -9,7 +9,6 @@
 #include "loss/loss.h"
 #include "model/mae.h"
 
-const char *const untrained_mae_decoder[] = {"mae_decoder.", NULL};
 
 const char *requires_mae_decoder(const clip_config *cfg) {
     return cfg->mae.layers > 0 ? NULL : "an MAE decoder (config mae_cfg)";

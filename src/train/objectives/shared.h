@@ -6,8 +6,6 @@
 #include "train/objective.h"
 
 /* ---- what objectives declare alike -------------------------------------------------------- */
-/* the MAE decoder: left alone by every objective but the MAE ones */
-extern const char *const untrained_mae_decoder[];
 /* `requires` of the objectives with a text decoder / an MAE decoder */
 const char *requires_text_decoder(const clip_config *cfg);
 const char *requires_mae_decoder(const clip_config *cfg);

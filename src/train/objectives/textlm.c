@@ -37,8 +37,8 @@ const objective objective_textlm = {
     .help = "the decoder as a text-only LM on the captions (PRIOR's reference); the config "
             "needs multimodal_cfg",
     .requires = requires_text_decoder,
-    .lock = LOCK_WHOLE, /* it never looks at images: the image tower stays as it is */
-    .untrained = untrained_mae_decoder,
+    .lock = LOCK_OPTIONAL, /* it never looks at images: the image tower is frozen whole */
+    .trains = CLIP_PART_TEXT | CLIP_PART_TEXT_DECODER,
     .create = create,
     .grads = grads,
     .free = destroy,
