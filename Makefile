@@ -49,6 +49,8 @@ FUZZ_SECONDS ?= 60
 SHIMS := faultshim swapshim
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(filter-out $(SHIMS:%=tests/tools/%.c),$(wildcard tests/tools/*.c))) \
               $(SHIMS:%=$(BUILD)/tests/tools/lib%.so)
+# programs over include/vlp.h alone (compiled without -Isrc), run by the tests
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/bench/data $(BUILD)/bench/embed $(BUILD)/bench/train
 TOOL_SUPPORT := tools/blas_env.c
 
@@ -98,7 +100,7 @@ $(CONFIG): scripts/probe.sh
 
 lib: $(BUILD)/libvlp.a
 shared: $(BUILD)/libvlp.so.$(VERSION)
-tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(FUZZ_REPLAY) $(BUILD)/vlp
+tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(FUZZ_REPLAY) $(EXAMPLES) $(BUILD)/vlp
 benches: $(BENCHES)
 
 # the flags the objects were compiled with: a change (ARCH, CFLAGS, CC)
@@ -194,6 +196,10 @@ $(BUILD)/tests/tools/%: tests/tools/%.c $(CONFIG) $(BUILD)/flags.stamp
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libvlp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) $(CMOCKA_CFLAGS) -Itests/support $< $(TEST_SUPPORT) $(BUILD)/libvlp.a -o $@ $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/examples/%: examples/%.c include/vlp.h $(BUILD)/libvlp.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) $(WARN) -Iinclude $< $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/bench/%: bench/%.c $(TOOL_SUPPORT) $(BUILD)/libvlp.a
 	@mkdir -p $(dir $@)

@@ -213,6 +213,65 @@ vlp_err vlp_prompts_encode_image_files(vlp_prompts *p, const char *const *paths,
  * class. */
 vlp_err vlp_prompts_scores(vlp_prompts *p, const float *features, int n, float *scores, vlp_error *err);
 
+/* ---- training: the run `vlp train` makes, from a program ---------------------
+ * The same options (by the key of run/latest.state and run/data.json, "lr",
+ * "train_data", or by the flag of `vlp train --help`, "--lr"), defaults,
+ * checks, run directory, resume rule and metrics as the command; nothing is
+ * printed: what a person should read goes to the message callback. One
+ * process (the command runs under mpirun for several). */
+typedef struct vlp_train_opts vlp_train_opts;
+typedef struct vlp_train vlp_train;
+/* a line for a person (no newline); warnings about skipped samples may come
+ * from the data loader's threads */
+typedef void (*vlp_message_fn)(void *user, const char *line);
+
+vlp_err vlp_train_opts_new(vlp_train_opts **out, vlp_error *err);
+void vlp_train_opts_free(vlp_train_opts *o);
+/* One option from text as the command line gives it (a switch: "on"/"off",
+ * NULL: on); an objective's options once or after "objective" alike. The
+ * message of a refusal names the option and its range. */
+vlp_err vlp_train_opts_set(vlp_train_opts *o, const char *key, const char *value, vlp_error *err);
+/* Its value now, as text ("0.0005", "on", "clip"). */
+vlp_err vlp_train_opts_get(const vlp_train_opts *o, const char *key, char *buf, size_t n, vlp_error *err);
+void vlp_train_opts_set_messages(vlp_train_opts *o, vlp_message_fn fn, void *user);
+
+typedef struct vlp_train_progress {
+    long step, steps;       // steps done (after this one), of the run's
+    float loss, lr, logit_scale; // logit_scale as the multiplier
+    double grad_norm;       // before clipping
+    double seconds, data_seconds; // this step's wall time, of which waiting for data
+    long long epoch;        // the data's epoch now
+    int skipped;            // not finite and skipped (option skip_nonfinite)
+} vlp_train_progress;
+
+typedef struct vlp_train_eval {
+    long step;
+    int has_val, has_zeroshot;  // which sets were evaluated (val_data, zeroshot_data)
+    int images, texts;          // the validation set's
+    double loss;                // InfoNCE over batches of the run's batch; NaN with one pair
+    double i2t_r1, i2t_r5, i2t_r10, t2i_r1, t2i_r5, t2i_r10;
+    int zs_images, classes;
+    double top1, balanced, majority; // zero-shot accuracy, class-balanced, the majority class's share
+} vlp_train_eval;
+
+/* A new run in the option "out", or the run there with "resume" on. The
+ * options are read now; o may be freed after. */
+vlp_err vlp_train_open(vlp_train **out, const vlp_train_opts *o, vlp_error *err);
+/* One optimizer step, with the checkpoints and evaluations its schedule
+ * ("save_every", "eval_every") puts after it. */
+vlp_err vlp_train_step(vlp_train *t, vlp_train_progress *p, vlp_error *err);
+bool vlp_train_done(const vlp_train *t);
+long vlp_train_step_count(const vlp_train *t);
+/* A checkpoint and training state now (a run resumes from the last);
+ * path (may be NULL) receives the checkpoint's file. */
+vlp_err vlp_train_save(vlp_train *t, char *path, size_t n, vlp_error *err);
+/* Validation and zero-shot on the run's sets now (none given: nothing, and
+ * both has_ flags 0); the result is also a line of run/metrics.jsonl. */
+vlp_err vlp_train_evaluate(vlp_train *t, vlp_train_eval *out, vlp_error *err);
+/* Ends the run without saving (save first to keep the steps since the last
+ * checkpoint). */
+void vlp_train_close(vlp_train *t);
+
 /* The ids the model's tokenizer gives text, padded to ctx as open_clip does. */
 void vlp_tokenize(const vlp_model *m, const char *text, int *ids, int ctx);
 

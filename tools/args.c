@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/datadir.h"
+#include "eval/eval.h"
 
 bool arg_is(int argc, char **argv, int *i, const char *s, const char *l, bool want_value,
             const char *cmd, int *bad) {
@@ -92,20 +93,11 @@ char **read_lines(const char *path, bool keep_empty, int *n) {
 }
 
 char **read_templates(const char *arg, const char *cmd, int *n) {
-    char path[4200];
+    char **t;
     vlp_error err = {0};
-    *n = 0;
-    if (vlp_data_resolve("templates", ".txt", arg, path, sizeof path, &err) != VLP_OK) {
-        fprintf(stderr, "vlp %s: templates '%s': %s\n", cmd, arg, err.message);
-        return NULL;
-    }
-    char **t = read_lines(path, false, n);
-    if (t && !*n) {
-        fprintf(stderr, "vlp %s: %s holds no template\n", cmd, path);
-        free_lines(t, *n);
-        return NULL;
-    }
-    return t;
+    if (templates_load(arg, &t, n, &err) == VLP_OK) return t;
+    fprintf(stderr, "vlp %s: %s\n", cmd, err.message);
+    return NULL;
 }
 
 void help_item(FILE *fp, const char *head, const char *text) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,10 +192,6 @@ typedef struct adapt_args {
     model_args model;
 } adapt_args;
 
-static bool model_extra(void *ctx, int argc, char **argv, int *i, int *bad) {
-    return model_arg(argc, argv, i, &((adapt_args *)ctx)->model, "adapt", bad);
-}
-
 /* the shots' pixels, the train or the eval transform */
 static int shot_pixels(const shot *sh, const image_transform *tf, const image_decode_opts *dec, vlp_rng *r,
                        float *out) {
@@ -299,41 +296,43 @@ int cmd_adapt(int argc, char **argv) {
     adapt_args a = {.label_key = "label", .image_key = "filepath", .shots = 16, .seed = 1, .n_ctx = -1,
                     .depth = 0, .epochs = 0, .batch = 0, .lr = 0, .wd = 5e-4, .l2 = 1e-3,
                     .model = {.o = vlp_model_opts_default(), .trainable = true}};
-    const cli_opt opts[] = {
-        {NULL, "--method", "M", OPT_STR, &a.method, 0, 0, true, "coop, cocoop, maple or linear-probe"},
-        {"-d", "--data", "SPEC", OPT_STR, &a.data, 0, 0, true,
-         "the labelled images: a .tsv/.csv, WebDataset shards, or a folder with one folder of images a class"},
-        {NULL, "--label-key", "K", OPT_STR, &a.label_key, 0, 0, false, "the label column or json field"},
-        {NULL, "--image-key", "K", OPT_STR, &a.image_key, 0, 0, false, "the image column of a table"},
-        {NULL, "--classes", "FILE", OPT_STR, &a.classes, 0, 0, false,
+    const opt_desc opts[] = {
+        {NULL, NULL, "--method", "M", &opt_string, offsetof(adapt_args, method), 0, 0, OPT_REQUIRED, "coop, cocoop, maple or linear-probe", NULL},
+        {NULL, "-d", "--data", "SPEC", &opt_string, offsetof(adapt_args, data), 0, 0, OPT_REQUIRED,
+         "the labelled images: a .tsv/.csv, WebDataset shards, or a folder with one folder of images a class", NULL},
+        {NULL, NULL, "--label-key", "K", &opt_string, offsetof(adapt_args, label_key), 0, 0, 0, "the label column or json field", NULL},
+        {NULL, NULL, "--image-key", "K", &opt_string, offsetof(adapt_args, image_key), 0, 0, 0, "the image column of a table", NULL},
+        {NULL, NULL, "--classes", "FILE", &opt_string, offsetof(adapt_args, classes), 0, 0, 0,
          "the classes, one a line, in this order; images of other labels are left out (default: every label, "
-         "sorted)"},
-        {"-k", "--shots", "K", OPT_LONG, &a.shots, 1, 100000, false, "images a class, drawn with --seed"},
-        {"-s", "--seed", "N", OPT_LONG, &a.seed, 0, 2147483647.0, false, "the shots, the initialisation, the order"},
-        {"-o", "--out", "FILE", OPT_STR, &a.out, 0, 0, true, "the learnt prompts (.safetensors)"},
-        {NULL, "--n-ctx", "M", OPT_LONG, &a.n_ctx, -1, 64, false,
-         "context tokens (-1: the method's: CoOp 16, CoCoOp 4, MaPLe 2; with --init the phrase's)"},
-        {NULL, "--init", "PHRASE", OPT_STR, &a.init, 0, 0, false,
+         "sorted)", NULL},
+        {NULL, "-k", "--shots", "K", &opt_long, offsetof(adapt_args, shots), 1, 100000, 0, "images a class, drawn with --seed", NULL},
+        {NULL, "-s", "--seed", "N", &opt_long, offsetof(adapt_args, seed), 0, 2147483647.0, 0, "the shots, the initialisation, the order", NULL},
+        {NULL, "-o", "--out", "FILE", &opt_string, offsetof(adapt_args, out), 0, 0, OPT_REQUIRED, "the learnt prompts (.safetensors)", NULL},
+        {NULL, NULL, "--n-ctx", "M", &opt_long, offsetof(adapt_args, n_ctx), -1, 64, 0,
+         "context tokens (-1: the method's: CoOp 16, CoCoOp 4, MaPLe 2; with --init the phrase's)", NULL},
+        {NULL, NULL, "--init", "PHRASE", &opt_string, offsetof(adapt_args, init), 0, 0, 0,
          "start the context from these words' embeddings (\"\" : N(0, 0.02); default: CoOp random, "
-         "CoCoOp and MaPLe \"a photo of a\")"},
-        {NULL, "--csc", NULL, OPT_FLAG, &a.csc, 0, 0, false, "CoOp: a context for each class"},
-        {NULL, "--depth", "J", OPT_LONG, &a.depth, 0, 48, false,
-         "MaPLe: layers with prompts (0: min(9, the towers' layers))"},
-        {NULL, "--epochs", "N", OPT_LONG, &a.epochs, 0, 1e6, false,
-         "0: the paper's (CoOp 50/100/100/200/200 for 1/2/4/8/16 shots; CoCoOp 10; MaPLe 5)"},
-        {"-b", "--batch", "N", OPT_LONG, &a.batch, 0, 4096, false,
-         "images a step, 0: the paper's (CoOp 32, CoCoOp 1, MaPLe 4; the probe embeds 32 at a time)"},
-        {NULL, "--lr", "X", OPT_DBL, &a.lr, 0, 100, false, "SGD learning rate, 0: the paper's (0.002; MaPLe 0.0035)"},
-        {NULL, "--wd", "X", OPT_DBL, &a.wd, 0, 1, false, "weight decay"},
-        {NULL, "--l2", "X", OPT_DBL, &a.l2, 0, 1e6, false, "the linear probe's L2 penalty"},
-        {NULL, "--no-augment", NULL, OPT_FLAG, &a.no_augment, 0, 0, false,
-         "train on the center crops (default: random resized crops of scale 0.08-1 and flips, as CoOp)"},
-        {NULL, "--white-background", NULL, OPT_FLAG, &a.white, 0, 0, false,
-         "composite transparent pixels on white (as the model was trained)"},
+         "CoCoOp and MaPLe \"a photo of a\")", NULL},
+        {NULL, NULL, "--csc", NULL, &opt_switch, offsetof(adapt_args, csc), 0, 0, 0, "CoOp: a context for each class", NULL},
+        {NULL, NULL, "--depth", "J", &opt_long, offsetof(adapt_args, depth), 0, 48, 0,
+         "MaPLe: layers with prompts (0: min(9, the towers' layers))", NULL},
+        {NULL, NULL, "--epochs", "N", &opt_long, offsetof(adapt_args, epochs), 0, 1e6, 0,
+         "0: the paper's (CoOp 50/100/100/200/200 for 1/2/4/8/16 shots; CoCoOp 10; MaPLe 5)", NULL},
+        {NULL, "-b", "--batch", "N", &opt_long, offsetof(adapt_args, batch), 0, 4096, 0,
+         "images a step, 0: the paper's (CoOp 32, CoCoOp 1, MaPLe 4; the probe embeds 32 at a time)", NULL},
+        {NULL, NULL, "--lr", "X", &opt_double, offsetof(adapt_args, lr), 0, 100, 0, "SGD learning rate, 0: the paper's (0.002; MaPLe 0.0035)", NULL},
+        {NULL, NULL, "--wd", "X", &opt_double, offsetof(adapt_args, wd), 0, 1, 0, "weight decay", NULL},
+        {NULL, NULL, "--l2", "X", &opt_double, offsetof(adapt_args, l2), 0, 1e6, 0, "the linear probe's L2 penalty", NULL},
+        {NULL, NULL, "--no-augment", NULL, &opt_switch, offsetof(adapt_args, no_augment), 0, 0, 0,
+         "train on the center crops (default: random resized crops of scale 0.08-1 and flips, as CoOp)", NULL},
+        {NULL, NULL, "--white-background", NULL, &opt_switch, offsetof(adapt_args, white), 0, 0, 0,
+         "composite transparent pixels on white (as the model was trained)", NULL},
     };
-    int rc = opts_parse("adapt", "vlp adapt --method coop|cocoop|maple|linear-probe --model M --data SET --out P "
-                        "[options]",
-                        "Adapts a frozen model to a classification task from a few labelled images a class:\n"
+    const opt_group groups[] = {{opts, (int)(sizeof opts / sizeof *opts), &a}, MODEL_GROUP(&a.model)};
+    const cmd_spec spec = {
+        .name = "adapt",
+        .usage = "vlp adapt --method coop|cocoop|maple|linear-probe --model M --data SET --out P [options]",
+        .about = "Adapts a frozen model to a classification task from a few labelled images a class:\n"
                         "  coop          M context vectors learnt in place of the words before the class name\n"
                         "                (Zhou et al. 2022); --csc learns one context a class;\n"
                         "  cocoop        CoOp's context shifted for each image by a small meta-net of its\n"
@@ -345,7 +344,8 @@ int cmd_adapt(int argc, char **argv) {
                         "with a cosine schedule after a warm-up epoch. The towers do not change. The file holds\n"
                         "the parameters, the method, the classes and the model's hash; use it with\n"
                         "'vlp eval --prompts' and 'vlp classify --prompts'.",
-                        opts, (int)(sizeof opts / sizeof opts[0]), model_extra, &a, MODEL_HELP, argc, argv);
+        .groups = groups, .ngroups = 2};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     const prompt_method *me = prompt_method_find(a.method);
     if (!me) return fprintf(stderr, "vlp adapt: --method %s is not one of %s\n", a.method, prompt_method_names()), 2;

@@ -1,10 +1,12 @@
 /* vlp data: tools for datasets. `vlp data tokenizer` learns BPE merges. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
 
 #include "args.h"
+#include "opts.h"
 #include "commands.h"
 #include "progress.h"
 #include "data/bpe.h"
@@ -15,45 +17,41 @@
 #include "data/tar.h"
 #include "io/atomic.h"
 
-static void usage(FILE *fp) {
-    fprintf(fp,
-            "usage: vlp data tokenizer --captions FILE --out MERGES [options]\n"
-            "Learns byte-level BPE merges from captions (one a line) with CLIP's normalisation\n"
-            "and pre-tokenizer; writes them in the layout of OpenAI's merges file, so\n"
-            "`vlp tokenize --vocab MERGES`, `vlp train` and open_clip can use them.\n"
-            "Vocabulary size = 512 + merges + 2.\n"
-            "\n"
-            "  -i, --captions FILE   captions, one a line\n"
-            "  -o, --out FILE        the merges file to write\n"
-            "  -n, --merges N        merges to learn at most (default 2000)\n"
-            "      --min-count N     stop when no pair occurs N times (default 2)\n"
-            "  -h, --help            this text\n");
-}
+/* ---- vlp data tokenizer: BPE merges from captions ------------------------------------------ */
+
+typedef struct tokenizer_args {
+    const char *in, *out;
+    long merges, min_count;
+} tokenizer_args;
+
+static const opt_desc tokenizer_opts[] = {
+    {NULL, "-i", "--captions", "FILE", &opt_string, offsetof(tokenizer_args, in), 0, 0, OPT_REQUIRED,
+     "captions, one a line", NULL},
+    {NULL, "-o", "--out", "FILE", &opt_string, offsetof(tokenizer_args, out), 0, 0, OPT_REQUIRED,
+     "the merges file to write", NULL},
+    {NULL, "-n", "--merges", "N", &opt_long, offsetof(tokenizer_args, merges), 1, 1 << 22, 0,
+     "merges to learn at most", NULL},
+    {NULL, NULL, "--min-count", "N", &opt_long, offsetof(tokenizer_args, min_count), 1, 1099511627776.0, 0,
+     "stop when no pair occurs N times", NULL},
+};
+
+/* a subcommand's options: one table over its struct */
+#define ONE_GROUP(table, base) {{table, (int)(sizeof table / sizeof *table), base}}
 
 static int data_tokenizer(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
-    long merges = 2000, min_count = 2;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "data tokenizer", &bad)) {
-            usage(stdout);
-            return 0;
-        } else if (arg_is(argc, argv, &i, "-i", "--captions", true, "data tokenizer", &bad)) in = argv[++i];
-        else if (arg_is(argc, argv, &i, "-o", "--out", true, "data tokenizer", &bad)) out = argv[++i];
-        else if (arg_is(argc, argv, &i, "-n", "--merges", true, "data tokenizer", &bad))
-            bad = !arg_long("data tokenizer", "--merges", argv[++i], 1, 1 << 22, &merges);
-        else if (arg_is(argc, argv, &i, NULL, "--min-count", true, "data tokenizer", &bad))
-            bad = !arg_long("data tokenizer", "--min-count", argv[++i], 1, 1L << 40, &min_count);
-        else if (!bad) {
-            fprintf(stderr, "vlp data tokenizer: unknown option '%s' (try --help)\n", argv[i]);
-            bad = 1;
-        }
-    }
-    if (bad) return 2;
-    if (!in || !out) {
-        fprintf(stderr, "vlp data tokenizer: --captions and --out are required (try --help)\n");
-        return 2;
-    }
+    tokenizer_args t = {.merges = 2000, .min_count = 2};
+    const opt_group groups[] = ONE_GROUP(tokenizer_opts, &t);
+    const cmd_spec spec = {
+        .name = "data tokenizer", .usage = "vlp data tokenizer --captions FILE --out MERGES [options]",
+        .about = "Learns byte-level BPE merges from captions (one a line) with CLIP's normalisation\n"
+                 "and pre-tokenizer; writes them in the layout of OpenAI's merges file, so\n"
+                 "`vlp tokenize --vocab MERGES`, `vlp train` and open_clip can use them.\n"
+                 "Vocabulary size = 512 + merges + 2.",
+        .groups = groups, .ngroups = 1};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    const char *in = t.in, *out = t.out;
+    long merges = t.merges, min_count = t.min_count;
     int n = 0, rc = 0;
     char **texts = read_lines(in, true, &n); /* every caption, empty ones too */
     if (!texts) return 1;
@@ -77,28 +75,30 @@ static int fail(const char *tool, const vlp_error *e) {
 
 /* ---- vlp data emoji: the emoji corpus as TSV ------------------------------------------------ */
 
+typedef struct emoji_args {
+    const char *dir, *vendors, *out;
+} emoji_args;
+
+static const opt_desc emoji_opts[] = {
+    {NULL, "-d", "--data", "DIR", &opt_string, offsetof(emoji_args, dir), 0, 0, 0, "the corpus", NULL},
+    {NULL, NULL, "--vendors", "LIST", &opt_string, offsetof(emoji_args, vendors), 0, 0, 0,
+     "comma-separated vendors", NULL},
+    {NULL, "-o", "--out", "FILE", &opt_string, offsetof(emoji_args, out), 0, 0, OPT_REQUIRED,
+     "the TSV to write", NULL},
+};
+
 static int data_emoji(int argc, char **argv) {
-    const char *dir = "data/emoji", *vendors = "google,apple,facebook", *out = NULL;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "data emoji", &bad)) {
-            printf("usage: vlp data emoji --out FILE.tsv [--data DIR] [--vendors LIST]\n"
-                   "Writes the emoji corpus of scripts/get-data.sh as a TSV: filepath (absolute),\n"
-                   "title (the caption), coarse (the subcategory-level caption), category (one of\n"
-                   "the 9 real categories; empty for the skin-tone swatches of 'Component').\n"
-                   "  -d, --data DIR      the corpus (default data/emoji)\n"
-                   "      --vendors LIST  comma-separated vendors (default google,apple,facebook)\n"
-                   "  -o, --out FILE      the TSV to write\n");
-            return 0;
-        } else if (arg_is(argc, argv, &i, "-d", "--data", true, "data emoji", &bad)) dir = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--vendors", true, "data emoji", &bad)) vendors = argv[++i];
-        else if (arg_is(argc, argv, &i, "-o", "--out", true, "data emoji", &bad)) out = argv[++i];
-        else if (!bad) fprintf(stderr, "vlp data emoji: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !out) {
-        if (!bad) fprintf(stderr, "vlp data emoji: --out is required (try --help)\n");
-        return 2;
-    }
+    emoji_args e = {.dir = "data/emoji", .vendors = "google,apple,facebook"};
+    const opt_group groups[] = ONE_GROUP(emoji_opts, &e);
+    const cmd_spec spec = {
+        .name = "data emoji", .usage = "vlp data emoji --out FILE.tsv [--data DIR] [--vendors LIST]",
+        .about = "Writes the emoji corpus of scripts/get-data.sh as a TSV: filepath (absolute),\n"
+                 "title (the caption), coarse (the subcategory-level caption), category (one of\n"
+                 "the 9 real categories; empty for the skin-tone swatches of 'Component').",
+        .groups = groups, .ngroups = 1};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    const char *dir = e.dir, *vendors = e.vendors, *out = e.out;
     emoji_set es;
     vlp_error err = {0};
     if (emoji_load(dir, vendors, &es, &err) != VLP_OK) return fail("emoji", &err);
@@ -125,42 +125,45 @@ static int data_emoji(int argc, char **argv) {
 
 /* ---- vlp data shards: TSV/CSV → WebDataset tar shards --------------------------------------- */
 
+typedef struct shards_args {
+    const char *in, *prefix, *caption_key, *alt_key;
+    long per, seed;
+    bool keep_order;
+} shards_args;
+
+static const opt_desc shards_opts[] = {
+    {NULL, "-i", "--data", "FILE", &opt_string, offsetof(shards_args, in), 0, 0, OPT_REQUIRED,
+     "pairs (columns filepath and --caption-key)", NULL},
+    {NULL, "-o", "--out", "PREFIX", &opt_string, offsetof(shards_args, prefix), 0, 0, OPT_REQUIRED,
+     "shard path prefix", NULL},
+    {NULL, "-n", "--samples-per-shard", "N", &opt_long, offsetof(shards_args, per), 1, 1073741824.0, 0,
+     "samples a shard", NULL},
+    {NULL, NULL, "--caption-key", "K", &opt_string, offsetof(shards_args, caption_key), 0, 0, 0,
+     "caption column", NULL},
+    {NULL, NULL, "--alt-caption-key", "K", &opt_string, offsetof(shards_args, alt_key), 0, 0, 0,
+     "a second caption column to keep (default none)", NULL},
+    {NULL, NULL, "--seed", "N", &opt_long, offsetof(shards_args, seed), 0, 9223372036854775807.0, 0,
+     "the order samples are packed in", NULL},
+    {NULL, NULL, "--keep-order", NULL, &opt_switch, offsetof(shards_args, keep_order), 0, 0, 0,
+     "pack in file order instead", NULL},
+};
+
 static int data_shards(int argc, char **argv) {
-    const char *in = NULL, *prefix = NULL, *caption_key = "title", *alt_key = NULL;
-    long per = 1000, seed = 0;
-    bool keep_order = false;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "data shards", &bad)) {
-            printf("usage: vlp data shards --data FILE.tsv --out PREFIX [options]\n"
-                   "Packs the pairs of a TSV/CSV into WebDataset shards PREFIX-00000.tar, ...: per\n"
-                   "sample KEY.<jpg|png|webp> (the file's bytes) and KEY.json {\"<caption-key>\": ...}.\n"
-                   "  -i, --data FILE           pairs (columns filepath and --caption-key)\n"
-                   "  -o, --out PREFIX          shard path prefix\n"
-                   "  -n, --samples-per-shard N (default 1000)\n"
-                   "      --caption-key K       (default title)\n"
-                   "      --alt-caption-key K   a second caption column to keep (default none)\n"
-                   "      --seed N              the order samples are packed in (default 0)\n"
-                   "      --keep-order          pack in file order instead\n"
-                   "Rows are shuffled before packing (by default): the loader's shuffle buffer only\n"
-                   "mixes nearby samples, and files are often sorted (here: the same emoji from\n"
-                   "three vendors side by side, near-duplicates in one batch).\n");
-            return 0;
-        } else if (arg_is(argc, argv, &i, "-i", "--data", true, "data shards", &bad)) in = argv[++i];
-        else if (arg_is(argc, argv, &i, "-o", "--out", true, "data shards", &bad)) prefix = argv[++i];
-        else if (arg_is(argc, argv, &i, "-n", "--samples-per-shard", true, "data shards", &bad))
-            bad = !arg_long("data shards", "--samples-per-shard", argv[++i], 1, 1L << 30, &per);
-        else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "data shards", &bad)) caption_key = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--alt-caption-key", true, "data shards", &bad)) alt_key = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--seed", true, "data shards", &bad))
-            bad = !arg_long("data shards", "--seed", argv[++i], 0, (long)(~0UL >> 1), &seed);
-        else if (arg_is(argc, argv, &i, NULL, "--keep-order", false, "data shards", &bad)) keep_order = true;
-        else if (!bad) fprintf(stderr, "vlp data shards: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !in || !prefix) {
-        if (!bad) fprintf(stderr, "vlp data shards: --data and --out are required (try --help)\n");
-        return 2;
-    }
+    shards_args a = {.caption_key = "title", .per = 1000};
+    const opt_group groups[] = ONE_GROUP(shards_opts, &a);
+    const cmd_spec spec = {
+        .name = "data shards", .usage = "vlp data shards --data FILE.tsv --out PREFIX [options]",
+        .about = "Packs the pairs of a TSV/CSV into WebDataset shards PREFIX-00000.tar, ...: per\n"
+                 "sample KEY.<jpg|png|webp> (the file's bytes) and KEY.json {\"<caption-key>\": ...}.",
+        .groups = groups, .ngroups = 1,
+        .extra_help = "Rows are shuffled before packing (by default): the loader's shuffle buffer only\n"
+                      "mixes nearby samples, and files are often sorted (here: the same emoji from\n"
+                      "three vendors side by side, near-duplicates in one batch).\n"};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    const char *in = a.in, *prefix = a.prefix, *caption_key = a.caption_key, *alt_key = a.alt_key;
+    long per = a.per, seed = a.seed;
+    bool keep_order = a.keep_order;
     dataset_opts o = dataset_opts_default();
     o.shuffle = !keep_order, o.seed = (uint64_t)seed, o.caption_key = caption_key, o.alt_caption_key = alt_key;
     o.warn = cli_warn;
@@ -240,24 +243,30 @@ static int data_shards(int argc, char **argv) {
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
+typedef struct stats_args {
+    const char *spec, *caption_key, *vocab;
+} stats_args;
+
+static const opt_desc stats_opts[] = {
+    {NULL, "-i", "--data", "SPEC", &opt_string, offsetof(stats_args, spec), 0, 0, OPT_REQUIRED,
+     "the set: a .tsv/.csv or WebDataset shards", NULL},
+    {NULL, NULL, "--caption-key", "K", &opt_string, offsetof(stats_args, caption_key), 0, 0, 0,
+     "caption column / json field", NULL},
+    {NULL, "-v", "--vocab", "MERGES", &opt_string, offsetof(stats_args, vocab), 0, 0, 0,
+     "count caption lengths in this tokenizer's tokens (default: in words)", NULL},
+};
+
 static int data_stats(int argc, char **argv) {
-    const char *spec = NULL, *caption_key = "title", *vocab = NULL;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "data stats", &bad)) {
-            printf("usage: vlp data stats --data SPEC [--caption-key K] [--vocab MERGES]\n"
-                   "Counts samples (and those that cannot be used), caption lengths (in tokens with\n"
-                   "--vocab, else in words: min/median/p99/max and a histogram) and image sizes.\n");
-            return 0;
-        } else if (arg_is(argc, argv, &i, "-i", "--data", true, "data stats", &bad)) spec = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "data stats", &bad)) caption_key = argv[++i];
-        else if (arg_is(argc, argv, &i, "-v", "--vocab", true, "data stats", &bad)) vocab = argv[++i];
-        else if (!bad) fprintf(stderr, "vlp data stats: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !spec) {
-        if (!bad) fprintf(stderr, "vlp data stats: --data is required (try --help)\n");
-        return 2;
-    }
+    stats_args a = {.caption_key = "title"};
+    const opt_group groups[] = ONE_GROUP(stats_opts, &a);
+    const cmd_spec spec = {
+        .name = "data stats", .usage = "vlp data stats --data SPEC [--caption-key K] [--vocab MERGES]",
+        .about = "Counts samples (and those that cannot be used), caption lengths (in tokens with\n"
+                 "--vocab, else in words: min/median/p99/max and a histogram) and image sizes.",
+        .groups = groups, .ngroups = 1};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    const char *spec_path = a.spec, *caption_key = a.caption_key, *vocab = a.vocab;
     vlp_error err = {0};
     vlp_tokenizer tok = {0};
     if (vocab && bpe_load(vocab, 0, &tok, &err) != VLP_OK) return fail("stats", &err);
@@ -265,7 +274,7 @@ static int data_stats(int argc, char **argv) {
     o.shuffle = false, o.caption_key = caption_key;
     o.warn = cli_warn;
     sample_stream *s;
-    if (stream_open(&s, spec, &o, &err) != VLP_OK || stream_begin(s, 0, &err) != VLP_OK) {
+    if (stream_open(&s, spec_path, &o, &err) != VLP_OK || stream_begin(s, 0, &err) != VLP_OK) {
         tokenizer_free(&tok);
         return fail("stats", &err);
     }
@@ -313,7 +322,7 @@ static int data_stats(int argc, char **argv) {
     if (!rc) {
         const char *why;
         int64_t skipped = stream_skipped(s, &why);
-        printf("%s: %d samples, %lld rows/members skipped, %d images that do not decode\n", spec, n,
+        printf("%s: %d samples, %lld rows/members skipped, %d images that do not decode\n", spec_path, n,
                (long long)skipped, bad_img);
         if (skipped) printf("  first skipped: %s\n", why);
         if (n) {

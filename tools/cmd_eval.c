@@ -1,6 +1,7 @@
 /* vlp eval: zero-shot classification, retrieval both ways and a linear probe
  * on a labelled image-caption set. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,65 +259,75 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
     return rc;
 }
 
+typedef struct eval_args {
+    model_args m;
+    const char *data, *caption_key, *label_key, *templates, *per_class_json, *prompts, *classes;
+    bool zs, rt, lp, white, text_only;
+    double test_frac, l2;
+    long seed;
+} eval_args;
+
+#define A(shrt, flag, arg, type, member, lo, hi, help)                                            \
+    {NULL, shrt, flag, arg, &type, offsetof(eval_args, member), lo, hi, 0, help, NULL}
+static const opt_desc eval_opts[] = {
+    A("-d", "--data", "SET", opt_string, data, 0, 0, "the set"),
+    A(NULL, "--zeroshot", NULL, opt_switch, zs, 0, 0, "zero-shot classification"),
+    A(NULL, "--retrieval", NULL, opt_switch, rt, 0, 0, "image-text retrieval both ways"),
+    A(NULL, "--linear-probe", NULL, opt_switch, lp, 0, 0, "a linear probe on the image embeddings"),
+    A(NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, "caption column"),
+    A(NULL, "--label-key", "K", opt_string, label_key, 0, 0,
+      "label column (e.g. category); rows with an empty label are left out of zero-shot and the probe"),
+    A(NULL, "--white-background", NULL, opt_switch, white, 0, 0,
+      "composite transparent pixels on white (as training did)"),
+    A(NULL, "--templates", "T", opt_string, templates, 0, 0,
+      "zero-shot templates: a NAME shipped with vlp (default: \"a photo of a {}.\"; openai-imagenet: "
+      "the CLIP paper's 80) or a FILE, one template a line, {} for the class (default: default)"),
+    A(NULL, "--prompts", "FILE", opt_string, prompts, 0, 0,
+      "zero-shot with prompts learnt by 'vlp adapt' (CoOp, CoCoOp, MaPLe or a linear probe) in place "
+      "of the templates; zero-shot only"),
+    A(NULL, "--classes", "FILE", opt_string, classes, 0, 0,
+      "zero-shot over these classes (one a line), leaving out images of others (default: every "
+      "label of the set)"),
+    A(NULL, "--per-class-json", "F", opt_string, per_class_json, 0, 0,
+      "zero-shot: write each class's images, correct and accuracy to F (vlp data concepts joins it "
+      "with concept frequencies)"),
+    A(NULL, "--probe-test-fraction", "F", opt_double, test_frac, 0.01, 0.99, "the probe's held-out part"),
+    A(NULL, "--probe-l2", "X", opt_double, l2, 0, 1e6, "the probe's L2 penalty"),
+    A(NULL, "--text-only", NULL, opt_switch, text_only, 0, 0,
+      "a model with a decoder: caption perplexity without the image (a textlm run: PRIOR's reference)"),
+    A("-s", "--seed", "N", opt_long, seed, 0, 9223372036854775807.0, "the probe's split"),
+};
+#undef A
+
 int cmd_eval(int argc, char **argv) {
-    const char *data = NULL, *caption_key = "title", *label_key = NULL, *templates = TEMPLATES_DEFAULT;
-    const char *per_class_json = NULL, *prompts_file = NULL, *classes_file = NULL;
-    model_args a = {.o = vlp_model_opts_default()};
-    bool zs = false, rt = false, lp = false, white = false, text_only = false, tpl_given = false;
-    double test_frac = 0.5, l2 = 1e-3;
-    long seed = 0;
+    eval_args e = {.m = model_args_default(), .caption_key = "title", .test_frac = 0.5, .l2 = 1e-3};
+    const opt_group groups[] = {{eval_opts, (int)(sizeof eval_opts / sizeof *eval_opts), &e},
+                                MODEL_GROUP(&e.m)};
+    const cmd_spec spec = {
+        .name = "eval",
+        .usage = "vlp eval --model FILE --data SET [--zeroshot] [--retrieval] [--linear-probe] [options]",
+        .about = "Evaluates on a labelled image-caption set (.tsv/.csv or shards), in file order:\n"
+                 "  zero-shot   classes = the distinct labels; each class embedding is the normalised\n"
+                 "              mean of its template embeddings; top-1, top-5, class-balanced;\n"
+                 "  retrieval   image->text and text->image over the distinct captions: R@1/5/10,\n"
+                 "              mean and median rank (similarities computed 256 rows at a time);\n"
+                 "  linear probe  L-BFGS logistic regression on the frozen image embeddings, a\n"
+                 "              random held-out part as the test set.\n"
+                 "  caption perplexity  models with a text decoder (CoCa): exp of the mean −log p of\n"
+                 "              every caption token given the image, always reported.\n"
+                 "Without a task flag: retrieval, plus zero-shot and the probe when --label-key is given.",
+        .groups = groups, .ngroups = 2};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    model_args a = e.m;
+    const char *data = e.data, *caption_key = e.caption_key, *label_key = e.label_key;
+    const char *templates = e.templates ? e.templates : TEMPLATES_DEFAULT;
+    const char *per_class_json = e.per_class_json, *prompts_file = e.prompts, *classes_file = e.classes;
+    bool zs = e.zs, rt = e.rt, lp = e.lp, white = e.white, text_only = e.text_only;
+    bool tpl_given = e.templates != NULL;
+    double test_frac = e.test_frac, l2 = e.l2;
+    long seed = e.seed;
     int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "eval", &bad)) {
-            printf("usage: vlp eval --model FILE --data SET [--zeroshot] [--retrieval] [--linear-probe] [options]\n"
-                   "Evaluates on a labelled image-caption set (.tsv/.csv or shards), in file order:\n"
-                   "  zero-shot   classes = the distinct labels; each class embedding is the normalised\n"
-                   "              mean of its template embeddings; top-1, top-5, class-balanced;\n"
-                   "  retrieval   image->text and text->image over the distinct captions: R@1/5/10,\n"
-                   "              mean and median rank (similarities computed 256 rows at a time);\n"
-                   "  linear probe  L-BFGS logistic regression on the frozen image embeddings, a\n"
-                   "              random held-out part as the test set.\n"
-                   "  caption perplexity  models with a text decoder (CoCa): exp of the mean −log p of\n"
-                   "              every caption token given the image, always reported.\n"
-                   "Without a task flag: retrieval, plus zero-shot and the probe when --label-key is given.\n"
-                   "  -d, --data SET          the set\n"
-                   "      --caption-key K     caption column (default title)\n"
-                   "      --label-key K       label column (e.g. category); rows with an empty label are\n"
-                   "                          left out of zero-shot and the probe\n"
-                   "      --white-background  composite transparent pixels on white (as training did)\n"
-                   TEMPLATES_HELP
-                   "      --prompts FILE      zero-shot with prompts learnt by 'vlp adapt' (CoOp, CoCoOp, MaPLe\n"
-                   "                          or a linear probe) in place of the templates; zero-shot only\n"
-                   "      --classes FILE      zero-shot over these classes (one a line), leaving out images\n"
-                   "                          of others (default: every label of the set)\n"
-                   "      --per-class-json F  zero-shot: write each class's images, correct and accuracy to F\n"
-                   "                          (vlp data concepts joins it with concept frequencies)\n"
-                   "      --probe-test-fraction F  (default 0.5)   --probe-l2 X (default 0.001)\n"
-                   "      --text-only         a model with a decoder: caption perplexity without the\n"
-                   "                          image (a textlm run: PRIOR's reference)\n"
-                   "  -s, --seed N            the probe's split (default 0)\n" MODEL_HELP);
-            return 0;
-        } else if (model_arg(argc, argv, &i, &a, "eval", &bad)) continue;
-        else if (arg_is(argc, argv, &i, "-d", "--data", true, "eval", &bad)) data = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--caption-key", true, "eval", &bad)) caption_key = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--label-key", true, "eval", &bad)) label_key = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "eval", &bad)) templates = argv[++i], tpl_given = true;
-        else if (arg_is(argc, argv, &i, NULL, "--zeroshot", false, "eval", &bad)) zs = true;
-        else if (arg_is(argc, argv, &i, NULL, "--prompts", true, "eval", &bad)) prompts_file = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--classes", true, "eval", &bad)) classes_file = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--per-class-json", true, "eval", &bad)) per_class_json = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "eval", &bad)) white = true;
-        else if (arg_is(argc, argv, &i, NULL, "--text-only", false, "eval", &bad)) text_only = true;
-        else if (arg_is(argc, argv, &i, NULL, "--retrieval", false, "eval", &bad)) rt = true;
-        else if (arg_is(argc, argv, &i, NULL, "--linear-probe", false, "eval", &bad)) lp = true;
-        else if (arg_is(argc, argv, &i, NULL, "--probe-test-fraction", true, "eval", &bad))
-            bad = !arg_double("eval", "--probe-test-fraction", argv[++i], 0.01, 0.99, &test_frac);
-        else if (arg_is(argc, argv, &i, NULL, "--probe-l2", true, "eval", &bad))
-            bad = !arg_double("eval", "--probe-l2", argv[++i], 0, 1e6, &l2);
-        else if (arg_is(argc, argv, &i, "-s", "--seed", true, "eval", &bad))
-            bad = !arg_long("eval", "--seed", argv[++i], 0, (long)(~0UL >> 1), &seed);
-        else if (!bad) fprintf(stderr, "vlp eval: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
     const char *model = a.model;
     if (bad || !model || !data) {
         if (!bad) fprintf(stderr, "vlp eval: --model and --data are required (try --help)\n");

@@ -5,25 +5,22 @@
 #include <string.h>
 
 #include "args.h"
+#include "opts.h"
 #include "commands.h"
 #include "core/datadir.h"
 #include "model/clip.h"
 #include "model/config_registry.h"
 
 int cmd_models(int argc, char **argv) {
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "models", &bad)) {
-            printf("usage: vlp models\n"
-                   "Lists the model architectures vlp ships, by the names open_clip gives them,\n"
-                   "with their parameter counts: the names --model-config takes (train, embed,\n"
-                   "search, classify, caption, eval) and vlp_model_opts.model_config.\n"
-                   "They are the JSON files of configs/ in vlp's data directory\n"
-                   "(VLP_DATA_DIR overrides; the directory is printed last).\n");
-            return 0;
-        } else if (!bad) fprintf(stderr, "vlp models: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad) return 2;
+    const cmd_spec spec = {
+        .name = "models", .usage = "vlp models",
+        .about = "Lists the model architectures vlp ships, by the names open_clip gives them,\n"
+                 "with their parameter counts: the names --model-config takes (train, embed,\n"
+                 "search, classify, caption, eval) and vlp_model_opts.model_config.\n"
+                 "They are the JSON files of configs/ in vlp's data directory\n"
+                 "(VLP_DATA_DIR overrides; the directory is printed last)."};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
     int n;
     char **names = clip_config_names(&n);
     char dirs[4][4096];

@@ -1,6 +1,7 @@
 /* vlp quantize: an fp32 model → an int8 model for embedding (vlp_model_save_int8),
  * with a check of how far its embeddings moved. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,34 +72,39 @@ static void keep_tokenizer(const char *model, const char *vocab, const char *out
     free(a), free(b);
 }
 
+typedef struct quantize_args {
+    model_args m;
+    const char *out;
+    long check;
+} quantize_args;
+
+static const opt_desc quantize_opts[] = {
+    {NULL, "-o", "--out", "FILE", &opt_string, offsetof(quantize_args, out), 0, 0, OPT_REQUIRED,
+     "the int8 model to write", NULL},
+    {NULL, NULL, "--check", "N", &opt_long, offsetof(quantize_args, check), 0, 256, 0,
+     "random images in the check", NULL},
+};
+
 int cmd_quantize(int argc, char **argv) {
-    model_args a = {.o = vlp_model_opts_default()};
-    const char *out = NULL;
-    long check = 8;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "quantize", &bad)) {
-            printf("usage: vlp quantize --model FILE --out FILE.int8.safetensors [options]\n"
-                   "Writes an int8 model for embedding (embed, search, classify, eval, caption load\n"
-                   "it as any model): the four matrices of every transformer block of both towers\n"
-                   "in int8 with one scale per output channel; activations are quantized per token\n"
-                   "as each layer runs (AVX512-VNNI, else a portable kernel). The rest stays fp32.\n"
-                   "Then it embeds --check random images and %d captions with both models and\n"
-                   "prints the cosine of each int8 embedding to its fp32 one.\n"
-                   "  -o, --out FILE        the int8 model to write\n"
-                   "      --check N         random images in the check, 0-256 (default 8)\n" MODEL_HELP,
-                   NCHECK_TEXTS);
-            return 0;
-        } else if (model_arg(argc, argv, &i, &a, "quantize", &bad)) continue;
-        else if (arg_is(argc, argv, &i, "-o", "--out", true, "quantize", &bad)) out = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--check", true, "quantize", &bad))
-            bad = !arg_long("quantize", "--check", argv[++i], 0, 256, &check);
-        else if (!bad) fprintf(stderr, "vlp quantize: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !out) {
-        if (!bad) fprintf(stderr, "vlp quantize: give --model and --out (try --help)\n");
-        return 2;
-    }
+    quantize_args q = {.m = model_args_default(), .check = 8};
+    const opt_group groups[] = {{quantize_opts, (int)(sizeof quantize_opts / sizeof *quantize_opts), &q},
+                                MODEL_GROUP(&q.m)};
+    char about[1024];
+    snprintf(about, sizeof about,
+             "Writes an int8 model for embedding (embed, search, classify, eval, caption load\n"
+             "it as any model): the four matrices of every transformer block of both towers\n"
+             "in int8 with one scale per output channel; activations are quantized per token\n"
+             "as each layer runs (AVX512-VNNI, else a portable kernel). The rest stays fp32.\n"
+             "Then it embeds --check random images and %d captions with both models and\n"
+             "prints the cosine of each int8 embedding to its fp32 one.", NCHECK_TEXTS);
+    const cmd_spec spec = {.name = "quantize",
+                           .usage = "vlp quantize --model FILE --out FILE.int8.safetensors [options]",
+                           .about = about, .groups = groups, .ngroups = 2};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    model_args a = q.m;
+    const char *out = q.out;
+    long check = q.check;
     vlp_model *m = open_model(&a, "quantize");
     if (!m) return 1;
     int rc = 1, E = vlp_model_embed_dim(m), S = vlp_model_image_size(m), n = (int)check + NCHECK_TEXTS;

@@ -1,29 +1,30 @@
 /* vlp tokenize: the ids of texts, as open_clip.tokenize returns them. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
+#include "opts.h"
 #include "commands.h"
 #include "core/datadir.h"
 #include "data/bpe.h"
 
-static void usage(FILE *fp) {
-    fprintf(fp,
-            "usage: vlp tokenize [options] TEXT...\n"
-            "       vlp tokenize [options] --file FILE     (one text a line; '-' reads stdin)\n"
-            "Prints the token ids of each text on one line, space-separated, padded with 0 to\n"
-            "the context length exactly as open_clip.tokenize does ([start, ids..., end, 0...];\n"
-            "an over-long text keeps context-length ids, the last one the end token).\n"
-            "\n"
-            "  -v, --vocab FILE          BPE merges file, gzip'd or plain (default: OpenAI's,\n"
-            "                            shipped with vlp as %s)\n"
-            "  -m, --merges N            merges to use at most (default 0 = 48894, as open_clip)\n"
-            "  -c, --context-length N    ids per text (default 77)\n"
-            "  -f, --file FILE           read texts from FILE, one a line\n"
-            "  -h, --help                this text\n",
-            VLP_DEFAULT_VOCAB);
-}
+typedef struct tokenize_args {
+    const char *vocab, *file;
+    long ctx, merges;
+} tokenize_args;
+
+static const opt_desc tokenize_opts[] = {
+    {NULL, "-v", "--vocab", "FILE", &opt_string, offsetof(tokenize_args, vocab), 0, 0, 0,
+     "BPE merges file, gzip'd or plain (default: OpenAI's, shipped with vlp as " VLP_DEFAULT_VOCAB ")", NULL},
+    {NULL, "-m", "--merges", "N", &opt_long, offsetof(tokenize_args, merges), 0, 1 << 24, 0,
+     "merges to use at most (0 = 48894, as open_clip)", NULL},
+    {NULL, "-c", "--context-length", "N", &opt_long, offsetof(tokenize_args, ctx), 2, 1 << 20, 0,
+     "ids per text", NULL},
+    {NULL, "-f", "--file", "FILE", &opt_string, offsetof(tokenize_args, file), 0, 0, 0,
+     "read texts from FILE, one a line ('-' reads stdin)", NULL},
+};
 
 static void print_ids(const int32_t *ids, int n) {
     for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
@@ -31,28 +32,26 @@ static void print_ids(const int32_t *ids, int n) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *vocab = NULL, *file = NULL;
-    long ctx = 77, merges = 0;
-    int bad = 0, first_text = argc;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "tokenize", &bad)) {
-            usage(stdout);
-            return 0;
-        } else if (arg_is(argc, argv, &i, "-v", "--vocab", true, "tokenize", &bad)) vocab = argv[++i];
-        else if (arg_is(argc, argv, &i, "-f", "--file", true, "tokenize", &bad)) file = argv[++i];
-        else if (arg_is(argc, argv, &i, "-c", "--context-length", true, "tokenize", &bad))
-            bad = !arg_long("tokenize", "--context-length", argv[++i], 2, 1 << 20, &ctx);
-        else if (arg_is(argc, argv, &i, "-m", "--merges", true, "tokenize", &bad))
-            bad = !arg_long("tokenize", "--merges", argv[++i], 0, 1 << 24, &merges);
-        else if (!bad && !strcmp(argv[i], "--")) { first_text = i + 1; break; }
-        else if (!bad && argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "vlp tokenize: unknown option '%s' (try --help)\n", argv[i]);
-            bad = 1;
-        } else if (!bad) { first_text = i; break; }
-    }
-    if (bad) return 2;
-    if (!file && first_text >= argc) {
+    tokenize_args t = {.ctx = 77};
+    const opt_group groups[] = {{tokenize_opts, (int)(sizeof tokenize_opts / sizeof *tokenize_opts), &t}};
+    const cmd_spec spec = {
+        .name = "tokenize",
+        .usage = "vlp tokenize [options] TEXT...\n       vlp tokenize [options] --file FILE",
+        .about = "Prints the token ids of each text on one line, space-separated, padded with 0 to\n"
+                 "the context length exactly as open_clip.tokenize does ([start, ids..., end, 0...];\n"
+                 "an over-long text keeps context-length ids, the last one the end token). A text\n"
+                 "that starts with '-' goes after '--'.",
+        .groups = groups, .ngroups = 1, .positional = true};
+    char **texts = calloc((size_t)argc + 1, sizeof(char *));
+    int ntexts = 0;
+    if (!texts) return 1;
+    int prc = opts_parse(&spec, argc, argv, texts, &ntexts);
+    if (prc) return free(texts), prc == 1 ? 0 : 2;
+    const char *vocab = t.vocab, *file = t.file;
+    long ctx = t.ctx, merges = t.merges;
+    if (!file && !ntexts) {
         fprintf(stderr, "vlp tokenize: give texts or --file (try --help)\n");
+        free(texts);
         return 2;
     }
     vlp_tokenizer tok;
@@ -61,12 +60,13 @@ int cmd_tokenize(int argc, char **argv) {
     if ((!vocab && vlp_data_file(VLP_DEFAULT_VOCAB, shipped, sizeof shipped, &err) != VLP_OK) ||
         bpe_load(vocab ? vocab : shipped, (int)merges, &tok, &err) != VLP_OK) {
         fprintf(stderr, "vlp tokenize: %s\n", vlp_error_format(&err, msg, sizeof msg));
+        free(texts);
         return 1;
     }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)ctx);
     int rc = ids ? 0 : 1;
-    for (int i = first_text; rc == 0 && i < argc; i++) {
-        tok.encode(tok.impl, argv[i], ids, (int)ctx);
+    for (int i = 0; rc == 0 && i < ntexts; i++) {
+        tok.encode(tok.impl, texts[i], ids, (int)ctx);
         print_ids(ids, (int)ctx);
     }
     if (rc == 0 && file) {
@@ -86,7 +86,7 @@ int cmd_tokenize(int argc, char **argv) {
         free(line);
         if (fp && fp != stdin) fclose(fp);
     }
-    free(ids);
+    free(ids), free(texts);
     tokenizer_free(&tok);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* vlp embed / search / classify: using a model (pretrained or vlp-trained). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,29 +37,38 @@ static int encode_all(vlp_model *m, char **items, int n, bool images, float *out
     return 0;
 }
 
+typedef struct embed_args {
+    model_args m;
+    const char *images, *texts, *out;
+} embed_args;
+
+static const opt_desc embed_opts[] = {
+    {NULL, "-i", "--images", "LIST", &opt_string, offsetof(embed_args, images), 0, 0, 0,
+     "image paths, one a line ('-': stdin)", NULL},
+    {NULL, "-T", "--texts", "FILE", &opt_string, offsetof(embed_args, texts), 0, 0, 0,
+     "texts, one a line ('-': stdin)", NULL},
+    {NULL, "-o", "--out", "FILE", &opt_string, offsetof(embed_args, out), 0, 0, OPT_REQUIRED,
+     "the .npy to write", NULL},
+    {NULL, NULL, "--no-normalize", NULL, &opt_switch_off, offsetof(embed_args, m.o.normalize), 0, 0, 0,
+     "the projected features before L2 normalisation", NULL},
+};
+
 int cmd_embed(int argc, char **argv) {
-    model_args a = {.o = vlp_model_opts_default()};
-    const char *images = NULL, *texts = NULL, *out = NULL;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "embed", &bad)) {
-            printf("usage: vlp embed --model FILE (--images LIST | --texts FILE) --out OUT.npy [options]\n"
-                   "Embeds images (CLIP's eval preprocessing) or texts into a float32 .npy [N, D],\n"
-                   "rows L2-normalised (numpy: np.load(OUT)).\n"
-                   "  -i, --images LIST     image paths, one a line ('-': stdin)\n"
-                   "  -T, --texts FILE      texts, one a line ('-': stdin)\n"
-                   "  -o, --out FILE        the .npy to write\n"
-                   "      --no-normalize    the projected features before L2 normalisation\n" MODEL_HELP);
-            return 0;
-        } else if (model_arg(argc, argv, &i, &a, "embed", &bad)) continue;
-        else if (arg_is(argc, argv, &i, "-i", "--images", true, "embed", &bad)) images = argv[++i];
-        else if (arg_is(argc, argv, &i, "-T", "--texts", true, "embed", &bad)) texts = argv[++i];
-        else if (arg_is(argc, argv, &i, "-o", "--out", true, "embed", &bad)) out = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--no-normalize", false, "embed", &bad)) a.o.normalize = false;
-        else if (!bad) fprintf(stderr, "vlp embed: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !out || (!images == !texts)) {
-        if (!bad) fprintf(stderr, "vlp embed: give --out and one of --images, --texts (try --help)\n");
+    embed_args e = {.m = model_args_default()};
+    const opt_group groups[] = {{embed_opts, (int)(sizeof embed_opts / sizeof *embed_opts), &e},
+                                MODEL_GROUP(&e.m)};
+    const cmd_spec spec = {
+        .name = "embed",
+        .usage = "vlp embed --model FILE (--images LIST | --texts FILE) --out OUT.npy [options]",
+        .about = "Embeds images (CLIP's eval preprocessing) or texts into a float32 .npy [N, D],\n"
+                 "rows L2-normalised (numpy: np.load(OUT)).",
+        .groups = groups, .ngroups = 2};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    const char *images = e.images, *texts = e.texts, *out = e.out;
+    model_args a = e.m;
+    if (!images == !texts) {
+        fprintf(stderr, "vlp embed: give --out and one of --images, --texts (try --help)\n");
         return 2;
     }
     int n = 0;
@@ -92,30 +102,38 @@ static int by_score(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : ((const hit *)a)->index - ((const hit *)b)->index;
 }
 
+typedef struct search_args {
+    model_args m;
+    const char *index, *text, *image, *names;
+    long k;
+} search_args;
+
+static const opt_desc search_opts[] = {
+    {NULL, "-x", "--index", "FILE", &opt_string, offsetof(search_args, index), 0, 0, OPT_REQUIRED,
+     "embeddings from vlp embed", NULL},
+    {NULL, NULL, "--text", "Q", &opt_string, offsetof(search_args, text), 0, 0, 0, "the query: a text", NULL},
+    {NULL, NULL, "--image", "F", &opt_string, offsetof(search_args, image), 0, 0, 0, "the query: an image", NULL},
+    {NULL, "-k", "--top", "N", &opt_long, offsetof(search_args, k), 1, 1 << 20, 0, "results", NULL},
+    {NULL, "-n", "--names", "LIST", &opt_string, offsetof(search_args, names), 0, 0, 0,
+     "what each index row is (the list given to vlp embed)", NULL},
+};
+
 int cmd_search(int argc, char **argv) {
-    model_args a = {.o = vlp_model_opts_default()};
-    const char *index = NULL, *text = NULL, *image = NULL, *names = NULL;
-    long k = 5;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "search", &bad)) {
-            printf("usage: vlp search --index EMB.npy (--text Q | --image F) --model FILE [-k N] [--names LIST]\n"
-                   "The k rows of the index most similar (cosine) to the query's embedding.\n"
-                   "  -x, --index FILE      embeddings from vlp embed\n"
-                   "      --text Q, --image F   the query\n"
-                   "  -k N                  results (default 5)\n"
-                   "  -n, --names LIST      what each index row is (the list given to vlp embed)\n" MODEL_HELP);
-            return 0;
-        } else if (model_arg(argc, argv, &i, &a, "search", &bad)) continue;
-        else if (arg_is(argc, argv, &i, "-x", "--index", true, "search", &bad)) index = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--text", true, "search", &bad)) text = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--image", true, "search", &bad)) image = argv[++i];
-        else if (arg_is(argc, argv, &i, "-n", "--names", true, "search", &bad)) names = argv[++i];
-        else if (arg_is(argc, argv, &i, "-k", NULL, true, "search", &bad)) bad = !arg_long("search", "-k", argv[++i], 1, 1 << 20, &k);
-        else if (!bad) fprintf(stderr, "vlp search: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !index || (!text == !image)) {
-        if (!bad) fprintf(stderr, "vlp search: give --index and one of --text, --image (try --help)\n");
+    search_args sa = {.m = model_args_default(), .k = 5};
+    const opt_group groups[] = {{search_opts, (int)(sizeof search_opts / sizeof *search_opts), &sa},
+                                MODEL_GROUP(&sa.m)};
+    const cmd_spec spec = {
+        .name = "search",
+        .usage = "vlp search --index EMB.npy (--text Q | --image F) --model FILE [-k N] [--names LIST]",
+        .about = "The k rows of the index most similar (cosine) to the query's embedding.",
+        .groups = groups, .ngroups = 2};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    model_args a = sa.m;
+    const char *index = sa.index, *text = sa.text, *image = sa.image, *names = sa.names;
+    long k = sa.k;
+    if (!text == !image) {
+        fprintf(stderr, "vlp search: give --index and one of --text, --image (try --help)\n");
         return 2;
     }
     float *idx;
@@ -208,31 +226,43 @@ static int classify_prompts(const model_args *a, const char *image, const char *
     return rc;
 }
 
+typedef struct classify_args {
+    model_args m;
+    const char *image, *labels, *templates, *prompts;
+} classify_args;
+
+static const opt_desc classify_opts[] = {
+    {NULL, NULL, "--image", "F", &opt_string, offsetof(classify_args, image), 0, 0, OPT_REQUIRED,
+     "the image", NULL},
+    {NULL, "-l", "--labels", "LIST", &opt_string, offsetof(classify_args, labels), 0, 0, 0,
+     "comma-separated labels (with --prompts: default the file's classes)", NULL},
+    {NULL, NULL, "--templates", "T", &opt_string, offsetof(classify_args, templates), 0, 0, 0,
+     "zero-shot templates: a NAME shipped with vlp (default: \"a photo of a {}.\"; openai-imagenet: "
+     "the CLIP paper's 80) or a FILE, one template a line, {} for the class (default: default)", NULL},
+    {NULL, NULL, "--prompts", "FILE", &opt_string, offsetof(classify_args, prompts), 0, 0, 0,
+     "prompts learnt by 'vlp adapt' in place of the templates", NULL},
+};
+
 int cmd_classify(int argc, char **argv) {
-    model_args a = {.o = vlp_model_opts_default()};
-    const char *image = NULL, *labels = NULL, *templates = TEMPLATES_DEFAULT, *prompts_file = NULL;
-    int bad = 0;
-    bool tpl_given = false;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "classify", &bad)) {
-            printf("usage: vlp classify --model FILE --image F (--labels \"cat,dog,car\" [--templates T] | --prompts P)\n"
-                   "Zero-shot: the probability of each label, softmax over 100 * cosine between the\n"
-                   "image and each label's text embedding (the normalised mean over the templates,\n"
-                   "renormalised, as CLIP's prompt ensembles). With --prompts: the softmax of the\n"
-                   "learnt classifier's logits (prompts from 'vlp adapt', the model's logit scale).\n"
-                   "  -l, --labels LIST     comma-separated labels (with --prompts: default the file's\n"
-                   "                        classes)\n" TEMPLATES_HELP
-                   "      --prompts FILE    prompts learnt by 'vlp adapt' in place of the templates\n" MODEL_HELP);
-            return 0;
-        } else if (model_arg(argc, argv, &i, &a, "classify", &bad)) continue;
-        else if (arg_is(argc, argv, &i, NULL, "--image", true, "classify", &bad)) image = argv[++i];
-        else if (arg_is(argc, argv, &i, "-l", "--labels", true, "classify", &bad)) labels = argv[++i];
-        else if (arg_is(argc, argv, &i, NULL, "--templates", true, "classify", &bad)) templates = argv[++i], tpl_given = true;
-        else if (arg_is(argc, argv, &i, NULL, "--prompts", true, "classify", &bad)) prompts_file = argv[++i];
-        else if (!bad) fprintf(stderr, "vlp classify: unknown option '%s' (try --help)\n", argv[i]), bad = 1;
-    }
-    if (bad || !image || (!labels && !prompts_file)) {
-        if (!bad) fprintf(stderr, "vlp classify: --image and --labels (or --prompts) are required (try --help)\n");
+    classify_args ca = {.m = model_args_default()};
+    const opt_group groups[] = {{classify_opts, (int)(sizeof classify_opts / sizeof *classify_opts), &ca},
+                                MODEL_GROUP(&ca.m)};
+    const cmd_spec spec = {
+        .name = "classify",
+        .usage = "vlp classify --model FILE --image F (--labels \"cat,dog,car\" [--templates T] | --prompts P)",
+        .about = "Zero-shot: the probability of each label, softmax over 100 * cosine between the\n"
+                 "image and each label's text embedding (the normalised mean over the templates,\n"
+                 "renormalised, as CLIP's prompt ensembles). With --prompts: the softmax of the\n"
+                 "learnt classifier's logits (prompts from 'vlp adapt', the model's logit scale).",
+        .groups = groups, .ngroups = 2};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    model_args a = ca.m;
+    const char *image = ca.image, *labels = ca.labels, *templates = ca.templates, *prompts_file = ca.prompts;
+    bool tpl_given = templates != NULL;
+    if (!templates) templates = TEMPLATES_DEFAULT;
+    if (!labels && !prompts_file) {
+        fprintf(stderr, "vlp classify: --image and --labels (or --prompts) are required (try --help)\n");
         return 2;
     }
     if (prompts_file && tpl_given) {
@@ -272,39 +302,44 @@ int cmd_classify(int argc, char **argv) {
     return rc;
 }
 
+typedef struct caption_args {
+    model_args m;
+    long beam;
+    bool white;
+} caption_args;
+
+static const opt_desc caption_opts[] = {
+    {NULL, "-k", "--beam", "K", &opt_long, offsetof(caption_args, beam), 1, 64, 0,
+     "beam search with K hypotheses and length-normalised scores; 1 = greedy", NULL},
+    {NULL, NULL, "--white-background", NULL, &opt_switch, offsetof(caption_args, white), 0, 0, 0,
+     "composite transparent pixels on white, as training with --white-background did (default: "
+     "drop alpha)", NULL},
+};
+
 int cmd_caption(int argc, char **argv) {
-    model_args a = {.o = vlp_model_opts_default()};
-    long beam = 1;
-    bool white = false;
-    int bad = 0, nimg = 0;
-    char **images = calloc((size_t)argc, sizeof(char *));
+    caption_args ca = {.m = model_args_default(), .beam = 1};
+    const opt_group groups[] = {{caption_opts, (int)(sizeof caption_opts / sizeof *caption_opts), &ca},
+                                MODEL_GROUP(&ca.m)};
+    const cmd_spec spec = {
+        .name = "caption",
+        .usage = "vlp caption --model FILE [--beam K] [--white-background] IMAGE...",
+        .about = "Captions images with a CoCa model's text decoder (a model trained with\n"
+                 "--objective coca). Prints one line per image: path, mean token log-probability,\n"
+                 "caption (lower case, as the tokenizer saw the training captions).",
+        .groups = groups, .ngroups = 2, .positional = true};
+    int nimg = 0;
+    char **images = calloc((size_t)argc + 1, sizeof(char *));
     if (!images) return 1;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (arg_is(argc, argv, &i, "-h", "--help", false, "caption", &bad)) {
-            printf("usage: vlp caption --model FILE [--beam K] [--white-background] IMAGE...\n"
-                   "Captions images with a CoCa model's text decoder (a model trained with\n"
-                   "--objective coca). Prints one line per image: path, mean token log-probability,\n"
-                   "caption (lower case, as the tokenizer saw the training captions).\n"
-                   "  -k, --beam K           beam search with K hypotheses and length-normalised\n"
-                   "                         scores; 1 = greedy (default 1)\n"
-                   "      --white-background composite transparent pixels on white, as training\n"
-                   "                         with --white-background did (default: drop alpha)\n" MODEL_HELP);
-            free(images);
-            return 0;
-        } else if (model_arg(argc, argv, &i, &a, "caption", &bad)) continue;
-        else if (arg_is(argc, argv, &i, "-k", "--beam", true, "caption", &bad))
-            bad = !arg_long("caption", "--beam", argv[++i], 1, 64, &beam);
-        else if (arg_is(argc, argv, &i, NULL, "--white-background", false, "caption", &bad)) white = true;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            if (!bad) fprintf(stderr, "vlp caption: unknown option '%s' (try --help)\n", argv[i]);
-            bad = 1;
-        } else images[nimg++] = argv[i];
-    }
-    if (bad || !nimg) {
-        if (!bad) fprintf(stderr, "vlp caption: give at least one image (try --help)\n");
+    int prc = opts_parse(&spec, argc, argv, images, &nimg);
+    if (prc) return free(images), prc == 1 ? 0 : 2;
+    if (!nimg) {
+        fprintf(stderr, "vlp caption: give at least one image (try --help)\n");
         free(images);
         return 2;
     }
+    model_args a = ca.m;
+    long beam = ca.beam;
+    bool white = ca.white;
     if (a.o.batch < beam) a.o.batch = (int)beam; /* the hypotheses run as one batch */
     vlp_model *m = open_model(&a, "caption");
     int rc = m ? 0 : 1;

@@ -8,6 +8,7 @@
 #include "args.h"
 #include "commands.h"
 #include "data_curate.h"
+#include <stddef.h>
 #include "curate/balance.h"
 #include "io/atomic.h"
 
@@ -64,34 +65,50 @@ static int write_counts(const char *path, const balance_run *r, char **entries, 
     return atomic_commit(&af, &err) == VLP_OK ? 0 : curate_fail("balance", &err);
 }
 
+typedef struct balance_args {
+    curate_io io;
+    const char *metadata, *counts;
+    double t;
+    bool keep_unmatched;
+    long head;
+} balance_args;
+
+#define B(shrt, flag, arg, type, member, lo, hi, flags, help)                                    \
+    {NULL, shrt, flag, arg, &type, offsetof(balance_args, member), lo, hi, flags, help, NULL}
+static const opt_desc balance_opts[] = {
+    B("-m", "--metadata", "FILE", opt_string, metadata, 0, 0, OPT_REQUIRED,
+      "the metadata: one entry a line (MetaCLIP's 500,000: WordNet synsets, Wikipedia titles and n-grams; "
+      "or your classes)"),
+    B("-t", "--t", "T", opt_double, t, 1, 1e15, 0,
+      "an entry matched by c samples keeps each with probability min(1, t/c) (MetaCLIP: 20,000 at 400M "
+      "pairs; scale it with the pool)"),
+    B(NULL, "--keep-unmatched", NULL, opt_switch, keep_unmatched, 0, 0, 0,
+      "keep samples matching no entry (MetaCLIP drops them)"),
+    B(NULL, "--counts", "FILE", opt_string, counts, 0, 0, 0, "every entry's counts before and after, a TSV"),
+    B(NULL, "--report-entries", "N", opt_long, head, 0, 100000, 0,
+      "entries of the head and of the tail in the report"),
+};
+#undef B
+
 int data_balance(int argc, char **argv) {
-    curate_io io = curate_io_default();
-    const char *metadata = NULL, *counts = NULL;
-    double t = 20000;
-    bool keep_unmatched = false;
-    long head = 10;
-    const cli_opt opts[] = {
-        CURATE_IO_OPTS(io),
-        {"-m", "--metadata", "FILE", OPT_STR, &metadata, 0, 0, true,
-         "the metadata: one entry a line (MetaCLIP's 500,000: WordNet synsets, Wikipedia titles and n-grams; "
-         "or your classes)"},
-        {"-t", "--t", "T", OPT_DBL, &t, 1, 1e15, false,
-         "an entry matched by c samples keeps each with probability min(1, t/c) (MetaCLIP: 20,000 at 400M "
-         "pairs; scale it with the pool)"},
-        {NULL, "--keep-unmatched", NULL, OPT_FLAG, &keep_unmatched, 0, 0, false,
-         "keep samples matching no entry (MetaCLIP drops them)"},
-        {NULL, "--counts", "FILE", OPT_STR, &counts, 0, 0, false, "every entry's counts before and after, a TSV"},
-        {NULL, "--report-entries", "N", OPT_LONG, &head, 0, 100000, false,
-         "entries of the head and of the tail in the report"},
-    };
-    int rc = opts_parse("data balance", "vlp data balance --data SPEC --metadata FILE --out OUT [options]",
-                        "Balances a pool over metadata entries as MetaCLIP does: an entry matches a caption when\n"
-                        "it occurs in it as whole words (after MetaCLIP's spacing of , . ; : ? ! `; case\n"
-                        "kept); pass 1 counts each entry's samples, pass 2 keeps a sample when one of its\n"
-                        "entries passes a draw of min(1, t/count). Each draw is a hash of (seed, sample,\n"
-                        "entry): the same seed keeps the same samples. Memory: the entries' automaton and\n"
-                        "counts, one sample at a time.",
-                        opts, (int)(sizeof opts / sizeof opts[0]), NULL, NULL, NULL, argc, argv);
+    balance_args ba = {.io = curate_io_default(), .t = 20000, .head = 10};
+    const opt_group groups[] = {CURATE_IO_GROUP(&ba.io),
+                                {balance_opts, (int)(sizeof balance_opts / sizeof *balance_opts), &ba}};
+    const cmd_spec spec = {
+        .name = "data balance", .usage = "vlp data balance --data SPEC --metadata FILE --out OUT [options]",
+        .about = "Balances a pool over metadata entries as MetaCLIP does: an entry matches a caption when\n"
+                 "it occurs in it as whole words (after MetaCLIP's spacing of , . ; : ? ! `; case\n"
+                 "kept); pass 1 counts each entry's samples, pass 2 keeps a sample when one of its\n"
+                 "entries passes a draw of min(1, t/count). Each draw is a hash of (seed, sample,\n"
+                 "entry): the same seed keeps the same samples. Memory: the entries' automaton and\n"
+                 "counts, one sample at a time.",
+        .groups = groups, .ngroups = 2};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL);
+    curate_io io = ba.io;
+    const char *metadata = ba.metadata, *counts = ba.counts;
+    double t = ba.t;
+    bool keep_unmatched = ba.keep_unmatched;
+    long head = ba.head;
     if (rc) return rc == 1 ? 0 : 2;
     int n;
     char **entries = read_lines(metadata, false, &n);

@@ -6,6 +6,7 @@
  * captions) with its correlation, and a PNG plot. */
 #include <ctype.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,31 +91,46 @@ static int by_freq_desc(const void *a, const void *b) {
     return x->freq != y->freq ? (x->freq < y->freq) - (x->freq > y->freq) : strcmp(x->name, y->name);
 }
 
+typedef struct concepts_args {
+    const char *data, *concepts, *per_class, *out, *plot, *image_key, *caption_key;
+    bool case_sensitive;
+} concepts_args;
+
+#define C(shrt, flag, arg, type, member, flags, help)                                             \
+    {NULL, shrt, flag, arg, &type, offsetof(concepts_args, member), 0, 0, flags, help, NULL}
+static const opt_desc concepts_opts[] = {
+    C("-i", "--data", "SPEC", opt_string, data, OPT_REQUIRED,
+      "the pool whose captions are counted (as vlp data filter's)"),
+    C("-c", "--concepts", "FILE", opt_string, concepts, 0,
+      "the concepts, one a line (default: the classes of --per-class-json)"),
+    C(NULL, "--per-class-json", "FILE", opt_string, per_class, 0,
+      "vlp eval --per-class-json's output: each class's zero-shot accuracy, joined by name"),
+    C("-o", "--out", "FILE.tsv", opt_string, out, OPT_REQUIRED, "the table: concept, frequency, images, accuracy"),
+    C(NULL, "--plot", "FILE.png", opt_string, plot, 0,
+      "accuracy against log10 frequency, with the least-squares line (needs --per-class-json)"),
+    C(NULL, "--case-sensitive", NULL, opt_switch, case_sensitive, 0,
+      "match case (default: captions and concepts lower-cased, ASCII)"),
+    C(NULL, "--image-key", "K", opt_string, image_key, 0, "a table's image column"),
+    C(NULL, "--caption-key", "K", opt_string, caption_key, 0, "a table's caption column or a shard's json field"),
+};
+#undef C
+
 int data_concepts(int argc, char **argv) {
-    const char *data = NULL, *concepts = NULL, *per_class = NULL, *out = NULL, *plot = NULL;
-    const char *image_key = "filepath", *caption_key = "title";
-    bool case_sensitive = false;
-    const cli_opt opts[] = {
-        {"-i", "--data", "SPEC", OPT_STR, &data, 0, 0, true, "the pool whose captions are counted (as vlp data filter's)"},
-        {"-c", "--concepts", "FILE", OPT_STR, &concepts, 0, 0, false,
-         "the concepts, one a line (default: the classes of --per-class-json)"},
-        {NULL, "--per-class-json", "FILE", OPT_STR, &per_class, 0, 0, false,
-         "vlp eval --per-class-json's output: each class's zero-shot accuracy, joined by name"},
-        {"-o", "--out", "FILE.tsv", OPT_STR, &out, 0, 0, true, "the table: concept, frequency, images, accuracy"},
-        {NULL, "--plot", "FILE.png", OPT_STR, &plot, 0, 0, false,
-         "accuracy against log10 frequency, with the least-squares line (needs --per-class-json)"},
-        {NULL, "--case-sensitive", NULL, OPT_FLAG, &case_sensitive, 0, 0, false,
-         "match case (default: captions and concepts lower-cased, ASCII)"},
-        {NULL, "--image-key", "K", OPT_STR, &image_key, 0, 0, false, "a table's image column"},
-        {NULL, "--caption-key", "K", OPT_STR, &caption_key, 0, 0, false, "a table's caption column or a shard's json field"},
-    };
-    int rc = opts_parse("data concepts", "vlp data concepts --data SPEC (--concepts FILE | --per-class-json F) --out T.tsv",
-                        "Counts, for each concept, the samples whose caption holds it as whole words (MetaCLIP's\n"
-                        "matching). With vlp eval's per-class accuracy it fits accuracy = a + b log10(frequency)\n"
-                        "over the concepts seen at least once and reports b (accuracy per tenfold frequency) and\n"
-                        "the correlation: zero-shot accuracy follows the log of a concept's frequency in the\n"
-                        "pre-training captions (Udandarao et al. 2024).",
-                        opts, (int)(sizeof opts / sizeof opts[0]), NULL, NULL, NULL, argc, argv);
+    concepts_args ca = {.image_key = "filepath", .caption_key = "title"};
+    const opt_group groups[] = {{concepts_opts, (int)(sizeof concepts_opts / sizeof *concepts_opts), &ca}};
+    const cmd_spec spec = {
+        .name = "data concepts",
+        .usage = "vlp data concepts --data SPEC (--concepts FILE | --per-class-json F) --out T.tsv",
+        .about = "Counts, for each concept, the samples whose caption holds it as whole words (MetaCLIP's\n"
+                 "matching). With vlp eval's per-class accuracy it fits accuracy = a + b log10(frequency)\n"
+                 "over the concepts seen at least once and reports b (accuracy per tenfold frequency) and\n"
+                 "the correlation: zero-shot accuracy follows the log of a concept's frequency in the\n"
+                 "pre-training captions (Udandarao et al. 2024).",
+        .groups = groups, .ngroups = 1};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL);
+    const char *data = ca.data, *concepts = ca.concepts, *per_class = ca.per_class, *out = ca.out;
+    const char *plot = ca.plot, *image_key = ca.image_key, *caption_key = ca.caption_key;
+    bool case_sensitive = ca.case_sensitive;
     if (rc) return rc == 1 ? 0 : 2;
     if (!concepts && !per_class) return fprintf(stderr, "vlp data concepts: give --concepts or --per-class-json\n"), 2;
     if (plot && !per_class) return fprintf(stderr, "vlp data concepts: --plot needs --per-class-json\n"), 2;

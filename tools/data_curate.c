@@ -1,4 +1,6 @@
 #include "data_curate.h"
+
+#include <stddef.h>
 #include "args.h"
 #include "progress.h"
 #include "data/table.h"
@@ -10,6 +12,25 @@
 
 #include <stdio.h>
 #include <string.h>
+
+#define IO(shrt, flag, arg, type, member, lo, hi, flags, help)                                   \
+    {NULL, shrt, flag, arg, &type, offsetof(curate_io, member), lo, hi, flags, help, NULL}
+const opt_desc curate_io_table[] = {
+    IO("-i", "--data", "SPEC", opt_string, data, 0, 0, OPT_REQUIRED,
+       "the pool: a .tsv/.csv (image paths relative to it) or WebDataset shards (a-{00000..00009}.tar, "
+       "patterns joined with ::)"),
+    IO("-o", "--out", "OUT", opt_string, out, 0, 0, OPT_REQUIRED,
+       "what is kept: FILE.tsv or FILE.csv (a table pool: its columns) or a shard PREFIX (PREFIX-00000.tar, "
+       "...: a shard pool's members as they were)"),
+    IO(NULL, "--report", "FILE", opt_string, report, 0, 0, 0, "the JSON report (default OUT.report.json)"),
+    IO(NULL, "--samples-per-shard", "N", opt_long, per_shard, 1, 1 << 30, 0, "samples a shard out"),
+    IO(NULL, "--image-key", "K", opt_string, image_key, 0, 0, 0, "a table's image column"),
+    IO(NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, 0,
+       "a table's caption column, or a shard's json field (a txt member first)"),
+    IO(NULL, "--seed", "N", opt_long, seed, 0, 2147483647, 0, "the seed of every random draw"),
+};
+#undef IO
+const int curate_io_count = (int)(sizeof curate_io_table / sizeof *curate_io_table);
 
 curate_io curate_io_default(void) {
     return (curate_io){.image_key = "filepath", .caption_key = "title", .per_shard = 1000, .seed = 0};

@@ -20,19 +20,10 @@ typedef struct curate_io {
 
 curate_io curate_io_default(void);
 
-#define CURATE_IO_OPTS(io)                                                                                    \
-    {"-i", "--data", "SPEC", OPT_STR, &(io).data, 0, 0, true,                                                 \
-     "the pool: a .tsv/.csv (image paths relative to it) or WebDataset shards (a-{00000..00009}.tar, "       \
-     "patterns joined with ::)"},                                                                             \
-    {"-o", "--out", "OUT", OPT_STR, &(io).out, 0, 0, true,                                                    \
-     "what is kept: FILE.tsv or FILE.csv (a table pool: its columns) or a shard PREFIX (PREFIX-00000.tar, "  \
-     "...: a shard pool's members as they were)"},                                                           \
-    {NULL, "--report", "FILE", OPT_STR, &(io).report, 0, 0, false, "the JSON report (default OUT.report.json)"}, \
-    {NULL, "--samples-per-shard", "N", OPT_LONG, &(io).per_shard, 1, 1 << 30, false, "samples a shard out"},  \
-    {NULL, "--image-key", "K", OPT_STR, &(io).image_key, 0, 0, false, "a table's image column"},              \
-    {NULL, "--caption-key", "K", OPT_STR, &(io).caption_key, 0, 0, false,                                     \
-     "a table's caption column, or a shard's json field (a txt member first)"},                              \
-    {NULL, "--seed", "N", OPT_LONG, &(io).seed, 0, 2147483647, false, "the seed of every random draw"}
+/* the pool's and the output's options: a group of the command's parse */
+extern const opt_desc curate_io_table[];
+extern const int curate_io_count;
+#define CURATE_IO_GROUP(io) {curate_io_table, curate_io_count, (io)}
 
 /* The model filter and dedup embed with, and its batch of images: decoded
  * (alpha dropped, or composited on white), CLIP's eval transform. */
@@ -44,10 +35,6 @@ typedef struct curate_model {
     float *pixels;            // (B, 3, S, S) the batch
     int nb;                   // images in it
 } curate_model;
-
-#define CURATE_WHITE_OPT(flag, what)                                                                          \
-    {NULL, "--white-background", NULL, OPT_FLAG, &(flag), 0, 0, false,                                       \
-     "composite transparent pixels on white before " what " (as the training did)"}
 
 /* opens a->model when given, and the batch; false after a message */
 bool curate_model_open(curate_model *m, const model_args *a, bool white, const char *cmd);

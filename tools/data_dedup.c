@@ -13,6 +13,7 @@
  * largest cluster's embeddings; the embeddings themselves stay on disk. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,9 +127,6 @@ static bool keep_visit(void *ctx, const pool_sample *s, bool *keep) {
     return true;
 }
 
-static bool model_extra(void *ctx, int argc, char **argv, int *i, int *bad) {
-    return model_arg(argc, argv, i, ctx, "data dedup", bad);
-}
 
 /* "0.01,0.05" -> eps[], sorted as given; false after a message */
 static bool parse_eps(const char *list, double *eps, int *n) {
@@ -198,32 +196,50 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
     return rc;
 }
 
+typedef struct dedup_args {
+    curate_io io;
+    model_args m;
+    long clusters, iters;
+    double eps_used;
+    bool white;
+    const char *report_eps;
+} dedup_args;
+
+#define D(flag, arg, type, member, lo, hi, help)                                                   \
+    {NULL, NULL, flag, arg, &type, offsetof(dedup_args, member), lo, hi, 0, help, NULL}
+static const opt_desc dedup_opts[] = {
+    D("--eps", "E", opt_double, eps_used, 0, 1.999,
+      "SemDeDup: a sample whose cosine to one kept before it in its cluster exceeds 1 - E is removed"),
+    D("--clusters", "K", opt_long, clusters, 0, 1 << 24, "k-means clusters (0: one per 1,000 embedded samples)"),
+    D("--iters", "N", opt_long, iters, 1, 10000, "k-means iterations at most"),
+    D("--white-background", NULL, opt_switch, white, 0, 0,
+      "composite transparent pixels on white before embedding (as the training did)"),
+    D("--report-eps", "LIST", opt_string, report_eps, 0, 0,
+      "other eps values whose removals the report counts (the output uses --eps)"),
+};
+#undef D
+
 int data_dedup(int argc, char **argv) {
-    curate_io io = curate_io_default();
-    model_args a = {.o = vlp_model_opts_default()};
-    long clusters = 0, iters = 20;
-    double eps_used = 0.01;
-    bool white = false;
-    const char *report_eps = "0.001,0.005,0.01,0.02,0.05,0.1";
-    const cli_opt opts[] = {
-        CURATE_IO_OPTS(io),
-        {NULL, "--eps", "E", OPT_DBL, &eps_used, 0, 1.999, false,
-         "SemDeDup: a sample whose cosine to one kept before it in its cluster exceeds 1 - E is removed"},
-        {NULL, "--clusters", "K", OPT_LONG, &clusters, 0, 1 << 24, false,
-         "k-means clusters (0: one per 1,000 embedded samples)"},
-        {NULL, "--iters", "N", OPT_LONG, &iters, 1, 10000, false, "k-means iterations at most"},
-        CURATE_WHITE_OPT(white, "embedding"),
-        {NULL, "--report-eps", "LIST", OPT_STR, &report_eps, 0, 0, false,
-         "other eps values whose removals the report counts (the output uses --eps)"},
-    };
-    int rc = opts_parse("data dedup", "vlp data dedup --data SPEC --out OUT [--model M [options]]",
-                        "Removes exact duplicates (the same image bytes: the first is kept), and with --model\n"
-                        "semantic near-duplicates as SemDeDup does: image embeddings clustered by spherical\n"
-                        "k-means; within a cluster, from the member least similar to the centroid to the most,\n"
-                        "a member is removed when its cosine to a kept one exceeds 1 - eps, so of a group of\n"
-                        "near-duplicates the one least like the centroid survives.",
-                        opts, (int)(sizeof opts / sizeof opts[0]), model_extra, &a,
-                        "The embedding model's options (as vlp embed's):\n" MODEL_HELP, argc, argv);
+    dedup_args da = {.io = curate_io_default(), .m = model_args_default(), .iters = 20, .eps_used = 0.01,
+                     .report_eps = "0.001,0.005,0.01,0.02,0.05,0.1"};
+    const opt_group groups[] = {CURATE_IO_GROUP(&da.io),
+                                {dedup_opts, (int)(sizeof dedup_opts / sizeof *dedup_opts), &da},
+                                MODEL_GROUP(&da.m)};
+    const cmd_spec spec = {
+        .name = "data dedup", .usage = "vlp data dedup --data SPEC --out OUT [--model M [options]]",
+        .about = "Removes exact duplicates (the same image bytes: the first is kept), and with --model\n"
+                 "semantic near-duplicates as SemDeDup does: image embeddings clustered by spherical\n"
+                 "k-means; within a cluster, from the member least similar to the centroid to the most,\n"
+                 "a member is removed when its cosine to a kept one exceeds 1 - eps, so of a group of\n"
+                 "near-duplicates the one least like the centroid survives.",
+        .groups = groups, .ngroups = 3};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL);
+    curate_io io = da.io;
+    model_args a = da.m;
+    long clusters = da.clusters, iters = da.iters;
+    double eps_used = da.eps_used;
+    bool white = da.white;
+    const char *report_eps = da.report_eps;
     if (rc) return rc == 1 ? 0 : 2;
     double eps[MAX_EPS + 1];
     int neps;

@@ -7,6 +7,7 @@
  * exactly from the scores file; pass 2 re-reads the pool and writes what is
  * kept. Memory: a batch of images and the model, whatever the pool size. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,9 +199,6 @@ static bool keep_visit(void *ctx, const pool_sample *s, bool *keep) {
     return true;
 }
 
-static bool model_extra(void *ctx, int argc, char **argv, int *i, int *bad) {
-    return model_arg(argc, argv, i, ctx, "data filter", bad);
-}
 
 /* every sample's score in pool order (NaN where a rule removed it), from
  * pass 1's files; its keys were written by pass 1 as it went */
@@ -231,41 +229,59 @@ static int write_scores(filter_run *r, const char *path) {
     return rc;
 }
 
+typedef struct filter_args {
+    curate_io io;
+    filter_opts o;
+    model_args m;
+    const char *scores_out;
+    bool white;
+} filter_args;
+
+#define F(flag, arg, type, member, lo, hi, help)                                                   \
+    {NULL, NULL, flag, arg, &type, offsetof(filter_args, member), lo, hi, 0, help, NULL}
+static const opt_desc filter_table[] = {
+    F("--min-words", "N", opt_long, o.min_words, 0, 1 << 20, "remove captions of fewer words (0: off)"),
+    F("--max-words", "N", opt_long, o.max_words, 0, 1 << 20, "remove captions of more words (0: off)"),
+    F("--min-chars", "N", opt_long, o.min_chars, 0, 1 << 20,
+      "remove captions of fewer characters (UTF-8 code points; 0: off)"),
+    F("--max-chars", "N", opt_long, o.max_chars, 0, 1 << 20, "remove captions of more characters (0: off)"),
+    F("--min-side", "PX", opt_long, o.min_side, 0, 1 << 20, "remove images whose shorter side is smaller (0: off)"),
+    F("--max-aspect", "R", opt_double, o.max_aspect, 0, 1e6,
+      "remove images whose longer side is more than R times the shorter (0: off)"),
+    F("--score-model", "FILE", opt_string, m.model, 0, 0,
+      "score each sample by the cosine of its image and caption embeddings under this model (any model "
+      "vlp loads; the model options below apply)"),
+    F("--min-score", "S", opt_double, o.min_score, -1, 1,
+      "keep samples scoring at least S (DataComp, OpenAI ViT-B/32: 0.28; -2: off)"),
+    F("--keep-fraction", "F", opt_double, o.keep_fraction, 0, 1,
+      "keep the top fraction F of the scored samples, exactly (DataComp: 0.3; 0: off)"),
+    F("--white-background", NULL, opt_switch, white, 0, 0,
+      "composite transparent pixels on white before decoding (as the training did)"),
+    F("--scores", "FILE.npy", opt_string, scores_out, 0, 0,
+      "write every sample's score (NaN where a rule removed it) and FILE.npy.keys.txt, one sample a line"),
+};
+#undef F
+
 int data_filter(int argc, char **argv) {
-    curate_io io = curate_io_default();
-    filter_run r = {.o = {.min_score = -2, .keep_fraction = 0}};
-    model_args a = {.o = vlp_model_opts_default()};
-    const char *scores_out = NULL;
-    bool white = false;
-    const cli_opt opts[] = {
-        CURATE_IO_OPTS(io),
-        {NULL, "--min-words", "N", OPT_LONG, &r.o.min_words, 0, 1 << 20, false, "remove captions of fewer words (0: off)"},
-        {NULL, "--max-words", "N", OPT_LONG, &r.o.max_words, 0, 1 << 20, false, "remove captions of more words (0: off)"},
-        {NULL, "--min-chars", "N", OPT_LONG, &r.o.min_chars, 0, 1 << 20, false,
-         "remove captions of fewer characters (UTF-8 code points; 0: off)"},
-        {NULL, "--max-chars", "N", OPT_LONG, &r.o.max_chars, 0, 1 << 20, false, "remove captions of more characters (0: off)"},
-        {NULL, "--min-side", "PX", OPT_LONG, &r.o.min_side, 0, 1 << 20, false, "remove images whose shorter side is smaller (0: off)"},
-        {NULL, "--max-aspect", "R", OPT_DBL, &r.o.max_aspect, 0, 1e6, false,
-         "remove images whose longer side is more than R times the shorter (0: off)"},
-        {NULL, "--score-model", "FILE", OPT_STR, &a.model, 0, 0, false,
-         "score each sample by the cosine of its image and caption embeddings under this model (any model "
-         "vlp loads; the model options below apply)"},
-        {NULL, "--min-score", "S", OPT_DBL, &r.o.min_score, -1, 1, false,
-         "keep samples scoring at least S (DataComp, OpenAI ViT-B/32: 0.28; -2: off)"},
-        {NULL, "--keep-fraction", "F", OPT_DBL, &r.o.keep_fraction, 0, 1, false,
-         "keep the top fraction F of the scored samples, exactly (DataComp: 0.3; 0: off)"},
-        CURATE_WHITE_OPT(white, "decoding"),
-        {NULL, "--scores", "FILE.npy", OPT_STR, &scores_out, 0, 0, false,
-         "write every sample's score (NaN where a rule removed it) and FILE.npy.keys.txt, one sample a line"},
-    };
-    int rc = opts_parse("data filter", "vlp data filter --data SPEC --out OUT [rules] [--score-model M ...]",
-                        "Removes samples by simple rules (undecodable images always), and with --score-model\n"
-                        "by their CLIP score, the cosine of the image's and the caption's embeddings (DataComp's\n"
-                        "CLIP-score baselines). Two passes: scores are kept on disk beside the output, so\n"
-                        "memory is one batch of images and the model whatever the pool's size. The report\n"
-                        "counts what each rule removed and the scores' histogram.",
-                        opts, (int)(sizeof opts / sizeof opts[0]), model_extra, &a,
-                        "The score model's options (with --score-model; as vlp embed's):\n" MODEL_HELP, argc, argv);
+    filter_args fa = {.io = curate_io_default(), .o = {.min_score = -2, .keep_fraction = 0},
+                      .m = model_args_default()};
+    const opt_group groups[] = {CURATE_IO_GROUP(&fa.io),
+                                {filter_table, (int)(sizeof filter_table / sizeof *filter_table), &fa},
+                                MODEL_GROUP(&fa.m)};
+    const cmd_spec spec = {
+        .name = "data filter", .usage = "vlp data filter --data SPEC --out OUT [rules] [--score-model M ...]",
+        .about = "Removes samples by simple rules (undecodable images always), and with --score-model\n"
+                 "by their CLIP score, the cosine of the image's and the caption's embeddings (DataComp's\n"
+                 "CLIP-score baselines). Two passes: scores are kept on disk beside the output, so\n"
+                 "memory is one batch of images and the model whatever the pool's size. The report\n"
+                 "counts what each rule removed and the scores' histogram.",
+        .groups = groups, .ngroups = 3};
+    int rc = opts_parse(&spec, argc, argv, NULL, NULL);
+    curate_io io = fa.io;
+    filter_run r = {.o = fa.o};
+    model_args a = fa.m;
+    const char *scores_out = fa.scores_out;
+    bool white = fa.white;
     if (rc) return rc == 1 ? 0 : 2;
     bool by_score = r.o.min_score > -2 || r.o.keep_fraction > 0;
     if (by_score && !a.model) return fprintf(stderr, "vlp data filter: --min-score and --keep-fraction need --score-model\n"), 2;

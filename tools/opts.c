@@ -4,65 +4,110 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void print_help(const char *cmd, const char *usage, const char *about, const cli_opt *opts, int n,
-                       const char *extra_help) {
-    printf("usage: %s\n%s\n\n", usage, about);
-    for (int k = 0; k < n; k++) {
-        const cli_opt *o = &opts[k];
+void opts_help_table(FILE *fp, const opt_desc *t, int n, const void *defaults) {
+    for (int i = 0; i < n; i++) {
+        if (t[i].flags & OPT_HIDDEN) continue;
         char head[96], text[1024];
-        snprintf(head, sizeof head, "  %s%s%s%s%s", o->shrt ? o->shrt : "  ", o->shrt ? ", " : "  ", o->lng,
-                 o->arg ? " " : "", o->arg ? o->arg : "");
-        size_t m = (size_t)snprintf(text, sizeof text, "%s", o->help);
-        if (o->required) snprintf(text + m, sizeof text - m, " (required)");
-        else if (o->kind == OPT_STR && *(const char **)o->dst)
-            snprintf(text + m, sizeof text - m, " (default %s)", *(const char **)o->dst);
-        else if (o->kind == OPT_LONG) snprintf(text + m, sizeof text - m, " (default %ld)", *(long *)o->dst);
-        else if (o->kind == OPT_DBL) snprintf(text + m, sizeof text - m, " (default %g)", *(double *)o->dst);
-        help_item(stdout, head, text);
+        opt_help_head(&t[i], head, sizeof head);
+        opt_help_text(&t[i], (t[i].flags & OPT_ALIAS) ? NULL : defaults, text, sizeof text);
+        help_item(fp, head, text);
     }
-    help_item(stdout, "  -h, --help", "this text");
-    if (extra_help) fputs(extra_help, stdout);
-    (void)cmd;
 }
 
-int opts_parse(const char *cmd, const char *usage, const char *about, const cli_opt *opts, int n,
-               opt_extra extra, void *extra_ctx, const char *extra_help, int argc, char **argv) {
-    bool *given = calloc((size_t)n + 1, sizeof(bool));
+static void print_help(const cmd_spec *c) {
+    printf("usage: %s\n%s\n\n", c->usage, c->about);
+    for (int g = 0; g < c->ngroups; g++)
+        opts_help_table(stdout, c->groups[g].t, c->groups[g].n, c->groups[g].base);
+    if (c->help_more) c->help_more(stdout);
+    help_item(stdout, "  -h, --help", "this text");
+    if (c->extra_help) fputs(c->extra_help, stdout);
+}
+
+/* the entry and its group for a flag */
+static const opt_desc *lookup(const cmd_spec *c, const char *flag, int *group) {
+    for (int g = 0; g < c->ngroups; g++) {
+        const opt_desc *t = c->groups[g].t;
+        for (int k = 0; k < c->groups[g].n; k++)
+            if ((t[k].flag && !strcmp(flag, t[k].flag)) || (t[k].shrt && !strcmp(flag, t[k].shrt))) {
+                *group = g;
+                return &t[k];
+            }
+    }
+    return NULL;
+}
+
+static bool is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
+
+/* whether entry d (or an alias of the same field) was given */
+static bool was_given(const cmd_spec *c, const bool *given, const opt_desc *d, int g) {
+    int base = 0;
+    for (int h = 0; h < g; h++) base += c->groups[h].n;
+    for (int k = 0; k < c->groups[g].n; k++)
+        if (given[base + k] && c->groups[g].t[k].off == d->off) return true;
+    return false;
+}
+
+int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwords) {
+    const char *cmd = c->name;
+    if (nwords) *nwords = 0;
+    /* --help first: the defaults as the tables hold them, whatever comes before */
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (is_help(argv[i])) {
+            print_help(c);
+            return 1;
+        }
+    int total = 0;
+    for (int g = 0; g < c->ngroups; g++) total += c->groups[g].n;
+    bool *given = calloc((size_t)total + 1, sizeof(bool));
     if (!given) return fprintf(stderr, "vlp %s: out of memory\n", cmd), 2;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            print_help(cmd, usage, about, opts, n, extra_help);
-            free(given);
-            return 1;
-        }
-        int k = 0;
-        for (; k < n; k++)
-            if ((opts[k].shrt && !strcmp(argv[i], opts[k].shrt)) || !strcmp(argv[i], opts[k].lng)) break;
-        if (k == n) {
-            if (extra && extra(extra_ctx, argc, argv, &i, &bad)) continue;
-            if (!bad) fprintf(stderr, "vlp %s: unknown option '%s' (try --help)\n", cmd, argv[i]), bad = 1;
+        const char *a = argv[i];
+        if (c->positional && !strcmp(a, "--")) {
+            while (++i < argc) words[(*nwords)++] = argv[i];
             break;
         }
-        const cli_opt *o = &opts[k];
-        given[k] = true;
-        if (o->kind == OPT_FLAG) {
-            *(bool *)o->dst = true;
+        if (c->positional && (a[0] != '-' || !a[1])) {
+            words[(*nwords)++] = argv[i];
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "vlp %s: %s needs a value (try --help)\n", cmd, argv[i]);
+        int g = 0;
+        const opt_desc *d = lookup(c, a, &g);
+        bool extra = !d && c->extra_is && c->extra_is(a);
+        if (!d && !extra) {
+            fprintf(stderr, "vlp %s: unknown option '%s' (try --help)\n", cmd, a);
             bad = 1;
             break;
         }
-        const char *v = argv[++i];
-        if (o->kind == OPT_STR) *(const char **)o->dst = v;
-        else if (o->kind == OPT_LONG) bad = !arg_long(cmd, o->lng, v, (long)o->lo, (long)o->hi, (long *)o->dst);
-        else bad = !arg_double(cmd, o->lng, v, o->lo, o->hi, (double *)o->dst);
+        const char *value = NULL;
+        if (extra || !d->type->is_switch) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "vlp %s: %s needs a value (try --help)\n", cmd, a);
+                bad = 1;
+                break;
+            }
+            value = argv[++i];
+        }
+        vlp_error err = {0};
+        vlp_err rc = extra ? c->extra_set(c->ctx, a, value, &err) : opt_set(d, c->groups[g].base, value, &err);
+        if (rc != VLP_OK) {
+            fprintf(stderr, "vlp %s: %s\n", cmd, err.message);
+            bad = 1;
+            break;
+        }
+        if (d) {
+            int off = 0;
+            for (int h = 0; h < g; h++) off += c->groups[h].n;
+            given[off + (int)(d - c->groups[g].t)] = true;
+            if (c->on_set) c->on_set(c->ctx, d);
+        }
     }
-    for (int k = 0; k < n && !bad; k++)
-        if (opts[k].required && !given[k])
-            fprintf(stderr, "vlp %s: %s is required (try --help)\n", cmd, opts[k].lng), bad = 1;
+    for (int g = 0, off = 0; g < c->ngroups && !bad; off += c->groups[g].n, g++)
+        for (int k = 0; k < c->groups[g].n && !bad; k++) {
+            const opt_desc *d = &c->groups[g].t[k];
+            if ((d->flags & OPT_REQUIRED) && !was_given(c, given, d, g))
+                fprintf(stderr, "vlp %s: %s is required (try --help)\n", cmd, d->flag), bad = 1;
+        }
     free(given);
     return bad ? 2 : 0;
 }

@@ -1,30 +1,50 @@
-/* A command's options as a table: one entry (flag, kind, where the value
- * goes, range, help) gives the parser, the --help text (with each default,
- * read from where the value goes before parsing) and every error message. */
+/* The command line of every command, from tables of opt_desc
+ * (core/optdesc.h): one parser, the --help text with each default (read
+ * from the table's struct before parsing), and every error message. A
+ * command is its tables (its own, and shared ones such as the model's,
+ * tools/model_args.h) plus its usage line and paragraph. */
 #ifndef VLP_TOOLS_OPTS_H
 #define VLP_TOOLS_OPTS_H
 #include <stdbool.h>
 #include <stdio.h>
 
-typedef enum { OPT_STR, OPT_LONG, OPT_DBL, OPT_FLAG } opt_kind;
+#include "core/optdesc.h"
 
-typedef struct cli_opt {
-    const char *shrt, *lng; // "-i" (or NULL), "--data"
-    const char *arg;        // the value's name in the help ("SPEC"); NULL for a flag
-    opt_kind kind;
-    void *dst;              // const char **, long *, double * or bool *
-    double lo, hi;          // a number's range
-    bool required;
-    const char *help;
-} cli_opt;
+/* one table and the struct its offsets point into */
+typedef struct opt_group {
+    const opt_desc *t;
+    int n;
+    void *base;
+} opt_group;
 
-/* Options the table does not hold (a model's, shared with other commands):
- * true when argv[*i] was one (consumed; *bad set on a bad value). */
-typedef bool (*opt_extra)(void *ctx, int argc, char **argv, int *i, int *bad);
+typedef struct cmd_spec {
+    const char *name;  // "embed", "data filter": messages say "vlp NAME: ..."
+    const char *usage; // the line after "usage: "
+    const char *about; // the paragraph under it
+    const opt_group *groups;
+    int ngroups;
+    const char *extra_help; // printed after the options, or NULL
+    /* the command takes words that are not options (vlp caption's images,
+     * vlp tokenize's texts), anywhere; after "--" every word is one */
+    bool positional;
+    /* options no table holds (an objective's): whether flag is one (each
+     * takes a value), and setting it; NULL: none */
+    bool (*extra_is)(const char *flag);
+    vlp_err (*extra_set)(void *ctx, const char *flag, const char *value, vlp_error *err);
+    /* after each table option set (the run's record of what was given); may be NULL */
+    void (*on_set)(void *ctx, const opt_desc *d);
+    void *ctx;
+    /* the entries that must appear together in --help after the tables, or NULL */
+    void (*help_more)(FILE *fp);
+} cmd_spec;
 
-/* 0: parsed; 1: --help was printed (exit 0); 2: an error was printed (exit 2).
- * usage: the line after "usage: "; about: the paragraph under it; extra_help
- * printed after the table (or NULL). */
-int opts_parse(const char *cmd, const char *usage, const char *about, const cli_opt *opts, int n,
-               opt_extra extra, void *extra_ctx, const char *extra_help, int argc, char **argv);
+/* 0: parsed (words: room for argc, receives the positional words, *nwords
+ * their number; both NULL for a command without); 1: --help was printed
+ * (exit 0); 2: an error was printed (exit 2). OPT_REQUIRED entries must be
+ * given. */
+int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwords);
+
+/* The --help lines of a table, each default read from `defaults`;
+ * OPT_HIDDEN entries are left out. */
+void opts_help_table(FILE *fp, const opt_desc *t, int n, const void *defaults);
 #endif

@@ -64,6 +64,10 @@ vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const 
 /* A template with "{}" replaced by the class name (without "{}": the name
  * appended after a space); malloc'd, NULL when out of memory. */
 char *class_prompt(const char *tpl, const char *cls);
+/* Zero-shot templates: a name shipped with vlp ("default", "openai-imagenet":
+ * templates/NAME.txt of the data directory) or a file, a template a line;
+ * an empty file is refused. Free each line and the array. */
+vlp_err templates_load(const char *name_or_file, char ***out, int *n, vlp_error *err);
 /* One normalised embedding per class: the mean of its prompts' normalised
  * embeddings, each template with "{}" replaced by the class name (a template
  * without "{}" gets the name appended); out (C, E). */

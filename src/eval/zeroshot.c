@@ -1,5 +1,7 @@
 #include "core/error.h"
 #include "eval/eval.h"
+#include "core/datadir.h"
+#include "io/file.h"
 #include "ops/gemm.h"
 
 #include <stdlib.h>
@@ -57,5 +59,19 @@ vlp_err zeroshot_eval_scores(const float *logits, const int *label, int n, int C
                              .top5 = used ? (double)in5 / used : 0};
     for (int c = 0; images && c < C; c++) images[c] = count[c], correct_of[c] = hit[c];
     free(count), free(hit);
+    return VLP_OK;
+}
+
+vlp_err templates_load(const char *arg, char ***out, int *n, vlp_error *err) {
+    char path[4200];
+    vlp_error why = {0};
+    *out = NULL, *n = 0;
+    if (vlp_data_resolve("templates", ".txt", arg, path, sizeof path, &why) != VLP_OK)
+        VLP_FAIL(err, why.code, "templates '%s': %s", arg, why.message);
+    VLP_TRY(read_text_lines(path, out, n, err));
+    if (*n == 0) {
+        free(*out), *out = NULL;
+        VLP_FAIL(err, VLP_ERR_FORMAT, "%s holds no template", path);
+    }
     return VLP_OK;
 }

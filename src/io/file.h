@@ -10,6 +10,10 @@
 /* *data is malloc'd; files larger than max bytes are refused (VLP_ERR_FORMAT). */
 vlp_err read_whole_file(const char *path, size_t max, uint8_t **data, size_t *n, vlp_error *err);
 
+/* The non-empty lines of a text file (newline and carriage return cut),
+ * each malloc'd, in a malloc'd array. */
+vlp_err read_text_lines(const char *path, char ***out, int *n, vlp_error *err);
+
 /* "[768, 512]" into buf (truncated to n); returns buf. */
 const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 #endif

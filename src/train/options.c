@@ -3,6 +3,7 @@
  * state and on the command line, where it lives, whether a resumed run may
  * change it); an objective's come from its own table (objective.h). */
 #include "train/trainer.h"
+#include "core/optdesc.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -12,42 +13,131 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum field_kind { F_INT, F_LONG, F_FLOAT, F_DOUBLE, F_U64, F_PRECISION, F_BOOL, F_LOCK } field_kind;
+/* ---- the types only a run's options have ------------------------------------------------- */
 
-typedef struct train_field {
-    const char *key, *flag;
-    field_kind kind;
-    size_t off;
-    bool required;   // in every state since the first version
-    bool changeable; // a resumed run may give another value
-    /* what a state written before the option existed ran with (JSON); NULL:
-     * the default */
-    const char *absent;
-} train_field;
+static const char *precision_name(vlp_precision p) { return p == VLP_PRECISION_BF16 ? "bf16" : "fp32"; }
 
-#define F(key, flag, kind, member, req, chg) {key, flag, kind, offsetof(train_opts, member), req, chg, NULL}
-static const train_field fields[] = {
-    F("lock_image", "--lock-image", F_LOCK, lock_image, false, false),
-    F("batch", "--batch", F_INT, batch, true, false),
-    F("accum", "--accum", F_INT, accum, true, false),
-    F("steps", "--steps", F_LONG, steps, true, true),
-    F("warmup", "--warmup", F_LONG, warmup, true, false),
-    F("lr", "--lr", F_FLOAT, adam.lr, true, false),
-    F("beta1", "--beta1", F_FLOAT, adam.beta1, true, false),
-    F("beta2", "--beta2", F_FLOAT, adam.beta2, true, false),
-    F("eps", "--eps", F_FLOAT, adam.eps, true, false),
-    F("weight_decay", "--wd", F_FLOAT, adam.weight_decay, true, false),
-    F("grad_clip", "--grad-clip", F_DOUBLE, grad_clip, true, false),
-    F("seed", "--seed", F_U64, seed, true, false),
-    F("precision", "--precision", F_PRECISION, precision, false, false),
-    {"decay_embeddings", "--wd-embeddings", F_BOOL, offsetof(train_opts, adam.decay_embeddings),
-     false, false, "false"},
-    F("skip_nonfinite", "--skip-nonfinite", F_BOOL, skip_nonfinite, false, false),
-    {"grad_checkpointing", "--grad-checkpointing", F_BOOL, offsetof(train_opts, grad_checkpointing), false, true,
-     "false"},
+static vlp_err precision_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
+    bool bf16 = text && !strcmp(text, "bf16");
+    VLP_CHECK_ARG(bf16 || (text && !strcmp(text, "fp32")), err, "%s must be fp32 or bf16, not '%s'",
+                  d->flag, text ? text : "");
+    *(vlp_precision *)dst = bf16 ? VLP_PRECISION_BF16 : VLP_PRECISION_FP32;
+    return VLP_OK;
+}
+static void precision_format(const opt_desc *d, const void *src, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", precision_name(*(const vlp_precision *)src));
+}
+static json_t *precision_json(const opt_desc *d, const void *src) {
+    return json_string(precision_name(*(const vlp_precision *)src));
+}
+static bool precision_from(const opt_desc *d, void *dst, const json_t *v) {
+    return json_is_string(v) && precision_parse(d, dst, json_string_value(v), NULL) == VLP_OK;
+}
+static const opt_type opt_precision = {"fp32 or bf16", false, precision_parse, precision_format,
+                                       precision_json, precision_from, sizeof(vlp_precision)};
+
+/* LiT: -1 off, 0 all locked, N: the top N groups train. --lock-image is the
+ * switch; --lock-image-unlocked-groups N (an alias of the same field) the N. */
+static vlp_err lock_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
+    if (*(int *)dst < 0) *(int *)dst = 0;
+    return VLP_OK;
+}
+static void lock_format(const opt_desc *d, const void *src, char *buf, size_t cap) {
+    int g = *(const int *)src;
+    if (g < 0) snprintf(buf, cap, "off");
+    else if (g == 0) snprintf(buf, cap, "on");
+    else snprintf(buf, cap, "on with --lock-image-unlocked-groups %d", g);
+}
+
+/* the objective by name; its options take their defaults */
+static vlp_err objective_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
+    const objective *obj = objective_find(text);
+    if (!obj) {
+        char names[256];
+        VLP_FAIL(err, VLP_ERR_ARG, "%s must be one of %s, not '%s'", d->flag,
+                 objective_names(names, sizeof names), text ? text : "");
+    }
+    train_opts_set_objective((train_opts *)((char *)dst - offsetof(train_opts, objective)), obj);
+    return VLP_OK;
+}
+static void objective_format(const opt_desc *d, const void *src, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", (*(const objective *const *)src)->name);
+}
+static json_t *objective_json(const opt_desc *d, const void *src) {
+    return json_string((*(const objective *const *)src)->name);
+}
+static const opt_type opt_objective = {"an objective's name", false, objective_parse, objective_format,
+                                       objective_json, NULL, sizeof(objective *)};
+
+static bool lock_from(const opt_desc *d, void *dst, const json_t *v) {
+    if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) > 4096) return false;
+    *(int *)dst = (int)json_integer_value(v);
+    return true;
+}
+static json_t *lock_json(const opt_desc *d, const void *src) { return json_integer(*(const int *)src); }
+static const opt_type opt_lock_state = {"a switch", true, lock_parse, lock_format, lock_json, lock_from, sizeof(int)};
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+/* Every option of the math of a run: the training state records them (in
+ * this order), a resumed run compares them, the command line and the C API
+ * set them, --help lists them, all from here. The objective's own options
+ * come from its table (objective_option_desc). */
+#define T(key, shrt, flag, arg, type, member, lo, hi, flags, help)                               \
+    {key, shrt, flag, arg, &type, offsetof(train_opts, member), lo, hi, flags, help, NULL}
+#define STATE OPT_STATE
+#define REQ (OPT_STATE | OPT_ALWAYS_SAVED)
+const opt_desc train_opt_table[] = {
+    T("objective", NULL, "--objective", "O", opt_objective, objective, 0, 0, OPT_HIDDEN,
+      "what the towers are trained for"),
+    T("lock_image", NULL, "--lock-image", NULL, opt_lock_state, lock_image, 0, 0, STATE,
+      "LiT: freeze the image tower (no gradients, no updates)"),
+    T("lock_image", NULL, "--lock-image-unlocked-groups", "N", opt_int, lock_image, 0, 4096, OPT_ALIAS,
+      "but train its last N groups (open_clip's: proj, then [last block, ln_post], then the other "
+      "blocks from the top, the stem last)"),
+    T("batch", "-b", "--batch", "N", opt_int, batch, 2, 1 << 20, REQ, "samples per step, the loss's batch"),
+    T("accum", NULL, "--accum", "K", opt_int, accum, 1, 1 << 16, REQ,
+      "micro-batches per step, contrastive accumulation"),
+    T("steps", "-n", "--steps", "N", opt_long, steps, 1, 1099511627776.0, REQ | OPT_CHANGEABLE,
+      "optimizer steps"),
+    T("warmup", NULL, "--warmup", "N", opt_long, warmup, 0, 1099511627776.0, REQ, "linear warmup steps"),
+    T("lr", NULL, "--lr", "X", opt_float, adam.lr, 1e-12, 10, REQ, "peak learning rate"),
+    T("beta1", NULL, "--beta1", "X", opt_float, adam.beta1, 0, 0.999999, REQ, "AdamW's beta1"),
+    T("beta2", NULL, "--beta2", "X", opt_float, adam.beta2, 0, 0.999999, REQ, "AdamW's beta2"),
+    T("eps", NULL, "--eps", "X", opt_float, adam.eps, 1e-30, 1, REQ, "AdamW's epsilon"),
+    T("weight_decay", NULL, "--wd", "X", opt_float, adam.weight_decay, 0, 10, REQ, "AdamW weight decay"),
+    T("grad_clip", NULL, "--grad-clip", "X", opt_double, grad_clip, 0, 1e30, REQ,
+      "clip the global gradient norm to X, 0 = off"),
+    T("seed", "-s", "--seed", "N", opt_u64, seed, 0, 0, REQ, "initialisation and data order"),
+    T("precision", "-p", "--precision", "P", opt_precision, precision, 0, 0, STATE,
+      "fp32, or bf16: the transformer matmuls in bfloat16 with fp32 accumulation and fp32 weights "
+      "(AVX512-BF16; without it a new run falls back to fp32 and says so)"),
+    {"decay_embeddings", NULL, "--wd-embeddings", "on|off", &opt_onoff,
+     offsetof(train_opts, adam.decay_embeddings), 0, 0, STATE,
+     "decay the embedding tables too, as open_clip (off: exempt token, positional and class "
+     "embeddings)", "false"},
+    T("skip_nonfinite", NULL, "--skip-nonfinite", NULL, opt_switch, skip_nonfinite, 0, 0, STATE,
+      "a step whose loss or gradient is NaN/Inf updates nothing and the run goes on, counting it "
+      "(default: the run stops at it, its last checkpoint intact)"),
+    {"grad_checkpointing", NULL, "--grad-checkpointing", NULL, &opt_switch,
+     offsetof(train_opts, grad_checkpointing), 0, 0, STATE | OPT_CHANGEABLE,
+     "recompute each block's activations in the backward: the same gradients in a fraction of the "
+     "activation memory, for about one more forward of the blocks (a resumed run may turn it on, or "
+     "off with --no-grad-checkpointing)", "false"},
+    T("grad_checkpointing", NULL, "--no-grad-checkpointing", NULL, opt_switch_off, grad_checkpointing,
+      0, 0, OPT_ALIAS, "gradient checkpointing off"),
 };
-#undef F
-#define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
+#undef T
+#undef STATE
+#undef REQ
+const int train_opt_count = (int)(sizeof train_opt_table / sizeof train_opt_table[0]);
+#define NFIELDS train_opt_count
+#define fields train_opt_table
+
+/* the table's entries the state holds: each key once, the objective apart */
+static bool in_state(const opt_desc *d) {
+    return (d->flags & OPT_STATE) && !(d->flags & OPT_ALIAS);
+}
 
 train_opts train_opts_defaults(void) {
     train_opts o = {.batch = 128, .accum = 1, .steps = 1000, .warmup = 100, .lock_image = -1,
@@ -98,15 +188,19 @@ float train_opts_get(const train_opts *o, const char *key) {
 
 vlp_err train_opts_check(const train_opts *o, vlp_error *err) {
     VLP_CHECK_ARG(o->objective, err, "no objective");
-    VLP_CHECK_ARG(o->batch > 0 && o->accum > 0 && o->batch % o->accum == 0, err,
-                  "batch %d must be a positive multiple of accum %d", o->batch, o->accum);
-    VLP_CHECK_ARG(o->steps > 0 && o->warmup >= 0, err, "steps %ld must be > 0 and warmup %ld >= 0",
-                  o->steps, o->warmup);
-    VLP_CHECK_ARG(o->adam.lr > 0 && o->adam.beta1 >= 0 && o->adam.beta1 < 1 && o->adam.beta2 >= 0 &&
-                      o->adam.beta2 < 1 && o->adam.eps > 0 && o->adam.weight_decay >= 0,
-                  err, "AdamW settings out of range (lr %g, betas %g %g, eps %g, wd %g)",
-                  o->adam.lr, o->adam.beta1, o->adam.beta2, o->adam.eps, o->adam.weight_decay);
-    VLP_CHECK_ARG(o->grad_clip >= 0, err, "grad clip %g must be >= 0 (0: off)", o->grad_clip);
+    for (int i = 0; i < NFIELDS; i++) { /* the ranges the command line checks */
+        const opt_desc *d = &fields[i];
+        if (!in_state(d) || (d->lo == 0 && d->hi == 0)) continue;
+        json_t *v = opt_to_json(d, o);
+        double x = json_number_value(v);
+        json_decref(v);
+        char text[64];
+        opt_format(d, o, text, sizeof text);
+        VLP_CHECK_ARG(x >= d->lo && x <= d->hi, err, "%s %s is out of range: [%g, %g]", d->flag,
+                      text, d->lo, d->hi);
+    }
+    VLP_CHECK_ARG(o->batch % o->accum == 0, err, "batch %d must be a multiple of accum %d",
+                  o->batch, o->accum);
     VLP_CHECK_ARG(o->precision == VLP_PRECISION_FP32 || o->precision == VLP_PRECISION_BF16, err,
                   "precision %d is neither fp32 nor bf16", (int)o->precision);
     const objective *obj = o->objective;
@@ -128,129 +222,48 @@ vlp_err train_opts_check(const train_opts *o, vlp_error *err) {
     return VLP_OK;
 }
 
-/* ---- one field's value, as text and as JSON ---------------------------------------------- */
+/* ---- an objective's options as the engine sees them ------------------------------------------ */
 
-static void *field_at(const train_opts *o, const train_field *f) {
-    return (char *)o + f->off;
+/* OBJECTIVE_MODEL: 1 given, 0 not; a boolean in the state */
+static vlp_err given_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
+    *(float *)dst = 1;
+    return VLP_OK;
+}
+static void given_format(const opt_desc *d, const void *src, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", *(const float *)src ? "given" : "not given");
+}
+static json_t *given_json(const opt_desc *d, const void *src) { return json_boolean(*(const float *)src != 0); }
+static bool given_from(const opt_desc *d, void *dst, const json_t *v) {
+    if (!json_is_boolean(v)) return false;
+    *(float *)dst = (float)json_is_true(v);
+    return true;
+}
+static const opt_type opt_given = {"a model file", false, given_parse, given_format, given_json,
+                                   given_from, sizeof(float)};
+
+opt_desc objective_option_desc(const objective *obj, int i) {
+    const objective_option *p = &obj->options[i];
+    bool model = p->kind == OBJECTIVE_MODEL;
+    return (opt_desc){.key = p->key, .flag = p->flag, .arg = p->arg,
+                      .type = model ? &opt_given : &opt_float,
+                      .off = offsetof(train_opts, obj) + sizeof(float) * (size_t)i,
+                      .lo = model ? 0 : p->lo, .hi = model ? 0 : p->hi, .flags = OPT_STATE,
+                      .help = p->help};
 }
 
-static size_t field_size(field_kind k) {
-    switch (k) {
-    case F_INT: case F_LOCK: return sizeof(int);
-    case F_LONG: return sizeof(long);
-    case F_FLOAT: return sizeof(float);
-    case F_DOUBLE: return sizeof(double);
-    case F_U64: return sizeof(uint64_t);
-    case F_PRECISION: return sizeof(vlp_precision);
-    case F_BOOL: return sizeof(bool);
-    }
-    return 0;
-}
-
-static const char *precision_name(vlp_precision p) { return p == VLP_PRECISION_BF16 ? "bf16" : "fp32"; }
-
-/* v as the shortest text that reads back the same (as a float when f32) */
-static void shortest(double v, bool f32, char *buf, size_t cap) {
-    for (int digits = 1; digits <= 17; digits++) {
-        snprintf(buf, cap, "%.*g", digits, v);
-        if (f32 ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v) return;
-    }
-}
-
-/* the value as the command line writes it */
-static void field_text(const train_opts *o, const train_field *f, char *buf, size_t cap) {
-    const void *p = field_at(o, f);
-    switch (f->kind) {
-    case F_INT: snprintf(buf, cap, "%d", *(const int *)p); break;
-    case F_LOCK: { /* -1 off, 0 all locked, N: the top N groups train */
-        int g = *(const int *)p;
-        if (g < 0) snprintf(buf, cap, "off");
-        else if (g == 0) snprintf(buf, cap, "on");
-        else snprintf(buf, cap, "on with --lock-image-unlocked-groups %d", g);
-        break;
-    }
-    case F_LONG: snprintf(buf, cap, "%ld", *(const long *)p); break;
-    case F_FLOAT: shortest(*(const float *)p, true, buf, cap); break;
-    case F_DOUBLE: shortest(*(const double *)p, false, buf, cap); break;
-    case F_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)p); break;
-    case F_PRECISION: snprintf(buf, cap, "%s", precision_name(*(const vlp_precision *)p)); break;
-    case F_BOOL: snprintf(buf, cap, "%s", *(const bool *)p ? "on" : "off"); break;
-    }
-}
-
-static void option_text(const objective *obj, int i, float v, char *buf, size_t cap) {
-    if (obj->options[i].kind == OBJECTIVE_MODEL) snprintf(buf, cap, "%s", v ? "given" : "not given");
-    else shortest(v, true, buf, cap);
-}
-
-static json_t *field_json(const train_opts *o, const train_field *f) {
-    const void *p = field_at(o, f);
-    switch (f->kind) {
-    case F_INT: case F_LOCK: return json_integer(*(const int *)p);
-    case F_LONG: return json_integer(*(const long *)p);
-    case F_FLOAT: return json_real(*(const float *)p);
-    case F_DOUBLE: return json_real(*(const double *)p);
-    case F_PRECISION: return json_string(precision_name(*(const vlp_precision *)p));
-    case F_BOOL: return json_boolean(*(const bool *)p);
-    case F_U64: { /* a string: JSON numbers lose 64-bit integers */
-        char s[32];
-        snprintf(s, sizeof s, "%" PRIu64, *(const uint64_t *)p);
-        return json_string(s);
-    }
-    }
-    return NULL;
-}
-
-static bool field_from_json(train_opts *o, const train_field *f, json_t *v) {
-    void *p = field_at(o, f);
-    switch (f->kind) {
-    case F_INT: case F_LOCK:
-        if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) > (1 << 30)) return false;
-        *(int *)p = (int)json_integer_value(v);
-        return true;
-    case F_LONG:
-        if (!json_is_integer(v) || json_integer_value(v) < 0) return false;
-        *(long *)p = (long)json_integer_value(v);
-        return true;
-    case F_FLOAT:
-        if (!json_is_number(v)) return false;
-        *(float *)p = (float)json_number_value(v);
-        return true;
-    case F_DOUBLE:
-        if (!json_is_number(v)) return false;
-        *(double *)p = json_number_value(v);
-        return true;
-    case F_U64: {
-        const char *s = json_string_value(v);
-        char *end = NULL;
-        if (!s || !*s) return false;
-        *(uint64_t *)p = strtoull(s, &end, 10);
-        return *end == 0;
-    }
-    case F_BOOL:
-        if (!json_is_boolean(v)) return false;
-        *(bool *)p = json_is_true(v);
-        return true;
-    case F_PRECISION: {
-        const char *s = json_string_value(v);
-        if (!s || (strcmp(s, "fp32") && strcmp(s, "bf16"))) return false;
-        *(vlp_precision *)p = strcmp(s, "bf16") ? VLP_PRECISION_FP32 : VLP_PRECISION_BF16;
-        return true;
-    }
-    }
-    return false;
-}
+/* ---- the training state's JSON ---------------------------------------------------------------- */
 
 char *train_opts_to_json(const train_opts *o) {
     json_t *j = json_object();
     if (!j) return NULL;
     json_object_set_new(j, "objective", json_string(o->objective->name));
-    for (int i = 0; i < NFIELDS; i++) json_object_set_new(j, fields[i].key, field_json(o, &fields[i]));
+    for (int i = 0; i < NFIELDS; i++)
+        if (in_state(&fields[i])) json_object_set_new(j, fields[i].key, opt_to_json(&fields[i], o));
     const objective *obj = o->objective;
-    for (int i = 0; i < obj->noptions; i++)
-        json_object_set_new(j, obj->options[i].key, obj->options[i].kind == OBJECTIVE_MODEL
-                                                        ? json_boolean(o->obj[i] != 0)
-                                                        : json_real(o->obj[i]));
+    for (int i = 0; i < obj->noptions; i++) {
+        opt_desc d = objective_option_desc(obj, i);
+        json_object_set_new(j, d.key, opt_to_json(&d, o));
+    }
     char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(j);
     return s;
@@ -266,30 +279,32 @@ static bool any_objective_option(const char *key) {
 
 static vlp_err parse_fields(json_t *j, const char *what, train_opts *o, vlp_error *err) {
     for (int i = 0; i < NFIELDS; i++) {
-        json_t *v = json_object_get(j, fields[i].key), *absent = NULL;
-        VLP_CHECK_FORMAT(v || !fields[i].required, err, "%s: training options lack \"%s\"", what,
-                         fields[i].key);
-        if (!v && fields[i].absent) v = absent = json_loads(fields[i].absent, JSON_DECODE_ANY, NULL);
-        bool ok = !v || field_from_json(o, &fields[i], v);
+        const opt_desc *d = &fields[i];
+        if (!in_state(d)) continue;
+        json_t *v = json_object_get(j, d->key), *absent = NULL;
+        VLP_CHECK_FORMAT(v || !(d->flags & OPT_ALWAYS_SAVED), err, "%s: training options lack \"%s\"",
+                         what, d->key);
+        if (!v && d->absent) v = absent = json_loads(d->absent, JSON_DECODE_ANY, NULL);
+        bool ok = !v || opt_from_json(d, o, v);
         json_decref(absent);
         VLP_CHECK_FORMAT(ok, err, "%s: training option \"%s\" has a value of the wrong type or range",
-                         what, fields[i].key);
+                         what, d->key);
     }
     const objective *obj = o->objective;
     for (int i = 0; i < obj->noptions; i++) {
-        json_t *v = json_object_get(j, obj->options[i].key);
+        opt_desc d = objective_option_desc(obj, i);
+        json_t *v = json_object_get(j, d.key);
         if (!v) continue; /* written before the option existed: its default */
-        bool model = obj->options[i].kind == OBJECTIVE_MODEL;
-        VLP_CHECK_FORMAT(model ? json_is_boolean(v) : json_is_number(v), err,
-                         "%s: training option \"%s\" is not a %s", what, obj->options[i].key,
-                         model ? "boolean" : "number");
-        o->obj[i] = model ? (float)json_is_true(v) : (float)json_number_value(v);
+        VLP_CHECK_FORMAT(json_is_number(v) || d.type == &opt_given, err,
+                         "%s: training option \"%s\" is not a number", what, d.key);
+        VLP_CHECK_FORMAT(opt_from_json(&d, o, v), err, "%s: training option \"%s\" is not a %s",
+                         what, d.key, d.type == &opt_given ? "boolean" : "number in range");
     }
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v) {
         bool known = !strcmp(key, "objective") || any_objective_option(key);
-        for (int i = 0; i < NFIELDS && !known; i++) known = !strcmp(key, fields[i].key);
+        for (int i = 0; i < NFIELDS && !known; i++) known = in_state(&fields[i]) && !strcmp(key, fields[i].key);
         VLP_CHECK_FORMAT(known, err, "%s: unknown training option \"%s\"", what, key);
     }
     return VLP_OK;
@@ -334,8 +349,24 @@ static void changeable_flags(char *buf, size_t cap) {
     size_t n = 0;
     buf[0] = 0;
     for (int i = 0; i < NFIELDS; i++)
-        if (fields[i].changeable && n < cap)
+        if (in_state(&fields[i]) && (fields[i].flags & OPT_CHANGEABLE) && n < cap)
             n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", fields[i].flag);
+}
+
+/* one option given again: a changeable one replaces the run's, any other must agree */
+static vlp_err resume_one(const opt_desc *d, train_opts *run, const train_opts *given,
+                          const char *what, const char *chg, vlp_error *err) {
+    if (d->flags & OPT_CHANGEABLE) {
+        opt_copy(d, run, given);
+        return VLP_OK;
+    }
+    char a[64], b[64];
+    opt_format(d, run, a, sizeof a);
+    opt_format(d, given, b, sizeof b);
+    VLP_CHECK_ARG(!strcmp(a, b), err,
+                  "%s: the run was started with %s %s, not %s; a resumed run keeps its "
+                  "options (it may change %s)", what, d->flag, a, b, chg);
+    return VLP_OK;
 }
 
 vlp_err train_opts_resume(train_opts *run, const train_opts *given, const char *const *given_keys,
@@ -346,31 +377,14 @@ vlp_err train_opts_resume(train_opts *run, const train_opts *given, const char *
                       run->objective->name, given->objective->name);
     char chg[128];
     changeable_flags(chg, sizeof chg);
-    for (int i = 0; i < NFIELDS; i++) {
-        const train_field *f = &fields[i];
-        if (!was_given(f->key, given_keys, ngiven)) continue;
-        char a[64], b[64];
-        field_text(run, f, a, sizeof a);
-        field_text(given, f, b, sizeof b);
-        if (f->changeable) {
-            memcpy(field_at(run, f), field_at(given, f), field_size(f->kind));
-            continue;
-        }
-        VLP_CHECK_ARG(!strcmp(a, b), err,
-                      "%s: the run was started with %s %s, not %s; a resumed run keeps its "
-                      "options (it may change %s)", what, f->flag, a, b, chg);
-    }
+    for (int i = 0; i < NFIELDS; i++)
+        if (in_state(&fields[i]) && was_given(fields[i].key, given_keys, ngiven))
+            VLP_TRY(resume_one(&fields[i], run, given, what, chg, err));
     const objective *obj = run->objective;
     if (obj != given->objective) return VLP_OK; /* not given (checked above): the run's */
     for (int i = 0; i < obj->noptions; i++) {
-        const objective_option *p = &obj->options[i];
-        if (!was_given(p->key, given_keys, ngiven) || run->obj[i] == given->obj[i]) continue;
-        char a[32], b[32];
-        option_text(obj, i, run->obj[i], a, sizeof a);
-        option_text(obj, i, given->obj[i], b, sizeof b);
-        VLP_FAIL(err, VLP_ERR_ARG,
-                 "%s: the run was started with %s %s, not %s; a resumed run keeps its options "
-                 "(it may change %s)", what, p->flag, a, b, chg);
+        opt_desc d = objective_option_desc(obj, i);
+        if (was_given(d.key, given_keys, ngiven)) VLP_TRY(resume_one(&d, run, given, what, chg, err));
     }
     return VLP_OK;
 }
@@ -378,13 +392,15 @@ vlp_err train_opts_resume(train_opts *run, const train_opts *given, const char *
 void train_opts_describe(const train_opts *o, char *buf, size_t cap) {
     size_t n = (size_t)snprintf(buf, cap, "--objective %s", o->objective->name);
     for (int i = 0; i < NFIELDS && n < cap; i++) {
+        if (!in_state(&fields[i])) continue;
         char v[64];
-        field_text(o, &fields[i], v, sizeof v);
+        opt_format(&fields[i], o, v, sizeof v);
         n += (size_t)snprintf(buf + n, cap - n, " %s %s", fields[i].flag, v);
     }
     for (int i = 0; i < o->objective->noptions && n < cap; i++) {
+        opt_desc d = objective_option_desc(o->objective, i);
         char v[32];
-        option_text(o->objective, i, o->obj[i], v, sizeof v);
-        n += (size_t)snprintf(buf + n, cap - n, " %s %s", o->objective->options[i].flag, v);
+        opt_format(&d, o, v, sizeof v);
+        n += (size_t)snprintf(buf + n, cap - n, " %s %s", d.flag, v);
     }
 }

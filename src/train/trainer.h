@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/optdesc.h"
 #include "data/loader.h"
 #include "dist/dist.h"
 #include "model/clip.h"
@@ -57,6 +58,13 @@ typedef struct train_opts {
      * the same gradients in less memory; a resumed run may change it */
     bool grad_checkpointing;
 } train_opts;
+
+/* The options of train_opts (offsets into it): the command line, the C API,
+ * the training state and the resume check all read this table. */
+extern const opt_desc train_opt_table[];
+extern const int train_opt_count;
+/* The objective's option i as an entry of the same kind (its value in o->obj[i]) */
+opt_desc objective_option_desc(const objective *obj, int i);
 
 /* CLIP, batch 128, 1000 steps, open_clip's AdamW defaults */
 train_opts train_opts_defaults(void);
