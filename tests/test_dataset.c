@@ -331,11 +331,82 @@ static void test_loader_skips_bad_images(void **state) {
     tokenizer_free(&tok);
 }
 
+/* A folder of class folders (torchvision's ImageFolder layout): the class
+ * (its folder's name, '_' read as a space) is the caption and the label;
+ * classes and files in name order; a file that is not an image is ignored,
+ * one that does not read is skipped and counted, a class folder without an
+ * image is reported; the epoch's order and the readers' shares as a table's. */
+static void test_class_folders(void **state) {
+    size_t np;
+    uint8_t *png = slurp(ref("img_src.png"), &np);
+    char root[128], cmd[1024], link[192];
+    snprintf(root, sizeof root, "%s/classes", g_dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/red_car %s/blue %s/empty %s/.hidden", root, root, root, root);
+    assert_int_equal(system(cmd), 0);
+    const char *files[] = {"blue/b2.png", "blue/b1.png", "red_car/r1.png", ".hidden/h.png", "blue/notes.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", root, files[i]);
+        FILE *fp = fopen(path, "wb");
+        assert_non_null(fp);
+        fwrite(png, 1, np, fp);
+        fclose(fp);
+    }
+    snprintf(link, sizeof link, "%s/red_car/r0.png", root);
+    assert_int_equal(symlink("/nonexistent.png", link), 0); /* does not read */
+    free(png);
+    dataset_opts o = dataset_opts_default();
+    o.shuffle = false;
+    sample_stream *s;
+    vlp_error err = {0};
+    check(stream_open(&s, root, &o, &err), &err);
+    assert_string_equal(stream_kind(s), "folder");
+    assert_int_equal(stream_epoch_size(s), 4); /* b1 b2 r0 r1; notes.txt and .hidden are not samples */
+    const char *why;
+    assert_int_equal(stream_skipped(s, &why), 1);
+    assert_non_null(strstr(why, "class folder 'empty' holds no image"));
+    check(stream_begin(s, 0, &err), &err);
+    const char *want[][2] = {{"blue/b1.png", "blue"}, {"blue/b2.png", "blue"}, {"red_car/r1.png", "red car"}};
+    for (int i = 0; i < 3; i++) {
+        raw_sample r;
+        bool done;
+        check(stream_next(s, &r, &done, &err), &err);
+        assert_false(done);
+        assert_non_null(strstr(r.what, want[i][0]));
+        assert_string_equal(r.caption, want[i][1]);
+        assert_string_equal(r.alt_caption, want[i][1]);
+        assert_int_equal(r.image_len, np);
+        int64_t epoch, index;
+        stream_position(s, &epoch, &index);
+        assert_int_equal(epoch, 0);
+        assert_int_equal(index, i + 1);
+        raw_sample_free(&r);
+    }
+    raw_sample r;
+    bool done;
+    check(stream_next(s, &r, &done, &err), &err);
+    assert_true(done);
+    assert_int_equal(stream_skipped(s, &why), 2); /* r0.png could not be read */
+    stream_free(s);
+    /* two readers share the rows as a table's are shared */
+    o.world = 2, o.rank = 1;
+    check(stream_open(&s, root, &o, &err), &err);
+    assert_int_equal(stream_epoch_size(s), 2);
+    stream_free(s);
+    /* a folder without class folders is refused, naming the layout */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/empty/nothing", root);
+    assert_int_equal(system(cmd), 0);
+    snprintf(link, sizeof link, "%s/empty", root);
+    assert_int_equal(stream_open(&s, link, &o, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "no class folder with images"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_brace_expand),
         cmocka_unit_test(test_tsv_and_csv),
         cmocka_unit_test(test_webdataset),
+        cmocka_unit_test(test_class_folders),
         cmocka_unit_test(test_loader_is_deterministic),
         cmocka_unit_test(test_loader_skips_bad_images),
     };

@@ -1,13 +1,10 @@
 /* vlp adapt: prompt learning (CoOp, CoCoOp, MaPLe) or a linear probe on a
  * frozen model, from a few labelled images a class. */
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "adapt/prompt.h"
@@ -115,7 +112,8 @@ static int sort_classes(shot_set *s) {
     return 0;
 }
 
-/* a labelled set: rows or shards, the label in its own column / json field */
+/* a labelled set: rows or shards with the label in its own column / json
+ * field, or a folder of class folders (data/dataset.h) */
 static int read_stream(shot_set *s, const char *spec, const char *image_key, const char *label_key) {
     dataset_opts o = dataset_opts_default();
     o.shuffle = false, o.image_key = image_key, o.caption_key = label_key, o.warn = cli_warn;
@@ -140,47 +138,6 @@ static int read_stream(shot_set *s, const char *spec, const char *image_key, con
         raw_sample_free(&r);
     }
     stream_free(st);
-    return rc;
-}
-
-/* an image folder tree: one folder a class (its name, '_' read as a space) */
-static int read_folders(shot_set *s, const char *root) {
-    struct dirent **cls;
-    int nc = scandir(root, &cls, NULL, alphasort), rc = 0;
-    if (nc < 0) return fprintf(stderr, "vlp adapt: cannot list %s: %s\n", root, strerror(errno)), 1;
-    for (int i = 0; i < nc; i++) {
-        char dir[4096];
-        struct stat st;
-        snprintf(dir, sizeof dir, "%s/%s", root, cls[i]->d_name);
-        if (rc || cls[i]->d_name[0] == '.' || stat(dir, &st) || !S_ISDIR(st.st_mode)) continue;
-        char label[256];
-        snprintf(label, sizeof label, "%s", cls[i]->d_name);
-        for (char *p = label; *p; p++)
-            if (*p == '_') *p = ' ';
-        struct dirent **files;
-        int nf = scandir(dir, &files, NULL, alphasort);
-        if (nf < 0) {
-            fprintf(stderr, "vlp adapt: cannot list %s: %s\n", dir, strerror(errno));
-            rc = 1;
-            continue;
-        }
-        for (int f = 0; f < nf; f++) {
-            const char *dot = strrchr(files[f]->d_name, '.');
-            char path[8192];
-            snprintf(path, sizeof path, "%s/%s", dir, files[f]->d_name);
-            if (!rc && dot && wds_is_image_ext(dot + 1)) {
-                size_t len;
-                vlp_error err = {0};
-                uint8_t *bytes;
-                if (read_whole_file(path, (size_t)1 << 30, &bytes, &len, &err) != VLP_OK) cli_warn(NULL, err.message);
-                else rc = offer(s, label, &bytes, len, path), free(bytes);
-            }
-            free(files[f]);
-        }
-        free(files);
-    }
-    for (int i = 0; i < nc; i++) free(cls[i]);
-    free(cls);
     return rc;
 }
 
@@ -360,8 +317,6 @@ int cmd_adapt(int argc, char **argv) {
         return 2;
     }
     if (!me->deep && a.depth) return fprintf(stderr, "vlp adapt: --depth is MaPLe's\n"), 2;
-    struct stat st;
-    bool folders = stat(a.data, &st) == 0 && S_ISDIR(st.st_mode);
     shot_set s = {.K = (int)a.shots, .r = {(uint64_t)a.seed * 0x9E3779B97F4A7C15ull + 1}};
     if (!str_map_init(&s.index, 64)) return fprintf(stderr, "vlp adapt: out of memory\n"), 1;
     if (a.classes) {
@@ -379,7 +334,7 @@ int cmd_adapt(int argc, char **argv) {
         if (rc) return shot_set_free(&s), rc;
         s.fixed = true;
     }
-    rc = folders ? read_folders(&s, a.data) : read_stream(&s, a.data, a.image_key, a.label_key);
+    rc = read_stream(&s, a.data, a.image_key, a.label_key);
     if (!rc && sort_classes(&s)) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
     int n = 0;
     if (!rc && (int64_t)s.C * s.K > 1 << 30)

@@ -15,31 +15,55 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/image.h"
+#include "eval/embed_set.h"
 #include "eval/eval.h"
 #include "eval/linear_probe.h"
 #include "io/atomic.h"
 #include <jansson.h>
 #include "vlp.h"
 
+typedef enum caption_mode { CAPTION_OFF, CAPTION_IMAGE, CAPTION_TEXT_ONLY } caption_mode;
+
+/* the set's embeddings, captions and labels, and the caption perplexity
+ * (models with a decoder): −log p summed over the captions' tokens, and
+ * their count */
 typedef struct eval_set {
-    int n;
-    float *img;      // (n, E)
-    char **caption;  // (n)
-    char **label;    // (n) or NULL
-    /* caption perplexity (models with a decoder): −log p summed over the
-     * captions' tokens, and their count */
+    embedded_set e;
     double nll;
     long targets;
 } eval_set;
 
-typedef enum caption_mode { CAPTION_OFF, CAPTION_IMAGE, CAPTION_TEXT_ONLY } caption_mode;
+/* what embed_set calls back: the model (or its learnt prompts), the
+ * perplexity, the progress line */
+typedef struct set_pass {
+    vlp_model *m;
+    vlp_prompts *prompts;
+    caption_mode ppl;
+    eval_set *s;
+    progress pr;
+} set_pass;
 
-static void eval_set_free(eval_set *s) {
-    for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->label ? s->label[i] : NULL);
-    free(s->img), free(s->caption), free(s->label);
+static vlp_err pass_encode(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
+    set_pass *p = ctx;
+    return p->prompts ? vlp_prompts_encode_images(p->prompts, pixels, n, out, err)
+                      : vlp_encode_images(p->m, pixels, n, out, err);
 }
 
-/* reads the set in file order, embedding the images in batches */
+static vlp_err pass_batch(void *ctx, const float *pixels, char *const *captions, int first, int n,
+                          vlp_error *err) {
+    set_pass *p = ctx;
+    if (p->ppl == CAPTION_OFF) return VLP_OK;
+    double nll;
+    long nt;
+    VLP_TRY(vlp_caption_nll(p->m, p->ppl == CAPTION_IMAGE ? pixels : NULL, (const char *const *)captions, n,
+                            &nll, &nt, err));
+    p->s->nll += nll, p->s->targets += nt;
+    return VLP_OK;
+}
+
+static void pass_progress(void *ctx, int64_t done) { progress_update(&((set_pass *)ctx)->pr, (long)done); }
+
+/* reads the set in its order (embed_set), embedding the images in batches */
 static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const char *caption_key,
                     const char *label_key, bool white, caption_mode ppl, eval_set *s) {
     dataset_opts o = dataset_opts_default();
@@ -47,67 +71,23 @@ static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const 
     sample_stream *st;
     vlp_error err = {0};
     char buf[1024];
-    if (stream_open(&st, spec, &o, &err) != VLP_OK || stream_begin(st, 0, &err) != VLP_OK) {
+    memset(s, 0, sizeof *s);
+    if (stream_open(&st, spec, &o, &err) != VLP_OK) {
         fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
         return 1;
     }
-    int S = vlp_model_image_size(m), E = vlp_model_embed_dim(m), B = 32, cap = 0, nb = 0, rc = 0;
-    image_transform tf = image_transform_default(S, false);
-    image_decode_opts dec = {.composite = white, .background = {255, 255, 255}};
-    float *pix = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    memset(s, 0, sizeof *s);
-    bool done = false;
-    progress pr;
-    progress_begin(&pr, stderr, "images", 0);
-    while (!rc && !done) {
-        raw_sample r;
-        if (stream_next(st, &r, &done, &err) != VLP_OK) { rc = 1; break; }
-        if (!done) {
-            image_u8 im;
-            if (image_decode(r.image, r.image_len, r.what, &dec, &im, &err) != VLP_OK) {
-                cli_warn(NULL, err.message);
-                raw_sample_free(&r);
-                continue;
-            }
-            vlp_err e = image_transform_apply(&tf, &im, NULL, pix + (size_t)nb * 3 * S * S, &err);
-            image_free(&im);
-            if (e != VLP_OK) { raw_sample_free(&r); rc = 1; break; }
-            if (s->n + nb + 1 > cap) {
-                cap = cap ? 2 * cap : 1024;
-                s->img = realloc(s->img, sizeof(float) * (size_t)cap * E);
-                s->caption = realloc(s->caption, sizeof(char *) * (size_t)cap);
-                s->label = realloc(s->label, sizeof(char *) * (size_t)cap);
-            }
-            s->caption[s->n + nb] = r.caption, s->label[s->n + nb] = r.alt_caption;
-            r.caption = r.alt_caption = NULL;
-            raw_sample_free(&r);
-            nb++;
-        }
-        if (nb == B || (done && nb)) {
-            float *dst = s->img + (size_t)s->n * E;
-            if ((prompts ? vlp_prompts_encode_images(prompts, pix, nb, dst, &err)
-                         : vlp_encode_images(m, pix, nb, dst, &err)) != VLP_OK) { rc = 1; break; }
-            double nll;
-            long nt;
-            if (ppl != CAPTION_OFF &&
-                vlp_caption_nll(m, ppl == CAPTION_IMAGE ? pix : NULL,
-                                (const char *const *)s->caption + s->n, nb, &nll, &nt, &err) != VLP_OK) {
-                rc = 1;
-                break;
-            }
-            if (ppl != CAPTION_OFF) s->nll += nll, s->targets += nt;
-            s->n += nb, nb = 0;
-            progress_update(&pr, s->n);
-        }
-    }
-    progress_end(&pr, s->n);
+    set_pass p = {.m = m, .prompts = prompts, .ppl = ppl, .s = s};
+    embed_set_opts eo = {.image_size = vlp_model_image_size(m), .embed_dim = vlp_model_embed_dim(m),
+                         .batch = 32, .white = white, .warn = cli_warn, .batch_done = pass_batch,
+                         .progress = pass_progress, .ctx = &p};
+    progress_begin(&p.pr, stderr, "images", 0);
+    int rc = embed_set(st, pass_encode, &eo, &s->e, &err) != VLP_OK;
+    progress_end(&p.pr, s->e.n);
     if (rc) fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
     const char *why;
     int64_t skipped = stream_skipped(st, &why);
     if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
     stream_free(st);
-    free(pix);
-    if (!label_key) free(s->label), s->label = NULL;
     return rc;
 }
 
@@ -163,8 +143,8 @@ static int classes_of_labels(eval_set *s, char **given, int C, int *y) {
         if (str_map_get(&index, given[c], strlen(given[c])) < 0 && !str_map_put(&index, given[c], strlen(given[c]), c))
             return str_map_free(&index), -1;
     int used = 0;
-    for (int i = 0; i < s->n; i++) {
-        y[i] = s->label[i] ? str_map_get(&index, s->label[i], strlen(s->label[i])) : -1;
+    for (int i = 0; i < s->e.n; i++) {
+        y[i] = s->e.label[i] ? str_map_get(&index, s->e.label[i], strlen(s->e.label[i])) : -1;
         used += y[i] >= 0;
     }
     str_map_free(&index);
@@ -173,8 +153,8 @@ static int classes_of_labels(eval_set *s, char **given, int C, int *y) {
 
 static int zeroshot(vlp_model *m, vlp_prompts *prompts, eval_set *s, char **templates, int nt, char **given, int ng,
                     const char *per_class_json, const char *model, const char *data) {
-    int E = vlp_model_embed_dim(m), C = ng, *y = malloc(sizeof(int) * (size_t)s->n);
-    const char **cls = given ? (const char **)given : distinct_strings((const char *const *)s->label, s->n, &C, y);
+    int E = vlp_model_embed_dim(m), C = ng, *y = malloc(sizeof(int) * (size_t)s->e.n);
+    const char **cls = given ? (const char **)given : distinct_strings((const char *const *)s->e.label, s->e.n, &C, y);
     int none = given && y ? classes_of_labels(s, given, ng, y) : 0;
     if (none) {
         if (none > 0) fprintf(stderr, "vlp eval: no image of the set has one of the %d classes given\n", ng);
@@ -182,18 +162,18 @@ static int zeroshot(vlp_model *m, vlp_prompts *prompts, eval_set *s, char **temp
         free(y);
         return 1;
     }
-    float *scores = malloc(sizeof(float) * (size_t)(prompts ? s->n : C) * (prompts ? C : E));
+    float *scores = malloc(sizeof(float) * (size_t)(prompts ? s->e.n : C) * (prompts ? C : E));
     int *images = calloc((size_t)C + 1, sizeof(int)), *correct = calloc((size_t)C + 1, sizeof(int));
     vlp_error err = {0};
     int rc = !y || !cls || !scores || !images || !correct;
     if (!rc && prompts)
         rc = vlp_prompts_set_classes(prompts, cls, C, &err) != VLP_OK ||
-             vlp_prompts_scores(prompts, s->img, s->n, scores, &err) != VLP_OK;
+             vlp_prompts_scores(prompts, s->e.emb, s->e.n, scores, &err) != VLP_OK;
     else if (!rc) rc = vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, scores, &err) != VLP_OK;
     if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? err.message : "out of memory");
     zeroshot_result z;
-    if (!rc && (prompts ? zeroshot_eval_scores(scores, y, s->n, C, &z, images, correct, &err)
-                        : zeroshot_eval_per_class(s->img, scores, y, s->n, C, E, &z, images, correct, &err)) == VLP_OK) {
+    if (!rc && (prompts ? zeroshot_eval_scores(scores, y, s->e.n, C, &z, images, correct, &err)
+                        : zeroshot_eval_per_class(s->e.emb, scores, y, s->e.n, C, E, &z, images, correct, &err)) == VLP_OK) {
         char how[300];
         if (prompts) vlp_prompts_describe(prompts, how, sizeof how);
         else snprintf(how, sizeof how, "%d templates", nt);
@@ -210,17 +190,17 @@ static int zeroshot(vlp_model *m, vlp_prompts *prompts, eval_set *s, char **temp
 }
 
 static int retrieval(vlp_model *m, eval_set *s) {
-    int E = vlp_model_embed_dim(m), nt, *cap_of = malloc(sizeof(int) * (size_t)s->n);
-    const char **caps = distinct_strings((const char *const *)s->caption, s->n, &nt, cap_of);
+    int E = vlp_model_embed_dim(m), nt, *cap_of = malloc(sizeof(int) * (size_t)s->e.n);
+    const char **caps = distinct_strings((const char *const *)s->e.caption, s->e.n, &nt, cap_of);
     float *T = caps ? malloc(sizeof(float) * (size_t)nt * E) : NULL;
     int rc = !T || embed_texts(m, caps, nt, T);
     retrieval_result i2t, t2i;
     vlp_error err = {0};
-    if (!rc && (retrieval_eval(s->img, T, cap_of, s->n, nt, E, &i2t, &err) != VLP_OK ||
-                retrieval_eval_multi(T, s->img, cap_of, nt, s->n, E, &t2i, &err) != VLP_OK))
+    if (!rc && (retrieval_eval(s->e.emb, T, cap_of, s->e.n, nt, E, &i2t, &err) != VLP_OK ||
+                retrieval_eval_multi(T, s->e.emb, cap_of, nt, s->e.n, E, &t2i, &err) != VLP_OK))
         rc = 1;
     if (!rc) {
-        printf("retrieval (%d images, %d distinct captions):\n", s->n, nt);
+        printf("retrieval (%d images, %d distinct captions):\n", s->e.n, nt);
         printf("  image->text  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f   (chance R@1 %.4f)\n",
                i2t.r1, i2t.r5, i2t.r10, i2t.mean_rank, i2t.median_rank, 1.0 / nt);
         printf("  text->image  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f\n", t2i.r1, t2i.r5,
@@ -233,15 +213,15 @@ static int retrieval(vlp_model *m, eval_set *s) {
 }
 
 static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_t seed) {
-    int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->n);
-    const char **cls = distinct_strings((const char *const *)s->label, s->n, &C, y);
-    bool *is_test = malloc(sizeof(bool) * (size_t)s->n);
-    float *x = malloc(sizeof(float) * (size_t)s->n * E);
+    int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->e.n);
+    const char **cls = distinct_strings((const char *const *)s->e.label, s->e.n, &C, y);
+    bool *is_test = malloc(sizeof(bool) * (size_t)s->e.n);
+    float *x = malloc(sizeof(float) * (size_t)s->e.n * E);
     int n = 0;
     vlp_rng r = {seed ^ 0x5EEDull};
-    for (int i = 0; i < s->n; i++) { /* labelled rows only */
+    for (int i = 0; i < s->e.n; i++) { /* labelled rows only */
         if (y[i] < 0) continue;
-        memcpy(x + (size_t)n * E, s->img + (size_t)i * E, sizeof(float) * E);
+        memcpy(x + (size_t)n * E, s->e.emb + (size_t)i * E, sizeof(float) * E);
         y[n] = y[i], is_test[n] = vlp_rng_uniform(&r) < test_frac;
         n++;
     }
@@ -383,9 +363,9 @@ int cmd_eval(int argc, char **argv) {
     if (text_only && ppl == CAPTION_OFF)
         fprintf(stderr, "vlp eval: %s has no text decoder; --text-only does not apply\n", model);
     int rc = load_set(m, prompts, data, caption_key, label_key, white, ppl, &s);
-    if (!rc && s.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
+    if (!rc && s.e.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
     if (!rc && ppl != CAPTION_OFF && s.targets > 0) {
-        printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.n,
+        printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.e.n,
                s.targets, ppl == CAPTION_IMAGE ? "given the image" : "text only", exp(s.nll / s.targets),
                s.nll / s.targets);
         printf("RESULT name=caption ppl=%.4f nll=%.4f tokens=%ld image=%d\n", exp(s.nll / s.targets),
@@ -394,7 +374,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && zs) rc = zeroshot(m, prompts, &s, tpl, nt, given, ng, per_class_json, model, data);
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
-    if (!rc || s.n) eval_set_free(&s);
+    if (!rc || s.e.n) embedded_set_free(&s.e);
     free_lines(tpl, nt), free_lines(given, ng);
     vlp_prompts_free(prompts);
     vlp_model_free(m);

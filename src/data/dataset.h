@@ -1,12 +1,17 @@
 /*
- * Streams of image-caption samples from where the field keeps them:
+ * Streams of image-caption samples from where the field keeps them, each
+ * kind one file and one table entry (src/data/source_kind.h):
  *   - a TSV or CSV file with a header; the image path and caption columns are
  *     chosen by name (open_clip's defaults: filepath, title); paths relative
- *     to the file; CSV quoting as RFC 4180;
+ *     to the file; CSV quoting as RFC 4180 (source_rows.c);
+ *   - a folder with one folder of images a class (torchvision's
+ *     ImageFolder): the class, its name with '_' read as a space, is both the
+ *     caption and the label (source_rows.c);
  *   - WebDataset tar shards: members grouped by key (the name up to the first
  *     dot of its last path part), the image from jpg/jpeg/png/webp, the caption
  *     from txt or a field of json; shard lists brace-expanded
- *     ("train-{00000..00099}.tar", "{a,b}.tar") and joined with '::'.
+ *     ("train-{00000..00099}.tar", "{a,b}.tar") and joined with '::'
+ *     (source_wds.c).
  * Every epoch has an order fixed by (seed, epoch): rows permuted, or shards
  * permuted and samples passed through a shuffle buffer; rank r of w takes
  * every w-th row or shard. A sample that cannot be used (a row with the wrong
@@ -49,8 +54,8 @@ void raw_sample_free(raw_sample *s);
 
 typedef struct sample_stream sample_stream;
 
-/* spec: a .tsv/.csv file, or tar shard patterns. Counts the samples of this
- * rank (for tar: reads every header once). */
+/* spec: a .tsv/.csv file, a folder of class folders, or tar shard patterns.
+ * Counts the samples of this rank (for tar: reads every header once). */
 vlp_err stream_open(sample_stream **out, const char *spec, const dataset_opts *o, vlp_error *err);
 void stream_free(sample_stream *s);
 int64_t stream_epoch_size(const sample_stream *s);
@@ -59,6 +64,12 @@ vlp_err stream_begin(sample_stream *s, int64_t epoch, vlp_error *err);
 /* The next sample of the epoch; *done at its end. Unusable samples are
  * skipped (see stream_skipped). Errors only for what stops the whole stream. */
 vlp_err stream_next(sample_stream *s, raw_sample *out, bool *done, vlp_error *err);
+/* Where the stream is: the epoch begun last and the samples handed out of it. */
+void stream_position(const sample_stream *s, int64_t *epoch, int64_t *index);
+/* its kind's name: "table", "folder", "webdataset" */
+const char *stream_kind(const sample_stream *s);
+/* what each kind's spec looks like, "; "-separated, into buf */
+const char *stream_kinds_help(char *buf, size_t cap);
 /* Samples skipped so far, and the first reason. */
 int64_t stream_skipped(const sample_stream *s, const char **first_reason);
 /* Where the skips are reported from now on (in place of opts.warn): a reader

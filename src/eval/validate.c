@@ -5,58 +5,17 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/image.h"
+#include "eval/embed_set.h"
 #include "loss/loss.h"
 
-typedef struct val_set {
-    int n, cap;
-    float *img;             // (n, E)
-    char **caption, **label; // (n)
-} val_set;
+typedef embedded_set val_set;
 
-static void set_free(val_set *s) {
-    for (int i = 0; i < s->n; i++) free(s->caption[i]), free(s->label[i]);
-    free(s->img), free(s->caption), free(s->label);
-}
-
-static vlp_err grow(val_set *s, int E, vlp_error *err) {
-    if (s->n < s->cap) return VLP_OK;
-    int cap = s->cap ? 2 * s->cap : 256;
-    float *img = realloc(s->img, sizeof(float) * (size_t)cap * E);
-    if (img) s->img = img;
-    char **c = realloc(s->caption, sizeof(char *) * (size_t)cap);
-    if (c) s->caption = c;
-    char **l = realloc(s->label, sizeof(char *) * (size_t)cap);
-    if (l) s->label = l;
-    VLP_CHECK(img && c && l, err, VLP_ERR_NOMEM, "an evaluation set of %d samples", cap);
-    s->cap = cap;
+/* the training model as embed_set's encoder: its image tower, batch by batch */
+static vlp_err encode_images(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
+    clip_model *m = ctx;
+    VLP_TRY(clip_image_forward(m, pixels, n, err));
+    memcpy(out, m->va.emb, sizeof(float) * (size_t)n * m->cfg.embed_dim);
     return VLP_OK;
-}
-
-/* the first nb pixels' embeddings, appended */
-static vlp_err encode_batch(clip_model *m, val_set *s, const float *pix, int nb, vlp_error *err) {
-    int E = m->cfg.embed_dim;
-    VLP_TRY(clip_image_forward(m, pix, nb, err));
-    memcpy(s->img + (size_t)(s->n - nb) * E, m->va.emb, sizeof(float) * nb * E);
-    return VLP_OK;
-}
-
-/* one sample's pixels into pix; an image that does not decode is skipped
- * (*used false, warned), as training skips it */
-static vlp_err decode(const raw_sample *r, const val_opts *o, const image_transform *tf,
-                      float *pix, bool *used, vlp_error *err) {
-    image_decode_opts dec = {.composite = o->white, .background = {255, 255, 255}};
-    image_u8 im;
-    vlp_error e = {0};
-    *used = false;
-    if (image_decode(r->image, r->image_len, r->what, &dec, &im, &e) != VLP_OK) {
-        if (o->warn) o->warn(NULL, e.message);
-        return VLP_OK;
-    }
-    vlp_err rc = image_transform_apply(tf, &im, NULL, pix, err);
-    image_free(&im);
-    *used = rc == VLP_OK;
-    return rc;
 }
 
 /* file order; a zero-shot set needs no captions: its labels serve */
@@ -64,7 +23,7 @@ static dataset_opts set_opts(const val_opts *o) {
     dataset_opts d = dataset_opts_default();
     d.shuffle = false, d.caption_key = o->caption_key ? o->caption_key : "title";
     if (o->zeroshot_only) d.caption_key = o->label_key;
-    d.alt_caption_key = o->label_key, d.warn = o->warn;
+    d.alt_caption_key = o->label_key, d.warn = o->warn, d.warn_ctx = o->warn_ctx;
     return d;
 }
 
@@ -81,29 +40,10 @@ static vlp_err load(clip_model *m, const char *spec, const val_opts *o, val_set 
     dataset_opts d = set_opts(o);
     sample_stream *st;
     VLP_TRY(stream_open(&st, spec, &d, err));
-    int S = m->cfg.vision.image_size, E = m->cfg.embed_dim, B = m->batch, nb = 0;
-    image_transform tf = image_transform_default(S, false);
-    float *pix = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    vlp_err rc = VLP_OK;
-    if (!pix) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "validation pixels");
-    else rc = stream_begin(st, 0, err);
-    bool done = false;
-    while (rc == VLP_OK && !done) {
-        raw_sample r;
-        rc = stream_next(st, &r, &done, err);
-        if (rc != VLP_OK) break;
-        bool used = false;
-        if (!done && (rc = grow(s, E, err)) == VLP_OK)
-            rc = decode(&r, o, &tf, pix + (size_t)nb * 3 * S * S, &used, err);
-        if (used) {
-            s->caption[s->n] = r.caption, s->label[s->n] = r.alt_caption;
-            r.caption = r.alt_caption = NULL;
-            s->n++, nb++;
-        }
-        if (!done) raw_sample_free(&r);
-        if (rc == VLP_OK && (nb == B || (done && nb))) rc = encode_batch(m, s, pix, nb, err), nb = 0;
-    }
-    free(pix);
+    embed_set_opts eo = {.image_size = m->cfg.vision.image_size, .embed_dim = m->cfg.embed_dim,
+                         .batch = m->batch, .white = o->white, .warn = o->warn,
+                         .warn_ctx = o->warn_ctx, .ctx = m};
+    vlp_err rc = embed_set(st, encode_images, &eo, s, err);
     stream_free(st);
     return rc;
 }
@@ -140,8 +80,8 @@ static vlp_err retrieval(const val_set *s, const float *txt, int E, val_result *
     /* identical captions have identical embeddings: any sample's will do */
     for (int i = 0; rc == VLP_OK && i < s->n; i++)
         if (cap_of[i] >= 0) memcpy(g + (size_t)cap_of[i] * E, txt + (size_t)i * E, sizeof(float) * E);
-    if (rc == VLP_OK) rc = retrieval_eval(s->img, g, cap_of, s->n, nt, E, &out->i2t, err);
-    if (rc == VLP_OK) rc = retrieval_eval_multi(g, s->img, cap_of, nt, s->n, E, &out->t2i, err);
+    if (rc == VLP_OK) rc = retrieval_eval(s->emb, g, cap_of, s->n, nt, E, &out->i2t, err);
+    if (rc == VLP_OK) rc = retrieval_eval_multi(g, s->emb, cap_of, nt, s->n, E, &out->t2i, err);
     out->texts = nt;
     free(cap_of), free(caps), free(g);
     return rc;
@@ -161,7 +101,7 @@ static vlp_err zeroshot(clip_model *m, const vlp_tokenizer *tok, const char *spe
     if (rc == VLP_OK)
         rc = encode_classes(m, tok, cls, C, o->templates ? o->templates : bare,
                             o->templates ? o->ntemplates : 1, W, err);
-    if (rc == VLP_OK) rc = zeroshot_eval(s->img, W, y, s->n, C, E, &out->zs, err);
+    if (rc == VLP_OK) rc = zeroshot_eval(s->emb, W, y, s->n, C, E, &out->zs, err);
     out->classes = rc == VLP_OK ? C : 0;
     free(y), free(cls), free(W);
     return rc;
@@ -181,11 +121,11 @@ vlp_err validate_pairs(clip_model *m, const vlp_tokenizer *tok, const char *spec
     if (rc == VLP_OK && pairs && !txt)
         rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "caption embeddings");
     if (rc == VLP_OK && pairs) rc = encode_texts(m, tok, (const char *const *)s.caption, s.n, txt, err);
-    if (rc == VLP_OK && pairs) rc = batched_loss(m, s.img, txt, s.n, o->loss_batch, &out->loss, err);
+    if (rc == VLP_OK && pairs) rc = batched_loss(m, s.emb, txt, s.n, o->loss_batch, &out->loss, err);
     if (rc == VLP_OK && pairs) rc = retrieval(&s, txt, E, out, err);
     if (rc == VLP_OK && o->label_key) rc = zeroshot(m, tok, spec, &s, o, out, err);
     out->n = s.n;
     free(txt);
-    set_free(&s);
+    embedded_set_free(&s);
     return rc;
 }

@@ -22,6 +22,7 @@ typedef struct val_opts {
     int loss_batch;            // the loss's batch (the training batch); 0: the whole set
     bool zeroshot_only;        // zero-shot alone: no captions needed (the labels serve), no loss or retrieval
     void (*warn)(void *ctx, const char *msg); // a skipped sample; may be NULL
+    void *warn_ctx;
 } val_opts;
 
 typedef struct val_result {

@@ -598,7 +598,7 @@ static bool one_eval_set(const run_opts *c) {
 static val_opts eval_opts(const run *r, bool zeroshot) {
     const run_opts *c = &r->opts;
     val_opts vo = {.caption_key = c->caption_key, .white = c->white_background,
-                   .loss_batch = c->o.batch, .warn = c->warn};
+                   .loss_batch = c->o.batch, .warn = c->warn, .warn_ctx = c->ctx};
     if (zeroshot || one_eval_set(c)) {
         vo.label_key = c->label_key;
         vo.templates = (const char *const *)r->templates, vo.ntemplates = r->ntemplates;
