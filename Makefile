@@ -307,7 +307,7 @@ install: deps
 	install -m 755 build/release/libvlp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libvlp.so.$(VERSION)
 	ln -sf libvlp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvlp.so
-	install -m 644 include/vlp.h $(DESTDIR)$(INCLUDEDIR)/vlp.h
+	install -m 644 include/vlp.h include/vlp_error.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 build/release/vlp.pc $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
 	for f in $(DATA); do install -m 644 $$f $(DESTDIR)$(DATADIR)/$$f || exit 1; done
 	@echo "installed vlp $(VERSION) into $(DESTDIR)$(PREFIX)"
@@ -315,7 +315,7 @@ install: deps
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vlp $(DESTDIR)$(LIBDIR)/libvlp.a $(DESTDIR)$(LIBDIR)/libvlp.so \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libvlp.so.$(VERSION) \
-	    $(DESTDIR)$(INCLUDEDIR)/vlp.h $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
+	    $(DESTDIR)$(INCLUDEDIR)/vlp.h $(DESTDIR)$(INCLUDEDIR)/vlp_error.h $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

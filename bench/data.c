@@ -20,11 +20,11 @@
 
 /* a natural-looking test picture: gradients, noise, edges */
 static void picture(uint8_t *px, int w, int h, int ch) {
-    vlp_rng r = {42};
+    rng64 r = {42};
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             for (int c = 0; c < ch; c++) {
-                int v = (c == 0 ? x * 255 / w : c == 1 ? y * 255 / h : (x ^ y) & 255) + (int)(vlp_rng_u64(&r) % 32) - 16;
+                int v = (c == 0 ? x * 255 / w : c == 1 ? y * 255 / h : (x ^ y) & 255) + (int)(rng64_u64(&r) % 32) - 16;
                 if (c == 3) v = (x - w / 2) * (x - w / 2) + (y - h / 2) * (y - h / 2) < w * w / 5 ? 255 : 0;
                 px[((size_t)y * w + x) * ch + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
@@ -70,7 +70,7 @@ static void *make_png(int w, int h, size_t *n) {
 static double run(const void *bytes, size_t n, const image_transform *t, int reps, const char *what) {
     float *out = malloc(sizeof(float) * 3 * (size_t)t->size * t->size);
     image_decode_opts o = {0};
-    vlp_rng r = {1};
+    rng64 r = {1};
     vlp_error err = {0};
     double best = 1e30;
     for (int round = 0; round < 3; round++) {

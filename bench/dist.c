@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vlp.h"
 #include "bench_util.h"
 #include "blas_env.h"
 #include "core/rng.h"
@@ -33,7 +34,7 @@ static void fixed_encode(const void *impl, const char *text, int32_t *ids, int c
     ids[0] = 2512, ids[10] = 2513;
 }
 
-static int die(vlp_dist *d, const vlp_error *e) {
+static int die(dist_group *d, const vlp_error *e) {
     fprintf(stderr, "bench/dist: rank %d: %s\n", dist_rank(d), e->message);
     dist_abort(d, 1);
     return 1;
@@ -54,7 +55,7 @@ int main(int argc, char **argv) {
     }
     if (b < 2 || steps < 3 || steps > 200) return 2;
     vlp_error err = {0};
-    vlp_dist *d;
+    dist_group *d;
     if (dist_init(&d, &err) != VLP_OK) return fprintf(stderr, "bench/dist: %s\n", err.message), 1;
     int R = dist_rank(d), W = dist_world(d), B = b * W;
     vlp_set_threads(threads);
@@ -68,12 +69,12 @@ int main(int argc, char **argv) {
     int S = c.vision.image_size, n = 4 * B > 512 ? 4 * B : 512;
     uint8_t *rgb = malloc((size_t)n * S * S * 3);
     const char **caps = malloc(sizeof(char *) * n);
-    vlp_rng r = {7};
-    for (size_t i = 0; i < (size_t)n * S * S * 3; i++) rgb[i] = (uint8_t)(vlp_rng_u64(&r) >> 56);
+    rng64 r = {7};
+    for (size_t i = 0; i < (size_t)n * S * S * 3; i++) rgb[i] = (uint8_t)(rng64_u64(&r) >> 56);
     for (int i = 0; i < n; i++) caps[i] = "an emoji";
-    vlp_tokenizer tok = {.encode = fixed_encode, .vocab_size = 2514};
+    text_tokenizer tok = {.encode = fixed_encode, .vocab_size = 2514};
     image_norm norm = image_norm_openai();
-    vlp_loader l;
+    batch_loader l;
     if (pair_loader_create(&l, rgb, caps, 1, n, S, &tok, c.text.context_length, &norm, 1, &err) ||
         pair_loader_shard(&l, R, W, &err))
         return die(d, &err);

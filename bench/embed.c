@@ -16,6 +16,7 @@
 #include <time.h>
 #include <sys/resource.h>
 
+#include "vlp.h"
 #include "bench_util.h"
 #include "blas_env.h"
 #include "core/rng.h"
@@ -100,11 +101,11 @@ int main(int argc, char **argv) {
     clip_init_weights(&m, 1);
     float *img = malloc(sizeof(float) * (size_t)B * 3 * 224 * 224);
     int32_t *ids = calloc((size_t)B * 77, sizeof(int32_t));
-    vlp_rng r = {7};
-    for (size_t i = 0; i < (size_t)B * 3 * 224 * 224; i++) img[i] = vlp_rng_normal(&r);
+    rng64 r = {7};
+    for (size_t i = 0; i < (size_t)B * 3 * 224 * 224; i++) img[i] = rng64_normal(&r);
     for (int b = 0; b < B; b++) { /* captions of 12 tokens, as typical alt-texts */
         ids[b * 77] = 49406;
-        for (int t = 1; t < 12; t++) ids[b * 77 + t] = 1 + (int)(vlp_rng_u64(&r) % 49000);
+        for (int t = 1; t < 12; t++) ids[b * 77 + t] = 1 + (int)(rng64_u64(&r) % 49000);
         ids[b * 77 + 12] = 49407;
     }
     float *ref = NULL; /* int8: the fp32 model's embeddings (2B, E), images then texts */

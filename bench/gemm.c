@@ -63,13 +63,13 @@ int main(int argc, char **argv) {
     void *ws = malloc(gemm_bf16_workspace_bytes(threads));
     double log_sum = 0, lo = 1e9, hi = 0;
     int n = (int)(sizeof shapes / sizeof *shapes);
-    vlp_rng r = {7};
+    rng64 r = {7};
     for (int s = 0; s < n; s++) {
         const shape *h = &shapes[s];
         size_t na = (size_t)h->M * h->K, nb = (size_t)h->K * h->N, nc = (size_t)h->M * h->N;
         float *A = malloc(na * 4), *B = malloc(nb * 4), *C = malloc(nc * 4);
-        for (size_t i = 0; i < na; i++) A[i] = vlp_rng_normal(&r);
-        for (size_t i = 0; i < nb; i++) B[i] = vlp_rng_normal(&r);
+        for (size_t i = 0; i < na; i++) A[i] = rng64_normal(&r);
+        for (size_t i = 0; i < nb; i++) B[i] = rng64_normal(&r);
         int lda = h->ta ? h->M : h->K, ldb = h->tb ? h->K : h->N;
         bool single = h->M * (double)h->N * h->K < 1e6; /* per-head: one thread, many reps */
         int nrep = single ? reps * 200 : reps;

@@ -21,7 +21,7 @@ typedef struct cfg {
     int threads, batch, reps;
     int peer;
     const char *python, *peer_script;
-    vlp_matmul mm; /* the ops' precision: fp32, or bf16 (--precision bf16; the peer autocasts) */
+    matmul_cfg mm; /* the ops' precision: fp32, or bf16 (--precision bf16; the peer autocasts) */
 } cfg;
 
 typedef struct row {
@@ -61,7 +61,7 @@ static double time_ms(void (*fn)(void *), void *ctx, int reps) {
 
 /* ---- linear ------------------------------------------------------------------ */
 typedef struct lin {
-    const vlp_matmul *mm;
+    const matmul_cfg *mm;
     int N, C, OC;
     float *inp, *w, *b, *out, *dout, *dinp, *dw, *db;
 } lin;
@@ -83,7 +83,7 @@ static void lin_sg_bw(void *p) {
     vlp_sgemm(true, false, l->OC, l->C, l->N, 1.0f, l->dout, l->OC, l->inp, l->C, 1.0f, l->dw, l->C);
 }
 
-static void bench_linear(row *r, const vlp_matmul *mm, const char *name, int N, int C, int OC,
+static void bench_linear(row *r, const matmul_cfg *mm, const char *name, int N, int C, int OC,
                          int reps) {
     lin l = {mm, N, C, OC, buf((size_t)N * C, 1), buf((size_t)OC * C, 2), buf(OC, 3),
              buf((size_t)N * OC, 4), buf((size_t)N * OC, 5), buf((size_t)N * C, 6),
@@ -101,7 +101,7 @@ static void bench_linear(row *r, const vlp_matmul *mm, const char *name, int N, 
 
 /* ---- attention core and full MHA ------------------------------------------------ */
 typedef struct att {
-    const vlp_matmul *mm;
+    const matmul_cfg *mm;
     int B, T, C, NH;
     bool causal;
     float *qkv, *out, *att, *dout, *dqkv, *scratch;
@@ -172,7 +172,7 @@ static void mha_sg_bw(void *p) {
     vlp_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, a->inp, C, 1.0f, a->dw_in, C);
 }
 
-static void bench_attention(row *core, row *full, const vlp_matmul *mm, const char *tag, int B,
+static void bench_attention(row *core, row *full, const matmul_cfg *mm, const char *tag, int B,
                             int T, int C, int NH, bool causal, int reps) {
     size_t N = (size_t)B * T, natt = (size_t)B * NH * T * T;
     att a = {.mm = mm, .B = B, .T = T, .C = C, .NH = NH, .causal = causal};
@@ -288,7 +288,7 @@ int main(int argc, char **argv) {
         c.mm.workspace = malloc(gemm_bf16_workspace_bytes(c.threads));
         if (!c.mm.workspace) return fprintf(stderr, "bench/ops: out of memory\n"), 1;
     }
-    const vlp_matmul *mm = c.mm.precision == VLP_PRECISION_BF16 ? &c.mm : NULL;
+    const matmul_cfg *mm = c.mm.precision == VLP_PRECISION_BF16 ? &c.mm : NULL;
     tool_print_sysinfo(stdout);
     const char *simd;
     double peak = measure_fma_peak(c.threads, &simd);

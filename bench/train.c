@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "vlp.h"
 #include "blas_env.h"
 #include "core/rng.h"
 #include "loss/loss.h"
@@ -104,11 +105,11 @@ int main(int argc, char **argv) {
     float loss, *probs = malloc(sizeof(float) * 2 * (size_t)B * B);
     float *demb = malloc(sizeof(float) * 2 * (size_t)B * E), *scratch = malloc(sizeof(float) * clip_loss_scratch_floats(B, E));
     float *probs_t2i = probs + (size_t)B * B, *demb_txt = demb + (size_t)B * E;
-    vlp_rng r = {3};
-    for (size_t i = 0; i < (size_t)B * 3 * S * S; i++) img[i] = vlp_rng_normal(&r);
+    rng64 r = {3};
+    for (size_t i = 0; i < (size_t)B * 3 * S * S; i++) img[i] = rng64_normal(&r);
     for (int b = 0; b < B; b++) {
-        int len = 8 + (int)(vlp_rng_u64(&r) % (T - 9));
-        for (int t = 1; t < len; t++) ids[b * T + t] = 1 + (int)(vlp_rng_u64(&r) % (vocab - 3));
+        int len = 8 + (int)(rng64_u64(&r) % (T - 9));
+        for (int t = 1; t < len; t++) ids[b * T + t] = 1 + (int)(rng64_u64(&r) % (vocab - 3));
         ids[b * T] = vocab - 2, ids[b * T + len] = vocab - 1;
     }
     adamw_cfg ac = adamw_defaults();

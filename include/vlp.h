@@ -24,34 +24,7 @@ extern "C" {
 #define VLP_VERSION_PATCH 0
 #define VLP_VERSION_STRING "0.1.0"
 
-typedef enum vlp_err {
-    VLP_OK = 0,
-    VLP_ERR_NOMEM,   /* an allocation failed */
-    VLP_ERR_SHAPE,   /* dimensions that do not fit together */
-    VLP_ERR_ARG,     /* a bad argument: NULL pointer, value out of range */
-    VLP_ERR_IO,      /* open/read/write/rename failed */
-    VLP_ERR_FORMAT,  /* a file is corrupt, truncated or of another version */
-    VLP_ERR_NUMERIC, /* NaN/Inf where a finite value is required */
-    VLP_ERR_UNSUPPORTED, /* valid request this build or CPU cannot serve */
-    VLP_ERR__COUNT
-} vlp_err;
-
-/* Details of the last failure of one call, written by the library when the
- * caller passes it. `where` is "file.c:123" of the check that failed. */
-typedef struct vlp_error {
-    vlp_err code;
-    char where[64];
-    char message[448];
-} vlp_error;
-
-/* Short fixed name of a code ("out of memory", "bad shape", ...). */
-const char *vlp_strerror(vlp_err code);
-
-/* A hint for the user on what usually causes this kind of error. */
-const char *vlp_error_hint(vlp_err code);
-
-/* "where: message (hint)" in buf; returns buf. */
-const char *vlp_error_format(const vlp_error *e, char *buf, size_t n);
+#include "vlp_error.h"
 
 /* ---- system ------------------------------------------------------------ */
 
@@ -123,6 +96,10 @@ typedef struct vlp_model_opts {
      * width 64 (vlp_model_warning says so). Tensors that disagree with it are
      * an error naming the tensor and both shapes. */
     const char *model_config;
+    /* Keep what the towers' backward needs (activations, a gradient buffer):
+     * for learning prompts on the frozen model (vlp adapt). Default false:
+     * forward passes only, in a fraction of the memory. */
+    bool trainable;
 } vlp_model_opts;
 
 vlp_model_opts vlp_model_opts_default(void);

@@ -39,7 +39,7 @@ static void stub_encode(const void *impl, const char *text, int32_t *ids, int ct
 typedef struct adapt_ref {
     vlpt_file *f;
     clip_model m;
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     int vocab, B, C, depth, E, T;
     const float *images;
     const int32_t *labels;
@@ -57,7 +57,7 @@ static void open_ref(adapt_ref *r) {
     check(clip_init(&r->m, &cfg, &err), &err);
     ref_load_weights(&r->m, r->f);
     r->vocab = cfg.text.vocab_size;
-    r->tok = (vlp_tokenizer){.impl = &r->vocab, .vocab_size = r->vocab, .encode = stub_encode};
+    r->tok = (text_tokenizer){.impl = &r->vocab, .vocab_size = r->vocab, .encode = stub_encode};
     r->E = cfg.embed_dim, r->T = cfg.text.context_length;
     int S = cfg.vision.image_size;
     r->images = ref_f32(r->f, "images", (size_t)r->B * 3 * S * S);
@@ -79,7 +79,7 @@ static prompt_learner *learner(adapt_ref *r, const char *method, const char *nam
     snprintf(key, sizeof key, "%s.ids", name);
     memcpy(pl->ids, ref_i32(r->f, key, (size_t)r->C * r->T), sizeof(int32_t) * r->C * r->T);
     for (int i = 0; i < pl->nparams; i++) {
-        const vlp_param *p = &pl->params[i];
+        const clip_param *p = &pl->params[i];
         snprintf(key, sizeof key, "%s.w.%s", name, p->name);
         memcpy(pl->weights + p->offset, ref_f32(r->f, key, p->numel), sizeof(float) * p->numel);
     }
@@ -108,7 +108,7 @@ static void assert_case(adapt_ref *r, prompt_learner *pl, const char *name) {
     }
     assert_int_equal(pl->nparams, nref); /* exactly the reference's parameters */
     for (int i = 0; i < pl->nparams; i++) {
-        const vlp_param *p = &pl->params[i];
+        const clip_param *p = &pl->params[i];
         snprintf(key, sizeof key, "%s.g.%s", name, p->name);
         assert_close(key, pl->grads + p->offset, ref_f32(r->f, key, p->numel), p->numel, 1e-6, 1e-4);
     }
@@ -214,7 +214,7 @@ static void test_coop_without_context_is_zeroshot(void **state) {
     clip_load_opts lo = {.quick_gelu = -1};
     vlp_error err = {0};
     check(clip_load_pretrained(&m, ref_path("api_model.safetensors"), &lo, &err), &err);
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     check(bpe_load(ref_path("api_merges.txt"), 0, &tok, &err), &err);
     check(clip_reserve(&m, 8, &err), &err);
     const char *classes[] = {"cat", "dog", "red car", "a tree"};

@@ -110,15 +110,15 @@ static double rel_err(const float *got, int gstride, int goff, const double *wan
     return err / mag;
 }
 
-typedef vlp_err (*fwd_fn)(const vlp_matmul *, float *, float *, const float *, int, const float *,
+typedef vlp_err (*fwd_fn)(const matmul_cfg *, float *, float *, const float *, int, const float *,
                           const float *, int, int, int, int, int, int, bool, vlp_error *);
-typedef void (*bwd_fn)(const vlp_matmul *, float *, float *, float *, const float *, const float *,
+typedef void (*bwd_fn)(const matmul_cfg *, float *, float *, float *, const float *, const float *,
                        int, const float *, const float *, int, const float *, float *, int, int, int,
                        int, int, bool);
 
 /* the worst relative error of out, dq, dk, dv against the reference; the
  * backward accumulates onto random gradients, or writes over NaN */
-static double run_one(const shape *s, fwd_fn fwd, bwd_fn bwd, const vlp_matmul *mm, bool accumulate) {
+static double run_one(const shape *s, fwd_fn fwd, bwd_fn bwd, const matmul_cfg *mm, bool accumulate) {
     int C = s->C;
     size_t nq = (size_t)s->B * s->Tq * C, nkv = (size_t)s->B * s->Tk * 2 * C;
     size_t natt = (size_t)s->B * s->NH * s->Tq * s->Tk;
@@ -159,7 +159,7 @@ static double run_one(const shape *s, fwd_fn fwd, bwd_fn bwd, const vlp_matmul *
  * GEMMs do; the fused kernel where the CPU has AVX512-BF16) */
 static void check_all(fwd_fn fwd, bwd_fn bwd, const char *name, bool bf16_rounds) {
     int threads = omp_get_max_threads();
-    vlp_matmul bf = {.precision = VLP_PRECISION_BF16, .workspace = malloc(gemm_bf16_workspace_bytes(threads)),
+    matmul_cfg bf = {.precision = VLP_PRECISION_BF16, .workspace = malloc(gemm_bf16_workspace_bytes(threads)),
                      .threads = threads};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const shape *s = &shapes[i];

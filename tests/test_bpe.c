@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vlp.h"
 #include "testutil.h"
 #include "core/datadir.h"
 #include "data/bpe.h"
@@ -16,8 +17,8 @@
 #define CTX 77
 
 /* OpenAI's merges as vlp ships them (vocab/, found as the library finds it) */
-static vlp_tokenizer load(void) {
-    vlp_tokenizer t;
+static text_tokenizer load(void) {
+    text_tokenizer t;
     vlp_error err = {0};
     char path[4200];
     if (vlp_data_file(VLP_DEFAULT_VOCAB, path, sizeof path, &err) != VLP_OK ||
@@ -38,7 +39,7 @@ static void unescape(char *s) {
 }
 
 static void test_matches_reference(void **state) {
-    vlp_tokenizer t = load();
+    text_tokenizer t = load();
     assert_int_equal(t.vocab_size, 49408);
     const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
     char path[512];
@@ -73,7 +74,7 @@ static void test_matches_reference(void **state) {
 /* decode(encode(text)) is the cleaned text (lower case, one space between
  * words), bytes outside ASCII included; start/end/padding decode to nothing */
 static void test_decode_round_trip(void **state) {
-    vlp_tokenizer t = load();
+    text_tokenizer t = load();
     const char *cases[][2] = {
         {"A photo of a CAT", "a photo of a cat"},
         {"  grinning   face\twith big eyes ", "grinning face with big eyes"},
@@ -111,7 +112,7 @@ static void test_decode_round_trip(void **state) {
 }
 
 static void test_invalid_utf8_and_truncation(void **state) {
-    vlp_tokenizer t = load();
+    text_tokenizer t = load();
     int32_t ids[CTX];
     const char bad[] = "ok \xff\xfe \xc3 broken \xe2\x82 end \xed\xa0\x80 surrogate";
     t.encode(t.impl, bad, ids, CTX);
@@ -132,7 +133,7 @@ static void test_invalid_utf8_and_truncation(void **state) {
 }
 
 static void test_bad_merges_files(void **state) {
-    vlp_tokenizer t;
+    text_tokenizer t;
     vlp_error err = {0};
     assert_int_equal(bpe_load("/nonexistent/merges.txt", 0, &t, &err), VLP_ERR_IO);
     char path[] = "/tmp/vlp-bpe-XXXXXX";
@@ -188,7 +189,7 @@ static void test_trainer_small_example(void **state) {
     assert_int_equal(bpe_train(texts, 3, 100, 2, path, &learnt, &err), VLP_OK);
     assert_int_equal(learnt, 2);
     assert_string_equal(strchr(slurp(path), '\n') + 1, "a a\naa a</w>"); /* no final newline */
-    vlp_tokenizer t;
+    text_tokenizer t;
     assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
     assert_int_equal(t.vocab_size, 512 + 2 + 2);
     int32_t ids[4];
@@ -216,7 +217,7 @@ static void test_trainer_on_captions(void **state) {
     int learnt;
     assert_int_equal(bpe_train(caps, 7, 300, 2, path, &learnt, &err), VLP_OK);
     assert_true(learnt > 20 && learnt <= 300);
-    vlp_tokenizer t;
+    text_tokenizer t;
     assert_int_equal(bpe_load(path, 0, &t, &err), VLP_OK);
     assert_int_equal(t.vocab_size, 512 + learnt + 2);
     int32_t ids[128];

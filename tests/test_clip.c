@@ -58,7 +58,7 @@ static void test_step_matches_pytorch(void **state) {
     assert_close("loss", &st.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
     clip_step_backward(&st, &m, B);
     for (int i = 0; i < m.nparams; i++) {
-        const vlp_param *p = &m.params[i];
+        const clip_param *p = &m.params[i];
         char name[96];
         snprintf(name, sizeof name, "grad.%s", p->name);
         assert_close(name, m.grads + p->offset, ref_f32(f, name, p->numel), p->numel, 1e-5, 1e-4);
@@ -72,7 +72,7 @@ static void test_step_matches_pytorch(void **state) {
  * less activation memory (one block's activations a tower). In bf16 the
  * plain model keeps its blocks' GEMM inputs in bf16 (kept16) where the
  * checkpointing one recomputes them: the same bits again. */
-static void check_checkpointing(vlp_precision precision) {
+static void check_checkpointing(matmul_precision precision) {
     int B;
     clip_config cfg;
     clip_model plain, ck;
@@ -139,7 +139,7 @@ static void test_bf16_step_close_to_fp32_reference(void **state) {
     clip_step_backward(&st, &m, B);
     double worst = 0.0;
     for (int i = 0; i < m.nparams; i++) {
-        const vlp_param *p = &m.params[i];
+        const clip_param *p = &m.params[i];
         char name[96];
         snprintf(name, sizeof name, "grad.%s", p->name);
         const float *want = ref_f32(f, name, p->numel), *got = m.grads + p->offset;
@@ -161,7 +161,7 @@ static void test_bf16_step_close_to_fp32_reference(void **state) {
     check(clip_step_forward(&st, &m, ref_f32(f, "images", (size_t)B * 3 * S * S),
                        ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
     assert_close("fp32 loss", &st.loss, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
-    assert_int_equal(clip_set_precision(&m, (vlp_precision)7, 1, &err), VLP_ERR_ARG);
+    assert_int_equal(clip_set_precision(&m, (matmul_precision)7, 1, &err), VLP_ERR_ARG);
     clip_step_free(&st);
     clip_free(&m);
     vlpt_free(f);
@@ -247,7 +247,7 @@ static void test_filip_through_the_model(void **state) {
     gc_op op = {.name = "filip through the model", .ctx = &c, .forward = filip_model_fw,
                 .backward = filip_model_bw, .out = &c.loss, .dout = &c.dloss, .nout = 1};
     for (int i = 0; i < 7; i++) {
-        const vlp_param *p = clip_param_find(&c.m, names[i]);
+        const clip_param *p = clip_param_find(&c.m, names[i]);
         assert_non_null(p);
         op.in[op.nin++] = (gc_input){names[i], c.m.weights + p->offset, c.m.grads + p->offset, p->numel};
     }
@@ -278,7 +278,7 @@ static void test_filip_through_the_model(void **state) {
     clip_text_backward_tokens(&c.m, c.dtok_txt, c.B);
     clip_image_backward_tokens(&c.m, c.dtok_img, c.B);
     for (int i = 0; i < c.m.nparams; i++) {
-        const vlp_param *p = &c.m.params[i];
+        const clip_param *p = &c.m.params[i];
         assert_close(p->name, c.m.grads + p->offset, g_pooled + p->offset, p->numel, 1e-6, 1e-4);
     }
     free(g_pooled), free(demb);
@@ -313,7 +313,7 @@ static void test_adamw_steps_match_pytorch(void **state) {
         clamp_logit_scale(m.w.logit_scale);
     }
     assert_close("AdamW losses", losses, ref_f32(f, "adamw_losses", 5), 5, 0.0, 1e-4);
-    const vlp_param *proj = clip_param_find(&m, "visual.proj");
+    const clip_param *proj = clip_param_find(&m, "visual.proj");
     assert_close("visual.proj after 5 steps", m.weights + proj->offset,
                  ref_f32(f, "adamw_final.visual.proj", proj->numel), proj->numel, 1e-5, 1e-4);
     assert_close("logit_scale after 5 steps", m.w.logit_scale,
@@ -394,7 +394,7 @@ static void test_init_statistics(void **state) {
         {"visual.transformer.resblocks.0.attn.in_proj_weight", sqrt(6.0 / 1024) / sqrt(3.0)},
     };
     for (size_t i = 0; i < sizeof expect / sizeof *expect; i++) {
-        const vlp_param *p = clip_param_find(&m, expect[i].name);
+        const clip_param *p = clip_param_find(&m, expect[i].name);
         assert_non_null(p);
         double s = std_of(m.weights + p->offset, p->numel);
         /* the sample std of n normal draws is off by about 1/√(2n) relative: allow 4× that */
@@ -403,7 +403,7 @@ static void test_init_statistics(void **state) {
             fail_msg("%s: std %.5f, open_clip's init gives %.5f", expect[i].name, s, expect[i].std);
     }
     assert_true(fabsf(*m.w.logit_scale - logf(1 / 0.07f)) < 1e-6f);
-    const vlp_param *lnw = clip_param_find(&m, "visual.ln_pre.weight");
+    const clip_param *lnw = clip_param_find(&m, "visual.ln_pre.weight");
     assert_true(m.weights[lnw->offset] == 1.0f);
     assert_false(clip_param_find(&m, "visual.ln_pre.weight")->decay);
     assert_false(clip_param_find(&m, "logit_scale")->decay);
@@ -415,7 +415,7 @@ static void test_init_statistics(void **state) {
     const char *tables[] = {"token_embedding.weight", "positional_embedding",
                             "visual.positional_embedding", "visual.class_embedding"};
     for (int i = 0; i < 4; i++) {
-        const vlp_param *p = clip_param_find(&m, tables[i]);
+        const clip_param *p = clip_param_find(&m, tables[i]);
         assert_true(p->embedding);
         if (p->decay != (i < 3)) fail_msg("%s: decay %d", tables[i], p->decay);
     }
@@ -427,7 +427,7 @@ static void test_init_statistics(void **state) {
     assert_int_equal(decayed, (cfg.vision.layers + cfg.text.layers) * 4 + 3 + 3);
     /* AdamW: with decay_embeddings off an embedding table moves by its
      * gradient alone, with it on also shrinks by lr·wd */
-    const vlp_param *tok = clip_param_find(&m, "token_embedding.weight");
+    const clip_param *tok = clip_param_find(&m, "token_embedding.weight");
     float *g = falloc(m.nfloats), *mo = falloc(m.nfloats), *ve = falloc(m.nfloats);
     float *w0 = falloc(m.nfloats);
     memcpy(w0, m.weights, sizeof(float) * m.nfloats);

@@ -131,7 +131,7 @@ static void test_coca_step_matches_pytorch(void **state) {
     clip_image_backward_with_tokens(m, r.dimg, m->dcap_img, B);
     clip_text_backward_with_tokens(m, r.dtxt, m->dcap_txt, B);
     for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         char name[128];
         snprintf(name, sizeof name, "grad.%s", p->name);
         assert_close(name, m->grads + p->offset, ref_f32(r.f, name, p->numel), p->numel, 1e-5, 1e-4);
@@ -157,7 +157,7 @@ static void test_text_lm_matches_pytorch(void **state) {
     clip_caption_backward(m, m->da.logits, B);
     clip_text_backward_with_tokens(m, NULL, m->dcap_txt, B);
     for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         char name[128];
         snprintf(name, sizeof name, "lm_grad.%s", p->name);
         assert_close(name, m->grads + p->offset, ref_f32(r.f, name, p->numel), p->numel, 1e-5, 1e-4);

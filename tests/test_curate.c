@@ -19,23 +19,23 @@ static void check(vlp_err e, const vlp_error *err) {
 }
 
 /* random strings over a small alphabet, so patterns overlap, nest, repeat */
-static void random_string(vlp_rng *r, char *s, int len, const char *alphabet) {
+static void random_string(rng64 *r, char *s, int len, const char *alphabet) {
     int k = (int)strlen(alphabet);
-    for (int i = 0; i < len; i++) s[i] = alphabet[vlp_rng_u64(r) % (uint64_t)k];
+    for (int i = 0; i < len; i++) s[i] = alphabet[rng64_u64(r) % (uint64_t)k];
     s[len] = '\0';
 }
 
 static void test_matcher_equals_brute_force(void **state) {
     (void)state;
-    vlp_rng r = {12345};
+    rng64 r = {12345};
     const char *alphabets[] = {"ab", "abc ", "a\xc3\xa9 .\xff"}; /* bytes above 127 too */
     for (int trial = 0; trial < 60; trial++) {
         const char *alpha = alphabets[trial % 3];
-        int np = 1 + (int)(vlp_rng_u64(&r) % 40);
+        int np = 1 + (int)(rng64_u64(&r) % 40);
         char **pats = malloc(sizeof(char *) * (size_t)np);
         for (int p = 0; p < np; p++) {
             pats[p] = malloc(8);
-            random_string(&r, pats[p], 1 + (int)(vlp_rng_u64(&r) % 6), alpha);
+            random_string(&r, pats[p], 1 + (int)(rng64_u64(&r) % 6), alpha);
         }
         if (np > 2) strcpy(pats[np - 1], pats[0]); /* an entry listed twice: both reported */
         matcher *m;
@@ -45,7 +45,7 @@ static void test_matcher_equals_brute_force(void **state) {
         int32_t ids[64];
         for (int t = 0; t < 50; t++) {
             char text[128];
-            random_string(&r, text, (int)(vlp_rng_u64(&r) % 100), alpha);
+            random_string(&r, text, (int)(rng64_u64(&r) % 100), alpha);
             int n;
             matcher_find(m, text, strlen(text), ids, 64, &n, scratch, &stamp);
             int k = 0;
@@ -204,8 +204,8 @@ static void test_select_top_k_exact(void **state) {
     (void)state;
     enum { N = 301 };
     float v[N], sorted[N];
-    vlp_rng r = {99};
-    for (int i = 0; i < N; i++) v[i] = (float)((int)(vlp_rng_u64(&r) % 41) - 20) / 20.0f; /* many ties */
+    rng64 r = {99};
+    for (int i = 0; i < N; i++) v[i] = (float)((int)(rng64_u64(&r) % 41) - 20) / 20.0f; /* many ties */
     v[5] = -0.0f, v[6] = 0.0f, v[7] = NAN, v[8] = 1e-30f, v[9] = -1e-30f;
     FILE *fp = tmpfile();
     assert_int_equal(fwrite(v, sizeof(float), N, fp), N);
@@ -250,19 +250,19 @@ static void test_semdedup_planted(void **state) {
     (void)state;
     enum { D = 32, G = 4, PER = 30, DUPS = 12, N = G * PER + DUPS };
     float *x = malloc(sizeof(float) * N * D), dir[G][D];
-    vlp_rng r = {2024};
+    rng64 r = {2024};
     for (int g = 0; g < G; g++) {
-        for (int t = 0; t < D; t++) dir[g][t] = vlp_rng_normal(&r);
+        for (int t = 0; t < D; t++) dir[g][t] = rng64_normal(&r);
         unit(dir[g], D);
     }
     for (int i = 0; i < G * PER; i++) {
-        for (int t = 0; t < D; t++) x[i * D + t] = dir[i / PER][t] + 0.1f * vlp_rng_normal(&r);
+        for (int t = 0; t < D; t++) x[i * D + t] = dir[i / PER][t] + 0.1f * rng64_normal(&r);
         unit(x + i * D, D);
     }
     int original[DUPS];
     for (int j = 0; j < DUPS; j++) {
         int o = original[j] = 7 * j + 3, i = G * PER + j;
-        for (int t = 0; t < D; t++) x[i * D + t] = x[o * D + t] + 1e-3f * vlp_rng_normal(&r);
+        for (int t = 0; t < D; t++) x[i * D + t] = x[o * D + t] + 1e-3f * rng64_normal(&r);
         unit(x + i * D, D);
     }
     float cent[G * D];

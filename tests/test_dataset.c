@@ -244,17 +244,17 @@ static void test_webdataset(void **state) {
     assert_int_equal(stream_open(&s, spec, &o, &err), VLP_ERR_IO);
 }
 
-static vlp_tokenizer tokenizer(void) {
+static text_tokenizer tokenizer(void) {
     const char *caps[] = {"caption number 1", "caption number 2", "caption number 3"};
     vlp_error err = {0};
     check(bpe_train(caps, 3, 20, 2, tmp("merges.txt"), NULL, &err), &err);
-    vlp_tokenizer t;
+    text_tokenizer t;
     check(bpe_load(tmp("merges.txt"), 0, &t, &err), &err);
     return t;
 }
 
 static void loader_batches(int workers, bool seek_first, float *images, int32_t *ids, int nb) {
-    vlp_tokenizer tok = tokenizer();
+    text_tokenizer tok = tokenizer();
     dataset_opts o = dataset_opts_default();
     o.seed = 9;
     sample_stream *s;
@@ -262,7 +262,7 @@ static void loader_batches(int workers, bool seek_first, float *images, int32_t 
     check(stream_open(&s, tmp("pairs.tsv"), &o, &err), &err);
     stream_loader_opts lo = stream_loader_defaults(16, true, 8, &tok);
     lo.workers = workers, lo.prefetch = 7, lo.seed = 9;
-    vlp_loader l;
+    batch_loader l;
     check(stream_loader_create(&l, s, &lo, &err), &err);
     size_t img = 3 * 16 * 16;
     int b0 = 0;
@@ -305,14 +305,14 @@ static void test_loader_skips_bad_images(void **state) {
     fprintf(fp, "filepath\ttitle\n");
     for (int i = 0; i < 7; i++) fprintf(fp, "%s\tcaption number %d\n", i == 3 ? "bad.png" : "img00.png", i);
     fclose(fp);
-    vlp_tokenizer tok = tokenizer();
+    text_tokenizer tok = tokenizer();
     dataset_opts o = dataset_opts_default();
     o.shuffle = false;
     sample_stream *s;
     vlp_error err = {0};
     check(stream_open(&s, tmp("bad.tsv"), &o, &err), &err);
     stream_loader_opts lo = stream_loader_defaults(16, false, 8, &tok);
-    vlp_loader l;
+    batch_loader l;
     check(stream_loader_create(&l, s, &lo, &err), &err);
     static float img[7 * 3 * 16 * 16]; /* room for the 7 the last call asks for */
     int32_t ids[7 * 8];

@@ -29,16 +29,16 @@
 #define S 16
 #define STEPS 5
 
-static vlp_dist *g_dist;
+static dist_group *g_dist;
 
 
 typedef struct fixture {
     clip_model m;
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     uint8_t rgb[NPAIRS * S * S * 3];
     char captions[NPAIRS][64];
     const char *cap_ptrs[NPAIRS];
-    vlp_loader loader;
+    batch_loader loader;
     trainer *t;
 } fixture;
 
@@ -56,7 +56,7 @@ static train_opts opts(int accum) {
 }
 
 /* the same pairs, tokenizer and initial weights on every rank */
-static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, vlp_dist *dist) {
+static void fixture_init(fixture *f, const train_opts *o, const char *run_dir, dist_group *dist) {
     memset(f, 0, sizeof *f);
     synthetic_pairs(9, f->rgb, sizeof f->rgb, f->captions, NPAIRS);
     for (int i = 0; i < NPAIRS; i++) f->cap_ptrs[i] = f->captions[i];

@@ -97,7 +97,7 @@ static void test_learnt_long_merges_load_back(void **state) {
     int learnt = 0;
     check(bpe_train(texts, 2, 40, 2, path, &learnt, &err), &err);
     assert_true(learnt >= 11); /* 2^11 > 2000: the last merges join symbols of > 512 letters */
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     check(bpe_load(path, 0, &tok, &err), &err);
     int32_t ids[8];
     tok.encode(tok.impl, word, ids, 8);

@@ -99,14 +99,14 @@ static void test_train_transform(void **state) {
     image_transform t = image_transform_default(24, true);
     t.scale_lo = 0.5f; /* 97x61 is wider than 4:3: at 0.9 every attempt fails and the crop is central */
     float a[3 * 24 * 24], b[3 * 24 * 24];
-    vlp_rng r1 = {5}, r2 = {5}, r3 = {6};
+    rng64 r1 = {5}, r2 = {5}, r3 = {6};
     check(image_transform_apply(&t, &src, &r1, a, &err), &err);
     check(image_transform_apply(&t, &src, &r2, b, &err), &err);
     assert_memory_equal(a, b, sizeof a); /* same seed, same crop */
     check(image_transform_apply(&t, &src, &r3, b, &err), &err);
     assert_memory_not_equal(a, b, sizeof a);
     /* crops stay inside, keep 90-100% of the area (a square source), ratios within limits */
-    vlp_rng r = {9};
+    rng64 r = {9};
     for (int i = 0; i < 1000; i++) {
         crop_box c = random_resized_crop(80, 80, 0.9f, 1.0f, 0.75f, 4.0f / 3, &r);
         assert_true(c.x >= 0 && c.y >= 0 && c.x + c.w <= 80 && c.y + c.h <= 80 && c.w > 0 && c.h > 0);

@@ -31,11 +31,11 @@ typedef struct inputs {
 } inputs;
 
 static void make_inputs(inputs *in) {
-    vlp_rng r = {42};
-    for (size_t i = 0; i < sizeof in->img / sizeof *in->img; i++) in->img[i] = vlp_rng_normal(&r);
+    rng64 r = {42};
+    for (size_t i = 0; i < sizeof in->img / sizeof *in->img; i++) in->img[i] = rng64_normal(&r);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < 12; t++) /* an end token (the largest id) at a varying place */
-            in->ids[b * 12 + t] = t == 3 + b ? 99 : t < 3 + b ? 1 + (int)(vlp_rng_u64(&r) % 90) : 0;
+            in->ids[b * 12 + t] = t == 3 + b ? 99 : t < 3 + b ? 1 + (int)(rng64_u64(&r) % 90) : 0;
 }
 
 /* embeddings (2B, E): images then texts */
@@ -105,8 +105,8 @@ static void test_quantized_embeddings(void **state) {
     embed(&r, &in, back);
     assert_memory_equal(back, q8, sizeof q8);
     /* the fp32 copies of the int8 matrices are released (zeros), the rest is the model's */
-    const vlp_param *fc = clip_param_find(&r, "visual.transformer.resblocks.1.mlp.c_fc.weight");
-    const vlp_param *ln = clip_param_find(&r, "visual.transformer.resblocks.1.ln_2.weight");
+    const clip_param *fc = clip_param_find(&r, "visual.transformer.resblocks.1.mlp.c_fc.weight");
+    const clip_param *ln = clip_param_find(&r, "visual.transformer.resblocks.1.ln_2.weight");
     for (size_t i = 0; i < fc->numel; i++) assert_true(r.weights[fc->offset + i] == 0.0f);
     for (size_t i = 0; i < fc->numel; i++) assert_true(m.weights[fc->offset + i] == 0.0f);
     assert_memory_equal(r.weights + ln->offset, m.weights + ln->offset, sizeof(float) * ln->numel);

@@ -52,7 +52,7 @@ static void close_ref(mae_ref *r) {
 
 static void assert_grads(const clip_model *m, const vlpt_file *f, const char *prefix) {
     for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         char name[128];
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         assert_close(name, m->grads + p->offset, ref_f32(f, name, p->numel), p->numel, 1e-5, 1e-4);
@@ -198,13 +198,13 @@ static void test_mae_finite_differences(void **state) {
                 .backward = mae_fd_bw, .out = &c.loss, .dout = &c.dloss, .nout = 1,
                 .h = 1e-2, .atol = 2e-4, .rtol = 2e-2};
     for (int i = 0; i < 11; i++) {
-        const vlp_param *p = clip_param_find(&c.m, names[i]);
+        const clip_param *p = clip_param_find(&c.m, names[i]);
         assert_non_null(p);
         op.in[op.nin++] = (gc_input){names[i], c.m.weights + p->offset, c.m.grads + p->offset, p->numel};
     }
     gradcheck(&op);
     /* positions of patches no sample kept get no encoder gradient */
-    const vlp_param *pos = clip_param_find(&c.m, "visual.positional_embedding");
+    const clip_param *pos = clip_param_find(&c.m, "visual.positional_embedding");
     memset(c.m.grads, 0, sizeof(float) * c.m.nfloats);
     mae_fd_fw(&c), mae_fd_bw(&c);
     for (int p = 0; p < NP; p++) {

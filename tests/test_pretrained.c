@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vlp.h"
 #include "testutil.h"
 #include "core/datadir.h"
 #include "data/bpe.h"
@@ -31,7 +32,7 @@ static uint64_t fnv1a64(const char *s) {
 }
 
 /* the formula of make_pretrained_ref.py */
-static void formula(const vlp_param *p, float *w) {
+static void formula(const clip_param *p, float *w) {
     const char *n = p->name;
     if (!strcmp(n, "logit_scale")) {
         w[0] = (float)log(100.0);
@@ -48,9 +49,9 @@ static void formula(const vlp_param *p, float *w) {
         if (!strcmp(n, "visual.proj") || !strcmp(n, "text_projection")) fan_in = (double)p->shape[0];
         sc = pow(fan_in, -0.5) * 1.7;
     }
-    vlp_rng r = {fnv1a64(n)};
+    rng64 r = {fnv1a64(n)};
     for (size_t i = 0; i < p->numel; i++) {
-        double u = (double)(vlp_rng_u64(&r) >> 11) * 0x1p-53 * 2.0 - 1.0;
+        double u = (double)(rng64_u64(&r) >> 11) * 0x1p-53 * 2.0 - 1.0;
         float v = (float)(sc * u);
         if (ln && l >= 6 && !strcmp(n + l - 6, "weight")) v = (float)(1.0 + (double)v);
         w[i] = v;
@@ -69,7 +70,7 @@ static char g_oc[64], g_hf[64];
 static void write_openclip(const clip_model *m, const char *path) {
     st_tensor *ts = calloc((size_t)m->nparams, sizeof *ts);
     for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         ts[i] = (st_tensor){.name = p->name, .dtype = ST_F32, .ndim = p->ndim, .data = m->weights + p->offset};
         memcpy(ts[i].shape, p->shape, sizeof p->shape);
     }
@@ -94,7 +95,7 @@ static void hf_add(hf_file *h, const char *name, int ndim, int64_t d0, int64_t d
 }
 
 static const float *W(const clip_model *m, const char *name) {
-    const vlp_param *p = clip_param_find(m, name);
+    const clip_param *p = clip_param_find(m, name);
     assert_non_null(p);
     return m->weights + p->offset;
 }
@@ -231,7 +232,7 @@ static void test_hf_naming(void **state) { embeddings_match(g_hf, true); }
 
 static void test_tokenizer_ids(void **state) {
     vlpt_file *f = ref_open("pretrained");
-    vlp_tokenizer t;
+    text_tokenizer t;
     vlp_error err = {0};
     char merges[4200];
     check(vlp_data_file(VLP_DEFAULT_VOCAB, merges, sizeof merges, &err), &err);

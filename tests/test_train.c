@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vlp.h"
 #include "testutil.h"
 #include "data/loader.h"
 #include "data/bpe.h"
@@ -28,11 +29,11 @@
 typedef struct fixture {
     clip_config cfg;
     clip_model m;
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     uint8_t rgb[NPAIRS * S * S * 3];
     char captions[NPAIRS][64];
     const char *cap_ptrs[2 * NPAIRS]; // (NPAIRS, 2): two captions per image
-    vlp_loader loader;
+    batch_loader loader;
     trainer *t;
 } fixture;
 
@@ -154,7 +155,7 @@ static void test_checkpoint_round_trip(void **state) {
     assert_int_equal(clip_load_prefix(&part, pf, "nothing.", &err), VLP_ERR_FORMAT);
     st_close(pf);
     for (int i = 0; i < part.nparams; i++) {
-        const vlp_param *p = &part.params[i];
+        const clip_param *p = &part.params[i];
         const float *want = strncmp(p->name, "visual.", 7) ? w99 : f.m.weights;
         assert_memory_equal(part.weights + p->offset, want + p->offset, sizeof(float) * p->numel);
     }
@@ -215,7 +216,7 @@ static void test_keys_match_torch_module(void **state) {
         snprintf(want, sizeof want, "%s", line);
         want[strcspn(want, "\n")] = '\0';
         if (i >= m.nparams) fail_msg("torch has more tensors than vlp; next: %s", want);
-        const vlp_param *p = &m.params[i++];
+        const clip_param *p = &m.params[i++];
         int k = snprintf(got, sizeof got, "%s", p->name);
         for (int d = 0; d < p->ndim; d++) k += snprintf(got + k, sizeof got - (size_t)k, " %lld", (long long)p->shape[d]);
         if (strcmp(got, want)) fail_msg("tensor %d: vlp has '%s', torch '%s'", i - 1, got, want);
@@ -347,7 +348,7 @@ static void accumulation_matches(train_opts o, clip_model *ref) {
     assert_true(fabsf(i1.loss - i2.loss) <= 1e-5f * fabsf(i1.loss));
     int with_grad = 0;
     for (int i = 0; i < full.m.nparams; i++) {
-        const vlp_param *p = &full.m.params[i];
+        const clip_param *p = &full.m.params[i];
         float big = 0;
         for (size_t k = 0; k < p->numel; k++) big = fmaxf(big, fabsf(full.m.grads[p->offset + k]));
         with_grad += big > 0;
@@ -418,7 +419,7 @@ static void test_mae_weights_and_masks(void **state) {
         train_step_info info;
         check(trainer_step(f.t, &info, &err), &err);
         loss[k] = info.loss;
-        const vlp_param *p = clip_param_find(&f.m, "mae_decoder.pred.weight");
+        const clip_param *p = clip_param_find(&f.m, "mae_decoder.pred.weight");
         float big = 0;
         for (size_t i = 0; i < p->numel; i++) big = fmaxf(big, fabsf(f.m.grads[p->offset + i]));
         assert_true((big > 0) == (k > 0));
@@ -570,7 +571,7 @@ static void test_objective_from_the_test_file(void **state) {
 
 /* the fixture's loader, with NaN in one image of the nan_at-th batch */
 typedef struct nan_loader {
-    vlp_loader *inner;
+    batch_loader *inner;
     int calls, nan_at;
 } nan_loader;
 
@@ -599,7 +600,7 @@ static void test_nonfinite_step(void **state) {
         fixture f;
         fixture_init(&f, &o, o.seed, NULL, 32);
         nan_loader nl = {.inner = &f.loader, .nan_at = 2};
-        vlp_loader l = f.loader;
+        batch_loader l = f.loader;
         l.impl = &nl, l.next = nan_next, l.tell = nan_tell, l.seek = nan_seek, l.free = NULL;
         char *d = make_dir();
         vlp_error err = {0};
@@ -723,7 +724,7 @@ static void test_locked_image_tower(void **state) {
     train_steps(top.t, 1, NULL);
     int unlocked = 0, locked = 0;
     for (int i = 0; i < top.m.nparams; i++) {
-        const vlp_param *p = &top.m.params[i];
+        const clip_param *p = &top.m.params[i];
         const float *g = top.m.grads + p->offset, *gf = full.m.grads + p->offset;
         if (p->frozen) {
             locked++;
@@ -739,7 +740,7 @@ static void test_locked_image_tower(void **state) {
     assert_true(locked > 0);
     train_steps(all.t, 3, NULL);
     for (int i = 0; i < all.m.nparams; i++) {
-        const vlp_param *p = &all.m.params[i];
+        const clip_param *p = &all.m.params[i];
         bool vis = !strncmp(p->name, "visual.", 7);
         assert_int_equal(p->frozen, vis);
         int moved = memcmp(all.m.weights + p->offset, w0 + p->offset, sizeof(float) * p->numel);
@@ -754,7 +755,7 @@ static void test_locked_image_tower(void **state) {
     vlp_error err = {0};
     check(clip_lock_image(&full.m, 1, &err), &err);
     for (int i = 0; i < full.m.nparams; i++) {
-        const vlp_param *p = &full.m.params[i];
+        const clip_param *p = &full.m.params[i];
         bool vis = !strncmp(p->name, "visual.", 7);
         assert_int_equal(p->frozen, vis && strcmp(p->name, "visual.proj") != 0);
     }
@@ -769,7 +770,7 @@ static void test_locked_image_tower(void **state) {
     clip_step_backward(&st, &full.m, nb);
     clip_step_free(&st);
     for (int i = 0; i < full.m.nparams; i++) {
-        const vlp_param *p = &full.m.params[i];
+        const clip_param *p = &full.m.params[i];
         double g2 = 0;
         for (size_t k = 0; k < p->numel; k++)
             g2 += (double)full.m.grads[p->offset + k] * full.m.grads[p->offset + k];
@@ -838,7 +839,7 @@ static void test_untrained_parts_stay(void **state) {
         for (int k = 0; k < f.m.nparams; k++) f.m.params[k].frozen = false;
         train_steps(f.t, 1, NULL);
         for (int k = 0; k < f.m.nparams; k++) {
-            const vlp_param *p = &f.m.params[k];
+            const clip_param *p = &f.m.params[k];
             bool reached = false;
             for (size_t j = 0; j < p->numel && !reached; j++) reached = f.m.grads[p->offset + j] != 0;
             bool declared = (obj->trains & p->part) != 0;
@@ -856,7 +857,7 @@ static void test_untrained_parts_stay(void **state) {
         bool moved_part[8] = {false};
         int kept = 0;
         for (int k = 0; k < f.m.nparams; k++) {
-            const vlp_param *p = &f.m.params[k];
+            const clip_param *p = &f.m.params[k];
             bool moved = memcmp(f.m.weights + p->offset, w0 + p->offset, sizeof(float) * p->numel);
             int part = trained_prefix(trains, p->name);
             if (part < 0 && moved) fail_msg("%s changed %s, which it does not train", obj->name, p->name);

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "adapt/prompt.h"
-#include "api/model_internal.h"
+#include "api/model_access.h"
 #include "args.h"
 #include "commands.h"
 #include "core/hashmap.h"
@@ -40,7 +40,7 @@ typedef struct shot_set {
     int64_t other;    // images whose label is not one of --classes
     bool fixed;       // the classes were given (--classes): others are left out
     str_map index;    // class name → its index
-    vlp_rng r;
+    rng64 r;
 } shot_set;
 
 static void shot_set_free(shot_set *s) {
@@ -78,7 +78,7 @@ static int offer(shot_set *s, const char *label, uint8_t **bytes, size_t len, co
     if (c < 0 && s->fixed) return s->other++, 0;
     if (c < 0 && (c = add_class(s, label)) < 0) return 1;
     int64_t n = s->seen[c]++;
-    int64_t slot = n < s->K ? n : (int64_t)(vlp_rng_u64(&s->r) % (uint64_t)(n + 1));
+    int64_t slot = n < s->K ? n : (int64_t)(rng64_u64(&s->r) % (uint64_t)(n + 1));
     if (slot >= s->K) return 0;
     shot *sh = &s->slots[(size_t)c * s->K + slot];
     char *w = strdup(what);
@@ -150,7 +150,7 @@ typedef struct adapt_args {
 } adapt_args;
 
 /* the shots' pixels, the train or the eval transform */
-static int shot_pixels(const shot *sh, const image_transform *tf, const image_decode_opts *dec, vlp_rng *r,
+static int shot_pixels(const shot *sh, const image_transform *tf, const image_decode_opts *dec, rng64 *r,
                        float *out) {
     image_u8 im;
     vlp_error err = {0};
@@ -212,15 +212,15 @@ static int train(prompt_learner *pl, const shot_set *s, int *owner, int n, const
     if (!a->no_augment) tf.scale_lo = 0.08f, tf.scale_hi = 1.0f, tf.hflip = true; /* Dassl's CoOp inputs */
     int *labels = malloc(sizeof(int) * (size_t)batch);
     if (!labels) return fprintf(stderr, "vlp adapt: out of memory\n"), 1;
-    vlp_rng aug = {(uint64_t)a->seed ^ 0xA116ull};
+    rng64 aug = {(uint64_t)a->seed ^ 0xA116ull};
     progress pr;
     progress_begin(&pr, stderr, "steps", (long)epochs * steps_per_epoch);
     vlp_error err = {0};
     int rc = 0;
     for (int e = 0; !rc && e < epochs; e++) {
-        vlp_rng order = {((uint64_t)a->seed << 20) ^ (uint64_t)e ^ 0x5EEDull};
+        rng64 order = {((uint64_t)a->seed << 20) ^ (uint64_t)e ^ 0x5EEDull};
         for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
-            int j = (int)(vlp_rng_u64(&order) % (uint64_t)(i + 1)), t = owner[i];
+            int j = (int)(rng64_u64(&order) % (uint64_t)(i + 1)), t = owner[i];
             owner[i] = owner[j], owner[j] = t;
         }
         float elr = prompt_lr(lr, e, epochs);
@@ -368,7 +368,7 @@ int cmd_adapt(int argc, char **argv) {
     if (!pix || !owner) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
     for (int c = 0, k = 0; !rc && c < s.C; c++)
         for (int j = 0; j < s.K && j < s.seen[c]; j++) owner[k++] = c * s.K + j;
-    if (!rc && prompt_create(&pl, me, &cfg, &vm->m, &vm->tok, (const char *const *)s.classes, s.C, &err) != VLP_OK)
+    if (!rc && prompt_create(&pl, me, &cfg, model_clip(vm), model_tokenizer(vm), (const char *const *)s.classes, s.C, &err) != VLP_OK)
         rc = fail(NULL, &err);
     image_decode_opts dec = {.composite = a.white, .background = {255, 255, 255}};
     struct timespec t0, t1;

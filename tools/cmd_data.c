@@ -268,7 +268,7 @@ static int data_stats(int argc, char **argv) {
     if (prc) return prc == 1 ? 0 : 2;
     const char *spec_path = a.spec, *caption_key = a.caption_key, *vocab = a.vocab;
     vlp_error err = {0};
-    vlp_tokenizer tok = {0};
+    text_tokenizer tok = {0};
     if (vocab && bpe_load(vocab, 0, &tok, &err) != VLP_OK) return fail("stats", &err);
     dataset_opts o = dataset_opts_default();
     o.shuffle = false, o.caption_key = caption_key;

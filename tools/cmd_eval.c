@@ -218,11 +218,11 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
     bool *is_test = malloc(sizeof(bool) * (size_t)s->e.n);
     float *x = malloc(sizeof(float) * (size_t)s->e.n * E);
     int n = 0;
-    vlp_rng r = {seed ^ 0x5EEDull};
+    rng64 r = {seed ^ 0x5EEDull};
     for (int i = 0; i < s->e.n; i++) { /* labelled rows only */
         if (y[i] < 0) continue;
         memcpy(x + (size_t)n * E, s->e.emb + (size_t)i * E, sizeof(float) * E);
-        y[n] = y[i], is_test[n] = vlp_rng_uniform(&r) < test_frac;
+        y[n] = y[i], is_test[n] = rng64_uniform(&r) < test_frac;
         n++;
     }
     probe_result pr;

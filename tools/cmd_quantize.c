@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "api/model_internal.h"
+#include "core/datadir.h"
 #include "args.h"
 #include "commands.h"
 #include "core/rng.h"
@@ -44,8 +44,8 @@ static vlp_err encode_check(vlp_model *m, const float *pixels, int n_img, float 
 static void keep_tokenizer(const char *model, const char *vocab, const char *out) {
     char src[4096], dst[4096];
     if (vocab) snprintf(src, sizeof src, "%s", vocab);
-    else model_vocab_beside(model, src, sizeof src);
-    model_vocab_beside(out, dst, sizeof dst);
+    else vocab_beside(model, src, sizeof src);
+    vocab_beside(out, dst, sizeof dst);
     if (access(src, R_OK) != 0) return; /* OpenAI's, shipped with vlp: nothing to carry */
     uint8_t *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
@@ -120,8 +120,8 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "vlp quantize: %s is an int8 model already\n", a.model);
         goto done;
     }
-    vlp_rng r = {1};
-    for (size_t i = 0; i < (size_t)check * 3 * S * S; i++) pixels[i] = vlp_rng_normal(&r);
+    rng64 r = {1};
+    for (size_t i = 0; i < (size_t)check * 3 * S * S; i++) pixels[i] = rng64_normal(&r);
     if (encode_check(m, pixels, (int)check, before, &err) != VLP_OK ||
         vlp_model_save_int8(m, out, &err) != VLP_OK ||
         encode_check(m, pixels, (int)check, after, &err) != VLP_OK) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vlp.h"
 #include "args.h"
 #include "opts.h"
 #include "commands.h"
@@ -54,7 +55,7 @@ int cmd_tokenize(int argc, char **argv) {
         free(texts);
         return 2;
     }
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     vlp_error err = {0};
     char msg[1024], shipped[4200];
     if ((!vocab && vlp_data_file(VLP_DEFAULT_VOCAB, shipped, sizeof shipped, &err) != VLP_OK) ||

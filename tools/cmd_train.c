@@ -114,7 +114,7 @@ static int parse(int argc, char **argv, train_cli *c) {
 
 /* the job's ranks (a tool's state, not the library's): an error on one rank
  * must stop the others, which would wait for it in a collective forever */
-static int fail(vlp_dist *dist, const vlp_error *e) {
+static int fail(dist_group *dist, const vlp_error *e) {
     char buf[1024];
     if (dist_world(dist) > 1) {
         fprintf(stderr, "vlp train: rank %d of %d: %s\n", dist_rank(dist), dist_world(dist),
@@ -227,7 +227,7 @@ static vlp_err train_loop(const train_cli *c, run *r, session *s, progress *pr, 
     return VLP_OK;
 }
 
-static int train_session(train_cli *c, vlp_dist *dist) {
+static int train_session(train_cli *c, dist_group *dist) {
     vlp_error err = {0};
     vlp_set_threads(c->threads);
     tool_print_sysinfo(stderr);
@@ -265,7 +265,7 @@ int cmd_train(int argc, char **argv) {
     int p = parse(argc, argv, &c);
     if (p) return p == 1 ? 0 : 2;
     vlp_error err = {0};
-    vlp_dist *dist = NULL;
+    dist_group *dist = NULL;
     if (dist_init(&dist, &err) != VLP_OK) return fail(NULL, &err);
     int rc = train_session(&c, dist);
     dist_free(dist);

@@ -66,7 +66,7 @@ bool curate_decode(const curate_model *m, const pool_sample *s, image_u8 *im, ch
 
 bool curate_batch_add(curate_model *m, const image_u8 *im, char *why, size_t n) {
     vlp_error err = {0};
-    vlp_rng rng = {0}; /* the eval transform draws nothing */
+    rng64 rng = {0}; /* the eval transform draws nothing */
     if (image_transform_apply(&m->tf, im, &rng, m->pixels + (size_t)m->nb * 3 * m->S * m->S, &err) != VLP_OK) {
         snprintf(why, n, "%s", err.message);
         return false;

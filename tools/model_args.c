@@ -6,7 +6,6 @@
 
 #include "args.h"
 #include "blas_env.h"
-#include "api/model_internal.h"
 
 /* --precision fp32|bf16 into vlp_model_opts.bf16 */
 static vlp_err bf16_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
@@ -68,7 +67,9 @@ vlp_model *open_model(const model_args *a, const char *cmd) {
     vlp_model *m;
     vlp_error err = {0};
     char buf[1024];
-    if (model_load(&m, a->model, &a->o, a->trainable, &err) != VLP_OK) {
+    vlp_model_opts o = a->o;
+    o.trainable = a->trainable;
+    if (vlp_model_load(&m, a->model, &o, &err) != VLP_OK) {
         fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
         return NULL;
     }

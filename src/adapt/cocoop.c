@@ -16,7 +16,7 @@ static void cocoop_layout(prompt_learner *pl) {
     pl_reg(pl, "prompt_learner.meta_net.linear2.bias", &pl->meta_b2, 1, W, 0, 0);
 }
 
-static void cocoop_init(prompt_learner *pl, vlp_rng *r) {
+static void cocoop_init(prompt_learner *pl, rng64 *r) {
     init_linear(r, pl->meta_w1, pl->meta_b1, pl->hidden, pl->E);
     init_linear(r, pl->meta_w2, pl->meta_b2, pl->W, pl->hidden);
 }

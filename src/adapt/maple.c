@@ -27,7 +27,7 @@ static void maple_layout(prompt_learner *pl) {
     }
 }
 
-static void maple_init(prompt_learner *pl, vlp_rng *r) {
+static void maple_init(prompt_learner *pl, rng64 *r) {
     init_linear(r, pl->couple_w[0], pl->couple_b[0], pl->Wv, pl->W);
     size_t nW = (size_t)pl->n * pl->W;
     init_normal(r, pl->deep, nW * (pl->depth - 1), 0.02f);

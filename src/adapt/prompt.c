@@ -33,7 +33,7 @@ const char *prompt_method_names(void) { return "coop, cocoop, maple, linear-prob
 
 void pl_reg(prompt_learner *pl, const char *name, float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2) {
     if (pl->nparams >= PROMPT_MAX_PARAMS) return; /* prompt_create checks the depth first */
-    vlp_param *p = &pl->params[pl->nparams];
+    clip_param *p = &pl->params[pl->nparams];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
     int64_t d[3] = {d0, d1, d2};
@@ -193,7 +193,7 @@ static vlp_err context_shape(prompt_learner *pl, const prompt_cfg *cfg, vlp_erro
 }
 
 /* the first n token embeddings of the phrase, as the context's start */
-static void init_context(prompt_learner *pl, vlp_rng *r) {
+static void init_context(prompt_learner *pl, rng64 *r) {
     size_t nW = (size_t)pl->n * pl->W;
     int sets = pl->csc ? pl->C : 1;
     if (!pl->init[0]) {
@@ -242,7 +242,7 @@ static vlp_err allocate(prompt_learner *pl, int batch, vlp_error *err) {
 }
 
 static vlp_err create(prompt_learner **out, const prompt_method *me, const prompt_cfg *cfg, clip_model *m,
-                      const vlp_tokenizer *tok, const char *const *classes, int C, vlp_error *err) {
+                      const text_tokenizer *tok, const char *const *classes, int C, vlp_error *err) {
     *out = NULL;
     VLP_CHECK_ARG(me && cfg && m && tok, err, "prompt learning: no method, model or tokenizer");
     VLP_CHECK_ARG(!cfg->csc || me->csc, err, "%s has no class-specific context (--csc is CoOp's)", me->name);
@@ -273,7 +273,7 @@ static vlp_err create(prompt_learner **out, const prompt_method *me, const promp
 }
 
 vlp_err prompt_create(prompt_learner **out, const prompt_method *me, const prompt_cfg *cfg, clip_model *m,
-                      const vlp_tokenizer *tok, const char *const *classes, int C, vlp_error *err) {
+                      const text_tokenizer *tok, const char *const *classes, int C, vlp_error *err) {
     vlp_err rc = create(out, me, cfg, m, tok, classes, C, err);
     if (rc != VLP_OK) {
         prompt_free(*out);
@@ -281,7 +281,7 @@ vlp_err prompt_create(prompt_learner **out, const prompt_method *me, const promp
         return rc;
     }
     prompt_learner *pl = *out;
-    vlp_rng r = {cfg->seed ^ 0xC0C0A7ull};
+    rng64 r = {cfg->seed ^ 0xC0C0A7ull};
     if (pl->n) init_context(pl, &r);
     if (me->init_params) me->init_params(pl, &r);
     return VLP_OK;
@@ -306,7 +306,7 @@ static vlp_err rows_from(const prompt_learner *pl, const char *const *classes, i
 static vlp_err reorder_rows(prompt_learner *pl, const int *from, int C, vlp_error *err) {
     for (int i = 0; i < pl->nparams; i++) {
         if (!pl->per_class[i]) continue;
-        const vlp_param *p = &pl->params[i];
+        const clip_param *p = &pl->params[i];
         size_t row = p->numel / (size_t)C;
         float *old = malloc(sizeof(float) * p->numel);
         VLP_CHECK_ALLOC(old, err, sizeof(float) * p->numel);
@@ -509,7 +509,7 @@ vlp_err prompt_save(const prompt_learner *pl, const char *path, const st_meta *e
         VLP_FAIL(err, VLP_ERR_NOMEM, "the prompt file's header");
     }
     for (int i = 0; i < pl->nparams; i++) {
-        const vlp_param *p = &pl->params[i];
+        const clip_param *p = &pl->params[i];
         t[i] = (st_tensor){.name = p->name, .dtype = ST_F32, .ndim = p->ndim, .numel = p->numel,
                            .data = pl->weights + p->offset};
         for (int d = 0; d < p->ndim; d++) t[i].shape[d] = p->shape[d];
@@ -569,7 +569,7 @@ static vlp_err meta_classes(const st_file *f, char ***out, int *C, vlp_error *er
     return VLP_OK;
 }
 
-static vlp_err load(prompt_learner **out, st_file *f, clip_model *m, const vlp_tokenizer *tok, int batch,
+static vlp_err load(prompt_learner **out, st_file *f, clip_model *m, const text_tokenizer *tok, int batch,
                     char **classes, int C, vlp_error *err) {
     const char *path = st_path(f);
     const char *method = st_meta_get(f, "method"), *csc = st_meta_get(f, "csc"), *hash = st_meta_get(f, "model_hash");
@@ -598,7 +598,7 @@ static vlp_err load(prompt_learner **out, st_file *f, clip_model *m, const vlp_t
     VLP_CHECK_FORMAT(st_count(f) == pl->nparams, err, "%s holds %d tensors; %s with these settings has %d", path,
                      st_count(f), me->name, pl->nparams);
     for (int i = 0; i < pl->nparams; i++) {
-        const vlp_param *p = &pl->params[i];
+        const clip_param *p = &pl->params[i];
         const st_tensor *t = st_find(f, p->name);
         VLP_CHECK_FORMAT(t, err, "%s: no tensor %s", path, p->name);
         bool same = t->ndim == p->ndim;
@@ -615,7 +615,7 @@ static vlp_err load(prompt_learner **out, st_file *f, clip_model *m, const vlp_t
     return VLP_OK;
 }
 
-vlp_err prompt_load(prompt_learner **out, const char *path, clip_model *m, const vlp_tokenizer *tok, int batch,
+vlp_err prompt_load(prompt_learner **out, const char *path, clip_model *m, const text_tokenizer *tok, int batch,
                     vlp_error *err) {
     VLP_CHECK_ARG(out && path && m && tok, err, "prompt_load: bad arguments");
     *out = NULL;

@@ -55,7 +55,7 @@ typedef struct prompt_method {
     /* registers the method's parameters after ctx (pl_reg) */
     void (*layout)(prompt_learner *pl);
     /* initial values of the method's own parameters (ctx is done) */
-    void (*init_params)(prompt_learner *pl, vlp_rng *r);
+    void (*init_params)(prompt_learner *pl, rng64 *r);
     /* image features under the method's image prompts (B, E), normalised */
     vlp_err (*embed_images)(prompt_learner *pl, const float *images, int B, float *out, vlp_error *err);
     /* cosines of B image features with the C classes' prompts → out (B, C) */
@@ -87,7 +87,7 @@ typedef struct prompt_cfg {
 struct prompt_learner {
     const prompt_method *method;
     clip_model *m;               // frozen; not owned
-    const vlp_tokenizer *tok;    // not owned
+    const text_tokenizer *tok;    // not owned
     int n, depth, C, W, Wv, E, T;
     bool csc;
     char init[128];              // the phrase the text prompts start with ("" : placeholders)
@@ -97,7 +97,7 @@ struct prompt_learner {
     int text_c0;                 // the first class of the text tower's last forward (-1: none)
     int batch;                   // the image batch the buffers hold
     /* parameters: one buffer, named views */
-    vlp_param params[PROMPT_MAX_PARAMS];
+    clip_param params[PROMPT_MAX_PARAMS];
     int nparams;
     size_t nfloats;
     float *weights, *grads, *momentum; // (nfloats) each
@@ -128,7 +128,7 @@ struct prompt_learner {
  * parameters initialised from cfg.seed. Sets the model's prompts and reserves
  * its batch. */
 vlp_err prompt_create(prompt_learner **out, const prompt_method *method, const prompt_cfg *cfg, clip_model *m,
-                      const vlp_tokenizer *tok, const char *const *classes, int C, vlp_error *err);
+                      const text_tokenizer *tok, const char *const *classes, int C, vlp_error *err);
 void prompt_free(prompt_learner *pl);
 /* Points the model at this learner's prompts again (after another user of it). */
 vlp_err prompt_attach(prompt_learner *pl, vlp_error *err);
@@ -158,7 +158,7 @@ vlp_err prompt_save(const prompt_learner *pl, const char *path, const st_meta *e
 /* A learner from a file written by prompt_save, for model m: the file's
  * method, shapes and classes; a model other than the one it was learnt on
  * (another hash) is an error naming both. */
-vlp_err prompt_load(prompt_learner **out, const char *path, clip_model *m, const vlp_tokenizer *tok, int batch,
+vlp_err prompt_load(prompt_learner **out, const char *path, clip_model *m, const text_tokenizer *tok, int batch,
                     vlp_error *err);
 
 /* Registration, for the methods' layout functions: a parameter of up to 3

@@ -33,14 +33,9 @@ void vlp_model_free(vlp_model *v) {
     free(v);
 }
 
-void model_vocab_beside(const char *weights, char *out, size_t n) {
-    const char *slash = strrchr(weights, '/');
-    snprintf(out, n, "%.*stokenizer.merges", slash ? (int)(slash - weights + 1) : 0, weights);
-}
-
 /* where the tokenizer comes from when the caller names none */
 static vlp_err default_vocab(const char *weights, char *out, size_t n, vlp_error *err) {
-    model_vocab_beside(weights, out, n);
+    vocab_beside(weights, out, n);
     if (access(out, R_OK) == 0) return VLP_OK;
     const char *env = getenv("VLP_BPE_MERGES");
     if (env && *env) return snprintf(out, n, "%s", env), VLP_OK;
@@ -48,10 +43,6 @@ static vlp_err default_vocab(const char *weights, char *out, size_t n, vlp_error
 }
 
 vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, vlp_error *err) {
-    return model_load(out, path, opts, false, err);
-}
-
-vlp_err model_load(vlp_model **out, const char *path, const vlp_model_opts *opts, bool trainable, vlp_error *err) {
     VLP_CHECK_ARG(out && path, err, "vlp_model_load needs an output handle and a path");
     *out = NULL;
     VLP_TRY(vlp_cpu_check(err)); /* a VLP_CPU the CPU cannot honour */
@@ -59,7 +50,7 @@ vlp_err model_load(vlp_model **out, const char *path, const vlp_model_opts *opts
     VLP_CHECK_ALLOC(v, err, sizeof *v);
     v->o = opts ? *opts : vlp_model_opts_default();
     if (v->o.batch <= 0) v->o.batch = 32;
-    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu, .inference = !trainable}; /* no gradients */
+    clip_load_opts lo = {.quick_gelu = v->o.quick_gelu, .inference = !v->o.trainable}; /* no gradients */
     clip_config given;
     vlp_err rc = VLP_OK;
     if (v->o.model_config) {
@@ -261,3 +252,6 @@ vlp_err vlp_caption_nll(vlp_model *v, const float *pixels, const char *const *ca
     free(labels), free(rows);
     return rc;
 }
+
+clip_model *model_clip(vlp_model *m) { return &m->m; }
+const text_tokenizer *model_tokenizer(const vlp_model *m) { return &m->tok; }

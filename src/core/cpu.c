@@ -2,6 +2,7 @@
  * family's implementation. The state is written once (pthread_once), at
  * the first kernel call, and read-only after: the dispatch is fixed for the
  * life of the process, as OpenBLAS's DYNAMIC_ARCH fixes its core. */
+#include "vlp.h"
 #include "core/cpu.h"
 
 #include <pthread.h>

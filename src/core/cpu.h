@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 /* features, as the kernels need them (one bit may stand for several CPUID
  * flags that always come together on the CPUs that matter) */

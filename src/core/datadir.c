@@ -1,3 +1,4 @@
+#include "vlp.h"
 #include "core/datadir.h"
 #include "core/error.h"
 
@@ -114,4 +115,9 @@ vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char
     VLP_CHECK_ARG(snprintf(rel, sizeof rel, "%s/%s%s", dir, arg, ext) < (int)sizeof rel, err,
                   "%s: the name is too long", arg);
     return vlp_data_file(rel, out, n, err);
+}
+
+void vocab_beside(const char *weights, char *out, size_t n) {
+    const char *slash = strrchr(weights, '/');
+    snprintf(out, n, "%.*stokenizer.merges", slash ? (int)(slash - weights + 1) : 0, weights);
 }

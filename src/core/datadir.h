@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 #define VLP_DEFAULT_VOCAB "vocab/bpe_simple_vocab_16e6.txt.gz"
 
@@ -29,4 +29,7 @@ int vlp_data_dirs(char dirs[][4096], int max);
 bool vlp_data_is_name(const char *arg, const char *ext);
 vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char *out, size_t n,
                          vlp_error *err);
+/* dir/tokenizer.merges for a model file dir/x: the tokenizer a model's
+ * directory gives it (a vlp run directory) when the caller names none */
+void vocab_beside(const char *weights, char *out, size_t n);
 #endif

@@ -9,7 +9,10 @@
 #ifndef VLP_CORE_ERROR_H
 #define VLP_CORE_ERROR_H
 
-#include "vlp.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vlp_error.h"
 
 #if defined(__GNUC__)
 #define VLP_PRINTF(f, a) __attribute__((format(printf, f, a)))

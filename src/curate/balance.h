@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct balance balance;
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct pool_opts {
     const char *image_key;   // table column (default "filepath")

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 /* k in 1..n. *threshold the k-th largest; *ties how many scores equal to it
  * the top k takes (the rest of the top k is above it). */

@@ -1,9 +1,9 @@
 #include "curate/semdedup.h"
+#include "ops/gemm.h"
 #include "core/error.h"
 #include "core/hashmap.h"
 #include "core/rng.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +26,11 @@ static void normalize_rows(float *c, int k, int d) {
 
 /* k-means++ over a candidate pool (the first KMEANS_PP_POOL rows of a random
  * stride, or all of them): replaces pick[] */
-static void kmeans_pp(const float *x, int64_t n, int d, int k, vlp_rng *draw, int64_t *pick) {
-    int64_t m = n < KMEANS_PP_POOL ? n : KMEANS_PP_POOL, stride = n / m, off = (int64_t)(vlp_rng_u64(draw) % (uint64_t)stride);
+static void kmeans_pp(const float *x, int64_t n, int d, int k, rng64 *draw, int64_t *pick) {
+    int64_t m = n < KMEANS_PP_POOL ? n : KMEANS_PP_POOL, stride = n / m, off = (int64_t)(rng64_u64(draw) % (uint64_t)stride);
     double *dist = malloc(sizeof(double) * (size_t)m);
     if (!dist) return; /* keep the random rows */
-    pick[0] = off + (int64_t)(vlp_rng_u64(draw) % (uint64_t)m) * stride;
+    pick[0] = off + (int64_t)(rng64_u64(draw) % (uint64_t)m) * stride;
     for (int64_t i = 0; i < m; i++) dist[i] = INFINITY;
     for (int c = 1; c < k; c++) {
         const float *last = x + (size_t)pick[c - 1] * d;
@@ -44,7 +44,7 @@ static void kmeans_pp(const float *x, int64_t n, int d, int k, vlp_rng *draw, in
             total += dist[i];
         }
         if (total <= 0) break; /* every candidate is a centroid already: the rest stay random rows */
-        double u = ((double)(vlp_rng_u64(draw) >> 11) * 0x1.0p-53) * total;
+        double u = ((double)(rng64_u64(draw) >> 11) * 0x1.0p-53) * total;
         int64_t i = 0;
         for (; i < m - 1 && (u -= dist[i]) > 0; i++) {}
         pick[c] = off + i * stride;
@@ -70,9 +70,9 @@ vlp_err kmeans_spherical(const float *x, int64_t n, int d, int k, int iters, uin
         free(sims), free(sums), free(pick);
         VLP_FAIL(err, VLP_ERR_NOMEM, "k-means of %d clusters", k);
     }
-    vlp_rng draw = {seed ^ 0x632BE59BD9B4E019ull};
+    rng64 draw = {seed ^ 0x632BE59BD9B4E019ull};
     for (int c = 0; c < k; c++) {
-        int64_t top = n - k + c, t = (int64_t)(vlp_rng_u64(&draw) % (uint64_t)(top + 1));
+        int64_t top = n - k + c, t = (int64_t)(rng64_u64(&draw) % (uint64_t)(top + 1));
         int32_t a, b;
         if (u64_map_get(&taken, (uint64_t)t, &a, &b)) t = top;
         pick[c] = t;
@@ -93,8 +93,7 @@ vlp_err kmeans_spherical(const float *x, int64_t n, int d, int k, int iters, uin
         for (int64_t b = 0; b < n; b += BLOCK) {
             int rows = (int)(n - b < BLOCK ? n - b : BLOCK);
             /* sims (rows, k) = x[b..] (rows, d) · centroidsᵀ (d, k) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, d, 1.0f, x + (size_t)b * d, d, centroids, d,
-                        0.0f, sims, k);
+            vlp_sgemm(false, true, rows, k, d, 1.0f, x + (size_t)b * d, d, centroids, d, 0.0f, sims, k);
             for (int r = 0; r < rows; r++) {
                 int best = 0;
                 for (int c = 1; c < k; c++)
@@ -153,8 +152,7 @@ vlp_err semdedup_cluster(const float *x, int d, const int64_t *rows, int m, cons
     for (int b = 0; b < m; b += CAND) {
         int nb = m - b < CAND ? m - b : CAND;
         /* s (nb, b + nb) = g[b..] · g[0 .. b + nb)ᵀ: each candidate against every member ranked before it */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, b + nb, d, 1.0f, g + (size_t)b * d, d, g, d, 0.0f, s,
-                    b + nb);
+        vlp_sgemm(false, true, nb, b + nb, d, 1.0f, g + (size_t)b * d, d, g, d, 0.0f, s, b + nb);
         for (int j = 0; j < nb; j++) {
             int r = b + j;
             for (int e = 0; e < neps; e++) {

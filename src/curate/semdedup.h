@@ -12,7 +12,7 @@
 #define VLP_CURATE_SEMDEDUP_H
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 /* Spherical k-means of n unit rows x (n, d): centroids (k, d), unit; assign
  * (n) the nearest centroid by cosine. Starts from k rows drawn by seed

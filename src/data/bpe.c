@@ -74,7 +74,7 @@ static int32_t bpe_merge_word(const bpe *b, int32_t *sym, int n) {
     return n;
 }
 
-int bpe_encode_ids(const vlp_tokenizer *t, const char *text, int32_t *ids, int cap) {
+int bpe_encode_ids(const text_tokenizer *t, const char *text, int32_t *ids, int cap) {
     const bpe *b = t->impl;
     char *clean = pretok_clean(text);
     size_t len = clean ? strlen(clean) : 0;
@@ -198,7 +198,7 @@ static bool build_decoder(bpe *b, char **lines, int n) {
 
 static void bpe_encode_ctx(const void *impl, const char *text, int32_t *ids, int ctx) {
     const bpe *b = impl;
-    vlp_tokenizer t = {.impl = (void *)impl};
+    text_tokenizer t = {.impl = (void *)impl};
     ids[0] = b->sot;
     int n = bpe_encode_ids(&t, text, ids + 1, ctx - 1);
     if (n < 0) n = 0; /* out of memory: an empty text rather than garbage */
@@ -342,7 +342,7 @@ static vlp_err build_tables(bpe *b, char **lines, int n, const char *path, vlp_e
     return pretok_create(&b->pre, err);
 }
 
-vlp_err bpe_load(const char *path, int max_merges, vlp_tokenizer *out, vlp_error *err) {
+vlp_err bpe_load(const char *path, int max_merges, text_tokenizer *out, vlp_error *err) {
     char **lines = NULL;
     int n = 0;
     VLP_TRY(read_merges(path, max_merges > 0 ? max_merges : BPE_CLIP_MERGES, &lines, &n, err));
@@ -358,7 +358,7 @@ vlp_err bpe_load(const char *path, int max_merges, vlp_tokenizer *out, vlp_error
         bpe_free(b);
         return rc;
     }
-    *out = (vlp_tokenizer){.impl = b, .vocab_size = b->vocab, .encode = bpe_encode_ctx,
+    *out = (text_tokenizer){.impl = b, .vocab_size = b->vocab, .encode = bpe_encode_ctx,
                            .decode = bpe_decode, .free = bpe_free};
     return VLP_OK;
 }

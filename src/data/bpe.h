@@ -13,13 +13,13 @@
 #include <stdint.h>
 
 #include "data/tokenizer.h"
-#include "vlp.h"
+#include "core/error.h"
 
 /* open_clip reads at most this many merges of any file (49152 - 256 - 2). */
 #define BPE_CLIP_MERGES 48894
 
 /* Loads up to max_merges merges; max_merges <= 0: BPE_CLIP_MERGES, as open_clip. */
-vlp_err bpe_load(const char *merges_path, int max_merges, vlp_tokenizer *out, vlp_error *err);
+vlp_err bpe_load(const char *merges_path, int max_merges, text_tokenizer *out, vlp_error *err);
 
 /* bytes_to_unicode: the code point of each byte symbol id (0..255) and the
  * id of each byte; and a code point < 0x800 as UTF-8 (returns its length). */
@@ -28,5 +28,5 @@ size_t bpe_symbol_utf8(char *out, int32_t cp);
 
 /* The ids of text without start/end tokens or padding; returns how many
  * there are (may exceed cap: only cap are written), or -1 when out of memory. */
-int bpe_encode_ids(const vlp_tokenizer *t, const char *text, int32_t *ids, int cap);
+int bpe_encode_ids(const text_tokenizer *t, const char *text, int32_t *ids, int cap);
 #endif

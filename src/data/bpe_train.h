@@ -7,7 +7,7 @@
  * bpe_load() and open_clip read it; vocab = 512 + merges + 2. */
 #ifndef VLP_DATA_BPE_TRAIN_H
 #define VLP_DATA_BPE_TRAIN_H
-#include "vlp.h"
+#include "core/error.h"
 
 /* *learnt (may be NULL) receives how many merges were written. */
 vlp_err bpe_train(const char *const *texts, int n, int merges, int min_count, const char *out_path,

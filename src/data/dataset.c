@@ -60,15 +60,15 @@ void stream_set_warn(sample_stream *s, void (*warn)(void *ctx, const char *msg),
     s->o.warn = warn, s->o.warn_ctx = ctx;
 }
 
-vlp_rng stream_epoch_rng(const sample_stream *s, int64_t epoch, uint64_t salt) {
-    vlp_rng r = {s->o.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1)) ^ salt};
-    vlp_rng_u64(&r);
+rng64 stream_epoch_rng(const sample_stream *s, int64_t epoch, uint64_t salt) {
+    rng64 r = {s->o.seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1)) ^ salt};
+    rng64_u64(&r);
     return r;
 }
 
-void stream_permute(int64_t *v, int64_t n, vlp_rng *r) {
+void stream_permute(int64_t *v, int64_t n, rng64 *r) {
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(vlp_rng_u64(r) % (uint64_t)(i + 1)), t = v[i];
+        int64_t j = (int64_t)(rng64_u64(r) % (uint64_t)(i + 1)), t = v[i];
         v[i] = v[j], v[j] = t;
     }
 }

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct dataset_opts {
     const char *image_key;   // TSV/CSV column (default "filepath")

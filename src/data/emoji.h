@@ -11,7 +11,7 @@
 #define VLP_DATA_EMOJI_H
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 #define EMOJI_NCATEGORIES 9
 #define EMOJI_SIZE 64

@@ -344,15 +344,15 @@ void eval_geometry(int w, int h, int S, int *rw, int *rh, crop_box *box) {
 }
 
 crop_box random_resized_crop(int w, int h, float scale_lo, float scale_hi, float ratio_lo,
-                             float ratio_hi, vlp_rng *r) {
+                             float ratio_hi, rng64 *r) {
     double area = (double)w * h, lr0 = log(ratio_lo), lr1 = log(ratio_hi);
     for (int attempt = 0; attempt < 10; attempt++) {
-        double target = area * (scale_lo + (scale_hi - scale_lo) * vlp_rng_uniform(r));
-        double aspect = exp(lr0 + (lr1 - lr0) * vlp_rng_uniform(r));
+        double target = area * (scale_lo + (scale_hi - scale_lo) * rng64_uniform(r));
+        double aspect = exp(lr0 + (lr1 - lr0) * rng64_uniform(r));
         int cw = (int)nearbyint(sqrt(target * aspect)), ch = (int)nearbyint(sqrt(target / aspect));
         if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
-            int y = (int)(vlp_rng_u64(r) % (uint64_t)(h - ch + 1));
-            int x = (int)(vlp_rng_u64(r) % (uint64_t)(w - cw + 1));
+            int y = (int)(rng64_u64(r) % (uint64_t)(h - ch + 1));
+            int x = (int)(rng64_u64(r) % (uint64_t)(w - cw + 1));
             return (crop_box){x, y, cw, ch};
         }
     }
@@ -377,7 +377,7 @@ image_transform image_transform_default(int size, bool train) {
     return t;
 }
 
-vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, vlp_rng *r, float *out,
+vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, rng64 *r, float *out,
                               vlp_error *err) {
     int S = t->size;
     image_u8 res;
@@ -388,7 +388,7 @@ vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, vlp_
         crop_box c = random_resized_crop(in->w, in->h, t->scale_lo, t->scale_hi, t->ratio_lo, t->ratio_hi, r);
         VLP_TRY(image_resize(in, c.x, c.y, c.w, c.h, S, S, &res, err));
         box = (crop_box){0, 0, S, S};
-        flip = t->hflip && (vlp_rng_u64(r) & 1);
+        flip = t->hflip && (rng64_u64(r) & 1);
     } else {
         int rw, rh;
         eval_geometry(in->w, in->h, S, &rw, &rh, &box);

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "core/rng.h"
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct image_u8 {
     int w, h;
@@ -75,7 +75,7 @@ void eval_geometry(int w, int h, int S, int *rw, int *rh, crop_box *box);
 
 /* torchvision RandomResizedCrop.get_params. */
 crop_box random_resized_crop(int w, int h, float scale_lo, float scale_hi, float ratio_lo,
-                             float ratio_hi, vlp_rng *r);
+                             float ratio_hi, rng64 *r);
 
 typedef struct image_transform {
     int size;                    // S
@@ -89,6 +89,6 @@ typedef struct image_transform {
 image_transform image_transform_default(int size, bool train);
 
 /* in → (3, S, S) floats; r is used by the train transform (may be NULL for eval). */
-vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, vlp_rng *r, float *out,
+vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, rng64 *r, float *out,
                               vlp_error *err);
 #endif

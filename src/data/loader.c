@@ -28,10 +28,10 @@ typedef struct pair_loader {
 
 /* the permutation of an epoch depends on (seed, epoch) only */
 static void make_perm(pair_loader *p) {
-    vlp_rng r = {p->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(p->pos.epoch + 1))};
+    rng64 r = {p->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(p->pos.epoch + 1))};
     for (int64_t i = 0; i < p->n; i++) p->perm[i] = i;
     for (int64_t i = p->n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(vlp_rng_u64(&r) % (uint64_t)(i + 1));
+        int64_t j = (int64_t)(rng64_u64(&r) % (uint64_t)(i + 1));
         int64_t t = p->perm[i];
         p->perm[i] = p->perm[j], p->perm[j] = t;
     }
@@ -56,9 +56,9 @@ static vlp_err pl_next(void *impl, int B, float *images, int32_t *ids, vlp_error
         rgb8_to_chw(images + (size_t)b * img, p->rgb + (size_t)s * p->S * p->S * 3, p->S, &p->norm);
         int v = 0;
         if (p->ncap > 1) { /* which caption: a function of (seed, epoch, sample) */
-            vlp_rng r = {p->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(p->pos.epoch + 1)) ^
+            rng64 r = {p->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(p->pos.epoch + 1)) ^
                          (0x8CB92BA72F3D8DD7ull * (uint64_t)(s + 1))};
-            v = (int)(vlp_rng_u64(&r) % (uint64_t)p->ncap);
+            v = (int)(rng64_u64(&r) % (uint64_t)p->ncap);
         }
         memcpy(ids + (size_t)b * p->ctx, p->ids + ((size_t)s * p->ncap + v) * p->ctx,
                sizeof(int32_t) * p->ctx);
@@ -85,8 +85,8 @@ static void pl_free(void *impl) {
     free(p->ids), free(p->perm), free(p);
 }
 
-vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
-                           int ncap, int64_t n, int S, const vlp_tokenizer *tok, int ctx,
+vlp_err pair_loader_create(batch_loader *out, const uint8_t *rgb, const char *const *captions,
+                           int ncap, int64_t n, int S, const text_tokenizer *tok, int ctx,
                            const image_norm *norm, uint64_t seed, vlp_error *err) {
     VLP_CHECK_ARG(n > 0 && S > 0 && ctx > 1 && ncap > 0, err,
                   "empty dataset or bad sizes (n %lld, S %d, ctx %d, captions per image %d)",
@@ -104,12 +104,12 @@ vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *cons
     p->pos = (data_pos){0, 0};
     p->rank = 0, p->world = 1;
     make_perm(p);
-    *out = (vlp_loader){.impl = p, .epoch_size = n, .next = pl_next, .tell = pl_tell,
+    *out = (batch_loader){.impl = p, .epoch_size = n, .next = pl_next, .tell = pl_tell,
                         .seek = pl_seek, .free = pl_free};
     return VLP_OK;
 }
 
-vlp_err pair_loader_shard(vlp_loader *l, int rank, int world, vlp_error *err) {
+vlp_err pair_loader_shard(batch_loader *l, int rank, int world, vlp_error *err) {
     VLP_CHECK_ARG(l && l->next == pl_next, err, "pair_loader_shard needs a pair loader");
     VLP_CHECK_ARG(world >= 1 && rank >= 0 && rank < world, err, "rank %d of %d", rank, world);
     pair_loader *p = l->impl;

@@ -15,14 +15,14 @@
 
 #include "data/image.h"
 #include "data/tokenizer.h"
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct data_pos {
     int64_t epoch; // from 0
     int64_t index; // samples of this epoch already handed out
 } data_pos;
 
-typedef struct vlp_loader {
+typedef struct batch_loader {
     void *impl;
     int64_t epoch_size; // samples per epoch
     /* ranks drawing from this epoch together (a sharded pair loader: the
@@ -32,15 +32,15 @@ typedef struct vlp_loader {
     data_pos (*tell)(const void *impl);
     vlp_err (*seek)(void *impl, data_pos p, vlp_error *err);
     void (*free)(void *impl);
-} vlp_loader;
+} batch_loader;
 
 /* Samples of the loader's epoch one step uses, when this process takes
  * per_rank samples a step (every rank drawing from the same epoch counts) */
-static inline int64_t loader_samples_per_step(const vlp_loader *l, int per_rank) {
+static inline int64_t loader_samples_per_step(const batch_loader *l, int per_rank) {
     return (int64_t)per_rank * (l->epoch_ranks > 1 ? l->epoch_ranks : 1);
 }
 
-static inline void loader_free(vlp_loader *l) {
+static inline void loader_free(batch_loader *l) {
     if (l && l->free) l->free(l->impl);
 }
 
@@ -51,8 +51,8 @@ void rgb8_to_chw(float *out, const uint8_t *rgb, int S, const image_norm *n);
  * outlive the loader. captions (n, ncap): ncap alternative captions per image,
  * tokenized once here; each time a sample is served one of them is chosen,
  * uniformly, as a function of (seed, epoch, sample) — so resumable. */
-vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *const *captions,
-                           int ncap, int64_t n, int S, const vlp_tokenizer *tok, int ctx,
+vlp_err pair_loader_create(batch_loader *out, const uint8_t *rgb, const char *const *captions,
+                           int ncap, int64_t n, int S, const text_tokenizer *tok, int ctx,
                            const image_norm *norm, uint64_t seed, vlp_error *err);
 
 /* Data parallel: rank `rank` of `world` then takes, at each next(B), its
@@ -60,5 +60,5 @@ vlp_err pair_loader_create(vlp_loader *out, const uint8_t *rgb, const char *cons
  * handed out, so world ranks see exactly one process's batches. The
  * position (epoch, samples of the epoch) is the global one, the same on
  * every rank. */
-vlp_err pair_loader_shard(vlp_loader *l, int rank, int world, vlp_error *err);
+vlp_err pair_loader_shard(batch_loader *l, int rank, int world, vlp_error *err);
 #endif

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct pretok pretok;
 

@@ -34,6 +34,6 @@ extern const source_kind source_table, source_folder, source_webdataset;
 const dataset_opts *stream_opts(const sample_stream *s);
 const char *stream_spec(const sample_stream *s);
 void stream_skip(sample_stream *s, const char *fmt, const char *a, const char *b);
-vlp_rng stream_epoch_rng(const sample_stream *s, int64_t epoch, uint64_t salt);
-void stream_permute(int64_t *v, int64_t n, vlp_rng *r);
+rng64 stream_epoch_rng(const sample_stream *s, int64_t epoch, uint64_t salt);
+void stream_permute(int64_t *v, int64_t n, rng64 *r);
 #endif

@@ -73,7 +73,7 @@ static vlp_err rows_begin(sample_stream *s, void *state, int64_t epoch, vlp_erro
     const dataset_opts *o = stream_opts(s);
     int64_t *all = t->order, n = t->n;
     for (int64_t i = 0; i < n; i++) all[i] = i;
-    vlp_rng r = stream_epoch_rng(s, epoch, 1);
+    rng64 r = stream_epoch_rng(s, epoch, 1);
     if (o->shuffle) stream_permute(all, n, &r);
     t->norder = 0; /* keep every world-th, in place */
     for (int64_t i = o->rank; i < n; i += o->world) all[t->norder++] = all[i];

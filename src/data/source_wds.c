@@ -109,7 +109,7 @@ typedef struct shards {
     bool have_pending;
     raw_sample *buf;    // shuffle buffer
     int nbuf;
-    vlp_rng rng;
+    rng64 rng;
     bool shards_done;
 } shards;
 
@@ -243,7 +243,7 @@ static vlp_err shards_next(sample_stream *s, void *state, raw_sample *out, bool 
         *done = true;
         return VLP_OK;
     }
-    int i = (int)(vlp_rng_u64(&w->rng) % (uint64_t)w->nbuf);
+    int i = (int)(rng64_u64(&w->rng) % (uint64_t)w->nbuf);
     *out = w->buf[i];
     bool got = false;
     if (!w->shards_done) VLP_TRY(shard_sample(s, w, &w->buf[i], &got, err));
@@ -332,7 +332,7 @@ static vlp_err shards_begin(sample_stream *s, void *state, int64_t epoch, vlp_er
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)w->shards.n);
     VLP_CHECK_ALLOC(perm, err, sizeof(int64_t) * (size_t)w->shards.n);
     for (int i = 0; i < w->shards.n; i++) perm[i] = i;
-    vlp_rng r = stream_epoch_rng(s, epoch, 2);
+    rng64 r = stream_epoch_rng(s, epoch, 2);
     if (o->shuffle) stream_permute(perm, w->shards.n, &r);
     w->nmine = 0;
     for (int i = o->rank; i < w->shards.n; i += o->world) w->shard_order[w->nmine++] = (int)perm[i];

@@ -60,7 +60,7 @@ typedef struct sl {
     char first_fail[512], first_skip[512];
 } sl;
 
-stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, const vlp_tokenizer *tok) {
+stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, const text_tokenizer *tok) {
     /* training may decode big JPEGs at 1/2..1/8 scale (both sides stay >= the
      * crop size); evaluation decodes in full, as PIL does, for exact pixels */
     return (stream_loader_opts){.workers = 2, .prefetch = 512,
@@ -69,10 +69,10 @@ stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, c
                                 .decode = {.min_side = train ? image_size : 0}};
 }
 
-static vlp_rng sample_rng(const sl *L, int64_t epoch, int64_t index) {
-    vlp_rng r = {L->o.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)) ^
+static rng64 sample_rng(const sl *L, int64_t epoch, int64_t index) {
+    rng64 r = {L->o.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)) ^
                  (0x8CB92BA72F3D8DD7ull * (uint64_t)(index + 1))};
-    vlp_rng_u64(&r);
+    rng64_u64(&r);
     return r;
 }
 
@@ -130,7 +130,7 @@ static void *reader_main(void *arg) {
 static int decode_item(sl *L, item *it, slot *s) {
     vlp_error err = {0};
     image_u8 im;
-    vlp_rng r = sample_rng(L, it->epoch, it->index);
+    rng64 r = sample_rng(L, it->epoch, it->index);
     vlp_err rc = image_decode(it->raw.image, it->raw.image_len, it->raw.what, &L->o.decode, &im, &err);
     if (rc == VLP_OK) {
         rc = image_transform_apply(&L->o.tf, &im, &r, s->image, &err);
@@ -141,7 +141,7 @@ static int decode_item(sl *L, item *it, slot *s) {
         return SLOT_FAILED;
     }
     const char *cap = it->raw.caption;
-    if (it->raw.alt_caption && L->o.alt_prob > 0 && vlp_rng_uniform(&r) < L->o.alt_prob) cap = it->raw.alt_caption;
+    if (it->raw.alt_caption && L->o.alt_prob > 0 && rng64_uniform(&r) < L->o.alt_prob) cap = it->raw.alt_caption;
     L->o.tok->encode(L->o.tok->impl, cap, s->ids, L->o.ctx);
     return SLOT_READY;
 }
@@ -298,7 +298,7 @@ static void sl_free(void *impl) {
     free(L);
 }
 
-int64_t stream_loader_skipped(const vlp_loader *l, char *first, size_t cap) {
+int64_t stream_loader_skipped(const batch_loader *l, char *first, size_t cap) {
     sl *L = l->impl;
     pthread_mutex_lock(&L->mu);
     int64_t n = L->stream_skips + L->decode_failed;
@@ -307,7 +307,7 @@ int64_t stream_loader_skipped(const vlp_loader *l, char *first, size_t cap) {
     return n;
 }
 
-vlp_err stream_loader_create(vlp_loader *out, sample_stream *s, const stream_loader_opts *o,
+vlp_err stream_loader_create(batch_loader *out, sample_stream *s, const stream_loader_opts *o,
                              vlp_error *err) {
     VLP_CHECK_ARG(o->workers >= 1 && o->workers <= 64 && o->prefetch >= 1 && o->ctx > 1 && o->tok &&
                       o->tf.size > 0,
@@ -338,7 +338,7 @@ vlp_err stream_loader_create(vlp_loader *out, sample_stream *s, const stream_loa
         sl_free(L);
         return rc;
     }
-    *out = (vlp_loader){.impl = L, .epoch_size = stream_epoch_size(s), .next = sl_next, .tell = sl_tell,
+    *out = (batch_loader){.impl = L, .epoch_size = stream_epoch_size(s), .next = sl_next, .tell = sl_tell,
                         .seek = sl_seek, .free = sl_free};
     return VLP_OK;
 }

@@ -5,7 +5,7 @@
  * takes them in order. Randomness per sample (crop, flip, caption choice)
  * comes from (seed, epoch, index), so batches are the same whatever the
  * thread timing, and a resumed run repeats them. A sample whose image does
- * not decode is skipped and counted. Implements vlp_loader.
+ * not decode is skipped and counted. Implements batch_loader.
  */
 #ifndef VLP_DATA_STREAM_LOADER_H
 #define VLP_DATA_STREAM_LOADER_H
@@ -20,7 +20,7 @@ typedef struct stream_loader_opts {
     image_decode_opts decode;
     float alt_prob;          // probability of the alternative caption, when a sample has one
     int ctx;                 // token ids per caption
-    const vlp_tokenizer *tok; // must outlive the loader
+    const text_tokenizer *tok; // must outlive the loader
     uint64_t seed;
     /* called for every image that does not decode, as the batch that would
      * have held it is formed (the trainer's thread); may be NULL */
@@ -28,14 +28,14 @@ typedef struct stream_loader_opts {
     void *warn_ctx;
 } stream_loader_opts;
 
-stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, const vlp_tokenizer *tok);
+stream_loader_opts stream_loader_defaults(int image_size, bool train, int ctx, const text_tokenizer *tok);
 
 /* Takes ownership of the stream. */
-vlp_err stream_loader_create(vlp_loader *out, sample_stream *s, const stream_loader_opts *o,
+vlp_err stream_loader_create(batch_loader *out, sample_stream *s, const stream_loader_opts *o,
                              vlp_error *err);
 
 /* Samples skipped and the first reason: images that did not decode among the
  * samples handed out, plus rows/members the reader could not use so far (the
  * reader runs ahead of the batches by up to the prefetch depth). */
-int64_t stream_loader_skipped(const vlp_loader *l, char *first_reason, size_t cap);
+int64_t stream_loader_skipped(const batch_loader *l, char *first_reason, size_t cap);
 #endif

@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 #include "io/atomic.h"
-#include "vlp.h"
+#include "core/error.h"
 
 #define TAR_MAX_MEMBER ((size_t)1 << 30) /* 1 GiB: larger members are refused */
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct vlp_tokenizer {
+typedef struct text_tokenizer {
     void *impl;
     int vocab_size;
     /* Writes exactly ctx ids; over-long text keeps ctx ids, the last one the end token. */
@@ -17,9 +17,9 @@ typedef struct vlp_tokenizer {
      * cleaned, lower-cased form the encoder saw (open_clip's decode). */
     size_t (*decode)(const void *impl, const int32_t *ids, int n, char *out, size_t cap);
     void (*free)(void *impl);
-} vlp_tokenizer;
+} text_tokenizer;
 
-static inline void tokenizer_free(vlp_tokenizer *t) {
+static inline void tokenizer_free(text_tokenizer *t) {
     if (t && t->free) t->free(t->impl);
 }
 #endif

@@ -9,7 +9,7 @@
 #include <mpi.h>
 #endif
 
-struct vlp_dist {
+struct dist_group {
     int rank, world;
     bool mpi_owned; /* dist_init called MPI_Init */
 #ifdef VLP_HAVE_MPI
@@ -36,10 +36,10 @@ static int env_world(void) {
     return getenv("PMIX_RANK") || getenv("OMPI_COMM_WORLD_RANK") ? 1 : 0;
 }
 
-vlp_err dist_init(vlp_dist **out, vlp_error *err) {
+vlp_err dist_init(dist_group **out, vlp_error *err) {
     VLP_CHECK_ARG(out, err, "dist_init needs an output handle");
     *out = NULL;
-    vlp_dist *d = calloc(1, sizeof *d);
+    dist_group *d = calloc(1, sizeof *d);
     VLP_CHECK_ALLOC(d, err, sizeof *d);
     d->world = 1;
     int launched = env_world();
@@ -87,7 +87,7 @@ vlp_err dist_init(vlp_dist **out, vlp_error *err) {
     return VLP_OK;
 }
 
-void dist_free(vlp_dist *d) {
+void dist_free(dist_group *d) {
     if (!d) return;
 #ifdef VLP_HAVE_MPI
     if (d->has_comm) MPI_Comm_free(&d->comm);
@@ -96,11 +96,11 @@ void dist_free(vlp_dist *d) {
     free(d);
 }
 
-int dist_rank(const vlp_dist *d) { return d ? d->rank : 0; }
-int dist_world(const vlp_dist *d) { return d ? d->world : 1; }
+int dist_rank(const dist_group *d) { return d ? d->rank : 0; }
+int dist_world(const dist_group *d) { return d ? d->world : 1; }
 
 #ifdef VLP_HAVE_MPI
-static vlp_err mpi_fail(int rc, const char *what, const vlp_dist *d, vlp_error *err) {
+static vlp_err mpi_fail(int rc, const char *what, const dist_group *d, vlp_error *err) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
@@ -119,7 +119,7 @@ static vlp_err mpi_fail(int rc, const char *what, const vlp_dist *d, vlp_error *
     VLP_CHECK_ARG((n) <= (size_t)INT_MAX / 2, err, "%s of %zu elements is too large for one call", \
                   what, (size_t)(n))
 
-vlp_err dist_allgather(vlp_dist *d, const float *local, float *global, size_t n, vlp_error *err) {
+vlp_err dist_allgather(dist_group *d, const float *local, float *global, size_t n, vlp_error *err) {
     CHECK_COUNT(n * (size_t)dist_world(d), "allgather");
     if (dist_world(d) == 1) {
         if (global != local) memmove(global, local, n * sizeof(float));
@@ -132,7 +132,7 @@ vlp_err dist_allgather(vlp_dist *d, const float *local, float *global, size_t n,
     return VLP_OK;
 }
 
-vlp_err dist_allgather_i32(vlp_dist *d, const int32_t *local, int32_t *global, size_t n,
+vlp_err dist_allgather_i32(dist_group *d, const int32_t *local, int32_t *global, size_t n,
                            vlp_error *err) {
     CHECK_COUNT(n * (size_t)dist_world(d), "allgather");
     if (dist_world(d) == 1) {
@@ -146,7 +146,7 @@ vlp_err dist_allgather_i32(vlp_dist *d, const int32_t *local, int32_t *global, s
     return VLP_OK;
 }
 
-vlp_err dist_reduce_scatter_sum(vlp_dist *d, const float *global, float *local, size_t n,
+vlp_err dist_reduce_scatter_sum(dist_group *d, const float *global, float *local, size_t n,
                                 vlp_error *err) {
     CHECK_COUNT(n * (size_t)dist_world(d), "reduce-scatter");
     if (dist_world(d) == 1) {
@@ -160,7 +160,7 @@ vlp_err dist_reduce_scatter_sum(vlp_dist *d, const float *global, float *local, 
     return VLP_OK;
 }
 
-vlp_err dist_allreduce_sum(vlp_dist *d, float *buf, size_t n, vlp_error *err) {
+vlp_err dist_allreduce_sum(dist_group *d, float *buf, size_t n, vlp_error *err) {
     if (dist_world(d) == 1) return VLP_OK;
 #ifdef VLP_HAVE_MPI
     /* in chunks: a ViT-L has more parameters than an int counts */
@@ -174,7 +174,7 @@ vlp_err dist_allreduce_sum(vlp_dist *d, float *buf, size_t n, vlp_error *err) {
     return VLP_OK;
 }
 
-vlp_err dist_allreduce_sum_f64(vlp_dist *d, double *buf, size_t n, vlp_error *err) {
+vlp_err dist_allreduce_sum_f64(dist_group *d, double *buf, size_t n, vlp_error *err) {
     CHECK_COUNT(n, "allreduce");
     if (dist_world(d) == 1) return VLP_OK;
 #ifdef VLP_HAVE_MPI
@@ -184,7 +184,7 @@ vlp_err dist_allreduce_sum_f64(vlp_dist *d, double *buf, size_t n, vlp_error *er
     return VLP_OK;
 }
 
-vlp_err dist_broadcast(vlp_dist *d, void *buf, size_t n, int root, vlp_error *err) {
+vlp_err dist_broadcast(dist_group *d, void *buf, size_t n, int root, vlp_error *err) {
     if (dist_world(d) == 1) return VLP_OK;
 #ifdef VLP_HAVE_MPI
     const size_t chunk = (size_t)1 << 30;
@@ -196,7 +196,7 @@ vlp_err dist_broadcast(vlp_dist *d, void *buf, size_t n, int root, vlp_error *er
     return VLP_OK;
 }
 
-vlp_err dist_barrier(vlp_dist *d, vlp_error *err) {
+vlp_err dist_barrier(dist_group *d, vlp_error *err) {
     if (dist_world(d) == 1) return VLP_OK;
 #ifdef VLP_HAVE_MPI
     MPI_TRY(MPI_Barrier(d->comm), "MPI_Barrier");
@@ -204,7 +204,7 @@ vlp_err dist_barrier(vlp_dist *d, vlp_error *err) {
     return VLP_OK;
 }
 
-void dist_abort(vlp_dist *d, int code) {
+void dist_abort(dist_group *d, int code) {
     if (dist_world(d) == 1) return;
 #ifdef VLP_HAVE_MPI
     MPI_Abort(d->comm, code);

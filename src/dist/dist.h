@@ -11,37 +11,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
-typedef struct vlp_dist vlp_dist;
+typedef struct dist_group dist_group;
 
 /* Joins the job the environment describes (OMPI_COMM_WORLD_SIZE, PMI_SIZE,
  * PMIX_RANK: set by mpirun / srun); without one, a single process. Asking
  * for a job (an MPI environment with more than one process) from a build
  * without MPI is an error that says how to get it. */
-vlp_err dist_init(vlp_dist **out, vlp_error *err);
+vlp_err dist_init(dist_group **out, vlp_error *err);
 /* Leaves the job (MPI_Finalize when dist_init initialised MPI). */
-void dist_free(vlp_dist *d);
+void dist_free(dist_group *d);
 
-int dist_rank(const vlp_dist *d);
-int dist_world(const vlp_dist *d);
+int dist_rank(const dist_group *d);
+int dist_world(const dist_group *d);
 bool dist_have_mpi(void); /* compiled with MPI */
 
 /* global (world · n) = the ranks' local (n) in rank order */
-vlp_err dist_allgather(vlp_dist *d, const float *local, float *global, size_t n, vlp_error *err);
-vlp_err dist_allgather_i32(vlp_dist *d, const int32_t *local, int32_t *global, size_t n,
+vlp_err dist_allgather(dist_group *d, const float *local, float *global, size_t n, vlp_error *err);
+vlp_err dist_allgather_i32(dist_group *d, const int32_t *local, int32_t *global, size_t n,
                            vlp_error *err);
 /* local (n) = Σ over ranks of global[rank · n, (rank+1) · n) */
-vlp_err dist_reduce_scatter_sum(vlp_dist *d, const float *global, float *local, size_t n,
+vlp_err dist_reduce_scatter_sum(dist_group *d, const float *global, float *local, size_t n,
                                 vlp_error *err);
 /* buf (n) = Σ over ranks of buf, in place; every rank gets the same bits */
-vlp_err dist_allreduce_sum(vlp_dist *d, float *buf, size_t n, vlp_error *err);
-vlp_err dist_allreduce_sum_f64(vlp_dist *d, double *buf, size_t n, vlp_error *err);
+vlp_err dist_allreduce_sum(dist_group *d, float *buf, size_t n, vlp_error *err);
+vlp_err dist_allreduce_sum_f64(dist_group *d, double *buf, size_t n, vlp_error *err);
 /* buf (n bytes) from rank `root` to every rank */
-vlp_err dist_broadcast(vlp_dist *d, void *buf, size_t n, int root, vlp_error *err);
-vlp_err dist_barrier(vlp_dist *d, vlp_error *err);
+vlp_err dist_broadcast(dist_group *d, void *buf, size_t n, int root, vlp_error *err);
+vlp_err dist_barrier(dist_group *d, vlp_error *err);
 /* Stops every rank of the job (MPI_Abort). For tools that hit an error on
  * one rank while the others wait in a collective; the library never calls
  * it. Does nothing in a one-process run. */
-void dist_abort(vlp_dist *d, int code);
+void dist_abort(dist_group *d, int code);
 #endif

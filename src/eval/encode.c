@@ -24,7 +24,7 @@ vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image
     return rc;
 }
 
-vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const *texts, int n,
+vlp_err encode_texts(clip_model *m, const text_tokenizer *tok, const char *const *texts, int n,
                      float *out, vlp_error *err) {
     VLP_CHECK_ARG(m->batch > 0, err, "reserve a batch (clip_reserve) before encoding");
     int T = m->cfg.text.context_length, E = m->cfg.embed_dim, B = m->batch;
@@ -51,7 +51,7 @@ char *class_prompt(const char *tpl, const char *cls) {
     return p;
 }
 
-vlp_err encode_classes(clip_model *m, const vlp_tokenizer *tok, const char *const *classes, int C,
+vlp_err encode_classes(clip_model *m, const text_tokenizer *tok, const char *const *classes, int C,
                        const char *const *templates, int nt, float *out, vlp_error *err) {
     VLP_CHECK_ARG(classes && templates && out && C > 0 && nt > 0, err,
                   "class embeddings: %d classes, %d templates", C, nt);

@@ -59,7 +59,7 @@ vlp_err zeroshot_eval_scores(const float *scores, const int *label, int n, int C
  * the model in batches of at most m->batch; out (n, E). */
 vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image_norm *norm,
                            float *out, vlp_error *err);
-vlp_err encode_texts(clip_model *m, const vlp_tokenizer *tok, const char *const *texts, int n,
+vlp_err encode_texts(clip_model *m, const text_tokenizer *tok, const char *const *texts, int n,
                      float *out, vlp_error *err);
 /* A template with "{}" replaced by the class name (without "{}": the name
  * appended after a space); malloc'd, NULL when out of memory. */
@@ -71,6 +71,6 @@ vlp_err templates_load(const char *name_or_file, char ***out, int *n, vlp_error 
 /* One normalised embedding per class: the mean of its prompts' normalised
  * embeddings, each template with "{}" replaced by the class name (a template
  * without "{}" gets the name appended); out (C, E). */
-vlp_err encode_classes(clip_model *m, const vlp_tokenizer *tok, const char *const *classes, int C,
+vlp_err encode_classes(clip_model *m, const text_tokenizer *tok, const char *const *classes, int C,
                        const char *const *templates, int nt, float *out, vlp_error *err);
 #endif

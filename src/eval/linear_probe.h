@@ -4,7 +4,7 @@
  * Armijo condition), the standard way to read out CLIP features. */
 #ifndef VLP_EVAL_LINEAR_PROBE_H
 #define VLP_EVAL_LINEAR_PROBE_H
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct probe_result {
     double train_acc, test_acc;

@@ -87,7 +87,7 @@ static vlp_err retrieval(const val_set *s, const float *txt, int E, val_result *
     return rc;
 }
 
-static vlp_err zeroshot(clip_model *m, const vlp_tokenizer *tok, const char *spec,
+static vlp_err zeroshot(clip_model *m, const text_tokenizer *tok, const char *spec,
                         const val_set *s, const val_opts *o, val_result *out, vlp_error *err) {
     int E = m->cfg.embed_dim, C = 0, *y = malloc(sizeof(int) * (size_t)s->n);
     const char **cls = y ? distinct_strings((const char *const *)s->label, s->n, &C, y) : NULL;
@@ -107,7 +107,7 @@ static vlp_err zeroshot(clip_model *m, const vlp_tokenizer *tok, const char *spe
     return rc;
 }
 
-vlp_err validate_pairs(clip_model *m, const vlp_tokenizer *tok, const char *spec,
+vlp_err validate_pairs(clip_model *m, const text_tokenizer *tok, const char *spec,
                        const val_opts *o, val_result *out, vlp_error *err) {
     VLP_CHECK_ARG(m->batch > 0, err, "reserve a batch (clip_reserve) before validating");
     memset(out, 0, sizeof *out);

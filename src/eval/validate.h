@@ -38,6 +38,6 @@ typedef struct val_result {
  * headers): a wrong path or column is an error before training starts. */
 vlp_err validate_check(const char *spec, const val_opts *o, vlp_error *err);
 
-vlp_err validate_pairs(clip_model *m, const vlp_tokenizer *tok, const char *spec,
+vlp_err validate_pairs(clip_model *m, const text_tokenizer *tok, const char *spec,
                        const val_opts *o, val_result *out, vlp_error *err);
 #endif

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct atomic_file {
     FILE *fp;       // write through this

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 /* *data is malloc'd; files larger than max bytes are refused (VLP_ERR_FORMAT). */
 vlp_err read_whole_file(const char *path, size_t max, uint8_t **data, size_t *n, vlp_error *err);

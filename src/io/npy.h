@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 vlp_err npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols, vlp_error *err);
 /* the same from rows * cols floats read from raw (from its start): a matrix

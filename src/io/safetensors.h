@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 #define ST_MAX_NDIM 8
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */

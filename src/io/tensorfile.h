@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 #define VLPT_MAGIC "VLPTNSR"
 #define VLPT_VERSION 1u

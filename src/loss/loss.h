@@ -1,9 +1,10 @@
 #ifndef VLP_LOSS_H
 #define VLP_LOSS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 /* CLIP symmetric InfoNCE with a learnable temperature, as open_clip ClipLoss:
  *   logits = exp(logit_scale) · img · txtᵀ                        (B, B)

@@ -13,7 +13,7 @@ typedef struct block_dims {
     bool causal;  // text tower
     vlp_act act;  // GELU, or QuickGELU for OpenAI weights
     float eps;    // layernorm eps, 1e-5 in open_clip
-    const vlp_matmul *mm; // matmul precision + workspace; NULL: fp32
+    const matmul_cfg *mm; // matmul precision + workspace; NULL: fp32
     void *q8_ws;          // int8 layers' workspace (q8_workspace_bytes for B·T rows), when
                           // the blocks have int8 weights
 } block_dims;

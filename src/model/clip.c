@@ -39,7 +39,7 @@ static void reg(layout *L, const char *name, int ndim, int64_t d0, int64_t d1, i
     size_t numel = 1;
     for (int k = 0; k < ndim; k++) numel *= (size_t)dims[k];
     if (L->bind) {
-        vlp_param *p = &L->m->params[L->n];
+        clip_param *p = &L->m->params[L->n];
         snprintf(p->name, sizeof p->name, "%s", name);
         p->ndim = ndim;
         memcpy(p->shape, dims, sizeof dims);
@@ -314,12 +314,12 @@ static bool keeps16(const clip_model *m) {
     return !m->inference && !m->checkpoint && m->mm.precision == VLP_PRECISION_BF16;
 }
 
-vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err) {
+vlp_err clip_set_precision(clip_model *m, matmul_precision precision, int threads, vlp_error *err) {
     VLP_CHECK_ARG(precision == VLP_PRECISION_FP32 || precision == VLP_PRECISION_BF16, err,
                   "unknown matmul precision %d", (int)precision);
     VLP_CHECK_ARG(threads >= 1, err, "threads must be positive, got %d", threads);
     free(m->mm.workspace);
-    m->mm = (vlp_matmul){.precision = VLP_PRECISION_FP32};
+    m->mm = (matmul_cfg){.precision = VLP_PRECISION_FP32};
     size_t bytes = 0;
     if (precision == VLP_PRECISION_BF16) {
         /* a slot for every thread a later vlp_set_threads may start (one per
@@ -327,7 +327,7 @@ vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, 
         if (threads < omp_get_num_procs()) threads = omp_get_num_procs();
         bytes = gemm_bf16_workspace_bytes(threads);
         void *ws = malloc(bytes);
-        if (ws) m->mm = (vlp_matmul){.precision = precision, .workspace = ws, .threads = threads};
+        if (ws) m->mm = (matmul_cfg){.precision = precision, .workspace = ws, .threads = threads};
     }
     /* the blocks of a reserved model hold what its precision needs (bind_all:
      * kept bf16 activations or not), also when the workspace could not be
@@ -344,7 +344,7 @@ vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, 
     return VLP_OK;
 }
 
-const vlp_param *clip_param_find(const clip_model *m, const char *name) {
+const clip_param *clip_param_find(const clip_model *m, const char *name) {
     for (int i = 0; i < m->nparams; i++)
         if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
     return NULL;
@@ -352,7 +352,7 @@ const vlp_param *clip_param_find(const clip_model *m, const char *name) {
 
 /* ---- initialisation, as open_clip ------------------------------------------------------ */
 
-static void init_block(vlp_rng *r, block_params *p, const block_dims *d, bool text, int layers) {
+static void init_block(rng64 *r, block_params *p, const block_dims *d, bool text, int layers) {
     int C = d->C, H = d->hidden;
     init_const(p->ln_1_w, C, 1.0f), init_const(p->ln_1_b, C, 0.0f);
     init_const(p->ln_2_w, C, 1.0f), init_const(p->ln_2_b, C, 0.0f);
@@ -375,7 +375,7 @@ static void init_block(vlp_rng *r, block_params *p, const block_dims *d, bool te
 }
 
 void clip_init_weights(clip_model *m, uint64_t seed) {
-    vlp_rng r = {seed};
+    rng64 r = {seed};
     const clip_vision_cfg *v = &m->cfg.vision;
     const clip_text_cfg *t = &m->cfg.text;
     vision_views *vw = &m->w.vis;
@@ -413,7 +413,7 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
         init_normal(&r, dw->text_projection, (size_t)mc->width * t->vocab_size,
                     1.0f / sqrtf((float)mc->width));
     }
-    if (m->mae) mae_init_weights(&m->w.mae, &m->mdims, vlp_rng_u64(&r));
+    if (m->mae) mae_init_weights(&m->w.mae, &m->mdims, rng64_u64(&r));
 }
 
 /* ---- activation arena ------------------------------------------------------------------- */
@@ -930,7 +930,7 @@ vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err) {
     /* group index of each visual parameter: 0 stem, 1..L blocks, L+1 head */
     int first_unlocked = groups - unlocked_groups;
     for (int i = 0; i < m->nparams; i++) {
-        vlp_param *p = &m->params[i];
+        clip_param *p = &m->params[i];
         if (strncmp(p->name, "visual.", 7)) continue;
         /* open_clip's VisionTransformer.lock: [stem], blocks[:-1] one each,
          * [last block, ln_post], [proj] */

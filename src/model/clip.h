@@ -38,7 +38,7 @@ typedef enum clip_part {
 /* "the image tower", ... for one part bit; "?" for anything else */
 const char *clip_part_name(unsigned part);
 
-typedef struct vlp_param {
+typedef struct clip_param {
     char name[VLP_PARAM_NAME_MAX];
     int ndim;
     int64_t shape[4];
@@ -47,7 +47,7 @@ typedef struct vlp_param {
     bool embedding;       // an embedding table (adamw_cfg.decay_embeddings may exempt it)
     bool frozen;          // locked (LiT) or not trained: no gradient, no update
     unsigned part;        // the clip_part it belongs to
-} vlp_param;
+} clip_param;
 
 /* Views of one tower's parameters, into the weights or the gradients. */
 typedef struct vision_views {
@@ -110,7 +110,7 @@ typedef struct tower_prompts {
 
 typedef struct clip_model {
     clip_config cfg;
-    vlp_param *params;
+    clip_param *params;
     int nparams;
     size_t nfloats;
     float *weights, *grads;     // (nfloats) each
@@ -128,7 +128,7 @@ typedef struct clip_model {
     tower_acts va, ta;
     block_dims vdims, tdims;
     float *scratch;               // backward temporaries, shared by both towers
-    vlp_matmul mm;                // the blocks' matmuls: precision, bf16 workspace (owned)
+    matmul_cfg mm;                // the blocks' matmuls: precision, bf16 workspace (owned)
     /* locked-image tuning: image blocks below this index, and the stem, are
      * frozen, so the image backward stops there; vision.layers + 1: the
      * whole image tower is frozen (no image backward at all) */
@@ -242,12 +242,12 @@ vlp_err clip_set_prompts(clip_model *m, const tower_prompts *vis, const tower_pr
  * bf16): its activations are lost, so set it before a forward, not between
  * a forward and its backward. Without the workspace's memory the model
  * stays fp32 and the call fails. */
-vlp_err clip_set_precision(clip_model *m, vlp_precision precision, int threads, vlp_error *err);
+vlp_err clip_set_precision(clip_model *m, matmul_precision precision, int threads, vlp_error *err);
 
 /* open_clip's initialisation, from a seed. */
 void clip_init_weights(clip_model *m, uint64_t seed);
 
-const vlp_param *clip_param_find(const clip_model *m, const char *name);
+const clip_param *clip_param_find(const clip_model *m, const char *name);
 
 /* Sizes the activation arena for batches up to B (re-sizes when B grows). */
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err);

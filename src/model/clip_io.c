@@ -9,7 +9,7 @@
 
 void clip_param_tensors(const clip_model *m, st_tensor *ts) {
     for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         ts[i] = (st_tensor){.name = p->name, .dtype = ST_F32, .ndim = p->ndim,
                             .numel = p->numel, .data = m->weights + p->offset};
         memcpy(ts[i].shape, p->shape, sizeof p->shape);
@@ -47,7 +47,7 @@ vlp_err clip_save(const clip_model *m, const char *path, const st_meta *extra, i
 }
 
 /* one parameter from the file, its shape checked */
-vlp_err clip_load_param(clip_model *m, const vlp_param *p, const st_file *f, vlp_error *err) {
+vlp_err clip_load_param(clip_model *m, const clip_param *p, const st_file *f, vlp_error *err) {
     const st_tensor *t = st_find(f, p->name);
     VLP_CHECK_FORMAT(t, err, "%s: tensor '%s' is missing", st_path(f), p->name);
     bool same = t->ndim == p->ndim;

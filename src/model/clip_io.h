@@ -20,7 +20,7 @@ void clip_param_tensors(const clip_model *m, st_tensor *ts);
 vlp_err clip_write(const clip_model *m, const char *path, const st_tensor *ts, int count,
                    const st_meta *extra, int nextra, vlp_error *err);
 /* One parameter from the file, its presence and shape checked. */
-vlp_err clip_load_param(clip_model *m, const vlp_param *p, const st_file *f, vlp_error *err);
+vlp_err clip_load_param(clip_model *m, const clip_param *p, const st_file *f, vlp_error *err);
 
 /* Copy the weights of an open file into m: every parameter must be present
  * with its shape; a tensor the model does not have is an error naming it. */

@@ -125,7 +125,7 @@ static vlp_err take(const st_file *f, const char *name, float *dst, int ndim, co
 }
 
 /* the open_clip parameter's own shape (HF's tensors have the same one) */
-static vlp_err take_param(const st_file *f, const char *name, clip_model *m, const vlp_param *p,
+static vlp_err take_param(const st_file *f, const char *name, clip_model *m, const clip_param *p,
                           vlp_error *err) {
     return take(f, name, m->weights + p->offset, p->ndim, p->shape, false, err);
 }
@@ -133,7 +133,7 @@ static vlp_err take_param(const st_file *f, const char *name, clip_model *m, con
 static vlp_err load_hf_block(clip_model *m, const st_file *f, const char *hp, const char *op, int l,
                              int W, vlp_error *err) {
     char hn[256], on[256];
-    const vlp_param *p;
+    const clip_param *p;
 #define DST(suffix)                                                                     \
     (snprintf(on, sizeof on, "%sresblocks.%d.%s", op, l, suffix), p = clip_param_find(m, on), \
      m->weights + p->offset)
@@ -231,7 +231,7 @@ vlp_err clip_load_pretrained(clip_model *m, const char *path, clip_load_opts *o,
     else if (rc == VLP_OK)
         rc = naming == CLIP_NAMING_HF ? load_hf(m, f, err) : clip_load_weights(m, f, err);
     for (int i = 0; rc == VLP_OK && i < m->nparams; i++) { /* NaN/Inf weights: name the tensor */
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         for (size_t k = 0; k < p->numel; k++)
             if (!isfinite(m->weights[p->offset + k])) {
                 rc = vlp_error_set(err, VLP_ERR_NUMERIC, __FILE__, __LINE__,

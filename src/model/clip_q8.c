@@ -28,7 +28,7 @@ static const struct {
 #define SCALE_SUFFIX ".scale"
 
 /* the parameter whose scales tensor `name` is ("<param>.scale"), or NULL */
-static const vlp_param *scaled_param(const clip_model *m, const char *name) {
+static const clip_param *scaled_param(const clip_model *m, const char *name) {
     size_t len = strlen(name), sl = strlen(SCALE_SUFFIX);
     char base[VLP_PARAM_NAME_MAX + 8];
     if (len <= sl || len - sl >= sizeof base || strcmp(name + len - sl, SCALE_SUFFIX)) return NULL;
@@ -39,7 +39,7 @@ static const vlp_param *scaled_param(const clip_model *m, const char *name) {
 
 /* One quantizable matrix of the model. */
 typedef struct q8_target {
-    const vlp_param *p;
+    const clip_param *p;
     q8_matrix *q;
 } q8_target;
 
@@ -57,7 +57,7 @@ static vlp_err list_targets(const clip_model *m, q8_target *out, int *count, vlp
             for (int i = 0; i < NMATRICES; i++) {
                 char name[VLP_PARAM_NAME_MAX + 32];
                 snprintf(name, sizeof name, "%sresblocks.%d.%s", prefix[tower], l, MATRICES[i].suffix);
-                const vlp_param *p = clip_param_find(m, name);
+                const clip_param *p = clip_param_find(m, name);
                 VLP_CHECK(p && p->ndim == 2, err, VLP_ERR_SHAPE, "the model has no matrix '%s'", name);
                 out[n++] = (q8_target){p, (q8_matrix *)((char *)&m->q8->blocks[base + l] + MATRICES[i].q8)};
             }
@@ -195,7 +195,7 @@ bool clip_file_is_int8(const st_file *f) { return st_meta_get(f, CLIP_META_QUANT
 /* an I8 tensor for target t, with its scale: shapes checked, loaded */
 static vlp_err load_target(clip_model *m, const st_file *f, const q8_target *t, const st_tensor *q,
                            vlp_error *err) {
-    const vlp_param *p = t->p;
+    const clip_param *p = t->p;
     VLP_CHECK(q->ndim == 2 && q->shape[0] == p->shape[0] && q->shape[1] == p->shape[1], err,
               VLP_ERR_SHAPE, "%s: int8 tensor '%s' is not (%lld, %lld)", st_path(f), p->name,
               (long long)p->shape[0], (long long)p->shape[1]);
@@ -257,7 +257,7 @@ vlp_err clip_load_int8(clip_model *m, const st_file *f, vlp_error *err) {
     /* scales belong to an I8 matrix: one beside an F32 tensor would be ignored */
     for (int i = 0; rc == VLP_OK && i < st_count(f); i++) {
         const char *name = st_at(f, i)->name;
-        const vlp_param *p = clip_param_find(m, name) ? NULL : scaled_param(m, name);
+        const clip_param *p = clip_param_find(m, name) ? NULL : scaled_param(m, name);
         if (p && !done[p - m->params])
             rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
                                "%s: tensor '%s' scales '%s', which is not an int8 matrix", st_path(f), name,

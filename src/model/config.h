@@ -11,7 +11,7 @@
 #define VLP_MODEL_CONFIG_H
 #include <stdbool.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 typedef struct clip_vision_cfg {
     int image_size, patch_size, width, layers, heads, mlp_width;

@@ -120,7 +120,7 @@ void mae_backward(float *dtok, mae_views *g, const float *dpred, const mae_acts 
 
 /* ---- initialisation ------------------------------------------------------------------------ */
 
-static void xavier(vlp_rng *r, float *w, int out, int in) {
+static void xavier(rng64 *r, float *w, int out, int in) {
     init_uniform(r, w, (size_t)out * in, sqrtf(6.0f / (float)(in + out)));
 }
 
@@ -144,7 +144,7 @@ static void sincos_2d(float *pos, int grid, int D) {
 }
 
 void mae_init_weights(mae_views *w, const mae_dims *d, uint64_t seed) {
-    vlp_rng r = {seed};
+    rng64 r = {seed};
     int C = d->blk.C, H = d->blk.hidden;
     xavier(&r, w->embed_w, C, d->E), init_const(w->embed_b, (size_t)C, 0.0f);
     init_normal(&r, w->mask_token, (size_t)C, 0.02f);
@@ -166,12 +166,12 @@ void mae_init_weights(mae_views *w, const mae_dims *d, uint64_t seed) {
 /* ---- masking ------------------------------------------------------------------------------- */
 
 void mae_random_keep(int32_t *keep, int NP, int NK, uint64_t seed) {
-    vlp_rng r = {seed};
+    rng64 r = {seed};
     /* selection sampling (Knuth's algorithm S): patch p is taken with
      * probability (still needed)/(still left): a uniform NK-subset, ascending */
     int taken = 0;
     for (int p = 0; p < NP && taken < NK; p++) {
-        double u = (vlp_rng_u64(&r) >> 11) * (1.0 / 9007199254740992.0);
+        double u = (rng64_u64(&r) >> 11) * (1.0 / 9007199254740992.0);
         if ((double)(NP - p) * u < (double)(NK - taken)) keep[taken++] = p;
     }
 }

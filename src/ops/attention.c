@@ -25,7 +25,7 @@ vlp_err attention_check_dims(int B, int Tq, int Tk, int C, int NH, bool causal, 
     return VLP_OK;
 }
 
-vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_gemm_forward(const matmul_cfg *mm, float *out, float *att, const float *q,
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err) {
     VLP_TRY(attention_check_dims(B, Tq, Tk, C, NH, causal, err));
@@ -53,7 +53,7 @@ static bool use_fused(int Tq, int Tk, int C, int NH) {
     return NH > 0 && C % NH == 0 && attention_fused_fits(Tq, Tk, C / NH) && attention_fused_hw();
 }
 
-vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_core_forward(const matmul_cfg *mm, float *out, float *att, const float *q,
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err) {
     if (use_fused(Tq, Tk, C, NH))
@@ -61,7 +61,7 @@ vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, con
     return attention_gemm_forward(mm, out, att, q, ldq, k, v, ldkv, B, Tq, Tk, C, NH, causal, err);
 }
 
-void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_core_backward(const matmul_cfg *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
                              int Tq, int Tk, int C, int NH, bool accumulate) {
@@ -73,7 +73,7 @@ void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *
                                 NH, accumulate);
 }
 
-vlp_err attention_forward(const vlp_matmul *mm, float *out, float *att, const float *qkv, int B,
+vlp_err attention_forward(const matmul_cfg *mm, float *out, float *att, const float *qkv, int B,
                           int T, int C, int NH, bool causal, vlp_error *err) {
     return attention_core_forward(mm, out, att, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C, B, T, T,
                                   C, NH, causal, err);
@@ -86,7 +86,7 @@ size_t attention_scratch_floats(int B, int T, int NH) {
     return attention_core_scratch_floats(B, T, T, NH);
 }
 
-void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_gemm_backward(const matmul_cfg *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
                              int Tq, int Tk, int C, int NH, bool accumulate) {
@@ -118,14 +118,14 @@ void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *
     }
 }
 
-void attention_backward(const vlp_matmul *mm, float *dqkv, const float *dout, const float *qkv,
+void attention_backward(const matmul_cfg *mm, float *dqkv, const float *dout, const float *qkv,
                         const float *att, float *scratch, int B, int T, int C, int NH,
                         bool accumulate) {
     attention_core_backward(mm, dqkv, dqkv + C, dqkv + 2 * C, dout, qkv, 3 * C, qkv + C,
                             qkv + 2 * C, 3 * C, att, scratch, B, T, T, C, NH, accumulate);
 }
 
-vlp_err mha_forward(const vlp_matmul *mm, float *out, float *qkv, float *att, float *heads,
+vlp_err mha_forward(const matmul_cfg *mm, float *out, float *qkv, float *att, float *heads,
                     const float *inp, const float *w_in, const float *b_in, const float *w_out,
                     const float *b_out, int B, int T, int C, int NH, bool causal, vlp_error *err) {
     int N = B * T;
@@ -140,7 +140,7 @@ size_t mha_scratch_floats(int B, int T, int C, int NH) {
     return (size_t)B * T * 4 * C + attention_scratch_floats(B, T, NH);
 }
 
-void mha_backward(const vlp_matmul *mm, float *dinp, float *dw_in, float *db_in, float *dw_out,
+void mha_backward(const matmul_cfg *mm, float *dinp, float *dw_in, float *db_in, float *dw_out,
                   float *db_out, const float *dout, const float *inp, const float *qkv,
                   const float *att, const float *heads, const uint16_t *inp16, const float *w_in,
                   const float *w_out, float *scratch, int B, int T, int C, int NH,

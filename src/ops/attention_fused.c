@@ -260,7 +260,7 @@ static void transpose(float *xt, const float *X, int ld, int T, int hs) {
         for (int d = 0; d < hs; d++) xt[(size_t)d * T + j] = X[(size_t)j * ld + d];
 }
 
-vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_fused_forward(const matmul_cfg *mm, float *out, float *att, const float *q,
                                 int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                 int Tk, int C, int NH, bool causal, vlp_error *err) {
     VLP_TRY(attention_check_dims(B, Tq, Tk, C, NH, causal, err));
@@ -296,7 +296,7 @@ vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, co
     return VLP_OK;
 }
 
-void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_fused_backward(const matmul_cfg *mm, float *dq, float *dk, float *dv,
                               const float *dout, const float *q, int ldq, const float *k,
                               const float *v, int ldkv, const float *att, float *scratch, int B,
                               int Tq, int Tk, int C, int NH, bool accumulate) {

@@ -13,7 +13,7 @@ void vlp_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
                 ldc);
 }
 
-void vlp_gemm(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+void vlp_gemm(const matmul_cfg *mm, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (mm && mm->precision == VLP_PRECISION_BF16 &&
         gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL,
@@ -23,7 +23,7 @@ void vlp_gemm(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, in
     vlp_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void vlp_gemm_bias(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K,
+void vlp_gemm_bias(const matmul_cfg *mm, bool trans_a, bool trans_b, int M, int N, int K,
                    const float *A, int lda, const float *B, int ldb, const float *bias, float *C,
                    int ldc) {
     if (mm && mm->precision == VLP_PRECISION_BF16 &&

@@ -16,23 +16,23 @@ void vlp_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 
 /* The arithmetic of a model's matmuls. BF16: inputs rounded to bfloat16,
  * products accumulated in fp32, fp32 in memory (like torch.autocast). */
-typedef enum vlp_precision { VLP_PRECISION_FP32 = 0, VLP_PRECISION_BF16 = 1 } vlp_precision;
+typedef enum matmul_precision { VLP_PRECISION_FP32 = 0, VLP_PRECISION_BF16 = 1 } matmul_precision;
 
 /* How a model multiplies: the precision and, for BF16, the packing
  * workspace (gemm_bf16_workspace_bytes(threads), one slot per thread that
  * may call from inside a parallel region). NULL means fp32 BLAS. */
-typedef struct vlp_matmul {
-    vlp_precision precision;
+typedef struct matmul_cfg {
+    matmul_precision precision;
     void *workspace;
     int threads;
-} vlp_matmul;
+} matmul_cfg;
 
 /* vlp_sgemm, or the bf16 kernel when mm asks for it */
-void vlp_gemm(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+void vlp_gemm(const matmul_cfg *mm, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* C = op(A)·op(B) + bias (a row vector of N, added to every row; C is not
  * read): the bf16 kernel adds it in its epilogue, fp32 seeds C with it */
-void vlp_gemm_bias(const vlp_matmul *mm, bool trans_a, bool trans_b, int M, int N, int K,
+void vlp_gemm_bias(const matmul_cfg *mm, bool trans_a, bool trans_b, int M, int N, int K,
                    const float *A, int lda, const float *B, int ldb, const float *bias, float *C,
                    int ldc);
 

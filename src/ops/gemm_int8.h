@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 
 /* A weight W (OC, C) as int8, W ≈ q · scale[o], packed for the kernels. */
 typedef struct q8_matrix {

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-void linear_forward(const vlp_matmul *mm, float *out, const float *inp, const float *weight,
+void linear_forward(const matmul_cfg *mm, float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC) {
     if (bias) vlp_gemm_bias(mm, false, true, N, OC, C, inp, C, weight, C, bias, out, OC);
     else vlp_gemm(mm, false, true, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
@@ -16,7 +16,7 @@ void linear_forward(const vlp_matmul *mm, float *out, const float *inp, const fl
  * of dout anyway, so it adds up the bias gradient on the way instead of a
  * pass of its own. False, having done nothing, when mm is not bf16 or the
  * GEMM has no workspace slot for the thread. */
-static bool bf16_weight_grads(const vlp_matmul *mm, float *dweight, float *dbias,
+static bool bf16_weight_grads(const matmul_cfg *mm, float *dweight, float *dbias,
                               const float *dout, const float *inp, const uint16_t *inp16, int N,
                               int C, int OC) {
     if (!mm || mm->precision != VLP_PRECISION_BF16) return false;
@@ -25,7 +25,7 @@ static bool bf16_weight_grads(const vlp_matmul *mm, float *dweight, float *dbias
                         &sums, mm->workspace, mm->threads);
 }
 
-void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *dbias,
+void linear_backward(const matmul_cfg *mm, float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight, int N, int C,
                      int OC) {
     if (dinp) vlp_gemm(mm, false, false, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
@@ -34,7 +34,7 @@ void linear_backward(const vlp_matmul *mm, float *dinp, float *dweight, float *d
     if (dbias) colsum_add(dbias, dout, N, OC, OC);
 }
 
-bool linear_backward_bf16_input(const vlp_matmul *mm, float *dweight, float *dbias,
+bool linear_backward_bf16_input(const matmul_cfg *mm, float *dweight, float *dbias,
                                 const float *dout, const uint16_t *inp16, int N, int C, int OC) {
     if (dweight) return bf16_weight_grads(mm, dweight, dbias, dout, NULL, inp16, N, C, OC);
     if (!mm || mm->precision != VLP_PRECISION_BF16) return false;

@@ -25,19 +25,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vlp.h"
+#include "core/error.h"
 #include "ops/gemm.h"
 
 /* mm (first argument of the GEMM-backed ops): the precision of their
  * matmuls and the bf16 packing workspace; NULL is fp32 BLAS. */
 
 /* ---- linear: out = inp · weightᵀ + bias -------------------------------- */
-void linear_forward(const vlp_matmul *mm, float *out,          // (N, OC)
+void linear_forward(const matmul_cfg *mm, float *out,          // (N, OC)
                     const float *inp,    // (N, C)
                     const float *weight, // (OC, C)
                     const float *bias,   // (OC) or NULL
                     int N, int C, int OC);
-void linear_backward(const vlp_matmul *mm, float *dinp,         // (N, C) or NULL
+void linear_backward(const matmul_cfg *mm, float *dinp,         // (N, C) or NULL
                      float *dweight,      // (OC, C) or NULL
                      float *dbias,        // (OC) or NULL
                      const float *dout,   // (N, OC)
@@ -50,7 +50,7 @@ void linear_backward(const vlp_matmul *mm, float *dinp,         // (N, C) or NUL
  * the way. The same bits as linear_backward on its fp32 values. Returns
  * false, having done nothing, when mm is not bf16 or the calling thread
  * has no workspace slot (never outside a parallel region). */
-bool linear_backward_bf16_input(const vlp_matmul *mm, float *dweight, float *dbias,
+bool linear_backward_bf16_input(const matmul_cfg *mm, float *dweight, float *dbias,
                                 const float *dout, const uint16_t *inp16, int N, int C, int OC);
 
 /* ---- projection: out = inp · weight, weight stored (C, OC) ------------------
@@ -112,12 +112,12 @@ void residual_backward(float *da, float *db, const float *dout, size_t N);
  * qkv row t of batch b is [q(C) | k(C) | v(C)], each split into NH heads of
  * C/NH, as the output of open_clip's in_proj. out is the heads concatenated,
  * before out_proj. With causal, query t sees keys 0..t. */
-vlp_err attention_forward(const vlp_matmul *mm, float *out,       // (B, T, C)
+vlp_err attention_forward(const matmul_cfg *mm, float *out,       // (B, T, C)
                           float *att,       // (B, NH, T, T) saved probabilities
                           const float *qkv, // (B, T, 3C)
                           int B, int T, int C, int NH, bool causal, vlp_error *err);
 size_t attention_scratch_floats(int B, int T, int NH);
-void attention_backward(const vlp_matmul *mm, float *dqkv,       // (B, T, 3C)
+void attention_backward(const matmul_cfg *mm, float *dqkv,       // (B, T, 3C)
                         const float *dout, // (B, T, C)
                         const float *qkv,  // (B, T, 3C)
                         const float *att,  // (B, NH, T, T)
@@ -129,13 +129,13 @@ void attention_backward(const vlp_matmul *mm, float *dqkv,       // (B, T, 3C)
 /* The same core on separate operands (cross-attention: Tq queries against Tk
  * keys): q rows of stride ldq, k and v rows of stride ldkv (b·Tk + j),
  * out (B, Tq, C) dense, att (B, NH, Tq, Tk). Causal needs Tq == Tk. */
-vlp_err attention_core_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_core_forward(const matmul_cfg *mm, float *out, float *att, const float *q,
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err);
 size_t attention_core_scratch_floats(int B, int Tq, int Tk, int NH);
 /* accumulates into dq, dk, dv (same strides as q, k, v), or with !accumulate
  * writes them (no need to zero them first) */
-void attention_core_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_core_backward(const matmul_cfg *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
                              int Tq, int Tk, int C, int NH, bool accumulate);
@@ -154,23 +154,23 @@ bool attention_fused_hw(void); /* AVX2 or AVX-512 (the level picks the kernel) *
 const char *attention_fused_level(void); /* "avx512", "avx2" or "gemm" (none) */
 /* "eltwise=avx512 attention=avx512 ...": the level each kernel family runs at */
 void ops_kernel_levels(char *buf, size_t n);
-vlp_err attention_fused_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_fused_forward(const matmul_cfg *mm, float *out, float *att, const float *q,
                                 int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                 int Tk, int C, int NH, bool causal, vlp_error *err);
-void attention_fused_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_fused_backward(const matmul_cfg *mm, float *dq, float *dk, float *dv,
                               const float *dout, const float *q, int ldq, const float *k,
                               const float *v, int ldkv, const float *att, float *scratch, int B,
                               int Tq, int Tk, int C, int NH, bool accumulate);
-vlp_err attention_gemm_forward(const vlp_matmul *mm, float *out, float *att, const float *q,
+vlp_err attention_gemm_forward(const matmul_cfg *mm, float *out, float *att, const float *q,
                                int ldq, const float *k, const float *v, int ldkv, int B, int Tq,
                                int Tk, int C, int NH, bool causal, vlp_error *err);
-void attention_gemm_backward(const vlp_matmul *mm, float *dq, float *dk, float *dv,
+void attention_gemm_backward(const matmul_cfg *mm, float *dq, float *dk, float *dv,
                              const float *dout, const float *q, int ldq, const float *k,
                              const float *v, int ldkv, const float *att, float *scratch, int B,
                              int Tq, int Tk, int C, int NH, bool accumulate);
 
 /* ---- multi-head self-attention: in_proj, attention core, out_proj ----------- */
-vlp_err mha_forward(const vlp_matmul *mm, float *out,            // (B, T, C)
+vlp_err mha_forward(const matmul_cfg *mm, float *out,            // (B, T, C)
                     float *qkv,            // (B, T, 3C) saved
                     float *att,            // (B, NH, T, T) saved
                     float *heads,          // (B, T, C) saved, input of out_proj
@@ -181,7 +181,7 @@ vlp_err mha_forward(const vlp_matmul *mm, float *out,            // (B, T, C)
                     const float *b_out,    // (C) out_proj.bias
                     int B, int T, int C, int NH, bool causal, vlp_error *err);
 size_t mha_scratch_floats(int B, int T, int C, int NH);
-void mha_backward(const vlp_matmul *mm, float *dinp,                       // (B, T, C) or NULL
+void mha_backward(const matmul_cfg *mm, float *dinp,                       // (B, T, C) or NULL
                   float *dw_in, float *db_in,        // (3C, C) (3C)
                   float *dw_out, float *db_out,      // (C, C) (C)
                   const float *dout,                 // (B, T, C)

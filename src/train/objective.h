@@ -49,7 +49,7 @@ typedef enum objective_lock {
 typedef struct objective_ctx {
     clip_model *m;
     const float *opt;      // [noptions] the objective's option values, its table's order
-    vlp_dist *dist;        // NULL: one process
+    dist_group *dist;        // NULL: one process
     int rank, world;
     int batch;             // the global batch: what the loss sees
     int b;                 // this process's share: batch / world

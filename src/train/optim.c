@@ -9,14 +9,14 @@ adamw_cfg adamw_defaults(void) {
                        .weight_decay = 0.2f, .decay_embeddings = true};
 }
 
-void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params, int nparams,
+void adamw_step(const adamw_cfg *c, float lr, long step, const clip_param *params, int nparams,
                 float *w, const float *g, float *m, float *v) {
     /* torch.optim.AdamW: p *= 1 - lr·wd; m, v updated; p -= lr/bc1 · m / (√v/√bc2 + eps) */
     double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
     float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     for (int k = 0; k < nparams; k++) {
-        const vlp_param *p = &params[k];
+        const clip_param *p = &params[k];
         if (p->frozen) continue; /* locked: weights and moments stay as they are */
         bool decay = p->decay && (c->decay_embeddings || !p->embedding);
         float shrink = decay ? 1.0f - lr * c->weight_decay : 1.0f;

@@ -12,14 +12,14 @@ typedef struct adamw_cfg {
     float lr;           // peak learning rate
     float beta1, beta2; // open_clip ViT defaults: 0.9, 0.98
     float eps;          // 1e-6
-    float weight_decay; // 0.2, applied to parameters with vlp_param.decay
+    float weight_decay; // 0.2, applied to parameters with clip_param.decay
     bool decay_embeddings; // true (open_clip): embedding tables decay too; false exempts them
 } adamw_cfg;
 
 adamw_cfg adamw_defaults(void);
 
 /* One step (step counts from 1) at learning rate lr on every parameter. */
-void adamw_step(const adamw_cfg *c, float lr, long step, const vlp_param *params, int nparams,
+void adamw_step(const adamw_cfg *c, float lr, long step, const clip_param *params, int nparams,
                 float *w, const float *g, float *m, float *v);
 
 /* open_clip's cosine_lr: linear warmup over `warmup` steps to base_lr, then a

@@ -15,26 +15,26 @@
 
 /* ---- the types only a run's options have ------------------------------------------------- */
 
-static const char *precision_name(vlp_precision p) { return p == VLP_PRECISION_BF16 ? "bf16" : "fp32"; }
+static const char *precision_name(matmul_precision p) { return p == VLP_PRECISION_BF16 ? "bf16" : "fp32"; }
 
 static vlp_err precision_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
     bool bf16 = text && !strcmp(text, "bf16");
     VLP_CHECK_ARG(bf16 || (text && !strcmp(text, "fp32")), err, "%s must be fp32 or bf16, not '%s'",
                   d->flag, text ? text : "");
-    *(vlp_precision *)dst = bf16 ? VLP_PRECISION_BF16 : VLP_PRECISION_FP32;
+    *(matmul_precision *)dst = bf16 ? VLP_PRECISION_BF16 : VLP_PRECISION_FP32;
     return VLP_OK;
 }
 static void precision_format(const opt_desc *d, const void *src, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s", precision_name(*(const vlp_precision *)src));
+    snprintf(buf, cap, "%s", precision_name(*(const matmul_precision *)src));
 }
 static json_t *precision_json(const opt_desc *d, const void *src) {
-    return json_string(precision_name(*(const vlp_precision *)src));
+    return json_string(precision_name(*(const matmul_precision *)src));
 }
 static bool precision_from(const opt_desc *d, void *dst, const json_t *v) {
     return json_is_string(v) && precision_parse(d, dst, json_string_value(v), NULL) == VLP_OK;
 }
 static const opt_type opt_precision = {"fp32 or bf16", false, precision_parse, precision_format,
-                                       precision_json, precision_from, sizeof(vlp_precision)};
+                                       precision_json, precision_from, sizeof(matmul_precision)};
 
 /* LiT: -1 off, 0 all locked, N: the top N groups train. --lock-image is the
  * switch; --lock-image-unlocked-groups N (an alias of the same field) the N. */

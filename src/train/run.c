@@ -157,9 +157,9 @@ struct run {
     json_t *record;        // data.json on resume: strings of opts live here
     clip_config cfg;
     clip_model m;
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     emoji_set train;
-    vlp_loader loader;
+    batch_loader loader;
     trainer *t;
     image_norm norm;
     const char **captions; // (n, 6) what the in-memory loader serves
@@ -169,7 +169,7 @@ struct run {
     char ref_merges[4096]; // a reference model's tokenizer, when no vocab is given
     char **templates;      // zero-shot prompts
     int ntemplates;
-    vlp_dist *dist;
+    dist_group *dist;
     int rank, world;
     long start;
     run_evals res;
@@ -234,7 +234,7 @@ long run_step_count(const run *r) { return trainer_step_count(r->t); }
 bool run_done(const run *r) { return trainer_step_count(r->t) >= r->opts.o.steps; }
 long run_start_step(const run *r) { return r->start; }
 clip_model *run_model(run *r) { return &r->m; }
-const vlp_tokenizer *run_tokenizer(const run *r) { return &r->tok; }
+const text_tokenizer *run_tokenizer(const run *r) { return &r->tok; }
 int64_t run_epoch_size(const run *r) { return r->loader.epoch_size; }
 const run_evals *run_last_eval(const run *r) { return r->evaluated ? &r->res : NULL; }
 
@@ -773,7 +773,7 @@ static vlp_err setup(run *r, vlp_error *err) {
     return VLP_OK;
 }
 
-vlp_err run_open(run **out, const run_opts *opts, vlp_dist *dist, vlp_error *err) {
+vlp_err run_open(run **out, const run_opts *opts, dist_group *dist, vlp_error *err) {
     *out = NULL;
     run *r = calloc(1, sizeof *r);
     VLP_CHECK_ALLOC(r, err, sizeof *r);

@@ -83,7 +83,7 @@ typedef struct run run;
 /* Sets up the run (new, or resumed from opts.out with opts.resume): checks
  * the evaluation sets, writes config/tokenizer/data.json, builds model and
  * loader, creates the trainer and loads the state. dist: NULL or the job. */
-vlp_err run_open(run **out, const run_opts *opts, vlp_dist *dist, vlp_error *err);
+vlp_err run_open(run **out, const run_opts *opts, dist_group *dist, vlp_error *err);
 void run_close(run *r);
 
 /* the options in force (the run's on resume, the epochs turned into steps) */
@@ -93,7 +93,7 @@ bool run_done(const run *r);
 /* the step the run started at this session (0 for a new run) */
 long run_start_step(const run *r);
 clip_model *run_model(run *r);
-const vlp_tokenizer *run_tokenizer(const run *r);
+const text_tokenizer *run_tokenizer(const run *r);
 int64_t run_epoch_size(const run *r);
 /* epochs the run's steps make */
 double run_epochs(const run *r);

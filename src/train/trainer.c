@@ -37,13 +37,13 @@ static vlp_err freeze(trainer *t, vlp_error *err) {
     int lock = trains & CLIP_PART_IMAGE ? t->o.lock_image : 0;
     VLP_TRY(clip_lock_image(m, lock, err)); /* -1: all unlocked */
     for (int i = 0; i < m->nparams; i++) {
-        vlp_param *p = &m->params[i];
+        clip_param *p = &m->params[i];
         if (p->part != CLIP_PART_IMAGE) p->frozen = !(trains & p->part);
     }
     return VLP_OK;
 }
 
-static vlp_err check_model(const train_opts *o, const clip_model *m, const vlp_loader *data,
+static vlp_err check_model(const train_opts *o, const clip_model *m, const batch_loader *data,
                            int world, vlp_error *err) {
     VLP_TRY(train_opts_check(o, err));
     VLP_CHECK_ARG(o->batch % world == 0 && (o->batch / world) % o->accum == 0, err,
@@ -81,8 +81,8 @@ static vlp_err setup(trainer *t, vlp_error *err) {
     return freeze(t, err);
 }
 
-vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
-                       const char *run_dir, vlp_dist *dist, vlp_error *err) {
+vlp_err trainer_create(trainer **out, clip_model *m, batch_loader *data, const train_opts *o,
+                       const char *run_dir, dist_group *dist, vlp_error *err) {
     *out = NULL;
     int W = dist_world(dist), R = dist_rank(dist);
     VLP_TRY(check_model(o, m, data, W, err));

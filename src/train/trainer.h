@@ -49,7 +49,7 @@ typedef struct train_opts {
     double grad_clip; // max global gradient norm; 0: off
     uint64_t seed;    // initialisation and data order
     int lock_image;   // LiT: -1 off, else the image tower's unlocked groups (0: all locked)
-    vlp_precision precision; // the blocks' matmuls; trainer_create sets the model's
+    matmul_precision precision; // the blocks' matmuls; trainer_create sets the model's
     /* a step whose loss or gradient norm is not finite: false stops with an
      * error naming it (nothing updated: the last checkpoint stays good);
      * true skips its update and goes on (train_step_info.skipped) */
@@ -122,8 +122,8 @@ vlp_err run_dir_lock(const char *dir, int *fd, vlp_error *err);
  * job (dist_abort) when trainer_step or trainer_save fails, as vlp train
  * does. */
 /* The model's matmuls are set to o->precision here (clip_set_precision). */
-vlp_err trainer_create(trainer **out, clip_model *m, vlp_loader *data, const train_opts *o,
-                       const char *run_dir, vlp_dist *dist, vlp_error *err);
+vlp_err trainer_create(trainer **out, clip_model *m, batch_loader *data, const train_opts *o,
+                       const char *run_dir, dist_group *dist, vlp_error *err);
 void trainer_free(trainer *t);
 long trainer_step_count(const trainer *t);
 

@@ -11,7 +11,7 @@
 
 struct trainer {
     clip_model *m;
-    vlp_loader *data;
+    batch_loader *data;
     train_opts o;
     char *dir;
     long step;
@@ -22,7 +22,7 @@ struct trainer {
     void *obj_state;             // the objective's buffers
     FILE *metrics;
     int lock_fd;                 // run_dir/lock, locked: one process per run directory
-    vlp_dist *dist;              // NULL: one process
+    dist_group *dist;              // NULL: one process
     int rank, world;
 };
 

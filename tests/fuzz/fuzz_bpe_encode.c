@@ -7,7 +7,7 @@
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static vlp_tokenizer tok; /* loaded once: the fuzzer's own state */
+    static text_tokenizer tok; /* loaded once: the fuzzer's own state */
     static int loaded;
     if (!loaded) {
         const char *v = getenv("VLP_FUZZ_VOCAB");

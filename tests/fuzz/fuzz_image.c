@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     image_u8 im;
     if (image_decode(data, size, "fuzz", &o, &im, NULL) != VLP_OK) return 0;
     float *out = malloc(sizeof(float) * 3 * 32 * 32);
-    vlp_rng r = {size};
+    rng64 r = {size};
     image_transform ev = image_transform_default(32, false), tr = image_transform_default(32, true);
     tr.hflip = true;
     if (out) image_transform_apply(&ev, &im, NULL, out, NULL), image_transform_apply(&tr, &im, &r, out, NULL);

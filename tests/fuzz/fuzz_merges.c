@@ -4,7 +4,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_file(data, size, ".merges");
-    vlp_tokenizer tok;
+    text_tokenizer tok;
     if (!path || bpe_load(path, 0, &tok, NULL) != VLP_OK) return 0;
     int32_t ids[16];
     tok.encode(tok.impl, "a photo of a cat, a dog!", ids, 16);

@@ -12,7 +12,7 @@
 
 /* a test tool's one model and tokenizer, built once */
 static clip_model model;
-static vlp_tokenizer tok;
+static text_tokenizer tok;
 static int vocab = 40;
 static bool ready;
 
@@ -37,7 +37,7 @@ static bool setup(void) {
                               .mlp_width = 32}};
     if (clip_init_inference(&model, &c, NULL) != VLP_OK) return false;
     for (size_t i = 0; i < model.nfloats; i++) model.weights[i] = (float)((int)(i * 7919 % 201) - 100) / 512.0f;
-    tok = (vlp_tokenizer){.impl = &vocab, .vocab_size = vocab, .encode = words_encode};
+    tok = (text_tokenizer){.impl = &vocab, .vocab_size = vocab, .encode = words_encode};
     return ready = clip_reserve(&model, 4, NULL) == VLP_OK;
 }
 

@@ -64,7 +64,7 @@ float *ref_f32_copy(const vlpt_file *f, const char *name, size_t numel) {
 void ref_load_weights(clip_model *m, const vlpt_file *f) {
     vlp_error err = {0};
     for (int i = 0; i < m->nparams; i++) {
-        const vlp_param *p = &m->params[i];
+        const clip_param *p = &m->params[i];
         const vlpt_tensor *t = NULL;
         if (vlpt_get(f, p->name, VLPT_F32, p->ndim, p->shape, &t, &err) != VLP_OK) {
             char buf[600];

@@ -12,10 +12,10 @@
 #include "io/tensorfile.h"
 
 /* Deterministic random numbers: the library's own generator. */
-typedef vlp_rng rng;
-#define rng_u64 vlp_rng_u64
-#define rng_uniform vlp_rng_uniform
-#define rng_normal vlp_rng_normal
+typedef rng64 rng;
+#define rng_u64 rng64_u64
+#define rng_uniform rng64_uniform
+#define rng_normal rng64_normal
 void fill_normal(rng *r, float *x, size_t n, float scale, float shift);
 
 /* 64-byte aligned zeroed floats; freed with free(). Fails the test on OOM. */

@@ -30,13 +30,13 @@ vlp_err masks_alloc(masks *k, const objective_ctx *c, float mask_ratio, vlp_erro
 
 void masks_draw(masks *k, const objective_ctx *c) {
     int b = c->b, NP = c->m->mdims.NP;
-    vlp_rng r = {c->seed ^ 0x6d61736b2d6d6165ull}; /* "mask-mae" */
-    uint64_t run = vlp_rng_u64(&r);
-    vlp_rng rs = {run ^ (uint64_t)c->step};
-    uint64_t step = vlp_rng_u64(&rs);
+    rng64 r = {c->seed ^ 0x6d61736b2d6d6165ull}; /* "mask-mae" */
+    uint64_t run = rng64_u64(&r);
+    rng64 rs = {run ^ (uint64_t)c->step};
+    uint64_t step = rng64_u64(&rs);
     for (int i = 0; i < b; i++) {
-        vlp_rng ri = {step ^ (uint64_t)(c->rank * b + i)};
-        mae_random_keep(k->keep + (size_t)i * k->nkeep, NP, k->nkeep, vlp_rng_u64(&ri));
+        rng64 ri = {step ^ (uint64_t)(c->rank * b + i)};
+        mae_random_keep(k->keep + (size_t)i * k->nkeep, NP, k->nkeep, rng64_u64(&ri));
     }
 }
 
