@@ -112,9 +112,9 @@ int main(int argc, char **argv) {
     if (int8) {
         ref = malloc(sizeof(float) * 2 * (size_t)B * 512);
         if (clip_image_forward(&m, img, B, &err) != VLP_OK) return 1;
-        memcpy(ref, m.va.emb, sizeof(float) * (size_t)B * 512);
+        memcpy(ref, m.image_acts.emb, sizeof(float) * (size_t)B * 512);
         if (clip_text_forward(&m, ids, B, &err) != VLP_OK) return 1;
-        memcpy(ref + (size_t)B * 512, m.ta.emb, sizeof(float) * (size_t)B * 512);
+        memcpy(ref + (size_t)B * 512, m.text_acts.emb, sizeof(float) * (size_t)B * 512);
     }
     double vi, vt, fi = 0, ft = 0; /* items/s: vlp's model, and (int8) its fp32 self before quantizing */
     if (int8) {
@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
     double rss = ru.ru_maxrss / 1024.0;
     double cos_min = 1, cos_mean = 0; /* int8: vlp's embeddings against its fp32 ones */
     for (int i = 0; int8 && i < 2 * B; i++) {
-        const float *a = i < B ? m.va.emb + (size_t)i * 512 : m.ta.emb + (size_t)(i - B) * 512;
+        const float *a = i < B ? m.image_acts.emb + (size_t)i * 512 : m.text_acts.emb + (size_t)(i - B) * 512;
         double dot = 0;
         for (int e = 0; e < 512; e++) dot += (double)a[e] * ref[(size_t)i * 512 + e];
         cos_min = dot < cos_min ? dot : cos_min, cos_mean += dot / (2 * B);

@@ -122,10 +122,10 @@ int main(int argc, char **argv) {
         t[1] = bench_now();
         clip_text_forward(&m, ids, B, &err);
         t[2] = bench_now();
-        clip_loss_forward(&loss, probs, probs_t2i, m.va.emb, m.ta.emb, *m.w.logit_scale, B, E, &err);
+        clip_loss_forward(&loss, probs, probs_t2i, m.image_acts.emb, m.text_acts.emb, *m.views.logit_scale, B, E, &err);
         memset(demb, 0, sizeof(float) * 2 * (size_t)B * E);
-        clip_loss_backward(demb, demb_txt, m.g.logit_scale, 1.0f, probs, probs_t2i, m.va.emb,
-                           m.ta.emb, *m.w.logit_scale, scratch, B, E);
+        clip_loss_backward(demb, demb_txt, m.grad_views.logit_scale, 1.0f, probs, probs_t2i, m.image_acts.emb,
+                           m.text_acts.emb, *m.views.logit_scale, scratch, B, E);
         t[3] = bench_now();
         clip_text_backward(&m, demb_txt, B);
         t[4] = bench_now();

@@ -161,7 +161,7 @@ static void test_towers_do_not_move(void **state) {
         /* detached, the model encodes as before */
         prompt_free(pl);
         assert_false(m->frozen);
-        assert_int_equal(m->tp.n + m->vp.n, 0);
+        assert_int_equal(m->text_prompts.n + m->image_prompts.n, 0);
         free(before), free(start);
         close_ref(&r);
     }
@@ -226,7 +226,7 @@ static void test_coop_without_context_is_zeroshot(void **state) {
     const char *tpl[] = {"{}."};
     check(encode_classes(&m, &tok, classes, C, tpl, 1, W, &err), &err);
     check(clip_image_forward(&m, images, B, &err), &err);
-    memcpy(img, m.va.emb, sizeof(float) * B * E);
+    memcpy(img, m.image_acts.emb, sizeof(float) * B * E);
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             double s = 0;

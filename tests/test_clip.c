@@ -85,9 +85,9 @@ static void check_checkpointing(matmul_precision precision) {
     check(clip_set_precision(&plain, precision, 2, &err), &err); /* plain is reserved: binds anew */
     check(clip_set_precision(&ck, precision, 2, &err), &err);
     bool bf16 = precision == VLP_PRECISION_BF16; /* (without AVX512-BF16: the portable kernel) */
-    assert_int_equal(plain.va.blocks[0].kept16, bf16);
-    assert_int_equal(plain.ta.blocks[0].kept16, bf16);
-    assert_false(ck.va.blocks[0].kept16);
+    assert_int_equal(plain.image_acts.blocks[0].kept16, bf16);
+    assert_int_equal(plain.text_acts.blocks[0].kept16, bf16);
+    assert_false(ck.image_acts.blocks[0].kept16);
     if (!(ck.arena_floats < plain.arena_floats))
         fail_msg("checkpointing takes %zu floats of activations, plain %zu", ck.arena_floats, plain.arena_floats);
     int S = cfg.vision.image_size, T = cfg.text.context_length;
@@ -105,7 +105,7 @@ static void check_checkpointing(matmul_precision precision) {
     if (bf16) { /* back to fp32: bound anew without the kept activations, and it runs */
         check(clip_set_precision(&plain, VLP_PRECISION_FP32, 2, &err), &err);
         check(clip_set_precision(&ck, VLP_PRECISION_FP32, 2, &err), &err);
-        assert_false(plain.va.blocks[0].kept16);
+        assert_false(plain.image_acts.blocks[0].kept16);
         check(clip_step_forward(&a, &plain, img, ids, B, &err), &err);
         check(clip_step_forward(&b, &ck, img, ids, B, &err), &err);
         assert_memory_equal(&a.loss, &b.loss, sizeof(float));
@@ -186,12 +186,12 @@ static void filip_model_fw(void *p) {
     filip_model_ctx *c = p;
     vlp_error err = {0};
     check(clip_image_forward(&c->m, c->images, c->B, &err), &err);
-    memcpy(c->tok_img, c->m.va.tok_emb, sizeof(float) * c->B * c->Tv * c->E);
+    memcpy(c->tok_img, c->m.image_acts.tok_emb, sizeof(float) * c->B * c->Tv * c->E);
     check(clip_text_forward(&c->m, c->ids, c->B, &err), &err);
-    memcpy(c->tok_txt, c->m.ta.tok_emb, sizeof(float) * c->B * c->Tt * c->E);
-    for (int j = 0; j < c->B; j++) c->lens[j] = c->m.ta.pool_index[j] + 1;
+    memcpy(c->tok_txt, c->m.text_acts.tok_emb, sizeof(float) * c->B * c->Tt * c->E);
+    for (int j = 0; j < c->B; j++) c->lens[j] = c->m.text_acts.pool_index[j] + 1;
     check(filip_loss_forward(&c->loss, c->pi, c->pt, c->sims, c->arg, c->tok_img, c->tok_txt,
-                             c->lens, *c->m.w.logit_scale, c->scratch, c->B, c->Tv, c->Tt, c->E,
+                             c->lens, *c->m.views.logit_scale, c->scratch, c->B, c->Tv, c->Tt, c->E,
                              &err),
           &err);
 }
@@ -201,8 +201,8 @@ static void filip_model_bw(void *p) {
     vlp_error err = {0};
     memset(c->dtok_img, 0, sizeof(float) * c->B * c->Tv * c->E);
     memset(c->dtok_txt, 0, sizeof(float) * c->B * c->Tt * c->E);
-    filip_loss_backward(c->dtok_img, c->dtok_txt, c->m.g.logit_scale, c->dloss, c->pi, c->pt,
-                        c->sims, c->arg, c->tok_img, c->tok_txt, c->lens, *c->m.w.logit_scale,
+    filip_loss_backward(c->dtok_img, c->dtok_txt, c->m.grad_views.logit_scale, c->dloss, c->pi, c->pt,
+                        c->sims, c->arg, c->tok_img, c->tok_txt, c->lens, *c->m.views.logit_scale,
                         c->B, c->Tv, c->Tt, c->E);
     /* the text forward ran last: the image activations are intact, the text ones too */
     clip_image_backward_tokens(&c->m, c->dtok_img, c->B);
@@ -235,10 +235,10 @@ static void test_filip_through_the_model(void **state) {
     filip_model_fw(&c);
     /* the class token's features are the pooled image embedding; the end token's the text's */
     for (int b = 0; b < c.B; b++) {
-        assert_close("image cls token", c.tok_img + (size_t)b * c.Tv * c.E, c.m.va.emb + b * c.E,
+        assert_close("image cls token", c.tok_img + (size_t)b * c.Tv * c.E, c.m.image_acts.emb + b * c.E,
                      c.E, 1e-6, 1e-5);
         assert_close("text end token", c.tok_txt + ((size_t)b * c.Tt + c.lens[b] - 1) * c.E,
-                     c.m.ta.emb + b * c.E, c.E, 1e-6, 1e-5);
+                     c.m.text_acts.emb + b * c.E, c.E, 1e-6, 1e-5);
     }
     const char *names[] = {"visual.proj", "visual.transformer.resblocks.0.mlp.c_fc.weight",
                            "visual.conv1.weight", "text_projection",
@@ -310,13 +310,13 @@ static void test_adamw_steps_match_pytorch(void **state) {
         clip_grad_norm(m.grads, m.nfloats, 1.0);
         adamw_step(&oc, lr_at(1e-3f, step, 2, 5), step + 1, m.params, m.nparams, m.weights,
                    m.grads, mom, var);
-        clamp_logit_scale(m.w.logit_scale);
+        clamp_logit_scale(m.views.logit_scale);
     }
     assert_close("AdamW losses", losses, ref_f32(f, "adamw_losses", 5), 5, 0.0, 1e-4);
     const clip_param *proj = clip_param_find(&m, "visual.proj");
     assert_close("visual.proj after 5 steps", m.weights + proj->offset,
                  ref_f32(f, "adamw_final.visual.proj", proj->numel), proj->numel, 1e-5, 1e-4);
-    assert_close("logit_scale after 5 steps", m.w.logit_scale,
+    assert_close("logit_scale after 5 steps", m.views.logit_scale,
                  ref_f32(f, "adamw_final.logit_scale", 1), 1, 1e-6, 1e-5);
     free(mom), free(var);
     clip_step_free(&st);
@@ -402,7 +402,7 @@ static void test_init_statistics(void **state) {
         if (fabs(s - expect[i].std) > tol * expect[i].std)
             fail_msg("%s: std %.5f, open_clip's init gives %.5f", expect[i].name, s, expect[i].std);
     }
-    assert_true(fabsf(*m.w.logit_scale - logf(1 / 0.07f)) < 1e-6f);
+    assert_true(fabsf(*m.views.logit_scale - logf(1 / 0.07f)) < 1e-6f);
     const clip_param *lnw = clip_param_find(&m, "visual.ln_pre.weight");
     assert_true(m.weights[lnw->offset] == 1.0f);
     assert_false(clip_param_find(&m, "visual.ln_pre.weight")->decay);

@@ -39,7 +39,7 @@ static void open_ref(coca_ref *r) {
     ref_load_weights(&r->m, r->f);
     check(clip_reserve(&r->m, r->B, &err), &err);
     r->S = cfg.vision.image_size, r->T = cfg.text.context_length, r->V = cfg.text.vocab_size;
-    r->E = cfg.embed_dim, r->Tv = r->m.vdims.T;
+    r->E = cfg.embed_dim, r->Tv = r->m.image_dims.T;
     size_t N = (size_t)r->B * r->T;
     r->labels = calloc(N, sizeof(int32_t));
     r->rows = falloc(N);
@@ -108,28 +108,28 @@ static void test_coca_step_matches_pytorch(void **state) {
     check(clip_text_forward(m, ref_i32(r.f, "ids", N), B, &err), &err);
     float lclip, lcap, lntp;
     float *pi = r.scratch + clip_loss_scratch_floats(B, E), *pt = pi + (size_t)B * B;
-    check(clip_loss_forward(&lclip, pi, pt, m->va.emb, m->ta.emb, *m->w.logit_scale, B, E, &err),
+    check(clip_loss_forward(&lclip, pi, pt, m->image_acts.emb, m->text_acts.emb, *m->views.logit_scale, B, E, &err),
           &err);
     check(clip_caption_forward(m, true, B, &err), &err);
     float *probs = falloc(N * V);
-    check(caption_loss_forward(&lntp, probs, r.rows, m->da.logits, r.labels, NULL, (int)N, V,
+    check(caption_loss_forward(&lntp, probs, r.rows, m->coca.acts.logits, r.labels, NULL, (int)N, V,
                                (double)r.n, &err), &err);
     assert_close("ntp loss", &lntp, ref_f32(r.f, "ntp_loss", 1), 1, 0.0, 1e-5);
     /* in place, as the trainer does: the logits become probabilities, then gradients */
-    check(caption_loss_forward(&lcap, m->da.logits, r.rows, m->da.logits, r.labels, w, (int)N, V,
+    check(caption_loss_forward(&lcap, m->coca.acts.logits, r.rows, m->coca.acts.logits, r.labels, w, (int)N, V,
                                (double)r.n, &err), &err);
     assert_close("caption loss", &lcap, ref_f32(r.f, "caption_loss", 1), 1, 0.0, 1e-5);
     float total = weights[0] * lclip + weights[1] * lcap;
     assert_close("coca loss", &total, ref_f32(r.f, "loss", 1), 1, 0.0, 1e-5);
 
     memset(r.dimg, 0, sizeof(float) * B * E), memset(r.dtxt, 0, sizeof(float) * B * E);
-    clip_loss_backward(r.dimg, r.dtxt, m->g.logit_scale, weights[0], pi, pt, m->va.emb, m->ta.emb,
-                       *m->w.logit_scale, r.scratch, B, E);
-    caption_loss_backward(m->da.logits, m->da.logits, r.labels, w, weights[1], (int)N, V,
+    clip_loss_backward(r.dimg, r.dtxt, m->grad_views.logit_scale, weights[0], pi, pt, m->image_acts.emb, m->text_acts.emb,
+                       *m->views.logit_scale, r.scratch, B, E);
+    caption_loss_backward(m->coca.acts.logits, m->coca.acts.logits, r.labels, w, weights[1], (int)N, V,
                           (double)r.n);
-    clip_caption_backward(m, m->da.logits, B);
-    clip_image_backward_with_tokens(m, r.dimg, m->dcap_img, B);
-    clip_text_backward_with_tokens(m, r.dtxt, m->dcap_txt, B);
+    clip_caption_backward(m, m->coca.acts.logits, B);
+    clip_image_backward_with_tokens(m, r.dimg, m->coca.dimg, B);
+    clip_text_backward_with_tokens(m, r.dtxt, m->coca.dtxt, B);
     for (int i = 0; i < m->nparams; i++) {
         const clip_param *p = &m->params[i];
         char name[128];
@@ -150,12 +150,12 @@ static void test_text_lm_matches_pytorch(void **state) {
     check(clip_text_forward(m, ref_i32(r.f, "ids", N), B, &err), &err);
     check(clip_caption_forward(m, false, B, &err), &err);
     float loss;
-    check(caption_loss_forward(&loss, m->da.logits, r.rows, m->da.logits, r.labels, NULL, (int)N, V,
+    check(caption_loss_forward(&loss, m->coca.acts.logits, r.rows, m->coca.acts.logits, r.labels, NULL, (int)N, V,
                                (double)r.n, &err), &err);
     assert_close("lm loss", &loss, ref_f32(r.f, "lm_loss", 1), 1, 0.0, 1e-5);
-    caption_loss_backward(m->da.logits, m->da.logits, r.labels, NULL, 1.0f, (int)N, V, (double)r.n);
-    clip_caption_backward(m, m->da.logits, B);
-    clip_text_backward_with_tokens(m, NULL, m->dcap_txt, B);
+    caption_loss_backward(m->coca.acts.logits, m->coca.acts.logits, r.labels, NULL, 1.0f, (int)N, V, (double)r.n);
+    clip_caption_backward(m, m->coca.acts.logits, B);
+    clip_text_backward_with_tokens(m, NULL, m->coca.dtxt, B);
     for (int i = 0; i < m->nparams; i++) {
         const clip_param *p = &m->params[i];
         char name[128];
@@ -186,12 +186,12 @@ static double check_caption(coca_ref *r, const float *image, const int32_t *ids,
     int32_t labels[64];
     float logp[64];
     for (int t = 0; t < T; t++) labels[t] = t + 1 < len ? ids[t + 1] : -1;
-    caption_target_logprobs(logp, m->da.logits, labels, T, V);
+    caption_target_logprobs(logp, m->coca.acts.logits, labels, T, V);
     double sum = 0;
     for (int t = 1; t < len; t++) {
         sum += logp[t - 1];
         if (!greedy) continue;
-        const float *x = m->da.logits + (size_t)(t - 1) * V;
+        const float *x = m->coca.acts.logits + (size_t)(t - 1) * V;
         int arg = -1;
         for (int j = 0; j < V; j++)
             if (j != V - 2 && (arg < 0 || x[j] > x[arg])) arg = j;

@@ -43,9 +43,9 @@ static void embed(clip_model *m, const inputs *in, float *out) {
     vlp_error err = {0};
     int E = m->cfg.embed_dim;
     assert_int_equal(clip_image_forward(m, in->img, B, &err), VLP_OK);
-    memcpy(out, m->va.emb, sizeof(float) * B * E);
+    memcpy(out, m->image_acts.emb, sizeof(float) * B * E);
     assert_int_equal(clip_text_forward(m, in->ids, B, &err), VLP_OK);
-    memcpy(out + B * E, m->ta.emb, sizeof(float) * B * E);
+    memcpy(out + B * E, m->text_acts.emb, sizeof(float) * B * E);
 }
 
 static double min_cosine(const float *a, const float *b, int n, int E) {

@@ -39,7 +39,7 @@ static void open_ref(mae_ref *r) {
     ref_load_weights(&r->m, r->f);
     check(clip_reserve(&r->m, r->B, &err), &err);
     r->S = cfg.vision.image_size, r->T = cfg.text.context_length, r->E = cfg.embed_dim;
-    r->NP = r->m.mdims.NP;
+    r->NP = r->m.mae.dims.NP;
     r->images = ref_f32(r->f, "images", (size_t)r->B * 3 * r->S * r->S);
     r->ids = ref_i32(r->f, "ids", (size_t)r->B * r->T);
     r->keep = ref_i32(r->f, "keep", (size_t)r->B * r->NK);
@@ -77,7 +77,7 @@ static void test_mae_matches_pytorch(void **state) {
     float loss;
     check(clip_mae_step(m, r.B, denom, 1.0f, &loss, &err), &err);
     assert_close("MAE loss", &loss, ref_f32(r.f, "loss", 1), 1, 0.0, 1e-5);
-    clip_image_backward_with_tokens(m, NULL, m->dmae_img, r.B);
+    clip_image_backward_with_tokens(m, NULL, m->mae.dimg, r.B);
     assert_grads(m, r.f, "grad."); /* the text tower's are zero in both */
     close_ref(&r);
 }
@@ -98,14 +98,14 @@ static void test_joint_matches_pytorch(void **state) {
     float *scratch = falloc(clip_loss_scratch_floats(B, E));
     float *dimg = falloc((size_t)B * E), *dtxt = falloc((size_t)B * E);
     float lclip, lmae;
-    check(clip_loss_forward(&lclip, pi, pt, m->va.emb, m->ta.emb, *m->w.logit_scale, B, E, &err),
+    check(clip_loss_forward(&lclip, pi, pt, m->image_acts.emb, m->text_acts.emb, *m->views.logit_scale, B, E, &err),
           &err);
-    clip_loss_backward(dimg, dtxt, m->g.logit_scale, wts[0], pi, pt, m->va.emb, m->ta.emb,
-                       *m->w.logit_scale, scratch, B, E);
+    clip_loss_backward(dimg, dtxt, m->grad_views.logit_scale, wts[0], pi, pt, m->image_acts.emb, m->text_acts.emb,
+                       *m->views.logit_scale, scratch, B, E);
     check(clip_mae_step(m, B, denom, wts[1], &lmae, &err), &err);
     float total = wts[0] * lclip + wts[1] * lmae;
     assert_close("joint loss", &total, ref_f32(r.f, "joint_loss", 1), 1, 0.0, 1e-5);
-    clip_image_backward_with_tokens(m, dimg, m->dmae_img, B);
+    clip_image_backward_with_tokens(m, dimg, m->mae.dimg, B);
     clip_text_backward(m, dtxt, B);
     assert_grads(m, r.f, "joint_grad.");
     free(pi), free(pt), free(scratch), free(dimg), free(dtxt);
@@ -123,9 +123,9 @@ static void test_unmasked_forward_is_plain(void **state) {
     for (int i = 0; i < B * NP; i++) all[i] = i % NP;
     check(clip_image_forward(m, r.images, B, &err), &err);
     float *plain = falloc((size_t)B * E);
-    memcpy(plain, m->va.emb, sizeof(float) * B * E);
+    memcpy(plain, m->image_acts.emb, sizeof(float) * B * E);
     check(clip_image_forward_masked(m, r.images, all, NP, B, &err), &err);
-    assert_memory_equal(plain, m->va.emb, sizeof(float) * B * E);
+    assert_memory_equal(plain, m->image_acts.emb, sizeof(float) * B * E);
     /* and MAE refuses a forward that masked nothing */
     float loss;
     assert_int_equal(clip_mae_step(m, B, 1.0, 1.0f, &loss, &err), VLP_ERR_ARG);
@@ -165,7 +165,7 @@ static void mae_fd_bw(void *p) {
     vlp_error err = {0};
     float loss;
     check(clip_mae_step(&c->m, c->B, c->denom, c->dloss, &loss, &err), &err);
-    clip_image_backward_with_tokens(&c->m, NULL, c->m.dmae_img, c->B);
+    clip_image_backward_with_tokens(&c->m, NULL, c->m.mae.dimg, c->B);
 }
 
 static void test_mae_finite_differences(void **state) {
@@ -180,7 +180,7 @@ static void test_mae_finite_differences(void **state) {
     check(clip_init(&c.m, &cfg, &err), &err);
     clip_init_weights(&c.m, 9);
     check(clip_reserve(&c.m, c.B, &err), &err);
-    int NP = c.m.mdims.NP; /* 16 */
+    int NP = c.m.mae.dims.NP; /* 16 */
     c.denom = (double)c.B * (NP - c.NK);
     rng r = {4};
     float *img = falloc((size_t)c.B * 3 * 8 * 8);

@@ -220,9 +220,9 @@ static void embeddings_match(const char *path, bool inference) {
     assert_memory_equal(&m.cfg.text, &want.text, sizeof want.text);
     check(clip_reserve(&m, 3, &err), &err);
     check(clip_image_forward(&m, ref_f32(f, "images", 2 * 3 * 224 * 224), 2, &err), &err);
-    compare("image", m.va.emb, ref_f32(f, "image_embeddings", 2 * 512), 2, 512);
+    compare("image", m.image_acts.emb, ref_f32(f, "image_embeddings", 2 * 512), 2, 512);
     check(clip_text_forward(&m, ref_i32(f, "ids", 3 * 77), 3, &err), &err);
-    compare("text", m.ta.emb, ref_f32(f, "text_embeddings", 3 * 512), 3, 512);
+    compare("text", m.text_acts.emb, ref_f32(f, "text_embeddings", 3 * 512), 3, 512);
     clip_free(&m);
     vlpt_free(f);
 }
@@ -260,12 +260,12 @@ static void test_rejections(void **state) {
     snprintf(path, sizeof path, "/tmp/vlp-pre-bad-%ld.safetensors", (long)getpid());
     clip_load_opts o = {.quick_gelu = -1};
     /* a NaN in one tensor */
-    float keep = m.w.txt.ln_final_w[3];
-    m.w.txt.ln_final_w[3] = NAN;
+    float keep = m.views.txt.ln_final_w[3];
+    m.views.txt.ln_final_w[3] = NAN;
     write_openclip(&m, path);
     assert_int_equal(clip_load_pretrained(&back, path, &o, &err), VLP_ERR_NUMERIC);
     assert_non_null(strstr(err.message, "'ln_final.weight'"));
-    m.w.txt.ln_final_w[3] = keep;
+    m.views.txt.ln_final_w[3] = keep;
     /* HF without one q projection */
     write_hf(&m, path);
     st_file *sf;
@@ -295,7 +295,7 @@ static void test_rejections(void **state) {
     check(st_write(path2, ts, n, NULL, 0, &err), &err);
     check(clip_load_pretrained(&back, path2, &o, &err), &err);
     assert_true(clip_param_find(&back, "visual.transformer.resblocks.0.attn.out_proj.weight") != NULL);
-    assert_true(back.w.vis.blocks[0].out_proj_w[5] == 1.0f);
+    assert_true(back.views.vis.blocks[0].out_proj_w[5] == 1.0f);
     clip_free(&back);
     for (int i = 0; i < n; i++)
         if (!strcmp(ts[i].name, "visual.ln_pre.bias")) ts[i].dtype = ST_I32; /* 64 int32 = the same bytes */

@@ -175,8 +175,8 @@ static void test_checkpoint_round_trip(void **state) {
     clip_free(&m8);
 
     /* a file missing a tensor, and one with a tensor the model lacks */
-    st_tensor ts[2] = {{.name = "logit_scale", .dtype = ST_F32, .ndim = 0, .data = f.m.w.logit_scale},
-                       {.name = "visual.extra.bias", .dtype = ST_F32, .ndim = 1, .shape = {1}, .data = f.m.w.logit_scale}};
+    st_tensor ts[2] = {{.name = "logit_scale", .dtype = ST_F32, .ndim = 0, .data = f.m.views.logit_scale},
+                       {.name = "visual.extra.bias", .dtype = ST_F32, .ndim = 1, .shape = {1}, .data = f.m.views.logit_scale}};
     check(st_write(path, ts, 1, NULL, 0, &err), &err);
     check(st_open(path, &sf, &err), &err);
     assert_int_equal(clip_load_weights(&back, sf, &err), VLP_ERR_FORMAT);
@@ -424,9 +424,9 @@ static void test_mae_weights_and_masks(void **state) {
         for (size_t i = 0; i < p->numel; i++) big = fmaxf(big, fabsf(f.m.grads[p->offset + i]));
         assert_true((big > 0) == (k > 0));
         if (k == 1) { /* the next step draws other masks */
-            memcpy(keep1, f.m.keep, sizeof keep1);
+            memcpy(keep1, f.m.mae.keep, sizeof keep1);
             check(trainer_step(f.t, &info, &err), &err);
-            assert_true(memcmp(keep1, f.m.keep, sizeof keep1) != 0);
+            assert_true(memcmp(keep1, f.m.mae.keep, sizeof keep1) != 0);
         }
         fixture_free(&f);
         remove_dir(d);
@@ -514,7 +514,7 @@ static const objective_option fixed_options[] = {
 
 static vlp_err fixed_grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {
     embeddings *e = state;
-    float *scale = c->m->w.logit_scale, learnt = *scale;
+    float *scale = c->m->views.logit_scale, learnt = *scale;
     *scale = logf(1.0f / c->opt[TEMPERATURE]); /* InfoNCE reads the scale from the model */
     vlp_err rc = embeddings_encode(e, c, image_forward_plain, NULL, err);
     if (rc == VLP_OK) rc = infonce_grads(e, c, 1.0f, loss, err);
@@ -547,7 +547,7 @@ static void test_objective_from_the_test_file(void **state) {
         char *d = make_dir();
         fixture f;
         fixture_init(&f, &o, o.seed, d, 32);
-        float scale0 = *f.m.w.logit_scale;
+        float scale0 = *f.m.views.logit_scale;
         assert_true(fabsf(expf(scale0) - 1.0f / 0.07f) < 1e-3f);
         vlp_error err = {0};
         train_step_info info;
@@ -555,7 +555,7 @@ static void test_objective_from_the_test_file(void **state) {
         first[k] = info.loss;
         check(trainer_step(f.t, &info, &err), &err);
         second[k] = info.loss;
-        scale_after[k] = *f.m.w.logit_scale - scale0;
+        scale_after[k] = *f.m.views.logit_scale - scale0;
         assert_true(isfinite(second[k]) && second[k] != first[k]);
         fixture_free(&f);
         remove_dir(d);

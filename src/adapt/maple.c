@@ -77,7 +77,7 @@ static vlp_err maple_images(prompt_learner *pl, const float *images, int B, floa
     VLP_CHECK_ARG(B <= pl->batch, err, "batch %d: the learner holds %d images", B, pl->batch);
     couple_forward(pl, B);
     VLP_TRY(clip_image_forward(pl->m, images, B, err));
-    memcpy(out, pl->m->va.emb, sizeof(float) * (size_t)B * pl->E);
+    memcpy(out, pl->m->image_acts.emb, sizeof(float) * (size_t)B * pl->E);
     return VLP_OK;
 }
 

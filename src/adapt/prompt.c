@@ -204,7 +204,7 @@ static void init_context(prompt_learner *pl, rng64 *r) {
     for (int s = 0; s < sets; s++)
         for (int k = 0; k < pl->n; k++)
             memcpy(pl->ctx + s * nW + (size_t)k * pl->W,
-                   pl->m->w.txt.token_embedding + (size_t)ids[1 + k] * pl->W, sizeof(float) * pl->W);
+                   pl->m->views.txt.token_embedding + (size_t)ids[1 + k] * pl->W, sizeof(float) * pl->W);
 }
 
 static vlp_err allocate(prompt_learner *pl, int batch, vlp_error *err) {
@@ -386,7 +386,7 @@ vlp_err pl_text_features(prompt_learner *pl, const float *bias, vlp_error *err) 
     for (int c0 = 0; c0 < pl->C; c0 += pl->chunk) {
         int nc = pl->C - c0 < pl->chunk ? pl->C - c0 : pl->chunk;
         VLP_TRY(text_chunk_forward(pl, c0, nc, bias, err));
-        memcpy(pl->tfeat + (size_t)c0 * pl->E, pl->m->ta.emb, sizeof(float) * nc * pl->E);
+        memcpy(pl->tfeat + (size_t)c0 * pl->E, pl->m->text_acts.emb, sizeof(float) * nc * pl->E);
     }
     return VLP_OK;
 }
@@ -414,7 +414,7 @@ vlp_err pl_text_backward(prompt_learner *pl, const float *bias, const float *dfe
 
 /* ---- the loss and the pieces of the methods ---------------------------------------------- */
 
-float pl_logit_scale(const prompt_learner *pl) { return expf(*pl->m->w.logit_scale); }
+float pl_logit_scale(const prompt_learner *pl) { return expf(*pl->m->views.logit_scale); }
 
 float pl_cross_entropy(const float *scores, const int *labels, int B, int C, float scale, float *dscores,
                        int *correct) {
@@ -441,7 +441,7 @@ float pl_cross_entropy(const float *scores, const int *labels, int B, int C, flo
 
 vlp_err pl_plain_images(prompt_learner *pl, const float *images, int B, float *out, vlp_error *err) {
     VLP_TRY(clip_image_forward(pl->m, images, B, err));
-    memcpy(out, pl->m->va.emb, sizeof(float) * (size_t)B * pl->E);
+    memcpy(out, pl->m->image_acts.emb, sizeof(float) * (size_t)B * pl->E);
     return VLP_OK;
 }
 

@@ -143,7 +143,7 @@ vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, 
     for (int i0 = 0; i0 < n; i0 += v->o.batch) {
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
         VLP_TRY(clip_image_forward(&v->m, pixels + (size_t)i0 * img, b, err));
-        copy_out(v, &v->m.va, b, out + (size_t)i0 * E);
+        copy_out(v, &v->m.image_acts, b, out + (size_t)i0 * E);
     }
     return VLP_OK;
 }
@@ -170,7 +170,7 @@ vlp_err vlp_encode_image_files(vlp_model *v, const char *const *paths, int n, fl
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
         VLP_TRY(model_file_pixels(v, paths + i0, b, err));
         VLP_TRY(clip_image_forward(&v->m, v->pixels, b, err));
-        copy_out(v, &v->m.va, b, out + (size_t)i0 * E);
+        copy_out(v, &v->m.image_acts, b, out + (size_t)i0 * E);
     }
     return VLP_OK;
 }
@@ -182,7 +182,7 @@ vlp_err vlp_encode_texts(vlp_model *v, const char *const *texts, int n, float *o
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
         for (int i = 0; i < b; i++) v->tok.encode(v->tok.impl, texts[i0 + i], v->ids + (size_t)i * T, T);
         VLP_TRY(clip_text_forward(&v->m, v->ids, b, err));
-        copy_out(v, &v->m.ta, b, out + (size_t)i0 * E);
+        copy_out(v, &v->m.text_acts, b, out + (size_t)i0 * E);
     }
     return VLP_OK;
 }
@@ -199,13 +199,13 @@ void vlp_tokenize(const vlp_model *v, const char *text, int *ids, int ctx) {
     v->tok.encode(v->tok.impl, text, (int32_t *)ids, ctx);
 }
 
-bool vlp_model_has_decoder(const vlp_model *v) { return v && v->m.caption; }
+bool vlp_model_has_decoder(const vlp_model *v) { return v && v->m.coca.on; }
 
 vlp_err vlp_caption_images(vlp_model *v, const float *pixels, int n, int beam, char **texts,
                            float *scores, vlp_error *err) {
     VLP_CHECK_ARG(v && (pixels || n == 0) && (texts || n == 0) && n >= 0, err,
                   "vlp_caption_images: bad arguments");
-    VLP_CHECK_ARG(v->m.caption, err, "the model has no caption decoder (its config has no multimodal_cfg)");
+    VLP_CHECK_ARG(v->m.coca.on, err, "the model has no caption decoder (its config has no multimodal_cfg)");
     int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
     int32_t sot = v->m.cfg.text.vocab_size - 2, eot = v->m.cfg.text.vocab_size - 1;
     size_t img = (size_t)3 * S * S, cap = (size_t)T * 64 + 1;
@@ -228,7 +228,7 @@ vlp_err vlp_caption_images(vlp_model *v, const float *pixels, int n, int beam, c
 vlp_err vlp_caption_nll(vlp_model *v, const float *pixels, const char *const *captions, int n,
                         double *nll, long *targets, vlp_error *err) {
     VLP_CHECK_ARG(v && captions && nll && targets && n >= 0, err, "vlp_caption_nll: bad arguments");
-    VLP_CHECK_ARG(v->m.caption, err, "the model has no caption decoder (its config has no multimodal_cfg)");
+    VLP_CHECK_ARG(v->m.coca.on, err, "the model has no caption decoder (its config has no multimodal_cfg)");
     int S = v->m.cfg.vision.image_size, T = v->m.cfg.text.context_length;
     int V = v->m.cfg.text.vocab_size, B = v->o.batch;
     size_t img = (size_t)3 * S * S;
@@ -245,7 +245,7 @@ vlp_err vlp_caption_nll(vlp_model *v, const float *pixels, const char *const *ca
         if (rc == VLP_OK) rc = clip_caption_forward(&v->m, pixels != NULL, b, err);
         float mean;
         if (rc == VLP_OK && nt > 0)
-            rc = caption_loss_forward(&mean, v->m.da.logits, rows, v->m.da.logits, labels, NULL, b * T,
+            rc = caption_loss_forward(&mean, v->m.coca.acts.logits, rows, v->m.coca.acts.logits, labels, NULL, b * T,
                                       V, (double)nt, err);
         if (rc == VLP_OK && nt > 0) *nll += (double)mean * nt, *targets += nt;
     }

@@ -18,7 +18,7 @@ vlp_err encode_images_rgb8(clip_model *m, const uint8_t *rgb, int n, const image
         int b = n - i0 < B ? n - i0 : B;
         for (int i = 0; i < b; i++) rgb8_to_chw(x + i * img, rgb + (size_t)(i0 + i) * S * S * 3, S, norm);
         rc = clip_image_forward(m, x, b, err);
-        if (rc == VLP_OK) memcpy(out + (size_t)i0 * E, m->va.emb, sizeof(float) * b * E);
+        if (rc == VLP_OK) memcpy(out + (size_t)i0 * E, m->image_acts.emb, sizeof(float) * b * E);
     }
     free(x);
     return rc;
@@ -35,7 +35,7 @@ vlp_err encode_texts(clip_model *m, const text_tokenizer *tok, const char *const
         int b = n - i0 < B ? n - i0 : B;
         for (int i = 0; i < b; i++) tok->encode(tok->impl, texts[i0 + i], ids + (size_t)i * T, T);
         rc = clip_text_forward(m, ids, b, err);
-        if (rc == VLP_OK) memcpy(out + (size_t)i0 * E, m->ta.emb, sizeof(float) * b * E);
+        if (rc == VLP_OK) memcpy(out + (size_t)i0 * E, m->text_acts.emb, sizeof(float) * b * E);
     }
     free(ids);
     return rc;

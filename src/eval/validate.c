@@ -14,7 +14,7 @@ typedef embedded_set val_set;
 static vlp_err encode_images(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
     clip_model *m = ctx;
     VLP_TRY(clip_image_forward(m, pixels, n, err));
-    memcpy(out, m->va.emb, sizeof(float) * (size_t)n * m->cfg.embed_dim);
+    memcpy(out, m->image_acts.emb, sizeof(float) * (size_t)n * m->cfg.embed_dim);
     return VLP_OK;
 }
 
@@ -63,7 +63,7 @@ static vlp_err batched_loss(const clip_model *m, const float *img, const float *
         if (b < 2) break; /* a lone last pair has no negatives */
         float l;
         rc = clip_loss_forward(&l, probs, probs + (size_t)b * b, img + (size_t)i0 * E,
-                               txt + (size_t)i0 * E, *m->w.logit_scale, b, E, err);
+                               txt + (size_t)i0 * E, *m->views.logit_scale, b, E, err);
         sum += (double)l * b, counted += b;
     }
     free(probs);

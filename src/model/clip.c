@@ -1,4 +1,5 @@
 #include "model/clip.h"
+#include "model/clip_head.h"
 #include "model/arena.h"
 #include "core/parallel.h"
 #include "core/error.h"
@@ -14,15 +15,15 @@
 
 /* ---- parameter table ------------------------------------------------------------- */
 
-/* The layout pass runs twice: to count (m->weights == NULL), then to fill the
- * table and bind the views. */
-typedef struct layout {
-    clip_model *m;
-    int n;
-    size_t off;
-    bool bind;
-    unsigned part; // the clip_part of what is registered now
-} layout;
+/* The heads a model may carry, in the order their parameters follow the
+ * towers' (the checkpoint's order) and their weights are drawn: one line each. */
+static const clip_head *const heads[] = {&head_mae_decoder, &head_text_decoder};
+#define NHEADS ((int)(sizeof heads / sizeof heads[0]))
+#define FOR_PRESENT_HEADS(h, m)                                                                    \
+    for (int hi_ = 0; hi_ < NHEADS; hi_++)                                                         \
+        for (const clip_head *h = heads[hi_]; h && h->present(&(m)->cfg); h = NULL)
+
+typedef param_layout layout;
 
 /* open_clip's weight-decay rule (its main.py): every parameter decays but
  * those with ndim < 2 or a name containing bn, ln, bias or logit_scale, so
@@ -75,27 +76,18 @@ static void reg_blocks(layout *L, const char *prefix, int layers, const block_di
         }
 }
 
-/* MAE's decoder, after the towers (vlp's names: open_clip has no MAE) */
-static void reg_mae(layout *L) {
-    clip_model *m = L->m;
-    const mae_dims *d = &m->mdims;
-    if (d->layers == 0) return;
-    L->part = CLIP_PART_MAE_DECODER;
-    mae_views *w = &m->w.mae, *gv = &m->g.mae;
-    bool g = L->bind && m->grads;
-    float *unused;
-    int C = d->blk.C;
-#define M_G(field) L->bind ? &w->field : &unused, g ? &gv->field : NULL
-    reg(L, "mae_decoder.embed.weight", 2, C, d->E, 0, 0, M_G(embed_w));
-    reg(L, "mae_decoder.embed.bias", 1, C, 0, 0, 0, M_G(embed_b));
-    reg_embedding(L, "mae_decoder.mask_token", 1, C, 0, M_G(mask_token));
-    reg_embedding(L, "mae_decoder.positional_embedding", 2, d->blk.T, C, M_G(pos));
-    reg_blocks(L, "mae_decoder.", d->layers, &d->blk, w->blocks, g ? gv->blocks : NULL);
-    reg(L, "mae_decoder.ln.weight", 1, C, 0, 0, 0, M_G(ln_w));
-    reg(L, "mae_decoder.ln.bias", 1, C, 0, 0, 0, M_G(ln_b));
-    reg(L, "mae_decoder.pred.weight", 2, d->K, C, 0, 0, M_G(pred_w));
-    reg(L, "mae_decoder.pred.bias", 1, d->K, 0, 0, 0, M_G(pred_b));
-#undef M_G
+void layout_reg(param_layout *L, const char *name, int ndim, int64_t d0, int64_t d1, float **wv, float **gv) {
+    reg(L, name, ndim, d0, d1, 0, 0, wv, gv);
+}
+
+void layout_reg_embedding(param_layout *L, const char *name, int ndim, int64_t d0, int64_t d1, float **wv,
+                          float **gv) {
+    reg_embedding(L, name, ndim, d0, d1, wv, gv);
+}
+
+void layout_reg_blocks(param_layout *L, const char *prefix, int layers, const block_dims *d, block_params *w,
+                       block_params *g) {
+    reg_blocks(L, prefix, layers, d, w, g);
 }
 
 static void run_layout(layout *L) {
@@ -104,8 +96,8 @@ static void run_layout(layout *L) {
     const clip_vision_cfg *v = &c->vision;
     const clip_text_cfg *t = &c->text;
     int grid = v->image_size / v->patch_size, E = c->embed_dim;
-    vision_views *vw = &m->w.vis, *vg = &m->g.vis;
-    text_views *tw = &m->w.txt, *tg = &m->g.txt;
+    vision_views *vw = &m->views.vis, *vg = &m->grad_views.vis;
+    text_views *tw = &m->views.txt, *tg = &m->grad_views.txt;
     float *unused;
 #define W_G(field) L->bind ? &vw->field : &unused, L->bind ? &vg->field : &unused
 #define T_G(field) L->bind ? &tw->field : &unused, L->bind ? &tg->field : &unused
@@ -115,12 +107,12 @@ static void run_layout(layout *L) {
     L->part = CLIP_PART_TEXT_POOL;
     reg(L, "text_projection", 2, t->width, E, 0, 0, T_G(text_projection));
     L->part = CLIP_PART_LOGIT_SCALE;
-    reg(L, "logit_scale", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_scale : &unused,
-        L->bind ? &m->g.logit_scale : &unused);
+    reg(L, "logit_scale", 0, 0, 0, 0, 0, L->bind ? &m->views.logit_scale : &unused,
+        L->bind ? &m->grad_views.logit_scale : &unused);
     L->part = CLIP_PART_LOGIT_BIAS;
     if (c->has_logit_bias)
-        reg(L, "logit_bias", 0, 0, 0, 0, 0, L->bind ? &m->w.logit_bias : &unused,
-            L->bind ? &m->g.logit_bias : &unused);
+        reg(L, "logit_bias", 0, 0, 0, 0, 0, L->bind ? &m->views.logit_bias : &unused,
+            L->bind ? &m->grad_views.logit_bias : &unused);
     L->part = CLIP_PART_IMAGE;
     reg_embedding(L, "visual.class_embedding", 1, v->width, 0, W_G(class_embedding));
     reg_embedding(L, "visual.positional_embedding", 2, grid * grid + 1, v->width,
@@ -129,52 +121,21 @@ static void run_layout(layout *L) {
     reg(L, "visual.conv1.weight", 4, v->width, 3, v->patch_size, v->patch_size, W_G(conv1));
     reg(L, "visual.ln_pre.weight", 1, v->width, 0, 0, 0, W_G(ln_pre_w));
     reg(L, "visual.ln_pre.bias", 1, v->width, 0, 0, 0, W_G(ln_pre_b));
-    reg_blocks(L, "visual.transformer.", v->layers, &m->vdims, vw->blocks, vg->blocks);
+    reg_blocks(L, "visual.transformer.", v->layers, &m->image_dims, vw->blocks, vg->blocks);
     reg(L, "visual.ln_post.weight", 1, v->width, 0, 0, 0, W_G(ln_post_w));
     reg(L, "visual.ln_post.bias", 1, v->width, 0, 0, 0, W_G(ln_post_b));
     L->part = CLIP_PART_TEXT;
-    reg_blocks(L, "transformer.", t->layers, &m->tdims, tw->blocks, tg->blocks);
+    reg_blocks(L, "transformer.", t->layers, &m->text_dims, tw->blocks, tg->blocks);
     reg_embedding(L, "token_embedding.weight", 2, t->vocab_size, t->width, T_G(token_embedding));
     L->part = CLIP_PART_TEXT_POOL;
     reg(L, "ln_final.weight", 1, t->width, 0, 0, 0, T_G(ln_final_w));
     reg(L, "ln_final.bias", 1, t->width, 0, 0, 0, T_G(ln_final_b));
 #undef W_G
 #undef T_G
-    reg_mae(L);
-    const clip_multimodal_cfg *mc = &c->multimodal;
-    if (mc->layers == 0) return;
-    /* CoCa's MultimodalTransformer: resblocks, cross_attn, ln_final, text_projection */
-    L->part = CLIP_PART_TEXT_DECODER;
-    decoder_views *dw = &m->w.dec, *dg = &m->g.dec;
-    bool g = L->bind && m->grads;
-    reg_blocks(L, "text_decoder.", mc->layers, &m->ddims.self, dw->self, g ? dg->self : NULL);
-    block_param_spec specs[BLOCK_NPARAMS];
-    block_param_specs(&m->ddims.cross, specs);
-    for (int l = 0; l < mc->layers; l++)
-        for (int i = 0; i <= BLOCK_NPARAMS; i++) {
-            /* open_clip's order: ln_1, attn, ln_1_kv, ln_2, mlp */
-            char name[VLP_PARAM_NAME_MAX];
-            if (i == 6) {
-                for (int k = 0; k < 2; k++) {
-                    snprintf(name, sizeof name, "text_decoder.cross_attn.%d.ln_1_kv.%s", l,
-                             k ? "bias" : "weight");
-                    float **wv = L->bind ? (k ? &dw->cross[l].ln_1_kv_b : &dw->cross[l].ln_1_kv_w) : &unused;
-                    float **gv = g ? (k ? &dg->cross[l].ln_1_kv_b : &dg->cross[l].ln_1_kv_w) : NULL;
-                    reg(L, name, 1, mc->width, 0, 0, 0, wv, gv);
-                }
-            }
-            if (i == BLOCK_NPARAMS) break;
-            snprintf(name, sizeof name, "text_decoder.cross_attn.%d.%s", l, specs[i].name);
-            reg(L, name, specs[i].ndim, specs[i].dims[0], specs[i].dims[1], 0, 0,
-                L->bind ? block_params_slot(&dw->cross[l].base, i) : &unused,
-                g ? block_params_slot(&dg->cross[l].base, i) : NULL);
-        }
-    reg(L, "text_decoder.ln_final.weight", 1, mc->width, 0, 0, 0,
-        L->bind ? &dw->ln_final_w : &unused, g ? &dg->ln_final_w : NULL);
-    reg(L, "text_decoder.ln_final.bias", 1, mc->width, 0, 0, 0,
-        L->bind ? &dw->ln_final_b : &unused, g ? &dg->ln_final_b : NULL);
-    reg(L, "text_decoder.text_projection", 2, mc->width, t->vocab_size, 0, 0,
-        L->bind ? &dw->text_projection : &unused, g ? &dg->text_projection : NULL);
+    FOR_PRESENT_HEADS(h, m) {
+        L->part = h->part;
+        h->layout(L);
+    }
 }
 
 const char *clip_part_name(unsigned part) {
@@ -192,30 +153,13 @@ static void set_dims(clip_model *m, const clip_config *cfg) {
     const clip_vision_cfg *v = &cfg->vision;
     const clip_text_cfg *t = &cfg->text;
     int grid = v->image_size / v->patch_size;
-    m->vdims = (block_dims){.T = grid * grid + 1, .C = v->width, .NH = v->heads,
+    m->image_dims = (block_dims){.T = grid * grid + 1, .C = v->width, .NH = v->heads,
                             .hidden = v->mlp_width, .causal = false,
                             .act = cfg->quick_gelu ? VLP_ACT_QUICKGELU : VLP_ACT_GELU, .eps = 1e-5f};
-    m->tdims = (block_dims){.T = t->context_length, .C = t->width, .NH = t->heads,
-                            .hidden = t->mlp_width, .causal = true, .act = m->vdims.act,
+    m->text_dims = (block_dims){.T = t->context_length, .C = t->width, .NH = t->heads,
+                            .hidden = t->mlp_width, .causal = true, .act = m->image_dims.act,
                             .eps = 1e-5f};
-    const clip_multimodal_cfg *mc = &cfg->multimodal;
-    if (mc->layers > 0) {
-        m->caption = true;
-        block_dims sd = {.T = t->context_length, .C = mc->width, .NH = mc->heads,
-                         .hidden = mc->mlp_width, .causal = true, .act = m->vdims.act, .eps = 1e-5f};
-        block_dims cd = sd;
-        cd.causal = false;
-        m->ddims = (decoder_dims){.self = sd, .cross = cd, .Tk = m->vdims.T, .V = t->vocab_size,
-                                  .layers = mc->layers};
-    }
-    const clip_mae_cfg *ac = &cfg->mae;
-    if (ac->layers > 0) {
-        m->mae = true;
-        block_dims bd = {.T = m->vdims.T, .C = ac->width, .NH = ac->heads, .hidden = ac->mlp_width,
-                         .causal = false, .act = m->vdims.act, .eps = 1e-5f};
-        m->mdims = (mae_dims){.blk = bd, .NP = grid * grid, .E = cfg->embed_dim,
-                              .K = 3 * v->patch_size * v->patch_size, .layers = ac->layers};
-    }
+    FOR_PRESENT_HEADS(h, m) h->set_dims(m);
 }
 
 size_t clip_config_param_count(const clip_config *cfg) {
@@ -236,8 +180,6 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     m->inference = !with_grads;
     const clip_vision_cfg *v = &cfg->vision;
     const clip_text_cfg *t = &cfg->text;
-    const clip_multimodal_cfg *mc = &cfg->multimodal;
-    const clip_mae_cfg *ac = &cfg->mae;
     layout L = {.m = m};
     run_layout(&L);
     m->nparams = L.n;
@@ -246,34 +188,27 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     m->params = calloc((size_t)m->nparams, sizeof *m->params);
     m->weights = aligned_alloc(64, bytes);
     m->grads = with_grads ? aligned_alloc(64, bytes) : NULL;
-    int nblocks = 2 * (v->layers + t->layers + mc->layers + ac->layers);
+    int nblocks = 2 * (v->layers + t->layers);
+    FOR_PRESENT_HEADS(h, m) nblocks += 2 * h->blocks(m);
     m->block_views = calloc((size_t)nblocks, sizeof *m->block_views);
-    m->cross_views = mc->layers ? calloc(2 * (size_t)mc->layers, sizeof *m->cross_views) : NULL;
-    if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views ||
-        (mc->layers && !m->cross_views)) {
+    if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views) {
         clip_free(m);
         VLP_FAIL(err, VLP_ERR_NOMEM, "could not allocate %zu parameters (%.1f MiB%s)",
                  m->nfloats, bytes / 1048576.0, with_grads ? ", twice" : "");
     }
     memset(m->weights, 0, bytes);
     if (with_grads) memset(m->grads, 0, bytes);
-    m->w.vis.blocks = m->block_views;
-    m->w.txt.blocks = m->w.vis.blocks + v->layers;
+    m->views.vis.blocks = m->block_views;
+    m->views.txt.blocks = m->views.vis.blocks + v->layers;
     if (with_grads) {
-        m->g.vis.blocks = m->w.txt.blocks + t->layers;
-        m->g.txt.blocks = m->g.vis.blocks + v->layers;
+        m->grad_views.vis.blocks = m->views.txt.blocks + t->layers;
+        m->grad_views.txt.blocks = m->grad_views.vis.blocks + v->layers;
     }
-    if (mc->layers) {
-        m->w.dec.self = m->block_views + 2 * (v->layers + t->layers);
-        m->w.dec.cross = m->cross_views;
-        if (with_grads) {
-            m->g.dec.self = m->w.dec.self + mc->layers;
-            m->g.dec.cross = m->cross_views + mc->layers;
-        }
-    }
-    if (ac->layers) {
-        m->w.mae.blocks = m->block_views + 2 * (v->layers + t->layers + mc->layers);
-        if (with_grads) m->g.mae.blocks = m->w.mae.blocks + ac->layers;
+    block_params *next = m->block_views + 2 * (v->layers + t->layers);
+    FOR_PRESENT_HEADS(h, m) {
+        vlp_err rc = h->bind_views(m, next, with_grads, err);
+        if (rc != VLP_OK) return clip_free(m), rc;
+        next += 2 * h->blocks(m);
     }
     layout B = {.m = m, .bind = true};
     run_layout(&B);
@@ -295,13 +230,11 @@ void clip_free(clip_model *m) {
     free(m->weights);
     free(m->grads);
     free(m->block_views);
-    free(m->cross_views);
-    free(m->da.in), free(m->da.out), free(m->da.self), free(m->da.cross);
-    free(m->ma.xs), free(m->ma.blocks);
-    free(m->va.xs);
-    free(m->va.blocks);
-    free(m->ta.xs);
-    free(m->ta.blocks);
+    FOR_PRESENT_HEADS(h, m) h->free(m);
+    free(m->image_acts.xs);
+    free(m->image_acts.blocks);
+    free(m->text_acts.xs);
+    free(m->text_acts.blocks);
     free(m->arena);
     free(m->mm.workspace);
     memset(m, 0, sizeof *m);
@@ -352,7 +285,7 @@ const clip_param *clip_param_find(const clip_model *m, const char *name) {
 
 /* ---- initialisation, as open_clip ------------------------------------------------------ */
 
-static void init_block(rng64 *r, block_params *p, const block_dims *d, bool text, int layers) {
+void clip_init_block(rng64 *r, block_params *p, const block_dims *d, bool text, int layers) {
     int C = d->C, H = d->hidden;
     init_const(p->ln_1_w, C, 1.0f), init_const(p->ln_1_b, C, 0.0f);
     init_const(p->ln_2_w, C, 1.0f), init_const(p->ln_2_b, C, 0.0f);
@@ -378,49 +311,36 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
     rng64 r = {seed};
     const clip_vision_cfg *v = &m->cfg.vision;
     const clip_text_cfg *t = &m->cfg.text;
-    vision_views *vw = &m->w.vis;
-    text_views *tw = &m->w.txt;
-    int E = m->cfg.embed_dim, Tv = m->vdims.T, K = 3 * v->patch_size * v->patch_size;
+    vision_views *vw = &m->views.vis;
+    text_views *tw = &m->views.txt;
+    int E = m->cfg.embed_dim, Tv = m->image_dims.T, K = 3 * v->patch_size * v->patch_size;
     float vscale = 1.0f / sqrtf((float)v->width);
     init_uniform(&r, vw->conv1, (size_t)v->width * K, 1.0f / sqrtf((float)K));
     init_normal(&r, vw->class_embedding, v->width, vscale);
     init_normal(&r, vw->positional_embedding, (size_t)Tv * v->width, vscale);
     init_const(vw->ln_pre_w, v->width, 1.0f), init_const(vw->ln_pre_b, v->width, 0.0f);
-    for (int l = 0; l < v->layers; l++) init_block(&r, &vw->blocks[l], &m->vdims, false, v->layers);
+    for (int l = 0; l < v->layers; l++) clip_init_block(&r, &vw->blocks[l], &m->image_dims, false, v->layers);
     init_const(vw->ln_post_w, v->width, 1.0f), init_const(vw->ln_post_b, v->width, 0.0f);
     init_normal(&r, vw->proj, (size_t)v->width * E, vscale);
 
     init_normal(&r, tw->token_embedding, (size_t)t->vocab_size * t->width, 0.02f);
     init_normal(&r, tw->positional_embedding, (size_t)t->context_length * t->width, 0.01f);
-    for (int l = 0; l < t->layers; l++) init_block(&r, &tw->blocks[l], &m->tdims, true, t->layers);
+    for (int l = 0; l < t->layers; l++) clip_init_block(&r, &tw->blocks[l], &m->text_dims, true, t->layers);
     init_const(tw->ln_final_w, t->width, 1.0f), init_const(tw->ln_final_b, t->width, 0.0f);
     init_normal(&r, tw->text_projection, (size_t)t->width * E, 1.0f / sqrtf((float)t->width));
-    *m->w.logit_scale = clip_config_logit_scale_init(&m->cfg);
-    if (m->w.logit_bias) *m->w.logit_bias = m->cfg.init_logit_bias;
+    *m->views.logit_scale = clip_config_logit_scale_init(&m->cfg);
+    if (m->views.logit_bias) *m->views.logit_bias = m->cfg.init_logit_bias;
 
-    /* CoCa's MultimodalTransformer.init_parameters: the text tower's normal
-     * draws for both kinds of block, text_projection N(0, width^-½) */
-    const clip_multimodal_cfg *mc = &m->cfg.multimodal;
-    decoder_views *dw = &m->w.dec;
-    for (int l = 0; l < mc->layers; l++) {
-        init_block(&r, &dw->self[l], &m->ddims.self, true, mc->layers);
-        init_block(&r, &dw->cross[l].base, &m->ddims.cross, true, mc->layers);
-        init_const(dw->cross[l].ln_1_kv_w, mc->width, 1.0f);
-        init_const(dw->cross[l].ln_1_kv_b, mc->width, 0.0f);
-    }
-    if (mc->layers) {
-        init_const(dw->ln_final_w, mc->width, 1.0f), init_const(dw->ln_final_b, mc->width, 0.0f);
-        init_normal(&r, dw->text_projection, (size_t)mc->width * t->vocab_size,
-                    1.0f / sqrtf((float)mc->width));
-    }
-    if (m->mae) mae_init_weights(&m->w.mae, &m->mdims, rng64_u64(&r));
+    FOR_PRESENT_HEADS(h, m) h->init_weights(m, &r);
 }
 
 /* ---- activation arena ------------------------------------------------------------------- */
 
-/* Every image token through the head: FILIP's loss and CoCa's decoder read them. */
+/* Every image token through the head: FILIP's loss and the heads that read them (CoCa's decoder, MAE's). */
 static bool image_token_head(const clip_model *m) {
-    return m->token_head || m->caption || (m->mae && !m->inference);
+    bool tokens = m->token_head;
+    FOR_PRESENT_HEADS(h, m) tokens |= h->reads_image_tokens(m);
+    return tokens;
 }
 
 static void bind_tower(arena *a, tower_acts *t, const block_dims *d, int layers, int B, int E,
@@ -488,50 +408,36 @@ static size_t tower_scratch(const block_dims *d, int B, int E, bool tokens) {
 }
 
 /* The text ids are kept for the embedding backward: int32 in float-sized slots. */
-static int32_t *text_ids(clip_model *m) { return (int32_t *)m->ta.stem; }
+static int32_t *text_ids(clip_model *m) { return (int32_t *)m->text_acts.stem; }
 
 /* The image tower's blocks: the class token, the patches and the prompts. */
 static block_dims vision_dims(const clip_model *m) {
-    block_dims d = m->vdims;
-    d.T += m->vp_room;
+    block_dims d = m->image_dims;
+    d.T += m->image_prompt_room;
     return d;
 }
 
 static void bind_all(clip_model *m, arena *a, int B) {
     int E = m->cfg.embed_dim, P = m->cfg.vision.patch_size;
-    int NP = m->vdims.T - 1;
+    int NP = m->image_dims.T - 1;
     block_dims vd = vision_dims(m);
     /* bf16 training keeps each block's GEMM inputs in bf16 rather than recomputing them */
     bool keep16 = keeps16(m);
     m->kept16 = keep16;
-    bind_tower(a, &m->va, &vd, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
+    bind_tower(a, &m->image_acts, &vd, m->cfg.vision.layers, B, E, (size_t)B * NP * 3 * P * P, true,
                m->inference, m->checkpoint, image_token_head(m), keep16);
-    bind_tower(a, &m->ta, &m->tdims, m->cfg.text.layers, B, E, (size_t)B * m->tdims.T, false,
+    bind_tower(a, &m->text_acts, &m->text_dims, m->cfg.text.layers, B, E, (size_t)B * m->text_dims.T, false,
                m->inference, m->checkpoint, m->token_head, keep16);
     size_t s = tower_scratch(&vd, B, E, image_token_head(m));
-    if (m->mae && !m->inference) /* a masked backward's patch gradient, after the rest */
-        s += arena_round_up((size_t)B * NP * m->vdims.C);
-    size_t st = tower_scratch(&m->tdims, B, E, m->token_head);
+    if (m->mae.on && !m->inference) /* a masked backward's patch gradient, after the rest */
+        s += arena_round_up((size_t)B * NP * m->image_dims.C);
+    size_t st = tower_scratch(&m->text_dims, B, E, m->token_head);
     if (st > s) s = st;
-    size_t patches = (size_t)B * NP * m->vdims.C;      /* forward: the patch embeddings */
+    size_t patches = (size_t)B * NP * m->image_dims.C;      /* forward: the patch embeddings */
     if (patches > s) s = patches;
-    if (m->caption) {
-        size_t n = decoder_acts_bind(&m->da, NULL, &m->ddims, B);
-        float *dec = arena_take(a, n);
-        if (a->base) decoder_acts_bind(&m->da, dec, &m->ddims, B);
-        m->dcap_img = arena_take(a, (size_t)B * m->vdims.T * E);
-        m->dcap_txt = arena_take(a, (size_t)B * m->tdims.T * m->tdims.C);
-        size_t ds = decoder_scratch_floats(&m->ddims, B);
-        if (ds > s) s = ds;
-    }
-    if (m->mae && !m->inference) {
-        size_t n = mae_acts_bind(&m->ma, NULL, &m->mdims, B);
-        float *acts = arena_take(a, n);
-        if (a->base) mae_acts_bind(&m->ma, acts, &m->mdims, B);
-        m->keep = (int32_t *)arena_take(a, (size_t)B * NP);
-        m->dmae_img = arena_take(a, (size_t)B * m->vdims.T * E);
-        size_t ms = mae_scratch_floats(&m->mdims, B);
-        if (ms > s) s = ms;
+    FOR_PRESENT_HEADS(h, m) {
+        size_t hs = h->bind(m, a, B);
+        if (hs > s) s = hs;
     }
     m->scratch = arena_take(a, s);
 }
@@ -540,32 +446,15 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
     VLP_CHECK_ARG(B > 0, err, "batch size must be positive, got %d", B);
     if (B <= m->batch) return VLP_OK;
     int Lv = m->cfg.vision.layers, Lt = m->cfg.text.layers;
-    free(m->va.xs), free(m->va.blocks), free(m->ta.xs), free(m->ta.blocks), free(m->arena);
+    free(m->image_acts.xs), free(m->image_acts.blocks), free(m->text_acts.xs), free(m->text_acts.blocks), free(m->arena);
     m->arena = NULL, m->batch = 0;
-    m->va.xs = calloc((size_t)Lv + 1, sizeof(float *));
-    m->va.blocks = calloc((size_t)Lv, sizeof(block_acts));
-    m->ta.xs = calloc((size_t)Lt + 1, sizeof(float *));
-    m->ta.blocks = calloc((size_t)Lt, sizeof(block_acts));
-    VLP_CHECK(m->va.xs && m->va.blocks && m->ta.xs && m->ta.blocks, err, VLP_ERR_NOMEM,
+    m->image_acts.xs = calloc((size_t)Lv + 1, sizeof(float *));
+    m->image_acts.blocks = calloc((size_t)Lv, sizeof(block_acts));
+    m->text_acts.xs = calloc((size_t)Lt + 1, sizeof(float *));
+    m->text_acts.blocks = calloc((size_t)Lt, sizeof(block_acts));
+    VLP_CHECK(m->image_acts.xs && m->image_acts.blocks && m->text_acts.xs && m->text_acts.blocks, err, VLP_ERR_NOMEM,
               "could not allocate the activation tables of %d + %d layers", Lv, Lt);
-    if (m->caption) {
-        int Ld = m->ddims.layers;
-        free(m->da.in), free(m->da.out), free(m->da.self), free(m->da.cross);
-        m->da = (decoder_acts){.in = calloc(2 * (size_t)Ld, sizeof(float *)),
-                               .out = calloc(2 * (size_t)Ld, sizeof(float *)),
-                               .self = calloc((size_t)Ld, sizeof(block_acts)),
-                               .cross = calloc((size_t)Ld, sizeof(cross_acts))};
-        VLP_CHECK(m->da.in && m->da.out && m->da.self && m->da.cross, err, VLP_ERR_NOMEM,
-                  "could not allocate the decoder's activation tables");
-    }
-    if (m->mae && !m->inference) {
-        int Lm = m->mdims.layers;
-        free(m->ma.xs), free(m->ma.blocks);
-        m->ma = (mae_acts){.xs = calloc((size_t)Lm + 1, sizeof(float *)),
-                           .blocks = calloc((size_t)Lm, sizeof(block_acts))};
-        VLP_CHECK(m->ma.xs && m->ma.blocks, err, VLP_ERR_NOMEM,
-                  "could not allocate MAE's activation tables");
-    }
+    FOR_PRESENT_HEADS(h, m) VLP_TRY(h->reserve(m, err));
     arena count = {0};
     bind_all(m, &count, B);
     size_t bytes = count.off * sizeof(float);
@@ -694,16 +583,16 @@ static float *tower_backward(float **spare, tower_acts *t, const float *demb, co
 }
 
 vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error *err) {
-    return clip_image_forward_masked(m, images, NULL, m->vdims.T - 1, B, err);
+    return clip_image_forward_masked(m, images, NULL, m->image_dims.T - 1, B, err);
 }
 
 vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int32_t *keep, int NK,
                                   int B, vlp_error *err) {
     VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
     const clip_vision_cfg *v = &m->cfg.vision;
-    const vision_views *w = &m->w.vis;
-    tower_acts *t = &m->va;
-    block_dims bd = m->vdims;
+    const vision_views *w = &m->views.vis;
+    tower_acts *t = &m->image_acts;
+    block_dims bd = m->image_dims;
     int NP = bd.T - 1;
     if (NK == NP) keep = NULL; /* every patch, in order */
     VLP_CHECK_ARG(NK >= 1 && NK <= NP && (keep || NK == NP), err,
@@ -712,11 +601,11 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
         VLP_CHECK_ARG(keep[i] >= 0 && keep[i] < NP && (i % NK == 0 || keep[i] > keep[i - 1]), err,
                       "keep list of sample %d: patch %d at %d is not ascending in [0, %d)", i / NK,
                       keep[i], i % NK, NP);
-    VLP_CHECK_ARG(!keep || !m->vp.n, err, "image prompts and a masked image forward do not go together");
-    if (keep && m->keep) memcpy(m->keep, keep, sizeof(int32_t) * B * NK);
-    m->nkeep = NK;
-    int nvp = m->vp.n;
-    VLP_CHECK_ARG(!nvp || B <= m->vp.count, err, "batch %d: the image prompts are set for %d images", B, m->vp.count);
+    VLP_CHECK_ARG(!keep || !m->image_prompts.n, err, "image prompts and a masked image forward do not go together");
+    if (keep && m->mae.keep) memcpy(m->mae.keep, keep, sizeof(int32_t) * B * NK);
+    m->mae.nkeep = NK;
+    int nvp = m->image_prompts.n;
+    VLP_CHECK_ARG(!nvp || B <= m->image_prompts.count, err, "batch %d: the image prompts are set for %d images", B, m->image_prompts.count);
     bd.T = 1 + NK + nvp;
     bd.B = B;
     bd.mm = &m->mm;
@@ -732,12 +621,12 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
         for (int b = 0; b < B; b++) {
             float *dst = t->x0 + (size_t)b * bd.T * W;
             memcpy(dst, t->xs[0] + b * own, sizeof(float) * own);
-            memcpy(dst + own, m->vp.in + b * pn, sizeof(float) * pn);
+            memcpy(dst + own, m->image_prompts.in + b * pn, sizeof(float) * pn);
         }
     }
     layernorm_forward(t->xs[0], t->pre_mean, t->pre_rstd, t->x0, w->ln_pre_w, w->ln_pre_b,
                       B * bd.T, W, bd.eps);
-    VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, &m->vp, 1 + NK, err));
+    VLP_TRY(blocks_forward(t, w->blocks, &bd, v->layers, &m->image_prompts, 1 + NK, err));
     pool_index_first(t->pool_index, B);
     token_pool_forward(t->pooled, t->xs[v->layers], t->pool_index, B, bd.T, W);
     head_forward(t, w->ln_post_w, w->ln_post_b, w->proj, B, W, E, bd.eps);
@@ -749,26 +638,26 @@ vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int3
 static void image_backward(clip_model *m, const float *demb, const float *dtok,
                            const float *dtok_feat, int B) {
     const clip_vision_cfg *v = &m->cfg.vision;
-    vision_views *w = &m->w.vis, *g = &m->g.vis;
-    tower_acts *t = &m->va;
+    vision_views *w = &m->views.vis, *g = &m->grad_views.vis;
+    tower_acts *t = &m->image_acts;
     /* the last forward's tokens: 1 + NK, all patches unless it was masked */
-    int nvp = m->vp.n, W = v->width, T = 1 + m->nkeep + nvp, NP = m->vdims.T - 1, E = m->cfg.embed_dim;
+    int nvp = m->image_prompts.n, W = v->width, T = 1 + m->mae.nkeep + nvp, NP = m->image_dims.T - 1, E = m->cfg.embed_dim;
     size_t BT = (size_t)B * T;
-    const int32_t *keep = m->nkeep < NP ? m->keep : NULL;
+    const int32_t *keep = m->mae.nkeep < NP ? m->mae.keep : NULL;
     float *other;
-    block_dims bd = m->vdims;
+    block_dims bd = m->image_dims;
     bd.T = T;
     bd.mm = &m->mm;
     if (m->frozen) { /* prompt learning: down to the image's prompts, no weight gradients */
         if (!nvp) return;
         float *dx = tower_backward(&other, t, demb, dtok, dtok_feat, NULL, m->scratch, w->ln_post_w, w->proj,
-                                   NULL, NULL, NULL, w->blocks, NULL, &bd, v->layers, 0, &m->vp,
-                                   1 + m->nkeep, m->checkpoint, B, E);
+                                   NULL, NULL, NULL, w->blocks, NULL, &bd, v->layers, 0, &m->image_prompts,
+                                   1 + m->mae.nkeep, m->checkpoint, B, E);
         memset(other, 0, sizeof(float) * BT * W);
         layernorm_backward(other, NULL, NULL, dx, t->x0, w->ln_pre_w, t->pre_mean, t->pre_rstd, (int)BT, W);
         size_t pn = (size_t)nvp * W;
-        for (int b = 0; m->vp.din && b < B; b++)
-            memcpy(m->vp.din + b * pn, other + ((size_t)b * T + 1 + m->nkeep) * W, sizeof(float) * pn);
+        for (int b = 0; m->image_prompts.din && b < B; b++)
+            memcpy(m->image_prompts.din + b * pn, other + ((size_t)b * T + 1 + m->mae.nkeep) * W, sizeof(float) * pn);
         return;
     }
     if (clip_image_frozen(m)) return; /* locked: nothing to learn here */
@@ -783,10 +672,10 @@ static void image_backward(clip_model *m, const float *demb, const float *dtok,
     /* d(x0) is in `other`; the patches' gradient only feeds conv1's weight.
      * It has a row for every patch: more than dx holds after a masked
      * forward, so it then lives past the whole unmasked layout */
-    float *dpatches = keep ? m->scratch + tower_scratch(&m->vdims, B, E, image_token_head(m)) : dx;
+    float *dpatches = keep ? m->scratch + tower_scratch(&m->image_dims, B, E, image_token_head(m)) : dx;
     memset(dpatches, 0, sizeof(float) * (size_t)B * NP * W);
     cls_pos_backward(dpatches, g->class_embedding, g->positional_embedding, other, keep, B, NP,
-                     m->nkeep, W);
+                     m->mae.nkeep, W);
     patch_embed_backward(NULL, g->conv1, dpatches, t->stem, w->conv1, NULL, B, 3, v->image_size,
                          v->image_size, v->patch_size, W);
 }
@@ -805,16 +694,16 @@ void clip_image_backward_with_tokens(clip_model *m, const float *demb, const flo
 vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *err) {
     VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
     const clip_text_cfg *c = &m->cfg.text;
-    const text_views *w = &m->w.txt;
-    tower_acts *t = &m->ta;
-    block_dims bd = m->tdims;
+    const text_views *w = &m->views.txt;
+    tower_acts *t = &m->text_acts;
+    block_dims bd = m->text_dims;
     bd.B = B;
     bd.mm = &m->mm;
     int W = c->width, T = c->context_length, E = m->cfg.embed_dim;
     VLP_TRY(embedding_forward(t->xs[0], ids, w->token_embedding, w->positional_embedding, B, T, W,
                               c->vocab_size, err));
     memcpy(text_ids(m), ids, sizeof(int32_t) * B * T);
-    const tower_prompts *pr = &m->tp;
+    const tower_prompts *pr = &m->text_prompts;
     VLP_CHECK_ARG(!pr->n || B <= pr->count, err, "batch %d: the text prompts are set for %d texts", B, pr->count);
     for (int b = 0; pr->n && b < B; b++) /* prompts in place of tokens 1..n, positions added */
         for (int k = 0; k < pr->n; k++) {
@@ -834,21 +723,21 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
 static void text_backward(clip_model *m, const float *demb, const float *dtok,
                           const float *dx_last, int B) {
     const clip_text_cfg *c = &m->cfg.text;
-    text_views *w = &m->w.txt, *g = &m->g.txt;
+    text_views *w = &m->views.txt, *g = &m->grad_views.txt;
     float *spare;
-    block_dims bd = m->tdims;
+    block_dims bd = m->text_dims;
     bd.mm = &m->mm;
     if (m->frozen) { /* prompt learning: down to the text's prompts, no weight gradients */
-        const tower_prompts *pr = &m->tp;
+        const tower_prompts *pr = &m->text_prompts;
         if (!pr->n) return;
-        float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
+        float *dx = tower_backward(&spare, &m->text_acts, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
                                    w->text_projection, NULL, NULL, NULL, w->blocks, NULL, &bd, c->layers, 0,
                                    pr, 1, m->checkpoint, B, m->cfg.embed_dim);
         size_t T = (size_t)c->context_length, W = c->width, pn = (size_t)pr->n * W;
         for (int b = 0; pr->din && b < B; b++) memcpy(pr->din + b * pn, dx + (b * T + 1) * W, sizeof(float) * pn);
         return;
     }
-    float *dx = tower_backward(&spare, &m->ta, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
+    float *dx = tower_backward(&spare, &m->text_acts, demb, dtok, NULL, dx_last, m->scratch, w->ln_final_w,
                                w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
                                g->blocks, &bd, c->layers, 0, NULL, 0, m->checkpoint, B, m->cfg.embed_dim);
@@ -864,48 +753,6 @@ void clip_text_backward_tokens(clip_model *m, const float *dtok, int B) {
 }
 void clip_text_backward_with_tokens(clip_model *m, const float *demb, const float *dx_last, int B) {
     text_backward(m, demb, NULL, dx_last, B);
-}
-
-/* ---- CoCa's decoder -------------------------------------------------------------------------- */
-
-vlp_err clip_caption_forward(clip_model *m, bool with_image, int B, vlp_error *err) {
-    VLP_CHECK_ARG(m->caption, err, "the model has no caption decoder (config multimodal_cfg)");
-    VLP_CHECK_ARG(!m->vp.n && !m->tp.n, err, "the caption decoder does not read prompted towers");
-    VLP_CHECK_ARG(B > 0 && B <= m->batch, err, "batch %d exceeds the reserved %d", B, m->batch);
-    VLP_CHECK_ARG(!with_image || m->nkeep == m->vdims.T - 1, err,
-                  "CoCa's decoder reads every image token: the last image forward was masked");
-    decoder_dims d = m->ddims;
-    d.self.mm = d.cross.mm = &m->mm;
-    return decoder_forward(&m->da, m->ta.xs[m->cfg.text.layers], with_image ? m->va.tok_feat : NULL,
-                           &m->w.dec, &d, B, err);
-}
-
-void clip_caption_backward(clip_model *m, const float *dlogits, int B) {
-    decoder_dims d = m->ddims;
-    d.self.mm = d.cross.mm = &m->mm;
-    memset(m->dcap_img, 0, sizeof(float) * (size_t)B * m->vdims.T * m->cfg.embed_dim);
-    memset(m->dcap_txt, 0, sizeof(float) * (size_t)B * m->tdims.T * m->tdims.C);
-    decoder_backward(m->dcap_txt, m->dcap_img, &m->g.dec, dlogits, &m->da, &m->w.dec, &d,
-                     m->scratch, B);
-}
-
-/* ---- MAE's decoder -------------------------------------------------------------------------- */
-
-vlp_err clip_mae_forward(clip_model *m, int B, vlp_error *err) {
-    VLP_CHECK_ARG(m->mae && !m->inference, err,
-                  "the model has no MAE decoder (config mae_cfg) or is for inference only");
-    int NP = m->mdims.NP, NK = m->nkeep;
-    VLP_CHECK_ARG(NK < NP, err, "MAE needs a masked image forward first (it kept all %d patches)", NP);
-    mae_dims d = m->mdims;
-    d.blk.mm = &m->mm;
-    return mae_forward(&m->ma, m->va.tok_feat, m->keep, NK, &m->w.mae, &d, B, err);
-}
-
-void clip_mae_backward(clip_model *m, const float *dpred, int B) {
-    mae_dims d = m->mdims;
-    d.blk.mm = &m->mm;
-    memset(m->dmae_img, 0, sizeof(float) * (size_t)B * (1 + m->nkeep) * m->cfg.embed_dim);
-    mae_backward(m->dmae_img, &m->g.mae, dpred, &m->ma, &m->w.mae, &d, m->scratch, B);
 }
 
 void clip_set_checkpointing(clip_model *m, bool on) {
@@ -965,11 +812,11 @@ vlp_err clip_set_prompts(clip_model *m, const tower_prompts *vis, const tower_pr
     VLP_TRY(check_prompts(txt, m->cfg.text.layers, m->cfg.text.context_length - 2, "text", err));
     VLP_TRY(check_prompts(vis, m->cfg.vision.layers, 1 << 16, "image", err));
     int nv = vis ? vis->n : 0;
-    VLP_CHECK_ARG(!nv || !(m->caption || (m->mae && !m->inference) || m->token_head), err,
+    VLP_CHECK_ARG(!nv || !(m->coca.on || (m->mae.on && !m->inference) || m->token_head), err,
                   "a model with a caption or MAE decoder or a token head takes no image prompts");
-    if (nv > m->vp_room) m->vp_room = nv, m->batch = 0; /* the next clip_reserve sizes the longer sequence */
-    m->vp = nv ? *vis : (tower_prompts){0};
-    m->tp = txt && txt->n ? *txt : (tower_prompts){0};
-    m->frozen = m->vp.n || m->tp.n;
+    if (nv > m->image_prompt_room) m->image_prompt_room = nv, m->batch = 0; /* the next clip_reserve sizes the longer sequence */
+    m->image_prompts = nv ? *vis : (tower_prompts){0};
+    m->text_prompts = txt && txt->n ? *txt : (tower_prompts){0};
+    m->frozen = m->image_prompts.n || m->text_prompts.n;
     return VLP_OK;
 }

@@ -108,13 +108,39 @@ typedef struct tower_prompts {
     float *ddeep;       // (depth-1, n, W) d loss / d deep, accumulated; NULL: not wanted
 } tower_prompts;
 
+/* CoCa's captioning head (cfg.multimodal.layers > 0): a text decoder whose
+ * layers cross-attend to the image tokens; the image forward then also
+ * projects every token (image_acts.tok_feat), the decoder reads them and the
+ * text tower's last block output. Parameters text_decoder.* (CLIP_PART_TEXT_DECODER). */
+typedef struct coca_head {
+    bool on;
+    cross_params *cross_views;   // [2 · layers] weights, then gradients
+    decoder_dims dims;
+    decoder_acts acts;           // the decoder's activations, in the arena
+    float *dimg, *dtxt;          // (B, Tv, E) (B, T, W) the caption loss's tower gradients
+} coca_head;
+
+/* MAE's pixel decoder (cfg.mae.layers > 0): the image forward may see only
+ * some patches (clip_image_forward_masked); the decoder reads the projected
+ * tokens. Parameters mae_decoder.* (CLIP_PART_MAE_DECODER). */
+typedef struct mae_head {
+    bool on;
+    mae_dims dims;
+    mae_acts acts;
+    int32_t *keep;               // (B, NK) the last image forward's visible patches
+    int nkeep;                   // their number; NP: the last forward saw every patch
+    float *dimg;                 // (B, 1+NK, E) the MAE loss's gradient for the image tokens
+} mae_head;
+
+/* A model: two towers and the heads its config has, each head's parameters
+ * registered in the one buffer under its own part (clip_part). */
 typedef struct clip_model {
     clip_config cfg;
     clip_param *params;
     int nparams;
     size_t nfloats;
     float *weights, *grads;     // (nfloats) each
-    clip_views w, g;            // views into weights and grads
+    clip_views views, grad_views; // named views into weights and grads
     block_params *block_views;  // storage for the four block arrays
 
     /* inference only (clip_init_inference): no gradients; every block of a tower
@@ -125,8 +151,8 @@ typedef struct clip_model {
     int batch;
     float *arena;
     size_t arena_floats;
-    tower_acts va, ta;
-    block_dims vdims, tdims;
+    tower_acts image_acts, text_acts;
+    block_dims image_dims, text_dims;
     float *scratch;               // backward temporaries, shared by both towers
     matmul_cfg mm;                // the blocks' matmuls: precision, bf16 workspace (owned)
     /* locked-image tuning: image blocks below this index, and the stem, are
@@ -134,34 +160,20 @@ typedef struct clip_model {
      * whole image tower is frozen (no image backward at all) */
     int vision_frozen_below;
     bool vision_stem_frozen; // conv1, class/positional embedding, ln_pre locked
-    bool token_head; // the forward also computes per-token features (FILIP)
+    bool token_head; // FILIP's head: the forward also computes per-token features (no parameters of its own)
     /* prompt learning (clip_set_prompts): the towers' prompt tokens; while
      * any are set the weights are frozen: the backward computes only what
      * reaches the prompts, no parameter gets a gradient */
-    tower_prompts vp, tp;
+    tower_prompts image_prompts, text_prompts;
     bool frozen;
-    int vp_room; // image prompt tokens the arena has room for (clip_reserve sizes it)
+    int image_prompt_room; // image prompt tokens the arena has room for (clip_reserve sizes it)
     /* gradient checkpointing (clip_set_checkpointing): every block of a tower
      * shares one set of activations, and the backward recomputes each block's
      * from its saved input before going through it */
     bool checkpoint;
     bool kept16; // the bound blocks keep bf16 activations (bind_all: bf16 training)
-    /* CoCa (cfg.multimodal.layers > 0): the image forward also projects every
-     * token (va.tok_feat), the decoder reads them and the text tower's last
-     * block output */
-    bool caption;
-    cross_params *cross_views;   // [2 · multimodal layers] weights, then gradients
-    decoder_dims ddims;
-    decoder_acts da;             // the decoder's activations, in the arena
-    float *dcap_img, *dcap_txt;  // (B, Tv, E) (B, T, W) the caption loss's tower gradients
-    /* MAE (cfg.mae.layers > 0): the image forward may see only some patches
-     * (clip_image_forward_masked); the decoder reads the projected tokens */
-    bool mae;
-    mae_dims mdims;
-    mae_acts ma;
-    int32_t *keep;               // (B, NK) the last image forward's visible patches
-    int nkeep;                   // their number; NP: the last forward saw every patch
-    float *dmae_img;             // (B, 1+NK, E) the MAE loss's gradient for the image tokens
+    coca_head coca;
+    mae_head mae;
     /* int8 weights of the towers' blocks (model/clip_q8.h: vlp quantize), or
      * NULL; inference models only */
     struct clip_q8 *q8;
@@ -190,7 +202,7 @@ vlp_err clip_lock_image(clip_model *m, int unlocked_groups, vlp_error *err);
 bool clip_image_frozen(const clip_model *m); /* the whole image tower */
 
 /* FILIP: from now on the forward also writes per-token features
- * (va.tok_emb (B, Tv, E), ta.tok_emb (B, Tt, E)); the activations are
+ * (image_acts.tok_emb (B, Tv, E), text_acts.tok_emb (B, Tt, E)); the activations are
  * reserved again at the next clip_reserve. The backward from their
  * gradients: */
 void clip_enable_token_head(clip_model *m);
@@ -198,11 +210,11 @@ void clip_image_backward_tokens(clip_model *m, const float *dtok, int B); // (B,
 void clip_text_backward_tokens(clip_model *m, const float *dtok, int B);  // (B, Tt, E)
 
 /* CoCa: the decoder on the last forwards' text tokens and, with_image, the
- * image tokens; next-token logits (B, T, vocab) in da.logits. Without the
+ * image tokens; next-token logits (B, T, vocab) in coca.acts.logits. Without the
  * image: the text-only language model (PRIOR's reference). */
 vlp_err clip_caption_forward(clip_model *m, bool with_image, int B, vlp_error *err);
 /* From the logits' gradient: the decoder's parameter gradients (accumulated)
- * and the towers' in dcap_img / dcap_txt (overwritten), for the calls below. */
+ * and the towers' in coca.dimg / coca.dtxt (overwritten), for the calls below. */
 void clip_caption_backward(clip_model *m, const float *dlogits, int B);
 /* The towers' backward from any of: the pooled embedding's gradient demb
  * (B, E), the image's projected tokens' (B, Tv, E) / the text tower's last
@@ -218,9 +230,9 @@ void clip_text_backward_with_tokens(clip_model *m, const float *demb, const floa
 vlp_err clip_image_forward_masked(clip_model *m, const float *images, const int32_t *keep, int NK,
                                   int B, vlp_error *err);
 /* MAE's decoder on the last masked image forward: its predictions of every
- * patch's pixels in ma.pred (B, NP+1, K); the backward from their gradient
+ * patch's pixels in mae.acts.pred (B, NP+1, K); the backward from their gradient
  * accumulates the decoder's gradients and writes the image tokens' in
- * dmae_img, for clip_image_backward_with_tokens. */
+ * mae.dimg, for clip_image_backward_with_tokens. */
 vlp_err clip_mae_forward(clip_model *m, int B, vlp_error *err);
 void clip_mae_backward(clip_model *m, const float *dpred, int B);
 
@@ -252,7 +264,7 @@ const clip_param *clip_param_find(const clip_model *m, const char *name);
 /* Sizes the activation arena for batches up to B (re-sizes when B grows). */
 vlp_err clip_reserve(clip_model *m, int B, vlp_error *err);
 
-/* Towers: forward to L2-normalised embeddings (B, E) in va.emb / ta.emb;
+/* Towers: forward to L2-normalised embeddings (B, E) in image_acts.emb / text_acts.emb;
  * backward from their gradient, accumulating into m->grads. */
 vlp_err clip_image_forward(clip_model *m, const float *images, int B, vlp_error *err); // (B,3,H,W)
 void clip_image_backward(clip_model *m, const float *demb, int B);                     // (B, E); not in inference

@@ -185,8 +185,8 @@ static vlp_err load_hf(clip_model *m, const st_file *f, vlp_error *err) {
         VLP_TRY(take_param(f, direct[k][0], m, clip_param_find(m, direct[k][1]), err));
     /* projections: HF stores nn.Linear (E, W); open_clip multiplies x @ proj with (W, E) */
     const int64_t vproj[2] = {E, Wv}, tproj[2] = {E, Wt};
-    VLP_TRY(take(f, "visual_projection.weight", m->w.vis.proj, 2, vproj, true, err));
-    VLP_TRY(take(f, "text_projection.weight", m->w.txt.text_projection, 2, tproj, true, err));
+    VLP_TRY(take(f, "visual_projection.weight", m->views.vis.proj, 2, vproj, true, err));
+    VLP_TRY(take(f, "text_projection.weight", m->views.txt.text_projection, 2, tproj, true, err));
     for (int l = 0; l < c->vision.layers; l++)
         VLP_TRY(load_hf_block(m, f, "vision_model.encoder.layers.", "visual.transformer.", l, Wv, err));
     for (int l = 0; l < c->text.layers; l++)

@@ -78,8 +78,8 @@ static vlp_err attach(clip_model *m, vlp_error *err) {
         clip_q8_free(m);
         VLP_FAIL(err, VLP_ERR_NOMEM, "int8 tables of %d blocks", Lv + Lt);
     }
-    for (int l = 0; l < Lv; l++) m->w.vis.blocks[l].q8 = &m->q8->blocks[l];
-    for (int l = 0; l < Lt; l++) m->w.txt.blocks[l].q8 = &m->q8->blocks[Lv + l];
+    for (int l = 0; l < Lv; l++) m->views.vis.blocks[l].q8 = &m->q8->blocks[l];
+    for (int l = 0; l < Lt; l++) m->views.txt.blocks[l].q8 = &m->q8->blocks[Lv + l];
     return VLP_OK;
 }
 
@@ -272,7 +272,7 @@ vlp_err clip_q8_reserve(clip_model *m, int B, vlp_error *err) {
     if (!m->q8 || B <= 0) return VLP_OK;
     const clip_vision_cfg *v = &m->cfg.vision;
     const clip_text_cfg *t = &m->cfg.text;
-    int Tv = m->vdims.T + m->vp_room, Tt = m->tdims.T;
+    int Tv = m->image_dims.T + m->image_prompt_room, Tt = m->text_dims.T;
     int rows = B * (Tv > Tt ? Tv : Tt);
     int cols = v->width;
     int widths[3] = {v->mlp_width, t->width, t->mlp_width};
@@ -284,7 +284,7 @@ vlp_err clip_q8_reserve(clip_model *m, int B, vlp_error *err) {
         free(m->q8->workspace);
         m->q8->workspace = ws, m->q8->workspace_bytes = bytes;
     }
-    m->vdims.q8_ws = m->tdims.q8_ws = m->q8->workspace;
+    m->image_dims.q8_ws = m->text_dims.q8_ws = m->q8->workspace;
     return VLP_OK;
 }
 
@@ -294,9 +294,9 @@ void clip_q8_free(clip_model *m) {
     for (int b = 0; m->q8->blocks && b < L; b++)
         for (int i = 0; i < NMATRICES; i++)
             q8_matrix_free((q8_matrix *)((char *)&m->q8->blocks[b] + MATRICES[i].q8));
-    for (int l = 0; m->w.vis.blocks && l < m->cfg.vision.layers; l++) m->w.vis.blocks[l].q8 = NULL;
-    for (int l = 0; m->w.txt.blocks && l < m->cfg.text.layers; l++) m->w.txt.blocks[l].q8 = NULL;
-    m->vdims.q8_ws = m->tdims.q8_ws = NULL;
+    for (int l = 0; m->views.vis.blocks && l < m->cfg.vision.layers; l++) m->views.vis.blocks[l].q8 = NULL;
+    for (int l = 0; m->views.txt.blocks && l < m->cfg.text.layers; l++) m->views.txt.blocks[l].q8 = NULL;
+    m->image_dims.q8_ws = m->text_dims.q8_ws = NULL;
     free(m->q8->blocks), free(m->q8->workspace), free(m->q8);
     m->q8 = NULL;
 }

@@ -26,16 +26,16 @@ static double normalised(double logp, int generated) { return logp / (generated 
 
 vlp_err caption_generate(clip_model *m, const float *image, int beam, int32_t sot, int32_t eot,
                          int32_t *out, float *score, vlp_error *err) {
-    VLP_CHECK_ARG(m->caption, err, "the model has no caption decoder (config multimodal_cfg)");
+    VLP_CHECK_ARG(m->coca.on, err, "the model has no caption decoder (config multimodal_cfg)");
     VLP_CHECK_ARG(beam >= 1 && beam <= m->batch, err,
                   "beam %d must be in 1..%d (the model's reserved batch)", beam, m->batch);
     int T = m->cfg.text.context_length, V = m->cfg.text.vocab_size;
-    size_t tok = (size_t)m->vdims.T * m->cfg.embed_dim;
+    size_t tok = (size_t)m->image_dims.T * m->cfg.embed_dim;
     VLP_CHECK_ARG(sot >= 0 && eot >= 0 && sot < V && eot < V && T >= 2, err,
                   "start/end ids %d/%d outside the vocabulary of %d", sot, eot, V);
     VLP_TRY(clip_image_forward(m, image, 1, err));
     for (int b = 1; b < beam; b++) /* every hypothesis attends to the same image */
-        memcpy(m->va.tok_feat + b * tok, m->va.tok_feat, sizeof(float) * tok);
+        memcpy(m->image_acts.tok_feat + b * tok, m->image_acts.tok_feat, sizeof(float) * tok);
 
     int32_t *ids = calloc((size_t)4 * beam * T, sizeof(int32_t)); // live, next, batch, best
     /* 2·beam continuations per hypothesis (as HF): finished ones do not
@@ -64,7 +64,7 @@ vlp_err caption_generate(clip_model *m, const float *image, int beam, int32_t so
         if (rc != VLP_OK) break;
         int nc = 0;
         for (int b = 0; b < nlive; b++) {
-            const float *x = m->da.logits + ((size_t)b * T + (t - 1)) * V; /* predicts position t */
+            const float *x = m->coca.acts.logits + ((size_t)b * T + (t - 1)) * V; /* predicts position t */
             float mx = -INFINITY;
             for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
             double sum = 0;

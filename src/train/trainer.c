@@ -135,7 +135,7 @@ static vlp_err update(trainer *t, float loss, double *gnorm, float *lr, bool *sk
               "--skip-nonfinite)", t->step + 1, loss, *gnorm);
     adamw_step(&o->adam, *lr, t->step + 1, m->params, m->nparams, m->weights, m->grads, t->exp_avg,
                t->exp_avg_sq);
-    clamp_logit_scale(m->w.logit_scale);
+    clamp_logit_scale(m->views.logit_scale);
     return VLP_OK;
 }
 
@@ -164,7 +164,7 @@ vlp_err trainer_step(trainer *t, train_step_info *info, vlp_error *err) {
     t->step++;
     if (info)
         *info = (train_step_info){.step = t->step, .loss = loss, .lr = lr,
-                                  .logit_scale = expf(*m->w.logit_scale), .grad_norm = gnorm,
+                                  .logit_scale = expf(*m->views.logit_scale), .grad_norm = gnorm,
                                   .skipped = skipped,
                                   .pos = t->data->tell(t->data->impl), .seconds = now_s() - t0,
                                   .data_seconds = t_data};

@@ -193,16 +193,16 @@ vlp_err clip_step_forward(clip_step *s, clip_model *m, const float *images, cons
     }
     VLP_TRY(clip_image_forward(m, images, B, err));
     VLP_TRY(clip_text_forward(m, ids, B, err));
-    return clip_loss_forward(&s->loss, s->probs_i2t, s->probs_t2i, m->va.emb, m->ta.emb,
-                             *m->w.logit_scale, B, E, err);
+    return clip_loss_forward(&s->loss, s->probs_i2t, s->probs_t2i, m->image_acts.emb, m->text_acts.emb,
+                             *m->views.logit_scale, B, E, err);
 }
 
 void clip_step_backward(clip_step *s, clip_model *m, int B) {
     int E = m->cfg.embed_dim;
     memset(s->demb_img, 0, sizeof(float) * (size_t)B * E);
     memset(s->demb_txt, 0, sizeof(float) * (size_t)B * E);
-    clip_loss_backward(s->demb_img, s->demb_txt, m->g.logit_scale, 1.0f, s->probs_i2t,
-                       s->probs_t2i, m->va.emb, m->ta.emb, *m->w.logit_scale, s->scratch, B, E);
+    clip_loss_backward(s->demb_img, s->demb_txt, m->grad_views.logit_scale, 1.0f, s->probs_i2t,
+                       s->probs_t2i, m->image_acts.emb, m->text_acts.emb, *m->views.logit_scale, s->scratch, B, E);
     clip_image_backward(m, s->demb_img, B);
     clip_text_backward(m, s->demb_txt, B);
 }

@@ -38,7 +38,7 @@ vlp_err captions_set_reference(captions *cp, const objective_ctx *c, clip_model 
                                vlp_error *err) {
     const clip_config *a = &c->m->cfg, *r = &ref->cfg;
     VLP_CHECK_ARG(cp->w, err, "the run does not use PRIOR weighting");
-    VLP_CHECK_ARG(ref->caption, err, "PRIOR's reference has no text decoder (config multimodal_cfg)");
+    VLP_CHECK_ARG(ref->coca.on, err, "PRIOR's reference has no text decoder (config multimodal_cfg)");
     VLP_CHECK_ARG(r->text.vocab_size == a->text.vocab_size &&
                       r->text.context_length == a->text.context_length,
                   err, "PRIOR's reference reads %d tokens of a %d-token vocabulary, the model %d of "
@@ -70,7 +70,7 @@ static vlp_err prior_micro(captions *cp, const objective_ctx *c, int k, vlp_erro
         int n = mb - c0 < r->batch ? mb - c0 : r->batch;
         VLP_TRY(clip_text_forward(r, c->ids + (size_t)k * N + (size_t)c0 * T, n, err));
         VLP_TRY(clip_caption_forward(r, false, n, err));
-        caption_target_logprobs(cp->ref_logp + (size_t)c0 * T, r->da.logits,
+        caption_target_logprobs(cp->ref_logp + (size_t)c0 * T, r->coca.acts.logits,
                                 labels + (size_t)c0 * T, n * T, V);
     }
     prior_weights(cp->w, cp->ref_logp, labels, mb, T, cp->alpha);
@@ -85,10 +85,10 @@ vlp_err captions_micro(captions *cp, const objective_ctx *c, int k, bool with_im
     if (cp->w) VLP_TRY(prior_micro(cp, c, k, err));
     VLP_TRY(clip_caption_forward(m, with_image, mb, err));
     float part;
-    VLP_TRY(caption_loss_forward(&part, m->da.logits, cp->rows, m->da.logits, labels, cp->w, N, V,
+    VLP_TRY(caption_loss_forward(&part, m->coca.acts.logits, cp->rows, m->coca.acts.logits, labels, cp->w, N, V,
                                  denom, err));
     *loss += part;
-    caption_loss_backward(m->da.logits, m->da.logits, labels, cp->w, dloss, N, V, denom);
-    clip_caption_backward(m, m->da.logits, mb);
+    caption_loss_backward(m->coca.acts.logits, m->coca.acts.logits, labels, cp->w, dloss, N, V, denom);
+    clip_caption_backward(m, m->coca.acts.logits, mb);
     return VLP_OK;
 }

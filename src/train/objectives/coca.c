@@ -77,8 +77,8 @@ static vlp_err grads(void *state, const objective_ctx *c, float *loss, vlp_error
             VLP_TRY(text_forward(c, k, err));
         }
         VLP_TRY(captions_micro(&s->cap, c, k, true, denom, capw, &caption, err));
-        clip_image_backward_with_tokens(m, s->e.dimg + (size_t)k * mb * E, m->dcap_img, mb);
-        clip_text_backward_with_tokens(m, s->e.dtxt + (size_t)k * mb * E, m->dcap_txt, mb);
+        clip_image_backward_with_tokens(m, s->e.dimg + (size_t)k * mb * E, m->coca.dimg, mb);
+        clip_text_backward_with_tokens(m, s->e.dtxt + (size_t)k * mb * E, m->coca.dtxt, mb);
     }
     VLP_TRY(sum_over_ranks(c, caption, &caption, err)); /* each rank's share of the batch's */
     *loss = cw * contrastive + capw * caption;

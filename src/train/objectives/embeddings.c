@@ -86,9 +86,9 @@ vlp_err embeddings_encode(embeddings *e, const objective_ctx *c, image_forward_f
     int mb = c->mb, E = m->cfg.embed_dim;
     for (int k = 0; k < c->accum; k++) {
         VLP_TRY(fwd(state, c, k, err));
-        memcpy(e->img + (size_t)k * mb * E, m->va.emb, sizeof(float) * mb * E);
+        memcpy(e->img + (size_t)k * mb * E, m->image_acts.emb, sizeof(float) * mb * E);
         VLP_TRY(text_forward(c, k, err));
-        memcpy(e->txt + (size_t)k * mb * E, m->ta.emb, sizeof(float) * mb * E);
+        memcpy(e->txt + (size_t)k * mb * E, m->text_acts.emb, sizeof(float) * mb * E);
     }
     return VLP_OK;
 }
@@ -97,13 +97,13 @@ vlp_err infonce_grads(embeddings *e, const objective_ctx *c, float weight, float
                       vlp_error *err) {
     clip_model *m = c->m;
     int B = c->batch, W = c->world, b = c->b, E = m->cfg.embed_dim;
-    float scale = *m->w.logit_scale;
+    float scale = *m->views.logit_scale;
     size_t be = (size_t)b * E;
     memset(e->dimg, 0, sizeof(float) * be);
     memset(e->dtxt, 0, sizeof(float) * be);
     if (W == 1) {
         VLP_TRY(clip_loss_forward(loss, e->probs_i2t, e->probs_t2i, e->img, e->txt, scale, B, E, err));
-        clip_loss_backward(e->dimg, e->dtxt, m->g.logit_scale, weight, e->probs_i2t, e->probs_t2i,
+        clip_loss_backward(e->dimg, e->dtxt, m->grad_views.logit_scale, weight, e->probs_i2t, e->probs_t2i,
                            e->img, e->txt, scale, e->scratch, B, E);
         return VLP_OK;
     }
@@ -113,7 +113,7 @@ vlp_err infonce_grads(embeddings *e, const objective_ctx *c, float weight, float
     int off = c->rank * b;
     VLP_TRY(clip_loss_local_forward(&local, e->probs_i2t, e->probs_t2i, e->img, e->txt, e->img_g,
                                     e->txt_g, scale, b, B, off, E, err));
-    clip_loss_local_backward(e->dimg, e->dtxt, e->dimg_g, e->dtxt_g, m->g.logit_scale, weight / W,
+    clip_loss_local_backward(e->dimg, e->dtxt, e->dimg_g, e->dtxt_g, m->grad_views.logit_scale, weight / W,
                              e->probs_i2t, e->probs_t2i, e->img, e->txt, e->img_g, e->txt_g, scale,
                              b, B, off, E);
     /* the sum over ranks of the gradients of this rank's rows; landing: scratch */

@@ -36,7 +36,7 @@ static vlp_err create(void **state, const objective_ctx *c, vlp_error *err) {
     filip *f = calloc(1, sizeof *f);
     VLP_CHECK_ALLOC(f, err, sizeof *f);
     int B = c->batch, b = c->b, W = c->world, E = m->cfg.embed_dim;
-    int Tv = m->vdims.T, Tt = m->tdims.T;
+    int Tv = m->image_dims.T, Tt = m->text_dims.T;
     size_t ni = (size_t)b * Tv * E, nt = (size_t)b * Tt * E;
     f->img = malloc(sizeof(float) * ni), f->dimg = malloc(sizeof(float) * ni);
     f->txt = malloc(sizeof(float) * nt), f->dtxt = malloc(sizeof(float) * nt);
@@ -68,15 +68,15 @@ static vlp_err create(void **state, const objective_ctx *c, vlp_error *err) {
 static vlp_err token_grads(filip *f, const objective_ctx *c, float *loss, vlp_error *err) {
     clip_model *m = c->m;
     int B = c->batch, W = c->world, b = c->b, E = m->cfg.embed_dim;
-    int Tv = m->vdims.T, Tt = m->tdims.T;
+    int Tv = m->image_dims.T, Tt = m->text_dims.T;
     size_t vi = (size_t)Tv * E, ti = (size_t)Tt * E;
-    float scale = *m->w.logit_scale;
+    float scale = *m->views.logit_scale;
     memset(f->dimg, 0, sizeof(float) * b * vi);
     memset(f->dtxt, 0, sizeof(float) * b * ti);
     if (W == 1) {
         VLP_TRY(filip_loss_forward(loss, f->probs_i2t, f->probs_t2i, f->sims, f->arg, f->img,
                                    f->txt, f->lens, scale, f->scratch, B, Tv, Tt, E, err));
-        filip_loss_backward(f->dimg, f->dtxt, m->g.logit_scale, 1.0f, f->probs_i2t, f->probs_t2i,
+        filip_loss_backward(f->dimg, f->dtxt, m->grad_views.logit_scale, 1.0f, f->probs_i2t, f->probs_t2i,
                             f->sims, f->arg, f->img, f->txt, f->lens, scale, B, Tv, Tt, E);
         return VLP_OK;
     }
@@ -88,7 +88,7 @@ static vlp_err token_grads(filip *f, const objective_ctx *c, float *loss, vlp_er
     VLP_TRY(filip_loss_local_forward(&local, f->probs_i2t, f->probs_t2i, f->sims, f->arg, f->img,
                                      f->txt, f->lens, f->img_g, f->txt_g, f->lens_g, scale,
                                      f->scratch, b, B, off, Tv, Tt, E, err));
-    filip_loss_local_backward(f->dimg, f->dtxt, f->dimg_g, f->dtxt_g, m->g.logit_scale, 1.0f / W,
+    filip_loss_local_backward(f->dimg, f->dtxt, f->dimg_g, f->dtxt_g, m->grad_views.logit_scale, 1.0f / W,
                               f->probs_i2t, f->probs_t2i, f->dsT, f->sims, f->arg, f->img, f->txt,
                               f->lens, f->img_g, f->txt_g, f->lens_g, scale, b, B, off, Tv, Tt, E);
     /* the gathered gradients' sum for this rank's tokens, added to its own;
@@ -105,13 +105,13 @@ static vlp_err grads(void *state, const objective_ctx *c, float *loss, vlp_error
     filip *f = state;
     clip_model *m = c->m;
     int K = c->accum, mb = c->mb, E = m->cfg.embed_dim;
-    size_t vi = (size_t)m->vdims.T * E, ti = (size_t)m->tdims.T * E;
+    size_t vi = (size_t)m->image_dims.T * E, ti = (size_t)m->text_dims.T * E;
     for (int k = 0; k < K; k++) {
         VLP_TRY(image_forward_plain(NULL, c, k, err));
-        memcpy(f->img + (size_t)k * mb * vi, m->va.tok_emb, sizeof(float) * mb * vi);
+        memcpy(f->img + (size_t)k * mb * vi, m->image_acts.tok_emb, sizeof(float) * mb * vi);
         VLP_TRY(text_forward(c, k, err));
-        memcpy(f->txt + (size_t)k * mb * ti, m->ta.tok_emb, sizeof(float) * mb * ti);
-        for (int j = 0; j < mb; j++) f->lens[k * mb + j] = m->ta.pool_index[j] + 1;
+        memcpy(f->txt + (size_t)k * mb * ti, m->text_acts.tok_emb, sizeof(float) * mb * ti);
+        for (int j = 0; j < mb; j++) f->lens[k * mb + j] = m->text_acts.pool_index[j] + 1;
     }
     VLP_TRY(token_grads(f, c, loss, err));
     for (int k = 0; k < K; k++) {

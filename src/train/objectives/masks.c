@@ -15,21 +15,21 @@ const char *requires_mae_decoder(const clip_config *cfg) {
 }
 
 vlp_err masks_check(const clip_model *m, float mask_ratio, vlp_error *err) {
-    int nkeep = mae_keep_count(m->mdims.NP, mask_ratio);
-    VLP_CHECK_ARG(nkeep < m->mdims.NP, err, "--mask-ratio %g masks none of the %d patches",
-                  mask_ratio, m->mdims.NP);
+    int nkeep = mae_keep_count(m->mae.dims.NP, mask_ratio);
+    VLP_CHECK_ARG(nkeep < m->mae.dims.NP, err, "--mask-ratio %g masks none of the %d patches",
+                  mask_ratio, m->mae.dims.NP);
     return VLP_OK;
 }
 
 vlp_err masks_alloc(masks *k, const objective_ctx *c, float mask_ratio, vlp_error *err) {
-    k->nkeep = mae_keep_count(c->m->mdims.NP, mask_ratio);
+    k->nkeep = mae_keep_count(c->m->mae.dims.NP, mask_ratio);
     k->keep = malloc(sizeof(int32_t) * (size_t)c->b * k->nkeep);
     VLP_CHECK_ALLOC(k->keep, err, sizeof(int32_t) * (size_t)c->b * k->nkeep);
     return VLP_OK;
 }
 
 void masks_draw(masks *k, const objective_ctx *c) {
-    int b = c->b, NP = c->m->mdims.NP;
+    int b = c->b, NP = c->m->mae.dims.NP;
     rng64 r = {c->seed ^ 0x6d61736b2d6d6165ull}; /* "mask-mae" */
     uint64_t run = rng64_u64(&r);
     rng64 rs = {run ^ (uint64_t)c->step};
@@ -50,12 +50,12 @@ vlp_err masked_image_forward(const masks *k, const objective_ctx *c, int mb_inde
 vlp_err clip_mae_step(clip_model *m, int B, double denom, float dloss, float *loss,
                       vlp_error *err) {
     VLP_TRY(clip_mae_forward(m, B, err));
-    int NP = m->mdims.NP, NK = m->nkeep, K = m->mdims.K;
-    VLP_TRY(mae_loss_forward(loss, m->ma.pred, m->va.stem, m->keep, B, NP, NK, K, denom, err));
+    int NP = m->mae.dims.NP, NK = m->mae.nkeep, K = m->mae.dims.K;
+    VLP_TRY(mae_loss_forward(loss, m->mae.acts.pred, m->image_acts.stem, m->mae.keep, B, NP, NK, K, denom, err));
     if (dloss == 0.0f) return VLP_OK;
     /* the prediction is not needed once its gradient is known: overwritten */
-    mae_loss_backward(m->ma.pred, m->ma.pred, m->va.stem, m->keep, dloss, B, NP, NK, K, denom);
-    clip_mae_backward(m, m->ma.pred, B);
+    mae_loss_backward(m->mae.acts.pred, m->mae.acts.pred, m->image_acts.stem, m->mae.keep, dloss, B, NP, NK, K, denom);
+    clip_mae_backward(m, m->mae.acts.pred, B);
     return VLP_OK;
 }
 
@@ -63,10 +63,10 @@ vlp_err mae_micro(const masks *k, const objective_ctx *c, const float *demb, flo
                   float *sum, vlp_error *err) {
     clip_model *m = c->m;
     /* the loss's divisor: the masked patches of the whole batch */
-    double denom = (double)c->batch * (m->mdims.NP - k->nkeep);
+    double denom = (double)c->batch * (m->mae.dims.NP - k->nkeep);
     float part;
     VLP_TRY(clip_mae_step(m, c->mb, denom, dloss, &part, err));
     *sum += part;
-    clip_image_backward_with_tokens(m, demb, m->dmae_img, c->mb);
+    clip_image_backward_with_tokens(m, demb, m->mae.dimg, c->mb);
     return VLP_OK;
 }

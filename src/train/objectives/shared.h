@@ -73,7 +73,7 @@ vlp_err masked_image_forward(const masks *k, const objective_ctx *c, int mb_inde
 /* MAE's decoder and loss on the model's last masked image forward: *loss =
  * the reconstruction loss of its masked patches divided by denom (see
  * mae_loss_forward); with dloss != 0 also the backward: the decoder's
- * gradients (accumulated) and the image tokens' in m->dmae_img (overwritten),
+ * gradients (accumulated) and the image tokens' in m->mae.dimg (overwritten),
  * for clip_image_backward_with_tokens. */
 vlp_err clip_mae_step(clip_model *m, int B, double denom, float dloss, float *loss,
                       vlp_error *err);
@@ -98,7 +98,7 @@ vlp_err captions_set_reference(captions *cp, const objective_ctx *c, clip_model 
 vlp_err captions_targets(captions *cp, const objective_ctx *c, double *denom, vlp_error *err);
 /* micro-batch k's caption loss (added to *loss) after the model's text (and,
  * with_image, image) forward, and the backward into the decoder; the towers'
- * gradients are left in m->dcap_txt / m->dcap_img */
+ * gradients are left in m->coca.dtxt / m->coca.dimg */
 vlp_err captions_micro(captions *cp, const objective_ctx *c, int k, bool with_image, double denom,
                        float dloss, float *loss, vlp_error *err);
 #endif

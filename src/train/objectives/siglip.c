@@ -25,7 +25,7 @@ static void configure(clip_config *cfg) {
 static vlp_err sigmoid_grads(embeddings *e, const objective_ctx *c, float *loss, vlp_error *err) {
     clip_model *m = c->m;
     int B = c->batch, W = c->world, b = c->b, E = m->cfg.embed_dim;
-    float scale = *m->w.logit_scale, bias = *m->w.logit_bias;
+    float scale = *m->views.logit_scale, bias = *m->views.logit_bias;
     size_t be = (size_t)b * E;
     memset(e->dimg, 0, sizeof(float) * be);
     memset(e->dtxt, 0, sizeof(float) * be);
@@ -38,7 +38,7 @@ static vlp_err sigmoid_grads(embeddings *e, const objective_ctx *c, float *loss,
     float local;
     VLP_TRY(siglip_loss_forward(&local, e->probs_i2t, e->img, txt_g, scale, bias, b, B,
                                 c->rank * b, E, err));
-    siglip_loss_backward(e->dimg, dtxt_g, m->g.logit_scale, m->g.logit_bias, 1.0f / W,
+    siglip_loss_backward(e->dimg, dtxt_g, m->grad_views.logit_scale, m->grad_views.logit_bias, 1.0f / W,
                          e->probs_i2t, e->img, txt_g, scale, bias, e->scratch, b, B, c->rank * b, E);
     *loss = local;
     if (W == 1) return VLP_OK;

@@ -27,7 +27,7 @@ static vlp_err grads(void *state, const objective_ctx *c, float *loss, vlp_error
     for (int k = 0; k < c->accum; k++) {
         VLP_TRY(text_forward(c, k, err));
         VLP_TRY(captions_micro(cp, c, k, false, denom, 1.0f, &lm, err));
-        clip_text_backward_with_tokens(m, NULL, m->dcap_txt, c->mb);
+        clip_text_backward_with_tokens(m, NULL, m->coca.dtxt, c->mb);
     }
     return sum_over_ranks(c, lm, loss, err);
 }
