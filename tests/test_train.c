@@ -508,8 +508,8 @@ static void test_coca_prior(void **state) {
  * is this block and its table; nothing in the library names it. */
 enum { TEMPERATURE };
 static const objective_option fixed_options[] = {
-    [TEMPERATURE] = {"temperature", "--temperature", "T", "the fixed softmax temperature",
-                     OBJECTIVE_NUMBER, 0.07f, 1e-3f, 10.0f},
+    OBJECTIVE_NUMBER(TEMPERATURE, "temperature", "--temperature", "T",
+                     "the fixed softmax temperature", 0.07f, 1e-3f, 10.0f),
 };
 
 static vlp_err fixed_grads(void *state, const objective_ctx *c, float *loss, vlp_error *err) {

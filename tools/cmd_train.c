@@ -56,17 +56,18 @@ static void objectives_help(FILE *fp) {
     }
     for (int i = 0; vlp_objectives[i]; i++) {
         for (int k = 0; k < vlp_objectives[i]->noptions; k++) {
-            const objective_option *p = &vlp_objectives[i]->options[k];
+            const opt_desc *p = &vlp_objectives[i]->options[k].d;
+            bool model = OBJECTIVE_IS_MODEL(vlp_objectives[i], k);
             bool seen = false;
             for (int j = 0; j < i && !seen; j++) seen = objective_option_index(vlp_objectives[j], p->flag) >= 0;
             if (seen) continue;
             size_t n = (size_t)snprintf(text, sizeof text, "%s (%s", p->help,
-                                        p->kind == OBJECTIVE_MODEL ? "" : "default: ");
+                                        model ? "" : "default: ");
             for (int j = i, first = 1; vlp_objectives[j] && n < sizeof text; j++) {
                 int q = objective_option_index(vlp_objectives[j], p->flag);
                 if (q < 0) continue;
                 n += (size_t)snprintf(text + n, sizeof text - n, "%s%s", first ? "" : ", ", vlp_objectives[j]->name);
-                if (p->kind != OBJECTIVE_MODEL && n < sizeof text)
+                if (!model && n < sizeof text)
                     n += (size_t)snprintf(text + n, sizeof text - n, " %g", vlp_objectives[j]->options[q].def);
                 first = 0;
             }

@@ -15,24 +15,31 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/optdesc.h"
 #include "dist/dist.h"
 #include "model/clip.h"
 
 #define OBJECTIVE_MAX_OPTIONS 8
 
-typedef enum objective_option_kind {
-    OBJECTIVE_NUMBER, // a float in [lo, hi]
-    OBJECTIVE_MODEL,  // a reference model the caller passes (trainer_set_model): 1 given, 0 not
-} objective_option_kind;
-
+/* An option of an objective: an opt_desc (core/optdesc.h: key, flag, value
+ * name, type, range, help) whose value is the objective's opt[i] (offset
+ * i · sizeof(float) into its option values), and its default. A number
+ * (opt_float), or a reference model the caller passes (objective_model:
+ * the value is 1 given, 0 not; the file is the caller's, trainer_set_model). */
 typedef struct objective_option {
-    const char *key;  // the training state's field ("clip_weight")
-    const char *flag; // the command line's ("--clip-weight")
-    const char *arg;  // the value's name in --help ("X", "CKPT")
-    const char *help; // one line, without the default
-    objective_option_kind kind;
-    float def, lo, hi;
+    opt_desc d;
+    float def;
 } objective_option;
+
+extern const opt_type objective_model;
+
+/* entry i of an objective's table */
+#define OBJECTIVE_NUMBER(i, key, flag, arg, help, def, lo, hi)                                    \
+    [i] = {{key, NULL, flag, arg, &opt_float, (i) * sizeof(float), lo, hi, OPT_STATE, help, NULL}, def}
+#define OBJECTIVE_MODEL(i, key, flag, arg, help)                                                  \
+    [i] = {{key, NULL, flag, arg, &objective_model, (i) * sizeof(float), 0, 0, OPT_STATE, help, NULL}, 0}
+/* whether option i is a reference model */
+#define OBJECTIVE_IS_MODEL(o, i) ((o)->options[i].d.type == &objective_model)
 
 /* Whether --lock-image (LiT) applies. An objective that does not train
  * the image tower (no CLIP_PART_IMAGE in `trains`) has it frozen whole. */
@@ -80,7 +87,7 @@ typedef struct objective {
     /* its buffers for the ctx's shapes (images/ids/step not yet set); may
      * adjust the model before its activations are reserved (a token head) */
     vlp_err (*create)(void **state, const objective_ctx *c, vlp_error *err);
-    /* a model for an OBJECTIVE_MODEL option; NULL if it has none */
+    /* a model for an objective_model option; NULL if it has none */
     vlp_err (*set_model)(void *state, const objective_ctx *c, int option, clip_model *ref,
                          vlp_error *err);
     /* before a step: everything set_model must have given; NULL: nothing */

@@ -155,7 +155,7 @@ void train_opts_set_objective(train_opts *o, const objective *obj) {
 
 int objective_option_index(const objective *o, const char *key) {
     for (int i = 0; i < o->noptions; i++)
-        if (!strcmp(o->options[i].key, key) || !strcmp(o->options[i].flag, key)) return i;
+        if (!strcmp(o->options[i].d.key, key) || !strcmp(o->options[i].d.flag, key)) return i;
     return -1;
 }
 
@@ -205,9 +205,9 @@ vlp_err train_opts_check(const train_opts *o, vlp_error *err) {
                   "precision %d is neither fp32 nor bf16", (int)o->precision);
     const objective *obj = o->objective;
     for (int i = 0; i < obj->noptions; i++) {
-        const objective_option *p = &obj->options[i];
+        const opt_desc *p = &obj->options[i].d;
         float v = o->obj[i];
-        if (p->kind == OBJECTIVE_MODEL)
+        if (OBJECTIVE_IS_MODEL(obj, i))
             VLP_CHECK_ARG(v == 0 || v == 1, err, "%s: %s is %g, not 0 (off) or 1 (on)", obj->name,
                           p->key, v);
         else
@@ -224,7 +224,7 @@ vlp_err train_opts_check(const train_opts *o, vlp_error *err) {
 
 /* ---- an objective's options as the engine sees them ------------------------------------------ */
 
-/* OBJECTIVE_MODEL: 1 given, 0 not; a boolean in the state */
+/* objective_model: 1 given, 0 not; a boolean in the state */
 static vlp_err given_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
     *(float *)dst = 1;
     return VLP_OK;
@@ -238,17 +238,13 @@ static bool given_from(const opt_desc *d, void *dst, const json_t *v) {
     *(float *)dst = (float)json_is_true(v);
     return true;
 }
-static const opt_type opt_given = {"a model file", false, given_parse, given_format, given_json,
-                                   given_from, sizeof(float)};
+const opt_type objective_model = {"a model file", false, given_parse, given_format, given_json,
+                                  given_from, sizeof(float)};
 
 opt_desc objective_option_desc(const objective *obj, int i) {
-    const objective_option *p = &obj->options[i];
-    bool model = p->kind == OBJECTIVE_MODEL;
-    return (opt_desc){.key = p->key, .flag = p->flag, .arg = p->arg,
-                      .type = model ? &opt_given : &opt_float,
-                      .off = offsetof(train_opts, obj) + sizeof(float) * (size_t)i,
-                      .lo = model ? 0 : p->lo, .hi = model ? 0 : p->hi, .flags = OPT_STATE,
-                      .help = p->help};
+    opt_desc d = obj->options[i].d;
+    d.off += offsetof(train_opts, obj); /* into train_opts, where the values live */
+    return d;
 }
 
 /* ---- the training state's JSON ---------------------------------------------------------------- */
@@ -295,10 +291,10 @@ static vlp_err parse_fields(json_t *j, const char *what, train_opts *o, vlp_erro
         opt_desc d = objective_option_desc(obj, i);
         json_t *v = json_object_get(j, d.key);
         if (!v) continue; /* written before the option existed: its default */
-        VLP_CHECK_FORMAT(json_is_number(v) || d.type == &opt_given, err,
+        VLP_CHECK_FORMAT(json_is_number(v) || d.type == &objective_model, err,
                          "%s: training option \"%s\" is not a number", what, d.key);
         VLP_CHECK_FORMAT(opt_from_json(&d, o, v), err, "%s: training option \"%s\" is not a %s",
-                         what, d.key, d.type == &opt_given ? "boolean" : "number in range");
+                         what, d.key, d.type == &objective_model ? "boolean" : "number in range");
     }
     const char *key;
     json_t *v;

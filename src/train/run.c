@@ -125,7 +125,7 @@ bool run_opts_given(const run_opts *r, const char *key) {
 static const char *objective_flag(const char *key) {
     for (int i = 0; vlp_objectives[i]; i++) {
         int k = objective_option_index(vlp_objectives[i], key);
-        if (k >= 0) return vlp_objectives[i]->options[k].flag;
+        if (k >= 0) return vlp_objectives[i]->options[k].d.flag;
     }
     return NULL;
 }
@@ -290,7 +290,7 @@ static vlp_err write_data_record(const run *r, vlp_error *err) {
             json_object_set_new(j, run_opt_table[i].key, opt_to_json(&run_opt_table[i], &r->opts));
     const objective *obj = r->opts.o.objective;
     for (int i = 0; models && i < obj->noptions; i++)
-        if (r->model_path[i]) json_object_set_new(models, obj->options[i].key, json_string(r->model_path[i]));
+        if (r->model_path[i]) json_object_set_new(models, obj->options[i].d.key, json_string(r->model_path[i]));
     if (j) json_object_set_new(j, "models", models);
     else json_decref(models);
     char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : NULL;
@@ -352,7 +352,7 @@ static vlp_err apply_objective_args(run *r, vlp_error *err) {
         if (i < 0) VLP_TRY(train_opts_set(&c->o, flag, 0, err)); /* says whose option it is */
         opt_desc d = objective_option_desc(obj, i);
         VLP_TRY(opt_set(&d, &c->o, v, err));
-        if (obj->options[i].kind == OBJECTIVE_MODEL) r->model_path[i] = v;
+        if (OBJECTIVE_IS_MODEL(obj, i)) r->model_path[i] = v;
         run_opts_mark_given(c, d.key);
     }
     return VLP_OK;
@@ -378,12 +378,12 @@ static vlp_err resume_options(run *r, vlp_error *err) {
     json_t *models = json_object_get(r->record, "models");
     const objective *obj = c->o.objective;
     for (int i = 0; i < obj->noptions; i++) {
-        const char *saved = json_string_value(json_object_get(models, obj->options[i].key));
+        const char *saved = json_string_value(json_object_get(models, obj->options[i].d.key));
         if (!saved || !c->o.obj[i]) continue;
         if (!r->model_path[i]) r->model_path[i] = saved;
         else VLP_CHECK_ARG(!strcmp(saved, r->model_path[i]), err,
                            "%s: the run was started with %s %s, not %s", c->out,
-                           obj->options[i].flag, saved, r->model_path[i]);
+                           obj->options[i].d.flag, saved, r->model_path[i]);
     }
     char desc[1024];
     train_opts_describe(&c->o, desc, sizeof desc);
@@ -678,15 +678,15 @@ vlp_err run_eval(run *r, vlp_error *err) {
 
 /* ---- set-up ------------------------------------------------------------------------------------------ */
 
-/* The models the objective's OBJECTIVE_MODEL options name (coca's PRIOR
+/* The models the objective's objective_model options name (coca's PRIOR
  * reference), for forward passes only: no gradients, one set of block
  * activations. */
 static vlp_err reference_models(run *r, vlp_error *err) {
     const run_opts *c = &r->opts;
     const objective *obj = c->o.objective;
     for (int i = 0; i < obj->noptions; i++) {
-        const objective_option *p = &obj->options[i];
-        if (p->kind != OBJECTIVE_MODEL || !c->o.obj[i]) continue;
+        const opt_desc *p = &obj->options[i].d;
+        if (!OBJECTIVE_IS_MODEL(obj, i) || !c->o.obj[i]) continue;
         VLP_CHECK_ARG(r->model_path[i], err, "the run was started with %s: give it again", p->flag);
         clip_load_opts lo = {.quick_gelu = -1, .inference = true};
         VLP_TRY(clip_load_pretrained(&r->refs[i], r->model_path[i], &lo, err));

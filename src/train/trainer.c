@@ -108,9 +108,9 @@ vlp_err trainer_create(trainer **out, clip_model *m, batch_loader *data, const t
 vlp_err trainer_set_model(trainer *t, const char *option, clip_model *ref, vlp_error *err) {
     const objective *obj = t->o.objective;
     int i = objective_option_index(obj, option);
-    VLP_CHECK_ARG(i >= 0 && obj->options[i].kind == OBJECTIVE_MODEL && obj->set_model, err,
+    VLP_CHECK_ARG(i >= 0 && OBJECTIVE_IS_MODEL(obj, i) && obj->set_model, err,
                   "the %s objective takes no model '%s'", obj->name, option);
-    VLP_CHECK_ARG(t->o.obj[i] != 0, err, "the run was started without %s", obj->options[i].flag);
+    VLP_CHECK_ARG(t->o.obj[i] != 0, err, "the run was started without %s", obj->options[i].d.flag);
     return obj->set_model(t->obj_state, &t->ctx, i, ref, err);
 }
 

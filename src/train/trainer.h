@@ -127,7 +127,7 @@ vlp_err trainer_create(trainer **out, clip_model *m, batch_loader *data, const t
 void trainer_free(trainer *t);
 long trainer_step_count(const trainer *t);
 
-/* The model for an objective's OBJECTIVE_MODEL option (key or flag), e.g.
+/* The model for an objective's objective_model option (key or flag), e.g.
  * coca's PRIOR reference; owned by the caller. Needed before the first step
  * when the option is set. */
 vlp_err trainer_set_model(trainer *t, const char *option, clip_model *ref, vlp_error *err);

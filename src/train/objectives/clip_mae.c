@@ -6,12 +6,12 @@
 
 enum { CLIP_WEIGHT, MASK_RATIO, MAE_WEIGHT };
 static const objective_option options[] = {
-    [CLIP_WEIGHT] = {"clip_weight", "--clip-weight", "X", "weight of the contrastive loss",
-                     OBJECTIVE_NUMBER, 1.0f, 0.0f, 1e6f},
-    [MASK_RATIO] = {"mask_ratio", "--mask-ratio", "X", "share of patches masked",
-                    OBJECTIVE_NUMBER, 0.75f, 1e-6f, 1.0f - 1e-6f},
-    [MAE_WEIGHT] = {"mae_weight", "--mae-weight", "X", "weight of the reconstruction loss",
-                    OBJECTIVE_NUMBER, 1.0f, 0.0f, 1e6f},
+    OBJECTIVE_NUMBER(CLIP_WEIGHT, "clip_weight", "--clip-weight", "X",
+                     "weight of the contrastive loss", 1.0f, 0.0f, 1e6f),
+    OBJECTIVE_NUMBER(MASK_RATIO, "mask_ratio", "--mask-ratio", "X",
+                     "share of patches masked", 0.75f, 1e-6f, 1.0f - 1e-6f),
+    OBJECTIVE_NUMBER(MAE_WEIGHT, "mae_weight", "--mae-weight", "X",
+                     "weight of the reconstruction loss", 1.0f, 0.0f, 1e6f),
 };
 
 typedef struct clip_mae {

@@ -6,16 +6,15 @@
 
 enum { CLIP_WEIGHT, CAPTION_WEIGHT, PRIOR, PRIOR_ALPHA };
 static const objective_option options[] = {
-    [CLIP_WEIGHT] = {"clip_weight", "--clip-weight", "X", "weight of the contrastive loss",
-                     OBJECTIVE_NUMBER, 1.0f, 0.0f, 1e6f},
-    [CAPTION_WEIGHT] = {"caption_weight", "--caption-weight", "X", "weight of the caption loss",
-                        OBJECTIVE_NUMBER, 2.0f, 0.0f, 1e6f},
-    [PRIOR] = {"prior", "--prior-ref", "CKPT",
-               "weight each caption token's loss by PRIOR's (1 - p_ref)^alpha from this textlm "
-               "checkpoint (its run's tokenizer is used unless --vocab is given)",
-               OBJECTIVE_MODEL, 0.0f, 0.0f, 1.0f},
-    [PRIOR_ALPHA] = {"prior_alpha", "--prior-alpha", "A", "PRIOR's exponent alpha",
-                     OBJECTIVE_NUMBER, 1.0f, 0.0f, 100.0f},
+    OBJECTIVE_NUMBER(CLIP_WEIGHT, "clip_weight", "--clip-weight", "X",
+                     "weight of the contrastive loss", 1.0f, 0.0f, 1e6f),
+    OBJECTIVE_NUMBER(CAPTION_WEIGHT, "caption_weight", "--caption-weight", "X",
+                     "weight of the caption loss", 2.0f, 0.0f, 1e6f),
+    OBJECTIVE_MODEL(PRIOR, "prior", "--prior-ref", "CKPT",
+                    "weight each caption token's loss by PRIOR's (1 - p_ref)^alpha from this textlm "
+                    "checkpoint (its run's tokenizer is used unless --vocab is given)"),
+    OBJECTIVE_NUMBER(PRIOR_ALPHA, "prior_alpha", "--prior-alpha", "A",
+                     "PRIOR's exponent alpha", 1.0f, 0.0f, 100.0f),
 };
 
 typedef struct coca {

@@ -6,8 +6,8 @@
 
 enum { MASK_RATIO };
 static const objective_option options[] = {
-    [MASK_RATIO] = {"mask_ratio", "--mask-ratio", "X", "share of patches masked",
-                    OBJECTIVE_NUMBER, 0.75f, 1e-6f, 1.0f - 1e-6f},
+    OBJECTIVE_NUMBER(MASK_RATIO, "mask_ratio", "--mask-ratio", "X",
+                     "share of patches masked", 0.75f, 1e-6f, 1.0f - 1e-6f),
 };
 
 /* the image tower and its decoder, nothing else */
