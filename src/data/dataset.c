@@ -10,6 +10,7 @@
 
 /* the kinds, in the order they are asked whether a spec is theirs (the
  * last claims everything) */
+extern const source_kind source_table, source_folder, source_webdataset;
 static const source_kind *const kinds[] = {&source_table, &source_folder, &source_webdataset};
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 

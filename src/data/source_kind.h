@@ -1,7 +1,7 @@
 /*
  * What a kind of sample source implements (a table, a folder of class
- * folders, WebDataset shards): one file plus one line in the table of
- * src/data/dataset.c. The stream (dataset.h) owns the options, the skip
+ * folders, WebDataset shards): one file defining a `const source_kind`,
+ * plus its line in the table of src/data/dataset.c. The stream (dataset.h) owns the options, the skip
  * accounting and the position; a kind owns its own state.
  */
 #ifndef VLP_DATA_SOURCE_KIND_H
@@ -26,8 +26,6 @@ typedef struct source_kind {
     vlp_err (*next)(sample_stream *s, void *state, raw_sample *out, bool *done, vlp_error *err);
     void (*free)(void *state);
 } source_kind;
-
-extern const source_kind source_table, source_folder, source_webdataset;
 
 /* for the kinds: the stream's options and spec, a skipped sample's report,
  * the epoch's random order */

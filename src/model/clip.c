@@ -17,6 +17,7 @@
 
 /* The heads a model may carry, in the order their parameters follow the
  * towers' (the checkpoint's order) and their weights are drawn: one line each. */
+extern const clip_head head_mae_decoder, head_text_decoder;
 static const clip_head *const heads[] = {&head_mae_decoder, &head_text_decoder};
 #define NHEADS ((int)(sizeof heads / sizeof heads[0]))
 #define FOR_PRESENT_HEADS(h, m)                                                                    \

@@ -59,5 +59,4 @@ typedef struct clip_head {
     void (*free)(clip_model *m);
 } clip_head;
 
-extern const clip_head head_mae_decoder, head_text_decoder;
 #endif
