@@ -1,4 +1,5 @@
 /* vlp — the command-line tool, thin over the library. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "vlp.h"
 #include "blas_env.h"
 #include "commands.h"
+#include "opts.h"
 #include "core/cpu.h"
 #include "core/datadir.h"
 
@@ -39,40 +41,40 @@ static void usage(FILE *fp) {
     fprintf(fp, "\nRun 'vlp <command> --help' for a command's options.\n");
 }
 
+typedef struct info_args {
+    int threads;
+    bool levels;
+} info_args;
+
+static const opt_desc info_opts[] = {
+    {NULL, "-t", "--threads", "N", &opt_int, offsetof(info_args, threads), 0, 4096, 0,
+     "threads to use, 0 = one per core", NULL},
+    {NULL, NULL, "--levels", NULL, &opt_switch, offsetof(info_args, levels), 0, 0, 0,
+     "the levels VLP_CPU takes, one a line: name, whether this CPU runs it (yes/no), the CPUs at "
+     "that level", NULL},
+};
+
 static int cmd_info(int argc, char **argv) {
-    int threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: vlp info [-t|--threads N] [--levels]\n"
-                   "The system line (threads, instruction-set level and each kernel family's,\n"
-                   "BLAS and its kernel) and the folder vlp reads its configs, vocabulary and\n"
-                   "templates from.\n"
-                   "  -t, --threads N   threads to use (default: 0 = one per core)\n"
-                   "  --levels          the levels VLP_CPU takes, one a line: name, whether this\n"
-                   "                    CPU runs it (yes/no), the CPUs at that level\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--levels")) {
-            size_t n;
-            const vlp_cpu_level *levels = vlp_cpu_levels(&n);
-            unsigned cpu = vlp_cpu()->cpu;
-            for (size_t l = 0; l < n; l++)
-                printf("%s\t%s\t%s\n", levels[l].name,
-                       (levels[l].features & cpu) == levels[l].features ? "yes" : "no", levels[l].cpus);
-            return 0;
-        } else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 0 || v > 4096) {
-                fprintf(stderr, "vlp info: --threads wants a whole number 0..4096, got '%s'\n",
-                        argv[i]);
-                return 2;
-            }
-            threads = (int)v;
-        } else {
-            fprintf(stderr, "vlp info: unknown option '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
+    info_args a = {0};
+    const opt_group groups[] = {{info_opts, (int)(sizeof info_opts / sizeof *info_opts), &a}};
+    const cmd_spec spec = {
+        .name = "info", .usage = "vlp info [-t|--threads N] [--levels]",
+        .about = "The system line (threads, instruction-set level and each kernel family's,\n"
+                 "BLAS and its kernel) and the folder vlp reads its configs, vocabulary and\n"
+                 "templates from.",
+        .groups = groups, .ngroups = 1};
+    int prc = opts_parse(&spec, argc, argv, NULL, NULL);
+    if (prc) return prc == 1 ? 0 : 2;
+    if (a.levels) {
+        size_t n;
+        const vlp_cpu_level *levels = vlp_cpu_levels(&n);
+        unsigned cpu = vlp_cpu()->cpu;
+        for (size_t l = 0; l < n; l++)
+            printf("%s\t%s\t%s\n", levels[l].name,
+                   (levels[l].features & cpu) == levels[l].features ? "yes" : "no", levels[l].cpus);
+        return 0;
     }
+    int threads = a.threads;
     vlp_set_threads(threads);
     tool_print_sysinfo(stdout);
     char dirs[4][4096];
