@@ -35,6 +35,14 @@ void raw_sample_free(raw_sample *s) {
     s->image = NULL, s->caption = s->alt_caption = NULL;
 }
 
+char *str_join3(const char *a, size_t la, const char *b, size_t lb, const char *c) {
+    size_t lc = strlen(c);
+    char *r = malloc(la + lb + lc + 1);
+    if (!r) return NULL;
+    memcpy(r, a, la), memcpy(r + la, b, lb), memcpy(r + la + lb, c, lc + 1);
+    return r;
+}
+
 const dataset_opts *stream_opts(const sample_stream *s) { return &s->o; }
 const char *stream_spec(const sample_stream *s) { return s->spec; }
 const char *stream_kind(const sample_stream *s) { return s->kind->name; }

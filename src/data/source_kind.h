@@ -34,4 +34,6 @@ const char *stream_spec(const sample_stream *s);
 void stream_skip(sample_stream *s, const char *fmt, const char *a, const char *b);
 rng64 stream_epoch_rng(const sample_stream *s, int64_t epoch, uint64_t salt);
 void stream_permute(int64_t *v, int64_t n, rng64 *r);
+/* a's first la bytes, b's first lb, then c, in one malloc'd string (NULL: out of memory) */
+char *str_join3(const char *a, size_t la, const char *b, size_t lb, const char *c);
 #endif

@@ -34,14 +34,6 @@ static void rows_free(void *state) {
     free(t->v), free(t->order), free(t);
 }
 
-static char *join3(const char *a, size_t la, const char *b, size_t lb, const char *c) {
-    size_t lc = strlen(c);
-    char *r = malloc(la + lb + lc + 1);
-    if (!r) return NULL;
-    memcpy(r, a, la), memcpy(r + la, b, lb), memcpy(r + la + lb, c, lc + 1);
-    return r;
-}
-
 /* a row (copies of its strings); false when out of memory */
 static bool add_row(rows *t, char *path, const char *caption, const char *alt, int line) {
     if (t->n == t->cap) {
@@ -169,7 +161,7 @@ static vlp_err open_table(sample_stream *s, void **state, int64_t *epoch_size, v
             stream_skip(s, "%s:%s: an empty image path or caption", path, where);
             continue;
         }
-        char *full = fields[ii][0] == '/' ? strdup(fields[ii]) : join3(path, dirlen, fields[ii], strlen(fields[ii]), "");
+        char *full = fields[ii][0] == '/' ? strdup(fields[ii]) : str_join3(path, dirlen, fields[ii], strlen(fields[ii]), "");
         if (!add_row(t, full, fields[ci], ai >= 0 ? fields[ai] : NULL, lineno)) {
             rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: rows", path);
             break;
@@ -222,7 +214,7 @@ static vlp_err open_folder(sample_stream *s, void **state, int64_t *epoch_size, 
         for (int f = 0; f < nf; f++) {
             const char *dot = strrchr(files[f]->d_name, '.');
             if (rc == VLP_OK && dot && wds_is_image_ext(dot + 1)) {
-                if (!add_row(t, join3(dir, strlen(dir), "/", 1, files[f]->d_name), label, label, 0))
+                if (!add_row(t, str_join3(dir, strlen(dir), "/", 1, files[f]->d_name), label, label, 0))
                     rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: images", dir);
                 images++;
             }

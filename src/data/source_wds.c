@@ -36,14 +36,6 @@ static void strvec_free(strvec *s) {
     memset(s, 0, sizeof *s);
 }
 
-static char *join3(const char *a, size_t la, const char *b, size_t lb, const char *c) {
-    size_t lc = strlen(c);
-    char *r = malloc(la + lb + lc + 1);
-    if (!r) return NULL;
-    memcpy(r, a, la), memcpy(r + la, b, lb), memcpy(r + la + lb, c, lc + 1);
-    return r;
-}
-
 /* expands the first {...} of p, recursing on the rest */
 static bool expand(const char *p, strvec *out) {
     const char *open = strchr(p, '{');
@@ -64,8 +56,8 @@ static bool expand(const char *p, strvec *out) {
         for (long v = lo; v <= hi; v++) {
             char num[32];
             snprintf(num, sizeof num, "%0*ld", width, v);
-            char *head = join3(p, pre, num, strlen(num), "");
-            char *full = head ? join3(head, strlen(head), "", 0, close + 1) : NULL;
+            char *head = str_join3(p, pre, num, strlen(num), "");
+            char *full = head ? str_join3(head, strlen(head), "", 0, close + 1) : NULL;
             free(head);
             if (!full) return false;
             bool ok = expand(full, out);
@@ -77,7 +69,7 @@ static bool expand(const char *p, strvec *out) {
     char *save, *alt = strtok_r(body, ",", &save); /* {a,b,c} */
     if (!alt) return false;
     for (; alt; alt = strtok_r(NULL, ",", &save)) {
-        char *full = join3(p, pre, alt, strlen(alt), close + 1);
+        char *full = str_join3(p, pre, alt, strlen(alt), close + 1);
         if (!full) return false;
         bool ok = expand(full, out);
         free(full);
