@@ -187,4 +187,9 @@ tap_if "a score rule without a score model is refused" refuse.log [ $? = 2 ] && 
 printf '\n\n' > empty.txt
 "$vlp" data balance --data pairs.tsv --metadata empty.txt --out x.tsv > empty.log 2>&1
 tap_if "metadata without an entry is refused, the file named" empty.log [ $? = 1 ] && grep -q "empty.txt: no entries" empty.log
+# a folder is not a pool: said so, not read as a shard list
+mkdir -p classes/red
+"$vlp" data filter --data classes --out nofolder.tsv > folder.log 2>&1
+tap_if "a folder as the pool: exit 1, what a pool is said, nothing written" folder.log \
+    [ $? = 1 -a "$(grep -c 'classes is a folder: a pool to curate is a .tsv/.csv table or WebDataset shards' folder.log)" = 1 -a ! -e nofolder.tsv ]
 tap_end

@@ -836,6 +836,12 @@ static void test_untrained_parts_stay(void **state) {
         /* nothing frozen: the loss's gradient reaches the parts the table
          * names and no other (what the objective declares is what it uses) */
         fixture_init_heads(&f, &o, 3, d, 16, true);
+        for (int k = 0; k < f.m.nparams; k++) { /* a head's parameters are named after it */
+            const clip_param *p = &f.m.params[k];
+            bool dec = !strncmp(p->name, "text_decoder.", 13), mae = !strncmp(p->name, "mae_decoder.", 12);
+            assert_int_equal(dec, p->part == CLIP_PART_TEXT_DECODER);
+            assert_int_equal(mae, p->part == CLIP_PART_MAE_DECODER);
+        }
         for (int k = 0; k < f.m.nparams; k++) f.m.params[k].frozen = false;
         train_steps(f.t, 1, NULL);
         for (int k = 0; k < f.m.nparams; k++) {

@@ -301,7 +301,7 @@ int cmd_adapt(int argc, char **argv) {
                         "with a cosine schedule after a warm-up epoch. The towers do not change. The file holds\n"
                         "the parameters, the method, the classes and the model's hash; use it with\n"
                         "'vlp eval --prompts' and 'vlp classify --prompts'.",
-        .groups = groups, .ngroups = 2};
+        .groups = groups, .ngroups = 2, .help_more = opts_help_data_kinds};
     int rc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     const prompt_method *me = prompt_method_find(a.method);

@@ -263,7 +263,7 @@ static int data_stats(int argc, char **argv) {
         .name = "data stats", .usage = "vlp data stats --data SPEC [--caption-key K] [--vocab MERGES]",
         .about = "Counts samples (and those that cannot be used), caption lengths (in tokens with\n"
                  "--vocab, else in words: min/median/p99/max and a histogram) and image sizes.",
-        .groups = groups, .ngroups = 1};
+        .groups = groups, .ngroups = 1, .help_more = opts_help_data_kinds};
     int prc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (prc) return prc == 1 ? 0 : 2;
     const char *spec_path = a.spec, *caption_key = a.caption_key, *vocab = a.vocab;

@@ -296,7 +296,7 @@ int cmd_eval(int argc, char **argv) {
                  "  caption perplexity  models with a text decoder (CoCa): exp of the mean −log p of\n"
                  "              every caption token given the image, always reported.\n"
                  "Without a task flag: retrieval, plus zero-shot and the probe when --label-key is given.",
-        .groups = groups, .ngroups = 2};
+        .groups = groups, .ngroups = 2, .help_more = opts_help_data_kinds};
     int prc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (prc) return prc == 1 ? 0 : 2;
     model_args a = e.m;

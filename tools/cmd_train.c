@@ -76,6 +76,7 @@ static void objectives_help(FILE *fp) {
             help_item(fp, head, text);
         }
     }
+    opts_help_data_kinds(fp);
 }
 
 /* the run's lines, between the progress lines */

@@ -1,5 +1,6 @@
 #include "opts.h"
 #include "args.h"
+#include "data/dataset.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -110,4 +111,15 @@ int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwor
         }
     free(given);
     return bad ? 2 : 0;
+}
+
+void opts_help_data_kinds(FILE *fp) {
+    const char *names[16], *specs[16];
+    int n = stream_kinds(names, specs, 16);
+    fprintf(fp, "A set (SPEC, SET) is one of:\n");
+    for (int i = 0; i < n; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "    %s", names[i]);
+        help_item(fp, head, specs[i]);
+    }
 }

@@ -44,6 +44,10 @@ typedef struct cmd_spec {
  * given. */
 int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwords);
 
+/* a cmd_spec.help_more for commands that read a set: the kinds of sets
+ * (data/dataset.h's table), one a line */
+void opts_help_data_kinds(FILE *fp);
+
 /* The --help lines of a table, each default read from `defaults`;
  * OPT_HIDDEN entries are left out. */
 void opts_help_table(FILE *fp, const opt_desc *t, int n, const void *defaults);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_COLUMNS 256
@@ -86,7 +87,13 @@ vlp_err pool_open(pool **out, const char *spec, const pool_opts *o, vlp_error *e
     p->o = *o;
     p->spec = strdup(spec);
     vlp_err rc = p->spec ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "pool spec");
-    if (rc == VLP_OK && table_spec(spec, &p->csv)) {
+    struct stat st;
+    if (rc == VLP_OK && stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) /* not shards: say what a pool is */
+        rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
+                           "%s is a folder: a pool to curate is a .tsv/.csv table or WebDataset shards "
+                           "(a folder of class folders is read for training, evaluation and adaptation, "
+                           "not curated in place)", spec);
+    else if (rc == VLP_OK && table_spec(spec, &p->csv)) {
         p->sep = p->csv ? ',' : '\t';
         const char *slash = strrchr(spec, '/');
         p->dir = strndup(spec, slash ? (size_t)(slash - spec + 1) : 0);

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "data/source_kind.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +48,12 @@ const dataset_opts *stream_opts(const sample_stream *s) { return &s->o; }
 const char *stream_spec(const sample_stream *s) { return s->spec; }
 const char *stream_kind(const sample_stream *s) { return s->kind->name; }
 
-void stream_skip(sample_stream *s, const char *fmt, const char *a, const char *b) {
+void stream_skip(sample_stream *s, const char *fmt, ...) {
     char msg[512];
-    snprintf(msg, sizeof msg, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     if (!s->skipped++) snprintf(s->first_skip, sizeof s->first_skip, "%s", msg);
     if (s->o.warn) s->o.warn(s->o.warn_ctx, msg);
 }
@@ -89,12 +93,9 @@ void stream_free(sample_stream *s) {
     free(s);
 }
 
-const char *stream_kinds_help(char *buf, size_t cap) {
-    size_t n = 0;
-    if (cap) buf[0] = 0;
-    for (int i = 0; i < NKINDS && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? "; " : "", kinds[i]->spec);
-    return buf;
+int stream_kinds(const char **names, const char **specs, int cap) {
+    for (int i = 0; i < NKINDS && i < cap; i++) names[i] = kinds[i]->name, specs[i] = kinds[i]->spec;
+    return NKINDS < cap ? NKINDS : cap;
 }
 
 vlp_err stream_open(sample_stream **out, const char *spec, const dataset_opts *o, vlp_error *err) {

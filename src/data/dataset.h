@@ -68,8 +68,9 @@ vlp_err stream_next(sample_stream *s, raw_sample *out, bool *done, vlp_error *er
 void stream_position(const sample_stream *s, int64_t *epoch, int64_t *index);
 /* its kind's name: "table", "folder", "webdataset" */
 const char *stream_kind(const sample_stream *s);
-/* what each kind's spec looks like, "; "-separated, into buf */
-const char *stream_kinds_help(char *buf, size_t cap);
+/* the kinds a spec may be, in the order they are tried: each one's name and
+ * what its spec looks like (at most cap of them; returns how many) */
+int stream_kinds(const char **names, const char **specs, int cap);
 /* Samples skipped so far, and the first reason. */
 int64_t stream_skipped(const sample_stream *s, const char **first_reason);
 /* Where the skips are reported from now on (in place of opts.warn): a reader

@@ -20,22 +20,24 @@ typedef struct row {
     int line; // the table's line; 0 in a folder
 } row;
 
-typedef struct rows {
+struct source_rows {
     row *v;
     int64_t n, cap;
     int64_t *order; // this epoch's rows of this rank
     int64_t norder, pos;
-} rows;
+};
 
-static void rows_free(void *state) {
-    rows *t = state;
+void source_rows_free(void *state) {
+    source_rows *t = state;
     if (!t) return;
     for (int64_t i = 0; i < t->n; i++) free(t->v[i].path), free(t->v[i].caption), free(t->v[i].alt);
     free(t->v), free(t->order), free(t);
 }
 
+source_rows *source_rows_new(void) { return calloc(1, sizeof(source_rows)); }
+
 /* a row (copies of its strings); false when out of memory */
-static bool add_row(rows *t, char *path, const char *caption, const char *alt, int line) {
+bool source_rows_add(source_rows *t, char *path, const char *caption, const char *alt, int line) {
     if (t->n == t->cap) {
         row *g = realloc(t->v, sizeof(row) * (size_t)(t->cap = t->cap ? 2 * t->cap : 1024));
         if (!g) return free(path), false;
@@ -52,7 +54,7 @@ static bool add_row(rows *t, char *path, const char *caption, const char *alt, i
 }
 
 /* this reader's share of the rows, and room for their order */
-static vlp_err rows_ready(const sample_stream *s, rows *t, int64_t *epoch_size, vlp_error *err) {
+vlp_err source_rows_ready(const sample_stream *s, source_rows *t, int64_t *epoch_size, vlp_error *err) {
     const dataset_opts *o = stream_opts(s);
     t->order = malloc(sizeof(int64_t) * (size_t)t->n);
     VLP_CHECK_ALLOC(t->order, err, sizeof(int64_t) * (size_t)t->n);
@@ -60,8 +62,8 @@ static vlp_err rows_ready(const sample_stream *s, rows *t, int64_t *epoch_size, 
     return VLP_OK;
 }
 
-static vlp_err rows_begin(sample_stream *s, void *state, int64_t epoch, vlp_error *err) {
-    rows *t = state;
+vlp_err source_rows_begin(sample_stream *s, void *state, int64_t epoch, vlp_error *err) {
+    source_rows *t = state;
     const dataset_opts *o = stream_opts(s);
     int64_t *all = t->order, n = t->n;
     for (int64_t i = 0; i < n; i++) all[i] = i;
@@ -73,8 +75,8 @@ static vlp_err rows_begin(sample_stream *s, void *state, int64_t epoch, vlp_erro
     return VLP_OK;
 }
 
-static vlp_err rows_next(sample_stream *s, void *state, raw_sample *out, bool *done, vlp_error *err) {
-    rows *t = state;
+vlp_err source_rows_next(sample_stream *s, void *state, raw_sample *out, bool *done, vlp_error *err) {
+    source_rows *t = state;
     while (t->pos < t->norder) {
         const row *r = &t->v[t->order[t->pos++]];
         vlp_error why = {0};
@@ -101,7 +103,7 @@ static bool claims_table(const char *spec) { return table_spec(spec, NULL); }
 static vlp_err open_table(sample_stream *s, void **state, int64_t *epoch_size, vlp_error *err) {
     const char *path = stream_spec(s);
     const dataset_opts *o = stream_opts(s);
-    rows *t = calloc(1, sizeof *t);
+    source_rows *t = source_rows_new();
     VLP_CHECK_ALLOC(t, err, sizeof *t);
     *state = t;
     bool csv;
@@ -162,7 +164,7 @@ static vlp_err open_table(sample_stream *s, void **state, int64_t *epoch_size, v
             continue;
         }
         char *full = fields[ii][0] == '/' ? strdup(fields[ii]) : str_join3(path, dirlen, fields[ii], strlen(fields[ii]), "");
-        if (!add_row(t, full, fields[ci], ai >= 0 ? fields[ai] : NULL, lineno)) {
+        if (!source_rows_add(t, full, fields[ci], ai >= 0 ? fields[ai] : NULL, lineno)) {
             rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: rows", path);
             break;
         }
@@ -171,12 +173,12 @@ static vlp_err open_table(sample_stream *s, void **state, int64_t *epoch_size, v
     fclose(fp);
     VLP_TRY(rc);
     VLP_CHECK_FORMAT(t->n > 0, err, "%s: no samples after the header", path);
-    return rows_ready(s, t, epoch_size, err);
+    return source_rows_ready(s, t, epoch_size, err);
 }
 
 const source_kind source_table = {
     .name = "table", .spec = "a .tsv or .csv file with a header (columns --image-key and --caption-key)",
-    .claims = claims_table, .open = open_table, .begin = rows_begin, .next = rows_next, .free = rows_free};
+    .claims = claims_table, .open = open_table, .begin = source_rows_begin, .next = source_rows_next, .free = source_rows_free};
 
 /* ---- a folder of class folders ----------------------------------------------------------------- */
 
@@ -193,7 +195,7 @@ static bool is_dir(const char *path) {
 /* every image of every class folder, both in name order */
 static vlp_err open_folder(sample_stream *s, void **state, int64_t *epoch_size, vlp_error *err) {
     const char *root = stream_spec(s);
-    rows *t = calloc(1, sizeof *t);
+    source_rows *t = source_rows_new();
     VLP_CHECK_ALLOC(t, err, sizeof *t);
     *state = t;
     struct dirent **cls;
@@ -214,7 +216,7 @@ static vlp_err open_folder(sample_stream *s, void **state, int64_t *epoch_size, 
         for (int f = 0; f < nf; f++) {
             const char *dot = strrchr(files[f]->d_name, '.');
             if (rc == VLP_OK && dot && wds_is_image_ext(dot + 1)) {
-                if (!add_row(t, str_join3(dir, strlen(dir), "/", 1, files[f]->d_name), label, label, 0))
+                if (!source_rows_add(t, str_join3(dir, strlen(dir), "/", 1, files[f]->d_name), label, label, 0))
                     rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: images", dir);
                 images++;
             }
@@ -228,9 +230,9 @@ static vlp_err open_folder(sample_stream *s, void **state, int64_t *epoch_size, 
     free(cls);
     VLP_TRY(rc);
     VLP_CHECK_FORMAT(t->n > 0, err, "%s: no class folder with images (the layout: %s/CLASS/IMAGE.jpg)", root, root);
-    return rows_ready(s, t, epoch_size, err);
+    return source_rows_ready(s, t, epoch_size, err);
 }
 
 const source_kind source_folder = {
     .name = "folder", .spec = "a folder with one folder of images a class (its name is the class)",
-    .claims = claims_folder, .open = open_folder, .begin = rows_begin, .next = rows_next, .free = rows_free};
+    .claims = claims_folder, .open = open_folder, .begin = source_rows_begin, .next = source_rows_next, .free = source_rows_free};

@@ -339,6 +339,6 @@ static bool claims_shards(const char *spec) { return true; }
 
 const source_kind source_webdataset = {
     .name = "webdataset",
-    .spec = "WebDataset tar shards (train-{00000..00011}.tar; patterns joined with ::)",
+    .spec = "WebDataset tar shards: train-{00000..00011}.tar, patterns joined with ::",
     .claims = claims_shards, .open = open_shards, .begin = shards_begin, .next = shards_next,
     .free = shards_free};

@@ -141,8 +141,10 @@ static void run_layout(layout *L) {
 
 const char *clip_part_name(unsigned part) {
     static const char *const names[CLIP_PARTS_COUNT] = {
-        "the image tower", "the text tower", "the text tower's final LN and projection",
-        "the logit scale", "the logit bias", "the text decoder (CoCa)", "the MAE decoder"};
+#define CLIP_PART_WORDS(name, words) words,
+        CLIP_PARTS(CLIP_PART_WORDS)
+#undef CLIP_PART_WORDS
+    };
     for (int i = 0; i < CLIP_PARTS_COUNT; i++)
         if (part == 1u << i) return names[i];
     return "?";
@@ -160,7 +162,7 @@ static void set_dims(clip_model *m, const clip_config *cfg) {
     m->text_dims = (block_dims){.T = t->context_length, .C = t->width, .NH = t->heads,
                             .hidden = t->mlp_width, .causal = true, .act = m->image_dims.act,
                             .eps = 1e-5f};
-    FOR_PRESENT_HEADS(h, m) h->set_dims(m);
+    FOR_PRESENT_HEADS(h, m) if (h->set_dims) h->set_dims(m);
 }
 
 size_t clip_config_param_count(const clip_config *cfg) {
@@ -190,7 +192,7 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     m->weights = aligned_alloc(64, bytes);
     m->grads = with_grads ? aligned_alloc(64, bytes) : NULL;
     int nblocks = 2 * (v->layers + t->layers);
-    FOR_PRESENT_HEADS(h, m) nblocks += 2 * h->blocks(m);
+    FOR_PRESENT_HEADS(h, m) nblocks += h->blocks ? 2 * h->blocks(m) : 0;
     m->block_views = calloc((size_t)nblocks, sizeof *m->block_views);
     if (!m->params || !m->weights || (with_grads && !m->grads) || !m->block_views) {
         clip_free(m);
@@ -207,9 +209,9 @@ static vlp_err init_model(clip_model *m, const clip_config *cfg, bool with_grads
     }
     block_params *next = m->block_views + 2 * (v->layers + t->layers);
     FOR_PRESENT_HEADS(h, m) {
-        vlp_err rc = h->bind_views(m, next, with_grads, err);
+        vlp_err rc = h->bind_views ? h->bind_views(m, next, with_grads, err) : VLP_OK;
         if (rc != VLP_OK) return clip_free(m), rc;
-        next += 2 * h->blocks(m);
+        next += h->blocks ? 2 * h->blocks(m) : 0;
     }
     layout B = {.m = m, .bind = true};
     run_layout(&B);
@@ -231,7 +233,7 @@ void clip_free(clip_model *m) {
     free(m->weights);
     free(m->grads);
     free(m->block_views);
-    FOR_PRESENT_HEADS(h, m) h->free(m);
+    FOR_PRESENT_HEADS(h, m) if (h->free) h->free(m);
     free(m->image_acts.xs);
     free(m->image_acts.blocks);
     free(m->text_acts.xs);
@@ -332,7 +334,7 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
     *m->views.logit_scale = clip_config_logit_scale_init(&m->cfg);
     if (m->views.logit_bias) *m->views.logit_bias = m->cfg.init_logit_bias;
 
-    FOR_PRESENT_HEADS(h, m) h->init_weights(m, &r);
+    FOR_PRESENT_HEADS(h, m) if (h->init_weights) h->init_weights(m, &r);
 }
 
 /* ---- activation arena ------------------------------------------------------------------- */
@@ -340,7 +342,7 @@ void clip_init_weights(clip_model *m, uint64_t seed) {
 /* Every image token through the head: FILIP's loss and the heads that read them (CoCa's decoder, MAE's). */
 static bool image_token_head(const clip_model *m) {
     bool tokens = m->token_head;
-    FOR_PRESENT_HEADS(h, m) tokens |= h->reads_image_tokens(m);
+    FOR_PRESENT_HEADS(h, m) tokens |= h->reads_image_tokens && h->reads_image_tokens(m);
     return tokens;
 }
 
@@ -437,7 +439,7 @@ static void bind_all(clip_model *m, arena *a, int B) {
     size_t patches = (size_t)B * NP * m->image_dims.C;      /* forward: the patch embeddings */
     if (patches > s) s = patches;
     FOR_PRESENT_HEADS(h, m) {
-        size_t hs = h->bind(m, a, B);
+        size_t hs = h->bind ? h->bind(m, a, B) : 0;
         if (hs > s) s = hs;
     }
     m->scratch = arena_take(a, s);
@@ -455,7 +457,7 @@ vlp_err clip_reserve(clip_model *m, int B, vlp_error *err) {
     m->text_acts.blocks = calloc((size_t)Lt, sizeof(block_acts));
     VLP_CHECK(m->image_acts.xs && m->image_acts.blocks && m->text_acts.xs && m->text_acts.blocks, err, VLP_ERR_NOMEM,
               "could not allocate the activation tables of %d + %d layers", Lv, Lt);
-    FOR_PRESENT_HEADS(h, m) VLP_TRY(h->reserve(m, err));
+    FOR_PRESENT_HEADS(h, m) if (h->reserve) VLP_TRY(h->reserve(m, err));
     arena count = {0};
     bind_all(m, &count, B);
     size_t bytes = count.off * sizeof(float);

@@ -25,16 +25,25 @@
  * the parts it trains (objective.trains, an allow-list) and the trainer
  * freezes the rest, so a head no loss reaches is never touched (weight decay
  * included), whatever heads the model carries. */
+#define CLIP_PARTS(X)                                                                              \
+    X(IMAGE, "the image tower")                          /* visual.*: with its LN and projection */ \
+    X(TEXT, "the text tower")                            /* token/positional embeddings, transformer.* */ \
+    X(TEXT_POOL, "the text tower's final LN and projection") /* ln_final, text_projection */       \
+    X(LOGIT_SCALE, "the logit scale")                                                              \
+    X(LOGIT_BIAS, "the logit bias")                      /* SigLIP's */                            \
+    X(TEXT_DECODER, "the text decoder (CoCa)")           /* text_decoder.* */                      \
+    X(MAE_DECODER, "the MAE decoder")                    /* mae_decoder.* */
+enum clip_part_index {
+#define CLIP_PART_INDEX(name, words) CLIP_PART_INDEX_##name,
+    CLIP_PARTS(CLIP_PART_INDEX) CLIP_PARTS_COUNT
+#undef CLIP_PART_INDEX
+};
+/* one bit each (CLIP_PART_IMAGE, ...): an objective's `trains` is their union */
 typedef enum clip_part {
-    CLIP_PART_IMAGE = 1u << 0,        // visual.*: the image tower, its LN and projection
-    CLIP_PART_TEXT = 1u << 1,         // token/positional embeddings, transformer.*
-    CLIP_PART_TEXT_POOL = 1u << 2,    // ln_final, text_projection: the pooled text embedding
-    CLIP_PART_LOGIT_SCALE = 1u << 3,  // logit_scale
-    CLIP_PART_LOGIT_BIAS = 1u << 4,   // logit_bias (SigLIP)
-    CLIP_PART_TEXT_DECODER = 1u << 5, // text_decoder.*: CoCa's captioning head
-    CLIP_PART_MAE_DECODER = 1u << 6,  // mae_decoder.*: MAE's pixel decoder
+#define CLIP_PART_BIT(name, words) CLIP_PART_##name = 1u << CLIP_PART_INDEX_##name,
+    CLIP_PARTS(CLIP_PART_BIT)
+#undef CLIP_PART_BIT
 } clip_part;
-#define CLIP_PARTS_COUNT 7
 /* "the image tower", ... for one part bit; "?" for anything else */
 const char *clip_part_name(unsigned part);
 

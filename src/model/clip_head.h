@@ -37,8 +37,10 @@ void layout_reg_blocks(param_layout *L, const char *prefix, int layers, const bl
 /* a residual block's open_clip initialisation (text: CLIP.init_parameters' re-draw) */
 void clip_init_block(rng64 *r, block_params *p, const block_dims *d, bool text, int layers);
 
+/* name, part, present and layout are required; any other entry may be NULL
+ * (nothing to do: a head that only holds parameters needs no more) */
 typedef struct clip_head {
-    const char *name;  // its parameters' prefix without the dot ("text_decoder")
+    const char *name;  // its parameters' prefix without the dot ("text_decoder"); test_train checks it
     unsigned part;     // their clip_part
     bool (*present)(const clip_config *cfg);
     /* from m->cfg and the towers' dims: its own (and its flag on) */
