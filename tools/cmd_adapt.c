@@ -16,6 +16,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/tar.h"
+#include "eval/embed_set.h"
 #include "eval/eval.h"
 #include "io/file.h"
 #include "model_args.h"
@@ -171,26 +172,37 @@ static int fail(const char *what, const vlp_error *err) {
     return 1;
 }
 
-/* the linear probe: every shot's feature, one fit */
-static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, const image_decode_opts *dec, double l2,
-                     float *pix) {
-    int n = 0, S = pl->m->cfg.vision.image_size;
+/* the learner's image features as embed_batch's encoder */
+static vlp_err probe_encode(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
+    prompt_learner *pl = ctx;
+    return pl->method->embed_images(pl, pixels, n, out, err);
+}
+
+/* the linear probe: every shot's feature (the evaluation pass's batch), one fit */
+static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, bool white, double l2) {
+    int n = 0, E = pl->E;
     for (int c = 0; c < s->C; c++) n += (int)(s->seen[c] < s->K ? s->seen[c] : s->K);
-    float *img = malloc(sizeof(float) * (size_t)n * pl->E);
+    float *img = malloc(sizeof(float) * (size_t)n * E);
     int *labels = malloc(sizeof(int) * (size_t)n);
     if (!img || !labels) return free(img), free(labels), fprintf(stderr, "vlp adapt: out of memory\n"), 1;
-    image_transform tf = image_transform_default(S, false);
     vlp_error err = {0};
-    int rc = 0;
-    for (int i0 = 0; !rc && i0 < n; i0 += pl->batch) {
-        int b = n - i0 < pl->batch ? n - i0 : pl->batch;
-        for (int i = 0; !rc && i < b; i++) {
-            rc = shot_pixels(&s->slots[owner[i0 + i]], &tf, dec, NULL, pix + (size_t)i * 3 * S * S);
-            labels[i0 + i] = owner[i0 + i] / s->K;
+    embed_batch b;
+    int rc = embed_batch_init(&b, pl->m->cfg.vision.image_size, E, pl->batch, white, probe_encode, pl, &err) != VLP_OK;
+    if (rc) fail(NULL, &err);
+    for (int i = 0, first = 0; !rc && i < n; i++) {
+        const shot *sh = &s->slots[owner[i]];
+        image_u8 im;
+        labels[i] = owner[i] / s->K;
+        rc = embed_batch_decode(&b, sh->bytes, sh->len, sh->what, &im, &err) != VLP_OK;
+        if (!rc) rc = embed_batch_add(&b, &im, &err) != VLP_OK, image_free(&im);
+        if (!rc && (embed_batch_full(&b) || i == n - 1)) {
+            rc = embed_batch_encode(&b, &err) != VLP_OK;
+            if (!rc) memcpy(img + (size_t)first * E, b.emb, sizeof(float) * (size_t)b.n * E);
+            first += b.n, b.n = 0;
         }
-        if (!rc && pl->method->embed_images(pl, pix, b, img + (size_t)i0 * pl->E, &err) != VLP_OK)
-            rc = fail(NULL, &err);
+        if (rc) fail(NULL, &err);
     }
+    embed_batch_free(&b);
     if (!rc && pl->method->fit(pl, img, labels, n, l2, &err) != VLP_OK) rc = fail("the fit", &err);
     if (!rc) {
         float *scores = malloc(sizeof(float) * (size_t)n * pl->C);
@@ -381,7 +393,7 @@ int cmd_adapt(int argc, char **argv) {
                             "wd %g%s\n", me->name, pl->n, pl->csc ? " per class" : "", pl->init[0] ? " from \"" : "",
                     pl->init, pl->init[0] ? "\"" : "", me->deep ? (snprintf(buf, sizeof buf, ", depth %d", pl->depth), buf) : "",
                     pl->nfloats, epochs, batch, lr, a.wd, a.no_augment ? "" : "; random crops and flips");
-        rc = me->fit ? fit_probe(pl, &s, owner, &dec, a.l2, pix)
+        rc = me->fit ? fit_probe(pl, &s, owner, a.white, a.l2)
                      : train(pl, &s, owner, n, &a, epochs, lr, batch, &dec, pix);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

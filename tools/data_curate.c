@@ -36,43 +36,47 @@ curate_io curate_io_default(void) {
     return (curate_io){.image_key = "filepath", .caption_key = "title", .per_shard = 1000, .seed = 0};
 }
 
+static vlp_err encode_with_model(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
+    return vlp_encode_images(ctx, pixels, n, out, err);
+}
+
 bool curate_model_open(curate_model *m, const model_args *a, bool white, const char *cmd) {
     memset(m, 0, sizeof *m);
-    if (white) m->decode.composite = true, memset(m->decode.background, 255, 3);
+    vlp_error err = {0};
+    embed_batch_init(&m->batch, 0, 0, 0, white, NULL, NULL, &err); /* decoding only, until a model */
     if (!a->model) return true;
     char name[64];
     snprintf(name, sizeof name, "data %s", cmd);
     if (!(m->model = open_model(a, name))) return false;
-    m->S = vlp_model_image_size(m->model), m->E = vlp_model_embed_dim(m->model), m->B = a->o.batch;
-    m->tf = image_transform_default(m->S, false);
-    m->pixels = malloc(sizeof(float) * (size_t)m->B * 3 * m->S * m->S);
-    if (!m->pixels) return fprintf(stderr, "vlp data %s: out of memory (a batch of %d images)\n", cmd, m->B), false;
+    if (embed_batch_init(&m->batch, vlp_model_image_size(m->model), vlp_model_embed_dim(m->model), a->o.batch,
+                         white, encode_with_model, m->model, &err) != VLP_OK)
+        return curate_fail(cmd, &err), false;
     return true;
 }
 
 void curate_model_free(curate_model *m) {
-    free(m->pixels);
+    embed_batch_free(&m->batch);
     vlp_model_free(m->model);
     memset(m, 0, sizeof *m);
 }
 
 bool curate_decode(const curate_model *m, const pool_sample *s, image_u8 *im, char *why, size_t n) {
     vlp_error err = {0};
-    memset(im, 0, sizeof *im);
-    if (image_decode(s->image, s->image_len, s->what, &m->decode, im, &err) == VLP_OK) return true;
+    if (embed_batch_decode(&m->batch, s->image, s->image_len, s->what, im, &err) == VLP_OK) return true;
     snprintf(why, n, "%s", err.message);
     return false;
 }
 
 bool curate_batch_add(curate_model *m, const image_u8 *im, char *why, size_t n) {
     vlp_error err = {0};
-    rng64 rng = {0}; /* the eval transform draws nothing */
-    if (image_transform_apply(&m->tf, im, &rng, m->pixels + (size_t)m->nb * 3 * m->S * m->S, &err) != VLP_OK) {
-        snprintf(why, n, "%s", err.message);
-        return false;
-    }
-    m->nb++;
-    return true;
+    if (embed_batch_add(&m->batch, im, &err) == VLP_OK) return true;
+    snprintf(why, n, "%s", err.message);
+    return false;
+}
+
+bool curate_batch_encode(curate_model *m, const char *cmd) {
+    vlp_error err = {0};
+    return embed_batch_encode(&m->batch, &err) == VLP_OK || (curate_fail(cmd, &err), false);
 }
 
 bool curate_out_is_table(const curate_io *io) { return table_spec(io->out, NULL); }

@@ -9,6 +9,7 @@
 
 #include "curate/pool.h"
 #include "data/image.h"
+#include "eval/embed_set.h"
 #include "model_args.h"
 #include "opts.h"
 
@@ -25,15 +26,12 @@ extern const opt_desc curate_io_table[];
 extern const int curate_io_count;
 #define CURATE_IO_GROUP(io) {curate_io_table, curate_io_count, (io)}
 
-/* The model filter and dedup embed with, and its batch of images: decoded
- * (alpha dropped, or composited on white), CLIP's eval transform. */
+/* The model filter and dedup embed with, and its batch of images
+ * (src/eval/embed_set.h: decoded, alpha dropped or composited on white,
+ * CLIP's eval transform; without a model it only decodes). */
 typedef struct curate_model {
     vlp_model *model;         // NULL: none given
-    int S, E, B;              // image size, embedding width, batch
-    image_transform tf;
-    image_decode_opts decode;
-    float *pixels;            // (B, 3, S, S) the batch
-    int nb;                   // images in it
+    embed_batch batch;
 } curate_model;
 
 /* opens a->model when given, and the batch; false after a message */
@@ -43,6 +41,8 @@ void curate_model_free(curate_model *m);
 bool curate_decode(const curate_model *m, const pool_sample *s, image_u8 *im, char *why, size_t n);
 /* a decoded image into the batch; false with why */
 bool curate_batch_add(curate_model *m, const image_u8 *im, char *why, size_t n);
+/* the batch's images encoded into m->batch.emb; false after a message */
+bool curate_batch_encode(curate_model *m, const char *cmd);
 
 /* --out is a table (FILE.tsv/.csv), not shards */
 bool curate_out_is_table(const curate_io *io);

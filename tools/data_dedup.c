@@ -34,7 +34,6 @@ enum { UNIQUE = 0, EXACT_DUP = 1, UNDECODABLE = 2, PIXEL_DUP = 3 };
 
 typedef struct dedup_run {
     curate_model m;      // the embedding model and its batch of images
-    float *emb;          // (B, E)
     u64_map seen;        // hash low 64 bits -> high 64 bits (as two halves)
     u64_map seen_pixels; // the same for the decoded pixels (with --model)
     FILE *status, *embeddings;
@@ -47,16 +46,15 @@ typedef struct dedup_run {
 } dedup_run;
 
 static bool flush(dedup_run *r) {
-    curate_model *m = &r->m;
-    if (!m->nb) return true;
-    vlp_error err = {0};
-    if (vlp_encode_images(m->model, m->pixels, m->nb, r->emb, &err) != VLP_OK) return curate_fail("dedup", &err), false;
-    if (fwrite(r->emb, sizeof(float) * (size_t)m->E, (size_t)m->nb, r->embeddings) != (size_t)m->nb) {
+    embed_batch *b = &r->m.batch;
+    if (!b->n) return true;
+    if (!curate_batch_encode(&r->m, "dedup")) return false;
+    if (fwrite(b->emb, sizeof(float) * (size_t)b->E, (size_t)b->n, r->embeddings) != (size_t)b->n) {
         fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->emb_path, strerror(errno));
         return false;
     }
-    r->rows += m->nb;
-    m->nb = 0;
+    r->rows += b->n;
+    b->n = 0;
     return true;
 }
 
@@ -109,7 +107,7 @@ static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
         fprintf(stderr, "vlp data dedup: %s: write failed: %s\n", r->status_path, strerror(errno));
         return false;
     }
-    return r->m.nb < r->m.B || flush(r);
+    return !r->m.model || !embed_batch_full(&r->m.batch) || flush(r);
 }
 
 static bool hash_done(void *ctx) { return flush(ctx); }
@@ -152,7 +150,7 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
                     int64_t *by_eps, int *k_used, int *iters_run, int64_t *largest) {
     int64_t n = r->rows;
     if (n == 0) return 0;
-    const int E = r->m.E;
+    const int E = r->m.batch.E;
     const float *x = mmap(NULL, sizeof(float) * (size_t)n * E, PROT_READ, MAP_SHARED, fileno(r->embeddings), 0);
     if (x == MAP_FAILED) return fprintf(stderr, "vlp data dedup: cannot map %s: %s\n", r->emb_path, strerror(errno)), 1;
     int k = clusters ? (int)(clusters < n ? clusters : n) : (int)((n + 999) / 1000);
@@ -253,8 +251,6 @@ int data_dedup(int argc, char **argv) {
         return fprintf(stderr, "vlp data dedup: out of memory\n"), 1;
     }
     if (!curate_model_open(&r.m, &a, white, "dedup")) rc = 1;
-    if (!rc && r.m.model && !(r.emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E)))
-        rc = 1, fprintf(stderr, "vlp data dedup: out of memory\n");
     snprintf(r.status_path, sizeof r.status_path, "%s.dedup-status.%d", io.out, (int)getpid());
     snprintf(r.emb_path, sizeof r.emb_path, "%s.dedup-embeddings.%d", io.out, (int)getpid());
     pool *p = rc ? NULL : curate_open("dedup", &io, true);
@@ -323,7 +319,7 @@ int data_dedup(int argc, char **argv) {
     }
     if (r.status) fclose(r.status), remove(r.status_path);
     if (r.embeddings) fclose(r.embeddings), remove(r.emb_path);
-    free(r.emb), free(r.removed);
+    free(r.removed);
     u64_map_free(&r.seen);
     u64_map_free(&r.seen_pixels);
     pool_writer_free(w);

@@ -88,7 +88,7 @@ static const filter_rule rules[] = {
 typedef struct filter_run {
     filter_opts o;
     curate_model m;                    // the score model and its batch of images
-    float *img_emb, *txt_emb;          // (B, E), (B, E)
+    float *txt_emb;                    // (B, E) the captions'; the images' are the batch's
     char **captions;                   // (B) the batch's captions, copies
     /* the files of pass 1 */
     FILE *reasons, *scores;
@@ -111,15 +111,15 @@ static bool scoring(const filter_run *r) { return r->m.model != NULL; }
 
 /* the batch through the model: cosine of each image with its caption */
 static bool flush(filter_run *r) {
-    curate_model *m = &r->m;
-    if (!m->nb) return true;
+    embed_batch *b = &r->m.batch;
+    if (!b->n) return true;
     vlp_error err = {0};
-    if (vlp_encode_images(m->model, m->pixels, m->nb, r->img_emb, &err) != VLP_OK ||
-        vlp_encode_texts(m->model, (const char *const *)r->captions, m->nb, r->txt_emb, &err) != VLP_OK)
+    if (!curate_batch_encode(&r->m, "filter")) return false;
+    if (vlp_encode_texts(r->m.model, (const char *const *)r->captions, b->n, r->txt_emb, &err) != VLP_OK)
         return curate_fail("filter", &err), false;
-    for (int i = 0; i < m->nb; i++) {
+    for (int i = 0; i < b->n; i++) {
         double d = 0;
-        for (int k = 0; k < m->E; k++) d += (double)r->img_emb[(size_t)i * m->E + k] * r->txt_emb[(size_t)i * m->E + k];
+        for (int k = 0; k < b->E; k++) d += (double)b->emb[(size_t)i * b->E + k] * r->txt_emb[(size_t)i * b->E + k];
         float s = (float)d;
         if (fwrite(&s, sizeof s, 1, r->scores) != 1) {
             fprintf(stderr, "vlp data filter: %s: write failed\n", r->scores_path);
@@ -131,7 +131,7 @@ static bool flush(filter_run *r) {
         r->scored++;
         free(r->captions[i]), r->captions[i] = NULL;
     }
-    m->nb = 0;
+    b->n = 0;
     return true;
 }
 
@@ -153,7 +153,7 @@ static bool rules_visit(void *ctx, const pool_sample *s, bool *keep) {
         if (!curate_batch_add(&r->m, &im, why, sizeof why)) {
             reason = UNDECODABLE; /* a decoded image the transform refuses: said with the others */
             if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
-        } else if (!(r->captions[r->m.nb - 1] = strdup(s->caption))) {
+        } else if (!(r->captions[r->m.batch.n - 1] = strdup(s->caption))) {
             image_free(&im);
             return fprintf(stderr, "vlp data filter: out of memory\n"), false;
         }
@@ -166,7 +166,7 @@ static bool rules_visit(void *ctx, const pool_sample *s, bool *keep) {
         fprintf(stderr, "vlp data filter: %s: write failed\n", r->reasons_path);
         return false;
     }
-    return r->m.nb < r->m.B || flush(r);
+    return !scoring(r) || !embed_batch_full(&r->m.batch) || flush(r);
 }
 
 static bool rules_done(void *ctx) { return flush(ctx); }
@@ -290,10 +290,9 @@ int data_filter(int argc, char **argv) {
     if (scores_out && !a.model) return fprintf(stderr, "vlp data filter: --scores needs --score-model\n"), 2;
     if (!curate_model_open(&r.m, &a, white, "filter")) return curate_model_free(&r.m), 1;
     if (r.m.model) {
-        r.img_emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E);
-        r.txt_emb = malloc(sizeof(float) * (size_t)r.m.B * r.m.E);
-        r.captions = calloc((size_t)r.m.B, sizeof(char *));
-        if (!r.img_emb || !r.txt_emb || !r.captions) rc = 1, fprintf(stderr, "vlp data filter: out of memory\n");
+        r.txt_emb = malloc(sizeof(float) * (size_t)r.m.batch.B * r.m.batch.E);
+        r.captions = calloc((size_t)r.m.batch.B, sizeof(char *));
+        if (!r.txt_emb || !r.captions) rc = 1, fprintf(stderr, "vlp data filter: out of memory\n");
     }
     snprintf(r.reasons_path, sizeof r.reasons_path, "%s.reasons.tmp.%d", io.out, (int)getpid());
     snprintf(r.scores_path, sizeof r.scores_path, "%s.scores.tmp.%d", io.out, (int)getpid());
@@ -392,8 +391,8 @@ int data_filter(int argc, char **argv) {
     if (r.keys_open) atomic_abort(&r.keys);
     if (r.reasons) fclose(r.reasons), remove(r.reasons_path);
     if (r.scores) fclose(r.scores), remove(r.scores_path);
-    for (int i = 0; r.captions && i < r.m.B; i++) free(r.captions[i]);
-    free(r.captions), free(r.img_emb), free(r.txt_emb);
+    for (int i = 0; r.captions && i < r.m.batch.B; i++) free(r.captions[i]);
+    free(r.captions), free(r.txt_emb);
     pool_writer_free(w);
     pool_free(p);
     curate_model_free(&r.m);

@@ -13,9 +13,40 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/image.h"
 
 /* (n, 3, S, S) preprocessed images → (n, E) embeddings */
 typedef vlp_err (*embed_images_fn)(void *ctx, const float *pixels, int n, float *out, vlp_error *err);
+
+/* The batch every pass that embeds images fills: each image decoded (alpha
+ * dropped, or composited on white), put through CLIP's eval transform into
+ * the next slot, and the slots encoded in one call. embed_set (below) drives
+ * it over a stream; a pass with its own walk over samples (curation's
+ * passes, the probe's shots) drives it itself. */
+typedef struct embed_batch {
+    int S, E, B;             // image size, embedding width, slots (0: decoding only)
+    int n;                   // images in it
+    image_transform tf;
+    image_decode_opts decode;
+    float *pixels;           // (B, 3, S, S)
+    float *emb;              // (B, E): the last embed_batch_encode's
+    embed_images_fn encode;  // NULL: decoding only
+    void *ctx;
+} embed_batch;
+
+/* B slots of S×S images encoded to E floats by encode(ctx, ...); B 0 and
+ * encode NULL: a batch that only decodes (curation without a model) */
+vlp_err embed_batch_init(embed_batch *b, int S, int E, int B, bool white, embed_images_fn encode, void *ctx,
+                         vlp_error *err);
+void embed_batch_free(embed_batch *b);
+/* an image's bytes decoded as the batch decodes (im freed by the caller) */
+vlp_err embed_batch_decode(const embed_batch *b, const uint8_t *bytes, size_t n, const char *what, image_u8 *im,
+                           vlp_error *err);
+/* a decoded image through the eval transform into the next slot */
+vlp_err embed_batch_add(embed_batch *b, const image_u8 *im, vlp_error *err);
+static inline bool embed_batch_full(const embed_batch *b) { return b->n == b->B; }
+/* the n images into b->emb (n, E); the caller reads them and empties the batch (b->n = 0) */
+vlp_err embed_batch_encode(embed_batch *b, vlp_error *err);
 
 typedef struct embed_set_opts {
     int image_size, embed_dim; // S, E
