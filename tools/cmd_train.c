@@ -238,7 +238,12 @@ static int train_session(train_cli *c, dist_group *dist) {
     progress pr = {0};
     c->r.ctx = &pr;
     run *r;
-    if (run_open(&r, &c->r, dist, &err) != VLP_OK) return fail(dist, &err);
+    vlp_err orc = run_open(&r, &c->r, dist, &err);
+    if (orc == VLP_ERR_ARG && dist_world(dist) == 1) { /* what was asked for: a usage error */
+        fprintf(stderr, "vlp train: %s\n", err.message);
+        return 2;
+    }
+    if (orc != VLP_OK) return fail(dist, &err);
     const run_opts *o = run_options(r);
     session s = {.t_start = now_s(), .last_loss = NAN};
     if (lead) print_header(r);

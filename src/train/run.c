@@ -81,7 +81,7 @@ const opt_desc run_opt_table[] = {
     R("tokenizer_merges", NULL, "--tokenizer-merges", "N", opt_long, tokenizer_merges, 1, 1 << 22,
       OPT_NEW_RUN, "merges to learn from the training captions"),
     R("epochs", NULL, "--epochs", "E", opt_double, epochs, 1e-6, 1e6, OPT_NEW_RUN,
-      "instead of --steps: passes over the training pairs"),
+      "instead of --steps: passes over the training pairs, 0 = use --steps"),
     R("init_image", NULL, "--init-image", "FILE", opt_string, init_image, 0, 0, OPT_NEW_RUN,
       "start the image tower from a checkpoint (visual.* tensors)"),
     R("out", "-o", "--out", "DIR", opt_string, out, 0, 0, 0, "run directory"),
