@@ -97,6 +97,9 @@ refuse "an unknown option" "unknown option '--nope'" --nope 1
 refuse "a validation set that is not there, before training" "no-such.tsv" \
     --train-data pairs.tsv --val-data no-such.tsv --out x6 --steps 2
 [ ! -e x6 ] && tap_ok "refused before training: no run directory" || tap_not_ok "refused before training: no run directory" refused.log
+refuse "training data that is not there" "no-such-pairs.tsv" --train-data no-such-pairs.tsv --out x7 --steps 2
+[ ! -e x7 ] && tap_ok "a new run that fails in its set-up takes its directory away (config, tokenizer, lock)" ||
+    { ls -la x7 >> refused.log; tap_not_ok "a new run that fails in its set-up takes its directory away" refused.log; }
 refuse "--model-config on resume" "--model-config applies to a new run" --out cut --resume --model-config ViT-B-32
 refuse "locking the tower on resume" "--lock-image off, not on" --out cut --resume --lock-image
 

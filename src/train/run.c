@@ -174,6 +174,7 @@ struct run {
     long start;
     run_evals res;
     bool evaluated;
+    bool made_dir; // this open made the run directory: a failed new run takes it away again
 };
 
 static void say(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -732,6 +733,7 @@ static vlp_err setup(run *r, vlp_error *err) {
     if (c->zeroshot_data) VLP_TRY(templates_load(c->templates, &r->templates, &r->ntemplates, err));
     if (r->rank == 0) {
         VLP_TRY(check_eval_sets(r, err));
+        r->made_dir = !c->resume && access(c->out, F_OK) != 0;
         VLP_TRY(make_dirs(c->out, err));
         VLP_TRY(run_dir_lock(c->out, &r->lock_fd, err)); /* before anything in it is written */
         VLP_TRY(model_and_tokenizer(r, c->resume, err));
@@ -773,6 +775,18 @@ static vlp_err setup(run *r, vlp_error *err) {
     return VLP_OK;
 }
 
+/* A new run that failed before its first step leaves nothing behind: the
+ * files its set-up writes, and the directory it made (only when empty). */
+static void forget_new_run(const run *r) {
+    static const char *const files[] = {"config.json", DATA_FILE, MERGES_FILE, "metrics.jsonl", "lock"};
+    char path[4200];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", r->opts.out, files[i]);
+        unlink(path);
+    }
+    rmdir(r->opts.out);
+}
+
 vlp_err run_open(run **out, const run_opts *opts, dist_group *dist, vlp_error *err) {
     *out = NULL;
     run *r = calloc(1, sizeof *r);
@@ -783,6 +797,7 @@ vlp_err run_open(run **out, const run_opts *opts, dist_group *dist, vlp_error *e
     vlp_err rc = own_strings(r, err);
     if (rc == VLP_OK) rc = setup(r, err);
     if (rc != VLP_OK) {
+        if (r->made_dir) forget_new_run(r);
         run_close(r);
         return rc;
     }
