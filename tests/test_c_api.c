@@ -226,8 +226,45 @@ static void test_errors(void **state) {
     vlp_model_free(NULL);
 }
 
+
+/* Training options through the C API: the defaults of vlp train, set and
+ * read back by key or flag, an objective's options as given before the
+ * objective, refusals that name the option and its range. */
+static void test_train_options(void **state) {
+    vlp_error err = {0};
+    vlp_train_opts *o;
+    char v[64];
+    assert_int_equal(vlp_train_opts_new(&o, &err), VLP_OK);
+    assert_int_equal(vlp_train_opts_get(o, "lr", v, sizeof v, &err), VLP_OK);
+    assert_string_equal(v, "0.0005");
+    assert_int_equal(vlp_train_opts_set(o, "--lr", "0.001", &err), VLP_OK);
+    assert_int_equal(vlp_train_opts_get(o, "lr", v, sizeof v, &err), VLP_OK);
+    assert_string_equal(v, "0.001");
+    assert_int_equal(vlp_train_opts_get(o, "--batch", v, sizeof v, &err), VLP_OK);
+    assert_string_equal(v, "128");
+    assert_int_equal(vlp_train_opts_set(o, "caption_weight", "3", &err), VLP_OK); /* before its objective */
+    assert_int_equal(vlp_train_opts_set(o, "objective", "coca", &err), VLP_OK);
+    assert_int_equal(vlp_train_opts_get(o, "caption_weight", v, sizeof v, &err), VLP_OK);
+    assert_string_equal(v, "3");
+    assert_int_equal(vlp_train_opts_get(o, "prior_alpha", v, sizeof v, &err), VLP_OK);
+    assert_string_equal(v, "1");
+    assert_int_equal(vlp_train_opts_get(o, "mask_ratio", v, sizeof v, &err), VLP_ERR_ARG);
+    assert_int_equal(vlp_train_opts_set(o, "batch", "1", &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "--batch wants a whole number in 2..1048576, got '1'"));
+    assert_int_equal(vlp_train_opts_set(o, "nope", "1", &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "unknown option 'nope'"));
+    assert_int_equal(vlp_train_opts_set(o, "precision", "fp16", &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "--precision must be fp32 or bf16, not 'fp16'"));
+    assert_int_equal(vlp_train_opts_set(o, "white_background", "maybe", &err), VLP_ERR_ARG);
+    assert_int_equal(vlp_train_opts_set(o, "white_background", NULL, &err), VLP_OK); /* a switch: on */
+    assert_int_equal(vlp_train_opts_get(o, "white_background", v, sizeof v, &err), VLP_OK);
+    assert_string_equal(v, "on");
+    vlp_train_opts_free(o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_train_options),
         cmocka_unit_test(test_embeddings_match_pytorch),
         cmocka_unit_test(test_bf16_embeddings_close),
         cmocka_unit_test(test_encode_classes),

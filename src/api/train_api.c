@@ -61,6 +61,12 @@ vlp_err vlp_train_opts_get(const vlp_train_opts *o, const char *key, char *buf, 
     }
     const objective *obj = o->r.o.objective;
     int i = objective_option_index(obj, key);
+    /* an objective's option given, not yet applied (vlp_train_open applies them): as given */
+    for (int k = o->r.nobj_args - 1; i >= 0 && k >= 0; k--)
+        if (!strcmp(o->r.obj_args[k].flag, obj->options[i].d.flag)) {
+            snprintf(buf, n, "%s", o->r.obj_args[k].value ? o->r.obj_args[k].value : "");
+            return VLP_OK;
+        }
     VLP_CHECK_ARG(i >= 0, err, "no option '%s'%s", key,
                   run_objective_option(key) ? " in the objective set now" : "");
     opt_desc od = objective_option_desc(obj, i);
