@@ -195,7 +195,7 @@ static int data_shards(int argc, char **argv) {
         const char *ext = image_format_ext(r.image, r.image_len);
         if (!ext) { /* a shard's reader would not know it: not written */
             char msg[512];
-            snprintf(msg, sizeof msg, "%s: not a JPEG, PNG or WebP image (%zu bytes)", r.what, r.image_len);
+            snprintf(msg, sizeof msg, "%.400s: not a JPEG, PNG or WebP image (%zu bytes)", r.what, r.image_len);
             if (!not_images++) snprintf(first_not_image, sizeof first_not_image, "%s", msg);
             cli_warn(NULL, msg);
             raw_sample_free(&r);

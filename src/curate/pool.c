@@ -17,306 +17,99 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_COLUMNS 256
-#define MAX_MEMBERS 64 /* a sample with more members is cut there, and said so */
-#define MAX_KEY 4096   /* as the trainer's reader (src/data/dataset.c): the same grouping */
+#define MAX_KEY 4096 /* as the stream's WebDataset reader: the same grouping */
 
+/* The pool reads through the sample stream (data/dataset.h) with whole
+ * records: a table line by line with every field, shards with every member. */
 struct pool {
     pool_opts o;
     char *spec;
-    int64_t index, skipped;
-    char first_skip[512];
-    /* a table */
-    FILE *fp;
-    bool csv;
-    char sep;
-    char **columns; // (ncols) the header
+    sample_stream *s;
+    bool is_table;
+    char *dir;              // a table's directory, with its '/', or ""
+    const char *const *columns; // a table's header (ncols), the stream's
     int ncols, image_col, caption_col;
-    char *dir;      // the table's directory, with its '/', or ""
-    char *line;
-    size_t cap;
-    long lineno;
-    /* shards */
-    char **shards;
-    int nshards, shard;
-    tar_reader tar;
-    bool tar_open, have_next; // have_next: tar's current member starts the next sample
+    int64_t skipped_before; // the stream's skips before this pass
 };
 
 pool_opts pool_opts_default(void) {
     return (pool_opts){.image_key = "filepath", .caption_key = "title", .read_images = true};
 }
 
-static void skip(pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void skip(pool *p, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (!p->skipped++) snprintf(p->first_skip, sizeof p->first_skip, "%s", msg);
-    if (p->o.warn) p->o.warn(p->o.warn_ctx, msg);
-}
-
-static vlp_err open_header(pool *p, vlp_error *err) {
-    bool too_long;
-    ssize_t len = table_line(p->fp, &p->line, &p->cap, &too_long);
-    VLP_CHECK_FORMAT(len >= 0 && !too_long, err, "%s:1: %s", p->spec,
-                     too_long ? "the header is too long" : "the file is empty (a header is needed)");
-    p->lineno = 1;
-    while (len > 0 && (p->line[len - 1] == '\n' || p->line[len - 1] == '\r')) p->line[--len] = '\0';
-    char *f[MAX_COLUMNS];
-    int n = table_split(p->line, p->sep, p->csv, f, MAX_COLUMNS);
-    p->columns = calloc((size_t)n, sizeof(char *));
-    VLP_CHECK_ALLOC(p->columns, err, sizeof(char *) * (size_t)n);
-    p->ncols = n, p->image_col = p->caption_col = -1;
-    for (int k = 0; k < n; k++) {
-        VLP_CHECK_ALLOC(p->columns[k] = strdup(f[k]), err, strlen(f[k]) + 1);
-        if (!strcmp(f[k], p->o.image_key)) p->image_col = k;
-        if (!strcmp(f[k], p->o.caption_key)) p->caption_col = k;
-    }
-    VLP_CHECK_FORMAT(p->image_col >= 0 && p->caption_col >= 0, err, "%s:1: the header lacks column '%s'",
-                     p->spec, p->image_col < 0 ? p->o.image_key : p->o.caption_key);
-    return VLP_OK;
-}
-
 vlp_err pool_open(pool **out, const char *spec, const pool_opts *o, vlp_error *err) {
     *out = NULL;
+    struct stat st;
+    VLP_CHECK_ARG(!(stat(spec, &st) == 0 && S_ISDIR(st.st_mode)), err,
+                  "%s is a folder: a pool to curate is a .tsv/.csv table or WebDataset shards (a folder of "
+                  "class folders is read for training, evaluation and adaptation, not curated in place)", spec);
     pool *p = calloc(1, sizeof *p);
     VLP_CHECK_ALLOC(p, err, sizeof *p);
     p->o = *o;
+    dataset_opts d = dataset_opts_default();
+    d.image_key = o->image_key, d.caption_key = o->caption_key, d.shuffle = false, d.records = true;
+    d.skip_table_images = !o->read_images, d.warn = o->warn, d.warn_ctx = o->warn_ctx;
     p->spec = strdup(spec);
-    vlp_err rc = p->spec ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "pool spec");
-    struct stat st;
-    if (rc == VLP_OK && stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) /* not shards: say what a pool is */
-        rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
-                           "%s is a folder: a pool to curate is a .tsv/.csv table or WebDataset shards "
-                           "(a folder of class folders is read for training, evaluation and adaptation, "
-                           "not curated in place)", spec);
-    else if (rc == VLP_OK && table_spec(spec, &p->csv)) {
-        p->sep = p->csv ? ',' : '\t';
-        const char *slash = strrchr(spec, '/');
-        p->dir = strndup(spec, slash ? (size_t)(slash - spec + 1) : 0);
-        p->fp = fopen(spec, "r");
-        if (!p->dir) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "pool dir");
-        else if (!p->fp)
-            rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot open %s: %s", spec, strerror(errno));
-        else rc = open_header(p, err);
-    } else if (rc == VLP_OK) {
-        rc = shard_list(spec, &p->shards, &p->nshards, err);
-    }
+    const char *slash = strrchr(spec, '/');
+    p->dir = strndup(spec, slash ? (size_t)(slash - spec + 1) : 0);
+    vlp_err rc = p->spec && p->dir ? stream_open(&p->s, spec, &d, err)
+                                   : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "pool spec");
+    if (rc == VLP_OK) rc = stream_begin(p->s, 0, err);
     if (rc != VLP_OK) {
         pool_free(p);
         return rc;
     }
+    p->columns = stream_columns(p->s, &p->ncols, &p->image_col, &p->caption_col);
+    p->is_table = p->columns != NULL;
     *out = p;
     return VLP_OK;
 }
 
 vlp_err pool_rewind(pool *p, vlp_error *err) {
-    p->index = p->skipped = 0, p->first_skip[0] = '\0';
-    if (p->fp) {
-        VLP_CHECK_IO(fseek(p->fp, 0, SEEK_SET) == 0, err, "%s: cannot seek: %s", p->spec, strerror(errno));
-        bool too_long;
-        VLP_CHECK_FORMAT(table_line(p->fp, &p->line, &p->cap, &too_long) >= 0, err, "%s: the header is gone",
-                         p->spec);
-        p->lineno = 1;
-        return VLP_OK;
-    }
-    if (p->tar_open) tar_close(&p->tar);
-    p->tar_open = p->have_next = false, p->shard = 0;
-    return VLP_OK;
+    p->skipped_before = stream_skipped(p->s, NULL);
+    return stream_begin(p->s, 0, err);
 }
 
 void pool_sample_free(pool_sample *s) {
-    free(s->image_owned), free(s->caption_owned), free(s->row), free(s->fields), free(s->image_path);
-    for (int i = 0; i < s->nmembers; i++) free(s->members[i].name), free(s->members[i].data);
-    free(s->members);
+    raw_sample_free(&s->raw);
     memset(s, 0, sizeof *s);
 }
 
-/* drops what the sample held from the last call, keeping its buffers' room */
-static void clear(pool_sample *s) {
-    free(s->image_owned), free(s->caption_owned), free(s->image_path);
-    s->image_owned = NULL, s->caption_owned = NULL, s->image_path = NULL;
-    for (int i = 0; i < s->nmembers; i++) free(s->members[i].name), free(s->members[i].data);
-    s->nmembers = 0, s->image = NULL, s->image_len = 0, s->caption = NULL, s->what[0] = '\0';
-}
-
-static vlp_err table_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
-    for (;;) {
-        bool too_long;
-        ssize_t len = table_line(p->fp, &p->line, &p->cap, &too_long);
-        if (len < 0) {
-            VLP_CHECK_IO(!ferror(p->fp), err, "%s: read error after line %ld", p->spec, p->lineno);
-            *done = true;
-            return VLP_OK;
-        }
-        p->lineno++;
-        if (too_long) {
-            skip(p, "%s:%ld: a row longer than %d bytes", p->spec, p->lineno, TABLE_MAX_LINE);
-            continue;
-        }
-        while (len > 0 && (p->line[len - 1] == '\n' || p->line[len - 1] == '\r')) p->line[--len] = '\0';
-        if (len == 0) continue;
-        free(s->row);
-        VLP_CHECK_ALLOC(s->row = strdup(p->line), err, (size_t)len + 1);
-        free(s->fields);
-        VLP_CHECK_ALLOC(s->fields = malloc(sizeof(char *) * MAX_COLUMNS), err, sizeof(char *) * MAX_COLUMNS);
-        int nf = table_split(s->row, p->sep, p->csv, s->fields, MAX_COLUMNS);
-        if (nf != p->ncols) {
-            skip(p, "%s:%ld: %d fields, the header has %d", p->spec, p->lineno, nf, p->ncols);
-            continue;
-        }
-        const char *path = s->fields[p->image_col];
-        if (!path[0] || table_blank(s->fields[p->caption_col])) {
-            skip(p, "%s:%ld: an empty image path or caption", p->spec, p->lineno);
-            continue;
-        }
-        size_t dl = path[0] == '/' ? 0 : strlen(p->dir), pl = strlen(path);
-        VLP_CHECK_ALLOC(s->image_path = malloc(dl + pl + 1), err, dl + pl + 1);
-        memcpy(s->image_path, p->dir, dl), memcpy(s->image_path + dl, path, pl + 1);
-        snprintf(s->what, sizeof s->what, "%.200s:%ld (%.250s)", p->spec, p->lineno, path);
-        s->caption = s->fields[p->caption_col];
-        if (!p->o.read_images && access(s->image_path, R_OK) != 0) { /* as a pass that reads it would skip it */
-            skip(p, "%.200s: cannot open %.250s: %s", s->what, s->image_path, strerror(errno));
-            free(s->image_path), s->image_path = NULL;
-            continue;
-        }
-        if (p->o.read_images) {
-            vlp_error why = {0};
-            if (read_whole_file(s->image_path, (size_t)1 << 30, &s->image_owned, &s->image_len, &why) != VLP_OK) {
-                skip(p, "%.200s: %.300s", s->what, why.message);
-                free(s->image_path), s->image_path = NULL;
-                continue;
-            }
-            s->image = s->image_owned;
-        }
-        return VLP_OK;
+vlp_err pool_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
+    raw_sample_free(&s->raw);
+    memset(s, 0, sizeof *s);
+    vlp_err rc = stream_next(p->s, &s->raw, done, err);
+    if (rc != VLP_OK || *done) {
+        raw_sample_free(&s->raw);
+        return rc;
     }
-}
-
-/* the current tar member into the sample's members */
-static vlp_err take(pool *p, pool_sample *s, vlp_error *err) {
-    if (s->nmembers == s->members_cap) {
-        int cap = s->members_cap ? 2 * s->members_cap : 4;
-        pool_member *g = realloc(s->members, sizeof(pool_member) * (size_t)cap);
-        VLP_CHECK_ALLOC(g, err, sizeof(pool_member) * (size_t)cap);
-        s->members = g, s->members_cap = cap;
-    }
-    pool_member *m = &s->members[s->nmembers];
-    m->name = strdup(p->tar.name);
-    m->data = malloc(p->tar.size + 1); /* NUL-terminated: a txt member is the caption string */
-    if (!m->name || !m->data) {
-        free(m->name), free(m->data);
-        VLP_FAIL(err, VLP_ERR_NOMEM, "%s: member %s", p->tar.path, p->tar.name);
-    }
-    memcpy(m->data, p->tar.data, p->tar.size);
-    m->data[p->tar.size] = '\0';
-    m->len = p->tar.size;
-    s->nmembers++;
+    raw_sample *r = &s->raw;
+    int64_t epoch, index;
+    stream_position(p->s, &epoch, &index);
+    s->index = index - 1;
+    snprintf(s->what, sizeof s->what, "%s", r->what);
+    s->image = r->image, s->image_len = r->image_len, s->caption = r->caption;
+    s->fields = r->fields, s->image_path = r->image_path;
+    s->members = r->members, s->nmembers = r->nmembers;
     return VLP_OK;
 }
 
-/* the image and the caption among a complete sample's members; false if it has none */
-static bool find_fields(pool *p, pool_sample *s) {
-    const char *json_caption = NULL;
-    for (int i = 0; i < s->nmembers; i++) {
-        char key[MAX_KEY];
-        const char *ext;
-        wds_split_key(s->members[i].name, key, sizeof key, &ext);
-        if (wds_is_image_ext(ext) && !s->image) s->image = s->members[i].data, s->image_len = s->members[i].len;
-        else if (!strcmp(ext, "txt") && !s->caption) s->caption = (const char *)s->members[i].data;
-        else if (!strcmp(ext, "json") && !s->caption_owned && !json_caption)
-            json_caption = s->caption_owned = wds_json_field(s->members[i].data, s->members[i].len, p->o.caption_key);
-    }
-    if (!s->caption) s->caption = s->caption_owned;
-    return s->image && s->caption && !table_blank(s->caption);
-}
-
-static vlp_err shards_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
-    for (;;) {
-        if (!p->tar_open) {
-            if (p->shard >= p->nshards) {
-                *done = true;
-                return VLP_OK;
-            }
-            vlp_error e2 = {0};
-            if (tar_open(&p->tar, p->shards[p->shard++], &e2) != VLP_OK) {
-                skip(p, "%s", e2.message);
-                continue;
-            }
-            p->tar_open = true, p->have_next = false;
-        }
-        /* the members of one key: the first may have been read by the last call */
-        char key[MAX_KEY] = "";
-        bool cut_members = false;
-        bool end = false;
-        for (;;) {
-            if (!p->have_next) {
-                vlp_error e2 = {0};
-                if (tar_next(&p->tar, &end, &e2) != VLP_OK) {
-                    skip(p, "%s (rest of the shard skipped)", e2.message);
-                    end = true;
-                }
-                if (end) break;
-            }
-            p->have_next = false;
-            char k[MAX_KEY];
-            const char *ext;
-            wds_split_key(p->tar.name, k, sizeof k, &ext);
-            if (s->nmembers && strcmp(k, key)) {
-                p->have_next = true; /* the next sample's first member */
-                break;
-            }
-            if (!s->nmembers) snprintf(key, sizeof key, "%s", k);
-            if (s->nmembers < MAX_MEMBERS) VLP_TRY(take(p, s, err));
-            else cut_members = true;
-        }
-        if (end) tar_close(&p->tar), p->tar_open = false;
-        if (!s->nmembers) continue;
-        snprintf(s->what, sizeof s->what, "%.250s: %.250s", p->shards[p->shard - 1], key);
-        if (cut_members && p->o.warn) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "%s: more than %d members; the rest are left out", s->what, MAX_MEMBERS);
-            p->o.warn(p->o.warn_ctx, msg);
-        }
-        if (find_fields(p, s)) return VLP_OK; /* a cut shard's last whole members still make a sample */
-        skip(p, "%s: no image (jpg/jpeg/png/webp) or no caption", s->what);
-        clear(s);
-    }
-}
-
-vlp_err pool_next(pool *p, pool_sample *s, bool *done, vlp_error *err) {
-    *done = false;
-    clear(s);
-    vlp_err rc = p->fp ? table_next(p, s, done, err) : shards_next(p, s, done, err);
-    if (rc == VLP_OK && !*done) s->index = p->index++;
-    return rc;
-}
-
 int64_t pool_skipped(const pool *p, const char **first) {
-    if (first) *first = p->first_skip;
-    return p->skipped;
+    return stream_skipped(p->s, first) - p->skipped_before;
 }
 
 const char *const *pool_columns(const pool *p, int *n, int *image_col, int *caption_col) {
     if (n) *n = p->ncols;
     if (image_col) *image_col = p->image_col;
     if (caption_col) *caption_col = p->caption_col;
-    return p->fp ? (const char *const *)p->columns : NULL;
+    return p->columns;
 }
 
 const char *pool_spec(const pool *p) { return p->spec; }
 
 void pool_free(pool *p) {
     if (!p) return;
-    if (p->fp) fclose(p->fp);
-    for (int i = 0; i < p->ncols; i++) free(p->columns[i]);
-    free(p->columns), free(p->dir), free(p->line), free(p->spec);
-    for (int i = 0; i < p->nshards; i++) free(p->shards[i]);
-    free(p->shards);
-    if (p->tar_open) tar_close(&p->tar);
+    stream_free(p->s);
+    free(p->spec), free(p->dir);
     free(p);
 }
 
@@ -343,7 +136,7 @@ static char *dir_of(const char *path) {
 vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, long per_shard, vlp_error *err) {
     *out = NULL;
     bool csv, table = table_spec(path, &csv);
-    VLP_CHECK_ARG(!table || in->fp, err,
+    VLP_CHECK_ARG(!table || in->is_table, err,
                   "--out %s: a table can be written from a table only (the images of shards have no path); "
                   "give a shard prefix", path);
     VLP_CHECK_ARG(per_shard >= 1, err, "%ld samples a shard", per_shard);

@@ -1,6 +1,7 @@
 /*
  * A pool of image-caption samples read once, in order, with each sample's
- * whole record, and written back after curation in the same form:
+ * whole record (through the sample stream, data/dataset.h, with
+ * dataset_opts.records), and written back after curation in the same form:
  *   - a TSV/CSV table: the row's fields (every column, as the file has them);
  *     written to a TSV or CSV with the input's header;
  *   - WebDataset shards: every member of the sample (image, txt, json, any
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "data/dataset.h"
 
 typedef struct pool_opts {
     const char *image_key;   // table column (default "filepath")
@@ -30,11 +32,8 @@ typedef struct pool_opts {
 
 pool_opts pool_opts_default(void);
 
-typedef struct pool_member {
-    char *name;     // "key.ext"
-    uint8_t *data;
-    size_t len;
-} pool_member;
+/* a shard sample's member: name "key.ext", its bytes (NUL-terminated) */
+typedef raw_member pool_member;
 
 typedef struct pool_sample {
     int64_t index;          // usable samples before this one
@@ -47,10 +46,7 @@ typedef struct pool_sample {
     char *image_path;       // table: the image path resolved against the table's directory
     pool_member *members;   // shards
     int nmembers;
-    /* owned storage */
-    uint8_t *image_owned;
-    char *caption_owned, *row;
-    int members_cap;
+    raw_sample raw;         // what the stream gave: owns all of the above
 } pool_sample;
 
 typedef struct pool pool;

@@ -11,8 +11,9 @@
 
 /* the kinds, in the order they are asked whether a spec is theirs (the
  * last claims everything) */
-extern const source_kind source_table, source_folder, source_webdataset;
-static const source_kind *const kinds[] = {&source_table, &source_folder, &source_webdataset};
+extern const source_kind source_table_records, source_table, source_folder, source_webdataset;
+static const source_kind *const kinds[] = {&source_table_records, &source_table, &source_folder,
+                                           &source_webdataset};
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
 struct sample_stream {
@@ -33,7 +34,18 @@ dataset_opts dataset_opts_default(void) {
 
 void raw_sample_free(raw_sample *s) {
     free(s->image), free(s->caption), free(s->alt_caption);
+    free(s->row), free(s->fields), free(s->image_path);
+    for (int i = 0; i < s->nmembers; i++) free(s->members[i].name), free(s->members[i].data);
+    free(s->members);
     s->image = NULL, s->caption = s->alt_caption = NULL;
+    s->row = s->image_path = NULL, s->fields = NULL, s->nfields = 0;
+    s->members = NULL, s->nmembers = 0;
+}
+
+const char *const *stream_columns(const sample_stream *s, int *n, int *image_col, int *caption_col) {
+    if (s->kind->columns) return s->kind->columns(s->state, n, image_col, caption_col);
+    if (n) *n = 0;
+    return NULL;
 }
 
 char *str_join3(const char *a, size_t la, const char *b, size_t lb, const char *c) {
@@ -94,20 +106,24 @@ void stream_free(sample_stream *s) {
 }
 
 int stream_kinds(const char **names, const char **specs, int cap) {
-    for (int i = 0; i < NKINDS && i < cap; i++) names[i] = kinds[i]->name, specs[i] = kinds[i]->spec;
-    return NKINDS < cap ? NKINDS : cap;
+    int n = 0;
+    for (int i = 0; i < NKINDS && n < cap; i++)
+        if (!kinds[i]->unlisted) names[n] = kinds[i]->name, specs[n] = kinds[i]->spec, n++;
+    return n;
 }
 
 vlp_err stream_open(sample_stream **out, const char *spec, const dataset_opts *o, vlp_error *err) {
     *out = NULL;
     VLP_CHECK_ARG(o->world > 0 && o->rank >= 0 && o->rank < o->world && o->shuffle_buffer >= 0, err,
                   "rank %d of %d readers, shuffle buffer %d", o->rank, o->world, o->shuffle_buffer);
+    VLP_CHECK_ARG(!o->records || (!o->shuffle && o->world == 1), err,
+                  "whole records are read in file order by one reader");
     sample_stream *s = calloc(1, sizeof *s);
     VLP_CHECK_ALLOC(s, err, sizeof *s);
     s->o = *o;
     s->spec = strdup(spec);
     for (int i = 0; i < NKINDS && !s->kind; i++)
-        if (kinds[i]->claims(spec)) s->kind = kinds[i];
+        if (kinds[i]->claims(spec, o)) s->kind = kinds[i];
     vlp_err rc = !s->spec ? vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "spec")
                           : s->kind->open(s, &s->state, &s->epoch_size, err);
     if (rc != VLP_OK) {

@@ -39,15 +39,34 @@ typedef struct dataset_opts {
      * line or shard and key (from the thread that reads the stream); may be NULL */
     void (*warn)(void *ctx, const char *msg);
     void *warn_ctx;
+    /* curation: every sample with its whole record (a table's fields, a
+     * shard's members), in file order for one reader, read as it streams
+     * (a table is not loaded: memory does not grow with the set) */
+    bool records;
+    bool skip_table_images; // with records: a table's image files only checked, not read
 } dataset_opts;
 
 dataset_opts dataset_opts_default(void);
 
+/* one member of a shard's sample, as the shard holds it */
+typedef struct raw_member {
+    char *name;     // "key.ext"
+    uint8_t *data;  // its bytes, NUL-terminated (a txt member is a string)
+    size_t len;
+} raw_member;
+
 typedef struct raw_sample {
-    uint8_t *image;     // encoded bytes (malloc'd; the sample owns them)
+    uint8_t *image;     // encoded bytes (malloc'd; the sample owns them; NULL: not read)
     size_t image_len;
     char *caption, *alt_caption; // malloc'd; alt_caption may be NULL
-    char what[320];     // where it came from, for messages
+    char what[512];     // where it came from, for messages
+    /* with dataset_opts.records, the record (all malloc'd, the sample's) */
+    char *row;          // a table's line; fields point into it
+    char **fields;      // (nfields) its fields
+    int nfields;
+    char *image_path;   // a table's image path, resolved against the table's directory
+    raw_member *members; // (nmembers) a shard sample's members
+    int nmembers;
 } raw_sample;
 
 void raw_sample_free(raw_sample *s);
@@ -66,6 +85,9 @@ vlp_err stream_begin(sample_stream *s, int64_t epoch, vlp_error *err);
 vlp_err stream_next(sample_stream *s, raw_sample *out, bool *done, vlp_error *err);
 /* Where the stream is: the epoch begun last and the samples handed out of it. */
 void stream_position(const sample_stream *s, int64_t *epoch, int64_t *index);
+/* a table's header (n columns) and its image and caption columns; NULL for
+ * the other kinds */
+const char *const *stream_columns(const sample_stream *s, int *n, int *image_col, int *caption_col);
 /* its kind's name: "table", "folder", "webdataset" */
 const char *stream_kind(const sample_stream *s);
 /* the kinds a spec may be, in the order they are tried: each one's name and

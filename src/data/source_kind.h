@@ -16,8 +16,9 @@
 typedef struct source_kind {
     const char *name;  // "table", "folder", "webdataset"
     const char *spec;  // what a spec of this kind looks like, for messages and --help
-    /* whether spec is of this kind (the first kind of the table that claims it opens it) */
-    bool (*claims)(const char *spec);
+    /* whether spec, read with these options, is of this kind (the first kind
+     * of the table that claims it opens it) */
+    bool (*claims)(const char *spec, const dataset_opts *o);
     /* reads what the source holds for this reader (rank of world); *epoch_size its samples */
     vlp_err (*open)(sample_stream *s, void **state, int64_t *epoch_size, vlp_error *err);
     /* epoch e from its first sample: the order a function of (seed, epoch) */
@@ -25,6 +26,9 @@ typedef struct source_kind {
     /* the next usable sample (unusable ones go to stream_skip); *done at the epoch's end */
     vlp_err (*next)(sample_stream *s, void *state, raw_sample *out, bool *done, vlp_error *err);
     void (*free)(void *state);
+    /* a table's header; NULL: not a table */
+    const char *const *(*columns)(const void *state, int *n, int *image_col, int *caption_col);
+    bool unlisted; // a way of reading a kind listed already (whole records): not in --help
 } source_kind;
 
 /* For kinds whose samples are rows known when opened (an image path, a

@@ -98,7 +98,7 @@ vlp_err source_rows_next(sample_stream *s, void *state, raw_sample *out, bool *d
 
 /* ---- TSV / CSV ------------------------------------------------------------------------------ */
 
-static bool claims_table(const char *spec) { return table_spec(spec, NULL); }
+static bool claims_table(const char *spec, const dataset_opts *o) { return table_spec(spec, NULL); }
 
 static vlp_err open_table(sample_stream *s, void **state, int64_t *epoch_size, vlp_error *err) {
     const char *path = stream_spec(s);
@@ -182,7 +182,7 @@ const source_kind source_table = {
 
 /* ---- a folder of class folders ----------------------------------------------------------------- */
 
-static bool claims_folder(const char *spec) {
+static bool claims_folder(const char *spec, const dataset_opts *o) {
     struct stat st;
     return stat(spec, &st) == 0 && S_ISDIR(st.st_mode);
 }

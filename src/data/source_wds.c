@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_MEMBERS 64 /* a whole record with more members is cut there, and said so */
+
 /* ---- brace expansion ---------------------------------------------------------------------- */
 
 typedef struct strvec {
@@ -99,6 +101,8 @@ typedef struct shards {
     raw_sample pending; // a sample being assembled from members
     char pending_key[4096];
     bool have_pending;
+    int members_cap;    // room in pending.members (records)
+    int members_cut;    // members past MAX_MEMBERS in the pending sample (records)
     raw_sample *buf;    // shuffle buffer
     int nbuf;
     rng64 rng;
@@ -128,10 +132,44 @@ char *wds_json_field(const uint8_t *d, size_t n, const char *key) {
 }
 
 /* takes the current tar member into the pending sample */
-static bool take_member(const sample_stream *s, shards *w, const char *ext) {
+/* with records: the member itself, NUL-terminated, up to MAX_MEMBERS (the
+ * rest said once and left out); false when out of memory */
+static bool keep_member(sample_stream *s, shards *w) {
+    tar_reader *t = &w->tar;
+    raw_sample *p = &w->pending;
+    if (p->nmembers == MAX_MEMBERS) {
+        if (!w->members_cut++) {
+            char what[512];
+            snprintf(what, sizeof what, "%.250s: %.250s", t->path, w->pending_key);
+            const dataset_opts *o = stream_opts(s);
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s: more than %d members; the rest are left out", what, MAX_MEMBERS);
+            if (o->warn) o->warn(o->warn_ctx, msg);
+        }
+        return true;
+    }
+    if (p->nmembers == w->members_cap) {
+        int cap = w->members_cap ? 2 * w->members_cap : 4;
+        raw_member *g = realloc(p->members, sizeof(raw_member) * (size_t)cap);
+        if (!g) return false;
+        p->members = g, w->members_cap = cap;
+    }
+    raw_member *m = &p->members[p->nmembers];
+    m->name = strdup(t->name);
+    m->data = malloc(t->size + 1);
+    if (!m->name || !m->data) return free(m->name), free(m->data), false;
+    memcpy(m->data, t->data, t->size);
+    m->data[t->size] = '\0';
+    m->len = t->size;
+    p->nmembers++;
+    return true;
+}
+
+static bool take_member(sample_stream *s, shards *w, const char *ext) {
     const dataset_opts *o = stream_opts(s);
     tar_reader *t = &w->tar;
     raw_sample *p = &w->pending;
+    if (o->records) return keep_member(s, w);
     if (wds_is_image_ext(ext) && !p->image) {
         p->image = malloc(t->size ? t->size : 1);
         if (!p->image) return false;
@@ -148,9 +186,46 @@ static bool take_member(const sample_stream *s, shards *w, const char *ext) {
     return true;
 }
 
+/* with records: the image (the first image member) and the caption (a txt
+ * member, else the json field) among the members; false if it has none */
+static bool record_fields(const sample_stream *s, raw_sample *p) {
+    const dataset_opts *o = stream_opts(s);
+    const char *txt = NULL;
+    char *json = NULL;
+    const raw_member *image = NULL;
+    for (int i = 0; i < p->nmembers; i++) {
+        char key[4096];
+        const char *ext;
+        wds_split_key(p->members[i].name, key, sizeof key, &ext);
+        if (wds_is_image_ext(ext) && !image) image = &p->members[i];
+        else if (!strcmp(ext, "txt") && !txt) txt = (const char *)p->members[i].data;
+        else if (!strcmp(ext, "json") && !json && o->caption_key)
+            json = wds_json_field(p->members[i].data, p->members[i].len, o->caption_key);
+    }
+    p->caption = txt ? (free(json), strdup(txt)) : json;
+    if (image && (p->image = malloc(image->len ? image->len : 1)))
+        memcpy(p->image, image->data, image->len), p->image_len = image->len;
+    return p->image && p->caption && !table_blank(p->caption);
+}
+
 /* the pending sample, if complete, into *out; else counted as skipped */
 static bool finish_pending(sample_stream *s, shards *w, raw_sample *out) {
     raw_sample *p = &w->pending;
+    if (stream_opts(s)->records) { /* the whole record, named as the shard and its key */
+        if (!w->have_pending) return false;
+        w->have_pending = false, w->members_cut = 0, w->members_cap = 0;
+        char what[512];
+        snprintf(what, sizeof what, "%.250s: %.250s", w->tar.path ? w->tar.path : "", w->pending_key);
+        if (!record_fields(s, p)) {
+            stream_skip(s, "%s: no image (jpg/jpeg/png/webp) or no caption", what);
+            raw_sample_free(p);
+            return false;
+        }
+        *out = *p;
+        snprintf(out->what, sizeof out->what, "%s", what);
+        memset(p, 0, sizeof *p);
+        return true;
+    }
     bool ok = p->image && p->caption;
     if (!w->have_pending) return false;
     w->have_pending = false;
@@ -285,6 +360,10 @@ static vlp_err open_shards(sample_stream *s, void **state, int64_t *epoch_size, 
     w->shard_order = malloc(sizeof(int) * (size_t)w->shards.n);
     w->buf = malloc(sizeof(raw_sample) * (size_t)(o->shuffle_buffer + 1));
     VLP_CHECK(w->shard_order && w->buf, err, VLP_ERR_NOMEM, "shard tables");
+    if (o->records) { /* one pass is what the caller reads: not counted, an unreadable shard skipped then */
+        *epoch_size = -1;
+        return VLP_OK;
+    }
     /* count this rank's samples: every header once (bodies skipped by seek) */
     int64_t count = 0;
     char first_problem[600] = ""; /* why a shard stopped early, for the message below */
@@ -335,7 +414,7 @@ static vlp_err shards_begin(sample_stream *s, void *state, int64_t epoch, vlp_er
     return VLP_OK;
 }
 
-static bool claims_shards(const char *spec) { return true; }
+static bool claims_shards(const char *spec, const dataset_opts *o) { return true; }
 
 const source_kind source_webdataset = {
     .name = "webdataset",
