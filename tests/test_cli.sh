@@ -122,4 +122,42 @@ tap_check "vlp data shards with files that are not images" odd.log "$vlp" data s
 tap_grep "shards: the odd files counted" odd.log "skipped 2 samples that are not images; the first: "
 tap_grep "shards: the empty file named" odd.log "empty.png): not a JPEG, PNG or WebP image (0 bytes)"
 tap_grep "shards: the images written" odd.log "wrote 70 samples into 2 shards"
+# silent mismatches are said (issue 30, item 5), each with its exit code
+"$vlp" train --out run --resume --steps 1 > behind.log 2>&1
+tap_if "resume with --steps behind the run: exit 2" behind.log [ $? = 2 ]
+tap_grep "and it says where the run is" behind.log "run is at step 2: --steps 1 is behind it"
+lines=$(wc -l < run/metrics.jsonl)
+"$vlp" train --out run --resume > noop.log 2>&1
+tap_if "resume of a finished run: exit 0, no step, no eval line appended" noop.log \
+    [ $? = 0 -a "$(wc -l < run/metrics.jsonl)" = "$lines" ]
+tap_grep "and it says there is nothing to train" noop.log "run has done its 2 steps: nothing to train"
+"$vlp" train --train-data mine.tsv --out run6 --batch 8 --steps 2 --warmup 5 --tokenizer-merges 20 --threads 2 > warm.log 2>&1
+tap_grep "a warm-up as long as the run is said" warm.log "warning: --warmup 5 is as long as the run (2 steps)"
+cut -f1 mine.tsv | tail -n +2 > imgs.txt
+head -n 3 imgs.txt > three.txt
+tap_check "embed the images for an index" idx.log "$vlp" embed --model run/latest.safetensors --images imgs.txt --out idx.npy
+"$vlp" search --model run/latest.safetensors --index idx.npy --names three.txt --text "a red square" > names.log 2>&1
+tap_if "search with a names list of another length: exit 2" names.log [ $? = 2 ]
+tap_grep "and it gives both counts" names.log "three.txt has 3 names, idx.npy has 70 rows"
+: > none.txt
+"$vlp" embed --model run/latest.safetensors --images none.txt --out none.npy > none.log 2>&1
+tap_if "embed of an empty list: exit 1, no .npy" none.log [ $? = 1 -a ! -e none.npy ]
+tap_grep "and the list is named" none.log "none.txt holds no image path"
+# outputs checked before the work (item 4): a directory that cannot be written
+mkdir ro && chmod 555 ro
+if [ -w ro ]; then echo "ok $((tap_n + 1)) # SKIP running as a user who writes anywhere"; tap_n=$((tap_n + 1))
+else
+    "$vlp" embed --model run/latest.safetensors --images imgs.txt --out ro/x.npy > ro.log 2>&1
+    tap_if "embed into a directory it cannot write: exit 1 before the model is loaded" ro.log \
+        [ $? = 1 -a "$(grep -c 'system_info' ro.log)" = 0 ]
+    tap_grep "and the output is named" ro.log "cannot write ro/x.npy"
+fi
+: > afile
+"$vlp" embed --model run/latest.safetensors --images imgs.txt --out afile/x.npy > infile.log 2>&1
+tap_if "embed into a path under a file: exit 1 before the model is loaded" infile.log \
+    [ $? = 1 -a "$(grep -c 'system_info' infile.log)" = 0 ]
+tap_grep "and the output is named" infile.log "cannot write afile/x.npy"
+tap_check "embed creates the output's directory" mk.log "$vlp" embed --model run/latest.safetensors --texts three.txt --out new/dir/t.npy
+[ -s new/dir/t.npy ] && tap_ok "the .npy is there" || tap_not_ok "the .npy is there" mk.log
+chmod 755 ro
 tap_end

@@ -1,11 +1,14 @@
 #include "args.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/datadir.h"
+#include "io/atomic.h"
 #include "eval/eval.h"
 
 void cli_warn(void *ctx, const char *msg) {
@@ -79,4 +82,24 @@ void help_item(FILE *fp, const char *head, const char *text) {
         while (*text == ' ') text++;
     }
     fputc('\n', fp);
+}
+
+bool output_writable(const char *path, const char *cmd) {
+    char dir[4096], probe[4200];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    vlp_error err = {0};
+    if (slash && slash != path && make_dirs(dir, &err) != VLP_OK) {
+        fprintf(stderr, "vlp %s: cannot write %s: %s\n", cmd, path, err.message);
+        return false;
+    }
+    snprintf(probe, sizeof probe, "%s/.vlp-write-check.%d", slash == path ? "" : dir, (int)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "vlp %s: cannot write %s: %s\n", cmd, path, strerror(errno));
+        return false;
+    }
+    close(fd);
+    unlink(probe);
+    return true;
 }

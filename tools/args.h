@@ -20,6 +20,11 @@ void help_item(FILE *fp, const char *head, const char *text);
 #define TEMPLATES_DEFAULT "default"
 
 
+/* Whether a file can be written at path: its directory made if missing, a
+ * file created and removed there. Checked before a command's work, so a
+ * bad --out fails at once; false after a message naming it. */
+bool output_writable(const char *path, const char *cmd);
+
 /* A dataset warning callback: prints "warning: MSG" to stderr, the first 100
  * of a process, then one line saying the rest are only counted. Thread-safe. */
 void cli_warn(void *ctx, const char *msg);

@@ -316,6 +316,7 @@ int cmd_adapt(int argc, char **argv) {
         .groups = groups, .ngroups = 2, .help_more = opts_help_data_kinds};
     int rc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
+    if (!output_writable(a.out, "adapt")) return 1; /* before the work */
     const prompt_method *me = prompt_method_find(a.method);
     if (!me) return fprintf(stderr, "vlp adapt: --method %s is not one of %s\n", a.method, prompt_method_names()), 2;
     if (me->fit && (a.n_ctx > 0 || a.csc || a.init || a.depth || a.epochs || a.lr || a.wd != 5e-4 || a.no_augment)) {

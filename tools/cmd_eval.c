@@ -299,6 +299,7 @@ int cmd_eval(int argc, char **argv) {
         .groups = groups, .ngroups = 2, .help_more = opts_help_data_kinds};
     int prc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (prc) return prc == 1 ? 0 : 2;
+    if (e.per_class_json && !output_writable(e.per_class_json, "eval")) return 1; /* before the work */
     model_args a = e.m;
     const char *data = e.data, *caption_key = e.caption_key, *label_key = e.label_key;
     const char *templates = e.templates ? e.templates : TEMPLATES_DEFAULT;

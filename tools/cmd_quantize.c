@@ -102,6 +102,7 @@ int cmd_quantize(int argc, char **argv) {
                            .about = about, .groups = groups, .ngroups = 2};
     int prc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (prc) return prc == 1 ? 0 : 2;
+    if (!output_writable(q.out, "quantize")) return 1; /* before the work */
     model_args a = q.m;
     const char *out = q.out;
     long check = q.check;

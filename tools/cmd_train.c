@@ -245,6 +245,12 @@ static int train_session(train_cli *c, dist_group *dist) {
     }
     if (orc != VLP_OK) return fail(dist, &err);
     const run_opts *o = run_options(r);
+    if (run_done(r)) { /* a resumed run with nothing left: no step, no checkpoint, no second eval line */
+        if (lead) fprintf(stderr, "%s has done its %ld steps: nothing to train (--steps N with more to go on)\n",
+                          o->out, o->o.steps);
+        run_close(r);
+        return 0;
+    }
     session s = {.t_start = now_s(), .last_loss = NAN};
     if (lead) print_header(r);
     struct sigaction sa = {0};

@@ -74,6 +74,12 @@ int cmd_embed(int argc, char **argv) {
     int n = 0;
     char **items = read_lines(images ? images : texts, false, &n);
     if (!items) return 1;
+    if (n == 0) {
+        fprintf(stderr, "vlp embed: %s holds no %s (one a line)\n", images ? images : texts, images ? "image path" : "text");
+        free_lines(items, n);
+        return 1;
+    }
+    if (!output_writable(out, "embed")) return free_lines(items, n), 1; /* before the work, not after it */
     vlp_model *m = open_model(&a, "embed");
     if (!m) return free_lines(items, n), 1;
     int E = vlp_model_embed_dim(m);
@@ -147,6 +153,13 @@ int cmd_search(int argc, char **argv) {
     int nn = 0;
     char **nm = names ? read_lines(names, false, &nn) : NULL;
     if (names && !nm) return free(idx), 1;
+    if (nm && nn != rows) { /* a list of another set, or shifted: the names printed would be wrong */
+        fprintf(stderr, "vlp search: %s has %d names, %s has %lld rows: give the list the index was embedded from\n",
+                names, nn, index, (long long)rows);
+        free_lines(nm, nn);
+        free(idx);
+        return 2;
+    }
     vlp_model *m = open_model(&a, "search");
     int rc = m ? 0 : 1;
     if (!rc && cols != vlp_model_embed_dim(m)) {

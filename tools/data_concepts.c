@@ -132,6 +132,7 @@ int data_concepts(int argc, char **argv) {
     const char *plot = ca.plot, *image_key = ca.image_key, *caption_key = ca.caption_key;
     bool case_sensitive = ca.case_sensitive;
     if (rc) return rc == 1 ? 0 : 2;
+    if (!output_writable(ca.out, "data concepts")) return 1; /* before the work */
     if (!concepts && !per_class) return fprintf(stderr, "vlp data concepts: give --concepts or --per-class-json\n"), 2;
     if (plot && !per_class) return fprintf(stderr, "vlp data concepts: --plot needs --per-class-json\n"), 2;
     int n = 0, nacc = 0;

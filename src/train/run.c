@@ -772,6 +772,12 @@ static vlp_err setup(run *r, vlp_error *err) {
     VLP_TRY(reference_models(r, err));
     if (c->resume) VLP_TRY(trainer_resume(r->t, err));
     r->start = trainer_step_count(r->t);
+    VLP_CHECK_ARG(r->start <= c->o.steps, err,
+                  "%s is at step %ld: --steps %ld is behind it (give more steps to train on)", c->out, r->start,
+                  c->o.steps);
+    if (r->rank == 0 && c->o.warmup >= c->o.steps)
+        say(r, "warning: --warmup %ld is as long as the run (%ld steps): the learning rate never reaches --lr %g",
+            c->o.warmup, c->o.steps, c->o.adam.lr);
     return VLP_OK;
 }
 
