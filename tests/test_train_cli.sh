@@ -91,8 +91,13 @@ refuse "an objective option out of range" "--mask-ratio wants a number in" \
 refuse "locking the tower MAE trains" "the mae objective trains the image tower: it cannot be locked" \
     --train-data pairs.tsv --out x5 --objective mae --model-config tiny-mae --lock-image
 refuse "a new run in a run's directory" "already holds a run" --train-data pairs.tsv --out r --steps 1
-refuse "other data on resume" "the run was started with --train-data \"pairs.tsv\", not \"val.tsv\"" \
+refuse "other data on resume" "pairs.tsv\", not \"val.tsv\"; a resumed run reads the same data" \
     --out cut --resume --train-data val.tsv
+# the run records its data's paths absolute: it resumes from any directory (issue 30, item 6)
+mkdir -p elsewhere
+(cd elsewhere && "$vlp" train --out "$tmp/cut" --resume --steps 15 --threads 2 --workers 1) > anywhere.log 2>&1
+tap_if "a run resumes from another directory" anywhere.log [ $? = 0 ]
+tap_grep "its data read by the recorded absolute path" cut/data.json "\"train_data\": \"$tmp/pairs.tsv\""
 refuse "an unknown option" "unknown option '--nope'" --nope 1
 refuse "a validation set that is not there, before training" "no-such.tsv" \
     --train-data pairs.tsv --val-data no-such.tsv --out x6 --steps 2

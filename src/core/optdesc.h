@@ -46,6 +46,7 @@ enum {
     OPT_NEW_RUN = 1u << 3,    // decided once by a new run; refused on resume
     OPT_REQUIRED = 1u << 4,   // the command line must give it
     OPT_ALWAYS_SAVED = 1u << 7, // in every file since its first version: a file without it is refused
+    OPT_PATH = 1u << 8,       // files ('::'-joined lists too): a run records them absolute
     OPT_ALIAS = 1u << 5,      // another flag for the field of an entry before it: not in files
     OPT_HIDDEN = 1u << 6,     // parsed, not listed in --help
 };

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/datadir.h"
 #include "core/parallel.h"
 #include "data/bpe.h"
 #include "data/bpe_train.h"
@@ -45,11 +46,11 @@ const opt_desc run_opt_table[] = {
       "in open_clip's fields"),
     R("model_config", NULL, "--config", "C", opt_string, model_config, 0, 0, OPT_NEW_RUN | OPT_ALIAS | OPT_HIDDEN,
       "the same as --model-config"),
-    R("train_data", NULL, "--train-data", "SPEC", opt_string, train_data, 0, 0, DATA,
+    R("train_data", NULL, "--train-data", "SPEC", opt_string, train_data, 0, 0, DATA | OPT_PATH,
       "training pairs: a .tsv/.csv (columns filepath + --caption-key) or WebDataset shards "
       "('train-{000..011}.tar'; '::' joins lists); without it: the emoji images of --vendors from "
       "--data, held in memory"),
-    R("data", "-d", "--data", "DIR", opt_string, data, 0, 0, DATA,
+    R("data", "-d", "--data", "DIR", opt_string, data, 0, 0, DATA | OPT_PATH,
       "the emoji corpus (scripts/get-data.sh) for the in-memory loader"),
     R("vendors", NULL, "--vendors", "LIST", opt_string, vendors, 0, 0, DATA, "its training vendors"),
     R("caption_key", NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, DATA,
@@ -65,15 +66,15 @@ const opt_desc run_opt_table[] = {
     R("hflip", NULL, "--hflip", NULL, opt_switch, hflip, 0, 0, DATA, "random horizontal flips"),
     R("crop_scale", NULL, "--crop-scale", "S", opt_double, crop_scale, 0.01, 1, DATA,
       "random resized crop keeps S..1 of the area"),
-    R("val_data", NULL, "--val-data", "SPEC", opt_string, val_data, 0, 0, EVALSET,
+    R("val_data", NULL, "--val-data", "SPEC", opt_string, val_data, 0, 0, EVALSET | OPT_PATH,
       "validation pairs (as --train-data, --caption-key): InfoNCE loss over batches of --batch and "
       "retrieval R@1/5/10 both ways, every --eval-every steps and at the end"),
-    R("zeroshot_data", NULL, "--zeroshot-data", "SPEC", opt_string, zeroshot_data, 0, 0, EVALSET,
+    R("zeroshot_data", NULL, "--zeroshot-data", "SPEC", opt_string, zeroshot_data, 0, 0, EVALSET | OPT_PATH,
       "a labelled set for zero-shot top-1 and class-balanced accuracy (the classes: the distinct "
       "--label-key values)"),
     R("label_key", NULL, "--label-key", "K", opt_string, label_key, 0, 0, EVALSET,
       "its label column / json field"),
-    R("templates", NULL, "--templates", "T", opt_string, templates, 0, 0, EVALSET,
+    R("templates", NULL, "--templates", "T", opt_string, templates, 0, 0, EVALSET | OPT_PATH,
       "zero-shot prompts: a name (default, openai-imagenet) or a file, a template a line, {} for "
       "the class"),
     R("vocab", "-v", "--vocab", "FILE", opt_string, vocab, 0, 0, OPT_NEW_RUN,
@@ -282,13 +283,51 @@ static vlp_err write_text(const char *path, const char *text, vlp_error *err) {
     return atomic_commit(&af, err);
 }
 
+/* A path option's value as the run records it: each '::'-joined part
+ * absolute (against the directory the run was started from), so the run
+ * resumes from anywhere; a shipped template set's name stays a name.
+ * malloc'd; NULL when out of memory. */
+static char *absolute_spec(const opt_desc *d, const char *v) {
+    if (!strcmp(d->key, "templates") && vlp_data_is_name(v, ".txt")) return strdup(v);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return strdup(v);
+    size_t cap = strlen(v) * 2 + 64, n = 0;
+    char *out = malloc(cap), *copy = strdup(v);
+    if (!out || !copy) return free(out), free(copy), NULL;
+    out[0] = 0;
+    for (char *p = copy, *next; p; p = next) {
+        char *sep = strstr(p, "::");
+        next = sep ? sep + 2 : NULL;
+        if (sep) *sep = 0;
+        size_t need = n + strlen(cwd) + strlen(p) + 4;
+        if (need > cap) {
+            char *g = realloc(out, cap = 2 * need);
+            if (!g) return free(out), free(copy), NULL;
+            out = g;
+        }
+        n += (size_t)sprintf(out + n, "%s%s%s%s", n ? "::" : "", p[0] == '/' ? "" : cwd, p[0] == '/' ? "" : "/", p);
+    }
+    free(copy);
+    return out;
+}
+
+/* the value as data.json holds it: a path option's made absolute */
+static json_t *record_value(const opt_desc *d, const run_opts *c) {
+    const char *v = d->flags & OPT_PATH ? *(const char *const *)((const char *)c + d->off) : NULL;
+    if (!v) return opt_to_json(d, c);
+    char *abs = absolute_spec(d, v);
+    json_t *j = abs ? json_string(abs) : NULL;
+    free(abs);
+    return j;
+}
+
 /* run/data.json, atomically: the data entries of the table, then the
  * reference models of the objective's options (coca's --prior-ref) */
 static vlp_err write_data_record(const run *r, vlp_error *err) {
     json_t *j = json_object(), *models = json_object();
     for (int i = 0; j && i < run_opt_count; i++)
         if ((run_opt_table[i].flags & OPT_DATA) && !(run_opt_table[i].flags & OPT_ALIAS))
-            json_object_set_new(j, run_opt_table[i].key, opt_to_json(&run_opt_table[i], &r->opts));
+            json_object_set_new(j, run_opt_table[i].key, record_value(&run_opt_table[i], &r->opts));
     const objective *obj = r->opts.o.objective;
     for (int i = 0; models && i < obj->noptions; i++)
         if (r->model_path[i]) json_object_set_new(models, obj->options[i].d.key, json_string(r->model_path[i]));
@@ -323,11 +362,16 @@ static vlp_err resume_data(run *r, vlp_error *err) {
         if (!v) continue;
         bool given = run_opts_given(c, f->key);
         if (given && !(f->flags & OPT_CHANGEABLE)) {
-            json_t *mine = opt_to_json(f, c);
-            bool same = json_equal(mine, v) || (json_is_number(v) && json_is_number(mine) &&
+            json_t *mine = opt_to_json(f, c), *mine_abs = record_value(f, c), *theirs_abs = NULL;
+            if ((f->flags & OPT_PATH) && json_is_string(v)) { /* an older run's relative path: from here */
+                run_opts rel = *c;
+                *(const char **)((char *)&rel + f->off) = json_string_value(v);
+                theirs_abs = record_value(f, &rel);
+            }
+            bool same = json_equal(mine, v) || (mine_abs && theirs_abs && json_equal(mine_abs, theirs_abs)) || (json_is_number(v) && json_is_number(mine) &&
                                                 json_number_value(v) == json_number_value(mine));
             char *theirs = json_dumps(v, JSON_ENCODE_ANY), *ours = json_dumps(mine, JSON_ENCODE_ANY);
-            json_decref(mine);
+            json_decref(mine), json_decref(mine_abs), json_decref(theirs_abs);
             vlp_err rc = same ? VLP_OK
                               : vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
                                               "%s: the run was started with %s %s, not %s; a "
