@@ -9,6 +9,7 @@
 
 #include "core/datadir.h"
 #include "io/atomic.h"
+#include "io/file.h"
 #include "eval/eval.h"
 
 void cli_warn(void *ctx, const char *msg) {
@@ -25,38 +26,11 @@ void free_lines(char **v, int n) {
 }
 
 char **read_lines(const char *path, bool keep_empty, int *n) {
-    *n = 0;
-    FILE *fp = strcmp(path, "-") ? fopen(path, "r") : stdin;
-    if (!fp) {
-        perror(path);
-        return NULL;
-    }
-    char **v = malloc(sizeof(char *)), *line = NULL;
-    size_t lcap = 0;
-    int cap = 1;
-    ssize_t len;
-    bool ok = v != NULL;
-    while (ok && (len = getline(&line, &lcap, fp)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (!len && !keep_empty) continue;
-        if (*n == cap) {
-            char **g = realloc(v, sizeof(char *) * (size_t)(cap *= 2));
-            if (!(ok = g != NULL)) break;
-            v = g;
-        }
-        if (!(ok = (v[*n] = strdup(line)) != NULL)) break;
-        (*n)++;
-    }
-    ok = ok && !ferror(fp);
-    free(line);
-    if (fp != stdin) fclose(fp);
-    if (!ok) {
-        fprintf(stderr, "cannot read %s (or out of memory)\n", path);
-        free_lines(v, *n);
-        *n = 0;
-        return NULL;
-    }
-    return v;
+    char **v;
+    vlp_error err = {0};
+    if (read_text_lines(path, keep_empty, &v, n, &err) == VLP_OK) return v;
+    fprintf(stderr, "%s\n", err.message);
+    return NULL;
 }
 
 char **read_templates(const char *arg, const char *cmd, int *n) {

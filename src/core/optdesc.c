@@ -224,12 +224,6 @@ bool opt_from_json(const opt_desc *d, void *base, const json_t *v) {
     return d->type->from_json(d, at(d, base), v);
 }
 
-bool opt_equal(const opt_desc *d, const void *a, const void *b) {
-    json_t *x = opt_to_json(d, a), *y = opt_to_json(d, b);
-    bool same = x && y && json_equal(x, y);
-    json_decref(x), json_decref(y);
-    return same;
-}
 
 void opt_copy(const opt_desc *d, void *dst, const void *src) {
     memcpy(at(d, dst), at(d, src), d->type->size);

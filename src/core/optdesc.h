@@ -71,8 +71,6 @@ vlp_err opt_set(const opt_desc *d, void *base, const char *text, vlp_error *err)
 void opt_format(const opt_desc *d, const void *base, char *buf, size_t cap);
 json_t *opt_to_json(const opt_desc *d, const void *base);
 bool opt_from_json(const opt_desc *d, void *base, const json_t *v);
-/* the two structs hold the same value */
-bool opt_equal(const opt_desc *d, const void *a, const void *b);
 void opt_copy(const opt_desc *d, void *dst, const void *src);
 /* "--batch N": the head of its --help line; "" for the short flag's column */
 void opt_help_head(const opt_desc *d, char *buf, size_t cap);

@@ -68,7 +68,7 @@ vlp_err templates_load(const char *arg, char ***out, int *n, vlp_error *err) {
     *out = NULL, *n = 0;
     if (vlp_data_resolve("templates", ".txt", arg, path, sizeof path, &why) != VLP_OK)
         VLP_FAIL(err, why.code, "templates '%s': %s", arg, why.message);
-    VLP_TRY(read_text_lines(path, out, n, err));
+    VLP_TRY(read_text_lines(path, false, out, n, err));
     if (*n == 0) {
         free(*out), *out = NULL;
         VLP_FAIL(err, VLP_ERR_FORMAT, "%s holds no template", path);

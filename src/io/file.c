@@ -51,20 +51,20 @@ const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     return buf;
 }
 
-vlp_err read_text_lines(const char *path, char ***out, int *n, vlp_error *err) {
+vlp_err read_text_lines(const char *path, bool keep_empty, char ***out, int *n, vlp_error *err) {
     *out = NULL, *n = 0;
-    FILE *fp = fopen(path, "r");
+    FILE *fp = strcmp(path, "-") ? fopen(path, "r") : stdin;
     VLP_CHECK_IO(fp, err, "cannot open %s: %s", path, strerror(errno));
-    char **v = NULL, *line = NULL;
+    char **v = malloc(sizeof(char *)), *line = NULL;
     size_t lcap = 0;
-    int cap = 0, k = 0;
+    int cap = 1, k = 0;
     ssize_t len;
-    bool ok = true;
+    bool ok = v != NULL;
     while (ok && (len = getline(&line, &lcap, fp)) >= 0) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (!len) continue;
+        if (!len && !keep_empty) continue;
         if (k == cap) {
-            char **g = realloc(v, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 16));
+            char **g = realloc(v, sizeof(char *) * (size_t)(cap *= 2));
             if (!(ok = g != NULL)) break;
             v = g;
         }
@@ -72,11 +72,11 @@ vlp_err read_text_lines(const char *path, char ***out, int *n, vlp_error *err) {
     }
     bool bad = ferror(fp);
     free(line);
-    fclose(fp);
+    if (fp != stdin) fclose(fp);
     if (!ok || bad) {
         for (int i = 0; i < k; i++) free(v[i]);
         free(v);
-        VLP_FAIL(err, ok ? VLP_ERR_IO : VLP_ERR_NOMEM, "cannot read %s", path);
+        VLP_FAIL(err, ok ? VLP_ERR_IO : VLP_ERR_NOMEM, "cannot read %s%s", path, ok ? "" : " (out of memory)");
     }
     *out = v, *n = k;
     return VLP_OK;

@@ -265,12 +265,12 @@ char *train_opts_to_json(const train_opts *o) {
     return s;
 }
 
-/* a key some built-in objective has: states written before options were an
- * objective's hold every objective's */
-static bool any_objective_option(const char *key) {
-    for (int i = 0; vlp_objectives[i]; i++)
-        if (objective_option_index(vlp_objectives[i], key) >= 0) return true;
-    return false;
+const char *objective_option_flag(const char *key) {
+    for (int i = 0; vlp_objectives[i]; i++) {
+        int k = objective_option_index(vlp_objectives[i], key);
+        if (k >= 0) return vlp_objectives[i]->options[k].d.flag;
+    }
+    return NULL;
 }
 
 static vlp_err parse_fields(json_t *j, const char *what, train_opts *o, vlp_error *err) {
@@ -299,7 +299,8 @@ static vlp_err parse_fields(json_t *j, const char *what, train_opts *o, vlp_erro
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v) {
-        bool known = !strcmp(key, "objective") || any_objective_option(key);
+        /* states written before options were an objective's hold every objective's */
+        bool known = !strcmp(key, "objective") || objective_option_flag(key);
         for (int i = 0; i < NFIELDS && !known; i++) known = in_state(&fields[i]) && !strcmp(key, fields[i].key);
         VLP_CHECK_FORMAT(known, err, "%s: unknown training option \"%s\"", what, key);
     }

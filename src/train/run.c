@@ -122,16 +122,8 @@ bool run_opts_given(const run_opts *r, const char *key) {
     return false;
 }
 
-/* an option of some built-in objective: its flag, or NULL */
-static const char *objective_flag(const char *key) {
-    for (int i = 0; vlp_objectives[i]; i++) {
-        int k = objective_option_index(vlp_objectives[i], key);
-        if (k >= 0) return vlp_objectives[i]->options[k].d.flag;
-    }
-    return NULL;
-}
 
-bool run_objective_option(const char *key) { return objective_flag(key) != NULL; }
+bool run_objective_option(const char *key) { return objective_option_flag(key) != NULL; }
 
 vlp_err run_opts_set(run_opts *r, const char *key, const char *text, vlp_error *err) {
     const opt_desc *d = opt_find(run_opt_table, run_opt_count, key);
@@ -142,7 +134,7 @@ vlp_err run_opts_set(run_opts *r, const char *key, const char *text, vlp_error *
         run_opts_mark_given(r, d->key);
         return VLP_OK;
     }
-    const char *flag = objective_flag(key);
+    const char *flag = objective_option_flag(key);
     VLP_CHECK_ARG(flag, err, "unknown option '%s'", key);
     VLP_CHECK_ARG(r->nobj_args < RUN_MAX_GIVEN, err, "more than %d objective options", RUN_MAX_GIVEN);
     r->obj_args[r->nobj_args].flag = flag, r->obj_args[r->nobj_args++].value = text;

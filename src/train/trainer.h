@@ -66,6 +66,9 @@ extern const int train_opt_count;
 /* The objective's option i as an entry of the same kind (its value in o->obj[i]) */
 opt_desc objective_option_desc(const objective *obj, int i);
 
+/* The flag of the option some built-in objective has by this key or flag; NULL: none */
+const char *objective_option_flag(const char *key_or_flag);
+
 /* CLIP, batch 128, 1000 steps, open_clip's AdamW defaults */
 train_opts train_opts_defaults(void);
 /* Switches the objective; its options take their defaults. */
