@@ -183,10 +183,12 @@ tap_if "the samples before the cut are kept, the cut named" cut.log \
 tap_check "a CSV with quotes round-trips" csv.log "$vlp" data filter --data q.csv --out csv/q.csv
 tap_if "its quoted field written back quoted" csv.log grep -q '"a red square, quoted ""here"""' csv/q.csv
 "$vlp" data filter --data pairs.tsv --out x.tsv --keep-fraction 0.5 > refuse.log 2>&1
-tap_if "a score rule without a score model is refused" refuse.log [ $? = 2 ] && grep -q "need --score-model" refuse.log
+tap_if "a score rule without a score model is refused" refuse.log \
+    [ $? = 2 -a "$(grep -c 'need --score-model' refuse.log)" -ge 1 ]
 printf '\n\n' > empty.txt
 "$vlp" data balance --data pairs.tsv --metadata empty.txt --out x.tsv > empty.log 2>&1
-tap_if "metadata without an entry is refused, the file named" empty.log [ $? = 1 ] && grep -q "empty.txt: no entries" empty.log
+tap_if "metadata without an entry is refused, the file named" empty.log \
+    [ $? = 1 -a "$(grep -c 'empty.txt: no entries' empty.log)" -ge 1 ]
 # a folder is not a pool: said so, not read as a shard list
 mkdir -p classes/red
 "$vlp" data filter --data classes --out nofolder.tsv > folder.log 2>&1
