@@ -261,10 +261,10 @@ demo: deps
 	@$(MAKE) --no-print-directory MODE=release lib build/release/vlp
 	build/release/vlp info
 	sh scripts/get-data.sh data/emoji
-	build/release/vlp data emoji --data data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
+	build/release/vlp data emoji --emoji-dir data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
 	build/release/vlp data shards --data data/emoji-train.tsv --out data/emoji-shards/train \
 	    --alt-caption-key coarse --samples-per-shard 1000
-	build/release/vlp data emoji --data data/emoji --vendors twitter --out data/emoji-twitter.tsv
+	build/release/vlp data emoji --emoji-dir data/emoji --vendors twitter --out data/emoji-twitter.tsv
 	printf 'an emoji of {}\n' > data/emoji-templates.txt
 	rm -rf $(DEMO_RUN)
 	build/release/vlp train --model-config tiny --out $(DEMO_RUN) \
@@ -274,7 +274,7 @@ demo: deps
 	    --label-key category --templates data/emoji-templates.txt \
 	    --steps $(DEMO_STEPS) --batch 128 --lr 1e-3 --warmup 20 --eval-every 120 --save-every 60
 	build/release/vlp eval --model $(DEMO_RUN)/latest.safetensors --data data/emoji-twitter.tsv \
-	    --label-key category --templates data/emoji-templates.txt --white-background
+	    --label-key category --templates data/emoji-templates.txt
 
 # Regenerate the PyTorch reference vectors (needs scripts/deps.sh --ref).
 ref:

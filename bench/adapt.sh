@@ -22,8 +22,8 @@ SHOTS=${SHOTS:-1 4 16}
 SEEDS=${SEEDS:-1 2 3}
 METHODS=${METHODS:-linear-probe coop cocoop maple}
 mkdir -p "$OUT"
-[ -f data/emoji-train.tsv ] || "$VLP" data emoji --data data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
-[ -f data/emoji-twitter.tsv ] || "$VLP" data emoji --data data/emoji --vendors twitter --out data/emoji-twitter.tsv
+[ -f data/emoji-train.tsv ] || "$VLP" data emoji --emoji-dir data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
+[ -f data/emoji-twitter.tsv ] || "$VLP" data emoji --emoji-dir data/emoji --vendors twitter --out data/emoji-twitter.tsv
 printf 'an emoji of {}\n' > "$OUT/templates.txt"
 if [ -z "${MODEL:-}" ] && [ -z "${TABLES:-}" ]; then
     MODEL=$OUT/base/latest.safetensors

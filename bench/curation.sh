@@ -21,8 +21,8 @@ SCORE_STEPS=${SCORE_STEPS:-80}
 KEEP=${KEEP:-0.6}
 BALANCE_T=${BALANCE_T:-300}
 mkdir -p "$OUT"
-[ -f data/emoji-train.tsv ] || "$VLP" data emoji --data data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
-[ -f data/emoji-twitter.tsv ] || "$VLP" data emoji --data data/emoji --vendors twitter --out data/emoji-twitter.tsv
+[ -f data/emoji-train.tsv ] || "$VLP" data emoji --emoji-dir data/emoji --vendors google,apple,facebook --out data/emoji-train.tsv
+[ -f data/emoji-twitter.tsv ] || "$VLP" data emoji --emoji-dir data/emoji --vendors twitter --out data/emoji-twitter.tsv
 printf 'an emoji of {}\n' > "$OUT/templates.txt"
 sh scripts/make-noisy.sh data/emoji-train.tsv "$OUT/noisy.tsv" 0.4 1
 

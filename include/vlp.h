@@ -100,7 +100,13 @@ typedef struct vlp_model_opts {
      * for learning prompts on the frozen model (vlp adapt). Default false:
      * forward passes only, in a fraction of the memory. */
     bool trainable;
+    /* What transparent pixels become: VLP_ALPHA_MODEL (0, the default) as
+     * the model's config says (its vision_cfg.image_background: "white" when
+     * it was trained with --white-background), VLP_ALPHA_WHITE composited on
+     * white, VLP_ALPHA_DROP dropped (PIL's convert('RGB'), open_clip's). */
+    int alpha;
 } vlp_model_opts;
+enum { VLP_ALPHA_MODEL = 0, VLP_ALPHA_WHITE = 1, VLP_ALPHA_DROP = 2 };
 
 vlp_model_opts vlp_model_opts_default(void);
 

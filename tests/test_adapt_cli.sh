@@ -108,7 +108,7 @@ tap_if "a truncated prompt file fails" bad8.log sh -c '! grep -q RESULT bad8.log
 "$vlp" eval $model --data pairs.tsv --label-key colour --prompts "$ref/api_model.safetensors" > bad9.log 2>&1
 tap_grep "a model file is not a prompt file" bad9.log "not a prompt file"
 "$vlp" eval $model --data pairs.tsv --label-key colour --prompts coop.safetensors --templates default > bad10.log 2>&1
-tap_grep "--prompts or --templates, not both" bad10.log "--prompts takes the place of --templates"
+tap_grep "--prompts or --templates, not both" bad10.log "--prompts and --templates exclude each other"
 "$vlp" adapt --method coop --n-ctx 0 $model --data pairs.tsv --label-key colour --out x.safetensors > bad11.log 2>&1
 tap_grep "CoOp with no context: nothing to learn, said before reading" bad11.log "has nothing to learn"
 "$vlp" adapt --method linear-probe --wd 0.1 $model --data pairs.tsv --label-key colour --out x.safetensors > bad12.log 2>&1

@@ -512,6 +512,24 @@ static void test_configs_by_name(void **state) {
                             "\"preprocess_cfg\": {\"mean\": [0.5, 0.5, 0.5]}}", "hub.json", &c, &err), &err);
     assert_int_equal(c.vision.heads, 4);
     assert_int_equal(c.text.heads, 2);
+    /* its preprocess_cfg is the model's: the mean given, OpenAI's std kept */
+    assert_true(c.vision.pre.own_norm);
+    assert_true(c.vision.pre.mean[1] == 0.5f && c.vision.pre.std[0] == 0.26862954f);
+    assert_false(c.vision.pre.white_background);
+    /* written into a checkpoint's config and read back: the same preprocessing */
+    c.vision.pre.white_background = true;
+    char *json = clip_config_to_json(&c);
+    assert_non_null(strstr(json, "\"image_background\": \"white\""));
+    clip_config back;
+    check(clip_config_parse(json, "back.json", &back, &err), &err);
+    free(json);
+    assert_memory_equal(&back.vision.pre, &c.vision.pre, sizeof back.vision.pre);
+    /* what vlp does not compute is refused, by its field */
+    const char *squash = "{\"embed_dim\": 16, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, "
+                         "\"width\": 64, \"layers\": 1, \"image_resize_mode\": \"squash\"}, "
+                         "\"text_cfg\": {\"width\": 64, \"heads\": 2, \"layers\": 1}}";
+    assert_int_equal(clip_config_parse(squash, "squash.json", &back, &err), VLP_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "vision_cfg.image_resize_mode must be \"shortest\""));
     /* a name that is not shipped lists those that are; a path is a path */
     assert_int_equal(clip_config_resolve("ViT-Q-99", &c, NULL, 0, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "known are ViT-B-16, ViT-B-16-quickgelu, ViT-B-32"));

@@ -108,14 +108,14 @@ tap_check "dedup: exact duplicates" exact.log "$vlp" data dedup --data dups.tsv 
 tap_if "the 3 byte-identical copies go, the first of each stays" exact.log \
     [ "$(rows d/exact.tsv)" = 35 -a "$(grep -c copy d/exact.tsv)" = 0 -a "$(grep -c '"exact_duplicates": 3' d/exact.tsv.report.json)" = 1 ]
 tap_check "dedup: SemDeDup with a model" sem.log "$vlp" data dedup --data dups.tsv --out d/sem.tsv \
-    --model run/latest.safetensors --eps 0.00001 --clusters 2
+    --model run/latest.safetensors --dedup-eps 0.00001 --clusters 2
 tap_if "the 3 pixel-identical copies go too (nothing else): 32 kept, the originals" sem.log \
     [ "$(rows d/sem.tsv)" = 32 -a "$(grep -c near d/sem.tsv)" = 0 ]
 tap_if "they go as pixel duplicates (the decoded pixels' hash, whatever the CPU), before SemDeDup" sem.log \
     grep -q '"pixel_duplicates": 3' d/sem.tsv.report.json
 tap_if "the report gives the clusters and the removals per eps" sem.log \
     grep -q '"clusters": 2' d/sem.tsv.report.json
-# the "removed" lines: at --eps, then at each of the 6 --report-eps, then the total
+# the "removed" lines: at --dedup-eps, then at each of the 6 --report-eps, then the total
 tap_if "removals grow with eps" sem.log awk '/"removed": / { gsub(/[^0-9]/, ""); v[n++] = $0 }
     END { for (i = 2; i < 7; i++) if (v[i] + 0 < v[i - 1] + 0) exit 1; exit n != 8 }' d/sem.tsv.report.json
 
@@ -128,7 +128,7 @@ tap_check "eval writes per-class accuracy" pc.log "$vlp" eval --model run/latest
 tap_if "8 classes with images and correct counts" pc.log \
     [ "$(grep -c '"class"' pc.json)" = 8 -a "$(grep -c '"images": 4' pc.json)" = 8 ]
 tap_check "concepts joined with the per-class accuracy" conc.log "$vlp" data concepts --data skew.tsv \
-    --per-class-json pc.json --out conc.tsv --plot conc.png
+    --class-accuracy pc.json --out conc.tsv --plot conc.png
 tap_if "red occurs in 4 + 6 captions (case folded), green in 4 + 1 (not 'greenish'), purple in 4" conc.log \
     [ "$(awk -F'\t' '$1 == "red" { print $2 }' conc.tsv)" = 10 -a "$(awk -F'\t' '$1 == "green" { print $2 }' conc.tsv)" = 5 \
       -a "$(awk -F'\t' '$1 == "purple" { print $2 }' conc.tsv)" = 4 ]

@@ -10,6 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$root/tests/tap.sh"
 vlp=$here/../vlp
+ref=$root/tests/ref
 tap_tmpdir train-cli
 cd "$tmp" || exit 1
 export VLP_PROGRESS_SECONDS=0 OMP_NUM_THREADS=2
@@ -122,6 +123,25 @@ tap_check "search the images by text" search.log "$vlp" search $m --index i.npy 
 tap_grep "search: names the images" search.log "img/img0"
 tap_check "classify an image" classify.log "$vlp" classify $m --image img/img000.png --labels red,green,blue
 tap_grep "classify: each label" classify.log "green"
+# the model keeps its preprocessing: trained on white, every command composites
+# on white unless told otherwise (--drop-alpha), and says so
+tap_check "train with --white-background" wb.log "$vlp" train --train-data pairs.tsv --out wb $common --steps 1 \
+    --white-background
+tap_grep "the run's config keeps it" wb/config.json '"image_background": "white"'
+echo "$ref/alpha.png" > alpha.txt
+tap_check "embed a transparent image with that model" wb-embed.log "$vlp" embed --model wb/latest.safetensors \
+    --images alpha.txt --out wb-model.npy
+tap_grep "the model says what it does with alpha" wb-embed.log "transparent pixels on white"
+tap_check "embed it with --white-background" wb-white.log "$vlp" embed --model wb/latest.safetensors \
+    --white-background --images alpha.txt --out wb-white.npy
+tap_check "embed it with --drop-alpha" wb-drop.log "$vlp" embed --model wb/latest.safetensors --drop-alpha \
+    --images alpha.txt --out wb-drop.npy
+tap_if "the model's rule is on white: the same bytes as --white-background" wb-embed.log cmp wb-model.npy wb-white.npy
+tap_if "and not those of --drop-alpha" wb-drop.log sh -c '[ -s wb-drop.npy ] && ! cmp -s wb-model.npy wb-drop.npy'
+tap_check "a model trained without it" plain-embed.log "$vlp" embed $m --images alpha.txt --out plain.npy
+tap_check "the same with --drop-alpha" plain-drop.log "$vlp" embed $m --drop-alpha --images alpha.txt --out plain-drop.npy
+tap_if "drops alpha, as open_clip" plain-embed.log cmp plain.npy plain-drop.npy
+tap_no_grep "and does not say on white" plain-embed.log "transparent pixels on white"
 # a table whose every image is missing: said so, with the first skipped row
 printf 'filepath\ttitle\nnone1.png\ta cat\nnone2.png\ta dog\n' > missing.tsv
 "$vlp" train --train-data missing.tsv --model-config tiny --out missing-run --steps 2 > missing.log 2>&1

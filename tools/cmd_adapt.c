@@ -146,7 +146,7 @@ typedef struct adapt_args {
     const char *method, *data, *label_key, *image_key, *classes, *out, *init;
     long shots, seed, n_ctx, depth, epochs, batch;
     double lr, wd, l2;
-    bool csc, white, no_augment;
+    bool csc, no_augment;
     model_args model;
 } adapt_args;
 
@@ -179,7 +179,7 @@ static vlp_err probe_encode(void *ctx, const float *pixels, int n, float *out, v
 }
 
 /* the linear probe: every shot's feature (the evaluation pass's batch), one fit */
-static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, bool white, double l2) {
+static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, double l2) {
     int n = 0, E = pl->E;
     for (int c = 0; c < s->C; c++) n += (int)(s->seen[c] < s->K ? s->seen[c] : s->K);
     float *img = malloc(sizeof(float) * (size_t)n * E);
@@ -187,7 +187,7 @@ static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, bool whi
     if (!img || !labels) return free(img), free(labels), fprintf(stderr, "vlp adapt: out of memory\n"), 1;
     vlp_error err = {0};
     embed_batch b;
-    int rc = embed_batch_init(&b, pl->m->cfg.vision.image_size, E, pl->batch, white, probe_encode, pl, &err) != VLP_OK;
+    int rc = embed_batch_init(&b, pl->m->cfg.vision.image_size, E, pl->batch, &pl->m->cfg.vision.pre, probe_encode, pl, &err) != VLP_OK;
     if (rc) fail(NULL, &err);
     for (int i = 0, first = 0; !rc && i < n; i++) {
         const shot *sh = &s->slots[owner[i]];
@@ -220,7 +220,7 @@ static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, bool whi
 static int train(prompt_learner *pl, const shot_set *s, int *owner, int n, const adapt_args *a, int epochs,
                  double lr, int batch, const image_decode_opts *dec, float *pix) {
     int S = pl->m->cfg.vision.image_size, steps_per_epoch = (n + batch - 1) / batch;
-    image_transform tf = image_transform_default(S, !a->no_augment);
+    image_transform tf = image_transform_for(&pl->m->cfg.vision.pre, S, !a->no_augment);
     if (!a->no_augment) tf.scale_lo = 0.08f, tf.scale_hi = 1.0f, tf.hflip = true; /* Dassl's CoOp inputs */
     int *labels = malloc(sizeof(int) * (size_t)batch);
     if (!labels) return fprintf(stderr, "vlp adapt: out of memory\n"), 1;
@@ -269,12 +269,12 @@ int cmd_adapt(int argc, char **argv) {
         {NULL, NULL, "--method", "M", &opt_string, offsetof(adapt_args, method), 0, 0, OPT_REQUIRED, "coop, cocoop, maple or linear-probe", NULL},
         {NULL, "-d", "--data", "SPEC", &opt_string, offsetof(adapt_args, data), 0, 0, OPT_REQUIRED,
          "the labelled images: a .tsv/.csv, WebDataset shards, or a folder with one folder of images a class", NULL},
-        {NULL, NULL, "--label-key", "K", &opt_string, offsetof(adapt_args, label_key), 0, 0, 0, "the label column or json field", NULL},
-        {NULL, NULL, "--image-key", "K", &opt_string, offsetof(adapt_args, image_key), 0, 0, 0, "the image column of a table", NULL},
+        {NULL, NULL, "--label-key", "K", &opt_string, offsetof(adapt_args, label_key), 0, 0, 0, HELP_LABEL_KEY, NULL},
+        {NULL, NULL, "--image-key", "K", &opt_string, offsetof(adapt_args, image_key), 0, 0, 0, HELP_IMAGE_KEY, NULL},
         {NULL, NULL, "--classes", "FILE", &opt_string, offsetof(adapt_args, classes), 0, 0, 0,
          "the classes, one a line, in this order; images of other labels are left out (default: every label, "
          "sorted)", NULL},
-        {NULL, "-k", "--shots", "K", &opt_long, offsetof(adapt_args, shots), 1, 100000, 0, "images a class, drawn with --seed", NULL},
+        {NULL, NULL, "--shots", "K", &opt_long, offsetof(adapt_args, shots), 1, 100000, 0, "images a class, drawn with --seed", NULL},
         {NULL, "-s", "--seed", "N", &opt_long, offsetof(adapt_args, seed), 0, 2147483647.0, 0, "the shots, the initialisation, the order", NULL},
         {NULL, "-o", "--out", "FILE", &opt_string, offsetof(adapt_args, out), 0, 0, OPT_REQUIRED, "the learnt prompts (.safetensors)", NULL},
         {NULL, NULL, "--n-ctx", "M", &opt_long, offsetof(adapt_args, n_ctx), -1, 64, 0,
@@ -285,7 +285,7 @@ int cmd_adapt(int argc, char **argv) {
         {NULL, NULL, "--csc", NULL, &opt_switch, offsetof(adapt_args, csc), 0, 0, 0, "CoOp: a context for each class", NULL},
         {NULL, NULL, "--depth", "J", &opt_long, offsetof(adapt_args, depth), 0, 48, 0,
          "MaPLe: layers with prompts (0: min(9, the towers' layers))", NULL},
-        {NULL, NULL, "--epochs", "N", &opt_long, offsetof(adapt_args, epochs), 0, 1e6, 0,
+        {NULL, NULL, "--epochs", "E", &opt_long, offsetof(adapt_args, epochs), 0, 1e6, 0,
          "0: the paper's (CoOp 50/100/100/200/200 for 1/2/4/8/16 shots; CoCoOp 10; MaPLe 5)", NULL},
         {NULL, "-b", "--batch", "N", &opt_long, offsetof(adapt_args, batch), 0, 4096, 0,
          "images a step, 0: the paper's (CoOp 32, CoCoOp 1, MaPLe 4; the probe embeds 32 at a time)", NULL},
@@ -294,8 +294,6 @@ int cmd_adapt(int argc, char **argv) {
         {NULL, NULL, "--l2", "X", &opt_double, offsetof(adapt_args, l2), 0, 1e6, 0, "the linear probe's L2 penalty", NULL},
         {NULL, NULL, "--no-augment", NULL, &opt_switch, offsetof(adapt_args, no_augment), 0, 0, 0,
          "train on the center crops (default: random resized crops of scale 0.08-1 and flips, as CoOp)", NULL},
-        {NULL, NULL, "--white-background", NULL, &opt_switch, offsetof(adapt_args, white), 0, 0, 0,
-         "composite transparent pixels on white (as the model was trained)", NULL},
     };
     const opt_group groups[] = {{opts, (int)(sizeof opts / sizeof *opts), &a}, MODEL_GROUP(&a.model)};
     const cmd_spec spec = {
@@ -383,7 +381,7 @@ int cmd_adapt(int argc, char **argv) {
         for (int j = 0; j < s.K && j < s.seen[c]; j++) owner[k++] = c * s.K + j;
     if (!rc && prompt_create(&pl, me, &cfg, model_clip(vm), model_tokenizer(vm), (const char *const *)s.classes, s.C, &err) != VLP_OK)
         rc = fail(NULL, &err);
-    image_decode_opts dec = {.composite = a.white, .background = {255, 255, 255}};
+    image_decode_opts dec = image_decode_for(&model_clip(vm)->cfg.vision.pre);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!rc) {
@@ -394,7 +392,7 @@ int cmd_adapt(int argc, char **argv) {
                             "wd %g%s\n", me->name, pl->n, pl->csc ? " per class" : "", pl->init[0] ? " from \"" : "",
                     pl->init, pl->init[0] ? "\"" : "", me->deep ? (snprintf(buf, sizeof buf, ", depth %d", pl->depth), buf) : "",
                     pl->nfloats, epochs, batch, lr, a.wd, a.no_augment ? "" : "; random crops and flips");
-        rc = me->fit ? fit_probe(pl, &s, owner, a.white, a.l2)
+        rc = me->fit ? fit_probe(pl, &s, owner, a.l2)
                      : train(pl, &s, owner, n, &a, epochs, lr, batch, &dec, pix);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -405,7 +403,7 @@ int cmd_adapt(int argc, char **argv) {
         snprintf(aug, sizeof aug, "%s", a.no_augment ? "off" : "on");
         st_meta extra[] = {{"shots", shots}, {"seed", seed}, {"epochs", ep}, {"lr", lrs}, {"batch", bs},
                            {"augment", aug}, {"data", a.data}, {"model", a.model.model},
-                           {"white_background", a.white ? "true" : "false"}};
+                           {"white_background", dec.composite ? "true" : "false"}};
         if (prompt_save(pl, a.out, extra, (int)(sizeof extra / sizeof extra[0]), &err) != VLP_OK)
             rc = fail(NULL, &err);
         else

@@ -25,11 +25,11 @@ typedef struct tokenizer_args {
 } tokenizer_args;
 
 static const opt_desc tokenizer_opts[] = {
-    {NULL, "-i", "--captions", "FILE", &opt_string, offsetof(tokenizer_args, in), 0, 0, OPT_REQUIRED,
+    {NULL, NULL, "--captions", "FILE", &opt_string, offsetof(tokenizer_args, in), 0, 0, OPT_REQUIRED,
      "captions, one a line", NULL},
     {NULL, "-o", "--out", "FILE", &opt_string, offsetof(tokenizer_args, out), 0, 0, OPT_REQUIRED,
      "the merges file to write", NULL},
-    {NULL, "-n", "--merges", "N", &opt_long, offsetof(tokenizer_args, merges), 1, 1 << 22, 0,
+    {NULL, NULL, "--merges", "N", &opt_long, offsetof(tokenizer_args, merges), 1, 1 << 22, 0,
      "merges to learn at most", NULL},
     {NULL, NULL, "--min-count", "N", &opt_long, offsetof(tokenizer_args, min_count), 1, 1099511627776.0, 0,
      "stop when no pair occurs N times", NULL},
@@ -80,7 +80,7 @@ typedef struct emoji_args {
 } emoji_args;
 
 static const opt_desc emoji_opts[] = {
-    {NULL, "-d", "--data", "DIR", &opt_string, offsetof(emoji_args, dir), 0, 0, 0, "the corpus", NULL},
+    {NULL, NULL, "--emoji-dir", "DIR", &opt_string, offsetof(emoji_args, dir), 0, 0, 0, "the corpus (scripts/get-data.sh fetches it)", NULL},
     {NULL, NULL, "--vendors", "LIST", &opt_string, offsetof(emoji_args, vendors), 0, 0, 0,
      "comma-separated vendors", NULL},
     {NULL, "-o", "--out", "FILE", &opt_string, offsetof(emoji_args, out), 0, 0, OPT_REQUIRED,
@@ -132,17 +132,17 @@ typedef struct shards_args {
 } shards_args;
 
 static const opt_desc shards_opts[] = {
-    {NULL, "-i", "--data", "FILE", &opt_string, offsetof(shards_args, in), 0, 0, OPT_REQUIRED,
+    {NULL, "-d", "--data", "SPEC", &opt_string, offsetof(shards_args, in), 0, 0, OPT_REQUIRED,
      "pairs (columns filepath and --caption-key)", NULL},
     {NULL, "-o", "--out", "PREFIX", &opt_string, offsetof(shards_args, prefix), 0, 0, OPT_REQUIRED,
      "shard path prefix", NULL},
-    {NULL, "-n", "--samples-per-shard", "N", &opt_long, offsetof(shards_args, per), 1, 1073741824.0, 0,
+    {NULL, NULL, "--samples-per-shard", "N", &opt_long, offsetof(shards_args, per), 1, 1073741824.0, 0,
      "samples a shard", NULL},
     {NULL, NULL, "--caption-key", "K", &opt_string, offsetof(shards_args, caption_key), 0, 0, 0,
-     "caption column", NULL},
+     HELP_CAPTION_KEY, NULL},
     {NULL, NULL, "--alt-caption-key", "K", &opt_string, offsetof(shards_args, alt_key), 0, 0, 0,
      "a second caption column to keep (default none)", NULL},
-    {NULL, NULL, "--seed", "N", &opt_long, offsetof(shards_args, seed), 0, 9223372036854775807.0, 0,
+    {NULL, "-s", "--seed", "N", &opt_long, offsetof(shards_args, seed), 0, 9223372036854775807.0, 0,
      "the order samples are packed in", NULL},
     {NULL, NULL, "--keep-order", NULL, &opt_switch, offsetof(shards_args, keep_order), 0, 0, 0,
      "pack in file order instead", NULL},
@@ -248,11 +248,11 @@ typedef struct stats_args {
 } stats_args;
 
 static const opt_desc stats_opts[] = {
-    {NULL, "-i", "--data", "SPEC", &opt_string, offsetof(stats_args, spec), 0, 0, OPT_REQUIRED,
+    {NULL, "-d", "--data", "SPEC", &opt_string, offsetof(stats_args, spec), 0, 0, OPT_REQUIRED,
      "the set: a .tsv/.csv or WebDataset shards", NULL},
     {NULL, NULL, "--caption-key", "K", &opt_string, offsetof(stats_args, caption_key), 0, 0, 0,
-     "caption column / json field", NULL},
-    {NULL, "-v", "--vocab", "MERGES", &opt_string, offsetof(stats_args, vocab), 0, 0, 0,
+     HELP_CAPTION_KEY, NULL},
+    {NULL, "-v", "--vocab", "FILE", &opt_string, offsetof(stats_args, vocab), 0, 0, 0,
      "count caption lengths in this tokenizer's tokens (default: in words)", NULL},
 };
 
@@ -260,7 +260,7 @@ static int data_stats(int argc, char **argv) {
     stats_args a = {.caption_key = "title"};
     const opt_group groups[] = ONE_GROUP(stats_opts, &a);
     const cmd_spec spec = {
-        .name = "data stats", .usage = "vlp data stats --data SPEC [--caption-key K] [--vocab MERGES]",
+        .name = "data stats", .usage = "vlp data stats --data SPEC [--caption-key K] [--vocab FILE]",
         .about = "Counts samples (and those that cannot be used), caption lengths (in tokens with\n"
                  "--vocab, else in words: min/median/p99/max and a histogram) and image sizes.",
         .groups = groups, .ngroups = 1, .help_more = opts_help_data_kinds};

@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "model_args.h"
+#include "api/model_access.h"
 #include "progress.h"
 #include "blas_env.h"
 #include "commands.h"
@@ -64,10 +65,10 @@ static vlp_err pass_batch(void *ctx, const float *pixels, char *const *captions,
 static void pass_progress(void *ctx, int64_t done) { progress_update(&((set_pass *)ctx)->pr, (long)done); }
 
 /* reads the set in its order (embed_set), embedding the images in batches */
-static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const char *caption_key,
-                    const char *label_key, bool white, caption_mode ppl, eval_set *s) {
+static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const char *image_key,
+                    const char *caption_key, const char *label_key, caption_mode ppl, eval_set *s) {
     dataset_opts o = dataset_opts_default();
-    o.shuffle = false, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
+    o.shuffle = false, o.image_key = image_key, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
     sample_stream *st;
     vlp_error err = {0};
     char buf[1024];
@@ -78,7 +79,7 @@ static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const 
     }
     set_pass p = {.m = m, .prompts = prompts, .ppl = ppl, .s = s};
     embed_set_opts eo = {.image_size = vlp_model_image_size(m), .embed_dim = vlp_model_embed_dim(m),
-                         .batch = 32, .white = white, .warn = cli_warn, .batch_done = pass_batch,
+                         .batch = 32, .pre = &model_clip(m)->cfg.vision.pre, .warn = cli_warn, .batch_done = pass_batch,
                          .progress = pass_progress, .ctx = &p};
     progress_begin(&p.pr, stderr, "images", 0);
     int rc = embed_set(st, pass_encode, &eo, &s->e, &err) != VLP_OK;
@@ -241,8 +242,8 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
 
 typedef struct eval_args {
     model_args m;
-    const char *data, *caption_key, *label_key, *templates, *per_class_json, *prompts, *classes;
-    bool zs, rt, lp, white, text_only;
+    const char *data, *image_key, *caption_key, *label_key, *templates, *per_class_json, *prompts, *classes;
+    bool zs, rt, lp, text_only;
     double test_frac, l2;
     long seed;
 } eval_args;
@@ -250,25 +251,25 @@ typedef struct eval_args {
 #define A(shrt, flag, arg, type, member, lo, hi, help)                                            \
     {NULL, shrt, flag, arg, &type, offsetof(eval_args, member), lo, hi, 0, help, NULL}
 static const opt_desc eval_opts[] = {
-    A("-d", "--data", "SET", opt_string, data, 0, 0, "the set"),
+    A("-d", "--data", "SPEC", opt_string, data, 0, 0, "the set"),
     A(NULL, "--zeroshot", NULL, opt_switch, zs, 0, 0, "zero-shot classification"),
     A(NULL, "--retrieval", NULL, opt_switch, rt, 0, 0, "image-text retrieval both ways"),
     A(NULL, "--linear-probe", NULL, opt_switch, lp, 0, 0, "a linear probe on the image embeddings"),
-    A(NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, "caption column"),
+    A(NULL, "--image-key", "K", opt_string, image_key, 0, 0, HELP_IMAGE_KEY),
+    A(NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, HELP_CAPTION_KEY),
     A(NULL, "--label-key", "K", opt_string, label_key, 0, 0,
-      "label column (e.g. category); rows with an empty label are left out of zero-shot and the probe"),
-    A(NULL, "--white-background", NULL, opt_switch, white, 0, 0,
-      "composite transparent pixels on white (as training did)"),
+      HELP_LABEL_KEY "; without it, retrieval only; rows with an empty label are left out of zero-shot "
+      "and the probe"),
     A(NULL, "--templates", "T", opt_string, templates, 0, 0,
-      "zero-shot templates: a NAME shipped with vlp (default: \"a photo of a {}.\"; openai-imagenet: "
-      "the CLIP paper's 80) or a FILE, one template a line, {} for the class (default: default)"),
+      "zero-shot templates: a name shipped with vlp (\"default\": \"a photo of a {}.\"; openai-imagenet: "
+      "the CLIP paper's 80) or a file, a template a line, {} for the class"),
     A(NULL, "--prompts", "FILE", opt_string, prompts, 0, 0,
       "zero-shot with prompts learnt by 'vlp adapt' (CoOp, CoCoOp, MaPLe or a linear probe) in place "
       "of the templates; zero-shot only"),
     A(NULL, "--classes", "FILE", opt_string, classes, 0, 0,
       "zero-shot over these classes (one a line), leaving out images of others (default: every "
       "label of the set)"),
-    A(NULL, "--per-class-json", "F", opt_string, per_class_json, 0, 0,
+    A(NULL, "--per-class-json", "FILE", opt_string, per_class_json, 0, 0,
       "zero-shot: write each class's images, correct and accuracy to F (vlp data concepts joins it "
       "with concept frequencies)"),
     A(NULL, "--probe-test-fraction", "F", opt_double, test_frac, 0.01, 0.99, "the probe's held-out part"),
@@ -280,11 +281,12 @@ static const opt_desc eval_opts[] = {
 #undef A
 
 int cmd_eval(int argc, char **argv) {
-    eval_args e = {.m = model_args_default(), .caption_key = "title", .test_frac = 0.5, .l2 = 1e-3};
+    eval_args e = {.m = model_args_default(), .image_key = "filepath", .caption_key = "title", .templates = TEMPLATES_DEFAULT, .test_frac = 0.5, .l2 = 1e-3};
     const opt_group groups[] = {{eval_opts, (int)(sizeof eval_opts / sizeof *eval_opts), &e},
                                 MODEL_GROUP(&e.m)};
+    static const char *const exclusive[][2] = {{"--prompts", "--templates"}, {NULL}};
     const cmd_spec spec = {
-        .name = "eval",
+        .name = "eval", .exclusive = exclusive,
         .usage = "vlp eval --model FILE --data SET [--zeroshot] [--retrieval] [--linear-probe] [options]",
         .about = "Evaluates on a labelled image-caption set (.tsv/.csv or shards), in file order:\n"
                  "  zero-shot   classes = the distinct labels; each class embedding is the normalised\n"
@@ -302,10 +304,9 @@ int cmd_eval(int argc, char **argv) {
     if (e.per_class_json && !output_writable(e.per_class_json, "eval")) return 1; /* before the work */
     model_args a = e.m;
     const char *data = e.data, *caption_key = e.caption_key, *label_key = e.label_key;
-    const char *templates = e.templates ? e.templates : TEMPLATES_DEFAULT;
+    const char *templates = e.templates;
     const char *per_class_json = e.per_class_json, *prompts_file = e.prompts, *classes_file = e.classes;
-    bool zs = e.zs, rt = e.rt, lp = e.lp, white = e.white, text_only = e.text_only;
-    bool tpl_given = e.templates != NULL;
+    bool zs = e.zs, rt = e.rt, lp = e.lp, text_only = e.text_only;
     double test_frac = e.test_frac, l2 = e.l2;
     long seed = e.seed;
     int bad = 0;
@@ -317,10 +318,6 @@ int cmd_eval(int argc, char **argv) {
     if (prompts_file && (rt || lp)) {
         fprintf(stderr, "vlp eval: --prompts evaluates the learnt classifier (zero-shot); run retrieval and the probe "
                         "without it\n");
-        return 2;
-    }
-    if (prompts_file && tpl_given) {
-        fprintf(stderr, "vlp eval: --prompts takes the place of --templates: give one of them\n");
         return 2;
     }
     if (prompts_file) zs = true;
@@ -363,7 +360,7 @@ int cmd_eval(int argc, char **argv) {
     caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
     if (text_only && ppl == CAPTION_OFF)
         fprintf(stderr, "vlp eval: %s has no text decoder; --text-only does not apply\n", model);
-    int rc = load_set(m, prompts, data, caption_key, label_key, white, ppl, &s);
+    int rc = load_set(m, prompts, data, e.image_key, caption_key, label_key, ppl, &s);
     if (!rc && s.e.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
     if (!rc && ppl != CAPTION_OFF && s.targets > 0) {
         printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.e.n,

@@ -19,9 +19,9 @@ typedef struct tokenize_args {
 static const opt_desc tokenize_opts[] = {
     {NULL, "-v", "--vocab", "FILE", &opt_string, offsetof(tokenize_args, vocab), 0, 0, 0,
      "BPE merges file, gzip'd or plain (default: OpenAI's, shipped with vlp as " VLP_DEFAULT_VOCAB ")", NULL},
-    {NULL, "-m", "--merges", "N", &opt_long, offsetof(tokenize_args, merges), 0, 1 << 24, 0,
+    {NULL, NULL, "--merges", "N", &opt_long, offsetof(tokenize_args, merges), 0, 1 << 24, 0,
      "merges to use at most (0 = 48894, as open_clip)", NULL},
-    {NULL, "-c", "--context-length", "N", &opt_long, offsetof(tokenize_args, ctx), 2, 1 << 20, 0,
+    {NULL, NULL, "--context-length", "N", &opt_long, offsetof(tokenize_args, ctx), 2, 1 << 20, 0,
      "ids per text", NULL},
     {NULL, "-f", "--file", "FILE", &opt_string, offsetof(tokenize_args, file), 0, 0, 0,
      "read texts from FILE, one a line ('-' reads stdin)", NULL},

@@ -100,8 +100,9 @@ static int parse(int argc, char **argv, train_cli *c) {
     const opt_group groups[] = {{run_opt_table, run_opt_count, &c->r},
                                 {train_opt_table, train_opt_count, &c->r.o},
                                 {cli_table, NCLI, c}};
+    static const char *const exclusive[][2] = {{"--epochs", "--steps"}, {NULL}};
     const cmd_spec spec = {
-        .name = "train", .usage = "vlp train [options]",
+        .name = "train", .usage = "vlp train [options]", .exclusive = exclusive,
         .about = "Pre-trains a CLIP-family model on image-caption pairs. Writes checkpoints\n"
                  "(open_clip state dicts in safetensors), training state and metrics.jsonl to the\n"
                  "run directory.",

@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "model_args.h"
+#include "api/model_access.h"
 #include "progress.h"
 #include "blas_env.h"
 #include "commands.h"
@@ -120,7 +121,7 @@ static const opt_desc search_opts[] = {
     {NULL, NULL, "--text", "Q", &opt_string, offsetof(search_args, text), 0, 0, 0, "the query: a text", NULL},
     {NULL, NULL, "--image", "F", &opt_string, offsetof(search_args, image), 0, 0, 0, "the query: an image", NULL},
     {NULL, "-k", "--top", "N", &opt_long, offsetof(search_args, k), 1, 1 << 20, 0, "results", NULL},
-    {NULL, "-n", "--names", "LIST", &opt_string, offsetof(search_args, names), 0, 0, 0,
+    {NULL, NULL, "--names", "LIST", &opt_string, offsetof(search_args, names), 0, 0, 0,
      "what each index row is (the list given to vlp embed)", NULL},
 };
 
@@ -250,18 +251,19 @@ static const opt_desc classify_opts[] = {
     {NULL, "-l", "--labels", "LIST", &opt_string, offsetof(classify_args, labels), 0, 0, 0,
      "comma-separated labels (with --prompts: default the file's classes)", NULL},
     {NULL, NULL, "--templates", "T", &opt_string, offsetof(classify_args, templates), 0, 0, 0,
-     "zero-shot templates: a NAME shipped with vlp (default: \"a photo of a {}.\"; openai-imagenet: "
-     "the CLIP paper's 80) or a FILE, one template a line, {} for the class (default: default)", NULL},
+     "zero-shot templates: a name shipped with vlp (\"default\": \"a photo of a {}.\"; openai-imagenet: "
+      "the CLIP paper's 80) or a file, a template a line, {} for the class", NULL},
     {NULL, NULL, "--prompts", "FILE", &opt_string, offsetof(classify_args, prompts), 0, 0, 0,
      "prompts learnt by 'vlp adapt' in place of the templates", NULL},
 };
 
 int cmd_classify(int argc, char **argv) {
-    classify_args ca = {.m = model_args_default()};
+    classify_args ca = {.m = model_args_default(), .templates = TEMPLATES_DEFAULT};
     const opt_group groups[] = {{classify_opts, (int)(sizeof classify_opts / sizeof *classify_opts), &ca},
                                 MODEL_GROUP(&ca.m)};
+    static const char *const exclusive[][2] = {{"--prompts", "--templates"}, {NULL}};
     const cmd_spec spec = {
-        .name = "classify",
+        .name = "classify", .exclusive = exclusive,
         .usage = "vlp classify --model FILE --image F (--labels \"cat,dog,car\" [--templates T] | --prompts P)",
         .about = "Zero-shot: the probability of each label, softmax over 100 * cosine between the\n"
                  "image and each label's text embedding (the normalised mean over the templates,\n"
@@ -272,14 +274,8 @@ int cmd_classify(int argc, char **argv) {
     if (prc) return prc == 1 ? 0 : 2;
     model_args a = ca.m;
     const char *image = ca.image, *labels = ca.labels, *templates = ca.templates, *prompts_file = ca.prompts;
-    bool tpl_given = templates != NULL;
-    if (!templates) templates = TEMPLATES_DEFAULT;
     if (!labels && !prompts_file) {
         fprintf(stderr, "vlp classify: --image and --labels (or --prompts) are required (try --help)\n");
-        return 2;
-    }
-    if (prompts_file && tpl_given) {
-        fprintf(stderr, "vlp classify: --prompts takes the place of --templates: give one of them\n");
         return 2;
     }
     if (prompts_file) return classify_prompts(&a, image, labels, prompts_file);
@@ -318,15 +314,11 @@ int cmd_classify(int argc, char **argv) {
 typedef struct caption_args {
     model_args m;
     long beam;
-    bool white;
 } caption_args;
 
 static const opt_desc caption_opts[] = {
-    {NULL, "-k", "--beam", "K", &opt_long, offsetof(caption_args, beam), 1, 64, 0,
+    {NULL, NULL, "--beam", "K", &opt_long, offsetof(caption_args, beam), 1, 64, 0,
      "beam search with K hypotheses and length-normalised scores; 1 = greedy", NULL},
-    {NULL, NULL, "--white-background", NULL, &opt_switch, offsetof(caption_args, white), 0, 0, 0,
-     "composite transparent pixels on white, as training with --white-background did (default: "
-     "drop alpha)", NULL},
 };
 
 int cmd_caption(int argc, char **argv) {
@@ -335,7 +327,7 @@ int cmd_caption(int argc, char **argv) {
                                 MODEL_GROUP(&ca.m)};
     const cmd_spec spec = {
         .name = "caption",
-        .usage = "vlp caption --model FILE [--beam K] [--white-background] IMAGE...",
+        .usage = "vlp caption --model FILE [--beam K] IMAGE...",
         .about = "Captions images with a CoCa model's text decoder (a model trained with\n"
                  "--objective coca). Prints one line per image: path, mean token log-probability,\n"
                  "caption (lower case, as the tokenizer saw the training captions).",
@@ -352,7 +344,6 @@ int cmd_caption(int argc, char **argv) {
     }
     model_args a = ca.m;
     long beam = ca.beam;
-    bool white = ca.white;
     if (a.o.batch < beam) a.o.batch = (int)beam; /* the hypotheses run as one batch */
     vlp_model *m = open_model(&a, "caption");
     int rc = m ? 0 : 1;
@@ -366,8 +357,9 @@ int cmd_caption(int argc, char **argv) {
     int S = m ? vlp_model_image_size(m) : 0;
     float *pix = rc ? NULL : malloc(sizeof(float) * 3 * (size_t)S * S);
     if (!rc && !pix) fprintf(stderr, "vlp caption: out of memory\n"), rc = 1;
-    image_transform tf = image_transform_default(S, false);
-    image_decode_opts dec = {.composite = white, .background = {255, 255, 255}};
+    const image_preprocess *pre = m ? &model_clip(m)->cfg.vision.pre : NULL;
+    image_transform tf = image_transform_for(pre, S, false);
+    image_decode_opts dec = image_decode_for(pre);
     progress pr;
     progress_begin(&pr, stderr, "captions", nimg);
     for (int i = 0; !rc && i < nimg; i++) {

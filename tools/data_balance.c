@@ -76,10 +76,10 @@ typedef struct balance_args {
 #define B(shrt, flag, arg, type, member, lo, hi, flags, help)                                    \
     {NULL, shrt, flag, arg, &type, offsetof(balance_args, member), lo, hi, flags, help, NULL}
 static const opt_desc balance_opts[] = {
-    B("-m", "--metadata", "FILE", opt_string, metadata, 0, 0, OPT_REQUIRED,
+    B(NULL, "--metadata", "FILE", opt_string, metadata, 0, 0, OPT_REQUIRED,
       "the metadata: one entry a line (MetaCLIP's 500,000: WordNet synsets, Wikipedia titles and n-grams; "
       "or your classes)"),
-    B("-t", "--t", "T", opt_double, t, 1, 1e15, 0,
+    B(NULL, "--t", "T", opt_double, t, 1, 1e15, 0,
       "an entry matched by c samples keeps each with probability min(1, t/c) (MetaCLIP: 20,000 at 400M "
       "pairs; scale it with the pool)"),
     B(NULL, "--keep-unmatched", NULL, opt_switch, keep_unmatched, 0, 0, 0,

@@ -99,19 +99,19 @@ typedef struct concepts_args {
 #define C(shrt, flag, arg, type, member, flags, help)                                             \
     {NULL, shrt, flag, arg, &type, offsetof(concepts_args, member), 0, 0, flags, help, NULL}
 static const opt_desc concepts_opts[] = {
-    C("-i", "--data", "SPEC", opt_string, data, OPT_REQUIRED,
+    C("-d", "--data", "SPEC", opt_string, data, OPT_REQUIRED,
       "the pool whose captions are counted (as vlp data filter's)"),
-    C("-c", "--concepts", "FILE", opt_string, concepts, 0,
-      "the concepts, one a line (default: the classes of --per-class-json)"),
-    C(NULL, "--per-class-json", "FILE", opt_string, per_class, 0,
+    C(NULL, "--concepts", "FILE", opt_string, concepts, 0,
+      "the concepts, one a line (default: the classes of --class-accuracy)"),
+    C(NULL, "--class-accuracy", "FILE", opt_string, per_class, 0,
       "vlp eval --per-class-json's output: each class's zero-shot accuracy, joined by name"),
     C("-o", "--out", "FILE.tsv", opt_string, out, OPT_REQUIRED, "the table: concept, frequency, images, accuracy"),
     C(NULL, "--plot", "FILE.png", opt_string, plot, 0,
-      "accuracy against log10 frequency, with the least-squares line (needs --per-class-json)"),
+      "accuracy against log10 frequency, with the least-squares line (needs --class-accuracy)"),
     C(NULL, "--case-sensitive", NULL, opt_switch, case_sensitive, 0,
       "match case (default: captions and concepts lower-cased, ASCII)"),
-    C(NULL, "--image-key", "K", opt_string, image_key, 0, "a table's image column"),
-    C(NULL, "--caption-key", "K", opt_string, caption_key, 0, "a table's caption column or a shard's json field"),
+    C(NULL, "--image-key", "K", opt_string, image_key, 0, HELP_IMAGE_KEY),
+    C(NULL, "--caption-key", "K", opt_string, caption_key, 0, HELP_CAPTION_KEY),
 };
 #undef C
 
@@ -120,7 +120,7 @@ int data_concepts(int argc, char **argv) {
     const opt_group groups[] = {{concepts_opts, (int)(sizeof concepts_opts / sizeof *concepts_opts), &ca}};
     const cmd_spec spec = {
         .name = "data concepts",
-        .usage = "vlp data concepts --data SPEC (--concepts FILE | --per-class-json F) --out T.tsv",
+        .usage = "vlp data concepts --data SPEC (--concepts FILE | --class-accuracy F) --out T.tsv",
         .about = "Counts, for each concept, the samples whose caption holds it as whole words (MetaCLIP's\n"
                  "matching). With vlp eval's per-class accuracy it fits accuracy = a + b log10(frequency)\n"
                  "over the concepts seen at least once and reports b (accuracy per tenfold frequency) and\n"
@@ -133,8 +133,8 @@ int data_concepts(int argc, char **argv) {
     bool case_sensitive = ca.case_sensitive;
     if (rc) return rc == 1 ? 0 : 2;
     if (!output_writable(ca.out, "data concepts")) return 1; /* before the work */
-    if (!concepts && !per_class) return fprintf(stderr, "vlp data concepts: give --concepts or --per-class-json\n"), 2;
-    if (plot && !per_class) return fprintf(stderr, "vlp data concepts: --plot needs --per-class-json\n"), 2;
+    if (!concepts && !per_class) return fprintf(stderr, "vlp data concepts: give --concepts or --class-accuracy\n"), 2;
+    if (plot && !per_class) return fprintf(stderr, "vlp data concepts: --plot needs --class-accuracy\n"), 2;
     int n = 0, nacc = 0;
     concept_row *rows = NULL, *acc = per_class ? read_per_class(per_class, &nacc) : NULL;
     if (per_class && !acc) return 1;

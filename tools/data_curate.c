@@ -1,3 +1,4 @@
+#include "api/model_access.h"
 #include "data_curate.h"
 
 #include <stddef.h>
@@ -16,7 +17,7 @@
 #define IO(shrt, flag, arg, type, member, lo, hi, flags, help)                                   \
     {NULL, shrt, flag, arg, &type, offsetof(curate_io, member), lo, hi, flags, help, NULL}
 const opt_desc curate_io_table[] = {
-    IO("-i", "--data", "SPEC", opt_string, data, 0, 0, OPT_REQUIRED,
+    IO("-d", "--data", "SPEC", opt_string, data, 0, 0, OPT_REQUIRED,
        "the pool: a .tsv/.csv (image paths relative to it) or WebDataset shards (a-{00000..00009}.tar, "
        "patterns joined with ::)"),
     IO("-o", "--out", "OUT", opt_string, out, 0, 0, OPT_REQUIRED,
@@ -24,10 +25,10 @@ const opt_desc curate_io_table[] = {
        "...: a shard pool's members as they were)"),
     IO(NULL, "--report", "FILE", opt_string, report, 0, 0, 0, "the JSON report (default OUT.report.json)"),
     IO(NULL, "--samples-per-shard", "N", opt_long, per_shard, 1, 1 << 30, 0, "samples a shard out"),
-    IO(NULL, "--image-key", "K", opt_string, image_key, 0, 0, 0, "a table's image column"),
+    IO(NULL, "--image-key", "K", opt_string, image_key, 0, 0, 0, HELP_IMAGE_KEY),
     IO(NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, 0,
-       "a table's caption column, or a shard's json field (a txt member first)"),
-    IO(NULL, "--seed", "N", opt_long, seed, 0, 2147483647, 0, "the seed of every random draw"),
+       HELP_CAPTION_KEY),
+    IO("-s", "--seed", "N", opt_long, seed, 0, 2147483647, 0, "the seed of every random draw"),
 };
 #undef IO
 const int curate_io_count = (int)(sizeof curate_io_table / sizeof *curate_io_table);
@@ -40,16 +41,17 @@ static vlp_err encode_with_model(void *ctx, const float *pixels, int n, float *o
     return vlp_encode_images(ctx, pixels, n, out, err);
 }
 
-bool curate_model_open(curate_model *m, const model_args *a, bool white, const char *cmd) {
+bool curate_model_open(curate_model *m, const model_args *a, const char *cmd) {
     memset(m, 0, sizeof *m);
     vlp_error err = {0};
-    embed_batch_init(&m->batch, 0, 0, 0, white, NULL, NULL, &err); /* decoding only, until a model */
+    image_preprocess given = {.white_background = a->o.alpha == VLP_ALPHA_WHITE};
+    embed_batch_init(&m->batch, 0, 0, 0, &given, NULL, NULL, &err); /* decoding only, until a model */
     if (!a->model) return true;
     char name[64];
     snprintf(name, sizeof name, "data %s", cmd);
     if (!(m->model = open_model(a, name))) return false;
     if (embed_batch_init(&m->batch, vlp_model_image_size(m->model), vlp_model_embed_dim(m->model), a->o.batch,
-                         white, encode_with_model, m->model, &err) != VLP_OK)
+                         &model_clip(m->model)->cfg.vision.pre, encode_with_model, m->model, &err) != VLP_OK)
         return curate_fail(cmd, &err), false;
     return true;
 }

@@ -35,7 +35,7 @@ typedef struct curate_model {
 } curate_model;
 
 /* opens a->model when given, and the batch; false after a message */
-bool curate_model_open(curate_model *m, const model_args *a, bool white, const char *cmd);
+bool curate_model_open(curate_model *m, const model_args *a, const char *cmd);
 void curate_model_free(curate_model *m);
 /* the sample's image decoded into *im (freed by the caller); false with why */
 bool curate_decode(const curate_model *m, const pool_sample *s, image_u8 *im, char *why, size_t n);

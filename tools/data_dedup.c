@@ -199,21 +199,18 @@ typedef struct dedup_args {
     model_args m;
     long clusters, iters;
     double eps_used;
-    bool white;
     const char *report_eps;
 } dedup_args;
 
 #define D(flag, arg, type, member, lo, hi, help)                                                   \
     {NULL, NULL, flag, arg, &type, offsetof(dedup_args, member), lo, hi, 0, help, NULL}
 static const opt_desc dedup_opts[] = {
-    D("--eps", "E", opt_double, eps_used, 0, 1.999,
+    D("--dedup-eps", "E", opt_double, eps_used, 0, 1.999,
       "SemDeDup: a sample whose cosine to one kept before it in its cluster exceeds 1 - E is removed"),
     D("--clusters", "K", opt_long, clusters, 0, 1 << 24, "k-means clusters (0: one per 1,000 embedded samples)"),
     D("--iters", "N", opt_long, iters, 1, 10000, "k-means iterations at most"),
-    D("--white-background", NULL, opt_switch, white, 0, 0,
-      "composite transparent pixels on white before embedding (as the training did)"),
     D("--report-eps", "LIST", opt_string, report_eps, 0, 0,
-      "other eps values whose removals the report counts (the output uses --eps)"),
+      "other eps values whose removals the report counts (the output uses --dedup-eps)"),
 };
 #undef D
 
@@ -236,7 +233,6 @@ int data_dedup(int argc, char **argv) {
     model_args a = da.m;
     long clusters = da.clusters, iters = da.iters;
     double eps_used = da.eps_used;
-    bool white = da.white;
     const char *report_eps = da.report_eps;
     if (rc) return rc == 1 ? 0 : 2;
     double eps[MAX_EPS + 1];
@@ -250,7 +246,7 @@ int data_dedup(int argc, char **argv) {
     u64_map_free(&r.seen_pixels);
         return fprintf(stderr, "vlp data dedup: out of memory\n"), 1;
     }
-    if (!curate_model_open(&r.m, &a, white, "dedup")) rc = 1;
+    if (!curate_model_open(&r.m, &a, "dedup")) rc = 1;
     snprintf(r.status_path, sizeof r.status_path, "%s.dedup-status.%d", io.out, (int)getpid());
     snprintf(r.emb_path, sizeof r.emb_path, "%s.dedup-embeddings.%d", io.out, (int)getpid());
     pool *p = rc ? NULL : curate_open("dedup", &io, true);

@@ -234,7 +234,6 @@ typedef struct filter_args {
     filter_opts o;
     model_args m;
     const char *scores_out;
-    bool white;
 } filter_args;
 
 #define F(flag, arg, type, member, lo, hi, help)                                                   \
@@ -255,8 +254,6 @@ static const opt_desc filter_table[] = {
       "keep samples scoring at least S (DataComp, OpenAI ViT-B/32: 0.28; -2: off)"),
     F("--keep-fraction", "F", opt_double, o.keep_fraction, 0, 1,
       "keep the top fraction F of the scored samples, exactly (DataComp: 0.3; 0: off)"),
-    F("--white-background", NULL, opt_switch, white, 0, 0,
-      "composite transparent pixels on white before decoding (as the training did)"),
     F("--scores", "FILE.npy", opt_string, scores_out, 0, 0,
       "write every sample's score (NaN where a rule removed it) and FILE.npy.keys.txt, one sample a line"),
 };
@@ -281,14 +278,13 @@ int data_filter(int argc, char **argv) {
     filter_run r = {.o = fa.o};
     model_args a = fa.m;
     const char *scores_out = fa.scores_out;
-    bool white = fa.white;
     if (rc) return rc == 1 ? 0 : 2;
     bool by_score = r.o.min_score > -2 || r.o.keep_fraction > 0;
     if (by_score && !a.model) return fprintf(stderr, "vlp data filter: --min-score and --keep-fraction need --score-model\n"), 2;
     if (r.o.min_score > -2 && r.o.keep_fraction > 0)
         return fprintf(stderr, "vlp data filter: give --min-score or --keep-fraction, not both\n"), 2;
     if (scores_out && !a.model) return fprintf(stderr, "vlp data filter: --scores needs --score-model\n"), 2;
-    if (!curate_model_open(&r.m, &a, white, "filter")) return curate_model_free(&r.m), 1;
+    if (!curate_model_open(&r.m, &a, "filter")) return curate_model_free(&r.m), 1;
     if (r.m.model) {
         r.txt_emb = malloc(sizeof(float) * (size_t)r.m.batch.B * r.m.batch.E);
         r.captions = calloc((size_t)r.m.batch.B, sizeof(char *));

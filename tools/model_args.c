@@ -31,12 +31,23 @@ static void act_format(const opt_desc *d, const void *src, char *buf, size_t cap
 }
 static const opt_type opt_act = {"a switch", true, act_parse, act_format, NULL, NULL, sizeof(int)};
 
+/* --white-background / --drop-alpha: vlp_model_opts.alpha (VLP_ALPHA_MODEL: the model's) */
+static vlp_err alpha_parse(const opt_desc *d, void *dst, const char *text, vlp_error *err) {
+    *(int *)dst = (int)d->hi;
+    return VLP_OK;
+}
+static void alpha_format(const opt_desc *d, const void *src, char *buf, size_t cap) {
+    int a = *(const int *)src;
+    snprintf(buf, cap, "%s", a == VLP_ALPHA_WHITE ? "on white" : a == VLP_ALPHA_DROP ? "dropped" : "the model's");
+}
+static const opt_type opt_alpha = {"a switch", true, alpha_parse, alpha_format, NULL, NULL, sizeof(int)};
+
 #define M(shrt, flag, arg, type, member, lo, hi, help)                                            \
     {NULL, shrt, flag, arg, &type, offsetof(model_args, member), lo, hi, 0, help, NULL}
 const opt_desc model_opt_table[] = {
     M("-m", "--model", "FILE", opt_string, model, 0, 0,
       "weights (.safetensors: open_clip/OpenAI or HF CLIPModel naming)"),
-    M(NULL, "--model-config", "C", opt_string, o.model_config, 0, 0,
+    M("-c", "--model-config", "C", opt_string, o.model_config, 0, 0,
       "the architecture: an open_clip name (ViT-B-16, ViT-H-14, ...; 'vlp models' lists them) or a "
       "JSON file (default: the file's config, else inferred from the shapes with head width 64)"),
     M("-v", "--vocab", "FILE", opt_string, o.vocab, 0, 0,
@@ -46,7 +57,12 @@ const opt_desc model_opt_table[] = {
       "QuickGELU, over the config's activation (default: the config's; QuickGELU when inferred from "
       "the shapes)"),
     M(NULL, "--gelu", NULL, opt_act, o.quick_gelu, 0, 0, "GELU, over the config's activation"),
-    M("-b", "--batch", "N", opt_int, o.batch, 1, 4096, "encoder batch"),
+    M(NULL, "--white-background", NULL, opt_alpha, o.alpha, 0, VLP_ALPHA_WHITE,
+      "composite transparent pixels on white, over the model's rule (default: the model's: on white "
+      "when trained with --white-background, else alpha dropped)"),
+    M(NULL, "--drop-alpha", NULL, opt_alpha, o.alpha, 0, VLP_ALPHA_DROP,
+      "drop transparency (PIL's convert('RGB'), open_clip's), over the model's rule"),
+    M(NULL, "--encode-batch", "N", opt_int, o.batch, 1, 4096, "images or texts an encoder call"),
     M("-t", "--threads", "N", opt_long, threads, 0, 4096, "threads, 0 = one per core"),
     M("-p", "--precision", "P", opt_bf16, o.bf16, 0, 0,
       "fp32, or bf16: matmuls in bfloat16 (AVX512-BF16; faster, embeddings within bf16 rounding of "

@@ -39,24 +39,56 @@ static const opt_desc *lookup(const cmd_spec *c, const char *flag, int *group) {
 
 static bool is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
 
-/* whether entry d (or an alias of the same field) was given */
-static bool was_given(const cmd_spec *c, const bool *given, const opt_desc *d, int g) {
-    int base = 0;
-    for (int h = 0; h < g; h++) base += c->groups[h].n;
+/* --list-options (not in --help: for docs/cli.md and the test that a flag
+ * means one thing in every command): one line an option, tab-separated:
+ * command, short flag or "-", long flag, value name or "-", what the value
+ * is, its default, its help line */
+static void list_options(const cmd_spec *c) {
+    for (int g = 0; g < c->ngroups; g++)
+        for (int k = 0; k < c->groups[g].n; k++) {
+            const opt_desc *d = &c->groups[g].t[k];
+            char def[512] = "-";
+            if (!(d->flags & OPT_ALIAS) && c->groups[g].base) opt_format(d, c->groups[g].base, def, sizeof def);
+            if (!def[0]) snprintf(def, sizeof def, "-");
+            printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c->name, d->shrt ? d->shrt : "-", d->flag,
+                   d->arg ? d->arg : "-", d->type->what, def, d->help);
+        }
+}
+
+/* the flat index of a group's entry, and the entry given before that sets
+ * the same field (an alias, --gelu after --quick-gelu, or itself), or -1 */
+static int flat_index(const cmd_spec *c, int g, int k) {
+    int off = 0;
+    for (int h = 0; h < g; h++) off += c->groups[h].n;
+    return off + k;
+}
+static const opt_desc *given_same_field(const cmd_spec *c, const bool *given, const opt_desc *d, int g) {
     for (int k = 0; k < c->groups[g].n; k++)
-        if (given[base + k] && c->groups[g].t[k].off == d->off) return true;
-    return false;
+        if (given[flat_index(c, g, k)] && c->groups[g].t[k].off == d->off) return &c->groups[g].t[k];
+    return NULL;
+}
+
+/* whether the flag (long) was given */
+static bool flag_given(const cmd_spec *c, const bool *given, const char *flag) {
+    int g = 0;
+    const opt_desc *d = lookup(c, flag, &g);
+    return d && given[flat_index(c, g, (int)(d - c->groups[g].t))];
 }
 
 int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwords) {
     const char *cmd = c->name;
     if (nwords) *nwords = 0;
     /* --help first: the defaults as the tables hold them, whatever comes before */
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
         if (is_help(argv[i])) {
             print_help(c);
             return 1;
         }
+        if (!strcmp(argv[i], "--list-options")) {
+            list_options(c);
+            return 1;
+        }
+    }
     int total = 0;
     for (int g = 0; g < c->ngroups; g++) total += c->groups[g].n;
     bool *given = calloc((size_t)total + 1, sizeof(bool));
@@ -80,6 +112,19 @@ int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwor
             bad = 1;
             break;
         }
+        /* one value a field: a repeated option, or two that set one thing
+         * (--gelu and --quick-gelu), would leave only the last standing */
+        const opt_desc *before = d ? given_same_field(c, given, d, g) : NULL;
+        if (before && before == d) {
+            fprintf(stderr, "vlp %s: %s is given twice; give it once\n", cmd, d->flag);
+            bad = 1;
+            break;
+        }
+        if (before) {
+            fprintf(stderr, "vlp %s: %s and %s set the same thing; give one\n", cmd, before->flag, d->flag);
+            bad = 1;
+            break;
+        }
         const char *value = NULL;
         if (extra || !d->type->is_switch) {
             if (i + 1 >= argc) {
@@ -97,18 +142,21 @@ int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwor
             break;
         }
         if (d) {
-            int off = 0;
-            for (int h = 0; h < g; h++) off += c->groups[h].n;
-            given[off + (int)(d - c->groups[g].t)] = true;
+            given[flat_index(c, g, (int)(d - c->groups[g].t))] = true;
             if (c->on_set) c->on_set(c->ctx, d);
         }
     }
-    for (int g = 0, off = 0; g < c->ngroups && !bad; off += c->groups[g].n, g++)
+    for (int g = 0; g < c->ngroups && !bad; g++)
         for (int k = 0; k < c->groups[g].n && !bad; k++) {
             const opt_desc *d = &c->groups[g].t[k];
-            if ((d->flags & OPT_REQUIRED) && !was_given(c, given, d, g))
+            if ((d->flags & OPT_REQUIRED) && !given_same_field(c, given, d, g))
                 fprintf(stderr, "vlp %s: %s is required (try --help)\n", cmd, d->flag), bad = 1;
         }
+    for (int p = 0; c->exclusive && c->exclusive[p][0] && !bad; p++)
+        if (flag_given(c, given, c->exclusive[p][0]) && flag_given(c, given, c->exclusive[p][1]))
+            fprintf(stderr, "vlp %s: %s and %s exclude each other; give one\n", cmd, c->exclusive[p][0],
+                    c->exclusive[p][1]),
+                bad = 1;
     free(given);
     return bad ? 2 : 0;
 }

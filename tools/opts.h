@@ -34,6 +34,9 @@ typedef struct cmd_spec {
     /* after each table option set (the run's record of what was given); may be NULL */
     void (*on_set)(void *ctx, const opt_desc *d);
     void *ctx;
+    /* pairs of flags that may not be given together ({"--epochs", "--steps"}),
+     * ended by {NULL}; NULL: none */
+    const char *const (*exclusive)[2];
     /* the entries that must appear together in --help after the tables, or NULL */
     void (*help_more)(FILE *fp);
 } cmd_spec;

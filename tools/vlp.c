@@ -48,7 +48,7 @@ typedef struct info_args {
 
 static const opt_desc info_opts[] = {
     {NULL, "-t", "--threads", "N", &opt_int, offsetof(info_args, threads), 0, 4096, 0,
-     "threads to use, 0 = one per core", NULL},
+     "threads, 0 = one per core", NULL},
     {NULL, NULL, "--levels", NULL, &opt_switch, offsetof(info_args, levels), 0, 0, 0,
      "the levels VLP_CPU takes, one a line: name, whether this CPU runs it (yes/no), the CPUs at "
      "that level", NULL},

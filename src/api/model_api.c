@@ -59,6 +59,8 @@ vlp_err vlp_model_load(vlp_model **out, const char *path, const vlp_model_opts *
     }
     v->o.model_config = NULL; /* the caller's string is not kept */
     if (rc == VLP_OK) rc = clip_load_pretrained(&v->m, path, &lo, err);
+    if (rc == VLP_OK && v->o.alpha != VLP_ALPHA_MODEL)
+        v->m.cfg.vision.pre.white_background = v->o.alpha == VLP_ALPHA_WHITE;
     if (rc == VLP_OK && lo.source == CLIP_CONFIG_INFERRED)
         snprintf(v->warning, sizeof v->warning,
                  "%s has no config: the architecture was inferred from the tensor shapes, with "
@@ -112,6 +114,8 @@ const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     if (c->multimodal.layers && used > 0 && (size_t)used < n)
         used += snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",
                          c->multimodal.layers, c->multimodal.heads);
+    if (c->vision.pre.white_background && used > 0 && (size_t)used < n)
+        used += snprintf(buf + used, n - (size_t)used, "; transparent pixels on white");
     if (c->mae.layers && used > 0 && (size_t)used < n)
         snprintf(buf + used, n - (size_t)used, "; MAE decoder width %d x %d layers (%d heads)",
                  c->mae.width, c->mae.layers, c->mae.heads);
@@ -151,8 +155,9 @@ vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, 
 vlp_err model_file_pixels(vlp_model *v, const char *const *paths, int b, vlp_error *err) {
     int S = v->m.cfg.vision.image_size;
     size_t img = (size_t)3 * S * S;
-    image_transform tf = image_transform_default(S, false);
-    image_decode_opts dec = {0}; /* alpha dropped, full-size decode: PIL's pixels */
+    /* the model's normalisation and alpha rule; full-size decode: PIL's pixels */
+    image_transform tf = image_transform_for(&v->m.cfg.vision.pre, S, false);
+    image_decode_opts dec = image_decode_for(&v->m.cfg.vision.pre);
     for (int i = 0; i < b; i++) {
         image_u8 im;
         VLP_TRY(image_load(paths[i], &dec, &im, err));

@@ -27,6 +27,12 @@
 
 #include "core/error.h"
 
+/* the help lines of the flags that name a set's columns, one text for every
+ * command (docs/cli.md) */
+#define HELP_IMAGE_KEY "a table's image column"
+#define HELP_CAPTION_KEY "a table's caption column, or a shard's json field (a txt member first)"
+#define HELP_LABEL_KEY "a table's label column, or a shard's json field"
+
 typedef struct dataset_opts {
     const char *image_key;   // TSV/CSV column (default "filepath")
     const char *caption_key; // TSV/CSV column, or the json field of a shard (default "title")

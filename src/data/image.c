@@ -377,6 +377,18 @@ image_transform image_transform_default(int size, bool train) {
     return t;
 }
 
+image_transform image_transform_for(const image_preprocess *p, int size, bool train) {
+    image_transform t = image_transform_default(size, train);
+    if (p && p->own_norm) memcpy(t.mean, p->mean, sizeof t.mean), memcpy(t.std, p->std, sizeof t.std);
+    return t;
+}
+
+image_decode_opts image_decode_for(const image_preprocess *p) {
+    image_decode_opts o = {0};
+    if (p && p->white_background) o.composite = true, memset(o.background, 255, sizeof o.background);
+    return o;
+}
+
 vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, rng64 *r, float *out,
                               vlp_error *err) {
     int S = t->size;

@@ -88,6 +88,20 @@ typedef struct image_transform {
 
 image_transform image_transform_default(int size, bool train);
 
+/* How a model wants its images, kept with the model (its config's
+ * vision_cfg: open_clip's image_mean / image_std, and vlp's
+ * image_background): the normalisation, and what transparent pixels become.
+ * All zero is open_clip's default: OpenAI's mean and std, alpha dropped. */
+typedef struct image_preprocess {
+    bool own_norm;         // mean/std below; false: OpenAI's
+    float mean[3], std[3];
+    bool white_background; // alpha composited on white; false: dropped (PIL's convert('RGB'), open_clip's)
+} image_preprocess;
+
+/* the transform (eval or train) and the decoding a model's preprocessing asks for */
+image_transform image_transform_for(const image_preprocess *p, int size, bool train);
+image_decode_opts image_decode_for(const image_preprocess *p);
+
 /* in → (3, S, S) floats; r is used by the train transform (may be NULL for eval). */
 vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, rng64 *r, float *out,
                               vlp_error *err);

@@ -26,13 +26,12 @@ static vlp_err grow(embedded_set *s, int *cap, int E, vlp_error *err) {
     return VLP_OK;
 }
 
-vlp_err embed_batch_init(embed_batch *b, int S, int E, int B, bool white, embed_images_fn encode, void *ctx,
-                         vlp_error *err) {
-    *b = (embed_batch){.S = S, .E = E, .B = B, .encode = encode, .ctx = ctx,
-                       .decode = {.composite = white, .background = {255, 255, 255}}};
+vlp_err embed_batch_init(embed_batch *b, int S, int E, int B, const image_preprocess *pre, embed_images_fn encode,
+                         void *ctx, vlp_error *err) {
+    *b = (embed_batch){.S = S, .E = E, .B = B, .encode = encode, .ctx = ctx, .decode = image_decode_for(pre)};
     if (B == 0) return VLP_OK;
     VLP_CHECK_ARG(S > 0 && E > 0 && B > 0 && encode, err, "image size %d, embedding %d, batch %d", S, E, B);
-    b->tf = image_transform_default(S, false);
+    b->tf = image_transform_for(pre, S, false);
     b->pixels = malloc(sizeof(float) * (size_t)B * 3 * S * S);
     b->emb = malloc(sizeof(float) * (size_t)B * E);
     if (!b->pixels || !b->emb) {
@@ -70,7 +69,7 @@ vlp_err embed_set(sample_stream *src, embed_images_fn encode, const embed_set_op
     memset(out, 0, sizeof *out);
     int E = o->embed_dim, cap = 0;
     embed_batch b;
-    VLP_TRY(embed_batch_init(&b, o->image_size, E, o->batch, o->white, encode, o->ctx, err));
+    VLP_TRY(embed_batch_init(&b, o->image_size, E, o->batch, o->pre, encode, o->ctx, err));
     vlp_err rc = stream_begin(src, 0, err);
     bool done = false;
     while (rc == VLP_OK && !done) {

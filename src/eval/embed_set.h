@@ -1,6 +1,7 @@
 /*
  * The one pass every evaluation makes over a set: each sample's image
- * decoded (alpha dropped, or composited on white), CLIP's eval transform,
+ * decoded and normalised as its model's config says (alpha dropped or
+ * composited on white; the mean and std), CLIP's eval transform,
  * encoded in batches; captions and labels kept with the embeddings. An image
  * that does not decode is skipped and warned, as training skips it.
  * Validation during training, vlp eval and what else embeds a set call it,
@@ -18,8 +19,8 @@
 /* (n, 3, S, S) preprocessed images → (n, E) embeddings */
 typedef vlp_err (*embed_images_fn)(void *ctx, const float *pixels, int n, float *out, vlp_error *err);
 
-/* The batch every pass that embeds images fills: each image decoded (alpha
- * dropped, or composited on white), put through CLIP's eval transform into
+/* The batch every pass that embeds images fills: each image decoded (the
+ * model's alpha rule), put through CLIP's eval transform into
  * the next slot, and the slots encoded in one call. embed_set (below) drives
  * it over a stream; a pass with its own walk over samples (curation's
  * passes, the probe's shots) drives it itself. */
@@ -36,8 +37,8 @@ typedef struct embed_batch {
 
 /* B slots of S×S images encoded to E floats by encode(ctx, ...); B 0 and
  * encode NULL: a batch that only decodes (curation without a model) */
-vlp_err embed_batch_init(embed_batch *b, int S, int E, int B, bool white, embed_images_fn encode, void *ctx,
-                         vlp_error *err);
+vlp_err embed_batch_init(embed_batch *b, int S, int E, int B, const image_preprocess *pre, embed_images_fn encode,
+                         void *ctx, vlp_error *err);
 void embed_batch_free(embed_batch *b);
 /* an image's bytes decoded as the batch decodes (im freed by the caller) */
 vlp_err embed_batch_decode(const embed_batch *b, const uint8_t *bytes, size_t n, const char *what, image_u8 *im,
@@ -51,7 +52,7 @@ vlp_err embed_batch_encode(embed_batch *b, vlp_error *err);
 typedef struct embed_set_opts {
     int image_size, embed_dim; // S, E
     int batch;                 // images a call of the encoder
-    bool white;                // composite transparent pixels on white (else drop alpha)
+    const image_preprocess *pre; // the model's normalisation and alpha rule (NULL: open_clip's default)
     void (*warn)(void *ctx, const char *msg); // a skipped image; may be NULL
     void *warn_ctx;
     /* after each batch (may be NULL): its pixels, and the samples' captions,

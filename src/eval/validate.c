@@ -22,6 +22,7 @@ static vlp_err encode_images(void *ctx, const float *pixels, int n, float *out, 
 static dataset_opts set_opts(const val_opts *o) {
     dataset_opts d = dataset_opts_default();
     d.shuffle = false, d.caption_key = o->caption_key ? o->caption_key : "title";
+    if (o->image_key) d.image_key = o->image_key;
     if (o->zeroshot_only) d.caption_key = o->label_key;
     d.alt_caption_key = o->label_key, d.warn = o->warn, d.warn_ctx = o->warn_ctx;
     return d;
@@ -41,7 +42,7 @@ static vlp_err load(clip_model *m, const char *spec, const val_opts *o, val_set 
     sample_stream *st;
     VLP_TRY(stream_open(&st, spec, &d, err));
     embed_set_opts eo = {.image_size = m->cfg.vision.image_size, .embed_dim = m->cfg.embed_dim,
-                         .batch = m->batch, .white = o->white, .warn = o->warn,
+                         .batch = m->batch, .pre = &m->cfg.vision.pre, .warn = o->warn,
                          .warn_ctx = o->warn_ctx, .ctx = m};
     vlp_err rc = embed_set(st, encode_images, &eo, s, err);
     stream_free(st);

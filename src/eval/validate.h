@@ -14,11 +14,11 @@
 #include "eval/eval.h"
 
 typedef struct val_opts {
+    const char *image_key;     // a table's image column (default "filepath")
     const char *caption_key;   // caption column / json field (default "title")
     const char *label_key;     // label column for zero-shot, NULL: none
     const char *const *templates; // zero-shot prompts, "{}" the class; NULL: "{}" alone
     int ntemplates;
-    bool white;                // composite transparent pixels on white (else drop alpha)
     int loss_batch;            // the loss's batch (the training batch); 0: the whole set
     bool zeroshot_only;        // zero-shot alone: no captions needed (the labels serve), no loss or retrieval
     void (*warn)(void *ctx, const char *msg); // a skipped sample; may be NULL

@@ -38,6 +38,64 @@ static vlp_err get_ratio(json_t *obj, const char *section, int width, int *mlp_w
     return VLP_OK;
 }
 
+/* three numbers (a mean or std), each in [lo, hi] */
+static vlp_err get_rgb(json_t *obj, const char *section, const char *key, float lo, float hi, float out[3],
+                       bool *given, const char *what, vlp_error *err) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return VLP_OK;
+    VLP_CHECK_FORMAT(json_is_array(v) && json_array_size(v) == 3, err,
+                     "%s: %s.%s must be three numbers (R, G, B)", what, section, key);
+    for (int c = 0; c < 3; c++) {
+        json_t *x = json_array_get(v, (size_t)c);
+        VLP_CHECK_FORMAT(json_is_number(x) && json_number_value(x) >= lo && json_number_value(x) <= hi, err,
+                         "%s: %s.%s[%d] must be a number in [%g, %g]", what, section, key, c, lo, hi);
+        out[c] = (float)json_number_value(x);
+    }
+    *given = true;
+    return VLP_OK;
+}
+
+/* a text field that vlp does one way only: absent, null or `only` */
+static vlp_err get_only(json_t *obj, const char *section, const char *key, const char *only, const char *why,
+                        const char *what, vlp_error *err) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return VLP_OK;
+    VLP_CHECK_FORMAT(json_is_string(v) && !strcmp(json_string_value(v), only), err,
+                     "%s: %s.%s must be \"%s\" (%s)", what, section, key, only, why);
+    return VLP_OK;
+}
+
+/* The preprocessing fields of vision_cfg (prefix "image_") or of a model
+ * hub's preprocess_cfg (no prefix); fill_color only pads, which "shortest"
+ * never does. */
+static vlp_err get_preprocess(json_t *obj, const char *section, const char *prefix, image_preprocess *p,
+                              const char *what, vlp_error *err) {
+    char key[64];
+    bool given = false;
+    /* one given alone: the other stays as it was (OpenAI's, as open_clip merges) */
+    image_transform now = image_transform_for(p, 1, false);
+    snprintf(key, sizeof key, "%smean", prefix);
+    VLP_TRY(get_rgb(obj, section, key, -1e3f, 1e3f, now.mean, &given, what, err));
+    snprintf(key, sizeof key, "%sstd", prefix);
+    VLP_TRY(get_rgb(obj, section, key, 1e-6f, 1e3f, now.std, &given, what, err));
+    if (given) p->own_norm = true, memcpy(p->mean, now.mean, sizeof now.mean), memcpy(p->std, now.std, sizeof now.std);
+    snprintf(key, sizeof key, "%sinterpolation", prefix);
+    VLP_TRY(get_only(obj, section, key, "bicubic", "the resize vlp computes as PIL does", what, err));
+    snprintf(key, sizeof key, "%sresize_mode", prefix);
+    VLP_TRY(get_only(obj, section, key, "shortest",
+                     "vlp resizes the shortest side and crops the centre, open_clip's default", what, err));
+    if (*prefix) {
+        json_t *bg = json_object_get(obj, "image_background");
+        VLP_CHECK_FORMAT(!bg || json_is_null(bg) ||
+                             (json_is_string(bg) && (!strcmp(json_string_value(bg), "white") ||
+                                                     !strcmp(json_string_value(bg), "none"))),
+                         err, "%s: %s.image_background must be \"white\" or \"none\" (alpha dropped)", what,
+                         section);
+        p->white_background = bg && json_is_string(bg) && !strcmp(json_string_value(bg), "white");
+    }
+    return VLP_OK;
+}
+
 static vlp_err get_section(json_t *root, const char *key, json_t **out, const char *what,
                            vlp_error *err) {
     *out = json_object_get(root, key);
@@ -49,9 +107,12 @@ static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_er
     memset(c, 0, sizeof *c);
     VLP_CHECK_FORMAT(json_is_object(root), err, "%s: the config must be a JSON object", what);
     /* a model hub's open_clip_config.json: {"model_cfg": {...}, "preprocess_cfg": {...}} */
-    json_t *wrapped = json_object_get(root, "model_cfg");
+    json_t *wrapped = json_object_get(root, "model_cfg"), *hub_pre = NULL;
     if (wrapped && !json_object_get(root, "vision_cfg")) {
         VLP_CHECK_FORMAT(json_is_object(wrapped), err, "%s: \"model_cfg\" must be an object", what);
+        hub_pre = json_object_get(root, "preprocess_cfg");
+        VLP_CHECK_FORMAT(!hub_pre || json_is_object(hub_pre), err, "%s: \"preprocess_cfg\" must be an object",
+                         what);
         root = wrapped;
     }
     VLP_TRY(get_int(root, "", "embed_dim", -1, &c->embed_dim, what, err));
@@ -90,6 +151,8 @@ static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_er
         vc->heads = vc->width / head_width;
     }
     VLP_TRY(get_ratio(v, "vision_cfg", vc->width, &vc->mlp_width, what, err));
+    VLP_TRY(get_preprocess(v, "vision_cfg", "image_", &vc->pre, what, err));
+    if (hub_pre) VLP_TRY(get_preprocess(hub_pre, "preprocess_cfg", "", &vc->pre, what, err));
 
     VLP_TRY(get_section(root, "text_cfg", &t, what, err));
     clip_text_cfg *tc = &c->text;
@@ -202,6 +265,13 @@ char *clip_config_to_json(const clip_config *c) {
     if (c->has_logit_scale_init)
         json_object_set_new(root, "init_logit_scale", json_real(c->init_logit_scale));
     if (c->has_logit_bias) json_object_set_new(root, "init_logit_bias", json_real(c->init_logit_bias));
+    const image_preprocess *pre = &v->pre;
+    json_t *vj = json_object_get(root, "vision_cfg");
+    if (pre->own_norm) {
+        json_object_set_new(vj, "image_mean", json_pack("[f, f, f]", pre->mean[0], pre->mean[1], pre->mean[2]));
+        json_object_set_new(vj, "image_std", json_pack("[f, f, f]", pre->std[0], pre->std[1], pre->std[2]));
+    }
+    if (pre->white_background) json_object_set_new(vj, "image_background", json_string("white"));
     const clip_multimodal_cfg *mc = &c->multimodal;
     if (mc->layers > 0)
         json_object_set_new(root, "multimodal_cfg",

@@ -12,9 +12,14 @@
 #include <stdbool.h>
 
 #include "core/error.h"
+#include "data/image.h"
 
 typedef struct clip_vision_cfg {
     int image_size, patch_size, width, layers, heads, mlp_width;
+    /* open_clip's image_mean / image_std (and its image_interpolation and
+     * image_resize_mode, of which vlp does "bicubic" and "shortest"), a model
+     * hub's preprocess_cfg, and vlp's image_background ("white") */
+    image_preprocess pre;
 } clip_vision_cfg;
 
 typedef struct clip_text_cfg {

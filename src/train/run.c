@@ -49,12 +49,14 @@ const opt_desc run_opt_table[] = {
     R("train_data", NULL, "--train-data", "SPEC", opt_string, train_data, 0, 0, DATA | OPT_PATH,
       "training pairs: a .tsv/.csv (columns filepath + --caption-key) or WebDataset shards "
       "('train-{000..011}.tar'; '::' joins lists); without it: the emoji images of --vendors from "
-      "--data, held in memory"),
-    R("data", "-d", "--data", "DIR", opt_string, data, 0, 0, DATA | OPT_PATH,
-      "the emoji corpus (scripts/get-data.sh) for the in-memory loader"),
+      "--emoji-dir, held in memory"),
+    R("data", NULL, "--emoji-dir", "DIR", opt_string, data, 0, 0, DATA | OPT_PATH,
+      "the emoji corpus (scripts/get-data.sh fetches it) for the in-memory loader"),
     R("vendors", NULL, "--vendors", "LIST", opt_string, vendors, 0, 0, DATA, "its training vendors"),
+    R("image_key", NULL, "--image-key", "K", opt_string, image_key, 0, 0, DATA,
+      HELP_IMAGE_KEY),
     R("caption_key", NULL, "--caption-key", "K", opt_string, caption_key, 0, 0, DATA,
-      "caption column / json field"),
+      HELP_CAPTION_KEY),
     R("alt_caption_key", NULL, "--alt-caption-key", "K", opt_string, alt_caption_key, 0, 0, DATA,
       "a second caption column / json field, used with probability --alt-caption-prob per sample"),
     R("alt_caption_prob", NULL, "--alt-caption-prob", "P", opt_double, alt_caption_prob, 0, 1, DATA,
@@ -62,7 +64,8 @@ const opt_desc run_opt_table[] = {
     R("shuffle_buffer", NULL, "--shuffle-buffer", "N", opt_long, shuffle_buffer, 0, 1 << 24, DATA,
       "WebDataset sample shuffle buffer"),
     R("white_background", NULL, "--white-background", NULL, opt_switch, white_background, 0, 0, DATA,
-      "composite transparent pixels on white (default: drop alpha)"),
+      "composite transparent pixels on white (default: drop alpha, as open_clip); the model keeps "
+      "it, and every command that loads it does the same"),
     R("hflip", NULL, "--hflip", NULL, opt_switch, hflip, 0, 0, DATA, "random horizontal flips"),
     R("crop_scale", NULL, "--crop-scale", "S", opt_double, crop_scale, 0.01, 1, DATA,
       "random resized crop keeps S..1 of the area"),
@@ -73,10 +76,10 @@ const opt_desc run_opt_table[] = {
       "a labelled set for zero-shot top-1 and class-balanced accuracy (the classes: the distinct "
       "--label-key values)"),
     R("label_key", NULL, "--label-key", "K", opt_string, label_key, 0, 0, EVALSET,
-      "its label column / json field"),
+      HELP_LABEL_KEY " (of --zeroshot-data)"),
     R("templates", NULL, "--templates", "T", opt_string, templates, 0, 0, EVALSET | OPT_PATH,
-      "zero-shot prompts: a name (default, openai-imagenet) or a file, a template a line, {} for "
-      "the class"),
+      "zero-shot templates: a name shipped with vlp (\"default\": \"a photo of a {}.\"; openai-imagenet: "
+      "the CLIP paper's 80) or a file, a template a line, {} for the class"),
     R("vocab", "-v", "--vocab", "FILE", opt_string, vocab, 0, 0, OPT_NEW_RUN,
       "BPE merges file (e.g. OpenAI's); default: learn one"),
     R("tokenizer_merges", NULL, "--tokenizer-merges", "N", opt_long, tokenizer_merges, 1, 1 << 22,
@@ -104,8 +107,8 @@ const int run_opt_count = (int)(sizeof run_opt_table / sizeof run_opt_table[0]);
 run_opts run_opts_defaults(void) {
     return (run_opts){.o = train_opts_defaults(), .model_config = "tiny", .tokenizer_merges = 2000,
                       .data = "data/emoji", .vendors = "google,apple,facebook",
-                      .caption_key = "title", .shuffle_buffer = 1000, .crop_scale = 0.9,
-                      .label_key = "category", .templates = TEMPLATES_DEFAULT,
+                      .image_key = "filepath", .caption_key = "title", .shuffle_buffer = 1000, .crop_scale = 0.9,
+                      .label_key = "label", .templates = TEMPLATES_DEFAULT,
                       .out = "runs/emoji", .workers = 2, .save_every = 100, .eval_every = 0,
                       .keep = 2};
 }
@@ -469,7 +472,7 @@ static dataset_opts train_dataset_opts(const run *r) {
     const run_opts *c = &r->opts;
     dataset_opts o = dataset_opts_default();
     o.rank = r->rank, o.world = r->world; /* each rank its own shards */
-    o.caption_key = c->caption_key;
+    o.image_key = c->image_key, o.caption_key = c->caption_key;
     o.alt_caption_key = c->alt_caption_key;
     o.shuffle_buffer = (int)c->shuffle_buffer;
     o.seed = c->o.seed;
@@ -546,6 +549,8 @@ static vlp_err model_and_tokenizer(run *r, bool from_run, vlp_error *err) {
     if (from_run) {
         snprintf(path, sizeof path, "%s/config.json", c->out);
         VLP_TRY(clip_config_load(path, &r->cfg, err));
+        /* a run begun before configs kept it has it in data.json only */
+        if (c->white_background) r->cfg.vision.pre.white_background = true;
         snprintf(path, sizeof path, "%s/" MERGES_FILE, c->out);
         return bpe_load(path, 0, &r->tok, err);
     }
@@ -558,6 +563,9 @@ static vlp_err model_and_tokenizer(run *r, bool from_run, vlp_error *err) {
     char config_path[4200];
     VLP_TRY(clip_config_resolve(c->model_config, &r->cfg, config_path, sizeof config_path, err));
     say(r, "model config: %s (%s)", c->model_config, config_path);
+    /* the model keeps how its images were made, so every command that loads
+     * it makes them the same way: the emoji loader composites on white */
+    if (c->white_background || !c->train_data) r->cfg.vision.pre.white_background = true;
     const objective *obj = c->o.objective;
     if (obj->configure) obj->configure(&r->cfg);
     char hint[512];
@@ -616,7 +624,9 @@ static vlp_err streaming_loader(run *r, vlp_error *err) {
     lo.workers = (int)c->workers, lo.seed = c->o.seed, lo.alt_prob = (float)c->alt_caption_prob;
     lo.warn = c->warn, lo.warn_ctx = c->ctx;
     lo.prefetch = 2 * c->o.batch > 512 ? 2 * c->o.batch : 512;
-    if (c->white_background) lo.decode.composite = true, memset(lo.decode.background, 255, 3);
+    image_decode_opts dec = image_decode_for(&r->cfg.vision.pre);
+    lo.decode.composite = dec.composite, memcpy(lo.decode.background, dec.background, 3);
+    lo.tf = image_transform_for(&r->cfg.vision.pre, r->cfg.vision.image_size, true);
     lo.tf.scale_lo = (float)c->crop_scale, lo.tf.hflip = c->hflip;
     vlp_err rc = stream_loader_create(&r->loader, s, &lo, err);
     if (rc != VLP_OK) stream_free(s);
@@ -634,7 +644,7 @@ static bool one_eval_set(const run_opts *c) {
 
 static val_opts eval_opts(const run *r, bool zeroshot) {
     const run_opts *c = &r->opts;
-    val_opts vo = {.caption_key = c->caption_key, .white = c->white_background,
+    val_opts vo = {.image_key = c->image_key, .caption_key = c->caption_key,
                    .loss_batch = c->o.batch, .warn = c->warn, .warn_ctx = c->ctx};
     if (zeroshot || one_eval_set(c)) {
         vo.label_key = c->label_key;
@@ -780,6 +790,9 @@ static vlp_err setup(run *r, vlp_error *err) {
         VLP_TRY(dist_barrier(r->dist, err));
         VLP_TRY(model_and_tokenizer(r, true, err));
     }
+    if (r->cfg.vision.pre.own_norm) /* the emoji loader's normalisation */
+        memcpy(r->norm.mean, r->cfg.vision.pre.mean, sizeof r->norm.mean),
+            memcpy(r->norm.std, r->cfg.vision.pre.std, sizeof r->norm.std);
     VLP_CHECK_ARG(r->cfg.text.vocab_size == r->tok.vocab_size, err,
                   "%s/config.json has vocab_size %d, its tokenizer %d ids", c->out,
                   r->cfg.text.vocab_size, r->tok.vocab_size);

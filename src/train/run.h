@@ -33,7 +33,7 @@ typedef struct run_opts {
     double epochs;            // > 0: steps from the epoch size
     const char *init_image;   // visual.* from this checkpoint (LiT)
     /* the data (run/data.json): given again on resume they must agree, but the evaluation sets */
-    const char *train_data, *data, *vendors, *caption_key, *alt_caption_key;
+    const char *train_data, *data, *vendors, *image_key, *caption_key, *alt_caption_key;
     double alt_caption_prob;
     long shuffle_buffer;
     bool white_background, hflip;
