@@ -155,7 +155,7 @@ $(BUILD)/vlp.pc: tools/vlp.pc.in $(CONFIG) $(BUILD)/prefix.stamp FORCE
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@DATADIR@|$(DATADIR)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS_ALL))|' $< > $@
 
-CLI_SRC := tools/vlp.c tools/args.c tools/model_args.c tools/progress.c tools/opts.c tools/plot.c $(wildcard tools/cmd_*.c tools/data_*.c)
+CLI_SRC := tools/vlp.c tools/args.c tools/model_args.c tools/progress.c tools/opts.c tools/plot.c tools/interrupt.c $(wildcard tools/cmd_*.c tools/data_*.c)
 $(BUILD)/vlp: $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a tools/*.h
 	$(CC) $(CFLAGS_ALL) -Itools $(CLI_SRC) $(TOOL_SUPPORT) $(BUILD)/libvlp.a -o $@ $(LDLIBS_ALL)
 

@@ -194,4 +194,40 @@ mkdir -p classes/red
 "$vlp" data filter --data classes --out nofolder.tsv > folder.log 2>&1
 tap_if "a folder as the pool: exit 1, what a pool is said, nothing written" folder.log \
     [ $? = 1 -a "$(grep -c 'classes is a folder: a pool to curate is a .tsv/.csv table or WebDataset shards' folder.log)" = 1 -a ! -e nofolder.tsv ]
+# Ctrl-C in the middle of the work: the command stops (exit 130), removes
+# every temporary file and what it had written, and leaves an older output as
+# it was. The pool's second image is a FIFO, so the command is held in its
+# first pass with its temporary files open until the signal has come.
+mkfifo hold.png
+{ head -n 2 pairs.tsv; printf 'hold.png\tthe held sample\tred\n'; tail -n +3 pairs.tsv; } > held.tsv
+interrupt() { # NAME WAIT_FOR_GLOB OUTDIR ARGS...: runs vlp ARGS, Ctrl-C once WAIT_FOR_GLOB exists
+    name=$1 glob=$2 dir=$3; shift 3
+    mkdir -p "$dir" && echo "old output" > "$dir/old.txt"
+    "$vlp" "$@" > "$name.log" 2>&1 &
+    pid=$!
+    n=0
+    while [ -z "$(eval "ls $dir/$glob 2>/dev/null")" ] && [ $n -lt 600 ] && kill -0 $pid 2>/dev/null; do
+        sleep 0.05; n=$((n + 1))
+    done
+    ls "$dir" > "$name.during"
+    kill -INT $pid
+    timeout 5 sh -c 'printf x > hold.png' 2>/dev/null # lets a read held in the FIFO go on
+    wait $pid
+    echo "exit $?" >> "$name.log"
+    ls "$dir" > "$name.after"
+}
+interrupt ifilter "'*.tmp.'*" if data filter --data held.tsv --out if/kept.tsv --score-model run/latest.safetensors
+tap_if "filter: its temporary files were there when Ctrl-C came" ifilter.during grep -q 'kept.tsv.scores.tmp' ifilter.during
+tap_grep "filter: Ctrl-C exits 130 and says so" ifilter.log "vlp data filter: interrupted; nothing written"
+tap_grep "filter: exit 130" ifilter.log "exit 130"
+tap_if "filter: nothing left but the older file" ifilter.after [ "$(cat ifilter.after)" = old.txt ]
+interrupt idedup "'*.dedup-embeddings.'*" id data dedup --data held.tsv --out id/u.tsv --model run/latest.safetensors
+tap_if "dedup: its temporary files were there when Ctrl-C came" idedup.during grep -q 'u.tsv.dedup-status' idedup.during
+tap_grep "dedup: exit 130" idedup.log "exit 130"
+tap_if "dedup: nothing left but the older file" idedup.after [ "$(cat idedup.after)" = old.txt ]
+interrupt ishards "p-00000.tar" is data shards --data held.tsv --out is/p --samples-per-shard 1 --keep-order
+tap_if "shards: a shard was written when Ctrl-C came" ishards.during grep -q "^p-00000.tar$" ishards.during
+tap_grep "shards: Ctrl-C exits 130 and says so" ishards.log "vlp data shards: interrupted; nothing written"
+tap_if "shards: the finished shard is taken away too" ishards.after [ "$(cat ishards.after)" = old.txt ]
+rm -f hold.png
 tap_end

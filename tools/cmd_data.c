@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 
 #include "args.h"
+#include "interrupt.h"
 #include "opts.h"
 #include "commands.h"
 #include "progress.h"
@@ -182,8 +184,14 @@ static int data_shards(int argc, char **argv) {
     bool open = false, done = false;
     progress pr;
     progress_begin(&pr, stderr, "samples", 0);
+    interrupt_catch(); /* shards are written as they fill: Ctrl-C takes them all away */
     while (!rc) {
         raw_sample r;
+        if (interrupted()) {
+            fprintf(stderr, "vlp data shards: interrupted; nothing written (the shards so far removed)\n");
+            rc = INTERRUPT_EXIT;
+            break;
+        }
         if (stream_next(s, &r, &done, &err) != VLP_OK) { rc = fail("shards", &err); break; }
         if (done) break;
         if (!open) {
@@ -224,6 +232,11 @@ static int data_shards(int argc, char **argv) {
         if (rc) tar_abort(&w);
         else if (tar_finish(&w, &err) != VLP_OK) rc = fail("shards", &err);
         else shard++;
+    }
+    for (long k = 0; rc && k < shard; k++) { /* a failed run leaves no part of its output */
+        char path[4096];
+        snprintf(path, sizeof path, "%s-%05ld.tar", prefix, k);
+        unlink(path);
     }
     if (rc) progress_break(&pr);
     else progress_end(&pr, n);

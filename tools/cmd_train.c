@@ -19,15 +19,10 @@
 #include "progress.h"
 #include "core/optdesc.h"
 #include "dist/dist.h"
+#include "interrupt.h"
 #include "train/run.h"
 #include "vlp.h"
 
-static volatile sig_atomic_t g_stop; /* the CLI's, not the library's: set by SIGINT/SIGTERM */
-
-static void on_signal(int sig) {
-    g_stop = sig;
-    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
-}
 
 /* what only the command line has: the process's threads and its log */
 typedef struct train_cli {
@@ -218,9 +213,9 @@ static void print_header(run *r) {
 static vlp_err train_loop(const train_cli *c, run *r, session *s, progress *pr, bool lead, vlp_error *err) {
     while (!run_done(r)) {
         bool stop;
-        VLP_TRY(run_stop_requested(r, g_stop != 0, &stop, err));
+        VLP_TRY(run_stop_requested(r, interrupted(), &stop, err));
         if (stop) {
-            g_stop = 1;
+            interrupt_request();
             return VLP_OK;
         }
         train_step_info info;
@@ -254,23 +249,20 @@ static int train_session(train_cli *c, dist_group *dist) {
     }
     session s = {.t_start = now_s(), .last_loss = NAN};
     if (lead) print_header(r);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    interrupt_catch();
     progress_begin(&pr, stderr, "steps", o->o.steps);
     int rc = train_loop(c, r, &s, &pr, lead, &err) == VLP_OK ? 0 : fail(dist, &err);
     progress_break(&pr);
     long step = run_step_count(r);
     if (rc == 0) { /* the last checkpoint: at the end or where a signal stopped */
         if (run_save(r, s.saved, sizeof s.saved, &err) != VLP_OK) rc = fail(dist, &err);
-        else if (g_stop && lead) fprintf(stderr, "interrupted at step %ld: checkpoint %s; continue with "
+        else if (interrupted() && lead) fprintf(stderr, "interrupted at step %ld: checkpoint %s; continue with "
                                          "'vlp train -o %s --resume'\n", step, s.saved, o->out);
     }
-    if (rc == 0 && !g_stop && run_done(r) && run_eval(r, &err) != VLP_OK) rc = fail(dist, &err);
+    if (rc == 0 && !interrupted() && run_done(r) && run_eval(r, &err) != VLP_OK) rc = fail(dist, &err);
     if (lead) print_summary(r, &s);
     run_close(r);
-    if (rc == 0 && g_stop) return 130;
+    if (rc == 0 && interrupted()) return INTERRUPT_EXIT;
     return rc;
 }
 

@@ -1,5 +1,6 @@
 #include "api/model_access.h"
 #include "data_curate.h"
+#include "interrupt.h"
 
 #include <stddef.h>
 #include "args.h"
@@ -101,6 +102,7 @@ pool *curate_open(const char *cmd, const curate_io *io, bool read_images) {
 
 pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p) {
     pool_writer *w;
+    interrupt_catch(); /* from here on the command's files are being written: Ctrl-C takes them away */
     vlp_error err = {0};
     if (pool_writer_open(&w, io->out, p, io->per_shard, &err) != VLP_OK) return curate_fail(cmd, &err), NULL;
     return w;
@@ -118,6 +120,7 @@ int curate_pass(const char *cmd, pool *p, const char *what, long total, curate_v
     int rc = 0;
     for (;;) {
         bool end, keep = false;
+        if (interrupted()) { rc = curate_interrupted(cmd); break; }
         if (pool_next(p, &s, &end, &err) != VLP_OK) { rc = curate_fail(cmd, &err); break; }
         if (end) break;
         d = XXH3_64bits_withSeed(s.what, strlen(s.what), d);
@@ -132,6 +135,11 @@ int curate_pass(const char *cmd, pool *p, const char *what, long total, curate_v
     else progress_end(&pr, n);
     if (digest) *digest = d;
     return rc;
+}
+
+int curate_interrupted(const char *cmd) {
+    fprintf(stderr, "vlp data %s: interrupted; nothing written (the temporary files removed)\n", cmd);
+    return INTERRUPT_EXIT;
 }
 
 int curate_same_pool(const char *cmd, uint64_t pass1, uint64_t pass2) {

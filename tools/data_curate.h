@@ -64,7 +64,8 @@ int curate_pass(const char *cmd, pool *p, const char *what, long total, curate_v
  * pool changed between them: what pass 2 would write is not trusted) */
 int curate_same_pool(const char *cmd, uint64_t pass1, uint64_t pass2);
 
-/* the writer of --out; NULL after a message */
+/* the writer of --out; NULL after a message. From here on SIGINT/SIGTERM
+ * stop the command through its error path (tools/interrupt.h). */
 pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p);
 
 /* adds the pool's counts, the output's and the options to the report and
@@ -72,4 +73,7 @@ pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p);
 int curate_report(const char *cmd, const curate_io *io, json_t *report, int64_t samples, int64_t skipped,
                   const char *first_skip, int64_t kept, long shards);
 int curate_fail(const char *cmd, const vlp_error *err);
+/* says the command was interrupted; returns INTERRUPT_EXIT (tools/interrupt.h):
+ * the caller takes its error path, which removes its temporary files */
+int curate_interrupted(const char *cmd);
 #endif

@@ -24,6 +24,7 @@
 #include "args.h"
 #include "commands.h"
 #include "data_curate.h"
+#include "interrupt.h"
 #include "model_args.h"
 #include "core/hashmap.h"
 #include "curate/semdedup.h"
@@ -180,6 +181,7 @@ static int semantic(dedup_run *r, long clusters, long iters, uint64_t seed, cons
         if (!rm) rc = 1, fprintf(stderr, "vlp data dedup: out of memory (a cluster of %lld)\n", (long long)*largest);
     }
     for (int c = 0; !rc && c < k; c++) {
+        if (interrupted()) { rc = curate_interrupted("dedup"); break; }
         int m = (int)(start[c + 1] - start[c]);
         if (semdedup_cluster(x, E, members + start[c], m, centroids + (size_t)c * E, eps, neps, rm, &err) != VLP_OK) {
             rc = curate_fail("dedup", &err);
