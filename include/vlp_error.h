@@ -36,11 +36,16 @@ typedef struct vlp_error {
 /* Short fixed name of a code ("out of memory", "bad shape", ...). */
 const char *vlp_strerror(vlp_err code);
 
-/* A hint for the user on what usually causes this kind of error. */
+/* What usually causes this kind of error, in general (the message itself
+ * says what is wrong in the case at hand). */
 const char *vlp_error_hint(vlp_err code);
 
-/* "where: message (hint)" in buf; returns buf. */
+/* The line for the user, in buf: the message, which names the file, line,
+ * field or tensor at fault; out of memory adds its hint (the one that is
+ * right whatever ran out). Returns buf. */
 const char *vlp_error_format(const vlp_error *e, char *buf, size_t n);
+/* The same for a developer: "where: kind: message". */
+const char *vlp_error_format_debug(const vlp_error *e, char *buf, size_t n);
 
 #ifdef __cplusplus
 }

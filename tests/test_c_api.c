@@ -83,7 +83,7 @@ static vlp_model *load_with(bool bf16) {
     vlp_error err;
     if (vlp_model_load(&m, ref("api_model.safetensors"), &o, &err) != VLP_OK) {
         char buf[600];
-        fail_msg("%s", vlp_error_format(&err, buf, sizeof buf));
+        fail_msg("%s", vlp_error_format_debug(&err, buf, sizeof buf));
     }
     return m;
 }

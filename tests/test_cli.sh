@@ -76,7 +76,8 @@ tap_check "eval: the CLIP paper's 80 templates by name" eval80.log "$vlp" eval -
     --vocab "$ref/api_merges.txt" --data mine.tsv --label-key label --zeroshot --templates openai-imagenet
 tap_grep "eval: 80 templates" eval80.log "2 classes, 80 templates"
 "$vlp" eval --model "$ref/api_model.safetensors" --data mine.tsv --label-key label --templates no-such-set > badtpl.log 2>&1
-tap_grep "an unknown template set is named" badtpl.log "templates/no-such-set.txt: not found"
+tap_grep "an unknown template set is named, with the shipped ones" badtpl.log \
+    "'no-such-set' is no file here and no name of vlp's templates (those are default, openai-imagenet)"
 
 # training on your own pairs from any directory: tiny by name, no emoji corpus
 tap_check "vlp train --train-data mine.tsv --out run" train.log "$vlp" train --train-data mine.tsv --out run \
@@ -120,7 +121,7 @@ printf 'GIF89a\001\000\001\000' > tiny.gif
 { cat mine.tsv; printf '%s\tan empty file\tred\n%s\ta gif\tblue\n' "$tmp/empty.png" "$tmp/tiny.gif"; } > odd.tsv
 tap_check "vlp data shards with files that are not images" odd.log "$vlp" data shards --data odd.tsv --out odd/s --samples-per-shard 50
 tap_grep "shards: the odd files counted" odd.log "skipped 2 samples that are not images; the first: "
-tap_grep "shards: the empty file named" odd.log "empty.png): not a JPEG, PNG or WebP image (0 bytes)"
+tap_grep "shards: the empty file named" odd.log "empty.png): an empty file (0 bytes), not an image"
 tap_grep "shards: the images written" odd.log "wrote 70 samples into 2 shards"
 # silent mismatches are said (issue 30, item 5), each with its exit code
 "$vlp" train --out run --resume --steps 1 > behind.log 2>&1
@@ -160,4 +161,34 @@ tap_grep "and the output is named" infile.log "cannot write afile/x.npy"
 tap_check "embed creates the output's directory" mk.log "$vlp" embed --model run/latest.safetensors --texts three.txt --out new/dir/t.npy
 [ -s new/dir/t.npy ] && tap_ok "the .npy is there" || tap_not_ok "the .npy is there" mk.log
 chmod 755 ro
+# messages that fit the case (issue 30, item 7): what is wrong, where, and no
+# source location or generic hint unless --verbose
+m="--model $ref/api_model.safetensors --vocab $ref/api_merges.txt"
+printf 'path\tcaption\tlabel\textra\n%s\tred\tred\tx\n' "$ref/img_src.png" > cols.tsv
+"$vlp" data stats --data cols.tsv > cols.log 2>&1
+tap_grep "a missing column: every column of the header listed" cols.log \
+    "cols.tsv:1: the header lacks column 'filepath' (its columns: path, caption, label, extra)"
+tap_no_grep "and no source location" cols.log "src/"
+tap_no_grep "and no hint about a corrupt file" cols.log "corrupt"
+"$vlp" data stats --data cols.tsv --verbose > cols-v.log 2>&1
+tap_grep "--verbose gives the source location" cols-v.log "src/data/source_"
+printf '\357\273\277filepath\ttitle\n%s\ta red square\n' "$ref/img_src.png" > bom.tsv
+tap_check "a header with a UTF-8 byte order mark reads" bom.log "$vlp" data stats --data bom.tsv
+tap_grep "its sample counted" bom.log "bom.tsv: 1 samples"
+echo "$tmp/empty.png" > empty.txt
+"$vlp" embed $m --images empty.txt --out e0.npy > empty-img.log 2>&1
+tap_grep "a zero-byte image is an empty file" empty-img.log "empty.png: an empty file (0 bytes), not an image"
+tap_no_grep "not a missing feature" empty-img.log "rebuild"
+"$vlp" embed --model mine.tsv --texts empty.txt --out e1.npy > text-model.log 2>&1
+tap_grep "a text file as --model: not a safetensors file, its first bytes shown" text-model.log \
+    "mine.tsv is not a safetensors file: it does not begin with a header length and a JSON header '{...' (its first bytes: \"filepath.title.l\")"
+mkdir -p adir
+"$vlp" embed --model adir --texts empty.txt --out e2.npy > dir-model.log 2>&1
+tap_grep "a directory as --model" dir-model.log "adir is a directory, not a .safetensors file"
+head -c 100 "$ref/api_model.safetensors" > cut.safetensors
+"$vlp" embed --model cut.safetensors --texts empty.txt --out e3.npy > cut-model.log 2>&1
+tap_grep "a cut safetensors file is said to be cut" cut-model.log "cut.safetensors is cut short: its header takes"
+printf 'a drawing of a {}\n' > tmpl
+tap_check "a template file in the working directory, named as a set would be, is the user's file" tmpl.log \
+    "$vlp" classify $m --image "$ref/img_src.png" --labels red,blue --templates tmpl
 tap_end

@@ -16,7 +16,7 @@
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
-    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
 }
 
 typedef struct coca_ref {

@@ -22,7 +22,7 @@ static char g_dir[64];
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
-    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
 }
 
 static const char *tmp(const char *name) {

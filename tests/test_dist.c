@@ -44,7 +44,7 @@ typedef struct fixture {
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
-    if (e != VLP_OK) fail_msg("rank %d: %s", dist_rank(g_dist), vlp_error_format(err, buf, sizeof buf));
+    if (e != VLP_OK) fail_msg("rank %d: %s", dist_rank(g_dist), vlp_error_format_debug(err, buf, sizeof buf));
 }
 
 static train_opts opts(int accum) {

@@ -21,7 +21,7 @@ static const char *ref_path(const char *name) {
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
-    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
 }
 
 /* pixels equal to the reference (h, w, 3) int32 tensor, exactly */

@@ -22,7 +22,7 @@
 static void ok(vlp_err e, const vlp_error *err) {
     if (e != VLP_OK) {
         char buf[600];
-        fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+        fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
     }
 }
 

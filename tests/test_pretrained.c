@@ -22,7 +22,7 @@ static const char *TEXTS[] = {"a photo of a cat", "a diagram of a vision-languag
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
-    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
 }
 
 static uint64_t fnv1a64(const char *s) {

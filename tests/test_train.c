@@ -39,7 +39,7 @@ typedef struct fixture {
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
-    if (e != VLP_OK) fail_msg("%s", vlp_error_format(err, buf, sizeof buf));
+    if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
 }
 
 /* one option of the objective, which must have it */

@@ -77,3 +77,8 @@ bool output_writable(const char *path, const char *cmd) {
     unlink(probe);
     return true;
 }
+
+const char *tool_error_text(const vlp_error *e, char *buf, size_t n) {
+    const char *v = getenv("VLP_VERBOSE");
+    return v && *v && strcmp(v, "0") ? vlp_error_format_debug(e, buf, n) : vlp_error_format(e, buf, n);
+}

@@ -3,6 +3,7 @@
 #ifndef VLP_TOOLS_ARGS_H
 #define VLP_TOOLS_ARGS_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* The lines of a file ('-': stdin), newline and carriage return cut, empty
@@ -24,6 +25,12 @@ void help_item(FILE *fp, const char *head, const char *text);
  * file created and removed there. Checked before a command's work, so a
  * bad --out fails at once; false after a message naming it. */
 bool output_writable(const char *path, const char *cmd);
+
+/* A library error as the CLI prints it: the message (vlp_error_format);
+ * with --verbose (or VLP_VERBOSE=1) the source location and kind before it
+ * (vlp_error_format_debug). Returns buf. */
+struct vlp_error;
+const char *tool_error_text(const struct vlp_error *e, char *buf, size_t n);
 
 /* A dataset warning callback: prints "warning: MSG" to stderr, the first 100
  * of a process, then one line saying the rest are only counted. Thread-safe. */

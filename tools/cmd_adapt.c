@@ -122,7 +122,7 @@ static int read_stream(shot_set *s, const char *spec, const char *image_key, con
     vlp_error err = {0};
     char buf[1024];
     if (stream_open(&st, spec, &o, &err) != VLP_OK || stream_begin(st, 0, &err) != VLP_OK) {
-        fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp adapt: %s\n", tool_error_text(&err, buf, sizeof buf));
         return 1;
     }
     bool done = false;
@@ -130,7 +130,7 @@ static int read_stream(shot_set *s, const char *spec, const char *image_key, con
     while (!rc) {
         raw_sample r;
         if (stream_next(st, &r, &done, &err) != VLP_OK) {
-            fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+            fprintf(stderr, "vlp adapt: %s\n", tool_error_text(&err, buf, sizeof buf));
             rc = 1;
             break;
         }
@@ -157,18 +157,18 @@ static int shot_pixels(const shot *sh, const image_transform *tf, const image_de
     vlp_error err = {0};
     char buf[800];
     if (image_decode(sh->bytes, sh->len, sh->what, dec, &im, &err) != VLP_OK) {
-        fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp adapt: %s\n", tool_error_text(&err, buf, sizeof buf));
         return 1;
     }
     vlp_err e = image_transform_apply(tf, &im, r, out, &err);
     image_free(&im);
-    if (e != VLP_OK) fprintf(stderr, "vlp adapt: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    if (e != VLP_OK) fprintf(stderr, "vlp adapt: %s\n", tool_error_text(&err, buf, sizeof buf));
     return e != VLP_OK;
 }
 
 static int fail(const char *what, const vlp_error *err) {
     char buf[1024];
-    fprintf(stderr, "vlp adapt: %s%s%s\n", what ? what : "", what ? ": " : "", vlp_error_format(err, buf, sizeof buf));
+    fprintf(stderr, "vlp adapt: %s%s%s\n", what ? what : "", what ? ": " : "", tool_error_text(err, buf, sizeof buf));
     return 1;
 }
 

@@ -61,7 +61,7 @@ static int data_tokenizer(int argc, char **argv) {
     int learnt = 0;
     if (!rc && bpe_train((const char *const *)texts, n, (int)merges, (int)min_count, out, &learnt, &err) != VLP_OK) {
         char msg[1024];
-        fprintf(stderr, "vlp data tokenizer: %s\n", vlp_error_format(&err, msg, sizeof msg));
+        fprintf(stderr, "vlp data tokenizer: %s\n", tool_error_text(&err, msg, sizeof msg));
         rc = 1;
     }
     if (!rc) fprintf(stderr, "learnt %d merges from %d captions into %s (vocabulary %d)\n", learnt, n, out, 512 + learnt + 2);
@@ -71,7 +71,7 @@ static int data_tokenizer(int argc, char **argv) {
 
 static int fail(const char *tool, const vlp_error *e) {
     char msg[1024];
-    fprintf(stderr, "vlp data %s: %s\n", tool, vlp_error_format(e, msg, sizeof msg));
+    fprintf(stderr, "vlp data %s: %s\n", tool, tool_error_text(e, msg, sizeof msg));
     return 1;
 }
 
@@ -203,7 +203,7 @@ static int data_shards(int argc, char **argv) {
         const char *ext = image_format_ext(r.image, r.image_len);
         if (!ext) { /* a shard's reader would not know it: not written */
             char msg[512];
-            snprintf(msg, sizeof msg, "%.400s: not a JPEG, PNG or WebP image (%zu bytes)", r.what, r.image_len);
+            image_unknown_why(r.what, r.image_len, msg, sizeof msg);
             if (!not_images++) snprintf(first_not_image, sizeof first_not_image, "%s", msg);
             cli_warn(NULL, msg);
             raw_sample_free(&r);

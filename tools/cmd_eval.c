@@ -74,7 +74,7 @@ static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const 
     char buf[1024];
     memset(s, 0, sizeof *s);
     if (stream_open(&st, spec, &o, &err) != VLP_OK) {
-        fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
         return 1;
     }
     set_pass p = {.m = m, .prompts = prompts, .ppl = ppl, .s = s};
@@ -84,7 +84,7 @@ static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const 
     progress_begin(&p.pr, stderr, "images", 0);
     int rc = embed_set(st, pass_encode, &eo, &s->e, &err) != VLP_OK;
     progress_end(&p.pr, s->e.n);
-    if (rc) fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    if (rc) fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
     const char *why;
     int64_t skipped = stream_skipped(st, &why);
     if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
@@ -96,7 +96,7 @@ static int embed_texts(vlp_model *m, const char **t, int n, float *out) {
     vlp_error err = {0};
     if (vlp_encode_texts(m, t, n, out, &err) == VLP_OK) return 0;
     char buf[1024];
-    fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
     return 1;
 }
 
@@ -130,7 +130,7 @@ static int write_per_class(const char *path, const char **cls, int C, const int 
     } else rc = 1;
     free(text);
     char buf[800];
-    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? vlp_error_format(&err, buf, sizeof buf) : "out of memory");
+    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? tool_error_text(&err, buf, sizeof buf) : "out of memory");
     else fprintf(stderr, "per-class accuracy: %s (%d classes)\n", path, C);
     return rc;
 }
@@ -350,7 +350,7 @@ int cmd_eval(int argc, char **argv) {
         vlp_error perr = {0};
         char buf[1024];
         if (vlp_prompts_load(&prompts, m, prompts_file, &perr) != VLP_OK) {
-            fprintf(stderr, "vlp eval: %s\n", vlp_error_format(&perr, buf, sizeof buf));
+            fprintf(stderr, "vlp eval: %s\n", tool_error_text(&perr, buf, sizeof buf));
             vlp_model_free(m);
             return free_lines(given, ng), 1;
         }

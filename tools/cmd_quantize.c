@@ -126,7 +126,7 @@ int cmd_quantize(int argc, char **argv) {
     if (encode_check(m, pixels, (int)check, before, &err) != VLP_OK ||
         vlp_model_save_int8(m, out, &err) != VLP_OK ||
         encode_check(m, pixels, (int)check, after, &err) != VLP_OK) {
-        fprintf(stderr, "vlp quantize: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp quantize: %s\n", tool_error_text(&err, buf, sizeof buf));
         goto done;
     }
     keep_tokenizer(a.model, a.o.vocab, out);

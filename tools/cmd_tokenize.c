@@ -60,7 +60,7 @@ int cmd_tokenize(int argc, char **argv) {
     char msg[1024], shipped[4200];
     if ((!vocab && vlp_data_file(VLP_DEFAULT_VOCAB, shipped, sizeof shipped, &err) != VLP_OK) ||
         bpe_load(vocab ? vocab : shipped, (int)merges, &tok, &err) != VLP_OK) {
-        fprintf(stderr, "vlp tokenize: %s\n", vlp_error_format(&err, msg, sizeof msg));
+        fprintf(stderr, "vlp tokenize: %s\n", tool_error_text(&err, msg, sizeof msg));
         free(texts);
         return 1;
     }

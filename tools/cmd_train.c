@@ -116,11 +116,11 @@ static int fail(dist_group *dist, const vlp_error *e) {
     char buf[1024];
     if (dist_world(dist) > 1) {
         fprintf(stderr, "vlp train: rank %d of %d: %s\n", dist_rank(dist), dist_world(dist),
-                vlp_error_format(e, buf, sizeof buf));
+                tool_error_text(e, buf, sizeof buf));
         fflush(stderr);
         dist_abort(dist, 1);
     }
-    fprintf(stderr, "vlp train: %s\n", vlp_error_format(e, buf, sizeof buf));
+    fprintf(stderr, "vlp train: %s\n", tool_error_text(e, buf, sizeof buf));
     return 1;
 }
 

@@ -29,7 +29,7 @@ static int encode_all(vlp_model *m, char **items, int n, bool images, float *out
         if (rc != VLP_OK) {
             char buf[1024];
             progress_break(&pr);
-            fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
+            fprintf(stderr, "vlp %s: %s\n", cmd, tool_error_text(&err, buf, sizeof buf));
             return 1;
         }
         progress_update(&pr, i + k);
@@ -89,7 +89,7 @@ int cmd_embed(int argc, char **argv) {
     vlp_error err = {0};
     if (!rc && npy_write_f32(out, emb, n, E, &err) != VLP_OK) {
         char buf[1024];
-        fprintf(stderr, "vlp embed: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp embed: %s\n", tool_error_text(&err, buf, sizeof buf));
         rc = 1;
     }
     if (!rc) fprintf(stderr, "wrote %s: %d x %d float32\n", out, n, E);
@@ -148,7 +148,7 @@ int cmd_search(int argc, char **argv) {
     vlp_error err = {0};
     char buf[1024];
     if (npy_read_f32(index, &idx, &rows, &cols, &err) != VLP_OK) {
-        fprintf(stderr, "vlp search: %s\n", vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp search: %s\n", tool_error_text(&err, buf, sizeof buf));
         return 1;
     }
     int nn = 0;
@@ -170,7 +170,7 @@ int cmd_search(int argc, char **argv) {
     float *q = rc ? NULL : malloc(sizeof(float) * (size_t)cols);
     if (!rc) {
         vlp_err e = text ? vlp_encode_texts(m, &text, 1, q, &err) : vlp_encode_image_files(m, &image, 1, q, &err);
-        if (e != VLP_OK) fprintf(stderr, "vlp search: %s\n", vlp_error_format(&err, buf, sizeof buf)), rc = 1;
+        if (e != VLP_OK) fprintf(stderr, "vlp search: %s\n", tool_error_text(&err, buf, sizeof buf)), rc = 1;
     }
     if (!rc) {
         hit *h = malloc(sizeof(hit) * (size_t)(rows ? rows : 1));
@@ -223,7 +223,7 @@ static int classify_prompts(const model_args *a, const char *image, const char *
     if (!rc && (vlp_prompts_encode_image_files(p, &image, 1, img, &err) != VLP_OK ||
                 vlp_prompts_scores(p, img, 1, logit, &err) != VLP_OK))
         rc = 1;
-    if (rc) fprintf(stderr, "vlp classify: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    if (rc) fprintf(stderr, "vlp classify: %s\n", tool_error_text(&err, buf, sizeof buf));
     else {
         fprintf(stderr, "%s: %s\n", file, vlp_prompts_describe(p, buf, sizeof buf));
         hit *h = malloc(sizeof(hit) * (size_t)C);
@@ -292,7 +292,7 @@ int cmd_classify(int argc, char **argv) {
     if (!rc && (vlp_encode_image_files(m, &image, 1, img, &err) != VLP_OK ||
                 vlp_encode_classes(m, (const char *const *)lab, nl, (const char *const *)tpl, nt, cls, &err) != VLP_OK))
         rc = 1;
-    if (rc && m) fprintf(stderr, "vlp classify: %s\n", vlp_error_format(&err, buf, sizeof buf));
+    if (rc && m) fprintf(stderr, "vlp classify: %s\n", tool_error_text(&err, buf, sizeof buf));
     if (!rc) {
         hit *h = malloc(sizeof(hit) * (size_t)nl);
         double mx = -1e30;
@@ -374,7 +374,7 @@ int cmd_caption(int argc, char **argv) {
         if (e == VLP_OK) e = vlp_caption_images(m, pix, 1, (int)beam, &text, &score, &err);
         progress_break(&pr);
         if (e != VLP_OK) {
-            fprintf(stderr, "vlp caption: %s\n", vlp_error_format(&err, buf, sizeof buf));
+            fprintf(stderr, "vlp caption: %s\n", tool_error_text(&err, buf, sizeof buf));
             rc = 1;
         } else printf("%s\t%.3f\t%s\n", images[i], score, text), fflush(stdout);
         free(text);

@@ -86,7 +86,7 @@ bool curate_out_is_table(const curate_io *io) { return table_spec(io->out, NULL)
 
 int curate_fail(const char *cmd, const vlp_error *err) {
     char buf[800];
-    fprintf(stderr, "vlp data %s: %s\n", cmd, vlp_error_format(err, buf, sizeof buf));
+    fprintf(stderr, "vlp data %s: %s\n", cmd, tool_error_text(err, buf, sizeof buf));
     return 1;
 }
 

@@ -86,7 +86,7 @@ vlp_model *open_model(const model_args *a, const char *cmd) {
     vlp_model_opts o = a->o;
     o.trainable = a->trainable;
     if (vlp_model_load(&m, a->model, &o, &err) != VLP_OK) {
-        fprintf(stderr, "vlp %s: %s\n", cmd, vlp_error_format(&err, buf, sizeof buf));
+        fprintf(stderr, "vlp %s: %s\n", cmd, tool_error_text(&err, buf, sizeof buf));
         return NULL;
     }
     if (vlp_model_warning(m)) fprintf(stderr, "warning: %s\n", vlp_model_warning(m));

@@ -20,6 +20,7 @@ static void print_help(const cmd_spec *c) {
     for (int g = 0; g < c->ngroups; g++)
         opts_help_table(stdout, c->groups[g].t, c->groups[g].n, c->groups[g].base);
     if (c->help_more) c->help_more(stdout);
+    help_item(stdout, "      --verbose", "errors with the source location of the check that failed (VLP_VERBOSE=1)");
     help_item(stdout, "  -h, --help", "this text");
     if (c->extra_help) fputs(c->extra_help, stdout);
 }
@@ -84,6 +85,7 @@ int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwor
             print_help(c);
             return 1;
         }
+        if (!strcmp(argv[i], "--verbose")) setenv("VLP_VERBOSE", "1", 1); /* read by tool_error_text */
         if (!strcmp(argv[i], "--list-options")) {
             list_options(c);
             return 1;
@@ -104,6 +106,7 @@ int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwor
             words[(*nwords)++] = argv[i];
             continue;
         }
+        if (!strcmp(a, "--verbose")) continue; /* seen above */
         int g = 0;
         const opt_desc *d = lookup(c, a, &g);
         bool extra = !d && c->extra_is && c->extra_is(a);

@@ -2,6 +2,7 @@
 #include "core/datadir.h"
 #include "core/error.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
@@ -103,10 +104,52 @@ bool vlp_data_is_name(const char *arg, const char *ext) {
     return n > 0 && !strchr(arg, '/') && !(n >= e && !strcmp(arg + n - e, ext));
 }
 
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+char **vlp_data_names(const char *sub, const char *ext, int *count) {
+    *count = 0;
+    char dirs[4][4096];
+    int nd = vlp_data_dirs(dirs, 4), n = 0, cap = 0;
+    size_t el = strlen(ext);
+    char **names = NULL;
+    for (int d = 0; d < nd; d++) {
+        char path[4200];
+        if (snprintf(path, sizeof path, "%s/%s", dirs[d], sub) >= (int)sizeof path) continue;
+        DIR *dir = opendir(path);
+        if (!dir) continue;
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            size_t len = strlen(e->d_name);
+            if (len <= el || strcmp(e->d_name + len - el, ext) || e->d_name[0] == '.') continue;
+            bool seen = false; /* an earlier directory's file of the same name wins */
+            for (int i = 0; i < n && !seen; i++)
+                seen = strlen(names[i]) == len - el && !strncmp(names[i], e->d_name, len - el);
+            if (seen) continue;
+            if (n == cap) {
+                char **grown = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 32));
+                if (!grown) break;
+                names = grown;
+            }
+            if (!(names[n] = strndup(e->d_name, len - el))) break;
+            n++;
+        }
+        closedir(dir);
+    }
+    if (n) qsort(names, (size_t)n, sizeof *names, by_name);
+    *count = n;
+    return names;
+}
+
+void vlp_data_names_free(char **names, int count) {
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
+
 vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char *out, size_t n,
                          vlp_error *err) {
     VLP_CHECK_ARG(arg && *arg, err, "an empty name");
-    if (!vlp_data_is_name(arg, ext)) {
+    /* a path, or a file of that name here (the user's "tmpl" is theirs, not a shipped set) */
+    if (!vlp_data_is_name(arg, ext) || is_file(arg)) {
         VLP_CHECK_ARG(strlen(arg) < n, err, "%s: the path is too long", arg);
         snprintf(out, n, "%s", arg);
         return VLP_OK;
@@ -114,7 +157,20 @@ vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char
     char rel[1024];
     VLP_CHECK_ARG(snprintf(rel, sizeof rel, "%s/%s%s", dir, arg, ext) < (int)sizeof rel, err,
                   "%s: the name is too long", arg);
-    return vlp_data_file(rel, out, n, err);
+    vlp_err rc = vlp_data_file(rel, out, n, err);
+    if (rc == VLP_OK) return rc;
+    int count;
+    char **names = vlp_data_names(dir, ext, &count);
+    if (count) { /* vlp's data is there: the name is not one of its */
+        char known[1024] = "";
+        size_t k = 0;
+        for (int i = 0; i < count && k < sizeof known; i++)
+            k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", names[i]);
+        rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__,
+                           "'%s' is no file here and no name of vlp's %s (those are %s)", arg, dir, known);
+    }
+    vlp_data_names_free(names, count);
+    return rc;
 }
 
 void vocab_beside(const char *weights, char *out, size_t n) {

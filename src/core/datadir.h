@@ -25,10 +25,16 @@ int vlp_data_dirs(char dirs[][4096], int max);
 /* One rule for every argument that takes a shipped file or a path (configs,
  * templates): a name has no '/' and does not end in `ext` (".json").
  * vlp_data_resolve gives `dir`/NAME`ext` from the data directories for a
- * name, the argument itself for a path. */
+ * name, the argument itself for a path or for a file of that name in the
+ * working directory (a user's file "tmpl" is theirs, not a shipped name);
+ * a name vlp does not ship is an error listing those it does. */
 bool vlp_data_is_name(const char *arg, const char *ext);
 vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char *out, size_t n,
                          vlp_error *err);
+/* The names of vlp's files sub/NAME`ext` in the data directories, sorted
+ * (free with vlp_data_names_free); NULL with *count 0 when there are none. */
+char **vlp_data_names(const char *sub, const char *ext, int *count);
+void vlp_data_names_free(char **names, int count);
 /* dir/tokenizer.merges for a model file dir/x: the tokenizer a model's
  * directory gives it (a vlp run directory) when the caller names none */
 void vocab_beside(const char *weights, char *out, size_t n);

@@ -52,8 +52,17 @@ vlp_err vlp_error_set(vlp_error *err, vlp_err code, const char *file, int line,
 
 const char *vlp_error_format(const vlp_error *e, char *buf, size_t n) {
     if (n == 0) return buf;
-    const char *hint = vlp_error_hint(e->code);
-    snprintf(buf, n, "%s: %s: %s%s%s%s", e->where, vlp_strerror(e->code), e->message,
-             *hint ? " (hint: " : "", hint, *hint ? ")" : "");
+    /* a generic hint is wrong as often as right ("truncated or corrupt" for a
+     * missing column): the message says what is wrong; only running out of
+     * memory has the same remedy every time */
+    if (e->code == VLP_ERR_NOMEM)
+        snprintf(buf, n, "out of memory: %s (hint: %s)", e->message, vlp_error_hint(e->code));
+    else snprintf(buf, n, "%s", e->message);
+    return buf;
+}
+
+const char *vlp_error_format_debug(const vlp_error *e, char *buf, size_t n) {
+    if (n == 0) return buf;
+    snprintf(buf, n, "%s: %s: %s", e->where, vlp_strerror(e->code), e->message);
     return buf;
 }

@@ -198,6 +198,11 @@ static const struct image_format *format_of(const uint8_t *b, size_t n) {
     return NULL;
 }
 
+void image_unknown_why(const char *what, size_t n, char *buf, size_t cap) {
+    if (n == 0) snprintf(buf, cap, "%.300s: an empty file (0 bytes), not an image", what);
+    else snprintf(buf, cap, "%.300s: not a JPEG, PNG or WebP image (%zu bytes)", what, n);
+}
+
 const char *image_format_ext(const void *data, size_t n) {
     const struct image_format *f = format_of(data, n);
     return f ? f->ext : NULL;
@@ -207,7 +212,11 @@ vlp_err image_decode(const void *data, size_t n, const char *what, const image_d
                      image_u8 *out, vlp_error *err) {
     memset(out, 0, sizeof *out);
     const struct image_format *f = format_of(data, n);
-    VLP_CHECK(f, err, VLP_ERR_UNSUPPORTED, "%s: not a JPEG, PNG or WebP image (%zu bytes)", what, n);
+    if (!f) {
+        char why[sizeof err->message];
+        image_unknown_why(what, n, why, sizeof why);
+        VLP_FAIL(err, VLP_ERR_UNSUPPORTED, "%s", why);
+    }
     return f->decode(data, n, what, o, out, err);
 }
 

@@ -55,6 +55,10 @@ typedef struct image_decode_opts {
  * goes by), NULL for anything else, an empty or short buffer included */
 const char *image_format_ext(const void *data, size_t n);
 
+/* what image_decode says of bytes image_format_ext does not know ("an empty
+ * file" or "not a JPEG, PNG or WebP image"), naming `what` */
+void image_unknown_why(const char *what, size_t n, char *buf, size_t cap);
+
 /* `what` names the source in errors (a path, or "shard.tar:key.jpg"). */
 vlp_err image_decode(const void *bytes, size_t n, const char *what, const image_decode_opts *o,
                      image_u8 *out, vlp_error *err);

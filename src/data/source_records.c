@@ -59,18 +59,17 @@ static vlp_err open_records(sample_stream *s, void **state, int64_t *epoch_size,
     t->body = ftell(t->fp);
     while (len > 0 && (t->line[len - 1] == '\n' || t->line[len - 1] == '\r')) t->line[--len] = '\0';
     char *f[MAX_COLUMNS];
-    int n = table_split(t->line, t->sep, t->csv, f, MAX_COLUMNS);
+    int n = table_header(t->line, t->sep, t->csv, f, MAX_COLUMNS);
     t->columns = calloc((size_t)n, sizeof(char *));
     VLP_CHECK_ALLOC(t->columns, err, sizeof(char *) * (size_t)n);
-    t->image_col = t->caption_col = -1;
     for (int k = 0; k < n; k++) {
         VLP_CHECK_ALLOC(t->columns[k] = strdup(f[k]), err, strlen(f[k]) + 1);
         t->ncols++;
-        if (!strcmp(f[k], o->image_key)) t->image_col = k;
-        if (!strcmp(f[k], o->caption_key)) t->caption_col = k;
     }
-    VLP_CHECK_FORMAT(t->image_col >= 0 && t->caption_col >= 0, err, "%s:1: the header lacks column '%s'", spec,
-                     t->image_col < 0 ? o->image_key : o->caption_key);
+    char msg[sizeof err->message];
+    VLP_CHECK_FORMAT((t->image_col = table_column(f, n, o->image_key, spec, msg, sizeof msg)) >= 0 &&
+                         (t->caption_col = table_column(f, n, o->caption_key, spec, msg, sizeof msg)) >= 0,
+                     err, "%s", msg);
     return VLP_OK;
 }
 

@@ -133,19 +133,14 @@ static vlp_err open_table(sample_stream *s, void **state, int64_t *epoch_size, v
             continue;
         }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        int nf = table_split(line, sep, csv, fields, 256);
+        int nf = lineno == 1 ? table_header(line, sep, csv, fields, 256) : table_split(line, sep, csv, fields, 256);
         if (lineno == 1) {
             ncols = nf;
-            for (int k = 0; k < nf; k++) {
-                if (!strcmp(fields[k], o->image_key)) ii = k;
-                if (!strcmp(fields[k], o->caption_key)) ci = k;
-                if (o->alt_caption_key && !strcmp(fields[k], o->alt_caption_key)) ai = k;
-            }
-            if (ii < 0 || ci < 0 || (o->alt_caption_key && ai < 0)) {
-                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
-                                   "%s:1: the header lacks column '%s' (columns: %s%s...)", path,
-                                   ii < 0 ? o->image_key : ci < 0 ? o->caption_key : o->alt_caption_key,
-                                   nf ? fields[0] : "", nf > 1 ? ", " : "");
+            char msg[sizeof err->message];
+            if ((ii = table_column(fields, nf, o->image_key, path, msg, sizeof msg)) < 0 ||
+                (ci = table_column(fields, nf, o->caption_key, path, msg, sizeof msg)) < 0 ||
+                (o->alt_caption_key && (ai = table_column(fields, nf, o->alt_caption_key, path, msg, sizeof msg)) < 0)) {
+                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s", msg);
                 break;
             }
             continue;

@@ -83,3 +83,20 @@ bool table_blank(const char *t) {
         if (*t != ' ' && *t != '\t' && *t != '\r' && *t != '\n') return false;
     return true;
 }
+
+int table_header(char *line, char sep, bool csv, char **f, int max) {
+    if (!strncmp(line, "\xEF\xBB\xBF", 3)) memmove(line, line + 3, strlen(line + 3) + 1);
+    return table_split(line, sep, csv, f, max);
+}
+
+int table_column(char *const *f, int n, const char *key, const char *path, char *msg, size_t cap) {
+    for (int k = 0; k < n; k++)
+        if (!strcmp(f[k], key)) return k;
+    int used = snprintf(msg, cap, "%s:1: the header lacks column '%s' (its columns: ", path, key);
+    int k = 0;
+    for (; k < n && used > 0 && (size_t)used + strlen(f[k]) + 40 < cap; k++)
+        used += snprintf(msg + used, cap - (size_t)used, "%s%s", k ? ", " : "", f[k]);
+    if (used > 0 && (size_t)used < cap)
+        snprintf(msg + used, cap - (size_t)used, k < n ? ", and %d more)" : ")", n - k);
+    return -1;
+}

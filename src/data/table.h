@@ -20,6 +20,15 @@ ssize_t table_line(FILE *fp, char **buf, size_t *cap, bool *too_long);
  * (a quoted field may hold the separator, "" for a quote). Returns the count. */
 int table_split(char *line, char sep, bool csv, char **f, int max);
 
+/* The header line (its newline cut) split into columns, a UTF-8 byte order
+ * mark first dropped (spreadsheets write one, and "\xEF\xBB\xBFfilepath" is
+ * no column a user asked for). Returns the count. */
+int table_header(char *line, char sep, bool csv, char **f, int max);
+/* The column named key among the header's n: its index, or -1 with the
+ * message "PATH:1: the header lacks column 'KEY' (its columns: a, b, c)" in
+ * msg (every column, or the first ones and how many more). */
+int table_column(char *const *f, int n, const char *key, const char *path, char *msg, size_t cap);
+
 /* The one rule for what a data spec is: a table when it ends in .tsv or
  * .csv (then *csv says which; csv may be NULL), else shard patterns. */
 bool table_spec(const char *spec, bool *csv);

@@ -253,6 +253,15 @@ vlp_err st_open(const char *path, st_file **out, vlp_error *err) {
         rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
+    if (S_ISDIR(sb.st_mode)) {
+        rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__,
+                           "%s is a directory, not a .safetensors file (a run's model is RUN/latest.safetensors)", path);
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__, "%s is not a regular file", path);
+        goto fail;
+    }
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
@@ -268,10 +277,33 @@ vlp_err st_open(const char *path, st_file **out, vlp_error *err) {
     f->map_len = size;
     uint64_t hlen;
     memcpy(&hlen, f->map, 8);
-    if (hlen > size - 8 || hlen > ST_MAX_HEADER) {
+    /* a safetensors file: 8 bytes of header length, then the JSON header "{...";
+     * a length that does not fit is told apart: another kind of file, a cut
+     * one, or a header above the limit */
+    bool fits = hlen <= size - 8 && hlen <= ST_MAX_HEADER;
+    if (!fits && (size == 8 || ((const char *)f->map)[8] != '{')) {
+        char head[17];
+        size_t k = 0;
+        for (; k < 16 && k < size; k++) {
+            unsigned char c = ((const unsigned char *)f->map)[k];
+            head[k] = c >= 0x20 && c < 0x7f ? (char)c : '.';
+        }
+        head[k] = '\0';
         rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
-                           "%s: header length %llu does not fit in the file of %zu bytes "
-                           "(or exceeds %u)", path, (unsigned long long)hlen, size, ST_MAX_HEADER);
+                           "%s is not a safetensors file: it does not begin with a header length and a JSON "
+                           "header '{...' (its first bytes: \"%s\")", path, head);
+        goto fail;
+    }
+    if (hlen > ST_MAX_HEADER) {
+        rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                           "%s: header length %llu exceeds vlp's limit of %u bytes", path, (unsigned long long)hlen,
+                           ST_MAX_HEADER);
+        goto fail;
+    }
+    if (!fits) {
+        rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__,
+                           "%s is cut short: its header takes %llu bytes, the file has %zu after the length", path,
+                           (unsigned long long)hlen, size - 8);
         goto fail;
     }
     f->data = (const uint8_t *)f->map + 8 + hlen;

@@ -2,52 +2,13 @@
 #include "core/datadir.h"
 #include "core/error.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+char **clip_config_names(int *count) { return vlp_data_names("configs", ".json", count); }
 
-char **clip_config_names(int *count) {
-    *count = 0;
-    char dirs[4][4096];
-    int nd = vlp_data_dirs(dirs, 4), n = 0, cap = 0;
-    char **names = NULL;
-    for (int d = 0; d < nd; d++) {
-        char path[4200];
-        if (snprintf(path, sizeof path, "%s/configs", dirs[d]) >= (int)sizeof path) continue;
-        DIR *dir = opendir(path);
-        if (!dir) continue;
-        struct dirent *e;
-        while ((e = readdir(dir))) {
-            size_t len = strlen(e->d_name);
-            if (len <= 5 || strcmp(e->d_name + len - 5, ".json") || e->d_name[0] == '.') continue;
-            bool seen = false; /* an earlier directory's file of the same name wins */
-            for (int i = 0; i < n && !seen; i++)
-                seen = strlen(names[i]) == len - 5 && !strncmp(names[i], e->d_name, len - 5);
-            if (seen) continue;
-            if (n == cap) {
-                char **grown = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 32));
-                if (!grown) break;
-                names = grown;
-            }
-            if (!(names[n] = strndup(e->d_name, len - 5))) break;
-            n++;
-        }
-        closedir(dir);
-    }
-    if (n) qsort(names, (size_t)n, sizeof *names, by_name);
-    *count = n;
-    return names;
-}
-
-void clip_config_names_free(char **names, int count) {
-    for (int i = 0; i < count; i++) free(names[i]);
-    free(names);
-}
+void clip_config_names_free(char **names, int count) { vlp_data_names_free(names, count); }
 
 vlp_err clip_config_resolve(const char *arg, clip_config *out, char *source, size_t n,
                             vlp_error *err) {
