@@ -191,4 +191,15 @@ tap_grep "a cut safetensors file is said to be cut" cut-model.log "cut.safetenso
 printf 'a drawing of a {}\n' > tmpl
 tap_check "a template file in the working directory, named as a set would be, is the user's file" tmpl.log \
     "$vlp" classify $m --image "$ref/img_src.png" --labels red,blue --templates tmpl
+# threads on a busy machine (issue 30, item 8): with another process running
+# at start, OpenMP's idle workers wait passively; a user's OMP_WAIT_POLICY wins
+sh -c 'while :; do :; done' &
+busy=$!
+sleep 0.3
+env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$vlp" info > busy-info.log 2>&1
+OMP_WAIT_POLICY=active "$vlp" info > busy-active.log 2>&1
+kill $busy
+tap_grep "another process running: idle threads wait passively, and the line says so" busy-info.log \
+    "running at start: idle threads wait passively (OMP_WAIT_POLICY=passive"
+tap_no_grep "the user's OMP_WAIT_POLICY is kept" busy-active.log "wait passively"
 tap_end

@@ -1,3 +1,4 @@
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "core/cpu.h"
 
 #define DROPPED_VAR "VLP_DROPPED_OPENBLAS_CORETYPE"
+#define WAIT_VAR "VLP_WAIT_POLICY_SET" /* the other processes seen at start, after the re-exec */
 
 /* OpenBLAS's core for a level VLP_CPU lowered to, so that its sgemm is
  * that level's too (it reads OPENBLAS_CORETYPE when it is loaded) */
@@ -34,6 +36,46 @@ static void blas_core_for_level(char **argv) {
         }
 }
 
+/* Processes running now besides this one: /proc/stat's procs_running, the
+ * least of a few reads 2 ms apart (a process that only passes by is not
+ * load); -1 when it cannot be read. */
+static int others_running(void) {
+    int least = -1;
+    for (int k = 0; k < 5; k++) {
+        FILE *fp = fopen("/proc/stat", "r");
+        if (!fp) return -1;
+        char line[256];
+        int n = -1;
+        while (fgets(line, sizeof line, fp))
+            if (sscanf(line, "procs_running %d", &n) == 1) break;
+        fclose(fp);
+        if (n < 0) return -1;
+        if (least < 0 || n - 1 < least) least = n - 1;
+        if (k < 4) usleep(2000);
+    }
+    return least;
+}
+
+/* OpenMP's workers spin while they wait for the next parallel region
+ * (libgomp: up to 300,000 spins). On an idle machine that is the fastest;
+ * where other processes run, the spinning takes their cores: training tiny
+ * on 2 cores beside one busy process ran at 35 samples/s spinning and 59
+ * waiting passively (docs/performance.md). libgomp reads OMP_WAIT_POLICY when
+ * it is loaded, so the choice is made before, by re-executing: passive when
+ * other processes are running at start, unless the user chose
+ * (OMP_WAIT_POLICY or GOMP_SPINCOUNT set). Returns whether it set it. */
+static bool wait_policy_for_load(void) {
+    const char *p = getenv("OMP_WAIT_POLICY"), *s = getenv("GOMP_SPINCOUNT");
+    if ((p && *p) || (s && *s) || getenv(WAIT_VAR)) return false;
+    int others = others_running();
+    if (others < 1) return false;
+    char n[16];
+    snprintf(n, sizeof n, "%d", others);
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv(WAIT_VAR, n, 1);
+    return true;
+}
+
 const char *tool_isa(void) { return vlp_cpu()->level; }
 
 int tool_check_cpu(const char *prog) {
@@ -44,6 +86,10 @@ int tool_check_cpu(const char *prog) {
 }
 
 void tool_fix_blas_env(char **argv) {
+    if (wait_policy_for_load()) {
+        execv("/proc/self/exe", argv);
+        unsetenv("OMP_WAIT_POLICY"), unsetenv(WAIT_VAR); /* exec failed: the default */
+    }
     const char *keep = getenv("VLP_KEEP_OPENBLAS_CORETYPE");
     if ((keep && *keep && strcmp(keep, "0") != 0) || getenv(DROPPED_VAR)) return;
     blas_core_for_level(argv);
@@ -63,6 +109,12 @@ void tool_print_sysinfo(FILE *fp) {
     vlp_sysinfo_get(&s);
     char line[512];
     fprintf(fp, "system_info: %s\n", vlp_sysinfo_format(&s, line, sizeof line));
+    const char *others = getenv(WAIT_VAR);
+    if (others)
+        fprintf(fp,
+                "system_info: %s other process%s running at start: idle threads wait passively "
+                "(OMP_WAIT_POLICY=passive; set OMP_WAIT_POLICY=active to spin)\n",
+                others, strcmp(others, "1") ? "es were" : " was");
     const char *dropped = getenv(DROPPED_VAR);
     if (dropped)
         fprintf(fp,

@@ -7,7 +7,10 @@
  * VLP_KEEP_OPENBLAS_CORETYPE=1 keeps the user's choice. When VLP_CPU lowers
  * the kernels' level and OPENBLAS_CORETYPE is unset, it re-executes with
  * the level's OpenBLAS core (avx2: Haswell), so the sgemm is that level's
- * too. Returns only when no re-exec is needed or it failed. */
+ * too. When OMP_WAIT_POLICY and GOMP_SPINCOUNT are unset and other
+ * processes are running at start, it re-executes with OMP_WAIT_POLICY=passive
+ * (spinning OpenMP workers take the other processes' cores).
+ * Returns only when no re-exec is needed or it failed. */
 void tool_fix_blas_env(char **argv);
 
 /* the level the kernels run at ("avx2", ...), for the benches' RESULT lines */
