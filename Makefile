@@ -84,7 +84,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SONAME := libvlp.so.$(MAJOR)
 # what vlp ships beside the code: model configs, the BPE merges, templates
 DATA := $(wildcard configs/*.json) vocab/bpe_simple_vocab_16e6.txt.gz vocab/README.md \
-        $(wildcard templates/*.txt) templates/README.md
+        $(wildcard templates/*.txt) templates/README.md scripts/get-data.sh
 PIC_OBJ := $(SRC:%.c=$(BUILD)/pic/%.o) $(LEVEL_OBJ:%=$(BUILD)/pic/%)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(OMP_FLAGS) $(BLAS_CFLAGS) $(JSON_CFLAGS) $(IMG_CFLAGS) $(TEXT_CFLAGS) $(MPI_CFLAGS) $(DEFS) -Iinclude -Isrc -MMD -MP $(CFLAGS)

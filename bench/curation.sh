@@ -40,7 +40,7 @@ rows() { echo $(($(wc -l < "$1") - 1)); }
 
 # (c): the score model, then the filter
 train score "$OUT/noisy.tsv" "$SCORE_STEPS"
-"$VLP" data filter --data "$OUT/noisy.tsv" --out "$OUT/filtered.tsv" --score-model "$OUT/score/latest.safetensors" \
+"$VLP" data filter --data "$OUT/noisy.tsv" --out "$OUT/filtered.tsv" --model "$OUT/score/latest.safetensors" \
     --keep-fraction "$KEEP" --white-background 2> "$OUT/filter.log"
 # (d): metadata = the subcategories and categories named in the coarse captions ("a X emoji of Y")
 cut -f3 data/emoji-train.tsv | tail -n +2 | sed -n 's/^an\{0,1\} \(.*\) emoji of \(.*\)$/\1\n\2/p' | sort -u > "$OUT/metadata.txt"

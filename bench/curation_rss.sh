@@ -38,7 +38,7 @@ for n in $SIZES; do
         case $cmd in
             rules) set -- "$VLP" data filter --data "$pool" --out "$OUT/rules-$n.tsv" --min-words 4 --min-side 8 ;;
             score) set -- "$VLP" data filter --data "$pool" --out "$OUT/score-$n.tsv" --keep-fraction 0.3 \
-                       --score-model "$OUT/model/latest.safetensors" --threads 2 --encode-batch 256 ;;
+                       --model "$OUT/model/latest.safetensors" --threads 2 --encode-batch 256 ;;
             balance) set -- "$VLP" data balance --data "$pool" --metadata "$OUT/metadata.txt" --t $((n / 20)) \
                          --out "$OUT/balance-$n.tsv" ;;
         esac

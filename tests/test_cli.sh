@@ -110,6 +110,12 @@ tap_grep "embed says the matmuls are int8" embed8.log "; int8 ("
 tap_grep "quantize refuses an int8 model" requant.log "is an int8 model already"
 "$vlp" train --train-data mine.tsv --out run5 --steps 1 --init-image q/m.int8.safetensors > initq.log 2>&1
 tap_grep "train refuses to start from an int8 model" initq.log "is an int8 model (vlp quantize), for inference only"
+# a second model into the same folder, with another tokenizer: refused before the work
+mkdir -p other && cp run/latest.safetensors other/ && sed '$d' run/tokenizer.merges > other/tokenizer.merges
+"$vlp" quantize --model other/latest.safetensors --out q/other.int8.safetensors --check 1 > qother.log 2>&1
+tap_if "quantize beside another model's tokenizer: exit 1, nothing written" qother.log \
+    [ $? = 1 -a ! -e q/other.int8.safetensors ]
+tap_grep "and it says why" qother.log "q/tokenizer.merges holds another tokenizer than the model's (other/tokenizer.merges)"
 
 # vlp data shards: progress lines too
 tap_check "vlp data shards" shards.log sh -c "'$vlp' data shards --data mine.tsv --out shards/s --samples-per-shard 50 2>&1 | cat"
@@ -202,4 +208,11 @@ kill $busy
 tap_grep "another process running: idle threads wait passively, and the line says so" busy-info.log \
     "running at start: idle threads wait passively (OMP_WAIT_POLICY=passive"
 tap_no_grep "the user's OMP_WAIT_POLICY is kept" busy-active.log "wait passively"
+# a list's relative paths are relative to the list's directory, as a table's
+mkdir -p lists/pics && cp "$ref/img_src.png" lists/pics/a.png && echo pics/a.png > lists/rel.txt
+echo "$tmp/lists/pics/a.png" > abs.txt
+tap_check "embed a list of paths relative to its own directory, from elsewhere" rel.log "$vlp" embed $m \
+    --images lists/rel.txt --out rel.npy
+tap_check "the same image by its absolute path" abs.log "$vlp" embed $m --images abs.txt --out abs.npy
+tap_if "the same embedding" rel.log cmp rel.npy abs.npy
 tap_end

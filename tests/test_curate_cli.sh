@@ -41,7 +41,7 @@ tap_if "--min-side 20 drops the 8 16-pixel images, keeps the 32 others, paths un
 
 # the CLIP score
 tap_check "filter: keep the top 30% by score" frac.log "$vlp" data filter --data pairs.tsv --out f/top.tsv \
-    --score-model run/latest.safetensors --keep-fraction 0.3 --scores f/scores.npy
+    --model run/latest.safetensors --keep-fraction 0.3 --scores f/scores.npy
 tap_if "--keep-fraction 0.3 of 32 keeps exactly 10" frac.log [ "$(rows f/top.tsv)" = 10 ]
 tail -n +2 pairs.tsv | cut -f1 > images.txt
 tail -n +2 pairs.tsv | cut -f2 > captions.txt
@@ -59,7 +59,7 @@ tap_if "the scores' keys name each sample in pool order" frac.log \
     [ "$(sed -n 3p f/scores.npy.keys.txt)" = "pairs.tsv:4 (img/img002.png)" ]
 thr=$(sort -g -r scores.txt | sed -n 10p)
 tap_check "filter: keep scores >= the 10th best" min.log "$vlp" data filter --data pairs.tsv --out f/min.tsv \
-    --score-model run/latest.safetensors --min-score "$thr"
+    --model run/latest.safetensors --min-score "$thr"
 tap_if "--min-score keeps exactly the samples at or above it (10)" min.log [ "$(rows f/min.tsv)" = 10 ]
 tap_if "and they are those --keep-fraction kept" min.log cmp -s f/min.tsv f/top.tsv
 
@@ -148,7 +148,7 @@ printf 'not an image at all' > img/garbage.png
   printf 'img/img001.png\tshort row\n'; printf 'img/garbage.png\ta garbage square\tred\n';
   printf 'img/empty.png\tan empty square\tred\n'; } > broken.tsv
 tap_check "filter a broken pool" broken.log "$vlp" data filter --data broken.tsv --out broken-kept.tsv \
-    --score-model run/latest.safetensors --keep-fraction 1
+    --model run/latest.safetensors --keep-fraction 1
 tap_if "three rows skipped, two images undecodable, the 32 good ones kept" broken.log \
     [ "$(rows broken-kept.tsv)" = 32 -a "$(grep -c '"skipped": 3' broken-kept.tsv.report.json)" = 1 -a \
       "$(grep -c '"undecodable": 2' broken-kept.tsv.report.json)" = 1 ]
@@ -184,7 +184,7 @@ tap_check "a CSV with quotes round-trips" csv.log "$vlp" data filter --data q.cs
 tap_if "its quoted field written back quoted" csv.log grep -q '"a red square, quoted ""here"""' csv/q.csv
 "$vlp" data filter --data pairs.tsv --out x.tsv --keep-fraction 0.5 > refuse.log 2>&1
 tap_if "a score rule without a score model is refused" refuse.log \
-    [ $? = 2 -a "$(grep -c 'need --score-model' refuse.log)" -ge 1 ]
+    [ $? = 2 -a "$(grep -c 'need --model' refuse.log)" -ge 1 ]
 printf '\n\n' > empty.txt
 "$vlp" data balance --data pairs.tsv --metadata empty.txt --out x.tsv > empty.log 2>&1
 tap_if "metadata without an entry is refused, the file named" empty.log \
@@ -216,7 +216,7 @@ interrupt() { # NAME WAIT_FOR_GLOB OUTDIR ARGS...: runs vlp ARGS, Ctrl-C once WA
     echo "exit $?" >> "$name.log"
     ls "$dir" > "$name.after"
 }
-interrupt ifilter "'*.tmp.'*" if data filter --data held.tsv --out if/kept.tsv --score-model run/latest.safetensors
+interrupt ifilter "'*.tmp.'*" if data filter --data held.tsv --out if/kept.tsv --model run/latest.safetensors
 tap_if "filter: its temporary files were there when Ctrl-C came" ifilter.during grep -q 'kept.tsv.scores.tmp' ifilter.during
 tap_grep "filter: Ctrl-C exits 130 and says so" ifilter.log "vlp data filter: interrupted; nothing written"
 tap_grep "filter: exit 130" ifilter.log "exit 130"

@@ -31,6 +31,9 @@ tap_check "vlp tokenize from another directory" "$tmp/tok.log" "$prefix/bin/vlp"
 tap_grep "tokenize gives OpenAI's ids" "$tmp/tok.log" "49406 320 1125 539 320 2368 49407 0"
 tap_check "vlp info" "$tmp/info.log" "$prefix/bin/vlp" info
 tap_grep "vlp info names the installed data directory" "$tmp/info.log" "data: $prefix/share/vlp"
+(cd "$tmp" && "$prefix/bin/vlp" data emoji --out e.tsv) > "$tmp/emoji.log" 2>&1
+tap_grep "vlp data emoji without the corpus names the installed fetch script" "$tmp/emoji.log" \
+    "'sh $prefix/share/vlp/scripts/get-data.sh data/emoji' fetches it, with npm"
 tap_check "vlp models" "$tmp/models.log" "$prefix/bin/vlp" models
 tap_grep "vlp models lists ViT-bigG-14 with its size" "$tmp/models.log" "ViT-bigG-14                2539.6M"
 tap_grep "vlp models reads the installed configs" "$tmp/models.log" "(from $prefix/share/vlp/configs)"

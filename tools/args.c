@@ -82,3 +82,17 @@ const char *tool_error_text(const vlp_error *e, char *buf, size_t n) {
     const char *v = getenv("VLP_VERBOSE");
     return v && *v && strcmp(v, "0") ? vlp_error_format_debug(e, buf, n) : vlp_error_format(e, buf, n);
 }
+
+bool paths_beside(const char *list, char **paths, int n) {
+    const char *slash = strrchr(list, '/');
+    if (!slash || !strcmp(list, "-")) return true; /* the list is here: its paths are as given */
+    int dir = (int)(slash - list + 1);
+    for (int i = 0; i < n; i++) {
+        if (paths[i][0] == '/') continue;
+        char *p = malloc((size_t)dir + strlen(paths[i]) + 1);
+        if (!p) return fprintf(stderr, "vlp: out of memory\n"), false;
+        memcpy(p, list, (size_t)dir), strcpy(p + dir, paths[i]);
+        free(paths[i]), paths[i] = p;
+    }
+    return true;
+}

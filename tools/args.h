@@ -11,6 +11,10 @@
  * it cannot be read or memory runs out. Free with free_lines. */
 char **read_lines(const char *path, bool keep_empty, int *n);
 void free_lines(char **v, int n);
+/* Paths read from a list file, as a table's are: a relative one is relative
+ * to the list's directory (stdin's, '-': the working directory's); rewritten
+ * in place. False after a message (out of memory). */
+bool paths_beside(const char *list, char **paths, int n);
 /* Zero-shot templates: a name shipped with vlp ("default", "openai-imagenet":
  * templates/NAME.txt of the data directory) or a file, one template a line;
  * NULL and a message naming what failed. Free with free_lines. */

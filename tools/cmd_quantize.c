@@ -39,37 +39,44 @@ static vlp_err encode_check(vlp_model *m, const float *pixels, int n_img, float 
 }
 
 /* The model's own tokenizer (--vocab, or tokenizer.merges beside it) goes
- * beside the int8 model too, where the loaders look for it: copied when
- * there is none, a warning when there is another. */
-static void keep_tokenizer(const char *model, const char *vocab, const char *out) {
-    char src[4096], dst[4096];
-    if (vocab) snprintf(src, sizeof src, "%s", vocab);
-    else vocab_beside(model, src, sizeof src);
-    vocab_beside(out, dst, sizeof dst);
-    if (access(src, R_OK) != 0) return; /* OpenAI's, shipped with vlp: nothing to carry */
+ * beside the int8 model too, where the loaders look for it. Another model's
+ * tokenizer already there would be read with the int8 model (two models of
+ * the same vocabulary size load without a word): that is refused before the
+ * work. 0: nothing to copy or the same file there (*copy false) or none there
+ * (*copy true); 1 after a message. */
+static int tokenizer_plan(const char *model, const char *vocab, const char *out, char *src, char *dst, size_t n,
+                          bool *copy) {
+    *copy = false;
+    if (vocab) snprintf(src, n, "%s", vocab);
+    else vocab_beside(model, src, n);
+    vocab_beside(out, dst, n);
+    if (access(src, R_OK) != 0) return 0; /* OpenAI's, shipped with vlp: nothing to carry */
+    if (access(dst, F_OK) != 0) return *copy = true, 0;
     uint8_t *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
     vlp_error err = {0};
-    if (read_whole_file(src, (size_t)1 << 30, &a, &na, &err) != VLP_OK) {
-        fprintf(stderr, "warning: could not read the tokenizer %s: %s\n", src, err.message);
-        return;
-    }
-    if (access(dst, F_OK) == 0) {
-        if (read_whole_file(dst, (size_t)1 << 30, &b, &nb, &err) != VLP_OK || na != nb || memcmp(a, b, na))
-            fprintf(stderr, "warning: %s is not the model's tokenizer (%s): give --vocab %s with the int8 model\n",
-                    dst, src, src);
-    } else {
-        atomic_file af;
-        bool ok = atomic_open(&af, dst, &err) == VLP_OK;
-        if (ok && !atomic_write(&af, a, na)) atomic_abort(&af), ok = false;
-        if (ok && atomic_commit(&af, &err) != VLP_OK) ok = false;
-        if (ok)
-            fprintf(stderr, "copied the model's tokenizer to %s\n", dst);
-        else
-            fprintf(stderr, "warning: could not write %s (%s): give --vocab %s with the int8 model\n", dst,
-                    err.message[0] ? err.message : "write failed", src);
-    }
+    bool same = read_whole_file(src, (size_t)1 << 30, &a, &na, &err) == VLP_OK &&
+                read_whole_file(dst, (size_t)1 << 30, &b, &nb, &err) == VLP_OK && na == nb && !memcmp(a, b, na);
     free(a), free(b);
+    if (same) return 0;
+    fprintf(stderr, "vlp quantize: %s holds another tokenizer than the model's (%s): the int8 model would be read "
+                    "with it; write it into another folder\n", dst, src);
+    return 1;
+}
+
+static void copy_tokenizer(const char *src, const char *dst) {
+    uint8_t *a = NULL;
+    size_t na = 0;
+    vlp_error err = {0};
+    atomic_file af;
+    bool ok = read_whole_file(src, (size_t)1 << 30, &a, &na, &err) == VLP_OK && atomic_open(&af, dst, &err) == VLP_OK;
+    if (ok && !atomic_write(&af, a, na)) atomic_abort(&af), ok = false;
+    if (ok && atomic_commit(&af, &err) != VLP_OK) ok = false;
+    free(a);
+    if (ok) fprintf(stderr, "copied the model's tokenizer to %s\n", dst);
+    else
+        fprintf(stderr, "warning: could not write %s (%s): give --vocab %s with the int8 model\n", dst,
+                err.message[0] ? err.message : "write failed", src);
 }
 
 typedef struct quantize_args {
@@ -103,6 +110,9 @@ int cmd_quantize(int argc, char **argv) {
     int prc = opts_parse(&spec, argc, argv, NULL, NULL);
     if (prc) return prc == 1 ? 0 : 2;
     if (!output_writable(q.out, "quantize")) return 1; /* before the work */
+    char tok_src[4096], tok_dst[4096];
+    bool copy_tok = false;
+    if (q.m.model && tokenizer_plan(q.m.model, q.m.o.vocab, q.out, tok_src, tok_dst, sizeof tok_src, &copy_tok)) return 1;
     model_args a = q.m;
     const char *out = q.out;
     long check = q.check;
@@ -129,7 +139,7 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "vlp quantize: %s\n", tool_error_text(&err, buf, sizeof buf));
         goto done;
     }
-    keep_tokenizer(a.model, a.o.vocab, out);
+    if (copy_tok) copy_tokenizer(tok_src, tok_dst);
     struct stat in_st, out_st;
     if (stat(a.model, &in_st) == 0 && stat(out, &out_st) == 0)
         fprintf(stderr, "wrote %s: %.1f MiB (the fp32 file: %.1f MiB)\n", out, out_st.st_size / 1048576.0,

@@ -45,7 +45,8 @@ typedef struct embed_args {
 
 static const opt_desc embed_opts[] = {
     {NULL, "-i", "--images", "LIST", &opt_string, offsetof(embed_args, images), 0, 0, 0,
-     "image paths, one a line ('-': stdin)", NULL},
+     "image paths, one a line ('-': stdin); relative ones are relative to the list's directory, as a "
+     "table's", NULL},
     {NULL, "-T", "--texts", "FILE", &opt_string, offsetof(embed_args, texts), 0, 0, 0,
      "texts, one a line ('-': stdin)", NULL},
     {NULL, "-o", "--out", "FILE", &opt_string, offsetof(embed_args, out), 0, 0, OPT_REQUIRED,
@@ -75,6 +76,7 @@ int cmd_embed(int argc, char **argv) {
     int n = 0;
     char **items = read_lines(images ? images : texts, false, &n);
     if (!items) return 1;
+    if (images && !paths_beside(images, items, n)) return free_lines(items, n), 1;
     if (n == 0) {
         fprintf(stderr, "vlp embed: %s holds no %s (one a line)\n", images ? images : texts, images ? "image path" : "text");
         free_lines(items, n);

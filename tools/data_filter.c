@@ -247,9 +247,6 @@ static const opt_desc filter_table[] = {
     F("--min-side", "PX", opt_long, o.min_side, 0, 1 << 20, "remove images whose shorter side is smaller (0: off)"),
     F("--max-aspect", "R", opt_double, o.max_aspect, 0, 1e6,
       "remove images whose longer side is more than R times the shorter (0: off)"),
-    F("--score-model", "FILE", opt_string, m.model, 0, 0,
-      "score each sample by the cosine of its image and caption embeddings under this model (any model "
-      "vlp loads; the model options below apply)"),
     F("--min-score", "S", opt_double, o.min_score, -1, 1,
       "keep samples scoring at least S (DataComp, OpenAI ViT-B/32: 0.28; -2: off)"),
     F("--keep-fraction", "F", opt_double, o.keep_fraction, 0, 1,
@@ -266,8 +263,8 @@ int data_filter(int argc, char **argv) {
                                 {filter_table, (int)(sizeof filter_table / sizeof *filter_table), &fa},
                                 MODEL_GROUP(&fa.m)};
     const cmd_spec spec = {
-        .name = "data filter", .usage = "vlp data filter --data SPEC --out OUT [rules] [--score-model M ...]",
-        .about = "Removes samples by simple rules (undecodable images always), and with --score-model\n"
+        .name = "data filter", .usage = "vlp data filter --data SPEC --out OUT [rules] [--model M ...]",
+        .about = "Removes samples by simple rules (undecodable images always), and with --model\n"
                  "by their CLIP score, the cosine of the image's and the caption's embeddings (DataComp's\n"
                  "CLIP-score baselines). Two passes: scores are kept on disk beside the output, so\n"
                  "memory is one batch of images and the model whatever the pool's size. The report\n"
@@ -280,10 +277,10 @@ int data_filter(int argc, char **argv) {
     const char *scores_out = fa.scores_out;
     if (rc) return rc == 1 ? 0 : 2;
     bool by_score = r.o.min_score > -2 || r.o.keep_fraction > 0;
-    if (by_score && !a.model) return fprintf(stderr, "vlp data filter: --min-score and --keep-fraction need --score-model\n"), 2;
+    if (by_score && !a.model) return fprintf(stderr, "vlp data filter: --min-score and --keep-fraction need --model\n"), 2;
     if (r.o.min_score > -2 && r.o.keep_fraction > 0)
         return fprintf(stderr, "vlp data filter: give --min-score or --keep-fraction, not both\n"), 2;
-    if (scores_out && !a.model) return fprintf(stderr, "vlp data filter: --scores needs --score-model\n"), 2;
+    if (scores_out && !a.model) return fprintf(stderr, "vlp data filter: --scores needs --model\n"), 2;
     if (!curate_model_open(&r.m, &a, "filter")) return curate_model_free(&r.m), 1;
     if (r.m.model) {
         r.txt_emb = malloc(sizeof(float) * (size_t)r.m.batch.B * r.m.batch.E);

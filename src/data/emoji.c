@@ -1,4 +1,5 @@
 #include "data/emoji.h"
+#include "vlp.h"
 #include "core/error.h"
 #include "data/image.h"
 
@@ -202,8 +203,11 @@ vlp_err emoji_load(const char *dir, const char *vendor_list, emoji_set *out, vlp
     snprintf(path, sizeof path, "%s/emoji.json", dir);
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
-    VLP_CHECK(root || je.line >= 0, err, VLP_ERR_IO, "%s (get the data with scripts/get-data.sh)",
-              je.text);
+    if (!root && je.line < 0) {
+        char hint[4400];
+        emoji_fetch_hint(dir, hint, sizeof hint);
+        VLP_FAIL(err, VLP_ERR_IO, "%s: the emoji corpus is not there (%s)", path, hint);
+    }
     VLP_CHECK_FORMAT(root, err, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     vlp_err rc = VLP_OK;
     if (!json_is_array(root))
@@ -220,4 +224,12 @@ vlp_err emoji_load(const char *dir, const char *vendor_list, emoji_set *out, vlp
         rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: no images for '%s'", path, vendor_list);
     if (rc != VLP_OK) emoji_free(out);
     return rc;
+}
+
+void emoji_fetch_hint(const char *dir, char *buf, size_t n) {
+    char script[4096];
+    vlp_error e = {0};
+    if (vlp_data_file("scripts/get-data.sh", script, sizeof script, &e) == VLP_OK)
+        snprintf(buf, n, "'sh %s %s' fetches it, with npm", script, dir);
+    else snprintf(buf, n, "vlp's scripts/get-data.sh %s fetches it, with npm", dir);
 }

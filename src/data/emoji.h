@@ -34,5 +34,9 @@ const char *emoji_coarse_caption(const char *caption);
 
 /* vendors: comma-separated, e.g. "google,apple,facebook". */
 vlp_err emoji_load(const char *dir, const char *vendors, emoji_set *out, vlp_error *err);
+/* How to fetch the corpus into dir, for messages: the fetch script where vlp
+ * finds it (the source tree's, or the installed share/vlp/scripts/get-data.sh)
+ * as a command to run */
+void emoji_fetch_hint(const char *dir, char *buf, size_t n);
 void emoji_free(emoji_set *s);
 #endif

@@ -769,10 +769,13 @@ static vlp_err setup(run *r, vlp_error *err) {
     if (!c->train_data) {
         char probe[4200];
         snprintf(probe, sizeof probe, "%s/emoji.json", c->data);
-        VLP_CHECK_ARG(access(probe, R_OK) == 0, err,
-                      "give the training pairs with --train-data (a .tsv/.csv or WebDataset shards); "
-                      "without it vlp trains on the emoji corpus, which is not at %s "
-                      "(scripts/get-data.sh %s fetches it)", c->data, c->data);
+        if (access(probe, R_OK) != 0) {
+            char hint[4400];
+            emoji_fetch_hint(c->data, hint, sizeof hint);
+            VLP_FAIL(err, VLP_ERR_ARG,
+                     "give the training pairs with --train-data (a .tsv/.csv or WebDataset shards); without it "
+                     "vlp trains on the emoji corpus, which is not at %s (%s)", c->data, hint);
+        }
         say(r, "loading emoji images of %s from %s", c->vendors, c->data);
         VLP_TRY(emoji_load(c->data, c->vendors, &r->train, err));
     }
