@@ -58,4 +58,8 @@ tap_grep "classify --help lists --image" classify-help.log "--image F"
 "$vlp" eval --help > eval-help.log 2>&1
 tap_grep "eval --help lists --zeroshot" eval-help.log "--zeroshot "
 tap_grep "eval --help lists --linear-probe" eval-help.log "--linear-probe"
+# a flag renamed by this vocabulary is answered with its new name
+"$vlp" data filter --data p.tsv --out k.tsv --score-model m > renamed.log 2>&1
+tap_if "an old flag: exit 2" renamed.log [ $? -eq 2 ]
+tap_grep "and its new name" renamed.log "vlp data filter: unknown option '--score-model': it is --model now"
 tap_end

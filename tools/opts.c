@@ -38,6 +38,19 @@ static const opt_desc *lookup(const cmd_spec *c, const char *flag, int *group) {
     return NULL;
 }
 
+/* Flags renamed so that each has one meaning (docs/cli.md): an old one is
+ * answered with its new name where the command has it, for scripts written
+ * before */
+static const char *const RENAMED[][2] = {
+    {"--score-model", "--model"}, {"--eps", "--dedup-eps"},     {"--per-class-json", "--class-accuracy"},
+    {"-b", "--encode-batch"},     {"--batch", "--encode-batch"}, {"--data", "--emoji-dir"},
+    {"-d", "--emoji-dir"},        {"-i", "--data"},              {"-i", "--captions"},
+    {"-k", "--shots"},            {"-k", "--beam"},              {"-n", "--names"},
+    {"-n", "--samples-per-shard"}, {"-n", "--merges"},           {"-m", "--merges"},
+    {"-m", "--metadata"},         {"-c", "--context-length"},    {"-c", "--concepts"},
+    {"-t", "--t"},
+};
+
 static bool is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
 
 /* --list-options (not in --help: for docs/cli.md and the test that a flag
@@ -111,6 +124,14 @@ int opts_parse(const cmd_spec *c, int argc, char **argv, char **words, int *nwor
         const opt_desc *d = lookup(c, a, &g);
         bool extra = !d && c->extra_is && c->extra_is(a);
         if (!d && !extra) {
+            int rg;
+            for (size_t r = 0; r < sizeof RENAMED / sizeof *RENAMED; r++)
+                if (!strcmp(a, RENAMED[r][0]) && lookup(c, RENAMED[r][1], &rg)) {
+                    fprintf(stderr, "vlp %s: unknown option '%s': it is %s now (docs/cli.md)\n", cmd, a, RENAMED[r][1]);
+                    bad = 1;
+                    break;
+                }
+            if (bad) break;
             fprintf(stderr, "vlp %s: unknown option '%s' (try --help)\n", cmd, a);
             bad = 1;
             break;
