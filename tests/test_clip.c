@@ -473,6 +473,60 @@ static void test_config_errors(void **state) {
  * mlp_ratio (int(width * ratio)), and parameter counts equal to open_clip's
  * (its model table, in millions to two decimals; ViT-B-32 and ViT-L-14 to the
  * parameter) */
+/* A config written into a checkpoint reads back to the same shapes: every
+ * shipped config, and a sweep of widths and MLP widths that no ratio with
+ * few digits gives (issue 31: 123 on 120 was written 1.025, read as 122). */
+static void same_shapes(const clip_config *a, const clip_config *b) {
+    assert_int_equal(a->embed_dim, b->embed_dim);
+    assert_memory_equal(&a->text, &b->text, sizeof a->text);
+    assert_int_equal(a->vision.width, b->vision.width);
+    assert_int_equal(a->vision.mlp_width, b->vision.mlp_width);
+    assert_int_equal(a->vision.heads, b->vision.heads);
+    assert_int_equal(a->vision.layers, b->vision.layers);
+    assert_memory_equal(&a->multimodal, &b->multimodal, sizeof a->multimodal);
+    assert_memory_equal(&a->mae, &b->mae, sizeof a->mae);
+}
+
+static void round_trip(const clip_config *c) {
+    vlp_error err = {0};
+    char *json = clip_config_to_json(c);
+    assert_non_null(json);
+    clip_config back;
+    check(clip_config_parse(json, "round-trip.json", &back, &err), &err);
+    free(json);
+    same_shapes(c, &back);
+}
+
+static void test_config_round_trip(void **state) {
+    vlp_error err = {0};
+    int n;
+    char **names = clip_config_names(&n);
+    assert_true(n >= 10);
+    for (int i = 0; i < n; i++) {
+        clip_config c;
+        check(clip_config_resolve(names[i], &c, NULL, 0, &err), &err);
+        round_trip(&c);
+    }
+    clip_config_names_free(names, n);
+    clip_config c;
+    check(clip_config_resolve("tiny", &c, NULL, 0, &err), &err);
+    int checked = 0;
+    for (int w = 8; w <= 2048; w += 8) {
+        int mlps[] = {(int)(w * 1.03125), w + 1, 2 * w - 1, (int)(w * 4.3687), w * 4, (int)(w * 8 / 3.0)};
+        for (size_t k = 0; k < sizeof mlps / sizeof *mlps; k++) {
+            c.vision.width = c.text.width = w;
+            c.vision.heads = c.text.heads = 1;
+            c.vision.mlp_width = c.text.mlp_width = mlps[k];
+            round_trip(&c);
+            checked++;
+        }
+    }
+    /* ViT-g's width 1408 with MLP 6144 (ratio 48/11) */
+    c.vision.width = 1408, c.vision.heads = 16, c.vision.mlp_width = 6144;
+    round_trip(&c);
+    assert_int_equal(checked, 256 * 6);
+}
+
 static void test_configs_by_name(void **state) {
     static const struct {
         const char *name;
@@ -548,7 +602,7 @@ int main(void) {
         cmocka_unit_test(test_smaller_batch_after_reserve),
         cmocka_unit_test(test_init_statistics),
         cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_configs_by_name),
+        cmocka_unit_test(test_configs_by_name), cmocka_unit_test(test_config_round_trip),
     };
     return cmocka_run_group_tests_name("clip", tests, NULL, NULL);
 }

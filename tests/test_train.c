@@ -324,6 +324,51 @@ static void test_resume_drops_later_metrics(void **state) {
     remove_dir(d);
 }
 
+/* latest.state rewritten with one metadata value replaced */
+static void tamper_state(const char *dir, const char *key, const char *value) {
+    static const char *const keys[] = {"format", "version", "step", "epoch", "index", "checkpoint", "options", "world"};
+    char path[256], tmp[300];
+    snprintf(path, sizeof path, "%s/latest.state", dir);
+    snprintf(tmp, sizeof tmp, "%s/tampered.state", dir);
+    st_file *f;
+    vlp_error err = {0};
+    check(st_open(path, &f, &err), &err);
+    st_meta meta[8];
+    for (int i = 0; i < 8; i++) meta[i] = (st_meta){keys[i], strcmp(keys[i], key) ? st_meta_get(f, keys[i]) : value};
+    st_tensor ts[2] = {*st_at(f, 0), *st_at(f, 1)};
+    check(st_write(tmp, ts, 2, meta, 8, &err), &err);
+    st_close(f);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+/* a state whose numbers no run makes, or whose checkpoint is no file name, is
+ * refused by name (issue 31: an epoch near 2^63 overflowed epoch + 1) */
+static void test_resume_refuses_bad_state(void **state) {
+    train_opts o = small_opts();
+    static const char *const cases[][3] = {
+        {"epoch", "9223372036854775807", "metadata \"epoch\" is '9223372036854775807', not a whole number in 0.."},
+        {"epoch", "99999999999999999999", "metadata \"epoch\" is '99999999999999999999'"},
+        {"step", "1099511627777", "metadata \"step\" is '1099511627777', not a whole number in 0..1099511627776"},
+        {"index", "-1", "metadata \"index\" is '-1'"},
+        {"checkpoint", "", "metadata \"checkpoint\" is missing or not a file name"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char *d = make_dir();
+        fixture f;
+        fixture_init(&f, &o, o.seed, d, 32);
+        vlp_error err = {0};
+        train_steps(f.t, 1, NULL);
+        check(trainer_save(f.t, 2, NULL, 0, &err), &err);
+        fixture_free(&f);
+        tamper_state(d, cases[k][0], cases[k][1]);
+        fixture_init(&f, &o, o.seed, d, 32);
+        assert_int_equal(trainer_resume(f.t, &err), VLP_ERR_FORMAT);
+        if (!strstr(err.message, cases[k][2])) fail_msg("%s: '%s'", cases[k][0], err.message);
+        fixture_free(&f);
+        remove_dir(d);
+    }
+}
+
 /* ---- accumulation --------------------------------------------------------------------- */
 
 /* 4 micro-batches give the whole batch's loss and gradient: CLIP, CoCa
@@ -891,6 +936,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_keys_match_torch_module),
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_resume_drops_later_metrics),
+        cmocka_unit_test(test_resume_refuses_bad_state),
         cmocka_unit_test(test_accumulation_gives_full_batch_gradient),
         cmocka_unit_test(test_coca_accumulation),
         cmocka_unit_test(test_textlm_accumulation),

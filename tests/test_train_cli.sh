@@ -108,6 +108,14 @@ refuse "training data that is not there" "no-such-pairs.tsv" --train-data no-suc
     { ls -la x7 >> refused.log; tap_not_ok "a new run that fails in its set-up takes its directory away" refused.log; }
 refuse "--model-config on resume" "--model-config applies to a new run" --out cut --resume --model-config ViT-B-32
 refuse "locking the tower on resume" "--lock-image off, not on" --out cut --resume --lock-image
+# a run directory's data.json holds no value the flag would refuse (issue 31, item 2)
+cp -r cut badjson
+sed 's/"crop_scale": [0-9.e-]*/"crop_scale": -1/' cut/data.json > badjson/data.json
+refuse "data.json's crop_scale out of --crop-scale's range" \
+    'badjson/data.json: "crop_scale" is -1; --crop-scale takes a number in [0.01, 1]' --out badjson --resume
+sed 's/"shuffle_buffer": [0-9]*/"shuffle_buffer": 2147483647/' cut/data.json > badjson/data.json
+refuse "data.json's shuffle_buffer out of range, before a huge allocation" \
+    '"shuffle_buffer" is 2147483647; --shuffle-buffer takes a whole number in [0, 1.67772e+07]' --out badjson --resume
 
 # 4. the trained model in the other commands
 m="--model r/latest.safetensors"

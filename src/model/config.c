@@ -251,6 +251,17 @@ vlp_err clip_config_load(const char *path, clip_config *out, vlp_error *err) {
     return e;
 }
 
+/* The mlp_ratio to write for an MLP width: the width is the fact, and
+ * open_clip (and get_ratio) read int(width * mlp_ratio). mlp_width / width
+ * where that reads back (4.0 for open_clip's own configs), else the middle
+ * of the interval that does: 123 wide on 120 is written 1.0291..., not
+ * 1.025, which read back as 122. */
+static double ratio_of(int mlp_width, int width) {
+    double r = (double)mlp_width / width;
+    if ((int)(width * r) == mlp_width) return r;
+    return (mlp_width + 0.5) / width;
+}
+
 char *clip_config_to_json(const clip_config *c) {
     const clip_vision_cfg *v = &c->vision;
     const clip_text_cfg *t = &c->text;
@@ -258,9 +269,9 @@ char *clip_config_to_json(const clip_config *c) {
         "{s:i, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i, s:f}}",
         "embed_dim", c->embed_dim, "quick_gelu", c->quick_gelu, "vision_cfg", "image_size",
         v->image_size, "patch_size", v->patch_size, "width", v->width, "layers", v->layers,
-        "heads", v->heads, "mlp_ratio", (double)v->mlp_width / v->width, "text_cfg",
+        "heads", v->heads, "mlp_ratio", ratio_of(v->mlp_width, v->width), "text_cfg",
         "context_length", t->context_length, "vocab_size", t->vocab_size, "width", t->width,
-        "heads", t->heads, "layers", t->layers, "mlp_ratio", (double)t->mlp_width / t->width);
+        "heads", t->heads, "layers", t->layers, "mlp_ratio", ratio_of(t->mlp_width, t->width));
     if (!root) return NULL;
     if (c->has_logit_scale_init)
         json_object_set_new(root, "init_logit_scale", json_real(c->init_logit_scale));
@@ -277,14 +288,14 @@ char *clip_config_to_json(const clip_config *c) {
         json_object_set_new(root, "multimodal_cfg",
                             json_pack("{s:i, s:i, s:i, s:f, s:i, s:i}", "width", mc->width, "heads",
                                       mc->heads, "layers", mc->layers, "mlp_ratio",
-                                      (double)mc->mlp_width / mc->width, "context_length",
+                                      ratio_of(mc->mlp_width, mc->width), "context_length",
                                       t->context_length, "vocab_size", t->vocab_size));
     const clip_mae_cfg *ac = &c->mae;
     if (ac->layers > 0)
         json_object_set_new(root, "mae_cfg",
                             json_pack("{s:i, s:i, s:i, s:f}", "width", ac->width, "heads",
                                       ac->heads, "layers", ac->layers, "mlp_ratio",
-                                      (double)ac->mlp_width / ac->width));
+                                      ratio_of(ac->mlp_width, ac->width)));
     char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(4));
     json_decref(root);
     return s;

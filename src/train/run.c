@@ -90,9 +90,9 @@ const opt_desc run_opt_table[] = {
       "start the image tower from a checkpoint (visual.* tensors)"),
     R("out", "-o", "--out", "DIR", opt_string, out, 0, 0, 0, "run directory"),
     R("workers", NULL, "--workers", "N", opt_long, workers, 1, 64, 0, "decode threads"),
-    R("eval_every", NULL, "--eval-every", "N", opt_long, eval_every, 0, 1099511627776.0, 0,
+    R("eval_every", NULL, "--eval-every", "N", opt_long, eval_every, 0, (double)TRAIN_MAX_STEPS, 0,
       "steps between evals, 0 = only at the end"),
-    R("save_every", NULL, "--save-every", "N", opt_long, save_every, 0, 1099511627776.0, 0,
+    R("save_every", NULL, "--save-every", "N", opt_long, save_every, 0, (double)TRAIN_MAX_STEPS, 0,
       "steps between checkpoints, 0 = only at the end"),
     R("keep", NULL, "--keep", "N", opt_long, keep, 1, 1000, 0, "checkpoints kept"),
     R("resume", "-r", "--resume", NULL, opt_switch, resume, 0, 0, 0,
@@ -376,8 +376,14 @@ static vlp_err resume_data(run *r, vlp_error *err) {
             VLP_TRY(rc);
         }
         if (given) continue;
-        VLP_CHECK_FORMAT(opt_from_json(f, c, v), err, "%s: \"%s\" has a value of the wrong type or range",
-                         path, f->key);
+        if (!opt_from_json(f, c, v)) { /* the ranges and types of the flag that set it */
+            char *got = json_dumps(v, JSON_ENCODE_ANY), range[96] = "";
+            if (f->lo != 0 || f->hi != 0) snprintf(range, sizeof range, " in [%g, %g]", f->lo, f->hi);
+            vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: \"%s\" is %s; %s takes %s%s", path, f->key,
+                          got ? got : "?", f->flag, f->type->what, range);
+            free(got);
+            return VLP_ERR_FORMAT;
+        }
     }
     return VLP_OK;
 }

@@ -35,6 +35,10 @@
 #include "train/objective.h"
 #include "train/optim.h"
 
+/* the most steps a run may take (--steps, --warmup, the state's step and
+ * epoch): 2^40, far beyond any run, and far from overflowing a counter */
+#define TRAIN_MAX_STEPS ((int64_t)1 << 40)
+
 /* The options of a run. Everything here changes the math and is recorded
  * in the training state; a resumed run must give the same values, except
  * `steps` (train_opts_resume). */
