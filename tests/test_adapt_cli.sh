@@ -113,4 +113,11 @@ tap_grep "--prompts or --templates, not both" bad10.log "--prompts and --templat
 tap_grep "CoOp with no context: nothing to learn, said before reading" bad11.log "has nothing to learn"
 "$vlp" adapt --method linear-probe --wd 0.1 $model --data pairs.tsv --label-key colour --out x.safetensors > bad12.log 2>&1
 tap_grep "the probe takes only --l2" bad12.log "(only --l2)"
+# a class whose name is not UTF-8 is refused before the work (issue 31: the
+# prompt file lost it and loaded with a class missing)
+mkdir -p latin/red latin/green "latin/caf$(printf '\351')"
+for d in red green "caf$(printf '\351')"; do cp "$(sed -n 2p pairs.tsv | cut -f1)" "latin/$d/a.png"; done
+"$vlp" adapt --method coop $model --data latin --shots 1 --epochs 1 --out latin.safetensors > latin.log 2>&1
+tap_if "a class name that is not UTF-8: exit 1, no file" latin.log [ $? = 1 -a ! -e latin.safetensors ]
+tap_grep "and the class is named" latin.log "is not UTF-8 text, and a prompt file keeps its classes' names as JSON"
 tap_end

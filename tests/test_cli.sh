@@ -215,4 +215,9 @@ tap_check "embed a list of paths relative to its own directory, from elsewhere" 
     --images lists/rel.txt --out rel.npy
 tap_check "the same image by its absolute path" abs.log "$vlp" embed $m --images abs.txt --out abs.npy
 tap_if "the same embedding" rel.log cmp rel.npy abs.npy
+# a caption that is not UTF-8 goes into a shard repaired, not as an empty {} (issue 31)
+printf 'filepath\ttitle\n%s\tcaf\351 au lait\n' "$ref/img_src.png" > latin.tsv
+tap_check "shards of a Latin-1 caption" latin-sh.log "$vlp" data shards --data latin.tsv --out latin/s
+tap_check "read back" latin-st.log "$vlp" data stats --data latin/s-00000.tar
+tap_grep "the sample is there" latin-st.log "latin/s-00000.tar: 1 samples, 0 rows/members skipped"
 tap_end

@@ -155,4 +155,10 @@ printf 'filepath\ttitle\nnone1.png\ta cat\nnone2.png\ta dog\n' > missing.tsv
 "$vlp" train --train-data missing.tsv --model-config tiny --out missing-run --steps 2 > missing.log 2>&1
 tap_if "training data without a usable sample: exit 1, the first skipped row named" missing.log \
     [ $? = 1 -a "$(grep -c 'missing.tsv: no usable sample (2 skipped; the first: missing.tsv:2' missing.log)" = 1 ]
+# a training set whose path is not UTF-8 cannot be recorded in data.json: refused
+# before training (issue 31: data.json lost it, and --resume read another set)
+cp pairs.tsv "caf$(printf '\351').tsv"
+refuse "a path that is not UTF-8" "is not UTF-8 text, and the run records it in latin/data.json (JSON); rename it" \
+    --train-data "caf$(printf '\351').tsv" --out latin $common --steps 1
+tap_if "and no run directory is left" refused.log [ ! -e latin ]
 tap_end

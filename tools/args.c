@@ -29,7 +29,7 @@ char **read_lines(const char *path, bool keep_empty, int *n) {
     char **v;
     vlp_error err = {0};
     if (read_text_lines(path, keep_empty, &v, n, &err) == VLP_OK) return v;
-    fprintf(stderr, "%s\n", err.message);
+    fprintf(stderr, "vlp: %s\n", err.message);
     return NULL;
 }
 

@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "interrupt.h"
+#include "io/json_text.h"
 #include "opts.h"
 #include "commands.h"
 #include "progress.h"
@@ -210,9 +211,12 @@ static int data_shards(int argc, char **argv) {
             continue;
         }
         json_t *j = json_object();
-        json_object_set_new(j, caption_key, json_string(r.caption));
-        if (alt_key && r.alt_caption) json_object_set_new(j, alt_key, json_string(r.alt_caption));
-        char *text = json_dumps(j, JSON_COMPACT);
+        /* captions are free text: bytes that are not UTF-8 become U+FFFD, as
+         * the tokenizer reads them (jansson would drop the field) */
+        vlp_err je = json_put(j, caption_key, json_text_repaired(r.caption), r.what, &err);
+        if (je == VLP_OK && alt_key && r.alt_caption)
+            je = json_put(j, alt_key, json_text_repaired(r.alt_caption), r.what, &err);
+        char *text = je == VLP_OK ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         char name[64];
         snprintf(name, sizeof name, "%09ld.%s", n, ext);

@@ -2,6 +2,7 @@
  * chunks, the loss, SGD, the file. The methods are in coop.c, cocoop.c and
  * maple.c; their table is here. */
 #include "adapt/prompt.h"
+#include "io/json_text.h"
 #include "core/error.h"
 #include "model/init.h"
 #include "ops/gemm.h"
@@ -274,6 +275,13 @@ static vlp_err create(prompt_learner **out, const prompt_method *me, const promp
 
 vlp_err prompt_create(prompt_learner **out, const prompt_method *me, const prompt_cfg *cfg, clip_model *m,
                       const text_tokenizer *tok, const char *const *classes, int C, vlp_error *err) {
+    *out = NULL;
+    /* the file keeps the class names as JSON, which holds only UTF-8: said
+     * now, not after the training */
+    for (int c = 0; c < C; c++)
+        VLP_CHECK_ARG(utf8_valid(classes[c]), err,
+                      "class '%s' is not UTF-8 text, and a prompt file keeps its classes' names as JSON; "
+                      "rename its folder or label", classes[c]);
     vlp_err rc = create(out, me, cfg, m, tok, classes, C, err);
     if (rc != VLP_OK) {
         prompt_free(*out);
@@ -501,7 +509,8 @@ vlp_err prompt_save(const prompt_learner *pl, const char *path, const st_meta *e
     st_tensor *t = calloc((size_t)pl->nparams + 1, sizeof *t);
     st_meta *meta = calloc((size_t)nextra + 9, sizeof *meta);
     json_t *cls = json_array();
-    for (int c = 0; cls && c < pl->C; c++) json_array_append_new(cls, json_string(pl->classes[c]));
+    for (int c = 0; cls && c < pl->C; c++)
+        if (json_array_append_new(cls, json_string(pl->classes[c])) != 0) json_decref(cls), cls = NULL;
     char *classes = cls ? json_dumps(cls, JSON_COMPACT) : NULL;
     json_decref(cls);
     if (!t || !meta || !classes) {

@@ -1,4 +1,5 @@
 #include "curate/pool.h"
+#include "io/json_text.h"
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/image.h"
@@ -175,28 +176,6 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
     return VLP_OK;
 }
 
-/* a json string must be UTF-8: each byte that does not start a valid
- * sequence becomes U+FFFD, as the tokenizer reads it (malloc'd, or NULL) */
-static char *valid_utf8(const char *s) {
-    size_t n = strlen(s);
-    char *out = malloc(3 * n + 1), *o = out;
-    if (!out) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        int len = u[i] < 0x80 ? 1 : (u[i] >> 5) == 6 ? 2 : (u[i] >> 4) == 14 ? 3 : (u[i] >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + (size_t)len <= n;
-        for (int k = 1; ok && k < len; k++) ok = (u[i + k] & 0xC0) == 0x80;
-        if (ok && len > 1) { /* overlong forms, surrogates and values above U+10FFFF are not UTF-8 */
-            uint32_t c = u[i] & (0x7F >> len);
-            for (int k = 1; k < len; k++) c = c << 6 | (u[i + k] & 0x3F);
-            ok = c >= (len == 2 ? 0x80u : len == 3 ? 0x800u : 0x10000u) && c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF);
-        }
-        if (ok) memcpy(o, u + i, (size_t)len), o += len, i += (size_t)len;
-        else memcpy(o, "\xEF\xBF\xBD", 3), o += 3, i++;
-    }
-    *o = '\0';
-    return out;
-}
 
 /* a TSV field cannot hold a tab or a line break: they become spaces */
 static void write_tsv_field(FILE *fp, const char *f) {
@@ -235,7 +214,7 @@ static vlp_err add_members(pool_writer *w, const pool_sample *s, vlp_error *err)
         json_t *j = json_object();
         for (int k = 0; j && k < w->in->ncols; k++) {
             if (k == w->in->image_col) continue;
-            char *key = valid_utf8(w->in->columns[k]), *val = valid_utf8(s->fields[k]);
+            char *key = utf8_repaired(w->in->columns[k]), *val = utf8_repaired(s->fields[k]);
             if (key && val) json_object_set_new(j, key, json_string(val));
             else json_decref(j), j = NULL;
             free(key), free(val);
@@ -248,19 +227,20 @@ static vlp_err add_members(pool_writer *w, const pool_sample *s, vlp_error *err)
         free(text);
         VLP_TRY(rc);
     } else {
-        /* the members as they were; a name ustar cannot hold (100 bytes and
-         * more: a key from a long path) renames the sample's members to its
-         * index, so they stay one sample */
-        bool rename = false;
-        for (int i = 0; i < s->nmembers; i++) rename = rename || strlen(s->members[i].name) >= TAR_NAME_MAX;
+        /* the members under a key made unique by the sample's index in the
+         * output, INDEX_KEY: two kept samples with one key from two input
+         * shards (most writers number from 000000000 in each) would
+         * otherwise stand side by side and be read as one. A name ustar
+         * cannot hold (a key from a long path) keeps the index alone. */
+        bool long_key = false;
+        for (int i = 0; i < s->nmembers; i++) long_key = long_key || strlen(s->members[i].name) + 11 >= TAR_NAME_MAX;
         for (int i = 0; i < s->nmembers; i++) {
-            char name[64], key[MAX_KEY];
+            char name[TAR_NAME_MAX + 64], key[MAX_KEY];
             const char *ext;
-            if (rename) {
-                wds_split_key(s->members[i].name, key, sizeof key, &ext);
-                snprintf(name, sizeof name, "%09lld.%.40s", (long long)w->written, ext);
-            }
-            VLP_TRY(tar_add(&w->tar, rename ? name : s->members[i].name, s->members[i].data, s->members[i].len, err));
+            wds_split_key(s->members[i].name, key, sizeof key, &ext);
+            if (long_key) snprintf(name, sizeof name, "%09lld.%.40s", (long long)w->written, ext);
+            else snprintf(name, sizeof name, "%09lld_%.100s.%.40s", (long long)w->written, key, ext);
+            VLP_TRY(tar_add(&w->tar, name, s->members[i].data, s->members[i].len, err));
         }
     }
     if (++w->in_shard == w->per_shard) {

@@ -1,4 +1,5 @@
 #include "io/safetensors.h"
+#include "io/json_text.h"
 #include "core/error.h"
 #include "io/atomic.h"
 
@@ -33,8 +34,13 @@ vlp_err st_write(const char *path, const st_tensor *ts, int count, const st_meta
     vlp_err rc = VLP_OK;
     if (nmeta > 0) {
         json_t *m = json_object();
-        for (int i = 0; m && i < nmeta; i++) json_object_set_new(m, meta[i].key, json_string(meta[i].value));
-        json_object_set_new(hdr, "__metadata__", m);
+        for (int i = 0; m && rc == VLP_OK && i < nmeta; i++) rc = json_set_exact(m, meta[i].key, meta[i].value, path, err);
+        if (rc == VLP_OK) rc = json_put(hdr, "__metadata__", m, path, err);
+        else json_decref(m);
+        if (rc != VLP_OK) {
+            json_decref(hdr);
+            return rc;
+        }
     }
     uint64_t off = 0;
     for (int i = 0; i < count; i++) {

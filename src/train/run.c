@@ -22,6 +22,7 @@
 #include "data/stream_loader.h"
 #include "eval/eval.h"
 #include "io/atomic.h"
+#include "io/json_text.h"
 #include "io/safetensors.h"
 #include "model/clip_io.h"
 #include "model/clip_pretrained.h"
@@ -319,21 +320,32 @@ static json_t *record_value(const opt_desc *d, const run_opts *c) {
 /* run/data.json, atomically: the data entries of the table, then the
  * reference models of the objective's options (coca's --prior-ref) */
 static vlp_err write_data_record(const run *r, vlp_error *err) {
-    json_t *j = json_object(), *models = json_object();
-    for (int i = 0; j && i < run_opt_count; i++)
-        if ((run_opt_table[i].flags & OPT_DATA) && !(run_opt_table[i].flags & OPT_ALIAS))
-            json_object_set_new(j, run_opt_table[i].key, record_value(&run_opt_table[i], &r->opts));
-    const objective *obj = r->opts.o.objective;
-    for (int i = 0; models && i < obj->noptions; i++)
-        if (r->model_path[i]) json_object_set_new(models, obj->options[i].d.key, json_string(r->model_path[i]));
-    if (j) json_object_set_new(j, "models", models);
-    else json_decref(models);
-    char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : NULL;
-    json_decref(j);
-    VLP_CHECK_ALLOC(text, err, 1024);
     char path[4200];
     snprintf(path, sizeof path, "%s/" DATA_FILE, r->opts.out);
-    vlp_err rc = write_text(path, text, err);
+    json_t *j = json_object(), *models = json_object();
+    vlp_err rc = j && models ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s", path);
+    for (int i = 0; rc == VLP_OK && i < run_opt_count; i++) {
+        const opt_desc *d = &run_opt_table[i];
+        if (!(d->flags & OPT_DATA) || (d->flags & OPT_ALIAS)) continue;
+        const char *text = d->type == &opt_string ? *(const char *const *)((const char *)&r->opts + d->off) : NULL;
+        /* a path or key that is not UTF-8 cannot be recorded, and a run that
+         * cannot be resumed is refused before it trains */
+        if (text && !utf8_valid(text))
+            rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
+                               "%s '%s' is not UTF-8 text, and the run records it in %s (JSON); rename it", d->flag,
+                               text, path);
+        else rc = json_put(j, d->key, record_value(d, &r->opts), path, err);
+    }
+    const objective *obj = r->opts.o.objective;
+    for (int i = 0; rc == VLP_OK && i < obj->noptions; i++)
+        if (r->model_path[i]) rc = json_set_exact(models, obj->options[i].d.key, r->model_path[i], path, err);
+    if (rc == VLP_OK) rc = json_put(j, "models", models, path, err), models = NULL;
+    json_decref(models);
+    char *text = rc == VLP_OK ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : NULL;
+    json_decref(j);
+    VLP_TRY(rc);
+    VLP_CHECK_ALLOC(text, err, 1024);
+    rc = write_text(path, text, err);
     free(text);
     return rc;
 }
