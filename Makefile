@@ -55,11 +55,12 @@ BENCHES := $(BUILD)/bench/ops $(BUILD)/bench/gemm $(BUILD)/bench/dist $(BUILD)/b
 TOOL_SUPPORT := tools/blas_env.c
 
 ifeq ($(MODE),asan)
-  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  # float-cast-overflow: -fsanitize=undefined leaves it out (a NaN or huge double cast to int)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
 else ifeq ($(MODE),fuzz)
   # the fuzz targets' library: clang, coverage for libFuzzer, sanitizers
   CC := clang
-  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow,fuzzer-no-link -fno-sanitize-recover=all
 else ifeq ($(MODE),release)
   OPT := -O3 -g $(if $(ARCH),-march=$(ARCH))
 else

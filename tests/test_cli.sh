@@ -220,4 +220,6 @@ printf 'filepath\ttitle\n%s\tcaf\351 au lait\n' "$ref/img_src.png" > latin.tsv
 tap_check "shards of a Latin-1 caption" latin-sh.log "$vlp" data shards --data latin.tsv --out latin/s
 tap_check "read back" latin-st.log "$vlp" data stats --data latin/s-00000.tar
 tap_grep "the sample is there" latin-st.log "latin/s-00000.tar: 1 samples, 0 rows/members skipped"
+"$vlp" data tokenizer --captions mine.tsv --out m.merges --min-count 4294967297 > mincount.log 2>&1
+tap_if "--min-count beyond an int is refused (it became 1)" mincount.log [ $? = 2 -a ! -e m.merges ]
 tap_end

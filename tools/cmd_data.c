@@ -34,7 +34,7 @@ static const opt_desc tokenizer_opts[] = {
      "the merges file to write", NULL},
     {NULL, NULL, "--merges", "N", &opt_long, offsetof(tokenizer_args, merges), 1, 1 << 22, 0,
      "merges to learn at most", NULL},
-    {NULL, NULL, "--min-count", "N", &opt_long, offsetof(tokenizer_args, min_count), 1, 1099511627776.0, 0,
+    {NULL, NULL, "--min-count", "N", &opt_long, offsetof(tokenizer_args, min_count), 1, 2147483647.0, 0,
      "stop when no pair occurs N times", NULL},
 };
 
