@@ -172,6 +172,9 @@ static json_t *string_json(const opt_desc *d, const void *src) {
 /* the string lives in v: the caller keeps the JSON while it uses the value */
 static bool string_from(const opt_desc *d, void *dst, const json_t *v) {
     if (!json_is_string(v) && !json_is_null(v)) return false;
+    /* null only where none is a value: over a default (dst holds it) it would
+     * leave a NULL where the code reads text */
+    if (json_is_null(v) && *(const char **)dst) return false;
     *(const char **)dst = json_string_value(v);
     return true;
 }
