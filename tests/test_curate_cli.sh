@@ -221,6 +221,12 @@ tap_if "filter: its temporary files were there when Ctrl-C came" ifilter.during 
 tap_grep "filter: Ctrl-C exits 130 and says so" ifilter.log "vlp data filter: interrupted; nothing written"
 tap_grep "filter: exit 130" ifilter.log "exit 130"
 tap_if "filter: nothing left but the older file" ifilter.after [ "$(cat ifilter.after)" = old.txt ]
+rm -rf fresh
+"$vlp" data filter --data held.tsv --out fresh/kept.tsv --model run/latest.safetensors > ifresh.log 2>&1 &
+pid=$!
+n=0; while [ -z "$(ls fresh/*.tmp.* 2>/dev/null)" ] && [ $n -lt 600 ] && kill -0 $pid 2>/dev/null; do sleep 0.05; n=$((n + 1)); done
+kill -INT $pid; timeout 5 sh -c 'printf x > hold.png' 2>/dev/null; wait $pid
+tap_if "filter into a directory it made: Ctrl-C takes the directory away too" ifresh.log [ $? = 130 -a ! -e fresh ]
 interrupt idedup "'*.dedup-embeddings.'*" id data dedup --data held.tsv --out id/u.tsv --model run/latest.safetensors
 tap_if "dedup: its temporary files were there when Ctrl-C came" idedup.during grep -q 'u.tsv.dedup-status' idedup.during
 tap_grep "dedup: exit 130" idedup.log "exit 130"

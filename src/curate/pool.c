@@ -127,6 +127,7 @@ struct pool_writer {
     tar_writer tar;
     bool tar_open, finished;
     int64_t written, in_shard;
+    char *made_dir; // the output's directory when this writer made it: a failed run takes it away if empty
 };
 
 static char *dir_of(const char *path) {
@@ -148,7 +149,10 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
     vlp_err rc = VLP_OK;
     char *dir = dir_of(path);
     if (!dir) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "path");
-    else if (dir[0]) rc = make_dirs(dir, err);
+    else if (dir[0]) {
+        if (access(dir, F_OK) != 0) w->made_dir = strdup(dir);
+        rc = make_dirs(dir, err);
+    }
     if (rc == VLP_OK && table) {
         /* image paths resolve against the table's directory: kept as they are
          * when the output sits beside the input, made absolute otherwise */
@@ -285,6 +289,8 @@ void pool_writer_free(pool_writer *w) {
         snprintf(path, sizeof path, "%s-%05ld.tar", w->prefix, k);
         unlink(path);
     }
+    if (!w->finished && w->made_dir) rmdir(w->made_dir); /* only when empty: nothing of anyone else's goes */
+    free(w->made_dir);
     free(w->prefix);
     free(w);
 }
