@@ -145,6 +145,17 @@ void vlp_data_names_free(char **names, int count) {
     free(names);
 }
 
+int vlp_data_names_text(const char *sub, const char *ext, char *buf, size_t cap) {
+    int count;
+    char **names = vlp_data_names(sub, ext, &count);
+    size_t k = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < count && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", names[i]);
+    vlp_data_names_free(names, count);
+    return count;
+}
+
 vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char *out, size_t n,
                          vlp_error *err) {
     VLP_CHECK_ARG(arg && *arg, err, "an empty name");
@@ -159,17 +170,10 @@ vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char
                   "%s: the name is too long", arg);
     vlp_err rc = vlp_data_file(rel, out, n, err);
     if (rc == VLP_OK) return rc;
-    int count;
-    char **names = vlp_data_names(dir, ext, &count);
-    if (count) { /* vlp's data is there: the name is not one of its */
-        char known[1024] = "";
-        size_t k = 0;
-        for (int i = 0; i < count && k < sizeof known; i++)
-            k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", names[i]);
+    char known[1024];
+    if (vlp_data_names_text(dir, ext, known, sizeof known)) /* vlp's data is there: the name is not one of its */
         rc = vlp_error_set(err, VLP_ERR_IO, __FILE__, __LINE__,
                            "'%s' is no file here and no name of vlp's %s (those are %s)", arg, dir, known);
-    }
-    vlp_data_names_free(names, count);
     return rc;
 }
 

@@ -35,6 +35,8 @@ vlp_err vlp_data_resolve(const char *dir, const char *ext, const char *arg, char
  * (free with vlp_data_names_free); NULL with *count 0 when there are none. */
 char **vlp_data_names(const char *sub, const char *ext, int *count);
 void vlp_data_names_free(char **names, int count);
+/* the same names joined by ", " into buf (cut at cap); returns how many there are */
+int vlp_data_names_text(const char *sub, const char *ext, char *buf, size_t cap);
 /* dir/tokenizer.merges for a model file dir/x: the tokenizer a model's
  * directory gives it (a vlp run directory) when the caller names none */
 void vocab_beside(const char *weights, char *out, size_t n);

@@ -17,17 +17,8 @@ vlp_err clip_config_resolve(const char *arg, clip_config *out, char *source, siz
     if (vlp_data_resolve("configs", ".json", arg, path, sizeof path, &lookup) != VLP_OK) {
         if (err) *err = lookup;
         if (!vlp_data_is_name(arg, ".json")) return lookup.code; /* a path: its own message */
-        int count;
-        char **names = clip_config_names(&count);
-        if (!count) {
-            clip_config_names_free(names, count);
-            return lookup.code;
-        }
-        char known[2048] = "";
-        size_t k = 0;
-        for (int i = 0; i < count && k < sizeof known; i++)
-            k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", names[i]);
-        clip_config_names_free(names, count);
+        char known[2048];
+        if (!vlp_data_names_text("configs", ".json", known, sizeof known)) return lookup.code;
         VLP_FAIL(err, VLP_ERR_ARG,
                  "unknown model config '%s' (a name without '/' or .json is one of vlp's "
                  "configs; 'vlp models' lists them): known are %s", arg, known);
