@@ -120,4 +120,9 @@ for d in red green "caf$(printf '\351')"; do cp "$(sed -n 2p pairs.tsv | cut -f1
 "$vlp" adapt --method coop $model --data latin --shots 1 --epochs 1 --out latin.safetensors > latin.log 2>&1
 tap_if "a class name that is not UTF-8: exit 1, no file" latin.log [ $? = 1 -a ! -e latin.safetensors ]
 tap_grep "and the class is named" latin.log "is not UTF-8 text, and a prompt file keeps its classes' names as JSON"
+# so is an --init phrase, before the training (it was refused when saving)
+"$vlp" adapt --method coop $model --data pairs.tsv --label-key colour --shots 1 --epochs 1 \
+    --init "a caf$(printf '\351') photo of a" --out latin2.safetensors > latin2.log 2>&1
+tap_if "an --init phrase that is not UTF-8: exit 1, no file" latin2.log [ $? = 1 -a ! -e latin2.safetensors ]
+tap_if "refused before the training, --init named" latin2.log env LC_ALL=C grep -aq "^vlp adapt: --init 'a caf.* photo of a' is not UTF-8 text" latin2.log
 tap_end

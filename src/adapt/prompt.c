@@ -282,6 +282,8 @@ vlp_err prompt_create(prompt_learner **out, const prompt_method *me, const promp
         VLP_CHECK_ARG(utf8_valid(classes[c]), err,
                       "class '%s' is not UTF-8 text, and a prompt file keeps its classes' names as JSON; "
                       "rename its folder or label", classes[c]);
+    VLP_CHECK_ARG(!cfg->init || utf8_valid(cfg->init), err,
+                  "--init '%s' is not UTF-8 text, and a prompt file keeps the phrase as JSON", cfg->init);
     vlp_err rc = create(out, me, cfg, m, tok, classes, C, err);
     if (rc != VLP_OK) {
         prompt_free(*out);
