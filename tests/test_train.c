@@ -20,6 +20,7 @@
 #include "data/bpe_train.h"
 #include "model/clip_io.h"
 #include "train/objectives/shared.h"
+#include "train/runfiles.h"
 #include "train/trainer.h"
 
 #define NPAIRS 20
@@ -351,6 +352,10 @@ static void test_resume_refuses_bad_state(void **state) {
         {"step", "1099511627777", "metadata \"step\" is '1099511627777', not a whole number in 0..1099511627776"},
         {"index", "-1", "metadata \"index\" is '-1'"},
         {"checkpoint", "", "metadata \"checkpoint\" is missing or not a file name"},
+        {"checkpoint", "..", "metadata \"checkpoint\" is missing or not a file name"},
+        {"step", "+1", "metadata \"step\" is '+1'"},
+        {"index", " 1", "metadata \"index\" is ' 1'"},
+        {"world", "0", "metadata \"world\" is 0"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         char *d = make_dir();
@@ -366,6 +371,34 @@ static void test_resume_refuses_bad_state(void **state) {
         if (!strstr(err.message, cases[k][2])) fail_msg("%s: '%s'", cases[k][0], err.message);
         fixture_free(&f);
         remove_dir(d);
+    }
+}
+
+/* a rank's position file: what run_pos_format writes reads back, and
+ * nothing else (an epoch near 2^63 was taken by fscanf) */
+static void test_rank_pos_file(void **state) {
+    const data_pos good[] = {{0, 0}, {3, 17}, {RUN_MAX_EPOCH, RUN_MAX_INDEX}};
+    for (size_t k = 0; k < sizeof good / sizeof *good; k++) {
+        char line[RUN_POS_CAP];
+        run_pos_format(line, good[k]);
+        data_pos p = {-1, -1};
+        vlp_error err = {0};
+        check(run_pos_parse(line, "r.pos", &p, &err), &err);
+        assert_true(p.epoch == good[k].epoch && p.index == good[k].index);
+    }
+    static const char *const bad[][2] = {
+        {"9223372036854775807 0\n", "r.pos: the epoch is '9223372036854775807', not a whole number in 0..4503599627370496"},
+        {"1 99999999999999999999\n", "r.pos: the index is '99999999999999999999'"},
+        {"1 -2\n", "r.pos: the index is '-2'"},
+        {"1 2", "r.pos: not \"epoch index\" on one line"},
+        {"1 2\n3 4\n", "r.pos: not \"epoch index\" on one line"},
+        {"", "r.pos: not \"epoch index\" on one line"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        data_pos p;
+        vlp_error err = {0};
+        assert_int_equal(run_pos_parse(bad[k][0], "r.pos", &p, &err), VLP_ERR_FORMAT);
+        if (!strstr(err.message, bad[k][1])) fail_msg("'%s': '%s'", bad[k][0], err.message);
     }
 }
 
@@ -937,6 +970,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_resume_drops_later_metrics),
         cmocka_unit_test(test_resume_refuses_bad_state),
+        cmocka_unit_test(test_rank_pos_file),
         cmocka_unit_test(test_accumulation_gives_full_batch_gradient),
         cmocka_unit_test(test_coca_accumulation),
         cmocka_unit_test(test_textlm_accumulation),

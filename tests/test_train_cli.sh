@@ -115,7 +115,7 @@ refuse "data.json's crop_scale out of --crop-scale's range" \
     'badjson/data.json: "crop_scale" is -1; --crop-scale takes a number in [0.01, 1]' --out badjson --resume
 sed 's/"shuffle_buffer": [0-9]*/"shuffle_buffer": 2147483647/' cut/data.json > badjson/data.json
 refuse "data.json's shuffle_buffer out of range, before a huge allocation" \
-    '"shuffle_buffer" is 2147483647; --shuffle-buffer takes a whole number in [0, 1.67772e+07]' --out badjson --resume
+    '"shuffle_buffer" is 2147483647; --shuffle-buffer takes a whole number in 0..16777216' --out badjson --resume
 sed 's/"templates": "[^"]*"/"templates": null/' cut/data.json > badjson/data.json
 refuse "data.json's templates null where the flag has a default" '"templates" is null; --templates takes text' \
     --out badjson --resume

@@ -21,6 +21,13 @@ void opt_shortest(double v, bool f32, char *buf, size_t cap) {
 
 static bool ranged(const opt_desc *d) { return d->lo != 0 || d->hi != 0; }
 
+void opt_wants(const opt_desc *d, char *buf, size_t cap) {
+    bool whole = d->type == &opt_int || d->type == &opt_long || d->type == &opt_u64;
+    if (!ranged(d)) snprintf(buf, cap, "%s", d->type->what);
+    else if (whole) snprintf(buf, cap, "%s in %.0f..%.0f", d->type->what, d->lo, d->hi);
+    else snprintf(buf, cap, "%s in [%.15g, %.15g]", d->type->what, d->lo, d->hi);
+}
+
 /* ---- integers ---------------------------------------------------------------------------- */
 
 static vlp_err parse_whole(const opt_desc *d, const char *text, long long lo, long long hi,
@@ -111,7 +118,7 @@ static vlp_err parse_number(const opt_desc *d, const char *text, double *out, vl
     bool in = isfinite(x) && (!ranged(d) || (x >= d->lo && x <= d->hi));
     if (ranged(d))
         VLP_CHECK_ARG(text && !errno && end != text && !*end && in, err,
-                      "%s wants a number in [%g, %g], got '%s'", d->flag, d->lo, d->hi, text ? text : "");
+                      "%s wants a number in [%.15g, %.15g], got '%s'", d->flag, d->lo, d->hi, text ? text : "");
     else
         VLP_CHECK_ARG(text && !errno && end != text && !*end && in, err,
                       "%s wants a number, got '%s'", d->flag, text ? text : "");
@@ -225,6 +232,16 @@ json_t *opt_to_json(const opt_desc *d, const void *base) { return d->type->to_js
 
 bool opt_from_json(const opt_desc *d, void *base, const json_t *v) {
     return d->type->from_json(d, at(d, base), v);
+}
+
+vlp_err opt_read_json(const opt_desc *d, void *base, const json_t *v, const char *where, vlp_error *err) {
+    if (opt_from_json(d, base, v)) return VLP_OK;
+    char *got = json_dumps(v, JSON_ENCODE_ANY), wants[128];
+    opt_wants(d, wants, sizeof wants);
+    vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: \"%s\" is %.200s; %s takes %s", where, d->key,
+                  got ? got : "?", d->flag ? d->flag : d->key, wants);
+    free(got);
+    return VLP_ERR_FORMAT;
 }
 
 

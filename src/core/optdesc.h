@@ -71,7 +71,13 @@ vlp_err opt_set(const opt_desc *d, void *base, const char *text, vlp_error *err)
 void opt_format(const opt_desc *d, const void *base, char *buf, size_t cap);
 json_t *opt_to_json(const opt_desc *d, const void *base);
 bool opt_from_json(const opt_desc *d, void *base, const json_t *v);
+/* opt_from_json, or VLP_ERR_FORMAT saying where: `WHERE: "key" is VALUE;
+ * --flag takes WANTS` (a file never carries a value the flag refuses) */
+vlp_err opt_read_json(const opt_desc *d, void *base, const json_t *v, const char *where, vlp_error *err);
 void opt_copy(const opt_desc *d, void *dst, const void *src);
+/* what the option takes, for a message: "a whole number in 0..16777216",
+ * "a number in [0.01, 1]", "text" */
+void opt_wants(const opt_desc *d, char *buf, size_t cap);
 /* "--batch N": the head of its --help line; "" for the short flag's column */
 void opt_help_head(const opt_desc *d, char *buf, size_t cap);
 /* its help text with the default read from `defaults` (NULL: none) */

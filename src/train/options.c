@@ -281,20 +281,16 @@ static vlp_err parse_fields(json_t *j, const char *what, train_opts *o, vlp_erro
         VLP_CHECK_FORMAT(v || !(d->flags & OPT_ALWAYS_SAVED), err, "%s: training options lack \"%s\"",
                          what, d->key);
         if (!v && d->absent) v = absent = json_loads(d->absent, JSON_DECODE_ANY, NULL);
-        bool ok = !v || opt_from_json(d, o, v);
+        vlp_err rc = v ? opt_read_json(d, o, v, what, err) : VLP_OK;
         json_decref(absent);
-        VLP_CHECK_FORMAT(ok, err, "%s: training option \"%s\" has a value of the wrong type or range",
-                         what, d->key);
+        VLP_TRY(rc);
     }
     const objective *obj = o->objective;
     for (int i = 0; i < obj->noptions; i++) {
         opt_desc d = objective_option_desc(obj, i);
         json_t *v = json_object_get(j, d.key);
         if (!v) continue; /* written before the option existed: its default */
-        VLP_CHECK_FORMAT(json_is_number(v) || d.type == &objective_model, err,
-                         "%s: training option \"%s\" is not a number", what, d.key);
-        VLP_CHECK_FORMAT(opt_from_json(&d, o, v), err, "%s: training option \"%s\" is not a %s",
-                         what, d.key, d.type == &objective_model ? "boolean" : "number in range");
+        VLP_TRY(opt_read_json(&d, o, v, what, err));
     }
     const char *key;
     json_t *v;

@@ -317,25 +317,34 @@ static json_t *record_value(const opt_desc *d, const run_opts *c) {
     return j;
 }
 
-/* run/data.json, atomically: the data entries of the table, then the
- * reference models of the objective's options (coca's --prior-ref) */
-static vlp_err write_data_record(const run *r, vlp_error *err) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/" DATA_FILE, r->opts.out);
-    json_t *j = json_object(), *models = json_object();
-    vlp_err rc = j && models ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s", path);
+vlp_err run_data_record(const run_opts *c, const char *path, json_t **out, vlp_error *err) {
+    json_t *j = *out = json_object();
+    VLP_CHECK_ALLOC(j, err, 64);
+    vlp_err rc = VLP_OK;
     for (int i = 0; rc == VLP_OK && i < run_opt_count; i++) {
         const opt_desc *d = &run_opt_table[i];
         if (!(d->flags & OPT_DATA) || (d->flags & OPT_ALIAS)) continue;
-        const char *text = d->type == &opt_string ? *(const char *const *)((const char *)&r->opts + d->off) : NULL;
+        const char *text = d->type == &opt_string ? *(const char *const *)((const char *)c + d->off) : NULL;
         /* a path or key that is not UTF-8 cannot be recorded, and a run that
          * cannot be resumed is refused before it trains */
         if (text && !utf8_valid(text))
             rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__,
                                "%s '%s' is not UTF-8 text, and the run records it in %s (JSON); rename it", d->flag,
                                text, path);
-        else rc = json_put(j, d->key, record_value(d, &r->opts), path, err);
+        else rc = json_put(j, d->key, record_value(d, c), path, err);
     }
+    if (rc != VLP_OK) json_decref(j), *out = NULL;
+    return rc;
+}
+
+/* run/data.json, atomically: the data entries of the table, then the
+ * reference models of the objective's options (coca's --prior-ref) */
+static vlp_err write_data_record(const run *r, vlp_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" DATA_FILE, r->opts.out);
+    json_t *j, *models = json_object();
+    VLP_CHECK_ALLOC(models, err, 64);
+    vlp_err rc = run_data_record(&r->opts, path, &j, err);
     const objective *obj = r->opts.o.objective;
     for (int i = 0; rc == VLP_OK && i < obj->noptions; i++)
         if (r->model_path[i]) rc = json_set_exact(models, obj->options[i].d.key, r->model_path[i], path, err);
@@ -350,22 +359,12 @@ static vlp_err write_data_record(const run *r, vlp_error *err) {
     return rc;
 }
 
-/* The run's data options: those given again must agree (but the evaluation
- * sets), the others are the run's. A run without data.json (older vlp)
- * takes the ones given. */
-static vlp_err resume_data(run *r, vlp_error *err) {
-    run_opts *c = &r->opts;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/" DATA_FILE, c->out);
-    if (access(path, F_OK) != 0) return VLP_OK;
-    json_error_t je;
-    r->record = json_load_file(path, 0, &je);
-    VLP_CHECK_FORMAT(json_is_object(r->record), err, "%s: %s", path,
-                     r->record ? "not a JSON object" : je.text);
+vlp_err run_data_record_read(const json_t *record, run_opts *c, const char *path, vlp_error *err) {
+    VLP_CHECK_FORMAT(json_is_object(record), err, "%s: not a JSON object", path);
     for (int i = 0; i < run_opt_count; i++) {
         const opt_desc *f = &run_opt_table[i];
         if (!(f->flags & OPT_DATA) || (f->flags & OPT_ALIAS)) continue;
-        json_t *v = json_object_get(r->record, f->key);
+        json_t *v = json_object_get(record, f->key);
         if (!v) continue;
         bool given = run_opts_given(c, f->key);
         if (given && !(f->flags & OPT_CHANGEABLE)) {
@@ -375,8 +374,8 @@ static vlp_err resume_data(run *r, vlp_error *err) {
                 *(const char **)((char *)&rel + f->off) = json_string_value(v);
                 theirs_abs = record_value(f, &rel);
             }
-            bool same = json_equal(mine, v) || (mine_abs && theirs_abs && json_equal(mine_abs, theirs_abs)) || (json_is_number(v) && json_is_number(mine) &&
-                                                json_number_value(v) == json_number_value(mine));
+            bool same = json_equal(mine, v) || (mine_abs && theirs_abs && json_equal(mine_abs, theirs_abs)) ||
+                        (json_is_number(v) && json_is_number(mine) && json_number_value(v) == json_number_value(mine));
             char *theirs = json_dumps(v, JSON_ENCODE_ANY), *ours = json_dumps(mine, JSON_ENCODE_ANY);
             json_decref(mine), json_decref(mine_abs), json_decref(theirs_abs);
             vlp_err rc = same ? VLP_OK
@@ -388,16 +387,22 @@ static vlp_err resume_data(run *r, vlp_error *err) {
             VLP_TRY(rc);
         }
         if (given) continue;
-        if (!opt_from_json(f, c, v)) { /* the ranges and types of the flag that set it */
-            char *got = json_dumps(v, JSON_ENCODE_ANY), range[96] = "";
-            if (f->lo != 0 || f->hi != 0) snprintf(range, sizeof range, " in [%g, %g]", f->lo, f->hi);
-            vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: \"%s\" is %s; %s takes %s%s", path, f->key,
-                          got ? got : "?", f->flag, f->type->what, range);
-            free(got);
-            return VLP_ERR_FORMAT;
-        }
+        VLP_TRY(opt_read_json(f, c, v, path, err)); /* the ranges and types of the flag that set it */
     }
     return VLP_OK;
+}
+
+/* The run's data options: those given again must agree (but the evaluation
+ * sets), the others are the run's. A run without data.json (older vlp)
+ * takes the ones given. */
+static vlp_err resume_data(run *r, vlp_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" DATA_FILE, r->opts.out);
+    if (access(path, F_OK) != 0) return VLP_OK;
+    json_error_t je;
+    r->record = json_load_file(path, 0, &je);
+    VLP_CHECK_FORMAT(r->record, err, "%s: %s", path, je.text);
+    return run_data_record_read(r->record, &r->opts, path, err);
 }
 
 /* The objective's options given, now that it is known. */

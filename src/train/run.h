@@ -11,6 +11,7 @@
  */
 #ifndef VLP_TRAIN_RUN_H
 #define VLP_TRAIN_RUN_H
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "core/optdesc.h"
@@ -70,6 +71,16 @@ void run_opts_mark_given(run_opts *r, const char *key);
 bool run_objective_option(const char *key_or_flag);
 /* whether the key (or an objective option's flag) was given */
 bool run_opts_given(const run_opts *r, const char *key);
+
+/* data.json, the record of a run's data options: the entries of the table
+ * marked OPT_DATA, a path made absolute (*out is the caller's; a path or key
+ * that is not UTF-8 is refused, since JSON cannot hold it) */
+vlp_err run_data_record(const run_opts *c, const char *path, json_t **out, vlp_error *err);
+/* A record read into c: an option given (run_opts_given) must agree with
+ * it, unless it may change (the evaluation sets); the others take the
+ * record's value, with the ranges and types of the flag that sets it.
+ * c's strings then point into the record. */
+vlp_err run_data_record_read(const json_t *record, run_opts *c, const char *path, vlp_error *err);
 
 /* What the run is judged by: validation pairs and a zero-shot set. */
 typedef struct run_evals {

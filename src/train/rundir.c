@@ -13,9 +13,8 @@
 
 #include "io/atomic.h"
 #include "model/clip_io.h"
+#include "train/runfiles.h"
 
-#define STATE_FORMAT "vlp-train-state"
-#define STATE_VERSION "1"
 #define MAX_CHECKPOINTS 4096 /* pruning looks at this many */
 
 /* Two processes writing one run directory would interleave checkpoints and
@@ -77,12 +76,10 @@ static void prune(trainer *t, int keep) {
     free(steps);
 }
 
-/* "epoch index\n" */
 static vlp_err save_rank_pos(trainer *t, vlp_error *err) {
-    char path[TRAIN_PATH_CAP], line[64];
+    char path[TRAIN_PATH_CAP], line[RUN_POS_CAP];
     rank_pos_path(path, t, t->step, t->rank);
-    data_pos pos = t->data->tell(t->data->impl);
-    int n = snprintf(line, sizeof line, "%" PRId64 " %" PRId64 "\n", pos.epoch, pos.index);
+    int n = run_pos_format(line, t->data->tell(t->data->impl));
     atomic_file af;
     VLP_TRY(atomic_open(&af, path, err));
     atomic_write(&af, line, (size_t)n);
@@ -90,37 +87,25 @@ static vlp_err save_rank_pos(trainer *t, vlp_error *err) {
 }
 
 vlp_err load_rank_pos(trainer *t, long step, data_pos *pos, vlp_error *err) {
-    char path[TRAIN_PATH_CAP];
+    char path[TRAIN_PATH_CAP], text[RUN_POS_CAP + 1];
     rank_pos_path(path, t, step, t->rank);
     FILE *f = fopen(path, "r");
     VLP_CHECK_IO(f, err, "cannot open %s (rank %d's data position): %s", path, t->rank,
                  strerror(errno));
-    long long e = -1, i = -1;
-    int got = fscanf(f, "%lld %lld", &e, &i);
+    size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
-    VLP_CHECK_FORMAT(got == 2 && e >= 0 && i >= 0, err, "%s: not \"epoch index\"", path);
-    *pos = (data_pos){e, i};
-    return VLP_OK;
+    text[n] = '\0';
+    return run_pos_parse(text, path, pos, err);
 }
 
 /* rank 0's state: moments, step, data position, options */
 static vlp_err write_state(trainer *t, const char *path, const char *ckpt_name, vlp_error *err) {
-    char step[32], epoch[32], index[32], world[16];
-    snprintf(step, sizeof step, "%ld", t->step);
-    snprintf(world, sizeof world, "%d", t->world);
-    data_pos pos = t->data->tell(t->data->impl);
-    snprintf(epoch, sizeof epoch, "%" PRId64, pos.epoch);
-    snprintf(index, sizeof index, "%" PRId64, pos.index);
+    run_state s = {.step = t->step, .pos = t->data->tell(t->data->impl), .world = t->world};
+    snprintf(s.checkpoint, sizeof s.checkpoint, "%s", ckpt_name);
     char *opts = train_opts_to_json(&t->o);
     VLP_CHECK_ALLOC(opts, err, 256);
-    st_meta sm[] = {{"format", STATE_FORMAT}, {"version", STATE_VERSION}, {"step", step},
-                    {"epoch", epoch},         {"index", index},           {"checkpoint", ckpt_name},
-                    {"options", opts},        {"world", world}};
-    int64_t nf = (int64_t)t->m->nfloats;
-    st_tensor ts[2] = {
-        {.name = "exp_avg", .dtype = ST_F32, .ndim = 1, .shape = {nf}, .data = t->exp_avg},
-        {.name = "exp_avg_sq", .dtype = ST_F32, .ndim = 1, .shape = {nf}, .data = t->exp_avg_sq}};
-    vlp_err rc = st_write(path, ts, 2, sm, (int)(sizeof sm / sizeof sm[0]), err);
+    s.options = opts;
+    vlp_err rc = run_state_write(path, &s, t->exp_avg, t->exp_avg_sq, t->m->nfloats, err);
     free(opts);
     return rc;
 }
@@ -153,13 +138,12 @@ vlp_err open_state(const char *dir, st_file **out, vlp_error *err) {
     char path[TRAIN_PATH_CAP];
     snprintf(path, sizeof path, "%s/latest.state", dir);
     VLP_TRY(st_open(path, out, err));
-    const char *fmt = st_meta_get(*out, "format"), *ver = st_meta_get(*out, "version");
-    if (!fmt || strcmp(fmt, STATE_FORMAT) || !ver || strcmp(ver, STATE_VERSION)) {
+    vlp_err rc = run_state_check(*out, err);
+    if (rc != VLP_OK) {
         st_close(*out);
         *out = NULL;
-        VLP_FAIL(err, VLP_ERR_FORMAT, "%s: not a vlp training state of version %s", path, STATE_VERSION);
     }
-    return VLP_OK;
+    return rc;
 }
 
 vlp_err trainer_saved_opts(const char *run_dir, train_opts *o, vlp_error *err) {

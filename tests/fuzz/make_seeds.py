@@ -112,6 +112,23 @@ def main():
     legacy = {k: v for k, v in opts.items() if k not in ("objective", "precision", "decay_embeddings", "prior")}
     put("state", "legacy_all_keys", json.dumps(dict(legacy, mask_ratio=0.75, mae_weight=1.0)))
     put("state", "f1_unknown_objective", json.dumps(dict(opts, objective="x" * 200)))
+    # run files (fuzz_run.c): a training state, data.json ('d'), a rank's position ('p')
+    meta = {"format": "vlp-train-state", "version": "1", "step": "12", "epoch": "3", "index": "40",
+            "checkpoint": "ckpt-00000012.safetensors", "options": json.dumps(opts), "world": "2"}
+    moments = {"exp_avg": ("F32", [4], f32), "exp_avg_sq": ("F32", [4], f32)}
+    put("run", "state", safetensors(moments, meta))
+    put("run", "state_no_world", safetensors(moments, {k: v for k, v in meta.items() if k != "world"}))
+    put("run", "f31_epoch_2_63", safetensors(moments, dict(meta, epoch="9223372036854775807")))
+    data = {"train_data": "/d/train-{000..003}.tar", "data": "/d/emoji", "vendors": "google,apple",
+            "image_key": "jpg;png", "caption_key": "txt", "alt_caption_key": "alt", "alt_caption_prob": 0.25, "shuffle_buffer": 1000,
+            "white_background": True, "hflip": False, "crop_scale": 0.9, "val_data": "/d/val.tsv",
+            "zeroshot_data": "/d/zs.tsv", "label_key": "label", "templates": "default", "models": {}}
+    put("run", "data_json", "d" + json.dumps(data))
+    put("run", "f31_crop_scale_negative", "d" + json.dumps(dict(data, crop_scale=-1)))
+    put("run", "f31_shuffle_buffer_huge", "d" + json.dumps(dict(data, shuffle_buffer=2147483647)))
+    put("run", "f31_templates_null", "d" + json.dumps(dict(data, templates=None)))
+    put("run", "pos", "p3 17\n")
+    put("run", "f31_pos_epoch_2_63", "p9223372036854775807 0\n")
 
 
 if __name__ == "__main__":
