@@ -1,11 +1,15 @@
 /* A prompt file of vlp adapt (safetensors with the method, its settings and
  * the classes in the metadata) loaded for a small fixed model, then used:
- * scores of a batch of images, and other classes. The seeds are valid files
+ * scores of a batch of images, and other classes. A file that loads is also
+ * a round trip: saved, loaded again, it must hold the same method, settings,
+ * classes and weights, and score the images the same, bit for bit, or the
+ * target aborts (issue 31: a class whose name was not UTF-8 vanished). The seeds are valid files
  * of every method for that model (its weights' hash matches), written by
  * this file's own main when built with -DPROMPT_SEEDS (see below). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 #include "adapt/prompt.h"
@@ -41,15 +45,42 @@ static bool setup(void) {
     return ready = clip_reserve(&model, 4, NULL) == VLP_OK;
 }
 
+/* the learner's scores of a fixed batch (malloc'd, 4 x C), or NULL when it cannot score */
+static float *scores_of(prompt_learner *pl) {
+    float images[4 * 3 * 16 * 16], img[4 * 16], *scores = malloc(sizeof(float) * 4 * (size_t)pl->C);
+    for (int i = 0; i < 4 * 3 * 16 * 16; i++) images[i] = (float)(i % 13) / 13.0f - 0.5f;
+    if (scores && pl->method->embed_images(pl, images, 4, img, NULL) == VLP_OK &&
+        pl->method->scores(pl, img, 4, scores, NULL) == VLP_OK)
+        return scores;
+    free(scores);
+    return NULL;
+}
+
+/* saved and loaded again: the same learner, the same scores */
+static void round_trip(const prompt_learner *pl, const float *scores) {
+    char out[96];
+    snprintf(out, sizeof out, "/tmp/vlp-fuzz-prompts-%d.safetensors", (int)getpid());
+    prompt_learner *back;
+    if (prompt_save(pl, out, NULL, 0, NULL) != VLP_OK || prompt_load(&back, out, &model, &tok, 4, NULL) != VLP_OK)
+        abort();
+    unlink(out);
+    bool same = back->method == pl->method && back->C == pl->C && back->n == pl->n && back->depth == pl->depth &&
+                back->csc == pl->csc && !strcmp(back->init, pl->init) && back->nfloats == pl->nfloats &&
+                !memcmp(back->weights, pl->weights, sizeof(float) * pl->nfloats);
+    for (int c = 0; same && c < pl->C; c++) same = !strcmp(back->classes[c], pl->classes[c]);
+    float *again = same && scores ? scores_of(back) : NULL;
+    if (!same || (scores && (!again || memcmp(again, scores, sizeof(float) * 4 * (size_t)pl->C)))) abort();
+    free(again);
+    prompt_free(back);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!setup()) return 0;
     const char *path = fuzz_file(data, size, ".safetensors");
     prompt_learner *pl;
     if (!path || prompt_load(&pl, path, &model, &tok, 4, NULL) != VLP_OK) return 0;
-    float images[4 * 3 * 16 * 16], img[4 * 16], *scores = malloc(sizeof(float) * 4 * (size_t)pl->C);
-    for (int i = 0; i < 4 * 3 * 16 * 16; i++) images[i] = (float)(i % 13) / 13.0f - 0.5f;
-    if (scores && pl->method->embed_images(pl, images, 4, img, NULL) == VLP_OK)
-        pl->method->scores(pl, img, 4, scores, NULL);
+    float *scores = scores_of(pl);
+    round_trip(pl, scores);
     const char *other[] = {"emu", "a b"};
     prompt_set_classes(pl, other, 2, NULL);
     free(scores);
