@@ -4,11 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <jansson.h>
 
 #include "args.h"
 #include "interrupt.h"
-#include "io/json_text.h"
 #include "opts.h"
 #include "commands.h"
 #include "progress.h"
@@ -17,7 +15,7 @@
 #include "data/dataset.h"
 #include "data/emoji.h"
 #include "data/image.h"
-#include "data/tar.h"
+#include "data/shard_writer.h"
 #include "io/atomic.h"
 
 /* ---- vlp data tokenizer: BPE merges from captions ------------------------------------------ */
@@ -172,17 +170,16 @@ static int data_shards(int argc, char **argv) {
     o.warn = cli_warn;
     sample_stream *s;
     vlp_error err = {0};
-    char *dir = strdup(prefix), *slash = dir ? strrchr(dir, '/') : NULL;
-    if (slash) *slash = '\0';
-    vlp_err mk = slash && *dir ? make_dirs(dir, &err) : VLP_OK;
-    free(dir);
-    if (mk != VLP_OK) return fail("shards", &err);
     if (stream_open(&s, in, &o, &err) != VLP_OK || stream_begin(s, 0, &err) != VLP_OK) return fail("shards", &err);
-    tar_writer w;
-    long n = 0, shard = 0, not_images = 0;
+    shard_writer *w;
+    if (shard_writer_open(&w, prefix, per, &err) != VLP_OK) {
+        stream_free(s);
+        return fail("shards", &err);
+    }
+    long not_images = 0;
     char first_not_image[512] = "";
     int rc = 0;
-    bool open = false, done = false;
+    bool done = false;
     progress pr;
     progress_begin(&pr, stderr, "samples", 0);
     interrupt_catch(); /* shards are written as they fill: Ctrl-C takes them all away */
@@ -195,14 +192,7 @@ static int data_shards(int argc, char **argv) {
         }
         if (stream_next(s, &r, &done, &err) != VLP_OK) { rc = fail("shards", &err); break; }
         if (done) break;
-        if (!open) {
-            char path[4096];
-            snprintf(path, sizeof path, "%s-%05ld.tar", prefix, shard);
-            if (tar_create(&w, path, &err) != VLP_OK) { raw_sample_free(&r); rc = fail("shards", &err); break; }
-            open = true;
-        }
-        const char *ext = image_format_ext(r.image, r.image_len);
-        if (!ext) { /* a shard's reader would not know it: not written */
+        if (!image_format_ext(r.image, r.image_len)) { /* a shard's reader would not know it: not written */
             char msg[512];
             image_unknown_why(r.what, r.image_len, msg, sizeof msg);
             if (!not_images++) snprintf(first_not_image, sizeof first_not_image, "%s", msg);
@@ -210,45 +200,27 @@ static int data_shards(int argc, char **argv) {
             raw_sample_free(&r);
             continue;
         }
-        json_t *j = json_object();
         /* captions are free text: bytes that are not UTF-8 become U+FFFD, as
          * the tokenizer reads them (jansson would drop the field) */
-        vlp_err je = json_put(j, caption_key, json_text_repaired(r.caption), r.what, &err);
-        if (je == VLP_OK && alt_key && r.alt_caption)
-            je = json_put(j, alt_key, json_text_repaired(r.alt_caption), r.what, &err);
-        char *text = je == VLP_OK ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        char name[64];
-        snprintf(name, sizeof name, "%09ld.%s", n, ext);
-        vlp_err e = text ? tar_add(&w, name, r.image, r.image_len, &err) : VLP_ERR_NOMEM;
-        snprintf(name, sizeof name, "%09ld.json", n);
-        if (e == VLP_OK) e = tar_add(&w, name, text, strlen(text), &err);
-        free(text);
+        const char *keys[2] = {caption_key, alt_key}, *values[2] = {r.caption, r.alt_caption};
+        int nfields = alt_key && r.alt_caption ? 2 : 1;
+        if (shard_writer_add_pair(w, r.image, r.image_len, keys, values, nfields, r.what, &err) != VLP_OK)
+            rc = fail("shards", &err);
         raw_sample_free(&r);
-        if (e != VLP_OK) { rc = fail("shards", &err); break; }
-        progress_update(&pr, ++n);
-        if (n % per == 0) {
-            open = false, shard++;
-            if (tar_finish(&w, &err) != VLP_OK) rc = fail("shards", &err);
-        }
+        if (!rc) progress_update(&pr, shard_writer_count(w));
     }
-    if (open) {
-        if (rc) tar_abort(&w);
-        else if (tar_finish(&w, &err) != VLP_OK) rc = fail("shards", &err);
-        else shard++;
-    }
-    for (long k = 0; rc && k < shard; k++) { /* a failed run leaves no part of its output */
-        char path[4096];
-        snprintf(path, sizeof path, "%s-%05ld.tar", prefix, k);
-        unlink(path);
-    }
+    int64_t n = 0;
+    long shards = 0;
+    if (!rc && shard_writer_finish(w, &n, &shards, &err) != VLP_OK) rc = fail("shards", &err);
+    shard_writer_free(w); /* a failed run leaves no part of its output */
     if (rc) progress_break(&pr);
     else progress_end(&pr, n);
     const char *why;
     int64_t skipped = stream_skipped(s, &why);
     stream_free(s);
     if (!rc) {
-        fprintf(stderr, "wrote %ld samples into %ld shards: %s-{00000..%05ld}.tar\n", n, shard, prefix, shard - 1);
+        fprintf(stderr, "wrote %lld samples into %ld shards: %s-{00000..%05ld}.tar\n", (long long)n, shards, prefix,
+                shards - 1);
         if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
         if (not_images) fprintf(stderr, "skipped %ld samples that are not images; the first: %s\n",
                                 not_images, first_not_image);

@@ -1,15 +1,12 @@
 #include "curate/pool.h"
-#include "io/json_text.h"
 #include "core/error.h"
 #include "data/dataset.h"
-#include "data/image.h"
 #include "data/table.h"
-#include "data/tar.h"
+#include "data/shard_writer.h"
 #include "io/atomic.h"
 #include "io/file.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_KEY 4096 /* as the stream's WebDataset reader: the same grouping */
 
 /* The pool reads through the sample stream (data/dataset.h) with whole
  * records: a table line by line with every field, shards with every member. */
@@ -120,14 +116,11 @@ struct pool_writer {
     const pool *in;
     /* a table */
     atomic_file table;
-    bool is_table, table_open, csv, rewrite_paths;
+    bool is_table, table_open, csv, rewrite_paths, finished;
+    char *made_dir; // the table's directory when this writer made it: a failed run takes it away if empty
+    int64_t written;
     /* shards */
-    char *prefix;
-    long per_shard, shard;
-    tar_writer tar;
-    bool tar_open, finished;
-    int64_t written, in_shard;
-    char *made_dir; // the output's directory when this writer made it: a failed run takes it away if empty
+    shard_writer *shards;
 };
 
 static char *dir_of(const char *path) {
@@ -141,23 +134,24 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
     VLP_CHECK_ARG(!table || in->is_table, err,
                   "--out %s: a table can be written from a table only (the images of shards have no path); "
                   "give a shard prefix", path);
-    VLP_CHECK_ARG(per_shard >= 1, err, "%ld samples a shard", per_shard);
     pool_writer *w = calloc(1, sizeof *w);
     VLP_CHECK_ALLOC(w, err, sizeof *w);
-    w->in = in, w->is_table = table, w->per_shard = per_shard;
-    w->csv = csv;
+    w->in = in, w->is_table = table, w->csv = csv;
     vlp_err rc = VLP_OK;
-    char *dir = dir_of(path);
-    if (!dir) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "path");
-    else if (dir[0]) {
-        if (access(dir, F_OK) != 0) w->made_dir = strdup(dir);
-        rc = make_dirs(dir, err);
-    }
-    if (rc == VLP_OK && table) {
+    if (!table) rc = shard_writer_open(&w->shards, path, per_shard, err);
+    else {
+        char *dir = dir_of(path);
+        if (!dir) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "path");
+        else if (dir[0]) {
+            if (access(dir, F_OK) != 0) w->made_dir = strdup(dir);
+            rc = make_dirs(dir, err);
+        }
         /* image paths resolve against the table's directory: kept as they are
          * when the output sits beside the input, made absolute otherwise */
-        w->rewrite_paths = strcmp(dir, in->dir) != 0;
-        rc = atomic_open(&w->table, path, err);
+        if (rc == VLP_OK) {
+            w->rewrite_paths = strcmp(dir, in->dir) != 0;
+            rc = atomic_open(&w->table, path, err);
+        }
         if (rc == VLP_OK) {
             w->table_open = true;
             for (int k = 0; k < in->ncols; k++) {
@@ -167,11 +161,8 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
             }
             putc('\n', w->table.fp);
         }
-    } else if (rc == VLP_OK) {
-        w->prefix = strdup(path);
-        if (!w->prefix) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "prefix");
+        free(dir);
     }
-    free(dir);
     if (rc != VLP_OK) {
         pool_writer_free(w);
         return rc;
@@ -202,80 +193,33 @@ static vlp_err add_row(pool_writer *w, const pool_sample *s, vlp_error *err) {
     return VLP_OK;
 }
 
-static vlp_err add_members(pool_writer *w, const pool_sample *s, vlp_error *err) {
-    if (!w->tar_open) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s-%05ld.tar", w->prefix, w->shard);
-        VLP_TRY(tar_create(&w->tar, path, err));
-        w->tar_open = true, w->in_shard = 0;
-    }
-    if (s->fields) { /* a table's sample: the image file's bytes and a json of the other columns */
-        const char *ext = image_format_ext(s->image, s->image_len);
-        VLP_CHECK_FORMAT(ext, err, "%s: not a JPEG, PNG or WebP image", s->what);
-        char name[64];
-        snprintf(name, sizeof name, "%09lld.%s", (long long)w->written, ext);
-        VLP_TRY(tar_add(&w->tar, name, s->image, s->image_len, err));
-        json_t *j = json_object();
-        for (int k = 0; j && k < w->in->ncols; k++) {
-            if (k == w->in->image_col) continue;
-            char *key = utf8_repaired(w->in->columns[k]), *val = utf8_repaired(s->fields[k]);
-            if (key && val) json_object_set_new(j, key, json_string(val));
-            else json_decref(j), j = NULL;
-            free(key), free(val);
-        }
-        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        VLP_CHECK(text, err, VLP_ERR_NOMEM, "%s: json", s->what);
-        snprintf(name, sizeof name, "%09lld.json", (long long)w->written);
-        vlp_err rc = tar_add(&w->tar, name, text, strlen(text), err);
-        free(text);
-        VLP_TRY(rc);
-    } else {
-        /* the members under a key made unique by the sample's index in the
-         * output, INDEX_KEY: two kept samples with one key from two input
-         * shards (most writers number from 000000000 in each) would
-         * otherwise stand side by side and be read as one. A name ustar
-         * cannot hold (a key from a long path) keeps the index alone. */
-        bool long_key = false;
-        for (int i = 0; i < s->nmembers; i++) long_key = long_key || strlen(s->members[i].name) + 11 >= TAR_NAME_MAX;
-        for (int i = 0; i < s->nmembers; i++) {
-            char name[TAR_NAME_MAX + 64], key[MAX_KEY];
-            const char *ext;
-            wds_split_key(s->members[i].name, key, sizeof key, &ext);
-            if (long_key) snprintf(name, sizeof name, "%09lld.%.40s", (long long)w->written, ext);
-            else snprintf(name, sizeof name, "%09lld_%.100s.%.40s", (long long)w->written, key, ext);
-            VLP_TRY(tar_add(&w->tar, name, s->members[i].data, s->members[i].len, err));
-        }
-    }
-    if (++w->in_shard == w->per_shard) {
-        w->tar_open = false, w->shard++;
-        VLP_TRY(tar_finish(&w->tar, err));
-    }
-    return VLP_OK;
+/* a table's sample into shards: the image file's bytes and a json of the other columns */
+static vlp_err add_pair(pool_writer *w, const pool_sample *s, vlp_error *err) {
+    const char *keys[w->in->ncols], *values[w->in->ncols];
+    int n = 0;
+    for (int k = 0; k < w->in->ncols; k++)
+        if (k != w->in->image_col) keys[n] = w->in->columns[k], values[n++] = s->fields[k];
+    return shard_writer_add_pair(w->shards, s->image, s->image_len, keys, values, n, s->what, err);
 }
 
 vlp_err pool_writer_add(pool_writer *w, const pool_sample *s, vlp_error *err) {
     if (w->is_table) VLP_TRY(add_row(w, s, err));
-    else {
+    else if (s->fields) {
         /* the image bytes are needed for a table's sample written to shards */
-        VLP_CHECK_ARG(!s->fields || s->image, err, "%s: the pool was read without its images", s->what);
-        VLP_TRY(add_members(w, s, err));
-    }
+        VLP_CHECK_ARG(s->image, err, "%s: the pool was read without its images", s->what);
+        VLP_TRY(add_pair(w, s, err));
+    } else VLP_TRY(shard_writer_add_members(w->shards, s->members, s->nmembers, err));
     w->written++;
     return VLP_OK;
 }
 
 vlp_err pool_writer_finish(pool_writer *w, int64_t *written, long *shards, vlp_error *err) {
+    if (shards) *shards = 0;
     if (w->is_table) {
         w->table_open = false;
         VLP_TRY(atomic_commit(&w->table, err));
-    } else if (w->tar_open) {
-        w->tar_open = false;
-        VLP_TRY(tar_finish(&w->tar, err));
-        w->shard++;
-    }
+    } else VLP_TRY(shard_writer_finish(w->shards, NULL, shards, err));
     if (written) *written = w->written;
-    if (shards) *shards = w->is_table ? 0 : w->shard;
     w->finished = true;
     return VLP_OK;
 }
@@ -283,14 +227,8 @@ vlp_err pool_writer_finish(pool_writer *w, int64_t *written, long *shards, vlp_e
 void pool_writer_free(pool_writer *w) {
     if (!w) return;
     if (w->table_open) atomic_abort(&w->table);
-    if (w->tar_open) tar_abort(&w->tar);
-    for (long k = 0; !w->finished && !w->is_table && k < w->shard; k++) { /* a failed run leaves no part of its output */
-        char path[4096];
-        snprintf(path, sizeof path, "%s-%05ld.tar", w->prefix, k);
-        unlink(path);
-    }
+    shard_writer_free(w->shards); /* unfinished: its shards go */
     if (!w->finished && w->made_dir) rmdir(w->made_dir); /* only when empty: nothing of anyone else's goes */
     free(w->made_dir);
-    free(w->prefix);
     free(w);
 }

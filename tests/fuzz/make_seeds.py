@@ -42,6 +42,25 @@ def image(fmt, mode="RGB", size=(16, 12), **kw):
     return b.getvalue()
 
 
+def tar_of(members):
+    t = io.BytesIO()
+    with tarfile.open(fileobj=t, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return t.getvalue()
+
+
+def shards_input(per, samples):
+    """fuzz_shards.c's input: samples a shard, then (caption, image bytes) each"""
+    out = bytes([per - 1])
+    for caption, img in samples:
+        c = caption if isinstance(caption, bytes) else caption.encode()
+        out += bytes([len(c)]) + c + struct.pack("<H", len(img)) + img
+    return out
+
+
 def npy(rows, cols, payload):
     d = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
     d += " " * ((64 - (10 + len(d) + 1) % 64) % 64) + "\n"
@@ -66,6 +85,10 @@ def main():
     put("image", "lossless.webp", image("WEBP", lossless=True))
     put("image", "progressive.jpg", image("JPEG", progressive=True))
     put("image", "truncated.jpg", jpg[: len(jpg) // 2])
+    webp = image("WEBP", quality=70)
+    put("shards", "three_two_a_shard", shards_input(2, [("a red dog", png), ("caf\xe9 latin-1".encode("latin-1"), jpg),
+                                                        ("日本語 &amp; \\u00e9 \"q\"", webp)]))
+    put("shards", "one_a_shard_with_blank", shards_input(1, [("x", png), ("  ", jpg), ("not an image", b"GIF89a")]))
     big = bytearray(image("JPEG", size=(64, 64), quality=90)[:687])
     sof = next(i for i in range(2, len(big)) if big[i] == 0xFF and 0xC0 <= big[i + 1] <= 0xC2)
     big[sof + 5:sof + 9] = b"\x40\x00\x40\x00"
@@ -85,6 +108,9 @@ def main():
     put("tar", "three_samples.tar", t.getvalue())
     put("pool", "three_samples.tar", t.getvalue())  # every member kept and written back
     put("pool", "table.tsv", b"filepath\ttitle\tlabel\nimg/a.png\ta red square\tred\nb.png\t\t\nc.png\tshort\n")
+    put("pool", "odd_names.tar", tar_of([  # a path in the key, an extension longer than 40 bytes (it was cut)
+        ("d/000.a.jpg", jpg), ("d/000.a.txt", b"a cat"), ("001.png", png), ("001.txt", b"x"),
+        ("001." + "e" * 44 + "1", b"one"), ("001." + "e" * 44 + "2", b"two")]))
     put("matcher", "metaclip", b"red\ntop left\nsquare\nleft\n\0A red square, at the top left.")
     put("matcher", "overlaps", b"a\naa\naaa\na a\n\0aaaa a a aaa:a")
     put("table", "tsv", b"\0filepath\ttitle\nimg/a.png\ta red square\nimg/b.png\ta blue one\n")
