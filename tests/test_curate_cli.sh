@@ -245,4 +245,19 @@ tap_check "filter two shards whose keys repeat" twokeys.log "$vlp" data filter -
     --out twokept/s --min-words 1
 tap_check "the output read back" twostats.log "$vlp" data stats --data 'twokept/s-00000.tar'
 tap_grep "the reader finds the 4 kept samples, not 3" twostats.log "twokept/s-00000.tar: 4 samples"
+# every report's "kept" is what a reader finds in the output (issue 31: a
+# report said 2 where the output held 1)
+report_kept() { sed -n 's/^ *"kept": \([0-9]*\),*$/\1/p' "$1"; }
+read_back() { "$vlp" data stats --data "$1" 2>/dev/null | sed -n 's/^.*: \([0-9]*\) samples, .*$/\1/p'; }
+for out in w/kept.tsv b/purple.tsv d/exact.tsv d/sem.tsv broken-kept.tsv twokept/s; do
+    spec=$out; [ -d "$(dirname "$out")" ] && [ ! -f "$out" ] && spec="$out-00000.tar"
+    k=$(report_kept "$out.report.json") got=$(read_back "$spec")
+    echo "$out: report $k, read back $got" > readback.log
+    tap_if "$out: the report's kept ($k) is what a reader finds" readback.log [ -n "$k" -a "$k" = "$got" ]
+done
+# a report shows a path that is not UTF-8 repaired (jansson dropped the field)
+cp pairs.tsv "caf$(printf '\351').tsv"
+tap_check "filter a table whose name is not UTF-8" latin.log "$vlp" data filter --data "caf$(printf '\351').tsv" \
+    --out latin/kept.tsv --min-words 1
+tap_if "its report names it, repaired" latin.log grep -q "\"data\": \"caf$(printf '\357\277\275').tsv\"" latin/kept.tsv.report.json
 tap_end

@@ -20,6 +20,7 @@
 #include "eval/eval.h"
 #include "eval/linear_probe.h"
 #include "io/atomic.h"
+#include "io/json_text.h"
 #include <jansson.h>
 #include "vlp.h"
 
@@ -104,24 +105,25 @@ static int embed_texts(vlp_model *m, const char **t, int n, float *out) {
  * (what vlp data concepts joins with the captions' concept frequencies) */
 static int write_per_class(const char *path, const char **cls, int C, const int *images, const int *correct,
                            const zeroshot_result *z, const char *model, const char *data) {
-    json_t *j = json_object(), *arr = json_array();
-    json_object_set_new(j, "model", json_string(model));
-    json_object_set_new(j, "data", json_string(data));
-    json_object_set_new(j, "top1", json_real(z->top1));
-    json_object_set_new(j, "balanced", json_real(z->balanced));
+    json_doc doc = json_doc_new();
+    json_t *j = doc.root, *arr = jd_array(&doc);
+    jd_text(&doc, j, "model", model);
+    jd_text(&doc, j, "data", data);
+    jd_put(&doc, j, "top1", json_real(z->top1));
+    jd_put(&doc, j, "balanced", json_real(z->balanced));
     for (int c = 0; c < C; c++) {
-        json_t *row = json_object();
-        json_object_set_new(row, "class", json_string(cls[c]));
-        json_object_set_new(row, "images", json_integer(images[c]));
-        json_object_set_new(row, "correct", json_integer(correct[c]));
-        json_object_set_new(row, "accuracy", json_real(images[c] ? (double)correct[c] / images[c] : 0));
-        json_array_append_new(arr, row);
+        json_t *row = jd_object(&doc);
+        jd_exact(&doc, row, "class", cls[c]); /* vlp data concepts matches it */
+        jd_put(&doc, row, "images", json_integer(images[c]));
+        jd_put(&doc, row, "correct", json_integer(correct[c]));
+        jd_put(&doc, row, "accuracy", json_real(images[c] ? (double)correct[c] / images[c] : 0));
+        jd_append(&doc, arr, row);
     }
-    json_object_set_new(j, "classes", arr);
-    char *text = json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(1));
-    json_decref(j);
-    atomic_file af;
+    jd_put(&doc, j, "classes", arr);
     vlp_error err = {0};
+    char *text = json_doc_dumps(&doc, JSON_PRESERVE_ORDER | JSON_INDENT(1), path, &err);
+    json_doc_free(&doc);
+    atomic_file af;
     int rc = !text;
     if (!rc && atomic_open(&af, path, &err) == VLP_OK) {
         atomic_write(&af, text, strlen(text));

@@ -45,11 +45,11 @@ static int cmp_count_desc(const void *a, const void *b) {
     return x->c != y->c ? (x->c < y->c) - (x->c > y->c) : x->e - y->e;
 }
 
-static json_t *entry_row(const balance_run *r, char **entries, int e) {
-    json_t *j = json_object();
-    json_object_set_new(j, "entry", json_string(entries[e]));
-    json_object_set_new(j, "before", json_integer(balance_count_of(r->b, e)));
-    json_object_set_new(j, "after", json_integer(balance_kept_of(r->b, e)));
+static json_t *entry_row(json_doc *doc, const balance_run *r, char **entries, int e) {
+    json_t *j = jd_object(doc);
+    jd_text(doc, j, "entry", entries[e]);
+    jd_put(doc, j, "before", json_integer(balance_count_of(r->b, e)));
+    jd_put(doc, j, "after", json_integer(balance_kept_of(r->b, e)));
     return j;
 }
 
@@ -144,13 +144,14 @@ int data_balance(int argc, char **argv) {
     if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("balance", &err);
     if (!rc && counts) rc = write_counts(counts, &r, entries, n);
     if (!rc) {
-        json_t *rep = json_object();
-        json_object_set_new(rep, "metadata", json_string(metadata));
-        json_object_set_new(rep, "entries", json_integer(n));
-        json_object_set_new(rep, "t", json_real(t));
-        json_object_set_new(rep, "keep_unmatched", json_boolean(keep_unmatched));
-        json_object_set_new(rep, "unmatched", json_integer(r.unmatched));
-        json_object_set_new(rep, "unmatched_share", json_real(r.samples ? (double)r.unmatched / (double)r.samples : 0));
+        json_doc doc = json_doc_new();
+        json_t *rep = doc.root;
+        jd_text(&doc, rep, "metadata", metadata);
+        jd_put(&doc, rep, "entries", json_integer(n));
+        jd_put(&doc, rep, "t", json_real(t));
+        jd_put(&doc, rep, "keep_unmatched", json_boolean(keep_unmatched));
+        jd_put(&doc, rep, "unmatched", json_integer(r.unmatched));
+        jd_put(&doc, rep, "unmatched_share", json_real(r.samples ? (double)r.unmatched / (double)r.samples : 0));
         by_count *order = malloc(sizeof(by_count) * (size_t)n);
         int matched = 0, over = 0;
         for (int e = 0; order && e < n; e++) {
@@ -158,21 +159,21 @@ int data_balance(int argc, char **argv) {
             order[e] = (by_count){c, e};
             matched += c > 0, over += c > t;
         }
-        json_object_set_new(rep, "entries_matched", json_integer(matched));
-        json_object_set_new(rep, "entries_over_t", json_integer(over));
-        json_t *jh = json_array(), *jt = json_array();
+        jd_put(&doc, rep, "entries_matched", json_integer(matched));
+        jd_put(&doc, rep, "entries_over_t", json_integer(over));
+        json_t *jh = jd_array(&doc), *jt = jd_array(&doc);
         if (order) {
             qsort(order, (size_t)n, sizeof *order, cmp_count_desc);
             for (int k = 0; k < n && k < head && order[k].c > 0; k++)
-                json_array_append_new(jh, entry_row(&r, entries, order[k].e));
+                jd_append(&doc, jh, entry_row(&doc, &r, entries, order[k].e));
             for (int k = matched - 1, m = 0; k >= 0 && m < head; k--, m++) /* the rarest matched entries */
-                json_array_append_new(jt, entry_row(&r, entries, order[k].e));
+                jd_append(&doc, jt, entry_row(&doc, &r, entries, order[k].e));
         }
         free(order);
-        json_object_set_new(rep, "head", jh);
-        json_object_set_new(rep, "tail", jt);
-        rc = curate_report("balance", &io, rep, r.samples, skipped, why, written, shards);
-        json_decref(rep);
+        jd_put(&doc, rep, "head", jh);
+        jd_put(&doc, rep, "tail", jt);
+        rc = curate_report("balance", &io, &doc, r.samples, skipped, why, written, shards);
+        json_doc_free(&doc);
     }
     pool_writer_free(w);
     pool_free(p);

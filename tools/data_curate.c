@@ -149,26 +149,27 @@ int curate_same_pool(const char *cmd, uint64_t pass1, uint64_t pass2) {
     return 1;
 }
 
-int curate_report(const char *cmd, const curate_io *io, json_t *report, int64_t samples, int64_t skipped,
+int curate_report(const char *cmd, const curate_io *io, json_doc *doc, int64_t samples, int64_t skipped,
                   const char *first_skip, int64_t kept, long shards) {
-    json_object_set_new(report, "command", json_string(cmd));
-    json_object_set_new(report, "data", json_string(io->data));
-    json_object_set_new(report, "out", json_string(io->out));
-    json_object_set_new(report, "seed", json_integer(io->seed));
-    json_object_set_new(report, "samples", json_integer(samples));
-    json_object_set_new(report, "skipped", json_integer(skipped));
-    if (skipped) json_object_set_new(report, "first_skipped", json_string(first_skip));
-    json_object_set_new(report, "kept", json_integer(kept));
-    json_object_set_new(report, "removed", json_integer(samples - kept));
-    if (shards) json_object_set_new(report, "shards", json_integer(shards));
+    json_t *report = doc->root;
+    jd_text(doc, report, "command", cmd);
+    jd_text(doc, report, "data", io->data);
+    jd_text(doc, report, "out", io->out);
+    jd_put(doc, report, "seed", json_integer(io->seed));
+    jd_put(doc, report, "samples", json_integer(samples));
+    jd_put(doc, report, "skipped", json_integer(skipped));
+    if (skipped) jd_text(doc, report, "first_skipped", first_skip);
+    jd_put(doc, report, "kept", json_integer(kept));
+    jd_put(doc, report, "removed", json_integer(samples - kept));
+    if (shards) jd_put(doc, report, "shards", json_integer(shards));
     char path[4200];
     if (io->report) snprintf(path, sizeof path, "%s", io->report);
     else snprintf(path, sizeof path, "%s.report.json", io->out);
-    char *text = json_dumps(report, JSON_PRESERVE_ORDER | JSON_INDENT(2));
-    atomic_file af;
     vlp_error err = {0};
-    vlp_err e = text ? atomic_open(&af, path, &err) : VLP_ERR_NOMEM;
-    if (!text) return fprintf(stderr, "vlp data %s: out of memory writing the report\n", cmd), 1;
+    char *text = json_doc_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(2), path, &err);
+    if (!text) return curate_fail(cmd, &err);
+    atomic_file af;
+    vlp_err e = atomic_open(&af, path, &err);
     if (e == VLP_OK) {
         atomic_write(&af, text, strlen(text));
         atomic_write(&af, "\n", 1);

@@ -10,6 +10,7 @@
 #include "curate/pool.h"
 #include "data/image.h"
 #include "eval/embed_set.h"
+#include "io/json_text.h"
 #include "model_args.h"
 #include "opts.h"
 
@@ -70,7 +71,7 @@ pool_writer *curate_writer(const char *cmd, const curate_io *io, const pool *p);
 
 /* adds the pool's counts, the output's and the options to the report and
  * writes it atomically; prints where. Returns 0 or 1. */
-int curate_report(const char *cmd, const curate_io *io, json_t *report, int64_t samples, int64_t skipped,
+int curate_report(const char *cmd, const curate_io *io, json_doc *report, int64_t samples, int64_t skipped,
                   const char *first_skip, int64_t kept, long shards);
 int curate_fail(const char *cmd, const vlp_error *err);
 /* says the command was interrupted; returns INTERRUPT_EXIT (tools/interrupt.h):

@@ -286,34 +286,35 @@ int data_dedup(int argc, char **argv) {
     vlp_error err = {0};
     if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("dedup", &err);
     if (!rc) {
-        json_t *rep = json_object();
-        json_object_set_new(rep, "exact_duplicates", json_integer(r.exact));
-        json_object_set_new(rep, "hash", json_string("XXH3-128 of the encoded image"));
-        if (r.collisions) json_object_set_new(rep, "hash_low_half_collisions", json_integer(r.collisions));
+        json_doc doc = json_doc_new();
+        json_t *rep = doc.root;
+        jd_put(&doc, rep, "exact_duplicates", json_integer(r.exact));
+        jd_text(&doc, rep, "hash", "XXH3-128 of the encoded image");
+        if (r.collisions) jd_put(&doc, rep, "hash_low_half_collisions", json_integer(r.collisions));
         if (r.m.model) {
-            json_t *sd = json_object(), *per = json_array();
-            json_object_set_new(sd, "model", json_string(a.model));
-            json_object_set_new(sd, "pixel_duplicates", json_integer(r.pixel_dups));
-            json_object_set_new(sd, "pixel_hash", json_string("XXH3-128 of the decoded RGB pixels, seeded with the size"));
-            json_object_set_new(sd, "undecodable", json_integer(r.undecodable));
-            if (r.first_undecodable[0]) json_object_set_new(sd, "first_undecodable", json_string(r.first_undecodable));
-            json_object_set_new(sd, "embedded", json_integer(r.rows));
-            json_object_set_new(sd, "clusters", json_integer(k_used));
-            json_object_set_new(sd, "kmeans_iterations", json_integer(iters_run));
-            json_object_set_new(sd, "largest_cluster", json_integer(largest));
-            json_object_set_new(sd, "eps", json_real(eps_used));
-            json_object_set_new(sd, "removed", json_integer(by_eps[0]));
+            json_t *sd = jd_object(&doc), *per = jd_array(&doc);
+            jd_text(&doc, sd, "model", a.model);
+            jd_put(&doc, sd, "pixel_duplicates", json_integer(r.pixel_dups));
+            jd_text(&doc, sd, "pixel_hash", "XXH3-128 of the decoded RGB pixels, seeded with the size");
+            jd_put(&doc, sd, "undecodable", json_integer(r.undecodable));
+            if (r.first_undecodable[0]) jd_text(&doc, sd, "first_undecodable", r.first_undecodable);
+            jd_put(&doc, sd, "embedded", json_integer(r.rows));
+            jd_put(&doc, sd, "clusters", json_integer(k_used));
+            jd_put(&doc, sd, "kmeans_iterations", json_integer(iters_run));
+            jd_put(&doc, sd, "largest_cluster", json_integer(largest));
+            jd_put(&doc, sd, "eps", json_real(eps_used));
+            jd_put(&doc, sd, "removed", json_integer(by_eps[0]));
             for (int e = 1; e < neps; e++) {
-                json_t *row = json_object();
-                json_object_set_new(row, "eps", json_real(eps[e]));
-                json_object_set_new(row, "removed", json_integer(by_eps[e]));
-                json_array_append_new(per, row);
+                json_t *row = jd_object(&doc);
+                jd_put(&doc, row, "eps", json_real(eps[e]));
+                jd_put(&doc, row, "removed", json_integer(by_eps[e]));
+                jd_append(&doc, per, row);
             }
-            json_object_set_new(sd, "removed_per_eps", per);
-            json_object_set_new(rep, "semdedup", sd);
+            jd_put(&doc, sd, "removed_per_eps", per);
+            jd_put(&doc, rep, "semdedup", sd);
         }
-        rc = curate_report("dedup", &io, rep, r.samples, skipped, why, written, shards);
-        json_decref(rep);
+        rc = curate_report("dedup", &io, &doc, r.samples, skipped, why, written, shards);
+        json_doc_free(&doc);
     }
     if (r.status) fclose(r.status), remove(r.status_path);
     if (r.embeddings) fclose(r.embeddings), remove(r.emb_path);

@@ -338,42 +338,43 @@ int data_filter(int argc, char **argv) {
     vlp_error err = {0};
     if (!rc && pool_writer_finish(w, &written, &shards, &err) != VLP_OK) rc = curate_fail("filter", &err);
     if (!rc) {
-        json_t *rep = json_object(), *rm = json_object();
-        json_object_set_new(rm, "undecodable", json_integer(r.removed[UNDECODABLE]));
+        json_doc doc = json_doc_new();
+        json_t *rep = doc.root, *rm = jd_object(&doc);
+        jd_put(&doc, rm, "undecodable", json_integer(r.removed[UNDECODABLE]));
         for (int k = 0; k < NRULES; k++)
-            if (rules[k].on(&r.o)) json_object_set_new(rm, rules[k].name, json_integer(r.removed[FIRST_RULE + k]));
-        if (by_score) json_object_set_new(rm, "score", json_integer(r.removed[SCORE_BELOW]));
-        json_object_set_new(rep, "removed_by", rm);
-        if (r.first_undecodable[0]) json_object_set_new(rep, "first_undecodable", json_string(r.first_undecodable));
-        json_t *rules_j = json_object();
-        json_object_set_new(rules_j, "min_words", json_integer(r.o.min_words));
-        json_object_set_new(rules_j, "max_words", json_integer(r.o.max_words));
-        json_object_set_new(rules_j, "min_chars", json_integer(r.o.min_chars));
-        json_object_set_new(rules_j, "max_chars", json_integer(r.o.max_chars));
-        json_object_set_new(rules_j, "min_side", json_integer(r.o.min_side));
-        json_object_set_new(rules_j, "max_aspect", json_real(r.o.max_aspect));
-        json_object_set_new(rep, "rules", rules_j);
+            if (rules[k].on(&r.o)) jd_put(&doc, rm, rules[k].name, json_integer(r.removed[FIRST_RULE + k]));
+        if (by_score) jd_put(&doc, rm, "score", json_integer(r.removed[SCORE_BELOW]));
+        jd_put(&doc, rep, "removed_by", rm);
+        if (r.first_undecodable[0]) jd_text(&doc, rep, "first_undecodable", r.first_undecodable);
+        json_t *rules_j = jd_object(&doc);
+        jd_put(&doc, rules_j, "min_words", json_integer(r.o.min_words));
+        jd_put(&doc, rules_j, "max_words", json_integer(r.o.max_words));
+        jd_put(&doc, rules_j, "min_chars", json_integer(r.o.min_chars));
+        jd_put(&doc, rules_j, "max_chars", json_integer(r.o.max_chars));
+        jd_put(&doc, rules_j, "min_side", json_integer(r.o.min_side));
+        jd_put(&doc, rules_j, "max_aspect", json_real(r.o.max_aspect));
+        jd_put(&doc, rep, "rules", rules_j);
         if (scoring(&r)) {
-            json_t *sc = json_object(), *h = json_array();
-            json_object_set_new(sc, "model", json_string(a.model));
-            json_object_set_new(sc, "scored", json_integer(r.scored));
-            json_object_set_new(sc, "mean", json_real(r.scored ? r.score_sum / (double)r.scored : 0));
-            if (r.o.min_score > -2) json_object_set_new(sc, "min_score", json_real(r.o.min_score));
-            if (r.o.keep_fraction > 0) json_object_set_new(sc, "keep_fraction", json_real(r.o.keep_fraction));
-            if (r.thresholded) json_object_set_new(sc, "threshold", json_real(r.threshold));
+            json_t *sc = jd_object(&doc), *h = jd_array(&doc);
+            jd_text(&doc, sc, "model", a.model);
+            jd_put(&doc, sc, "scored", json_integer(r.scored));
+            jd_put(&doc, sc, "mean", json_real(r.scored ? r.score_sum / (double)r.scored : 0));
+            if (r.o.min_score > -2) jd_put(&doc, sc, "min_score", json_real(r.o.min_score));
+            if (r.o.keep_fraction > 0) jd_put(&doc, sc, "keep_fraction", json_real(r.o.keep_fraction));
+            if (r.thresholded) jd_put(&doc, sc, "threshold", json_real(r.threshold));
             for (int b = 0; b < HIST_BINS; b++)
                 if (r.hist[b]) {
-                    json_t *bin = json_object();
-                    json_object_set_new(bin, "from", json_real(round(100 * (-1 + 2.0 * b / HIST_BINS)) / 100));
-                    json_object_set_new(bin, "to", json_real(round(100 * (-1 + 2.0 * (b + 1) / HIST_BINS)) / 100));
-                    json_object_set_new(bin, "count", json_integer(r.hist[b]));
-                    json_array_append_new(h, bin);
+                    json_t *bin = jd_object(&doc);
+                    jd_put(&doc, bin, "from", json_real(round(100 * (-1 + 2.0 * b / HIST_BINS)) / 100));
+                    jd_put(&doc, bin, "to", json_real(round(100 * (-1 + 2.0 * (b + 1) / HIST_BINS)) / 100));
+                    jd_put(&doc, bin, "count", json_integer(r.hist[b]));
+                    jd_append(&doc, h, bin);
                 }
-            json_object_set_new(sc, "histogram", h);
-            json_object_set_new(rep, "score", sc);
+            jd_put(&doc, sc, "histogram", h);
+            jd_put(&doc, rep, "score", sc);
         }
-        rc = curate_report("filter", &io, rep, r.samples, skipped, why, written, shards);
-        json_decref(rep);
+        rc = curate_report("filter", &io, &doc, r.samples, skipped, why, written, shards);
+        json_doc_free(&doc);
         for (int k = 0; k < NRULES; k++)
             if (rules[k].on(&r.o) && r.removed[FIRST_RULE + k])
                 fprintf(stderr, "  %-11s removed %lld\n", rules[k].name, (long long)r.removed[FIRST_RULE + k]);

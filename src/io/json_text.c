@@ -1,6 +1,7 @@
 #include "io/json_text.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,4 +62,65 @@ vlp_err json_set_exact(json_t *obj, const char *key, const char *s, const char *
                   "%s: \"%s\" would hold '%s', which is not UTF-8 text (JSON holds only UTF-8); rename it", what,
                   key, s);
     return json_put(obj, key, json_string(s), what, err);
+}
+
+/* ---- a document checked once ---- */
+
+static void jd_fail(json_doc *d, vlp_err rc, const char *key, const char *why, const char *value) {
+    if (d->rc != VLP_OK) return;
+    d->rc = rc;
+    snprintf(d->failed, sizeof d->failed, "the field \"%.80s\" %s%.100s%s", key ? key : "?", why,
+             value ? value : "", value ? "', which is not UTF-8 text (JSON holds only UTF-8); rename it" : "");
+}
+
+json_doc json_doc_new(void) {
+    json_doc d = {.root = json_object()};
+    if (!d.root) jd_fail(&d, VLP_ERR_NOMEM, "(the document)", "could not be made: out of memory", NULL);
+    return d;
+}
+
+static json_t *kept(json_doc *d, json_t *v, const char *what) {
+    if (!v) jd_fail(d, VLP_ERR_NOMEM, what, "could not be made: out of memory", NULL);
+    return v;
+}
+json_t *jd_object(json_doc *d) { return kept(d, json_object(), "(an object)"); }
+json_t *jd_array(json_doc *d) { return kept(d, json_array(), "(an array)"); }
+
+void jd_put(json_doc *d, json_t *obj, const char *key, json_t *v) {
+    if (!obj) json_decref(v), v = NULL; /* an earlier failure: kept already */
+    if (obj && !utf8_valid(key)) { /* jansson refuses such a key: the field would vanish */
+        json_decref(v);
+        jd_fail(d, VLP_ERR_ARG, key, "has a name '", key);
+    } else if (!obj || !v || json_object_set_new(obj, key, v) != 0)
+        jd_fail(d, VLP_ERR_NOMEM, key, "could not be written: out of memory", NULL);
+}
+
+void jd_text(json_doc *d, json_t *obj, const char *key, const char *text) {
+    jd_put(d, obj, key, text ? json_text_repaired(text) : json_null());
+}
+
+void jd_exact(json_doc *d, json_t *obj, const char *key, const char *s) {
+    if (s && !utf8_valid(s)) {
+        jd_fail(d, VLP_ERR_ARG, key, "would hold '", s);
+        return;
+    }
+    jd_put(d, obj, key, s ? json_string(s) : json_null());
+}
+
+void jd_append(json_doc *d, json_t *arr, json_t *v) {
+    if (!arr) json_decref(v), v = NULL;
+    if (!arr || !v || json_array_append_new(arr, v) != 0)
+        jd_fail(d, VLP_ERR_NOMEM, "(an array's item)", "could not be written: out of memory", NULL);
+}
+
+char *json_doc_dumps(json_doc *d, size_t flags, const char *what, vlp_error *err) {
+    char *text = d->rc == VLP_OK ? json_dumps(d->root, flags) : NULL;
+    if (!text && d->rc == VLP_OK) jd_fail(d, VLP_ERR_NOMEM, "(the document)", "could not be written: out of memory", NULL);
+    if (!text) vlp_error_set(err, d->rc, __FILE__, __LINE__, "%s: %s", what, d->failed);
+    return text;
+}
+
+void json_doc_free(json_doc *d) {
+    json_decref(d->root);
+    d->root = NULL;
 }

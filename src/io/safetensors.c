@@ -29,47 +29,42 @@ const char *st_dtype_name(st_dtype t) { return DTYPES[t].name; }
 
 vlp_err st_write(const char *path, const st_tensor *ts, int count, const st_meta *meta, int nmeta,
                  vlp_error *err) {
-    json_t *hdr = json_object();
-    VLP_CHECK_ALLOC(hdr, err, 64);
-    vlp_err rc = VLP_OK;
+    json_doc doc = json_doc_new();
+    json_t *hdr = doc.root;
     if (nmeta > 0) {
-        json_t *m = json_object();
-        for (int i = 0; m && rc == VLP_OK && i < nmeta; i++) rc = json_set_exact(m, meta[i].key, meta[i].value, path, err);
-        if (rc == VLP_OK) rc = json_put(hdr, "__metadata__", m, path, err);
-        else json_decref(m);
-        if (rc != VLP_OK) {
-            json_decref(hdr);
-            return rc;
-        }
+        json_t *m = jd_object(&doc);
+        for (int i = 0; i < nmeta; i++) jd_exact(&doc, m, meta[i].key, meta[i].value);
+        jd_put(&doc, hdr, "__metadata__", m);
     }
     uint64_t off = 0;
     for (int i = 0; i < count; i++) {
         const st_tensor *t = &ts[i];
-        if (!t->name || !*t->name || t->ndim < 0 || t->ndim > ST_MAX_NDIM ||
-            json_object_get(hdr, t->name)) {
-            json_decref(hdr);
+        if (!t->name || !*t->name || t->ndim < 0 || t->ndim > ST_MAX_NDIM || json_object_get(hdr, t->name)) {
+            json_doc_free(&doc);
             VLP_FAIL(err, VLP_ERR_ARG, "%s: tensor %d ('%s') has no name, a bad rank or a duplicate name",
                      path, i, t->name ? t->name : "");
         }
-        json_t *shape = json_array();
+        json_t *shape = jd_array(&doc);
         size_t numel = 1;
         for (int k = 0; k < t->ndim; k++) {
-            json_array_append_new(shape, json_integer(t->shape[k]));
+            jd_append(&doc, shape, json_integer(t->shape[k]));
             numel *= (size_t)t->shape[k];
         }
         uint64_t bytes = numel * DTYPES[t->dtype].size;
-        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", DTYPES[t->dtype].name, "shape", shape,
-                              "data_offsets", (json_int_t)off, (json_int_t)(off + bytes));
-        json_object_set_new(hdr, t->name, e);
+        /* a name that is not UTF-8 is refused (jd_put): its bytes would be written under no name */
+        jd_put(&doc, hdr, t->name,
+               shape ? json_pack("{s:s, s:o, s:[I,I]}", "dtype", DTYPES[t->dtype].name, "shape", shape,
+                                 "data_offsets", (json_int_t)off, (json_int_t)(off + bytes))
+                     : NULL);
         off += bytes;
     }
-    char *text = json_dumps(hdr, JSON_PRESERVE_ORDER | JSON_COMPACT);
-    json_decref(hdr);
-    VLP_CHECK_ALLOC(text, err, 1024);
+    char *text = json_doc_dumps(&doc, JSON_PRESERVE_ORDER | JSON_COMPACT, path, err);
+    json_doc_free(&doc);
+    if (!text) return doc.rc;
     size_t tl = strlen(text), padded = (tl + 7) / 8 * 8; /* data starts 8-byte aligned */
     uint64_t hlen = padded;
     atomic_file af;
-    rc = atomic_open(&af, path, err);
+    vlp_err rc = atomic_open(&af, path, err);
     if (rc != VLP_OK) {
         free(text);
         return rc;

@@ -1,4 +1,5 @@
 #include "model/config.h"
+#include "io/json_text.h"
 #include "core/error.h"
 
 #include <jansson.h>
@@ -265,39 +266,38 @@ static double ratio_of(int mlp_width, int width) {
 char *clip_config_to_json(const clip_config *c) {
     const clip_vision_cfg *v = &c->vision;
     const clip_text_cfg *t = &c->text;
-    json_t *root = json_pack(
+    json_doc doc = {.root = json_pack(
         "{s:i, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i, s:f}}",
         "embed_dim", c->embed_dim, "quick_gelu", c->quick_gelu, "vision_cfg", "image_size",
         v->image_size, "patch_size", v->patch_size, "width", v->width, "layers", v->layers,
         "heads", v->heads, "mlp_ratio", ratio_of(v->mlp_width, v->width), "text_cfg",
         "context_length", t->context_length, "vocab_size", t->vocab_size, "width", t->width,
-        "heads", t->heads, "layers", t->layers, "mlp_ratio", ratio_of(t->mlp_width, t->width));
+        "heads", t->heads, "layers", t->layers, "mlp_ratio", ratio_of(t->mlp_width, t->width))};
+    json_t *root = doc.root;
     if (!root) return NULL;
     if (c->has_logit_scale_init)
-        json_object_set_new(root, "init_logit_scale", json_real(c->init_logit_scale));
-    if (c->has_logit_bias) json_object_set_new(root, "init_logit_bias", json_real(c->init_logit_bias));
+        jd_put(&doc, root, "init_logit_scale", json_real(c->init_logit_scale));
+    if (c->has_logit_bias) jd_put(&doc, root, "init_logit_bias", json_real(c->init_logit_bias));
     const image_preprocess *pre = &v->pre;
     json_t *vj = json_object_get(root, "vision_cfg");
     if (pre->own_norm) {
-        json_object_set_new(vj, "image_mean", json_pack("[f, f, f]", pre->mean[0], pre->mean[1], pre->mean[2]));
-        json_object_set_new(vj, "image_std", json_pack("[f, f, f]", pre->std[0], pre->std[1], pre->std[2]));
+        jd_put(&doc, vj, "image_mean", json_pack("[f, f, f]", pre->mean[0], pre->mean[1], pre->mean[2]));
+        jd_put(&doc, vj, "image_std", json_pack("[f, f, f]", pre->std[0], pre->std[1], pre->std[2]));
     }
-    if (pre->white_background) json_object_set_new(vj, "image_background", json_string("white"));
+    if (pre->white_background) jd_exact(&doc, vj, "image_background", "white");
     const clip_multimodal_cfg *mc = &c->multimodal;
     if (mc->layers > 0)
-        json_object_set_new(root, "multimodal_cfg",
-                            json_pack("{s:i, s:i, s:i, s:f, s:i, s:i}", "width", mc->width, "heads",
-                                      mc->heads, "layers", mc->layers, "mlp_ratio",
-                                      ratio_of(mc->mlp_width, mc->width), "context_length",
-                                      t->context_length, "vocab_size", t->vocab_size));
+        jd_put(&doc, root, "multimodal_cfg",
+               json_pack("{s:i, s:i, s:i, s:f, s:i, s:i}", "width", mc->width, "heads", mc->heads, "layers",
+                         mc->layers, "mlp_ratio", ratio_of(mc->mlp_width, mc->width), "context_length",
+                         t->context_length, "vocab_size", t->vocab_size));
     const clip_mae_cfg *ac = &c->mae;
     if (ac->layers > 0)
-        json_object_set_new(root, "mae_cfg",
-                            json_pack("{s:i, s:i, s:i, s:f}", "width", ac->width, "heads",
-                                      ac->heads, "layers", ac->layers, "mlp_ratio",
-                                      ratio_of(ac->mlp_width, ac->width)));
-    char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(4));
-    json_decref(root);
+        jd_put(&doc, root, "mae_cfg",
+               json_pack("{s:i, s:i, s:i, s:f}", "width", ac->width, "heads", ac->heads, "layers", ac->layers,
+                         "mlp_ratio", ratio_of(ac->mlp_width, ac->width)));
+    char *s = json_doc_dumps(&doc, JSON_PRESERVE_ORDER | JSON_INDENT(4), "config", NULL);
+    json_doc_free(&doc);
     return s;
 }
 

@@ -7,6 +7,8 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+
+#include "io/json_text.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -250,18 +252,18 @@ opt_desc objective_option_desc(const objective *obj, int i) {
 /* ---- the training state's JSON ---------------------------------------------------------------- */
 
 char *train_opts_to_json(const train_opts *o) {
-    json_t *j = json_object();
-    if (!j) return NULL;
-    json_object_set_new(j, "objective", json_string(o->objective->name));
+    json_doc doc = json_doc_new();
+    json_t *j = doc.root;
+    jd_exact(&doc, j, "objective", o->objective->name);
     for (int i = 0; i < NFIELDS; i++)
-        if (in_state(&fields[i])) json_object_set_new(j, fields[i].key, opt_to_json(&fields[i], o));
+        if (in_state(&fields[i])) jd_put(&doc, j, fields[i].key, opt_to_json(&fields[i], o));
     const objective *obj = o->objective;
     for (int i = 0; i < obj->noptions; i++) {
         opt_desc d = objective_option_desc(obj, i);
-        json_object_set_new(j, d.key, opt_to_json(&d, o));
+        jd_put(&doc, j, d.key, opt_to_json(&d, o));
     }
-    char *s = json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT);
-    json_decref(j);
+    char *s = json_doc_dumps(&doc, JSON_PRESERVE_ORDER | JSON_COMPACT, "the training options", NULL);
+    json_doc_free(&doc);
     return s;
 }
 
