@@ -137,6 +137,9 @@ static void test_brace_expand(void **state) {
     free(v);
     assert_int_equal(brace_expand("x-{5..2}.tar", &v), -1);
     assert_int_equal(brace_expand("x-{1..2.tar", &v), -1);
+    /* bounds near LONG_MAX are refused: the loop stepped past LONG_MAX (signed overflow, a hang) */
+    assert_int_equal(brace_expand("x-{9223372036854775807..9223372036854775807}.tar", &v), -1);
+    assert_int_equal(brace_expand("x-{99999999999999999999..99999999999999999999}.tar", &v), -1);
 }
 
 /* all captions of an epoch, in order */

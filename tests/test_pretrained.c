@@ -280,6 +280,20 @@ static void test_rejections(void **state) {
     st_close(sf);
     assert_int_equal(clip_load_pretrained(&back, path2, &o, &err), VLP_ERR_FORMAT);
     assert_non_null(strstr(err.message, "'text_model.encoder.layers.0.self_attn.q_proj.weight' is missing"));
+    /* HF with a tensor of a layer that no config has: -1 passed `layer < layers` (atoi) */
+    static const char *const stray[] = {"text_model.encoder.layers.-1.mlp.fc1.bias",
+                                        "vision_model.encoder.layers.99999999999999999999.mlp.fc1.bias"};
+    for (int k = 0; k < 2; k++) {
+        check(st_open(path, &sf, &err), &err);
+        n = 0;
+        for (int i = 0; i < st_count(sf); i++) ts[n++] = *st_at(sf, i);
+        ts[n] = *st_find(sf, "text_model.encoder.layers.0.mlp.fc1.bias");
+        ts[n++].name = stray[k];
+        check(st_write(path2, ts, n, NULL, 0, &err), &err);
+        st_close(sf);
+        assert_int_equal(clip_load_pretrained(&back, path2, &o, &err), VLP_ERR_FORMAT);
+        if (!strstr(err.message, "belongs to a layer the config does not have")) fail_msg("%s: %s", stray[k], err.message);
+    }
     /* fp16 weights load (widened); an I64 weight does not */
     write_openclip(&m, path);
     check(st_open(path, &sf, &err), &err);

@@ -325,6 +325,31 @@ static void test_resume_drops_later_metrics(void **state) {
     remove_dir(d);
 }
 
+/* pruning keeps the run's own newest checkpoints: a stray file whose step
+ * does not fit (sscanf took it as LONG_MAX, the "newest") is not one */
+static void test_prune_ignores_odd_names(void **state) {
+    train_opts o = small_opts();
+    char *d = make_dir(), stray[256], path[256];
+    snprintf(stray, sizeof stray, "%s/ckpt-99999999999999999999.safetensors", d);
+    FILE *fp = fopen(stray, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    fixture f;
+    fixture_init(&f, &o, o.seed, d, 32);
+    vlp_error err = {0};
+    for (int s = 1; s <= 2; s++) {
+        train_steps(f.t, 1, NULL);
+        check(trainer_save(f.t, 1, NULL, 0, &err), &err);
+    }
+    fixture_free(&f);
+    snprintf(path, sizeof path, "%s/ckpt-00000002.safetensors", d);
+    assert_int_equal(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/ckpt-00000001.safetensors", d);
+    assert_int_not_equal(access(path, F_OK), 0);
+    assert_int_equal(access(stray, F_OK), 0); /* not the run's: left alone */
+    remove_dir(d);
+}
+
 /* latest.state rewritten with one metadata value replaced */
 static void tamper_state(const char *dir, const char *key, const char *value) {
     static const char *const keys[] = {"format", "version", "step", "epoch", "index", "checkpoint", "options", "world"};
@@ -971,6 +996,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resume_drops_later_metrics),
         cmocka_unit_test(test_resume_refuses_bad_state),
         cmocka_unit_test(test_rank_pos_file),
+        cmocka_unit_test(test_prune_ignores_odd_names),
         cmocka_unit_test(test_accumulation_gives_full_batch_gradient),
         cmocka_unit_test(test_coca_accumulation),
         cmocka_unit_test(test_textlm_accumulation),

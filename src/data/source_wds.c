@@ -7,6 +7,7 @@
 #include "data/table.h"
 #include "data/tar.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +53,10 @@ static bool expand(const char *p, strvec *out) {
     const char *dots = strstr(body, "..");
     if (dots) { /* numeric range, zero-padded to the width of the first bound */
         char *e1, *e2;
+        errno = 0;
         long lo = strtol(body, &e1, 10), hi = strtol(dots + 2, &e2, 10);
-        if (e1 != dots || *e2 || hi < lo || hi - lo > 10000000) return false;
+        /* bounded: {0..LONG_MAX} would step past LONG_MAX */
+        if (errno || e1 != dots || *e2 || lo < 0 || hi < lo || hi > 999999999999L || hi - lo > 10000000) return false;
         int width = (int)(dots - body);
         for (long v = lo; v <= hi; v++) {
             char num[32];

@@ -82,8 +82,10 @@ static void pax_path(const char *d, size_t n, char *out, size_t cap) {
     size_t i = 0;
     while (i < n) {
         char *end;
+        errno = 0;
         unsigned long len = strtoul(d + i, &end, 10);
-        if (len == 0 || i + len > n || *end != ' ') return;
+        /* len > n - i, not i + len > n: a length near 2^64 wrapped the sum and walked back */
+        if (errno || len == 0 || len > n - i || *end != ' ' || !(d[i] >= '0' && d[i] <= '9')) return;
         const char *kv = end + 1;
         if (!strncmp(kv, "path=", 5)) {
             size_t vl = (size_t)(d + i + len - 1 - (kv + 5)); /* without the newline */

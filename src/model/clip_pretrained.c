@@ -4,6 +4,7 @@
 #include "model/clip_io.h"
 #include "model/clip_q8.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,9 +202,11 @@ static vlp_err load_hf(clip_model *m, const st_file *f, vlp_error *err) {
         VLP_CHECK_FORMAT(known, err, "%s: tensor '%s' is not part of a CLIP model", st_path(f), n);
         if (!strncmp(n, "vision_model.encoder.layers.", 28) || !strncmp(n, "text_model.encoder.layers.", 26)) {
             const char *num = n + (n[0] == 'v' ? 28 : 26);
-            int layer = atoi(num);
-            VLP_CHECK_FORMAT(layer < (n[0] == 'v' ? c->vision.layers : c->text.layers), err,
-                             "%s: tensor '%s' belongs to a layer the config does not have", st_path(f), n);
+            char *end;
+            errno = 0;
+            long layer = num[0] >= '0' && num[0] <= '9' ? strtol(num, &end, 10) : -1;
+            VLP_CHECK_FORMAT(!errno && layer >= 0 && layer < (n[0] == 'v' ? c->vision.layers : c->text.layers),
+                             err, "%s: tensor '%s' belongs to a layer the config does not have", st_path(f), n);
         }
     }
     return VLP_OK;

@@ -48,6 +48,19 @@ static void rank_pos_path(char *out, const trainer *t, long step, int rank) {
     snprintf(out, TRAIN_PATH_CAP, "%s/ckpt-%08ld.rank%d.pos", t->dir, step, rank);
 }
 
+/* the step of a "ckpt-N.safetensors" name (N digits, within a run's
+ * steps), or -1 for any other name */
+static long ckpt_step(const char *name) {
+    const char *num = name + 5, *dot = strchr(num, '.');
+    char digits[32];
+    int64_t step;
+    if (strncmp(name, "ckpt-", 5) || !dot || strcmp(dot, ".safetensors") || dot == num ||
+        (size_t)(dot - num) >= sizeof digits)
+        return -1;
+    memcpy(digits, num, (size_t)(dot - num)), digits[dot - num] = '\0';
+    return run_number(digits, name, "the step", TRAIN_MAX_STEPS, &step, NULL) == VLP_OK ? (long)step : -1;
+}
+
 /* Removes all but the newest `keep` ckpt-*.safetensors (and their states). */
 static void prune(trainer *t, int keep) {
     DIR *d = opendir(t->dir);
@@ -56,10 +69,8 @@ static void prune(trainer *t, int keep) {
     int n = 0;
     struct dirent *e;
     while (steps && (e = readdir(d)) && n < MAX_CHECKPOINTS) {
-        long s;
-        char tail[32];
-        if (sscanf(e->d_name, "ckpt-%ld.%31s", &s, tail) == 2 && !strcmp(tail, "safetensors"))
-            steps[n++] = s;
+        long s = ckpt_step(e->d_name);
+        if (s >= 0) steps[n++] = s;
     }
     closedir(d);
     for (int i = 0; i < n; i++) {
@@ -169,8 +180,10 @@ vlp_err truncate_metrics(trainer *t, vlp_error *err) {
     size_t cap = 0;
     ssize_t n;
     while ((n = getline(&line, &cap, in)) > 0) { /* any length: a line is never cut */
-        long s;
-        if (sscanf(line, "{\"step\":%ld", &s) == 1 && s > t->step) continue;
+        char *end;
+        /* strtoll, not sscanf: a step beyond 2^63 is clamped (and dropped), never undefined */
+        long long s = strncmp(line, "{\"step\":", 8) ? -1 : strtoll(line + 8, &end, 10);
+        if (s >= 0 && end != line + 8 && s > t->step) continue;
         atomic_write(&af, line, (size_t)n);
     }
     free(line);

@@ -52,6 +52,20 @@ def tar_of(members):
     return t.getvalue()
 
 
+def raw_tar_member(name, data, kind=b"0"):
+    """a ustar header and body by hand (tarfile will not write a broken pax record)"""
+    h = bytearray(512)
+    h[0:len(name)] = name
+    h[100:108] = b"0000644\0"
+    h[124:136] = b"%011o\0" % len(data)
+    h[156:157] = kind
+    h[257:263] = b"ustar\0"
+    h[263:265] = b"00"
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h) + data + b"\0" * ((512 - len(data) % 512) % 512)
+
+
 def shards_input(per, samples):
     """fuzz_shards.c's input: samples a shard, then (caption, image bytes) each"""
     out = bytes([per - 1])
@@ -108,6 +122,9 @@ def main():
     put("tar", "three_samples.tar", t.getvalue())
     put("pool", "three_samples.tar", t.getvalue())  # every member kept and written back
     put("pool", "table.tsv", b"filepath\ttitle\tlabel\nimg/a.png\ta red square\tred\nb.png\t\t\nc.png\tshort\n")
+    # a pax record whose length is near 2^64, after a good one (i + len wraps)
+    put("tar", "pax_length_near_2_64", raw_tar_member(b"pax", b"9 a=bbbb\n18446744073709551615 path=x\n", b"x") +
+        raw_tar_member(b"000.txt", b"a cat") + b"\0" * 1024)
     put("pool", "odd_names.tar", tar_of([  # a path in the key, an extension longer than 40 bytes (it was cut)
         ("d/000.a.jpg", jpg), ("d/000.a.txt", b"a cat"), ("001.png", png), ("001.txt", b"x"),
         ("001." + "e" * 44 + "1", b"one"), ("001." + "e" * 44 + "2", b"two")]))
