@@ -58,9 +58,13 @@ ifeq ($(MODE),asan)
   # float-cast-overflow: -fsanitize=undefined leaves it out (a NaN or huge double cast to int)
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
 else ifeq ($(MODE),fuzz)
-  # the fuzz targets' library: clang, coverage for libFuzzer, sanitizers
+  # the fuzz targets' library: clang, coverage for libFuzzer, sanitizers; clang's
+  # implicit-integer-truncation too (a value changed when a wider integer is
+  # stored into a narrower one without a cast); not the rest of -fsanitize=integer, whose
+  # unsigned wrap and sign-change checks flag the hashes' and sizes' intended
+  # arithmetic
   CC := clang
-  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow,fuzzer-no-link -fno-sanitize-recover=all
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow,implicit-integer-truncation,fuzzer-no-link -fno-sanitize-recover=all
 else ifeq ($(MODE),release)
   OPT := -O3 -g $(if $(ARCH),-march=$(ARCH))
 else
