@@ -121,10 +121,10 @@ tap_grep "and it says why" qother.log "q/tokenizer.merges holds another tokenize
 tap_check "vlp data shards" shards.log sh -c "'$vlp' data shards --data mine.tsv --out shards/s --samples-per-shard 50 2>&1 | cat"
 tap_grep "shards: a progress line per sample count" shards.log "samples 70 ("
 tap_grep "shards: written" shards.log "wrote 70 samples into 2 shards"
-# an empty file and a GIF among the images: named, skipped, counted (not written as .webp)
+# an empty file and a BMP among the images: named, skipped, counted (not written as .webp)
 : > empty.png
-printf 'GIF89a\001\000\001\000' > tiny.gif
-{ cat mine.tsv; printf '%s\tan empty file\tred\n%s\ta gif\tblue\n' "$tmp/empty.png" "$tmp/tiny.gif"; } > odd.tsv
+printf 'BM\066\000\000\000\000\000\000\000' > tiny.bmp
+{ cat mine.tsv; printf '%s\tan empty file\tred\n%s\ta bmp\tblue\n' "$tmp/empty.png" "$tmp/tiny.bmp"; } > odd.tsv
 tap_check "vlp data shards with files that are not images" odd.log "$vlp" data shards --data odd.tsv --out odd/s --samples-per-shard 50
 tap_grep "shards: the odd files counted" odd.log "skipped 2 samples that are not images; the first: "
 tap_grep "shards: the empty file named" odd.log "empty.png): an empty file (0 bytes), not an image"

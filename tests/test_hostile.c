@@ -180,7 +180,8 @@ static void test_tiny_file_declaring_a_huge_image(void **state) {
     assert_string_equal(image_format_ext(jpg, 3), "jpg");
     assert_null(image_format_ext(jpg, 2));
     assert_null(image_format_ext(NULL, 0));
-    assert_null(image_format_ext("GIF89a", 6));
+    assert_string_equal(image_format_ext("GIF89a", 6), "gif");
+    assert_null(image_format_ext("BM\066\0\0\0", 6));
     assert_string_equal(image_format_ext("RIFF\0\0\0\0WEBP", 12), "webp");
 }
 

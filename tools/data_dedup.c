@@ -74,10 +74,16 @@ static int seen_before(dedup_run *r, u64_map *set, XXH128_hash_t h) {
     return 0;
 }
 
-/* XXH3-128 of the decoded image's RGB bytes, seeded with its size */
+/* XXH3-128 of the decoded image's pixels (in the mode it was stored in, and
+ * its palette), seeded with its size and mode */
 static XXH128_hash_t pixel_hash(const image_u8 *im) {
-    return XXH3_128bits_withSeed(im->px, (size_t)im->w * im->h * 3,
-                                 (uint64_t)(uint32_t)im->w << 32 | (uint32_t)im->h);
+    uint64_t seed = (uint64_t)(uint32_t)im->w << 32 | (uint64_t)(uint32_t)im->h << 4 | (uint32_t)im->mode;
+    XXH128_hash_t h = XXH3_128bits_withSeed(im->px, (size_t)im->w * im->h * (size_t)image_mode_bytes(im->mode), seed);
+    if (im->palette) { /* the same indices under another palette are other pixels */
+        XXH128_hash_t p = XXH3_128bits_withSeed(im->palette, 256 * 4, h.low64);
+        h.low64 ^= p.low64, h.high64 ^= p.high64;
+    }
+    return h;
 }
 
 static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
@@ -295,7 +301,7 @@ int data_dedup(int argc, char **argv) {
             json_t *sd = jd_object(&doc), *per = jd_array(&doc);
             jd_text(&doc, sd, "model", a.model);
             jd_put(&doc, sd, "pixel_duplicates", json_integer(r.pixel_dups));
-            jd_text(&doc, sd, "pixel_hash", "XXH3-128 of the decoded RGB pixels, seeded with the size");
+            jd_text(&doc, sd, "pixel_hash", "XXH3-128 of the decoded pixels as stored (mode, palette), seeded with the size");
             jd_put(&doc, sd, "undecodable", json_integer(r.undecodable));
             if (r.first_undecodable[0]) jd_text(&doc, sd, "first_undecodable", r.first_undecodable);
             jd_put(&doc, sd, "embedded", json_integer(r.rows));

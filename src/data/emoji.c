@@ -113,8 +113,11 @@ static vlp_err add_item(builder *b, const char *dir, const char *vendor, int vi,
     char path[4096];
     snprintf(path, sizeof path, "%s/img/%s/64/%s", dir, vendor, image);
     image_decode_opts o = {.composite = true, .background = {255, 255, 255}};
-    image_u8 im;
-    VLP_TRY(image_load(path, &o, &im, err));
+    image_u8 dec, im;
+    VLP_TRY(image_load(path, &o, &dec, err));
+    vlp_err rc = image_to_rgb(&dec, &im, err); /* held as RGB, composited on white */
+    image_free(&dec);
+    VLP_TRY(rc);
     if (im.w != EMOJI_SIZE || im.h != EMOJI_SIZE) {
         int w = im.w, h = im.h;
         image_free(&im);

@@ -1,18 +1,22 @@
 /*
- * Images: decoding (JPEG through libjpeg-turbo, PNG through libpng, WebP
- * through libwebp; the format is sniffed from the bytes) to 8-bit RGB, and
- * the transforms CLIP training and evaluation use, computed the way
- * PIL + torchvision compute them:
- *   - resize: PIL's separable bicubic (a = -0.5) with antialiasing (the
- *     kernel widens by the downscale factor), fixed-point coefficients and an
- *     8-bit intermediate — the same integers PIL's ImagingResample produces;
+ * Images: decoding (JPEG through libjpeg-turbo, PNG through libpng's
+ * low-level reader, WebP through libwebp; the format is sniffed from the
+ * bytes) to the mode Pillow opens them in, and the transforms CLIP training
+ * and evaluation use, computed the way open_clip's transform computes them
+ * on an image as Image.open gives it (PIL 9.4 + torchvision):
+ *   - resize in the image's own mode (Image.resize): bicubic (a = -0.5)
+ *     with antialiasing, fixed-point coefficients and an 8-bit intermediate
+ *     for L, RGB and CMYK; RGBA and LA premultiplied around it; palette and
+ *     bilevel images by nearest neighbour; 16-bit grey in doubles;
+ *   - then convert('RGB'): alpha dropped (or, a model's own rule, composited
+ *     on a background), palettes looked up, CMYK by Pillow's formula,
+ *     16-bit grey clipped at 255;
  *   - eval: Resize(S) on the shortest side (long side truncated as
- *     torchvision), CenterCrop(S) (offsets rounded);
- *   - train: RandomResizedCrop(S, scale, ratio) as torchvision samples it,
- *     optional horizontal flip;
- *   - to (3, S, S) floats normalised by mean/std.
- * Grey and palette images are expanded; alpha is dropped (PIL's
- * convert('RGB'), what open_clip does) or composited on a background.
+ *     torchvision), CenterCrop(S) (offsets rounded half to even);
+ *   - train: RandomResizedCrop(S, scale, ratio) as torchvision samples it
+ *     (crop, then resize), optional horizontal flip;
+ *   - to (3, S, S) floats, (x / 255 - mean) / std in float32 as torch.
+ * No ICC profile, gamma or EXIF orientation is applied (Pillow applies none).
  */
 #ifndef VLP_DATA_IMAGE_H
 #define VLP_DATA_IMAGE_H
@@ -23,9 +27,30 @@
 #include "core/rng.h"
 #include "core/error.h"
 
+/* the modes images are decoded to: Pillow's, for what open_clip's transform
+ * does with each */
+typedef enum image_mode {
+    IMAGE_RGB = 0, // 3 bytes a pixel
+    IMAGE_RGBA,    // 4, alpha not premultiplied
+    IMAGE_L,       // 1, grey
+    IMAGE_LA,      // 2, grey and alpha
+    IMAGE_1,       // 1, 0 or 255: bilevel (resized by nearest neighbour)
+    IMAGE_P,       // 1, an index into `palette` (resized by nearest neighbour)
+    IMAGE_CMYK,    // 4, as Pillow holds CMYK (a JPEG's Adobe-inverted bytes inverted back)
+    IMAGE_I,       // 4: an int32 a pixel, 16-bit grey 0..65535
+} image_mode;
+
+/* bytes a pixel of the mode */
+int image_mode_bytes(image_mode m);
+const char *image_mode_name(image_mode m);
+
 typedef struct image_u8 {
     int w, h;
-    uint8_t *px; // (h, w, 3) RGB
+    uint8_t *px;          // (h, w, image_mode_bytes(mode)); owned
+    image_mode mode;      // IMAGE_RGB when zero-initialised
+    uint8_t *palette;     // IMAGE_P: (256, 4) RGBA, alpha from tRNS (used only to composite); owned
+    bool composite;       // the decode's rule for alpha, applied when converted to RGB
+    uint8_t background[3];
 } image_u8;
 
 /* Normalisation of 8-bit RGB: (x/255 - mean) / std per channel. */
@@ -37,7 +62,7 @@ typedef struct image_norm {
 image_norm image_norm_openai(void);
 
 typedef struct image_decode_opts {
-    bool composite;        // alpha: false drops it, true blends onto background
+    bool composite;        // alpha, when converted to RGB: false drops it (Pillow), true blends onto background
     uint8_t background[3];
     int min_side;          // > 0: JPEG may decode at 1/2, 1/4, 1/8 while both sides stay >= this
 } image_decode_opts;
@@ -56,22 +81,28 @@ typedef struct image_decode_opts {
 const char *image_format_ext(const void *data, size_t n);
 
 /* what image_decode says of bytes image_format_ext does not know ("an empty
- * file" or "not a JPEG, PNG or WebP image"), naming `what` */
+ * file" or "not a JPEG, PNG, WebP or GIF image"), naming `what` */
 void image_unknown_why(const char *what, size_t n, char *buf, size_t cap);
 
-/* `what` names the source in errors (a path, or "shard.tar:key.jpg"). */
+/* `what` names the source in errors (a path, or "shard.tar:key.jpg"). The
+ * image keeps the mode it was stored in (image_to_rgb converts it). */
 vlp_err image_decode(const void *bytes, size_t n, const char *what, const image_decode_opts *o,
                      image_u8 *out, vlp_error *err);
 vlp_err image_load(const char *path, const image_decode_opts *o, image_u8 *out, vlp_error *err);
 void image_free(image_u8 *im);
-
-/* The crop box (x0, y0, w, h) of `in` resized to (ow, oh), PIL-exact. */
-vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, int oh,
-                     image_u8 *out, vlp_error *err);
+/* Pillow's convert('RGB') (or the image's composite rule) into out (RGB) */
+vlp_err image_to_rgb(const image_u8 *in, image_u8 *out, vlp_error *err);
 
 typedef struct crop_box {
     int x, y, w, h;
 } crop_box;
+
+/* Image.resize((ow, oh), BICUBIC, box) of `in` in its own mode, PIL-exact;
+ * the box (x0, y0, w, h) on the source; same size and whole box: a copy. */
+vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, int oh,
+                     image_u8 *out, vlp_error *err);
+/* Image.crop: the box, in the image's mode */
+vlp_err image_crop(const image_u8 *in, crop_box b, image_u8 *out, vlp_error *err);
 
 /* torchvision's Resize(S) then CenterCrop(S), as one box on the source and the
  * intermediate size: resize `in` to (*rw, *rh) then take `box` of that. */
@@ -105,6 +136,12 @@ typedef struct image_preprocess {
 /* the transform (eval or train) and the decoding a model's preprocessing asks for */
 image_transform image_transform_for(const image_preprocess *p, int size, bool train);
 image_decode_opts image_decode_for(const image_preprocess *p);
+
+/* The S x S RGB image the transform normalises. Eval: Resize(S) and
+ * CenterCrop(S) in the image's mode, then RGB. Train: the crop c (from
+ * random_resized_crop), resized to S x S in the image's mode, then RGB. */
+vlp_err image_eval_rgb(const image_u8 *in, int S, image_u8 *out, vlp_error *err);
+vlp_err image_crop_rgb(const image_u8 *in, crop_box c, int S, image_u8 *out, vlp_error *err);
 
 /* in → (3, S, S) floats; r is used by the train transform (may be NULL for eval). */
 vlp_err image_transform_apply(const image_transform *t, const image_u8 *in, rng64 *r, float *out,

@@ -190,6 +190,6 @@ void wds_split_key(const char *name, char *key, size_t kcap, const char **ext) {
 }
 
 bool wds_is_image_ext(const char *e) {
-    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp");
+    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp") || !strcmp(e, "gif");
 }
 

@@ -99,6 +99,10 @@ def main():
     put("image", "lossless.webp", image("WEBP", lossless=True))
     put("image", "progressive.jpg", image("JPEG", progressive=True))
     put("image", "truncated.jpg", jpg[: len(jpg) // 2])
+    for name in ("cmyk.jpg", "grey16.png", "la_alpha.png", "palette_trns.png", "animated.webp", "palette_trns.gif",
+                 "animated.gif"):  # every decoder's modes (tests/ref/make_modes_ref.py)
+        with open(f"tests/ref/modes/{name}", "rb") as f:
+            put("image", name, f.read())
     webp = image("WEBP", quality=70)
     put("shards", "three_two_a_shard", shards_input(2, [("a red dog", png), ("caf\xe9 latin-1".encode("latin-1"), jpg),
                                                         ("日本語 &amp; \\u00e9 \"q\"", webp)]))

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""Reference pixels for every image mode vlp decodes (tests/test_image_modes.c):
+small images in each mode Pillow opens (RGBA and LA with transparent and
+half-transparent pixels, palette with and without a transparent index,
+bilevel, grey, 16-bit grey, CMYK JPEG, grey JPEG, WebP lossless with alpha,
+lossy, animated, GIF with and without a transparent index, grey, animated), written to tests/ref/modes/, and for each what Pillow and
+torchvision give, as open_clip's transform runs on an image as Image.open
+gives it (its CSV loader):
+  FILE:decode   convert('RGB')                                (h, w, 3)
+  FILE:eval_S   Resize(S, BICUBIC) + CenterCrop(S), then RGB  (S, S, 3)
+                for S = 24 (a resize) and S = the short side (none)
+  FILE:crop     resized_crop(box, 20x20, BICUBIC), then RGB   (20, 20, 3)
+The list, the sizes and the boxes go to tests/ref/modes/MANIFEST.
+Runs with Debian's python3-pil (9.4) and python3-torchvision when present
+(else the same calls written out with PIL: torchvision's PIL path is
+img.resize((w, h), BICUBIC) and img.crop; see docs/data.md).
+
+usage: /usr/bin/python3 tests/ref/make_modes_ref.py
+"""
+import io
+import os
+import sys
+
+import numpy as np
+import PIL
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vlpt  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "modes")
+try:
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+    BICUBIC = InterpolationMode.BICUBIC
+except ImportError:
+    TF = None
+
+
+def resize_short(im, S):
+    if TF:
+        return TF.resize(im, S, interpolation=BICUBIC)
+    w, h = im.size
+    rw, rh = (S, int(S * h / w)) if w <= h else (int(S * w / h), S)
+    return im if (rw, rh) == (w, h) else im.resize((rw, rh), Image.BICUBIC)
+
+
+def center_crop(im, S):
+    if TF:
+        return TF.center_crop(im, S)
+    w, h = im.size
+    top, left = int(round((h - S) / 2.0)), int(round((w - S) / 2.0))
+    return im.crop((left, top, left + S, top + S))
+
+
+def resized_crop(im, x, y, w, h, S):
+    if TF:
+        return TF.resized_crop(im, y, x, h, w, [S, S], interpolation=BICUBIC)
+    return im.crop((x, y, x + w, y + h)).resize((S, S), Image.BICUBIC)
+
+
+def field(w, h, seed):
+    """a smooth gradient with noise and a hard edge: resampling has work to do"""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (w + h)], -1) + rng.normal(0, 30, (h, w, 3))
+    img[h // 3:h // 2, w // 3:w // 2] = [250, 10, 10]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def alpha(w, h, seed):
+    """transparent, half-transparent and opaque regions"""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.where(x < w // 4, 0, np.where(x < w // 2, (y * 255 // h), 255)).astype(np.int32)
+    a[rng.random((h, w)) < 0.1] = 128
+    return a.astype(np.uint8)
+
+
+def images():
+    """name -> encoded bytes"""
+    out = {}
+
+    def save(name, im, fmt, **kw):
+        b = io.BytesIO()
+        im.save(b, fmt, **kw)
+        out[name] = b.getvalue()
+
+    rgb = field(64, 50, 1)
+    rgba = Image.fromarray(np.dstack([rgb, alpha(64, 50, 2)]), "RGBA")
+    save("rgba_alpha.png", rgba, "PNG")
+    grey = Image.fromarray(field(43, 33, 3)[:, :, 0])
+    save("la_alpha.png", Image.merge("LA", [grey, Image.fromarray(alpha(43, 33, 4))]), "PNG")
+    save("grey.png", grey, "PNG")
+    save("bilevel.png", grey.convert("1"), "PNG")
+    g16 = (np.arange(40 * 31).reshape(31, 40) * 45 % 65536).astype(np.int32)
+    g16[:10, :10] = np.arange(100).reshape(10, 10) * 3  # values below 256 too
+    save("grey16.png", Image.fromarray(g16, "I"), "PNG")  # written as 16-bit grey
+    pal = Image.fromarray(field(41, 31, 5)).quantize(16, method=Image.Quantize.MEDIANCUT)
+    save("palette.png", pal, "PNG")
+    save("palette_trns.png", pal, "PNG", transparency=3)
+    save("palette_4bit.png", pal, "PNG", bits=4)
+    cmyk = Image.fromarray(field(46, 37, 6)).convert("CMYK")
+    save("cmyk.jpg", cmyk, "JPEG", quality=92)
+    save("grey.jpg", grey, "JPEG", quality=90)
+    save("progressive.jpg", Image.fromarray(field(45, 34, 7)), "JPEG", quality=85, progressive=True)
+    save("rgba_lossless.webp", rgba.resize((44, 34)), "WEBP", lossless=True)
+    save("rgba_lossy.webp", rgba.resize((44, 34)), "WEBP", quality=80)
+    save("rgb_lossy.webp", Image.fromarray(field(41, 32, 8)), "WEBP", quality=80)
+    frames = [Image.fromarray(field(36, 27, s)) for s in (9, 10)]
+    save("animated.webp", frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    save("palette.gif", pal, "GIF")  # interlaced: Pillow's default
+    save("palette_trns.gif", pal, "GIF", transparency=3)
+    save("grey.gif", grey, "GIF")  # a grey-ramp table: opens as L
+    gframes = [Image.fromarray(field(36, 27, s)).quantize(32) for s in (11, 12)]
+    save("animated.gif", gframes[0], "GIF", save_all=True, append_images=gframes[1:], duration=100, loop=0)
+    return out
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    t, manifest = {}, []
+    for name, data in images().items():
+        path = os.path.join(OUT, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        im = Image.open(path)
+        im.seek(0)
+        w, h = im.size
+        t[f"{name}:decode"] = np.asarray(im.convert("RGB")).astype(np.int32)
+        sizes = [24, min(w, h)]
+        for S in sizes:
+            r = resize_short(im, S)
+            t[f"{name}:eval_{S}"] = np.asarray(center_crop(r, S).convert("RGB")).astype(np.int32)
+        box = (3, 2, w - 7, h - 5)
+        t[f"{name}:crop"] = np.asarray(resized_crop(im, *box, 20).convert("RGB")).astype(np.int32)
+        manifest.append(f"{name} {im.mode} {sizes[0]} {sizes[1]} {box[0]} {box[1]} {box[2]} {box[3]} 20")
+    vlpt.write(os.path.join(OUT, "modes.vlpt"), t)
+    with open(os.path.join(OUT, "MANIFEST"), "w") as f:
+        f.write(f"# file pil_mode S1 S2 crop_x crop_y crop_w crop_h crop_S  (Pillow {PIL.__version__}, "
+                f"torchvision {'yes' if TF else 'no: PIL calls'})\n")
+        f.write("\n".join(manifest) + "\n")
+    print(f"wrote {len(manifest)} images and {len(t)} tensors to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
