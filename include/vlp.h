@@ -141,9 +141,18 @@ bool vlp_model_is_int8(const vlp_model *m);
 
 /* n preprocessed images (n, 3, S, S) → out (n, embed_dim). */
 vlp_err vlp_encode_images(vlp_model *m, const float *pixels, int n, float *out, vlp_error *err);
-/* Image files (JPEG/PNG/WebP), CLIP's eval preprocessing (PIL-exact bicubic
- * resize of the short side, center crop, OpenAI mean/std) → out (n, embed_dim). */
+/* Image files (JPEG/PNG/WebP/GIF/TIFF), open_clip's eval preprocessing
+ * (Pillow-exact: the resize of the short side and the center crop in the
+ * image's own mode, then RGB, the model's mean/std) → out (n, embed_dim).
+ * The first image that cannot be read fails the call. */
 vlp_err vlp_encode_image_files(vlp_model *m, const char *const *paths, int n, float *out, vlp_error *err);
+/* The same, but an image that cannot be read or decoded is skipped: out
+ * gets one row for each image that could be, in order (*rows of them), and
+ * ok[i] (n of them) says whether paths[i] has one; skipped (n of them, or
+ * NULL) gets each skipped image's error. Only what is not the image's fault
+ * (out of memory, the model) fails the call. */
+vlp_err vlp_encode_image_files_skipping(vlp_model *m, const char *const *paths, int n, float *out, bool *ok,
+                                        int *rows, vlp_error *skipped, vlp_error *err);
 /* Texts → out (n, embed_dim). */
 vlp_err vlp_encode_texts(vlp_model *m, const char *const *texts, int n, float *out, vlp_error *err);
 /* Zero-shot classifier: for each class, the templates with "{}" replaced by

@@ -80,7 +80,7 @@ tap_check "eval --classes with templates" tpl.eval "$vlp" eval $model --data pai
 tap_grep "eval --classes with templates: 2 classes" tpl.eval "images=16 classes=2"
 tap_check "more shots than a class has: all of them, with a warning" many.log "$vlp" adapt --method linear-probe \
     $model --data pairs.tsv --label-key colour --shots 20 --out many.safetensors
-tap_grep "the warning names the class" many.log "warning: class \"black\" has 8 images, fewer than 20 shots"
+tap_grep "the warning names the class" many.log "warning: class \"black\" has 8 usable images, fewer than 20 shots"
 
 # 4. refusals
 "$vlp" adapt --method coop $model --data pairs.tsv --label-key colour --out x.safetensors > bad0.log 2>&1

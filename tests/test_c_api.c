@@ -221,6 +221,20 @@ static void test_errors(void **state) {
     const char *missing[] = {"/nonexistent.png"};
     assert_int_equal(vlp_encode_image_files(m, missing, 1, out, &err), VLP_ERR_IO);
     assert_non_null(strstr(err.message, "/nonexistent.png"));
+    /* skipping: the rows of the images that decode, in order, and each other one's error */
+    const char *some[] = {"/nonexistent.png", ref("img_src.png"), ref("api_merges.txt"), ref("img_src.jpg")};
+    float rows[4][E], want[2][E];
+    bool ok[4];
+    int got = -1;
+    vlp_error why[4];
+    assert_int_equal(vlp_encode_image_files_skipping(m, some, 4, &rows[0][0], ok, &got, why, &err), VLP_OK);
+    assert_int_equal(got, 2);
+    assert_true(!ok[0] && ok[1] && !ok[2] && ok[3]);
+    assert_non_null(strstr(why[0].message, "/nonexistent.png"));
+    assert_non_null(strstr(why[2].message, "api_merges.txt: not a JPEG, PNG, WebP, GIF or TIFF image"));
+    const char *good[] = {some[1], some[3]}; /* one batch, as the skipping call made it */
+    assert_int_equal(vlp_encode_image_files(m, good, 2, &want[0][0], &err), VLP_OK);
+    assert_memory_equal(rows, want, sizeof want);
     assert_int_equal(vlp_encode_texts(m, NULL, 1, out, &err), VLP_ERR_ARG);
     vlp_model_free(m);
     vlp_model_free(NULL);

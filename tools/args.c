@@ -96,3 +96,10 @@ bool paths_beside(const char *list, char **paths, int n) {
     }
     return true;
 }
+
+int on_error_stop(const char *value, const char *cmd) {
+    if (!value || !strcmp(value, "skip")) return 0;
+    if (!strcmp(value, "stop")) return 1;
+    fprintf(stderr, "vlp %s: --on-error takes skip or stop, not '%s'\n", cmd, value);
+    return -1;
+}

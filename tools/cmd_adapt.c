@@ -89,6 +89,35 @@ static int offer(shot_set *s, const char *label, uint8_t **bytes, size_t len, co
     return 0;
 }
 
+/* Each drawn shot decoded once: one that does not is named, counted and
+ * dropped (its class keeps the others, in order), or with stop ends the
+ * run. have[c] gets each class's shots. 0 ok, 1 stopped. */
+static int drop_bad_shots(shot_set *s, bool stop, int *have, int64_t *dropped) {
+    image_decode_opts plain = {0};
+    char buf[1024];
+    *dropped = 0;
+    for (int c = 0; c < s->C; c++) {
+        int drawn = (int)(s->seen[c] < s->K ? s->seen[c] : s->K), kept = 0;
+        for (int k = 0; k < drawn; k++) {
+            shot *sh = &s->slots[(size_t)c * s->K + k];
+            image_u8 im;
+            vlp_error err = {0};
+            if (image_decode(sh->bytes, sh->len, sh->what, &plain, &im, &err) == VLP_OK) {
+                image_free(&im);
+                s->slots[(size_t)c * s->K + kept++] = *sh;
+                continue;
+            }
+            fprintf(stderr, "vlp adapt: %s%s\n", stop ? "" : "skipped: ", tool_error_text(&err, buf, sizeof buf));
+            if (stop) return fprintf(stderr, "vlp adapt: stopped (--on-error stop)\n"), 1;
+            free(sh->bytes), free(sh->what);
+            (*dropped)++;
+        }
+        for (int k = kept; k < drawn; k++) s->slots[(size_t)c * s->K + k] = (shot){0};
+        have[c] = kept;
+    }
+    return 0;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* classes met in the data: sorted by name (as vlp eval orders them) */
@@ -143,7 +172,7 @@ static int read_stream(shot_set *s, const char *spec, const char *image_key, con
 }
 
 typedef struct adapt_args {
-    const char *method, *data, *label_key, *image_key, *classes, *out, *init;
+    const char *method, *data, *label_key, *image_key, *classes, *out, *init, *on_error;
     long shots, seed, n_ctx, depth, epochs, batch;
     double lr, wd, l2;
     bool csc, no_augment;
@@ -179,9 +208,8 @@ static vlp_err probe_encode(void *ctx, const float *pixels, int n, float *out, v
 }
 
 /* the linear probe: every shot's feature (the evaluation pass's batch), one fit */
-static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, double l2) {
-    int n = 0, E = pl->E;
-    for (int c = 0; c < s->C; c++) n += (int)(s->seen[c] < s->K ? s->seen[c] : s->K);
+static int fit_probe(prompt_learner *pl, const shot_set *s, int *owner, int n, double l2) {
+    int E = pl->E;
     float *img = malloc(sizeof(float) * (size_t)n * E);
     int *labels = malloc(sizeof(int) * (size_t)n);
     if (!img || !labels) return free(img), free(labels), fprintf(stderr, "vlp adapt: out of memory\n"), 1;
@@ -294,6 +322,7 @@ int cmd_adapt(int argc, char **argv) {
         {NULL, NULL, "--l2", "X", &opt_double, offsetof(adapt_args, l2), 0, 1e6, 0, "the linear probe's L2 penalty", NULL},
         {NULL, NULL, "--no-augment", NULL, &opt_switch, offsetof(adapt_args, no_augment), 0, 0, 0,
          "train on the center crops (default: random resized crops of scale 0.08-1 and flips, as CoOp)", NULL},
+        ON_ERROR_OPT(adapt_args, on_error),
     };
     const opt_group groups[] = {{opts, (int)(sizeof opts / sizeof *opts), &a}, MODEL_GROUP(&a.model)};
     const cmd_spec spec = {
@@ -345,27 +374,32 @@ int cmd_adapt(int argc, char **argv) {
         if (rc) return shot_set_free(&s), rc;
         s.fixed = true;
     }
+    int stop = on_error_stop(a.on_error, "adapt");
+    if (stop < 0) return shot_set_free(&s), 2;
     rc = read_stream(&s, a.data, a.image_key, a.label_key);
     if (!rc && sort_classes(&s)) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
-    int n = 0;
+    int n = 0, *have = rc ? NULL : calloc((size_t)s.C + 1, sizeof(int));
+    int64_t dropped = 0;
+    if (!rc && !have) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
     if (!rc && (int64_t)s.C * s.K > 1 << 30)
         fprintf(stderr, "vlp adapt: %d classes of %d shots are more than vlp adapt holds\n", s.C, s.K), rc = 1;
+    if (!rc) rc = drop_bad_shots(&s, stop, have, &dropped);
     for (int c = 0; !rc && c < s.C; c++) {
-        int have = (int)(s.seen[c] < s.K ? s.seen[c] : s.K);
-        if (have < s.K)
-            fprintf(stderr, "warning: class \"%s\" has %d image%s, fewer than %d shots: all of them are used\n",
-                    s.classes[c], have, have == 1 ? "" : "s", s.K);
-        n += have;
+        if (have[c] < s.K && have[c] > 0)
+            fprintf(stderr, "warning: class \"%s\" has %d usable image%s, fewer than %d shots: all of them are used\n",
+                    s.classes[c], have[c], have[c] == 1 ? "" : "s", s.K);
+        n += have[c];
     }
     if (!rc && s.C < 2) fprintf(stderr, "vlp adapt: %s has %d class%s; adapting needs 2 or more\n", a.data, s.C,
                                 s.C == 1 ? "" : "es"), rc = 1;
     for (int c = 0; !rc && c < s.C; c++)
-        if (!s.seen[c]) fprintf(stderr, "vlp adapt: class \"%s\" has no image in %s\n", s.classes[c], a.data), rc = 1;
-    if (rc) return shot_set_free(&s), rc;
+        if (!have[c]) fprintf(stderr, "vlp adapt: class \"%s\" has no usable image in %s\n", s.classes[c], a.data), rc = 1;
+    if (rc) return free(have), shot_set_free(&s), rc;
+    if (dropped) fprintf(stderr, "skipped %lld drawn images that could not be decoded (named above)\n", (long long)dropped);
     fprintf(stderr, "shots: %d images of %d classes (%d a class, seed %ld) from %s\n", n, s.C, s.K, a.seed, a.data);
     if (s.other) fprintf(stderr, "left out: %lld images of labels not in %s\n", (long long)s.other, a.classes);
     vlp_model *vm = open_model(&a.model, "adapt");
-    if (!vm) return shot_set_free(&s), 1;
+    if (!vm) return free(have), shot_set_free(&s), 1;
     int batch = a.batch ? (int)a.batch : me->batch ? me->batch : 32;
     int epochs = a.epochs ? (int)a.epochs : me->fit ? 0 : prompt_default_epochs(me, s.K);
     double lr = a.lr ? a.lr : me->lr;
@@ -378,7 +412,7 @@ int cmd_adapt(int argc, char **argv) {
     int *owner = malloc(sizeof(int) * (size_t)n); /* the shots' slots, class-major */
     if (!pix || !owner) rc = 1, fprintf(stderr, "vlp adapt: out of memory\n");
     for (int c = 0, k = 0; !rc && c < s.C; c++)
-        for (int j = 0; j < s.K && j < s.seen[c]; j++) owner[k++] = c * s.K + j;
+        for (int j = 0; j < have[c]; j++) owner[k++] = c * s.K + j;
     if (!rc && prompt_create(&pl, me, &cfg, model_clip(vm), model_tokenizer(vm), (const char *const *)s.classes, s.C, &err) != VLP_OK)
         rc = fail(NULL, &err);
     image_decode_opts dec = image_decode_for(&model_clip(vm)->cfg.vision.pre);
@@ -392,7 +426,7 @@ int cmd_adapt(int argc, char **argv) {
                             "wd %g%s\n", me->name, pl->n, pl->csc ? " per class" : "", pl->init[0] ? " from \"" : "",
                     pl->init, pl->init[0] ? "\"" : "", me->deep ? (snprintf(buf, sizeof buf, ", depth %d", pl->depth), buf) : "",
                     pl->nfloats, epochs, batch, lr, a.wd, a.no_augment ? "" : "; random crops and flips");
-        rc = me->fit ? fit_probe(pl, &s, owner, a.l2)
+        rc = me->fit ? fit_probe(pl, &s, owner, n, a.l2)
                      : train(pl, &s, owner, n, &a, epochs, lr, batch, &dec, pix);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -414,5 +448,7 @@ int cmd_adapt(int argc, char **argv) {
     free(pix), free(owner);
     vlp_model_free(vm);
     shot_set_free(&s);
+    free(have);
+    if (!rc && dropped) rc = ON_ERROR_SKIPPED_EXIT; /* learnt from the shots that decoded */
     return rc;
 }

@@ -67,7 +67,7 @@ static void pass_progress(void *ctx, int64_t done) { progress_update(&((set_pass
 
 /* reads the set in its order (embed_set), embedding the images in batches */
 static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const char *image_key,
-                    const char *caption_key, const char *label_key, caption_mode ppl, eval_set *s) {
+                    const char *caption_key, const char *label_key, caption_mode ppl, bool stop, eval_set *s) {
     dataset_opts o = dataset_opts_default();
     o.shuffle = false, o.image_key = image_key, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
     sample_stream *st;
@@ -81,11 +81,14 @@ static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const 
     set_pass p = {.m = m, .prompts = prompts, .ppl = ppl, .s = s};
     embed_set_opts eo = {.image_size = vlp_model_image_size(m), .embed_dim = vlp_model_embed_dim(m),
                          .batch = 32, .pre = &model_clip(m)->cfg.vision.pre, .warn = cli_warn, .batch_done = pass_batch,
-                         .progress = pass_progress, .ctx = &p};
+                         .progress = pass_progress, .ctx = &p, .stop_on_bad = stop};
     progress_begin(&p.pr, stderr, "images", 0);
     int rc = embed_set(st, pass_encode, &eo, &s->e, &err) != VLP_OK;
     progress_end(&p.pr, s->e.n);
-    if (rc) fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
+    if (rc) fprintf(stderr, "vlp eval: %s%s\n", tool_error_text(&err, buf, sizeof buf), stop ? " (--on-error stop)" : "");
+    if (!rc && s->e.undecodable)
+        fprintf(stderr, "evaluated %d images; skipped %lld that could not be decoded; the first: %s\n", s->e.n,
+                (long long)s->e.undecodable, s->e.first_undecodable);
     const char *why;
     int64_t skipped = stream_skipped(st, &why);
     if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
@@ -245,6 +248,7 @@ static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_
 typedef struct eval_args {
     model_args m;
     const char *data, *image_key, *caption_key, *label_key, *templates, *per_class_json, *prompts, *classes;
+    const char *on_error;
     bool zs, rt, lp, text_only;
     double test_frac, l2;
     long seed;
@@ -279,6 +283,7 @@ static const opt_desc eval_opts[] = {
     A(NULL, "--text-only", NULL, opt_switch, text_only, 0, 0,
       "a model with a decoder: caption perplexity without the image (a textlm run: PRIOR's reference)"),
     A("-s", "--seed", "N", opt_long, seed, 0, 9223372036854775807.0, "the probe's split"),
+    ON_ERROR_OPT(eval_args, on_error),
 };
 #undef A
 
@@ -362,7 +367,9 @@ int cmd_eval(int argc, char **argv) {
     caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
     if (text_only && ppl == CAPTION_OFF)
         fprintf(stderr, "vlp eval: %s has no text decoder; --text-only does not apply\n", model);
-    int rc = load_set(m, prompts, data, e.image_key, caption_key, label_key, ppl, &s);
+    int stop = on_error_stop(e.on_error, "eval");
+    if (stop < 0) return vlp_prompts_free(prompts), vlp_model_free(m), free_lines(tpl, nt), free_lines(given, ng), 2;
+    int rc = load_set(m, prompts, data, e.image_key, caption_key, label_key, ppl, stop, &s);
     if (!rc && s.e.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
     if (!rc && ppl != CAPTION_OFF && s.targets > 0) {
         printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.e.n,
@@ -374,7 +381,8 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && zs) rc = zeroshot(m, prompts, &s, tpl, nt, given, ng, per_class_json, model, data);
     if (!rc && rt) rc = retrieval(m, &s);
     if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
-    if (!rc || s.e.n) embedded_set_free(&s.e);
+    if (!rc && s.e.undecodable) rc = ON_ERROR_SKIPPED_EXIT; /* the results hold the images that decoded */
+    embedded_set_free(&s.e); /* idempotent: embed_set empties it on failure */
     free_lines(tpl, nt), free_lines(given, ng);
     vlp_prompts_free(prompts);
     vlp_model_free(m);

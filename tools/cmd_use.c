@@ -13,6 +13,7 @@
 #include "blas_env.h"
 #include "commands.h"
 #include "data/image.h"
+#include "io/atomic.h"
 #include "io/npy.h"
 #include "vlp.h"
 
@@ -40,7 +41,7 @@ static int encode_all(vlp_model *m, char **items, int n, bool images, float *out
 
 typedef struct embed_args {
     model_args m;
-    const char *images, *texts, *out;
+    const char *images, *texts, *out, *on_error;
 } embed_args;
 
 static const opt_desc embed_opts[] = {
@@ -53,7 +54,66 @@ static const opt_desc embed_opts[] = {
      "the .npy to write", NULL},
     {NULL, NULL, "--no-normalize", NULL, &opt_switch_off, offsetof(embed_args, m.o.normalize), 0, 0, 0,
      "the projected features before L2 normalisation", NULL},
+    ON_ERROR_OPT(embed_args, on_error),
 };
+
+/* OUT.npy's companion: the path of each row, OUT.paths.txt (OUT.npy minus .npy) */
+static void paths_file_of(const char *out, char *buf, size_t cap) {
+    size_t n = strlen(out);
+    if (n > 4 && !strcmp(out + n - 4, ".npy")) n -= 4;
+    snprintf(buf, cap, "%.*s.paths.txt", (int)n, out);
+}
+
+/* the rows' paths, atomically; false after a message */
+static bool write_paths(const char *path, char **items, const bool *ok, int n) {
+    atomic_file af;
+    vlp_error err = {0};
+    if (atomic_open(&af, path, &err) == VLP_OK) {
+        for (int i = 0; i < n; i++)
+            if (ok[i]) fprintf(af.fp, "%s\n", items[i]);
+        if (atomic_commit(&af, &err) == VLP_OK) return true;
+    }
+    char buf[1024];
+    fprintf(stderr, "vlp embed: %s\n", tool_error_text(&err, buf, sizeof buf));
+    return false;
+}
+
+/* the images that decode, in chunks with a progress line; a bad one named
+ * and skipped (or, with stop, the end); *rows written */
+static int encode_images_skipping(vlp_model *m, char **items, int n, bool stop, float *out, bool *ok, int *rows,
+                                  int *skipped) {
+    enum { CHUNK = 64 };
+    int E = vlp_model_embed_dim(m);
+    vlp_error err = {0}, *bad = calloc(CHUNK, sizeof *bad);
+    char buf[1024];
+    if (!bad) return fprintf(stderr, "vlp embed: out of memory\n"), 1;
+    progress pr;
+    progress_begin(&pr, stderr, "images", n);
+    *rows = *skipped = 0;
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i += CHUNK) {
+        int k = n - i < CHUNK ? n - i : CHUNK, got = 0;
+        if (vlp_encode_image_files_skipping(m, (const char *const *)items + i, k, out + (size_t)*rows * E, ok + i,
+                                            &got, bad, &err) != VLP_OK) {
+            progress_break(&pr);
+            fprintf(stderr, "vlp embed: %s\n", tool_error_text(&err, buf, sizeof buf));
+            rc = 1;
+            break;
+        }
+        *rows += got;
+        for (int j = 0; !rc && j < k; j++) {
+            if (ok[i + j]) continue;
+            progress_break(&pr);
+            (*skipped)++;
+            if (stop) fprintf(stderr, "vlp embed: %s (--on-error stop)\n", tool_error_text(&bad[j], buf, sizeof buf)), rc = 1;
+            else fprintf(stderr, "vlp embed: skipped: %s\n", tool_error_text(&bad[j], buf, sizeof buf));
+        }
+        if (!rc) progress_update(&pr, i + k);
+    }
+    if (!rc) progress_end(&pr, n);
+    free(bad);
+    return rc;
+}
 
 int cmd_embed(int argc, char **argv) {
     embed_args e = {.m = model_args_default()};
@@ -69,6 +129,8 @@ int cmd_embed(int argc, char **argv) {
     if (prc) return prc == 1 ? 0 : 2;
     const char *images = e.images, *texts = e.texts, *out = e.out;
     model_args a = e.m;
+    int stop = on_error_stop(e.on_error, "embed");
+    if (stop < 0) return 2;
     if (!images == !texts) {
         fprintf(stderr, "vlp embed: give --out and one of --images, --texts (try --help)\n");
         return 2;
@@ -85,17 +147,33 @@ int cmd_embed(int argc, char **argv) {
     if (!output_writable(out, "embed")) return free_lines(items, n), 1; /* before the work, not after it */
     vlp_model *m = open_model(&a, "embed");
     if (!m) return free_lines(items, n), 1;
-    int E = vlp_model_embed_dim(m);
+    int E = vlp_model_embed_dim(m), rows = n, skipped = 0;
     float *emb = malloc(sizeof(float) * (size_t)(n ? n : 1) * E);
-    int rc = emb ? encode_all(m, items, n, images != NULL, emb, "embed") : 1;
+    bool *ok = images ? calloc((size_t)n, sizeof(bool)) : NULL;
+    int rc = !emb || (images && !ok) ? (fprintf(stderr, "vlp embed: out of memory\n"), 1) : 0;
+    if (!rc) rc = images ? encode_images_skipping(m, items, n, stop, emb, ok, &rows, &skipped)
+                         : encode_all(m, items, n, false, emb, "embed");
+    char paths[4200] = "";
+    if (images) paths_file_of(out, paths, sizeof paths);
+    if (!rc && images && rows == 0) {
+        fprintf(stderr, "vlp embed: none of the %d images could be read; nothing written\n", n);
+        rc = 1;
+    }
     vlp_error err = {0};
-    if (!rc && npy_write_f32(out, emb, n, E, &err) != VLP_OK) {
+    if (!rc && npy_write_f32(out, emb, rows, E, &err) != VLP_OK) {
         char buf[1024];
         fprintf(stderr, "vlp embed: %s\n", tool_error_text(&err, buf, sizeof buf));
         rc = 1;
     }
-    if (!rc) fprintf(stderr, "wrote %s: %d x %d float32\n", out, n, E);
-    free(emb);
+    if (!rc && images && !write_paths(paths, items, ok, n)) rc = 1, remove(out);
+    if (!rc) fprintf(stderr, "wrote %s: %d x %d float32%s%s\n", out, rows, E, images ? "; the path of each row: " : "",
+                     paths);
+    if (!rc && skipped) {
+        fprintf(stderr, "embedded %d of %d images; skipped %d that could not be read (named above)\n", rows, n,
+                skipped);
+        rc = ON_ERROR_SKIPPED_EXIT;
+    }
+    free(emb), free(ok);
     free_lines(items, n);
     vlp_model_free(m);
     return rc;
@@ -124,7 +202,7 @@ static const opt_desc search_opts[] = {
     {NULL, NULL, "--image", "F", &opt_string, offsetof(search_args, image), 0, 0, 0, "the query: an image", NULL},
     {NULL, "-k", "--top", "N", &opt_long, offsetof(search_args, k), 1, 1 << 20, 0, "results", NULL},
     {NULL, NULL, "--names", "LIST", &opt_string, offsetof(search_args, names), 0, 0, 0,
-     "what each index row is (the list given to vlp embed)", NULL},
+     "what each index row is (vlp embed writes it beside the index: OUT.paths.txt)", NULL},
 };
 
 int cmd_search(int argc, char **argv) {

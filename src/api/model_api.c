@@ -180,6 +180,41 @@ vlp_err vlp_encode_image_files(vlp_model *v, const char *const *paths, int n, fl
     return VLP_OK;
 }
 
+vlp_err vlp_encode_image_files_skipping(vlp_model *v, const char *const *paths, int n, float *out, bool *ok,
+                                        int *rows, vlp_error *skipped, vlp_error *err) {
+    VLP_CHECK_ARG(v && (paths || n == 0) && (out || n == 0) && (ok || n == 0) && rows && n >= 0, err,
+                  "vlp_encode_image_files_skipping: bad arguments");
+    int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
+    size_t img = (size_t)3 * S * S;
+    image_transform tf = image_transform_for(&v->m.cfg.vision.pre, S, false);
+    image_decode_opts dec = image_decode_for(&v->m.cfg.vision.pre);
+    *rows = 0;
+    for (int i = 0; i < n;) {
+        int b = 0; /* a batch of images that decode */
+        for (; i < n && b < v->o.batch; i++) {
+            image_u8 im;
+            vlp_error e = {0};
+            vlp_err rc = image_load(paths[i], &dec, &im, &e);
+            if (rc == VLP_OK) {
+                rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)b * img, &e);
+                image_free(&im);
+            }
+            if (rc == VLP_ERR_NOMEM) {
+                if (err) *err = e;
+                return rc;
+            }
+            ok[i] = rc == VLP_OK;
+            if (ok[i]) b++;
+            else if (skipped) skipped[i] = e;
+        }
+        if (b == 0) continue;
+        VLP_TRY(clip_image_forward(&v->m, v->pixels, b, err));
+        copy_out(v, &v->m.image_acts, b, out + (size_t)*rows * E);
+        *rows += b;
+    }
+    return VLP_OK;
+}
+
 vlp_err vlp_encode_texts(vlp_model *v, const char *const *texts, int n, float *out, vlp_error *err) {
     VLP_CHECK_ARG(v && (texts || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_texts: bad arguments");
     int T = v->m.cfg.text.context_length, E = v->m.cfg.embed_dim;

@@ -8,7 +8,7 @@
  *     ImageFolder): the class, its name with '_' read as a space, is both the
  *     caption and the label (source_rows.c);
  *   - WebDataset tar shards: members grouped by key (the name up to the first
- *     dot of its last path part), the image from jpg/jpeg/png/webp/gif, the caption
+ *     dot of its last path part), the image from jpg/jpeg/png/webp/gif/tif/tiff, the caption
  *     from txt or a field of json; shard lists brace-expanded
  *     ("train-{00000..00099}.tar", "{a,b}.tar") and joined with '::'
  *     (source_wds.c).

@@ -87,6 +87,8 @@ static const struct image_format {
     {"png", 8, 0, 8, "\x89PNG\r\n\x1a\n", image_decode_png, 0, NULL},
     {"webp", 12, 0, 4, "RIFF", image_decode_webp, 8, "WEBP"},
     {"gif", 6, 0, 4, "GIF8", image_decode_gif, 0, NULL},
+    {"tif", 4, 0, 4, "II*\0", image_decode_tiff, 0, NULL},
+    {"tif", 4, 0, 4, "MM\0*", image_decode_tiff, 0, NULL},
 };
 
 static const struct image_format *format_of(const uint8_t *b, size_t n) {
@@ -101,7 +103,7 @@ static const struct image_format *format_of(const uint8_t *b, size_t n) {
 
 void image_unknown_why(const char *what, size_t n, char *buf, size_t cap) {
     if (n == 0) snprintf(buf, cap, "%.300s: an empty file (0 bytes), not an image", what);
-    else snprintf(buf, cap, "%.300s: not a JPEG, PNG, WebP or GIF image (%zu bytes)", what, n);
+    else snprintf(buf, cap, "%.300s: not a JPEG, PNG, WebP, GIF or TIFF image (%zu bytes)", what, n);
 }
 
 const char *image_format_ext(const void *data, size_t n) {

@@ -81,7 +81,7 @@ typedef struct image_decode_opts {
 const char *image_format_ext(const void *data, size_t n);
 
 /* what image_decode says of bytes image_format_ext does not know ("an empty
- * file" or "not a JPEG, PNG, WebP or GIF image"), naming `what` */
+ * file" or "not a JPEG, PNG, WebP, GIF or TIFF image"), naming `what` */
 void image_unknown_why(const char *what, size_t n, char *buf, size_t cap);
 
 /* `what` names the source in errors (a path, or "shard.tar:key.jpg"). The

@@ -22,6 +22,8 @@ vlp_err image_decode_png(const uint8_t *bytes, size_t n, const char *what, const
                          image_u8 *out, vlp_error *err);
 vlp_err image_decode_gif(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                          image_u8 *out, vlp_error *err);
+vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
+                          image_u8 *out, vlp_error *err);
 vlp_err image_decode_webp(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                           image_u8 *out, vlp_error *err);
 

@@ -29,13 +29,13 @@ vlp_err image_decode_jpeg(const uint8_t *bytes, size_t n, const char *what, cons
     struct jpeg_decompress_struct ci;
     jpeg_err je;
     image_u8 im = {0};
-    volatile uint8_t *px = NULL; /* what longjmp must free */
+    uint8_t *volatile px = NULL; /* what longjmp must free */
     ci.err = jpeg_std_error(&je.mgr);
     je.mgr.error_exit = jpeg_fail;
     je.mgr.emit_message = jpeg_quiet; /* warnings (e.g. premature end) are not errors */
     if (setjmp(je.jump)) {
         jpeg_destroy_decompress(&ci);
-        free((void *)px);
+        free(px);
         VLP_FAIL(err, VLP_ERR_FORMAT, "%s: JPEG: %s", what, je.msg);
     }
     jpeg_create_decompress(&ci);

@@ -218,7 +218,7 @@ static vlp_err open_folder(sample_stream *s, void **state, int64_t *epoch_size, 
             free(files[f]);
         }
         if (nf >= 0) free(files);
-        if (rc == VLP_OK && !images) stream_skip(s, "%s: class folder '%s' holds no image (jpg/jpeg/png/webp/gif)", root, cls[i]->d_name);
+        if (rc == VLP_OK && !images) stream_skip(s, "%s: class folder '%s' holds no image (jpg/jpeg/png/webp/gif/tif/tiff)", root, cls[i]->d_name);
         classes += images > 0;
     }
     for (int i = 0; i < nc; i++) free(cls[i]);

@@ -1,5 +1,5 @@
 /* WebDataset tar shards: members grouped by key (the name up to the first
- * dot of its last path part), the image from jpg/jpeg/png/webp/gif, the caption
+ * dot of its last path part), the image from jpg/jpeg/png/webp/gif/tif/tiff, the caption
  * from txt or a field of json; shard lists brace-expanded and joined with
  * '::'. Shards are permuted per epoch and dealt to the readers; samples pass
  * through a shuffle buffer. */
@@ -220,7 +220,7 @@ static bool finish_pending(sample_stream *s, shards *w, raw_sample *out) {
         char what[512];
         snprintf(what, sizeof what, "%.250s: %.250s", w->tar.path ? w->tar.path : "", w->pending_key);
         if (!record_fields(s, p)) {
-            stream_skip(s, "%s: no image (jpg/jpeg/png/webp/gif) or no caption", what);
+            stream_skip(s, "%s: no image (jpg/jpeg/png/webp/gif/tif/tiff) or no caption", what);
             raw_sample_free(p);
             return false;
         }
@@ -238,7 +238,7 @@ static bool finish_pending(sample_stream *s, shards *w, raw_sample *out) {
         return false;
     }
     if (!ok) {
-        stream_skip(s, "%.200s: sample '%.200s' lacks an image (jpg/jpeg/png/webp/gif) or a caption", w->tar.path ? w->tar.path : "", w->pending_key);
+        stream_skip(s, "%.200s: sample '%.200s' lacks an image (jpg/jpeg/png/webp/gif/tif/tiff) or a caption", w->tar.path ? w->tar.path : "", w->pending_key);
         raw_sample_free(p);
         return false;
     }

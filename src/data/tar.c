@@ -190,6 +190,7 @@ void wds_split_key(const char *name, char *key, size_t kcap, const char **ext) {
 }
 
 bool wds_is_image_ext(const char *e) {
-    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp") || !strcmp(e, "gif");
+    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp") || !strcmp(e, "gif") ||
+           !strcmp(e, "tif") || !strcmp(e, "tiff");
 }
 

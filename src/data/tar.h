@@ -43,6 +43,6 @@ void tar_abort(tar_writer *w);
  * part, at most kcap - 1 bytes) and extension (after that dot, "" if none);
  * a sample is the run of members with one key. */
 void wds_split_key(const char *name, char *key, size_t kcap, const char **ext);
-/* the extensions WebDataset readers take an image from: jpg jpeg png webp gif */
+/* the extensions WebDataset readers take an image from: jpg jpeg png webp gif tif tiff */
 bool wds_is_image_ext(const char *ext);
 #endif

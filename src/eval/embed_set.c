@@ -1,5 +1,6 @@
 #include "eval/embed_set.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +81,14 @@ vlp_err embed_set(sample_stream *src, embed_images_fn encode, const embed_set_op
             image_u8 im;
             vlp_error why = {0};
             if (embed_batch_decode(&b, r.image, r.image_len, r.what, &im, &why) != VLP_OK) {
-                if (o->warn) o->warn(o->warn_ctx, why.message); /* skipped, as training skips it */
+                if (o->stop_on_bad) {
+                    if (err) *err = why;
+                    rc = why.code ? why.code : VLP_ERR_FORMAT;
+                } else { /* skipped, as training skips it: named and counted */
+                    if (o->warn) o->warn(o->warn_ctx, why.message);
+                    if (!out->undecodable++)
+                        snprintf(out->first_undecodable, sizeof out->first_undecodable, "%s", why.message);
+                }
             } else {
                 rc = embed_batch_add(&b, &im, err);
                 image_free(&im);

@@ -55,6 +55,7 @@ typedef struct embed_set_opts {
     const image_preprocess *pre; // the model's normalisation and alpha rule (NULL: open_clip's default)
     void (*warn)(void *ctx, const char *msg); // a skipped image; may be NULL
     void *warn_ctx;
+    bool stop_on_bad;          // an image that does not decode is an error (else skipped, counted)
     /* after each batch (may be NULL): its pixels, and the samples' captions,
      * from `first` on (the set's indices) */
     vlp_err (*batch_done)(void *ctx, const float *pixels, char *const *captions, int first, int n,
@@ -68,6 +69,8 @@ typedef struct embedded_set {
     float *emb;     // (n, E)
     char **caption; // (n)
     char **label;   // (n): the stream's alt caption (the label column), NULL where none
+    int64_t undecodable;         // images skipped because they did not decode
+    char first_undecodable[512]; // the first one's message
 } embedded_set;
 
 /* The stream's epoch 0 from its first sample (begun here), in its order. */

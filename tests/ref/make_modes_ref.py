@@ -3,7 +3,8 @@
 small images in each mode Pillow opens (RGBA and LA with transparent and
 half-transparent pixels, palette with and without a transparent index,
 bilevel, grey, 16-bit grey, CMYK JPEG, grey JPEG, WebP lossless with alpha,
-lossy, animated, GIF with and without a transparent index, grey, animated), written to tests/ref/modes/, and for each what Pillow and
+lossy, animated, GIF with and without a transparent index, grey, animated,
+TIFF: RGB, RGBA, grey, bilevel, palette, CMYK, grey + alpha, JPEG-compressed), written to tests/ref/modes/, and for each what Pillow and
 torchvision give, as open_clip's transform runs on an image as Image.open
 gives it (its CSV loader):
   FILE:decode   convert('RGB')                                (h, w, 3)
@@ -115,6 +116,14 @@ def images():
     save("grey.gif", grey, "GIF")  # a grey-ramp table: opens as L
     gframes = [Image.fromarray(field(36, 27, s)).quantize(32) for s in (11, 12)]
     save("animated.gif", gframes[0], "GIF", save_all=True, append_images=gframes[1:], duration=100, loop=0)
+    save("tiff_rgb_lzw.tif", Image.fromarray(field(39, 30, 13)), "TIFF", compression="tiff_lzw")
+    save("tiff_rgba.tif", rgba.resize((40, 31)), "TIFF", compression="tiff_deflate")
+    save("tiff_grey.tif", grey, "TIFF", compression="packbits")
+    save("tiff_bilevel.tif", grey.convert("1"), "TIFF", compression="group4")
+    save("tiff_palette.tif", pal, "TIFF")
+    save("tiff_cmyk.tif", cmyk, "TIFF")
+    save("tiff_la.tif", Image.merge("LA", [grey, Image.fromarray(alpha(43, 33, 4))]), "TIFF")
+    save("tiff_jpeg.tif", Image.fromarray(field(40, 32, 14)), "TIFF", compression="jpeg", quality=90)
     return out
 
 
