@@ -3,8 +3,8 @@
 # image, a directory, ...) embeds the 990, names each of the 10, writes the
 # path of every row beside the .npy, says so in its summary and exits 3;
 # --on-error stop stops at the first with exit 1 and writes nothing. vlp eval
-# on a set with bad images and vlp adapt with a bad shot: the same rule
-# (issue 32).
+# on a set with bad images and vlp adapt with a bad shot: the same rule;
+# vlp data filter and dedup count such images as removed, or stop (issue 32).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -72,4 +72,13 @@ tap_grep "adapt: the bad shot named" adapt.log "vlp adapt: skipped: "
 tap_grep "adapt: counted" adapt.log "skipped 1 drawn images that could not be decoded"
 "$vlp" adapt --method linear-probe $model --data cls --shots 4 --out probe2.safetensors --on-error stop > adaptstop.log 2>&1
 tap_if "adapt --on-error stop: exit 1, no file" adaptstop.log [ $? = 1 -a ! -e probe2.safetensors ]
+# vlp data filter and dedup: counted as removed by default; --on-error stop ends the run, nothing written
+"$vlp" data filter --data set.tsv --out f/kept.tsv > filter.log 2>&1
+tap_if "filter: exit 0, 38 kept, 2 counted undecodable" filter.log \
+    sh -c "[ $? = 0 ] && grep -q '\"undecodable\": 2' f/kept.tsv.report.json"
+"$vlp" data filter --data set.tsv --out f2/kept.tsv --on-error stop > filterstop.log 2>&1
+tap_if "filter --on-error stop: exit 1, nothing written" filterstop.log [ $? = 1 -a ! -e f2/kept.tsv -a ! -e f2 ]
+tap_grep "filter --on-error stop: named" filterstop.log "text.png): not a JPEG, PNG, WebP, GIF or TIFF image"
+"$vlp" data dedup --data set.tsv --out d2/kept.tsv $model --on-error stop > dedupstop.log 2>&1
+tap_if "dedup --on-error stop: exit 1, nothing written" dedupstop.log [ $? = 1 -a ! -e d2/kept.tsv ]
 tap_end

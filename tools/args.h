@@ -38,14 +38,16 @@ const char *tool_error_text(const struct vlp_error *e, char *buf, size_t n);
 
 /* --on-error, one definition for the commands that read many images (an
  * image that cannot be read or decoded): "skip" (the default) names it,
- * counts it, goes on and exits ON_ERROR_SKIPPED_EXIT when any was skipped;
- * "stop" stops at it (exit 1). ON_ERROR_OPT(type, member) is its table entry
+ * counts it and goes on (embed, eval and adapt exit ON_ERROR_SKIPPED_EXIT
+ * when any was skipped; filter and dedup count it as removed); "stop" stops
+ * at it (exit 1). ON_ERROR_OPT(type, member) is its table entry
  * over a const char * member; on_error_stop says which, or -1 after a
  * message naming the bad value. */
 #define ON_ERROR_SKIPPED_EXIT 3
 #define ON_ERROR_HELP                                                                                          \
-    "an image that cannot be read or decoded: 'skip' names it, counts it and goes on (exit 3 when any "      \
-    "was skipped), 'stop' stops there (exit 1)"
+    "an image that cannot be read or decoded: 'skip' leaves it out, named and counted, and goes on (embed, "  \
+    "eval and adapt then exit 3; curation counts it in the report); 'stop' ends the run there (exit 1, "      \
+    "nothing written)"
 #define ON_ERROR_OPT(type, member)                                                                             \
     {NULL, NULL, "--on-error", "skip|stop", &opt_string, offsetof(type, member), 0, 0, 0, ON_ERROR_HELP, NULL}
 int on_error_stop(const char *value, const char *cmd);

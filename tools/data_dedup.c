@@ -35,6 +35,7 @@ enum { UNIQUE = 0, EXACT_DUP = 1, UNDECODABLE = 2, PIXEL_DUP = 3 };
 
 typedef struct dedup_run {
     curate_model m;      // the embedding model and its batch of images
+    bool stop_on_bad;    // --on-error stop: an undecodable image ends the run
     u64_map seen;        // hash low 64 bits -> high 64 bits (as two halves)
     u64_map seen_pixels; // the same for the decoded pixels (with --model)
     FILE *status, *embeddings;
@@ -97,6 +98,7 @@ static bool hash_visit(void *ctx, const pool_sample *s, bool *keep) {
         image_u8 im;
         char why[512];
         if (!curate_decode(&r->m, s, &im, why, sizeof why)) {
+            if (r->stop_on_bad) return fprintf(stderr, "vlp data dedup: %s (--on-error stop)\n", why), false;
             status = UNDECODABLE;
         } else if ((seen = seen_before(r, &r->seen_pixels, pixel_hash(&im))) != 0) {
             if (seen < 0) return image_free(&im), false;
@@ -207,7 +209,7 @@ typedef struct dedup_args {
     model_args m;
     long clusters, iters;
     double eps_used;
-    const char *report_eps;
+    const char *report_eps, *on_error;
 } dedup_args;
 
 #define D(flag, arg, type, member, lo, hi, help)                                                   \
@@ -219,6 +221,7 @@ static const opt_desc dedup_opts[] = {
     D("--iters", "N", opt_long, iters, 1, 10000, "k-means iterations at most"),
     D("--report-eps", "LIST", opt_string, report_eps, 0, 0,
       "other eps values whose removals the report counts (the output uses --dedup-eps)"),
+    ON_ERROR_OPT(dedup_args, on_error),
 };
 #undef D
 
@@ -249,6 +252,9 @@ int data_dedup(int argc, char **argv) {
     if (!parse_eps(report_eps, eps + 1, &neps)) return 2;
     neps++;
     dedup_run r = {0};
+    int stop = on_error_stop(da.on_error, "data dedup");
+    if (stop < 0) return 2;
+    r.stop_on_bad = stop;
     if (!u64_map_init(&r.seen, 1024) || !u64_map_init(&r.seen_pixels, 1024)) {
         u64_map_free(&r.seen);
     u64_map_free(&r.seen_pixels);

@@ -87,6 +87,7 @@ static const filter_rule rules[] = {
 
 typedef struct filter_run {
     filter_opts o;
+    bool stop_on_bad;                  // --on-error stop: an undecodable image ends the run
     curate_model m;                    // the score model and its batch of images
     float *txt_emb;                    // (B, E) the captions'; the images' are the batch's
     char **captions;                   // (B) the batch's captions, copies
@@ -142,6 +143,7 @@ static bool rules_visit(void *ctx, const pool_sample *s, bool *keep) {
     char why[512];
     uint8_t reason = KEPT;
     if (!curate_decode(&r->m, s, &im, why, sizeof why)) {
+        if (r->stop_on_bad) return fprintf(stderr, "vlp data filter: %s (--on-error stop)\n", why), false;
         reason = UNDECODABLE;
         if (!r->first_undecodable[0]) snprintf(r->first_undecodable, sizeof r->first_undecodable, "%s", why);
     } else {
@@ -233,7 +235,7 @@ typedef struct filter_args {
     curate_io io;
     filter_opts o;
     model_args m;
-    const char *scores_out;
+    const char *scores_out, *on_error;
 } filter_args;
 
 #define F(flag, arg, type, member, lo, hi, help)                                                   \
@@ -253,6 +255,7 @@ static const opt_desc filter_table[] = {
       "keep the top fraction F of the scored samples, exactly (DataComp: 0.3; 0: off)"),
     F("--scores", "FILE.npy", opt_string, scores_out, 0, 0,
       "write every sample's score (NaN where a rule removed it) and FILE.npy.keys.txt, one sample a line"),
+    ON_ERROR_OPT(filter_args, on_error),
 };
 #undef F
 
@@ -275,6 +278,9 @@ int data_filter(int argc, char **argv) {
     filter_run r = {.o = fa.o};
     model_args a = fa.m;
     const char *scores_out = fa.scores_out;
+    int stop = on_error_stop(fa.on_error, "data filter");
+    if (stop < 0) return 2;
+    r.stop_on_bad = stop;
     if (rc) return rc == 1 ? 0 : 2;
     bool by_score = r.o.min_score > -2 || r.o.keep_fraction > 0;
     if (by_score && !a.model) return fprintf(stderr, "vlp data filter: --min-score and --keep-fraction need --model\n"), 2;
