@@ -43,6 +43,14 @@ static void assert_pixels(const char *what, const image_u8 *im, const vlpt_file 
 
 static const image_decode_opts DROP = {0};
 
+/* a w x h grey image of a gradient */
+static vlp_err image_alloc_for_test(image_u8 *im, int w, int h, vlp_error *err) {
+    *im = (image_u8){.w = w, .h = h, .mode = IMAGE_L, .px = malloc((size_t)w * h)};
+    if (!im->px) return vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "test image");
+    for (size_t i = 0; i < (size_t)w * h; i++) im->px[i] = (uint8_t)(i * 7 % 251);
+    return VLP_OK;
+}
+
 static void test_decode_matches_pil(void **state) {
     vlpt_file *f = ref_open("image");
     vlp_error err = {0};
@@ -199,6 +207,30 @@ static void test_bad_images(void **state) {
     assert_int_equal(image_load("/nonexistent.png", &DROP, &im, &err), VLP_ERR_IO);
 }
 
+/* review findings (issue 32): a PNG cut after its last IDAT (no IEND) opens,
+ * as in Pillow, with the same pixels; a very tall image's eval transform
+ * resizes to an intermediate longer than 32768 rows, as torchvision does */
+static void test_png_without_iend_and_tall_images(void **state) {
+    FILE *fp = fopen(ref_path("img_src.png"), "rb");
+    assert_non_null(fp);
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    assert_true(n > 12 && !memcmp(buf + n - 8, "IEND", 4));
+    vlp_error err = {0};
+    image_u8 whole, cut;
+    check(image_decode(buf, n, "whole.png", &DROP, &whole, &err), &err);
+    check(image_decode(buf, n - 12, "no-iend.png", &DROP, &cut, &err), &err);
+    assert_memory_equal(whole.px, cut.px, (size_t)whole.w * whole.h * 3);
+    image_free(&whole), image_free(&cut);
+    image_u8 tall, out;
+    vlp_error e2 = {0};
+    check(image_alloc_for_test(&tall, 150, 32768, &e2), &e2);
+    check(image_eval_rgb(&tall, 224, &out, &e2), &e2); /* 224 x 48933 before the crop */
+    assert_int_equal(out.w, 224);
+    image_free(&tall), image_free(&out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_matches_pil),
@@ -208,6 +240,7 @@ int main(void) {
         cmocka_unit_test(test_scaled_jpeg_decode),
         cmocka_unit_test(test_webp),
         cmocka_unit_test(test_bad_images),
+        cmocka_unit_test(test_png_without_iend_and_tall_images),
     };
     return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }

@@ -56,6 +56,8 @@ vlp_err image_decode_png(const uint8_t *bytes, size_t n, const char *what, const
     }
     png_set_read_fn(png, &src, png_read_mem);
     png_read_info(png, info);
+    /* the header's CRCs are checked; IDAT's are not (Pillow does not check them) */
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_DEFAULT);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     int depth = png_get_bit_depth(png, info), type = png_get_color_type(png, info);
     vlp_err rc = image_check_size(what, (long)w, (long)h, n, err);
@@ -98,7 +100,8 @@ vlp_err image_decode_png(const uint8_t *bytes, size_t n, const char *what, const
     }
     for (png_uint_32 y = 0; y < h; y++) rows[y] = rowbuf + (size_t)y * rowbytes;
     png_read_image(png, rows);
-    png_read_end(png, NULL);
+    /* no png_read_end: nothing after the pixels is needed, and a file cut
+     * after its last IDAT (no IEND) opens in Pillow too */
     size_t np = (size_t)w * h;
     if (mode == IMAGE_I) {
         for (size_t i = 0; i < np; i++) {

@@ -32,7 +32,10 @@ typedef struct axis {
     int32_t *kk; // k as 22-bit integers (normalize_coeffs_8bpc)
 } axis;
 
-static void axis_free(axis *a) { free(a->bounds), free(a->k), free(a->kk); }
+static void axis_free(axis *a) {
+    free(a->bounds), free(a->k), free(a->kk);
+    *a = (axis){0}; /* freed twice (a failed init, then the caller's cleanup): harmless */
+}
 
 static bool axis_init(axis *a, int in_size, double in0, double in1, int out_size) {
     double scale = (in1 - in0) / out_size, filterscale = scale < 1 ? 1 : scale;
@@ -109,10 +112,10 @@ static void pass32(const int32_t *in, int in_stride, int32_t *out, int out_w, in
 }
 
 /* Pillow's ImagingScaleAffine for NEAREST: positions stepped by an accumulated double */
-static void nearest(const image_u8 *in, double x0, double y0, double sx, double sy, image_u8 *out) {
+static bool nearest(const image_u8 *in, double x0, double y0, double sx, double sy, image_u8 *out) {
     int pb = image_mode_bytes(in->mode);
     int *xin = malloc(sizeof(int) * (size_t)out->w);
-    if (!xin) return;
+    if (!xin) return false;
     double xo = x0 + sx * 0.5;
     for (int x = 0; x < out->w; x++, xo += sx) {
         int v = xo < 0 ? -1 : (int)xo;
@@ -126,6 +129,7 @@ static void nearest(const image_u8 *in, double x0, double y0, double sx, double 
             memcpy(out->px + ((size_t)y * out->w + x) * pb, in->px + ((size_t)yi * in->w + xin[x]) * pb, (size_t)pb);
     }
     free(xin);
+    return true;
 }
 
 /* RGBA/LA in place: premultiply (rgbA2rgba, lA2la) or back (rgba2rgbA, la2lA) */
@@ -142,8 +146,11 @@ static void premultiply(uint8_t *px, size_t n, int nb, bool back) {
 
 vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, int oh,
                      image_u8 *out, vlp_error *err) {
+    /* the output bounded by its area, not its sides: Resize(S) of a 150 x 32768
+     * image is 224 x 48933, which torchvision makes */
     VLP_CHECK_ARG(x0 >= 0 && y0 >= 0 && w > 0 && h > 0 && x0 + w <= in->w && y0 + h <= in->h &&
-                      ow > 0 && oh > 0 && ow <= IMAGE_MAX_SIDE && oh <= IMAGE_MAX_SIDE,
+                      ow > 0 && oh > 0 && ow <= (1 << 20) && oh <= (1 << 20) &&
+                      (uint64_t)ow * (uint64_t)oh <= IMAGE_MAX_PIXELS,
                   err, "resize box (%d, %d, %d, %d) of a %dx%d image to %dx%d", x0, y0, w, h,
                   in->w, in->h, ow, oh);
     if (ow == w && oh == h) return image_crop(in, (crop_box){x0, y0, w, h}, out, err); /* PIL: a crop, or a copy */
@@ -152,8 +159,9 @@ vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, i
     memcpy(out->background, in->background, 3);
     if (in->palette) memcpy(out->palette, in->palette, 256 * 4);
     if (in->mode == IMAGE_P || in->mode == IMAGE_1) {
-        nearest(in, x0, y0, (double)w / ow, (double)h / oh, out);
-        return VLP_OK;
+        if (nearest(in, x0, y0, (double)w / ow, (double)h / oh, out)) return VLP_OK;
+        image_free(out);
+        VLP_FAIL(err, VLP_ERR_NOMEM, "resize to %dx%d", ow, oh);
     }
     axis ah = {0}, av = {0};
     int pb = image_mode_bytes(in->mode), nb = in->mode == IMAGE_I ? 1 : pb;
@@ -162,8 +170,8 @@ vlp_err image_resize(const image_u8 *in, int x0, int y0, int w, int h, int ow, i
     /* PIL's passes: horizontal when the width or box changes, over the rows
      * the vertical pass reads; vertical when the height or box changes */
     bool horiz = ow != in->w || x0 != 0 || w != in->w, vert = oh != in->h || y0 != 0 || h != in->h;
-    int first = vert ? av.bounds[0] : 0, last = vert ? av.bounds[2 * (oh - 1)] + av.bounds[2 * (oh - 1) + 1] : in->h;
-    if (!vert) first = 0, last = in->h;
+    int first = ok && vert ? av.bounds[0] : 0;
+    int last = ok && vert ? av.bounds[2 * (oh - 1)] + av.bounds[2 * (oh - 1) + 1] : in->h;
     uint8_t *src = NULL, *tmp = NULL;
     size_t src_n = (size_t)in->w * in->h;
     if (ok && alpha) { /* premultiplied copy of the rows read */

@@ -4,8 +4,8 @@
  * grey I, RGB and RGBA (16-bit: the high byte; associated alpha divided out
  * as Pillow's RGBa unpacker; an unspecified extra sample dropped), palette P
  * (the colour map's high bytes), CMYK, and YCbCr as RGB (JPEG-compressed
- * through libjpeg in RGB, others through libtiff's RGBA reader). Strips or
- * tiles, any compression libtiff reads; separate planes and other kinds are
+ * through libjpeg in RGB, others through libtiff's RGBA reader). Strips, any
+ * compression libtiff reads; tiles, separate planes and other kinds are
  * refused by name. The orientation tag is not applied (Pillow does not). */
 #include "data/image_codec.h"
 
@@ -87,17 +87,19 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     bool has_photo = TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &photo);
     int extra0 = nextra ? extra[0] : -1;
     image_mode mode = IMAGE_RGB;
-    bool ok = has_photo && planar == PLANARCONFIG_CONTIG && fmt == SAMPLEFORMAT_UINT;
+    bool ok = has_photo && planar == PLANARCONFIG_CONTIG && fmt == SAMPLEFORMAT_UINT && !TIFFIsTiled(t);
     if (ok) switch (photo) {
-        case PHOTOMETRIC_MINISWHITE: case PHOTOMETRIC_MINISBLACK:
-            if (spp == 1) mode = bps == 1 ? IMAGE_1 : bps == 16 ? IMAGE_I : IMAGE_L, ok = bps <= 8 || bps == 16;
-            else mode = IMAGE_LA, ok = spp == 2 && bps == 8 && extra0 == EXTRASAMPLE_UNASSALPHA;
+        case PHOTOMETRIC_MINISWHITE: case PHOTOMETRIC_MINISBLACK: /* Pillow's table: 1, 2, 4, 8, 16 bits */
+            if (spp == 1) mode = bps == 1 ? IMAGE_1 : bps == 16 ? IMAGE_I : IMAGE_L,
+                          ok = bps == 1 || bps == 2 || bps == 4 || bps == 8 || bps == 16;
+            else mode = IMAGE_LA, ok = spp == 2 && bps == 8 && extra0 == EXTRASAMPLE_UNASSALPHA &&
+                                       photo == PHOTOMETRIC_MINISBLACK;
             break;
         case PHOTOMETRIC_RGB:
             ok = (bps == 8 || bps == 16) && spp >= 3;
             mode = spp >= 4 && extra0 != EXTRASAMPLE_UNSPECIFIED ? IMAGE_RGBA : IMAGE_RGB;
             break;
-        case PHOTOMETRIC_PALETTE: mode = IMAGE_P, ok = spp == 1 && bps <= 8; break;
+        case PHOTOMETRIC_PALETTE: mode = IMAGE_P, ok = spp == 1 && (bps == 1 || bps == 2 || bps == 4 || bps == 8); break;
         case PHOTOMETRIC_SEPARATED: mode = IMAGE_CMYK, ok = spp >= 4 && bps == 8; break;
         case PHOTOMETRIC_YCBCR: mode = IMAGE_RGB, ok = bps == 8 && spp == 3; break;
         default: ok = false;
@@ -105,7 +107,7 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     vlp_err rc = ok ? image_check_size(what, (long)w, (long)h, n, err)
                     : vlp_error_set(err, VLP_ERR_UNSUPPORTED, __FILE__, __LINE__,
                                     "%s: TIFF of photometric %u, %u samples of %u bits%s: not read", what, photo, spp,
-                                    bps, planar != PLANARCONFIG_CONTIG ? " in separate planes" : "");
+                                    bps, TIFFIsTiled(t) ? ", in tiles" : planar != PLANARCONFIG_CONTIG ? " in separate planes" : "");
     image_u8 im = {0};
     if (rc == VLP_OK) rc = image_alloc(&im, (int)w, (int)h, mode, what, err);
     uint8_t *row = NULL;
@@ -135,8 +137,7 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
             uint8_t *o8 = im.px + (size_t)y * w * pb;
             for (uint32_t x = 0; x < w; x++) {
                 if (mode == IMAGE_I) {
-                    int32_t v = (int32_t)sample(row, x, 16);
-                    if (photo == PHOTOMETRIC_MINISWHITE) v = 65535 - v;
+                    int32_t v = (int32_t)sample(row, x, 16); /* min-is-white not inverted: Pillow's I;16 */
                     memcpy(o8 + 4 * x, &v, 4);
                 } else if (mode == IMAGE_1 || mode == IMAGE_L) {
                     unsigned v = sample(row, x, bps) * 255 / maxv; /* L;2 x 0x55, L;4 x 0x11 */
