@@ -289,6 +289,7 @@ ref:
 	/usr/bin/python3 tests/ref/check_checkpoint.py --keys tests/ref/clip_state_dict_keys.txt
 	/usr/bin/python3 tests/ref/make_bpe_ref.py vocab/bpe_simple_vocab_16e6.txt.gz tests/ref/bpe_ref.tsv
 	/usr/bin/python3 tests/ref/make_image_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_modes_ref.py
 	/usr/bin/python3 tests/ref/make_pretrained_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_adapt_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_api_ref.py tests/ref

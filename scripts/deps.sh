@@ -13,7 +13,7 @@ ARM64=
 PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libxxhash-dev libjpeg-dev libwebp-dev libgif-dev libtiff-dev libopenmpi-dev openmpi-bin"
 for arg in "$@"; do
     case "$arg" in
-        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil" ;;
+        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil python3-torchvision" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-dev" ;;
         --qemu) PKGS="$PKGS qemu-user" ;;
         # Debian's multiarch: the same libraries for arm64 beside the host's
