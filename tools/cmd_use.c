@@ -17,20 +17,18 @@
 #include "io/npy.h"
 #include "vlp.h"
 
-/* encodes in chunks with a progress line */
-static int encode_all(vlp_model *m, char **items, int n, bool images, float *out, const char *cmd) {
+/* texts encoded in chunks with a progress line (images: encode_images_skipping) */
+static int encode_texts(vlp_model *m, char **items, int n, float *out) {
     int E = vlp_model_embed_dim(m), chunk = 64;
     vlp_error err = {0};
     progress pr;
-    progress_begin(&pr, stderr, images ? "images" : "texts", n);
+    progress_begin(&pr, stderr, "texts", n);
     for (int i = 0; i < n; i += chunk) {
         int k = n - i < chunk ? n - i : chunk;
-        vlp_err rc = images ? vlp_encode_image_files(m, (const char *const *)items + i, k, out + (size_t)i * E, &err)
-                            : vlp_encode_texts(m, (const char *const *)items + i, k, out + (size_t)i * E, &err);
-        if (rc != VLP_OK) {
+        if (vlp_encode_texts(m, (const char *const *)items + i, k, out + (size_t)i * E, &err) != VLP_OK) {
             char buf[1024];
             progress_break(&pr);
-            fprintf(stderr, "vlp %s: %s\n", cmd, tool_error_text(&err, buf, sizeof buf));
+            fprintf(stderr, "vlp embed: %s\n", tool_error_text(&err, buf, sizeof buf));
             return 1;
         }
         progress_update(&pr, i + k);
@@ -152,7 +150,7 @@ int cmd_embed(int argc, char **argv) {
     bool *ok = images ? calloc((size_t)n, sizeof(bool)) : NULL;
     int rc = !emb || (images && !ok) ? (fprintf(stderr, "vlp embed: out of memory\n"), 1) : 0;
     if (!rc) rc = images ? encode_images_skipping(m, items, n, stop, emb, ok, &rows, &skipped)
-                         : encode_all(m, items, n, false, emb, "embed");
+                         : encode_texts(m, items, n, emb);
     char paths[4200] = "";
     if (images) paths_file_of(out, paths, sizeof paths);
     if (!rc && images && rows == 0) {

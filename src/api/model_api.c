@@ -152,19 +152,21 @@ vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, 
     return VLP_OK;
 }
 
-vlp_err model_file_pixels(vlp_model *v, const char *const *paths, int b, vlp_error *err) {
+/* one image file through the model's eval transform into pixel slot i: the
+ * model's normalisation and alpha rule; full-size decode, Pillow's pixels */
+static vlp_err file_pixels(vlp_model *v, const char *path, int i, vlp_error *err) {
     int S = v->m.cfg.vision.image_size;
-    size_t img = (size_t)3 * S * S;
-    /* the model's normalisation and alpha rule; full-size decode: PIL's pixels */
     image_transform tf = image_transform_for(&v->m.cfg.vision.pre, S, false);
     image_decode_opts dec = image_decode_for(&v->m.cfg.vision.pre);
-    for (int i = 0; i < b; i++) {
-        image_u8 im;
-        VLP_TRY(image_load(paths[i], &dec, &im, err));
-        vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * img, err);
-        image_free(&im);
-        VLP_TRY(rc);
-    }
+    image_u8 im;
+    VLP_TRY(image_load(path, &dec, &im, err));
+    vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * 3 * S * S, err);
+    image_free(&im);
+    return rc;
+}
+
+vlp_err model_file_pixels(vlp_model *v, const char *const *paths, int b, vlp_error *err) {
+    for (int i = 0; i < b; i++) VLP_TRY(file_pixels(v, paths[i], i, err));
     return VLP_OK;
 }
 
@@ -184,21 +186,13 @@ vlp_err vlp_encode_image_files_skipping(vlp_model *v, const char *const *paths, 
                                         int *rows, vlp_error *skipped, vlp_error *err) {
     VLP_CHECK_ARG(v && (paths || n == 0) && (out || n == 0) && (ok || n == 0) && rows && n >= 0, err,
                   "vlp_encode_image_files_skipping: bad arguments");
-    int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
-    size_t img = (size_t)3 * S * S;
-    image_transform tf = image_transform_for(&v->m.cfg.vision.pre, S, false);
-    image_decode_opts dec = image_decode_for(&v->m.cfg.vision.pre);
+    int E = v->m.cfg.embed_dim;
     *rows = 0;
     for (int i = 0; i < n;) {
         int b = 0; /* a batch of images that decode */
         for (; i < n && b < v->o.batch; i++) {
-            image_u8 im;
             vlp_error e = {0};
-            vlp_err rc = image_load(paths[i], &dec, &im, &e);
-            if (rc == VLP_OK) {
-                rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)b * img, &e);
-                image_free(&im);
-            }
+            vlp_err rc = file_pixels(v, paths[i], b, &e);
             if (rc == VLP_ERR_NOMEM) {
                 if (err) *err = e;
                 return rc;

@@ -142,10 +142,7 @@ vlp_err pool_writer_open(pool_writer **out, const char *path, const pool *in, lo
     else {
         char *dir = dir_of(path);
         if (!dir) rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "path");
-        else if (dir[0]) {
-            if (access(dir, F_OK) != 0) w->made_dir = strdup(dir);
-            rc = make_dirs(dir, err);
-        }
+        else if (dir[0]) rc = out_dir_make(dir, &w->made_dir, err);
         /* image paths resolve against the table's directory: kept as they are
          * when the output sits beside the input, made absolute otherwise */
         if (rc == VLP_OK) {
@@ -228,7 +225,6 @@ void pool_writer_free(pool_writer *w) {
     if (!w) return;
     if (w->table_open) atomic_abort(&w->table);
     shard_writer_free(w->shards); /* unfinished: its shards go */
-    if (!w->finished && w->made_dir) rmdir(w->made_dir); /* only when empty: nothing of anyone else's goes */
-    free(w->made_dir);
+    out_dir_release(w->made_dir, !w->finished);
     free(w);
 }

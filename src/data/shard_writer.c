@@ -40,10 +40,7 @@ vlp_err shard_writer_open(shard_writer **out, const char *prefix, long per_shard
     vlp_err rc = w->prefix && (!slash || slash == prefix || dir) ? VLP_OK
                                                                  : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__,
                                                                                  __LINE__, "%s", prefix);
-    if (rc == VLP_OK && dir) {
-        if (access(dir, F_OK) != 0) w->made_dir = strdup(dir);
-        rc = make_dirs(dir, err);
-    }
+    if (rc == VLP_OK && dir) rc = out_dir_make(dir, &w->made_dir, err);
     free(dir);
     if (rc != VLP_OK) {
         shard_writer_free(w);
@@ -137,8 +134,7 @@ void shard_writer_free(shard_writer *w) {
         shard_path(path, sizeof path, w, k);
         unlink(path);
     }
-    if (!w->finished && w->made_dir) rmdir(w->made_dir); /* only when empty: nothing of anyone else's goes */
-    free(w->made_dir);
+    out_dir_release(w->made_dir, !w->finished);
     free(w->prefix);
     free(w);
 }

@@ -139,3 +139,13 @@ vlp_err make_dirs(const char *dir, vlp_error *err) {
     free(p);
     return VLP_OK;
 }
+
+vlp_err out_dir_make(const char *dir, char **made, vlp_error *err) {
+    *made = access(dir, F_OK) != 0 ? strdup(dir) : NULL; /* a failed copy: only the clean-up is lost */
+    return make_dirs(dir, err);
+}
+
+void out_dir_release(char *made, bool failed) {
+    if (failed && made) rmdir(made);
+    free(made);
+}

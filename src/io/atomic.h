@@ -28,6 +28,12 @@ void atomic_abort(atomic_file *af);
 
 /* mkdir -p: creates `dir` and any missing parents. */
 vlp_err make_dirs(const char *dir, vlp_error *err);
+/* make_dirs for an output's directory that a failed run takes away again:
+ * *made gets a copy of dir when it did not exist (else NULL). out_dir_release
+ * removes that directory when `failed` and it is still empty (nothing of
+ * anyone else's goes), then frees the copy. */
+vlp_err out_dir_make(const char *dir, char **made, vlp_error *err);
+void out_dir_release(char *made, bool failed);
 
 /* Replace (or create) the symlink `link` to point at `target`, atomically. */
 vlp_err atomic_symlink(const char *target, const char *link, vlp_error *err);
