@@ -10,15 +10,15 @@
 set -eu
 ARM64=
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libxxhash-dev libjpeg-dev libwebp-dev libgif-dev libtiff-dev libopenmpi-dev openmpi-bin"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libxxhash-dev libjpeg-dev libwebp-dev libgif-dev libtiff-dev libstb-dev libopenmpi-dev openmpi-bin"
 for arg in "$@"; do
     case "$arg" in
-        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil python3-torchvision" ;;
+        --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil python3-torchvision libtiff-tools" ;;
         --fuzz) PKGS="$PKGS clang libclang-rt-dev" ;;
         --qemu) PKGS="$PKGS qemu-user" ;;
         # Debian's multiarch: the same libraries for arm64 beside the host's
         --arm64) ARM64=1
-                 PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libgomp1:arm64 libopenblas-openmp-dev:arm64 libcmocka-dev:arm64 libjansson-dev:arm64 libpng-dev:arm64 libjpeg-dev:arm64 libwebp-dev:arm64 libgif-dev:arm64 libtiff-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64 zlib1g-dev:arm64 libxxhash-dev:arm64" ;;
+                 PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libgomp1:arm64 libopenblas-openmp-dev:arm64 libcmocka-dev:arm64 libjansson-dev:arm64 libpng-dev:arm64 libjpeg-dev:arm64 libwebp-dev:arm64 libgif-dev:arm64 libtiff-dev:arm64 libstb-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64 zlib1g-dev:arm64 libxxhash-dev:arm64" ;;
         # a nodejs from elsewhere may bring its own npm; Debian's npm would conflict
         --data) command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm" ;;
         -h|--help) sed -n '2,8p' "$0"; exit 0 ;;

@@ -67,11 +67,12 @@ need_pkg libjpeg libjpeg-dev JPEG      # (libjpeg-turbo)
 need_pkg libwebpdemux libwebp-dev WEBP    # (with libwebp: animations' first frame)
 need_pkg libgif libgif-dev GIF         # (giflib: a GIF's first frame)
 need_pkg libtiff-4 libtiff-dev TIFF    # (a TIFF's first page)
+need_pkg stb libstb-dev STB            # (stb_image: BMP)
 need_pkg libpcre2-8 libpcre2-dev PCRE  # the tokenizer's Unicode pre-tokenizer
 need_pkg libutf8proc libutf8proc-dev UTF8PROC # Unicode lower-casing
 need_pkg zlib zlib1g-dev ZLIB          # gzip'd merges files
 need_pkg libxxhash libxxhash-dev XXHASH # image content hashes (vlp data dedup)
-json_msg=$JSON_msg; png_msg="$PNG_msg, $JPEG_msg, $WEBP_msg, $GIF_msg, $TIFF_msg"
+json_msg=$JSON_msg; png_msg="$PNG_msg, $JPEG_msg, $WEBP_msg, $GIF_msg, $TIFF_msg, $STB_msg"
 text_msg="$PCRE_msg, $UTF8PROC_msg, $ZLIB_msg, $XXHASH_msg"
 
 # MPI (optional): data-parallel training with mpirun
@@ -102,8 +103,8 @@ BLAS_CFLAGS = $BLAS_CFLAGS
 BLAS_LIBS = $BLAS_LIBS
 JSON_CFLAGS = $JSON_CFLAGS
 JSON_LIBS = $JSON_LIBS
-IMG_CFLAGS = $PNG_CFLAGS $JPEG_CFLAGS $WEBP_CFLAGS $GIF_CFLAGS $TIFF_CFLAGS
-IMG_LIBS = $PNG_LIBS $JPEG_LIBS $WEBP_LIBS $GIF_LIBS $TIFF_LIBS
+IMG_CFLAGS = $PNG_CFLAGS $JPEG_CFLAGS $WEBP_CFLAGS $GIF_CFLAGS $TIFF_CFLAGS $STB_CFLAGS
+IMG_LIBS = $PNG_LIBS $JPEG_LIBS $WEBP_LIBS $GIF_LIBS $TIFF_LIBS $STB_LIBS
 TEXT_CFLAGS = $PCRE_CFLAGS $UTF8PROC_CFLAGS $ZLIB_CFLAGS $XXHASH_CFLAGS
 TEXT_LIBS = $PCRE_LIBS $UTF8PROC_LIBS $ZLIB_LIBS $XXHASH_LIBS
 MPI_CFLAGS = $MPI_CFLAGS

@@ -231,7 +231,7 @@ static void test_errors(void **state) {
     assert_int_equal(got, 2);
     assert_true(!ok[0] && ok[1] && !ok[2] && ok[3]);
     assert_non_null(strstr(why[0].message, "/nonexistent.png"));
-    assert_non_null(strstr(why[2].message, "api_merges.txt: not a JPEG, PNG, WebP, GIF or TIFF image"));
+    assert_non_null(strstr(why[2].message, "api_merges.txt: not a JPEG, PNG, WebP, GIF, TIFF or BMP image"));
     const char *good[] = {some[1], some[3]}; /* one batch, as the skipping call made it */
     assert_int_equal(vlp_encode_image_files(m, good, 2, &want[0][0], &err), VLP_OK);
     assert_memory_equal(rows, want, sizeof want);

@@ -61,7 +61,7 @@ tap_grep "eval: the results printed" eval.log "RESULT name=zeroshot"
 tap_grep "eval: the count and the first named" eval.log "evaluated 38 images; skipped 2 that could not be decoded; the first: "
 "$vlp" eval $model --data set.tsv --label-key colour --on-error stop > evalstop.log 2>&1
 tap_if "eval --on-error stop: exit 1, no results" evalstop.log sh -c "[ $? = 1 ] && ! grep -q RESULT evalstop.log"
-tap_grep "eval --on-error stop: named" evalstop.log "text.png): not a JPEG, PNG, WebP, GIF or TIFF image"
+tap_grep "eval --on-error stop: named" evalstop.log "text.png): not a JPEG, PNG, WebP, GIF, TIFF or BMP image"
 # vlp adapt: a drawn shot that does not decode is dropped, named, counted
 mkdir -p cls/red cls/blue
 for i in 0 1 2; do cp img/img00$i.png cls/red/r$i.png; cp img/img01$i.png cls/blue/b$i.png; done
@@ -78,7 +78,7 @@ tap_if "filter: exit 0, 38 kept, 2 counted undecodable" filter.log \
     sh -c "[ $? = 0 ] && grep -q '\"undecodable\": 2' f/kept.tsv.report.json"
 "$vlp" data filter --data set.tsv --out f2/kept.tsv --on-error stop > filterstop.log 2>&1
 tap_if "filter --on-error stop: exit 1, nothing written" filterstop.log [ $? = 1 -a ! -e f2/kept.tsv -a ! -e f2 ]
-tap_grep "filter --on-error stop: named" filterstop.log "text.png): not a JPEG, PNG, WebP, GIF or TIFF image"
+tap_grep "filter --on-error stop: named" filterstop.log "text.png): not a JPEG, PNG, WebP, GIF, TIFF or BMP image"
 "$vlp" data dedup --data set.tsv --out d2/kept.tsv $model --on-error stop > dedupstop.log 2>&1
 tap_if "dedup --on-error stop: exit 1, nothing written" dedupstop.log [ $? = 1 -a ! -e d2/kept.tsv ]
 tap_end

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int image_mode_bytes(image_mode m) {
     switch (m) {
@@ -73,9 +74,13 @@ vlp_err image_check_size(const char *what, long w, long h, size_t n, vlp_error *
 
 /* ---- the formats ---------------------------------------------------------------------------- */
 
-/* The formats by their signatures: the one place that tells them apart. */
+/* The formats by their signatures: the one place that tells them apart, and
+ * that lists them (for messages, and for the file extensions a shard's or a
+ * folder's image members go by). */
 static const struct image_format {
-    const char *ext;
+    const char *name;        // in messages
+    const char *ext;         // the extension vlp writes; `aliases` are read too
+    const char *aliases[2];
     size_t need;             // bytes the signature spans
     size_t at, len;          // where its magic is, and how long
     const char *magic;
@@ -83,16 +88,19 @@ static const struct image_format {
     size_t at2;              // a second magic (WebP's "WEBP" after the RIFF size)
     const char *magic2;
 } formats[] = {
-    {"jpg", 3, 0, 3, "\xFF\xD8\xFF", image_decode_jpeg, 0, NULL},
-    {"png", 8, 0, 8, "\x89PNG\r\n\x1a\n", image_decode_png, 0, NULL},
-    {"webp", 12, 0, 4, "RIFF", image_decode_webp, 8, "WEBP"},
-    {"gif", 6, 0, 4, "GIF8", image_decode_gif, 0, NULL},
-    {"tif", 4, 0, 4, "II*\0", image_decode_tiff, 0, NULL},
-    {"tif", 4, 0, 4, "MM\0*", image_decode_tiff, 0, NULL},
+    {"JPEG", "jpg", {"jpeg"}, 3, 0, 3, "\xFF\xD8\xFF", image_decode_jpeg, 0, NULL},
+    {"PNG", "png", {0}, 8, 0, 8, "\x89PNG\r\n\x1a\n", image_decode_png, 0, NULL},
+    {"WebP", "webp", {0}, 12, 0, 4, "RIFF", image_decode_webp, 8, "WEBP"},
+    {"GIF", "gif", {0}, 6, 0, 4, "GIF8", image_decode_gif, 0, NULL},
+    {"TIFF", "tif", {"tiff"}, 4, 0, 4, "II*\0", image_decode_tiff, 0, NULL},
+    {"TIFF", "tif", {"tiff"}, 4, 0, 4, "MM\0*", image_decode_tiff, 0, NULL},
+    /* two letters: a text file that starts "BM" is refused by the BMP reader, by name */
+    {"BMP", "bmp", {"dib"}, 18, 0, 2, "BM", image_decode_bmp, 0, NULL},
 };
+enum { NFORMATS = sizeof formats / sizeof formats[0] };
 
 static const struct image_format *format_of(const uint8_t *b, size_t n) {
-    for (size_t i = 0; b && i < sizeof formats / sizeof formats[0]; i++) {
+    for (size_t i = 0; b && i < NFORMATS; i++) {
         const struct image_format *f = &formats[i];
         if (n >= f->need && !memcmp(b + f->at, f->magic, f->len) &&
             (!f->magic2 || !memcmp(b + f->at2, f->magic2, strlen(f->magic2))))
@@ -101,9 +109,31 @@ static const struct image_format *format_of(const uint8_t *b, size_t n) {
     return NULL;
 }
 
+bool image_ext_known(const char *ext) {
+    for (size_t i = 0; ext && i < NFORMATS; i++) {
+        const struct image_format *f = &formats[i];
+        if (!strcasecmp(ext, f->ext) || (f->aliases[0] && !strcasecmp(ext, f->aliases[0])) ||
+            (f->aliases[1] && !strcasecmp(ext, f->aliases[1])))
+            return true;
+    }
+    return false;
+}
+
 void image_unknown_why(const char *what, size_t n, char *buf, size_t cap) {
-    if (n == 0) snprintf(buf, cap, "%.300s: an empty file (0 bytes), not an image", what);
-    else snprintf(buf, cap, "%.300s: not a JPEG, PNG, WebP, GIF or TIFF image (%zu bytes)", what, n);
+    if (n == 0) {
+        snprintf(buf, cap, "%.300s: an empty file (0 bytes), not an image", what);
+        return;
+    }
+    char names[128] = "";
+    size_t k = 0, count = 0;
+    for (size_t i = 0; i < NFORMATS; i++) count += !i || strcmp(formats[i].name, formats[i - 1].name);
+    for (size_t i = 0, j = 0; i < NFORMATS; i++) {
+        if (i && !strcmp(formats[i].name, formats[i - 1].name)) continue;
+        j++;
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", j == 1 ? "" : j == count ? " or " : ", ",
+                              formats[i].name);
+    }
+    snprintf(buf, cap, "%.300s: not a %s image (%zu bytes)", what, names, n);
 }
 
 const char *image_format_ext(const void *data, size_t n) {

@@ -1,6 +1,7 @@
 /*
  * Images: decoding (JPEG through libjpeg-turbo, PNG through libpng's
- * low-level reader, WebP through libwebp; the format is sniffed from the
+ * low-level reader, WebP through libwebp, GIF through giflib, TIFF through
+ * libtiff, BMP through stb_image; the format is sniffed from the
  * bytes) to the mode Pillow opens them in, and the transforms CLIP training
  * and evaluation use, computed the way open_clip's transform computes them
  * on an image as Image.open gives it (PIL 9.4 + torchvision):
@@ -76,12 +77,15 @@ typedef struct image_decode_opts {
 #define IMAGE_BOMB_PIXELS (1 << 24)
 #define IMAGE_MAX_PIXELS_PER_BYTE 1024
 
-/* "jpg", "png" or "webp" by the bytes' signature (the one image_decode
+/* "jpg", "png", "webp", "gif", "tif" or "bmp" by the bytes' signature (the one image_decode
  * goes by), NULL for anything else, an empty or short buffer included */
 const char *image_format_ext(const void *data, size_t n);
 
 /* what image_decode says of bytes image_format_ext does not know ("an empty
- * file" or "not a JPEG, PNG, WebP, GIF or TIFF image"), naming `what` */
+ * file" or "not a JPEG, PNG, WebP, GIF, TIFF or BMP image"), naming `what` */
+/* a file extension (any case) of a format image_decode reads: jpg, jpeg, png,
+ * webp, gif, tif, tiff, bmp, dib */
+bool image_ext_known(const char *ext);
 void image_unknown_why(const char *what, size_t n, char *buf, size_t cap);
 
 /* `what` names the source in errors (a path, or "shard.tar:key.jpg"). The

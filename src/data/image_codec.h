@@ -1,6 +1,5 @@
-/* What the image decoders share (image.c, image_jpeg.c, image_png.c,
- * image_webp.c): the size checks made before a pixel buffer is allocated,
- * and an image of a mode allocated at once. */
+/* What the image decoders share (image.c and image_FORMAT.c): the size
+ * checks made before a pixel buffer is allocated, and an image of a mode allocated at once. */
 #ifndef VLP_DATA_IMAGE_CODEC_H
 #define VLP_DATA_IMAGE_CODEC_H
 #include "data/image.h"
@@ -24,6 +23,8 @@ vlp_err image_decode_gif(const uint8_t *bytes, size_t n, const char *what, const
                          image_u8 *out, vlp_error *err);
 vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                           image_u8 *out, vlp_error *err);
+vlp_err image_decode_bmp(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
+                         image_u8 *out, vlp_error *err);
 vlp_err image_decode_webp(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                           image_u8 *out, vlp_error *err);
 

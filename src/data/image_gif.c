@@ -15,14 +15,24 @@
 typedef struct gif_source {
     const uint8_t *bytes;
     size_t n, at;
+    bool ended; // the one empty block given past the end
 } gif_source;
 
+/* Pillow opens a GIF whose first frame ends without its block terminator
+ * (the file cut after the frame's last data block), which giflib, reading
+ * on to that terminator, refuses: past the end of the bytes, one 0 (an empty
+ * block) is read. A file cut inside the frame's data still fails, as in
+ * Pillow: giflib refuses an empty block where data should be. */
 static int gif_read(GifFileType *g, GifByteType *out, int len) {
     gif_source *s = g->UserData;
     size_t k = len < 0 ? 0 : (size_t)len;
     if (k > s->n - s->at) k = s->n - s->at;
     memcpy(out, s->bytes + s->at, k);
     s->at += k;
+    if (k == 0 && len == 1 && !s->ended) {
+        s->ended = true, out[0] = 0;
+        return 1;
+    }
     return (int)k;
 }
 
@@ -36,7 +46,7 @@ static bool palette_needed(const ColorMapObject *m) {
 vlp_err image_decode_gif(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                          image_u8 *out, vlp_error *err) {
     (void)o;
-    gif_source src = {bytes, n, 0};
+    gif_source src = {bytes, n, 0, false};
     int code = 0;
     GifFileType *g = DGifOpen(&src, gif_read, &code);
     VLP_CHECK_FORMAT(g, err, "%s: GIF: %s", what, GifErrorString(code));

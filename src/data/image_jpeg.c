@@ -1,11 +1,14 @@
 /* JPEG through libjpeg-turbo, to the mode Pillow gives: L for grey, RGB,
  * and CMYK for four components (YCCK converted by libjpeg). Pillow reads
  * every four-component JPEG with Adobe's inverted convention ("CMYK;I"),
- * marker or not, so the bytes are inverted back here as it does. */
+ * marker or not, so the bytes are inverted back here as it does. A file
+ * that ends before its end-of-image marker is refused, as Pillow refuses it
+ * ("image file is truncated"), where libjpeg would pad it with grey. */
 #include "data/image_codec.h"
 
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <jpeglib.h>
+#include <jerror.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@ typedef struct jpeg_err {
     struct jpeg_error_mgr mgr;
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX];
+    bool cut; // libjpeg met the end of the data before the end-of-image marker
 } jpeg_err;
 
 static void jpeg_fail(j_common_ptr cinfo) {
@@ -22,7 +26,11 @@ static void jpeg_fail(j_common_ptr cinfo) {
     longjmp(e->jump, 1);
 }
 
-static void jpeg_quiet(j_common_ptr cinfo, int level) { (void)cinfo, (void)level; }
+/* warnings are not errors (Pillow ignores libjpeg's: corrupt data it can
+ * decode past), except the end of the data, which Pillow refuses */
+static void jpeg_warn(j_common_ptr cinfo, int level) {
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) ((jpeg_err *)cinfo->err)->cut = true;
+}
 
 vlp_err image_decode_jpeg(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                           image_u8 *out, vlp_error *err) {
@@ -32,7 +40,8 @@ vlp_err image_decode_jpeg(const uint8_t *bytes, size_t n, const char *what, cons
     uint8_t *volatile px = NULL; /* what longjmp must free */
     ci.err = jpeg_std_error(&je.mgr);
     je.mgr.error_exit = jpeg_fail;
-    je.mgr.emit_message = jpeg_quiet; /* warnings (e.g. premature end) are not errors */
+    je.mgr.emit_message = jpeg_warn;
+    je.cut = false;
     if (setjmp(je.jump)) {
         jpeg_destroy_decompress(&ci);
         free(px);
@@ -69,6 +78,11 @@ vlp_err image_decode_jpeg(const uint8_t *bytes, size_t n, const char *what, cons
     }
     jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
+    if (je.cut) {
+        image_free(&im);
+        VLP_FAIL(err, VLP_ERR_FORMAT, "%s: JPEG: the file ends before the image does (cut short; Pillow refuses it too)",
+                 what);
+    }
     if (mode == IMAGE_CMYK) /* Pillow's "CMYK;I" */
         for (size_t i = 0; i < stride * im.h; i++) im.px[i] = (uint8_t)(255 - im.px[i]);
     *out = im;

@@ -4,8 +4,8 @@
  * grey I, RGB and RGBA (16-bit: the high byte; associated alpha divided out
  * as Pillow's RGBa unpacker; an unspecified extra sample dropped), palette P
  * (the colour map's high bytes), CMYK, and YCbCr as RGB (JPEG-compressed
- * through libjpeg in RGB, others through libtiff's RGBA reader). Strips, any
- * compression libtiff reads; tiles, separate planes and other kinds are
+ * through libjpeg in RGB, others through libtiff's RGBA reader). Strips or
+ * tiles, any compression libtiff reads; separate planes and other kinds are
  * refused by name. The orientation tag is not applied (Pillow does not). */
 #include "data/image_codec.h"
 
@@ -65,6 +65,35 @@ static unsigned sample(const uint8_t *row, long x, int bps) {
     return (unsigned)(row[bit >> 3] >> (8 - bps - (bit & 7))) & ((1u << bps) - 1);
 }
 
+/* a tiled image's rows, assembled from its tiles into raw (h rows of sl
+ * bytes, as TIFFReadScanline would give them). A tile's width is a multiple
+ * of 16 pixels (the TIFF rule libtiff enforces), so every tile starts on a
+ * byte at any bit depth. */
+static vlp_err read_tiles(TIFF *t, uint32_t w, uint32_t h, size_t sl, size_t bits_px, uint8_t *raw,
+                          const tiff_source *src, const char *what, vlp_error *err) {
+    uint32_t tw = 0, th = 0;
+    TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw), TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
+    tmsize_t trs = TIFFTileRowSize(t), ts = TIFFTileSize(t);
+    VLP_CHECK_FORMAT(tw && th && tw % 16 == 0 && trs > 0 && ts >= trs * (tmsize_t)th, err,
+                     "%s: TIFF: tiles of %ux%u pixels: not read", what, tw, th);
+    uint8_t *tile = malloc((size_t)ts);
+    VLP_CHECK_ALLOC(tile, err, ts);
+    vlp_err rc = VLP_OK;
+    for (uint32_t y0 = 0; rc == VLP_OK && y0 < h; y0 += th)
+        for (uint32_t x0 = 0; rc == VLP_OK && x0 < w; x0 += tw) {
+            if (TIFFReadTile(t, tile, x0, y0, 0, 0) < 0) {
+                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: the tile at (%u, %u): %s", what,
+                                   x0, y0, src->msg[0] ? src->msg : "damaged");
+                break;
+            }
+            size_t at = (size_t)x0 * bits_px / 8, span = sl - at < (size_t)trs ? sl - at : (size_t)trs;
+            for (uint32_t y = y0; y < h && y < y0 + th; y++)
+                memcpy(raw + (size_t)y * sl + at, tile + (size_t)(y - y0) * (size_t)trs, span);
+        }
+    free(tile);
+    return rc;
+}
+
 vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
                           image_u8 *out, vlp_error *err) {
     (void)o;
@@ -87,7 +116,7 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     bool has_photo = TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &photo);
     int extra0 = nextra ? extra[0] : -1;
     image_mode mode = IMAGE_RGB;
-    bool ok = has_photo && planar == PLANARCONFIG_CONTIG && fmt == SAMPLEFORMAT_UINT && !TIFFIsTiled(t);
+    bool ok = has_photo && planar == PLANARCONFIG_CONTIG && fmt == SAMPLEFORMAT_UINT;
     if (ok) switch (photo) {
         case PHOTOMETRIC_MINISWHITE: case PHOTOMETRIC_MINISBLACK: /* Pillow's table: 1, 2, 4, 8, 16 bits */
             if (spp == 1) mode = bps == 1 ? IMAGE_1 : bps == 16 ? IMAGE_I : IMAGE_L,
@@ -107,7 +136,7 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     vlp_err rc = ok ? image_check_size(what, (long)w, (long)h, n, err)
                     : vlp_error_set(err, VLP_ERR_UNSUPPORTED, __FILE__, __LINE__,
                                     "%s: TIFF of photometric %u, %u samples of %u bits%s: not read", what, photo, spp,
-                                    bps, TIFFIsTiled(t) ? ", in tiles" : planar != PLANARCONFIG_CONTIG ? " in separate planes" : "");
+                                    bps, planar != PLANARCONFIG_CONTIG ? " in separate planes" : "");
     image_u8 im = {0};
     if (rc == VLP_OK) rc = image_alloc(&im, (int)w, (int)h, mode, what, err);
     uint8_t *row = NULL;
@@ -123,13 +152,16 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     } else if (rc == VLP_OK) {
         if (photo == PHOTOMETRIC_YCBCR) TIFFSetField(t, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB), spp = 3;
         tmsize_t sl = TIFFScanlineSize(t);
-        row = sl > 0 ? malloc((size_t)sl) : NULL;
+        bool tiled = TIFFIsTiled(t); /* the whole image's rows at once, else one row at a time */
+        row = sl > 0 ? malloc((size_t)sl * (tiled ? h : 1)) : NULL;
         if (!row) rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: a row of %lld bytes", what,
                                      (long long)sl);
+        if (rc == VLP_OK && tiled) rc = read_tiles(t, w, h, (size_t)sl, (size_t)bps * spp, row, &src, what, err);
         int pb = image_mode_bytes(mode);
         unsigned maxv = (1u << (bps < 16 ? bps : 16)) - 1;
         for (uint32_t y = 0; rc == VLP_OK && y < h; y++) {
-            if (TIFFReadScanline(t, row, y, 0) < 0) {
+            const uint8_t *r = tiled ? row + (size_t)y * (size_t)sl : row;
+            if (!tiled && TIFFReadScanline(t, row, y, 0) < 0) {
                 rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: row %u: %s", what, y,
                                    src.msg[0] ? src.msg : "damaged");
                 break;
@@ -137,16 +169,16 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
             uint8_t *o8 = im.px + (size_t)y * w * pb;
             for (uint32_t x = 0; x < w; x++) {
                 if (mode == IMAGE_I) {
-                    int32_t v = (int32_t)sample(row, x, 16); /* min-is-white not inverted: Pillow's I;16 */
+                    int32_t v = (int32_t)sample(r, x, 16); /* min-is-white not inverted: Pillow's I;16 */
                     memcpy(o8 + 4 * x, &v, 4);
                 } else if (mode == IMAGE_1 || mode == IMAGE_L) {
-                    unsigned v = sample(row, x, bps) * 255 / maxv; /* L;2 x 0x55, L;4 x 0x11 */
+                    unsigned v = sample(r, x, bps) * 255 / maxv; /* L;2 x 0x55, L;4 x 0x11 */
                     o8[x] = (uint8_t)(photo == PHOTOMETRIC_MINISWHITE ? 255 - v : v);
-                } else if (mode == IMAGE_P) o8[x] = (uint8_t)sample(row, x, bps);
+                } else if (mode == IMAGE_P) o8[x] = (uint8_t)sample(r, x, bps);
                 else { /* 8 or 16-bit samples: the high byte */
                     int k = mode == IMAGE_LA ? 2 : mode == IMAGE_RGB ? 3 : 4;
                     for (int c = 0; c < k; c++) {
-                        unsigned v = sample(row, (long)x * spp + c, bps);
+                        unsigned v = sample(r, (long)x * spp + c, bps);
                         o8[k * x + c] = (uint8_t)(bps == 16 ? v >> 8 : v);
                     }
                     if (mode == IMAGE_RGBA && extra0 == EXTRASAMPLE_ASSOCALPHA) { /* Pillow's unpackRGBa */

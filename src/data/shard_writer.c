@@ -69,7 +69,11 @@ static vlp_err end_sample(shard_writer *w, vlp_error *err) {
 vlp_err shard_writer_add_pair(shard_writer *w, const uint8_t *image, size_t image_len, const char *const *keys,
                               const char *const *values, int nfields, const char *what, vlp_error *err) {
     const char *ext = image_format_ext(image, image_len);
-    VLP_CHECK_FORMAT(ext, err, "%s: not a JPEG, PNG, WebP, GIF or TIFF image", what);
+    if (!ext) {
+        char why[sizeof err->message];
+        image_unknown_why(what, image_len, why, sizeof why);
+        VLP_FAIL(err, VLP_ERR_FORMAT, "%s", why);
+    }
     json_t *j = json_object();
     VLP_CHECK_ALLOC(j, err, 64);
     vlp_err rc = VLP_OK;

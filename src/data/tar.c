@@ -1,5 +1,6 @@
 #include "data/tar.h"
 #include "core/error.h"
+#include "data/image.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -189,8 +190,5 @@ void wds_split_key(const char *name, char *key, size_t kcap, const char **ext) {
     *ext = dot ? dot + 1 : "";
 }
 
-bool wds_is_image_ext(const char *e) {
-    return !strcmp(e, "jpg") || !strcmp(e, "jpeg") || !strcmp(e, "png") || !strcmp(e, "webp") || !strcmp(e, "gif") ||
-           !strcmp(e, "tif") || !strcmp(e, "tiff");
-}
+bool wds_is_image_ext(const char *e) { return image_ext_known(e); }
 

@@ -100,7 +100,8 @@ def main():
     put("image", "progressive.jpg", image("JPEG", progressive=True))
     put("image", "truncated.jpg", jpg[: len(jpg) // 2])
     for name in ("cmyk.jpg", "grey16.png", "la_alpha.png", "palette_trns.png", "animated.webp", "palette_trns.gif",
-                 "animated.gif", "tiff_palette.tif", "tiff_jpeg.tif", "tiff_rgba.tif"):  # every decoder's modes (tests/ref/make_modes_ref.py)
+                 "animated.gif", "tiff_palette.tif", "tiff_jpeg.tif", "tiff_rgba.tif", "bmp_palette4.bmp",
+                 "bmp_rgb565.bmp", "bmp_os2_palette8.bmp", "bmp_rgba32_v5.bmp"):  # every decoder's modes (tests/ref/make_modes_ref.py)
         with open(f"tests/ref/modes/{name}", "rb") as f:
             put("image", name, f.read())
     webp = image("WEBP", quality=70)

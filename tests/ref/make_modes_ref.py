@@ -4,7 +4,11 @@ small images in each mode Pillow opens (RGBA and LA with transparent and
 half-transparent pixels, palette with and without a transparent index,
 bilevel, grey, 16-bit grey, CMYK JPEG, grey JPEG, WebP lossless with alpha,
 lossy, animated, GIF with and without a transparent index, grey, animated,
-TIFF: RGB, RGBA, grey, bilevel, palette, CMYK, grey + alpha, JPEG-compressed), written to tests/ref/modes/, and for each what Pillow and
+TIFF: RGB, RGBA, grey, bilevel, palette, CMYK, grey + alpha, JPEG-compressed,
+BMP: 24-bit, 32-bit (a fourth byte Pillow ignores), 32-bit with an alpha mask,
+16-bit 5-5-5 and 5-6-5, 8-, 4- and 1-bit palettes, grey, bilevel, top-down,
+an OS/2 header, a gap before the pixels; tiled TIFF made by libtiff's tiffcp:
+RGB, bilevel, palette, RGBA, JPEG YCbCr), written to tests/ref/modes/, and for each what Pillow and
 torchvision give, as open_clip's transform runs on an image as Image.open
 gives it (its CSV loader):
   FILE:decode   convert('RGB')                                (h, w, 3)
@@ -12,7 +16,7 @@ gives it (its CSV loader):
                 for S = 24 (a resize) and S = the short side (none)
   FILE:crop     resized_crop(box, 20x20, BICUBIC), then RGB   (20, 20, 3)
 The list, the sizes and the boxes go to tests/ref/modes/MANIFEST.
-Runs with Debian's python3-pil (9.4) and python3-torchvision when present
+Runs with Debian's python3-pil (9.4), libtiff-tools, and python3-torchvision when present
 (else the same calls written out with PIL: torchvision's PIL path is
 img.resize((w, h), BICUBIC) and img.crop; see docs/data.md).
 
@@ -79,6 +83,84 @@ def alpha(w, h, seed):
     return a.astype(np.uint8)
 
 
+def bmp(w, h, bits, rows, palette=b"", compression=0, masks=None, hsz=40, top_down=False, gap=0):
+    """a BMP written byte by byte: Pillow writes only 1, L, P, RGB and RGBA
+    (as 32-bit without alpha), so the other layouts are made here. rows:
+    the pixel rows top first, each already packed to `bits` (padded here)"""
+    import struct
+    stride = ((w * bits + 31) >> 3) & ~3
+    body = b"".join(r.ljust(stride, b"\0") for r in (rows if top_down else rows[::-1]))
+    if hsz == 12:
+        head = struct.pack("<IHHHH", 12, w, h, 1, bits)
+    else:
+        head = struct.pack("<IiiHHIIiiII", hsz, w, -h if top_down else h, 1, bits, compression, len(body), 2835,
+                           2835, len(palette) // 4 if palette else 0, 0)
+        if hsz >= 108:
+            m = masks or (0, 0, 0, 0)
+            head += struct.pack("<IIII", *m) + b"sRGB" + b"\0" * 48 + b"\0" * (hsz - 108)
+        elif masks:
+            head += struct.pack("<III", *masks[:3])
+    offset = 14 + len(head) + len(palette) + gap
+    return b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset) + head + palette + b"\0" * gap + body
+
+
+def packed(idx, bits):
+    """rows of palette indices packed at 1, 4 or 8 bits, high bits first"""
+    rows = []
+    for r in idx:
+        if bits == 8:
+            rows.append(bytes(int(v) for v in r))
+            continue
+        per, out = 8 // bits, bytearray()
+        for i in range(0, len(r), per):
+            byte = 0
+            for j, v in enumerate(r[i:i + per]):
+                byte |= int(v) << (8 - bits * (j + 1))
+            out.append(byte)
+        rows.append(bytes(out))
+    return rows
+
+
+def tiled(data, *args):
+    """the TIFF rewritten in 16x16 tiles by tiffcp (Pillow writes strips only)"""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "in.tif"), os.path.join(d, "out.tif")
+        with open(src, "wb") as f:
+            f.write(data)
+        subprocess.run(["tiffcp", "-t", "-w", "16", "-l", "16", *args, src, dst], check=True)
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def bmp_images(out):
+    import struct
+    rgb = field(37, 29, 15)
+    bgr = [bytes(r[:, ::-1].tobytes()) for r in rgb]
+    out["bmp_rgb24_topdown.bmp"] = bmp(37, 29, 24, bgr, top_down=True)
+    out["bmp_rgb24_gap.bmp"] = bmp(37, 29, 24, bgr, gap=6)
+    a = alpha(37, 29, 16)
+    bgra = [bytes(np.concatenate([r[:, ::-1], al[:, None]], 1).tobytes()) for r, al in zip(rgb, a)]
+    out["bmp_rgba32_v5.bmp"] = bmp(37, 29, 32, bgra, compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000),
+                                   hsz=124)
+    out["bmp_bgrx32.bmp"] = bmp(37, 29, 32, bgra)  # the fourth byte is not alpha
+    v = rgb.astype(np.uint32)
+    p555 = (v[..., 0] >> 3) << 10 | (v[..., 1] >> 3) << 5 | (v[..., 2] >> 3)
+    p565 = (v[..., 0] >> 3) << 11 | (v[..., 1] >> 2) << 5 | (v[..., 2] >> 3)
+    out["bmp_rgb555.bmp"] = bmp(37, 29, 16, [b"".join(struct.pack("<H", int(p)) for p in r) for r in p555])
+    out["bmp_rgb565.bmp"] = bmp(37, 29, 16, [b"".join(struct.pack("<H", int(p)) for p in r) for r in p565],
+                                compression=3, masks=(0xF800, 0x7E0, 0x1F))
+    rng = np.random.default_rng(17)
+    pal16 = bytes(rng.integers(0, 256, 16 * 4, dtype=np.uint8))
+    idx = (np.add.outer(np.arange(29), np.arange(37)) // 3 + rng.integers(0, 3, (29, 37))) % 18  # 16, 17: past it
+    out["bmp_palette4.bmp"] = bmp(37, 29, 4, packed(idx % 16, 4), palette=pal16)
+    out["bmp_palette8_short.bmp"] = bmp(37, 29, 8, packed(idx, 8), palette=pal16)  # indices past the palette
+    out["bmp_palette1.bmp"] = bmp(37, 29, 1, packed(idx % 2, 1), palette=bytes([200, 10, 30, 0, 40, 220, 90, 0]))
+    os2pal = bytes(rng.integers(0, 256, 256 * 3, dtype=np.uint8))
+    out["bmp_os2_palette8.bmp"] = bmp(37, 29, 8, packed((idx * 14 + 250) % 256, 8), palette=os2pal, hsz=12)
+
+
 def images():
     """name -> encoded bytes"""
     out = {}
@@ -124,6 +206,15 @@ def images():
     save("tiff_cmyk.tif", cmyk, "TIFF")
     save("tiff_la.tif", Image.merge("LA", [grey, Image.fromarray(alpha(43, 33, 4))]), "TIFF")
     save("tiff_jpeg.tif", Image.fromarray(field(40, 32, 14)), "TIFF", compression="jpeg", quality=90)
+    for name, args in [("tiff_rgb_lzw.tif", ["-c", "lzw"]), ("tiff_bilevel.tif", []), ("tiff_palette.tif", []),
+                       ("tiff_rgba.tif", ["-c", "zip"]), ("tiff_jpeg.tif", [])]:
+        out["tiled_" + name[5:]] = tiled(out[name], *args)
+    save("bmp_rgb24.bmp", Image.fromarray(field(39, 30, 18)), "BMP")
+    save("bmp_palette8.bmp", pal, "BMP")
+    save("bmp_grey.bmp", grey, "BMP")  # a grey-ramp palette: opens as L
+    save("bmp_bilevel.bmp", grey.convert("1"), "BMP")
+    save("bmp_rgba.bmp", rgba, "BMP")  # written 32-bit: Pillow reads it back as RGB
+    bmp_images(out)
     return out
 
 
