@@ -86,6 +86,10 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR ?= $(PREFIX)/share/vlp
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# the Python package (python/vlp) goes where the prefix's python3 looks:
+# PREFIX/lib/python3.X/dist-packages (on Debian, in sys.path for /usr/local)
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYTHONDIR ?= $(LIBDIR)/python$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3)/dist-packages
 SONAME := libvlp.so.$(MAJOR)
 # what vlp ships beside the code: model configs, the BPE merges, templates
 DATA := $(wildcard configs/*.json) vocab/bpe_simple_vocab_16e6.txt.gz vocab/README.md \
@@ -105,7 +109,9 @@ $(CONFIG): scripts/probe.sh
 
 lib: $(BUILD)/libvlp.a
 shared: $(BUILD)/libvlp.so.$(VERSION)
-tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(FUZZ_REPLAY) $(EXAMPLES) $(BUILD)/vlp
+# the release build's tests load the shared library into python3 too (tests/test_python.sh)
+tests: $(TESTS) $(TEST_SCRIPTS) $(TEST_TOOLS) $(FUZZ_REPLAY) $(EXAMPLES) $(BUILD)/vlp \
+       $(if $(filter release,$(MODE)),$(BUILD)/libvlp.so.$(VERSION))
 benches: $(BENCHES)
 
 # the flags the objects were compiled with: a change (ARCH, CFLAGS, CC)
@@ -316,13 +322,15 @@ install: deps
 	install -m 644 include/vlp.h include/vlp_error.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 build/release/vlp.pc $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
 	for f in $(DATA); do install -m 644 $$f $(DESTDIR)$(DATADIR)/$$f || exit 1; done
-	@echo "installed vlp $(VERSION) into $(DESTDIR)$(PREFIX)"
+	install -d $(DESTDIR)$(PYTHONDIR)/vlp
+	install -m 644 python/vlp/*.py $(DESTDIR)$(PYTHONDIR)/vlp/
+	@echo "installed vlp $(VERSION) into $(DESTDIR)$(PREFIX) (Python package: $(PYTHONDIR)/vlp)"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vlp $(DESTDIR)$(LIBDIR)/libvlp.a $(DESTDIR)$(LIBDIR)/libvlp.so \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libvlp.so.$(VERSION) \
 	    $(DESTDIR)$(INCLUDEDIR)/vlp.h $(DESTDIR)$(INCLUDEDIR)/vlp_error.h $(DESTDIR)$(PKGCONFIGDIR)/vlp.pc
-	rm -rf $(DESTDIR)$(DATADIR)
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(PYTHONDIR)/vlp
 
 clean:
 	rm -rf build

@@ -28,6 +28,10 @@ extern "C" {
 
 /* ---- system ------------------------------------------------------------ */
 
+/* VLP_VERSION_STRING of the library that runs (a program may have been
+ * built against another's header) */
+const char *vlp_version(void);
+
 typedef struct vlp_sysinfo {
     int threads;          /* OpenMP threads the library will use */
     bool avx2, fma, avx512f, avx512bf16; /* what the kernels may use (VLP_CPU can lower it) */
@@ -118,6 +122,11 @@ void vlp_model_free(vlp_model *m);
 int vlp_model_embed_dim(const vlp_model *m);
 int vlp_model_image_size(const vlp_model *m);
 int vlp_model_context_length(const vlp_model *m);
+/* The model's parameters (weights, as a count of floats). */
+size_t vlp_model_parameter_count(const vlp_model *m);
+/* Its architecture as JSON in open_clip's config fields, into buf (n bytes);
+ * VLP_ERR_ARG when it does not fit (the message says how many it needs). */
+vlp_err vlp_model_config_json(const vlp_model *m, char *buf, size_t n, vlp_error *err);
 /* NULL, or a warning about the load meant for the user: the architecture
  * was inferred from the shapes (head width 64 assumed). Owned by the model. */
 const char *vlp_model_warning(const vlp_model *m);
@@ -141,7 +150,7 @@ bool vlp_model_is_int8(const vlp_model *m);
 
 /* n preprocessed images (n, 3, S, S) → out (n, embed_dim). */
 vlp_err vlp_encode_images(vlp_model *m, const float *pixels, int n, float *out, vlp_error *err);
-/* Image files (JPEG/PNG/WebP/GIF/TIFF), open_clip's eval preprocessing
+/* Image files (JPEG/PNG/WebP/GIF/TIFF/BMP), open_clip's eval preprocessing
  * (Pillow-exact: the resize of the short side and the center crop in the
  * image's own mode, then RGB, the model's mean/std) → out (n, embed_dim).
  * The first image that cannot be read fails the call. */
@@ -153,6 +162,31 @@ vlp_err vlp_encode_image_files(vlp_model *m, const char *const *paths, int n, fl
  * (out of memory, the model) fails the call. */
 vlp_err vlp_encode_image_files_skipping(vlp_model *m, const char *const *paths, int n, float *out, bool *ok,
                                         int *rows, vlp_error *skipped, vlp_error *err);
+/* An image in memory, in one of the modes Pillow holds images in (what
+ * numpy.asarray(pil_image) gives, with the palette of a P image): the model's
+ * eval transform then resizes it in its mode, as open_clip's preprocess does
+ * to a PIL image (RGBA and LA premultiplied, P and 1 by nearest neighbour). */
+enum {
+    VLP_IMAGE_RGB = 0, /* 3 bytes a pixel */
+    VLP_IMAGE_RGBA,    /* 4, alpha not premultiplied */
+    VLP_IMAGE_L,       /* 1, grey */
+    VLP_IMAGE_LA,      /* 2 */
+    VLP_IMAGE_1,       /* 1, 0 or 255 */
+    VLP_IMAGE_P,       /* 1, an index into palette */
+    VLP_IMAGE_CMYK,    /* 4 */
+    VLP_IMAGE_I,       /* 4: an int32 a pixel (16-bit grey) */
+};
+typedef struct vlp_image {
+    int width, height;
+    int mode;                     /* VLP_IMAGE_* */
+    const unsigned char *pixels;  /* (height, width, bytes a pixel of the mode), rows packed */
+    const unsigned char *palette; /* VLP_IMAGE_P: 256 entries of RGBA; else NULL */
+} vlp_image;
+/* The model's eval preprocessing of one image → out (3, S, S), S =
+ * vlp_model_image_size: what vlp_encode_images takes. */
+vlp_err vlp_preprocess_image(vlp_model *m, const vlp_image *img, float *out, vlp_error *err);
+/* The same from an image file (what vlp_encode_image_files does to each). */
+vlp_err vlp_preprocess_image_file(vlp_model *m, const char *path, float *out, vlp_error *err);
 /* Texts → out (n, embed_dim). */
 vlp_err vlp_encode_texts(vlp_model *m, const char *const *texts, int n, float *out, vlp_error *err);
 /* Zero-shot classifier: for each class, the templates with "{}" replaced by
@@ -160,6 +194,12 @@ vlp_err vlp_encode_texts(vlp_model *m, const char *const *texts, int n, float *o
  * averaged and renormalised, as CLIP's prompt ensembles → out (C, embed_dim). */
 vlp_err vlp_encode_classes(vlp_model *m, const char *const *classes, int C, const char *const *templates,
                            int nt, float *out, vlp_error *err);
+/* Zero-shot templates by name or file, as the commands' --templates: a set
+ * vlp ships ("default": "a photo of a {}."; "openai-imagenet": the CLIP
+ * paper's 80) or a file, a template a line. *out receives n malloc'd lines;
+ * free them with vlp_templates_free. */
+vlp_err vlp_templates_load(const char *name_or_file, char ***out, int *n, vlp_error *err);
+void vlp_templates_free(char **templates, int n);
 /* ---- captioning: models with CoCa's text decoder (config multimodal_cfg) ---- */
 bool vlp_model_has_decoder(const vlp_model *m);
 /* Captions of n preprocessed images (n, 3, S, S): texts[i] receives a
@@ -263,6 +303,76 @@ vlp_err vlp_train_evaluate(vlp_train *t, vlp_train_eval *out, vlp_error *err);
 /* Ends the run without saving (save first to keep the steps since the last
  * checkpoint). */
 void vlp_train_close(vlp_train *t);
+
+/* ---- evaluation: what `vlp eval` measures, on a set ---------------------------
+ * The set in its file order (a .tsv/.csv, a folder of class folders or
+ * WebDataset shards), each image through the model's eval transform: zero-shot
+ * classification (each class the normalised mean of its templates'
+ * embeddings, or learnt prompts), retrieval both ways over the distinct
+ * captions, a linear probe (L-BFGS logistic regression on a random held-out
+ * part), and the caption perplexity of a model with a decoder. */
+typedef struct vlp_eval_opts {
+    const char *data;             /* the set */
+    const char *image_key;        /* NULL: "filepath" */
+    const char *caption_key;      /* NULL: "title" */
+    const char *label_key;        /* NULL: no labels: retrieval only */
+    bool zeroshot, retrieval, linear_probe; /* none: retrieval, and with labels zero-shot and the probe */
+    const char *const *templates; /* zero-shot's (n_templates of them; NULL: "a photo of a {}.") */
+    int n_templates;
+    const char *const *classes;   /* zero-shot over these (NULL: the set's labels); images of others left out */
+    int n_classes;
+    vlp_prompts *prompts;         /* learnt prompts in place of the templates; zero-shot only */
+    bool text_only;               /* a model with a decoder: caption perplexity without the image */
+    double probe_test_fraction;   /* 0.5 */
+    double probe_l2;              /* 1e-3 */
+    unsigned long long seed;      /* the probe's split */
+    bool stop_on_bad;             /* an image that does not decode fails the call (else: skipped, counted) */
+    vlp_message_fn warn;          /* a skipped row or image, for a person (may be NULL) */
+    /* images embedded so far (may be NULL); a nonzero return stops the pass
+     * after its batch: vlp_eval then fails with "stopped by the caller" */
+    int (*progress)(void *user, long long images);
+    void *user;
+} vlp_eval_opts;
+vlp_eval_opts vlp_eval_opts_default(void);
+/* The tasks when none is asked for: retrieval, and zero-shot and the probe
+ * when there are labels (learnt prompts: zero-shot). vlp_eval applies it. */
+void vlp_eval_opts_resolve(vlp_eval_opts *o);
+
+typedef struct vlp_eval_result {
+    int images;                    /* the set's images evaluated */
+    long long undecodable;         /* images that did not decode, skipped */
+    char first_undecodable[512];
+    long long skipped_rows;        /* rows the reader skipped (no image, no caption, ...) */
+    char first_skipped[512];
+    bool has_caption;              /* caption perplexity: exp(caption_nll / caption_tokens) */
+    bool caption_image;            /* ... given the image (else text only) */
+    double caption_nll;
+    long caption_tokens;
+    bool has_zeroshot;
+    int zs_images, classes;
+    double top1, top5, balanced, majority;
+    const char **class_names;      /* (classes): owned by the result */
+    int *class_images, *class_correct; /* (classes) */
+    bool has_retrieval;
+    int texts;                     /* distinct captions */
+    double i2t_r1, i2t_r5, i2t_r10, i2t_mean_rank, i2t_median_rank;
+    double t2i_r1, t2i_r5, t2i_r10, t2i_mean_rank, t2i_median_rank;
+    bool has_probe;
+    int probe_classes, probe_iterations;
+    double probe_test_acc, probe_train_acc, probe_loss;
+} vlp_eval_result;
+/* The set evaluated as o says; *out freed with vlp_eval_result_free. */
+vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *o, vlp_eval_result *out, vlp_error *err);
+void vlp_eval_result_free(vlp_eval_result *r);
+
+/* ---- search: the rows of an index most like each query ------------------------
+ * Exact: cosine similarity (queries and rows normalised here) through vlp's
+ * GEMM, the index read in blocks. For each of nq queries the k best rows,
+ * best first, ties by lower row: ids (nq, k) and scores (nq, k); k larger
+ * than rows leaves ids -1 and scores -INFINITY past the rows. A zero row
+ * scores 0. */
+vlp_err vlp_search(const float *index, long rows, int dim, const float *queries, int nq, int k, long *ids,
+                   float *scores, vlp_error *err);
 
 /* The ids the model's tokenizer gives text, padded to ctx as open_clip does. */
 void vlp_tokenize(const vlp_model *m, const char *text, int *ids, int ctx);

@@ -10,7 +10,7 @@
 set -eu
 ARM64=
 
-PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libxxhash-dev libjpeg-dev libwebp-dev libgif-dev libtiff-dev libstb-dev libopenmpi-dev openmpi-bin"
+PKGS="build-essential pkg-config libopenblas-openmp-dev libcmocka-dev libjansson-dev libpng-dev libpcre2-dev libutf8proc-dev zlib1g-dev libxxhash-dev libjpeg-dev libwebp-dev libgif-dev libtiff-dev libstb-dev libopenmpi-dev openmpi-bin python3-numpy python3-pytest python3-pil"
 for arg in "$@"; do
     case "$arg" in
         --ref) PKGS="$PKGS python3-torch python3-numpy python3-regex python3-pil python3-torchvision libtiff-tools" ;;

@@ -3,6 +3,7 @@
  * texts and image files (CLIP's eval preprocessing), and compare with the
  * PyTorch + PIL reference of tests/ref/make_api_ref.py (cosine >= 0.99999,
  * max abs error <= 1e-4). Errors come back as codes with messages. */
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "vlp.h"
+#include "testutil.h" /* the reference pixels' reader */
 
 #define E 16
 
@@ -276,6 +279,149 @@ static void test_train_options(void **state) {
     vlp_train_opts_free(o);
 }
 
+/* vlp_preprocess_image on pixels in memory equals the file's preprocessing
+ * (the PNG decoded to the same RGB), and its encoding the file's embedding
+ * bit for bit; a bad mode or size is refused by name */
+static void test_preprocess_memory(void **state) {
+    vlp_model *m = load();
+    int S = vlp_model_image_size(m);
+    size_t n = (size_t)3 * S * S;
+    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    vlp_error err;
+    const char *file = ref("modes/bmp_rgb24.bmp");
+    assert_int_equal(vlp_preprocess_image_file(m, file, a, &err), VLP_OK);
+    /* its RGB, as Pillow decodes it (tests/ref/make_modes_ref.py) */
+    enum { W = 39, H = 30 };
+    vlpt_file *f = ref_open("modes/modes");
+    const int32_t *px = ref_i32(f, "bmp_rgb24.bmp:decode", W * H * 3);
+    unsigned char *rgb = malloc(W * H * 3);
+    for (int i = 0; i < W * H * 3; i++) rgb[i] = (unsigned char)px[i];
+    vlpt_free(f);
+    vlp_image im = {W, H, VLP_IMAGE_RGB, rgb, NULL};
+    assert_int_equal(vlp_preprocess_image(m, &im, b, &err), VLP_OK);
+    assert_memory_equal(a, b, sizeof(float) * n);
+    float e1[E], e2[E];
+    assert_int_equal(vlp_encode_images(m, b, 1, e1, &err), VLP_OK);
+    assert_int_equal(vlp_encode_image_files(m, &file, 1, e2, &err), VLP_OK);
+    assert_memory_equal(e1, e2, sizeof e1);
+    im.mode = 42;
+    assert_int_equal(vlp_preprocess_image(m, &im, b, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "mode 42"));
+    im.mode = VLP_IMAGE_P; /* no palette */
+    assert_int_equal(vlp_preprocess_image(m, &im, b, &err), VLP_ERR_ARG);
+    im.mode = VLP_IMAGE_RGB, im.width = 0;
+    assert_int_equal(vlp_preprocess_image(m, &im, b, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "a 0x"));
+    assert_int_equal(vlp_preprocess_image_file(m, "/nonexistent.png", b, &err), VLP_ERR_IO);
+    assert_true(vlp_model_parameter_count(m) > 1000);
+    char json[4096], tiny[8];
+    assert_int_equal(vlp_model_config_json(m, json, sizeof json, &err), VLP_OK);
+    assert_non_null(strstr(json, "\"embed_dim\"")), assert_non_null(strstr(json, "\"vision_cfg\""));
+    assert_int_equal(vlp_model_config_json(m, tiny, sizeof tiny, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "the buffer has 8"));
+    free(a), free(b), free(rgb);
+    vlp_model_free(m);
+}
+
+/* vlp_search against a brute force in doubles: the same rows in the same
+ * order (ties by lower row), k past the rows, a zero row, several blocks of
+ * rows and of queries */
+static void test_search(void **state) {
+    enum { ROWS = 9000, D = 7, NQ = 1100, K = 5 };
+    float *x = malloc(sizeof(float) * ROWS * D), *q = malloc(sizeof(float) * NQ * D);
+    unsigned s = 12345;
+    for (int i = 0; i < ROWS * D; i++) s = s * 1103515245u + 12345u, x[i] = (float)((s >> 16) % 7) - 3;
+    for (int i = 0; i < NQ * D; i++) s = s * 1103515245u + 12345u, q[i] = (float)((s >> 16) % 5) - 2;
+    memset(x + 17 * D, 0, sizeof(float) * D);    /* a zero row */
+    memcpy(x + 8000 * D, x + 5 * D, sizeof(float) * D); /* a tie: row 5 ranks first */
+    long *ids = malloc(sizeof(long) * NQ * K);
+    float *sc = malloc(sizeof(float) * NQ * K);
+    vlp_error err;
+    assert_int_equal(vlp_search(x, ROWS, D, q, NQ, K, ids, sc, &err), VLP_OK);
+    for (int i = 0; i < NQ; i += 37) {
+        double qn = 0;
+        for (int c = 0; c < D; c++) qn += (double)q[i * D + c] * q[i * D + c];
+        for (int j = 0; j < K; j++) {
+            long r = ids[i * K + j];
+            assert_true(r >= 0 && r < ROWS);
+            double d = 0, rn = 0;
+            for (int c = 0; c < D; c++) d += (double)q[i * D + c] * x[r * D + c], rn += (double)x[r * D + c] * x[r * D + c];
+            double want = qn > 0 && rn > 0 ? d / sqrt(qn * rn) : 0;
+            assert_true(fabs(want - sc[i * K + j]) < 1e-5);
+            if (j) assert_true(sc[i * K + j] <= sc[i * K + j - 1]);
+            /* nothing outside the answer scores higher */
+            if (j == K - 1)
+                for (long o = 0; o < ROWS; o++) {
+                    bool in = false;
+                    for (int a = 0; a < K; a++) in = in || ids[i * K + a] == o;
+                    if (in) continue;
+                    double od = 0, on = 0;
+                    for (int c = 0; c < D; c++) od += (double)q[i * D + c] * x[o * D + c], on += (double)x[o * D + c] * x[o * D + c];
+                    double os = qn > 0 && on > 0 ? od / sqrt(qn * on) : 0;
+                    assert_true(os <= sc[i * K + j] + 1e-5);
+                }
+        }
+    }
+    /* row 5 and its copy 8000: the query equal to row 5 finds 5, then 8000 */
+    long two[2];
+    float two_sc[2];
+    assert_int_equal(vlp_search(x, ROWS, D, x + 5 * D, 1, 2, two, two_sc, &err), VLP_OK);
+    assert_int_equal(two[0], 5), assert_int_equal(two[1], 8000);
+    assert_true(fabs(two_sc[0] - 1) < 1e-6 && two_sc[0] == two_sc[1]);
+    /* k past the rows: -1 and -inf after them */
+    long few[4];
+    float few_sc[4];
+    assert_int_equal(vlp_search(x, 2, D, q, 1, 4, few, few_sc, &err), VLP_OK);
+    assert_true(few[0] >= 0 && few[1] >= 0 && few[2] == -1 && few[3] == -1 && isinf(few_sc[3]));
+    assert_int_equal(vlp_search(x, ROWS, D, q, 1, 0, few, few_sc, &err), VLP_ERR_ARG);
+    free(x), free(q), free(ids), free(sc);
+}
+
+static int stop_at_once(void *user, long long images) { return ++*(int *)user > 0; }
+
+/* vlp_eval on a small set: the tasks by default, the counts, a caller's stop */
+static void test_eval(void **state) {
+    char dir[] = "/tmp/vlp-capi-eval.XXXXXX", path[600];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/set.tsv", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    const char *img[] = {"modes/grey.png", "modes/palette.png", "modes/rgba_alpha.png", "modes/bmp_rgb24.bmp",
+                         "modes/tiff_rgb_lzw.tif", "modes/grey.gif"};
+    fprintf(fp, "filepath\ttitle\tlabel\n");
+    char abs[PATH_MAX]; /* a set's relative paths are its directory's */
+    for (int i = 0; i < 24; i++) /* four times over: the probe has rows to train on and to test */
+        fprintf(fp, "%s\ta picture of kind %d\t%s\n", realpath(ref(img[i % 6]), abs), i % 3, i % 2 ? "odd" : "even");
+    fprintf(fp, "%s\ta broken picture\todd\n", realpath(ref("api_merges.txt"), abs));
+    fclose(fp);
+    vlp_model *m = load();
+    vlp_eval_opts o = vlp_eval_opts_default();
+    o.data = path, o.label_key = "label";
+    vlp_eval_result r;
+    vlp_error err;
+    if (vlp_eval(m, &o, &r, &err) != VLP_OK) fail_msg("%s", err.message);
+    assert_int_equal(r.images, 24), assert_int_equal(r.undecodable, 1);
+    assert_non_null(strstr(r.first_undecodable, "api_merges.txt"));
+    assert_true(r.has_zeroshot && r.has_retrieval && r.has_probe && !r.has_caption);
+    assert_int_equal(r.classes, 2), assert_int_equal(r.texts, 3);
+    assert_int_equal(r.class_images[0] + r.class_images[1], 24);
+    assert_true(!strcmp(r.class_names[0], "even") && !strcmp(r.class_names[1], "odd"));
+    assert_true(r.top1 >= 0 && r.top1 <= 1 && r.i2t_r10 == 1.0); /* 3 texts: all within 10 */
+    vlp_eval_result_free(&r);
+    int calls = 0;
+    o.progress = stop_at_once, o.user = &calls;
+    assert_int_equal(vlp_eval(m, &o, &r, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "stopped by the caller"));
+    o = vlp_eval_opts_default(), o.data = path, o.linear_probe = true;
+    assert_int_equal(vlp_eval(m, &o, &r, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "need the labels' key"));
+    o.data = "/nonexistent/set.tsv", o.linear_probe = false;
+    assert_int_not_equal(vlp_eval(m, &o, &r, &err), VLP_OK);
+    assert_non_null(strstr(err.message, "/nonexistent/set.tsv"));
+    vlp_model_free(m);
+    remove(path), rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_options),
@@ -284,6 +430,9 @@ int main(void) {
         cmocka_unit_test(test_encode_classes),
         cmocka_unit_test(test_head_width_from_config),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_preprocess_memory),
+        cmocka_unit_test(test_search),
+        cmocka_unit_test(test_eval),
     };
     return cmocka_run_group_tests_name("c_api", tests, NULL, NULL);
 }

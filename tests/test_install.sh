@@ -96,6 +96,22 @@ else
     tap_not_ok "its embedding equals PyTorch's" "$tmp/prog.log"
 fi
 
+# the Python package, installed with the library: PYTHONPATH alone (docs/python.md)
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    pydir=$(ls -d "$prefix"/lib/python3*/dist-packages 2>/dev/null | head -1)
+    env -u VLP_LIBRARY -u VLP_DATA_DIR PYTHONPATH="$pydir" PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -c "
+import vlp
+m = vlp.load('$ref/api_model.safetensors', vocab='$ref/api_merges.txt')
+print(m.embed_texts(['a cat']).shape, vlp.load_templates('default'))
+print(vlp.system_info())" > "$tmp/py.log" 2>&1
+    tap_grep "python3 imports the installed package and embeds a text" "$tmp/py.log" "(1, 16) ['a photo of a {}.']"
+    tap_grep "... through the installed library" "$tmp/py.log" "vlp 0."
+    env -u VLP_LIBRARY PYTHONPATH="$pydir" /usr/bin/python3 -c "import vlp, os; print(vlp._lib._LIB._name)" > "$tmp/pylib.log" 2>&1
+    tap_grep "the package loads the prefix's libvlp.so" "$tmp/pylib.log" "$prefix/lib/libvlp.so.0"
+else
+    tap_n=$((tap_n + 1)); echo "ok $tap_n - the installed Python package # SKIP /usr/bin/python3 has no numpy"
+fi
+
 tap_check "make uninstall" "$tmp/uninstall.log" make -C "$root" --no-print-directory uninstall PREFIX="$prefix"
 find "$prefix" -type f -o -type l > "$tmp/left.log"
 if [ -s "$tmp/left.log" ]; then tap_not_ok "uninstall leaves no file" "$tmp/left.log"; else tap_ok "uninstall leaves no file"; fi

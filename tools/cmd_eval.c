@@ -1,5 +1,6 @@
 /* vlp eval: zero-shot classification, retrieval both ways and a linear probe
- * on a labelled image-caption set. */
+ * on a labelled image-caption set: the options, the lines printed and the
+ * per-class file around the library's vlp_eval (src/api/eval_api.c). */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,118 +9,34 @@
 
 #include "args.h"
 #include "model_args.h"
-#include "api/model_access.h"
 #include "progress.h"
 #include "blas_env.h"
 #include "commands.h"
-#include "core/hashmap.h"
-#include "core/rng.h"
-#include "data/dataset.h"
-#include "data/image.h"
-#include "eval/embed_set.h"
-#include "eval/eval.h"
-#include "eval/linear_probe.h"
+#include "data/dataset.h" /* the keys' help */
 #include "io/atomic.h"
 #include "io/json_text.h"
 #include <jansson.h>
 #include "vlp.h"
 
-typedef enum caption_mode { CAPTION_OFF, CAPTION_IMAGE, CAPTION_TEXT_ONLY } caption_mode;
-
-/* the set's embeddings, captions and labels, and the caption perplexity
- * (models with a decoder): −log p summed over the captions' tokens, and
- * their count */
-typedef struct eval_set {
-    embedded_set e;
-    double nll;
-    long targets;
-} eval_set;
-
-/* what embed_set calls back: the model (or its learnt prompts), the
- * perplexity, the progress line */
-typedef struct set_pass {
-    vlp_model *m;
-    vlp_prompts *prompts;
-    caption_mode ppl;
-    eval_set *s;
-    progress pr;
-} set_pass;
-
-static vlp_err pass_encode(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
-    set_pass *p = ctx;
-    return p->prompts ? vlp_prompts_encode_images(p->prompts, pixels, n, out, err)
-                      : vlp_encode_images(p->m, pixels, n, out, err);
-}
-
-static vlp_err pass_batch(void *ctx, const float *pixels, char *const *captions, int first, int n,
-                          vlp_error *err) {
-    set_pass *p = ctx;
-    if (p->ppl == CAPTION_OFF) return VLP_OK;
-    double nll;
-    long nt;
-    VLP_TRY(vlp_caption_nll(p->m, p->ppl == CAPTION_IMAGE ? pixels : NULL, (const char *const *)captions, n,
-                            &nll, &nt, err));
-    p->s->nll += nll, p->s->targets += nt;
-    return VLP_OK;
-}
-
-static void pass_progress(void *ctx, int64_t done) { progress_update(&((set_pass *)ctx)->pr, (long)done); }
-
-/* reads the set in its order (embed_set), embedding the images in batches */
-static int load_set(vlp_model *m, vlp_prompts *prompts, const char *spec, const char *image_key,
-                    const char *caption_key, const char *label_key, caption_mode ppl, bool stop, eval_set *s) {
-    dataset_opts o = dataset_opts_default();
-    o.shuffle = false, o.image_key = image_key, o.caption_key = caption_key, o.alt_caption_key = label_key, o.warn = cli_warn;
-    sample_stream *st;
-    vlp_error err = {0};
-    char buf[1024];
-    memset(s, 0, sizeof *s);
-    if (stream_open(&st, spec, &o, &err) != VLP_OK) {
-        fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
-        return 1;
-    }
-    set_pass p = {.m = m, .prompts = prompts, .ppl = ppl, .s = s};
-    embed_set_opts eo = {.image_size = vlp_model_image_size(m), .embed_dim = vlp_model_embed_dim(m),
-                         .batch = 32, .pre = &model_clip(m)->cfg.vision.pre, .warn = cli_warn, .batch_done = pass_batch,
-                         .progress = pass_progress, .ctx = &p, .stop_on_bad = stop};
-    progress_begin(&p.pr, stderr, "images", 0);
-    int rc = embed_set(st, pass_encode, &eo, &s->e, &err) != VLP_OK;
-    progress_end(&p.pr, s->e.n);
-    if (rc) fprintf(stderr, "vlp eval: %s%s\n", tool_error_text(&err, buf, sizeof buf), stop ? " (--on-error stop)" : "");
-    if (!rc && s->e.undecodable)
-        fprintf(stderr, "evaluated %d images; skipped %lld that could not be decoded; the first: %s\n", s->e.n,
-                (long long)s->e.undecodable, s->e.first_undecodable);
-    const char *why;
-    int64_t skipped = stream_skipped(st, &why);
-    if (skipped) fprintf(stderr, "skipped %lld rows; the first: %s\n", (long long)skipped, why);
-    stream_free(st);
-    return rc;
-}
-
-static int embed_texts(vlp_model *m, const char **t, int n, float *out) {
-    vlp_error err = {0};
-    if (vlp_encode_texts(m, t, n, out, &err) == VLP_OK) return 0;
-    char buf[1024];
-    fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
-    return 1;
-}
+/* the progress line and the warnings of the pass over the set */
+static int eval_progress(void *user, long long done) { return progress_update(user, (long)done), 0; }
+static void eval_warn(void *user, const char *line) { cli_warn(NULL, line); (void)user; }
 
 /* per class: images, correct, accuracy, as a JSON file written atomically
  * (what vlp data concepts joins with the captions' concept frequencies) */
-static int write_per_class(const char *path, const char **cls, int C, const int *images, const int *correct,
-                           const zeroshot_result *z, const char *model, const char *data) {
+static int write_per_class(const char *path, const vlp_eval_result *r, const char *model, const char *data) {
     json_doc doc = json_doc_new();
     json_t *j = doc.root, *arr = jd_array(&doc);
     jd_text(&doc, j, "model", model);
     jd_text(&doc, j, "data", data);
-    jd_put(&doc, j, "top1", json_real(z->top1));
-    jd_put(&doc, j, "balanced", json_real(z->balanced));
-    for (int c = 0; c < C; c++) {
+    jd_put(&doc, j, "top1", json_real(r->top1));
+    jd_put(&doc, j, "balanced", json_real(r->balanced));
+    for (int c = 0; c < r->classes; c++) {
         json_t *row = jd_object(&doc);
-        jd_exact(&doc, row, "class", cls[c]); /* vlp data concepts matches it */
-        jd_put(&doc, row, "images", json_integer(images[c]));
-        jd_put(&doc, row, "correct", json_integer(correct[c]));
-        jd_put(&doc, row, "accuracy", json_real(images[c] ? (double)correct[c] / images[c] : 0));
+        jd_exact(&doc, row, "class", r->class_names[c]); /* vlp data concepts matches it */
+        jd_put(&doc, row, "images", json_integer(r->class_images[c]));
+        jd_put(&doc, row, "correct", json_integer(r->class_correct[c]));
+        jd_put(&doc, row, "accuracy", json_real(r->class_images[c] ? (double)r->class_correct[c] / r->class_images[c] : 0));
         jd_append(&doc, arr, row);
     }
     jd_put(&doc, j, "classes", arr);
@@ -136,113 +53,50 @@ static int write_per_class(const char *path, const char **cls, int C, const int 
     free(text);
     char buf[800];
     if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? tool_error_text(&err, buf, sizeof buf) : "out of memory");
-    else fprintf(stderr, "per-class accuracy: %s (%d classes)\n", path, C);
+    else fprintf(stderr, "per-class accuracy: %s (%d classes)\n", path, r->classes);
     return rc;
 }
 
-/* each label's index in the given classes (-1: not one of them); 0 when
- * some image has one, 1 when none, -1 out of memory */
-static int classes_of_labels(eval_set *s, char **given, int C, int *y) {
-    str_map index;
-    if (!str_map_init(&index, (size_t)C)) return -1;
-    for (int c = 0; c < C; c++) /* a name given twice: its first line */
-        if (str_map_get(&index, given[c], strlen(given[c])) < 0 && !str_map_put(&index, given[c], strlen(given[c]), c))
-            return str_map_free(&index), -1;
-    int used = 0;
-    for (int i = 0; i < s->e.n; i++) {
-        y[i] = s->e.label[i] ? str_map_get(&index, s->e.label[i], strlen(s->e.label[i])) : -1;
-        used += y[i] >= 0;
+/* the result as vlp eval prints it: a line for a person and a RESULT line a task */
+static void print_result(const vlp_eval_result *r, const vlp_eval_opts *o, int nt) {
+    if (r->undecodable)
+        fprintf(stderr, "evaluated %d images; skipped %lld that could not be decoded; the first: %s\n", r->images,
+                r->undecodable, r->first_undecodable);
+    if (r->skipped_rows) fprintf(stderr, "skipped %lld rows; the first: %s\n", r->skipped_rows, r->first_skipped);
+    if (r->has_caption) {
+        double mean = r->caption_nll / r->caption_tokens;
+        printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", r->images,
+               r->caption_tokens, r->caption_image ? "given the image" : "text only", exp(mean), mean);
+        printf("RESULT name=caption ppl=%.4f nll=%.4f tokens=%ld image=%d\n", exp(mean), mean, r->caption_tokens,
+               r->caption_image);
     }
-    str_map_free(&index);
-    return used == 0;
-}
-
-static int zeroshot(vlp_model *m, vlp_prompts *prompts, eval_set *s, char **templates, int nt, char **given, int ng,
-                    const char *per_class_json, const char *model, const char *data) {
-    int E = vlp_model_embed_dim(m), C = ng, *y = malloc(sizeof(int) * (size_t)s->e.n);
-    const char **cls = given ? (const char **)given : distinct_strings((const char *const *)s->e.label, s->e.n, &C, y);
-    int none = given && y ? classes_of_labels(s, given, ng, y) : 0;
-    if (none) {
-        if (none > 0) fprintf(stderr, "vlp eval: no image of the set has one of the %d classes given\n", ng);
-        else fprintf(stderr, "vlp eval: out of memory\n");
-        free(y);
-        return 1;
-    }
-    float *scores = malloc(sizeof(float) * (size_t)(prompts ? s->e.n : C) * (prompts ? C : E));
-    int *images = calloc((size_t)C + 1, sizeof(int)), *correct = calloc((size_t)C + 1, sizeof(int));
-    vlp_error err = {0};
-    int rc = !y || !cls || !scores || !images || !correct;
-    if (!rc && prompts)
-        rc = vlp_prompts_set_classes(prompts, cls, C, &err) != VLP_OK ||
-             vlp_prompts_scores(prompts, s->e.emb, s->e.n, scores, &err) != VLP_OK;
-    else if (!rc) rc = vlp_encode_classes(m, cls, C, (const char *const *)templates, nt, scores, &err) != VLP_OK;
-    if (rc) fprintf(stderr, "vlp eval: %s\n", err.message[0] ? err.message : "out of memory");
-    zeroshot_result z;
-    if (!rc && (prompts ? zeroshot_eval_scores(scores, y, s->e.n, C, &z, images, correct, &err)
-                        : zeroshot_eval_per_class(s->e.emb, scores, y, s->e.n, C, E, &z, images, correct, &err)) == VLP_OK) {
+    if (r->has_zeroshot) {
         char how[300];
-        if (prompts) vlp_prompts_describe(prompts, how, sizeof how);
+        if (o->prompts) vlp_prompts_describe(o->prompts, how, sizeof how);
         else snprintf(how, sizeof how, "%d templates", nt);
+        int C = r->classes;
         printf("zero-shot (%d images, %d classes, %s): top-1 %.4f  top-5 %.4f  class-balanced %.4f"
                "   (chance: top-1 %.4f uniform, %.4f majority class)\n",
-               z.n, C, how, z.top1, z.top5, z.balanced, 1.0 / C, z.majority);
+               r->zs_images, C, how, r->top1, r->top5, r->balanced, 1.0 / C, r->majority);
         printf("RESULT name=zeroshot top1=%.4f top5=%.4f balanced=%.4f chance=%.4f majority=%.4f images=%d classes=%d\n",
-               z.top1, z.top5, z.balanced, 1.0 / C, z.majority, z.n, C);
-        if (per_class_json) rc = write_per_class(per_class_json, cls, C, images, correct, &z, model, data);
-    } else rc = 1;
-    free(y), free(images), free(correct), free(scores);
-    if (!given) free(cls);
-    return rc;
-}
-
-static int retrieval(vlp_model *m, eval_set *s) {
-    int E = vlp_model_embed_dim(m), nt, *cap_of = malloc(sizeof(int) * (size_t)s->e.n);
-    const char **caps = distinct_strings((const char *const *)s->e.caption, s->e.n, &nt, cap_of);
-    float *T = caps ? malloc(sizeof(float) * (size_t)nt * E) : NULL;
-    int rc = !T || embed_texts(m, caps, nt, T);
-    retrieval_result i2t, t2i;
-    vlp_error err = {0};
-    if (!rc && (retrieval_eval(s->e.emb, T, cap_of, s->e.n, nt, E, &i2t, &err) != VLP_OK ||
-                retrieval_eval_multi(T, s->e.emb, cap_of, nt, s->e.n, E, &t2i, &err) != VLP_OK))
-        rc = 1;
-    if (!rc) {
-        printf("retrieval (%d images, %d distinct captions):\n", s->e.n, nt);
-        printf("  image->text  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f   (chance R@1 %.4f)\n",
-               i2t.r1, i2t.r5, i2t.r10, i2t.mean_rank, i2t.median_rank, 1.0 / nt);
-        printf("  text->image  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f\n", t2i.r1, t2i.r5,
-               t2i.r10, t2i.mean_rank, t2i.median_rank);
-        printf("RESULT name=retrieval i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f\n",
-               i2t.r1, i2t.r5, i2t.r10, t2i.r1, t2i.r5, t2i.r10);
-    } else fprintf(stderr, "vlp eval: %s\n", err.message);
-    free(cap_of), free(caps), free(T);
-    return rc;
-}
-
-static int probe(vlp_model *m, eval_set *s, double test_frac, double l2, uint64_t seed) {
-    int E = vlp_model_embed_dim(m), C, *y = malloc(sizeof(int) * (size_t)s->e.n);
-    const char **cls = distinct_strings((const char *const *)s->e.label, s->e.n, &C, y);
-    bool *is_test = malloc(sizeof(bool) * (size_t)s->e.n);
-    float *x = malloc(sizeof(float) * (size_t)s->e.n * E);
-    int n = 0;
-    rng64 r = {seed ^ 0x5EEDull};
-    for (int i = 0; i < s->e.n; i++) { /* labelled rows only */
-        if (y[i] < 0) continue;
-        memcpy(x + (size_t)n * E, s->e.emb + (size_t)i * E, sizeof(float) * E);
-        y[n] = y[i], is_test[n] = rng64_uniform(&r) < test_frac;
-        n++;
+               r->top1, r->top5, r->balanced, 1.0 / C, r->majority, r->zs_images, C);
     }
-    probe_result pr;
-    vlp_error err = {0};
-    int rc = linear_probe(x, y, is_test, n, E, C, l2, 1000, &pr, &err) != VLP_OK;
-    free(x);
-    if (!rc) {
+    if (r->has_retrieval) {
+        printf("retrieval (%d images, %d distinct captions):\n", r->images, r->texts);
+        printf("  image->text  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f   (chance R@1 %.4f)\n",
+               r->i2t_r1, r->i2t_r5, r->i2t_r10, r->i2t_mean_rank, r->i2t_median_rank, 1.0 / r->texts);
+        printf("  text->image  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f\n", r->t2i_r1, r->t2i_r5,
+               r->t2i_r10, r->t2i_mean_rank, r->t2i_median_rank);
+        printf("RESULT name=retrieval i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f\n",
+               r->i2t_r1, r->i2t_r5, r->i2t_r10, r->t2i_r1, r->t2i_r5, r->t2i_r10);
+    }
+    if (r->has_probe) {
         printf("linear probe (L-BFGS logistic regression, l2 %g, %d classes, held-out fraction %.2f): "
                "test accuracy %.4f  train %.4f  (%d iterations, loss %.4f)\n",
-               l2, C, test_frac, pr.test_acc, pr.train_acc, pr.iterations, pr.final_loss);
-        printf("RESULT name=linear_probe test_acc=%.4f train_acc=%.4f\n", pr.test_acc, pr.train_acc);
-    } else fprintf(stderr, "vlp eval: %s\n", err.message);
-    free(y), free(cls), free(is_test);
-    return rc;
+               o->probe_l2, r->probe_classes, o->probe_test_fraction, r->probe_test_acc, r->probe_train_acc,
+               r->probe_iterations, r->probe_loss);
+        printf("RESULT name=linear_probe test_acc=%.4f train_acc=%.4f\n", r->probe_test_acc, r->probe_train_acc);
+    }
 }
 
 typedef struct eval_args {
@@ -327,8 +181,10 @@ int cmd_eval(int argc, char **argv) {
                         "without it\n");
         return 2;
     }
-    if (prompts_file) zs = true;
-    if (!zs && !rt && !lp) rt = true, zs = lp = label_key != NULL;
+    vlp_eval_opts eo = vlp_eval_opts_default();
+    eo.zeroshot = zs || prompts_file, eo.retrieval = rt, eo.linear_probe = lp, eo.label_key = label_key;
+    vlp_eval_opts_resolve(&eo); /* the tasks when none is asked for */
+    zs = eo.zeroshot, rt = eo.retrieval, lp = eo.linear_probe;
     if (classes_file && !zs) {
         fprintf(stderr, "vlp eval: --classes is zero-shot's: give --zeroshot (and --label-key)\n");
         return 2;
@@ -363,26 +219,32 @@ int cmd_eval(int argc, char **argv) {
         }
         fprintf(stderr, "%s: %s\n", prompts_file, vlp_prompts_describe(prompts, buf, sizeof buf));
     }
-    eval_set s = {0};
-    caption_mode ppl = !vlp_model_has_decoder(m) ? CAPTION_OFF : text_only ? CAPTION_TEXT_ONLY : CAPTION_IMAGE;
-    if (text_only && ppl == CAPTION_OFF)
+    if (text_only && !vlp_model_has_decoder(m))
         fprintf(stderr, "vlp eval: %s has no text decoder; --text-only does not apply\n", model);
     int stop = on_error_stop(e.on_error, "eval");
     if (stop < 0) return vlp_prompts_free(prompts), vlp_model_free(m), free_lines(tpl, nt), free_lines(given, ng), 2;
-    int rc = load_set(m, prompts, data, e.image_key, caption_key, label_key, ppl, stop, &s);
-    if (!rc && s.e.n == 0) fprintf(stderr, "vlp eval: %s holds no usable samples\n", data), rc = 1;
-    if (!rc && ppl != CAPTION_OFF && s.targets > 0) {
-        printf("caption perplexity (%d captions, %ld tokens, %s): %.4f  (mean -log p %.4f)\n", s.e.n,
-               s.targets, ppl == CAPTION_IMAGE ? "given the image" : "text only", exp(s.nll / s.targets),
-               s.nll / s.targets);
-        printf("RESULT name=caption ppl=%.4f nll=%.4f tokens=%ld image=%d\n", exp(s.nll / s.targets),
-               s.nll / s.targets, s.targets, ppl == CAPTION_IMAGE);
+    eo = vlp_eval_opts_default();
+    eo.data = data, eo.image_key = e.image_key, eo.caption_key = caption_key, eo.label_key = label_key;
+    eo.zeroshot = zs, eo.retrieval = rt, eo.linear_probe = lp, eo.prompts = prompts, eo.text_only = text_only;
+    eo.templates = (const char *const *)tpl, eo.n_templates = nt, eo.classes = (const char *const *)given;
+    eo.n_classes = ng, eo.probe_test_fraction = test_frac, eo.probe_l2 = l2, eo.seed = (unsigned long long)seed;
+    eo.stop_on_bad = stop, eo.warn = eval_warn;
+    progress pr;
+    eo.progress = eval_progress, eo.user = &pr;
+    vlp_eval_result r;
+    vlp_error err = {0};
+    progress_begin(&pr, stderr, "images", 0);
+    int rc = vlp_eval(m, &eo, &r, &err) != VLP_OK;
+    progress_end(&pr, r.images);
+    if (rc) {
+        char buf[1024];
+        fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
+    } else {
+        print_result(&r, &eo, nt);
+        if (per_class_json && r.has_zeroshot) rc = write_per_class(per_class_json, &r, model, data);
+        if (!rc && r.undecodable) rc = ON_ERROR_SKIPPED_EXIT; /* the results hold the images that decoded */
     }
-    if (!rc && zs) rc = zeroshot(m, prompts, &s, tpl, nt, given, ng, per_class_json, model, data);
-    if (!rc && rt) rc = retrieval(m, &s);
-    if (!rc && lp) rc = probe(m, &s, test_frac, l2, (uint64_t)seed);
-    if (!rc && s.e.undecodable) rc = ON_ERROR_SKIPPED_EXIT; /* the results hold the images that decoded */
-    embedded_set_free(&s.e); /* idempotent: embed_set empties it on failure */
+    vlp_eval_result_free(&r);
     free_lines(tpl, nt), free_lines(given, ng);
     vlp_prompts_free(prompts);
     vlp_model_free(m);

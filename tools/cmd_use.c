@@ -250,19 +250,16 @@ int cmd_search(int argc, char **argv) {
         vlp_err e = text ? vlp_encode_texts(m, &text, 1, q, &err) : vlp_encode_image_files(m, &image, 1, q, &err);
         if (e != VLP_OK) fprintf(stderr, "vlp search: %s\n", tool_error_text(&err, buf, sizeof buf)), rc = 1;
     }
-    if (!rc) {
-        hit *h = malloc(sizeof(hit) * (size_t)(rows ? rows : 1));
-        for (int64_t r = 0; r < rows; r++) {
-            double s = 0, nr = 0;
-            for (int64_t c = 0; c < cols; c++) s += (double)q[c] * idx[r * cols + c], nr += (double)idx[r * cols + c] * idx[r * cols + c];
-            h[r] = (hit){(float)(s / sqrt(nr > 0 ? nr : 1)), (int)r};
-        }
-        qsort(h, (size_t)rows, sizeof(hit), by_score);
-        for (int64_t r = 0; r < rows && r < k; r++)
-            printf("%lld\t%.4f\t%s\n", (long long)r + 1, h[r].score,
-                   nm && h[r].index < nn ? nm[h[r].index] : (snprintf(buf, sizeof buf, "row %d", h[r].index), buf));
-        free(h);
-    }
+    int top = (int)(k < rows ? k : rows);
+    long *ids = rc || !top ? NULL : malloc(sizeof(long) * (size_t)top);
+    float *sc = rc || !top ? NULL : malloc(sizeof(float) * (size_t)top);
+    if (!rc && top && (!ids || !sc)) fprintf(stderr, "vlp search: out of memory\n"), rc = 1;
+    if (!rc && top && vlp_search(idx, (long)rows, (int)cols, q, 1, top, ids, sc, &err) != VLP_OK)
+        fprintf(stderr, "vlp search: %s\n", tool_error_text(&err, buf, sizeof buf)), rc = 1;
+    for (int r = 0; !rc && r < top; r++)
+        printf("%d\t%.4f\t%s\n", r + 1, sc[r],
+               nm && ids[r] < nn ? nm[ids[r]] : (snprintf(buf, sizeof buf, "row %ld", ids[r]), buf));
+    free(ids), free(sc);
     free(q), free(idx);
     free_lines(nm, nn);
     vlp_model_free(m);

@@ -100,6 +100,21 @@ const char *vlp_model_warning(const vlp_model *v) { return v->warning[0] ? v->wa
 int vlp_model_embed_dim(const vlp_model *v) { return v->m.cfg.embed_dim; }
 int vlp_model_image_size(const vlp_model *v) { return v->m.cfg.vision.image_size; }
 int vlp_model_context_length(const vlp_model *v) { return v->m.cfg.text.context_length; }
+size_t vlp_model_parameter_count(const vlp_model *v) { return v ? v->m.nfloats : 0; }
+
+vlp_err vlp_model_config_json(const vlp_model *v, char *buf, size_t n, vlp_error *err) {
+    VLP_CHECK_ARG(v && buf, err, "vlp_model_config_json: bad arguments");
+    char *json = clip_config_to_json(&v->m.cfg);
+    VLP_CHECK_ALLOC(json, err, 4096);
+    size_t need = strlen(json) + 1;
+    if (need > n) {
+        free(json);
+        VLP_FAIL(err, VLP_ERR_ARG, "vlp_model_config_json: the config takes %zu bytes, the buffer has %zu", need, n);
+    }
+    memcpy(buf, json, need);
+    free(json);
+    return VLP_OK;
+}
 
 const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     const clip_config *c = &v->m.cfg;
@@ -152,17 +167,56 @@ vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, 
     return VLP_OK;
 }
 
-/* one image file through the model's eval transform into pixel slot i: the
- * model's normalisation and alpha rule; full-size decode, Pillow's pixels */
-static vlp_err file_pixels(vlp_model *v, const char *path, int i, vlp_error *err) {
-    int S = v->m.cfg.vision.image_size;
-    image_transform tf = image_transform_for(&v->m.cfg.vision.pre, S, false);
+/* an image through the model's eval transform into out (3, S, S): the
+ * model's normalisation */
+static vlp_err eval_pixels(const vlp_model *v, const image_u8 *im, float *out, vlp_error *err) {
+    image_transform tf = image_transform_for(&v->m.cfg.vision.pre, v->m.cfg.vision.image_size, false);
+    return image_transform_apply(&tf, im, NULL, out, err);
+}
+
+/* one image file into out: the model's alpha rule; full-size decode, Pillow's pixels */
+static vlp_err file_to(const vlp_model *v, const char *path, float *out, vlp_error *err) {
     image_decode_opts dec = image_decode_for(&v->m.cfg.vision.pre);
     image_u8 im;
     VLP_TRY(image_load(path, &dec, &im, err));
-    vlp_err rc = image_transform_apply(&tf, &im, NULL, v->pixels + (size_t)i * 3 * S * S, err);
+    vlp_err rc = eval_pixels(v, &im, out, err);
     image_free(&im);
     return rc;
+}
+
+/* one image file into pixel slot i */
+static vlp_err file_pixels(vlp_model *v, const char *path, int i, vlp_error *err) {
+    int S = v->m.cfg.vision.image_size;
+    return file_to(v, path, v->pixels + (size_t)i * 3 * S * S, err);
+}
+
+vlp_err vlp_preprocess_image_file(vlp_model *v, const char *path, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(v && path && out, err, "vlp_preprocess_image_file: bad arguments");
+    return file_to(v, path, out, err);
+}
+
+_Static_assert(VLP_IMAGE_RGB == (int)IMAGE_RGB && VLP_IMAGE_RGBA == (int)IMAGE_RGBA && VLP_IMAGE_L == (int)IMAGE_L &&
+                   VLP_IMAGE_LA == (int)IMAGE_LA && VLP_IMAGE_1 == (int)IMAGE_1 && VLP_IMAGE_P == (int)IMAGE_P &&
+                   VLP_IMAGE_CMYK == (int)IMAGE_CMYK && VLP_IMAGE_I == (int)IMAGE_I,
+               "the public image modes are the decoder's");
+
+vlp_err vlp_preprocess_image(vlp_model *v, const vlp_image *img, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(v && img && out, err, "vlp_preprocess_image: bad arguments");
+    VLP_CHECK_ARG(img->mode >= VLP_IMAGE_RGB && img->mode <= VLP_IMAGE_I, err, "vlp_preprocess_image: mode %d is "
+                  "none of VLP_IMAGE_RGB .. VLP_IMAGE_I", img->mode);
+    VLP_CHECK_ARG(img->pixels && (img->mode != VLP_IMAGE_P || img->palette), err,
+                  "vlp_preprocess_image: no pixels%s", img->mode == VLP_IMAGE_P ? ", or no palette" : "");
+    VLP_CHECK_ARG(img->width > 0 && img->height > 0 && img->width <= IMAGE_MAX_SIDE && img->height <= IMAGE_MAX_SIDE &&
+                      (unsigned long)img->width * (unsigned long)img->height <= IMAGE_MAX_PIXELS,
+                  err, "vlp_preprocess_image: a %dx%d image (at most %d a side, %u pixels)", img->width, img->height,
+                  IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
+    image_decode_opts dec = image_decode_for(&v->m.cfg.vision.pre);
+    /* the caller's memory, read only: the transform writes to its own buffers */
+    image_u8 im = {.w = img->width, .h = img->height, .mode = (image_mode)img->mode,
+                   .px = (uint8_t *)(uintptr_t)img->pixels, .palette = (uint8_t *)(uintptr_t)img->palette,
+                   .composite = dec.composite};
+    memcpy(im.background, dec.background, 3);
+    return eval_pixels(v, &im, out, err);
 }
 
 vlp_err model_file_pixels(vlp_model *v, const char *const *paths, int b, vlp_error *err) {
@@ -226,6 +280,16 @@ vlp_err vlp_encode_classes(vlp_model *v, const char *const *classes, int C, cons
     VLP_CHECK_ARG(v && classes && templates && out && C > 0 && nt > 0, err,
                   "vlp_encode_classes: %d classes, %d templates", C, nt);
     return encode_classes(&v->m, &v->tok, classes, C, templates, nt, out, err);
+}
+
+vlp_err vlp_templates_load(const char *name_or_file, char ***out, int *n, vlp_error *err) {
+    VLP_CHECK_ARG(name_or_file && out && n, err, "vlp_templates_load: bad arguments");
+    return templates_load(name_or_file, out, n, err);
+}
+
+void vlp_templates_free(char **templates, int n) {
+    for (int i = 0; templates && i < n; i++) free(templates[i]);
+    free(templates);
 }
 
 void vlp_tokenize(const vlp_model *v, const char *text, int *ids, int ctx) {

@@ -33,6 +33,8 @@ static bool kernel_uses_avx512(const char *core) {
     return false;
 }
 
+const char *vlp_version(void) { return VLP_VERSION_STRING; }
+
 void vlp_sysinfo_get(vlp_sysinfo *s) {
     memset(s, 0, sizeof *s);
     s->threads = omp_get_max_threads();
