@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 rng = np.random.default_rng(0)
 with open("pairs.tsv", "w") as tsv, open("list.txt", "w") as lst:
-    tsv.write("image\tcaption\n")
+    tsv.write("filepath\ttitle\n")
     for i in range(1000):
         y, x = np.mgrid[0:240, 0:320]
         a = np.stack([(x + 7 * i) % 256, (y * 3 + i) % 256, (x + y) % 256], -1) + rng.integers(0, 40, (240, 320, 3))
