@@ -236,6 +236,39 @@ def test_evaluate_equals_cli(model, tmp_path):
         model.evaluate(tmp_path / "nowhere.tsv")
 
 
+def test_learnt_prompts_equal_cli(model, tmp_path):
+    """prompts from vlp adapt: classify and evaluate as `vlp classify/eval --prompts`"""
+    pairs = _pairs(tmp_path, 64)
+    base = ["--model", MODEL, "--vocab", VOCAB, "--threads", "2"]
+    cli("adapt", "--method", "coop", *base, "--data", str(pairs), "--label-key", "colour", "--shots", "2",
+        "--epochs", "2", "--n-ctx", "2", "--out", str(tmp_path / "coop.safetensors"), cwd=tmp_path)
+    img = str(tmp_path / "img" / "img003.png")
+    r = cli("classify", *base, "--image", img, "--prompts", str(tmp_path / "coop.safetensors"))
+    want = {line.split("\t")[1]: float(line.split("\t")[0]) for line in r.stdout.splitlines()}
+    with model.load_prompts(tmp_path / "coop.safetensors") as p:
+        assert "coop" in p.description and sorted(p.classes) == sorted(want)
+        got = p.classify([img])[0]
+        for c, name in enumerate(p.classes):
+            assert abs(got[c] - want[name]) <= 5e-5, name
+        e = cli("eval", *base, "--data", str(pairs), "--label-key", "colour", "--prompts",
+                str(tmp_path / "coop.safetensors"))
+        line = next(x for x in e.stdout.splitlines() if x.startswith("RESULT name=zeroshot"))
+        top1 = float(line.split("top1=")[1].split()[0])
+        z = model.evaluate(pairs, label_key="colour", prompts=p)["zeroshot"]
+        assert round(z["top1"], 4) == top1 and z["classes"] == 8
+        with pytest.raises(vlp.VlpArgumentError, match="zero-shot"):
+            model.evaluate(pairs, label_key="colour", prompts=p, retrieval=True)
+    with pytest.raises(vlp.VlpArgumentError, match="closed"):
+        p.classify([img])
+    with pytest.raises(vlp.VlpError, match="nowhere"):
+        model.load_prompts(tmp_path / "nowhere.safetensors")
+    m2 = vlp.load(MODEL, vocab=VOCAB)
+    q = m2.load_prompts(tmp_path / "coop.safetensors")
+    m2.close()  # frees its prompts first
+    with pytest.raises(vlp.VlpArgumentError, match="closed"):
+        q.classify([img])
+
+
 def test_threads_share_nothing(model):
     """two models in two threads at once (the GIL is released in the library): each gets its own answer"""
     paths = mode_images()

@@ -17,10 +17,10 @@ from ._lib import lib as _lib_loaded
 from ._lib import (VlpArgumentError, VlpError, VlpFormatError, VlpIOError, VlpMemoryError, VlpNumericError,
                    VlpUnsupportedError)
 from .index import Index
-from .model import Model, load, load_templates, system_info
+from .model import Model, Prompts, load, load_templates, system_info
 from .train import Trainer, train
 
 __version__ = _lib_loaded().vlp_version().decode()  # the library's: import fails here when it is not found
-__all__ = ["load", "Model", "Index", "Trainer", "train", "load_templates", "system_info", "VlpError",
+__all__ = ["load", "Model", "Prompts", "Index", "Trainer", "train", "load_templates", "system_info", "VlpError",
            "VlpArgumentError", "VlpIOError", "VlpFormatError", "VlpUnsupportedError", "VlpNumericError",
            "VlpMemoryError"]

@@ -63,14 +63,18 @@ class Model:
             except BaseException:
                 self.close()
                 raise
+        import weakref
+        self._prompts = weakref.WeakSet()  # freed before the model (the library's rule)
         self.embed_dim = L.vlp_model_embed_dim(self._h)
         self.image_size = L.vlp_model_image_size(self._h)
         self.context_length = L.vlp_model_context_length(self._h)
 
     # ---- lifetime ----
     def close(self) -> None:
-        """free the model (further calls raise)"""
+        """free the model, and the learnt prompts loaded on it (further calls raise)"""
         if getattr(self, "_h", None):
+            for p in list(getattr(self, "_prompts", ())):
+                p.close()
             lib().vlp_model_free(self._h)
             self._h = None
 
@@ -235,20 +239,28 @@ class Model:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
+    # ---- learnt prompts ----
+    def load_prompts(self, path: PathLike) -> "Prompts":
+        """prompts `vlp adapt` learnt on this model (CoOp, CoCoOp, MaPLe or a
+        linear probe; the file's hash of the weights is checked)"""
+        return Prompts(self, path)
+
     # ---- evaluation ----
     def evaluate(self, data: PathLike, label_key: str | None = None, zeroshot: bool = False,
                  retrieval: bool = False, linear_probe: bool = False,
                  templates: str | Sequence[str] | None = None, classes: Sequence[str] | None = None,
                  image_key: str = "filepath", caption_key: str = "title", text_only: bool = False,
                  probe_test_fraction: float = 0.5, probe_l2: float = 1e-3, seed: int = 0,
-                 on_error: str = "skip", on_warning=None) -> dict:
+                 on_error: str = "skip", on_warning=None, prompts: "Prompts | None" = None) -> dict:
         """what `vlp eval` measures on a set (.tsv/.csv, class folders or
         shards), in file order → dict. Without a task: retrieval, and with
         label_key zero-shot and the linear probe. templates: a list, a set vlp
         ships by name or a file (None: "a photo of a {}."). on_error="skip":
         an image that does not decode is counted ("undecodable") and named
         ("first_undecodable"); "stop" raises on it. on_warning(line): each
-        skipped row or image. Ctrl-C stops it after the batch it is in."""
+        skipped row or image. prompts: learnt prompts (load_prompts) in place
+        of the templates, zero-shot only. Ctrl-C stops it after the batch it
+        is in."""
         if on_error not in ("skip", "stop"):
             raise VlpArgumentError(f"on_error is '{on_error}'; it takes skip or stop")
         L = lib()
@@ -266,6 +278,10 @@ class Model:
             keep += [ca, ck]
             o.classes, o.n_classes = ca, len(ck)
         o.probe_test_fraction, o.probe_l2, o.seed = probe_test_fraction, probe_l2, seed
+        if prompts is not None:
+            if prompts.model is not self:
+                raise VlpArgumentError("the prompts were loaded on another model")
+            o.prompts = prompts._handle()
         o.stop_on_bad = on_error == "stop"
         interrupted = []
         # one long call: Ctrl-C is noted by a handler of ours (run by Python when the
@@ -325,6 +341,72 @@ class _sigint_noted:
         import signal
         if self.old is not None:
             signal.signal(signal.SIGINT, self.old)
+
+
+class Prompts:
+    """A classifier `vlp adapt` learnt on a model: its classes, and
+    classify(images) → probabilities (n, classes), as `vlp classify
+    --prompts`. Freed by close(), a `with` block's end, or its model's close()."""
+
+    def __init__(self, model: Model, path: PathLike) -> None:
+        self.model, self._h = model, ctypes.c_void_p()
+        err = _lib.Error()
+        check(lib().vlp_prompts_load(ctypes.byref(self._h), model._handle(), encode(path), ctypes.byref(err)), err)
+        model._prompts.add(self)
+
+    def _handle(self):
+        if not self._h:
+            raise VlpArgumentError("the prompts were closed (or their model was)")
+        return self._h
+
+    @property
+    def description(self) -> str:
+        buf = ctypes.create_string_buffer(512)
+        return lib().vlp_prompts_describe(self._handle(), buf, len(buf)).decode()
+
+    @property
+    def classes(self) -> list[str]:
+        h = self._handle()
+        return [lib().vlp_prompts_class_name(h, c).decode("utf-8", "replace")
+                for c in range(lib().vlp_prompts_class_count(h))]
+
+    def set_classes(self, classes: Sequence[str]) -> None:
+        """classify into other classes (a shared context takes any names; a
+        class-specific one or a probe only its own, in any order)"""
+        arr, keep = strings(list(classes))
+        err = _lib.Error()
+        check(lib().vlp_prompts_set_classes(self._handle(), arr, len(keep), ctypes.byref(err)), err)
+
+    def classify(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
+        """probabilities (n, len(classes)) float64: the softmax of the learnt classifier's logits"""
+        m, h = self.model, self._handle()
+        images = [images] if isinstance(images, (str, bytes, os.PathLike)) or _is_pil(images) else list(images)
+        E, C = m.embed_dim, lib().vlp_prompts_class_count(h)
+        out = np.empty((len(images), C), np.float32)
+        err = _lib.Error()
+        for i0 in range(0, len(images), m.batch):  # a batch a call: Ctrl-C between them
+            px = np.stack([m.preprocess(x) for x in images[i0:i0 + m.batch]])
+            feat = np.empty((len(px), E), np.float32)
+            check(lib().vlp_prompts_encode_images(h, _as_float(px), len(px), _as_float(feat), ctypes.byref(err)), err)
+            check(lib().vlp_prompts_scores(h, _as_float(feat), len(px), _as_float(out[i0:]), ctypes.byref(err)), err)
+        z = out.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def close(self) -> None:
+        if getattr(self, "_h", None):
+            lib().vlp_prompts_free(self._h)
+            self._h = None
+
+    def __enter__(self) -> "Prompts":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
 
 
 def _eval_dict(r) -> dict:
