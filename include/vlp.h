@@ -361,7 +361,10 @@ typedef struct vlp_eval_result {
     int probe_classes, probe_iterations;
     double probe_test_acc, probe_train_acc, probe_loss;
 } vlp_eval_result;
-/* The set evaluated as o says; *out freed with vlp_eval_result_free. */
+/* The set evaluated as o says. *out is to be freed with vlp_eval_result_free
+ * whatever the return: after a failure it still holds the counts of the
+ * pass over the set and the tasks done before it (their has_ flags). The
+ * progress callback is first called with 0 once the set has opened. */
 vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *o, vlp_eval_result *out, vlp_error *err);
 void vlp_eval_result_free(vlp_eval_result *r);
 

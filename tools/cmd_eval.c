@@ -18,8 +18,17 @@
 #include <jansson.h>
 #include "vlp.h"
 
-/* the progress line and the warnings of the pass over the set */
-static int eval_progress(void *user, long long done) { return progress_update(user, (long)done), 0; }
+/* the progress line (begun once the set has opened) and the warnings of the pass over the set */
+typedef struct eval_line {
+    progress pr;
+    bool begun;
+} eval_line;
+static int eval_progress(void *user, long long done) {
+    eval_line *l = user;
+    if (!l->begun) progress_begin(&l->pr, stderr, "images", 0), l->begun = true;
+    progress_update(&l->pr, (long)done);
+    return 0;
+}
 static void eval_warn(void *user, const char *line) { cli_warn(NULL, line); (void)user; }
 
 /* per class: images, correct, accuracy, as a JSON file written atomically
@@ -229,18 +238,17 @@ int cmd_eval(int argc, char **argv) {
     eo.templates = (const char *const *)tpl, eo.n_templates = nt, eo.classes = (const char *const *)given;
     eo.n_classes = ng, eo.probe_test_fraction = test_frac, eo.probe_l2 = l2, eo.seed = (unsigned long long)seed;
     eo.stop_on_bad = stop, eo.warn = eval_warn;
-    progress pr;
-    eo.progress = eval_progress, eo.user = &pr;
+    eval_line line = {0};
+    eo.progress = eval_progress, eo.user = &line;
     vlp_eval_result r;
     vlp_error err = {0};
-    progress_begin(&pr, stderr, "images", 0);
     int rc = vlp_eval(m, &eo, &r, &err) != VLP_OK;
-    progress_end(&pr, r.images);
+    if (line.begun) progress_end(&line.pr, r.images);
+    print_result(&r, &eo, nt); /* the counts, and what was done before a failure */
     if (rc) {
         char buf[1024];
         fprintf(stderr, "vlp eval: %s\n", tool_error_text(&err, buf, sizeof buf));
     } else {
-        print_result(&r, &eo, nt);
         if (per_class_json && r.has_zeroshot) rc = write_per_class(per_class_json, &r, model, data);
         if (!rc && r.undecodable) rc = ON_ERROR_SKIPPED_EXIT; /* the results hold the images that decoded */
     }

@@ -127,6 +127,9 @@ def test_classify(model, tmp_path):
     for c, name in enumerate(["red", "green", "blue"]):
         assert abs(p[0, c] - want[name]) <= 5e-5
     assert vlp.load_templates("default") == ["a photo of a {}."]
+    with vlp.load(MODEL, vocab=VOCAB, normalize=False) as raw:  # unnormalised embeddings: the same probabilities
+        assert np.allclose(raw.classify([img], ["red", "green", "blue"], templates=["a {} image"])[0], p[0],
+                           atol=1e-6)
     with pytest.raises(vlp.VlpError, match="templates 'no-such-set'"):
         vlp.load_templates("no-such-set")
 
@@ -159,6 +162,9 @@ def test_index(model, tmp_path):
     e = vlp.Index.load(tmp_path / "emb.npy")
     s, r = e.search(model.embed_images([paths[2]])[0], k=1)
     assert e.keys_of(r) == [paths[2]] and abs(s[0] - 1) < 1e-5
+    odd = vlp.Index(x[:3], keys=["a\rb.png", "caf\udce9.png", "plain"])  # a \r and a non-UTF-8 byte in paths
+    odd.save(tmp_path / "odd")
+    assert vlp.Index.load(tmp_path / "odd.npy").keys == odd.keys
     small = vlp.Index(x[:2])
     s, r = small.search(q[0], k=3)
     assert r[2] == -1 and np.isinf(s[2])
@@ -187,6 +193,9 @@ def test_train_equals_cli(tmp_path, monkeypatch):
     assert open("cli/latest.safetensors", "rb").read() == open("py/latest.safetensors", "rb").read()
     with pytest.raises(vlp.VlpArgumentError, match="bogus"):
         vlp.Trainer(bogus=1)
+    with vlp.Trainer(train_data="pairs.tsv", out="none", steps=1, batch=8, tokenizer_merges=60, workers=1,
+                     val_data=None, resume=None) as t:  # None: the command's default
+        assert t.steps_done == 0
     with pytest.raises(vlp.VlpArgumentError, match="--lr"):
         vlp.Trainer(train_data="pairs.tsv", out="x", lr="fast")
 
@@ -258,6 +267,9 @@ def test_learnt_prompts_equal_cli(model, tmp_path):
         assert round(z["top1"], 4) == top1 and z["classes"] == 8
         with pytest.raises(vlp.VlpArgumentError, match="zero-shot"):
             model.evaluate(pairs, label_key="colour", prompts=p, retrieval=True)
+        p.set_classes(["red", "blue"])  # evaluate sets the set's classes, then gives these back
+        model.evaluate(pairs, label_key="colour", prompts=p)
+        assert p.classes == ["red", "blue"]
     with pytest.raises(vlp.VlpArgumentError, match="closed"):
         p.classify([img])
     with pytest.raises(vlp.VlpError, match="nowhere"):

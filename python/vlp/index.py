@@ -13,8 +13,9 @@ from ._lib import VlpArgumentError, check, lib
 
 
 class Index:
-    """Embeddings (n, d) with a key for each row (a path, an id; default the
-    row number). search() gives each query's k most similar rows (cosine).
+    """Embeddings (n, d) with a key for each row (a path, an id, as a str;
+    default the row number as text). search() gives each query's k most
+    similar rows (cosine).
     Saved as vlp embed writes its output: NAME.npy and NAME.paths.txt."""
 
     def __init__(self, embeddings: np.ndarray | None = None, keys: Sequence | None = None,
@@ -33,7 +34,7 @@ class Index:
             x = x[None]
         if x.ndim != 2 or (self.dim is not None and x.shape[1] != self.dim):
             raise VlpArgumentError(f"embeddings of shape {x.shape}; the index holds rows of {self.dim}")
-        keys = list(range(len(self), len(self) + len(x))) if keys is None else [str(k) for k in keys]
+        keys = [str(i) for i in range(len(self), len(self) + len(x))] if keys is None else [str(k) for k in keys]
         if len(keys) != len(x):
             raise VlpArgumentError(f"{len(keys)} keys for {len(x)} rows")
         self.dim = x.shape[1]
@@ -82,8 +83,9 @@ class Index:
         base = base[:-4] if base.endswith(".npy") else base
         if any("\n" in str(k) for k in self.keys):
             raise VlpArgumentError("a key holds a line break; NAME.paths.txt has a key a line")
+        keys = "".join(f"{k}\n" for k in self.keys).encode("utf-8", "surrogateescape")  # what load read, back
         for name, write in ((base + ".npy", lambda f: np.save(f, self.embeddings)),
-                            (base + ".paths.txt", lambda f: f.write("".join(f"{k}\n" for k in self.keys).encode()))):
+                            (base + ".paths.txt", lambda f: f.write(keys))):
             tmp = f"{name}.tmp{os.getpid()}"
             try:
                 with open(tmp, "wb") as f:
@@ -101,8 +103,10 @@ class Index:
         x = np.load(p if p.endswith(".npy") else p + ".npy")
         base = p[:-4] if p.endswith(".npy") else p
         if keys is None and os.path.exists(base + ".paths.txt"):
-            with open(base + ".paths.txt", encoding="utf-8", errors="surrogateescape") as f:
-                keys = f.read().splitlines()
+            with open(base + ".paths.txt", encoding="utf-8", errors="surrogateescape", newline="") as f:
+                keys = f.read().split("\n")  # a key a line: only \n ends one (a path may hold \r)
+            if keys and keys[-1] == "":
+                keys.pop()
         if keys is not None and len(keys) != len(x):
             raise VlpArgumentError(f"{base}.npy has {len(x)} rows and {len(keys)} keys")
         return cls(x, keys)

@@ -19,6 +19,21 @@ _ALPHA = {"model": 0, "white": 1, "drop": 2}
 _MODES = {"RGB": 0, "RGBA": 1, "L": 2, "LA": 3, "1": 4, "P": 5, "CMYK": 6, "I": 7}
 
 
+def _locked(method):
+    """one call at a time into a model (its buffers are shared by every call): a Model
+    method, or a Prompts method (its model's lock)"""
+    import functools
+
+    @functools.wraps(method)
+    def call(self, *args, **kw):
+        lock = getattr(self, "_lock", None) or getattr(getattr(self, "model", None), "_lock", None)
+        if lock is None:
+            return method(self, *args, **kw)
+        with lock:
+            return method(self, *args, **kw)
+    return call
+
+
 def _as_float(a):
     return ctypes.cast(a.ctypes.data, _lib.c_float_p)
 
@@ -46,6 +61,8 @@ class Model:
             raise VlpArgumentError(f"alpha is '{alpha}'; it takes one of {', '.join(_ALPHA)}")
         if not isinstance(batch, int) or batch < 1:
             raise VlpArgumentError(f"batch is {batch!r}; it takes a whole number >= 1")
+        import threading
+        self._lock = threading.RLock()  # one call at a time into a model: its buffers are shared
         L = lib()
         if threads is not None:
             L.vlp_set_threads(int(threads))
@@ -70,6 +87,7 @@ class Model:
         self.context_length = L.vlp_model_context_length(self._h)
 
     # ---- lifetime ----
+    @_locked
     def close(self) -> None:
         """free the model, and the learnt prompts loaded on it (further calls raise)"""
         if getattr(self, "_h", None):
@@ -94,6 +112,7 @@ class Model:
 
     # ---- what it is ----
     @property
+    @_locked
     def info(self) -> dict:
         """dict: the description line, the config (open_clip's fields),
         embed_dim, image_size, context_length, parameters, precision, whether
@@ -116,6 +135,7 @@ class Model:
         return f"vlp.Model({self.path!r}: {self.info['description']})" if self._h else "vlp.Model(closed)"
 
     # ---- texts ----
+    @_locked
     def tokenize(self, texts: str | Sequence[str]) -> np.ndarray:
         """token ids (n, context_length) int32, padded as open_clip's tokenizer"""
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -126,6 +146,7 @@ class Model:
             lib().vlp_tokenize(h, encode(t), ctypes.cast(out[i].ctypes.data, _lib.c_int_p), T)
         return out
 
+    @_locked
     def embed_texts(self, texts: str | Sequence[str]) -> np.ndarray:
         """embeddings (n, embed_dim) float32 of a list of texts"""
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -137,6 +158,7 @@ class Model:
         return out
 
     # ---- images ----
+    @_locked
     def preprocess(self, image: ImageLike) -> np.ndarray:
         """the model's eval transform of one image (a path, a PIL image or a
         uint8 array (H, W), (H, W, 3), (H, W, 4)) → float32 (3, S, S)"""
@@ -152,6 +174,7 @@ class Model:
         check(lib().vlp_preprocess_image(h, ctypes.byref(im), _as_float(out), ctypes.byref(err)), err)
         return out
 
+    @_locked
     def embed_images(self, images: ImageLike | Sequence[ImageLike] | np.ndarray, on_error: str = "raise"):
         """embeddings (n, embed_dim) float32 of images: a list of paths, PIL
         images or uint8 arrays, or preprocessed pixels (n, 3, S, S) float32.
@@ -217,6 +240,7 @@ class Model:
         return (out[:rows], ok, errors) if on_error == "skip" else out
 
     # ---- zero-shot ----
+    @_locked
     def classify(self, images: ImageLike | Sequence[ImageLike], labels: str | Sequence[str],
                  templates: str | Sequence[str] | None = None) -> np.ndarray:
         """zero-shot probabilities (n, len(labels)) float64: each image against
@@ -233,19 +257,22 @@ class Model:
         ta, tk = strings(tpl)
         check(lib().vlp_encode_classes(self._handle(), la, len(lk), ta, len(tk), _as_float(cls), ctypes.byref(err)),
               err)
-        img = self.embed_images(images)
-        logits = 100.0 * (img.astype(np.float64) @ cls.astype(np.float64).T)
+        img = self.embed_images(images).astype(np.float64)
+        img /= np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)  # also with normalize=False
+        logits = 100.0 * (img @ cls.astype(np.float64).T)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
     # ---- learnt prompts ----
+    @_locked
     def load_prompts(self, path: PathLike) -> "Prompts":
         """prompts `vlp adapt` learnt on this model (CoOp, CoCoOp, MaPLe or a
         linear probe; the file's hash of the weights is checked)"""
         return Prompts(self, path)
 
     # ---- evaluation ----
+    @_locked
     def evaluate(self, data: PathLike, label_key: str | None = None, zeroshot: bool = False,
                  retrieval: bool = False, linear_probe: bool = False,
                  templates: str | Sequence[str] | None = None, classes: Sequence[str] | None = None,
@@ -274,7 +301,7 @@ class Model:
             keep += [ta, tk]
             o.templates, o.n_templates = ta, len(tk)
         if classes is not None:
-            ca, ck = strings(list(classes))
+            ca, ck = strings([classes] if isinstance(classes, str) else list(classes))
             keep += [ca, ck]
             o.classes, o.n_classes = ca, len(ck)
         o.probe_test_fraction, o.probe_l2, o.seed = probe_test_fraction, probe_l2, seed
@@ -291,17 +318,21 @@ class Model:
             _lib.MESSAGE_FN()
         o.progress, o.warn = pf, wf
         r, err = _lib.EvalResult(), _lib.Error()
-        with _sigint_noted(interrupted):
-            rc = L.vlp_eval(self._handle(), ctypes.byref(o), ctypes.byref(r), ctypes.byref(err))
-        if interrupted:
-            raise KeyboardInterrupt
-        check(rc, err)
+        before = prompts.classes if prompts is not None else None
         try:
+            with _sigint_noted(interrupted):
+                rc = L.vlp_eval(self._handle(), ctypes.byref(o), ctypes.byref(r), ctypes.byref(err))
+            if interrupted:
+                raise KeyboardInterrupt
+            check(rc, err)
             return _eval_dict(r)
         finally:
             L.vlp_eval_result_free(ctypes.byref(r))
+            if before is not None and prompts.classes != before:  # evaluate set the set's classes
+                prompts.set_classes(before)
 
     # ---- captions ----
+    @_locked
     def caption(self, images: ImageLike | Sequence[ImageLike], beam: int = 1) -> list[tuple[str, float]]:
         """captions of images (paths, PIL images or arrays) by a CoCa model's
         decoder: a list of (text, mean token log-probability)"""
@@ -360,16 +391,19 @@ class Prompts:
         return self._h
 
     @property
+    @_locked
     def description(self) -> str:
         buf = ctypes.create_string_buffer(512)
         return lib().vlp_prompts_describe(self._handle(), buf, len(buf)).decode()
 
     @property
+    @_locked
     def classes(self) -> list[str]:
         h = self._handle()
         return [lib().vlp_prompts_class_name(h, c).decode("utf-8", "replace")
                 for c in range(lib().vlp_prompts_class_count(h))]
 
+    @_locked
     def set_classes(self, classes: Sequence[str]) -> None:
         """classify into other classes (a shared context takes any names; a
         class-specific one or a probe only its own, in any order)"""
@@ -377,6 +411,7 @@ class Prompts:
         err = _lib.Error()
         check(lib().vlp_prompts_set_classes(self._handle(), arr, len(keep), ctypes.byref(err)), err)
 
+    @_locked
     def classify(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """probabilities (n, len(classes)) float64: the softmax of the learnt classifier's logits"""
         m, h = self.model, self._handle()
@@ -394,9 +429,11 @@ class Prompts:
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
+    @_locked
     def close(self) -> None:
         if getattr(self, "_h", None):
-            lib().vlp_prompts_free(self._h)
+            if getattr(self.model, "_h", None):  # its model freed first (a collected cycle): freeing would touch it
+                lib().vlp_prompts_free(self._h)
             self._h = None
 
     def __enter__(self) -> "Prompts":
@@ -421,9 +458,10 @@ def _eval_dict(r) -> dict:
                           "nll": r.caption_nll / r.caption_tokens, "tokens": r.caption_tokens,
                           "given_image": bool(r.caption_image)}
     if r.has_zeroshot:
-        per = {r.class_names[c].decode("utf-8", "replace"): {"images": r.class_images[c],
-                                                             "correct": r.class_correct[c]}
-               for c in range(r.classes)}
+        per = {}
+        for c in range(r.classes):  # a class given twice: its first (the one its images count under)
+            per.setdefault(r.class_names[c].decode("utf-8", "replace"),
+                           {"images": r.class_images[c], "correct": r.class_correct[c]})
         out["zeroshot"] = {"images": r.zs_images, "classes": r.classes, "top1": r.top1, "top5": r.top5,
                            "balanced": r.balanced, "majority": r.majority, "per_class": per}
     if r.has_retrieval:

@@ -23,7 +23,8 @@ def _text(v):
 
 
 class Trainer:
-    """A training run: Trainer(train_data="pairs.tsv", out="run", steps=100, ...).
+    """A training run: Trainer(train_data="pairs.tsv", out="run", steps=100, ...);
+    an option given as None keeps the command's default.
 
     step() → the step's progress (dict); done; save() → the checkpoint's
     path; evaluate() → validation and zero-shot results (dict). resume=True
@@ -39,8 +40,9 @@ class Trainer:
         self._h = ctypes.c_void_p()
         try:
             for key, value in options.items():
-                check(L.vlp_train_opts_set(o, encode(key), None if value is None else encode(_text(value)),
-                                           ctypes.byref(err)), err)
+                if value is None:  # left at the command's default
+                    continue
+                check(L.vlp_train_opts_set(o, encode(key), encode(_text(value)), ctypes.byref(err)), err)
             # the callback is kept as long as the run: the library calls it from its threads
             self._on_message = _lib.MESSAGE_FN(lambda user, line: on_message(line.decode("utf-8", "replace"))) \
                 if on_message else None

@@ -52,6 +52,7 @@ typedef struct set_pass {
 
 static vlp_err pass_encode(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
     set_pass *p = ctx;
+    VLP_CHECK_ARG(!p->stop, err, "stopped by the caller"); /* asked after the last batch: no more encoding */
     return p->o->prompts ? vlp_prompts_encode_images(p->o->prompts, pixels, n, out, err)
                          : vlp_encode_images(p->m, pixels, n, out, err);
 }
@@ -106,7 +107,7 @@ static vlp_err zeroshot(vlp_model *m, const vlp_eval_opts *o, const embedded_set
     vlp_err rc = cls ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "the set's classes");
     if (rc == VLP_OK && o->classes) {
         memcpy(cls, o->classes, sizeof(char *) * (size_t)C);
-        int used;
+        int used = 0;
         rc = classes_of_labels(s, o->classes, C, y, &used, err);
         if (rc == VLP_OK && !used)
             rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "no image of the set has one of the %d classes "
@@ -191,8 +192,8 @@ static vlp_err probe(vlp_model *m, const vlp_eval_opts *o, const embedded_set *s
 }
 
 vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out, vlp_error *err) {
+    if (out) memset(out, 0, sizeof *out); /* freeable whatever follows */
     VLP_CHECK_ARG(m && given && given->data && out, err, "vlp_eval needs a model, a set and a result");
-    memset(out, 0, sizeof *out);
     vlp_eval_opts o = *given;
     vlp_eval_opts_resolve(&o);
     if (!o.image_key) o.image_key = "filepath";
@@ -213,6 +214,10 @@ vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out,
     d.warn = pass_warn, d.warn_ctx = &o;
     sample_stream *st;
     VLP_TRY(stream_open(&st, o.data, &d, err));
+    if (o.progress && o.progress(o.user, 0)) { /* the set opened: the caller's progress starts */
+        stream_free(st);
+        VLP_FAIL(err, VLP_ERR_ARG, "stopped by the caller before the first image");
+    }
     set_pass p = {.m = m, .o = &o, .ppl = vlp_model_has_decoder(m), .ppl_image = !o.text_only};
     embed_set_opts eo = {.image_size = vlp_model_image_size(m), .embed_dim = vlp_model_embed_dim(m), .batch = 32,
                          .pre = &model_clip(m)->cfg.vision.pre, .warn = pass_warn, .warn_ctx = &o,
@@ -235,7 +240,6 @@ vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out,
     if (rc == VLP_OK && o.zeroshot) rc = zeroshot(m, &o, &s, out, err);
     if (rc == VLP_OK && o.retrieval) rc = retrieval(m, &s, out, err);
     if (rc == VLP_OK && o.linear_probe) rc = probe(m, &o, &s, out, err);
-    if (rc != VLP_OK) vlp_eval_result_free(out);
-    embedded_set_free(&s);
+    embedded_set_free(&s); /* on failure, the tasks done before keep their results (has_*) */
     return rc;
 }

@@ -46,19 +46,26 @@ typedef struct bmp_layout {
     const uint8_t *palette;  // the file's entries, `entry` bytes each, blue first
     unsigned entry;          // 3 (OS/2 header) or 4
     size_t rows_at, stride;  // the pixels: where, and bytes a row
+    size_t avail;            // the rows' bytes the file has (the last row's padding may be missing)
     image_mode mode;
 } bmp_layout;
 
 /* Pillow's BITFIELDS table (BmpImagePlugin SUPPORTED / MASK_MODES): the masks
- * it reads, and whether they carry alpha */
+ * it reads (r, g, b, a; 24- and 16-bit: r, g, b) and the masks they mean,
+ * which the canonical file carries (Pillow reads all-zero masks as BGRA) */
 static const struct bmp_masks {
     unsigned bits;
-    uint32_t m[4];
+    uint32_t m[4], means[4];
 } supported[] = {
-    {32, {0xFF0000, 0xFF00, 0xFF, 0}},          {32, {0xFF000000, 0xFF0000, 0xFF00, 0}},
-    {32, {0xFF000000, 0xFF0000, 0xFF00, 0xFF}}, {32, {0xFF, 0xFF00, 0xFF0000, 0xFF000000}},
-    {32, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}}, {16, {0xF800, 0x7E0, 0x1F, 0}},
-    {16, {0x7C00, 0x3E0, 0x1F, 0}},
+    {32, {0xFF0000, 0xFF00, 0xFF, 0}, {0xFF0000, 0xFF00, 0xFF, 0}},
+    {32, {0xFF000000, 0xFF0000, 0xFF00, 0}, {0xFF000000, 0xFF0000, 0xFF00, 0}},
+    {32, {0xFF000000, 0xFF0000, 0xFF00, 0xFF}, {0xFF000000, 0xFF0000, 0xFF00, 0xFF}},
+    {32, {0xFF, 0xFF00, 0xFF0000, 0xFF000000}, {0xFF, 0xFF00, 0xFF0000, 0xFF000000}},
+    {32, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}},
+    {32, {0, 0, 0, 0}, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}},
+    {24, {0xFF0000, 0xFF00, 0xFF, 0}, {0xFF0000, 0xFF00, 0xFF, 0}},
+    {16, {0xF800, 0x7E0, 0x1F, 0}, {0xF800, 0x7E0, 0x1F, 0}},
+    {16, {0x7C00, 0x3E0, 0x1F, 0}, {0x7C00, 0x3E0, 0x1F, 0}},
 };
 
 static vlp_err read_layout(const uint8_t *b, size_t n, const char *what, bmp_layout *L, vlp_error *err) {
@@ -97,11 +104,14 @@ static vlp_err read_layout(const uint8_t *b, size_t n, const char *what, bmp_lay
     if (L->compression == BMP_BITFIELDS) {
         const struct bmp_masks *s = NULL;
         for (size_t i = 0; !s && i < sizeof supported / sizeof supported[0]; i++)
-            if (supported[i].bits == bits && !memcmp(supported[i].m, L->mask, sizeof L->mask)) s = &supported[i];
+            if (supported[i].bits == bits &&
+                !memcmp(supported[i].m, L->mask, (bits == 32 ? 4 : 3) * sizeof(uint32_t))) /* Pillow's rgb_mask below 32 */
+                s = &supported[i];
         if (!s)
             VLP_FAIL(err, VLP_ERR_UNSUPPORTED, "%s: BMP of %u bits with masks %08x %08x %08x %08x: a layout Pillow "
                        "does not read", what, bits, L->mask[0], L->mask[1], L->mask[2], L->mask[3]);
-        if (s->m[3]) L->mode = IMAGE_RGBA;
+        memcpy(L->mask, s->means, sizeof L->mask);
+        if (s->means[3]) L->mode = IMAGE_RGBA;
     } else if (bits == 16) { /* Pillow's raw mode BGR;15 */
         memcpy(L->mask, (uint32_t[4]){0x7C00, 0x3E0, 0x1F, 0}, sizeof L->mask);
     } else if (bits == 32) { /* BGRX: the fourth byte is not alpha */
@@ -132,9 +142,12 @@ static vlp_err read_layout(const uint8_t *b, size_t n, const char *what, bmp_lay
     L->rows_at = offset ? offset : at; /* Pillow: no offset, the pixels follow */
     VLP_TRY(image_check_size(what, L->w, L->h, n, err));
     L->stride = (((size_t)L->w * bits + 31) >> 3) & ~(size_t)3;
-    if (L->rows_at > n || L->stride * (size_t)L->h > n - L->rows_at)
+    /* Pillow's raw decoder stops after the last row's pixels: its padding may be missing */
+    size_t need = L->stride * (size_t)(L->h - 1) + (((size_t)L->w * bits + 7) >> 3);
+    if (L->rows_at > n || need > n - L->rows_at)
         VLP_FAIL(err, VLP_ERR_FORMAT, "%s: BMP: the pixels are cut short (%zu bytes of rows from byte %zu; the file has %zu)", what,
-                 L->stride * (size_t)L->h, L->rows_at, n);
+                 need, L->rows_at, n);
+    L->avail = n - L->rows_at < L->stride * (size_t)L->h ? n - L->rows_at : L->stride * (size_t)L->h;
     return VLP_OK;
 }
 
@@ -150,11 +163,11 @@ static uint8_t *canonical_file(const bmp_layout *L, const uint8_t *b, size_t *le
     put32(h, BMP_V4), put32(h + 4, (uint32_t)L->w);
     put32(h + 8, L->top_down ? (uint32_t)-(int32_t)L->h : (uint32_t)L->h);
     put16(h + 12, 1), put16(h + 14, L->bits);
-    put32(h + 16, L->bits == 16 || L->bits == 32 ? BMP_BITFIELDS : BMP_RAW);
+    put32(h + 16, L->bits == 16 || L->bits == 32 ? BMP_BITFIELDS : BMP_RAW); /* 24-bit BITFIELDS is BGR */
     put32(h + 20, (uint32_t)rows), put32(h + 32, pal ? 256 : 0);
     for (int i = 0; i < 4; i++) put32(h + 40 + 4 * i, L->mask[i]);
     for (size_t i = 0; i < pal / 4; i++) c[CANON_AT + 4 * i + 2] = (uint8_t)i; /* red = the index */
-    memcpy(c + CANON_AT + pal, b + L->rows_at, rows);
+    memcpy(c + CANON_AT + pal, b + L->rows_at, L->avail); /* the rest stays zero */
     return c;
 }
 

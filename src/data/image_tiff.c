@@ -65,33 +65,40 @@ static unsigned sample(const uint8_t *row, long x, int bps) {
     return (unsigned)(row[bit >> 3] >> (8 - bps - (bit & 7))) & ((1u << bps) - 1);
 }
 
-/* a tiled image's rows, assembled from its tiles into raw (h rows of sl
- * bytes, as TIFFReadScanline would give them). A tile's width is a multiple
- * of 16 pixels (the TIFF rule libtiff enforces), so every tile starts on a
- * byte at any bit depth. */
-static vlp_err read_tiles(TIFF *t, uint32_t w, uint32_t h, size_t sl, size_t bits_px, uint8_t *raw,
-                          const tiff_source *src, const char *what, vlp_error *err) {
-    uint32_t tw = 0, th = 0;
-    TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw), TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
+/* A tiled image read a band of tiles at a time: the band's rows assembled
+ * as TIFFReadScanline would give them (sl bytes each), so memory holds one
+ * band, not the image. A tile's width is a multiple of 16 pixels (the TIFF
+ * rule libtiff enforces), so every tile starts on a byte at any bit depth. */
+typedef struct tile_band {
+    uint32_t tw, th;      // a tile's pixels
+    size_t trs;           // bytes of a tile's row
+    uint8_t *tile, *rows; // one tile; th rows of sl bytes
+} tile_band;
+
+static vlp_err band_open(TIFF *t, size_t sl, tile_band *b, const char *what, vlp_error *err) {
+    memset(b, 0, sizeof *b);
+    TIFFGetField(t, TIFFTAG_TILEWIDTH, &b->tw), TIFFGetField(t, TIFFTAG_TILELENGTH, &b->th);
     tmsize_t trs = TIFFTileRowSize(t), ts = TIFFTileSize(t);
-    VLP_CHECK_FORMAT(tw && th && tw % 16 == 0 && trs > 0 && ts >= trs * (tmsize_t)th, err,
-                     "%s: TIFF: tiles of %ux%u pixels: not read", what, tw, th);
-    uint8_t *tile = malloc((size_t)ts);
-    VLP_CHECK_ALLOC(tile, err, ts);
-    vlp_err rc = VLP_OK;
-    for (uint32_t y0 = 0; rc == VLP_OK && y0 < h; y0 += th)
-        for (uint32_t x0 = 0; rc == VLP_OK && x0 < w; x0 += tw) {
-            if (TIFFReadTile(t, tile, x0, y0, 0, 0) < 0) {
-                rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: the tile at (%u, %u): %s", what,
-                                   x0, y0, src->msg[0] ? src->msg : "damaged");
-                break;
-            }
-            size_t at = (size_t)x0 * bits_px / 8, span = sl - at < (size_t)trs ? sl - at : (size_t)trs;
-            for (uint32_t y = y0; y < h && y < y0 + th; y++)
-                memcpy(raw + (size_t)y * sl + at, tile + (size_t)(y - y0) * (size_t)trs, span);
-        }
-    free(tile);
-    return rc;
+    VLP_CHECK_FORMAT(b->tw && b->th && b->tw % 16 == 0 && b->th <= IMAGE_MAX_SIDE && trs > 0 &&
+                         ts >= trs * (tmsize_t)b->th,
+                     err, "%s: TIFF: tiles of %ux%u pixels: not read", what, b->tw, b->th);
+    b->trs = (size_t)trs;
+    b->tile = malloc((size_t)ts), b->rows = malloc(sl * b->th);
+    if (b->tile && b->rows) return VLP_OK;
+    free(b->tile), free(b->rows);
+    VLP_FAIL(err, VLP_ERR_NOMEM, "%s: TIFF: a band of %u rows of %zu bytes", what, b->th, sl);
+}
+
+/* the band of rows from y0 (rows past h are left as they are) */
+static vlp_err band_read(TIFF *t, tile_band *b, uint32_t y0, uint32_t w, size_t sl, size_t bits_px,
+                         const tiff_source *src, const char *what, vlp_error *err) {
+    for (uint32_t x0 = 0; x0 < w; x0 += b->tw) {
+        VLP_CHECK_FORMAT(TIFFReadTile(t, b->tile, x0, y0, 0, 0) >= 0, err, "%s: TIFF: the tile at (%u, %u): %s",
+                         what, x0, y0, src->msg[0] ? src->msg : "damaged");
+        size_t at = (size_t)x0 * bits_px / 8, span = sl - at < b->trs ? sl - at : b->trs;
+        for (uint32_t y = 0; y < b->th; y++) memcpy(b->rows + (size_t)y * sl + at, b->tile + (size_t)y * b->trs, span);
+    }
+    return VLP_OK;
 }
 
 vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, const image_decode_opts *o,
@@ -141,6 +148,7 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     if (rc == VLP_OK) rc = image_alloc(&im, (int)w, (int)h, mode, what, err);
     uint8_t *row = NULL;
     uint32_t *rgba = NULL;
+    tile_band band = {0};
     if (rc == VLP_OK && photo == PHOTOMETRIC_YCBCR && comp != COMPRESSION_JPEG) {
         rgba = malloc((size_t)w * h * 4);
         if (!rgba || !TIFFReadRGBAImageOriented(t, w, h, rgba, ORIENTATION_TOPLEFT, 0))
@@ -152,15 +160,20 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
     } else if (rc == VLP_OK) {
         if (photo == PHOTOMETRIC_YCBCR) TIFFSetField(t, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB), spp = 3;
         tmsize_t sl = TIFFScanlineSize(t);
-        bool tiled = TIFFIsTiled(t); /* the whole image's rows at once, else one row at a time */
-        row = sl > 0 ? malloc((size_t)sl * (tiled ? h : 1)) : NULL;
-        if (!row) rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: a row of %lld bytes", what,
-                                     (long long)sl);
-        if (rc == VLP_OK && tiled) rc = read_tiles(t, w, h, (size_t)sl, (size_t)bps * spp, row, &src, what, err);
+        bool tiled = TIFFIsTiled(t); /* a band of tiles at a time, else a row at a time */
+        if (sl <= 0) rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: rows of %lld bytes", what,
+                                        (long long)sl);
+        else if (tiled) rc = band_open(t, (size_t)sl, &band, what, err);
+        else if (!(row = malloc((size_t)sl)))
+            rc = vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%s: TIFF: a row of %lld bytes", what,
+                               (long long)sl);
         int pb = image_mode_bytes(mode);
         unsigned maxv = (1u << (bps < 16 ? bps : 16)) - 1;
         for (uint32_t y = 0; rc == VLP_OK && y < h; y++) {
-            const uint8_t *r = tiled ? row + (size_t)y * (size_t)sl : row;
+            if (tiled && y % band.th == 0 &&
+                (rc = band_read(t, &band, y, w, (size_t)sl, (size_t)bps * spp, &src, what, err)) != VLP_OK)
+                break;
+            const uint8_t *r = tiled ? band.rows + (size_t)(y % band.th) * (size_t)sl : row;
             if (!tiled && TIFFReadScanline(t, row, y, 0) < 0) {
                 rc = vlp_error_set(err, VLP_ERR_FORMAT, __FILE__, __LINE__, "%s: TIFF: row %u: %s", what, y,
                                    src.msg[0] ? src.msg : "damaged");
@@ -200,7 +213,7 @@ vlp_err image_decode_tiff(const uint8_t *bytes, size_t n, const char *what, cons
             e[3] = 255;
         }
     }
-    free(row), free(rgba);
+    free(row), free(rgba), free(band.tile), free(band.rows);
     TIFFClose(t);
     if (rc != VLP_OK) {
         image_free(&im);

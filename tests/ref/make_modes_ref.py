@@ -145,6 +145,12 @@ def bmp_images(out):
     out["bmp_rgba32_v5.bmp"] = bmp(37, 29, 32, bgra, compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000),
                                    hsz=124)
     out["bmp_bgrx32.bmp"] = bmp(37, 29, 32, bgra)  # the fourth byte is not alpha
+    clear = [bytes(np.concatenate([r[:, ::-1], np.zeros((37, 1), np.uint8)], 1).tobytes()) for r in rgb]
+    out["bmp_rgba32_clear.bmp"] = bmp(37, 29, 32, clear, compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000),
+                                      hsz=124)  # an alpha mask, every alpha 0: transparent in Pillow
+    out["bmp_masks_zero.bmp"] = bmp(37, 29, 32, bgra, compression=3, masks=(0, 0, 0, 0), hsz=108)  # Pillow: BGRA
+    out["bmp_bgr24_bitfields.bmp"] = bmp(37, 29, 24, bgr, compression=3, masks=(0xFF0000, 0xFF00, 0xFF))
+    out["bmp_rgb24_no_last_pad.bmp"] = bmp(37, 29, 24, bgr)[:-((-37 * 3) % 4)]  # Pillow needs no padding after the last row
     v = rgb.astype(np.uint32)
     p555 = (v[..., 0] >> 3) << 10 | (v[..., 1] >> 3) << 5 | (v[..., 2] >> 3)
     p565 = (v[..., 0] >> 3) << 11 | (v[..., 1] >> 2) << 5 | (v[..., 2] >> 3)
@@ -206,9 +212,13 @@ def images():
     save("tiff_cmyk.tif", cmyk, "TIFF")
     save("tiff_la.tif", Image.merge("LA", [grey, Image.fromarray(alpha(43, 33, 4))]), "TIFF")
     save("tiff_jpeg.tif", Image.fromarray(field(40, 32, 14)), "TIFF", compression="jpeg", quality=90)
-    for name, args in [("tiff_rgb_lzw.tif", ["-c", "lzw"]), ("tiff_bilevel.tif", []), ("tiff_palette.tif", []),
+    for name, args in [("tiff_rgb_lzw.tif", ["-c", "lzw"]), ("tiff_palette.tif", []),
                        ("tiff_rgba.tif", ["-c", "zip"]), ("tiff_jpeg.tif", [])]:
         out["tiled_" + name[5:]] = tiled(out[name], *args)
+    # bilevel in whole tiles: tiffcp's Group 4 encoding of a part tile differs from run to run
+    b = io.BytesIO()
+    Image.fromarray(field(48, 32, 19)[:, :, 1]).convert("1").save(b, "TIFF", compression="group4")
+    out["tiled_bilevel.tif"] = tiled(b.getvalue())
     save("bmp_rgb24.bmp", Image.fromarray(field(39, 30, 18)), "BMP")
     save("bmp_palette8.bmp", pal, "BMP")
     save("bmp_grey.bmp", grey, "BMP")  # a grey-ramp palette: opens as L
