@@ -301,6 +301,7 @@ ref:
 	/usr/bin/python3 tests/ref/make_api_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_objectives_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_coca_ref.py tests/ref
+	/usr/bin/python3 tests/ref/make_fusion_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_mae_ref.py tests/ref
 	/usr/bin/python3 tests/ref/make_headwidth_ref.py tests/ref
 

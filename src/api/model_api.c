@@ -129,6 +129,9 @@ const char *vlp_model_describe(const vlp_model *v, char *buf, size_t n) {
     if (c->multimodal.layers && used > 0 && (size_t)used < n)
         used += snprintf(buf + used, n - (size_t)used, "; text decoder %d layers (%d heads)",
                          c->multimodal.layers, c->multimodal.heads);
+    if (c->fusion.layers && used > 0 && (size_t)used < n)
+        used += snprintf(buf + used, n - (size_t)used, "; fusion encoder %d layers (%d heads)", c->fusion.layers,
+                         c->fusion.heads);
     if (c->vision.pre.white_background && used > 0 && (size_t)used < n)
         used += snprintf(buf + used, n - (size_t)used, "; transparent pixels on white");
     if (c->mae.layers && used > 0 && (size_t)used < n)

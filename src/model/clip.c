@@ -17,8 +17,8 @@
 
 /* The heads a model may carry, in the order their parameters follow the
  * towers' (the checkpoint's order) and their weights are drawn: one line each. */
-extern const clip_head head_mae_decoder, head_text_decoder;
-static const clip_head *const heads[] = {&head_mae_decoder, &head_text_decoder};
+extern const clip_head head_mae_decoder, head_text_decoder, head_text_fusion;
+static const clip_head *const heads[] = {&head_mae_decoder, &head_text_decoder, &head_text_fusion};
 #define NHEADS ((int)(sizeof heads / sizeof heads[0]))
 #define FOR_PRESENT_HEADS(h, m)                                                                    \
     for (int hi_ = 0; hi_ < NHEADS; hi_++)                                                         \
@@ -89,6 +89,30 @@ void layout_reg_embedding(param_layout *L, const char *name, int ndim, int64_t d
 void layout_reg_blocks(param_layout *L, const char *prefix, int layers, const block_dims *d, block_params *w,
                        block_params *g) {
     reg_blocks(L, prefix, layers, d, w, g);
+}
+
+void layout_reg_cross_blocks(param_layout *L, const char *prefix, int layers, const block_dims *d, cross_params *w,
+                             cross_params *g) {
+    bool bind = layout_binding(L);
+    float *unused;
+    int C = d->C;
+    block_param_spec specs[BLOCK_NPARAMS];
+    block_param_specs(d, specs);
+    for (int l = 0; l < layers; l++)
+        for (int i = 0; i <= BLOCK_NPARAMS; i++) {
+            char name[VLP_PARAM_NAME_MAX];
+            if (i == 6) /* open_clip's order: ln_1, attn, then ln_1_kv, ln_2, mlp */
+                for (int k = 0; k < 2; k++) {
+                    snprintf(name, sizeof name, "%scross_attn.%d.ln_1_kv.%s", prefix, l, k ? "bias" : "weight");
+                    float **wv = bind ? (k ? &w[l].ln_1_kv_b : &w[l].ln_1_kv_w) : &unused;
+                    float **gv = g ? (k ? &g[l].ln_1_kv_b : &g[l].ln_1_kv_w) : NULL;
+                    layout_reg(L, name, 1, C, 0, wv, gv);
+                }
+            if (i == BLOCK_NPARAMS) break;
+            snprintf(name, sizeof name, "%scross_attn.%d.%s", prefix, l, specs[i].name);
+            layout_reg(L, name, specs[i].ndim, specs[i].dims[0], specs[i].dims[1],
+                       bind ? block_params_slot(&w[l].base, i) : &unused, g ? block_params_slot(&g[l].base, i) : NULL);
+        }
 }
 
 static void run_layout(layout *L) {

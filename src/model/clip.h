@@ -32,7 +32,8 @@
     X(LOGIT_SCALE, "the logit scale")                                                              \
     X(LOGIT_BIAS, "the logit bias")                      /* SigLIP's */                            \
     X(TEXT_DECODER, "the text decoder (CoCa)")           /* text_decoder.* */                      \
-    X(MAE_DECODER, "the MAE decoder")                    /* mae_decoder.* */
+    X(MAE_DECODER, "the MAE decoder")                    /* mae_decoder.* */                       \
+    X(FUSION, "the fusion encoder (ITM, MLM)")           /* text_fusion.* */
 enum clip_part_index {
 #define CLIP_PART_INDEX(name, words) CLIP_PART_INDEX_##name,
     CLIP_PARTS(CLIP_PART_INDEX) CLIP_PARTS_COUNT
@@ -71,6 +72,14 @@ typedef struct text_views {
     float *ln_final_w, *ln_final_b, *text_projection;
 } text_views;
 
+/* Views of the fusion encoder's parameters (or of their gradients): its
+ * layers and final LN as a decoder without projection, and its heads. */
+typedef struct fusion_views {
+    decoder_views dec;       // text_fusion.resblocks/cross_attn/ln_final (text_projection unused)
+    float *itm_w, *itm_b;    // (2, C) (2): text_fusion.itm_head.*
+    float *mlm_bias;         // (V): text_fusion.mlm_bias; the MLM head's weight is token_embedding's
+} fusion_views;
+
 typedef struct clip_views {
     vision_views vis;
     text_views txt;
@@ -78,6 +87,7 @@ typedef struct clip_views {
     float *logit_bias; // NULL unless cfg.has_logit_bias (SigLIP)
     decoder_views dec; // CoCa's text decoder; NULL views unless cfg.multimodal.layers
     mae_views mae;     // MAE's pixel decoder; NULL views unless cfg.mae.layers
+    fusion_views fus;  // the fusion encoder; NULL views unless cfg.fusion.layers
 } clip_views;
 
 /* Activations one tower saves for its backward. */
@@ -141,6 +151,23 @@ typedef struct mae_head {
     float *dimg;                 // (B, 1+NK, E) the MAE loss's gradient for the image tokens
 } mae_head;
 
+/* The fusion encoder of ALBEF/BLIP (cfg.fusion.layers > 0): reads pairs of
+ * rows of the last text forward (its last block output) and the last image
+ * forward (its projected tokens, as CoCa's decoder), gathered into its own
+ * input. Parameters text_fusion.* (CLIP_PART_FUSION). */
+typedef struct fusion_head {
+    bool on;
+    cross_params *cross_views;   // [2 · layers] weights, then gradients
+    decoder_dims dims;           // not causal, V 0: ln_final's output is read by the heads
+    decoder_acts acts;
+    int pairs;                   // the last forward's
+    int32_t *text_row, *image_row, *pool; // (batch) each pair's rows and its end-of-text position
+    float *txt, *img;            // (B, T, C) (B, Tv, E) the pairs' input, gathered
+    float *mlm_rows;             // (B·T, C) the fused tokens the last MLM forward read
+    float *dlnf, *dpair_txt, *dpair_img; // the backward's: ln_final's output, the pairs' input
+    float *dtxt, *dimg;          // (B, T, W) (B, Tv, E) the towers' rows' gradients, accumulated
+} fusion_head;
+
 /* A model: two towers and the heads its config has, each head's parameters
  * registered in the one buffer under its own part (clip_part). */
 typedef struct clip_model {
@@ -183,6 +210,7 @@ typedef struct clip_model {
     bool kept16; // the bound blocks keep bf16 activations (bind_all: bf16 training)
     coca_head coca;
     mae_head mae;
+    fusion_head fusion;
     /* int8 weights of the towers' blocks (model/clip_q8.h: vlp quantize), or
      * NULL; inference models only */
     struct clip_q8 *q8;
@@ -230,6 +258,25 @@ void clip_caption_backward(clip_model *m, const float *dlogits, int B);
  * block output's (B, T, W) gradient (the decoder's); NULL: none. */
 void clip_image_backward_with_tokens(clip_model *m, const float *demb, const float *dtok_feat, int B);
 void clip_text_backward_with_tokens(clip_model *m, const float *demb, const float *dx_last, int B);
+
+/* The fusion encoder (ALBEF/BLIP) on P ≤ batch pairs: text row text_row[p]
+ * of the last text forward and image row image_row[p] of the last image
+ * forward; its output (ln_final's, (P, T, C)) in fusion.acts.lnf. */
+vlp_err clip_fusion_forward(clip_model *m, const int32_t *text_row, const int32_t *image_row, int P,
+                            vlp_error *err);
+/* ITM logits (P, 2) of the last fusion forward: not matched, matched */
+void clip_itm_forward(const clip_model *m, float *logits);
+/* MLM logits (M, V) at M flat positions (pair · T + t) of the last fusion
+ * forward: the fused tokens · token_embeddingᵀ + text_fusion.mlm_bias */
+vlp_err clip_mlm_forward(clip_model *m, const int32_t *pos, int M, float *logits, vlp_error *err);
+/* fusion.dtxt / fusion.dimg to zero, before a step's fusion backwards */
+void clip_fusion_zero_grads(clip_model *m);
+/* The last fusion forward's backward from its ITM logits' gradient ditm
+ * (P, 2) and its last MLM forward's dmlm (M, V) (either may be NULL): the
+ * heads', the fusion layers' and the token embedding's gradients
+ * (accumulated), and the pairs' input gradients added to their source rows
+ * in fusion.dtxt / fusion.dimg, for clip_text/image_backward_with_tokens. */
+void clip_fusion_backward(clip_model *m, const float *ditm, const int32_t *pos, const float *dmlm, int M);
 
 /* MAE: the image forward on the visible patches only — keep (B, NK), each
  * row ascending patch indices — as MAE's encoder: the class token and those

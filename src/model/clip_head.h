@@ -34,6 +34,11 @@ void layout_reg_embedding(param_layout *L, const char *name, int ndim, int64_t d
 void layout_reg_blocks(param_layout *L, const char *prefix, int layers, const block_dims *d, block_params *w,
                        block_params *g);
 
+/* `layers` cross-attention blocks named PREFIXcross_attn.L.* (CoCa's
+ * decoder's, open_clip's names and order); g NULL: no gradient views */
+void layout_reg_cross_blocks(param_layout *L, const char *prefix, int layers, const block_dims *d, cross_params *w,
+                             cross_params *g);
+
 /* a residual block's open_clip initialisation (text: CLIP.init_parameters' re-draw) */
 void clip_init_block(rng64 *r, block_params *p, const block_dims *d, bool text, int layers);
 

@@ -178,6 +178,15 @@ static vlp_err parse_root(json_t *root, const char *what, clip_config *c, vlp_er
                          "%s: multimodal_cfg.vocab_size %d differs from text_cfg.vocab_size %d",
                          what, vocab, tc->vocab_size);
     }
+    json_t *fu = json_object_get(root, "fusion_cfg");
+    if (fu && !json_is_null(fu)) {
+        VLP_TRY(get_section(root, "fusion_cfg", &fu, what, err));
+        clip_fusion_cfg *fc = &c->fusion;
+        VLP_TRY(get_int(fu, "fusion_cfg", "width", tc->width, &fc->width, what, err));
+        VLP_TRY(get_int(fu, "fusion_cfg", "heads", tc->heads, &fc->heads, what, err));
+        VLP_TRY(get_int(fu, "fusion_cfg", "layers", 6, &fc->layers, what, err));
+        VLP_TRY(get_ratio(fu, "fusion_cfg", fc->width, &fc->mlp_width, what, err));
+    }
     json_t *mae = json_object_get(root, "mae_cfg");
     if (mae && !json_is_null(mae)) {
         VLP_TRY(get_section(root, "mae_cfg", &mae, what, err));
@@ -213,6 +222,17 @@ vlp_err clip_config_validate(const clip_config *c, const char *what, vlp_error *
                             mc->layers <= 1024,
                         err, "%s: multimodal_cfg.width %d is not divisible by %d heads", what,
                         mc->width, mc->heads);
+    }
+    const clip_fusion_cfg *fc = &c->fusion;
+    if (fc->layers > 0) {
+        VLP_CHECK_SHAPE(fc->width == t->width && fc->width == c->embed_dim, err,
+                        "%s: fusion_cfg.width %d must equal text_cfg.width %d and embed_dim %d "
+                        "(the fusion layers read the text tower's tokens and the image's projected tokens)",
+                        what, fc->width, t->width, c->embed_dim);
+        VLP_CHECK_SHAPE(fc->heads > 0 && fc->width % fc->heads == 0 && fc->mlp_width > 0 &&
+                            fc->mlp_width <= 131072 && fc->layers <= 1024,
+                        err, "%s: fusion_cfg.width %d is not divisible by %d heads", what, fc->width,
+                        fc->heads);
     }
     const clip_mae_cfg *ac = &c->mae;
     if (ac->layers > 0)
@@ -291,6 +311,11 @@ char *clip_config_to_json(const clip_config *c) {
                json_pack("{s:i, s:i, s:i, s:f, s:i, s:i}", "width", mc->width, "heads", mc->heads, "layers",
                          mc->layers, "mlp_ratio", ratio_of(mc->mlp_width, mc->width), "context_length",
                          t->context_length, "vocab_size", t->vocab_size));
+    const clip_fusion_cfg *fc = &c->fusion;
+    if (fc->layers > 0)
+        jd_put(&doc, root, "fusion_cfg",
+               json_pack("{s:i, s:i, s:i, s:f}", "width", fc->width, "heads", fc->heads, "layers", fc->layers,
+                         "mlp_ratio", ratio_of(fc->mlp_width, fc->width)));
     const clip_mae_cfg *ac = &c->mae;
     if (ac->layers > 0)
         jd_put(&doc, root, "mae_cfg",

@@ -34,6 +34,17 @@ typedef struct clip_multimodal_cfg {
     int width, heads, layers, mlp_width;
 } clip_multimodal_cfg;
 
+/* The fusion encoder of ALBEF/BLIP (vlp's "fusion_cfg"); layers 0: none.
+ * Its layers read the text tower's last block output (bidirectional
+ * self-attention, then cross-attention to the image tower's projected
+ * tokens, each with its MLP), then a final LN; the image-text matching head
+ * (2-way, on the fused end-of-text token) and the masked-LM head (tied to
+ * the token embedding) read that. vlp requires width == text_cfg.width ==
+ * embed_dim, as for CoCa's decoder. */
+typedef struct clip_fusion_cfg {
+    int width, heads, layers, mlp_width;
+} clip_fusion_cfg;
+
 /* MAE's light decoder (He et al. 2021), vlp's "mae_cfg"; layers 0: none.
  * It reads the image tower's projected tokens (embed_dim wide) and predicts
  * every patch's pixels; MAE's own decoder is 8 blocks of width 512. */
@@ -47,6 +58,7 @@ typedef struct clip_config {
     clip_vision_cfg vision;
     clip_text_cfg text;
     clip_multimodal_cfg multimodal;
+    clip_fusion_cfg fusion;
     clip_mae_cfg mae;
     /* open_clip's init_logit_scale (its default, ln(1/0.07), when absent) and
      * init_logit_bias: present (SigLIP: −10, with init_logit_scale ln 10) the

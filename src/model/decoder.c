@@ -2,8 +2,25 @@
 #include "core/error.h"
 #include "model/arena.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+
+vlp_err decoder_acts_alloc(decoder_acts *a, int layers, vlp_error *err) {
+    decoder_acts_free(a);
+    *a = (decoder_acts){.in = calloc(2 * (size_t)layers, sizeof(float *)),
+                        .out = calloc(2 * (size_t)layers, sizeof(float *)),
+                        .self = calloc((size_t)layers, sizeof(block_acts)),
+                        .cross = calloc((size_t)layers, sizeof(cross_acts))};
+    VLP_CHECK(a->in && a->out && a->self && a->cross, err, VLP_ERR_NOMEM,
+              "could not allocate the activation tables of %d decoder layers", layers);
+    return VLP_OK;
+}
+
+void decoder_acts_free(decoder_acts *a) {
+    free(a->in), free(a->out), free(a->self), free(a->cross);
+    memset(a, 0, sizeof *a);
+}
 
 size_t decoder_acts_bind(decoder_acts *a, float *base, const decoder_dims *d, int B) {
     block_dims sd = d->self, cd = d->cross;
@@ -53,7 +70,7 @@ vlp_err decoder_forward(decoder_acts *a, const float *txt, const float *img, con
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, w->ln_final_w, w->ln_final_b, N, C,
                       sd.eps);
-    proj_forward(a->logits, a->lnf, w->text_projection, N, C, d->V);
+    if (d->V) proj_forward(a->logits, a->lnf, w->text_projection, N, C, d->V);
     return VLP_OK;
 }
 
@@ -67,8 +84,10 @@ void decoder_backward(float *dtxt, float *dimg, decoder_views *g, const float *d
     float *dx = scratch, *dy = dx + arena_round_up(NC);         // (N, C) each, in turn
     float *dln = dy + arena_round_up(NC), *bscratch = dln + arena_round_up(NC);
     const float *last = a->img ? a->out[2 * L - 1] : a->out[2 * L - 2]; /* layers >= 1 */
-    memset(dln, 0, sizeof(float) * NC);
-    proj_backward(dln, g->text_projection, dlogits, a->lnf, w->text_projection, N, C, d->V);
+    if (d->V) {
+        memset(dln, 0, sizeof(float) * NC);
+        proj_backward(dln, g->text_projection, dlogits, a->lnf, w->text_projection, N, C, d->V);
+    } else memcpy(dln, dlogits, sizeof(float) * NC); /* no projection: the gradient is lnf's */
     memset(dx, 0, sizeof(float) * NC);
     layernorm_backward(dx, g->ln_final_w, g->ln_final_b, dln, last, w->ln_final_w,
                        a->lnf_mean, a->lnf_rstd, N, C);

@@ -3,17 +3,20 @@
  *   logits = ln_final(x) @ text_projection              (B, T, vocab)
  * Its input is the unimodal text tower's last block output (before
  * ln_final), its keys the image tower's token features. Without image tokens
- * (the text-only reference LM of PRIOR) the cross blocks are skipped. */
+ * (the text-only reference LM of PRIOR) the cross blocks are skipped. With
+ * V = 0 there is no projection: the output is ln_final's (the fusion
+ * encoder's, whose heads are its own), and the backward's dlogits is its
+ * gradient (B, T, C). The self blocks may be causal (CoCa) or not (fusion). */
 #ifndef VLP_MODEL_DECODER_H
 #define VLP_MODEL_DECODER_H
 
 #include "model/block.h"
 
 typedef struct decoder_dims {
-    block_dims self;  // causal, T = context length, C = width
+    block_dims self;  // T = context length, C = width; causal for CoCa, not for the fusion encoder
     block_dims cross; // the same, not causal
     int Tk;           // image tokens
-    int V;            // vocabulary
+    int V;            // vocabulary; 0: no projection (lnf is the output)
     int layers;
 } decoder_dims;
 
@@ -31,13 +34,15 @@ typedef struct decoder_acts {
     block_acts *self;    // [layers]
     cross_acts *cross;   // [layers]
     float *lnf, *lnf_mean, *lnf_rstd; // (B, T, C) (B·T) (B·T)
-    float *logits;       // (B, T, V)
+    float *logits;       // (B, T, V); none when V is 0
     const float *img;    // the forward's image tokens, NULL: text only
 } decoder_acts;
 
-/* Binds activations for batch B (counts when base is NULL); the pointer
- * tables (in, out, self, cross) must hold 2·layers, 2·layers, layers,
- * layers entries. */
+/* The pointer tables (in, out, self, cross: 2·layers, 2·layers, layers,
+ * layers entries), freed first if there were some; and their free. */
+vlp_err decoder_acts_alloc(decoder_acts *a, int layers, vlp_error *err);
+void decoder_acts_free(decoder_acts *a);
+/* Binds activations for batch B (counts when base is NULL) into the tables. */
 size_t decoder_acts_bind(decoder_acts *a, float *base, const decoder_dims *d, int B);
 size_t decoder_scratch_floats(const decoder_dims *d, int B);
 
@@ -48,7 +53,7 @@ vlp_err decoder_forward(decoder_acts *a,
 void decoder_backward(float *dtxt,          // (B, T, C) accumulated
                       float *dimg,          // (B, Tk, C) accumulated; unused when text only
                       decoder_views *g,     // accumulated
-                      const float *dlogits, // (B, T, V)
+                      const float *dlogits, // (B, T, V), or (B, T, C) for lnf when V is 0
                       const decoder_acts *a, const decoder_views *w, const decoder_dims *d,
                       float *scratch,       // decoder_scratch_floats()
                       int B);

@@ -43,26 +43,7 @@ static void layout(param_layout *L) {
     bool g = layout_with_grads(L), bind = layout_binding(L);
     float *unused;
     layout_reg_blocks(L, "text_decoder.", mc->layers, &m->coca.dims.self, dw->self, g ? dg->self : NULL);
-    block_param_spec specs[BLOCK_NPARAMS];
-    block_param_specs(&m->coca.dims.cross, specs);
-    for (int l = 0; l < mc->layers; l++)
-        for (int i = 0; i <= BLOCK_NPARAMS; i++) {
-            char name[VLP_PARAM_NAME_MAX];
-            if (i == 6) {
-                for (int k = 0; k < 2; k++) {
-                    snprintf(name, sizeof name, "text_decoder.cross_attn.%d.ln_1_kv.%s", l,
-                             k ? "bias" : "weight");
-                    float **wv = bind ? (k ? &dw->cross[l].ln_1_kv_b : &dw->cross[l].ln_1_kv_w) : &unused;
-                    float **gv = g ? (k ? &dg->cross[l].ln_1_kv_b : &dg->cross[l].ln_1_kv_w) : NULL;
-                    layout_reg(L, name, 1, mc->width, 0, wv, gv);
-                }
-            }
-            if (i == BLOCK_NPARAMS) break;
-            snprintf(name, sizeof name, "text_decoder.cross_attn.%d.%s", l, specs[i].name);
-            layout_reg(L, name, specs[i].ndim, specs[i].dims[0], specs[i].dims[1],
-                       bind ? block_params_slot(&dw->cross[l].base, i) : &unused,
-                       g ? block_params_slot(&dg->cross[l].base, i) : NULL);
-        }
+    layout_reg_cross_blocks(L, "text_decoder.", mc->layers, &m->coca.dims.cross, dw->cross, g ? dg->cross : NULL);
     layout_reg(L, "text_decoder.ln_final.weight", 1, mc->width, 0, bind ? &dw->ln_final_w : &unused,
                g ? &dg->ln_final_w : NULL);
     layout_reg(L, "text_decoder.ln_final.bias", 1, mc->width, 0, bind ? &dw->ln_final_b : &unused,
@@ -89,21 +70,8 @@ static void init_weights(clip_model *m, rng64 *r) {
 
 static bool reads_image_tokens(const clip_model *m) { return true; }
 
-static void free_acts(clip_model *m) {
-    free(m->coca.acts.in), free(m->coca.acts.out), free(m->coca.acts.self), free(m->coca.acts.cross);
-    memset(&m->coca.acts, 0, sizeof m->coca.acts);
-}
-
 static vlp_err reserve(clip_model *m, vlp_error *err) {
-    int Ld = m->coca.dims.layers;
-    free_acts(m);
-    m->coca.acts = (decoder_acts){.in = calloc(2 * (size_t)Ld, sizeof(float *)),
-                                  .out = calloc(2 * (size_t)Ld, sizeof(float *)),
-                                  .self = calloc((size_t)Ld, sizeof(block_acts)),
-                                  .cross = calloc((size_t)Ld, sizeof(cross_acts))};
-    VLP_CHECK(m->coca.acts.in && m->coca.acts.out && m->coca.acts.self && m->coca.acts.cross, err, VLP_ERR_NOMEM,
-              "could not allocate the decoder's activation tables");
-    return VLP_OK;
+    return decoder_acts_alloc(&m->coca.acts, m->coca.dims.layers, err);
 }
 
 static size_t bind(clip_model *m, arena *a, int B) {
@@ -118,7 +86,7 @@ static size_t bind(clip_model *m, arena *a, int B) {
 
 static void free_head(clip_model *m) {
     free(m->coca.cross_views);
-    free_acts(m);
+    decoder_acts_free(&m->coca.acts);
 }
 
 const clip_head head_text_decoder = {
