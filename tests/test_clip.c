@@ -586,7 +586,7 @@ static void test_configs_by_name(void **state) {
     assert_non_null(strstr(err.message, "vision_cfg.image_resize_mode must be \"shortest\""));
     /* a name that is not shipped lists those that are; a path is a path */
     assert_int_equal(clip_config_resolve("ViT-Q-99", &c, NULL, 0, &err), VLP_ERR_ARG);
-    assert_non_null(strstr(err.message, "known are ViT-B-16, ViT-B-16-quickgelu, ViT-B-32"));
+    assert_non_null(strstr(err.message, "known are ViT-B-16, ViT-B-16-fusion, ViT-B-16-quickgelu, ViT-B-32"));
     assert_int_equal(clip_config_resolve("./ViT-B-32", &c, NULL, 0, &err), VLP_ERR_IO);
     assert_non_null(strstr(err.message, "./ViT-B-32"));
 }

@@ -72,6 +72,16 @@ static void test_op_preconditions(void **state) {
     float wte[5 * 2] = {0}, out[8];
     assert_int_equal(embedding_forward(out, ids, wte, NULL, 2, 2, 2, 5, &err), VLP_ERR_ARG);
     assert_non_null(strstr(err.message, "token id 5 at sequence 0 position 1"));
+    /* one more row past the vocabulary ([MASK]): id 5 reads it, id 6 is still refused, and its gradient lands there */
+    float extra[2] = {7, 8}, dextra[2] = {0}, dwte[5 * 2] = {0}, dout[8] = {1, 1, 2, 2, 3, 3, 4, 4};
+    int32_t ids2[4] = {0, 5, 2, 5};
+    assert_int_equal(embedding_forward_extra(out, ids2, wte, NULL, extra, 2, 2, 2, 5, &err), VLP_OK);
+    assert_true(out[2] == 7 && out[3] == 8 && out[6] == 7);
+    embedding_backward_extra(dwte, NULL, dextra, dout, ids2, 2, 2, 2, 5);
+    assert_true(dextra[0] == 6 && dextra[1] == 6 && dwte[0] == 1 && dwte[4] == 3);
+    ids2[1] = 6;
+    assert_int_equal(embedding_forward_extra(out, ids2, wte, NULL, extra, 2, 2, 2, 5, &err), VLP_ERR_ARG);
+    assert_non_null(strstr(err.message, "token id 6 at sequence 0 position 1 is outside the vocabulary [0, 6)"));
 
     assert_int_equal(patch_embed_forward(x, x, x, x, 1, 1, 10, 8, 4, 2, &err), VLP_ERR_SHAPE);
     assert_non_null(strstr(err.message, "10x8 is not a whole number of 4x4 patches"));

@@ -4,9 +4,13 @@
  * ln_final, the ITM head on the fused end-of-text token and the MLM head
  * tied to the token embedding, on fixed pairs (the positives, a negative
  * image per text, a negative text per image, gathered from one forward of
- * each tower) and fixed MLM positions: the ITM and MLM logits (atol 1e-5 +
- * rtol 1e-4), the loss (1e-5 relative) and every parameter's gradient, the
- * towers' through the rows' scattered gradients (atol 1e-5 + rtol 1e-4). */
+ * each tower) and an MLM pass over the texts masked at fixed positions (the
+ * [MASK] embedding, a random token, a kept one): the ITM and MLM logits (atol
+ * 1e-5 + rtol 1e-4), the loss (1e-5 relative) and every parameter's
+ * gradient, the towers' through the rows' scattered gradients and the
+ * [MASK] embedding's (atol 1e-5 + rtol 1e-4), in the order the objective
+ * runs them: ITM, the text backward, the masked text forward, MLM, the
+ * text backward again, one image backward. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 
 #include "testutil.h"
 #include "model/clip.h"
+#include "train/objectives/itc_itm_mlm.h"
 
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
@@ -59,6 +64,7 @@ static void test_fusion_step_matches_pytorch(void **state) {
     }
     assert_int_equal(m->nparams, nref);
     assert_true(nfusion > 20);
+    assert_non_null(m->views.fus.mask_token);
     const float *wts = ref_f32(f, "weights", 2);
     const int32_t *text_rows = ref_i32(f, "text_rows", 3 * (size_t)B), *image_rows = ref_i32(f, "image_rows", 3 * (size_t)B);
     const int32_t *itm_labels = ref_i32(f, "itm_labels", 3 * (size_t)B);
@@ -71,25 +77,39 @@ static void test_fusion_step_matches_pytorch(void **state) {
     check(clip_text_forward(m, ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
     float *itm = falloc(3 * (size_t)B * 2), *mlm = falloc((size_t)M * V);
     double loss = 0;
-    clip_fusion_zero_grads(m);
-    for (int chunk = 0; chunk < 3; chunk++) { /* positives, negative images, negative texts: B pairs each */
+    /* ITM on the texts as they are: positives, negative images, negative texts, B pairs each */
+    clip_fusion_zero_grads(m, true, true);
+    for (int chunk = 0; chunk < 3; chunk++) {
         check(clip_fusion_forward(m, text_rows + chunk * B, image_rows + chunk * B, B, &err), &err);
         float *lg = itm + (size_t)chunk * B * 2;
         clip_itm_forward(m, lg);
         assert_close("itm logits", lg, ref_f32(f, "itm_logits", 3 * (size_t)B * 2) + (size_t)chunk * B * 2,
                      (size_t)B * 2, 1e-5, 1e-4);
-        if (chunk == 0) { /* MLM on the positive pairs */
-            check(clip_mlm_forward(m, pos, M, mlm, &err), &err);
-            assert_close("mlm logits", mlm, ref_f32(f, "mlm_logits", (size_t)M * V), (size_t)M * V, 1e-5, 1e-4);
-            loss += wts[1] * softmax_ce(mlm, targets, M, V, M, wts[1]);
-        }
         loss += wts[0] * softmax_ce(lg, itm_labels + chunk * B, B, 2, 3 * B, wts[0]);
-        clip_fusion_backward(m, lg, chunk == 0 ? pos : NULL, chunk == 0 ? mlm : NULL, chunk == 0 ? M : 0);
+        clip_itm_backward(m, lg);
+        clip_fusion_backward(m);
     }
+    clip_text_backward_with_tokens(m, NULL, m->fusion.dtxt, B); /* before the masked pass replaces the text's */
+    /* MLM on the masked texts ([MASK] is id V) with their own images */
+    check(clip_text_forward(m, ref_i32(f, "ids_masked", (size_t)B * T), B, &err), &err);
+    clip_fusion_zero_grads(m, true, false); /* the image rows' ITM gradients stay */
+    int32_t self[64];
+    for (int b = 0; b < B; b++) self[b] = b;
+    check(clip_fusion_forward(m, self, self, B, &err), &err);
+    for (int i0 = 0; i0 < M; i0 += 4) { /* in chunks of positions, as the objective bounds its logits */
+        int n = M - i0 < 4 ? M - i0 : 4;
+        float *lg = mlm + (size_t)i0 * V;
+        check(clip_mlm_forward(m, pos + i0, n, lg, &err), &err);
+        assert_close("mlm logits", lg, ref_f32(f, "mlm_logits", (size_t)M * V) + (size_t)i0 * V, (size_t)n * V, 1e-5,
+                     1e-4);
+        loss += wts[1] * softmax_ce(lg, targets + i0, n, V, M, wts[1]);
+        clip_mlm_backward(m, pos + i0, lg, n);
+    }
+    clip_fusion_backward(m);
+    clip_text_backward_with_tokens(m, NULL, m->fusion.dtxt, B);
+    clip_image_backward_with_tokens(m, NULL, m->fusion.dimg, B);
     float lf = (float)loss;
     assert_close("fusion loss", &lf, ref_f32(f, "loss", 1), 1, 0.0, 1e-5);
-    clip_image_backward_with_tokens(m, NULL, m->fusion.dimg, B);
-    clip_text_backward_with_tokens(m, NULL, m->fusion.dtxt, B);
     for (int i = 0; i < m->nparams; i++) {
         const clip_param *p = &m->params[i];
         char name[128];
@@ -147,10 +167,75 @@ static void test_fusion_refuses(void **state) {
     vlpt_free(f);
 }
 
+/* ALBEF's hard negatives: drawn from the similarity softmax (+ 1e-4), never
+ * the positive; a row that prefers one other sample draws it most */
+static void test_hard_negatives(void **state) {
+    enum { N = 4, E = 4, DRAWS = 4000 };
+    /* text i is like image i (the positive) and like image (i + 1) % N, not the others */
+    float img[N * E] = {0}, txt[N * E] = {0};
+    for (int i = 0; i < N; i++) {
+        img[i * E + i] = 1.0f;
+        txt[i * E + i] = 0.7f, txt[i * E + (i + 1) % N] = 0.7f;
+    }
+    int count[2][N][N] = {{{0}}};
+    int32_t ni[N], nt[N];
+    double w[N];
+    for (int d = 0; d < DRAWS; d++) {
+        fusion_hard_negatives(img, txt, N, E, 10.0f, 1000 + (uint64_t)d, ni, nt, w);
+        for (int i = 0; i < N; i++) count[0][i][ni[i]]++, count[1][i][nt[i]]++;
+    }
+    for (int dir = 0; dir < 2; dir++)
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(count[dir][i][i], 0); /* never the positive */
+            int total = 0;
+            for (int j = 0; j < N; j++) total += count[dir][i][j];
+            assert_int_equal(total, DRAWS);
+        }
+    /* text 0 (dims 0 and 1) is most like image 1 among the negatives, image 1 most like text 0:
+     * drawn most; the others still get their softmax share */
+    for (int j = 2; j < N; j++)
+        assert_true(count[0][0][1] > 5 * count[0][0][j] && count[1][1][0] > 5 * count[1][1][j]);
+    assert_true(count[0][0][2] > 0);
+}
+
+/* BERT's rule on BPE tokens: about `prob` of the tokens between the start
+ * and the end token, of them 80% [MASK] (id V), 10% another token, 10% kept;
+ * never the start, the end or padding; targets the tokens there */
+static void test_mask_tokens(void **state) {
+    enum { N = 400, T = 20, V = 50 };
+    int32_t ids[N * T] = {0}, masked[N * T], pos[N * T], target[N * T];
+    int eligible = 0;
+    for (int b = 0; b < N; b++) {
+        int len = 3 + b % 15; /* start, len - 2 words, end, padding */
+        ids[b * T] = V - 2;
+        for (int t = 1; t < len - 1; t++) ids[b * T + t] = 1 + (b * 7 + t * 3) % (V - 3);
+        ids[b * T + len - 1] = V - 1;
+        eligible += len - 2;
+    }
+    int m = fusion_mask_tokens(masked, pos, target, ids, N, T, V, 0.15f, 42);
+    assert_true(fabs((double)m / eligible - 0.15) < 0.02);
+    int mask = 0, kept = 0, other = 0;
+    for (int i = 0; i < m; i++) {
+        int b = pos[i] / T, t = pos[i] % T;
+        assert_true(t > 0 && ids[pos[i]] != V - 1 && ids[pos[i]] != 0); /* a word */
+        assert_int_equal(target[i], ids[pos[i]]);
+        mask += masked[pos[i]] == V, kept += masked[pos[i]] == ids[pos[i]];
+        other += masked[pos[i]] != V && masked[pos[i]] != ids[pos[i]];
+        assert_true(masked[pos[i]] >= 0 && masked[pos[i]] <= V && masked[pos[i]] != V - 2 && masked[pos[i]] != V - 1);
+        (void)b;
+    }
+    assert_true(fabs((double)mask / m - 0.8) < 0.06 && fabs((double)kept / m - 0.1) < 0.05);
+    int changed = 0; /* nothing else changed */
+    for (int i = 0; i < N * T; i++) changed += masked[i] != ids[i];
+    assert_int_equal(changed, mask + other);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fusion_step_matches_pytorch),
         cmocka_unit_test(test_fusion_refuses),
+        cmocka_unit_test(test_hard_negatives),
+        cmocka_unit_test(test_mask_tokens),
     };
     return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
 }

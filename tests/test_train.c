@@ -80,11 +80,16 @@ static void fixture_init_heads(fixture *f, const train_opts *o, uint64_t init_se
                  .heads = 2, .mlp_width = 4 * width}};
     bool coca = !strcmp(o->objective->name, "coca") || !strcmp(o->objective->name, "textlm");
     bool mae = !strcmp(o->objective->name, "mae") || !strcmp(o->objective->name, "clip-mae");
+    bool fusion = !strcmp(o->objective->name, "itc-itm-mlm");
     if (coca || every_head) {
         /* a one-layer decoder; its width is the text tower's and the embedding's */
         f->cfg.embed_dim = width;
         f->cfg.multimodal = (clip_multimodal_cfg){.width = width, .heads = 2, .layers = 1,
                                                   .mlp_width = 4 * width};
+    }
+    if (fusion || every_head) { /* a one-layer fusion encoder, as wide as the text tower and the embedding */
+        f->cfg.embed_dim = width;
+        f->cfg.fusion = (clip_fusion_cfg){.width = width, .heads = 2, .layers = 1, .mlp_width = 4 * width};
     }
     if (every_head) f->cfg.has_logit_bias = true;
     if (mae || every_head)
@@ -911,6 +916,8 @@ static const struct {
     {"coca", {"visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
               "text_projection", "logit_scale", "text_decoder."}},
     {"textlm", {"transformer.", "token_embedding.", "positional_embedding", "text_decoder."}},
+    {"itc-itm-mlm", {"visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+                     "text_projection", "logit_scale", "text_fusion."}},
     {"mae", {"visual.", "mae_decoder."}},
     {"clip-mae", {"visual.", "transformer.", "token_embedding.", "positional_embedding",
                   "ln_final.", "text_projection", "logit_scale", "mae_decoder."}},
@@ -942,8 +949,10 @@ static void test_untrained_parts_stay(void **state) {
         for (int k = 0; k < f.m.nparams; k++) { /* a head's parameters are named after it */
             const clip_param *p = &f.m.params[k];
             bool dec = !strncmp(p->name, "text_decoder.", 13), mae = !strncmp(p->name, "mae_decoder.", 12);
+            bool fus = !strncmp(p->name, "text_fusion.", 12);
             assert_int_equal(dec, p->part == CLIP_PART_TEXT_DECODER);
             assert_int_equal(mae, p->part == CLIP_PART_MAE_DECODER);
+            assert_int_equal(fus, p->part == CLIP_PART_FUSION);
         }
         for (int k = 0; k < f.m.nparams; k++) f.m.params[k].frozen = false;
         train_steps(f.t, 1, NULL);

@@ -85,7 +85,7 @@ refuse "an option of another objective" "--caption-weight is an option of coca, 
     --train-data pairs.tsv --out x1 --caption-weight 1
 refuse "coca on a config without a decoder" "the coca objective needs a model with a text decoder (config multimodal_cfg); tiny has none" \
     --train-data pairs.tsv --out x2 --objective coca
-refuse "an unknown objective, listing the known" "--objective must be one of clip, siglip, filip, coca, textlm, mae, clip-mae, not 'nope'" \
+refuse "an unknown objective, listing the known" "--objective must be one of clip, siglip, filip, coca, textlm, mae, clip-mae, itc-itm-mlm, not 'nope'" \
     --train-data pairs.tsv --out x3 --objective nope
 refuse "an objective option out of range" "--mask-ratio wants a number in" \
     --train-data pairs.tsv --out x4 --objective mae --model-config tiny-mae --mask-ratio 2

@@ -727,8 +727,9 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
     bd.B = B;
     bd.mm = &m->mm;
     int W = c->width, T = c->context_length, E = m->cfg.embed_dim;
-    VLP_TRY(embedding_forward(t->xs[0], ids, w->token_embedding, w->positional_embedding, B, T, W,
-                              c->vocab_size, err));
+    /* id vocab_size: a fusion model's [MASK] (text_fusion.mask_token), for masked language modelling */
+    VLP_TRY(embedding_forward_extra(t->xs[0], ids, w->token_embedding, w->positional_embedding,
+                                    m->views.fus.mask_token, B, T, W, c->vocab_size, err));
     memcpy(text_ids(m), ids, sizeof(int32_t) * B * T);
     const tower_prompts *pr = &m->text_prompts;
     VLP_CHECK_ARG(!pr->n || B <= pr->count, err, "batch %d: the text prompts are set for %d texts", B, pr->count);
@@ -740,6 +741,14 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
         }
     VLP_TRY(blocks_forward(t, w->blocks, &bd, c->layers, pr, 1, err));
     pool_index_argmax(t->pool_index, ids, B, T);
+    for (int b = 0; m->views.fus.mask_token && b < B; b++) /* a [MASK] (the largest id) is not the end of text */
+        if (ids[(size_t)b * T + t->pool_index[b]] == c->vocab_size) {
+            const int32_t *r = ids + (size_t)b * T;
+            int best = 0;
+            for (int k = 1; k < T; k++)
+                if (r[k] != c->vocab_size && (r[best] == c->vocab_size || r[k] > r[best])) best = k;
+            t->pool_index[b] = best;
+        }
     token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
     head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E, bd.eps);
     token_head_forward(t, t->xs[c->layers], w->ln_final_w, w->ln_final_b, w->text_projection,
@@ -768,8 +777,8 @@ static void text_backward(clip_model *m, const float *demb, const float *dtok,
                                w->text_projection,
                                g->ln_final_w, g->ln_final_b, g->text_projection, w->blocks,
                                g->blocks, &bd, c->layers, 0, NULL, 0, m->checkpoint, B, m->cfg.embed_dim);
-    embedding_backward(g->token_embedding, g->positional_embedding, dx, text_ids(m), B,
-                       c->context_length, c->width, c->vocab_size);
+    embedding_backward_extra(g->token_embedding, g->positional_embedding, m->grad_views.fus.mask_token, dx,
+                             text_ids(m), B, c->context_length, c->width, c->vocab_size);
 }
 
 void clip_text_backward(clip_model *m, const float *demb, int B) {

@@ -78,6 +78,7 @@ typedef struct fusion_views {
     decoder_views dec;       // text_fusion.resblocks/cross_attn/ln_final (text_projection unused)
     float *itm_w, *itm_b;    // (2, C) (2): text_fusion.itm_head.*
     float *mlm_bias;         // (V): text_fusion.mlm_bias; the MLM head's weight is token_embedding's
+    float *mask_token;       // (W): text_fusion.mask_token, the text tower's embedding of id V ([MASK])
 } fusion_views;
 
 typedef struct clip_views {
@@ -164,7 +165,8 @@ typedef struct fusion_head {
     int32_t *text_row, *image_row, *pool; // (batch) each pair's rows and its end-of-text position
     float *txt, *img;            // (B, T, C) (B, Tv, E) the pairs' input, gathered
     float *mlm_rows;             // (B·T, C) the fused tokens the last MLM forward read
-    float *dlnf, *dpair_txt, *dpair_img; // the backward's: ln_final's output, the pairs' input
+    float *dlnf;                 // (B, T, C) the heads' gradient for ln_final's output, zeroed by the forward
+    float *dpair_txt, *dpair_img; // the backward's: the pairs' input gradients
     float *dtxt, *dimg;          // (B, T, W) (B, Tv, E) the towers' rows' gradients, accumulated
 } fusion_head;
 
@@ -264,19 +266,27 @@ void clip_text_backward_with_tokens(clip_model *m, const float *demb, const floa
  * forward; its output (ln_final's, (P, T, C)) in fusion.acts.lnf. */
 vlp_err clip_fusion_forward(clip_model *m, const int32_t *text_row, const int32_t *image_row, int P,
                             vlp_error *err);
-/* ITM logits (P, 2) of the last fusion forward: not matched, matched */
+/* ITM logits (P, 2) of the last fusion forward: not matched, matched; the
+ * backward from their gradient adds to the ITM head's gradients and to the
+ * fusion layers' output gradient (for clip_fusion_backward) */
 void clip_itm_forward(const clip_model *m, float *logits);
+void clip_itm_backward(clip_model *m, const float *ditm);
 /* MLM logits (M, V) at M flat positions (pair · T + t) of the last fusion
- * forward: the fused tokens · token_embeddingᵀ + text_fusion.mlm_bias */
+ * forward: the fused tokens · token_embeddingᵀ + text_fusion.mlm_bias; in
+ * chunks of positions as the caller likes (logits of many positions are
+ * large); the backward of a chunk from its logits' gradient adds to the MLM
+ * bias's, the token embedding's and the fusion output's gradients */
 vlp_err clip_mlm_forward(clip_model *m, const int32_t *pos, int M, float *logits, vlp_error *err);
-/* fusion.dtxt / fusion.dimg to zero, before a step's fusion backwards */
-void clip_fusion_zero_grads(clip_model *m);
-/* The last fusion forward's backward from its ITM logits' gradient ditm
- * (P, 2) and its last MLM forward's dmlm (M, V) (either may be NULL): the
- * heads', the fusion layers' and the token embedding's gradients
- * (accumulated), and the pairs' input gradients added to their source rows
- * in fusion.dtxt / fusion.dimg, for clip_text/image_backward_with_tokens. */
-void clip_fusion_backward(clip_model *m, const float *ditm, const int32_t *pos, const float *dmlm, int M);
+void clip_mlm_backward(clip_model *m, const int32_t *pos, const float *dmlm, int M);
+/* fusion.dtxt (text) / fusion.dimg (image) to zero: before the fusion
+ * backwards of one text forward (the MLM pass reads a second, masked one,
+ * while the image rows' gradients go on accumulating) */
+void clip_fusion_zero_grads(clip_model *m, bool text, bool image);
+/* The last fusion forward's backward from what its heads' backwards left:
+ * the fusion layers' gradients (accumulated), and the pairs' input
+ * gradients added to their source rows in fusion.dtxt / fusion.dimg, for
+ * clip_text/image_backward_with_tokens. */
+void clip_fusion_backward(clip_model *m);
 
 /* MAE: the image forward on the visible patches only — keep (B, NK), each
  * row ascending patch indices — as MAE's encoder: the class token and those

@@ -3,7 +3,8 @@
  * projected tokens (each with its MLP, vlp's block structure), a final LN,
  * and two heads on its output: image-text matching (2-way linear on the
  * fused end-of-text token) and masked language modelling (tied to the token
- * embedding, with its own bias). It reads pairs of rows of the last text and
+ * embedding, with its own bias); the text tower reads id vocab_size as its
+ * [MASK] (text_fusion.mask_token). It reads pairs of rows of the last text and
  * image forwards, gathered into its own input, so that a batch's negatives
  * (another row's image or text) need no second tower pass; its backward
  * scatters the rows' gradients back, accumulated, for the towers' backward. */
@@ -57,10 +58,13 @@ static void layout(param_layout *L) {
     layout_reg(L, "text_fusion.itm_head.bias", 1, 2, 0, bind ? &fw->itm_b : &unused, g ? &fg->itm_b : NULL);
     layout_reg(L, "text_fusion.mlm_bias", 1, m->cfg.text.vocab_size, 0, bind ? &fw->mlm_bias : &unused,
                g ? &fg->mlm_bias : NULL);
+    layout_reg_embedding(L, "text_fusion.mask_token", 1, m->cfg.text.width, 0, bind ? &fw->mask_token : &unused,
+                         g ? &fg->mask_token : NULL);
 }
 
 /* the blocks as the text tower's (open_clip's normal draws); the ITM head
- * N(0, 0.02) as BERT's heads, the MLM bias 0 */
+ * N(0, 0.02) as BERT's heads, the MLM bias 0, the [MASK] embedding as the
+ * token embedding's draws (open_clip: N(0, 0.02)) */
 static void init_weights(clip_model *m, rng64 *r) {
     const clip_fusion_cfg *fc = &m->cfg.fusion;
     fusion_views *fw = &m->views.fus;
@@ -74,6 +78,7 @@ static void init_weights(clip_model *m, rng64 *r) {
     init_normal(r, fw->itm_w, 2 * (size_t)fc->width, 0.02f);
     init_const(fw->itm_b, 2, 0.0f);
     init_const(fw->mlm_bias, (size_t)m->cfg.text.vocab_size, 0.0f);
+    init_normal(r, fw->mask_token, (size_t)m->cfg.text.width, 0.02f);
 }
 
 static bool reads_image_tokens(const clip_model *m) { return true; }
@@ -134,6 +139,8 @@ vlp_err clip_fusion_forward(clip_model *m, const int32_t *text_row, const int32_
         m->fusion.pool[p] = m->text_acts.pool_index[text_row[p]];
     }
     m->fusion.pairs = P;
+    if (!m->inference) /* the heads' backwards add to it */
+        memset(m->fusion.dlnf, 0, sizeof(float) * (size_t)P * T * C);
     decoder_dims d = m->fusion.dims;
     d.self.mm = d.cross.mm = &m->mm;
     return decoder_forward(&m->fusion.acts, m->fusion.txt, m->fusion.img, &m->views.fus.dec, &d, P, err);
@@ -152,6 +159,22 @@ void clip_itm_forward(const clip_model *m, float *logits) {
     }
 }
 
+void clip_itm_backward(clip_model *m, const float *ditm) {
+    int P = m->fusion.pairs, C = m->text_dims.C, T = m->text_dims.T;
+    const fusion_views *w = &m->views.fus;
+    fusion_views *g = &m->grad_views.fus;
+    for (int p = 0; p < P; p++) { /* logits = W x_pool + b */
+        size_t at = ((size_t)p * T + m->fusion.pool[p]) * C;
+        const float *x = m->fusion.acts.lnf + at;
+        float *dx = m->fusion.dlnf + at;
+        for (int k = 0; k < 2; k++) {
+            float d = ditm[2 * p + k];
+            g->itm_b[k] += d;
+            for (int c = 0; c < C; c++) g->itm_w[k * C + c] += d * x[c], dx[c] += d * w->itm_w[k * C + c];
+        }
+    }
+}
+
 /* the fused tokens at the positions, gathered (M, C) */
 static void gather_rows(float *out, const float *lnf, const int32_t *pos, int M, int C) {
     for (int i = 0; i < M; i++) memcpy(out + (size_t)i * C, lnf + (size_t)pos[i] * C, sizeof(float) * C);
@@ -163,7 +186,7 @@ vlp_err clip_mlm_forward(clip_model *m, const int32_t *pos, int M, float *logits
     for (int i = 0; i < M; i++)
         VLP_CHECK_ARG(pos[i] >= 0 && pos[i] < P * T, err, "MLM position %d is outside the %d pairs' %d tokens",
                       pos[i], P, P * T);
-    float *rows = m->fusion.mlm_rows; /* kept for the backward */
+    float *rows = m->fusion.mlm_rows;
     gather_rows(rows, m->fusion.acts.lnf, pos, M, C);
     /* logits (M, V) = rows (M, C) · token_embedding (V, C)ᵀ + bias */
     for (int i = 0; i < M; i++) memcpy(logits + (size_t)i * V, m->views.fus.mlm_bias, sizeof(float) * V);
@@ -171,43 +194,33 @@ vlp_err clip_mlm_forward(clip_model *m, const int32_t *pos, int M, float *logits
     return VLP_OK;
 }
 
-void clip_fusion_zero_grads(clip_model *m) {
-    size_t B = (size_t)m->batch, T = (size_t)m->text_dims.T, C = (size_t)m->text_dims.C;
-    memset(m->fusion.dtxt, 0, sizeof(float) * B * T * C);
-    memset(m->fusion.dimg, 0, sizeof(float) * B * m->image_dims.T * m->cfg.embed_dim);
+void clip_mlm_backward(clip_model *m, const int32_t *pos, const float *dmlm, int M) {
+    int C = m->text_dims.C, V = m->cfg.text.vocab_size;
+    float *rows = m->fusion.mlm_rows, *drows = m->fusion.dpair_txt; /* (M, C) each; M ≤ P·T */
+    gather_rows(rows, m->fusion.acts.lnf, pos, M, C);
+    for (int i = 0; i < M; i++) /* logits = rows · token_embeddingᵀ + bias, the embedding tied */
+        for (int v = 0; v < V; v++) m->grad_views.fus.mlm_bias[v] += dmlm[(size_t)i * V + v];
+    vlp_sgemm(true, false, V, C, M, 1.0f, dmlm, V, rows, C, 1.0f, m->grad_views.txt.token_embedding, C);
+    vlp_sgemm(false, false, M, C, V, 1.0f, dmlm, V, m->views.txt.token_embedding, C, 0.0f, drows, C);
+    for (int i = 0; i < M; i++)
+        for (int c = 0; c < C; c++) m->fusion.dlnf[(size_t)pos[i] * C + c] += drows[(size_t)i * C + c];
 }
 
-void clip_fusion_backward(clip_model *m, const float *ditm, const int32_t *pos, const float *dmlm, int M) {
-    int P = m->fusion.pairs, C = m->text_dims.C, T = m->text_dims.T, V = m->cfg.text.vocab_size;
+void clip_fusion_zero_grads(clip_model *m, bool text, bool image) {
+    size_t B = (size_t)m->batch, T = (size_t)m->text_dims.T, C = (size_t)m->text_dims.C;
+    if (text) memset(m->fusion.dtxt, 0, sizeof(float) * B * T * C);
+    if (image) memset(m->fusion.dimg, 0, sizeof(float) * B * m->image_dims.T * m->cfg.embed_dim);
+}
+
+void clip_fusion_backward(clip_model *m) {
+    int P = m->fusion.pairs, C = m->text_dims.C, T = m->text_dims.T;
     size_t NC = (size_t)P * T * C, Tk = (size_t)m->image_dims.T, E = (size_t)m->cfg.embed_dim;
-    fusion_views *w = &m->views.fus, *g = &m->grad_views.fus;
-    float *dlnf = m->fusion.dlnf;
-    memset(dlnf, 0, sizeof(float) * NC);
-    for (int p = 0; ditm && p < P; p++) { /* ITM: logits = W x_pool + b */
-        const float *x = m->fusion.acts.lnf + ((size_t)p * T + m->fusion.pool[p]) * C;
-        float *dx = dlnf + ((size_t)p * T + m->fusion.pool[p]) * C;
-        for (int k = 0; k < 2; k++) {
-            float d = ditm[2 * p + k];
-            g->itm_b[k] += d;
-            for (int c = 0; c < C; c++) g->itm_w[k * C + c] += d * x[c], dx[c] += d * w->itm_w[k * C + c];
-        }
-    }
-    if (dmlm && M > 0) { /* MLM: logits = rows · token_embeddingᵀ + bias, the embedding tied */
-        for (int i = 0; i < M; i++)
-            for (int v = 0; v < V; v++) g->mlm_bias[v] += dmlm[(size_t)i * V + v];
-        vlp_sgemm(true, false, V, C, M, 1.0f, dmlm, V, m->fusion.mlm_rows, C, 1.0f, m->grad_views.txt.token_embedding,
-                  C);
-        float *drows = m->fusion.dpair_txt; /* (M, C) scratch: M ≤ P·T */
-        vlp_sgemm(false, false, M, C, V, 1.0f, dmlm, V, m->views.txt.token_embedding, C, 0.0f, drows, C);
-        for (int i = 0; i < M; i++)
-            for (int c = 0; c < C; c++) dlnf[(size_t)pos[i] * C + c] += drows[(size_t)i * C + c];
-    }
     decoder_dims d = m->fusion.dims;
     d.self.mm = d.cross.mm = &m->mm;
     memset(m->fusion.dpair_txt, 0, sizeof(float) * NC);
     memset(m->fusion.dpair_img, 0, sizeof(float) * (size_t)P * Tk * E);
-    decoder_backward(m->fusion.dpair_txt, m->fusion.dpair_img, &g->dec, dlnf, &m->fusion.acts, &w->dec, &d,
-                     m->scratch, P);
+    decoder_backward(m->fusion.dpair_txt, m->fusion.dpair_img, &m->grad_views.fus.dec, m->fusion.dlnf,
+                     &m->fusion.acts, &m->views.fus.dec, &d, m->scratch, P);
     for (int p = 0; p < P; p++) { /* back to the towers' rows, accumulated */
         float *dt = m->fusion.dtxt + (size_t)m->fusion.text_row[p] * T * C;
         const float *st = m->fusion.dpair_txt + (size_t)p * T * C;

@@ -203,6 +203,14 @@ void embedding_backward(float *dwte,        // (V, C) or NULL
                         const float *dout,  // (B, T, C)
                         const int32_t *ids, // (B, T), validated by the forward
                         int B, int T, int C, int V);
+/* The same with one more row past the vocabulary: id V reads `extra` (C)
+ * (a fusion model's [MASK] token, kept apart from the BPE table so that
+ * open_clip's token_embedding keeps its shape); extra NULL: ids < V only.
+ * The backward adds id V's gradients to dextra (NULL: dropped). */
+vlp_err embedding_forward_extra(float *out, const int32_t *ids, const float *wte, const float *wpe,
+                                const float *extra, int B, int T, int C, int V, vlp_error *err);
+void embedding_backward_extra(float *dwte, float *dwpe, float *dextra, const float *dout, const int32_t *ids, int B,
+                              int T, int C, int V);
 
 /* ---- patch embedding: conv(stride = kernel = P, no bias) as one GEMM ---------
  * img is channels-first; a patch is unfolded in (channel, row, col) order, the

@@ -11,8 +11,11 @@ BertLayer with vlp's block structure, in PyTorch, run in float64:
   text_fusion.mlm_bias (tied to the token embedding, ALBEF/BERT's decoder).
 The pairs and positions are fixed (no sampling here): the B positive pairs,
 one negative image per text and one negative text per image (as ALBEF/BLIP
-draw them, never the positive), ITM labels 1 then 0, 0; MLM on the positive
-pairs at fixed positions, targets the ids there. Stores:
+draw them, never the positive), ITM labels 1 then 0, 0, on the texts as
+they are; MLM on a second text pass over the texts masked at fixed
+positions (BERT's three kinds: [MASK], a random token, the token kept; the
+[MASK] is id V, embedded as text_fusion.mask_token), fused with their own
+images, targets the original ids there. Stores:
   - fusion_step: loss = ITM_W * ITM cross-entropy (mean over 3B pairs) +
     MLM_W * MLM cross-entropy (mean over the positions); the ITM logits
     (3B, 2), the MLM logits (M, V), and the gradient of every parameter
@@ -58,7 +61,29 @@ def fusion_params(c):
     p["text_fusion.itm_head.weight"] = R.draw(2, C, scale=C ** -0.5)
     p["text_fusion.itm_head.bias"] = R.draw(2, scale=0.1)
     p["text_fusion.mlm_bias"] = R.draw(c["vocab_size"], scale=0.1)
+    p["text_fusion.mask_token"] = R.draw(C, scale=0.5)
     return p
+
+
+def masked_text_tower(ids, p, c):
+    """the text tower's last block output on ids where V is [MASK]"""
+    table = torch.cat([p["token_embedding.weight"], p["text_fusion.mask_token"][None]])
+    x = F.embedding(ids, table) + p["positional_embedding"]
+    for i in range(c["t_layers"]):
+        x = R.resblock(x, p, f"transformer.resblocks.{i}.", c["t_heads"], True, c["quick_gelu"])
+    return x
+
+
+def masked(ids, pos, V):
+    """BERT's kinds at the positions, in turn: [MASK] (id V), [MASK], a random token, kept"""
+    out = ids.clone().reshape(-1)
+    for k, q in enumerate(pos):
+        kind = k % 4
+        if kind < 2:
+            out[q] = V
+        elif kind == 2:
+            out[q] = (int(out[q]) * 7 + 3) % (V - 2)  # a token other than start and end
+    return out.reshape(ids.shape)
 
 
 def fusion(x, img, p):
@@ -96,7 +121,10 @@ def main():
     itm = F.linear(cls, p["text_fusion.itm_head.weight"], p["text_fusion.itm_head.bias"])
     itm_labels = torch.tensor([1] * B + [0] * (2 * B))
     pos = mlm_positions(ids)
-    tok = fused[:B].reshape(B * T, -1)[pos]
+    ids_masked = masked(ids, pos, c["vocab_size"])
+    txt_masked = masked_text_tower(ids_masked, p, c)
+    fused_masked = fusion(txt_masked, img_tok, p)
+    tok = fused_masked.reshape(B * T, -1)[pos]
     mlm = tok @ p["token_embedding.weight"].T + p["text_fusion.mlm_bias"]
     mlm_targets = ids.reshape(-1)[pos]
     itm_loss = F.cross_entropy(itm, itm_labels)
@@ -104,7 +132,7 @@ def main():
     loss = ITM_W * itm_loss + MLM_W * mlm_loss
     loss.backward()
     rec = {"config": np.array([c[k] for k in R.CFG] + [FUS["layers"], FUS["heads"], FUS["mlp"]], np.int32),
-           "images": images.float().numpy(), "ids": ids.int().numpy(),
+           "images": images.float().numpy(), "ids": ids.int().numpy(), "ids_masked": ids_masked.int().numpy(),
            "text_rows": np.array(text_rows, np.int32), "image_rows": np.array(image_rows, np.int32),
            "itm_labels": itm_labels.int().numpy(), "mlm_pos": np.array(pos, np.int32),
            "mlm_targets": mlm_targets.int().numpy(),

@@ -5,12 +5,12 @@
 #include <string.h>
 
 extern const objective objective_clip, objective_siglip, objective_filip, objective_coca,
-    objective_textlm, objective_mae, objective_clip_mae;
+    objective_textlm, objective_mae, objective_clip_mae, objective_itc_itm_mlm;
 
 const objective *const vlp_objectives[] = {
     &objective_clip,   /* the default */
     &objective_siglip, &objective_filip, &objective_coca,
-    &objective_textlm, &objective_mae,   &objective_clip_mae,
+    &objective_textlm, &objective_mae,   &objective_clip_mae, &objective_itc_itm_mlm,
     NULL,
 };
 
