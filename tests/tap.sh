@@ -28,6 +28,14 @@ tap_if() {
     what=$1; log=$2; shift 2
     if "$@" > /dev/null 2>&1; then tap_ok "$what"; else tap_not_ok "$what" "$log"; fi
 }
+# tap_refused WHAT PATTERN CMD...: CMD must fail (non-zero) saying the fixed string PATTERN
+tap_refused() {
+    what=$1 pattern=$2; shift 2
+    "$@" > refused.log 2>&1
+    rc=$?
+    if [ $rc != 0 ] && grep -qF -- "$pattern" refused.log; then tap_ok "refused: $what"
+    else echo "exit $rc" >> refused.log; tap_not_ok "refused: $what: want '$pattern'" refused.log; fi
+}
 tap_end() { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }
 # tap_release_only WHY: a test that runs once, on the release build ($here
 # is the test's build directory)

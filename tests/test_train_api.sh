@@ -50,13 +50,7 @@ tap_if "evaluation: i2t R@1 $want as vlp train's" api.log grep -q "^eval step 6 
 tap_grep "evaluation: zero-shot over 8 classes" api.log "zeroshot step 6 classes 8 top1 "
 tap_grep "messages reach the callback" api.log "tokenizer: learnt"
 
-refuse() { # WHAT PATTERN ARGS...
-    what=$1 pattern=$2; shift 2
-    "$api" "$@" > refused.log 2>&1
-    rc=$?
-    if [ $rc != 0 ] && grep -qF -- "$pattern" refused.log; then tap_ok "refused: $what"
-    else echo "exit $rc" >> refused.log; tap_not_ok "refused: $what: want '$pattern'" refused.log; fi
-}
+refuse() { what=$1 pattern=$2; shift 2; tap_refused "$what" "$pattern" "$api" "$@"; } # WHAT PATTERN ARGS...
 refuse "an unknown option" "unknown option 'bogus'" bogus=1
 refuse "a batch out of range, with the range" "--batch wants a whole number in 2..1048576, got '1'" batch=1
 refuse "another objective's option" "--mask-ratio is an option of mae, clip-mae, not of the clip objective" \
