@@ -317,7 +317,7 @@ typedef struct vlp_eval_opts {
     const char *caption_key;      /* NULL: "title" */
     const char *label_key;        /* NULL: no labels: retrieval only */
     bool zeroshot, retrieval, linear_probe; /* none: retrieval, and with labels zero-shot and the probe */
-    const char *const *templates; /* zero-shot's (n_templates of them; NULL: "a photo of a {}.") */
+    const char *const *templates; /* zero-shot's (n_templates of them; NULL: the shipped "default" set) */
     int n_templates;
     const char *const *classes;   /* zero-shot over these (NULL: the set's labels); images of others left out */
     int n_classes;

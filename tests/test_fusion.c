@@ -18,6 +18,7 @@
 
 #include "testutil.h"
 #include "model/clip.h"
+#include "loss/loss.h"
 #include "train/objectives/itc_itm_mlm.h"
 
 static void check(vlp_err e, const vlp_error *err) {
@@ -25,20 +26,15 @@ static void check(vlp_err e, const vlp_error *err) {
     if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));
 }
 
-/* mean cross-entropy over n rows of k logits: its value, and in place the
- * logits' gradient times `weight` (softmax − one-hot) · weight / total */
+/* the cross-entropy the objective uses (src/loss: caption_loss_*): its mean
+ * over `total` rows added, and in place the logits' gradient times `weight` */
 static double softmax_ce(float *x, const int32_t *target, int n, int k, int total, float weight) {
-    double loss = 0;
-    for (int i = 0; i < n; i++) {
-        float *r = x + (size_t)i * k;
-        double mx = r[0], z = 0;
-        for (int j = 1; j < k; j++) mx = fmax(mx, r[j]);
-        for (int j = 0; j < k; j++) z += exp(r[j] - mx);
-        loss += -(r[target[i]] - mx - log(z));
-        for (int j = 0; j < k; j++)
-            r[j] = (float)((exp(r[j] - mx) / z - (j == target[i])) * weight / total);
-    }
-    return loss / total;
+    float part, *rows = falloc((size_t)n);
+    vlp_error err = {0};
+    check(caption_loss_forward(&part, x, rows, x, target, NULL, n, k, (double)total, &err), &err);
+    caption_loss_backward(x, x, target, NULL, weight, n, k, (double)total);
+    free(rows);
+    return part;
 }
 
 static void test_fusion_step_matches_pytorch(void **state) {

@@ -18,7 +18,7 @@
 #include <jansson.h>
 #include "vlp.h"
 
-/* the progress line (begun once the set has opened) and the warnings of the pass over the set */
+/* the progress line of the pass over the set, begun once the set has opened */
 typedef struct eval_line {
     progress pr;
     bool begun;
@@ -29,7 +29,6 @@ static int eval_progress(void *user, long long done) {
     progress_update(&l->pr, (long)done);
     return 0;
 }
-static void eval_warn(void *user, const char *line) { cli_warn(NULL, line); (void)user; }
 
 /* per class: images, correct, accuracy, as a JSON file written atomically
  * (what vlp data concepts joins with the captions' concept frequencies) */
@@ -237,7 +236,7 @@ int cmd_eval(int argc, char **argv) {
     eo.zeroshot = zs, eo.retrieval = rt, eo.linear_probe = lp, eo.prompts = prompts, eo.text_only = text_only;
     eo.templates = (const char *const *)tpl, eo.n_templates = nt, eo.classes = (const char *const *)given;
     eo.n_classes = ng, eo.probe_test_fraction = test_frac, eo.probe_l2 = l2, eo.seed = (unsigned long long)seed;
-    eo.stop_on_bad = stop, eo.warn = eval_warn;
+    eo.stop_on_bad = stop, eo.warn = cli_warn;
     eval_line line = {0};
     eo.progress = eval_progress, eo.user = &line;
     vlp_eval_result r;

@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const DEFAULT_TEMPLATE[] = {"a photo of a {}."};
-
 vlp_eval_opts vlp_eval_opts_default(void) {
     return (vlp_eval_opts){.image_key = "filepath", .caption_key = "title", .probe_test_fraction = 0.5,
                            .probe_l2 = 1e-3};
@@ -125,8 +123,13 @@ static vlp_err zeroshot(vlp_model *m, const vlp_eval_opts *o, const embedded_set
         rc = vlp_prompts_set_classes(o->prompts, cls, C, err);
     if (rc == VLP_OK && o->prompts) rc = vlp_prompts_scores(o->prompts, s->emb, s->n, scores, err);
     if (rc == VLP_OK && !o->prompts) {
-        const char *const *tpl = o->templates ? o->templates : DEFAULT_TEMPLATE;
-        rc = vlp_encode_classes(m, cls, C, tpl, o->templates ? o->n_templates : 1, scores, err);
+        char **shipped = NULL; /* no templates given: the set vlp ships as "default" */
+        int ns = 0;
+        if (!o->templates) rc = templates_load("default", &shipped, &ns, err);
+        if (rc == VLP_OK)
+            rc = vlp_encode_classes(m, cls, C, o->templates ? o->templates : (const char *const *)shipped,
+                                    o->templates ? o->n_templates : ns, scores, err);
+        vlp_templates_free(shipped, ns);
     }
     zeroshot_result z;
     const char **names = rc ? NULL : calloc((size_t)C + 1, sizeof(char *)); /* the result's own copies */
