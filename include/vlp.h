@@ -216,6 +216,18 @@ vlp_err vlp_caption_images(vlp_model *m, const float *pixels, int n, int beam, c
 vlp_err vlp_caption_nll(vlp_model *m, const float *pixels, const char *const *captions, int n,
                         double *nll, long *targets, vlp_error *err);
 
+/* ---- image-text matching: models with a fusion encoder (config fusion_cfg) ----
+ * ALBEF/BLIP's ITM head over cross-attention from the text to the image's
+ * tokens: the probability (its 2-way softmax) that an image and a text match. */
+bool vlp_model_has_fusion(const vlp_model *m);
+/* n_images preprocessed images (n_images, 3, S, S) and n_texts texts: pairs
+ * NULL scores every pair, out (n_images, n_texts); else n_pairs pairs
+ * (image, text) of indices, pairs (n_pairs, 2), out (n_pairs). Both towers
+ * run once an item; their outputs are held for the call (Tv·E floats an
+ * image, T·W a text). */
+vlp_err vlp_itm_scores(vlp_model *m, const float *pixels, int n_images, const char *const *texts, int n_texts,
+                       const int *pairs, long n_pairs, float *out, vlp_error *err);
+
 /* ---- learnt prompts: classifiers adapted by `vlp adapt` ----------------------
  * CoOp, CoCoOp and MaPLe prompts (or a linear probe) learnt on a model from
  * a few labelled images. A prompt file belongs to the model it was learnt on
@@ -332,6 +344,12 @@ typedef struct vlp_eval_opts {
      * after its batch: vlp_eval then fails with "stopped by the caller" */
     int (*progress)(void *user, long long images);
     void *user;
+    /* retrieval, a model with a fusion encoder: each query's top `rerank` by
+     * cosine re-ordered by the ITM probability, both ways (0: none); the
+     * set's image tokens and captions' rows are kept for it */
+    int rerank;
+    /* ITM pairs scored so far of total (may be NULL); nonzero stops, as progress */
+    int (*rerank_progress)(void *user, long long pairs, long long total);
 } vlp_eval_opts;
 vlp_eval_opts vlp_eval_opts_default(void);
 /* The tasks when none is asked for: retrieval, and zero-shot and the probe
@@ -360,6 +378,9 @@ typedef struct vlp_eval_result {
     bool has_probe;
     int probe_classes, probe_iterations;
     double probe_test_acc, probe_train_acc, probe_loss;
+    int rerank;                    /* retrieval re-ranked by ITM: the top K of each query (0: not) */
+    double rr_i2t_r1, rr_i2t_r5, rr_i2t_r10, rr_i2t_mean_rank, rr_i2t_median_rank;
+    double rr_t2i_r1, rr_t2i_r5, rr_t2i_r10, rr_t2i_mean_rank, rr_t2i_median_rank;
 } vlp_eval_result;
 /* The set evaluated as o says. *out is to be freed with vlp_eval_result_free
  * whatever the return: after a failure it still holds the counts of the

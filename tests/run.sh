@@ -22,7 +22,7 @@ THREADED_TESTS="test_threads test_dataset test_train test_dist test_gemm_bf16"
 # the tests of the kernels that exist at several instruction-set levels:
 # run again at every level below the CPU's own (VLP_CPU), so that one
 # machine tests each path it can run
-LEVEL_TESTS="test_levels test_attention test_gemm_int8 test_gemm_bf16 test_ops_ref test_ops_grad test_clip test_int8_model test_coca test_mae test_fusion"
+LEVEL_TESTS="test_levels test_attention test_gemm_int8 test_gemm_bf16 test_ops_ref test_ops_grad test_clip test_int8_model test_coca test_mae test_fusion test_rerank"
 
 # VLP_TEST_RUNNER (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu", make
 # test-arm64) runs the C tests of a foreign build; of the scripts only those

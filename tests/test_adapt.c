@@ -198,15 +198,6 @@ static void test_inference_model_scores_but_does_not_train(void **state) {
     close_ref(&r);
 }
 
-static char *ref_path(const char *name) {
-    const char *dir = getenv("VLP_REF_DIR");
-    static char buf[4][512]; /* a few at a time, test only */
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 512, "%s/%s", dir && *dir ? dir : "tests/ref", name);
-    return p;
-}
-
 /* With no context, CoOp's prompt is "<name>." : its scores are zero-shot's
  * with the template "{}." (a real model and tokenizer). */
 static void test_coop_without_context_is_zeroshot(void **state) {

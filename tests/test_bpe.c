@@ -41,9 +41,7 @@ static void unescape(char *s) {
 static void test_matches_reference(void **state) {
     text_tokenizer t = load();
     assert_int_equal(t.vocab_size, 49408);
-    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
-    char path[512];
-    snprintf(path, sizeof path, "%s/bpe_ref.tsv", dir);
+    const char *path = ref_path("bpe_ref.tsv");
     FILE *fp = fopen(path, "r");
     if (!fp) fail_msg("cannot open %s", path);
     static char line[1 << 16];

@@ -19,22 +19,13 @@
 
 #define E 16
 
-static const char *ref(const char *name) {
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
-
 typedef struct expected {
     int ids[3][12];
     float image[2][E], text[3][E];
 } expected;
 
 static void read_expected_from(expected *x, const char *name) {
-    FILE *fp = fopen(ref(name), "r");
+    FILE *fp = fopen(ref_path(name), "r");
     assert_non_null(fp);
     char kind[16];
     int ni = 0, nm = 0, nt = 0;
@@ -59,7 +50,7 @@ static double cosine(const float *a, const float *b) {
 /* the lowest cosine over the three texts and two images */
 static double lowest_cosine(vlp_model *m, const expected *x) {
     const char *texts[] = {"the cat", "A photo of THE dog, then the end!", ""};
-    const char *files[] = {ref("img_src.png"), ref("img_src.jpg")};
+    const char *files[] = {ref_path("img_src.png"), ref_path("img_src.jpg")};
     float t[3][E], im[2][E];
     vlp_error err;
     assert_int_equal(vlp_encode_texts(m, texts, 3, &t[0][0], &err), VLP_OK);
@@ -80,11 +71,11 @@ static void assert_embedding(const char *what, const float *got, const float *wa
 static vlp_model *load_with(bool bf16) {
     vlp_model_opts o = vlp_model_opts_default();
     o.bf16 = bf16;
-    o.vocab = ref("api_merges.txt");
+    o.vocab = ref_path("api_merges.txt");
     o.batch = 2; /* three texts: two batches */
     vlp_model *m = NULL;
     vlp_error err;
-    if (vlp_model_load(&m, ref("api_model.safetensors"), &o, &err) != VLP_OK) {
+    if (vlp_model_load(&m, ref_path("api_model.safetensors"), &o, &err) != VLP_OK) {
         char buf[600];
         fail_msg("%s", vlp_error_format_debug(&err, buf, sizeof buf));
     }
@@ -111,7 +102,7 @@ static void test_embeddings_match_pytorch(void **state) {
     float t[3][E], im[2][E];
     vlp_error err;
     assert_int_equal(vlp_encode_texts(m, texts, 3, &t[0][0], &err), VLP_OK);
-    const char *files[] = {ref("img_src.png"), ref("img_src.jpg")};
+    const char *files[] = {ref_path("img_src.png"), ref_path("img_src.jpg")};
     assert_int_equal(vlp_encode_image_files(m, files, 2, &im[0][0], &err), VLP_OK);
     for (int i = 0; i < 3; i++) assert_embedding("text", t[i], x.text[i]);
     for (int i = 0; i < 2; i++) assert_embedding("image", im[i], x.image[i]);
@@ -164,17 +155,17 @@ static void test_encode_classes(void **state) {
  * shapes. */
 static vlp_model *load_headwidth(const char *config, vlp_error *err) {
     vlp_model_opts o = vlp_model_opts_default();
-    o.vocab = ref("api_merges.txt");
+    o.vocab = ref_path("api_merges.txt");
     o.model_config = config;
     vlp_model *m = NULL;
-    return vlp_model_load(&m, ref("headwidth_model.safetensors"), &o, err) == VLP_OK ? m : NULL;
+    return vlp_model_load(&m, ref_path("headwidth_model.safetensors"), &o, err) == VLP_OK ? m : NULL;
 }
 
 static void test_head_width_from_config(void **state) {
     expected x;
     read_expected_from(&x, "headwidth_expected.txt");
     vlp_error err = {0};
-    vlp_model *m = load_headwidth(ref("headwidth.json"), &err);
+    vlp_model *m = load_headwidth(ref_path("headwidth.json"), &err);
     if (!m) fail_msg("%s", err.message);
     assert_null(vlp_model_warning(m));
     char desc[256];
@@ -217,15 +208,15 @@ static void test_errors(void **state) {
     assert_non_null(strstr(err.message, "/nonexistent.safetensors"));
     /* the model's vocab does not fit OpenAI's tokenizer: said so */
     vlp_model_opts o = vlp_model_opts_default();
-    o.vocab = ref("bpe_ref.tsv"); /* not a merges file at all */
-    assert_int_not_equal(vlp_model_load(&m, ref("api_model.safetensors"), &o, &err), VLP_OK);
+    o.vocab = ref_path("bpe_ref.tsv"); /* not a merges file at all */
+    assert_int_not_equal(vlp_model_load(&m, ref_path("api_model.safetensors"), &o, &err), VLP_OK);
     m = load();
     float out[E];
     const char *missing[] = {"/nonexistent.png"};
     assert_int_equal(vlp_encode_image_files(m, missing, 1, out, &err), VLP_ERR_IO);
     assert_non_null(strstr(err.message, "/nonexistent.png"));
     /* skipping: the rows of the images that decode, in order, and each other one's error */
-    const char *some[] = {"/nonexistent.png", ref("img_src.png"), ref("api_merges.txt"), ref("img_src.jpg")};
+    const char *some[] = {"/nonexistent.png", ref_path("img_src.png"), ref_path("api_merges.txt"), ref_path("img_src.jpg")};
     float rows[4][E], want[2][E];
     bool ok[4];
     int got = -1;
@@ -288,7 +279,7 @@ static void test_preprocess_memory(void **state) {
     size_t n = (size_t)3 * S * S;
     float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
     vlp_error err;
-    const char *file = ref("modes/bmp_rgb24.bmp");
+    const char *file = ref_path("modes/bmp_rgb24.bmp");
     assert_int_equal(vlp_preprocess_image_file(m, file, a, &err), VLP_OK);
     /* its RGB, as Pillow decodes it (tests/ref/make_modes_ref.py) */
     enum { W = 39, H = 30 };
@@ -391,8 +382,8 @@ static void test_eval(void **state) {
     fprintf(fp, "filepath\ttitle\tlabel\n");
     char abs[PATH_MAX]; /* a set's relative paths are its directory's */
     for (int i = 0; i < 24; i++) /* four times over: the probe has rows to train on and to test */
-        fprintf(fp, "%s\ta picture of kind %d\t%s\n", realpath(ref(img[i % 6]), abs), i % 3, i % 2 ? "odd" : "even");
-    fprintf(fp, "%s\ta broken picture\todd\n", realpath(ref("api_merges.txt"), abs));
+        fprintf(fp, "%s\ta picture of kind %d\t%s\n", realpath(ref_path(img[i % 6]), abs), i % 3, i % 2 ? "odd" : "even");
+    fprintf(fp, "%s\ta broken picture\todd\n", realpath(ref_path("api_merges.txt"), abs));
     fclose(fp);
     vlp_model *m = load();
     vlp_eval_opts o = vlp_eval_opts_default();

@@ -45,13 +45,6 @@ static uint8_t *slurp(const char *path, size_t *n) {
     return b;
 }
 
-static const char *ref(const char *name) {
-    static char p[512];
-    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
-
 /* N images (copies of the reference PNG/JPEG) in g_dir, a TSV and a CSV over
  * them (plus a row whose file is missing and one that is not an image), and
  * three shards (the last truncated). */
@@ -60,8 +53,8 @@ static int setup(void **state) {
     if (!mkdtemp(g_dir)) return -1;
     size_t np, nj;
     char abs_png[512], abs_jpg[512];
-    snprintf(abs_png, sizeof abs_png, "%s", ref("img_src.png"));
-    snprintf(abs_jpg, sizeof abs_jpg, "%s", ref("img_src.jpg"));
+    snprintf(abs_png, sizeof abs_png, "%s", ref_path("img_src.png"));
+    snprintf(abs_jpg, sizeof abs_jpg, "%s", ref_path("img_src.jpg"));
     uint8_t *png = slurp(abs_png, &np), *jpg = slurp(abs_jpg, &nj);
     FILE *tsv = fopen(tmp("pairs.tsv"), "w"), *csv = fopen(tmp("pairs.csv"), "w");
     fprintf(tsv, "id\ttitle\tfilepath\n");
@@ -341,7 +334,7 @@ static void test_loader_skips_bad_images(void **state) {
  * image is reported; the epoch's order and the readers' shares as a table's. */
 static void test_class_folders(void **state) {
     size_t np;
-    uint8_t *png = slurp(ref("img_src.png"), &np);
+    uint8_t *png = slurp(ref_path("img_src.png"), &np);
     char root[128], cmd[1024], link[192];
     snprintf(root, sizeof root, "%s/classes", g_dir);
     snprintf(cmd, sizeof cmd, "mkdir -p %s/red_car %s/blue %s/empty %s/.hidden", root, root, root, root);

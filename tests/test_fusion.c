@@ -10,7 +10,9 @@
  * gradient, the towers' through the rows' scattered gradients and the
  * [MASK] embedding's (atol 1e-5 + rtol 1e-4), in the order the objective
  * runs them: ITM, the text backward, the masked text forward, MLM, the
- * text backward again, one image backward. */
+ * text backward again, one image backward. The ITM probabilities of every
+ * pair from the towers' rows kept, as re-ranking scores them (eval/itm.h),
+ * to the same tolerance. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include "testutil.h"
 #include "model/clip.h"
 #include "loss/loss.h"
+#include "eval/itm.h"
 #include "train/objectives/itc_itm_mlm.h"
 
 static void check(vlp_err e, const vlp_error *err) {
@@ -71,6 +74,19 @@ static void test_fusion_step_matches_pytorch(void **state) {
 
     check(clip_image_forward(m, ref_f32(f, "images", (size_t)B * 3 * S * S), B, &err), &err);
     check(clip_text_forward(m, ref_i32(f, "ids", (size_t)B * T), B, &err), &err);
+    { /* the towers' rows kept and scored as re-ranking does (eval/itm.h): every pair's ITM probability */
+        itm_store keep = {0};
+        check(itm_store_images(&keep, m, B, &err), &err);
+        check(itm_store_texts(&keep, m, B, &err), &err);
+        float *prob = falloc(3 * (size_t)B), *want = falloc(3 * (size_t)B);
+        check(itm_pair_scores(m, &keep, image_rows, text_rows, 3 * B, prob, NULL, NULL, &err), &err);
+        itm_probabilities(prob, 3 * B);
+        const float *lg = ref_f32(f, "itm_logits", 3 * (size_t)B * 2);
+        for (int p = 0; p < 3 * B; p++) want[p] = (float)(1 / (1 + exp((double)lg[2 * p] - lg[2 * p + 1])));
+        assert_close("itm probabilities from kept rows", prob, want, 3 * (size_t)B, 1e-5, 1e-4);
+        itm_store_free(&keep);
+        free(prob), free(want);
+    }
     float *itm = falloc(3 * (size_t)B * 2), *mlm = falloc((size_t)M * V);
     double loss = 0;
     /* ITM on the texts as they are: positives, negative images, negative texts, B pairs each */

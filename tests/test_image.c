@@ -12,13 +12,6 @@
 #include <webp/encode.h>
 #include <webp/types.h>
 
-static const char *ref_path(const char *name) {
-    static char p[512];
-    const char *dir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
-
 static void check(vlp_err e, const vlp_error *err) {
     char buf[600];
     if (e != VLP_OK) fail_msg("%s", vlp_error_format_debug(err, buf, sizeof buf));

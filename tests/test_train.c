@@ -204,9 +204,7 @@ static void test_checkpoint_round_trip(void **state) {
 /* The names, shapes and order of the state dict equal those of the PyTorch
  * module with open_clip's structure (tests/ref/check_checkpoint.py --keys). */
 static void test_keys_match_torch_module(void **state) {
-    const char *refdir = getenv("VLP_REF_DIR") ? getenv("VLP_REF_DIR") : "tests/ref";
-    char path[512];
-    snprintf(path, sizeof path, "%s/clip_state_dict_keys.txt", refdir);
+    const char *path = ref_path("clip_state_dict_keys.txt");
     FILE *fp = fopen(path, "r");
     if (!fp) fail_msg("cannot open %s (make ref regenerates it)", path);
     clip_config cfg;

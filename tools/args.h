@@ -23,6 +23,10 @@ char **read_templates(const char *name_or_file, const char *cmd, int *n);
  * wrapped at 90 columns, continuation lines indented 26. */
 void help_item(FILE *fp, const char *head, const char *text);
 #define TEMPLATES_DEFAULT "default"
+/* the --images and --texts of the commands that read lists (embed, match) */
+#define HELP_IMAGE_LIST \
+    "image paths, one a line ('-': stdin); relative ones are relative to the list's directory, as a table's"
+#define HELP_TEXT_LIST "texts, one a line ('-': stdin)"
 
 
 /* Whether a file can be written at path: its directory made if missing, a
@@ -45,7 +49,7 @@ const char *tool_error_text(const struct vlp_error *e, char *buf, size_t n);
  * message naming the bad value. */
 #define ON_ERROR_SKIPPED_EXIT 3
 #define ON_ERROR_HELP                                                                                          \
-    "an image that cannot be read or decoded: 'skip' leaves it out, named and counted, and goes on (embed, "  \
+    "an image that cannot be read or decoded: 'skip' leaves it out, named and counted, and goes on (embed, match, "  \
     "eval and adapt then exit 3; curation counts it in the report); 'stop' ends the run there (exit 1, "      \
     "nothing written)"
 #define ON_ERROR_OPT(type, member)                                                                             \

@@ -20,13 +20,24 @@
 
 /* the progress line of the pass over the set, begun once the set has opened */
 typedef struct eval_line {
-    progress pr;
-    bool begun;
+    progress pr, pairs;
+    bool begun, pairs_begun;
+    long long images, pairs_done; // the last counts shown
 } eval_line;
 static int eval_progress(void *user, long long done) {
     eval_line *l = user;
     if (!l->begun) progress_begin(&l->pr, stderr, "images", 0), l->begun = true;
-    progress_update(&l->pr, (long)done);
+    progress_update(&l->pr, (long)(l->images = done));
+    return 0;
+}
+/* re-ranking's, after the pass over the set: the ITM pairs */
+static int rerank_progress(void *user, long long done, long long total) {
+    eval_line *l = user;
+    if (!l->pairs_begun) {
+        if (l->begun) progress_end(&l->pr, (long)l->images), l->begun = false;
+        progress_begin(&l->pairs, stderr, "ITM pairs", (long)total), l->pairs_begun = true;
+    }
+    progress_update(&l->pairs, (long)(l->pairs_done = done));
     return 0;
 }
 
@@ -98,6 +109,17 @@ static void print_result(const vlp_eval_result *r, const vlp_eval_opts *o, int n
         printf("RESULT name=retrieval i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f t2i_r1=%.4f t2i_r5=%.4f t2i_r10=%.4f\n",
                r->i2t_r1, r->i2t_r5, r->i2t_r10, r->t2i_r1, r->t2i_r5, r->t2i_r10);
     }
+    if (r->rerank) {
+        printf("retrieval re-ranked by ITM (each query's top %d by cosine, ordered by the fusion encoder's match "
+               "probability):\n", r->rerank);
+        printf("  image->text  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f\n", r->rr_i2t_r1,
+               r->rr_i2t_r5, r->rr_i2t_r10, r->rr_i2t_mean_rank, r->rr_i2t_median_rank);
+        printf("  text->image  R@1 %.4f  R@5 %.4f  R@10 %.4f  mean rank %.1f  median %.1f\n", r->rr_t2i_r1,
+               r->rr_t2i_r5, r->rr_t2i_r10, r->rr_t2i_mean_rank, r->rr_t2i_median_rank);
+        printf("RESULT name=retrieval_rerank k=%d i2t_r1=%.4f i2t_r5=%.4f i2t_r10=%.4f t2i_r1=%.4f t2i_r5=%.4f "
+               "t2i_r10=%.4f\n",
+               r->rerank, r->rr_i2t_r1, r->rr_i2t_r5, r->rr_i2t_r10, r->rr_t2i_r1, r->rr_t2i_r5, r->rr_t2i_r10);
+    }
     if (r->has_probe) {
         printf("linear probe (L-BFGS logistic regression, l2 %g, %d classes, held-out fraction %.2f): "
                "test accuracy %.4f  train %.4f  (%d iterations, loss %.4f)\n",
@@ -113,7 +135,7 @@ typedef struct eval_args {
     const char *on_error;
     bool zs, rt, lp, text_only;
     double test_frac, l2;
-    long seed;
+    long seed, rerank;
 } eval_args;
 
 #define A(shrt, flag, arg, type, member, lo, hi, help)                                            \
@@ -140,6 +162,9 @@ static const opt_desc eval_opts[] = {
     A(NULL, "--per-class-json", "FILE", opt_string, per_class_json, 0, 0,
       "zero-shot: write each class's images, correct and accuracy to F (vlp data concepts joins it "
       "with concept frequencies)"),
+    A(NULL, "--rerank", "K", opt_long, rerank, 0, 100000,
+      "retrieval: also re-rank each query's top K by the fusion encoder's image-text matching probability, "
+      "both ways (a model with fusion_cfg, e.g. trained with --objective itc-itm-mlm; 0: no)"),
     A(NULL, "--probe-test-fraction", "F", opt_double, test_frac, 0.01, 0.99, "the probe's held-out part"),
     A(NULL, "--probe-l2", "X", opt_double, l2, 0, 1e6, "the probe's L2 penalty"),
     A(NULL, "--text-only", NULL, opt_switch, text_only, 0, 0,
@@ -156,12 +181,14 @@ int cmd_eval(int argc, char **argv) {
     static const char *const exclusive[][2] = {{"--prompts", "--templates"}, {NULL}};
     const cmd_spec spec = {
         .name = "eval", .exclusive = exclusive,
-        .usage = "vlp eval --model FILE --data SET [--zeroshot] [--retrieval] [--linear-probe] [options]",
+        .usage = "vlp eval --model FILE --data SET [--zeroshot] [--retrieval [--rerank K]] [--linear-probe] [options]",
         .about = "Evaluates on a labelled image-caption set (.tsv/.csv or shards), in file order:\n"
                  "  zero-shot   classes = the distinct labels; each class embedding is the normalised\n"
                  "              mean of its template embeddings; top-1, top-5, class-balanced;\n"
                  "  retrieval   image->text and text->image over the distinct captions: R@1/5/10,\n"
                  "              mean and median rank (similarities computed 256 rows at a time);\n"
+                 "              with --rerank K (a model with a fusion encoder) also each query's top K\n"
+                 "              re-ordered by the image-text matching probability (ALBEF, BLIP);\n"
                  "  linear probe  L-BFGS logistic regression on the frozen image embeddings, a\n"
                  "              random held-out part as the test set.\n"
                  "  caption perplexity  models with a text decoder (CoCa): exp of the mean −log p of\n"
@@ -236,13 +263,14 @@ int cmd_eval(int argc, char **argv) {
     eo.zeroshot = zs, eo.retrieval = rt, eo.linear_probe = lp, eo.prompts = prompts, eo.text_only = text_only;
     eo.templates = (const char *const *)tpl, eo.n_templates = nt, eo.classes = (const char *const *)given;
     eo.n_classes = ng, eo.probe_test_fraction = test_frac, eo.probe_l2 = l2, eo.seed = (unsigned long long)seed;
-    eo.stop_on_bad = stop, eo.warn = cli_warn;
+    eo.stop_on_bad = stop, eo.warn = cli_warn, eo.rerank = (int)e.rerank;
     eval_line line = {0};
-    eo.progress = eval_progress, eo.user = &line;
+    eo.progress = eval_progress, eo.rerank_progress = rerank_progress, eo.user = &line;
     vlp_eval_result r;
     vlp_error err = {0};
     int rc = vlp_eval(m, &eo, &r, &err) != VLP_OK;
     if (line.begun) progress_end(&line.pr, r.images);
+    if (line.pairs_begun) progress_end(&line.pairs, (long)line.pairs_done);
     print_result(&r, &eo, nt); /* the counts, and what was done before a failure */
     if (rc) {
         char buf[1024];

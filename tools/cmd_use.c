@@ -43,11 +43,8 @@ typedef struct embed_args {
 } embed_args;
 
 static const opt_desc embed_opts[] = {
-    {NULL, "-i", "--images", "LIST", &opt_string, offsetof(embed_args, images), 0, 0, 0,
-     "image paths, one a line ('-': stdin); relative ones are relative to the list's directory, as a "
-     "table's", NULL},
-    {NULL, "-T", "--texts", "FILE", &opt_string, offsetof(embed_args, texts), 0, 0, 0,
-     "texts, one a line ('-': stdin)", NULL},
+    {NULL, "-i", "--images", "LIST", &opt_string, offsetof(embed_args, images), 0, 0, 0, HELP_IMAGE_LIST, NULL},
+    {NULL, "-T", "--texts", "FILE", &opt_string, offsetof(embed_args, texts), 0, 0, 0, HELP_TEXT_LIST, NULL},
     {NULL, "-o", "--out", "FILE", &opt_string, offsetof(embed_args, out), 0, 0, OPT_REQUIRED,
      "the .npy to write", NULL},
     {NULL, NULL, "--no-normalize", NULL, &opt_switch_off, offsetof(embed_args, m.o.normalize), 0, 0, 0,

@@ -12,6 +12,7 @@ int data_concepts(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_match(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_models(int argc, char **argv);

@@ -26,6 +26,7 @@ static const struct {
     {"embed", cmd_embed, "embed images or texts into a .npy"},
     {"search", cmd_search, "the rows of an embedding index nearest to a text or an image"},
     {"classify", cmd_classify, "zero-shot labels of an image (templates or learnt prompts)"},
+    {"match", cmd_match, "image-text matching probabilities by a fusion encoder (ITM, ALBEF/BLIP)"},
     {"caption", cmd_caption, "captions of images (CoCa models: greedy or beam search)"},
     {"eval", cmd_eval, "zero-shot, retrieval and linear probe on a labelled set"},
     {"adapt", cmd_adapt, "learn prompts (CoOp, CoCoOp, MaPLe) or a probe from a few labelled images"},

@@ -245,6 +245,42 @@ def test_evaluate_equals_cli(model, tmp_path):
         model.evaluate(tmp_path / "nowhere.tsv")
 
 
+def test_match_and_rerank_equal_cli(model, tmp_path):
+    """Model.match equals vlp match's TSV; evaluate(rerank=K) equals vlp eval --rerank K; a model without a
+    fusion encoder raises"""
+    pairs = _pairs(tmp_path)
+    cli("train", "--train-data", "pairs.tsv", "--out", "fus", "--model-config", "tiny-fusion", "--objective",
+        "itc-itm-mlm", "--batch", "8", "--warmup", "1", "--tokenizer-merges", "60", "--workers", "1", "--threads",
+        "2", "--steps", "2", cwd=tmp_path)
+    rows = [line.split("\t") for line in pairs.read_text().splitlines()[1:]]
+    images, texts = [str(tmp_path / r[0]) for r in rows[:6]], [r[1] for r in rows[:4]]
+    (tmp_path / "images.txt").write_text("".join(x + "\n" for x in images))
+    (tmp_path / "texts.txt").write_text("".join(x + "\n" for x in texts))
+    weights = str(tmp_path / "fus" / "latest.safetensors")
+    out = cli("match", "--model", weights, "--images", "images.txt", "--texts", "texts.txt", cwd=tmp_path).stdout
+    want = np.array([float(line.split("\t")[2]) for line in out.splitlines()[1:]]).reshape(6, 4)
+    with vlp.load(weights, threads=2) as m:
+        assert m.info["matches"]
+        got = m.match(images, texts)
+        assert got.shape == (6, 4) and np.array_equal(np.round(got.astype(np.float64), 6), want)
+        diag = m.match(images[:4], texts, pairs=True)
+        assert diag.shape == (4,) and np.allclose(diag, np.diag(got[:4]), atol=1e-6)
+        r = cli("eval", "--model", weights, "--data", str(pairs), "--retrieval", "--rerank", "8", cwd=tmp_path)
+        line = next(x for x in r.stdout.splitlines() if x.startswith("RESULT name=retrieval_rerank "))
+        kv = dict(x.split("=") for x in line.split()[2:])
+        ev = m.evaluate(pairs, retrieval=True, rerank=8)
+        assert ev["retrieval_rerank"]["k"] == 8 == int(kv.pop("k"))
+        for k, v in kv.items():
+            assert round(ev["retrieval_rerank"][k], 4) == float(v), k
+        with pytest.raises(vlp.VlpArgumentError, match="pairs=True"):
+            m.match(images, texts, pairs=True)
+    assert not model.info["matches"]
+    with pytest.raises(vlp.VlpUnsupportedError, match="no fusion encoder"):
+        model.match(images, texts)
+    with pytest.raises(vlp.VlpArgumentError, match="fusion encoder"):
+        model.evaluate(pairs, rerank=4)
+
+
 def test_learnt_prompts_equal_cli(model, tmp_path):
     """prompts from vlp adapt: classify and evaluate as `vlp classify/eval --prompts`"""
     pairs = _pairs(tmp_path, 64)

@@ -145,6 +145,7 @@ class SysInfo(ctypes.Structure):
 
 
 PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong)
+PAIRS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong)
 
 
 class EvalOpts(ctypes.Structure):
@@ -155,7 +156,8 @@ class EvalOpts(ctypes.Structure):
                 ("classes", c_char_pp), ("n_classes", ctypes.c_int), ("prompts", ctypes.c_void_p),
                 ("text_only", ctypes.c_bool), ("probe_test_fraction", ctypes.c_double),
                 ("probe_l2", ctypes.c_double), ("seed", ctypes.c_ulonglong), ("stop_on_bad", ctypes.c_bool),
-                ("warn", MESSAGE_FN), ("progress", PROGRESS_FN), ("user", ctypes.c_void_p)]
+                ("warn", MESSAGE_FN), ("progress", PROGRESS_FN), ("user", ctypes.c_void_p),
+                ("rerank", ctypes.c_int), ("rerank_progress", PAIRS_FN)]
 
 
 class EvalResult(ctypes.Structure):
@@ -174,7 +176,11 @@ class EvalResult(ctypes.Structure):
                 ("t2i_mean_rank", ctypes.c_double), ("t2i_median_rank", ctypes.c_double),
                 ("has_probe", ctypes.c_bool), ("probe_classes", ctypes.c_int), ("probe_iterations", ctypes.c_int),
                 ("probe_test_acc", ctypes.c_double), ("probe_train_acc", ctypes.c_double),
-                ("probe_loss", ctypes.c_double)]
+                ("probe_loss", ctypes.c_double), ("rerank", ctypes.c_int),
+                ("rr_i2t_r1", ctypes.c_double), ("rr_i2t_r5", ctypes.c_double), ("rr_i2t_r10", ctypes.c_double),
+                ("rr_i2t_mean_rank", ctypes.c_double), ("rr_i2t_median_rank", ctypes.c_double),
+                ("rr_t2i_r1", ctypes.c_double), ("rr_t2i_r5", ctypes.c_double), ("rr_t2i_r10", ctypes.c_double),
+                ("rr_t2i_mean_rank", ctypes.c_double), ("rr_t2i_median_rank", ctypes.c_double)]
 
 
 class TrainProgress(ctypes.Structure):
@@ -217,6 +223,9 @@ def _declare(L):
         "vlp_model_quantize": (ctypes.c_int, [h, E]),
         "vlp_model_is_int8": (ctypes.c_bool, [h]),
         "vlp_model_has_decoder": (ctypes.c_bool, [h]),
+        "vlp_model_has_fusion": (ctypes.c_bool, [h]),
+        "vlp_itm_scores": (ctypes.c_int, [h, c_float_p, ctypes.c_int, c_char_pp, ctypes.c_int, c_int_p, ctypes.c_long,
+                                          c_float_p, E]),
         "vlp_encode_images": (ctypes.c_int, [h, c_float_p, ctypes.c_int, c_float_p, E]),
         "vlp_encode_image_files_skipping": (ctypes.c_int, [h, c_char_pp, ctypes.c_int, c_float_p, c_bool_p,
                                                            c_int_p, E, E]),

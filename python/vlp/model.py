@@ -128,7 +128,7 @@ class Model:
         return {"description": desc, "config": config, "embed_dim": self.embed_dim, "image_size": self.image_size,
                 "context_length": self.context_length, "parameters": L.vlp_model_parameter_count(h),
                 "precision": "int8" if L.vlp_model_is_int8(h) else "bf16" if "; bf16 matmuls" in desc else "fp32",
-                "captions": bool(L.vlp_model_has_decoder(h)),
+                "captions": bool(L.vlp_model_has_decoder(h)), "matches": bool(L.vlp_model_has_fusion(h)),
                 "warning": warning.decode() if warning else None, "system": system_info()}
 
     def __repr__(self):
@@ -264,6 +264,43 @@ class Model:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
+    @_locked
+    def match(self, images: ImageLike | Sequence[ImageLike], texts: str | Sequence[str],
+              pairs: bool = False) -> np.ndarray:
+        """image-text matching probabilities by the model's fusion encoder
+        (ALBEF/BLIP's ITM head; a model with fusion_cfg, trained with
+        --objective itc-itm-mlm): every image with every text → (n_images,
+        n_texts) float32; pairs=True: image i with text i → (n,), as `vlp match`"""
+        L, h = lib(), self._handle()
+        if not L.vlp_model_has_fusion(h):
+            raise _lib.VlpUnsupportedError("the model has no fusion encoder (its config has no fusion_cfg): no "
+                                           "image-text matching head", _lib.UNSUPPORTED)
+        images = [images] if isinstance(images, (str, bytes, os.PathLike)) or _is_pil(images) else list(images)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if pairs and len(images) != len(texts):
+            raise VlpArgumentError(f"pairs=True scores image i with text i, but there are {len(images)} images and "
+                                   f"{len(texts)} texts")
+        n = len(images)
+        out = np.empty((n,) if pairs else (n, len(texts)), np.float32)
+        err = _lib.Error()
+        every = None if pairs else strings(texts)
+        for i in range(0, n, 32):  # a call per 32 images: Ctrl-C comes between them
+            px = np.stack([self.preprocess(x) for x in images[i:i + 32]])
+            k = len(px)
+            if pairs:
+                ta, tk = strings(texts[i:i + k])
+                idx = np.stack([np.arange(k), np.arange(k)], axis=1).astype(np.intc)
+                part = np.empty(k, np.float32)
+                check(L.vlp_itm_scores(h, _as_float(px), k, ta, k, idx.ctypes.data_as(_lib.c_int_p), k,
+                                       _as_float(part), ctypes.byref(err)), err)
+            else:
+                ta, tk = every
+                part = np.empty((k, len(texts)), np.float32)
+                check(L.vlp_itm_scores(h, _as_float(px), k, ta, len(tk), None, 0, _as_float(part), ctypes.byref(err)),
+                      err)
+            out[i:i + k] = part
+        return out
+
     # ---- learnt prompts ----
     @_locked
     def load_prompts(self, path: PathLike) -> "Prompts":
@@ -278,7 +315,8 @@ class Model:
                  templates: str | Sequence[str] | None = None, classes: Sequence[str] | None = None,
                  image_key: str = "filepath", caption_key: str = "title", text_only: bool = False,
                  probe_test_fraction: float = 0.5, probe_l2: float = 1e-3, seed: int = 0,
-                 on_error: str = "skip", on_warning=None, prompts: "Prompts | None" = None) -> dict:
+                 on_error: str = "skip", on_warning=None, prompts: "Prompts | None" = None,
+                 rerank: int = 0) -> dict:
         """what `vlp eval` measures on a set (.tsv/.csv, class folders or
         shards), in file order → dict. Without a task: retrieval, and with
         label_key zero-shot and the linear probe. templates: a list, a set vlp
@@ -286,8 +324,10 @@ class Model:
         an image that does not decode is counted ("undecodable") and named
         ("first_undecodable"); "stop" raises on it. on_warning(line): each
         skipped row or image. prompts: learnt prompts (load_prompts) in place
-        of the templates, zero-shot only. Ctrl-C stops it after the batch it
-        is in."""
+        of the templates, zero-shot only. rerank=K (a model with a fusion
+        encoder): retrieval also with each query's top K re-ordered by the
+        ITM probability ("retrieval_rerank"). Ctrl-C stops it after the batch
+        it is in."""
         if on_error not in ("skip", "stop"):
             raise VlpArgumentError(f"on_error is '{on_error}'; it takes skip or stop")
         L = lib()
@@ -309,14 +349,15 @@ class Model:
             if prompts.model is not self:
                 raise VlpArgumentError("the prompts were loaded on another model")
             o.prompts = prompts._handle()
-        o.stop_on_bad = on_error == "stop"
+        o.stop_on_bad, o.rerank = on_error == "stop", int(rerank)
         interrupted = []
         # one long call: Ctrl-C is noted by a handler of ours (run by Python when the
         # library calls progress back after a batch) and stops the pass there
         pf = _lib.PROGRESS_FN(lambda user, n: 1 if interrupted else 0)
+        rf = _lib.PAIRS_FN(lambda user, n, total: 1 if interrupted else 0)
         wf = _lib.MESSAGE_FN(lambda user, line: on_warning(line.decode("utf-8", "replace"))) if on_warning else \
             _lib.MESSAGE_FN()
-        o.progress, o.warn = pf, wf
+        o.progress, o.warn, o.rerank_progress = pf, wf, rf
         r, err = _lib.EvalResult(), _lib.Error()
         before = prompts.classes if prompts is not None else None
         try:
@@ -466,6 +507,10 @@ def _eval_dict(r) -> dict:
                            "balanced": r.balanced, "majority": r.majority, "per_class": per}
     if r.has_retrieval:
         out["retrieval"] = {"texts": r.texts, **{k: getattr(r, k) for k in (
+            "i2t_r1", "i2t_r5", "i2t_r10", "i2t_mean_rank", "i2t_median_rank",
+            "t2i_r1", "t2i_r5", "t2i_r10", "t2i_mean_rank", "t2i_median_rank")}}
+    if r.rerank:
+        out["retrieval_rerank"] = {"k": r.rerank, **{k: getattr(r, "rr_" + k) for k in (
             "i2t_r1", "i2t_r5", "i2t_r10", "i2t_mean_rank", "i2t_median_rank",
             "t2i_r1", "t2i_r5", "t2i_r10", "t2i_mean_rank", "t2i_median_rank")}}
     if r.has_probe:

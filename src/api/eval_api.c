@@ -12,6 +12,7 @@
 #include "data/dataset.h"
 #include "eval/embed_set.h"
 #include "eval/eval.h"
+#include "eval/itm.h"
 #include "eval/linear_probe.h"
 #include "vlp.h"
 
@@ -46,13 +47,14 @@ typedef struct set_pass {
     double nll;
     long targets;
     bool stop; // the caller's progress asked to stop
+    itm_store *keep; // re-ranking: the images' fusion encoder input, kept
 } set_pass;
 
 static vlp_err pass_encode(void *ctx, const float *pixels, int n, float *out, vlp_error *err) {
     set_pass *p = ctx;
     VLP_CHECK_ARG(!p->stop, err, "stopped by the caller"); /* asked after the last batch: no more encoding */
     return p->o->prompts ? vlp_prompts_encode_images(p->o->prompts, pixels, n, out, err)
-                         : vlp_encode_images(p->m, pixels, n, out, err);
+                         : model_encode_images_keeping(p->m, pixels, n, out, p->keep, err);
 }
 
 static vlp_err pass_batch(void *ctx, const float *pixels, char *const *captions, int first, int n, vlp_error *err) {
@@ -149,12 +151,72 @@ static vlp_err zeroshot(vlp_model *m, const vlp_eval_opts *o, const embedded_set
     return rc;
 }
 
-static vlp_err retrieval(vlp_model *m, const embedded_set *s, vlp_eval_result *r, vlp_error *err) {
+typedef struct rerank_line {
+    const vlp_eval_opts *o;
+    long long total;
+} rerank_line;
+
+static int rerank_progress(void *ctx, long done) {
+    const rerank_line *l = ctx;
+    return l->o->rerank_progress ? l->o->rerank_progress(l->o->user, done, l->total) : 0;
+}
+
+/* each query's top K by cosine (vlp_search), pairs (image, text) of them
+ * into img_of / txt_of from `at` on; top (nq, K) the items */
+static vlp_err top_pairs(const float *gallery, int ng, const float *query, int nq, int E, int K, bool query_is_image,
+                         int *top, int *img_of, int *txt_of, vlp_error *err) {
+    long *ids = malloc(sizeof(long) * (size_t)nq * K);
+    float *cos = malloc(sizeof(float) * (size_t)nq * K);
+    vlp_err rc = ids && cos ? vlp_search(gallery, ng, E, query, nq, K, ids, cos, err)
+                            : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "the top %d of %d queries", K, nq);
+    for (size_t i = 0; rc == VLP_OK && i < (size_t)nq * K; i++) {
+        int q = (int)(i / (size_t)K);
+        top[i] = (int)ids[i];
+        img_of[i] = query_is_image ? q : top[i], txt_of[i] = query_is_image ? top[i] : q;
+    }
+    free(ids), free(cos);
+    return rc;
+}
+
+/* Both directions' top K re-ordered by the fusion encoder's ITM (ALBEF's
+ * and BLIP's second stage): by its margin, in the order of the probability
+ * without its rounding to 1. */
+static vlp_err rerank(vlp_model *m, const vlp_eval_opts *o, const embedded_set *s, const float *T, int nt,
+                      const int *cap_of, const itm_store *keep, vlp_eval_result *r, vlp_error *err) {
+    int E = vlp_model_embed_dim(m), Ki = o->rerank < nt ? o->rerank : nt, Kt = o->rerank < s->n ? o->rerank : s->n;
+    size_t Pi = (size_t)s->n * Ki, P = Pi + (size_t)nt * Kt;
+    int *top = malloc(sizeof(int) * P), *img_of = malloc(sizeof(int) * P), *txt_of = malloc(sizeof(int) * P);
+    float *score = malloc(sizeof(float) * P);
+    vlp_err rc = top && img_of && txt_of && score
+                     ? VLP_OK
+                     : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "%zu pairs to re-rank", P);
+    if (rc == VLP_OK) rc = top_pairs(T, nt, s->emb, s->n, E, Ki, true, top, img_of, txt_of, err);
+    if (rc == VLP_OK) rc = top_pairs(s->emb, s->n, T, nt, E, Kt, false, top + Pi, img_of + Pi, txt_of + Pi, err);
+    rerank_line line = {o, (long long)P};
+    if (rc == VLP_OK)
+        rc = itm_pair_scores(model_clip(m), keep, img_of, txt_of, (long)P, score, rerank_progress, &line, err);
+    retrieval_result i2t, t2i;
+    if (rc == VLP_OK) rc = retrieval_eval_reranked(s->emb, T, cap_of, NULL, s->n, nt, E, top, score, Ki, &i2t, err);
+    if (rc == VLP_OK)
+        rc = retrieval_eval_reranked(T, s->emb, NULL, cap_of, nt, s->n, E, top + Pi, score + Pi, Kt, &t2i, err);
+    if (rc == VLP_OK) {
+        r->rerank = o->rerank;
+        r->rr_i2t_r1 = i2t.r1, r->rr_i2t_r5 = i2t.r5, r->rr_i2t_r10 = i2t.r10;
+        r->rr_i2t_mean_rank = i2t.mean_rank, r->rr_i2t_median_rank = i2t.median_rank;
+        r->rr_t2i_r1 = t2i.r1, r->rr_t2i_r5 = t2i.r5, r->rr_t2i_r10 = t2i.r10;
+        r->rr_t2i_mean_rank = t2i.mean_rank, r->rr_t2i_median_rank = t2i.median_rank;
+    }
+    free(top), free(img_of), free(txt_of), free(score);
+    return rc;
+}
+
+static vlp_err retrieval(vlp_model *m, const vlp_eval_opts *o, const embedded_set *s, itm_store *keep,
+                         vlp_eval_result *r, vlp_error *err) {
     int E = vlp_model_embed_dim(m), nt = 0, *cap_of = malloc(sizeof(int) * (size_t)(s->n ? s->n : 1));
     const char **caps = cap_of ? distinct_strings((const char *const *)s->caption, s->n, &nt, cap_of) : NULL;
     float *T = caps ? malloc(sizeof(float) * (size_t)(nt ? nt : 1) * E) : NULL;
     vlp_err rc = T ? VLP_OK : vlp_error_set(err, VLP_ERR_NOMEM, __FILE__, __LINE__, "retrieval's captions");
-    if (rc == VLP_OK) rc = vlp_encode_texts(m, caps, nt, T, err);
+    if (rc == VLP_OK) rc = model_encode_texts_keeping(m, caps, nt, T, keep, err);
     retrieval_result i2t, t2i;
     if (rc == VLP_OK) rc = retrieval_eval(s->emb, T, cap_of, s->n, nt, E, &i2t, err);
     if (rc == VLP_OK) rc = retrieval_eval_multi(T, s->emb, cap_of, nt, s->n, E, &t2i, err);
@@ -165,6 +227,7 @@ static vlp_err retrieval(vlp_model *m, const embedded_set *s, vlp_eval_result *r
         r->t2i_r1 = t2i.r1, r->t2i_r5 = t2i.r5, r->t2i_r10 = t2i.r10;
         r->t2i_mean_rank = t2i.mean_rank, r->t2i_median_rank = t2i.median_rank;
     }
+    if (rc == VLP_OK && keep) rc = rerank(m, o, s, T, nt, cap_of, keep, r, err);
     free(cap_of), free(caps), free(T);
     return rc;
 }
@@ -209,6 +272,11 @@ vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out,
     VLP_CHECK_ARG(!o.classes || (o.zeroshot && o.n_classes > 0), err,
                   "classes are zero-shot's: ask for zero-shot, with at least one class");
     VLP_CHECK_ARG(!o.templates || o.n_templates > 0, err, "no templates");
+    VLP_CHECK_ARG(o.rerank >= 0 && (!o.rerank || o.retrieval), err,
+                  "re-ranking (%d) is retrieval's: ask for retrieval, with a top K of at least 1", o.rerank);
+    VLP_CHECK_ARG(!o.rerank || vlp_model_has_fusion(m), err,
+                  "re-ranking needs a model with a fusion encoder (its config's fusion_cfg: an ITM head); this one "
+                  "has none");
     VLP_CHECK_ARG(o.probe_test_fraction > 0 && o.probe_test_fraction < 1 && o.probe_l2 >= 0, err,
                   "the probe's held-out fraction is %g (0..1) and its L2 %g (>= 0)", o.probe_test_fraction,
                   o.probe_l2);
@@ -221,7 +289,9 @@ vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out,
         stream_free(st);
         VLP_FAIL(err, VLP_ERR_ARG, "stopped by the caller before the first image");
     }
-    set_pass p = {.m = m, .o = &o, .ppl = vlp_model_has_decoder(m), .ppl_image = !o.text_only};
+    itm_store keep = {0};
+    set_pass p = {.m = m, .o = &o, .ppl = vlp_model_has_decoder(m), .ppl_image = !o.text_only,
+                  .keep = o.rerank ? &keep : NULL};
     embed_set_opts eo = {.image_size = vlp_model_image_size(m), .embed_dim = vlp_model_embed_dim(m), .batch = 32,
                          .pre = &model_clip(m)->cfg.vision.pre, .warn = pass_warn, .warn_ctx = &o,
                          .stop_on_bad = o.stop_on_bad, .batch_done = pass_batch, .progress = pass_progress, .ctx = &p};
@@ -231,7 +301,7 @@ vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out,
     out->skipped_rows = stream_skipped(st, &why);
     if (out->skipped_rows && why) snprintf(out->first_skipped, sizeof out->first_skipped, "%s", why);
     stream_free(st);
-    VLP_TRY(rc);
+    if (rc != VLP_OK) return itm_store_free(&keep), rc;
     out->images = s.n, out->undecodable = s.undecodable;
     memcpy(out->first_undecodable, s.first_undecodable, sizeof out->first_undecodable);
     if (p.stop) rc = vlp_error_set(err, VLP_ERR_ARG, __FILE__, __LINE__, "stopped by the caller after %d images", s.n);
@@ -241,8 +311,9 @@ vlp_err vlp_eval(vlp_model *m, const vlp_eval_opts *given, vlp_eval_result *out,
         out->has_caption = true, out->caption_image = p.ppl_image, out->caption_nll = p.nll,
         out->caption_tokens = p.targets;
     if (rc == VLP_OK && o.zeroshot) rc = zeroshot(m, &o, &s, out, err);
-    if (rc == VLP_OK && o.retrieval) rc = retrieval(m, &s, out, err);
+    if (rc == VLP_OK && o.retrieval) rc = retrieval(m, &o, &s, p.keep, out, err);
     if (rc == VLP_OK && o.linear_probe) rc = probe(m, &o, &s, out, err);
+    itm_store_free(&keep);
     embedded_set_free(&s); /* on failure, the tasks done before keep their results (has_*) */
     return rc;
 }

@@ -9,4 +9,11 @@
 
 clip_model *model_clip(vlp_model *m);
 const text_tokenizer *model_tokenizer(const vlp_model *m);
+/* vlp_encode_images / vlp_encode_texts that also keep each item's fusion
+ * encoder input in keep (may be NULL; out may be NULL with keep) */
+struct itm_store;
+vlp_err model_encode_images_keeping(vlp_model *m, const float *pixels, int n, float *out, struct itm_store *keep,
+                                    vlp_error *err);
+vlp_err model_encode_texts_keeping(vlp_model *m, const char *const *texts, int n, float *out, struct itm_store *keep,
+                                   vlp_error *err);
 #endif

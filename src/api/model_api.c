@@ -6,6 +6,7 @@
 #include "data/bpe.h"
 #include "data/image.h"
 #include "eval/eval.h"
+#include "eval/itm.h"
 #include "loss/loss.h"
 #include "model/clip_pretrained.h"
 #include "model/clip_q8.h"
@@ -158,16 +159,23 @@ static void copy_out(const vlp_model *v, const tower_acts *t, int b, float *out)
     memcpy(out, v->o.normalize ? t->emb : t->feat, sizeof(float) * (size_t)b * v->m.cfg.embed_dim);
 }
 
-vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, vlp_error *err) {
-    VLP_CHECK_ARG(v && (pixels || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_images: bad arguments");
+vlp_err model_encode_images_keeping(vlp_model *v, const float *pixels, int n, float *out, itm_store *keep,
+                                    vlp_error *err) {
+    VLP_CHECK_ARG(v && (pixels || n == 0) && (out || keep || n == 0) && n >= 0, err, "vlp_encode_images: bad arguments");
     int S = v->m.cfg.vision.image_size, E = v->m.cfg.embed_dim;
     size_t img = (size_t)3 * S * S;
     for (int i0 = 0; i0 < n; i0 += v->o.batch) {
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
         VLP_TRY(clip_image_forward(&v->m, pixels + (size_t)i0 * img, b, err));
-        copy_out(v, &v->m.image_acts, b, out + (size_t)i0 * E);
+        if (out) copy_out(v, &v->m.image_acts, b, out + (size_t)i0 * E);
+        if (keep) VLP_TRY(itm_store_images(keep, &v->m, b, err));
     }
     return VLP_OK;
+}
+
+vlp_err vlp_encode_images(vlp_model *v, const float *pixels, int n, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(out || n == 0, err, "vlp_encode_images: bad arguments");
+    return model_encode_images_keeping(v, pixels, n, out, NULL, err);
 }
 
 /* an image through the model's eval transform into out (3, S, S): the
@@ -266,16 +274,23 @@ vlp_err vlp_encode_image_files_skipping(vlp_model *v, const char *const *paths, 
     return VLP_OK;
 }
 
-vlp_err vlp_encode_texts(vlp_model *v, const char *const *texts, int n, float *out, vlp_error *err) {
-    VLP_CHECK_ARG(v && (texts || n == 0) && (out || n == 0) && n >= 0, err, "vlp_encode_texts: bad arguments");
+vlp_err model_encode_texts_keeping(vlp_model *v, const char *const *texts, int n, float *out, itm_store *keep,
+                                   vlp_error *err) {
+    VLP_CHECK_ARG(v && (texts || n == 0) && (out || keep || n == 0) && n >= 0, err, "vlp_encode_texts: bad arguments");
     int T = v->m.cfg.text.context_length, E = v->m.cfg.embed_dim;
     for (int i0 = 0; i0 < n; i0 += v->o.batch) {
         int b = n - i0 < v->o.batch ? n - i0 : v->o.batch;
         for (int i = 0; i < b; i++) v->tok.encode(v->tok.impl, texts[i0 + i], v->ids + (size_t)i * T, T);
         VLP_TRY(clip_text_forward(&v->m, v->ids, b, err));
-        copy_out(v, &v->m.text_acts, b, out + (size_t)i0 * E);
+        if (out) copy_out(v, &v->m.text_acts, b, out + (size_t)i0 * E);
+        if (keep) VLP_TRY(itm_store_texts(keep, &v->m, b, err));
     }
     return VLP_OK;
+}
+
+vlp_err vlp_encode_texts(vlp_model *v, const char *const *texts, int n, float *out, vlp_error *err) {
+    VLP_CHECK_ARG(out || n == 0, err, "vlp_encode_texts: bad arguments");
+    return model_encode_texts_keeping(v, texts, n, out, NULL, err);
 }
 
 vlp_err vlp_encode_classes(vlp_model *v, const char *const *classes, int C, const char *const *templates,
@@ -301,6 +316,7 @@ void vlp_tokenize(const vlp_model *v, const char *text, int *ids, int ctx) {
 }
 
 bool vlp_model_has_decoder(const vlp_model *v) { return v && v->m.coca.on; }
+bool vlp_model_has_fusion(const vlp_model *v) { return v && v->m.fusion.on; }
 
 vlp_err vlp_caption_images(vlp_model *v, const float *pixels, int n, int beam, char **texts,
                            float *scores, vlp_error *err) {

@@ -34,6 +34,16 @@ vlp_err retrieval_eval_multi(const float *query,   // (nq, E)
                              const int *owner,     // (ng)
                              int nq, int ng, int E, retrieval_result *out, vlp_error *err);
 
+/* Two-stage retrieval (ALBEF, BLIP): each query's top K (nq, K) by the dual
+ * encoder (vlp_search's: best first, ties to the lower index) re-ordered by
+ * a second scorer's score (nq, K) (the fusion encoder's ITM), higher first;
+ * the items past the top K stay behind them in cosine order. The ranks as
+ * retrieval_eval (target) or retrieval_eval_multi (owner) give them, ties
+ * counting against the query's own item. */
+vlp_err retrieval_eval_reranked(const float *query, const float *gallery, const int *target, const int *owner, int nq,
+                                int ng, int E, const int *top, const float *score, int K, retrieval_result *out,
+                                vlp_error *err);
+
 typedef struct zeroshot_result {
     int n, classes;
     double top1;          // plain accuracy

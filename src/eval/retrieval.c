@@ -101,3 +101,61 @@ vlp_err retrieval_eval_multi(const float *q, const float *g, const int *owner, i
         VLP_CHECK_ARG(owner[i] >= 0 && owner[i] < nq, err, "item %d: owner %d outside 0..%d", i, owner[i], nq - 1);
     return rank_queries(q, g, nq, ng, E, rank_multi, owner, out, err);
 }
+
+/* ---- the top K of each query, re-ordered by a second scorer (ITM) ------------------------------ */
+
+typedef struct rerank_ctx {
+    const int *target, *owner; // one of them: retrieval_eval's or retrieval_eval_multi's
+    const int *top, *sorted;   // (nq, K): the top K, best first; the same ascending
+    const float *score;        // (nq, K) the second scorer's, for top
+    int K;
+} rerank_ctx;
+
+static bool own(const rerank_ctx *c, int q, int j) { return c->owner ? c->owner[j] == q : c->target[q] == j; }
+
+static int cmp_int_asc(const void *a, const void *b) { return cmp_int(a, b); }
+
+/* An own item in the top K: 1 + the others there scoring at least its best
+ * score. None: behind the top K, where the cosine order holds (ties against). */
+static int rank_reranked(const float *s, int ng, int q, const void *ctx) {
+    const rerank_ctx *c = ctx;
+    int K = c->K;
+    const int *top = c->top + (size_t)q * K, *sorted = c->sorted + (size_t)q * K;
+    const float *sc = c->score + (size_t)q * K;
+    bool found = false;
+    float best = -INFINITY;
+    for (int k = 0; k < K; k++)
+        if (own(c, q, top[k]) && (!found || sc[k] > best)) best = sc[k], found = true;
+    int better = 0;
+    if (found) {
+        for (int k = 0; k < K; k++) better += !own(c, q, top[k]) && sc[k] >= best;
+        return better + 1;
+    }
+    float bc = -INFINITY;
+    for (int j = 0; j < ng; j++)
+        if (own(c, q, j) && s[j] > bc) bc = s[j];
+    if (bc == -INFINITY) return ng; /* a query without items ranks last */
+    better = K;
+    for (int j = 0; j < ng; j++)
+        better += !own(c, q, j) && s[j] >= bc && !bsearch(&j, sorted, (size_t)K, sizeof(int), cmp_int_asc);
+    return better + 1;
+}
+
+vlp_err retrieval_eval_reranked(const float *q, const float *g, const int *target, const int *owner, int nq, int ng,
+                                int E, const int *top, const float *score, int K, retrieval_result *out,
+                                vlp_error *err) {
+    VLP_CHECK_ARG(nq > 0 && ng > 0 && E > 0 && K > 0 && K <= ng && (!target != !owner), err,
+                  "re-ranked retrieval: %d queries, %d items, top %d", nq, ng, K);
+    for (int i = 0; target && i < nq; i++)
+        VLP_CHECK_ARG(target[i] >= 0 && target[i] < ng, err, "query %d: target %d outside 0..%d", i, target[i], ng - 1);
+    for (int i = 0; owner && i < ng; i++)
+        VLP_CHECK_ARG(owner[i] >= 0 && owner[i] < nq, err, "item %d: owner %d outside 0..%d", i, owner[i], nq - 1);
+    int *sorted = malloc(sizeof(int) * (size_t)nq * K);
+    VLP_CHECK_ALLOC(sorted, err, sizeof(int) * (size_t)nq * K);
+    memcpy(sorted, top, sizeof(int) * (size_t)nq * K);
+    for (int i = 0; i < nq; i++) qsort(sorted + (size_t)i * K, (size_t)K, sizeof(int), cmp_int_asc);
+    rerank_ctx c = {.target = target, .owner = owner, .top = top, .sorted = sorted, .score = score, .K = K};
+    vlp_err rc = rank_queries(q, g, nq, ng, E, rank_reranked, &c, out, err);
+    free(sorted);
+    return rc;
+}

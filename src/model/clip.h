@@ -162,6 +162,7 @@ typedef struct fusion_head {
     decoder_dims dims;           // not causal, V 0: ln_final's output is read by the heads
     decoder_acts acts;
     int pairs;                   // the last forward's
+    bool from_kept_rows;         // ... read rows kept from earlier forwards (clip_fusion_forward_rows)
     int32_t *text_row, *image_row, *pool; // (batch) each pair's rows and its end-of-text position
     float *txt, *img;            // (B, T, C) (B, Tv, E) the pairs' input, gathered
     float *mlm_rows;             // (B·T, C) the fused tokens the last MLM forward read
@@ -266,6 +267,15 @@ void clip_text_backward_with_tokens(clip_model *m, const float *demb, const floa
  * forward; its output (ln_final's, (P, T, C)) in fusion.acts.lnf. */
 vlp_err clip_fusion_forward(clip_model *m, const int32_t *text_row, const int32_t *image_row, int P,
                             vlp_error *err);
+/* The same on rows kept from earlier forwards (retrieval's re-ranking, ITM
+ * scores of a set): text_row[p] of txt (n_txt, T, W), the text tower's last
+ * block output, with its end-of-text position pool[text_row[p]], and
+ * image_row[p] of img (n_img, Tv, E), the image tower's projected tokens.
+ * Inference only: a clip_fusion_backward after it does nothing (its rows
+ * are no tower forward's to reach). */
+vlp_err clip_fusion_forward_rows(clip_model *m, const float *txt, const int32_t *pool, int n_txt,
+                                 const int32_t *text_row, const float *img, int n_img, const int32_t *image_row,
+                                 int P, vlp_error *err);
 /* ITM logits (P, 2) of the last fusion forward: not matched, matched; the
  * backward from their gradient adds to the ITM head's gradients and to the
  * fusion layers' output gradient (for clip_fusion_backward) */

@@ -29,7 +29,7 @@ vlp_err clip_write(const clip_model *m, const char *path, const st_tensor *ts, i
     /* "format": "pt" is what safetensors.torch writes; loaders look for it */
     meta[0] = (st_meta){"format", "pt"};
     meta[1] = (st_meta){CLIP_META_CONFIG, cfg};
-    memcpy(meta + 2, extra, sizeof *meta * (size_t)nextra);
+    if (nextra) memcpy(meta + 2, extra, sizeof *meta * (size_t)nextra); /* extra may be NULL */
     rc = st_write(path, ts, count, meta, nextra + 2, err);
 done:
     free(meta), free(cfg);

@@ -119,31 +119,55 @@ const clip_head head_text_fusion = {
 
 /* ---- its forward and backward ------------------------------------------------------------------ */
 
-vlp_err clip_fusion_forward(clip_model *m, const int32_t *text_row, const int32_t *image_row, int P,
-                            vlp_error *err) {
-    VLP_CHECK_ARG(m->fusion.on, err, "the model has no fusion encoder (config fusion_cfg)");
-    VLP_CHECK_ARG(!m->image_prompts.n && !m->text_prompts.n, err, "the fusion encoder does not read prompted towers");
-    VLP_CHECK_ARG(P > 0 && P <= m->batch, err, "%d pairs exceed the reserved batch of %d", P, m->batch);
-    VLP_CHECK_ARG(m->mae.nkeep == m->image_dims.T - 1, err,
-                  "the fusion encoder reads every image token: the last image forward was masked");
+/* the pairs gathered into the encoder's input, then its layers */
+static vlp_err fusion_run(clip_model *m, const float *txt, const int32_t *text_row, const int32_t *pool,
+                          const float *img, const int32_t *image_row, int P, vlp_error *err) {
     size_t T = (size_t)m->text_dims.T, C = (size_t)m->text_dims.C, Tk = (size_t)m->image_dims.T;
     size_t E = (size_t)m->cfg.embed_dim;
-    const float *xs = m->text_acts.xs[m->cfg.text.layers], *tok = m->image_acts.tok_feat;
     for (int p = 0; p < P; p++) {
-        VLP_CHECK_ARG(text_row[p] >= 0 && text_row[p] < m->batch && image_row[p] >= 0 && image_row[p] < m->batch,
-                      err, "pair %d: text row %d, image row %d, of a batch of %d", p, text_row[p], image_row[p],
-                      m->batch);
-        memcpy(m->fusion.txt + (size_t)p * T * C, xs + (size_t)text_row[p] * T * C, sizeof(float) * T * C);
-        memcpy(m->fusion.img + (size_t)p * Tk * E, tok + (size_t)image_row[p] * Tk * E, sizeof(float) * Tk * E);
+        memcpy(m->fusion.txt + (size_t)p * T * C, txt + (size_t)text_row[p] * T * C, sizeof(float) * T * C);
+        memcpy(m->fusion.img + (size_t)p * Tk * E, img + (size_t)image_row[p] * Tk * E, sizeof(float) * Tk * E);
         m->fusion.text_row[p] = text_row[p], m->fusion.image_row[p] = image_row[p];
-        m->fusion.pool[p] = m->text_acts.pool_index[text_row[p]];
+        m->fusion.pool[p] = pool[text_row[p]];
     }
-    m->fusion.pairs = P;
+    m->fusion.pairs = P, m->fusion.from_kept_rows = false;
     if (!m->inference) /* the heads' backwards add to it */
         memset(m->fusion.dlnf, 0, sizeof(float) * (size_t)P * T * C);
     decoder_dims d = m->fusion.dims;
     d.self.mm = d.cross.mm = &m->mm;
     return decoder_forward(&m->fusion.acts, m->fusion.txt, m->fusion.img, &m->views.fus.dec, &d, P, err);
+}
+
+static vlp_err fusion_usable(const clip_model *m, int P, vlp_error *err) {
+    VLP_CHECK_ARG(m->fusion.on, err, "the model has no fusion encoder (config fusion_cfg)");
+    VLP_CHECK_ARG(!m->image_prompts.n && !m->text_prompts.n, err, "the fusion encoder does not read prompted towers");
+    VLP_CHECK_ARG(P > 0 && P <= m->batch, err, "%d pairs exceed the reserved batch of %d", P, m->batch);
+    return VLP_OK;
+}
+
+vlp_err clip_fusion_forward(clip_model *m, const int32_t *text_row, const int32_t *image_row, int P,
+                            vlp_error *err) {
+    VLP_TRY(fusion_usable(m, P, err));
+    VLP_CHECK_ARG(m->mae.nkeep == m->image_dims.T - 1, err,
+                  "the fusion encoder reads every image token: the last image forward was masked");
+    for (int p = 0; p < P; p++)
+        VLP_CHECK_ARG(text_row[p] >= 0 && text_row[p] < m->batch && image_row[p] >= 0 && image_row[p] < m->batch,
+                      err, "pair %d: text row %d, image row %d, of a batch of %d", p, text_row[p], image_row[p],
+                      m->batch);
+    return fusion_run(m, m->text_acts.xs[m->cfg.text.layers], text_row, m->text_acts.pool_index,
+                      m->image_acts.tok_feat, image_row, P, err);
+}
+
+vlp_err clip_fusion_forward_rows(clip_model *m, const float *txt, const int32_t *pool, int n_txt,
+                                 const int32_t *text_row, const float *img, int n_img, const int32_t *image_row,
+                                 int P, vlp_error *err) {
+    VLP_TRY(fusion_usable(m, P, err));
+    for (int p = 0; p < P; p++)
+        VLP_CHECK_ARG(text_row[p] >= 0 && text_row[p] < n_txt && image_row[p] >= 0 && image_row[p] < n_img, err,
+                      "pair %d: text row %d of %d, image row %d of %d", p, text_row[p], n_txt, image_row[p], n_img);
+    vlp_err rc = fusion_run(m, txt, text_row, pool, img, image_row, P, err);
+    m->fusion.from_kept_rows = true; /* no tower rows for a backward to reach */
+    return rc;
 }
 
 void clip_itm_forward(const clip_model *m, float *logits) {
@@ -213,6 +237,7 @@ void clip_fusion_zero_grads(clip_model *m, bool text, bool image) {
 }
 
 void clip_fusion_backward(clip_model *m) {
+    if (m->fusion.from_kept_rows || m->inference) return; /* nothing to train from kept rows (clip.h) */
     int P = m->fusion.pairs, C = m->text_dims.C, T = m->text_dims.T;
     size_t NC = (size_t)P * T * C, Tk = (size_t)m->image_dims.T, E = (size_t)m->cfg.embed_dim;
     decoder_dims d = m->fusion.dims;

@@ -21,10 +21,18 @@ float *falloc(size_t n) {
     return p;
 }
 
-vlpt_file *ref_open(const char *name) {
+const char *ref_path(const char *name) {
+    static char buf[4][1024]; /* a few at a time, tests only */
+    static int k;
     const char *dir = getenv("VLP_REF_DIR");
+    char *p = buf[k++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", dir && *dir ? dir : "tests/ref", name);
+    return p;
+}
+
+vlpt_file *ref_open(const char *name) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.vlpt", dir && *dir ? dir : "tests/ref", name);
+    snprintf(path, sizeof path, "%s.vlpt", ref_path(name));
     vlpt_file *f = NULL;
     vlp_error err = {0};
     if (vlpt_read(path, &f, &err) != VLP_OK) {

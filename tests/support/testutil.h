@@ -21,6 +21,9 @@ void fill_normal(rng *r, float *x, size_t n, float scale, float shift);
 /* 64-byte aligned zeroed floats; freed with free(). Fails the test on OOM. */
 float *falloc(size_t n);
 
+/* A file of the references: $VLP_REF_DIR/<name>, default tests/ref/<name>
+ * (a static buffer, one of 4 in turn). */
+const char *ref_path(const char *name);
 /* Reference files: $VLP_REF_DIR/<name>.vlpt, default tests/ref. */
 vlpt_file *ref_open(const char *name);
 /* A float32 tensor of the reference with exactly numel elements. */
