@@ -237,10 +237,17 @@ static void pool_bw(void *p) { pool_ctx *c = p; token_pool_backward(c->dinp, c->
 static void test_token_pool(void **state) {
     pool_ctx c = {.B = 3, .T = 5, .C = 7};
     int32_t ids[15] = {1, 9, 4, 0, 0, 2, 3, 3, 8, 0, 9, 1, 9, 9, 2}, index[3];
-    pool_index_argmax(index, ids, c.B, c.T);
+    pool_index_argmax(index, ids, c.B, c.T, -1);
     assert_int_equal(index[0], 1);
     assert_int_equal(index[1], 3);
     assert_int_equal(index[2], 0); // ties: the first maximum
+    int32_t skipped[3], all_skip[2] = {9, 9}; /* id 9 skipped (a fusion model's [MASK]: the largest, not the end) */
+    pool_index_argmax(skipped, ids, c.B, c.T, 9);
+    assert_int_equal(skipped[0], 2);
+    assert_int_equal(skipped[1], 3);
+    assert_int_equal(skipped[2], 4);
+    pool_index_argmax(skipped, all_skip, 1, 2, 9);
+    assert_int_equal(skipped[0], 0); // nothing but skipped ids: the first position
     c.index = index;
     c.inp = rand_buf(c.B * c.T * c.C, 1), c.out = falloc(c.B * c.C), c.dout = rand_buf(c.B * c.C, 1);
     c.dinp = falloc(c.B * c.T * c.C);

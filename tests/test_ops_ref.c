@@ -213,7 +213,7 @@ static void check_pool(const char *name, bool argmax) {
     vlpt_file *f = ref_open(name);
     int32_t index[4];
     if (argmax) {
-        pool_index_argmax(index, ref_i32(f, "ids", B * T), B, T);
+        pool_index_argmax(index, ref_i32(f, "ids", B * T), B, T, -1);
         const int32_t *want = ref_i32(f, "index", B);
         for (int b = 0; b < B; b++)
             if (index[b] != want[b])

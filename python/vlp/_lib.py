@@ -52,6 +52,23 @@ _BY_CODE = {NOMEM: VlpMemoryError, SHAPE: VlpArgumentError, ARG: VlpArgumentErro
             FORMAT: VlpFormatError, NUMERIC: VlpNumericError, UNSUPPORTED: VlpUnsupportedError}
 
 
+class Closable:
+    """A handle freed by close(), at a `with` block's end, or when collected
+    (Model, Prompts, Trainer: each defines close())"""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
 class Error(ctypes.Structure):
     """include/vlp_error.h's vlp_error"""
     _fields_ = [("code", ctypes.c_int), ("where", ctypes.c_char * 64), ("message", ctypes.c_char * 448)]

@@ -38,7 +38,7 @@ def _as_float(a):
     return ctypes.cast(a.ctypes.data, _lib.c_float_p)
 
 
-class Model:
+class Model(_lib.Closable):
     """A CLIP-family model, loaded from weights (.safetensors: open_clip,
     OpenAI or HF CLIPModel naming, or a vlp run's checkpoint).
 
@@ -95,15 +95,6 @@ class Model:
                 p.close()
             lib().vlp_model_free(self._h)
             self._h = None
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def _handle(self):
         if not self._h:
@@ -415,7 +406,7 @@ class _sigint_noted:
             signal.signal(signal.SIGINT, self.old)
 
 
-class Prompts:
+class Prompts(_lib.Closable):
     """A classifier `vlp adapt` learnt on a model: its classes, and
     classify(images) → probabilities (n, classes), as `vlp classify
     --prompts`. Freed by close(), a `with` block's end, or its model's close()."""
@@ -476,15 +467,6 @@ class Prompts:
             if getattr(self.model, "_h", None):  # its model freed first (a collected cycle): freeing would touch it
                 lib().vlp_prompts_free(self._h)
             self._h = None
-
-    def __enter__(self) -> "Prompts":
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
 
 def _eval_dict(r) -> dict:

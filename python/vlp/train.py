@@ -22,7 +22,7 @@ def _text(v):
     return str(v)
 
 
-class Trainer:
+class Trainer(_lib.Closable):
     """A training run: Trainer(train_data="pairs.tsv", out="run", steps=100, ...);
     an option given as None keeps the command's default.
 
@@ -107,15 +107,6 @@ class Trainer:
         if getattr(self, "_h", None):
             lib().vlp_train_close(self._h)
             self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
 
 def train(progress: Callable[[dict], None] | None = None, on_message: Callable[[str], None] | None = None,

@@ -740,15 +740,8 @@ vlp_err clip_text_forward(clip_model *m, const int32_t *ids, int B, vlp_error *e
             for (int i = 0; i < W; i++) x[i] = p[i] + pos[i];
         }
     VLP_TRY(blocks_forward(t, w->blocks, &bd, c->layers, pr, 1, err));
-    pool_index_argmax(t->pool_index, ids, B, T);
-    for (int b = 0; m->views.fus.mask_token && b < B; b++) /* a [MASK] (the largest id) is not the end of text */
-        if (ids[(size_t)b * T + t->pool_index[b]] == c->vocab_size) {
-            const int32_t *r = ids + (size_t)b * T;
-            int best = 0;
-            for (int k = 1; k < T; k++)
-                if (r[k] != c->vocab_size && (r[best] == c->vocab_size || r[k] > r[best])) best = k;
-            t->pool_index[b] = best;
-        }
+    /* a fusion model's [MASK] (id vocab_size, the largest) is not the end of text */
+    pool_index_argmax(t->pool_index, ids, B, T, m->views.fus.mask_token ? c->vocab_size : -1);
     token_pool_forward(t->pooled, t->xs[c->layers], t->pool_index, B, T, W);
     head_forward(t, w->ln_final_w, w->ln_final_b, w->text_projection, B, W, E, bd.eps);
     token_head_forward(t, t->xs[c->layers], w->ln_final_w, w->ln_final_b, w->text_projection,

@@ -253,8 +253,10 @@ void token_pool_backward(float *dinp, const float *dout, const int32_t *index, i
                          int C);
 /* index[b] = 0: the class token of a ViT. */
 void pool_index_first(int32_t *index, int B);
-/* index[b] = first position of the largest id: the EOT token of CLIP text. */
-void pool_index_argmax(int32_t *index, const int32_t *ids, int B, int T);
+/* index[b] = first position of the largest id other than `skip` (-1: none;
+ * a fusion model's [MASK] is the largest id but not the end of text; 0 when
+ * every id is skip): the EOT token of CLIP text. */
+void pool_index_argmax(int32_t *index, const int32_t *ids, int B, int T, int32_t skip);
 
 /* ---- L2 normalisation of rows: out = x / max(‖x‖, 1e-12), as F.normalize ---- */
 void l2norm_forward(float *out, float *norm, const float *inp, int N, int C); // norm (N) saved

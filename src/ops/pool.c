@@ -19,12 +19,12 @@ void token_pool_backward(float *dinp, const float *dout, const int32_t *index, i
 
 void pool_index_first(int32_t *index, int B) { memset(index, 0, sizeof(int32_t) * B); }
 
-void pool_index_argmax(int32_t *index, const int32_t *ids, int B, int T) {
+void pool_index_argmax(int32_t *index, const int32_t *ids, int B, int T, int32_t skip) {
     for (int b = 0; b < B; b++) {
         const int32_t *row = ids + (size_t)b * T;
-        int best = 0;
-        for (int t = 1; t < T; t++)
-            if (row[t] > row[best]) best = t; // strict: the first maximum wins, as torch.argmax
-        index[b] = best;
+        int best = -1;
+        for (int t = 0; t < T; t++) // strict: the first maximum wins, as torch.argmax
+            if (row[t] != skip && (best < 0 || row[t] > row[best])) best = t;
+        index[b] = best < 0 ? 0 : best;
     }
 }

@@ -38,6 +38,9 @@ extern const opt_type objective_model;
     [i] = {{key, NULL, flag, arg, &opt_float, (i) * sizeof(float), lo, hi, OPT_STATE, help, NULL}, def}
 #define OBJECTIVE_MODEL(i, key, flag, arg, help)                                                  \
     [i] = {{key, NULL, flag, arg, &objective_model, (i) * sizeof(float), 0, 0, OPT_STATE, help, NULL}, 0}
+/* the weight of the contrastive loss, in every objective that adds others to it */
+#define OBJECTIVE_CLIP_WEIGHT(i) \
+    OBJECTIVE_NUMBER(i, "clip_weight", "--clip-weight", "X", "weight of the contrastive loss", 1.0f, 0.0f, 1e6f)
 /* whether option i is a reference model */
 #define OBJECTIVE_IS_MODEL(o, i) ((o)->options[i].d.type == &objective_model)
 

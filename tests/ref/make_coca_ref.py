@@ -35,18 +35,26 @@ ALPHA = 1.0
 CLIP_W, CAP_W = 1.0, 2.0
 
 
-def decoder_params(c):
-    C, H = c["t_width"], DEC["mlp"]
+def stack_params(pre, C, H, layers):
+    """PRE.resblocks.*, then each PRE.cross_attn block (its ln_1_kv after the
+    rest), then PRE.ln_final: open_clip's MultimodalTransformer's order (the
+    fusion encoder's too)"""
     p = {}
-    for i in range(DEC["layers"]):
-        p.update(R.block_params(f"text_decoder.resblocks.{i}.", C, H))
-    for i in range(DEC["layers"]):
-        b = R.block_params(f"text_decoder.cross_attn.{i}.", C, H)
-        b[f"text_decoder.cross_attn.{i}.ln_1_kv.weight"] = R.draw(C, scale=0.1, shift=1.0)
-        b[f"text_decoder.cross_attn.{i}.ln_1_kv.bias"] = R.draw(C, scale=0.1)
+    for i in range(layers):
+        p.update(R.block_params(f"{pre}resblocks.{i}.", C, H))
+    for i in range(layers):
+        b = R.block_params(f"{pre}cross_attn.{i}.", C, H)
+        b[f"{pre}cross_attn.{i}.ln_1_kv.weight"] = R.draw(C, scale=0.1, shift=1.0)
+        b[f"{pre}cross_attn.{i}.ln_1_kv.bias"] = R.draw(C, scale=0.1)
         p.update(b)
-    p["text_decoder.ln_final.weight"] = R.draw(C, scale=0.1, shift=1.0)
-    p["text_decoder.ln_final.bias"] = R.draw(C, scale=0.1)
+    p[f"{pre}ln_final.weight"] = R.draw(C, scale=0.1, shift=1.0)
+    p[f"{pre}ln_final.bias"] = R.draw(C, scale=0.1)
+    return p
+
+
+def decoder_params(c):
+    C = c["t_width"]
+    p = stack_params("text_decoder.", C, DEC["mlp"], DEC["layers"])
     p["text_decoder.text_projection"] = R.draw(C, c["vocab_size"], scale=C ** -0.5)
     return p
 

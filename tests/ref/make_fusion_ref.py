@@ -34,7 +34,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vlpt  # noqa: E402
 import make_clip_ref as R  # noqa: E402
-import make_coca_ref as D  # noqa: E402  (its cross block, image and text towers)
+import make_coca_ref as D  # noqa: E402  (its layer stack's parameters, cross block, image and text towers)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 
@@ -47,17 +47,8 @@ NEG_TEXT = [1, 3, 0, 2]   # the negative text of image i (never i)
 
 
 def fusion_params(c):
-    C, H = c["t_width"], FUS["mlp"]
-    p = {}
-    for i in range(FUS["layers"]):
-        p.update(R.block_params(f"text_fusion.resblocks.{i}.", C, H))
-    for i in range(FUS["layers"]):
-        b = R.block_params(f"text_fusion.cross_attn.{i}.", C, H)
-        b[f"text_fusion.cross_attn.{i}.ln_1_kv.weight"] = R.draw(C, scale=0.1, shift=1.0)
-        b[f"text_fusion.cross_attn.{i}.ln_1_kv.bias"] = R.draw(C, scale=0.1)
-        p.update(b)
-    p["text_fusion.ln_final.weight"] = R.draw(C, scale=0.1, shift=1.0)
-    p["text_fusion.ln_final.bias"] = R.draw(C, scale=0.1)
+    C = c["t_width"]
+    p = D.stack_params("text_fusion.", C, FUS["mlp"], FUS["layers"])
     p["text_fusion.itm_head.weight"] = R.draw(2, C, scale=C ** -0.5)
     p["text_fusion.itm_head.bias"] = R.draw(2, scale=0.1)
     p["text_fusion.mlm_bias"] = R.draw(c["vocab_size"], scale=0.1)

@@ -6,8 +6,7 @@
 
 enum { CLIP_WEIGHT, MASK_RATIO, MAE_WEIGHT };
 static const objective_option options[] = {
-    OBJECTIVE_NUMBER(CLIP_WEIGHT, "clip_weight", "--clip-weight", "X",
-                     "weight of the contrastive loss", 1.0f, 0.0f, 1e6f),
+    OBJECTIVE_CLIP_WEIGHT(CLIP_WEIGHT),
     OBJECTIVE_NUMBER(MASK_RATIO, "mask_ratio", "--mask-ratio", "X",
                      "share of patches masked", 0.75f, 1e-6f, 1.0f - 1e-6f),
     OBJECTIVE_NUMBER(MAE_WEIGHT, "mae_weight", "--mae-weight", "X",

@@ -6,8 +6,7 @@
 
 enum { CLIP_WEIGHT, CAPTION_WEIGHT, PRIOR, PRIOR_ALPHA };
 static const objective_option options[] = {
-    OBJECTIVE_NUMBER(CLIP_WEIGHT, "clip_weight", "--clip-weight", "X",
-                     "weight of the contrastive loss", 1.0f, 0.0f, 1e6f),
+    OBJECTIVE_CLIP_WEIGHT(CLIP_WEIGHT),
     OBJECTIVE_NUMBER(CAPTION_WEIGHT, "caption_weight", "--caption-weight", "X",
                      "weight of the caption loss", 2.0f, 0.0f, 1e6f),
     OBJECTIVE_MODEL(PRIOR, "prior", "--prior-ref", "CKPT",

@@ -20,11 +20,11 @@
 
 #include "core/rng.h"
 #include "loss/loss.h"
+#include "ops/ops.h"
 
 enum { CLIP_WEIGHT, ITM_WEIGHT, MLM_WEIGHT, MASK_PROB };
 static const objective_option options[] = {
-    OBJECTIVE_NUMBER(CLIP_WEIGHT, "clip_weight", "--clip-weight", "X",
-                     "weight of the contrastive loss", 1.0f, 0.0f, 1e6f),
+    OBJECTIVE_CLIP_WEIGHT(CLIP_WEIGHT),
     OBJECTIVE_NUMBER(ITM_WEIGHT, "itm_weight", "--itm-weight", "X",
                      "weight of the image-text matching loss", 1.0f, 0.0f, 1e6f),
     OBJECTIVE_NUMBER(MLM_WEIGHT, "mlm_weight", "--mlm-weight", "X",
@@ -134,9 +134,8 @@ int fusion_mask_tokens(int32_t *masked, int32_t *pos, int32_t *target, const int
         const int32_t *r = ids + (size_t)b * T;
         int32_t *o = masked + (size_t)b * T;
         memcpy(o, r, sizeof(int32_t) * T);
-        int end = 0; /* the end-of-text token: the largest id, as the text tower pools */
-        for (int t = 1; t < T; t++)
-            if (r[t] > r[end]) end = t;
+        int32_t end; /* the end-of-text token, as the text tower pools (the captions have no [MASK] yet) */
+        pool_index_argmax(&end, r, 1, T, -1);
         rng64 g = {seed ^ (uint64_t)b * 0xD1B54A32D192ED03ull};
         for (int t = 1; t < end; t++) { /* not the start, the end or padding */
             if (rng64_uniform(&g) >= prob) continue;
